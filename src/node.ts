@@ -1,0 +1,247 @@
+/**
+ * `createNode(options)`: the one composition root of a Cyberspace node, used unchanged by the
+ * Node.js platform (`node/`) and the browser platform (`browser/`). The platform injects what
+ * differs — identity key, transports, stores, extra services (a relay server), the connection
+ * gater — and everything else is the same stack: noise, yamux, identify, ping, a private Kademlia
+ * DHT on `/cyberspace/kad/1.0.0`, gossipsub with strict signing, the bootstrap service, and
+ * Helia (bitswap, dag-cbor) on that same libp2p.
+ *
+ * @example
+ * const node = await createNode({ privateKey, transports: [tcp()], blockstore, datastore, dhtServer: true })
+ * await node.start()
+ * console.log(node.peerId.toString(), node.multiaddrs().map(String))
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { withBitswap } from '@helia/bitswap'
+import { withLibp2pLight } from '@helia/libp2p'
+import * as dagCbor from '@ipld/dag-cbor'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify, identifyPush } from '@libp2p/identify'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { createHeliaLight } from 'helia'
+import { NodeNotStartedError } from './errors.ts'
+import { bootstrap } from './network/bootstrap.ts'
+import { selectValueRecord, signValueRecord, validateValueRecord, verifyValueRecord } from './network/values.ts'
+import { VALUE_NAMESPACE, valueKey } from '../protocols/values/codec.ts'
+import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { Identify, IdentifyPush } from '@libp2p/identify'
+import type { AbortOptions, ComponentLogger, ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import type { KadDHT } from '@libp2p/kad-dht'
+import type { Ping } from '@libp2p/ping'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Helia } from 'helia'
+import type { Blockstore } from 'interface-blockstore'
+import type { Datastore } from 'interface-datastore'
+import type { Libp2pOptions, ServiceFactoryMap } from 'libp2p'
+
+/** The private Kademlia DHT protocol id: separate from the public IPFS DHT. */
+export const KAD_PROTOCOL = '/cyberspace/kad/1.0.0'
+/** Largest gossipsub message payload a node accepts. */
+export const MAX_PUBSUB_MESSAGE_BYTES = 1024 * 1024
+
+export interface CyberspaceServices {
+  identify: Identify
+  identifyPush: IdentifyPush
+  ping: Ping
+  dht: KadDHT
+  pubsub: GossipSub
+  bootstrap: Bootstrap
+  [name: string]: unknown
+}
+
+export interface CreateNodeOptions {
+  /** The node's identity: its libp2p key, which is also its principal. */
+  privateKey: PrivateKey
+  /** Transports the platform provides (TCP and WebSockets in Node; WebSockets, WebRTC and circuit relay in a browser). */
+  transports: NonNullable<Libp2pOptions['transports']>
+  blockstore: Blockstore
+  datastore: Datastore
+  /** Addresses to listen on. */
+  listen?: Array<string | Multiaddr>
+  /** Addresses to announce instead of the listen addresses. */
+  announce?: Array<string | Multiaddr>
+  /** Peers to join through; retried with backoff while unreachable. */
+  bootstrap?: Multiaddr[]
+  bootstrapOptions?: Omit<BootstrapInit, 'list'>
+  /** Answer DHT queries (true where the node is dialable, e.g. a Node process with listeners). */
+  dhtServer: boolean
+  /** Extra libp2p services the platform adds (e.g. the circuit relay server in Node). */
+  services?: ServiceFactoryMap<Record<string, unknown>>
+  connectionGater?: ConnectionGater
+  /** Most open connections; default 300. */
+  maxConnections?: number
+  logger?: ComponentLogger
+}
+
+export interface PeerSummary {
+  peerId: string
+  addrs: string[]
+  direction: 'inbound' | 'outbound'
+  limited: boolean
+}
+
+export interface CyberspaceNode {
+  readonly peerId: PeerId
+  /** The libp2p node; available once started. */
+  readonly libp2p: Libp2p<CyberspaceServices>
+  readonly helia: Helia
+  readonly dht: KadDHT
+  readonly pubsub: GossipSub
+  readonly bootstrap: Bootstrap
+  start(): Promise<void>
+  stop(): Promise<void>
+  isStarted(): boolean
+  /** Addresses other peers can dial, each ending in `/p2p/<peer-id>`. */
+  multiaddrs(): Multiaddr[]
+  /** Peers we hold connections to, one entry per peer. */
+  peers(): PeerSummary[]
+  /** Publishes a value signed by this node under `/cyberspace-value/<peer-id>/<name>` in the DHT. */
+  putValue(name: string, value: Uint8Array, options?: AbortOptions): Promise<void>
+  /** Reads and verifies the value `peerId` published under `name`. */
+  getValue(peerId: string, name: string, options?: AbortOptions): Promise<{ seq: number; value: Uint8Array }>
+}
+
+export async function createNode(options: CreateNodeOptions): Promise<CyberspaceNode> {
+  const peerId = peerIdFromPrivateKey(options.privateKey)
+  const base = createHeliaLight({
+    blockstore: options.blockstore,
+    datastore: options.datastore,
+    codecs: [dagCbor],
+    logger: options.logger
+  })
+  const withNet = withLibp2pLight(base, {
+    privateKey: options.privateKey,
+    datastore: options.datastore,
+    logger: options.logger,
+    addresses: {
+      listen: (options.listen ?? []).map(String),
+      announce: (options.announce ?? []).map(String)
+    },
+    transports: options.transports,
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: options.connectionGater,
+    connectionManager: { maxConnections: options.maxConnections ?? 300 },
+    services: {
+      identify: identify(),
+      identifyPush: identifyPush(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol: KAD_PROTOCOL,
+        clientMode: !options.dhtServer,
+        // a private cluster commonly lives on a LAN or loopback: keep private addresses in answers
+        peerInfoMapper: passthroughMapper,
+        validators: { [VALUE_NAMESPACE]: validateValueRecord },
+        selectors: { [VALUE_NAMESPACE]: selectValueRecord }
+      }),
+      pubsub: gossipsub({
+        globalSignaturePolicy: 'StrictSign',
+        allowPublishToZeroTopicPeers: false,
+        maxInboundDataLength: MAX_PUBSUB_MESSAGE_BYTES,
+        emitSelf: false
+      }),
+      bootstrap: bootstrap({ ...options.bootstrapOptions, list: options.bootstrap ?? [] }),
+      ...options.services
+    },
+    start: false
+  })
+  const helia = withBitswap(withNet)
+  return new Node(
+    peerId,
+    helia as unknown as Helia & { libp2p: Libp2p<CyberspaceServices> },
+    options.privateKey,
+    options.dhtServer
+  )
+}
+
+class Node implements CyberspaceNode {
+  readonly peerId: PeerId
+  readonly helia: Helia & { libp2p: Libp2p<CyberspaceServices> }
+  private readonly privateKey: PrivateKey
+  private readonly dhtServer: boolean
+  private started = false
+
+  constructor(
+    peerId: PeerId,
+    helia: Helia & { libp2p: Libp2p<CyberspaceServices> },
+    privateKey: PrivateKey,
+    dhtServer: boolean
+  ) {
+    this.peerId = peerId
+    this.helia = helia
+    this.privateKey = privateKey
+    this.dhtServer = dhtServer
+  }
+
+  get libp2p(): Libp2p<CyberspaceServices> {
+    if (!this.started) throw new NodeNotStartedError('the node is not started')
+    return this.helia.libp2p
+  }
+
+  get dht(): KadDHT {
+    return this.libp2p.services.dht
+  }
+  get pubsub(): GossipSub {
+    return this.libp2p.services.pubsub
+  }
+  get bootstrap(): Bootstrap {
+    return this.libp2p.services.bootstrap
+  }
+
+  isStarted(): boolean {
+    return this.started
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return
+    await this.helia.start()
+    this.started = true
+    if (this.dhtServer) await this.dht.setMode('server')
+  }
+
+  async stop(): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    await this.helia.stop()
+  }
+
+  multiaddrs(): Multiaddr[] {
+    return this.libp2p.getMultiaddrs()
+  }
+
+  peers(): PeerSummary[] {
+    const byPeer = new Map<string, PeerSummary>()
+    for (const connection of this.libp2p.getConnections()) {
+      if (connection.status !== 'open') continue
+      const id = connection.remotePeer.toString()
+      const entry = byPeer.get(id) ?? { peerId: id, addrs: [], direction: connection.direction, limited: true }
+      entry.addrs.push(connection.remoteAddr.toString())
+      entry.limited &&= connection.limits != null
+      byPeer.set(id, entry)
+    }
+    return [...byPeer.values()].sort((a, b) => a.peerId.localeCompare(b.peerId))
+  }
+
+  async putValue(name: string, value: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    const key = valueKey(this.peerId.toString(), name)
+    const record = await signValueRecord(this.privateKey, name, value, Date.now())
+    for await (const _event of this.dht.put(new TextEncoder().encode(key), record, options)) {
+      // drain: the put completes when the query has stored the record at the closest peers
+    }
+  }
+
+  async getValue(
+    peerId: string,
+    name: string,
+    options: AbortOptions = {}
+  ): Promise<{ seq: number; value: Uint8Array }> {
+    const key = valueKey(peerIdFromString(peerId).toString(), name)
+    const bytes = await this.libp2p.contentRouting.get(new TextEncoder().encode(key), options)
+    const { seq, value } = await verifyValueRecord(key, bytes)
+    return { seq, value }
+  }
+}

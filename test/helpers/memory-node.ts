@@ -1,0 +1,40 @@
+/**
+ * In-process nodes on the memory transport, for tests of the node stack that do not need real
+ * processes or sockets (each is a full createNode stack; only the transport and stores differ).
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { memory } from '@libp2p/memory'
+import { MemoryBlockstore } from 'blockstore-core'
+import { MemoryDatastore } from 'datastore-core'
+import { createNode } from '../../src/node.ts'
+import type { CreateNodeOptions, CyberspaceNode } from '../../src/node.ts'
+
+let counter = 0
+
+export async function memoryNode(options: Partial<CreateNodeOptions> = {}): Promise<CyberspaceNode> {
+  const node = await createNode({
+    privateKey: await generateKeyPair('Ed25519'),
+    transports: [memory()],
+    blockstore: new MemoryBlockstore(),
+    datastore: new MemoryDatastore(),
+    listen: [`/memory/cyberspace-test-${process.pid}-${counter++}`],
+    dhtServer: true,
+    ...options
+  })
+  await node.start()
+  return node
+}
+
+/** Polls `check` every `interval` ms until it returns true, at most `attempts` times. */
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  attempts = 200,
+  interval = 100
+): Promise<void> {
+  for (let i = 0; i < attempts; i++) {
+    if (await check()) return
+    await new Promise(resolve => setTimeout(resolve, interval))
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}

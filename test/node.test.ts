@@ -1,0 +1,108 @@
+import { strict as assert } from 'node:assert'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { CODE_P2P } from '@multiformats/multiaddr'
+import { memoryNode, waitFor } from './helpers/memory-node.ts'
+import type { CyberspaceNode } from '../src/node.ts'
+
+describe('createNode', () => {
+  const nodes: CyberspaceNode[] = []
+  afterEach(async () => {
+    await Promise.all(
+      nodes.splice(0).map(async n => {
+        await n.stop()
+      })
+    )
+  })
+
+  it('joins through a bootstrap peer and learns the rest of the cluster', async () => {
+    const first = await memoryNode()
+    nodes.push(first)
+    const addr = first.multiaddrs()[0]
+    assert.ok(addr.toString().endsWith(`/p2p/${first.peerId.toString()}`))
+    for (let i = 0; i < 3; i++) nodes.push(await memoryNode({ bootstrap: [addr] }))
+    await waitFor('every node to be connected to the other 3', () => nodes.every(n => n.peers().length === 3))
+    for (const node of nodes) {
+      const others = nodes
+        .filter(n => n !== node)
+        .map(n => n.peerId.toString())
+        .sort()
+      assert.deepEqual(
+        node.peers().map(p => p.peerId),
+        others
+      )
+    }
+  })
+
+  it('stores a signed value in the DHT that another node reads and verifies', async () => {
+    const a = await memoryNode()
+    const b = await memoryNode({ bootstrap: [a.multiaddrs()[0]] })
+    nodes.push(a, b)
+    await waitFor('b to connect to a', () => b.peers().length === 1)
+    await waitFor(
+      'DHT routing tables',
+      async () => a.dht.getMode() === 'server' && (await b.libp2p.peerStore.all()).length > 0
+    )
+    await a.putValue('status', new TextEncoder().encode('ready'), { signal: AbortSignal.timeout(10_000) })
+    const got = await b.getValue(a.peerId.toString(), 'status', { signal: AbortSignal.timeout(10_000) })
+    assert.equal(new TextDecoder().decode(got.value), 'ready')
+    assert.ok(got.seq > 0)
+  })
+
+  it('delivers a gossipsub message, signed by its sender', async () => {
+    const a = await memoryNode()
+    const b = await memoryNode({ bootstrap: [a.multiaddrs()[0]] })
+    nodes.push(a, b)
+    a.pubsub.subscribe('t')
+    b.pubsub.subscribe('t')
+    await waitFor('a to see b subscribed', () => a.pubsub.getSubscribers('t').length === 1)
+    const received = new Promise<{ from: string; data: string; type: string }>(resolve => {
+      b.pubsub.addEventListener('message', evt => {
+        const msg = evt.detail
+        resolve({
+          from: msg.type === 'signed' ? msg.from.toString() : '',
+          data: new TextDecoder().decode(msg.data),
+          type: msg.type
+        })
+      })
+    })
+    await a.pubsub.publish('t', new TextEncoder().encode('hello'))
+    const msg = await received
+    assert.deepEqual(msg, { from: a.peerId.toString(), data: 'hello', type: 'signed' })
+  })
+
+  it('keeps retrying an unreachable bootstrap peer with growing delays', async () => {
+    const ghost = await memoryNode()
+    const addr = ghost.multiaddrs()[0]
+    await ghost.stop()
+    const node = await memoryNode({ bootstrap: [addr], bootstrapOptions: { minBackoff: 20, maxBackoff: 80 } })
+    nodes.push(node)
+    const delays: number[] = []
+    node.bootstrap.addEventListener('retry', evt => {
+      delays.push(evt.detail.delay)
+    })
+    await waitFor('four retries', () => delays.length >= 4)
+    assert.ok(node.isStarted())
+    assert.equal(node.bootstrap.status()[0].connected, false)
+    assert.ok(node.bootstrap.status()[0].failures >= 4)
+    // exponential with ±20% jitter, capped at maxBackoff
+    assert.ok(delays.every(d => d <= 80 * 1.2))
+    assert.ok(delays.at(-1)! >= 80 * 0.8)
+  })
+
+  it('connects to a bootstrap peer that comes up after the node started', async () => {
+    const privateKey = await generateKeyPair('Ed25519')
+    const late = await memoryNode({ privateKey })
+    const addr = late.multiaddrs()[0]
+    await late.stop()
+    const node = await memoryNode({ bootstrap: [addr], bootstrapOptions: { minBackoff: 20, maxBackoff: 100 } })
+    nodes.push(node)
+    await waitFor('a failed attempt', () => node.bootstrap.status()[0].failures > 0)
+    const revived = await memoryNode({ privateKey, listen: [addr.decapsulateCode(CODE_P2P).toString()] })
+    nodes.push(revived)
+    await waitFor('the node to reach the revived peer', () => node.bootstrap.status()[0].connected)
+    assert.deepEqual(
+      node.peers().map(p => p.peerId),
+      [revived.peerId.toString()]
+    )
+  })
+})
