@@ -22,3 +22,9 @@ export class NodeNotStartedError extends Error {
   static name = 'NodeNotStartedError'
   name = 'NodeNotStartedError'
 }
+
+/** The DHT holds no value under the requested key. */
+export class ValueNotFoundError extends Error {
+  static name = 'ValueNotFoundError'
+  name = 'ValueNotFoundError'
+}

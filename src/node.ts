@@ -22,7 +22,7 @@ import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { createHeliaLight } from 'helia'
-import { NodeNotStartedError } from './errors.ts'
+import { NodeNotStartedError, ValueNotFoundError } from './errors.ts'
 import { bootstrap } from './network/bootstrap.ts'
 import { selectValueRecord, signValueRecord, validateValueRecord, verifyValueRecord } from './network/values.ts'
 import { VALUE_NAMESPACE, valueKey } from '../protocols/values/codec.ts'
@@ -240,7 +240,17 @@ class Node implements CyberspaceNode {
     options: AbortOptions = {}
   ): Promise<{ seq: number; value: Uint8Array }> {
     const key = valueKey(peerIdFromString(peerId).toString(), name)
-    const bytes = await this.libp2p.contentRouting.get(new TextEncoder().encode(key), options)
+    let bytes: Uint8Array
+    try {
+      bytes = await this.libp2p.contentRouting.get(new TextEncoder().encode(key), options)
+    } catch (err) {
+      // libp2p asks every content router and rejects with an AggregateError of their answers
+      const errors = err instanceof AggregateError ? err.errors : [err]
+      if (errors.every(e => (e as Error)?.name === 'NotFoundError')) {
+        throw new ValueNotFoundError(`no value "${name}" from ${peerId} in the DHT`)
+      }
+      throw err
+    }
     const { seq, value } = await verifyValueRecord(key, bytes)
     return { seq, value }
   }

@@ -46,6 +46,9 @@ describe('createNode', () => {
     const got = await b.getValue(a.peerId.toString(), 'status', { signal: AbortSignal.timeout(10_000) })
     assert.equal(new TextDecoder().decode(got.value), 'ready')
     assert.ok(got.seq > 0)
+    await assert.rejects(b.getValue(a.peerId.toString(), 'absent', { signal: AbortSignal.timeout(10_000) }), {
+      name: 'ValueNotFoundError'
+    })
   })
 
   it('delivers a gossipsub message, signed by its sender', async () => {

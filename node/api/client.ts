@@ -1,0 +1,70 @@
+/**
+ * The CLI's client of a running node's control API: finds it through the data directory
+ * (`api.json`, `api-token`) and sends authenticated JSON requests.
+ *
+ * @example
+ * const api = await connectApi('/home/me/.cyberspace')
+ * const { peerId } = await api.get('id')
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { API_PREFIX } from './server.ts'
+import { API_FILE, TOKEN_FILE } from '../data-dir.ts'
+import { ApiError, NodeNotRunningError } from '../errors.ts'
+
+export interface ApiClient {
+  url: string
+  get<T = unknown>(path: string, query?: Record<string, string>): Promise<T>
+  post<T = unknown>(path: string, body: unknown): Promise<T>
+}
+
+export async function connectApi(dataDir: string): Promise<ApiClient> {
+  let url: string
+  let token: string
+  try {
+    const info = JSON.parse(await readFile(join(dataDir, API_FILE), 'utf8')) as { url?: unknown }
+    if (typeof info.url !== 'string') throw new Error('api.json has no url')
+    url = info.url
+    token = (await readFile(join(dataDir, TOKEN_FILE), 'utf8')).trim()
+  } catch (err) {
+    throw new NodeNotRunningError(
+      `no running node found for data directory ${dataDir} (${(err as Error).message}); start one with: cyberspace start --data-dir ${dataDir}`
+    )
+  }
+  return apiClient(url, token)
+}
+
+export function apiClient(url: string, token: string): ApiClient {
+  async function request<T>(method: string, path: string, body?: unknown, query?: Record<string, string>): Promise<T> {
+    const target = new URL(API_PREFIX + path, url)
+    for (const [k, v] of Object.entries(query ?? {})) target.searchParams.set(k, v)
+    let res: Response
+    try {
+      res = await fetch(target, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' })
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(60_000)
+      })
+    } catch (err) {
+      throw new NodeNotRunningError(`the node at ${url} does not answer: ${(err as Error).message}`)
+    }
+    const text = await res.text()
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      parsed = { error: text }
+    }
+    if (!res.ok) throw new ApiError((parsed as { error?: string }).error ?? `HTTP ${res.status}`, res.status)
+    return parsed as T
+  }
+  return {
+    url,
+    get: async (path, query) => await request('GET', path, undefined, query),
+    post: async (path, body) => await request('POST', path, body)
+  }
+}

@@ -1,0 +1,272 @@
+/**
+ * The local control API of a node process, and the web page it serves.
+ *
+ * Bound to 127.0.0.1 only. Every request must carry a Host header naming that loopback address
+ * (so a DNS-rebinding page cannot reach it under another name); `/api/` requests must also carry
+ * the bearer token from the data directory and, if they carry an Origin, it must be the API's own
+ * (so a web page elsewhere cannot drive the node). The page (`/`, `/bundle.js`) and
+ * `/bootstrap.json` are public: the page is a peer of its own and needs no authority.
+ *
+ * @example
+ * const api = await startApiServer({ node, token, port: 4100, pageDir: 'dist/browser' })
+ * console.log(api.url)
+ */
+import { timingSafeEqual } from 'node:crypto'
+import { createServer } from 'node:http'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { WebSockets } from '@multiformats/multiaddr-matcher'
+import type { CyberspaceNode } from '../../src/node.ts'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+
+export const API_PREFIX = '/api/v0/'
+export const MAX_BODY_BYTES = 64 * 1024
+export const MAX_TOPIC_LENGTH = 256
+export const MAX_TOPICS = 64
+export const MAX_BUFFERED_MESSAGES = 1000
+
+export interface ApiServerInit {
+  node: CyberspaceNode
+  token: string
+  /** 0 picks a free port. */
+  port: number
+  /** Folder holding the built page (index.html, bundle.js). */
+  pageDir: string
+}
+
+export interface ApiServer {
+  url: string
+  port: number
+  close(): Promise<void>
+}
+
+export interface BufferedMessage {
+  seq: number
+  from: string
+  data: string
+  /** Wall-clock arrival time in ms (sub-millisecond precision). */
+  receivedAt: number
+}
+
+interface TopicBuffer {
+  messages: BufferedMessage[]
+  next: number
+}
+
+class HttpError extends Error {
+  readonly status: number
+  constructor(status: number, message: string) {
+    super(message)
+    this.status = status
+  }
+}
+
+const PAGE_FILES: Record<string, { file: string; type: string }> = {
+  '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/bundle.js': { file: 'bundle.js', type: 'text/javascript; charset=utf-8' }
+}
+
+export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
+  const { node } = init
+  const expectedToken = Buffer.from(init.token)
+  const topics = new Map<string, TopicBuffer>()
+  let port = 0
+
+  node.pubsub.addEventListener('message', evt => {
+    const msg = evt.detail
+    const buffer = topics.get(msg.topic)
+    if (buffer == null) return
+    buffer.messages.push({
+      seq: buffer.next++,
+      from: msg.type === 'signed' ? msg.from.toString() : '',
+      data: new TextDecoder().decode(msg.data),
+      receivedAt: performance.timeOrigin + performance.now()
+    })
+    if (buffer.messages.length > MAX_BUFFERED_MESSAGES) buffer.messages.shift()
+  })
+
+  const routes: Record<string, (req: IncomingMessage, url: URL) => Promise<unknown>> = {
+    'GET id': async () => ({
+      peerId: node.peerId.toString(),
+      multiaddrs: node.multiaddrs().map(String),
+      dhtMode: node.dht.getMode(),
+      bootstrap: node.bootstrap.status()
+    }),
+    'GET peers': async () => node.peers(),
+    'POST dht/put': async req => {
+      const body = await readJson(req)
+      const name = stringField(body, 'name', 64)
+      const value = stringField(body, 'value', 4096)
+      await node.putValue(name, new TextEncoder().encode(value), { signal: AbortSignal.timeout(30_000) })
+      return { key: `/cyberspace-value/${node.peerId.toString()}/${name}` }
+    },
+    'GET dht/get': async (_req, url) => {
+      const peer = url.searchParams.get('peer') ?? ''
+      const name = url.searchParams.get('name') ?? ''
+      try {
+        const { seq, value } = await node.getValue(peer, name, { signal: AbortSignal.timeout(30_000) })
+        return { peer, name, seq, value: new TextDecoder().decode(value) }
+      } catch (err) {
+        const e = err as Error
+        if (e.name === 'ValueNotFoundError') throw new HttpError(404, e.message)
+        if (e.name === 'InvalidValueRecordError' || e.name === 'InvalidParametersError')
+          throw new HttpError(400, e.message)
+        throw err
+      }
+    },
+    'POST pubsub/subscribe': async req => {
+      const topic = stringField(await readJson(req), 'topic', MAX_TOPIC_LENGTH)
+      if (!topics.has(topic)) {
+        if (topics.size >= MAX_TOPICS) throw new HttpError(429, `at most ${MAX_TOPICS} topics`)
+        topics.set(topic, { messages: [], next: 1 })
+        node.pubsub.subscribe(topic)
+      }
+      return { topic }
+    },
+    'POST pubsub/unsubscribe': async req => {
+      const topic = stringField(await readJson(req), 'topic', MAX_TOPIC_LENGTH)
+      topics.delete(topic)
+      node.pubsub.unsubscribe(topic)
+      return { topic }
+    },
+    'POST pubsub/publish': async req => {
+      const body = await readJson(req)
+      const topic = stringField(body, 'topic', MAX_TOPIC_LENGTH)
+      const data = stringField(body, 'data', MAX_BODY_BYTES)
+      try {
+        const result = await node.pubsub.publish(topic, new TextEncoder().encode(data))
+        return { topic, recipients: result.recipients.map(String) }
+      } catch (err) {
+        throw new HttpError(409, `could not publish on ${topic}: ${(err as Error).message}`)
+      }
+    },
+    'GET pubsub/peers': async (_req, url) => {
+      const topic = url.searchParams.get('topic') ?? ''
+      return node.pubsub.getSubscribers(topic).map(String)
+    },
+    'GET pubsub/messages': async (_req, url) => {
+      const topic = url.searchParams.get('topic') ?? ''
+      const after = Number(url.searchParams.get('after') ?? '0')
+      const buffer = topics.get(topic)
+      if (buffer == null) throw new HttpError(404, `not subscribed to ${topic}`)
+      return { topic, messages: buffer.messages.filter(m => m.seq > after), next: buffer.next - 1 }
+    }
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const allowedHosts = [`127.0.0.1:${port}`, `localhost:${port}`]
+    if (!allowedHosts.includes(req.headers.host ?? '')) {
+      throw new HttpError(403, 'forbidden host')
+    }
+    const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`)
+    if (url.pathname.startsWith(API_PREFIX)) {
+      const origin = req.headers.origin
+      if (origin != null && !allowedHosts.map(h => `http://${h}`).includes(origin)) {
+        throw new HttpError(403, 'forbidden origin')
+      }
+      if (req.headers['sec-fetch-site'] === 'cross-site') throw new HttpError(403, 'forbidden cross-site request')
+      const auth = req.headers.authorization ?? ''
+      const given = Buffer.from(auth.startsWith('Bearer ') ? auth.slice(7) : '')
+      if (given.length !== expectedToken.length || !timingSafeEqual(given, expectedToken)) {
+        throw new HttpError(401, 'missing or wrong token (see api-token in the data directory)')
+      }
+      const route = routes[`${req.method ?? ''} ${url.pathname.slice(API_PREFIX.length)}`]
+      if (route == null) throw new HttpError(404, `no such endpoint: ${req.method ?? ''} ${url.pathname}`)
+      const result = await route(req, url)
+      send(res, 200, 'application/json', JSON.stringify(result))
+      return
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed')
+    if (url.pathname === '/bootstrap.json') {
+      const multiaddrs = node
+        .multiaddrs()
+        .filter(ma => WebSockets.matches(ma))
+        .map(String)
+      send(res, 200, 'application/json', JSON.stringify({ peerId: node.peerId.toString(), multiaddrs }))
+      return
+    }
+    const page = PAGE_FILES[url.pathname]
+    if (page == null) throw new HttpError(404, 'not found')
+    let body: Buffer
+    try {
+      body = await readFile(join(init.pageDir, page.file))
+    } catch {
+      throw new HttpError(404, `${page.file} is not built; run npm run build:browser`)
+    }
+    send(res, 200, page.type, body)
+  }
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      const status = err instanceof HttpError ? err.status : 500
+      const name = (err as Error).name
+      if (!res.headersSent)
+        send(res, status, 'application/json', JSON.stringify({ error: (err as Error).message, name }))
+      else res.destroy()
+    })
+  })
+  server.requestTimeout = 60_000
+  server.headersTimeout = 10_000
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(init.port, '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const address = server.address()
+  port = typeof address === 'object' && address != null ? address.port : init.port
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    close: async () => {
+      server.closeAllConnections()
+      await new Promise<void>(resolve => {
+        server.close(() => {
+          resolve()
+        })
+      })
+    }
+  }
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string | Buffer): void {
+  res.writeHead(status, {
+    'content-type': type,
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    'content-length': Buffer.byteLength(body)
+  })
+  res.end(body)
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
+    throw new HttpError(415, 'expected content-type application/json')
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > MAX_BODY_BYTES) throw new HttpError(413, `body larger than ${MAX_BODY_BYTES} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  let body: unknown
+  try {
+    body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch {
+    throw new HttpError(400, 'body is not JSON')
+  }
+  if (body == null || typeof body !== 'object' || Array.isArray(body))
+    throw new HttpError(400, 'body must be a JSON object')
+  return body as Record<string, unknown>
+}
+
+function stringField(body: Record<string, unknown>, field: string, max: number): string {
+  const value = body[field]
+  if (typeof value !== 'string' || value.length === 0 || value.length > max) {
+    throw new HttpError(400, `${field} must be a string of 1-${max} characters`)
+  }
+  return value
+}

@@ -1,0 +1,175 @@
+/**
+ * The data directory of a node process: its identity key, lock, stores and control-API files.
+ *
+ * Layout (all files 0600, the directory 0700):
+ *   identity.key   libp2p protobuf-encoded Ed25519 private key; created once, never overwritten
+ *   lock           pid of the process running a node on this directory
+ *   api.json       { url, pid } of the running node's control API (removed on clean stop)
+ *   api-token      bearer token for the control API, new on every start
+ *   blocks/        Helia blockstore
+ *   datastore/     libp2p + Helia datastore (LevelDB)
+ *
+ * @example
+ * const dir = await openDataDir('/home/me/.cyberspace')
+ * try { … dir.privateKey … } finally { await dir.close() }
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdir, open, readFile, rename, rm, stat, chmod } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { CorruptKeyError, DataDirError, DataDirLockedError } from './errors.ts'
+import type { PrivateKey } from '@libp2p/interface'
+
+export const DEFAULT_DATA_DIR = join(homedir(), '.cyberspace')
+export const KEY_FILE = 'identity.key'
+export const LOCK_FILE = 'lock'
+export const API_FILE = 'api.json'
+export const TOKEN_FILE = 'api-token'
+/** An identity key file larger than this is not a key. */
+const MAX_KEY_FILE_BYTES = 4096
+
+export interface DataDir {
+  path: string
+  privateKey: PrivateKey
+  /** True when this open created the identity (first start). */
+  createdKey: boolean
+  /** Notes for the operator (e.g. a key file's permissions were tightened). */
+  warnings: string[]
+  /** Releases the lock. */
+  close(): Promise<void>
+}
+
+export async function openDataDir(dir: string): Promise<DataDir> {
+  const path = resolve(dir)
+  try {
+    await mkdir(path, { recursive: true, mode: 0o700 })
+    const info = await stat(path)
+    if (!info.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
+  } catch (err) {
+    throw new DataDirError(`cannot use data directory ${path}: ${describe(err)}`)
+  }
+  await acquireLock(path)
+  try {
+    const warnings: string[] = []
+    const { privateKey, created } = await loadOrCreateKey(join(path, KEY_FILE), warnings)
+    return {
+      path,
+      privateKey,
+      createdKey: created,
+      warnings,
+      close: async () => {
+        await rm(join(path, LOCK_FILE), { force: true })
+      }
+    }
+  } catch (err) {
+    await rm(join(path, LOCK_FILE), { force: true })
+    throw err
+  }
+}
+
+async function acquireLock(dir: string): Promise<void> {
+  const file = join(dir, LOCK_FILE)
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(file, 'wx', 0o600)
+      await handle.writeFile(`${process.pid}\n`)
+      await handle.close()
+      return
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new DataDirError(`cannot write to data directory ${dir}: ${describe(err)}`)
+      }
+    }
+    const pid = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10)
+    if (Number.isSafeInteger(pid) && pid > 0 && isRunning(pid)) {
+      throw new DataDirLockedError(
+        `data directory ${dir} is in use by another cyberspace node (pid ${pid}); stop it first or use --data-dir`
+      )
+    }
+    // the process that held the lock is gone: the lock is stale
+    await rm(file, { force: true })
+  }
+  throw new DataDirLockedError(`could not take the lock on data directory ${dir}`)
+}
+
+function isRunning(pid: number): boolean {
+  if (pid === process.pid) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+async function loadOrCreateKey(
+  file: string,
+  warnings: string[]
+): Promise<{ privateKey: PrivateKey; created: boolean }> {
+  let bytes: Buffer | undefined
+  try {
+    const info = await stat(file)
+    if (!info.isFile() || info.size > MAX_KEY_FILE_BYTES) {
+      throw new CorruptKeyError(
+        `identity key file ${file} is not a key file (${info.isFile() ? `${info.size} bytes` : 'not a regular file'}); it was left untouched`
+      )
+    }
+    if ((info.mode & 0o077) !== 0) {
+      await chmod(file, 0o600)
+      warnings.push(
+        `identity key file ${file} was readable by others (mode ${(info.mode & 0o777).toString(8)}); it is now 0600`
+      )
+    }
+    bytes = await readFile(file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      if (err instanceof CorruptKeyError) throw err
+      throw new DataDirError(`cannot read identity key file ${file}: ${describe(err)}`)
+    }
+  }
+  if (bytes != null) {
+    try {
+      const privateKey = privateKeyFromProtobuf(bytes)
+      if (privateKey.type !== 'Ed25519') throw new Error(`key type ${privateKey.type}, expected Ed25519`)
+      return { privateKey, created: false }
+    } catch (err) {
+      throw new CorruptKeyError(
+        `identity key file ${file} is corrupt (${describe(err)}); it was left untouched. Restore it from a backup, or move it away to start with a new identity`
+      )
+    }
+  }
+  const privateKey = await generateKeyPair('Ed25519')
+  await writeFileAtomic(file, privateKeyToProtobuf(privateKey))
+  return { privateKey, created: true }
+}
+
+/** Writes a 0600 file by writing a temporary sibling, syncing it, then renaming it into place. */
+export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`
+  try {
+    const handle = await open(tmp, 'w', 0o600)
+    try {
+      await handle.writeFile(data)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(tmp, file)
+  } catch (err) {
+    await rm(tmp, { force: true })
+    throw new DataDirError(`cannot write ${file}: ${describe(err)}`)
+  }
+}
+
+/** A fresh bearer token for the control API, stored 0600 in the data directory. */
+export async function createApiToken(dir: string): Promise<string> {
+  const token = randomBytes(32).toString('hex')
+  await writeFileAtomic(join(dir, TOKEN_FILE), token)
+  return token
+}
+
+function describe(err: unknown): string {
+  const e = err as NodeJS.ErrnoException
+  return e.code != null ? `${e.code}${e.message.includes(e.code) ? '' : `: ${e.message}`}` : (e.message ?? String(err))
+}

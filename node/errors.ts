@@ -1,0 +1,43 @@
+/** Named errors of the Node.js platform. The CLI prints their messages; tests match on `.name`. */
+
+/** The data directory cannot be created, is not a directory, or cannot be written. */
+export class DataDirError extends Error {
+  static name = 'DataDirError'
+  name = 'DataDirError'
+}
+
+/** Another process holds the data directory's lock. */
+export class DataDirLockedError extends Error {
+  static name = 'DataDirLockedError'
+  name = 'DataDirLockedError'
+}
+
+/** The identity key file exists but cannot be decoded. It is never overwritten. */
+export class CorruptKeyError extends Error {
+  static name = 'CorruptKeyError'
+  name = 'CorruptKeyError'
+}
+
+/** No node is running on the data directory (no API file), or it does not answer. */
+export class NodeNotRunningError extends Error {
+  static name = 'NodeNotRunningError'
+  name = 'NodeNotRunningError'
+}
+
+/** The control API refused or failed a request. */
+export class ApiError extends Error {
+  static name = 'ApiError'
+  name = 'ApiError'
+  readonly status: number
+
+  constructor(message: string, status: number) {
+    super(message)
+    this.status = status
+  }
+}
+
+/** A command line that cannot be run as written: the CLI exits with code 2. */
+export class UsageError extends Error {
+  static name = 'UsageError'
+  name = 'UsageError'
+}

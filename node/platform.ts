@@ -1,0 +1,116 @@
+/**
+ * The Node.js platform: a node process with TCP and WebSocket listeners, a circuit-relay-v2
+ * server (so browser tabs can reach each other through it), disk-backed stores and a persisted
+ * identity under its data directory, and the local control API.
+ *
+ * @example
+ * const running = await startNodeProcess({ dataDir, listen, bootstrap: [], apiPort: 0 })
+ * process.on('SIGINT', () => running.stop())
+ */
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
+import { tcp } from '@libp2p/tcp'
+import { webSockets } from '@libp2p/websockets'
+import { FsBlockstore } from 'blockstore-fs'
+import { LevelDatastore } from 'datastore-level'
+import { createNode } from '../src/node.ts'
+import { startApiServer } from './api/server.ts'
+import { API_FILE, createApiToken, openDataDir, writeFileAtomic } from './data-dir.ts'
+import { DataDirError } from './errors.ts'
+import type { ApiServer } from './api/server.ts'
+import type { DataDir } from './data-dir.ts'
+import type { BootstrapInit } from '../src/network/bootstrap.ts'
+import type { CyberspaceNode } from '../src/node.ts'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4101', '/ip4/0.0.0.0/tcp/4102/ws']
+export const DEFAULT_API_PORT = 4100
+/** Where `npm run build:browser` puts the page. */
+export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../dist/browser/', import.meta.url))
+
+export interface NodeProcessOptions {
+  dataDir: string
+  listen: Multiaddr[]
+  bootstrap: Multiaddr[]
+  bootstrapOptions?: Omit<BootstrapInit, 'list'>
+  /** Control API port on 127.0.0.1; 0 picks a free one. */
+  apiPort: number
+  pageDir?: string
+}
+
+export interface RunningNode {
+  node: CyberspaceNode
+  dataDir: DataDir
+  api: ApiServer
+  stop(): Promise<void>
+}
+
+export async function startNodeProcess(options: NodeProcessOptions): Promise<RunningNode> {
+  const dataDir = await openDataDir(options.dataDir)
+  const cleanups: Array<() => Promise<unknown>> = [
+    async () => {
+      await dataDir.close()
+    }
+  ]
+  const cleanup = async (): Promise<void> => {
+    for (const fn of cleanups.splice(0).reverse()) {
+      try {
+        await fn()
+      } catch {}
+    }
+  }
+  try {
+    const blockstore = new FsBlockstore(join(dataDir.path, 'blocks'))
+    const datastore = new LevelDatastore(join(dataDir.path, 'datastore'))
+    try {
+      await blockstore.open()
+      cleanups.push(async () => {
+        await blockstore.close()
+      })
+      await datastore.open()
+      cleanups.push(async () => {
+        await datastore.close()
+      })
+    } catch (err) {
+      throw new DataDirError(`cannot open the stores in ${dataDir.path}: ${(err as Error).message}`)
+    }
+    const node = await createNode({
+      privateKey: dataDir.privateKey,
+      transports: [tcp(), webSockets()],
+      blockstore,
+      datastore,
+      listen: options.listen,
+      bootstrap: options.bootstrap,
+      bootstrapOptions: options.bootstrapOptions,
+      dhtServer: true,
+      services: {
+        relay: circuitRelayServer({ reservations: { maxReservations: 128 } })
+      }
+    })
+    await node.start()
+    cleanups.push(async () => {
+      await node.stop()
+    })
+    const token = await createApiToken(dataDir.path)
+    const api = await startApiServer({
+      node,
+      token,
+      port: options.apiPort,
+      pageDir: options.pageDir ?? DEFAULT_PAGE_DIR
+    })
+    cleanups.push(async () => {
+      await api.close()
+    })
+    const apiFile = join(dataDir.path, API_FILE)
+    await writeFileAtomic(apiFile, JSON.stringify({ url: api.url, pid: process.pid }) + '\n')
+    cleanups.push(async () => {
+      await rm(apiFile, { force: true })
+    })
+    return { node, dataDir, api, stop: cleanup }
+  } catch (err) {
+    await cleanup()
+    throw err
+  }
+}
