@@ -13,6 +13,7 @@ import { DEFAULT_DATA_DIR } from './data-dir.ts'
 import { UsageError } from './errors.ts'
 import { DEFAULT_API_PORT, DEFAULT_LISTEN, startNodeProcess } from './platform.ts'
 import type { BufferedMessage } from './api/server.ts'
+import type { BootstrapRetry } from '../src/network/bootstrap.ts'
 import type { PeerSummary } from '../src/node.ts'
 
 export const USAGE = `usage: cyberspace <command> [options]
@@ -122,11 +123,15 @@ async function start(
     out(`  npx cyberspace start --bootstrap ${join}`)
   }
 
+  // dials began as the node started: report failures that came before we listened for them
+  for (const s of node.bootstrap.status()) {
+    if (!s.connected && s.failures > 0) {
+      const delay = (s.nextAttemptAt ?? Date.now()) - Date.now()
+      err(describeRetry({ addr: s.addr, failures: s.failures, error: s.lastError ?? '', delay }))
+    }
+  }
   node.bootstrap.addEventListener('retry', evt => {
-    const { addr, failures, delay, error } = evt.detail
-    err(
-      `bootstrap peer ${addr} unreachable (${failures} ${failures === 1 ? 'failure' : 'failures'}: ${error}); retrying in ${(delay / 1000).toFixed(1)}s`
-    )
+    err(describeRetry(evt.detail))
   })
   node.bootstrap.addEventListener('connected', evt => {
     out(`connected to bootstrap peer ${evt.detail.addr}`)
@@ -153,6 +158,10 @@ async function start(
   await running.stop()
   out('stopped')
   return 0
+}
+
+function describeRetry({ addr, failures, delay, error }: BootstrapRetry): string {
+  return `bootstrap peer ${addr} unreachable (${failures} ${failures === 1 ? 'failure' : 'failures'}: ${error}); retrying in ${(Math.max(0, delay) / 1000).toFixed(1)}s`
 }
 
 /** The address another machine should dial: plain TCP on a non-loopback interface if there is one. */

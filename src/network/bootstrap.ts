@@ -65,6 +65,10 @@ export interface BootstrapPeerStatus {
   addr: string
   connected: boolean
   failures: number
+  /** The last dial error, while not connected. */
+  lastError?: string
+  /** When the next attempt is due (ms since the epoch), while not connected. */
+  nextAttemptAt?: number
 }
 
 export interface Bootstrap extends TypedEventTarget<BootstrapEvents> {
@@ -77,6 +81,8 @@ interface Target {
   peer?: string
   connected: boolean
   failures: number
+  lastError?: string
+  nextAttemptAt?: number
   timer?: ReturnType<typeof setTimeout>
 }
 
@@ -141,12 +147,18 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
   }
 
   status(): BootstrapPeerStatus[] {
-    return this.targets.map(t => ({ addr: t.addr.toString(), connected: t.connected, failures: t.failures }))
+    return this.targets.map(t => ({
+      addr: t.addr.toString(),
+      connected: t.connected,
+      failures: t.failures,
+      ...(t.connected ? {} : { lastError: t.lastError, nextAttemptAt: t.nextAttemptAt })
+    }))
   }
 
   private schedule(target: Target, delay: number): void {
     clearTimeout(target.timer)
     if (!this.running) return
+    target.nextAttemptAt = Date.now() + delay
     target.timer = setTimeout(() => {
       void this.attempt(target)
     }, delay)
@@ -160,6 +172,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
       target.peer = connection.remotePeer.toString()
       target.connected = true
       target.failures = 0
+      target.lastError = undefined
       this.log('connected to bootstrap peer %a', target.addr)
       this.safeDispatchEvent('connected', { detail: { addr: target.addr.toString(), peer: target.peer } })
     } catch (err) {
@@ -169,6 +182,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
       const base = Math.min(this.maxBackoff, this.minBackoff * 2 ** Math.min(target.failures - 1, 30))
       const delay = Math.round(base * (0.8 + Math.random() * 0.4))
       const error = (err as Error).message ?? String(err)
+      target.lastError = error
       this.log(
         'bootstrap peer %a unreachable (%d failures), retrying in %d ms - %e',
         target.addr,
