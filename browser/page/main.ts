@@ -1,0 +1,103 @@
+/**
+ * The web page: starts a browser node, bootstraps it from `?bootstrap=<multiaddr>` parameters or,
+ * failing those, from the node process that served the page (`bootstrap.json`), and shows its peer
+ * id, its connected peers and gossip, live.
+ */
+import { parseMultiaddrs } from '../../src/network/multiaddrs.ts'
+import { createBrowserNode } from '../platform.ts'
+import type { CyberspaceNode } from '../../src/node.ts'
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const el = document.getElementById(id)
+  if (el == null) throw new Error(`page is missing #${id}`)
+  return el as T
+}
+
+function setStatus(state: 'starting' | 'running' | 'error', text: string): void {
+  const status = $('status')
+  status.dataset.state = state
+  status.textContent = text
+}
+
+async function bootstrapList(): Promise<string[]> {
+  const fromUrl = new URLSearchParams(location.search).getAll('bootstrap')
+  if (fromUrl.length > 0) return fromUrl
+  const res = await fetch('bootstrap.json', { signal: AbortSignal.timeout(10_000) })
+  if (!res.ok) throw new Error(`could not load bootstrap.json: HTTP ${res.status}`)
+  const { multiaddrs } = (await res.json()) as { multiaddrs: string[] }
+  return multiaddrs
+}
+
+function renderPeers(node: CyberspaceNode): void {
+  const peers = node.peers()
+  $('peer-count').textContent = String(peers.length)
+  $('peers').replaceChildren(
+    ...peers.map(peer => {
+      const li = document.createElement('li')
+      li.className = 'mono'
+      li.dataset.peerId = peer.peerId
+      li.textContent = `${peer.peerId} via ${peer.addrs[0] ?? '?'}`
+      return li
+    })
+  )
+}
+
+async function run(): Promise<void> {
+  const list = await bootstrapList()
+  $('bootstrap').textContent = list.join(' ') || '(none)'
+  const node = await createBrowserNode({ bootstrap: parseMultiaddrs(list, 'bootstrap') })
+  await node.start()
+  Object.assign(globalThis, { cyberspace: node })
+  $('peer-id').textContent = node.peerId.toString()
+  setStatus('running', 'running')
+
+  renderPeers(node)
+  node.libp2p.addEventListener('connection:open', () => {
+    renderPeers(node)
+  })
+  node.libp2p.addEventListener('connection:close', () => {
+    renderPeers(node)
+  })
+  setInterval(() => {
+    renderPeers(node)
+  }, 2000)
+
+  const topicInput = $<HTMLInputElement>('topic')
+  const subscribe = (): void => {
+    const topic = topicInput.value.trim()
+    if (topic !== '' && !node.pubsub.getTopics().includes(topic)) node.pubsub.subscribe(topic)
+  }
+  subscribe()
+  $('subscribe').addEventListener('click', subscribe)
+  node.pubsub.addEventListener('message', evt => {
+    const msg = evt.detail
+    const li = document.createElement('li')
+    li.dataset.topic = msg.topic
+    li.dataset.from = msg.type === 'signed' ? msg.from.toString() : ''
+    li.textContent = `[${msg.topic}] ${li.dataset.from.slice(-8)}: ${new TextDecoder().decode(msg.data)}`
+    $('messages').prepend(li)
+    while ($('messages').children.length > 200) $('messages').lastElementChild?.remove()
+  })
+  $('publish').addEventListener('submit', evt => {
+    evt.preventDefault()
+    const message = $<HTMLInputElement>('message')
+    const text = message.value
+    if (text === '') return
+    const result = $('publish-result')
+    node.pubsub.publish(topicInput.value.trim(), new TextEncoder().encode(text)).then(
+      ({ recipients }) => {
+        result.textContent = `sent to ${recipients.length} ${recipients.length === 1 ? 'peer' : 'peers'}`
+        result.dataset.recipients = String(recipients.length)
+        message.value = ''
+      },
+      (err: Error) => {
+        result.textContent = `not sent: ${err.message}`
+        result.dataset.recipients = '0'
+      }
+    )
+  })
+}
+
+run().catch((err: Error) => {
+  setStatus('error', `failed: ${err.message}`)
+})

@@ -1,0 +1,69 @@
+/**
+ * The browser platform: a full Cyberspace peer in a tab. It dials node processes over WebSockets,
+ * reaches other tabs over WebRTC through circuit-relay-v2 (listening on `/p2p-circuit` and
+ * `/webrtc`), and stores blocks and data in IndexedDB.
+ *
+ * A tab's identity lives in sessionStorage: a reload keeps the tab's peer id, a new tab gets its
+ * own (two tabs sharing one key would fight over one peer id). Its IndexedDB stores are named
+ * after that peer id.
+ *
+ * @example
+ * const node = await createBrowserNode({ bootstrap: parseMultiaddrs(['/ip4/127.0.0.1/tcp/4102/ws/p2p/12D3…'], 'bootstrap') })
+ */
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { webRTC } from '@libp2p/webrtc'
+import { webSockets } from '@libp2p/websockets'
+import { IDBBlockstore } from 'blockstore-idb'
+import { IDBDatastore } from 'datastore-idb'
+import { base64 } from 'multiformats/bases/base64'
+import { createNode } from '../src/node.ts'
+import type { CyberspaceNode } from '../src/node.ts'
+import type { PrivateKey } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+const IDENTITY_KEY = 'cyberspace:identity'
+
+export interface BrowserNodeOptions {
+  bootstrap: Multiaddr[]
+  /** Where to keep the identity; default the tab's sessionStorage. */
+  storage?: Storage
+}
+
+export async function createBrowserNode(options: BrowserNodeOptions): Promise<CyberspaceNode> {
+  const privateKey = await tabIdentity(options.storage ?? sessionStorage)
+  const name = `cyberspace/${peerIdFromPrivateKey(privateKey).toString()}`
+  const blockstore = new IDBBlockstore(`${name}/blocks`)
+  const datastore = new IDBDatastore(`${name}/data`)
+  await blockstore.open()
+  await datastore.open()
+  return await createNode({
+    privateKey,
+    transports: [webSockets(), webRTC(), circuitRelayTransport()],
+    listen: ['/p2p-circuit', '/webrtc'],
+    blockstore,
+    datastore,
+    bootstrap: options.bootstrap,
+    // a tab cannot accept inbound dials except through relays: be a DHT client
+    dhtServer: false,
+    // the browser default refuses private addresses and plain ws://, but a cluster commonly
+    // lives on a LAN or loopback and is addressed explicitly by the user
+    connectionGater: { denyDialMultiaddr: () => false },
+    maxConnections: 100
+  })
+}
+
+async function tabIdentity(storage: Storage): Promise<PrivateKey> {
+  const saved = storage.getItem(IDENTITY_KEY)
+  if (saved != null) {
+    try {
+      return privateKeyFromProtobuf(base64.baseDecode(saved))
+    } catch {
+      // a damaged entry in sessionStorage: this tab starts with a fresh identity
+    }
+  }
+  const key = await generateKeyPair('Ed25519')
+  storage.setItem(IDENTITY_KEY, base64.baseEncode(privateKeyToProtobuf(key)))
+  return key
+}

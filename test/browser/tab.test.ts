@@ -1,0 +1,105 @@
+import { strict as assert } from 'node:assert'
+import { chromium } from 'playwright-core'
+import { killAll, removeDir, spawnNode, waitUntil } from '../helpers/processes.ts'
+import type { NodeProcess } from '../helpers/processes.ts'
+import type { Browser, Page } from 'playwright-core'
+import type { PeerSummary } from '../../src/node.ts'
+
+/** Debian's Chromium; browsers that download themselves do not work on these machines. */
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  '--no-first-run'
+]
+
+const TOPIC = 'cyberspace-chat'
+
+describe('a browser tab is a peer', function () {
+  this.timeout(180_000)
+  const nodes: NodeProcess[] = []
+  let browser: Browser
+  let page: Page
+  let tabPeerId: string
+  const pageErrors: string[] = []
+
+  before(async () => {
+    const a = await spawnNode()
+    const b = await spawnNode({ bootstrap: [a.tcpAddr] })
+    nodes.push(a, b)
+    for (const node of nodes) await node.api.post('pubsub/subscribe', { topic: TOPIC })
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+    page = await browser.newPage()
+    page.on('pageerror', err => {
+      pageErrors.push(err.message)
+    })
+  })
+
+  after(async () => {
+    await browser?.close()
+    await Promise.all(nodes.map(async n => await n.stop()))
+    killAll()
+    await Promise.all(
+      nodes.map(async n => {
+        await removeDir(n.dataDir)
+      })
+    )
+  })
+
+  it('loads from a node, starts its own peer and joins both node processes over WebSockets', async () => {
+    const [a, b] = nodes
+    await page.goto(`${a.api.url}/`)
+    await page.waitForSelector('#status[data-state="running"]', { timeout: 60_000 })
+    tabPeerId = (await page.textContent('#peer-id')) ?? ''
+    assert.match(tabPeerId, /^12D3KooW/)
+    assert.notEqual(tabPeerId, a.peerId)
+    // the page was told only of node A; it finds node B through the DHT
+    for (const node of [a, b]) {
+      await page.waitForSelector(`#peers li[data-peer-id="${node.peerId}"]`, { timeout: 60_000 })
+    }
+    const peerText = await page.textContent('#peers')
+    assert.match(peerText ?? '', /\/ws\//)
+    for (const node of [a, b]) {
+      const peers = await node.api.get<PeerSummary[]>('peers')
+      assert.ok(
+        peers.some(p => p.peerId === tabPeerId && p.addrs.length > 0),
+        `${node.peerId} sees the tab`
+      )
+    }
+    await page.screenshot({ path: process.env.SCREENSHOT ?? '/tmp/cyberspace-tab.png' })
+  })
+
+  it('receives a gossipsub message from a node', async () => {
+    const [, b] = nodes
+    await waitUntil('node B to see the tab subscribed', async () =>
+      (await b.api.get<string[]>('pubsub/peers', { topic: TOPIC })).includes(tabPeerId)
+    )
+    await b.api.post('pubsub/publish', { topic: TOPIC, data: 'hello tab, from node B' })
+    const li = await page.waitForSelector(`#messages li[data-from="${b.peerId}"]`, { timeout: 30_000 })
+    assert.match((await li.textContent()) ?? '', /hello tab, from node B/)
+  })
+
+  it('sends a gossipsub message that the nodes receive', async () => {
+    await page.fill('#message', 'hello nodes, from the tab')
+    await page.click('#send')
+    await page.waitForSelector('#publish-result[data-recipients]:not([data-recipients="0"])', { timeout: 30_000 })
+    for (const node of nodes) {
+      await waitUntil(
+        `${node.peerId} to receive the tab's message`,
+        async () => {
+          const { messages } = await node.api.get<{ messages: Array<{ from: string; data: string }> }>(
+            'pubsub/messages',
+            { topic: TOPIC }
+          )
+          return messages.some(m => m.from === tabPeerId && m.data === 'hello nodes, from the tab')
+        },
+        30_000
+      )
+    }
+    assert.deepEqual(pageErrors, [])
+  })
+})
