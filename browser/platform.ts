@@ -50,7 +50,7 @@ export async function createBrowserNode(options: BrowserNodeOptions): Promise<Cy
     // the browser default refuses private addresses and plain ws://, but a cluster commonly
     // lives on a LAN or loopback and is addressed explicitly by the user
     connectionGater: { denyDialMultiaddr: () => false },
-    maxConnections: 100
+    connectionManager: { maxConnections: 100 }
   })
 }
 

@@ -85,6 +85,10 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       bootstrap: options.bootstrap,
       bootstrapOptions: options.bootstrapOptions,
       dhtServer: true,
+      // libp2p's defaults (5 inbound connections per second per host, 10 pending) assume every
+      // peer has its own address; cluster members often share one (several agents on a machine,
+      // a LAN behind one NAT), and a joining burst would be refused and left to backoff
+      connectionManager: { inboundConnectionThreshold: 64, maxIncomingPendingConnections: 64 },
       services: {
         relay: circuitRelayServer({ reservations: { maxReservations: 128 } })
       }

@@ -24,7 +24,13 @@ import { ping } from '@libp2p/ping'
 import { createHeliaLight } from 'helia'
 import { NodeNotStartedError, ValueNotFoundError } from './errors.ts'
 import { bootstrap } from './network/bootstrap.ts'
-import { selectValueRecord, signValueRecord, validateValueRecord, verifyValueRecord } from './network/values.ts'
+import {
+  InvalidValueRecordError,
+  selectValueRecord,
+  signValueRecord,
+  validateValueRecord,
+  verifyValueRecord
+} from './network/values.ts'
 import { VALUE_NAMESPACE, valueKey } from '../protocols/values/codec.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
@@ -72,8 +78,8 @@ export interface CreateNodeOptions {
   /** Extra libp2p services the platform adds (e.g. the circuit relay server in Node). */
   services?: ServiceFactoryMap<Record<string, unknown>>
   connectionGater?: ConnectionGater
-  /** Most open connections; default 300. */
-  maxConnections?: number
+  /** Connection limits; maxConnections defaults to 300, the rest to libp2p's defaults. */
+  connectionManager?: Libp2pOptions['connectionManager']
   logger?: ComponentLogger
 }
 
@@ -125,14 +131,20 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: options.connectionGater,
-    connectionManager: { maxConnections: options.maxConnections ?? 300 },
+    connectionManager: { maxConnections: 300, ...options.connectionManager },
     services: {
       identify: identify(),
       identifyPush: identifyPush(),
-      ping: ping(),
+      // the connection monitor, kad-dht's liveness checks and users all ping over the same
+      // protocol; with libp2p's default of one stream per connection they collide and the
+      // monitor aborts healthy connections
+      ping: ping({ maxInboundStreams: 4, maxOutboundStreams: 4 }),
       dht: kadDHT({
         protocol: KAD_PROTOCOL,
         clientMode: !options.dhtServer,
+        // classic Kademlia parallelism: libp2p's default of 10 (with as many disjoint paths) makes
+        // every lookup in a small cluster ask each peer up to 10 times
+        alpha: 3,
         // a private cluster commonly lives on a LAN or loopback: keep private addresses in answers
         peerInfoMapper: passthroughMapper,
         validators: { [VALUE_NAMESPACE]: validateValueRecord },
@@ -142,7 +154,11 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
         globalSignaturePolicy: 'StrictSign',
         allowPublishToZeroTopicPeers: false,
         maxInboundDataLength: MAX_PUBSUB_MESSAGE_BYTES,
-        emitSelf: false
+        emitSelf: false,
+        // gossipsub penalises more than 10 peers sharing one IP address (Sybil defence on the open
+        // network): at 30 agents on one host every peer is graylisted and all gossip is dropped.
+        // Cluster members share hosts by design; their admission is a matter for authorization.
+        scoreParams: { IPColocationFactorWeight: 0 }
       }),
       bootstrap: bootstrap({ ...options.bootstrapOptions, list: options.bootstrap ?? [] }),
       ...options.services
@@ -239,7 +255,12 @@ class Node implements CyberspaceNode {
     name: string,
     options: AbortOptions = {}
   ): Promise<{ seq: number; value: Uint8Array }> {
-    const key = valueKey(peerIdFromString(peerId).toString(), name)
+    const key = valueKey(peerId, name)
+    try {
+      peerIdFromString(peerId)
+    } catch (err) {
+      throw new InvalidValueRecordError(`invalid peer id ${peerId}: ${(err as Error).message}`)
+    }
     let bytes: Uint8Array
     try {
       bytes = await this.libp2p.contentRouting.get(new TextEncoder().encode(key), options)

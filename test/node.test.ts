@@ -1,6 +1,8 @@
 import { strict as assert } from 'node:assert'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { tcp } from '@libp2p/tcp'
 import { CODE_P2P } from '@multiformats/multiaddr'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { memoryNode, waitFor } from './helpers/memory-node.ts'
 import type { CyberspaceNode } from '../src/node.ts'
 
@@ -107,5 +109,30 @@ describe('createNode', () => {
       node.peers().map(p => p.peerId),
       [revived.peerId.toString()]
     )
+  })
+
+  it('delivers gossip among 16 nodes that share one IP address', async function () {
+    this.timeout(120_000)
+    const tcpNode = async (bootstrap: Multiaddr[]): Promise<CyberspaceNode> =>
+      await memoryNode({ transports: [tcp()], listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap })
+    const first = await tcpNode([])
+    nodes.push(first)
+    for (let i = 0; i < 15; i++) nodes.push(await tcpNode([first.multiaddrs()[0]]))
+    for (const node of nodes) node.pubsub.subscribe('crowd')
+    await waitFor(
+      'every node to see the 15 others subscribed',
+      () => nodes.every(n => n.pubsub.getSubscribers('crowd').length === 15),
+      600
+    )
+    const received = nodes.slice(1).map(
+      node =>
+        new Promise<string>(resolve => {
+          node.pubsub.addEventListener('message', evt => {
+            resolve(new TextDecoder().decode(evt.detail.data))
+          })
+        })
+    )
+    await first.pubsub.publish('crowd', new TextEncoder().encode('to all 15'))
+    assert.deepEqual(await Promise.all(received), new Array(15).fill('to all 15'))
   })
 })

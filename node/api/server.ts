@@ -61,6 +61,14 @@ class HttpError extends Error {
   }
 }
 
+/** HTTP status for the named errors the node raises on bad requests. */
+const ERROR_STATUS: Record<string, number> = {
+  ValueNotFoundError: 404,
+  InvalidValueRecordError: 400,
+  InvalidParametersError: 400,
+  TimeoutError: 504
+}
+
 const PAGE_FILES: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
@@ -91,6 +99,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       peerId: node.peerId.toString(),
       multiaddrs: node.multiaddrs().map(String),
       dhtMode: node.dht.getMode(),
+      pubsubPeers: node.pubsub.getPeers().length,
+      topics: node.pubsub.getTopics(),
       bootstrap: node.bootstrap.status()
     }),
     'GET peers': async () => node.peers(),
@@ -104,16 +114,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     'GET dht/get': async (_req, url) => {
       const peer = url.searchParams.get('peer') ?? ''
       const name = url.searchParams.get('name') ?? ''
-      try {
-        const { seq, value } = await node.getValue(peer, name, { signal: AbortSignal.timeout(30_000) })
-        return { peer, name, seq, value: new TextDecoder().decode(value) }
-      } catch (err) {
-        const e = err as Error
-        if (e.name === 'ValueNotFoundError') throw new HttpError(404, e.message)
-        if (e.name === 'InvalidValueRecordError' || e.name === 'InvalidParametersError')
-          throw new HttpError(400, e.message)
-        throw err
-      }
+      const { seq, value } = await node.getValue(peer, name, { signal: AbortSignal.timeout(30_000) })
+      return { peer, name, seq, value: new TextDecoder().decode(value) }
     },
     'POST pubsub/subscribe': async req => {
       const topic = stringField(await readJson(req), 'topic', MAX_TOPIC_LENGTH)
@@ -199,8 +201,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
 
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
-      const status = err instanceof HttpError ? err.status : 500
       const name = (err as Error).name
+      const status = err instanceof HttpError ? err.status : (ERROR_STATUS[name] ?? 500)
       if (!res.headersSent)
         send(res, status, 'application/json', JSON.stringify({ error: (err as Error).message, name }))
       else res.destroy()

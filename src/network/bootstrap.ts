@@ -17,6 +17,7 @@ import type {
   Libp2pEvents,
   Logger,
   PeerId,
+  PeerRouting,
   PeerStore,
   Startable,
   TypedEventTarget
@@ -35,14 +36,20 @@ export interface BootstrapInit {
   targetConnections?: number
   /** How long one dial may take in ms. Default 10 s. */
   dialTimeout?: number
-  /** How often to re-dial known but unconnected peers, in ms. Default 15 s. */
+  /** How often to look for known but unconnected peers to dial, in ms. Default 5 s. */
   sweepInterval?: number
+  /**
+   * How often to walk the DHT (query a random key) for peers while below targetConnections, in ms.
+   * Doubles, up to 5 minutes, each time a walk finds no one new. Default 5 s.
+   */
+  walkInterval?: number
 }
 
 export interface BootstrapComponents {
   peerId: PeerId
   connectionManager: ConnectionManager
   peerStore: PeerStore
+  peerRouting: PeerRouting
   events: TypedEventTarget<Libp2pEvents>
   logger: ComponentLogger
 }
@@ -76,6 +83,13 @@ export interface Bootstrap extends TypedEventTarget<BootstrapEvents> {
   status(): BootstrapPeerStatus[]
 }
 
+interface Candidate {
+  id: PeerId
+  failures: number
+  /** Not dialled again before this time (ms since the epoch). */
+  nextAt: number
+}
+
 interface Target {
   addr: Multiaddr
   peer?: string
@@ -86,8 +100,12 @@ interface Target {
   timer?: ReturnType<typeof setTimeout>
 }
 
-/** Peers that failed this many dials in a row are no longer swept (they come back when rediscovered). */
-const MAX_SWEEP_FAILURES = 5
+/** A discovered peer that failed this many dials in a row is dropped until it is discovered again. */
+const MAX_CANDIDATE_FAILURES = 8
+/** Longest pause between two DHT walks. */
+const MAX_WALK_INTERVAL = 300_000
+/** Most discovered peers remembered for dialling. */
+const MAX_CANDIDATES = 1024
 /** How many discovered peers are dialled at once. */
 const DISCOVERY_DIAL_CONCURRENCY = 4
 
@@ -100,7 +118,8 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
   private readonly targetConnections: number
   private readonly dialTimeout: number
   private readonly sweepInterval: number
-  private readonly sweepFailures = new Map<string, number>()
+  private readonly walkInterval: number
+  private readonly candidates = new Map<string, Candidate>()
   private readonly dialing = new Set<string>()
   private sweepTimer?: ReturnType<typeof setInterval>
   private running = false
@@ -115,7 +134,8 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     this.maxBackoff = init.maxBackoff ?? 60_000
     this.targetConnections = init.targetConnections ?? 64
     this.dialTimeout = init.dialTimeout ?? 10_000
-    this.sweepInterval = init.sweepInterval ?? 15_000
+    this.sweepInterval = init.sweepInterval ?? 5_000
+    this.walkInterval = init.walkInterval ?? 5_000
     this.onDisconnect = this.onDisconnect.bind(this)
     this.onDiscovery = this.onDiscovery.bind(this)
   }
@@ -135,6 +155,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     this.sweepTimer = setInterval(() => {
       this.sweep()
     }, this.sweepInterval)
+    void this.walkLoop()
   }
 
   stop(): void {
@@ -144,6 +165,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     this.components.events.removeEventListener('peer:discovery', this.onDiscovery)
     clearInterval(this.sweepTimer)
     for (const target of this.targets) clearTimeout(target.timer)
+    this.candidates.clear()
   }
 
   status(): BootstrapPeerStatus[] {
@@ -179,8 +201,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
       if (!this.running) return
       target.connected = false
       target.failures++
-      const base = Math.min(this.maxBackoff, this.minBackoff * 2 ** Math.min(target.failures - 1, 30))
-      const delay = Math.round(base * (0.8 + Math.random() * 0.4))
+      const delay = this.backoff(target.failures)
       const error = (err as Error).message ?? String(err)
       target.lastError = error
       this.log(
@@ -208,18 +229,32 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
   }
 
   private onDiscovery(evt: CustomEvent<{ id: PeerId }>): void {
-    this.sweepFailures.delete(evt.detail.id.toString())
-    void this.dialPeer(evt.detail.id)
+    this.addCandidate(evt.detail.id, true)
+    this.pump()
+  }
+
+  /** Peers we know of and are not connected to become candidates; a rediscovered peer starts afresh. */
+  private addCandidate(id: PeerId, fresh: boolean): void {
+    const key = id.toString()
+    if (id.equals(this.components.peerId)) return
+    const known = this.candidates.get(key)
+    if (known != null) {
+      if (fresh) known.nextAt = 0
+      return
+    }
+    if (this.candidates.size >= MAX_CANDIDATES) return
+    this.candidates.set(key, { id, failures: 0, nextAt: 0 })
   }
 
   private sweep(): void {
-    void this.components.peerStore.all({ limit: this.targetConnections * 2 }).then(
+    void this.components.peerStore.all({ limit: MAX_CANDIDATES }).then(
       peers => {
         for (const peer of peers) {
-          if ((this.sweepFailures.get(peer.id.toString()) ?? 0) < MAX_SWEEP_FAILURES && peer.addresses.length > 0) {
-            void this.dialPeer(peer.id)
+          if (peer.addresses.length > 0 && this.components.connectionManager.getConnections(peer.id).length === 0) {
+            this.addCandidate(peer.id, false)
           }
         }
+        this.pump()
       },
       err => {
         this.log.error('could not list peers - %e', err)
@@ -227,30 +262,94 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     )
   }
 
-  private async dialPeer(peer: PeerId): Promise<void> {
-    const key = peer.toString()
-    if (
-      !this.running ||
-      peer.equals(this.components.peerId) ||
-      this.dialing.has(key) ||
-      this.dialing.size >= DISCOVERY_DIAL_CONCURRENCY ||
-      this.components.connectionManager.getConnections(peer).length > 0 ||
-      this.components.connectionManager.getConnections().length >= this.targetConnections
-    ) {
-      return
+  /** Dials due candidates, a few at a time, while we hold fewer than targetConnections. */
+  private pump(): void {
+    const now = Date.now()
+    for (const [key, candidate] of this.candidates) {
+      if (!this.running || this.dialing.size >= DISCOVERY_DIAL_CONCURRENCY) return
+      if (this.components.connectionManager.getConnections().length >= this.targetConnections) return
+      if (this.components.connectionManager.getConnections(candidate.id).length > 0) {
+        this.candidates.delete(key)
+        continue
+      }
+      if (candidate.nextAt > now || this.dialing.has(key)) continue
+      void this.dialCandidate(key, candidate)
     }
+  }
+
+  private async dialCandidate(key: string, candidate: Candidate): Promise<void> {
     this.dialing.add(key)
     try {
       const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.dialTimeout)])
-      await this.components.connectionManager.openConnection(peer, { signal })
-      this.sweepFailures.delete(key)
+      await this.components.connectionManager.openConnection(candidate.id, { signal })
+      this.candidates.delete(key)
     } catch (err) {
-      this.sweepFailures.set(key, (this.sweepFailures.get(key) ?? 0) + 1)
-      this.log.trace('could not dial discovered peer %p - %e', peer, err)
+      candidate.failures++
+      candidate.nextAt = Date.now() + this.backoff(candidate.failures)
+      if (candidate.failures >= MAX_CANDIDATE_FAILURES) this.candidates.delete(key)
+      this.log.trace('could not dial discovered peer %p - %e', candidate.id, err)
     } finally {
       this.dialing.delete(key)
+      this.pump()
     }
   }
+
+  /**
+   * Finds peers beyond the DHT neighbourhood: while below targetConnections, look up random keys
+   * and dial the peers found. The pause grows while walks find no one new.
+   */
+  private async walkLoop(): Promise<void> {
+    let interval = Math.min(1_000, this.walkInterval)
+    while (this.running) {
+      if (!(await pause(interval, this.shutdown.signal))) return
+      if (this.components.connectionManager.getConnections().length >= this.targetConnections) continue
+      if (this.components.connectionManager.getConnections().length === 0) continue
+      let fresh = 0
+      try {
+        // one lookup of a random key: its answers are peers spread over the whole key space
+        const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.dialTimeout)])
+        const key = crypto.getRandomValues(new Uint8Array(32))
+        for await (const peer of this.components.peerRouting.getClosestPeers(key, { signal })) {
+          if (
+            !peer.id.equals(this.components.peerId) &&
+            this.components.connectionManager.getConnections(peer.id).length === 0
+          ) {
+            this.addCandidate(peer.id, true)
+            fresh++
+          }
+        }
+      } catch (err) {
+        this.log.trace('DHT walk ended - %e', err)
+      }
+      this.pump()
+      interval = fresh > 0 ? this.walkInterval : Math.min(interval * 2, MAX_WALK_INTERVAL)
+    }
+  }
+
+  /** Exponential backoff with ±20% jitter, capped at maxBackoff. */
+  private backoff(failures: number): number {
+    const base = Math.min(this.maxBackoff, this.minBackoff * 2 ** Math.min(failures - 1, 30))
+    return Math.round(base * (0.8 + Math.random() * 0.4))
+  }
+}
+
+/** Waits `ms`; false if `signal` aborted first. */
+async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return false
+  return await new Promise(resolve => {
+    const done = (ok: boolean): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
+      resolve(ok)
+    }
+    const onAbort = (): void => {
+      done(false)
+    }
+    const timer = setTimeout(() => {
+      done(true)
+    }, ms)
+    signal.addEventListener('abort', onAbort)
+  })
 }
 
 export function bootstrap(init: BootstrapInit = {}): (components: BootstrapComponents) => Bootstrap {

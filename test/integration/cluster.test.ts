@@ -53,6 +53,15 @@ describe('a cluster of 5 node processes on 127.0.0.1', function () {
       reader.api.get('dht/get', { peer: writer.peerId, name: 'absent' }),
       (e: Error & { status: number }) => e.status === 404
     )
+    // a value over the 4096-byte limit (3000 two-byte characters) is refused before it is signed
+    await assert.rejects(
+      writer.api.post('dht/put', { name: 'big', value: 'é'.repeat(3000) }),
+      (e: Error & { status: number }) => e.status === 400
+    )
+    await assert.rejects(
+      reader.api.get('dht/get', { peer: 'not-a-peer-id', name: 'x' }),
+      (e: Error & { status: number }) => e.status === 400
+    )
   })
 
   it('a gossipsub message from one node reaches all the others', async () => {
