@@ -15,12 +15,14 @@ const MESSAGES = 60
 const MESSAGE_BYTES = 1024
 const PUBLISH_INTERVAL_MS = 50
 const TOPIC = 'bench-gossip'
+const SUBSCRIBE_WAIT_MS = 30_000
 
 interface ClusterFigures {
   n: number
   startMs: number
   convergeMs: number
   meshMs: number
+  subscriptionCoverage: number
   p50: number
   p99: number
   max: number
@@ -60,20 +62,24 @@ async function measure(n: number): Promise<ClusterFigures> {
     const converged = performance.now()
     progress(`N=${n}: full mesh after ${((converged - started) / 1000).toFixed(1)} s`)
 
-    for (const node of nodes) await node.api.post('pubsub/subscribe', { topic: TOPIC })
-    await waitUntil(
-      'every node to see every subscriber',
-      async () => {
-        const counts = await Promise.all(
-          nodes.map(async node => (await node.api.get<string[]>('pubsub/peers', { topic: TOPIC })).length)
-        )
-        return counts.every(c => c === n - 1)
-      },
-      120_000,
-      100
-    )
+    await Promise.all(nodes.map(async node => await node.api.post('pubsub/subscribe', { topic: TOPIC })))
+    // wait for every node to see every other as a subscriber, for at most SUBSCRIBE_WAIT_MS; a
+    // shortfall is reported (and shows again in the delivery ratio), not hidden
+    let seen = 0
+    const subscribeDeadline = Date.now() + SUBSCRIBE_WAIT_MS
+    while (Date.now() < subscribeDeadline) {
+      const counts = await Promise.all(
+        nodes.map(async node => (await node.api.get<string[]>('pubsub/peers', { topic: TOPIC })).length)
+      )
+      seen = counts.reduce((sum, c) => sum + c, 0)
+      if (seen === n * (n - 1)) break
+      await sleep(200)
+    }
     const meshed = performance.now()
-    progress(`N=${n}: every node sees every subscriber after ${((meshed - converged) / 1000).toFixed(1)} s`)
+    const subscriptionCoverage = seen / (n * (n - 1))
+    progress(
+      `N=${n}: ${(subscriptionCoverage * 100).toFixed(1)}% of subscriptions seen after ${((meshed - converged) / 1000).toFixed(1)} s`
+    )
     // let gossipsub's heartbeat graft the mesh before measuring
     await sleep(2_000)
 
@@ -113,6 +119,7 @@ async function measure(n: number): Promise<ClusterFigures> {
       startMs: started - t0,
       convergeMs: converged - started,
       meshMs: meshed - converged,
+      subscriptionCoverage,
       p50: percentile(latencies, 50),
       p99: percentile(latencies, 99),
       max: latencies.at(-1) ?? Number.NaN,
@@ -142,13 +149,15 @@ const benchmark: Benchmark = {
         transport: 'tcp on 127.0.0.1',
         messages: MESSAGES,
         messageBytes: MESSAGE_BYTES,
-        publishIntervalMs: PUBLISH_INTERVAL_MS
+        publishIntervalMs: PUBLISH_INTERVAL_MS,
+        latency: 'publish request at the sender to arrival at each receiver'
       },
       columns: [
         'nodes',
         'start all (ms)',
         'full mesh (ms)',
-        'topic seen (ms)',
+        'subscriptions (ms)',
+        'seen',
         'gossip p50 (ms)',
         'p99 (ms)',
         'max (ms)',
@@ -159,6 +168,7 @@ const benchmark: Benchmark = {
         f.startMs,
         f.convergeMs,
         f.meshMs,
+        `${(f.subscriptionCoverage * 100).toFixed(1)}%`,
         f.p50,
         f.p99,
         f.max,

@@ -3,7 +3,8 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { tcp } from '@libp2p/tcp'
 import { CODE_P2P } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { memoryNode, waitFor } from './helpers/memory-node.ts'
+import { memoryNode } from './helpers/memory-node.ts'
+import { waitUntil } from './helpers/processes.ts'
 import type { CyberspaceNode } from '../src/node.ts'
 
 describe('createNode', () => {
@@ -22,7 +23,7 @@ describe('createNode', () => {
     const addr = first.multiaddrs()[0]
     assert.ok(addr.toString().endsWith(`/p2p/${first.peerId.toString()}`))
     for (let i = 0; i < 3; i++) nodes.push(await memoryNode({ bootstrap: [addr] }))
-    await waitFor('every node to be connected to the other 3', () => nodes.every(n => n.peers().length === 3))
+    await waitUntil('every node to be connected to the other 3', () => nodes.every(n => n.peers().length === 3))
     for (const node of nodes) {
       const others = nodes
         .filter(n => n !== node)
@@ -39,8 +40,8 @@ describe('createNode', () => {
     const a = await memoryNode()
     const b = await memoryNode({ bootstrap: [a.multiaddrs()[0]] })
     nodes.push(a, b)
-    await waitFor('b to connect to a', () => b.peers().length === 1)
-    await waitFor(
+    await waitUntil('b to connect to a', () => b.peers().length === 1)
+    await waitUntil(
       'DHT routing tables',
       async () => a.dht.getMode() === 'server' && (await b.libp2p.peerStore.all()).length > 0
     )
@@ -59,7 +60,7 @@ describe('createNode', () => {
     nodes.push(a, b)
     a.pubsub.subscribe('t')
     b.pubsub.subscribe('t')
-    await waitFor('a to see b subscribed', () => a.pubsub.getSubscribers('t').length === 1)
+    await waitUntil('a to see b subscribed', () => a.pubsub.getSubscribers('t').length === 1)
     const received = new Promise<{ from: string; data: string; type: string }>(resolve => {
       b.pubsub.addEventListener('message', evt => {
         const msg = evt.detail
@@ -85,7 +86,7 @@ describe('createNode', () => {
     node.bootstrap.addEventListener('retry', evt => {
       delays.push(evt.detail.delay)
     })
-    await waitFor('four retries', () => delays.length >= 4)
+    await waitUntil('four retries', () => delays.length >= 4)
     assert.ok(node.isStarted())
     assert.equal(node.bootstrap.status()[0].connected, false)
     assert.ok(node.bootstrap.status()[0].failures >= 4)
@@ -101,10 +102,10 @@ describe('createNode', () => {
     await late.stop()
     const node = await memoryNode({ bootstrap: [addr], bootstrapOptions: { minBackoff: 20, maxBackoff: 100 } })
     nodes.push(node)
-    await waitFor('a failed attempt', () => node.bootstrap.status()[0].failures > 0)
+    await waitUntil('a failed attempt', () => node.bootstrap.status()[0].failures > 0)
     const revived = await memoryNode({ privateKey, listen: [addr.decapsulateCode(CODE_P2P).toString()] })
     nodes.push(revived)
-    await waitFor('the node to reach the revived peer', () => node.bootstrap.status()[0].connected)
+    await waitUntil('the node to reach the revived peer', () => node.bootstrap.status()[0].connected)
     assert.deepEqual(
       node.peers().map(p => p.peerId),
       [revived.peerId.toString()]
@@ -119,10 +120,10 @@ describe('createNode', () => {
     nodes.push(first)
     for (let i = 0; i < 15; i++) nodes.push(await tcpNode([first.multiaddrs()[0]]))
     for (const node of nodes) node.pubsub.subscribe('crowd')
-    await waitFor(
+    await waitUntil(
       'every node to see the 15 others subscribed',
       () => nodes.every(n => n.pubsub.getSubscribers('crowd').length === 15),
-      600
+      60_000
     )
     const received = nodes.slice(1).map(
       node =>

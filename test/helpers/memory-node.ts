@@ -24,17 +24,3 @@ export async function memoryNode(options: Partial<CreateNodeOptions> = {}): Prom
   await node.start()
   return node
 }
-
-/** Polls `check` every `interval` ms until it returns true, at most `attempts` times. */
-export async function waitFor(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  attempts = 200,
-  interval = 100
-): Promise<void> {
-  for (let i = 0; i < attempts; i++) {
-    if (await check()) return
-    await new Promise(resolve => setTimeout(resolve, interval))
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
