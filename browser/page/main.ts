@@ -3,7 +3,7 @@
  * failing those, from the node process that served the page (`bootstrap.json`), and shows its peer
  * id, its connected peers and gossip, live.
  */
-import { parseMultiaddrs } from '../../src/network/multiaddrs.ts'
+import { parseMultiaddr, parseMultiaddrs } from '../../src/network/multiaddrs.ts'
 import { createBrowserNode } from '../platform.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 
@@ -28,6 +28,17 @@ async function bootstrapList(): Promise<string[]> {
   return multiaddrs
 }
 
+function renderAddrs(node: CyberspaceNode): void {
+  $('addrs').replaceChildren(
+    ...node.multiaddrs().map(ma => {
+      const li = document.createElement('li')
+      li.className = 'mono'
+      li.textContent = ma.toString()
+      return li
+    })
+  )
+}
+
 function renderPeers(node: CyberspaceNode): void {
   const peers = node.peers()
   $('peer-count').textContent = String(peers.length)
@@ -50,6 +61,29 @@ async function run(): Promise<void> {
   Object.assign(globalThis, { cyberspace: node })
   $('peer-id').textContent = node.peerId.toString()
   setStatus('running', 'running')
+
+  renderAddrs(node)
+  node.libp2p.addEventListener('self:peer:update', () => {
+    renderAddrs(node)
+  })
+  $('dial-form').addEventListener('submit', evt => {
+    evt.preventDefault()
+    const result = $('dial-result')
+    result.dataset.state = 'dialling'
+    Promise.resolve()
+      .then(async () => await node.libp2p.dial(parseMultiaddr($<HTMLInputElement>('dial').value.trim(), 'bootstrap')))
+      .then(
+        connection => {
+          result.dataset.state = 'connected'
+          result.textContent = `connected to ${connection.remotePeer.toString()} via ${connection.remoteAddr.toString()}`
+          renderPeers(node)
+        },
+        (err: Error) => {
+          result.dataset.state = 'failed'
+          result.textContent = `could not connect: ${err.message}`
+        }
+      )
+  })
 
   renderPeers(node)
   node.libp2p.addEventListener('connection:open', () => {

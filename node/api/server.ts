@@ -188,6 +188,10 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       send(res, 200, 'application/json', JSON.stringify({ peerId: node.peerId.toString(), multiaddrs }))
       return
     }
+    if (url.pathname === '/favicon.ico') {
+      res.writeHead(204).end()
+      return
+    }
     const page = PAGE_FILES[url.pathname]
     if (page == null) throw new HttpError(404, 'not found')
     let body: Buffer

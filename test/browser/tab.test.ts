@@ -102,4 +102,39 @@ describe('a browser tab is a peer', function () {
     }
     assert.deepEqual(pageErrors, [])
   })
+
+  it('a second tab connects to the first over WebRTC, signalled through a node relay', async () => {
+    const [a] = nodes
+    // the first tab reserves a slot on a node's relay and so becomes reachable at a /webrtc address
+    const webrtcAddr = await page.waitForFunction(
+      () =>
+        [...document.querySelectorAll('#addrs li')]
+          .map(li => li.textContent ?? '')
+          .find(t => t.includes('/webrtc/p2p/')),
+      undefined,
+      { timeout: 60_000 }
+    )
+    const addr = (await webrtcAddr.jsonValue()) as string
+    assert.ok(addr.endsWith(`/p2p/${tabPeerId}`), addr)
+    assert.match(addr, /\/p2p-circuit\/webrtc\//)
+
+    const second = await browser.newPage()
+    second.on('pageerror', err => {
+      pageErrors.push(err.message)
+    })
+    await second.goto(`${a.api.url}/`)
+    await second.waitForSelector('#status[data-state="running"]', { timeout: 60_000 })
+    const secondPeerId = (await second.textContent('#peer-id')) ?? ''
+    assert.notEqual(secondPeerId, tabPeerId)
+    await second.fill('#dial', addr)
+    await second.click('#dial-button')
+    await second.waitForSelector('#dial-result[data-state="connected"]', { timeout: 60_000 })
+    assert.match(
+      (await second.textContent('#dial-result')) ?? '',
+      new RegExp(`connected to ${tabPeerId} via .*/webrtc`)
+    )
+    await page.waitForSelector(`#peers li[data-peer-id="${secondPeerId}"]`, { timeout: 30_000 })
+    await second.close()
+    assert.deepEqual(pageErrors, [])
+  })
 })
