@@ -28,6 +28,10 @@ export interface NodeProcess {
 }
 
 const live = new Set<ChildProcess>()
+// a test run or benchmark that dies before its after() hooks must not leave nodes behind
+process.once('exit', () => {
+  killAll()
+})
 
 export async function tempDir(prefix = 'cyberspace-test-'): Promise<string> {
   return await mkdtemp(join(tmpdir(), prefix))
