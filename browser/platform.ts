@@ -18,6 +18,7 @@ import { webSockets } from '@libp2p/websockets'
 import { IDBBlockstore } from 'blockstore-idb'
 import { IDBDatastore } from 'datastore-idb'
 import { base64 } from 'multiformats/bases/base64'
+import { hostOf, privateAddressGate } from '../src/network/gater.ts'
 import { createNode } from '../src/node.ts'
 import type { CyberspaceNode } from '../src/node.ts'
 import type { PrivateKey } from '@libp2p/interface'
@@ -29,6 +30,12 @@ export interface BrowserNodeOptions {
   bootstrap: Multiaddr[]
   /** Where to keep the identity; default the tab's sessionStorage. */
   storage?: Storage
+  /**
+   * Hosts on private networks (LAN, loopback) the tab may dial. The hosts of the bootstrap
+   * addresses and of the page itself are added; the caller adds more when the user asks to dial
+   * one. Peers met in the cluster cannot make the tab dial other private hosts.
+   */
+  allowedHosts?: Set<string>
 }
 
 export async function createBrowserNode(options: BrowserNodeOptions): Promise<CyberspaceNode> {
@@ -47,9 +54,12 @@ export async function createBrowserNode(options: BrowserNodeOptions): Promise<Cy
     bootstrap: options.bootstrap,
     // a tab cannot accept inbound dials except through relays: be a DHT client
     dhtServer: false,
-    // the browser default refuses private addresses and plain ws://, but a cluster commonly
-    // lives on a LAN or loopback and is addressed explicitly by the user
-    connectionGater: { denyDialMultiaddr: () => false },
+    connectionGater: {
+      denyDialMultiaddr: privateAddressGate(
+        [...options.bootstrap.map(hostOf), typeof location !== 'undefined' ? location.hostname : undefined],
+        options.allowedHosts
+      )
+    },
     connectionManager: { maxConnections: 100 }
   })
 }
@@ -58,12 +68,28 @@ async function tabIdentity(storage: Storage): Promise<PrivateKey> {
   const saved = storage.getItem(IDENTITY_KEY)
   if (saved != null) {
     try {
-      return privateKeyFromProtobuf(base64.baseDecode(saved))
+      const key = privateKeyFromProtobuf(base64.baseDecode(saved))
+      // "duplicate tab" copies sessionStorage: only one tab may run as a given peer
+      if (await claimIdentity(key)) return key
     } catch {
       // a damaged entry in sessionStorage: this tab starts with a fresh identity
     }
   }
   const key = await generateKeyPair('Ed25519')
+  await claimIdentity(key)
   storage.setItem(IDENTITY_KEY, base64.baseEncode(privateKeyToProtobuf(key)))
   return key
+}
+
+/** Holds a Web Lock named after the key for the tab's lifetime; false if another tab holds it. */
+async function claimIdentity(key: PrivateKey): Promise<boolean> {
+  const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined
+  if (locks == null) return true
+  const name = `cyberspace:identity:${peerIdFromPrivateKey(key).toString()}`
+  return await new Promise<boolean>(resolve => {
+    void locks.request(name, { ifAvailable: true }, async lock => {
+      resolve(lock != null)
+      if (lock != null) await new Promise(() => {})
+    })
+  })
 }

@@ -226,9 +226,11 @@ async function pubsub(dataDir: string, args: string[], out: Out): Promise<number
     await api.post('pubsub/subscribe', { topic })
     let after = 0
     let stopped = false
-    process.once('SIGINT', () => {
+    const stop = (): void => {
       stopped = true
-    })
+    }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
     while (!stopped) {
       const { messages, next } = await api.get<{ messages: BufferedMessage[]; next: number }>('pubsub/messages', {
         topic,
@@ -238,6 +240,8 @@ async function pubsub(dataDir: string, args: string[], out: Out): Promise<number
       after = next
       await new Promise(resolve => setTimeout(resolve, 250))
     }
+    // leave the topic, so the node stops buffering it for no one
+    await api.post('pubsub/unsubscribe', { topic })
     return 0
   }
   throw new UsageError('usage: cyberspace pubsub pub <topic> <text> | pubsub sub <topic>')

@@ -3,7 +3,7 @@
  *
  * Layout (all files 0600, the directory 0700):
  *   identity.key   libp2p protobuf-encoded Ed25519 private key; created once, never overwritten
- *   lock           pid of the process running a node on this directory
+ *   lock           "<pid> <per-start token>" of the process running a node on this directory
  *   api.json       { url, pid } of the running node's control API (removed on clean stop)
  *   api-token      bearer token for the control API, new on every start
  *   blocks/        Helia blockstore
@@ -14,7 +14,7 @@
  * try { … dir.privateKey … } finally { await dir.close() }
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm, stat, chmod } from 'node:fs/promises'
+import { chmod, link, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
@@ -44,57 +44,89 @@ export async function openDataDir(dir: string): Promise<DataDir> {
   const path = resolve(dir)
   try {
     await mkdir(path, { recursive: true, mode: 0o700 })
-    const info = await stat(path)
-    if (!info.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
   } catch (err) {
     throw new DataDirError(`cannot use data directory ${path}: ${describe(err)}`)
   }
-  await acquireLock(path)
+  await checkDirectory(path)
+  const lock = await acquireLock(path)
   try {
     const warnings: string[] = []
     const { privateKey, created } = await loadOrCreateKey(join(path, KEY_FILE), warnings)
-    return {
-      path,
-      privateKey,
-      createdKey: created,
-      warnings,
-      close: async () => {
-        await rm(join(path, LOCK_FILE), { force: true })
-      }
-    }
+    return { path, privateKey, createdKey: created, warnings, close: lock.release }
   } catch (err) {
-    await rm(join(path, LOCK_FILE), { force: true })
+    await lock.release()
     throw err
   }
 }
 
-async function acquireLock(dir: string): Promise<void> {
+/** The directory must be ours and not writable by others: it holds our key and API token. */
+async function checkDirectory(path: string): Promise<void> {
+  let info
+  try {
+    info = await stat(path)
+  } catch (err) {
+    throw new DataDirError(`cannot use data directory ${path}: ${describe(err)}`)
+  }
+  if (!info.isDirectory()) throw new DataDirError(`cannot use data directory ${path}: ENOTDIR`)
+  const uid = process.getuid?.()
+  if (uid != null && info.uid !== uid) {
+    throw new DataDirError(`data directory ${path} belongs to uid ${info.uid}, not to this user (${uid})`)
+  }
+  if ((info.mode & 0o022) !== 0) {
+    throw new DataDirError(
+      `data directory ${path} is writable by others (mode ${(info.mode & 0o777).toString(8)}); use chmod 700 or another --data-dir`
+    )
+  }
+}
+
+/**
+ * Takes the pid lock. The lock file appears with its content in one step (written aside, then
+ * hard-linked into place), and is released only by the process whose token it holds.
+ */
+async function acquireLock(dir: string): Promise<{ release: () => Promise<void> }> {
   const file = join(dir, LOCK_FILE)
-  for (let attempt = 0; attempt < 2; attempt++) {
+  const token = `${process.pid} ${randomBytes(8).toString('hex')}\n`
+  const release = async (): Promise<void> => {
+    if ((await readFile(file, 'utf8').catch(() => '')) === token) await rm(file, { force: true })
+  }
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
     try {
-      const handle = await open(file, 'wx', 0o600)
-      await handle.writeFile(`${process.pid}\n`)
-      await handle.close()
-      return
+      await writeExclusive(tmp, token)
+      await link(tmp, file)
+      return { release }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
         throw new DataDirError(`cannot write to data directory ${dir}: ${describe(err)}`)
       }
+    } finally {
+      await rm(tmp, { force: true })
     }
-    const pid = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10)
+    const held = await readFile(file, 'utf8').catch(() => '')
+    const pid = Number.parseInt(held, 10)
     if (Number.isSafeInteger(pid) && pid > 0 && isRunning(pid)) {
       throw new DataDirLockedError(
         `data directory ${dir} is in use by another cyberspace node (pid ${pid}); stop it first or use --data-dir`
       )
     }
-    // the process that held the lock is gone: the lock is stale
-    await rm(file, { force: true })
+    // the process that held the lock is gone. Move the stale lock aside; if what we moved is not
+    // what we judged stale, another starter took the lock meanwhile: put theirs back
+    const aside = `${file}.${randomBytes(6).toString('hex')}.stale`
+    try {
+      await rename(file, aside)
+      if ((await readFile(aside, 'utf8')) !== held) await link(aside, file).catch(() => {})
+    } catch {
+      // someone else moved it first; try again
+    } finally {
+      await rm(aside, { force: true })
+    }
   }
   throw new DataDirLockedError(`could not take the lock on data directory ${dir}`)
 }
 
+/** Whether another process with this pid runs. Our own pid in a lock file is a previous life of ours (e.g. a restarted container). */
 function isRunning(pid: number): boolean {
-  if (pid === process.pid) return true
+  if (pid === process.pid) return false
   try {
     process.kill(pid, 0)
     return true
@@ -140,21 +172,36 @@ async function loadOrCreateKey(
     }
   }
   const privateKey = await generateKeyPair('Ed25519')
-  await writeFileAtomic(file, privateKeyToProtobuf(privateKey))
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
+  try {
+    await writeExclusive(tmp, privateKeyToProtobuf(privateKey))
+    // link, unlike rename, fails if the key appeared meanwhile: an existing key is never replaced
+    await link(tmp, file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return await loadOrCreateKey(file, warnings)
+    throw new DataDirError(`cannot write identity key file ${file}: ${describe(err)}`)
+  } finally {
+    await rm(tmp, { force: true })
+  }
   return { privateKey, created: true }
 }
 
-/** Writes a 0600 file by writing a temporary sibling, syncing it, then renaming it into place. */
-export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`
+/** Creates a new 0600 file (never following or reusing an existing one), writes and syncs it. */
+async function writeExclusive(file: string, data: Uint8Array | string): Promise<void> {
+  const handle = await open(file, 'wx', 0o600)
   try {
-    const handle = await open(tmp, 'w', 0o600)
-    try {
-      await handle.writeFile(data)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
+    await handle.writeFile(data)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Replaces a 0600 file atomically: a new temporary sibling, synced, then renamed into place. */
+export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
+  try {
+    await writeExclusive(tmp, data)
     await rename(tmp, file)
   } catch (err) {
     await rm(tmp, { force: true })

@@ -102,7 +102,10 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       node,
       token,
       port: options.apiPort,
-      pageDir: options.pageDir ?? DEFAULT_PAGE_DIR
+      pageDir: options.pageDir ?? DEFAULT_PAGE_DIR,
+      onError: err => {
+        process.stderr.write(`control API error: ${err.message}\n`)
+      }
     })
     cleanups.push(async () => {
       await api.close()

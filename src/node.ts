@@ -180,6 +180,7 @@ class Node implements CyberspaceNode {
   private readonly privateKey: PrivateKey
   private readonly dhtServer: boolean
   private started = false
+  private lastValueSeq = 0
 
   constructor(
     peerId: PeerId,
@@ -239,12 +240,14 @@ class Node implements CyberspaceNode {
       entry.limited &&= connection.limits != null
       byPeer.set(id, entry)
     }
-    return [...byPeer.values()].sort((a, b) => a.peerId.localeCompare(b.peerId))
+    return [...byPeer.values()].sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0))
   }
 
   async putValue(name: string, value: Uint8Array, options: AbortOptions = {}): Promise<void> {
     const key = valueKey(this.peerId.toString(), name)
-    const record = await signValueRecord(this.privateKey, name, value, Date.now())
+    // strictly increasing even within one millisecond or when the clock steps back
+    this.lastValueSeq = Math.max(Date.now(), this.lastValueSeq + 1)
+    const record = await signValueRecord(this.privateKey, name, value, this.lastValueSeq)
     for await (const _event of this.dht.put(new TextEncoder().encode(key), record, options)) {
       // drain: the put completes when the query has stored the record at the closest peers
     }

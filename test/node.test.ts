@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { tcp } from '@libp2p/tcp'
-import { CODE_P2P } from '@multiformats/multiaddr'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { CODE_P2P, multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { memoryNode } from './helpers/memory-node.ts'
 import { waitUntil } from './helpers/processes.ts'
@@ -135,5 +136,29 @@ describe('createNode', () => {
     )
     await first.pubsub.publish('crowd', new TextEncoder().encode('to all 15'))
     assert.deepEqual(await Promise.all(received), new Array(15).fill('to all 15'))
+  })
+
+  it('never dials itself when its own address is in the bootstrap list', async () => {
+    const privateKey = await generateKeyPair('Ed25519')
+    const listen = `/memory/self-bootstrap-${process.pid}`
+    const self = multiaddr(`${listen}/p2p/${peerIdFromPrivateKey(privateKey).toString()}`)
+    const node = await memoryNode({ privateKey, listen: [listen], bootstrap: [self] })
+    nodes.push(node)
+    assert.deepEqual(node.bootstrap.status(), [])
+  })
+
+  it('refuses timing options that would make it spin', async () => {
+    for (const bad of [
+      { minBackoff: 0 },
+      { walkInterval: -1 },
+      { sweepInterval: Number.NaN },
+      { targetConnections: 0 }
+    ]) {
+      await assert.rejects(
+        memoryNode({ bootstrapOptions: bad }),
+        { name: 'InvalidParametersError' },
+        JSON.stringify(bad)
+      )
+    }
   })
 })

@@ -5,6 +5,7 @@
  */
 import { parseMultiaddr, parseMultiaddrs } from '../../src/network/multiaddrs.ts'
 import { createBrowserNode } from '../platform.ts'
+import { hostOf } from '../../src/network/gater.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -56,7 +57,8 @@ function renderPeers(node: CyberspaceNode): void {
 async function run(): Promise<void> {
   const list = await bootstrapList()
   $('bootstrap').textContent = list.join(' ') || '(none)'
-  const node = await createBrowserNode({ bootstrap: parseMultiaddrs(list, 'bootstrap') })
+  const allowedHosts = new Set<string>()
+  const node = await createBrowserNode({ bootstrap: parseMultiaddrs(list, 'bootstrap'), allowedHosts })
   await node.start()
   Object.assign(globalThis, { cyberspace: node })
   $('peer-id').textContent = node.peerId.toString()
@@ -71,7 +73,13 @@ async function run(): Promise<void> {
     const result = $('dial-result')
     result.dataset.state = 'dialling'
     Promise.resolve()
-      .then(async () => await node.libp2p.dial(parseMultiaddr($<HTMLInputElement>('dial').value.trim(), 'bootstrap')))
+      .then(async () => {
+        const target = parseMultiaddr($<HTMLInputElement>('dial').value.trim(), 'bootstrap')
+        // the user named this host: the tab may dial it even on a private network
+        const host = hostOf(target)
+        if (host != null) allowedHosts.add(host)
+        return await node.libp2p.dial(target)
+      })
       .then(
         connection => {
           result.dataset.state = 'connected'

@@ -23,7 +23,10 @@ export async function connectApi(dataDir: string): Promise<ApiClient> {
   let token: string
   try {
     const info = JSON.parse(await readFile(join(dataDir, API_FILE), 'utf8')) as { url?: unknown }
-    if (typeof info.url !== 'string') throw new Error('api.json has no url')
+    // the token goes only to a loopback control API, whatever api.json says
+    if (typeof info.url !== 'string' || !/^http:\/\/127\.0\.0\.1:\d{1,5}$/.test(info.url)) {
+      throw new Error('api.json does not name a control API on 127.0.0.1')
+    }
     url = info.url
     token = (await readFile(join(dataDir, TOKEN_FILE), 'utf8')).trim()
   } catch (err) {

@@ -17,13 +17,18 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WebSockets } from '@multiformats/multiaddr-matcher'
 import type { CyberspaceNode } from '../../src/node.ts'
+import type { Message } from '@libp2p/gossipsub'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 
 export const API_PREFIX = '/api/v0/'
 export const MAX_BODY_BYTES = 64 * 1024
 export const MAX_TOPIC_LENGTH = 256
-export const MAX_TOPICS = 64
+export const MAX_TOPICS = 16
 export const MAX_BUFFERED_MESSAGES = 1000
+/** Bytes of message data buffered per topic (oldest dropped first), so at most 64 MiB in all. */
+export const MAX_BUFFERED_BYTES_PER_TOPIC = 4 * 1024 * 1024
+/** Concurrent HTTP connections the control API accepts. */
+export const MAX_API_CONNECTIONS = 64
 
 export interface ApiServerInit {
   node: CyberspaceNode
@@ -32,6 +37,8 @@ export interface ApiServerInit {
   port: number
   /** Folder holding the built page (index.html, bundle.js). */
   pageDir: string
+  /** Told of server errors after it started listening (they never stop the node). */
+  onError?: (err: Error) => void
 }
 
 export interface ApiServer {
@@ -51,6 +58,7 @@ export interface BufferedMessage {
 interface TopicBuffer {
   messages: BufferedMessage[]
   next: number
+  bytes: number
 }
 
 class HttpError extends Error {
@@ -81,18 +89,26 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   const topics = new Map<string, TopicBuffer>()
   let port = 0
 
-  node.pubsub.addEventListener('message', evt => {
+  const onMessage = (evt: CustomEvent<Message>): void => {
     const msg = evt.detail
     const buffer = topics.get(msg.topic)
     if (buffer == null) return
+    const data = new TextDecoder().decode(msg.data)
     buffer.messages.push({
       seq: buffer.next++,
       from: msg.type === 'signed' ? msg.from.toString() : '',
-      data: new TextDecoder().decode(msg.data),
+      data,
       receivedAt: performance.timeOrigin + performance.now()
     })
-    if (buffer.messages.length > MAX_BUFFERED_MESSAGES) buffer.messages.shift()
-  })
+    buffer.bytes += data.length
+    while (
+      buffer.messages.length > MAX_BUFFERED_MESSAGES ||
+      (buffer.bytes > MAX_BUFFERED_BYTES_PER_TOPIC && buffer.messages.length > 0)
+    ) {
+      buffer.bytes -= buffer.messages.shift()?.data.length ?? 0
+    }
+  }
+  node.pubsub.addEventListener('message', onMessage)
 
   const routes: Record<string, (req: IncomingMessage, url: URL) => Promise<unknown>> = {
     'GET id': async () => ({
@@ -121,7 +137,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       const topic = stringField(await readJson(req), 'topic', MAX_TOPIC_LENGTH)
       if (!topics.has(topic)) {
         if (topics.size >= MAX_TOPICS) throw new HttpError(429, `at most ${MAX_TOPICS} topics`)
-        topics.set(topic, { messages: [], next: 1 })
+        topics.set(topic, { messages: [], next: 1, bytes: 0 })
         node.pubsub.subscribe(topic)
       }
       return { topic }
@@ -214,6 +230,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   })
   server.requestTimeout = 60_000
   server.headersTimeout = 10_000
+  server.maxConnections = MAX_API_CONNECTIONS
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(init.port, '127.0.0.1', () => {
@@ -221,12 +238,17 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       resolve()
     })
   })
+  // after listening, an error (e.g. EMFILE on accept) must not take the node down
+  server.on('error', err => {
+    init.onError?.(err)
+  })
   const address = server.address()
   port = typeof address === 'object' && address != null ? address.port : init.port
   return {
     url: `http://127.0.0.1:${port}`,
     port,
     close: async () => {
+      node.pubsub.removeEventListener('message', onMessage)
       server.closeAllConnections()
       await new Promise<void>(resolve => {
         server.close(() => {

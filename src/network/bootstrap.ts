@@ -10,6 +10,7 @@
  * createLibp2p({ services: { bootstrap: bootstrap({ list: [multiaddr('/ip4/…/p2p/12D3…')] }) } })
  * node.services.bootstrap.addEventListener('retry', e => console.log(e.detail))
  */
+import { InvalidParametersError } from '@libp2p/interface'
 import { TypedEventEmitter } from 'main-event'
 import { peerIdOf } from './multiaddrs.ts'
 import type {
@@ -22,7 +23,7 @@ import type {
   Startable,
   TypedEventTarget
 } from '@libp2p/interface'
-import type { ConnectionManager } from '@libp2p/interface-internal'
+import type { ConnectionManager, TransportManager } from '@libp2p/interface-internal'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 export interface BootstrapInit {
@@ -50,6 +51,7 @@ export interface BootstrapComponents {
   connectionManager: ConnectionManager
   peerStore: PeerStore
   peerRouting: PeerRouting
+  transportManager: TransportManager
   events: TypedEventTarget<Libp2pEvents>
   logger: ComponentLogger
 }
@@ -94,20 +96,35 @@ interface Target {
   addr: Multiaddr
   peer?: string
   connected: boolean
+  /** When the current connection opened (ms since the epoch). */
+  connectedAt?: number
   failures: number
   lastError?: string
   nextAttemptAt?: number
   timer?: ReturnType<typeof setTimeout>
 }
 
-/** A discovered peer that failed this many dials in a row is dropped until it is discovered again. */
+/** A discovered peer that failed this many dials in a row is left alone for GIVE_UP_MS. */
 const MAX_CANDIDATE_FAILURES = 8
+const GIVE_UP_MS = 600_000
 /** Longest pause between two DHT walks. */
 const MAX_WALK_INTERVAL = 300_000
 /** Most discovered peers remembered for dialling. */
 const MAX_CANDIDATES = 1024
 /** How many discovered peers are dialled at once. */
 const DISCOVERY_DIAL_CONCURRENCY = 4
+/** A bootstrap connection that lasted less than this counts as a failure when it drops. */
+const STABLE_CONNECTION_MS = 30_000
+/** Shortest delay any timing option may ask for, in ms. */
+const MIN_DELAY_MS = 10
+
+function delayOption(name: string, value: number | undefined, fallback: number): number {
+  const chosen = value ?? fallback
+  if (!Number.isFinite(chosen) || chosen < MIN_DELAY_MS) {
+    throw new InvalidParametersError(`bootstrap ${name} must be a number of ms, at least ${MIN_DELAY_MS}`)
+  }
+  return chosen
+}
 
 class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Bootstrap, Startable {
   private readonly components: BootstrapComponents
@@ -120,6 +137,8 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
   private readonly sweepInterval: number
   private readonly walkInterval: number
   private readonly candidates = new Map<string, Candidate>()
+  /** Peers that failed MAX_CANDIDATE_FAILURES dials, until when they are left alone. */
+  private readonly gaveUp = new Map<string, number>()
   private readonly dialing = new Set<string>()
   private sweepTimer?: ReturnType<typeof setInterval>
   private running = false
@@ -129,13 +148,20 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     super()
     this.components = components
     this.log = components.logger.forComponent('cyberspace:bootstrap')
-    this.targets = (init.list ?? []).map(addr => ({ addr, peer: peerIdOf(addr), connected: false, failures: 0 }))
-    this.minBackoff = init.minBackoff ?? 1_000
-    this.maxBackoff = init.maxBackoff ?? 60_000
+    const self = components.peerId.toString()
+    // a shared bootstrap list commonly names this node too: never dial ourselves
+    this.targets = (init.list ?? [])
+      .map(addr => ({ addr, peer: peerIdOf(addr), connected: false, failures: 0 }))
+      .filter(target => target.peer !== self)
+    this.minBackoff = delayOption('minBackoff', init.minBackoff, 1_000)
+    this.maxBackoff = Math.max(this.minBackoff, delayOption('maxBackoff', init.maxBackoff, 60_000))
+    this.dialTimeout = delayOption('dialTimeout', init.dialTimeout, 10_000)
+    this.sweepInterval = delayOption('sweepInterval', init.sweepInterval, 5_000)
+    this.walkInterval = delayOption('walkInterval', init.walkInterval, 5_000)
     this.targetConnections = init.targetConnections ?? 64
-    this.dialTimeout = init.dialTimeout ?? 10_000
-    this.sweepInterval = init.sweepInterval ?? 5_000
-    this.walkInterval = init.walkInterval ?? 5_000
+    if (!Number.isSafeInteger(this.targetConnections) || this.targetConnections < 1) {
+      throw new InvalidParametersError('bootstrap targetConnections must be a positive integer')
+    }
     this.onDisconnect = this.onDisconnect.bind(this)
     this.onDiscovery = this.onDiscovery.bind(this)
   }
@@ -155,7 +181,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     this.sweepTimer = setInterval(() => {
       this.sweep()
     }, this.sweepInterval)
-    void this.walkLoop()
+    void this.walkLoop(this.shutdown.signal)
   }
 
   stop(): void {
@@ -166,6 +192,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     clearInterval(this.sweepTimer)
     for (const target of this.targets) clearTimeout(target.timer)
     this.candidates.clear()
+    this.gaveUp.clear()
   }
 
   status(): BootstrapPeerStatus[] {
@@ -193,7 +220,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
       const connection = await this.components.connectionManager.openConnection(target.addr, { signal })
       target.peer = connection.remotePeer.toString()
       target.connected = true
-      target.failures = 0
+      target.connectedAt = Date.now()
       target.lastError = undefined
       this.log('connected to bootstrap peer %a', target.addr)
       this.safeDispatchEvent('connected', { detail: { addr: target.addr.toString(), peer: target.peer } })
@@ -223,34 +250,52 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     for (const target of this.targets) {
       if (target.peer === peer && target.connected) {
         target.connected = false
-        this.schedule(target, this.minBackoff)
+        // a peer that accepts and soon drops us (full, or refusing us) is retried with backoff,
+        // not every second
+        const stable = Date.now() - (target.connectedAt ?? 0) >= STABLE_CONNECTION_MS
+        target.failures = stable ? 0 : target.failures + 1
+        this.schedule(target, stable ? this.minBackoff : this.backoff(target.failures))
       }
     }
   }
 
   private onDiscovery(evt: CustomEvent<{ id: PeerId }>): void {
+    // a (re)discovered peer may have new addresses: it gets a fresh chance
+    this.gaveUp.delete(evt.detail.id.toString())
     this.addCandidate(evt.detail.id, true)
     this.pump()
   }
 
-  /** Peers we know of and are not connected to become candidates; a rediscovered peer starts afresh. */
-  private addCandidate(id: PeerId, fresh: boolean): void {
+  /**
+   * Remembers a peer to dial. `fresh` resets the backoff of a known candidate (new information
+   * about it); returns true if the peer was not a candidate before.
+   */
+  private addCandidate(id: PeerId, fresh: boolean): boolean {
     const key = id.toString()
-    if (id.equals(this.components.peerId)) return
+    if (id.equals(this.components.peerId)) return false
+    const givenUpUntil = this.gaveUp.get(key)
+    if (givenUpUntil != null) {
+      if (givenUpUntil > Date.now()) return false
+      this.gaveUp.delete(key)
+    }
     const known = this.candidates.get(key)
     if (known != null) {
       if (fresh) known.nextAt = 0
-      return
+      return false
     }
-    if (this.candidates.size >= MAX_CANDIDATES) return
+    if (this.candidates.size >= MAX_CANDIDATES) return false
     this.candidates.set(key, { id, failures: 0, nextAt: 0 })
+    return true
   }
 
   private sweep(): void {
     void this.components.peerStore.all({ limit: MAX_CANDIDATES }).then(
       peers => {
         for (const peer of peers) {
-          if (peer.addresses.length > 0 && this.components.connectionManager.getConnections(peer.id).length === 0) {
+          const dialable = peer.addresses.some(
+            a => this.components.transportManager.dialTransportForMultiaddr(a.multiaddr) != null
+          )
+          if (dialable && this.components.connectionManager.getConnections(peer.id).length === 0) {
             this.addCandidate(peer.id, false)
           }
         }
@@ -286,7 +331,10 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     } catch (err) {
       candidate.failures++
       candidate.nextAt = Date.now() + this.backoff(candidate.failures)
-      if (candidate.failures >= MAX_CANDIDATE_FAILURES) this.candidates.delete(key)
+      if (candidate.failures >= MAX_CANDIDATE_FAILURES) {
+        this.candidates.delete(key)
+        this.gaveUp.set(key, Date.now() + GIVE_UP_MS)
+      }
       this.log.trace('could not dial discovered peer %p - %e', candidate.id, err)
     } finally {
       this.dialing.delete(key)
@@ -296,25 +344,24 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
 
   /**
    * Finds peers beyond the DHT neighbourhood: while below targetConnections, look up random keys
-   * and dial the peers found. The pause grows while walks find no one new.
+   * and dial the peers found. The pause grows while lookups find no one new. The loop belongs to
+   * one start: it ends when that start's signal aborts.
    */
-  private async walkLoop(): Promise<void> {
+  private async walkLoop(signal: AbortSignal): Promise<void> {
     let interval = Math.min(1_000, this.walkInterval)
-    while (this.running) {
-      if (!(await pause(interval, this.shutdown.signal))) return
-      if (this.components.connectionManager.getConnections().length >= this.targetConnections) continue
-      if (this.components.connectionManager.getConnections().length === 0) continue
+    while (!signal.aborted) {
+      if (!(await pause(interval, signal))) return
+      const connections = this.components.connectionManager.getConnections().length
+      if (connections >= this.targetConnections || connections === 0) continue
       let fresh = 0
       try {
-        // one lookup of a random key: its answers are peers spread over the whole key space
-        const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.dialTimeout)])
         const key = crypto.getRandomValues(new Uint8Array(32))
-        for await (const peer of this.components.peerRouting.getClosestPeers(key, { signal })) {
+        const querySignal = AbortSignal.any([signal, AbortSignal.timeout(this.dialTimeout)])
+        for await (const peer of this.components.peerRouting.getClosestPeers(key, { signal: querySignal })) {
           if (
-            !peer.id.equals(this.components.peerId) &&
-            this.components.connectionManager.getConnections(peer.id).length === 0
+            this.components.connectionManager.getConnections(peer.id).length === 0 &&
+            this.addCandidate(peer.id, false)
           ) {
-            this.addCandidate(peer.id, true)
             fresh++
           }
         }

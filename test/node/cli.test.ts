@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert'
 import { request } from 'node:http'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { killAll, removeDir, runCli, spawnNode, tempDir, waitUntil } from '../helpers/processes.ts'
 import type { NodeProcess } from '../helpers/processes.ts'
@@ -92,6 +92,15 @@ describe('cyberspace CLI on bad input', function () {
     assert.match(stderr, /cannot use data directory .*file\/sub: ENOTDIR/)
   })
 
+  it('refuses a data directory that others can write to', async () => {
+    const d = await dir()
+    await chmod(d, 0o777)
+    const { code, stderr } = await runCli(['start', '--data-dir', d, '--api-port', '0'])
+    assert.equal(code, 1)
+    assert.match(stderr, /data directory .* is writable by others \(mode 777\)/)
+    await assert.rejects(readFile(join(d, 'identity.key')), { code: 'ENOENT' })
+  })
+
   it('refuses a corrupt key file and leaves it untouched', async () => {
     const d = await dir()
     const garbage = Buffer.from('this is not a protobuf private key')
@@ -141,7 +150,7 @@ describe('cyberspace CLI on bad input', function () {
     await writeFile(join(d, 'lock'), '999999999\n')
     const node = await spawnNode({ dataDir: d })
     nodes.push(node)
-    assert.equal((await readFile(join(d, 'lock'), 'utf8')).trim(), String(node.proc.pid))
+    assert.equal((await readFile(join(d, 'lock'), 'utf8')).split(' ')[0], String(node.proc.pid))
   })
 
   it('refuses control-API requests without the token or from another host or origin', async () => {
@@ -166,6 +175,15 @@ describe('cyberspace CLI on bad input', function () {
     // the page itself is public, but still only under the loopback name
     assert.equal(await rawRequest(`${url}/bootstrap.json`, { host: `127.0.0.1:${port}` }), 200)
     assert.equal(await rawRequest(`${url}/bootstrap.json`, { host: `rebound.example:${port}` }), 403)
+  })
+
+  it('sends its token only to a control API on 127.0.0.1', async () => {
+    const d = await dir()
+    await writeFile(join(d, 'api.json'), JSON.stringify({ url: 'http://evil.example:80', pid: 1 }))
+    await writeFile(join(d, 'api-token'), 'secret')
+    const { code, stderr } = await runCli(['id', '--data-dir', d])
+    assert.equal(code, 1)
+    assert.match(stderr, /does not name a control API on 127\.0\.0\.1/)
   })
 
   it('says clearly that no node is running', async () => {
