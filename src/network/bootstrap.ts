@@ -358,12 +358,10 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
         const key = crypto.getRandomValues(new Uint8Array(32))
         const querySignal = AbortSignal.any([signal, AbortSignal.timeout(this.dialTimeout)])
         for await (const peer of this.components.peerRouting.getClosestPeers(key, { signal: querySignal })) {
-          if (
-            this.components.connectionManager.getConnections(peer.id).length === 0 &&
-            this.addCandidate(peer.id, false)
-          ) {
-            fresh++
-          }
+          if (this.components.connectionManager.getConnections(peer.id).length > 0) continue
+          // the DHT just vouched for this peer: a known candidate is retried now (at most once per
+          // walk, and walks slow down while they find no one new); a new one counts as fresh
+          if (this.addCandidate(peer.id, true)) fresh++
         }
       } catch (err) {
         this.log.trace('DHT walk ended - %e', err)
