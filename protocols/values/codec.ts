@@ -11,6 +11,7 @@
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { InvalidValueRecordError } from './errors.ts'
+import { signedBytes } from '../signing.ts'
 
 /** The DHT namespace (the first key segment) of value records. */
 export const VALUE_NAMESPACE = 'cyberspace-value'
@@ -61,14 +62,9 @@ export function parseValueKey(key: string | Uint8Array): { peerId: string; name:
   return { peerId: parts[2], name: parts[3] }
 }
 
-/** The exact bytes a value record's signature covers. */
+/** The exact bytes a value record's signature covers (see protocols/signing.ts). */
 export function valueSigningBytes(key: string, seq: number, value: Uint8Array): Uint8Array {
-  const body = dagCbor.encode({ v: VALUE_RECORD_VERSION, key, seq, value })
-  const domain = new TextEncoder().encode(VALUE_SIGNING_DOMAIN)
-  const out = new Uint8Array(domain.length + body.length)
-  out.set(domain)
-  out.set(body, domain.length)
-  return out
+  return signedBytes(VALUE_SIGNING_DOMAIN, dagCbor.encode({ v: VALUE_RECORD_VERSION, key, seq, value }))
 }
 
 export function encodeValueRecord(record: ValueRecord): Uint8Array {

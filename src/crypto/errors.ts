@@ -5,9 +5,3 @@ export class InvalidKeyError extends Error {
   static name = 'InvalidKeyError'
   name = 'InvalidKeyError'
 }
-
-/** A signing domain is not of the form `cyberspace/<kind>/v<n>`. */
-export class InvalidDomainError extends Error {
-  static name = 'InvalidDomainError'
-  name = 'InvalidDomainError'
-}

@@ -1,0 +1,13 @@
+/** Named errors of the SPKI layer. Tests match on `.name`. */
+
+/** An S-expression is malformed or truncated (the message says where). */
+export class SexpSyntaxError extends Error {
+  static name = 'SexpSyntaxError'
+  name = 'SexpSyntaxError'
+}
+
+/** An S-expression exceeds a decode limit (size, depth, atom length, list length). */
+export class SexpLimitError extends Error {
+  static name = 'SexpLimitError'
+  name = 'SexpLimitError'
+}

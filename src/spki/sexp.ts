@@ -1,0 +1,322 @@
+/**
+ * S-expressions as SPKI uses them (RFC 2692/2693, Rivest's S-expression draft), in their three
+ * forms: canonical (the one signatures cover: `(3:tag(1:*))`, unique per value), advanced (for
+ * people: `(tag (*))`, tokens, "quoted strings", |base64|, #hex#) and transport (canonical in
+ * base64 between braces, for copy and paste). Every decoder enforces limits before it allocates.
+ *
+ * An atom is a byte string, optionally with a display hint (`[text/plain]"hi"`); a list is an
+ * array of S-expressions.
+ *
+ * @example
+ * const s = parseAdvanced('(tag (cyberspace member))')
+ * encodeCanonical(s)              // bytes of "(3:tag(10:cyberspace6:member))"
+ * toAdvanced(decodeCanonical(b))  // '(tag (cyberspace member))'
+ */
+import { base64 } from 'multiformats/bases/base64'
+import { SexpLimitError, SexpSyntaxError } from './errors.ts'
+
+export interface HintedAtom {
+  hint: Uint8Array
+  bytes: Uint8Array
+}
+export type Atom = Uint8Array | HintedAtom
+export type Sexp = Atom | Sexp[]
+
+export interface SexpLimits {
+  /** Longest input, in bytes (canonical) or characters (advanced, transport). Default 64 KiB. */
+  maxBytes?: number
+  /** Deepest list nesting. Default 32. */
+  maxDepth?: number
+  /** Longest atom, in bytes. Default 16 KiB. */
+  maxAtomBytes?: number
+  /** Most elements in one list. Default 1024. */
+  maxListLength?: number
+}
+
+const DEFAULTS: Required<SexpLimits> = { maxBytes: 65536, maxDepth: 32, maxAtomBytes: 16384, maxListLength: 1024 }
+
+const utf8 = new TextEncoder()
+const fromUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** An atom from text (UTF-8). */
+export function atom(text: string, hint?: string): Atom {
+  const bytes = utf8.encode(text)
+  return hint == null ? bytes : { hint: utf8.encode(hint), bytes }
+}
+
+export function isList(s: Sexp): s is Sexp[] {
+  return Array.isArray(s)
+}
+
+export function isAtom(s: Sexp): s is Atom {
+  return !Array.isArray(s)
+}
+
+/** The bytes of an atom (without its hint). */
+export function atomBytes(a: Atom): Uint8Array {
+  return a instanceof Uint8Array ? a : a.bytes
+}
+
+/** The atom's bytes as UTF-8 text, or undefined if the atom is not valid UTF-8 (or is a list). */
+export function atomText(s: Sexp): string | undefined {
+  if (isList(s)) return undefined
+  try {
+    return fromUtf8.decode(atomBytes(s))
+  } catch {
+    return undefined
+  }
+}
+
+export function sexpEquals(a: Sexp, b: Sexp): boolean {
+  if (isList(a) || isList(b)) {
+    return isList(a) && isList(b) && a.length === b.length && a.every((x, i) => sexpEquals(x, b[i]))
+  }
+  const ha = a instanceof Uint8Array ? undefined : a.hint
+  const hb = b instanceof Uint8Array ? undefined : b.hint
+  return bytesEqual(atomBytes(a), atomBytes(b)) && (ha == null ? hb == null : hb != null && bytesEqual(ha, hb))
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i])
+}
+
+// ---------------------------------------------------------------- canonical
+
+export function encodeCanonical(s: Sexp): Uint8Array {
+  const parts: Uint8Array[] = []
+  const write = (x: Sexp): void => {
+    if (isList(x)) {
+      parts.push(OPEN)
+      for (const item of x) write(item)
+      parts.push(CLOSE)
+      return
+    }
+    if (!(x instanceof Uint8Array)) {
+      parts.push(BRACKET_OPEN, lengthPrefix(x.hint.length), x.hint, BRACKET_CLOSE)
+    }
+    const bytes = atomBytes(x)
+    parts.push(lengthPrefix(bytes.length), bytes)
+  }
+  write(s)
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let offset = 0
+  for (const p of parts) {
+    out.set(p, offset)
+    offset += p.length
+  }
+  return out
+}
+
+const OPEN = Uint8Array.of(0x28)
+const CLOSE = Uint8Array.of(0x29)
+const BRACKET_OPEN = Uint8Array.of(0x5b)
+const BRACKET_CLOSE = Uint8Array.of(0x5d)
+
+function lengthPrefix(n: number): Uint8Array {
+  return utf8.encode(`${n}:`)
+}
+
+/** Decodes the canonical form strictly: no whitespace, no leading zeros, nothing after the end. */
+export function decodeCanonical(bytes: Uint8Array, limits: SexpLimits = {}): Sexp {
+  const lim = { ...DEFAULTS, ...limits }
+  if (!(bytes instanceof Uint8Array)) throw new SexpSyntaxError('canonical S-expression must be bytes')
+  if (bytes.length > lim.maxBytes) throw new SexpLimitError(`S-expression longer than ${lim.maxBytes} bytes`)
+  let pos = 0
+  const fail = (what: string): never => {
+    throw new SexpSyntaxError(`${what} at byte ${pos}`)
+  }
+  const readLength = (): number => {
+    const start = pos
+    while (pos < bytes.length && bytes[pos] >= 0x30 && bytes[pos] <= 0x39) {
+      pos++
+      if (pos - start > 9) throw new SexpLimitError(`atom length too long at byte ${start}`)
+    }
+    if (pos === start) fail('expected a length')
+    if (bytes[start] === 0x30 && pos - start > 1) fail('length with a leading zero')
+    const n = Number(fromAscii(bytes.subarray(start, pos)))
+    if (bytes[pos] !== 0x3a) fail('expected ":" after a length')
+    pos++
+    if (n > lim.maxAtomBytes) throw new SexpLimitError(`atom of ${n} bytes exceeds ${lim.maxAtomBytes}`)
+    if (pos + n > bytes.length) fail('truncated atom')
+    return n
+  }
+  const readAtom = (): Atom => {
+    let hint: Uint8Array | undefined
+    if (bytes[pos] === 0x5b) {
+      pos++
+      const n = readLength()
+      hint = bytes.slice(pos, pos + n)
+      pos += n
+      if (bytes[pos] !== 0x5d) fail('expected "]" after a display hint')
+      pos++
+    }
+    const n = readLength()
+    const value = bytes.slice(pos, pos + n)
+    pos += n
+    return hint == null ? value : { hint, bytes: value }
+  }
+  const read = (depth: number): Sexp => {
+    if (pos >= bytes.length) fail('unexpected end')
+    if (bytes[pos] !== 0x28) return readAtom()
+    if (depth >= lim.maxDepth) throw new SexpLimitError(`nesting deeper than ${lim.maxDepth}`)
+    pos++
+    const items: Sexp[] = []
+    while (true) {
+      if (pos >= bytes.length) fail('unterminated list')
+      if (bytes[pos] === 0x29) {
+        pos++
+        return items
+      }
+      if (items.length >= lim.maxListLength) throw new SexpLimitError(`list longer than ${lim.maxListLength}`)
+      items.push(read(depth + 1))
+    }
+  }
+  const result = read(0)
+  if (pos !== bytes.length) fail('trailing bytes')
+  return result
+}
+
+function fromAscii(b: Uint8Array): string {
+  return String.fromCharCode(...b)
+}
+
+// ---------------------------------------------------------------- transport
+
+export function toTransport(s: Sexp): string {
+  return `{${base64.baseEncode(encodeCanonical(s))}}`
+}
+
+export function parseTransport(text: string, limits: SexpLimits = {}): Sexp {
+  const lim = { ...DEFAULTS, ...limits }
+  if (typeof text !== 'string') throw new SexpSyntaxError('transport form must be text')
+  if (text.length > Math.ceil((lim.maxBytes * 4) / 3) + 8) throw new SexpLimitError('transport form too long')
+  const body = text.trim().replace(/\s+/g, '')
+  if (!body.startsWith('{') || !body.endsWith('}')) throw new SexpSyntaxError('transport form must be {base64}')
+  let bytes: Uint8Array
+  try {
+    bytes = base64.baseDecode(body.slice(1, -1).replace(/=+$/, ''))
+  } catch (err) {
+    throw new SexpSyntaxError(`transport form is not base64: ${(err as Error).message}`)
+  }
+  return decodeCanonical(bytes, limits)
+}
+
+// ---------------------------------------------------------------- advanced
+
+const TOKEN = /^[A-Za-z\-./_:*+=][A-Za-z0-9\-./_:*+=]*$/
+
+/** The readable form: tokens where possible, then "quoted" printable text, else |base64|. */
+export function toAdvanced(s: Sexp): string {
+  if (isList(s)) return `(${s.map(toAdvanced).join(' ')})`
+  const show = (bytes: Uint8Array): string => {
+    let text: string | undefined
+    try {
+      text = fromUtf8.decode(bytes)
+    } catch {}
+    if (text != null && TOKEN.test(text)) return text
+    if (text != null && /^[\x20-\x7e]*$/.test(text)) return JSON.stringify(text)
+    return `|${base64.baseEncode(bytes)}|`
+  }
+  return s instanceof Uint8Array ? show(s) : `[${show(s.hint)}]${show(s.bytes)}`
+}
+
+/** Parses the advanced form (also accepts canonical pieces such as `3:abc` inside it). */
+export function parseAdvanced(text: string, limits: SexpLimits = {}): Sexp {
+  const lim = { ...DEFAULTS, ...limits }
+  if (typeof text !== 'string') throw new SexpSyntaxError('advanced form must be text')
+  if (text.length > lim.maxBytes) throw new SexpLimitError(`S-expression longer than ${lim.maxBytes} characters`)
+  let pos = 0
+  const fail = (what: string): never => {
+    throw new SexpSyntaxError(`${what} at character ${pos}`)
+  }
+  const skip = (): void => {
+    while (pos < text.length && /\s/.test(text[pos])) pos++
+  }
+  const checkAtom = (bytes: Uint8Array): Uint8Array => {
+    if (bytes.length > lim.maxAtomBytes)
+      throw new SexpLimitError(`atom of ${bytes.length} bytes exceeds ${lim.maxAtomBytes}`)
+    return bytes
+  }
+  const readSimple = (): Uint8Array => {
+    const c = text[pos]
+    if (c === '"') {
+      // a JSON-style quoted string
+      let end = pos + 1
+      while (end < text.length && text[end] !== '"') end += text[end] === '\\' ? 2 : 1
+      if (end >= text.length) fail('unterminated quoted string')
+      let value: string
+      try {
+        value = JSON.parse(text.slice(pos, end + 1)) as string
+      } catch {
+        return fail('bad escape in quoted string')
+      }
+      pos = end + 1
+      return checkAtom(utf8.encode(value))
+    }
+    if (c === '|' || c === '#') {
+      const end = text.indexOf(c, pos + 1)
+      if (end < 0) fail(`unterminated ${c}…${c}`)
+      const inner = text.slice(pos + 1, end).replace(/\s+/g, '')
+      pos = end + 1
+      try {
+        if (c === '|') return checkAtom(base64.baseDecode(inner.replace(/=+$/, '')))
+        if (!/^([0-9a-fA-F]{2})*$/.test(inner)) throw new Error('odd or non-hex digits')
+        return checkAtom(Uint8Array.from(inner.match(/../g) ?? [], h => Number.parseInt(h, 16)))
+      } catch (err) {
+        return fail(`bad ${c === '|' ? 'base64' : 'hex'} atom (${(err as Error).message})`)
+      }
+    }
+    if (c >= '0' && c <= '9') {
+      // verbatim: <len>:<bytes>, the length counting UTF-8 bytes
+      const m = /^(0|[1-9][0-9]{0,8}):/.exec(text.slice(pos, pos + 11))
+      if (m == null) return fail('bad length prefix')
+      const n = Number(m[1])
+      if (n > lim.maxAtomBytes) throw new SexpLimitError(`atom of ${n} bytes exceeds ${lim.maxAtomBytes}`)
+      pos += m[0].length
+      const rest = utf8.encode(text.slice(pos))
+      if (rest.length < n) fail('truncated verbatim atom')
+      const bytes = rest.slice(0, n)
+      pos += fromUtf8.decode(bytes).length
+      return bytes
+    }
+    const m = /^[A-Za-z\-./_:*+=][A-Za-z0-9\-./_:*+=]*/.exec(text.slice(pos))
+    if (m == null) return fail(`unexpected ${JSON.stringify(c ?? 'end')}`)
+    pos += m[0].length
+    return checkAtom(utf8.encode(m[0]))
+  }
+  const read = (depth: number): Sexp => {
+    skip()
+    if (pos >= text.length) fail('unexpected end')
+    if (text[pos] === '(') {
+      if (depth >= lim.maxDepth) throw new SexpLimitError(`nesting deeper than ${lim.maxDepth}`)
+      pos++
+      const items: Sexp[] = []
+      while (true) {
+        skip()
+        if (pos >= text.length) fail('unterminated list')
+        if (text[pos] === ')') {
+          pos++
+          return items
+        }
+        if (items.length >= lim.maxListLength) throw new SexpLimitError(`list longer than ${lim.maxListLength}`)
+        items.push(read(depth + 1))
+      }
+    }
+    if (text[pos] === ')') fail('unexpected ")"')
+    if (text[pos] === '[') {
+      pos++
+      skip()
+      const hint = readSimple()
+      skip()
+      if (text[pos] !== ']') fail('expected "]" after a display hint')
+      pos++
+      skip()
+      return { hint, bytes: readSimple() }
+    }
+    return readSimple()
+  }
+  const result = read(0)
+  skip()
+  if (pos !== text.length) fail('trailing characters')
+  return result
+}
