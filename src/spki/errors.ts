@@ -11,3 +11,9 @@ export class SexpLimitError extends Error {
   static name = 'SexpLimitError'
   name = 'SexpLimitError'
 }
+
+/** A tag is not a valid SPKI tag body (bad `*` form, unknown ordering, malformed range limit). */
+export class InvalidTagError extends Error {
+  static name = 'InvalidTagError'
+  name = 'InvalidTagError'
+}

@@ -203,7 +203,8 @@ export function parseTransport(text: string, limits: SexpLimits = {}): Sexp {
 
 // ---------------------------------------------------------------- advanced
 
-const TOKEN = /^[A-Za-z\-./_:*+=][A-Za-z0-9\-./_:*+=]*$/
+/** Printed bare: token characters, and not something that reads as a <len>: prefix. */
+const TOKEN = /^(?![0-9]+:)[A-Za-z0-9\-./_*+=][A-Za-z0-9\-./_:*+=]*$/
 
 /** The readable form: tokens where possible, then "quoted" printable text, else |base64|. */
 export function toAdvanced(s: Sexp): string {
@@ -266,10 +267,10 @@ export function parseAdvanced(text: string, limits: SexpLimits = {}): Sexp {
         return fail(`bad ${c === '|' ? 'base64' : 'hex'} atom (${(err as Error).message})`)
       }
     }
-    if (c >= '0' && c <= '9') {
+    const verbatim = c >= '0' && c <= '9' ? /^(0|[1-9][0-9]{0,8}):/.exec(text.slice(pos, pos + 11)) : null
+    if (verbatim != null) {
       // verbatim: <len>:<bytes>, the length counting UTF-8 bytes
-      const m = /^(0|[1-9][0-9]{0,8}):/.exec(text.slice(pos, pos + 11))
-      if (m == null) return fail('bad length prefix')
+      const m = verbatim
       const n = Number(m[1])
       if (n > lim.maxAtomBytes) throw new SexpLimitError(`atom of ${n} bytes exceeds ${lim.maxAtomBytes}`)
       pos += m[0].length
@@ -279,7 +280,9 @@ export function parseAdvanced(text: string, limits: SexpLimits = {}): Sexp {
       pos += fromUtf8.decode(bytes).length
       return bytes
     }
-    const m = /^[A-Za-z\-./_:*+=][A-Za-z0-9\-./_:*+=]*/.exec(text.slice(pos))
+    // a token; unlike Rivest's draft we also accept one that starts with a digit (10, 2.5), which
+    // numeric range limits need, as long as it is not a <len>: prefix
+    const m = /^[A-Za-z0-9\-./_*+=][A-Za-z0-9\-./_:*+=]*/.exec(text.slice(pos))
     if (m == null) return fail(`unexpected ${JSON.stringify(c ?? 'end')}`)
     pos += m[0].length
     return checkAtom(utf8.encode(m[0]))
