@@ -17,3 +17,51 @@ export class InvalidTagError extends Error {
   static name = 'InvalidTagError'
   name = 'InvalidTagError'
 }
+
+/** A certificate's S-expression is not a certificate of the shape the spec gives. */
+export class InvalidCertError extends Error {
+  static name = 'InvalidCertError'
+  name = 'InvalidCertError'
+}
+
+/** A certificate's signature does not verify with its issuer's key. */
+export class BadSignatureError extends Error {
+  static name = 'BadSignatureError'
+  name = 'BadSignatureError'
+}
+
+/** A link in a chain does not name the next certificate's issuer as its subject. */
+export class WrongSubjectError extends Error {
+  static name = 'WrongSubjectError'
+  name = 'WrongSubjectError'
+}
+
+/** A certificate in the middle of a chain does not allow delegation (propagate bit off). */
+export class PropagationError extends Error {
+  static name = 'PropagationError'
+  name = 'PropagationError'
+}
+
+/** A certificate is outside its validity period at the time of the check. */
+export class ExpiredCertError extends Error {
+  static name = 'ExpiredCertError'
+  name = 'ExpiredCertError'
+}
+
+/** A certificate's validity period has not begun at the time of the check. */
+export class NotYetValidCertError extends Error {
+  static name = 'NotYetValidCertError'
+  name = 'NotYetValidCertError'
+}
+
+/** A chain is longer than the verifier accepts. */
+export class ChainTooLongError extends Error {
+  static name = 'ChainTooLongError'
+  name = 'ChainTooLongError'
+}
+
+/** The tags along a chain have nothing in common, or do not cover what was asked. */
+export class TagMismatchError extends Error {
+  static name = 'TagMismatchError'
+  name = 'TagMismatchError'
+}

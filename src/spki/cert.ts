@@ -1,0 +1,274 @@
+/**
+ * SPKI certificates (RFC 2693 section 4): authorization certificates (issuer grants subject a tag,
+ * optionally with the right to delegate it further) and SDSI name certificates (issuer binds a
+ * local name to a subject). Certificates are S-expressions; the signature covers
+ * `signedBytes('cyberspace/spki-cert/v1', canonical(cert))`.
+ *
+ * Forms (advanced syntax):
+ *   (cert (issuer <key>) (subject <subject>) [(propagate)] (tag <tag>) [(valid [(not-before t)] [(not-after t)])])
+ *   (cert (issuer (name <key> <name>)) (subject <subject>) [(valid …)])            ; a name cert
+ *   <key>      (public-key (ed25519 |32 bytes|))
+ *   <subject>  <key> | (hash sha256 |32 bytes|) | (name <key> n1 n2 …) | (k-of-n k n s1 … sn)
+ *   times      "YYYY-MM-DD_HH:MM:SS", UTC
+ *   signed     (signed-cert <cert> (signature (ed25519 |64 bytes|)))
+ *
+ * @example
+ * const signed = await signCert({ type: 'auth', issuer, subject: { kind: 'key', principal }, propagate: false,
+ *   tag: parseTag(parseAdvanced('(cyberspace member)')), validity: {} }, secretKey)
+ * await verifyCert(signed) // throws BadSignatureError if forged
+ */
+import { sha256 } from '@noble/hashes/sha2.js'
+import { signedBytes } from '../../protocols/signing.ts'
+import { ed25519, SIGNATURE_LENGTH } from '../crypto/ed25519.ts'
+import { principalId, principalPublicKey } from '../crypto/principal.ts'
+import { BadSignatureError, InvalidCertError } from './errors.ts'
+import { atomBytes, atomText, encodeCanonical, isList } from './sexp.ts'
+import { parseTag, tagToSexp } from './tag.ts'
+import type { PrincipalId } from '../crypto/principal.ts'
+import type { Sexp } from './sexp.ts'
+import type { Tag } from './tag.ts'
+
+export const CERT_DOMAIN = 'cyberspace/spki-cert/v1'
+/** Longest SDSI name chain in a subject, and widest threshold subject. */
+export const MAX_NAMES = 16
+export const MAX_THRESHOLD_SUBJECTS = 32
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+const TIME_PATTERN = /^\d{4}-\d{2}-\d{2}_\d{2}:\d{2}:\d{2}$/
+
+export type Subject =
+  | { kind: 'key'; principal: PrincipalId }
+  | { kind: 'hash'; sha256: Uint8Array }
+  | { kind: 'name'; issuer: PrincipalId; names: string[] }
+  | { kind: 'threshold'; k: number; subjects: Subject[] }
+
+export interface Validity {
+  notBefore?: string
+  notAfter?: string
+}
+
+export interface AuthCert {
+  type: 'auth'
+  issuer: PrincipalId
+  subject: Subject
+  propagate: boolean
+  tag: Tag
+  validity: Validity
+}
+
+export interface NameCert {
+  type: 'name'
+  issuer: PrincipalId
+  name: string
+  subject: Subject
+  validity: Validity
+}
+
+export type Cert = AuthCert | NameCert
+
+export interface SignedCert {
+  cert: Cert
+  signature: Uint8Array
+}
+
+const enc = (text: string): Uint8Array => new TextEncoder().encode(text)
+
+/** SPKI time text for a moment (UTC, second precision). */
+export function spkiTime(date: Date | number): string {
+  return new Date(date).toISOString().slice(0, 19).replace('T', '_')
+}
+
+export function publicKeySexp(principal: PrincipalId): Sexp {
+  return [enc('public-key'), [enc('ed25519'), principalPublicKey(principal)]]
+}
+
+/** sha256 of the key's canonical (public-key …) form: what a (hash sha256 …) subject names. */
+export function keyHash(principal: PrincipalId): Uint8Array {
+  return sha256(encodeCanonical(publicKeySexp(principal)))
+}
+
+export function subjectToSexp(subject: Subject): Sexp {
+  switch (subject.kind) {
+    case 'key':
+      return publicKeySexp(subject.principal)
+    case 'hash':
+      return [enc('hash'), enc('sha256'), subject.sha256]
+    case 'name':
+      return [enc('name'), publicKeySexp(subject.issuer), ...subject.names.map(enc)]
+    case 'threshold':
+      return [
+        enc('k-of-n'),
+        enc(String(subject.k)),
+        enc(String(subject.subjects.length)),
+        ...subject.subjects.map(subjectToSexp)
+      ]
+  }
+}
+
+export function certToSexp(cert: Cert): Sexp {
+  const issuer =
+    cert.type === 'auth' ? publicKeySexp(cert.issuer) : [enc('name'), publicKeySexp(cert.issuer), enc(cert.name)]
+  const out: Sexp[] = [enc('cert'), [enc('issuer'), issuer], [enc('subject'), subjectToSexp(cert.subject)]]
+  if (cert.type === 'auth') {
+    if (cert.propagate) out.push([enc('propagate')])
+    out.push([enc('tag'), tagToSexp(cert.tag)])
+  }
+  const valid: Sexp[] = []
+  if (cert.validity.notBefore != null) valid.push([enc('not-before'), enc(cert.validity.notBefore)])
+  if (cert.validity.notAfter != null) valid.push([enc('not-after'), enc(cert.validity.notAfter)])
+  if (valid.length > 0) out.push([enc('valid'), ...valid])
+  return out
+}
+
+export function signedCertToSexp(signed: SignedCert): Sexp {
+  return [enc('signed-cert'), certToSexp(signed.cert), [enc('signature'), [enc('ed25519'), signed.signature]]]
+}
+
+// ---------------------------------------------------------------- parsing
+
+function fail(what: string): never {
+  throw new InvalidCertError(what)
+}
+
+function field(list: Sexp[], name: string): Sexp[] | undefined {
+  const found = list.filter(x => isList(x) && x.length > 0 && atomText(x[0]) === name) as Sexp[][]
+  if (found.length > 1) fail(`more than one (${name} …)`)
+  return found[0]
+}
+
+function parseKey(s: Sexp): PrincipalId {
+  if (!isList(s) || s.length !== 2 || atomText(s[0]) !== 'public-key') fail('expected (public-key (ed25519 |…|))')
+  const inner = s[1]
+  if (!isList(inner) || inner.length !== 2 || atomText(inner[0]) !== 'ed25519' || isList(inner[1])) {
+    fail('only ed25519 public keys are supported')
+  }
+  try {
+    return principalId(atomBytes(inner[1]))
+  } catch (err) {
+    return fail(`bad public key: ${(err as Error).message}`)
+  }
+}
+
+function parseName(s: Sexp): string {
+  const name = atomText(s)
+  if (name == null || !NAME_PATTERN.test(name)) fail('a name is 1-64 characters of A-Z a-z 0-9 . _ -')
+  return name
+}
+
+export function parseSubject(s: Sexp, depth = 0): Subject {
+  if (depth > 2) fail('threshold subjects nest too deep')
+  if (!isList(s) || s.length === 0) fail('a subject is a list')
+  switch (atomText(s[0])) {
+    case 'public-key':
+      return { kind: 'key', principal: parseKey(s) }
+    case 'hash': {
+      if (s.length !== 3 || atomText(s[1]) !== 'sha256' || isList(s[2]) || atomBytes(s[2]).length !== 32) {
+        fail('a hash subject is (hash sha256 |32 bytes|)')
+      }
+      return { kind: 'hash', sha256: atomBytes(s[2] as Uint8Array) }
+    }
+    case 'name': {
+      const names = s.slice(2)
+      if (names.length === 0 || names.length > MAX_NAMES) fail(`a name subject has 1-${MAX_NAMES} names`)
+      return { kind: 'name', issuer: parseKey(s[1]), names: names.map(parseName) }
+    }
+    case 'k-of-n': {
+      const k = Number(atomText(s[1]))
+      const n = Number(atomText(s[2]))
+      const subjects = s.slice(3)
+      if (!Number.isSafeInteger(n) || n < 1 || n > MAX_THRESHOLD_SUBJECTS || subjects.length !== n) {
+        fail(`a k-of-n subject lists n (1-${MAX_THRESHOLD_SUBJECTS}) subjects`)
+      }
+      if (!Number.isSafeInteger(k) || k < 1 || k > n) fail('k-of-n needs 1 <= k <= n')
+      return { kind: 'threshold', k, subjects: subjects.map(x => parseSubject(x, depth + 1)) }
+    }
+    default:
+      return fail('unknown subject form')
+  }
+}
+
+function parseValidity(valid: Sexp[] | undefined): Validity {
+  const validity: Validity = {}
+  if (valid == null) return validity
+  for (const item of valid.slice(1)) {
+    if (!isList(item) || item.length !== 2) fail('a validity field is (not-before t) or (not-after t)')
+    const kind = atomText(item[0])
+    const time = atomText(item[1])
+    if (time == null || !TIME_PATTERN.test(time)) fail('times are "YYYY-MM-DD_HH:MM:SS"')
+    if (kind === 'not-before' && validity.notBefore == null) validity.notBefore = time
+    else if (kind === 'not-after' && validity.notAfter == null) validity.notAfter = time
+    else fail(`unexpected validity field ${JSON.stringify(kind)}`)
+  }
+  return validity
+}
+
+const KNOWN_FIELDS = new Set(['issuer', 'subject', 'propagate', 'tag', 'valid'])
+
+export function parseCert(s: Sexp): Cert {
+  if (!isList(s) || atomText(s[0]) !== 'cert') fail('a certificate is (cert …)')
+  for (const item of s.slice(1)) {
+    if (!isList(item) || item.length === 0 || !KNOWN_FIELDS.has(atomText(item[0]) ?? ''))
+      fail('unknown certificate field')
+  }
+  const issuerField = field(s, 'issuer')
+  const subjectField = field(s, 'subject')
+  if (issuerField?.length !== 2 || subjectField?.length !== 2) fail('a certificate has one issuer and one subject')
+  const subject = parseSubject(subjectField[1])
+  const validity = parseValidity(field(s, 'valid'))
+  const issuer = issuerField[1]
+  if (isList(issuer) && atomText(issuer[0]) === 'name') {
+    if (issuer.length !== 3) fail('a name certificate issuer is (name <key> <name>)')
+    if (field(s, 'tag') != null || field(s, 'propagate') != null) fail('a name certificate has no tag or propagate')
+    return { type: 'name', issuer: parseKey(issuer[1]), name: parseName(issuer[2]), subject, validity }
+  }
+  const tagField = field(s, 'tag')
+  if (tagField?.length !== 2) fail('an authorization certificate has one (tag …)')
+  const propagate = field(s, 'propagate')
+  if (propagate != null && propagate.length !== 1) fail('(propagate) takes no arguments')
+  return {
+    type: 'auth',
+    issuer: parseKey(issuer),
+    subject,
+    propagate: propagate != null,
+    tag: parseTag(tagField[1]),
+    validity
+  }
+}
+
+export function parseSignedCert(s: Sexp): SignedCert {
+  if (!isList(s) || s.length !== 3 || atomText(s[0]) !== 'signed-cert')
+    fail('expected (signed-cert <cert> (signature …))')
+  const sig = s[2]
+  if (!isList(sig) || sig.length !== 2 || atomText(sig[0]) !== 'signature') fail('expected (signature (ed25519 |…|))')
+  const inner = sig[1]
+  if (!isList(inner) || inner.length !== 2 || atomText(inner[0]) !== 'ed25519' || isList(inner[1])) {
+    fail('expected (signature (ed25519 |…|))')
+  }
+  const signature = atomBytes(inner[1])
+  if (signature.length !== SIGNATURE_LENGTH) fail(`an ed25519 signature is ${SIGNATURE_LENGTH} bytes`)
+  return { cert: parseCert(s[1]), signature }
+}
+
+// ---------------------------------------------------------------- signing
+
+export function certSigningBytes(cert: Cert): Uint8Array {
+  return signedBytes(CERT_DOMAIN, encodeCanonical(certToSexp(cert)))
+}
+
+/** Signs a certificate with the issuer's 32-byte secret key (which must be the issuer's). */
+export async function signCert(cert: Cert, secretKey: Uint8Array): Promise<SignedCert> {
+  const backend = await ed25519()
+  if (principalId(await backend.publicKey(secretKey)) !== cert.issuer) {
+    throw new InvalidCertError('the signing key is not the certificate issuer')
+  }
+  return { cert, signature: await backend.sign(secretKey, certSigningBytes(cert)) }
+}
+
+export async function verifyCert(signed: SignedCert): Promise<void> {
+  const backend = await ed25519()
+  const ok = await backend.verify(
+    principalPublicKey(signed.cert.issuer),
+    certSigningBytes(signed.cert),
+    signed.signature
+  )
+  if (!ok) throw new BadSignatureError(`signature of a certificate by ${signed.cert.issuer} does not verify`)
+}
