@@ -65,3 +65,15 @@ export class TagMismatchError extends Error {
   static name = 'TagMismatchError'
   name = 'TagMismatchError'
 }
+
+/** Resolving a SDSI name led back to a name being resolved (a cycle of name certificates). */
+export class NameCycleError extends Error {
+  static name = 'NameCycleError'
+  name = 'NameCycleError'
+}
+
+/** No chain in the certificates at hand grants the request. */
+export class ChainNotFoundError extends Error {
+  static name = 'ChainNotFoundError'
+  name = 'ChainNotFoundError'
+}

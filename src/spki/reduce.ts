@@ -54,7 +54,8 @@ export function subjectIsKey(subject: Subject, principal: PrincipalId): boolean 
   return false
 }
 
-function checkValidity(validity: Validity, at: string, index: number): void {
+/** Throws ExpiredCertError or NotYetValidCertError unless `at` lies in the validity period. */
+export function checkValidity(validity: Validity, at: string, index: number): void {
   if (validity.notBefore != null && at < validity.notBefore) {
     throw new NotYetValidCertError(`certificate ${index} is valid from ${validity.notBefore}, it is ${at}`)
   }

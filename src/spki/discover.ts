@@ -1,0 +1,230 @@
+/**
+ * SDSI name resolution and certificate chain discovery (after Clarke, Elien, Ellison, Fredette,
+ * Morcos and Rivest, "Certificate chain discovery in SPKI/SDSI", 2001), over a pool of signed
+ * certificates.
+ *
+ * `resolveName(pool, K, ['a', 'b'])` finds the keys the linked name K's a's b denotes, with the
+ * name certificates that prove each. `discoverChain(pool, roots, requester, tag)` finds the
+ * shortest chain from a trusted root to the requester whose tags, intersected, grant `tag`,
+ * resolving name subjects on the way; the result is the proof to present. `verifyProof` is what
+ * a verifier runs on a presented proof: every certificate must verify and be valid, and the
+ * chain is rediscovered from the proof's certificates alone, so a proof cannot assert anything
+ * its signatures do not.
+ *
+ * @example
+ * const proof = await discoverChain(pool, [clusterKey], agentKey, parseTag(parseAdvanced('(cyberspace member)')))
+ * await verifyProof(proof, [clusterKey], agentKey, tag) // throws ChainNotFoundError, BadSignatureError, …
+ */
+import { ChainNotFoundError, ChainTooLongError, NameCycleError } from './errors.ts'
+import { spkiTime, verifyCert } from './cert.ts'
+import { checkValidity, DEFAULT_MAX_CHAIN_LENGTH, intersectValidity, subjectIsKey } from './reduce.ts'
+import { intersectTags, tagImplies, tagKey } from './tag.ts'
+import type { PrincipalId } from '../crypto/principal.ts'
+import type { AuthCert, NameCert, SignedCert, Subject, Validity } from './cert.ts'
+import type { Tag } from './tag.ts'
+
+export interface DiscoverOptions {
+  now?: Date | number
+  /** Most authorization certificates in a chain; default 8. */
+  maxLength?: number
+  /** Most name certificates followed while resolving one name; default 32. */
+  maxNameSteps?: number
+  /** Most search states explored; default 10 000. */
+  maxStates?: number
+}
+
+export interface Proof {
+  /** The authorization certificates, root first. */
+  chain: SignedCert[]
+  /** The name certificates that resolve the chain's name subjects. */
+  names: SignedCert[]
+}
+
+export interface DiscoveredGrant {
+  proof: Proof
+  tag: Tag
+  validity: Validity
+}
+
+function isValidAt(validity: Validity, at: string): boolean {
+  return (
+    (validity.notBefore == null || at >= validity.notBefore) && (validity.notAfter == null || at <= validity.notAfter)
+  )
+}
+
+/**
+ * Indexes a pool after checking each certificate's signature and validity at `now`; certificates
+ * that fail are left out (a pool is what a prover happens to hold, not what it vouches for).
+ */
+async function usable(pool: SignedCert[], at: string): Promise<{ auth: SignedCert[]; names: SignedCert[] }> {
+  const auth: SignedCert[] = []
+  const names: SignedCert[] = []
+  for (const signed of pool) {
+    if (!isValidAt(signed.cert.validity, at)) continue
+    try {
+      await verifyCert(signed)
+    } catch {
+      continue
+    }
+    ;(signed.cert.type === 'auth' ? auth : names).push(signed)
+  }
+  return { auth, names }
+}
+
+/** The keys K's n1's n2… denotes, each with the name certificates proving it. */
+function resolveIn(
+  names: SignedCert[],
+  issuer: PrincipalId,
+  path: string[],
+  budget: { steps: number },
+  resolving: Set<string>
+): Map<PrincipalId, SignedCert[]> {
+  const out = new Map<PrincipalId, SignedCert[]>()
+  if (path.length === 0) {
+    out.set(issuer, [])
+    return out
+  }
+  const [first, ...rest] = path
+  const key = `${issuer} ${first}`
+  if (resolving.has(key)) throw new NameCycleError(`resolving ${issuer}'s ${first} leads back to itself`)
+  resolving.add(key)
+  try {
+    for (const signed of names) {
+      const cert = signed.cert as NameCert
+      if (cert.issuer !== issuer || cert.name !== first) continue
+      if (--budget.steps < 0) throw new ChainTooLongError('name resolution followed too many certificates')
+      let direct: Map<PrincipalId, SignedCert[]>
+      if (cert.subject.kind === 'key') direct = new Map([[cert.subject.principal, []]])
+      else if (cert.subject.kind === 'name')
+        direct = resolveIn(names, cert.subject.issuer, cert.subject.names, budget, resolving)
+      else continue // hash and threshold subjects do not name a key to continue from
+      for (const [k, proof] of direct) {
+        for (const [k2, proof2] of resolveIn(names, k, rest, budget, resolving)) {
+          if (!out.has(k2)) out.set(k2, [signed, ...proof, ...proof2])
+        }
+      }
+    }
+  } finally {
+    resolving.delete(key)
+  }
+  return out
+}
+
+export async function resolveName(
+  pool: SignedCert[],
+  issuer: PrincipalId,
+  path: string[],
+  options: DiscoverOptions = {}
+): Promise<Map<PrincipalId, SignedCert[]>> {
+  const { names } = await usable(pool, spkiTime(options.now ?? Date.now()))
+  return resolveIn(names, issuer, path, { steps: options.maxNameSteps ?? 32 }, new Set())
+}
+
+interface State {
+  principal: PrincipalId
+  tag: Tag
+  validity: Validity
+  chain: SignedCert[]
+  names: SignedCert[]
+}
+
+/** The principals a subject stands for; a hash subject only ever matches the requester. */
+function subjectKeys(
+  subject: Subject,
+  requester: PrincipalId,
+  names: SignedCert[],
+  budget: { steps: number }
+): Map<PrincipalId, SignedCert[]> {
+  switch (subject.kind) {
+    case 'key':
+      return new Map([[subject.principal, []]])
+    case 'hash':
+      return subjectIsKey(subject, requester) ? new Map([[requester, []]]) : new Map()
+    case 'name':
+      return resolveIn(names, subject.issuer, subject.names, budget, new Set())
+    case 'threshold':
+      return new Map() // k-of-n subjects need k co-signed requests: not a single requester
+  }
+}
+
+export async function discoverChain(
+  pool: SignedCert[],
+  roots: PrincipalId[],
+  requester: PrincipalId,
+  requested: Tag,
+  options: DiscoverOptions = {}
+): Promise<DiscoveredGrant> {
+  const maxLength = options.maxLength ?? DEFAULT_MAX_CHAIN_LENGTH
+  const maxStates = options.maxStates ?? 10_000
+  const { auth, names } = await usable(pool, spkiTime(options.now ?? Date.now()))
+  const byIssuer = new Map<string, SignedCert[]>()
+  for (const signed of auth) byIssuer.set(signed.cert.issuer, [...(byIssuer.get(signed.cert.issuer) ?? []), signed])
+  const budget = { steps: options.maxNameSteps ?? 32 }
+
+  let frontier: State[] = roots.map(root => ({
+    principal: root,
+    tag: { kind: 'all' },
+    validity: {},
+    chain: [],
+    names: []
+  }))
+  const seen = new Set<string>()
+  let explored = 0
+  // breadth first: the first chain found is a shortest one
+  for (let depth = 0; depth < maxLength && frontier.length > 0; depth++) {
+    const next: State[] = []
+    for (const state of frontier) {
+      for (const signed of byIssuer.get(state.principal) ?? []) {
+        const cert = signed.cert as AuthCert
+        const tag = intersectTags(state.tag, cert.tag)
+        // a link that cannot contribute to the request is not worth following
+        if (tag == null || intersectTags(tag, requested) == null) continue
+        const validity = intersectValidity(state.validity, cert.validity)
+        for (const [principal, nameProof] of subjectKeys(cert.subject, requester, names, budget)) {
+          const reached: State = {
+            principal,
+            tag,
+            validity,
+            chain: [...state.chain, signed],
+            names: [...state.names, ...nameProof]
+          }
+          if (principal === requester && tagImplies(tag, requested)) {
+            return { proof: { chain: reached.chain, names: reached.names }, tag, validity }
+          }
+          const key = `${principal} ${tagKey(tag)}`
+          if (!cert.propagate || seen.has(key)) continue
+          seen.add(key)
+          if (++explored > maxStates)
+            throw new ChainTooLongError(`chain discovery explored more than ${maxStates} states`)
+          next.push(reached)
+        }
+      }
+    }
+    frontier = next
+  }
+  throw new ChainNotFoundError(`no chain of at most ${maxLength} certificates grants the request to ${requester}`)
+}
+
+/**
+ * What a verifier runs on a presented proof: every certificate must verify and be valid now, and
+ * a chain granting `requested` to `requester` from one of `roots` must exist among them.
+ */
+export async function verifyProof(
+  proof: Proof,
+  roots: PrincipalId[],
+  requester: PrincipalId,
+  requested: Tag,
+  options: DiscoverOptions = {}
+): Promise<DiscoveredGrant> {
+  const all = [...proof.chain, ...proof.names]
+  const maxLength = options.maxLength ?? DEFAULT_MAX_CHAIN_LENGTH
+  if (proof.chain.length > maxLength)
+    throw new ChainTooLongError(`a proof of ${proof.chain.length} links, at most ${maxLength}`)
+  const at = spkiTime(options.now ?? Date.now())
+  // refuse, with the precise reason, rather than silently skip a bad certificate in a proof
+  for (const [index, signed] of all.entries()) {
+    await verifyCert(signed)
+    checkValidity(signed.cert.validity, at, index)
+  }
+  return await discoverChain(all, roots, requester, requested, options)
+}

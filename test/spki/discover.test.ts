@@ -1,0 +1,128 @@
+import { strict as assert } from 'node:assert'
+import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
+import { principalId } from '../../src/crypto/principal.ts'
+import { signCert, spkiTime } from '../../src/spki/cert.ts'
+import { discoverChain, resolveName, verifyProof } from '../../src/spki/discover.ts'
+import { parseAdvanced } from '../../src/spki/sexp.ts'
+import { parseTag } from '../../src/spki/tag.ts'
+import type { PrincipalId } from '../../src/crypto/principal.ts'
+import type { SignedCert, Subject } from '../../src/spki/cert.ts'
+
+interface Key {
+  secret: Uint8Array
+  id: PrincipalId
+}
+async function key(): Promise<Key> {
+  const secret = crypto.getRandomValues(new Uint8Array(32))
+  return { secret, id: principalId(await nobleEd25519.publicKey(secret)) }
+}
+const tag = (text: string): ReturnType<typeof parseTag> => parseTag(parseAdvanced(text))
+const HOUR = 3_600_000
+
+async function grant(
+  from: Key,
+  subject: Subject,
+  tagText: string,
+  propagate = true,
+  notAfter?: number
+): Promise<SignedCert> {
+  return await signCert(
+    {
+      type: 'auth',
+      issuer: from.id,
+      subject,
+      propagate,
+      tag: tag(tagText),
+      validity: notAfter == null ? {} : { notAfter: spkiTime(notAfter) }
+    },
+    from.secret
+  )
+}
+async function name(from: Key, localName: string, subject: Subject): Promise<SignedCert> {
+  return await signCert({ type: 'name', issuer: from.id, name: localName, subject, validity: {} }, from.secret)
+}
+const k = (key: Key): Subject => ({ kind: 'key', principal: key.id })
+
+describe('SDSI names and chain discovery', () => {
+  let root: Key, k1: Key, k2: Key, k3: Key, k4: Key, k5: Key, agent: Key, other: Key
+  let pool: SignedCert[]
+  const request = tag('(cyberspace (mailbox (send alice note)))')
+
+  before(async () => {
+    ;[root, k1, k2, k3, k4, k5, agent, other] = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map(key))
+    pool = [
+      // root → k1 → (k1's team's lead = k3) → k4 → k5 → agent, each narrowing
+      await grant(root, k(k1), '(cyberspace)'),
+      await grant(k1, { kind: 'name', issuer: k1.id, names: ['team', 'lead'] }, '(cyberspace (mailbox))'),
+      await name(k1, 'team', k(k2)),
+      await name(k2, 'lead', k(k3)),
+      await grant(k3, k(k4), '(cyberspace (mailbox (send (* set alice bob))))'),
+      await grant(k4, k(k5), '(cyberspace (mailbox (send alice)))'),
+      await grant(k5, k(agent), '(cyberspace (mailbox (send alice (* set note task))))', false),
+      // distractors: an unrelated grant, an expired shortcut, a forged shortcut
+      await grant(k1, k(other), '(cyberspace (log))'),
+      await grant(root, k(agent), '(cyberspace)', false, Date.now() - HOUR),
+      { ...(await grant(root, k(agent), '(cyberspace)', false)), signature: new Uint8Array(64) }
+    ]
+  })
+
+  it('resolves a linked name to the key it denotes, with its proof', async () => {
+    const resolved = await resolveName(pool, k1.id, ['team', 'lead'])
+    assert.deepEqual([...resolved.keys()], [k3.id])
+    assert.equal(resolved.get(k3.id)?.length, 2)
+    assert.equal((await resolveName(pool, k1.id, ['nobody'])).size, 0)
+  })
+
+  it('discovers a depth-5 chain through a linked name, which the verifier accepts', async () => {
+    const found = await discoverChain(pool, [root.id], agent.id, request)
+    assert.equal(found.proof.chain.length, 5)
+    assert.equal(found.proof.names.length, 2)
+    const verified = await verifyProof(found.proof, [root.id], agent.id, request)
+    assert.equal(verified.proof.chain.length, 5)
+  })
+
+  it('finds nothing wider than the chain grants, nor from another root', async () => {
+    await assert.rejects(discoverChain(pool, [root.id], agent.id, tag('(cyberspace (mailbox (send bob note)))')), {
+      name: 'ChainNotFoundError'
+    })
+    await assert.rejects(discoverChain(pool, [k4.id, other.id], agent.id, tag('(cyberspace (log))')), {
+      name: 'ChainNotFoundError'
+    })
+    await assert.rejects(discoverChain(pool, [root.id], agent.id, request, { maxLength: 4 }), {
+      name: 'ChainNotFoundError'
+    })
+  })
+
+  it('refuses a presented proof with a forged, expired or missing certificate', async () => {
+    const { proof } = await discoverChain(pool, [root.id], agent.id, request)
+    const forged = {
+      ...proof,
+      chain: proof.chain.map((c, i) => (i === 2 ? { ...c, signature: new Uint8Array(64) } : c))
+    }
+    await assert.rejects(verifyProof(forged, [root.id], agent.id, request), { name: 'BadSignatureError' })
+    await assert.rejects(verifyProof({ ...proof, names: proof.names.slice(1) }, [root.id], agent.id, request), {
+      name: 'ChainNotFoundError'
+    })
+    const expired = await grant(root, k(agent), '(cyberspace)', false, Date.now() - HOUR)
+    await assert.rejects(verifyProof({ chain: [expired], names: [] }, [root.id], agent.id, request), {
+      name: 'ExpiredCertError'
+    })
+    // k1 could vouch (it sits inside the chain), but a key outside it cannot
+    await assert.rejects(verifyProof(proof, [other.id], agent.id, request), { name: 'ChainNotFoundError' })
+  })
+
+  it('does not delegate through a certificate whose propagate bit is off', async () => {
+    const stopped = [await grant(root, k(k1), '(cyberspace)', false), await grant(k1, k(agent), '(cyberspace)')]
+    await assert.rejects(discoverChain(stopped, [root.id], agent.id, request), { name: 'ChainNotFoundError' })
+  })
+
+  it('names a cycle of name certificates', async () => {
+    const cyclic = [
+      await name(k1, 'a', { kind: 'name', issuer: k1.id, names: ['b'] }),
+      await name(k1, 'b', { kind: 'name', issuer: k1.id, names: ['a'] })
+    ]
+    await assert.rejects(resolveName(cyclic, k1.id, ['a']), { name: 'NameCycleError' })
+    const viaCycle = [...cyclic, await grant(root, { kind: 'name', issuer: k1.id, names: ['a'] }, '(cyberspace)')]
+    await assert.rejects(discoverChain(viaCycle, [root.id], agent.id, request), { name: 'NameCycleError' })
+  })
+})
