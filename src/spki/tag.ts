@@ -35,6 +35,10 @@ export type Tag =
   | { kind: 'range'; ordering: Ordering; lower?: Limit; upper?: Limit }
 
 const ORDERINGS = new Set<string>(['alpha', 'numeric', 'time', 'binary'])
+/** Most members a (* set …) may list. */
+export const MAX_SET_MEMBERS = 64
+/** Sets up to this size are pruned of covered members (pairwise, so quadratic). */
+const MAX_PRUNED_SET = 64
 export const ALL: Tag = { kind: 'all' }
 
 // ---------------------------------------------------------------- parse and print
@@ -49,6 +53,7 @@ export function parseTag(s: Sexp): Tag {
   const form = atomText(s[1])
   switch (form) {
     case 'set':
+      if (s.length - 2 > MAX_SET_MEMBERS) throw new InvalidTagError(`a set lists at most ${MAX_SET_MEMBERS} members`)
       return { kind: 'set', items: s.slice(2).map(parseTag) }
     case 'prefix':
       if (s.length !== 3 || isList(s[2])) throw new InvalidTagError('(* prefix <byte-string>) takes one byte string')
@@ -273,11 +278,16 @@ export function intersectTags(a: Tag, b: Tag): Tag | undefined {
   }
 }
 
-/** Set members sorted by canonical encoding, duplicates removed: one spelling per set. */
+/**
+ * Set members sorted by canonical encoding, duplicates removed, and (for sets small enough to
+ * compare pairwise) members another member already covers dropped: one spelling per set.
+ */
 function normalizeSet(items: Tag[]): Tag[] {
   const byKey = new Map<string, Tag>()
   for (const item of items) byKey.set(tagKey(item), item)
-  return [...byKey.entries()].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([, t]) => t)
+  const sorted = [...byKey.entries()].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([, t]) => t)
+  if (sorted.length > MAX_PRUNED_SET) return sorted
+  return sorted.filter((x, i) => !sorted.some((y, j) => j !== i && tagImplies(y, x) && (j < i || !tagImplies(x, y))))
 }
 
 /** A string identifying a tag's canonical encoding (for sorting and equality). */
