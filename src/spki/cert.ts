@@ -263,7 +263,45 @@ export async function signCert(cert: Cert, secretKey: Uint8Array): Promise<Signe
   return { cert, signature: await backend.sign(secretKey, certSigningBytes(cert)) }
 }
 
-export async function verifyCert(signed: SignedCert): Promise<void> {
+/**
+ * Remembers certificates whose signatures verified (by a digest of signed bytes and signature),
+ * so a verifier that sees the same chains again skips the curve arithmetic. Bounded; the oldest
+ * entry goes first.
+ */
+export class VerifiedCertCache {
+  private readonly entries = new Set<string>()
+  private readonly max: number
+
+  constructor(max = 10_000) {
+    this.max = max
+  }
+
+  static key(signed: SignedCert): string {
+    const bytes = certSigningBytes(signed.cert)
+    const both = new Uint8Array(bytes.length + signed.signature.length)
+    both.set(bytes)
+    both.set(signed.signature, bytes.length)
+    return Array.from(sha256(both), b => b.toString(16).padStart(2, '0')).join('')
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key)
+  }
+
+  add(key: string): void {
+    if (this.entries.has(key)) return
+    if (this.entries.size >= this.max) this.entries.delete(this.entries.values().next().value as string)
+    this.entries.add(key)
+  }
+
+  get size(): number {
+    return this.entries.size
+  }
+}
+
+export async function verifyCert(signed: SignedCert, cache?: VerifiedCertCache): Promise<void> {
+  const key = cache == null ? undefined : VerifiedCertCache.key(signed)
+  if (key != null && cache?.has(key) === true) return
   const backend = await ed25519()
   const ok = await backend.verify(
     principalPublicKey(signed.cert.issuer),
@@ -271,4 +309,5 @@ export async function verifyCert(signed: SignedCert): Promise<void> {
     signed.signature
   )
   if (!ok) throw new BadSignatureError(`signature of a certificate by ${signed.cert.issuer} does not verify`)
+  if (key != null) cache?.add(key)
 }

@@ -20,7 +20,7 @@ import { spkiTime, verifyCert } from './cert.ts'
 import { checkValidity, DEFAULT_MAX_CHAIN_LENGTH, intersectValidity, subjectIsKey } from './reduce.ts'
 import { intersectTags, tagImplies, tagKey } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
-import type { AuthCert, NameCert, SignedCert, Subject, Validity } from './cert.ts'
+import type { AuthCert, NameCert, SignedCert, Subject, Validity, VerifiedCertCache } from './cert.ts'
 import type { Tag } from './tag.ts'
 
 export interface DiscoverOptions {
@@ -31,6 +31,8 @@ export interface DiscoverOptions {
   maxNameSteps?: number
   /** Most search states explored; default 10 000. */
   maxStates?: number
+  /** Skips signatures already verified. */
+  cache?: VerifiedCertCache
 }
 
 export interface Proof {
@@ -56,13 +58,17 @@ function isValidAt(validity: Validity, at: string): boolean {
  * Indexes a pool after checking each certificate's signature and validity at `now`; certificates
  * that fail are left out (a pool is what a prover happens to hold, not what it vouches for).
  */
-async function usable(pool: SignedCert[], at: string): Promise<{ auth: SignedCert[]; names: SignedCert[] }> {
+async function usable(
+  pool: SignedCert[],
+  at: string,
+  cache?: VerifiedCertCache
+): Promise<{ auth: SignedCert[]; names: SignedCert[] }> {
   const auth: SignedCert[] = []
   const names: SignedCert[] = []
   for (const signed of pool) {
     if (!isValidAt(signed.cert.validity, at)) continue
     try {
-      await verifyCert(signed)
+      await verifyCert(signed, cache)
     } catch {
       continue
     }
@@ -116,7 +122,7 @@ export async function resolveName(
   path: string[],
   options: DiscoverOptions = {}
 ): Promise<Map<PrincipalId, SignedCert[]>> {
-  const { names } = await usable(pool, spkiTime(options.now ?? Date.now()))
+  const { names } = await usable(pool, spkiTime(options.now ?? Date.now()), options.cache)
   return resolveIn(names, issuer, path, { steps: options.maxNameSteps ?? 32 }, new Set())
 }
 
@@ -156,7 +162,7 @@ export async function discoverChain(
 ): Promise<DiscoveredGrant> {
   const maxLength = options.maxLength ?? DEFAULT_MAX_CHAIN_LENGTH
   const maxStates = options.maxStates ?? 10_000
-  const { auth, names } = await usable(pool, spkiTime(options.now ?? Date.now()))
+  const { auth, names } = await usable(pool, spkiTime(options.now ?? Date.now()), options.cache)
   const byIssuer = new Map<string, SignedCert[]>()
   for (const signed of auth) byIssuer.set(signed.cert.issuer, [...(byIssuer.get(signed.cert.issuer) ?? []), signed])
   const budget = { steps: options.maxNameSteps ?? 32 }
@@ -223,7 +229,7 @@ export async function verifyProof(
   const at = spkiTime(options.now ?? Date.now())
   // refuse, with the precise reason, rather than silently skip a bad certificate in a proof
   for (const [index, signed] of all.entries()) {
-    await verifyCert(signed)
+    await verifyCert(signed, options.cache)
     checkValidity(signed.cert.validity, at, index)
   }
   return await discoverChain(all, roots, requester, requested, options)

@@ -24,7 +24,7 @@ import {
 import { keyHash, spkiTime, verifyCert } from './cert.ts'
 import { intersectTags, tagImplies } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
-import type { SignedCert, Subject, Validity } from './cert.ts'
+import type { SignedCert, Subject, Validity, VerifiedCertCache } from './cert.ts'
 import type { Tag } from './tag.ts'
 
 export interface FiveTuple {
@@ -40,6 +40,8 @@ export interface ReduceOptions {
   now?: Date | number
   /** Longest chain accepted; default 8. */
   maxLength?: number
+  /** Skips signatures already verified. */
+  cache?: VerifiedCertCache
 }
 
 export const DEFAULT_MAX_CHAIN_LENGTH = 8
@@ -87,7 +89,7 @@ export async function reduceChain(chain: SignedCert[], options: ReduceOptions = 
     const cert = signed.cert
     if (cert.type !== 'auth')
       throw new InvalidCertError(`certificate ${index} is a name certificate, not an authorization`)
-    await verifyCert(signed)
+    await verifyCert(signed, options.cache)
     checkValidity(cert.validity, at, index)
     if (tuple == null) {
       tuple = {

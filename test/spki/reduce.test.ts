@@ -9,7 +9,8 @@ import {
   signCert,
   signedCertToSexp,
   spkiTime,
-  verifyCert
+  verifyCert,
+  VerifiedCertCache
 } from '../../src/spki/cert.ts'
 import { authorizeTuple, reduceChain } from '../../src/spki/reduce.ts'
 import { decodeCanonical, encodeCanonical, parseAdvanced, toAdvanced } from '../../src/spki/sexp.ts'
@@ -167,5 +168,18 @@ describe('SPKI certificates and 5-tuple reduction', () => {
     // and a well-formed name certificate parses
     const named = parseCert(parseAdvanced(`(cert (issuer (name ${pk} friends)) (subject (name ${pk} family alice)))`))
     assert.equal(named.type, 'name')
+  })
+
+  it('remembers verified signatures, and never lets a forged one ride on a cached one', async () => {
+    const cache = new VerifiedCertCache(3)
+    await reduceChain(chain.slice(0, 3), { cache })
+    assert.equal(cache.size, 3)
+    await reduceChain(chain.slice(0, 3), { cache })
+    assert.equal(cache.size, 3)
+    const forged = { ...chain[1], signature: new Uint8Array(64) }
+    await assert.rejects(reduceChain([chain[0], forged], { cache }), { name: 'BadSignatureError' })
+    // bounded: a fourth certificate evicts the oldest
+    await reduceChain(chain.slice(0, 4), { cache })
+    assert.equal(cache.size, 3)
   })
 })
