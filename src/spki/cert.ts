@@ -9,7 +9,7 @@
  *   (cert (issuer (name <key> <name>)) (subject <subject>) [(valid …)])            ; a name cert
  *   <key>      (public-key (ed25519 |32 bytes|))
  *   <subject>  <key> | (hash sha256 |32 bytes|) | (name <key> n1 n2 …) | (k-of-n k n s1 … sn)
- *   times      "YYYY-MM-DD_HH:MM:SS", UTC
+ *   times      "YYYY-MM-DD_HH:MM:SS", UTC; (valid … (online crl)) requires a current CRL from the issuer
  *   signed     (signed-cert <cert> (signature (ed25519 |64 bytes|)))
  *
  * @example
@@ -44,6 +44,8 @@ export type Subject =
 export interface Validity {
   notBefore?: string
   notAfter?: string
+  /** Online test: the verifier must hold a CRL from the issuer that is current (`(online crl)`). */
+  requireCrl?: boolean
 }
 
 export interface AuthCert {
@@ -115,6 +117,7 @@ export function certToSexp(cert: Cert): Sexp {
   const valid: Sexp[] = []
   if (cert.validity.notBefore != null) valid.push([enc('not-before'), enc(cert.validity.notBefore)])
   if (cert.validity.notAfter != null) valid.push([enc('not-after'), enc(cert.validity.notAfter)])
+  if (cert.validity.requireCrl === true) valid.push([enc('online'), enc('crl')])
   if (valid.length > 0) out.push([enc('valid'), ...valid])
   return out
 }
@@ -190,8 +193,14 @@ function parseValidity(valid: Sexp[] | undefined): Validity {
   const validity: Validity = {}
   if (valid == null) return validity
   for (const item of valid.slice(1)) {
-    if (!isList(item) || item.length !== 2) fail('a validity field is (not-before t) or (not-after t)')
+    if (!isList(item) || item.length !== 2) fail('a validity field is (not-before t), (not-after t) or (online crl)')
     const kind = atomText(item[0])
+    if (kind === 'online') {
+      if (atomText(item[1]) !== 'crl' || validity.requireCrl != null)
+        fail('the supported online test is one (online crl)')
+      validity.requireCrl = true
+      continue
+    }
     const time = atomText(item[1])
     if (time == null || !TIME_PATTERN.test(time)) fail('times are "YYYY-MM-DD_HH:MM:SS"')
     if (kind === 'not-before' && validity.notBefore == null) validity.notBefore = time

@@ -33,6 +33,8 @@ export interface DiscoverOptions {
   maxStates?: number
   /** Skips signatures already verified. */
   cache?: VerifiedCertCache
+  /** Throws for revoked certificates (see crl.ts revocationCheck). */
+  revocation?: (signed: SignedCert) => void
 }
 
 export interface Proof {
@@ -61,14 +63,15 @@ function isValidAt(validity: Validity, at: string): boolean {
 async function usable(
   pool: SignedCert[],
   at: string,
-  cache?: VerifiedCertCache
+  options: DiscoverOptions
 ): Promise<{ auth: SignedCert[]; names: SignedCert[] }> {
   const auth: SignedCert[] = []
   const names: SignedCert[] = []
   for (const signed of pool) {
     if (!isValidAt(signed.cert.validity, at)) continue
     try {
-      await verifyCert(signed, cache)
+      await verifyCert(signed, options.cache)
+      options.revocation?.(signed)
     } catch {
       continue
     }
@@ -122,7 +125,7 @@ export async function resolveName(
   path: string[],
   options: DiscoverOptions = {}
 ): Promise<Map<PrincipalId, SignedCert[]>> {
-  const { names } = await usable(pool, spkiTime(options.now ?? Date.now()), options.cache)
+  const { names } = await usable(pool, spkiTime(options.now ?? Date.now()), options)
   return resolveIn(names, issuer, path, { steps: options.maxNameSteps ?? 32 }, new Set())
 }
 
@@ -162,7 +165,7 @@ export async function discoverChain(
 ): Promise<DiscoveredGrant> {
   const maxLength = options.maxLength ?? DEFAULT_MAX_CHAIN_LENGTH
   const maxStates = options.maxStates ?? 10_000
-  const { auth, names } = await usable(pool, spkiTime(options.now ?? Date.now()), options.cache)
+  const { auth, names } = await usable(pool, spkiTime(options.now ?? Date.now()), options)
   const byIssuer = new Map<string, SignedCert[]>()
   for (const signed of auth) byIssuer.set(signed.cert.issuer, [...(byIssuer.get(signed.cert.issuer) ?? []), signed])
   const budget = { steps: options.maxNameSteps ?? 32 }
@@ -231,6 +234,7 @@ export async function verifyProof(
   for (const [index, signed] of all.entries()) {
     await verifyCert(signed, options.cache)
     checkValidity(signed.cert.validity, at, index)
+    options.revocation?.(signed)
   }
   return await discoverChain(all, roots, requester, requested, options)
 }

@@ -77,3 +77,21 @@ export class ChainNotFoundError extends Error {
   static name = 'ChainNotFoundError'
   name = 'ChainNotFoundError'
 }
+
+/** A certificate is listed in a current CRL of its issuer. */
+export class RevokedCertError extends Error {
+  static name = 'RevokedCertError'
+  name = 'RevokedCertError'
+}
+
+/** A certificate asks for online revalidation and no current CRL from its issuer is at hand. */
+export class RevalidationRequiredError extends Error {
+  static name = 'RevalidationRequiredError'
+  name = 'RevalidationRequiredError'
+}
+
+/** A CRL is malformed or its signature does not verify. */
+export class InvalidCrlError extends Error {
+  static name = 'InvalidCrlError'
+  name = 'InvalidCrlError'
+}

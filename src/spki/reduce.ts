@@ -42,6 +42,8 @@ export interface ReduceOptions {
   maxLength?: number
   /** Skips signatures already verified. */
   cache?: VerifiedCertCache
+  /** Throws for revoked certificates (see crl.ts revocationCheck). */
+  revocation?: (signed: SignedCert) => void
 }
 
 export const DEFAULT_MAX_CHAIN_LENGTH = 8
@@ -91,6 +93,7 @@ export async function reduceChain(chain: SignedCert[], options: ReduceOptions = 
       throw new InvalidCertError(`certificate ${index} is a name certificate, not an authorization`)
     await verifyCert(signed, options.cache)
     checkValidity(cert.validity, at, index)
+    options.revocation?.(signed)
     if (tuple == null) {
       tuple = {
         issuer: cert.issuer,
