@@ -32,7 +32,9 @@ import {
   verifyValueRecord
 } from './network/values.ts'
 import { VALUE_NAMESPACE, valueKey } from '../protocols/values/codec.ts'
+import { spki } from './spki/service.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
+import type { Spki } from './spki/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
 import type { AbortOptions, ComponentLogger, ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
@@ -56,6 +58,7 @@ export interface CyberspaceServices {
   dht: KadDHT
   pubsub: GossipSub
   bootstrap: Bootstrap
+  spki: Spki
   [name: string]: unknown
 }
 
@@ -98,6 +101,8 @@ export interface CyberspaceNode {
   readonly dht: KadDHT
   readonly pubsub: GossipSub
   readonly bootstrap: Bootstrap
+  /** Certificates, ACL, CRLs and authorize(): see src/spki/service.ts. */
+  readonly spki: Spki
   start(): Promise<void>
   stop(): Promise<void>
   isStarted(): boolean
@@ -161,6 +166,7 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
         scoreParams: { IPColocationFactorWeight: 0 }
       }),
       bootstrap: bootstrap({ ...options.bootstrapOptions, list: options.bootstrap ?? [] }),
+      spki: spki(),
       ...options.services
     },
     start: false
@@ -207,6 +213,9 @@ class Node implements CyberspaceNode {
   }
   get bootstrap(): Bootstrap {
     return this.libp2p.services.bootstrap
+  }
+  get spki(): Spki {
+    return this.libp2p.services.spki
   }
 
   isStarted(): boolean {

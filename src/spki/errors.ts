@@ -95,3 +95,15 @@ export class InvalidCrlError extends Error {
   static name = 'InvalidCrlError'
   name = 'InvalidCrlError'
 }
+
+/** The peer asked to prove refused, with the named error it gave. */
+export class ProofRefusedError extends Error {
+  static name = 'ProofRefusedError'
+  name = 'ProofRefusedError'
+  readonly remoteName: string
+
+  constructor(message: string, remoteName: string) {
+    super(message)
+    this.remoteName = remoteName
+  }
+}

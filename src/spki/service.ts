@@ -1,0 +1,314 @@
+/**
+ * The SPKI service: this node's certificate store, its ACL (the roots it trusts, and for what),
+ * its CRLs, the `/cyberspace/spki/1.0.0` protocol (peers ask it to prove a principal's authority
+ * and it answers from its store), and `authorize(principal, tag)`, the check every protocol that
+ * needs authority runs on the receiving side.
+ *
+ * An ACL entry (root, tag) authorizes the root itself for tag and anything a chain from the root
+ * grants, within tag. Certificates, ACL entries and CRLs persist in the node's datastore.
+ *
+ * @example
+ * await node.spki.addAclEntry(clusterKey, parseTag(parseAdvanced('(cyberspace)')))
+ * const grant = await node.spki.prove(peerId, parseTag(parseAdvanced('(cyberspace member)')))
+ * await node.spki.authorize(principal, tag) // throws ChainNotFoundError, …
+ */
+import { lpStream } from '@libp2p/utils'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { Key } from 'interface-datastore'
+import {
+  decodeSpkiMessage,
+  encodeSpkiMessage,
+  MAX_CERT_BYTES,
+  MAX_PROOF_CERTS,
+  MAX_SPKI_MESSAGE_BYTES,
+  MAX_TAG_BYTES,
+  SPKI_PROTOCOL
+} from '../../protocols/spki/codec.ts'
+import { isPrincipalId, principalFromPeerId } from '../crypto/principal.ts'
+import { parseSignedCert, signedCertToSexp, verifyCert, VerifiedCertCache } from './cert.ts'
+import { parseSignedCrl, revocationCheck, signedCrlToSexp } from './crl.ts'
+import { discoverChain, verifyProof } from './discover.ts'
+import { ChainNotFoundError, ProofRefusedError } from './errors.ts'
+import { decodeCanonical, encodeCanonical } from './sexp.ts'
+import { parseTag, tagImplies, tagToSexp } from './tag.ts'
+import type { PrincipalId } from '../crypto/principal.ts'
+import type { SignedCert } from './cert.ts'
+import type { SignedCrl } from './crl.ts'
+import type { DiscoveredGrant, Proof } from './discover.ts'
+import type { Tag } from './tag.ts'
+import type { SpkiMessage } from '../../protocols/spki/codec.ts'
+import type { AbortOptions, ComponentLogger, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
+import type { Datastore } from 'interface-datastore'
+
+export interface SpkiInit {
+  protocol?: string
+  /** Concurrent inbound proof requests per connection; default 8. */
+  maxInboundStreams?: number
+  /** How long a request or answer may take, in ms; default 10 s. */
+  timeout?: number
+  /** Most certificates kept; default 10 000. */
+  maxStoredCerts?: number
+  /** Longest chain accepted or searched; default 8. */
+  maxChainLength?: number
+}
+
+export interface SpkiComponents {
+  peerId: PeerId
+  registrar: Registrar
+  connectionManager: ConnectionManager
+  datastore: Datastore
+  logger: ComponentLogger
+}
+
+export interface AclEntry {
+  principal: PrincipalId
+  tag: Tag
+}
+
+export interface Spki {
+  /** This node's principal (its libp2p key). */
+  readonly principal: PrincipalId
+  /** Verifies a certificate's signature and keeps it; a forged one never enters the store. */
+  addCert(signed: SignedCert): Promise<void>
+  certs(): SignedCert[]
+  addAclEntry(principal: PrincipalId, tag: Tag): Promise<void>
+  acl(): AclEntry[]
+  /** Verifies and keeps a CRL; consulted by every authorization. */
+  addCrl(signed: SignedCrl): Promise<void>
+  /** Whether `principal` holds `tag` by this node's ACL, from `proof` or else from the local store. */
+  authorize(principal: PrincipalId, tag: Tag, options?: AbortOptions & { proof?: Proof }): Promise<DiscoveredGrant>
+  /** Asks `peer` to prove that it (or `principal`) holds `tag`, and checks the proof against this node's ACL. */
+  prove(peer: PeerId, tag: Tag, options?: AbortOptions & { principal?: PrincipalId }): Promise<DiscoveredGrant>
+}
+
+const CERTS_PREFIX = '/cyberspace/spki/certs/'
+const ACL_PREFIX = '/cyberspace/spki/acl/'
+const CRLS_PREFIX = '/cyberspace/spki/crls/'
+const MAX_ACL_ENTRIES = 256
+const MAX_CRLS = 1024
+
+const hex = (b: Uint8Array): string => Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
+
+class SpkiService implements Spki, Startable {
+  readonly principal: PrincipalId
+  private readonly components: SpkiComponents
+  private readonly log: Logger
+  private readonly protocol: string
+  private readonly maxInboundStreams: number
+  private readonly timeout: number
+  private readonly maxStoredCerts: number
+  private readonly maxChainLength: number
+  private readonly store = new Map<string, SignedCert>()
+  private readonly aclEntries = new Map<PrincipalId, AclEntry>()
+  private readonly crls = new Map<string, SignedCrl>()
+  private readonly cache = new VerifiedCertCache()
+
+  constructor(components: SpkiComponents, init: SpkiInit) {
+    this.components = components
+    this.log = components.logger.forComponent('cyberspace:spki')
+    this.principal = principalFromPeerId(components.peerId)
+    this.protocol = init.protocol ?? SPKI_PROTOCOL
+    this.maxInboundStreams = init.maxInboundStreams ?? 8
+    this.timeout = init.timeout ?? 10_000
+    this.maxStoredCerts = init.maxStoredCerts ?? 10_000
+    this.maxChainLength = init.maxChainLength ?? 8
+    this.handle = this.handle.bind(this)
+  }
+
+  readonly [Symbol.toStringTag] = 'cyberspace/spki'
+
+  async start(): Promise<void> {
+    await this.load()
+    await this.components.registrar.handle(this.protocol, this.handle, { maxInboundStreams: this.maxInboundStreams })
+  }
+
+  async stop(): Promise<void> {
+    await this.components.registrar.unhandle(this.protocol)
+  }
+
+  /** Reads the persisted store, ACL and CRLs; entries that no longer parse or verify are skipped. */
+  private async load(): Promise<void> {
+    for await (const { key, value } of this.components.datastore.query({
+      prefix: CERTS_PREFIX,
+      limit: this.maxStoredCerts
+    })) {
+      try {
+        const signed = parseSignedCert(decodeCanonical(value, { maxBytes: MAX_CERT_BYTES }))
+        await verifyCert(signed, this.cache)
+        this.store.set(key.baseNamespace(), signed)
+      } catch (err) {
+        this.log.error('skipping stored certificate %s - %e', key.toString(), err)
+      }
+    }
+    for await (const { key, value } of this.components.datastore.query({
+      prefix: ACL_PREFIX,
+      limit: MAX_ACL_ENTRIES
+    })) {
+      const principal = key.baseNamespace()
+      try {
+        if (!isPrincipalId(principal)) throw new Error('not a principal id')
+        this.aclEntries.set(principal, {
+          principal,
+          tag: parseTag(decodeCanonical(value, { maxBytes: MAX_TAG_BYTES }))
+        })
+      } catch (err) {
+        this.log.error('skipping ACL entry %s - %e', key.toString(), err)
+      }
+    }
+    for await (const { key, value } of this.components.datastore.query({ prefix: CRLS_PREFIX, limit: MAX_CRLS })) {
+      try {
+        const signed = parseSignedCrl(decodeCanonical(value))
+        await revocationCheck([signed])
+        this.crls.set(key.baseNamespace(), signed)
+      } catch (err) {
+        this.log.error('skipping stored CRL %s - %e', key.toString(), err)
+      }
+    }
+  }
+
+  async addCert(signed: SignedCert): Promise<void> {
+    await verifyCert(signed, this.cache)
+    const bytes = encodeCanonical(signedCertToSexp(signed))
+    const id = hex(contentHash(bytes))
+    if (this.store.has(id)) return
+    if (this.store.size >= this.maxStoredCerts)
+      throw new RangeError(`the certificate store holds at most ${this.maxStoredCerts}`)
+    await this.components.datastore.put(new Key(CERTS_PREFIX + id), bytes)
+    this.store.set(id, signed)
+  }
+
+  certs(): SignedCert[] {
+    return [...this.store.values()]
+  }
+
+  async addAclEntry(principal: PrincipalId, tag: Tag): Promise<void> {
+    if (!isPrincipalId(principal)) throw new TypeError('an ACL entry names a principal id')
+    if (!this.aclEntries.has(principal) && this.aclEntries.size >= MAX_ACL_ENTRIES) {
+      throw new RangeError(`the ACL holds at most ${MAX_ACL_ENTRIES} entries`)
+    }
+    await this.components.datastore.put(new Key(ACL_PREFIX + principal), encodeCanonical(tagToSexp(tag)))
+    this.aclEntries.set(principal, { principal, tag })
+  }
+
+  acl(): AclEntry[] {
+    return [...this.aclEntries.values()]
+  }
+
+  async addCrl(signed: SignedCrl): Promise<void> {
+    await revocationCheck([signed])
+    const bytes = encodeCanonical(signedCrlToSexp(signed))
+    const id = hex(contentHash(bytes))
+    if (this.crls.size >= MAX_CRLS && !this.crls.has(id)) throw new RangeError(`at most ${MAX_CRLS} CRLs are kept`)
+    await this.components.datastore.put(new Key(CRLS_PREFIX + id), bytes)
+    this.crls.set(id, signed)
+  }
+
+  async authorize(
+    principal: PrincipalId,
+    tag: Tag,
+    options: AbortOptions & { proof?: Proof } = {}
+  ): Promise<DiscoveredGrant> {
+    options.signal?.throwIfAborted()
+    const revocation = await revocationCheck([...this.crls.values()])
+    const opts = { revocation, cache: this.cache, maxLength: this.maxChainLength }
+    for (const entry of this.aclEntries.values()) {
+      if (!tagImplies(entry.tag, tag)) continue
+      if (entry.principal === principal) return { proof: { chain: [], names: [] }, tag: entry.tag, validity: {} }
+      try {
+        return options.proof != null
+          ? await verifyProof(options.proof, [entry.principal], principal, tag, opts)
+          : await discoverChain(this.certs(), [entry.principal], principal, tag, opts)
+      } catch (err) {
+        if ((err as Error).name !== 'ChainNotFoundError') throw err
+      }
+    }
+    throw new ChainNotFoundError(`no ACL root of this node grants the request to ${principal}`)
+  }
+
+  async prove(
+    peer: PeerId,
+    tag: Tag,
+    options: AbortOptions & { principal?: PrincipalId } = {}
+  ): Promise<DiscoveredGrant> {
+    const principal = options.principal ?? principalFromPeerId(peer)
+    const roots = this.acl()
+      .filter(e => tagImplies(e.tag, tag))
+      .map(e => e.principal)
+      .slice(0, 16)
+    if (roots.length === 0) throw new ChainNotFoundError('no ACL root of this node covers the requested tag')
+    const signal = AbortSignal.any([
+      AbortSignal.timeout(this.timeout),
+      ...(options.signal == null ? [] : [options.signal])
+    ])
+    const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
+    let reply: SpkiMessage
+    try {
+      const lp = lpStream(stream, { maxDataLength: MAX_SPKI_MESSAGE_BYTES })
+      await lp.write(
+        encodeSpkiMessage({ v: 1, type: 'prove', roots, principal, tag: encodeCanonical(tagToSexp(tag)) }),
+        { signal }
+      )
+      reply = decodeSpkiMessage((await lp.read({ signal })).subarray())
+      await stream.close({ signal })
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
+    if (reply.type === 'error') throw new ProofRefusedError(`${peer.toString()} refused: ${reply.message}`, reply.name)
+    if (reply.type !== 'proof')
+      throw new ProofRefusedError(`${peer.toString()} answered with ${reply.type}`, 'InvalidSpkiMessageError')
+    const certs = reply.certs.map(bytes => parseSignedCert(decodeCanonical(bytes, { maxBytes: MAX_CERT_BYTES })))
+    const proof = { chain: certs.filter(c => c.cert.type === 'auth'), names: certs.filter(c => c.cert.type === 'name') }
+    return await this.authorize(principal, tag, { ...options, proof })
+  }
+
+  /** Answers one proof request from the local store. Nothing received enters the store. */
+  private async handle(stream: Stream, connection: Connection): Promise<void> {
+    const signal = AbortSignal.timeout(this.timeout)
+    const lp = lpStream(stream, { maxDataLength: MAX_SPKI_MESSAGE_BYTES })
+    let answer: SpkiMessage
+    try {
+      const request = decodeSpkiMessage((await lp.read({ signal })).subarray())
+      if (request.type !== 'prove') throw new TypeError(`expected a prove request, got ${request.type}`)
+      const roots = request.roots.filter(isPrincipalId)
+      if (roots.length !== request.roots.length || !isPrincipalId(request.principal)) {
+        throw new TypeError('roots and principal must be principal ids')
+      }
+      const tag = parseTag(decodeCanonical(request.tag, { maxBytes: MAX_TAG_BYTES }))
+      const revocation = await revocationCheck([...this.crls.values()])
+      const { proof } = await discoverChain(this.certs(), roots, request.principal, tag, {
+        revocation,
+        cache: this.cache,
+        maxLength: this.maxChainLength
+      })
+      const certs = [...proof.chain, ...proof.names]
+        .map(c => encodeCanonical(signedCertToSexp(c)))
+        .slice(0, MAX_PROOF_CERTS)
+      answer = { v: 1, type: 'proof', certs }
+    } catch (err) {
+      const e = err as Error
+      this.log('refusing a proof request from %p - %e', connection.remotePeer, e)
+      answer = {
+        v: 1,
+        type: 'error',
+        name: /^[A-Za-z]{1,64}$/.test(e.name) ? e.name : 'Error',
+        message: e.message.slice(0, 1024)
+      }
+    }
+    try {
+      await lp.write(encodeSpkiMessage(answer), { signal })
+      await stream.close({ signal })
+    } catch (err) {
+      stream.abort(err as Error)
+    }
+  }
+}
+
+function contentHash(bytes: Uint8Array): Uint8Array {
+  return sha256(bytes)
+}
+
+export function spki(init: SpkiInit = {}): (components: SpkiComponents) => Spki {
+  return components => new SpkiService(components, init)
+}

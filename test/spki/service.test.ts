@@ -1,0 +1,168 @@
+import { strict as assert } from 'node:assert'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { lpStream } from '@libp2p/utils'
+import { MemoryDatastore } from 'datastore-core'
+import { decodeSpkiMessage, SPKI_PROTOCOL } from '../../protocols/spki/codec.ts'
+import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
+import { principalFromPeerId, principalId } from '../../src/crypto/principal.ts'
+import { signCert, spkiTime } from '../../src/spki/cert.ts'
+import { certHash, signCrl } from '../../src/spki/crl.ts'
+import { parseAdvanced } from '../../src/spki/sexp.ts'
+import { parseTag } from '../../src/spki/tag.ts'
+import { memoryNode } from '../helpers/memory-node.ts'
+import { waitUntil } from '../helpers/processes.ts'
+import type { PrincipalId } from '../../src/crypto/principal.ts'
+import type { SignedCert, Subject } from '../../src/spki/cert.ts'
+import type { CyberspaceNode } from '../../src/node.ts'
+import type { PrivateKey } from '@libp2p/interface'
+
+interface Key {
+  secret: Uint8Array
+  id: PrincipalId
+}
+async function key(): Promise<Key> {
+  const secret = crypto.getRandomValues(new Uint8Array(32))
+  return { secret, id: principalId(await nobleEd25519.publicKey(secret)) }
+}
+/** The 32-byte Ed25519 seed of a libp2p private key (its raw form is seed || public key). */
+const seedOf = (privateKey: PrivateKey): Uint8Array => privateKey.raw.subarray(0, 32)
+const tag = (text: string): ReturnType<typeof parseTag> => parseTag(parseAdvanced(text))
+const k = (id: PrincipalId): Subject => ({ kind: 'key', principal: id })
+
+async function grant(from: Key, subject: Subject, tagText: string, propagate = true): Promise<SignedCert> {
+  return await signCert(
+    { type: 'auth', issuer: from.id, subject, propagate, tag: tag(tagText), validity: {} },
+    from.secret
+  )
+}
+
+describe('the SPKI service over /cyberspace/spki/1.0.0', () => {
+  const nodes: CyberspaceNode[] = []
+  let verifier: CyberspaceNode
+  let prover: CyberspaceNode
+  let proverKey: Key
+  let root: Key
+  let chain: SignedCert[]
+  const request = tag('(cyberspace (mailbox (send alice note)))')
+  const proverStore = new MemoryDatastore()
+  const verifierStore = new MemoryDatastore()
+
+  before(async () => {
+    const proverPrivate = await generateKeyPair('Ed25519')
+    verifier = await memoryNode({ datastore: verifierStore })
+    prover = await memoryNode({
+      privateKey: proverPrivate,
+      datastore: proverStore,
+      bootstrap: [verifier.multiaddrs()[0]]
+    })
+    nodes.push(verifier, prover)
+    await waitUntil('the two nodes to connect', () => prover.peers().length === 1)
+    proverKey = { secret: seedOf(proverPrivate), id: principalFromPeerId(prover.peerId) }
+    const [k1, k2, k3, k4] = await Promise.all([key(), key(), key(), key()])
+    root = await key()
+    // root → k1 → (k1's team's lead = k3) → k4 → prover: depth 5 through a linked name
+    chain = [
+      await grant(root, k(k1.id), '(cyberspace)'),
+      await grant(k1, { kind: 'name', issuer: k1.id, names: ['team', 'lead'] }, '(cyberspace (mailbox))'),
+      await signCert({ type: 'name', issuer: k1.id, name: 'team', subject: k(k2.id), validity: {} }, k1.secret),
+      await signCert({ type: 'name', issuer: k2.id, name: 'lead', subject: k(k3.id), validity: {} }, k2.secret),
+      await grant(k3, k(k4.id), '(cyberspace (mailbox (send (* set alice bob))))'),
+      await grant(k4, k(k2.id), '(cyberspace (mailbox (send alice)))'),
+      await grant(k2, k(proverKey.id), '(cyberspace (mailbox (send alice (* set note task))))', false)
+    ]
+    for (const cert of chain) await prover.spki.addCert(cert)
+    await verifier.spki.addAclEntry(root.id, tag('(cyberspace)'))
+  })
+
+  after(async () => {
+    await Promise.all(
+      nodes.map(async n => {
+        await n.stop()
+      })
+    )
+  })
+
+  it('a prover discovers a depth-5 chain through a linked name and the verifier accepts it', async () => {
+    const grantFound = await verifier.spki.prove(prover.peerId, request)
+    assert.equal(grantFound.proof.chain.length, 5)
+    assert.equal(grantFound.proof.names.length, 2)
+    // the verifier never stored what it was shown
+    assert.equal(verifier.spki.certs().length, 0)
+  })
+
+  it('refuses what the chain does not grant, and roots the verifier does not trust', async () => {
+    await assert.rejects(
+      verifier.spki.prove(prover.peerId, tag('(cyberspace (mailbox (send bob note)))')),
+      (e: Error) => {
+        return (
+          e.name === 'ProofRefusedError' && (e as Error & { remoteName: string }).remoteName === 'ChainNotFoundError'
+        )
+      }
+    )
+    await assert.rejects(verifier.spki.prove(prover.peerId, tag('(other)')), { name: 'ChainNotFoundError' })
+  })
+
+  it('never stores a forged certificate', async () => {
+    const forged = { ...(await grant(root, k(proverKey.id), '(cyberspace)')), signature: new Uint8Array(64) }
+    await assert.rejects(prover.spki.addCert(forged), { name: 'BadSignatureError' })
+    assert.equal(prover.spki.certs().length, chain.length)
+  })
+
+  it('answers a malformed request with a named error and keeps serving', async () => {
+    for (const bytes of [new Uint8Array([0xff, 0x01]), new TextEncoder().encode('{"v":1}')]) {
+      const stream = await prover.libp2p.dialProtocol(verifier.peerId, SPKI_PROTOCOL)
+      const lp = lpStream(stream)
+      await lp.write(bytes)
+      const reply = decodeSpkiMessage((await lp.read()).subarray())
+      assert.equal(reply.type, 'error')
+      assert.equal(reply.type === 'error' ? reply.name : '', 'InvalidSpkiMessageError')
+      await stream.close()
+    }
+    // a request over the size limit is refused from its length prefix, not buffered
+    const stream = await prover.libp2p.dialProtocol(verifier.peerId, SPKI_PROTOCOL)
+    const lp = lpStream(stream, { maxDataLength: 1024 * 1024 })
+    await lp.write(new Uint8Array(300 * 1024)).catch(() => {})
+    const reply = decodeSpkiMessage((await lp.read({ signal: AbortSignal.timeout(5_000) })).subarray())
+    assert.equal(reply.type, 'error')
+    stream.abort(new Error('done'))
+    // and the service still works
+    await verifier.spki.prove(prover.peerId, request)
+  })
+
+  it('refuses a revoked chain once the verifier holds the CRL', async () => {
+    const revoker = chain[0]
+    const crl = await signCrl(
+      {
+        issuer: root.id,
+        revoked: [certHash(revoker)],
+        validity: { notBefore: spkiTime(Date.now() - 60_000), notAfter: spkiTime(Date.now() + 3_600_000) }
+      },
+      root.secret
+    )
+    await verifier.spki.addCrl(crl)
+    await assert.rejects(verifier.spki.prove(prover.peerId, request), { name: 'RevokedCertError' })
+  })
+
+  it('keeps its store, ACL and CRLs across a restart', async () => {
+    await prover.stop()
+    const again = await memoryNode({ datastore: proverStore })
+    nodes.push(again)
+    assert.equal(again.spki.certs().length, chain.length)
+    await verifier.stop()
+    const verifierAgain = await memoryNode({ datastore: verifierStore })
+    nodes.push(verifierAgain)
+    assert.deepEqual(
+      verifierAgain.spki.acl().map(e => e.principal),
+      [root.id]
+    )
+    // the CRL came back too: the revoked chain stays refused
+    await assert.rejects(
+      verifierAgain.spki.authorize(proverKey.id, request, {
+        proof: { chain: chain.filter(c => c.cert.type === 'auth'), names: chain.filter(c => c.cert.type === 'name') }
+      }),
+      {
+        name: 'RevokedCertError'
+      }
+    )
+  })
+})
