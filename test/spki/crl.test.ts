@@ -1,25 +1,14 @@
 import { strict as assert } from 'node:assert'
-import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
-import { principalId } from '../../src/crypto/principal.ts'
 import { parseCert, certToSexp, signCert, spkiTime } from '../../src/spki/cert.ts'
 import { certHash, parseSignedCrl, revocationCheck, signCrl, signedCrlToSexp } from '../../src/spki/crl.ts'
 import { discoverChain, verifyProof } from '../../src/spki/discover.ts'
 import { reduceChain } from '../../src/spki/reduce.ts'
 import { decodeCanonical, encodeCanonical, parseAdvanced, toAdvanced } from '../../src/spki/sexp.ts'
-import { parseTag } from '../../src/spki/tag.ts'
-import type { PrincipalId } from '../../src/crypto/principal.ts'
+import { key, tag } from './fixtures.ts'
+import type { Key } from './fixtures.ts'
 import type { SignedCert, Validity } from '../../src/spki/cert.ts'
 import type { Crl } from '../../src/spki/crl.ts'
 
-interface Key {
-  secret: Uint8Array
-  id: PrincipalId
-}
-async function key(): Promise<Key> {
-  const secret = crypto.getRandomValues(new Uint8Array(32))
-  return { secret, id: principalId(await nobleEd25519.publicKey(secret)) }
-}
-const tag = (text: string): ReturnType<typeof parseTag> => parseTag(parseAdvanced(text))
 const HOUR = 3_600_000
 const window = (from: number, to: number): Crl['validity'] => ({ notBefore: spkiTime(from), notAfter: spkiTime(to) })
 

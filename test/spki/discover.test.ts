@@ -1,22 +1,10 @@
 import { strict as assert } from 'node:assert'
-import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
-import { principalId } from '../../src/crypto/principal.ts'
 import { signCert, spkiTime } from '../../src/spki/cert.ts'
 import { discoverChain, resolveName, verifyProof } from '../../src/spki/discover.ts'
-import { parseAdvanced } from '../../src/spki/sexp.ts'
-import { parseTag } from '../../src/spki/tag.ts'
-import type { PrincipalId } from '../../src/crypto/principal.ts'
+import { key, tag } from './fixtures.ts'
+import type { Key } from './fixtures.ts'
 import type { SignedCert, Subject } from '../../src/spki/cert.ts'
 
-interface Key {
-  secret: Uint8Array
-  id: PrincipalId
-}
-async function key(): Promise<Key> {
-  const secret = crypto.getRandomValues(new Uint8Array(32))
-  return { secret, id: principalId(await nobleEd25519.publicKey(secret)) }
-}
-const tag = (text: string): ReturnType<typeof parseTag> => parseTag(parseAdvanced(text))
 const HOUR = 3_600_000
 
 async function grant(

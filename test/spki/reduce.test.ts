@@ -1,6 +1,4 @@
 import { strict as assert } from 'node:assert'
-import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
-import { principalId } from '../../src/crypto/principal.ts'
 import {
   certToSexp,
   keyHash,
@@ -14,21 +12,11 @@ import {
 } from '../../src/spki/cert.ts'
 import { authorizeTuple, reduceChain } from '../../src/spki/reduce.ts'
 import { decodeCanonical, encodeCanonical, parseAdvanced, toAdvanced } from '../../src/spki/sexp.ts'
-import { normalizeTag, parseTag, tagToSexp } from '../../src/spki/tag.ts'
-import type { PrincipalId } from '../../src/crypto/principal.ts'
+import { normalizeTag, tagToSexp } from '../../src/spki/tag.ts'
+import { key, tag } from './fixtures.ts'
+import type { Key } from './fixtures.ts'
 import type { AuthCert, SignedCert, Subject, Validity } from '../../src/spki/cert.ts'
 
-interface Key {
-  secret: Uint8Array
-  id: PrincipalId
-}
-
-async function key(): Promise<Key> {
-  const secret = crypto.getRandomValues(new Uint8Array(32))
-  return { secret, id: principalId(await nobleEd25519.publicKey(secret)) }
-}
-
-const tag = (text: string): ReturnType<typeof parseTag> => parseTag(parseAdvanced(text))
 const HOUR = 3_600_000
 
 async function grant(

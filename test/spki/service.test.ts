@@ -3,30 +3,20 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { lpStream } from '@libp2p/utils'
 import { MemoryDatastore } from 'datastore-core'
 import { decodeSpkiMessage, SPKI_PROTOCOL } from '../../protocols/spki/codec.ts'
-import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
-import { principalFromPeerId, principalId } from '../../src/crypto/principal.ts'
+import { principalFromPeerId } from '../../src/crypto/principal.ts'
 import { signCert, spkiTime } from '../../src/spki/cert.ts'
 import { certHash, signCrl } from '../../src/spki/crl.ts'
-import { parseAdvanced } from '../../src/spki/sexp.ts'
-import { parseTag } from '../../src/spki/tag.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
+import { key, tag } from './fixtures.ts'
+import type { Key } from './fixtures.ts'
 import type { SignedCert, Subject } from '../../src/spki/cert.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
-interface Key {
-  secret: Uint8Array
-  id: PrincipalId
-}
-async function key(): Promise<Key> {
-  const secret = crypto.getRandomValues(new Uint8Array(32))
-  return { secret, id: principalId(await nobleEd25519.publicKey(secret)) }
-}
 /** The 32-byte Ed25519 seed of a libp2p private key (its raw form is seed || public key). */
 const seedOf = (privateKey: PrivateKey): Uint8Array => privateKey.raw.subarray(0, 32)
-const tag = (text: string): ReturnType<typeof parseTag> => parseTag(parseAdvanced(text))
 const k = (id: PrincipalId): Subject => ({ kind: 'key', principal: id })
 
 async function grant(from: Key, subject: Subject, tagText: string, propagate = true): Promise<SignedCert> {
