@@ -16,6 +16,7 @@ import { createServer } from 'node:http'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WebSockets } from '@multiformats/multiaddr-matcher'
+import { MAX_NAME_LENGTH, MAX_VALUE_BYTES, valueKey } from '../../protocols/values/codec.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Message } from '@libp2p/gossipsub'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
@@ -122,10 +123,10 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     'GET peers': async () => node.peers(),
     'POST dht/put': async req => {
       const body = await readJson(req)
-      const name = stringField(body, 'name', 64)
-      const value = stringField(body, 'value', 4096)
+      const name = stringField(body, 'name', MAX_NAME_LENGTH)
+      const value = stringField(body, 'value', MAX_VALUE_BYTES)
       await node.putValue(name, new TextEncoder().encode(value), { signal: AbortSignal.timeout(30_000) })
-      return { key: `/cyberspace-value/${node.peerId.toString()}/${name}` }
+      return { key: valueKey(node.peerId.toString(), name) }
     },
     'GET dht/get': async (_req, url) => {
       const peer = url.searchParams.get('peer') ?? ''

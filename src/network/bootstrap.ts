@@ -215,7 +215,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
 
   private async attempt(target: Target): Promise<void> {
     if (!this.running) return
-    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.dialTimeout)])
+    const signal = this.dialSignal()
     try {
       const connection = await this.components.connectionManager.openConnection(target.addr, { signal })
       target.peer = connection.remotePeer.toString()
@@ -325,7 +325,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
   private async dialCandidate(key: string, candidate: Candidate): Promise<void> {
     this.dialing.add(key)
     try {
-      const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.dialTimeout)])
+      const signal = this.dialSignal()
       await this.components.connectionManager.openConnection(candidate.id, { signal })
       this.candidates.delete(key)
     } catch (err) {
@@ -356,7 +356,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
       let fresh = 0
       try {
         const key = crypto.getRandomValues(new Uint8Array(32))
-        const querySignal = AbortSignal.any([signal, AbortSignal.timeout(this.dialTimeout)])
+        const querySignal = this.dialSignal(signal)
         for await (const peer of this.components.peerRouting.getClosestPeers(key, { signal: querySignal })) {
           if (this.components.connectionManager.getConnections(peer.id).length > 0) continue
           // the DHT just vouched for this peer: a known candidate is retried now (at most once per
@@ -369,6 +369,11 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
       this.pump()
       interval = fresh > 0 ? this.walkInterval : Math.min(interval * 2, MAX_WALK_INTERVAL)
     }
+  }
+
+  /** Aborts after dialTimeout, or when `base` (by default this start's shutdown) aborts. */
+  private dialSignal(base: AbortSignal = this.shutdown.signal): AbortSignal {
+    return AbortSignal.any([base, AbortSignal.timeout(this.dialTimeout)])
   }
 
   /** Exponential backoff with ±20% jitter, capped at maxBackoff. */

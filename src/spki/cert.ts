@@ -18,6 +18,7 @@
  * await verifyCert(signed) // throws BadSignatureError if forged
  */
 import { sha256 } from '@noble/hashes/sha2.js'
+import { base16 } from 'multiformats/bases/base16'
 import { signedBytes } from '../../protocols/signing.ts'
 import { ed25519, SIGNATURE_LENGTH } from '../crypto/ed25519.ts'
 import { principalId, principalPublicKey } from '../crypto/principal.ts'
@@ -285,12 +286,12 @@ export class VerifiedCertCache {
     this.max = max
   }
 
-  static key(signed: SignedCert): string {
-    const bytes = certSigningBytes(signed.cert)
-    const both = new Uint8Array(bytes.length + signed.signature.length)
-    both.set(bytes)
-    both.set(signed.signature, bytes.length)
-    return Array.from(sha256(both), b => b.toString(16).padStart(2, '0')).join('')
+  /** The entry for a signature over `signingBytes`. */
+  static key(signingBytes: Uint8Array, signature: Uint8Array): string {
+    const both = new Uint8Array(signingBytes.length + signature.length)
+    both.set(signingBytes)
+    both.set(signature, signingBytes.length)
+    return base16.baseEncode(sha256(both))
   }
 
   has(key: string): boolean {
@@ -309,14 +310,11 @@ export class VerifiedCertCache {
 }
 
 export async function verifyCert(signed: SignedCert, cache?: VerifiedCertCache): Promise<void> {
-  const key = cache == null ? undefined : VerifiedCertCache.key(signed)
+  const signingBytes = certSigningBytes(signed.cert)
+  const key = cache == null ? undefined : VerifiedCertCache.key(signingBytes, signed.signature)
   if (key != null && cache?.has(key) === true) return
   const backend = await ed25519()
-  const ok = await backend.verify(
-    principalPublicKey(signed.cert.issuer),
-    certSigningBytes(signed.cert),
-    signed.signature
-  )
+  const ok = await backend.verify(principalPublicKey(signed.cert.issuer), signingBytes, signed.signature)
   if (!ok) throw new BadSignatureError(`signature of a certificate by ${signed.cert.issuer} does not verify`)
   if (key != null) cache?.add(key)
 }

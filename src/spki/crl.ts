@@ -14,6 +14,7 @@
  * check(signedCert) // throws RevokedCertError / RevalidationRequiredError
  */
 import { sha256 } from '@noble/hashes/sha2.js'
+import { base16 } from 'multiformats/bases/base16'
 import { signedBytes } from '../../protocols/signing.ts'
 import { ed25519, SIGNATURE_LENGTH } from '../crypto/ed25519.ts'
 import { principalId, principalPublicKey } from '../crypto/principal.ts'
@@ -41,7 +42,6 @@ export interface SignedCrl {
 }
 
 const enc = (text: string): Uint8Array => new TextEncoder().encode(text)
-const hex = (b: Uint8Array): string => Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
 
 /** The hash a CRL names a certificate by. */
 export function certHash(signed: SignedCert): Uint8Array {
@@ -120,6 +120,13 @@ export async function signCrl(crl: Crl, secretKey: Uint8Array): Promise<SignedCr
   return { crl, signature: await backend.sign(secretKey, crlSigningBytes(crl)) }
 }
 
+/** Throws InvalidCrlError unless the CRL's signature verifies with its issuer's key. */
+export async function verifyCrl(signed: SignedCrl): Promise<void> {
+  const backend = await ed25519()
+  const ok = await backend.verify(principalPublicKey(signed.crl.issuer), crlSigningBytes(signed.crl), signed.signature)
+  if (!ok) throw new InvalidCrlError(`a CRL of ${signed.crl.issuer} does not verify`)
+}
+
 /**
  * Verifies the given CRLs and returns a check for certificates at `now`: it throws
  * RevokedCertError for a certificate a current CRL of its issuer lists, and
@@ -130,24 +137,26 @@ export async function revocationCheck(
   crls: SignedCrl[],
   now: Date | number = Date.now()
 ): Promise<(signed: SignedCert) => void> {
+  for (const signed of crls) await verifyCrl(signed)
+  return revocationIndex(crls, now)
+}
+
+/** The same check over CRLs whose signatures were already verified (e.g. when they were stored). */
+export function revocationIndex(
+  crls: Iterable<SignedCrl>,
+  now: Date | number = Date.now()
+): (signed: SignedCert) => void {
   const at = spkiTime(now)
-  const backend = await ed25519()
   const current = new Map<PrincipalId, Set<string>>()
   for (const signed of crls) {
-    const ok = await backend.verify(
-      principalPublicKey(signed.crl.issuer),
-      crlSigningBytes(signed.crl),
-      signed.signature
-    )
-    if (!ok) throw new InvalidCrlError(`a CRL of ${signed.crl.issuer} does not verify`)
     if (at < signed.crl.validity.notBefore || at > signed.crl.validity.notAfter) continue
     const set = current.get(signed.crl.issuer) ?? new Set<string>()
-    for (const h of signed.crl.revoked) set.add(hex(h))
+    for (const h of signed.crl.revoked) set.add(base16.baseEncode(h))
     current.set(signed.crl.issuer, set)
   }
   return signed => {
     const revoked = current.get(signed.cert.issuer)
-    if (revoked?.has(hex(certHash(signed))) === true) {
+    if (revoked?.has(base16.baseEncode(certHash(signed))) === true) {
       throw new RevokedCertError(`a certificate by ${signed.cert.issuer} is revoked by its issuer's CRL`)
     }
     if (signed.cert.validity.requireCrl === true && revoked == null) {

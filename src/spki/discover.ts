@@ -16,11 +16,11 @@
  * await verifyProof(proof, [clusterKey], agentKey, tag) // throws ChainNotFoundError, BadSignatureError, …
  */
 import { ChainNotFoundError, ChainTooLongError, NameCycleError } from './errors.ts'
-import { spkiTime, verifyCert } from './cert.ts'
+import { spkiTime, verifyCert, VerifiedCertCache } from './cert.ts'
 import { checkValidity, DEFAULT_MAX_CHAIN_LENGTH, intersectValidity, subjectIsKey } from './reduce.ts'
 import { intersectTags, tagImplies, tagKey } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
-import type { AuthCert, NameCert, SignedCert, Subject, Validity, VerifiedCertCache } from './cert.ts'
+import type { AuthCert, NameCert, SignedCert, Subject, Validity } from './cert.ts'
 import type { Tag } from './tag.ts'
 
 export interface DiscoverOptions {
@@ -50,12 +50,6 @@ export interface DiscoveredGrant {
   validity: Validity
 }
 
-function isValidAt(validity: Validity, at: string): boolean {
-  return (
-    (validity.notBefore == null || at >= validity.notBefore) && (validity.notAfter == null || at <= validity.notAfter)
-  )
-}
-
 /**
  * Indexes a pool after checking each certificate's signature and validity at `now`; certificates
  * that fail are left out (a pool is what a prover happens to hold, not what it vouches for).
@@ -67,9 +61,9 @@ async function usable(
 ): Promise<{ auth: SignedCert[]; names: SignedCert[] }> {
   const auth: SignedCert[] = []
   const names: SignedCert[] = []
-  for (const signed of pool) {
-    if (!isValidAt(signed.cert.validity, at)) continue
+  for (const [index, signed] of pool.entries()) {
     try {
+      checkValidity(signed.cert.validity, at, index)
       await verifyCert(signed, options.cache)
       options.revocation?.(signed)
     } catch {
@@ -230,11 +224,13 @@ export async function verifyProof(
   if (proof.chain.length > maxLength)
     throw new ChainTooLongError(`a proof of ${proof.chain.length} links, at most ${maxLength}`)
   const at = spkiTime(options.now ?? Date.now())
+  // a cache for this call at least, so discovery below does not verify every signature again
+  const cache = options.cache ?? new VerifiedCertCache()
   // refuse, with the precise reason, rather than silently skip a bad certificate in a proof
   for (const [index, signed] of all.entries()) {
-    await verifyCert(signed, options.cache)
+    await verifyCert(signed, cache)
     checkValidity(signed.cert.validity, at, index)
     options.revocation?.(signed)
   }
-  return await discoverChain(all, roots, requester, requested, options)
+  return await discoverChain(all, roots, requester, requested, { ...options, cache })
 }

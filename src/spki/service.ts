@@ -14,19 +14,21 @@
  */
 import { lpStream } from '@libp2p/utils'
 import { sha256 } from '@noble/hashes/sha2.js'
+import { base16 } from 'multiformats/bases/base16'
 import { Key } from 'interface-datastore'
 import {
   decodeSpkiMessage,
   encodeSpkiMessage,
   MAX_CERT_BYTES,
   MAX_PROOF_CERTS,
+  MAX_ROOTS,
   MAX_SPKI_MESSAGE_BYTES,
   MAX_TAG_BYTES,
   SPKI_PROTOCOL
 } from '../../protocols/spki/codec.ts'
 import { isPrincipalId, principalFromPeerId } from '../crypto/principal.ts'
 import { parseSignedCert, signedCertToSexp, verifyCert, VerifiedCertCache } from './cert.ts'
-import { parseSignedCrl, revocationCheck, signedCrlToSexp } from './crl.ts'
+import { parseSignedCrl, revocationIndex, signedCrlToSexp, verifyCrl } from './crl.ts'
 import { discoverChain, verifyProof } from './discover.ts'
 import { ChainNotFoundError, ProofRefusedError } from './errors.ts'
 import { decodeCanonical, encodeCanonical } from './sexp.ts'
@@ -34,7 +36,7 @@ import { parseTag, tagImplies, tagToSexp } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { SignedCert } from './cert.ts'
 import type { SignedCrl } from './crl.ts'
-import type { DiscoveredGrant, Proof } from './discover.ts'
+import type { DiscoveredGrant, DiscoverOptions, Proof } from './discover.ts'
 import type { Tag } from './tag.ts'
 import type { SpkiMessage } from '../../protocols/spki/codec.ts'
 import type { AbortOptions, ComponentLogger, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
@@ -87,8 +89,6 @@ const ACL_PREFIX = '/cyberspace/spki/acl/'
 const CRLS_PREFIX = '/cyberspace/spki/crls/'
 const MAX_ACL_ENTRIES = 256
 const MAX_CRLS = 1024
-
-const hex = (b: Uint8Array): string => Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
 
 class SpkiService implements Spki, Startable {
   readonly principal: PrincipalId
@@ -159,7 +159,7 @@ class SpkiService implements Spki, Startable {
     for await (const { key, value } of this.components.datastore.query({ prefix: CRLS_PREFIX, limit: MAX_CRLS })) {
       try {
         const signed = parseSignedCrl(decodeCanonical(value))
-        await revocationCheck([signed])
+        await verifyCrl(signed)
         this.crls.set(key.baseNamespace(), signed)
       } catch (err) {
         this.log.error('skipping stored CRL %s - %e', key.toString(), err)
@@ -170,7 +170,7 @@ class SpkiService implements Spki, Startable {
   async addCert(signed: SignedCert): Promise<void> {
     await verifyCert(signed, this.cache)
     const bytes = encodeCanonical(signedCertToSexp(signed))
-    const id = hex(contentHash(bytes))
+    const id = base16.baseEncode(sha256(bytes))
     if (this.store.has(id)) return
     if (this.store.size >= this.maxStoredCerts)
       throw new RangeError(`the certificate store holds at most ${this.maxStoredCerts}`)
@@ -196,9 +196,9 @@ class SpkiService implements Spki, Startable {
   }
 
   async addCrl(signed: SignedCrl): Promise<void> {
-    await revocationCheck([signed])
+    await verifyCrl(signed)
     const bytes = encodeCanonical(signedCrlToSexp(signed))
-    const id = hex(contentHash(bytes))
+    const id = base16.baseEncode(sha256(bytes))
     if (this.crls.size >= MAX_CRLS && !this.crls.has(id)) throw new RangeError(`at most ${MAX_CRLS} CRLs are kept`)
     await this.components.datastore.put(new Key(CRLS_PREFIX + id), bytes)
     this.crls.set(id, signed)
@@ -210,20 +210,26 @@ class SpkiService implements Spki, Startable {
     options: AbortOptions & { proof?: Proof } = {}
   ): Promise<DiscoveredGrant> {
     options.signal?.throwIfAborted()
-    const revocation = await revocationCheck([...this.crls.values()])
-    const opts = { revocation, cache: this.cache, maxLength: this.maxChainLength }
-    for (const entry of this.aclEntries.values()) {
-      if (!tagImplies(entry.tag, tag)) continue
-      if (entry.principal === principal) return { proof: { chain: [], names: [] }, tag: entry.tag, validity: {} }
-      try {
-        return options.proof != null
-          ? await verifyProof(options.proof, [entry.principal], principal, tag, opts)
-          : await discoverChain(this.certs(), [entry.principal], principal, tag, opts)
-      } catch (err) {
-        if ((err as Error).name !== 'ChainNotFoundError') throw err
-      }
-    }
-    throw new ChainNotFoundError(`no ACL root of this node grants the request to ${principal}`)
+    const roots = this.rootsFor(tag)
+    const own = this.aclEntries.get(principal)
+    if (own != null && roots.includes(principal)) return { proof: { chain: [], names: [] }, tag: own.tag, validity: {} }
+    if (roots.length === 0) throw new ChainNotFoundError(`no ACL root of this node grants the request to ${principal}`)
+    const opts = this.discoverOptions()
+    return options.proof != null
+      ? await verifyProof(options.proof, roots, principal, tag, opts)
+      : await discoverChain(this.certs(), roots, principal, tag, opts)
+  }
+
+  /** The ACL roots whose entries cover `tag`: the chains that may grant it start there. */
+  private rootsFor(tag: Tag): PrincipalId[] {
+    return this.acl()
+      .filter(e => tagImplies(e.tag, tag))
+      .map(e => e.principal)
+  }
+
+  /** Discovery settings; CRLs were verified when they were added, so only indexing happens here. */
+  private discoverOptions(): DiscoverOptions {
+    return { revocation: revocationIndex(this.crls.values()), cache: this.cache, maxLength: this.maxChainLength }
   }
 
   async prove(
@@ -232,10 +238,7 @@ class SpkiService implements Spki, Startable {
     options: AbortOptions & { principal?: PrincipalId } = {}
   ): Promise<DiscoveredGrant> {
     const principal = options.principal ?? principalFromPeerId(peer)
-    const roots = this.acl()
-      .filter(e => tagImplies(e.tag, tag))
-      .map(e => e.principal)
-      .slice(0, 16)
+    const roots = this.rootsFor(tag).slice(0, MAX_ROOTS)
     if (roots.length === 0) throw new ChainNotFoundError('no ACL root of this node covers the requested tag')
     const signal = AbortSignal.any([
       AbortSignal.timeout(this.timeout),
@@ -276,12 +279,7 @@ class SpkiService implements Spki, Startable {
         throw new TypeError('roots and principal must be principal ids')
       }
       const tag = parseTag(decodeCanonical(request.tag, { maxBytes: MAX_TAG_BYTES }))
-      const revocation = await revocationCheck([...this.crls.values()])
-      const { proof } = await discoverChain(this.certs(), roots, request.principal, tag, {
-        revocation,
-        cache: this.cache,
-        maxLength: this.maxChainLength
-      })
+      const { proof } = await discoverChain(this.certs(), roots, request.principal, tag, this.discoverOptions())
       const certs = [...proof.chain, ...proof.names]
         .map(c => encodeCanonical(signedCertToSexp(c)))
         .slice(0, MAX_PROOF_CERTS)
@@ -303,10 +301,6 @@ class SpkiService implements Spki, Startable {
       stream.abort(err as Error)
     }
   }
-}
-
-function contentHash(bytes: Uint8Array): Uint8Array {
-  return sha256(bytes)
 }
 
 export function spki(init: SpkiInit = {}): (components: SpkiComponents) => Spki {

@@ -17,6 +17,7 @@
  * const asked = parseTag(parseAdvanced('(cyberspace (log a))'))
  * tagImplies(granted, asked) // true
  */
+import { base16 } from 'multiformats/bases/base16'
 import { InvalidTagError } from './errors.ts'
 import { atomBytes, atomText, encodeCanonical, isList } from './sexp.ts'
 import type { Sexp } from './sexp.ts'
@@ -292,7 +293,7 @@ function normalizeSet(items: Tag[]): Tag[] {
 
 /** A string identifying a tag's canonical encoding (for sorting and equality). */
 export function tagKey(tag: Tag): string {
-  return Array.from(encodeCanonical(tagToSexp(tag)), b => b.toString(16).padStart(2, '0')).join('')
+  return base16.baseEncode(encodeCanonical(tagToSexp(tag)))
 }
 
 export function tagEquals(a: Tag, b: Tag): boolean {
