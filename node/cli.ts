@@ -11,6 +11,7 @@ import { parseMultiaddrs } from '../src/network/multiaddrs.ts'
 import { connectApi } from './api/client.ts'
 import { DEFAULT_DATA_DIR } from './data-dir.ts'
 import { UsageError } from './errors.ts'
+import { acl, cert, key, SPKI_USAGE } from './spki-commands.ts'
 import { DEFAULT_API_PORT, DEFAULT_LISTEN, startNodeProcess } from './platform.ts'
 import type { BufferedMessage } from './api/server.ts'
 import type { BootstrapRetry } from '../src/network/bootstrap.ts'
@@ -27,6 +28,7 @@ commands:
   dht get <peer-id> <name>    read and verify a value another peer published
   pubsub pub <topic> <text>   publish a gossipsub message
   pubsub sub <topic>          print messages on a topic as they arrive (Ctrl-C stops)
+${SPKI_USAGE}
 
 options:
   --data-dir <path>           the node's data directory (default ${DEFAULT_DATA_DIR})
@@ -39,6 +41,13 @@ const OPTIONS = {
   bootstrap: { type: 'string', multiple: true },
   'api-port': { type: 'string' },
   json: { type: 'boolean' },
+  propagate: { type: 'boolean' },
+  'not-before': { type: 'string' },
+  'not-after': { type: 'string' },
+  'online-crl': { type: 'boolean' },
+  in: { type: 'string' },
+  from: { type: 'string' },
+  transport: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -78,6 +87,13 @@ export async function main(
         return await dht(dataDir, rest, out)
       case 'pubsub':
         return await pubsub(dataDir, rest, out)
+      case 'key':
+        noMore(rest, 'key')
+        return await key(dataDir, values, out)
+      case 'cert':
+        return await cert(dataDir, rest, values, out)
+      case 'acl':
+        return await acl(dataDir, rest, values, out)
       default:
         throw new UsageError(`unknown command "${command}" (see cyberspace --help)`)
     }

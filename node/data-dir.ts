@@ -135,6 +135,38 @@ function isRunning(pid: number): boolean {
   }
 }
 
+/**
+ * The identity key of a data directory, read without locking, creating or changing anything
+ * (for `cyberspace key` when no node runs there). Undefined if the directory has no key yet.
+ */
+export async function readIdentityKey(dir: string): Promise<PrivateKey | undefined> {
+  const file = join(resolve(dir), KEY_FILE)
+  let bytes: Buffer
+  try {
+    const info = await stat(file)
+    if (!info.isFile() || info.size > MAX_KEY_FILE_BYTES) throw new CorruptKeyError(`${file} is not a key file`)
+    bytes = await readFile(file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    if (err instanceof CorruptKeyError) throw err
+    throw new DataDirError(`cannot read identity key file ${file}: ${describe(err)}`)
+  }
+  return decodeIdentityKey(bytes, file)
+}
+
+/** A key file's contents as an Ed25519 key, or CorruptKeyError. */
+function decodeIdentityKey(bytes: Uint8Array, file: string): PrivateKey {
+  try {
+    const privateKey = privateKeyFromProtobuf(bytes)
+    if (privateKey.type !== 'Ed25519') throw new Error(`key type ${privateKey.type}, expected Ed25519`)
+    return privateKey
+  } catch (err) {
+    throw new CorruptKeyError(
+      `identity key file ${file} is corrupt (${describe(err)}); it was left untouched. Restore it from a backup, or move it away to start with a new identity`
+    )
+  }
+}
+
 async function loadOrCreateKey(
   file: string,
   warnings: string[]
@@ -160,17 +192,7 @@ async function loadOrCreateKey(
       throw new DataDirError(`cannot read identity key file ${file}: ${describe(err)}`)
     }
   }
-  if (bytes != null) {
-    try {
-      const privateKey = privateKeyFromProtobuf(bytes)
-      if (privateKey.type !== 'Ed25519') throw new Error(`key type ${privateKey.type}, expected Ed25519`)
-      return { privateKey, created: false }
-    } catch (err) {
-      throw new CorruptKeyError(
-        `identity key file ${file} is corrupt (${describe(err)}); it was left untouched. Restore it from a backup, or move it away to start with a new identity`
-      )
-    }
-  }
+  if (bytes != null) return { privateKey: decodeIdentityKey(bytes, file), created: false }
   const privateKey = await generateKeyPair('Ed25519')
   const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
   try {

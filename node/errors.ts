@@ -29,10 +29,13 @@ export class ApiError extends Error {
   static name = 'ApiError'
   name = 'ApiError'
   readonly status: number
+  /** The name of the node's error (e.g. ChainNotFoundError), when it gave one. */
+  readonly errorName?: string
 
-  constructor(message: string, status: number) {
+  constructor(message: string, status: number, errorName?: string) {
     super(message)
     this.status = status
+    if (errorName != null && /^[A-Za-z]{1,64}$/.test(errorName)) this.errorName = errorName
   }
 }
 

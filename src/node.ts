@@ -34,7 +34,7 @@ import {
 import { VALUE_NAMESPACE, valueKey } from '../protocols/values/codec.ts'
 import { spki } from './spki/service.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
-import type { Spki } from './spki/service.ts'
+import type { Spki, SpkiInit } from './spki/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
 import type { AbortOptions, ComponentLogger, ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
@@ -76,6 +76,8 @@ export interface CreateNodeOptions {
   /** Peers to join through; retried with backoff while unreachable. */
   bootstrap?: Multiaddr[]
   bootstrapOptions?: Omit<BootstrapInit, 'list'>
+  /** SPKI service settings (chain length, store size, CRL lifetime). */
+  spkiOptions?: SpkiInit
   /** Answer DHT queries (true where the node is dialable, e.g. a Node process with listeners). */
   dhtServer: boolean
   /** Extra libp2p services the platform adds (e.g. the circuit relay server in Node). */
@@ -166,7 +168,7 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
         scoreParams: { IPColocationFactorWeight: 0 }
       }),
       bootstrap: bootstrap({ ...options.bootstrapOptions, list: options.bootstrap ?? [] }),
-      spki: spki(),
+      spki: spki(options.spkiOptions),
       ...options.services
     },
     start: false

@@ -62,7 +62,10 @@ export function apiClient(url: string, token: string): ApiClient {
     } catch {
       parsed = { error: text }
     }
-    if (!res.ok) throw new ApiError((parsed as { error?: string }).error ?? `HTTP ${res.status}`, res.status)
+    if (!res.ok) {
+      const { error, name } = parsed as { error?: string; name?: string }
+      throw new ApiError(error ?? `HTTP ${res.status}`, res.status, name)
+    }
     return parsed as T
   }
   return {

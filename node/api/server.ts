@@ -17,12 +17,13 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WebSockets } from '@multiformats/multiaddr-matcher'
 import { MAX_NAME_LENGTH, MAX_VALUE_BYTES, valueKey } from '../../protocols/values/codec.ts'
+import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
+import { HttpError, MAX_BODY_BYTES, readJson, send, stringField } from './http.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Message } from '@libp2p/gossipsub'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 
 export const API_PREFIX = '/api/v0/'
-export const MAX_BODY_BYTES = 64 * 1024
 export const MAX_TOPIC_LENGTH = 256
 export const MAX_TOPICS = 16
 export const MAX_BUFFERED_MESSAGES = 1000
@@ -62,20 +63,13 @@ interface TopicBuffer {
   bytes: number
 }
 
-class HttpError extends Error {
-  readonly status: number
-  constructor(status: number, message: string) {
-    super(message)
-    this.status = status
-  }
-}
-
 /** HTTP status for the named errors the node raises on bad requests. */
 const ERROR_STATUS: Record<string, number> = {
   ValueNotFoundError: 404,
   InvalidValueRecordError: 400,
   InvalidParametersError: 400,
-  TimeoutError: 504
+  TimeoutError: 504,
+  ...SPKI_ERROR_STATUS
 }
 
 const PAGE_FILES: Record<string, { file: string; type: string }> = {
@@ -170,7 +164,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       const buffer = topics.get(topic)
       if (buffer == null) throw new HttpError(404, `not subscribed to ${topic}`)
       return { topic, messages: buffer.messages.filter(m => m.seq > after), next: buffer.next - 1 }
-    }
+    },
+    ...spkiRoutes(node)
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -258,44 +253,4 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       })
     }
   }
-}
-
-function send(res: ServerResponse, status: number, type: string, body: string | Buffer): void {
-  res.writeHead(status, {
-    'content-type': type,
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
-    'content-length': Buffer.byteLength(body)
-  })
-  res.end(body)
-}
-
-async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
-    throw new HttpError(415, 'expected content-type application/json')
-  }
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length
-    if (size > MAX_BODY_BYTES) throw new HttpError(413, `body larger than ${MAX_BODY_BYTES} bytes`)
-    chunks.push(chunk as Buffer)
-  }
-  let body: unknown
-  try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
-  } catch {
-    throw new HttpError(400, 'body is not JSON')
-  }
-  if (body == null || typeof body !== 'object' || Array.isArray(body))
-    throw new HttpError(400, 'body must be a JSON object')
-  return body as Record<string, unknown>
-}
-
-function stringField(body: Record<string, unknown>, field: string, max: number): string {
-  const value = body[field]
-  if (typeof value !== 'string' || value.length === 0 || value.length > max) {
-    throw new HttpError(400, `${field} must be a string of 1-${max} characters`)
-  }
-  return value
 }

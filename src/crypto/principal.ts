@@ -10,7 +10,7 @@
  * principalFromPeerId(node.peerId) === id    // for the node's own key
  */
 import { publicKeyFromRaw } from '@libp2p/crypto/keys'
-import { peerIdFromPublicKey } from '@libp2p/peer-id'
+import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
 import { base58btc } from 'multiformats/bases/base58'
 import { PUBLIC_KEY_LENGTH } from './ed25519.ts'
 import { InvalidKeyError } from './errors.ts'
@@ -73,4 +73,16 @@ export function principalFromPeerId(peerId: PeerId): PrincipalId {
 
 export function peerIdFromPrincipal(id: PrincipalId): PeerId {
   return peerIdFromPublicKey(publicKeyFromRaw(principalPublicKey(id)))
+}
+
+/** A principal from what people paste: a principal id (`z6Mk…`) or an Ed25519 peer id (`12D3Koo…`). */
+export function parsePrincipal(text: string): PrincipalId {
+  if (isPrincipalId(text)) return text
+  let peerId: PeerId
+  try {
+    peerId = peerIdFromString(text)
+  } catch {
+    throw new InvalidKeyError(`"${text.slice(0, 80)}" is neither a principal id (z6Mk…) nor a peer id (12D3Koo…)`)
+  }
+  return principalFromPeerId(peerId)
 }

@@ -266,6 +266,8 @@ export function certSigningBytes(cert: Cert): Uint8Array {
 
 /** Signs a certificate with the issuer's 32-byte secret key (which must be the issuer's). */
 export async function signCert(cert: Cert, secretKey: Uint8Array): Promise<SignedCert> {
+  // nothing is signed that a verifier could not parse (bad names, times, subjects)
+  parseCert(certToSexp(cert))
   const backend = await ed25519()
   if (principalId(await backend.publicKey(secretKey)) !== cert.issuer) {
     throw new InvalidCertError('the signing key is not the certificate issuer')

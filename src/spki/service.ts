@@ -27,19 +27,28 @@ import {
   SPKI_PROTOCOL
 } from '../../protocols/spki/codec.ts'
 import { isPrincipalId, principalFromPeerId } from '../crypto/principal.ts'
-import { parseSignedCert, signedCertToSexp, verifyCert, VerifiedCertCache } from './cert.ts'
-import { parseSignedCrl, revocationIndex, signedCrlToSexp, verifyCrl } from './crl.ts'
+import { parseSignedCert, signCert, signedCertToSexp, spkiTime, verifyCert, VerifiedCertCache } from './cert.ts'
+import { MAX_REVOKED, parseSignedCrl, revocationIndex, signCrl, signedCrlToSexp, verifyCrl } from './crl.ts'
 import { discoverChain, verifyProof } from './discover.ts'
 import { ChainNotFoundError, ProofRefusedError } from './errors.ts'
 import { decodeCanonical, encodeCanonical } from './sexp.ts'
 import { parseTag, tagImplies, tagToSexp } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
-import type { SignedCert } from './cert.ts'
+import type { Cert, SignedCert } from './cert.ts'
 import type { SignedCrl } from './crl.ts'
 import type { DiscoveredGrant, DiscoverOptions, Proof } from './discover.ts'
 import type { Tag } from './tag.ts'
 import type { SpkiMessage } from '../../protocols/spki/codec.ts'
-import type { AbortOptions, ComponentLogger, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
+import type {
+  AbortOptions,
+  ComponentLogger,
+  Connection,
+  Logger,
+  PeerId,
+  PrivateKey,
+  Startable,
+  Stream
+} from '@libp2p/interface'
 import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import type { Datastore } from 'interface-datastore'
 
@@ -53,10 +62,13 @@ export interface SpkiInit {
   maxStoredCerts?: number
   /** Longest chain accepted or searched; default 8. */
   maxChainLength?: number
+  /** How long a CRL this node signs stays current, in ms; default 7 days. It is re-signed at half. */
+  crlLifetime?: number
 }
 
 export interface SpkiComponents {
   peerId: PeerId
+  privateKey: PrivateKey
   registrar: Registrar
   connectionManager: ConnectionManager
   datastore: Datastore
@@ -74,10 +86,22 @@ export interface Spki {
   /** Verifies a certificate's signature and keeps it; a forged one never enters the store. */
   addCert(signed: SignedCert): Promise<void>
   certs(): SignedCert[]
+  /** Signs a certificate whose issuer is this node's principal, and keeps it. */
+  issue(cert: Cert): Promise<SignedCert>
+  /** Sets the tag `principal` is trusted for as a root (replacing any earlier entry). */
   addAclEntry(principal: PrincipalId, tag: Tag): Promise<void>
+  /** Removes `principal` from the ACL; false if it was not there. */
+  removeAclEntry(principal: PrincipalId): Promise<boolean>
   acl(): AclEntry[]
-  /** Verifies and keeps a CRL; consulted by every authorization. */
+  /** Verifies and keeps a CRL; consulted by every authorization. Expired CRLs are dropped. */
   addCrl(signed: SignedCrl): Promise<void>
+  crls(): SignedCrl[]
+  /**
+   * Revokes certificates this node issued, by the sha256 of their canonical form (`certHash`):
+   * signs a CRL listing them and every earlier revocation, keeps it current, and returns it for
+   * distribution to the verifiers that should know.
+   */
+  revoke(hashes: Uint8Array[]): Promise<SignedCrl>
   /** Whether `principal` holds `tag` by this node's ACL, from `proof` or else from the local store. */
   authorize(principal: PrincipalId, tag: Tag, options?: AbortOptions & { proof?: Proof }): Promise<DiscoveredGrant>
   /** Asks `peer` to prove that it (or `principal`) holds `tag`, and checks the proof against this node's ACL. */
@@ -101,8 +125,10 @@ class SpkiService implements Spki, Startable {
   private readonly maxChainLength: number
   private readonly store = new Map<string, SignedCert>()
   private readonly aclEntries = new Map<PrincipalId, AclEntry>()
-  private readonly crls = new Map<string, SignedCrl>()
+  private readonly crlStore = new Map<string, SignedCrl>()
   private readonly cache = new VerifiedCertCache()
+  private readonly crlLifetime: number
+  private refreshTimer?: ReturnType<typeof setInterval>
 
   constructor(components: SpkiComponents, init: SpkiInit) {
     this.components = components
@@ -113,6 +139,7 @@ class SpkiService implements Spki, Startable {
     this.timeout = init.timeout ?? 10_000
     this.maxStoredCerts = init.maxStoredCerts ?? 10_000
     this.maxChainLength = init.maxChainLength ?? 8
+    this.crlLifetime = init.crlLifetime ?? 7 * 24 * 3_600_000
     this.handle = this.handle.bind(this)
   }
 
@@ -120,10 +147,22 @@ class SpkiService implements Spki, Startable {
 
   async start(): Promise<void> {
     await this.load()
+    await this.refreshOwnCrl()
     await this.components.registrar.handle(this.protocol, this.handle, { maxInboundStreams: this.maxInboundStreams })
+    // a revocation lapses when its CRL expires: re-sign ours well before that
+    this.refreshTimer = setInterval(
+      () => {
+        this.refreshOwnCrl().catch((err: unknown) => {
+          this.log.error("could not re-sign this node's CRL - %e", err)
+        })
+      },
+      Math.min(3_600_000, Math.max(1000, this.crlLifetime / 8))
+    )
+    if (typeof this.refreshTimer === 'object' && 'unref' in this.refreshTimer) this.refreshTimer.unref()
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.refreshTimer)
     await this.components.registrar.unhandle(this.protocol)
   }
 
@@ -160,7 +199,7 @@ class SpkiService implements Spki, Startable {
       try {
         const signed = parseSignedCrl(decodeCanonical(value))
         await verifyCrl(signed)
-        this.crls.set(key.baseNamespace(), signed)
+        this.crlStore.set(key.baseNamespace(), signed)
       } catch (err) {
         this.log.error('skipping stored CRL %s - %e', key.toString(), err)
       }
@@ -191,17 +230,97 @@ class SpkiService implements Spki, Startable {
     this.aclEntries.set(principal, { principal, tag })
   }
 
+  async removeAclEntry(principal: PrincipalId): Promise<boolean> {
+    if (!this.aclEntries.has(principal)) return false
+    await this.components.datastore.delete(new Key(ACL_PREFIX + principal))
+    this.aclEntries.delete(principal)
+    return true
+  }
+
   acl(): AclEntry[] {
     return [...this.aclEntries.values()]
   }
 
   async addCrl(signed: SignedCrl): Promise<void> {
     await verifyCrl(signed)
+    await this.dropExpiredCrls()
     const bytes = encodeCanonical(signedCrlToSexp(signed))
     const id = base16.baseEncode(sha256(bytes))
-    if (this.crls.size >= MAX_CRLS && !this.crls.has(id)) throw new RangeError(`at most ${MAX_CRLS} CRLs are kept`)
+    if (this.crlStore.size >= MAX_CRLS && !this.crlStore.has(id)) {
+      throw new RangeError(`at most ${MAX_CRLS} current CRLs are kept`)
+    }
     await this.components.datastore.put(new Key(CRLS_PREFIX + id), bytes)
-    this.crls.set(id, signed)
+    this.crlStore.set(id, signed)
+  }
+
+  crls(): SignedCrl[] {
+    return [...this.crlStore.values()]
+  }
+
+  private async dropExpiredCrls(): Promise<void> {
+    const now = spkiTime(Date.now())
+    for (const [id, signed] of this.crlStore) {
+      if (signed.crl.validity.notAfter >= now) continue
+      await this.components.datastore.delete(new Key(CRLS_PREFIX + id))
+      this.crlStore.delete(id)
+    }
+  }
+
+  /** The 32-byte Ed25519 secret of this node's key (libp2p keeps seed || public key). */
+  private secretKey(): Uint8Array {
+    const key = this.components.privateKey
+    if (key.type !== 'Ed25519') throw new TypeError(`this node's key is ${key.type}; SPKI needs Ed25519`)
+    return key.raw.subarray(0, 32)
+  }
+
+  async issue(cert: Cert): Promise<SignedCert> {
+    const signed = await signCert(cert, this.secretKey())
+    await this.addCert(signed)
+    return signed
+  }
+
+  /** The newest CRL this node signed, if any. */
+  private ownCrl(): [string, SignedCrl] | undefined {
+    let newest: [string, SignedCrl] | undefined
+    for (const entry of this.crlStore) {
+      if (entry[1].crl.issuer !== this.principal) continue
+      if (newest == null || entry[1].crl.validity.notBefore > newest[1].crl.validity.notBefore) newest = entry
+    }
+    return newest
+  }
+
+  async revoke(hashes: Uint8Array[]): Promise<SignedCrl> {
+    if (hashes.some(h => !(h instanceof Uint8Array) || h.length !== 32)) {
+      throw new TypeError('a revoked certificate is named by its 32-byte sha256')
+    }
+    return await this.signOwnCrl(hashes)
+  }
+
+  /** Signs a fresh CRL with every revocation so far plus `added`, replacing the previous one. */
+  private async signOwnCrl(added: Uint8Array[]): Promise<SignedCrl> {
+    const previous = this.ownCrl()
+    const revoked = new Map<string, Uint8Array>()
+    for (const h of [...(previous?.[1].crl.revoked ?? []), ...added]) revoked.set(base16.baseEncode(h), h)
+    if (revoked.size > MAX_REVOKED) throw new RangeError(`a CRL lists at most ${MAX_REVOKED} certificates`)
+    const now = Date.now()
+    // a second's slack back, so a verifier whose clock is slightly behind already accepts it
+    const validity = { notBefore: spkiTime(now - 1000), notAfter: spkiTime(now + this.crlLifetime) }
+    const signed = await signCrl({ issuer: this.principal, revoked: [...revoked.values()], validity }, this.secretKey())
+    await this.addCrl(signed)
+    for (const [id, crl] of this.crlStore) {
+      if (crl.crl.issuer !== this.principal || crl === signed) continue
+      await this.components.datastore.delete(new Key(CRLS_PREFIX + id))
+      this.crlStore.delete(id)
+    }
+    return signed
+  }
+
+  /** Re-signs this node's CRL once half its lifetime has passed, so its revocations never lapse. */
+  private async refreshOwnCrl(): Promise<void> {
+    const own = this.ownCrl()?.[1]
+    if (own == null) return
+    const halfway = Date.parse(own.crl.validity.notAfter.replace('_', 'T') + 'Z') - this.crlLifetime / 2
+    if (Date.now() >= halfway) await this.signOwnCrl([])
   }
 
   async authorize(
@@ -229,7 +348,7 @@ class SpkiService implements Spki, Startable {
 
   /** Discovery settings; CRLs were verified when they were added, so only indexing happens here. */
   private discoverOptions(): DiscoverOptions {
-    return { revocation: revocationIndex(this.crls.values()), cache: this.cache, maxLength: this.maxChainLength }
+    return { revocation: revocationIndex(this.crlStore.values()), cache: this.cache, maxLength: this.maxChainLength }
   }
 
   async prove(

@@ -290,6 +290,14 @@ export function parseAdvanced(text: string, limits: SexpLimits = {}): Sexp {
   const read = (depth: number): Sexp => {
     skip()
     if (pos >= text.length) fail('unexpected end')
+    if (text[pos] === '{') {
+      // a transport-form expression embedded in advanced text (Rivest's draft allows it)
+      const end = text.indexOf('}', pos)
+      if (end < 0) fail('unterminated {…}')
+      const inner = parseTransport(text.slice(pos, end + 1), { ...limits, maxDepth: Math.max(1, lim.maxDepth - depth) })
+      pos = end + 1
+      return inner
+    }
     if (text[pos] === '(') {
       if (depth >= lim.maxDepth) throw new SexpLimitError(`nesting deeper than ${lim.maxDepth}`)
       pos++
@@ -322,4 +330,33 @@ export function parseAdvanced(text: string, limits: SexpLimits = {}): Sexp {
   skip()
   if (pos !== text.length) fail('trailing characters')
   return result
+}
+
+// ---------------------------------------------------------------- any form
+
+/**
+ * Reads the S-expressions in a file or paste, in any of the three forms: one canonical
+ * expression (`(4:cert…`, exact bytes as signed), or text holding transport (`{…}`) or advanced
+ * expressions separated by whitespace. Text lines starting with "# " are comments.
+ */
+export function parseAnyForm(bytes: Uint8Array, limits: SexpLimits = {}): Sexp[] {
+  const lim = { ...DEFAULTS, ...limits }
+  if (bytes.length > Math.ceil((lim.maxBytes * 4) / 3) + 8) throw new SexpLimitError('S-expression input too long')
+  // canonical: "(" then a length digit; advanced text never starts a list with a bare length
+  if (bytes[0] === 0x28 && bytes[1] >= 0x30 && bytes[1] <= 0x39) return [decodeCanonical(bytes, limits)]
+  let text: string
+  try {
+    text = fromUtf8.decode(bytes)
+  } catch {
+    throw new SexpSyntaxError('input is neither canonical nor UTF-8 text')
+  }
+  text = text
+    .split('\n')
+    .filter(line => !/^\s*#(\s|$)/.test(line))
+    .join('\n')
+    .trim()
+  if (text.length === 0) throw new SexpSyntaxError('no S-expression in the input')
+  // several expressions (advanced, or transport {…} blocks) read as the items of one list
+  const all = parseAdvanced(`(${text})`, { ...limits, maxBytes: lim.maxBytes + 2, maxDepth: lim.maxDepth + 1 })
+  return all as Sexp[]
 }

@@ -156,3 +156,80 @@ describe('the SPKI service over /cyberspace/spki/1.0.0', () => {
     )
   })
 })
+
+describe("the SPKI service's own certificates and CRL", () => {
+  const nodes: CyberspaceNode[] = []
+  after(async () => {
+    await Promise.all(nodes.map(async n => await n.stop()))
+  })
+
+  it('issues with the node key, and keeps its revocations current by re-signing its CRL', async () => {
+    const store = new MemoryDatastore()
+    // a 4 s CRL lifetime: re-signed after 2 s, checked every second
+    const privateKey = await generateKeyPair('Ed25519')
+    const node = await memoryNode({ privateKey, datastore: store, spkiOptions: { crlLifetime: 4000 } })
+    nodes.push(node)
+    const other = await key()
+    const issued = await node.spki.issue({
+      type: 'auth',
+      issuer: node.spki.principal,
+      subject: k(other.id),
+      propagate: false,
+      tag: tag('(cyberspace (mailbox send))'),
+      validity: {}
+    })
+    assert.equal(node.spki.certs().length, 1)
+    await node.spki.addAclEntry(node.spki.principal, tag('(cyberspace)'))
+    const request = tag('(cyberspace (mailbox send))')
+    assert.equal((await node.spki.authorize(other.id, request)).proof.chain.length, 1)
+
+    // a certificate naming another issuer is not signed
+    await assert.rejects(node.spki.issue({ ...issued.cert, issuer: other.id }), { name: 'InvalidCertError' })
+    // nor one that would not parse
+    await assert.rejects(
+      node.spki.issue({
+        type: 'name',
+        issuer: node.spki.principal,
+        name: 'no spaces',
+        subject: k(other.id),
+        validity: {}
+      }),
+      { name: 'InvalidCertError' }
+    )
+
+    const first = await node.spki.revoke([certHash(issued)])
+    await assert.rejects(node.spki.authorize(other.id, request), { name: 'ChainNotFoundError' })
+    await assert.rejects(node.spki.authorize(other.id, request, { proof: { chain: [issued], names: [] } }), {
+      name: 'RevokedCertError'
+    })
+    // a second revocation keeps the first: one CRL of this node, listing both
+    const second = await node.spki.revoke([new Uint8Array(32).fill(1)])
+    assert.equal(second.crl.revoked.length, 2)
+    assert.deepEqual(
+      node.spki.crls().filter(c => c.crl.issuer === node.spki.principal),
+      [second]
+    )
+    await assert.rejects(node.spki.revoke([new Uint8Array(31)]), { name: 'TypeError' })
+
+    // the CRL is re-signed before it lapses, with the same revocations
+    await waitUntil(
+      'the CRL to be re-signed',
+      () => node.spki.crls()[0].crl.validity.notBefore > second.crl.validity.notBefore,
+      10_000
+    )
+    assert.equal(node.spki.crls().length, 1)
+    assert.equal(node.spki.crls()[0].crl.revoked.length, 2)
+    assert.notDeepEqual(first.signature, node.spki.crls()[0].signature)
+
+    // and the revocations survive a restart
+    await node.stop()
+    const again = await memoryNode({ privateKey, datastore: store })
+    nodes.push(again)
+    await assert.rejects(again.spki.authorize(other.id, request, { proof: { chain: [issued], names: [] } }), {
+      name: 'RevokedCertError'
+    })
+    assert.equal(await again.spki.removeAclEntry(again.spki.principal), true)
+    assert.equal(await again.spki.removeAclEntry(again.spki.principal), false)
+    assert.equal(again.spki.acl().length, 0)
+  })
+})
