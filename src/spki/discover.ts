@@ -17,7 +17,7 @@
  */
 import { ChainNotFoundError, ChainTooLongError, NameCycleError } from './errors.ts'
 import { spkiTime, verifyCert, VerifiedCertCache } from './cert.ts'
-import { checkValidity, DEFAULT_MAX_CHAIN_LENGTH, intersectValidity, subjectIsKey } from './reduce.ts'
+import { checkValidity, DEFAULT_MAX_CHAIN_LENGTH, intersectValidity, reduceChain, subjectIsKey } from './reduce.ts'
 import { intersectTags, tagImplies, tagKey } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { AuthCert, NameCert, SignedCert, Subject, Validity } from './cert.ts'
@@ -232,5 +232,13 @@ export async function verifyProof(
     checkValidity(signed.cert.validity, at, index)
     options.revocation?.(signed)
   }
-  return await discoverChain(all, roots, requester, requested, { ...options, cache })
+  try {
+    return await discoverChain(all, roots, requester, requested, { ...options, cache })
+  } catch (err) {
+    // a plain chain that leads nowhere: name its first broken link (wrong subject, propagation, tags)
+    if ((err as Error).name === 'ChainNotFoundError' && proof.names.length === 0 && proof.chain.length > 1) {
+      await reduceChain(proof.chain, { ...options, cache })
+    }
+    throw err
+  }
 }

@@ -2,16 +2,17 @@ import { strict as assert } from 'node:assert'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { lpStream } from '@libp2p/utils'
 import { MemoryDatastore } from 'datastore-core'
-import { decodeSpkiMessage, SPKI_PROTOCOL } from '../../protocols/spki/codec.ts'
+import { decodeSpkiMessage, encodeSpkiMessage, SPKI_PROTOCOL } from '../../protocols/spki/codec.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
-import { signCert, spkiTime } from '../../src/spki/cert.ts'
+import { signCert, signedCertToSexp, spkiTime } from '../../src/spki/cert.ts'
+import { encodeCanonical } from '../../src/spki/sexp.ts'
 import { certHash, signCrl } from '../../src/spki/crl.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import { key, tag } from './fixtures.ts'
 import type { Key } from './fixtures.ts'
-import type { SignedCert, Subject } from '../../src/spki/cert.ts'
+import type { SignedCert, Subject, Validity } from '../../src/spki/cert.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -231,5 +232,122 @@ describe("the SPKI service's own certificates and CRL", () => {
     assert.equal(await again.spki.removeAclEntry(again.spki.principal), true)
     assert.equal(await again.spki.removeAclEntry(again.spki.principal), false)
     assert.equal(again.spki.acl().length, 0)
+  })
+})
+
+describe('a verifier over /cyberspace/spki/1.0.0 refuses each kind of bad proof', () => {
+  const nodes: CyberspaceNode[] = []
+  let verifier: CyberspaceNode
+  let liar: CyberspaceNode
+  let root: Key, a: Key, b: Key, leaf: Key
+  /** What the lying prover answers with next. */
+  let answer: SignedCert[] = []
+  const request = tag('(cyberspace (mailbox send))')
+  const HOUR = 3_600_000
+
+  async function cert(
+    from: Key,
+    to: Subject,
+    options: { propagate?: boolean; validity?: Validity } = {}
+  ): Promise<SignedCert> {
+    return await signCert(
+      {
+        type: 'auth',
+        issuer: from.id,
+        subject: to,
+        propagate: options.propagate ?? true,
+        tag: tag('(cyberspace)'),
+        validity: options.validity ?? {}
+      },
+      from.secret
+    )
+  }
+
+  before(async () => {
+    ;[root, a, b, leaf] = await Promise.all([key(), key(), key(), key()])
+    verifier = await memoryNode()
+    liar = await memoryNode({ bootstrap: [verifier.multiaddrs()[0]] })
+    nodes.push(verifier, liar)
+    await waitUntil('the two nodes to connect', () => liar.peers().length === 1)
+    await verifier.spki.addAclEntry(root.id, tag('(cyberspace)'))
+    // the liar answers every proof request with `answer`, whatever it is
+    await liar.libp2p.unhandle(SPKI_PROTOCOL)
+    await liar.libp2p.handle(SPKI_PROTOCOL, async stream => {
+      const lp = lpStream(stream)
+      await lp.read()
+      await lp.write(
+        encodeSpkiMessage({ v: 1, type: 'proof', certs: answer.map(c => encodeCanonical(signedCertToSexp(c))) })
+      )
+      await stream.close()
+    })
+  })
+  after(async () => {
+    await Promise.all(nodes.map(async n => await n.stop()))
+  })
+
+  async function refusal(chain: SignedCert[]): Promise<string> {
+    answer = chain
+    try {
+      await verifier.spki.prove(liar.peerId, request, { principal: leaf.id })
+    } catch (err) {
+      return (err as Error).name
+    }
+    return 'accepted'
+  }
+
+  it('accepts an honest chain, and refuses every corruption of it with its own error', async () => {
+    const now = Date.now()
+    assert.equal(await refusal([await cert(root, k(a.id)), await cert(a, k(leaf.id))]), 'accepted')
+    const forged = { ...(await cert(a, k(leaf.id))), signature: new Uint8Array(64).fill(3) }
+    assert.equal(await refusal([await cert(root, k(a.id)), forged]), 'BadSignatureError')
+    assert.equal(await refusal([await cert(root, k(a.id)), await cert(b, k(leaf.id))]), 'WrongSubjectError')
+    assert.equal(
+      await refusal([await cert(root, k(a.id), { propagate: false }), await cert(a, k(leaf.id))]),
+      'PropagationError'
+    )
+    const past = { notAfter: spkiTime(now - HOUR) }
+    const future = { notBefore: spkiTime(now + HOUR) }
+    assert.equal(
+      await refusal([await cert(root, k(a.id), { validity: past }), await cert(a, k(leaf.id))]),
+      'ExpiredCertError'
+    )
+    assert.equal(
+      await refusal([await cert(root, k(a.id)), await cert(a, k(leaf.id), { validity: future })]),
+      'NotYetValidCertError'
+    )
+    const long = [await cert(root, k(a.id))]
+    for (let i = 0; i < 8; i++) long.push(await cert(a, k(a.id)))
+    long.push(await cert(a, k(leaf.id)))
+    assert.equal(await refusal(long), 'ChainTooLongError')
+    // a's x is a's y, and a's y is a's x: a name that never reaches a key
+    const cycle = [
+      await cert(root, { kind: 'name', issuer: a.id, names: ['x'] }),
+      await signCert(
+        { type: 'name', issuer: a.id, name: 'x', subject: { kind: 'name', issuer: a.id, names: ['y'] }, validity: {} },
+        a.secret
+      ),
+      await signCert(
+        { type: 'name', issuer: a.id, name: 'y', subject: { kind: 'name', issuer: a.id, names: ['x'] }, validity: {} },
+        a.secret
+      )
+    ]
+    assert.equal(await refusal(cycle), 'NameCycleError')
+    // revoked: once the verifier holds root's CRL naming the first link
+    const first = await cert(root, k(a.id), { validity: { notAfter: spkiTime(now + 2 * HOUR) } })
+    const chain = [first, await cert(a, k(leaf.id))]
+    assert.equal(await refusal(chain), 'accepted')
+    await verifier.spki.addCrl(
+      await signCrl(
+        {
+          issuer: root.id,
+          revoked: [certHash(first)],
+          validity: { notBefore: spkiTime(now - HOUR), notAfter: spkiTime(now + HOUR) }
+        },
+        root.secret
+      )
+    )
+    assert.equal(await refusal(chain), 'RevokedCertError')
+    // and nothing the liar said entered the verifier's store
+    assert.equal(verifier.spki.certs().length, 0)
   })
 })
