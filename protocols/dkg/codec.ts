@@ -1,0 +1,119 @@
+/**
+ * Messages of the distributed key generation (`/cyberspace/dkg/1.0.0`, spec in README.md):
+ * dag-cbor maps, each signed by its sender over `cyberspace/dkg/v1` ‖ 0x00 ‖ the dag-cbor of the
+ * map without `sig`. Decoding checks shape and sizes only; the session checks meaning.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+
+export const DKG_PROTOCOL = '/cyberspace/dkg/1.0.0'
+export const DKG_DOMAIN = 'cyberspace/dkg/v1'
+export const DKG_MESSAGE_VERSION = 1
+export const MAX_DKG_MESSAGE_BYTES = 8 * 1024
+/** Most members of a group, so most commitments in round 1. */
+export const MAX_GROUP_MEMBERS = 64
+const MAX_PRINCIPAL_LENGTH = 64
+
+export interface DkgRound1 {
+  v: 1
+  type: 'round1'
+  session: Uint8Array
+  from: string
+  /** VSS commitments to the sender's polynomial, t points of 32 bytes. */
+  commitment: Uint8Array[]
+  /** Proof of knowledge of the constant term, 64 bytes. */
+  proof: Uint8Array
+  /** The sender's X25519 key for this session, to which round-2 shares are encrypted. */
+  ephemeral: Uint8Array
+  sig: Uint8Array
+}
+
+export interface DkgRound2 {
+  v: 1
+  type: 'round2'
+  session: Uint8Array
+  from: string
+  to: string
+  /** The recipient's share, ChaCha20-Poly1305 under ECDH of the two ephemeral keys: 48 bytes. */
+  box: Uint8Array
+  sig: Uint8Array
+}
+
+export interface DkgConfirm {
+  v: 1
+  type: 'confirm'
+  session: Uint8Array
+  from: string
+  /** sha256 over every member's round-1 message, in member order. */
+  transcript: Uint8Array
+  groupKey: Uint8Array
+  sig: Uint8Array
+}
+
+export type DkgMessage = DkgRound1 | DkgRound2 | DkgConfirm
+
+export class InvalidDkgMessageError extends Error {
+  static name = 'InvalidDkgMessageError'
+  name = 'InvalidDkgMessageError'
+}
+
+function fail(what: string): never {
+  throw new InvalidDkgMessageError(what)
+}
+
+const FIELDS = {
+  round1: 'commitment,ephemeral,from,proof,session,sig,type,v',
+  round2: 'box,from,session,sig,to,type,v',
+  confirm: 'from,groupKey,session,sig,transcript,type,v'
+}
+
+const bytesOf = (x: unknown, n: number): boolean => x instanceof Uint8Array && x.length === n
+const principal = (x: unknown): boolean => typeof x === 'string' && x.length > 0 && x.length <= MAX_PRINCIPAL_LENGTH
+
+export function checkDkgMessage(msg: unknown): asserts msg is DkgMessage {
+  if (msg == null || typeof msg !== 'object' || Array.isArray(msg)) fail('message is not a map')
+  const m = msg as Record<string, unknown>
+  if (m.v !== DKG_MESSAGE_VERSION) fail(`unsupported message version ${String(m.v)}`)
+  if (m.type !== 'round1' && m.type !== 'round2' && m.type !== 'confirm') fail(`unknown message type ${String(m.type)}`)
+  if (Object.keys(m).sort().join(',') !== FIELDS[m.type])
+    fail(`a ${m.type} message has exactly the fields ${FIELDS[m.type]}`)
+  if (!bytesOf(m.session, 32)) fail('session is 32 bytes')
+  if (!principal(m.from)) fail('from is a principal id')
+  if (!bytesOf(m.sig, 64)) fail('sig is 64 bytes')
+  if (m.type === 'round1') {
+    if (!Array.isArray(m.commitment) || m.commitment.length < 2 || m.commitment.length > MAX_GROUP_MEMBERS)
+      fail(`round1 carries 2-${MAX_GROUP_MEMBERS} commitments`)
+    if (!m.commitment.every(c => bytesOf(c, 32))) fail('a commitment is 32 bytes')
+    if (!bytesOf(m.proof, 64)) fail('proof is 64 bytes')
+    if (!bytesOf(m.ephemeral, 32)) fail('ephemeral is 32 bytes')
+  } else if (m.type === 'round2') {
+    if (!principal(m.to)) fail('to is a principal id')
+    if (!bytesOf(m.box, 48)) fail('box is 48 bytes')
+  } else {
+    if (!bytesOf(m.transcript, 32)) fail('transcript is 32 bytes')
+    if (!bytesOf(m.groupKey, 32)) fail('groupKey is 32 bytes')
+  }
+}
+
+export function encodeDkgMessage(msg: DkgMessage): Uint8Array {
+  checkDkgMessage(msg)
+  return dagCbor.encode(msg)
+}
+
+export function decodeDkgMessage(bytes: Uint8Array): DkgMessage {
+  if (!(bytes instanceof Uint8Array) || bytes.length > MAX_DKG_MESSAGE_BYTES)
+    fail(`message larger than ${MAX_DKG_MESSAGE_BYTES} bytes`)
+  let decoded: unknown
+  try {
+    decoded = dagCbor.decode(bytes)
+  } catch (err) {
+    return fail(`message is not dag-cbor: ${(err as Error).message}`)
+  }
+  checkDkgMessage(decoded)
+  return decoded
+}
+
+/** The bytes a DKG message's signature covers (before the domain prefix): the map without sig. */
+export function dkgSigningBody(msg: DkgMessage): Uint8Array {
+  const { sig: _sig, ...unsigned } = msg
+  return dagCbor.encode(unsigned)
+}

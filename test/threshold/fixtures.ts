@@ -1,0 +1,23 @@
+/** Members and dealt groups for the threshold tests. */
+import { key } from '../spki/fixtures.ts'
+import { dealShares } from '../../src/threshold/dealer.ts'
+import { randomScalar, scalarBytes } from '../../src/threshold/group.ts'
+import type { Key as Member } from '../spki/fixtures.ts'
+import type { Key } from '@noble/curves/abstract/frost.js'
+
+export type { Member }
+
+export async function members(n: number): Promise<Member[]> {
+  return await Promise.all(Array.from({ length: n }, async () => await key()))
+}
+
+/** A t-of-n group from a dealer: each member's FROST key package. */
+export function dealtGroup(ms: Member[], t: number): { secret: Uint8Array; keys: Key[] } {
+  const secret = scalarBytes(randomScalar())
+  const dealt = dealShares(
+    secret,
+    ms.map(m => m.id),
+    t
+  )
+  return { secret, keys: ms.map(m => ({ public: dealt.public, secret: dealt.shares.get(m.id)! })) }
+}
