@@ -1,0 +1,263 @@
+/**
+ * FROST signing sessions (RFC 9591 §5), network-independent: a `Signer` on each member, and
+ * `coordinateSigning`, which asks members for nonce commitments, picks t that answered, sends them
+ * the signing package, checks every signature share, and aggregates an ordinary Ed25519
+ * signature. A member that does not answer, refuses or sends a bad share is excluded (and named),
+ * and the round is retried with fresh nonces among the rest, while t remain.
+ *
+ * A signer's nonces exist only in its memory, are bound to one session and one payload, are used
+ * at most once (removed before signing) and expire unused after a while; they are never
+ * persisted and never leave the signer — only their commitments do.
+ *
+ * @example
+ * const signer = new Signer(key, principal, async req => { await policy(req) })
+ * const { signature } = await coordinateSigning(key.public, members, payload, transport)
+ */
+import { equalBytes } from '@noble/curves/utils.js'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { ed25519 } from '../crypto/ed25519.ts'
+import {
+  InvalidShareError,
+  NotEnoughSignersError,
+  ReplayedMessageError,
+  SigningRefusedError,
+  ThresholdError,
+  WrongSessionError
+} from './errors.ts'
+import { frost, memberIdentifier, parsePoint } from './group.ts'
+import type { PrincipalId } from '../crypto/principal.ts'
+import type { FrostPublic, Key, NonceCommitments, Nonces } from '@noble/curves/abstract/frost.js'
+
+export interface SigningRequest {
+  /** 32 random bytes naming one signing attempt. */
+  session: Uint8Array
+  coordinator: PrincipalId
+  payload: Uint8Array
+}
+
+export interface SigningPackage extends SigningRequest {
+  /** The commitments of the t chosen signers. */
+  commitments: NonceCommitments[]
+}
+
+/** How a coordinator reaches members; each call may throw (unreachable, refused, timed out). */
+export interface SigningTransport {
+  commit(member: PrincipalId, request: SigningRequest): Promise<NonceCommitments>
+  sign(member: PrincipalId, pkg: SigningPackage): Promise<Uint8Array>
+}
+
+/** Decides whether this member signs a request; throws SigningRefusedError (or any error) to refuse. */
+export type SigningPolicy = (request: SigningRequest) => Promise<void>
+
+export interface SignerOptions {
+  /** How long committed nonces wait for their signing package, in ms; default 60 s. */
+  nonceTtl?: number
+  /** Most sessions with nonces outstanding; default 64. */
+  maxPending?: number
+  now?: () => number
+}
+
+interface Pending {
+  nonces: Nonces
+  commitments: NonceCommitments
+  coordinator: PrincipalId
+  payloadHash: Uint8Array
+  expires: number
+}
+
+const hex = (b: Uint8Array): string => Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
+
+export class Signer {
+  readonly principal: PrincipalId
+  private readonly key: Key
+  private readonly policy: SigningPolicy
+  private readonly pending = new Map<string, Pending>()
+  private readonly nonceTtl: number
+  private readonly maxPending: number
+  private readonly now: () => number
+
+  constructor(key: Key, principal: PrincipalId, policy: SigningPolicy, options: SignerOptions = {}) {
+    if (key.secret.identifier !== memberIdentifier(principal))
+      throw new RangeError('the key share is not this principal’s')
+    this.key = key
+    this.principal = principal
+    this.policy = policy
+    this.nonceTtl = options.nonceTtl ?? 60_000
+    this.maxPending = options.maxPending ?? 64
+    this.now = options.now ?? Date.now
+  }
+
+  /** Round 1: after the policy agrees, fresh nonces for this session; only their commitments are returned. */
+  async commit(request: SigningRequest): Promise<NonceCommitments> {
+    this.expire()
+    const id = hex(request.session)
+    if (request.session.length !== 32) throw new WrongSessionError('a session id is 32 bytes')
+    if (this.pending.has(id)) throw new ReplayedMessageError('this session already has nonces')
+    if (this.pending.size >= this.maxPending)
+      throw new SigningRefusedError(`${this.maxPending} signing sessions are already open`)
+    await this.policy(request)
+    const { nonces, commitments } = frost.commit(this.key.secret)
+    this.pending.set(id, {
+      nonces,
+      commitments,
+      coordinator: request.coordinator,
+      payloadHash: sha256(request.payload),
+      expires: this.now() + this.nonceTtl
+    })
+    return commitments
+  }
+
+  /** Round 2: the signature share over the payload committed to, with the nonces of that session, once. */
+  signShare(pkg: SigningPackage): Uint8Array {
+    this.expire()
+    const id = hex(pkg.session)
+    const pending = this.pending.get(id)
+    // gone before anything else: whatever happens next, these nonces are never used again
+    this.pending.delete(id)
+    if (pending == null) throw new WrongSessionError('no nonces for this session (unknown, expired or used)')
+    try {
+      if (pending.coordinator !== pkg.coordinator)
+        throw new SigningRefusedError('the signing package comes from another coordinator')
+      if (!equalBytes(pending.payloadHash, sha256(pkg.payload))) {
+        throw new SigningRefusedError('the session committed to another payload')
+      }
+      checkCommitmentList(this.key.public, pkg.commitments)
+      const own = pkg.commitments.find(c => c.identifier === this.key.secret.identifier)
+      if (
+        own == null ||
+        !equalBytes(own.hiding, pending.commitments.hiding) ||
+        !equalBytes(own.binding, pending.commitments.binding)
+      ) {
+        throw new SigningRefusedError('the package does not carry this signer’s commitments')
+      }
+      return frost.signShare(this.key.secret, this.key.public, pending.nonces, pkg.commitments, pkg.payload)
+    } finally {
+      pending.nonces.hiding.fill(0)
+      pending.nonces.binding.fill(0)
+    }
+  }
+
+  /** Sessions with nonces outstanding. */
+  get open(): number {
+    this.expire()
+    return this.pending.size
+  }
+
+  private expire(): void {
+    const now = this.now()
+    for (const [id, p] of this.pending) {
+      if (p.expires > now) continue
+      p.nonces.hiding.fill(0)
+      p.nonces.binding.fill(0)
+      this.pending.delete(id)
+    }
+  }
+}
+
+/** A commitment list must name t..n distinct members of the group, with valid points. */
+function checkCommitmentList(pub: FrostPublic, list: NonceCommitments[]): void {
+  if (list.length < pub.signers.min || list.length > pub.signers.max) {
+    throw new SigningRefusedError(`a signing package lists ${pub.signers.min}-${pub.signers.max} signers`)
+  }
+  const ids = new Set<string>()
+  for (const c of list) {
+    if (pub.verifyingShares[c.identifier] == null) throw new SigningRefusedError('a listed signer is not a member')
+    if (ids.has(c.identifier)) throw new SigningRefusedError('a signer is listed twice')
+    ids.add(c.identifier)
+    parsePoint(c.hiding, 'hiding commitment')
+    parsePoint(c.binding, 'binding commitment')
+  }
+}
+
+export interface SigningResult {
+  signature: Uint8Array
+  /** The members whose shares made the signature. */
+  signers: PrincipalId[]
+  /** Members left out, with why (unreachable, refused, bad share). */
+  excluded: Map<PrincipalId, Error>
+  attempts: number
+}
+
+export interface CoordinateOptions {
+  coordinator: PrincipalId
+  /** Attempts before giving up; default n − t + 1 (each failed attempt excludes someone). */
+  maxAttempts?: number
+}
+
+/**
+ * Runs signing rounds until t members produce valid shares. Throws NotEnoughSignersError (listing
+ * why each excluded member is out) when fewer than t remain.
+ */
+export async function coordinateSigning(
+  pub: FrostPublic,
+  members: PrincipalId[],
+  payload: Uint8Array,
+  transport: SigningTransport,
+  options: CoordinateOptions
+): Promise<SigningResult> {
+  const t = pub.signers.min
+  if (new Set(members).size !== members.length) throw new RangeError('members repeat')
+  for (const m of members) {
+    if (pub.verifyingShares[memberIdentifier(m)] == null) throw new RangeError(`${m} has no share in this group`)
+  }
+  const excluded = new Map<PrincipalId, Error>()
+  const maxAttempts = options.maxAttempts ?? members.length - t + 1
+  const notEnough = (): NotEnoughSignersError =>
+    new NotEnoughSignersError(
+      `${members.length - excluded.size} of ${members.length} members can sign; ${t} are needed. ` +
+        [...excluded].map(([m, e]) => `${m}: ${e.name}: ${e.message}`).join('; ')
+    )
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    const candidates = members.filter(m => !excluded.has(m))
+    if (candidates.length < t) throw notEnough()
+    const request: SigningRequest = {
+      session: crypto.getRandomValues(new Uint8Array(32)),
+      coordinator: options.coordinator,
+      payload
+    }
+    const answers = await Promise.allSettled(candidates.map(async m => await transport.commit(m, request)))
+    const committed: Array<{ member: PrincipalId; commitments: NonceCommitments }> = []
+    answers.forEach((a, i) => {
+      const member = candidates[i]
+      if (a.status === 'rejected') {
+        excluded.set(member, a.reason instanceof Error ? a.reason : new ThresholdError(String(a.reason)))
+        return
+      }
+      try {
+        if (a.value.identifier !== memberIdentifier(member))
+          throw new InvalidShareError('commitments under another identifier', member)
+        parsePoint(a.value.hiding, 'hiding commitment')
+        parsePoint(a.value.binding, 'binding commitment')
+        committed.push({ member, commitments: a.value })
+      } catch (err) {
+        excluded.set(member, err as Error)
+      }
+    })
+    if (committed.length < t) throw notEnough()
+    const chosen = committed.slice(0, t)
+    const pkg: SigningPackage = { ...request, commitments: chosen.map(c => c.commitments) }
+    const shares = await Promise.allSettled(chosen.map(async c => await transport.sign(c.member, pkg)))
+    const valid: Record<string, Uint8Array> = {}
+    shares.forEach((s, i) => {
+      const { member, commitments } = chosen[i]
+      if (s.status === 'rejected') {
+        excluded.set(member, s.reason instanceof Error ? s.reason : new ThresholdError(String(s.reason)))
+        return
+      }
+      let ok = false
+      try {
+        ok = frost.verifyShare(pub, pkg.commitments, payload, commitments.identifier, s.value)
+      } catch {}
+      if (ok) valid[commitments.identifier] = s.value
+      else excluded.set(member, new InvalidShareError(`${member} sent a signature share that does not verify`, member))
+    })
+    if (Object.keys(valid).length < t) continue
+    const signature = frost.aggregate(pub, pkg.commitments, payload, valid)
+    // an ordinary Ed25519 signature: check it as anyone will
+    if (!(await (await ed25519()).verify(pub.commitments[0], payload, signature))) {
+      throw new ThresholdError('the aggregated signature does not verify')
+    }
+    return { signature, signers: chosen.map(c => c.member), excluded, attempts: attempt }
+  }
+  throw notEnough()
+}
