@@ -60,8 +60,8 @@ export function parseScalar(bytes: Uint8Array, what: string, { nonZero = true } 
   return n
 }
 
-export function scalarBytes(n: bigint): Uint8Array {
-  return Fn.toBytes(Fn.create(n))
+export function scalarBytes(n: bigint): Uint8Array<ArrayBuffer> {
+  return Fn.toBytes(Fn.create(n)) as Uint8Array<ArrayBuffer>
 }
 
 export function randomScalar(): bigint {

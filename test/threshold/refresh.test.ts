@@ -1,0 +1,110 @@
+import { strict as assert } from 'node:assert'
+import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
+import { reconstructSecret } from '../../src/threshold/dealer.ts'
+import { frost } from '../../src/threshold/group.ts'
+import {
+  applyRefresh,
+  dealRefresh,
+  recoverShare,
+  repairShares,
+  sumRepairShares,
+  verifyRefreshShare
+} from '../../src/threshold/refresh.ts'
+import { dealtGroup, members } from './fixtures.ts'
+import type { Key } from '@noble/curves/abstract/frost.js'
+
+const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
+
+/** A 3-member FROST signature with the given keys (no coordinator, for the test). */
+async function signWith(keys: Key[], msg: Uint8Array): Promise<Uint8Array> {
+  const nonces = keys.map(k => frost.commit(k.secret))
+  const list = nonces.map(n => n.commitments)
+  const shares = Object.fromEntries(
+    keys.map((k, i) => [k.secret.identifier, frost.signShare(k.secret, k.public, nonces[i].nonces, list, msg)])
+  )
+  return frost.aggregate(keys[0].public, list, msg, shares)
+}
+
+describe('share refresh and repair', () => {
+  it('a refresh keeps the group key, the new shares sign, and old shares no longer combine with new', async () => {
+    const ms = await members(5)
+    const ids = ms.map(m => m.id)
+    const { secret, keys } = dealtGroup(ms, 3)
+    const deals = ids.map(() => dealRefresh(keys[0].public, ids))
+    const fresh = ids.map((m, i) =>
+      applyRefresh(
+        keys[i],
+        m,
+        ids,
+        deals.map((d, j) => ({ from: ids[j], commitments: d.commitments, share: d.shares.get(m)! }))
+      )
+    )
+    const groupKey = keys[0].public.commitments[0]
+    for (const k of fresh) {
+      assert.deepEqual(k.public.commitments[0], groupKey)
+      assert.notDeepEqual(k.secret.signingShare, keys[fresh.indexOf(k)].secret.signingShare)
+      assert.deepEqual(k.public, fresh[0].public)
+    }
+    const msg = utf8('after refresh')
+    assert.ok(await nobleEd25519.verify(groupKey, msg, await signWith(fresh.slice(2, 5), msg)))
+    // the secret is the same, reached from new shares only
+    assert.deepEqual(
+      reconstructSecret(
+        fresh[0].public,
+        fresh.slice(0, 3).map(k => k.secret)
+      ),
+      secret
+    )
+    // an old share among new ones: refused against the new commitments, and wrong if forced together
+    assert.throws(() => reconstructSecret(fresh[0].public, [keys[0].secret, fresh[1].secret, fresh[2].secret]), {
+      name: 'InvalidShareError'
+    })
+    const mixed = frost.combineSecret([keys[0].secret, fresh[1].secret, fresh[2].secret], keys[0].public.signers)
+    assert.notDeepEqual(mixed, secret)
+    const mixedSig = await signWith([{ ...fresh[0], secret: keys[0].secret }, fresh[1], fresh[2]], msg).catch(
+      () => undefined
+    )
+    assert.ok(mixedSig == null || !(await nobleEd25519.verify(groupKey, msg, mixedSig)))
+  })
+
+  it('names the member whose refresh share does not match its commitments', async () => {
+    const ms = await members(4)
+    const ids = ms.map(m => m.id)
+    const { keys } = dealtGroup(ms, 3)
+    const deal = dealRefresh(keys[0].public, ids)
+    const bad = { from: ids[2], commitments: deal.commitments, share: deal.shares.get(ids[1])! }
+    assert.throws(
+      () => verifyRefreshShare(keys[0].public, ids[0], bad),
+      (err: Error & { culprit?: string }) => {
+        return err.name === 'InvalidShareError' && err.culprit === ids[2]
+      }
+    )
+    const deals = ids.map(() => dealRefresh(keys[0].public, ids))
+    const received = deals.map((d, j) => ({ from: ids[j], commitments: d.commitments, share: d.shares.get(ids[0])! }))
+    assert.throws(() => applyRefresh(keys[0], ids[0], ids, received.slice(1)), { name: 'NotEnoughSignersError' })
+    received[3] = { ...received[3], commitments: received[3].commitments.slice(1) }
+    assert.throws(() => applyRefresh(keys[0], ids[0], ids, received), { name: 'InvalidShareError' })
+  })
+
+  it('t helpers repair a lost share without reconstructing the secret, and it signs', async () => {
+    const ms = await members(5)
+    const ids = ms.map(m => m.id)
+    const { keys } = dealtGroup(ms, 3)
+    const lost = ids[4]
+    const helpers = ids.slice(0, 3)
+    const pieces = helpers.map((h, i) => repairShares(keys[i], h, helpers, lost))
+    const sums = helpers.map(h => sumRepairShares(pieces.map(p => p.get(h)!)))
+    const repaired = recoverShare(keys[0].public, lost, sums)
+    assert.deepEqual(repaired.secret.signingShare, keys[4].secret.signingShare)
+    const msg = utf8('signed with a repaired share')
+    assert.ok(
+      await nobleEd25519.verify(keys[0].public.commitments[0], msg, await signWith([repaired, keys[1], keys[2]], msg))
+    )
+    // a helper who sends a wrong sum is caught by the verifying share
+    const wrong = [...sums]
+    wrong[1] = sums[0]
+    assert.throws(() => recoverShare(keys[0].public, lost, wrong), { name: 'InvalidShareError' })
+    assert.throws(() => recoverShare(keys[0].public, lost, sums.slice(0, 2)), { name: 'NotEnoughSignersError' })
+    assert.throws(() => repairShares(keys[0], ids[0], ids.slice(0, 2), lost), { name: 'NotEnoughSignersError' })
+  })
+})
