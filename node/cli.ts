@@ -9,7 +9,7 @@ import { networkInterfaces } from 'node:os'
 import { parseArgs } from 'node:util'
 import { parseMultiaddrs } from '../src/network/multiaddrs.ts'
 import { connectApi } from './api/client.ts'
-import { DEFAULT_DATA_DIR } from './data-dir.ts'
+import { DEFAULT_DATA_DIR, TOKEN_FILE } from './data-dir.ts'
 import { UsageError } from './errors.ts'
 import { acl, cert, key, SPKI_USAGE } from './spki-commands.ts'
 import { DEFAULT_API_PORT, DEFAULT_LISTEN, startNodeProcess } from './platform.ts'
@@ -131,7 +131,7 @@ async function start(
   out(`data directory  ${running.dataDir.path}${running.dataDir.createdKey ? ' (new identity)' : ''}`)
   out('listening on')
   for (const ma of node.multiaddrs()) out(`  ${ma.toString()}`)
-  out(`control API     ${api.url} (token in ${running.dataDir.path}/api-token)`)
+  out(`control API     ${api.url} (token in ${running.dataDir.path}/${TOKEN_FILE})`)
   out(`web page        ${api.url}/`)
   const join = joinAddress(node.multiaddrs().map(String))
   if (join != null) {

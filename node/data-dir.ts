@@ -90,17 +90,13 @@ async function acquireLock(dir: string): Promise<{ release: () => Promise<void> 
     if ((await readFile(file, 'utf8').catch(() => '')) === token) await rm(file, { force: true })
   }
   for (let attempt = 0; attempt < 3; attempt++) {
-    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
     try {
-      await writeExclusive(tmp, token)
-      await link(tmp, file)
+      await createOnce(file, token)
       return { release }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
         throw new DataDirError(`cannot write to data directory ${dir}: ${describe(err)}`)
       }
-    } finally {
-      await rm(tmp, { force: true })
     }
     const held = await readFile(file, 'utf8').catch(() => '')
     const pid = Number.parseInt(held, 10)
@@ -140,22 +136,34 @@ function isRunning(pid: number): boolean {
  * (for `cyberspace key` when no node runs there). Undefined if the directory has no key yet.
  */
 export async function readIdentityKey(dir: string): Promise<PrivateKey | undefined> {
-  const file = join(resolve(dir), KEY_FILE)
+  return await readKeyFile(join(resolve(dir), KEY_FILE))
+}
+
+/**
+ * The key in `file`, or undefined if there is none. With `warnings`, a key file others can read
+ * is made 0600 and the change reported there.
+ */
+async function readKeyFile(file: string, warnings?: string[]): Promise<PrivateKey | undefined> {
   let bytes: Buffer
   try {
     const info = await stat(file)
-    if (!info.isFile() || info.size > MAX_KEY_FILE_BYTES) throw new CorruptKeyError(`${file} is not a key file`)
+    if (!info.isFile() || info.size > MAX_KEY_FILE_BYTES) {
+      throw new CorruptKeyError(
+        `identity key file ${file} is not a key file (${info.isFile() ? `${info.size} bytes` : 'not a regular file'}); it was left untouched`
+      )
+    }
+    if (warnings != null && (info.mode & 0o077) !== 0) {
+      await chmod(file, 0o600)
+      warnings.push(
+        `identity key file ${file} was readable by others (mode ${(info.mode & 0o777).toString(8)}); it is now 0600`
+      )
+    }
     bytes = await readFile(file)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     if (err instanceof CorruptKeyError) throw err
     throw new DataDirError(`cannot read identity key file ${file}: ${describe(err)}`)
   }
-  return decodeIdentityKey(bytes, file)
-}
-
-/** A key file's contents as an Ed25519 key, or CorruptKeyError. */
-function decodeIdentityKey(bytes: Uint8Array, file: string): PrivateKey {
   try {
     const privateKey = privateKeyFromProtobuf(bytes)
     if (privateKey.type !== 'Ed25519') throw new Error(`key type ${privateKey.type}, expected Ed25519`)
@@ -171,41 +179,36 @@ async function loadOrCreateKey(
   file: string,
   warnings: string[]
 ): Promise<{ privateKey: PrivateKey; created: boolean }> {
-  let bytes: Buffer | undefined
-  try {
-    const info = await stat(file)
-    if (!info.isFile() || info.size > MAX_KEY_FILE_BYTES) {
-      throw new CorruptKeyError(
-        `identity key file ${file} is not a key file (${info.isFile() ? `${info.size} bytes` : 'not a regular file'}); it was left untouched`
-      )
-    }
-    if ((info.mode & 0o077) !== 0) {
-      await chmod(file, 0o600)
-      warnings.push(
-        `identity key file ${file} was readable by others (mode ${(info.mode & 0o777).toString(8)}); it is now 0600`
-      )
-    }
-    bytes = await readFile(file)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      if (err instanceof CorruptKeyError) throw err
-      throw new DataDirError(`cannot read identity key file ${file}: ${describe(err)}`)
-    }
-  }
-  if (bytes != null) return { privateKey: decodeIdentityKey(bytes, file), created: false }
+  const existing = await readKeyFile(file, warnings)
+  if (existing != null) return { privateKey: existing, created: false }
   const privateKey = await generateKeyPair('Ed25519')
-  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
   try {
-    await writeExclusive(tmp, privateKeyToProtobuf(privateKey))
-    // link, unlike rename, fails if the key appeared meanwhile: an existing key is never replaced
-    await link(tmp, file)
+    // an existing key is never replaced
+    await createOnce(file, privateKeyToProtobuf(privateKey))
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return await loadOrCreateKey(file, warnings)
     throw new DataDirError(`cannot write identity key file ${file}: ${describe(err)}`)
+  }
+  return { privateKey, created: true }
+}
+
+/** A temporary sibling name for `file`. */
+function tmpName(file: string): string {
+  return `${file}.${randomBytes(6).toString('hex')}.tmp`
+}
+
+/**
+ * Creates `file` (0600) with its whole content in one step: written and synced aside, then
+ * hard-linked into place. Unlike rename, link fails with EEXIST if the file appeared meanwhile.
+ */
+async function createOnce(file: string, data: Uint8Array | string): Promise<void> {
+  const tmp = tmpName(file)
+  try {
+    await writeExclusive(tmp, data)
+    await link(tmp, file)
   } finally {
     await rm(tmp, { force: true })
   }
-  return { privateKey, created: true }
 }
 
 /** Creates a new 0600 file (never following or reusing an existing one), writes and syncs it. */
@@ -221,7 +224,7 @@ async function writeExclusive(file: string, data: Uint8Array | string): Promise<
 
 /** Replaces a 0600 file atomically: a new temporary sibling, synced, then renamed into place. */
 export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
-  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
+  const tmp = tmpName(file)
   try {
     await writeExclusive(tmp, data)
     await rename(tmp, file)

@@ -9,8 +9,7 @@
  * cyberspace cert verify z6MkAgent… '(cyberspace (mailbox send alice))'
  */
 import { readFile } from 'node:fs/promises'
-import { principalFromPeerId } from '../src/crypto/principal.ts'
-import { keyHash, publicKeySexp, signedCertToSexp, verifyCert } from '../src/spki/cert.ts'
+import { signedCertToSexp, verifyCert } from '../src/spki/cert.ts'
 import { signedCrlToSexp, verifyCrl } from '../src/spki/crl.ts'
 import { MAX_SEQUENCE_ITEMS, parseSequence } from '../src/spki/sequence.ts'
 import type { Sequence } from '../src/spki/sequence.ts'
@@ -18,10 +17,10 @@ import type { Sexp } from '../src/spki/sexp.ts'
 import { parseAnyForm, toAdvanced, toTransport } from '../src/spki/sexp.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { connectApi } from './api/client.ts'
-import { certView } from './api/spki-routes.ts'
+import { certView, keyView } from './api/spki-routes.ts'
 import { readIdentityKey } from './data-dir.ts'
 import { ApiError, NodeNotRunningError, UsageError } from './errors.ts'
-import type { CertView, GrantView } from './api/spki-routes.ts'
+import type { CertView, GrantView, KeyView } from './api/spki-routes.ts'
 
 export const SPKI_USAGE = `  key [--json]                this node's principal (the key its certificates name)
   cert issue <subject> <tag> [--propagate] [--not-before <t>] [--not-after <t>] [--online-crl]
@@ -109,27 +108,23 @@ function readSequence(bytes: Uint8Array): Sequence {
 }
 
 export async function key(dataDir: string, flags: SpkiFlags, out: Out): Promise<number> {
-  let principal: string, peerId: string
+  let view: KeyView
   try {
-    ;({ principal, peerId } = await (await connectApi(dataDir)).get<{ principal: string; peerId: string }>('key'))
+    view = await (await connectApi(dataDir)).get<KeyView>('key')
   } catch (err) {
     if (!(err instanceof NodeNotRunningError)) throw err
     // no node running: the key file says the same
     const privateKey = await readIdentityKey(dataDir)
     if (privateKey == null)
       throw new NodeNotRunningError(`${dataDir} has no identity yet; cyberspace start creates one`)
-    const id = peerIdFromPrivateKey(privateKey)
-    ;[principal, peerId] = [principalFromPeerId(id), id.toString()]
+    view = keyView(peerIdFromPrivateKey(privateKey))
   }
-  const p = principal as ReturnType<typeof principalFromPeerId>
-  const publicKey = toAdvanced(publicKeySexp(p))
-  const hash = toAdvanced([new TextEncoder().encode('hash'), new TextEncoder().encode('sha256'), keyHash(p)])
-  if (flags.json === true) out(JSON.stringify({ principal, peerId, publicKey, hash }))
+  if (flags.json === true) out(JSON.stringify(view))
   else {
-    out(principal)
-    out(`  peer id     ${peerId}`)
-    out(`  public key  ${publicKey}`)
-    out(`  key hash    ${hash}`)
+    out(view.principal)
+    out(`  peer id     ${view.peerId}`)
+    out(`  public key  ${view.publicKey}`)
+    out(`  key hash    ${view.hash}`)
   }
   return 0
 }

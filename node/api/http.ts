@@ -10,6 +10,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 
 export const MAX_BODY_BYTES = 64 * 1024
 
+/** A control-API endpoint: the JSON-able result of one request. */
+export type Route = (req: IncomingMessage, url: URL) => Promise<unknown>
+
 export class HttpError extends Error {
   readonly status: number
   constructor(status: number, message: string) {

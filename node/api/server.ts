@@ -18,6 +18,7 @@ import { join } from 'node:path'
 import { WebSockets } from '@multiformats/multiaddr-matcher'
 import { MAX_NAME_LENGTH, MAX_VALUE_BYTES, valueKey } from '../../protocols/values/codec.ts'
 import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
+import type { Route } from './http.ts'
 import { HttpError, MAX_BODY_BYTES, readJson, send, stringField } from './http.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Message } from '@libp2p/gossipsub'
@@ -105,7 +106,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   }
   node.pubsub.addEventListener('message', onMessage)
 
-  const routes: Record<string, (req: IncomingMessage, url: URL) => Promise<unknown>> = {
+  const routes: Record<string, Route> = {
     'GET id': async () => ({
       peerId: node.peerId.toString(),
       multiaddrs: node.multiaddrs().map(String),

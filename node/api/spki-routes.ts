@@ -8,23 +8,23 @@
  * → { "hash": "3f…", "issuer": "z6Mk…", "advanced": "(signed-cert (cert …) …)", "transport": "{…}" }
  */
 import { base16 } from 'multiformats/bases/base16'
-import { parsePrincipal } from '../../src/crypto/principal.ts'
-import { keyHash, publicKeySexp, signedCertToSexp, verifyCert } from '../../src/spki/cert.ts'
-import { certHash, signedCrlToSexp, verifyCrl } from '../../src/spki/crl.ts'
+import { parsePrincipal, principalFromPeerId } from '../../src/crypto/principal.ts'
+import { keyHash, publicKeySexp, signedCertToSexp, subjectToSexp } from '../../src/spki/cert.ts'
+import { certHash, signedCrlToSexp } from '../../src/spki/crl.ts'
 import { parseSequence } from '../../src/spki/sequence.ts'
 import { parseAnyForm, toAdvanced, toTransport } from '../../src/spki/sexp.ts'
 import { parseTag, tagToSexp } from '../../src/spki/tag.ts'
 import { parseSubjectText, parseTimeText } from '../../src/spki/text.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
+import type { Route } from './http.ts'
 import { booleanField, HttpError, MAX_BODY_BYTES, optionalString, readJson, stringField } from './http.ts'
 import type { Cert, SignedCert, Validity } from '../../src/spki/cert.ts'
 import type { SignedCrl } from '../../src/spki/crl.ts'
 import type { DiscoveredGrant } from '../../src/spki/discover.ts'
 import type { Sexp } from '../../src/spki/sexp.ts'
+import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
-import type { IncomingMessage } from 'node:http'
-
-export type Route = (req: IncomingMessage, url: URL) => Promise<unknown>
+import type { PeerId } from '@libp2p/interface'
 
 export interface CertView {
   /** sha256 of the canonical (cert …), hex: what `cert revoke` and CRLs name it by. */
@@ -46,8 +46,6 @@ const MAX_TEXT = 16 * 1024
 /** A revocation names certificates by full hash, or by a unique prefix of at least this many hex digits. */
 const MIN_HASH_PREFIX = 8
 const MAX_REVOKE_AT_ONCE = 64
-
-const enc = (text: string): Uint8Array => new TextEncoder().encode(text)
 
 function forms(s: Sexp): { advanced: string; transport: string } {
   return { advanced: toAdvanced(s), transport: toTransport(s) }
@@ -99,28 +97,43 @@ function validityField(body: Record<string, unknown>): Validity {
   return validity
 }
 
+export interface KeyView {
+  principal: PrincipalId
+  peerId: string
+  /** `(public-key (ed25519 |…|))` */
+  publicKey: string
+  /** `(hash sha256 |…|)`, the key as a hash subject names it */
+  hash: string
+}
+
+/** A node's key in the forms people and certificates use. */
+export function keyView(peerId: PeerId): KeyView {
+  const principal = principalFromPeerId(peerId)
+  return {
+    principal,
+    peerId: peerId.toString(),
+    publicKey: toAdvanced(publicKeySexp(principal)),
+    hash: toAdvanced(subjectToSexp({ kind: 'hash', sha256: keyHash(principal) }))
+  }
+}
+
 export function spkiRoutes(node: CyberspaceNode): Record<string, Route> {
-  const me = (): ReturnType<typeof parsePrincipal> => node.spki.principal
+  const me = node.spki.principal
 
   /** Certificates this node issued whose hash starts with `prefix`. */
   function ownCertsByHash(prefix: string): SignedCert[] {
-    return node.spki.certs().filter(c => c.cert.issuer === me() && certView(c).hash.startsWith(prefix))
+    return node.spki.certs().filter(c => c.cert.issuer === me && base16.baseEncode(certHash(c)).startsWith(prefix))
   }
 
   return {
-    'GET key': async () => ({
-      principal: me(),
-      peerId: node.peerId.toString(),
-      publicKey: toAdvanced(publicKeySexp(me())),
-      hash: toAdvanced([enc('hash'), enc('sha256'), keyHash(me())])
-    }),
+    'GET key': async () => keyView(node.peerId),
     'GET spki/certs': async () => node.spki.certs().map(certView),
     'POST spki/issue': async req => {
       const body = await readJson(req)
       const cert: Cert = {
         type: 'auth',
-        issuer: me(),
-        subject: parseSubjectText(stringField(body, 'subject', MAX_TEXT), me()),
+        issuer: me,
+        subject: parseSubjectText(stringField(body, 'subject', MAX_TEXT), me),
         propagate: booleanField(body, 'propagate'),
         tag: tagField(body),
         validity: validityField(body)
@@ -131,9 +144,9 @@ export function spkiRoutes(node: CyberspaceNode): Record<string, Route> {
       const body = await readJson(req)
       const cert: Cert = {
         type: 'name',
-        issuer: me(),
+        issuer: me,
         name: stringField(body, 'name', 64),
-        subject: parseSubjectText(stringField(body, 'subject', MAX_TEXT), me()),
+        subject: parseSubjectText(stringField(body, 'subject', MAX_TEXT), me),
         validity: validityField(body)
       }
       return certView(await node.spki.issue(cert))
@@ -143,11 +156,7 @@ export function spkiRoutes(node: CyberspaceNode): Record<string, Route> {
       const items = parseAnyForm(new TextEncoder().encode(text), { maxBytes: MAX_BODY_BYTES })
       if (items.length !== 1) throw new HttpError(400, 'sexp must hold one certificate, CRL or sequence')
       const { certs, crls } = parseSequence(items[0])
-      // all or nothing: every signature is checked before anything is stored
-      for (const signed of certs) await verifyCert(signed)
-      for (const signed of crls) await verifyCrl(signed)
-      for (const signed of certs) await node.spki.addCert(signed)
-      for (const signed of crls) await node.spki.addCrl(signed)
+      await node.spki.addAll({ certs, crls })
       return { certs: certs.map(certView), crls: crls.map(crlView) }
     },
     'POST spki/verify': async req => {

@@ -267,12 +267,14 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
   }
 
   /**
-   * Remembers a peer to dial. `fresh` resets the backoff of a known candidate (new information
-   * about it); returns true if the peer was not a candidate before.
+   * Remembers a peer to dial, unless it is this node or already connected. `fresh` resets the
+   * backoff of a known candidate (new information about it); returns true if the peer was not a
+   * candidate before.
    */
   private addCandidate(id: PeerId, fresh: boolean): boolean {
     const key = id.toString()
     if (id.equals(this.components.peerId)) return false
+    if (this.components.connectionManager.getConnections(id).length > 0) return false
     const givenUpUntil = this.gaveUp.get(key)
     if (givenUpUntil != null) {
       if (givenUpUntil > Date.now()) return false
@@ -295,9 +297,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
           const dialable = peer.addresses.some(
             a => this.components.transportManager.dialTransportForMultiaddr(a.multiaddr) != null
           )
-          if (dialable && this.components.connectionManager.getConnections(peer.id).length === 0) {
-            this.addCandidate(peer.id, false)
-          }
+          if (dialable) this.addCandidate(peer.id, false)
         }
         this.pump()
       },
@@ -309,10 +309,11 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
 
   /** Dials due candidates, a few at a time, while we hold fewer than targetConnections. */
   private pump(): void {
+    // dials start asynchronously, so the count cannot change while this loop runs
+    if (!this.running || this.components.connectionManager.getConnections().length >= this.targetConnections) return
     const now = Date.now()
     for (const [key, candidate] of this.candidates) {
-      if (!this.running || this.dialing.size >= DISCOVERY_DIAL_CONCURRENCY) return
-      if (this.components.connectionManager.getConnections().length >= this.targetConnections) return
+      if (this.dialing.size >= DISCOVERY_DIAL_CONCURRENCY) return
       if (this.components.connectionManager.getConnections(candidate.id).length > 0) {
         this.candidates.delete(key)
         continue
@@ -358,7 +359,6 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
         const key = crypto.getRandomValues(new Uint8Array(32))
         const querySignal = this.dialSignal(signal)
         for await (const peer of this.components.peerRouting.getClosestPeers(key, { signal: querySignal })) {
-          if (this.components.connectionManager.getConnections(peer.id).length > 0) continue
           // the DHT just vouched for this peer: a known candidate is retried now (at most once per
           // walk, and walks slow down while they find no one new); a new one counts as fresh
           if (this.addCandidate(peer.id, true)) fresh++

@@ -80,6 +80,11 @@ export function spkiTime(date: Date | number): string {
   return new Date(date).toISOString().slice(0, 19).replace('T', '_')
 }
 
+/** The moment SPKI time text names, in ms since the epoch (NaN if it names none). */
+export function spkiTimeMs(time: string): number {
+  return Date.parse(time.replace('_', 'T') + 'Z')
+}
+
 export function publicKeySexp(principal: PrincipalId): Sexp {
   return [enc('public-key'), [enc('ed25519'), principalPublicKey(principal)]]
 }

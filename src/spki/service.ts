@@ -27,7 +27,15 @@ import {
   SPKI_PROTOCOL
 } from '../../protocols/spki/codec.ts'
 import { isPrincipalId, principalFromPeerId } from '../crypto/principal.ts'
-import { parseSignedCert, signCert, signedCertToSexp, spkiTime, verifyCert, VerifiedCertCache } from './cert.ts'
+import {
+  parseSignedCert,
+  signCert,
+  signedCertToSexp,
+  spkiTime,
+  spkiTimeMs,
+  verifyCert,
+  VerifiedCertCache
+} from './cert.ts'
 import { MAX_REVOKED, parseSignedCrl, revocationIndex, signCrl, signedCrlToSexp, verifyCrl } from './crl.ts'
 import { discoverChain, verifyProof } from './discover.ts'
 import { ChainNotFoundError, ProofRefusedError } from './errors.ts'
@@ -86,6 +94,8 @@ export interface Spki {
   /** Verifies a certificate's signature and keeps it; a forged one never enters the store. */
   addCert(signed: SignedCert): Promise<void>
   certs(): SignedCert[]
+  /** Verifies every certificate and CRL first, then keeps them all: a bad one means none is kept. */
+  addAll(items: { certs: SignedCert[]; crls: SignedCrl[] }): Promise<void>
   /** Signs a certificate whose issuer is this node's principal, and keeps it. */
   issue(cert: Cert): Promise<SignedCert>
   /** Sets the tag `principal` is trusted for as a root (replacing any earlier entry). */
@@ -208,6 +218,18 @@ class SpkiService implements Spki, Startable {
 
   async addCert(signed: SignedCert): Promise<void> {
     await verifyCert(signed, this.cache)
+    await this.storeCert(signed)
+  }
+
+  async addAll({ certs, crls }: { certs: SignedCert[]; crls: SignedCrl[] }): Promise<void> {
+    for (const signed of certs) await verifyCert(signed, this.cache)
+    for (const signed of crls) await verifyCrl(signed)
+    for (const signed of certs) await this.storeCert(signed)
+    for (const signed of crls) await this.storeCrl(signed)
+  }
+
+  /** Keeps a certificate whose signature is known to be good. */
+  private async storeCert(signed: SignedCert): Promise<void> {
     const bytes = encodeCanonical(signedCertToSexp(signed))
     const id = base16.baseEncode(sha256(bytes))
     if (this.store.has(id)) return
@@ -243,6 +265,11 @@ class SpkiService implements Spki, Startable {
 
   async addCrl(signed: SignedCrl): Promise<void> {
     await verifyCrl(signed)
+    await this.storeCrl(signed)
+  }
+
+  /** Keeps a CRL whose signature is known to be good. */
+  private async storeCrl(signed: SignedCrl): Promise<void> {
     await this.dropExpiredCrls()
     const bytes = encodeCanonical(signedCrlToSexp(signed))
     const id = base16.baseEncode(sha256(bytes))
@@ -306,7 +333,7 @@ class SpkiService implements Spki, Startable {
     // a second's slack back, so a verifier whose clock is slightly behind already accepts it
     const validity = { notBefore: spkiTime(now - 1000), notAfter: spkiTime(now + this.crlLifetime) }
     const signed = await signCrl({ issuer: this.principal, revoked: [...revoked.values()], validity }, this.secretKey())
-    await this.addCrl(signed)
+    await this.storeCrl(signed)
     for (const [id, crl] of this.crlStore) {
       if (crl.crl.issuer !== this.principal || crl === signed) continue
       await this.components.datastore.delete(new Key(CRLS_PREFIX + id))
@@ -319,7 +346,7 @@ class SpkiService implements Spki, Startable {
   private async refreshOwnCrl(): Promise<void> {
     const own = this.ownCrl()?.[1]
     if (own == null) return
-    const halfway = Date.parse(own.crl.validity.notAfter.replace('_', 'T') + 'Z') - this.crlLifetime / 2
+    const halfway = spkiTimeMs(own.crl.validity.notAfter) - this.crlLifetime / 2
     if (Date.now() >= halfway) await this.signOwnCrl([])
   }
 

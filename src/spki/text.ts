@@ -15,7 +15,7 @@
  * parseTimeText('+30d')                 // '2026-12-21_10:00:00'
  */
 import { parsePrincipal } from '../crypto/principal.ts'
-import { parseSubject, spkiTime, subjectToSexp } from './cert.ts'
+import { parseSubject, spkiTime, spkiTimeMs, subjectToSexp } from './cert.ts'
 import { InvalidCertError } from './errors.ts'
 import { parseAdvanced } from './sexp.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
@@ -54,7 +54,7 @@ export function parseTimeText(text: string, now: number = Date.now()): string {
     relative != null
       ? now + Number(relative[1]) * UNITS[relative[2]]
       : /^\d{4}-\d{2}-\d{2}_\d{2}:\d{2}:\d{2}$/.test(t)
-        ? Date.parse(t.replace('_', 'T') + 'Z')
+        ? spkiTimeMs(t)
         : /^\d{4}-\d{2}-\d{2}/.test(t)
           ? Date.parse(t)
           : NaN

@@ -10,13 +10,11 @@
  */
 import { sha512 } from '@noble/hashes/sha2.js'
 import { bytesToNumberLE } from '@noble/curves/utils.js'
+import { MAX_GROUP_MEMBERS } from '../../protocols/dkg/codec.ts'
 import { InvalidShareError, NotEnoughSignersError } from './errors.ts'
 import { frost, Fn, memberIdentifier, scalarBytes } from './group.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { FrostPublic, FrostSecret } from '@noble/curves/abstract/frost.js'
-
-/** Most members of one group. */
-export const MAX_MEMBERS = 64
 
 export interface DealtShares {
   public: FrostPublic
@@ -36,7 +34,8 @@ export function scalarFromSeed(seed: Uint8Array): Uint8Array {
 
 export function checkGroupParams(members: PrincipalId[], threshold: number): void {
   if (new Set(members).size !== members.length) throw new RangeError('members repeat')
-  if (members.length < 2 || members.length > MAX_MEMBERS) throw new RangeError(`a group has 2-${MAX_MEMBERS} members`)
+  if (members.length < 2 || members.length > MAX_GROUP_MEMBERS)
+    throw new RangeError(`a group has 2-${MAX_GROUP_MEMBERS} members`)
   if (!Number.isSafeInteger(threshold) || threshold < 2 || threshold > members.length) {
     throw new RangeError(`the threshold is 2-${members.length} for ${members.length} members`)
   }

@@ -50,6 +50,7 @@ import {
   Point
 } from './group.ts'
 import type { DkgConfirm, DkgMessage, DkgRound1, DkgRound2 } from '../../protocols/dkg/codec.ts'
+import type { GroupPoint } from './group.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Key } from '@noble/curves/abstract/frost.js'
 
@@ -92,6 +93,8 @@ export class DkgSession {
   private readonly round1 = new Map<PrincipalId, DkgRound1>()
   private readonly round2 = new Map<PrincipalId, DkgRound2>()
   private readonly confirms = new Map<PrincipalId, DkgConfirm>()
+  /** Each other member's round-1 commitments, checked and parsed once. */
+  private readonly commitments = new Map<PrincipalId, GroupPoint[]>()
   private dkgSecret?: ReturnType<typeof frost.DKG.round1>['secret']
   private ephemeralSecret?: Uint8Array
   private result?: DkgOutcome
@@ -113,13 +116,9 @@ export class DkgSession {
     return this.state
   }
 
-  /** The error that aborted the session, if one did. */
-  get abortError(): ThresholdError | undefined {
-    return this.failure
-  }
-
   outcome(): DkgOutcome {
-    if (this.result == null) throw new WrongRoundError(`the key generation is ${this.state}, not done`)
+    if (this.state !== 'done' || this.result == null)
+      throw new WrongRoundError(`the key generation is ${this.state}, not done`)
     return this.result
   }
 
@@ -213,13 +212,14 @@ export class DkgSession {
         )
       }
       try {
-        r1.commitment.forEach((c, i) => parsePoint(c, `commitment ${i}`))
-        checkProofOfKnowledge(identifierScalar(memberIdentifier(from)), r1.commitment[0], r1.proof)
+        const points = r1.commitment.map((c, i) => parsePoint(c, `commitment ${i}`))
+        checkProofOfKnowledge(identifierScalar(memberIdentifier(from)), points[0], r1.proof)
         checkEphemeral(r1.ephemeral)
+        this.commitments.set(from, points)
       } catch (err) {
         this.abort(new InvalidShareError(`round 1 of ${from}: ${(err as Error).message}`, from))
       }
-      packages.push({ identifier: memberIdentifier(from), commitment: r1.commitment, proofOfKnowledge: r1.proof })
+      packages.push(this.round1Package(from))
     }
     let shares: Record<string, { signingShare: Uint8Array }>
     try {
@@ -237,6 +237,16 @@ export class DkgSession {
     }
     this.state = 'round2'
     return out
+  }
+
+  /** Another member's round-1 message as noble's DKG takes it. */
+  private round1Package(from: PrincipalId): {
+    identifier: string
+    commitment: Uint8Array[]
+    proofOfKnowledge: Uint8Array
+  } {
+    const r1 = this.round1.get(from) as DkgRound1
+    return { identifier: memberIdentifier(from), commitment: r1.commitment, proofOfKnowledge: r1.proof }
   }
 
   /** The AEAD for shares from `from` to `to`, keyed by ECDH of this member's and the other's session keys. */
@@ -257,23 +267,20 @@ export class DkgSession {
       try {
         share = this.cipher(from, this.self.principal).decrypt(r2.box)
         const s = parseScalar(share, 'share')
-        const commitments = (this.round1.get(from) as DkgRound1).commitment.map((c, i) =>
-          parsePoint(c, `commitment ${i}`)
-        )
-        if (!Point.BASE.multiply(s).equals(evaluateCommitments(commitments, x)))
+        if (!Point.BASE.multiply(s).equals(evaluateCommitments(this.commitments.get(from) as GroupPoint[], x)))
           throw new Error('does not match its commitments')
       } catch (err) {
         return this.abort(new InvalidShareError(`the share from ${from} is bad: ${(err as Error).message}`, from))
       }
       received.push({ identifier: memberIdentifier(from), signingShare: share })
     }
-    const packages = this.others.map(from => {
-      const r1 = this.round1.get(from) as DkgRound1
-      return { identifier: memberIdentifier(from), commitment: r1.commitment, proofOfKnowledge: r1.proof }
-    })
     let key: Key
     try {
-      key = frost.DKG.round3(this.dkgSecret!, packages, received)
+      key = frost.DKG.round3(
+        this.dkgSecret!,
+        this.others.map(from => this.round1Package(from)),
+        received
+      )
     } catch (err) {
       return this.abort(new ThresholdError(`round 3 failed: ${(err as Error).message}`))
     }
@@ -308,7 +315,6 @@ export class DkgSession {
     for (const [from, c] of this.confirms) {
       if (!equalBytes(c.transcript, own.transcript) || !equalBytes(c.groupKey, own.groupKey)) {
         // a round-1 message differed between members: someone equivocated
-        this.result = undefined
         this.abort(new EquivocationError(`${from} saw a different round 1 or group key`, from))
       }
     }
@@ -317,10 +323,9 @@ export class DkgSession {
 }
 
 /** R = zG − c·C0 for noble's DKG proof of knowledge (R ‖ z), c = H_dkg(id ‖ C0 ‖ R). */
-function checkProofOfKnowledge(id: bigint, c0Bytes: Uint8Array, proof: Uint8Array): void {
+function checkProofOfKnowledge(id: bigint, C0: GroupPoint, proof: Uint8Array): void {
   const R = parsePoint(proof.subarray(0, 32), 'proof commitment')
   const z = parseScalar(proof.subarray(32), 'proof response', { nonZero: false })
-  const C0 = parsePoint(c0Bytes, 'commitment 0')
   const c = Fn.create(bytesToNumberLE(sha512(concatBytes(POK_DST, Fn.toBytes(id), C0.toBytes(), R.toBytes()))))
   if (!R.equals(Point.BASE.multiplyUnsafe(z).subtract(C0.multiplyUnsafe(c)))) throw new Error('bad proof of knowledge')
 }

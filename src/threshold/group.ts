@@ -10,7 +10,7 @@
  * const l = lagrange([x1, x2, x3], x2)              // λ for x2 at 0
  */
 import { ed25519, ed25519_FROST } from '@noble/curves/ed25519.js'
-import { bytesToNumberLE } from '@noble/curves/utils.js'
+import { bytesToNumberLE, equalBytes } from '@noble/curves/utils.js'
 import { sha512 } from '@noble/hashes/sha2.js'
 import { concatBytes, hexToBytes } from '@noble/hashes/utils.js'
 import { InvalidPointError, InvalidScalarError } from './errors.ts'
@@ -39,8 +39,7 @@ export function parsePoint(bytes: Uint8Array, what: string): GroupPoint {
     throw new InvalidPointError(`${what}: not a point (${(err as Error).message})`)
   }
   // fromBytes accepts non-canonical y in some versions: the encoding must round-trip exactly
-  const again = p.toBytes()
-  if (again.some((b, i) => b !== bytes[i])) throw new InvalidPointError(`${what}: non-canonical encoding`)
+  if (!equalBytes(p.toBytes(), bytes)) throw new InvalidPointError(`${what}: non-canonical encoding`)
   if (p.is0()) throw new InvalidPointError(`${what}: the identity`)
   if (p.isSmallOrder()) throw new InvalidPointError(`${what}: a point of small order`)
   if (!p.isTorsionFree()) throw new InvalidPointError(`${what}: outside the prime-order subgroup`)
@@ -78,7 +77,7 @@ export function identifierScalar(id: Identifier): bigint {
   return parseScalar(hexToBytes(id), 'identifier')
 }
 
-/** λ_i(at) over the set `xs`: the coefficient of f(x_i) when interpolating f(at). */
+/** λ_i(at) over the set `xs` (distinct): the coefficient of f(x_i) when interpolating f(at). */
 export function lagrange(xs: bigint[], xi: bigint, at = 0n): bigint {
   let num = 1n
   let den = 1n
@@ -87,7 +86,6 @@ export function lagrange(xs: bigint[], xi: bigint, at = 0n): bigint {
     num = Fn.mul(num, Fn.sub(at, xj))
     den = Fn.mul(den, Fn.sub(xi, xj))
   }
-  if (den === 0n) throw new InvalidScalarError('identifiers repeat')
   return Fn.div(num, den)
 }
 

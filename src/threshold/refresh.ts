@@ -31,6 +31,7 @@ import {
   randomScalar,
   scalarBytes
 } from './group.ts'
+import type { GroupPoint } from './group.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js'
 
@@ -61,8 +62,11 @@ export function dealRefresh(pub: FrostPublic, members: PrincipalId[]): RefreshDe
   return deal
 }
 
-/** Throws InvalidShareError (naming `from`) unless `share` is the dealt value for `to`. */
-export function verifyRefreshShare(pub: FrostPublic, to: PrincipalId, received: ReceivedRefresh): void {
+/**
+ * Throws InvalidShareError (naming `from`) unless `share` is the dealt value for `to`; returns the
+ * deal's commitments as points, constant term (zero) first.
+ */
+export function verifyRefreshShare(pub: FrostPublic, to: PrincipalId, received: ReceivedRefresh): GroupPoint[] {
   try {
     if (received.commitments.length !== pub.signers.min - 1) throw new Error('wrong number of commitments')
     const points = [Point.ZERO, ...received.commitments.map((c, i) => parsePoint(c, `commitment ${i + 1}`))]
@@ -70,6 +74,7 @@ export function verifyRefreshShare(pub: FrostPublic, to: PrincipalId, received: 
     if (!Point.BASE.multiplyUnsafe(s).equals(evaluateCommitments(points, x(to)))) {
       throw new Error('does not match its commitments')
     }
+    return points
   } catch (err) {
     throw new InvalidShareError(
       `the refresh share from ${received.from} is bad: ${(err as Error).message}`,
@@ -90,11 +95,9 @@ export function applyRefresh(key: Key, self: PrincipalId, members: PrincipalId[]
   let share = parseScalar(key.secret.signingShare, 'signing share')
   const added = Array.from({ length: pub.signers.min }, () => Point.ZERO)
   for (const deal of deals) {
-    verifyRefreshShare(pub, self, deal)
+    const points = verifyRefreshShare(pub, self, deal)
     share = Fn.add(share, parseScalar(deal.share, 'refresh share', { nonZero: false }))
-    deal.commitments.forEach((c, i) => {
-      added[i + 1] = added[i + 1].add(parsePoint(c, 'commitment'))
-    })
+    for (let k = 1; k < points.length; k++) added[k] = added[k].add(points[k])
   }
   const commitments = pub.commitments.map((c, k) => (k === 0 ? c : Point.fromBytes(c).add(added[k]).toBytes()))
   const verifyingShares = Object.fromEntries(

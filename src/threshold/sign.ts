@@ -15,6 +15,7 @@
  */
 import { equalBytes } from '@noble/curves/utils.js'
 import { sha256 } from '@noble/hashes/sha2.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
 import { ed25519 } from '../crypto/ed25519.ts'
 import {
   InvalidShareError,
@@ -65,8 +66,6 @@ interface Pending {
   expires: number
 }
 
-const hex = (b: Uint8Array): string => Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
-
 export class Signer {
   readonly principal: PrincipalId
   private readonly key: Key
@@ -90,7 +89,7 @@ export class Signer {
   /** Round 1: after the policy agrees, fresh nonces for this session; only their commitments are returned. */
   async commit(request: SigningRequest): Promise<NonceCommitments> {
     this.expire()
-    const id = hex(request.session)
+    const id = bytesToHex(request.session)
     if (request.session.length !== 32) throw new WrongSessionError('a session id is 32 bytes')
     if (this.pending.has(id)) throw new ReplayedMessageError('this session already has nonces')
     if (this.pending.size >= this.maxPending)
@@ -110,7 +109,7 @@ export class Signer {
   /** Round 2: the signature share over the payload committed to, with the nonces of that session, once. */
   signShare(pkg: SigningPackage): Uint8Array {
     this.expire()
-    const id = hex(pkg.session)
+    const id = bytesToHex(pkg.session)
     const pending = this.pending.get(id)
     // gone before anything else: whatever happens next, these nonces are never used again
     this.pending.delete(id)

@@ -1,6 +1,6 @@
 /**
  * Real node processes started with the CLI on 127.0.0.1, for integration tests and benchmarks.
- * Every wait is bounded; every process is killed by `stop()` or, failing that, by `stopAll()`.
+ * Every wait is bounded; every process is killed by `stop()` or, failing that, by `killAll()`.
  */
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -92,7 +92,10 @@ export async function spawnNode(options: SpawnNodeOptions = {}): Promise<NodePro
   const api = apiClient(info.url, token)
   const id = await api.get<{ peerId: string; multiaddrs: string[] }>('id')
   const tcpAddr = id.multiaddrs.find(a => /\/tcp\/\d+\/p2p\//.test(a))
-  if (tcpAddr == null) throw new Error(`node has no TCP address: ${id.multiaddrs.join(' ')}`)
+  if (tcpAddr == null) {
+    proc.kill('SIGKILL')
+    throw new Error(`node has no TCP address: ${id.multiaddrs.join(' ')}`)
+  }
   return {
     proc,
     dataDir,

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert'
 import { request } from 'node:http'
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { killAll, removeDir, runCli, spawnNode, tempDir, waitUntil } from '../helpers/processes.ts'
 import type { NodeProcess } from '../helpers/processes.ts'
@@ -146,7 +146,6 @@ describe('cyberspace CLI on bad input', function () {
 
   it('takes over a stale lock left by a process that died', async () => {
     const d = await dir()
-    await mkdir(d, { recursive: true })
     await writeFile(join(d, 'lock'), '999999999\n')
     const node = await spawnNode({ dataDir: d })
     nodes.push(node)

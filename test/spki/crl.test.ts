@@ -1,30 +1,16 @@
 import { strict as assert } from 'node:assert'
-import { parseCert, certToSexp, signCert, spkiTime } from '../../src/spki/cert.ts'
+import { parseCert, certToSexp, spkiTime } from '../../src/spki/cert.ts'
 import { certHash, parseSignedCrl, revocationCheck, signCrl, signedCrlToSexp } from '../../src/spki/crl.ts'
 import { discoverChain, verifyProof } from '../../src/spki/discover.ts'
 import { reduceChain } from '../../src/spki/reduce.ts'
 import { decodeCanonical, encodeCanonical, parseAdvanced, toAdvanced } from '../../src/spki/sexp.ts'
-import { key, tag } from './fixtures.ts'
+import { grant, key, tag } from './fixtures.ts'
 import type { Key } from './fixtures.ts'
-import type { SignedCert, Validity } from '../../src/spki/cert.ts'
+import type { SignedCert } from '../../src/spki/cert.ts'
 import type { Crl } from '../../src/spki/crl.ts'
 
 const HOUR = 3_600_000
 const window = (from: number, to: number): Crl['validity'] => ({ notBefore: spkiTime(from), notAfter: spkiTime(to) })
-
-async function grant(from: Key, to: Key, validity: Validity = {}): Promise<SignedCert> {
-  return await signCert(
-    {
-      type: 'auth',
-      issuer: from.id,
-      subject: { kind: 'key', principal: to.id },
-      propagate: true,
-      tag: tag('(cyberspace)'),
-      validity
-    },
-    from.secret
-  )
-}
 
 describe('revocation (CRLs)', () => {
   let root: Key, a: Key, b: Key
@@ -73,7 +59,7 @@ describe('revocation (CRLs)', () => {
   })
 
   it('honours online revalidation: a certificate asking for a current CRL needs one', async () => {
-    const online = await grant(a, b, { requireCrl: true })
+    const online = await grant(a, b, '(cyberspace)', { validity: { requireCrl: true } })
     assert.match(toAdvanced(certToSexp(online.cert)), /\(valid \(online crl\)\)/)
     assert.deepEqual(parseCert(parseAdvanced(toAdvanced(certToSexp(online.cert)))), online.cert)
     await assert.rejects(reduceChain([chain[0], online], { revocation: await revocationCheck([], now) }), {

@@ -1,34 +1,12 @@
 import { strict as assert } from 'node:assert'
-import { signCert, spkiTime } from '../../src/spki/cert.ts'
+import { spkiTime } from '../../src/spki/cert.ts'
 import { discoverChain, resolveName, verifyProof } from '../../src/spki/discover.ts'
-import { key, tag } from './fixtures.ts'
+import { grant, key, nameCert, tag } from './fixtures.ts'
 import type { Key } from './fixtures.ts'
 import type { SignedCert, Subject } from '../../src/spki/cert.ts'
 
 const HOUR = 3_600_000
 
-async function grant(
-  from: Key,
-  subject: Subject,
-  tagText: string,
-  propagate = true,
-  notAfter?: number
-): Promise<SignedCert> {
-  return await signCert(
-    {
-      type: 'auth',
-      issuer: from.id,
-      subject,
-      propagate,
-      tag: tag(tagText),
-      validity: notAfter == null ? {} : { notAfter: spkiTime(notAfter) }
-    },
-    from.secret
-  )
-}
-async function name(from: Key, localName: string, subject: Subject): Promise<SignedCert> {
-  return await signCert({ type: 'name', issuer: from.id, name: localName, subject, validity: {} }, from.secret)
-}
 const k = (key: Key): Subject => ({ kind: 'key', principal: key.id })
 
 describe('SDSI names and chain discovery', () => {
@@ -42,15 +20,18 @@ describe('SDSI names and chain discovery', () => {
       // root → k1 → (k1's team's lead = k3) → k4 → k5 → agent, each narrowing
       await grant(root, k(k1), '(cyberspace)'),
       await grant(k1, { kind: 'name', issuer: k1.id, names: ['team', 'lead'] }, '(cyberspace (mailbox))'),
-      await name(k1, 'team', k(k2)),
-      await name(k2, 'lead', k(k3)),
+      await nameCert(k1, 'team', k(k2)),
+      await nameCert(k2, 'lead', k(k3)),
       await grant(k3, k(k4), '(cyberspace (mailbox (send (* set alice bob))))'),
       await grant(k4, k(k5), '(cyberspace (mailbox (send alice)))'),
-      await grant(k5, k(agent), '(cyberspace (mailbox (send alice (* set note task))))', false),
+      await grant(k5, k(agent), '(cyberspace (mailbox (send alice (* set note task))))', { propagate: false }),
       // distractors: an unrelated grant, an expired shortcut, a forged shortcut
       await grant(k1, k(other), '(cyberspace (log))'),
-      await grant(root, k(agent), '(cyberspace)', false, Date.now() - HOUR),
-      { ...(await grant(root, k(agent), '(cyberspace)', false)), signature: new Uint8Array(64) }
+      await grant(root, k(agent), '(cyberspace)', {
+        propagate: false,
+        validity: { notAfter: spkiTime(Date.now() - HOUR) }
+      }),
+      { ...(await grant(root, k(agent), '(cyberspace)', { propagate: false })), signature: new Uint8Array(64) }
     ]
   })
 
@@ -91,7 +72,10 @@ describe('SDSI names and chain discovery', () => {
     await assert.rejects(verifyProof({ ...proof, names: proof.names.slice(1) }, [root.id], agent.id, request), {
       name: 'ChainNotFoundError'
     })
-    const expired = await grant(root, k(agent), '(cyberspace)', false, Date.now() - HOUR)
+    const expired = await grant(root, k(agent), '(cyberspace)', {
+      propagate: false,
+      validity: { notAfter: spkiTime(Date.now() - HOUR) }
+    })
     await assert.rejects(verifyProof({ chain: [expired], names: [] }, [root.id], agent.id, request), {
       name: 'ExpiredCertError'
     })
@@ -100,14 +84,17 @@ describe('SDSI names and chain discovery', () => {
   })
 
   it('does not delegate through a certificate whose propagate bit is off', async () => {
-    const stopped = [await grant(root, k(k1), '(cyberspace)', false), await grant(k1, k(agent), '(cyberspace)')]
+    const stopped = [
+      await grant(root, k(k1), '(cyberspace)', { propagate: false }),
+      await grant(k1, k(agent), '(cyberspace)')
+    ]
     await assert.rejects(discoverChain(stopped, [root.id], agent.id, request), { name: 'ChainNotFoundError' })
   })
 
   it('names a cycle of name certificates', async () => {
     const cyclic = [
-      await name(k1, 'a', { kind: 'name', issuer: k1.id, names: ['b'] }),
-      await name(k1, 'b', { kind: 'name', issuer: k1.id, names: ['a'] })
+      await nameCert(k1, 'a', { kind: 'name', issuer: k1.id, names: ['b'] }),
+      await nameCert(k1, 'b', { kind: 'name', issuer: k1.id, names: ['a'] })
     ]
     await assert.rejects(resolveName(cyclic, k1.id, ['a']), { name: 'NameCycleError' })
     const viaCycle = [...cyclic, await grant(root, { kind: 'name', issuer: k1.id, names: ['a'] }, '(cyberspace)')]

@@ -1,10 +1,12 @@
 /** Keys and tags for the SPKI tests. */
 import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
 import { principalId } from '../../src/crypto/principal.ts'
-import { parseAdvanced } from '../../src/spki/sexp.ts'
-import { parseTag } from '../../src/spki/tag.ts'
+import { signCert } from '../../src/spki/cert.ts'
+import { parseAdvanced, toAdvanced } from '../../src/spki/sexp.ts'
+import { normalizeTag, parseTag, tagToSexp } from '../../src/spki/tag.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { Tag } from '../../src/spki/tag.ts'
+import type { SignedCert, Subject, Validity } from '../../src/spki/cert.ts'
 
 export interface Key {
   secret: Uint8Array
@@ -20,4 +22,35 @@ export async function key(): Promise<Key> {
 /** A tag from its advanced form. */
 export function tag(text: string): Tag {
   return parseTag(parseAdvanced(text))
+}
+
+/** A tag's advanced form, normalized (set members ordered), for comparing in tests. */
+export function toTagText(t: Tag): string {
+  return toAdvanced(tagToSexp(normalizeTag(t)))
+}
+
+/** An authorization certificate from `from` to a key or any subject; delegable unless told otherwise. */
+export async function grant(
+  from: Key,
+  to: Key | Subject,
+  tagText = '(cyberspace)',
+  opts: { propagate?: boolean; validity?: Validity } = {}
+): Promise<SignedCert> {
+  const subject: Subject = 'secret' in to ? { kind: 'key', principal: to.id } : to
+  return await signCert(
+    {
+      type: 'auth',
+      issuer: from.id,
+      subject,
+      propagate: opts.propagate ?? true,
+      tag: tag(tagText),
+      validity: opts.validity ?? {}
+    },
+    from.secret
+  )
+}
+
+/** A name certificate: `from`'s `localName` is `subject`. */
+export async function nameCert(from: Key, localName: string, subject: Subject): Promise<SignedCert> {
+  return await signCert({ type: 'name', issuer: from.id, name: localName, subject, validity: {} }, from.secret)
 }

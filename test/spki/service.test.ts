@@ -10,22 +10,15 @@ import { certHash, signCrl } from '../../src/spki/crl.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
-import { key, tag } from './fixtures.ts'
+import { grant, key, nameCert, tag } from './fixtures.ts'
 import type { Key } from './fixtures.ts'
-import type { SignedCert, Subject, Validity } from '../../src/spki/cert.ts'
+import type { SignedCert, Subject } from '../../src/spki/cert.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
 /** The 32-byte Ed25519 seed of a libp2p private key (its raw form is seed || public key). */
 const seedOf = (privateKey: PrivateKey): Uint8Array => privateKey.raw.subarray(0, 32)
 const k = (id: PrincipalId): Subject => ({ kind: 'key', principal: id })
-
-async function grant(from: Key, subject: Subject, tagText: string, propagate = true): Promise<SignedCert> {
-  return await signCert(
-    { type: 'auth', issuer: from.id, subject, propagate, tag: tag(tagText), validity: {} },
-    from.secret
-  )
-}
 
 describe('the SPKI service over /cyberspace/spki/1.0.0', () => {
   const nodes: CyberspaceNode[] = []
@@ -55,11 +48,11 @@ describe('the SPKI service over /cyberspace/spki/1.0.0', () => {
     chain = [
       await grant(root, k(k1.id), '(cyberspace)'),
       await grant(k1, { kind: 'name', issuer: k1.id, names: ['team', 'lead'] }, '(cyberspace (mailbox))'),
-      await signCert({ type: 'name', issuer: k1.id, name: 'team', subject: k(k2.id), validity: {} }, k1.secret),
-      await signCert({ type: 'name', issuer: k2.id, name: 'lead', subject: k(k3.id), validity: {} }, k2.secret),
+      await nameCert(k1, 'team', k(k2.id)),
+      await nameCert(k2, 'lead', k(k3.id)),
       await grant(k3, k(k4.id), '(cyberspace (mailbox (send (* set alice bob))))'),
       await grant(k4, k(k2.id), '(cyberspace (mailbox (send alice)))'),
-      await grant(k2, k(proverKey.id), '(cyberspace (mailbox (send alice (* set note task))))', false)
+      await grant(k2, k(proverKey.id), '(cyberspace (mailbox (send alice (* set note task))))', { propagate: false })
     ]
     for (const cert of chain) await prover.spki.addCert(cert)
     await verifier.spki.addAclEntry(root.id, tag('(cyberspace)'))
@@ -245,24 +238,6 @@ describe('a verifier over /cyberspace/spki/1.0.0 refuses each kind of bad proof'
   const request = tag('(cyberspace (mailbox send))')
   const HOUR = 3_600_000
 
-  async function cert(
-    from: Key,
-    to: Subject,
-    options: { propagate?: boolean; validity?: Validity } = {}
-  ): Promise<SignedCert> {
-    return await signCert(
-      {
-        type: 'auth',
-        issuer: from.id,
-        subject: to,
-        propagate: options.propagate ?? true,
-        tag: tag('(cyberspace)'),
-        validity: options.validity ?? {}
-      },
-      from.secret
-    )
-  }
-
   before(async () => {
     ;[root, a, b, leaf] = await Promise.all([key(), key(), key(), key()])
     verifier = await memoryNode()
@@ -297,31 +272,46 @@ describe('a verifier over /cyberspace/spki/1.0.0 refuses each kind of bad proof'
 
   it('accepts an honest chain, and refuses every corruption of it with its own error', async () => {
     const now = Date.now()
-    assert.equal(await refusal([await cert(root, k(a.id)), await cert(a, k(leaf.id))]), 'accepted')
-    const forged = { ...(await cert(a, k(leaf.id))), signature: new Uint8Array(64).fill(3) }
-    assert.equal(await refusal([await cert(root, k(a.id)), forged]), 'BadSignatureError')
-    assert.equal(await refusal([await cert(root, k(a.id)), await cert(b, k(leaf.id))]), 'WrongSubjectError')
     assert.equal(
-      await refusal([await cert(root, k(a.id), { propagate: false }), await cert(a, k(leaf.id))]),
+      await refusal([await grant(root, k(a.id), '(cyberspace)'), await grant(a, k(leaf.id), '(cyberspace)')]),
+      'accepted'
+    )
+    const forged = { ...(await grant(a, k(leaf.id), '(cyberspace)')), signature: new Uint8Array(64).fill(3) }
+    assert.equal(await refusal([await grant(root, k(a.id), '(cyberspace)'), forged]), 'BadSignatureError')
+    assert.equal(
+      await refusal([await grant(root, k(a.id), '(cyberspace)'), await grant(b, k(leaf.id), '(cyberspace)')]),
+      'WrongSubjectError'
+    )
+    assert.equal(
+      await refusal([
+        await grant(root, k(a.id), '(cyberspace)', { propagate: false }),
+        await grant(a, k(leaf.id), '(cyberspace)')
+      ]),
       'PropagationError'
     )
     const past = { notAfter: spkiTime(now - HOUR) }
     const future = { notBefore: spkiTime(now + HOUR) }
     assert.equal(
-      await refusal([await cert(root, k(a.id), { validity: past }), await cert(a, k(leaf.id))]),
+      await refusal([
+        await grant(root, k(a.id), '(cyberspace)', { validity: past }),
+        await grant(a, k(leaf.id), '(cyberspace)')
+      ]),
       'ExpiredCertError'
     )
     assert.equal(
-      await refusal([await cert(root, k(a.id)), await cert(a, k(leaf.id), { validity: future })]),
+      await refusal([
+        await grant(root, k(a.id), '(cyberspace)'),
+        await grant(a, k(leaf.id), '(cyberspace)', { validity: future })
+      ]),
       'NotYetValidCertError'
     )
-    const long = [await cert(root, k(a.id))]
-    for (let i = 0; i < 8; i++) long.push(await cert(a, k(a.id)))
-    long.push(await cert(a, k(leaf.id)))
+    const long = [await grant(root, k(a.id), '(cyberspace)')]
+    for (let i = 0; i < 8; i++) long.push(await grant(a, k(a.id), '(cyberspace)'))
+    long.push(await grant(a, k(leaf.id), '(cyberspace)'))
     assert.equal(await refusal(long), 'ChainTooLongError')
     // a's x is a's y, and a's y is a's x: a name that never reaches a key
     const cycle = [
-      await cert(root, { kind: 'name', issuer: a.id, names: ['x'] }),
+      await grant(root, { kind: 'name', issuer: a.id, names: ['x'] }, '(cyberspace)'),
       await signCert(
         { type: 'name', issuer: a.id, name: 'x', subject: { kind: 'name', issuer: a.id, names: ['y'] }, validity: {} },
         a.secret
@@ -333,8 +323,8 @@ describe('a verifier over /cyberspace/spki/1.0.0 refuses each kind of bad proof'
     ]
     assert.equal(await refusal(cycle), 'NameCycleError')
     // revoked: once the verifier holds root's CRL naming the first link
-    const first = await cert(root, k(a.id), { validity: { notAfter: spkiTime(now + 2 * HOUR) } })
-    const chain = [first, await cert(a, k(leaf.id))]
+    const first = await grant(root, k(a.id), '(cyberspace)', { validity: { notAfter: spkiTime(now + 2 * HOUR) } })
+    const chain = [first, await grant(a, k(leaf.id), '(cyberspace)')]
     assert.equal(await refusal(chain), 'accepted')
     await verifier.spki.addCrl(
       await signCrl(

@@ -1,10 +1,7 @@
 import { strict as assert } from 'node:assert'
 import fc from 'fast-check'
-import { parseAdvanced } from '../../src/spki/sexp.ts'
-import { intersectTags, normalizeTag, parseTag, tagEquals, tagImplies, tagToSexp, toTagText } from './tag-helpers.ts'
-import type { Tag } from '../../src/spki/tag.ts'
-
-const t = (text: string): Tag => parseTag(parseAdvanced(text))
+import { intersectTags, normalizeTag, parseTag, tagEquals, tagImplies, tagToSexp } from '../../src/spki/tag.ts'
+import { tag as t, toTagText } from './fixtures.ts'
 
 describe('SPKI tags', () => {
   it('follows RFC 2693 semantics on its kinds of example', () => {

@@ -1,7 +1,7 @@
 /** Members and dealt groups for the threshold tests. */
 import { key } from '../spki/fixtures.ts'
 import { dealShares } from '../../src/threshold/dealer.ts'
-import { randomScalar, scalarBytes } from '../../src/threshold/group.ts'
+import { frost, randomScalar, scalarBytes } from '../../src/threshold/group.ts'
 import type { Key as Member } from '../spki/fixtures.ts'
 import type { Key } from '@noble/curves/abstract/frost.js'
 
@@ -20,4 +20,14 @@ export function dealtGroup(ms: Member[], t: number): { secret: Uint8Array; keys:
     t
   )
   return { secret, keys: ms.map(m => ({ public: dealt.public, secret: dealt.shares.get(m.id)! })) }
+}
+
+/** A FROST signature by exactly `keys` (all of them sign; no coordinator). */
+export function signWith(keys: Key[], msg: Uint8Array): Uint8Array {
+  const nonces = keys.map(k => frost.commit(k.secret))
+  const list = nonces.map(n => n.commitments)
+  const shares = Object.fromEntries(
+    keys.map((k, i) => [k.secret.identifier, frost.signShare(k.secret, k.public, nonces[i].nonces, list, msg)])
+  )
+  return frost.aggregate(keys[0].public, list, msg, shares)
 }

@@ -33,13 +33,14 @@ describe('FROST signing sessions', () => {
   let ids: PrincipalId[]
   let signers: Map<PrincipalId, Signer>
   let groupKey: Uint8Array
-  let pub: ReturnType<typeof dealtGroup>['keys'][0]['public']
+  let keys: ReturnType<typeof dealtGroup>['keys']
+  let pub: (typeof keys)[0]['public']
   const coordinator = 'z6MkCoordinator' as PrincipalId
 
   before(async () => {
     ms = await members(5)
     ids = ms.map(m => m.id)
-    const { keys } = dealtGroup(ms, 3)
+    keys = dealtGroup(ms, 3).keys
     pub = keys[0].public
     groupKey = pub.commitments[0]
     signers = new Map(ms.map((m, i) => [m.id, new Signer(keys[i], m.id, async () => {})]))
@@ -101,7 +102,7 @@ describe('FROST signing sessions', () => {
     const picky = new Map(signers)
     picky.set(
       ids[4],
-      new Signer(dealtKeyOf(ids[4]), ids[4], async () => {
+      new Signer(keys[4], ids[4], async () => {
         throw new SigningRefusedError('not a kind of payload this member signs')
       })
     )
@@ -113,7 +114,6 @@ describe('FROST signing sessions', () => {
 
   it('forgets committed nonces that are never used', async () => {
     let now = 0
-    const { keys } = dealtGroup(ms, 3)
     const signer = new Signer(keys[0], ids[0], async () => {}, { nonceTtl: 1000, maxPending: 2, now: () => now })
     await signer.commit({ session: new Uint8Array(32).fill(1), coordinator, payload: utf8('a') })
     await signer.commit({ session: new Uint8Array(32).fill(2), coordinator, payload: utf8('a') })
@@ -123,9 +123,4 @@ describe('FROST signing sessions', () => {
     now = 1001
     assert.equal(signer.open, 0)
   })
-
-  /** Signer keys are private to the Signer; the test re-deals for the picky member. */
-  function dealtKeyOf(m: PrincipalId): ReturnType<typeof dealtGroup>['keys'][0] {
-    return (signers.get(m) as unknown as { key: ReturnType<typeof dealtGroup>['keys'][0] }).key
-  }
 })
