@@ -33,8 +33,10 @@ import {
 } from './network/values.ts'
 import { VALUE_NAMESPACE, valueKey } from '../protocols/values/codec.ts'
 import { spki } from './spki/service.ts'
+import { cluster } from './threshold/service.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
 import type { Spki, SpkiInit } from './spki/service.ts'
+import type { Cluster, ClusterInit } from './threshold/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
 import type { AbortOptions, ComponentLogger, ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
@@ -59,6 +61,7 @@ export interface CyberspaceServices {
   pubsub: GossipSub
   bootstrap: Bootstrap
   spki: Spki
+  cluster: Cluster
   [name: string]: unknown
 }
 
@@ -78,6 +81,8 @@ export interface CreateNodeOptions {
   bootstrapOptions?: Omit<BootstrapInit, 'list'>
   /** SPKI service settings (chain length, store size, CRL lifetime). */
   spkiOptions?: SpkiInit
+  /** Cluster key service settings (share store, accepted payload kinds, timeouts). */
+  clusterOptions?: ClusterInit
   /** Answer DHT queries (true where the node is dialable, e.g. a Node process with listeners). */
   dhtServer: boolean
   /** Extra libp2p services the platform adds (e.g. the circuit relay server in Node). */
@@ -105,6 +110,8 @@ export interface CyberspaceNode {
   readonly bootstrap: Bootstrap
   /** Certificates, ACL, CRLs and authorize(): see src/spki/service.ts. */
   readonly spki: Spki
+  /** This node's share of the cluster key, and the threshold protocols: see src/threshold/service.ts. */
+  readonly cluster: Cluster
   start(): Promise<void>
   stop(): Promise<void>
   isStarted(): boolean
@@ -169,6 +176,7 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
       }),
       bootstrap: bootstrap({ ...options.bootstrapOptions, list: options.bootstrap ?? [] }),
       spki: spki(options.spkiOptions),
+      cluster: cluster(options.clusterOptions),
       ...options.services
     },
     start: false
@@ -218,6 +226,9 @@ class Node implements CyberspaceNode {
   }
   get spki(): Spki {
     return this.libp2p.services.spki
+  }
+  get cluster(): Cluster {
+    return this.libp2p.services.cluster
   }
 
   isStarted(): boolean {

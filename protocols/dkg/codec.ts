@@ -4,6 +4,8 @@
  * map without `sig`. Decoding checks shape and sizes only; the session checks meaning.
  */
 import * as dagCbor from '@ipld/dag-cbor'
+import { checkFields, decodeLimited, ERROR_FIELDS } from '../wire.ts'
+import type { ErrorAnswer } from '../wire.ts'
 
 export const DKG_PROTOCOL = '/cyberspace/dkg/1.0.0'
 export const DKG_DOMAIN = 'cyberspace/dkg/v1'
@@ -116,4 +118,76 @@ export function decodeDkgMessage(bytes: Uint8Array): DkgMessage {
 export function dkgSigningBody(msg: DkgMessage): Uint8Array {
   const { sig: _sig, ...unsigned } = msg
   return dagCbor.encode(unsigned)
+}
+
+// ---------------------------------------------------------------- the stream envelope
+
+/** Largest request or answer on a DKG stream (a round of up to 64 members' messages). */
+export const MAX_DKG_ENVELOPE_BYTES = 1024 * 1024
+
+/** The initiator asks a member to join a session; the answer carries the member's round-1 message. */
+export interface DkgInvite {
+  v: 1
+  type: 'invite'
+  session: Uint8Array
+  /** Sorted principal ids, the initiator among them. */
+  members: string[]
+  threshold: number
+}
+
+/** The initiator relays other members' signed messages; the answer carries what they made the member send. */
+export interface DkgDeliver {
+  v: 1
+  type: 'deliver'
+  session: Uint8Array
+  messages: Uint8Array[]
+}
+
+export interface DkgMessages {
+  v: 1
+  type: 'messages'
+  /** Encoded DkgMessages the member sends in answer. */
+  messages: Uint8Array[]
+  /** True once the member's session is done (its share is kept). */
+  done: boolean
+}
+
+export type DkgEnvelope = DkgInvite | DkgDeliver | DkgMessages | ErrorAnswer
+
+const ENVELOPE_FIELDS: Record<string, string> = {
+  invite: 'members,session,threshold,type,v',
+  deliver: 'messages,session,type,v',
+  messages: 'done,messages,type,v',
+  error: ERROR_FIELDS
+}
+
+function checkEnvelope(msg: unknown): asserts msg is DkgEnvelope {
+  const m = checkFields(msg, ENVELOPE_FIELDS, fail)
+  if ('session' in m && !bytesOf(m.session, 32)) fail('session is 32 bytes')
+  if (m.type === 'invite') {
+    if (!Array.isArray(m.members) || m.members.length < 2 || m.members.length > MAX_GROUP_MEMBERS)
+      fail(`an invite lists 2-${MAX_GROUP_MEMBERS} members`)
+    if (!m.members.every(principal)) fail('a member is a principal id')
+    if (!Number.isSafeInteger(m.threshold) || (m.threshold as number) < 2) fail('threshold is a whole number ≥ 2')
+  }
+  if (m.type === 'deliver' || m.type === 'messages') {
+    // a round of every member's messages, round 2 aside: at most one per member and type
+    if (!Array.isArray(m.messages) || m.messages.length > 3 * MAX_GROUP_MEMBERS) fail('too many messages')
+    if (!m.messages.every(b => b instanceof Uint8Array && b.length <= MAX_DKG_MESSAGE_BYTES))
+      fail(`a message is at most ${MAX_DKG_MESSAGE_BYTES} bytes`)
+  }
+  if (m.type === 'messages' && typeof m.done !== 'boolean') fail('done is true or false')
+}
+
+export function encodeDkgEnvelope(msg: DkgEnvelope): Uint8Array {
+  checkEnvelope(msg)
+  const bytes = dagCbor.encode(msg)
+  if (bytes.length > MAX_DKG_ENVELOPE_BYTES) fail(`message larger than ${MAX_DKG_ENVELOPE_BYTES} bytes`)
+  return bytes
+}
+
+export function decodeDkgEnvelope(bytes: Uint8Array): DkgEnvelope {
+  const m = decodeLimited(bytes, MAX_DKG_ENVELOPE_BYTES, ENVELOPE_FIELDS, fail)
+  checkEnvelope(m)
+  return m
 }

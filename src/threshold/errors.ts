@@ -87,3 +87,32 @@ export class DecryptionError extends ThresholdError {
   static name = 'DecryptionError'
   name = 'DecryptionError'
 }
+
+/** This node holds no cluster share (run `cluster init`), or the request names another cluster. */
+export class NoClusterError extends ThresholdError {
+  static name = 'NoClusterError'
+  name = 'NoClusterError'
+}
+
+/** This node already holds a share of a cluster. */
+export class ClusterExistsError extends ThresholdError {
+  static name = 'ClusterExistsError'
+  name = 'ClusterExistsError'
+}
+
+/** A request is for another share generation than this member holds (a refresh happened in between). */
+export class WrongEpochError extends ThresholdError {
+  static name = 'WrongEpochError'
+  name = 'WrongEpochError'
+}
+
+/** A member answered a request with a named refusal; `remoteName` is the error it gave. */
+export class MemberRefusedError extends ThresholdError {
+  static name = 'MemberRefusedError'
+  name = 'MemberRefusedError'
+  readonly remoteName: string
+  constructor(message: string, remoteName: string, culprit?: PrincipalId) {
+    super(message, culprit)
+    this.remoteName = remoteName
+  }
+}

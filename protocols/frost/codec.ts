@@ -1,0 +1,268 @@
+/**
+ * `/cyberspace/frost/1.0.0` messages (spec in README.md beside this file): one request and one
+ * answer per stream, dag-cbor maps decoded with limits before anything looks at them. The
+ * requester is the stream's remote peer (authenticated by the connection); refresh deals, which
+ * the coordinator relays, are signed by the member that made them.
+ *
+ * @example
+ * const bytes = encodeFrostMessage({ v: 1, type: 'commit', group, epoch: 0, session, payload })
+ * decodeFrostMessage(bytes) // throws InvalidFrostMessageError on anything else
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { MAX_GROUP_MEMBERS } from '../dkg/codec.ts'
+import { checkFields, decodeLimited, ERROR_FIELDS, isBytes, isPrincipalText } from '../wire.ts'
+import type { ErrorAnswer } from '../wire.ts'
+
+export const FROST_PROTOCOL = '/cyberspace/frost/1.0.0'
+/** Domain of a signed refresh deal. */
+export const REFRESH_DEAL_DOMAIN = 'cyberspace/refresh-deal/v1'
+export const MAX_FROST_MESSAGE_BYTES = 1024 * 1024
+/** Largest payload a cluster signs (a certificate, a CRL, a message, with its domain). */
+export const MAX_SIGN_PAYLOAD_BYTES = 64 * 1024
+export const MAX_DEAL_BYTES = 16 * 1024
+const MAX_EPOCH = 2 ** 32
+
+export interface CommitmentsWire {
+  /** FROST identifier: 64 hex digits. */
+  identifier: string
+  hiding: Uint8Array<ArrayBuffer>
+  binding: Uint8Array<ArrayBuffer>
+}
+
+interface GroupRequest {
+  v: 1
+  /** The group (cluster) public key the request is for. */
+  group: Uint8Array
+  /** The share generation the coordinator holds; a member refuses another. */
+  epoch: number
+}
+
+export interface CommitRequest extends GroupRequest {
+  type: 'commit'
+  session: Uint8Array
+  /** The bytes to be signed: a signing domain, 0x00, the body. */
+  payload: Uint8Array
+}
+export interface CommitAnswer extends CommitmentsWire {
+  v: 1
+  type: 'commitments'
+}
+export interface SignRequest extends GroupRequest {
+  type: 'sign'
+  session: Uint8Array
+  payload: Uint8Array
+  commitments: CommitmentsWire[]
+}
+export interface ShareAnswer {
+  v: 1
+  type: 'share'
+  share: Uint8Array
+}
+export interface DecryptRequest extends GroupRequest {
+  type: 'decrypt'
+  /** R of the ciphertext. */
+  ephemeral: Uint8Array
+}
+export interface DecryptionAnswer {
+  v: 1
+  type: 'decryption'
+  identifier: string
+  share: Uint8Array
+  proof: Uint8Array
+}
+export interface RefreshDealRequest extends GroupRequest {
+  type: 'refresh-deal'
+  session: Uint8Array
+}
+export interface DealAnswer {
+  v: 1
+  type: 'deal'
+  /** A signed RefreshDeal (encodeRefreshDeal). */
+  deal: Uint8Array
+}
+export interface RefreshApplyRequest extends GroupRequest {
+  type: 'refresh-apply'
+  session: Uint8Array
+  /** Every member's signed deal. */
+  deals: Uint8Array[]
+}
+export interface StagedAnswer {
+  v: 1
+  type: 'staged'
+  /** sha256 of the new public key package: equal at every member, or the refresh is abandoned. */
+  digest: Uint8Array
+}
+export interface RefreshCommitRequest extends GroupRequest {
+  type: 'refresh-commit'
+  session: Uint8Array
+}
+export interface CommittedAnswer {
+  v: 1
+  type: 'committed'
+  epoch: number
+}
+
+export type FrostRequest =
+  CommitRequest | SignRequest | DecryptRequest | RefreshDealRequest | RefreshApplyRequest | RefreshCommitRequest
+export type FrostAnswer =
+  CommitAnswer | ShareAnswer | DecryptionAnswer | DealAnswer | StagedAnswer | CommittedAnswer | ErrorAnswer
+export type FrostMessage = FrostRequest | FrostAnswer
+
+/** A member's refresh contribution, signed by it over REFRESH_DEAL_DOMAIN ‖ 0x00 ‖ dag-cbor without sig. */
+export interface RefreshDeal {
+  v: 1
+  group: Uint8Array
+  epoch: number
+  session: Uint8Array
+  from: string
+  /** Commitments to coefficients 1..t−1 of the zero-constant polynomial. */
+  commitments: Uint8Array[]
+  /** The dealer's X25519 key for this deal. */
+  ephemeral: Uint8Array
+  /** Each other member's share, sealed to it. */
+  boxes: Array<{ to: string; box: Uint8Array }>
+  sig: Uint8Array
+}
+
+export class InvalidFrostMessageError extends Error {
+  static name = 'InvalidFrostMessageError'
+  name = 'InvalidFrostMessageError'
+}
+
+function fail(what: string): never {
+  throw new InvalidFrostMessageError(what)
+}
+
+const GROUP = 'epoch,group,'
+const FIELDS: Record<string, string> = {
+  commit: `${GROUP}payload,session,type,v`,
+  commitments: 'binding,hiding,identifier,type,v',
+  sign: `commitments,${GROUP}payload,session,type,v`,
+  share: 'share,type,v',
+  decrypt: 'ephemeral,epoch,group,type,v',
+  decryption: 'identifier,proof,share,type,v',
+  'refresh-deal': `${GROUP}session,type,v`,
+  deal: 'deal,type,v',
+  'refresh-apply': `deals,${GROUP}session,type,v`,
+  staged: 'digest,type,v',
+  'refresh-commit': `${GROUP}session,type,v`,
+  committed: 'epoch,type,v',
+  error: ERROR_FIELDS
+}
+
+const isIdentifier = (x: unknown): x is string => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x)
+const isEpoch = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) < MAX_EPOCH
+
+function checkCommitments(c: unknown): void {
+  const m = c as Record<string, unknown>
+  if (m == null || typeof m !== 'object' || Object.keys(m).sort().join(',') !== 'binding,hiding,identifier')
+    fail('a commitment entry has exactly identifier, hiding, binding')
+  if (!isIdentifier(m.identifier)) fail('an identifier is 64 hex digits')
+  if (!isBytes(m.hiding, 32, 32) || !isBytes(m.binding, 32, 32)) fail('a nonce commitment is 32 bytes')
+}
+
+export function checkFrostMessage(msg: unknown): asserts msg is FrostMessage {
+  const m = checkFields(msg, FIELDS, fail)
+  if ('group' in m) {
+    if (!isBytes(m.group, 32, 32)) fail('group is a 32-byte key')
+    if (!isEpoch(m.epoch)) fail('epoch is a small whole number')
+  }
+  if ('session' in m && !isBytes(m.session, 32, 32)) fail('session is 32 bytes')
+  if ('payload' in m && !isBytes(m.payload, 1, MAX_SIGN_PAYLOAD_BYTES))
+    fail(`payload is 1-${MAX_SIGN_PAYLOAD_BYTES} bytes`)
+  switch (m.type) {
+    case 'commitments':
+      checkCommitments({ identifier: m.identifier, hiding: m.hiding, binding: m.binding })
+      break
+    case 'sign':
+      if (!Array.isArray(m.commitments) || m.commitments.length < 2 || m.commitments.length > MAX_GROUP_MEMBERS)
+        fail(`a signing package lists 2-${MAX_GROUP_MEMBERS} commitments`)
+      m.commitments.forEach(checkCommitments)
+      break
+    case 'share':
+      if (!isBytes(m.share, 32, 32)) fail('a signature share is 32 bytes')
+      break
+    case 'decrypt':
+      if (!isBytes(m.ephemeral, 32, 32)) fail('ephemeral is 32 bytes')
+      break
+    case 'decryption':
+      if (!isIdentifier(m.identifier)) fail('an identifier is 64 hex digits')
+      if (!isBytes(m.share, 32, 32) || !isBytes(m.proof, 64, 64)) fail('a decryption share is 32 bytes, its proof 64')
+      break
+    case 'deal':
+      if (!isBytes(m.deal, 1, MAX_DEAL_BYTES)) fail(`a deal is 1-${MAX_DEAL_BYTES} bytes`)
+      break
+    case 'refresh-apply':
+      if (!Array.isArray(m.deals) || m.deals.length < 2 || m.deals.length > MAX_GROUP_MEMBERS)
+        fail(`a refresh carries 2-${MAX_GROUP_MEMBERS} deals`)
+      if (!m.deals.every(d => isBytes(d, 1, MAX_DEAL_BYTES))) fail(`a deal is 1-${MAX_DEAL_BYTES} bytes`)
+      break
+    case 'staged':
+      if (!isBytes(m.digest, 32, 32)) fail('digest is 32 bytes')
+      break
+    case 'committed':
+      if (!isEpoch(m.epoch)) fail('epoch is a small whole number')
+      break
+  }
+}
+
+export function encodeFrostMessage(msg: FrostMessage): Uint8Array {
+  checkFrostMessage(msg)
+  const bytes = dagCbor.encode(msg)
+  if (bytes.length > MAX_FROST_MESSAGE_BYTES) fail(`message larger than ${MAX_FROST_MESSAGE_BYTES} bytes`)
+  return bytes
+}
+
+export function decodeFrostMessage(bytes: Uint8Array): FrostMessage {
+  const m = decodeLimited(bytes, MAX_FROST_MESSAGE_BYTES, FIELDS, fail)
+  checkFrostMessage(m)
+  return m
+}
+
+const DEAL_FIELDS = 'boxes,commitments,ephemeral,epoch,from,group,session,sig,v'
+
+export function checkRefreshDeal(deal: unknown): asserts deal is RefreshDeal {
+  const m = deal as Record<string, unknown>
+  if (m == null || typeof m !== 'object' || Array.isArray(m)) fail('a deal is a map')
+  if (m.v !== 1) fail(`unsupported deal version ${String(m.v)}`)
+  if (Object.keys(m).sort().join(',') !== DEAL_FIELDS) fail(`a deal has exactly the fields ${DEAL_FIELDS}`)
+  if (!isBytes(m.group, 32, 32) || !isEpoch(m.epoch) || !isBytes(m.session, 32, 32))
+    fail('a deal names its group, epoch and session')
+  if (!isPrincipalText(m.from)) fail('from is a principal id')
+  if (!Array.isArray(m.commitments) || m.commitments.length < 1 || m.commitments.length >= MAX_GROUP_MEMBERS)
+    fail('a deal commits to 1-63 coefficients')
+  if (!m.commitments.every(c => isBytes(c, 32, 32))) fail('a commitment is 32 bytes')
+  if (!isBytes(m.ephemeral, 32, 32)) fail('ephemeral is 32 bytes')
+  if (!Array.isArray(m.boxes) || m.boxes.length < 1 || m.boxes.length >= MAX_GROUP_MEMBERS)
+    fail('a deal seals 1-63 shares')
+  for (const b of m.boxes as unknown[]) {
+    const box = b as Record<string, unknown>
+    if (box == null || typeof box !== 'object' || Object.keys(box).sort().join(',') !== 'box,to')
+      fail('a sealed share has exactly to and box')
+    if (!isPrincipalText(box.to) || !isBytes(box.box, 48, 48)) fail('a sealed share names its member and is 48 bytes')
+  }
+  if (!isBytes(m.sig, 64, 64)) fail('sig is 64 bytes')
+}
+
+export function encodeRefreshDeal(deal: RefreshDeal): Uint8Array {
+  checkRefreshDeal(deal)
+  return dagCbor.encode(deal)
+}
+
+export function decodeRefreshDeal(bytes: Uint8Array): RefreshDeal {
+  if (!isBytes(bytes, 1, MAX_DEAL_BYTES)) fail(`a deal is 1-${MAX_DEAL_BYTES} bytes`)
+  let decoded: unknown
+  try {
+    decoded = dagCbor.decode(bytes)
+  } catch (err) {
+    return fail(`deal is not dag-cbor: ${(err as Error).message}`)
+  }
+  checkRefreshDeal(decoded)
+  return decoded
+}
+
+/** The bytes a deal's signature covers (before the domain prefix). */
+export function refreshDealSigningBody(deal: RefreshDeal): Uint8Array {
+  const { sig: _sig, ...unsigned } = deal
+  return dagCbor.encode(unsigned)
+}

@@ -1,0 +1,76 @@
+/**
+ * Shared pieces of the request/response codecs: dag-cbor decoding under a size limit, field
+ * checks, and the `error` answer every protocol sends when it refuses a request.
+ *
+ * @example
+ * const msg = decodeLimited(bytes, 64 * 1024, text => new InvalidFooError(text))
+ * if (!isBytes(msg.session, 32, 32)) throw …
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+
+export const MAX_ERROR_NAME = 64
+export const MAX_ERROR_MESSAGE = 1024
+export const MAX_PRINCIPAL_LENGTH = 64
+
+/** A refusal: the named error (e.g. NotAMemberError) and its message. */
+export interface ErrorAnswer {
+  v: 1
+  type: 'error'
+  name: string
+  message: string
+}
+
+export const isText = (x: unknown, max: number): x is string => typeof x === 'string' && x.length > 0 && x.length <= max
+/** Bytes of length min..max. */
+export const isBytes = (x: unknown, min: number, max: number): x is Uint8Array =>
+  x instanceof Uint8Array && x.length >= min && x.length <= max
+export const isPrincipalText = (x: unknown): x is string => isText(x, MAX_PRINCIPAL_LENGTH)
+
+/** Decodes dag-cbor of at most `max` bytes into a map with exactly the fields its type lists. */
+export function decodeLimited(
+  bytes: Uint8Array,
+  max: number,
+  fields: Record<string, string>,
+  fail: (what: string) => never
+): Record<string, unknown> & { type: string } {
+  if (!(bytes instanceof Uint8Array) || bytes.length > max) fail(`message larger than ${max} bytes`)
+  let decoded: unknown
+  try {
+    decoded = dagCbor.decode(bytes)
+  } catch (err) {
+    return fail(`message is not dag-cbor: ${(err as Error).message}`)
+  }
+  return checkFields(decoded, fields, fail)
+}
+
+/** Checks version 1, a known type, and exactly that type's fields (comma-separated, sorted). */
+export function checkFields(
+  msg: unknown,
+  fields: Record<string, string>,
+  fail: (what: string) => never
+): Record<string, unknown> & { type: string } {
+  if (msg == null || typeof msg !== 'object' || Array.isArray(msg)) fail('message is not a map')
+  const m = msg as Record<string, unknown>
+  if (m.v !== 1) fail(`unsupported message version ${String(m.v)}`)
+  if (typeof m.type !== 'string' || !Object.hasOwn(fields, m.type)) fail(`unknown message type ${String(m.type)}`)
+  const expected = fields[m.type]
+  if (Object.keys(m).sort().join(',') !== expected) fail(`a ${m.type} message has exactly the fields ${expected}`)
+  if (m.type === 'error') {
+    if (!isText(m.name, MAX_ERROR_NAME) || !/^[A-Za-z]+$/.test(m.name)) fail('error name is a word')
+    if (typeof m.message !== 'string' || m.message.length > MAX_ERROR_MESSAGE) fail('error message too long')
+  }
+  return m as Record<string, unknown> & { type: string }
+}
+
+export const ERROR_FIELDS = 'message,name,type,v'
+
+/** The error answer for `err`: its name if it is a plain word, its message cut to the limit. */
+export function errorAnswer(err: unknown): ErrorAnswer {
+  const e = err instanceof Error ? err : new Error(String(err))
+  return {
+    v: 1,
+    type: 'error',
+    name: /^[A-Za-z]{1,64}$/.test(e.name) ? e.name : 'Error',
+    message: e.message.slice(0, MAX_ERROR_MESSAGE)
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * One request and one answer per stream, length-prefixed, each bounded in size and time: the
+ * shape of the cluster's protocols. The requester reads the answer and closes; the server decodes
+ * with its own limits and always answers (a refusal is an answer too).
+ *
+ * @example
+ * const answer = await requestOnce(libp2p.dialProtocol.bind(libp2p), peer, PROTOCOL, bytes, { maxBytes, signal })
+ * await registrar.handle(PROTOCOL, serveOnce(async (bytes, connection) => answerBytes, { maxBytes, timeout, log }))
+ */
+import { lpStream } from '@libp2p/utils'
+import type { AbortOptions, Connection, Logger, PeerId, Stream, StreamHandler } from '@libp2p/interface'
+
+/** Opens a stream to a peer for a protocol: ConnectionManager.openStream, or Libp2p.dialProtocol. */
+export type OpenStream = (peer: PeerId, protocol: string, options: AbortOptions) => Promise<Stream>
+
+export async function requestOnce(
+  open: OpenStream,
+  peer: PeerId,
+  protocol: string,
+  request: Uint8Array,
+  options: AbortOptions & { maxBytes: number; signal: AbortSignal }
+): Promise<Uint8Array> {
+  const { signal } = options
+  const stream = await open(peer, protocol, { signal })
+  try {
+    const lp = lpStream(stream, { maxDataLength: options.maxBytes })
+    await lp.write(request, { signal })
+    const answer = (await lp.read({ signal })).subarray()
+    await stream.close({ signal })
+    return answer
+  } catch (err) {
+    stream.abort(err as Error)
+    throw err
+  }
+}
+
+export interface ServeOptions {
+  maxBytes: number
+  timeout: number
+  log: Logger
+}
+
+/** A stream handler that reads one request, and writes what `answer` returns for it. */
+export function serveOnce(
+  answer: (request: Uint8Array, connection: Connection, signal: AbortSignal) => Promise<Uint8Array>,
+  options: ServeOptions
+): StreamHandler {
+  return async (stream: Stream, connection: Connection): Promise<void> => {
+    const signal = AbortSignal.timeout(options.timeout)
+    const lp = lpStream(stream, { maxDataLength: options.maxBytes })
+    try {
+      const request = (await lp.read({ signal })).subarray()
+      await lp.write(await answer(request, connection, signal), { signal })
+      await stream.close({ signal })
+    } catch (err) {
+      options.log('stream from %p failed - %e', connection.remotePeer, err)
+      stream.abort(err as Error)
+    }
+  }
+}

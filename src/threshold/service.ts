@@ -1,0 +1,772 @@
+/**
+ * The cluster key service: this node's share of the cluster principal, and the protocols that use
+ * it. `init` runs distributed key generation among named member peers over `/cyberspace/dkg/1.0.0`
+ * (the initiator relays the members' signed, sealed messages round by round); `sign` runs FROST
+ * signing rounds over `/cyberspace/frost/1.0.0` with whichever t members answer in time; `issue`
+ * makes cluster-signed SPKI certificates; `decrypt` opens what was encrypted to the cluster key
+ * with t decryption shares; `refresh` gives every member a new share of the same key.
+ *
+ * Every member decides by policy: it joins a key generation only if the initiator is authorized
+ * for `(cyberspace (cluster init))`, signs only payloads of kinds it accepts (an SPKI certificate
+ * or CRL issued by the cluster, or a cluster message, told apart by their signing domain) for a
+ * coordinator authorized for `(cyberspace (cluster sign <kind>))`, gives decryption shares for
+ * `(cyberspace (cluster decrypt))` and joins refreshes for `(cyberspace (cluster refresh))` —
+ * by a chain from its own ACL, found in its store or proven by the requester on demand. A request
+ * this node makes itself is its operator's and needs no chain.
+ *
+ * @example
+ * await node.cluster.init([a, b, c, d, e], 3)
+ * const signed = await node.cluster.issue({ type: 'auth', issuer: node.cluster.info().principal, … })
+ */
+import { equalBytes } from '@noble/curves/utils.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import {
+  decodeDkgEnvelope,
+  decodeDkgMessage,
+  DKG_PROTOCOL,
+  encodeDkgEnvelope,
+  encodeDkgMessage,
+  MAX_DKG_ENVELOPE_BYTES
+} from '../../protocols/dkg/codec.ts'
+import {
+  decodeFrostMessage,
+  encodeFrostMessage,
+  FROST_PROTOCOL,
+  MAX_FROST_MESSAGE_BYTES,
+  MAX_SIGN_PAYLOAD_BYTES
+} from '../../protocols/frost/codec.ts'
+import { signedBytes } from '../../protocols/signing.ts'
+import { errorAnswer } from '../../protocols/wire.ts'
+import { peerIdFromPrincipal, principalFromPeerId } from '../crypto/principal.ts'
+import { requestOnce, serveOnce } from '../network/rpc.ts'
+import type { OpenStream } from '../network/rpc.ts'
+import { CERT_DOMAIN, certToSexp, parseCert, verifyCert } from '../spki/cert.ts'
+import { CRL_DOMAIN, parseSignedCrl } from '../spki/crl.ts'
+import { atom, decodeCanonical, encodeCanonical, parseAdvanced } from '../spki/sexp.ts'
+import { parseTag } from '../spki/tag.ts'
+import { makeDeal, openDeals } from './deal.ts'
+import { checkGroupParams } from './dealer.ts'
+import { combineDecryption, decryptionShare, encryptToGroup, verifyDecryptionShare } from './decrypt.ts'
+import { DkgSession } from './dkg.ts'
+import {
+  ClusterExistsError,
+  EquivocationError,
+  MemberRefusedError,
+  NoClusterError,
+  NotAMemberError,
+  NotEnoughSignersError,
+  SigningRefusedError,
+  ThresholdError,
+  WrongEpochError,
+  WrongSessionError
+} from './errors.ts'
+import { memberIdentifier } from './group.ts'
+import { applyRefresh } from './refresh.ts'
+import { coordinateSigning, Signer } from './sign.ts'
+import {
+  clusterPrincipal,
+  datastoreShareStore,
+  decodeClusterState,
+  encodeClusterState,
+  groupKeyOf,
+  publicDigest
+} from './state.ts'
+import type { DkgEnvelope } from '../../protocols/dkg/codec.ts'
+import type { FrostAnswer, FrostRequest } from '../../protocols/frost/codec.ts'
+import type { PrincipalId } from '../crypto/principal.ts'
+import type { Cert, SignedCert } from '../spki/cert.ts'
+import type { Spki } from '../spki/service.ts'
+import type { DecryptionShare, GroupCiphertext } from './decrypt.ts'
+import type { ReceivedRefresh } from './refresh.ts'
+import type { SigningRequest, SigningResult } from './sign.ts'
+import type { ClusterState, ShareStore } from './state.ts'
+import type {
+  AbortOptions,
+  ComponentLogger,
+  Connection,
+  Logger,
+  PeerId,
+  PrivateKey,
+  Startable
+} from '@libp2p/interface'
+import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
+import type { Datastore } from 'interface-datastore'
+
+/** Domain of cluster messages: free-form statements the cluster signs (`cluster sign`). */
+export const CLUSTER_MESSAGE_DOMAIN = 'cyberspace/cluster-message/v1'
+
+/** What a member can be asked to sign, told apart by the payload's signing domain. */
+export type PayloadKind = 'cert' | 'crl' | 'message'
+const KIND_OF_DOMAIN: Record<string, PayloadKind> = {
+  [CERT_DOMAIN]: 'cert',
+  [CRL_DOMAIN]: 'crl',
+  [CLUSTER_MESSAGE_DOMAIN]: 'message'
+}
+
+export interface ClusterInit {
+  /** How long one request to a member may take, in ms; default 10 s. */
+  timeout?: number
+  /** Payload kinds this member signs; default all. */
+  kinds?: PayloadKind[]
+  /** Where the share lives; default the node's datastore. Node processes use 0600 files. */
+  store?: ShareStore
+  /** How long an unfinished key generation or refresh is kept, in ms; default 2 min. */
+  sessionTtl?: number
+}
+
+export interface ClusterComponents {
+  peerId: PeerId
+  privateKey: PrivateKey
+  registrar: Registrar
+  connectionManager: ConnectionManager
+  datastore: Datastore
+  logger: ComponentLogger
+  spki: Spki
+}
+
+export interface ClusterInfo {
+  /** The cluster principal: the group public key as a z6Mk… id. */
+  principal: PrincipalId
+  groupKey: Uint8Array
+  threshold: number
+  members: PrincipalId[]
+  /** Share generation: 0 after key generation, one more after each refresh. */
+  epoch: number
+}
+
+export interface DecryptionResult {
+  plaintext: Uint8Array
+  /** Members whose shares opened it. */
+  helpers: PrincipalId[]
+  excluded: Map<PrincipalId, Error>
+}
+
+export interface RefreshResult extends ClusterInfo {
+  /** Members that staged the new share but did not confirm the switch; they switch on the next request. */
+  lagging: Map<PrincipalId, Error>
+}
+
+export interface Cluster {
+  /** The cluster this node holds a share of, if any. */
+  info(): ClusterInfo | undefined
+  /** Runs key generation among `members` (this node among them) with threshold t, and keeps this node's share. */
+  init(members: PrincipalId[], threshold: number, options?: AbortOptions): Promise<ClusterInfo>
+  /** A t-of-n signature over signedBytes(domain, body): an ordinary Ed25519 signature by the cluster key. */
+  sign(domain: string, body: Uint8Array, options?: AbortOptions): Promise<SigningResult>
+  /** Signs a certificate whose issuer is the cluster principal, keeps it in the SPKI store, returns it. */
+  issue(cert: Cert, options?: AbortOptions): Promise<SignedCert & { result: SigningResult }>
+  /** Encrypts to the cluster key: anyone can, t members are needed to open it. */
+  encrypt(plaintext: Uint8Array, aad?: Uint8Array): GroupCiphertext
+  decrypt(ct: GroupCiphertext, aad?: Uint8Array, options?: AbortOptions): Promise<DecryptionResult>
+  /** New shares of the same key for every member (all must answer); old shares stop combining with new. */
+  refresh(options?: AbortOptions): Promise<RefreshResult>
+}
+
+interface DkgRun {
+  dkg: DkgSession
+  initiator: PrincipalId
+  expires: number
+}
+
+interface RefreshRun {
+  session: Uint8Array
+  coordinator: PrincipalId
+  own: ReceivedRefresh
+  staged?: ClusterState
+  expires: number
+}
+
+const MAX_DKG_RUNS = 4
+
+class ClusterService implements Cluster, Startable {
+  private readonly components: ClusterComponents
+  private readonly log: Logger
+  private readonly self: PrincipalId
+  private readonly timeout: number
+  private readonly kinds: Set<PayloadKind>
+  private readonly store: ShareStore
+  private readonly sessionTtl: number
+  private state?: ClusterState
+  /** A refresh's new state, kept until its commit (or a request of its epoch) arrives. */
+  private staged?: ClusterState
+  private signer?: Signer
+  private readonly dkgRuns = new Map<string, DkgRun>()
+  private refreshRun?: RefreshRun
+  private readonly open: OpenStream
+
+  constructor(components: ClusterComponents, init: ClusterInit) {
+    this.components = components
+    this.log = components.logger.forComponent('cyberspace:cluster')
+    this.self = principalFromPeerId(components.peerId)
+    this.timeout = init.timeout ?? 10_000
+    this.kinds = new Set(init.kinds ?? ['cert', 'crl', 'message'])
+    this.store = init.store ?? datastoreShareStore(components.datastore)
+    this.sessionTtl = init.sessionTtl ?? 120_000
+    this.open = async (peer, protocol, options) =>
+      await components.connectionManager.openStream(peer, protocol, options)
+  }
+
+  readonly [Symbol.toStringTag] = 'cyberspace/cluster'
+
+  async start(): Promise<void> {
+    const current = await this.store.load('current')
+    if (current != null) this.use(decodeClusterState(current, this.self))
+    const staged = await this.store.load('staged')
+    if (staged != null) {
+      try {
+        const s = decodeClusterState(staged, this.self)
+        if (this.state != null && s.epoch === this.state.epoch + 1) this.staged = s
+        else await this.store.remove('staged')
+      } catch (err) {
+        this.log.error('dropping an unusable staged share - %e', err)
+        await this.store.remove('staged')
+      }
+    }
+    const serve = { maxBytes: MAX_FROST_MESSAGE_BYTES, timeout: this.timeout, log: this.log }
+    await this.components.registrar.handle(
+      FROST_PROTOCOL,
+      serveOnce(async (bytes, connection) => await this.answerFrost(bytes, connection), serve),
+      { maxInboundStreams: 16 }
+    )
+    await this.components.registrar.handle(
+      DKG_PROTOCOL,
+      serveOnce(async (bytes, connection) => await this.answerDkg(bytes, connection), {
+        ...serve,
+        maxBytes: MAX_DKG_ENVELOPE_BYTES
+      }),
+      { maxInboundStreams: 4 }
+    )
+  }
+
+  async stop(): Promise<void> {
+    await this.components.registrar.unhandle(FROST_PROTOCOL)
+    await this.components.registrar.unhandle(DKG_PROTOCOL)
+  }
+
+  info(): ClusterInfo | undefined {
+    const s = this.state
+    if (s == null) return undefined
+    return {
+      principal: clusterPrincipal(s),
+      groupKey: groupKeyOf(s),
+      threshold: s.threshold,
+      members: s.members,
+      epoch: s.epoch
+    }
+  }
+
+  private requireState(): ClusterState {
+    if (this.state == null) throw new NoClusterError('this node holds no cluster share; run cluster init first')
+    return this.state
+  }
+
+  private use(state: ClusterState): void {
+    this.state = state
+    this.signer = new Signer(state.key, this.self, async request => {
+      await this.signingPolicy(request)
+    })
+  }
+
+  private async keep(state: ClusterState): Promise<void> {
+    await this.store.save('current', encodeClusterState(state))
+    this.use(state)
+  }
+
+  /** The 32-byte Ed25519 seed of this node's key. */
+  private seed(): Uint8Array {
+    return this.components.privateKey.raw.subarray(0, 32)
+  }
+
+  private signal(options: AbortOptions): AbortSignal {
+    return AbortSignal.any([AbortSignal.timeout(this.timeout), ...(options.signal == null ? [] : [options.signal])])
+  }
+
+  // ------------------------------------------------------------------ policy
+
+  /** Throws SigningRefusedError unless `principal` is this node or holds `tagText` by this node's ACL. */
+  private async authorizeRequester(principal: PrincipalId, tagText: string): Promise<void> {
+    if (principal === this.self) return
+    const tag = parseTag(parseAdvanced(tagText))
+    try {
+      await this.components.spki.authorize(principal, tag)
+    } catch (local) {
+      try {
+        await this.components.spki.prove(peerIdFromPrincipal(principal), tag, {
+          signal: AbortSignal.timeout(this.timeout)
+        })
+      } catch (err) {
+        throw new SigningRefusedError(
+          `${principal} is not authorized for ${tagText} here: ${(err as Error).message} (locally: ${(local as Error).message})`
+        )
+      }
+    }
+  }
+
+  private async signingPolicy(request: SigningRequest): Promise<void> {
+    const kind = this.payloadKind(request.payload)
+    await this.authorizeRequester(request.coordinator, `(cyberspace (cluster sign ${kind}))`)
+  }
+
+  /** The kind of a payload, from its signing domain; certificates and CRLs must be the cluster's own. */
+  private payloadKind(payload: Uint8Array): PayloadKind {
+    const zero = payload.indexOf(0)
+    const domain = zero > 0 && zero <= 64 ? new TextDecoder().decode(payload.subarray(0, zero)) : ''
+    const kind = KIND_OF_DOMAIN[domain]
+    if (kind == null)
+      throw new SigningRefusedError(`this member signs no payload of domain ${JSON.stringify(domain.slice(0, 64))}`)
+    if (!this.kinds.has(kind)) throw new SigningRefusedError(`this member does not sign ${kind} payloads`)
+    const body = payload.subarray(zero + 1)
+    const cluster = clusterPrincipal(this.requireState())
+    try {
+      if (kind === 'cert') {
+        const cert = parseCert(decodeCanonical(body))
+        if (cert.issuer !== cluster) throw new Error('its issuer is not the cluster')
+      } else if (kind === 'crl') {
+        const crl = parseSignedCrl([
+          atom('signed-crl'),
+          decodeCanonical(body),
+          [atom('signature'), [atom('ed25519'), new Uint8Array(64)]]
+        ])
+        if (crl.crl.issuer !== cluster) throw new Error('its issuer is not the cluster')
+      }
+    } catch (err) {
+      throw new SigningRefusedError(`the ${kind} to sign is refused: ${(err as Error).message}`)
+    }
+    return kind
+  }
+
+  // ------------------------------------------------------------------ key generation
+
+  async init(members: PrincipalId[], threshold: number, options: AbortOptions = {}): Promise<ClusterInfo> {
+    if (this.state != null)
+      throw new ClusterExistsError(`this node already holds a share of ${clusterPrincipal(this.state)}`)
+    const all = [...new Set([...members, this.self])].sort() as PrincipalId[]
+    checkGroupParams(all, threshold)
+    const session = crypto.getRandomValues(new Uint8Array(32))
+    const dkg = new DkgSession({ session, members: all, threshold }, { principal: this.self, secretKey: this.seed() })
+    const others = all.filter(m => m !== this.self)
+    // every message of the run, and who has been given which
+    const pool: Array<{ from: PrincipalId; to?: string; bytes: Uint8Array }> = []
+    const given = new Map<PrincipalId, Set<Uint8Array>>(all.map(m => [m, new Set()]))
+    const done = new Set<PrincipalId>()
+    const add = (from: PrincipalId, bytes: Uint8Array[]): void => {
+      for (const b of bytes) {
+        const msg = decodeDkgMessage(b)
+        if (msg.from !== from) throw new ThresholdError(`${from} relayed a message of ${msg.from}`, from)
+        pool.push({ from, to: msg.type === 'round2' ? msg.to : undefined, bytes: b })
+      }
+    }
+    const ask = async (member: PrincipalId, request: DkgEnvelope): Promise<void> => {
+      const answer = await this.requestDkg(member, request, options)
+      add(member, answer.messages)
+      if (answer.done) done.add(member)
+    }
+    add(this.self, (await dkg.start()).map(encodeDkgMessage))
+    await this.allOrFail(
+      others,
+      async m => {
+        await ask(m, { v: 1, type: 'invite', session, members: all, threshold })
+      },
+      'key generation'
+    )
+    // round 1, round 2, confirmations: relay what each member has not seen yet
+    for (let round = 0; round < 4 && done.size < all.length; round++) {
+      const pending = (m: PrincipalId): Uint8Array[] => {
+        const out = pool
+          .filter(p => p.from !== m && (p.to == null || p.to === m) && !given.get(m)?.has(p.bytes))
+          .map(p => p.bytes)
+        for (const b of out) given.get(m)?.add(b)
+        return out
+      }
+      const batches = new Map(all.map(m => [m, pending(m)]))
+      const own = batches.get(this.self) ?? []
+      const produced: Uint8Array[] = []
+      for (const b of own) produced.push(...(await dkg.receive(decodeDkgMessage(b))).map(encodeDkgMessage))
+      if (dkg.status === 'done') done.add(this.self)
+      await this.allOrFail(
+        others.filter(m => !done.has(m)),
+        async m => {
+          await ask(m, { v: 1, type: 'deliver', session, messages: batches.get(m) ?? [] })
+        },
+        'key generation'
+      )
+      add(this.self, produced)
+    }
+    if (done.size < all.length)
+      throw new ThresholdError(`key generation did not finish: ${all.filter(m => !done.has(m)).join(', ')} not done`)
+    const outcome = dkg.outcome()
+    await this.keep({ members: all, threshold, epoch: 0, key: outcome.key })
+    return this.info() as ClusterInfo
+  }
+
+  /** Runs `fn` for every member; if any fails, throws naming each that did (the first as culprit). */
+  private async allOrFail(members: PrincipalId[], fn: (m: PrincipalId) => Promise<void>, what: string): Promise<void> {
+    const results = await Promise.allSettled(members.map(fn))
+    const failed = results.flatMap((r, i) =>
+      r.status === 'rejected' ? [[members[i], r.reason as Error] as const] : []
+    )
+    if (failed.length === 0) return
+    const culprit = failed.find(([, e]) => e instanceof ThresholdError && e.culprit != null)?.[1] as
+      ThresholdError | undefined
+    throw new ThresholdError(
+      `${what} failed: ` + failed.map(([m, e]) => `${m}: ${e.name}: ${e.message}`).join('; '),
+      culprit?.culprit ?? failed[0][0]
+    )
+  }
+
+  private async requestDkg(
+    member: PrincipalId,
+    request: DkgEnvelope,
+    options: AbortOptions
+  ): Promise<{ messages: Uint8Array[]; done: boolean }> {
+    const bytes = await requestOnce(this.open, peerIdFromPrincipal(member), DKG_PROTOCOL, encodeDkgEnvelope(request), {
+      maxBytes: MAX_DKG_ENVELOPE_BYTES,
+      signal: this.signal(options)
+    })
+    const answer = decodeDkgEnvelope(bytes)
+    if (answer.type === 'error')
+      throw new MemberRefusedError(`${member} refused: ${answer.name}: ${answer.message}`, answer.name, member)
+    if (answer.type !== 'messages') throw new ThresholdError(`${member} answered with ${answer.type}`, member)
+    return answer
+  }
+
+  private async answerDkg(bytes: Uint8Array, connection: Connection): Promise<Uint8Array> {
+    try {
+      return encodeDkgEnvelope(
+        await this.handleDkg(decodeDkgEnvelope(bytes), principalFromPeerId(connection.remotePeer))
+      )
+    } catch (err) {
+      this.log('refusing a key generation request from %p - %e', connection.remotePeer, err)
+      return encodeDkgEnvelope(errorAnswer(err))
+    }
+  }
+
+  private async handleDkg(request: DkgEnvelope, from: PrincipalId): Promise<DkgEnvelope> {
+    const now = Date.now()
+    for (const [id, run] of this.dkgRuns) if (run.expires <= now) this.dkgRuns.delete(id)
+    if (request.type === 'invite') {
+      if (this.state != null)
+        throw new ClusterExistsError(`this node already holds a share of ${clusterPrincipal(this.state)}`)
+      const members = request.members as PrincipalId[]
+      if (!members.includes(from)) throw new NotAMemberError('the initiator is not among the members')
+      if (members.join(',') !== [...members].sort().join(',')) throw new WrongSessionError('members must be sorted')
+      const id = bytesToHex(request.session)
+      if (this.dkgRuns.has(id)) throw new WrongSessionError('this session already exists')
+      if (this.dkgRuns.size >= MAX_DKG_RUNS)
+        throw new SigningRefusedError(`${MAX_DKG_RUNS} key generations are already running`)
+      await this.authorizeRequester(from, '(cyberspace (cluster init))')
+      const dkg = new DkgSession(
+        { session: request.session, members, threshold: request.threshold },
+        { principal: this.self, secretKey: this.seed() }
+      )
+      this.dkgRuns.set(id, { dkg, initiator: from, expires: now + this.sessionTtl })
+      return { v: 1, type: 'messages', messages: (await dkg.start()).map(encodeDkgMessage), done: false }
+    }
+    if (request.type !== 'deliver') throw new WrongSessionError(`expected invite or deliver, got ${request.type}`)
+    const id = bytesToHex(request.session)
+    const run = this.dkgRuns.get(id)
+    if (run == null || run.initiator !== from) throw new WrongSessionError('no such key generation from this initiator')
+    const out: Uint8Array[] = []
+    try {
+      for (const b of request.messages) out.push(...(await run.dkg.receive(decodeDkgMessage(b))).map(encodeDkgMessage))
+    } catch (err) {
+      if (run.dkg.status === 'aborted') this.dkgRuns.delete(id)
+      throw err
+    }
+    const done = run.dkg.status === 'done'
+    if (done) {
+      this.dkgRuns.delete(id)
+      if (this.state != null) throw new ClusterExistsError('this node joined another cluster meanwhile')
+      const outcome = run.dkg.outcome()
+      await this.keep({ members: outcome.members, threshold: outcome.threshold, epoch: 0, key: outcome.key })
+      this.log('joined cluster %s', outcome.clusterPrincipal)
+    }
+    return { v: 1, type: 'messages', messages: out, done }
+  }
+
+  // ------------------------------------------------------------------ signing
+
+  async sign(domain: string, body: Uint8Array, options: AbortOptions = {}): Promise<SigningResult> {
+    const state = this.requireState()
+    const payload = signedBytes(domain, body)
+    if (payload.length > MAX_SIGN_PAYLOAD_BYTES)
+      throw new RangeError(`a cluster signs at most ${MAX_SIGN_PAYLOAD_BYTES} bytes`)
+    const group = groupKeyOf(state)
+    const epoch = state.epoch
+    const signer = this.signer as Signer
+    return await coordinateSigning(
+      state.key.public,
+      state.members,
+      payload,
+      {
+        commit: async (member, req) => {
+          if (member === this.self) return await signer.commit(req)
+          const answer = await this.requestFrost(
+            member,
+            { v: 1, type: 'commit', group, epoch, session: req.session, payload },
+            options
+          )
+          if (answer.type !== 'commitments') throw new ThresholdError(`${member} answered with ${answer.type}`, member)
+          return { identifier: answer.identifier, hiding: answer.hiding, binding: answer.binding }
+        },
+        sign: async (member, pkg) => {
+          if (member === this.self) return signer.signShare(pkg)
+          const answer = await this.requestFrost(
+            member,
+            { v: 1, type: 'sign', group, epoch, session: pkg.session, payload, commitments: pkg.commitments },
+            options
+          )
+          if (answer.type !== 'share') throw new ThresholdError(`${member} answered with ${answer.type}`, member)
+          return answer.share
+        }
+      },
+      { coordinator: this.self }
+    )
+  }
+
+  async issue(cert: Cert, options: AbortOptions = {}): Promise<SignedCert & { result: SigningResult }> {
+    const state = this.requireState()
+    if (cert.issuer !== clusterPrincipal(state))
+      throw new RangeError('a cluster certificate is issued by the cluster principal')
+    // nothing is signed that a verifier could not parse
+    const canonical = encodeCanonical(certToSexp(parseCert(certToSexp(cert))))
+    const result = await this.sign(CERT_DOMAIN, canonical, options)
+    const signed = { cert, signature: result.signature }
+    await verifyCert(signed)
+    await this.components.spki.addCert(signed)
+    return { ...signed, result }
+  }
+
+  private async requestFrost(member: PrincipalId, request: FrostRequest, options: AbortOptions): Promise<FrostAnswer> {
+    const bytes = await requestOnce(
+      this.open,
+      peerIdFromPrincipal(member),
+      FROST_PROTOCOL,
+      encodeFrostMessage(request),
+      {
+        maxBytes: MAX_FROST_MESSAGE_BYTES,
+        signal: this.signal(options)
+      }
+    )
+    const answer = decodeFrostMessage(bytes)
+    if (answer.type === 'error')
+      throw new MemberRefusedError(`${member} refused: ${answer.name}: ${answer.message}`, answer.name, member)
+    return answer as FrostAnswer
+  }
+
+  private async answerFrost(bytes: Uint8Array, connection: Connection): Promise<Uint8Array> {
+    try {
+      const request = decodeFrostMessage(bytes)
+      return encodeFrostMessage(
+        await this.handleFrost(request as FrostRequest, principalFromPeerId(connection.remotePeer))
+      )
+    } catch (err) {
+      this.log('refusing a cluster request from %p - %e', connection.remotePeer, err)
+      return encodeFrostMessage(errorAnswer(err))
+    }
+  }
+
+  /** The state a request of `epoch` for `group` is served from; a staged refresh is switched to when its epoch is asked for. */
+  private async stateFor(group: Uint8Array, epoch: number): Promise<ClusterState> {
+    const state = this.requireState()
+    if (!equalBytes(group, groupKeyOf(state))) throw new NoClusterError('this node holds no share of that cluster')
+    if (epoch === state.epoch) return state
+    if (this.staged != null && epoch === this.staged.epoch) {
+      // the coordinator committed a refresh whose commit this member missed
+      await this.promoteStaged()
+      return this.state as ClusterState
+    }
+    throw new WrongEpochError(`this member holds share generation ${state.epoch}, not ${epoch}`)
+  }
+
+  private async handleFrost(request: FrostRequest, from: PrincipalId): Promise<FrostAnswer> {
+    if (!('group' in request)) throw new WrongSessionError('not a request')
+    const state = await this.stateFor(request.group, request.epoch)
+    if (!state.members.includes(from) && request.type !== 'decrypt')
+      throw new NotAMemberError(`${from} is not a member of this cluster`)
+    const signer = this.signer as Signer
+    switch (request.type) {
+      case 'commit': {
+        const c = await signer.commit({ session: request.session, coordinator: from, payload: request.payload })
+        return { v: 1, type: 'commitments', identifier: c.identifier, hiding: c.hiding, binding: c.binding }
+      }
+      case 'sign':
+        return {
+          v: 1,
+          type: 'share',
+          share: signer.signShare({
+            session: request.session,
+            coordinator: from,
+            payload: request.payload,
+            commitments: request.commitments
+          })
+        }
+      case 'decrypt': {
+        await this.authorizeRequester(from, '(cyberspace (cluster decrypt))')
+        const d = decryptionShare(state.key, { ephemeral: request.ephemeral, ciphertext: new Uint8Array() })
+        return { v: 1, type: 'decryption', identifier: d.identifier, share: d.share, proof: d.proof }
+      }
+      case 'refresh-deal': {
+        await this.authorizeRequester(from, '(cyberspace (cluster refresh))')
+        const run = this.refreshRun
+        if (run != null && run.expires > Date.now() && !equalBytes(run.session, request.session))
+          throw new SigningRefusedError('another refresh is under way')
+        const { deal, own } = await makeDeal(state, this.self, this.seed(), request.session)
+        this.refreshRun = { session: request.session, coordinator: from, own, expires: Date.now() + this.sessionTtl }
+        return { v: 1, type: 'deal', deal }
+      }
+      case 'refresh-apply': {
+        const run = this.currentRefresh(request.session, from)
+        const staged = await this.stage(state, run, request.deals)
+        return { v: 1, type: 'staged', digest: publicDigest(staged) }
+      }
+      case 'refresh-commit': {
+        const run = this.currentRefresh(request.session, from)
+        if (run.staged == null) throw new WrongSessionError('nothing staged for this refresh')
+        await this.promoteStaged()
+        return { v: 1, type: 'committed', epoch: (this.state as ClusterState).epoch }
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ decryption
+
+  encrypt(plaintext: Uint8Array, aad?: Uint8Array): GroupCiphertext {
+    return encryptToGroup(groupKeyOf(this.requireState()), plaintext, aad)
+  }
+
+  async decrypt(ct: GroupCiphertext, aad?: Uint8Array, options: AbortOptions = {}): Promise<DecryptionResult> {
+    const state = this.requireState()
+    const pub = state.key.public
+    const excluded = new Map<PrincipalId, Error>()
+    const valid: Array<{ member: PrincipalId; share: DecryptionShare }> = []
+    const group = groupKeyOf(state)
+    await Promise.all(
+      state.members.map(async member => {
+        try {
+          let share: DecryptionShare
+          if (member === this.self) share = decryptionShare(state.key, ct)
+          else {
+            const a = await this.requestFrost(
+              member,
+              { v: 1, type: 'decrypt', group, epoch: state.epoch, ephemeral: ct.ephemeral },
+              options
+            )
+            if (a.type !== 'decryption') throw new ThresholdError(`${member} answered with ${a.type}`, member)
+            share = { identifier: a.identifier, share: a.share, proof: a.proof }
+          }
+          if (share.identifier !== memberIdentifier(member))
+            throw new ThresholdError(`${member} answered for another member`, member)
+          verifyDecryptionShare(pub, ct, share)
+          valid.push({ member, share })
+        } catch (err) {
+          excluded.set(member, err as Error)
+        }
+      })
+    )
+    if (valid.length < state.threshold) {
+      throw new NotEnoughSignersError(
+        `${valid.length} valid decryption shares; ${state.threshold} are needed. ` +
+          [...excluded].map(([m, e]) => `${m}: ${e.name}: ${e.message}`).join('; ')
+      )
+    }
+    const chosen = valid.slice(0, state.threshold)
+    return {
+      plaintext: combineDecryption(
+        pub,
+        ct,
+        chosen.map(v => v.share),
+        aad
+      ),
+      helpers: chosen.map(v => v.member),
+      excluded
+    }
+  }
+
+  // ------------------------------------------------------------------ refresh
+
+  async refresh(options: AbortOptions = {}): Promise<RefreshResult> {
+    const state = this.requireState()
+    const session = crypto.getRandomValues(new Uint8Array(32))
+    const group = groupKeyOf(state)
+    const epoch = state.epoch
+    const others = state.members.filter(m => m !== this.self)
+    const deals = new Map<PrincipalId, Uint8Array>()
+    const mine = await makeDeal(state, this.self, this.seed(), session)
+    deals.set(this.self, mine.deal)
+    const run: RefreshRun = { session, coordinator: this.self, own: mine.own, expires: Date.now() + this.sessionTtl }
+    this.refreshRun = run
+    await this.allOrFail(
+      others,
+      async m => {
+        const a = await this.requestFrost(m, { v: 1, type: 'refresh-deal', group, epoch, session }, options)
+        if (a.type !== 'deal') throw new ThresholdError(`${m} answered with ${a.type}`, m)
+        deals.set(m, a.deal)
+      },
+      'refresh (every member must deal)'
+    )
+    const all = state.members.map(m => deals.get(m) as Uint8Array)
+    const staged = await this.stage(state, run, all)
+    const digest = publicDigest(staged)
+    await this.allOrFail(
+      others,
+      async m => {
+        const a = await this.requestFrost(
+          m,
+          { v: 1, type: 'refresh-apply', group, epoch, session, deals: all },
+          options
+        )
+        if (a.type !== 'staged') throw new ThresholdError(`${m} answered with ${a.type}`, m)
+        if (!equalBytes(a.digest, digest)) throw new EquivocationError(`${m} computed other public shares`, m)
+      },
+      'refresh (every member must stage the new share)'
+    )
+    // everyone holds the new share staged: switch here, then tell the others
+    await this.promoteStaged()
+    const lagging = new Map<PrincipalId, Error>()
+    await Promise.all(
+      others.map(async m => {
+        try {
+          await this.requestFrost(m, { v: 1, type: 'refresh-commit', group, epoch, session }, options)
+        } catch (err) {
+          lagging.set(m, err as Error)
+        }
+      })
+    )
+    return { ...(this.info() as ClusterInfo), lagging }
+  }
+
+  private currentRefresh(session: Uint8Array, from: PrincipalId): RefreshRun {
+    const run = this.refreshRun
+    if (run == null || !equalBytes(run.session, session) || run.coordinator !== from || run.expires <= Date.now())
+      throw new WrongSessionError('no such refresh from this coordinator')
+    return run
+  }
+
+  /** Opens and checks every deal, computes the new share and keeps it staged (on disk) until the commit. */
+  private async stage(state: ClusterState, run: RefreshRun, deals: Uint8Array[]): Promise<ClusterState> {
+    if (deals.length !== state.members.length)
+      throw new NotEnoughSignersError('a refresh needs one deal from every member')
+    const received = await openDeals(state, this.self, this.seed(), run.session, deals, run.own)
+    const key = applyRefresh(state.key, this.self, state.members, received)
+    const staged: ClusterState = { ...state, epoch: state.epoch + 1, key }
+    await this.store.save('staged', encodeClusterState(staged))
+    this.staged = staged
+    run.staged = staged
+    return staged
+  }
+
+  private async promoteStaged(): Promise<void> {
+    const staged = this.staged
+    if (staged == null) throw new WrongSessionError('nothing staged')
+    // the new share is on disk as current before the staged copy goes: a crash keeps one of them
+    await this.keep(staged)
+    await this.store.remove('staged')
+    this.staged = undefined
+    this.refreshRun = undefined
+  }
+}
+
+export function cluster(init: ClusterInit = {}): (components: ClusterComponents) => Cluster {
+  return components => new ClusterService(components, init)
+}
