@@ -12,6 +12,7 @@ import { connectApi } from './api/client.ts'
 import { DEFAULT_DATA_DIR, TOKEN_FILE } from './data-dir.ts'
 import { UsageError } from './errors.ts'
 import { acl, cert, key, SPKI_USAGE } from './spki-commands.ts'
+import { CLUSTER_USAGE, clusterCommand } from './cluster-commands.ts'
 import { DEFAULT_API_PORT, DEFAULT_LISTEN, startNodeProcess } from './platform.ts'
 import type { BufferedMessage } from './api/server.ts'
 import type { BootstrapRetry } from '../src/network/bootstrap.ts'
@@ -29,6 +30,7 @@ commands:
   pubsub pub <topic> <text>   publish a gossipsub message
   pubsub sub <topic>          print messages on a topic as they arrive (Ctrl-C stops)
 ${SPKI_USAGE}
+${CLUSTER_USAGE}
 
 options:
   --data-dir <path>           the node's data directory (default ${DEFAULT_DATA_DIR})
@@ -48,6 +50,8 @@ const OPTIONS = {
   in: { type: 'string' },
   from: { type: 'string' },
   transport: { type: 'boolean' },
+  members: { type: 'string', multiple: true },
+  threshold: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -94,6 +98,8 @@ export async function main(
         return await cert(dataDir, rest, values, out)
       case 'acl':
         return await acl(dataDir, rest, values, out)
+      case 'cluster':
+        return await clusterCommand(dataDir, rest, values, out)
       default:
         throw new UsageError(`unknown command "${command}" (see cyberspace --help)`)
     }

@@ -6,6 +6,8 @@
  *   lock           "<pid> <per-start token>" of the process running a node on this directory
  *   api.json       { url, pid } of the running node's control API (removed on clean stop)
  *   api-token      bearer token for the control API, new on every start
+ *   cluster.share  this node's share of the cluster key (src/threshold/state.ts), if it has one
+ *   cluster.staged a refreshed share waiting for the refresh to commit
  *   blocks/        Helia blockstore
  *   datastore/     libp2p + Helia datastore (LevelDB)
  *
@@ -19,6 +21,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { CorruptKeyError, DataDirError, DataDirLockedError } from './errors.ts'
+import type { ShareSlot, ShareStore } from '../src/threshold/state.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
 export const DEFAULT_DATA_DIR = join(homedir(), '.cyberspace')
@@ -26,6 +29,9 @@ export const KEY_FILE = 'identity.key'
 export const LOCK_FILE = 'lock'
 export const API_FILE = 'api.json'
 export const TOKEN_FILE = 'api-token'
+export const SHARE_FILES: Record<ShareSlot, string> = { current: 'cluster.share', staged: 'cluster.staged' }
+/** A share file larger than this is not a share. */
+const MAX_SHARE_FILE_BYTES = 64 * 1024
 /** An identity key file larger than this is not a key. */
 const MAX_KEY_FILE_BYTES = 4096
 
@@ -244,4 +250,32 @@ export async function createApiToken(dir: string): Promise<string> {
 function describe(err: unknown): string {
   const e = err as NodeJS.ErrnoException
   return e.code != null ? `${e.code}${e.message.includes(e.code) ? '' : `: ${e.message}`}` : (e.message ?? String(err))
+}
+
+/**
+ * The cluster share as 0600 files in the data directory, each replaced atomically (a crash leaves
+ * the old file or the new one). The content is checked when the node loads it.
+ */
+export function fileShareStore(dir: string): ShareStore {
+  const file = (slot: ShareSlot): string => join(resolve(dir), SHARE_FILES[slot])
+  return {
+    load: async slot => {
+      try {
+        const info = await stat(file(slot))
+        if (!info.isFile() || info.size > MAX_SHARE_FILE_BYTES)
+          throw new DataDirError(`${file(slot)} is not a share file; it was left untouched`)
+        if ((info.mode & 0o077) !== 0) await chmod(file(slot), 0o600)
+        return await readFile(file(slot))
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+        throw err
+      }
+    },
+    save: async (slot, bytes) => {
+      await writeFileAtomic(file(slot), bytes)
+    },
+    remove: async slot => {
+      await rm(file(slot), { force: true })
+    }
+  }
 }

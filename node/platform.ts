@@ -17,7 +17,7 @@ import { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
 import { createNode } from '../src/node.ts'
 import { startApiServer } from './api/server.ts'
-import { API_FILE, createApiToken, openDataDir, writeFileAtomic } from './data-dir.ts'
+import { API_FILE, createApiToken, fileShareStore, openDataDir, writeFileAtomic } from './data-dir.ts'
 import { DataDirError } from './errors.ts'
 import type { ApiServer } from './api/server.ts'
 import type { DataDir } from './data-dir.ts'
@@ -85,6 +85,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       bootstrap: options.bootstrap,
       bootstrapOptions: options.bootstrapOptions,
       dhtServer: true,
+      clusterOptions: { store: fileShareStore(dataDir.path) },
       // libp2p's defaults (5 inbound connections per second per host, 10 pending) assume every
       // peer has its own address; cluster members often share one (several agents on a machine,
       // a LAN behind one NAT), and a joining burst would be refused and left to backoff

@@ -58,7 +58,7 @@ const MAX_INPUT_BYTES = 1024 * 1024
 /** A sequence lists each certificate or CRL and then its signature. */
 const SEQUENCE_LIMITS = { maxBytes: MAX_INPUT_BYTES, maxListLength: 2 * MAX_SEQUENCE_ITEMS + 1 }
 
-function printCert(view: CertView, flags: SpkiFlags, out: Out): void {
+export function printCert(view: CertView, flags: SpkiFlags, out: Out): void {
   out(`# ${view.type} certificate ${view.hash} by ${view.issuer}`)
   out(flags.transport === true ? view.transport : view.advanced)
 }

@@ -17,6 +17,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WebSockets } from '@multiformats/multiaddr-matcher'
 import { MAX_NAME_LENGTH, MAX_VALUE_BYTES, valueKey } from '../../protocols/values/codec.ts'
+import { clusterRoutes, CLUSTER_ERROR_STATUS } from './cluster-routes.ts'
 import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
 import type { Route } from './http.ts'
 import { HttpError, MAX_BODY_BYTES, readJson, send, stringField } from './http.ts'
@@ -70,7 +71,8 @@ const ERROR_STATUS: Record<string, number> = {
   InvalidValueRecordError: 400,
   InvalidParametersError: 400,
   TimeoutError: 504,
-  ...SPKI_ERROR_STATUS
+  ...SPKI_ERROR_STATUS,
+  ...CLUSTER_ERROR_STATUS
 }
 
 const PAGE_FILES: Record<string, { file: string; type: string }> = {
@@ -166,7 +168,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       if (buffer == null) throw new HttpError(404, `not subscribed to ${topic}`)
       return { topic, messages: buffer.messages.filter(m => m.seq > after), next: buffer.next - 1 }
     },
-    ...spkiRoutes(node)
+    ...spkiRoutes(node),
+    ...clusterRoutes(node)
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

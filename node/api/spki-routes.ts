@@ -78,13 +78,13 @@ function grantView(grant: DiscoveredGrant): GrantView {
   }
 }
 
-function tagField(body: Record<string, unknown>): ReturnType<typeof parseTag> {
+export function tagField(body: Record<string, unknown>): ReturnType<typeof parseTag> {
   const items = parseAnyForm(new TextEncoder().encode(stringField(body, 'tag', MAX_TEXT)))
   if (items.length !== 1) throw new HttpError(400, 'tag must be one S-expression')
   return parseTag(items[0])
 }
 
-function validityField(body: Record<string, unknown>): Validity {
+export function validityField(body: Record<string, unknown>): Validity {
   const validity: Validity = {}
   const notBefore = optionalString(body, 'notBefore', 64)
   const notAfter = optionalString(body, 'notAfter', 64)

@@ -1,0 +1,156 @@
+/**
+ * Control-API routes for the cluster key (`cyberspace cluster …`): generate it with other
+ * members, show it, sign with it, issue cluster certificates, refresh the shares, and encrypt to
+ * it or open what was encrypted to it.
+ *
+ * @example
+ * POST /api/v0/cluster/init { "members": ["12D3Koo…", …], "threshold": 3 }
+ * → { "principal": "z6Mk…", "threshold": 3, "members": [...], "epoch": 0, "groupKey": "…hex" }
+ */
+import { base16 } from 'multiformats/bases/base16'
+import { base64 } from 'multiformats/bases/base64'
+import { parsePrincipal } from '../../src/crypto/principal.ts'
+import { parseSubjectText } from '../../src/spki/text.ts'
+import { MAX_PLAINTEXT_BYTES } from '../../src/threshold/decrypt.ts'
+import { CLUSTER_MESSAGE_DOMAIN } from '../../src/threshold/service.ts'
+import { certView, tagField, validityField } from './spki-routes.ts'
+import { booleanField, HttpError, MAX_BODY_BYTES, readJson, stringField } from './http.ts'
+import type { Route } from './http.ts'
+import type { CertView } from './spki-routes.ts'
+import type { PrincipalId } from '../../src/crypto/principal.ts'
+import type { CyberspaceNode } from '../../src/node.ts'
+import type { ClusterInfo } from '../../src/threshold/service.ts'
+import type { SigningResult } from '../../src/threshold/sign.ts'
+
+const MAX_MEMBERS_FIELD = 64
+
+export interface ClusterView {
+  principal: PrincipalId
+  groupKey: string
+  threshold: number
+  members: PrincipalId[]
+  epoch: number
+}
+
+export interface SigningView {
+  signature: string
+  signers: PrincipalId[]
+  /** Members left out of the signature, with why. */
+  excluded: Record<string, string>
+  attempts: number
+}
+
+function clusterView(info: ClusterInfo): ClusterView {
+  return { ...info, groupKey: base16.baseEncode(info.groupKey) }
+}
+
+function signingView(result: SigningResult): SigningView {
+  return {
+    signature: base16.baseEncode(result.signature),
+    signers: result.signers,
+    excluded: Object.fromEntries([...result.excluded].map(([m, e]) => [m, `${e.name}: ${e.message}`])),
+    attempts: result.attempts
+  }
+}
+
+/** A ciphertext as text: base64 of R ‖ ChaCha20-Poly1305 ciphertext. */
+function ciphertextText(ct: { ephemeral: Uint8Array; ciphertext: Uint8Array }): string {
+  const bytes = new Uint8Array(32 + ct.ciphertext.length)
+  bytes.set(ct.ephemeral)
+  bytes.set(ct.ciphertext, 32)
+  return base64.baseEncode(bytes)
+}
+
+function parseCiphertext(text: string): { ephemeral: Uint8Array; ciphertext: Uint8Array } {
+  let bytes: Uint8Array
+  try {
+    bytes = base64.baseDecode(text)
+  } catch {
+    throw new HttpError(400, 'ciphertext must be base64 (as cluster encrypt prints it)')
+  }
+  if (bytes.length < 32 + 16) throw new HttpError(400, 'ciphertext is too short')
+  return { ephemeral: bytes.subarray(0, 32), ciphertext: bytes.subarray(32) }
+}
+
+export function clusterRoutes(node: CyberspaceNode): Record<string, Route> {
+  const required = (): ClusterInfo => {
+    const info = node.cluster.info()
+    if (info == null) throw new HttpError(409, 'this node holds no cluster share; run cyberspace cluster init')
+    return info
+  }
+  return {
+    'GET cluster': async () => {
+      const info = node.cluster.info()
+      return info == null ? { cluster: null } : { cluster: clusterView(info) }
+    },
+    'POST cluster/init': async req => {
+      const body = await readJson(req)
+      const given = body.members
+      if (!Array.isArray(given) || given.length === 0 || given.length > MAX_MEMBERS_FIELD)
+        throw new HttpError(400, `members must list 1-${MAX_MEMBERS_FIELD} peer ids or principals`)
+      const members = given.map(m => {
+        if (typeof m !== 'string' || m.length > 128) throw new HttpError(400, 'a member is a peer id or principal')
+        return parsePrincipal(m)
+      })
+      const threshold = body.threshold
+      if (typeof threshold !== 'number' || !Number.isSafeInteger(threshold))
+        throw new HttpError(400, 'threshold must be a whole number')
+      return clusterView(await node.cluster.init(members, threshold))
+    },
+    'POST cluster/sign': async req => {
+      const text = stringField(await readJson(req), 'text', MAX_BODY_BYTES)
+      required()
+      return signingView(await node.cluster.sign(CLUSTER_MESSAGE_DOMAIN, new TextEncoder().encode(text)))
+    },
+    'POST cluster/issue': async req => {
+      const body = await readJson(req)
+      const { principal } = required()
+      const signed = await node.cluster.issue({
+        type: 'auth',
+        issuer: principal,
+        subject: parseSubjectText(stringField(body, 'subject', 16 * 1024), principal),
+        propagate: booleanField(body, 'propagate'),
+        tag: tagField(body),
+        validity: validityField(body)
+      })
+      const view: CertView & { signing: SigningView } = { ...certView(signed), signing: signingView(signed.result) }
+      return view
+    },
+    'POST cluster/refresh': async () => {
+      required()
+      const result = await node.cluster.refresh()
+      return {
+        ...clusterView(result),
+        lagging: Object.fromEntries([...result.lagging].map(([m, e]) => [m, `${e.name}: ${e.message}`]))
+      }
+    },
+    'POST cluster/encrypt': async req => {
+      const text = stringField(await readJson(req), 'text', Math.min(MAX_BODY_BYTES, MAX_PLAINTEXT_BYTES))
+      required()
+      return { ciphertext: ciphertextText(node.cluster.encrypt(new TextEncoder().encode(text))) }
+    },
+    'POST cluster/decrypt': async req => {
+      const ct = parseCiphertext(stringField(await readJson(req), 'ciphertext', MAX_BODY_BYTES))
+      required()
+      const result = await node.cluster.decrypt(ct)
+      return {
+        text: new TextDecoder().decode(result.plaintext),
+        helpers: result.helpers,
+        excluded: Object.fromEntries([...result.excluded].map(([m, e]) => [m, `${e.name}: ${e.message}`]))
+      }
+    }
+  }
+}
+
+/** HTTP status of the threshold layer's named errors. */
+export const CLUSTER_ERROR_STATUS: Record<string, number> = {
+  NoClusterError: 409,
+  ClusterExistsError: 409,
+  NotEnoughSignersError: 503,
+  ThresholdError: 502,
+  MemberRefusedError: 502,
+  SigningRefusedError: 403,
+  DecryptionError: 400,
+  InvalidPointError: 400,
+  InvalidScalarError: 400
+}
