@@ -3,7 +3,7 @@
  * checks, and the `error` answer every protocol sends when it refuses a request.
  *
  * @example
- * const msg = decodeLimited(bytes, 64 * 1024, text => new InvalidFooError(text))
+ * const msg = decodeChecked(bytes, 64 * 1024, checkFooMessage, fail)
  * if (!isBytes(msg.session, 32, 32)) throw …
  */
 import * as dagCbor from '@ipld/dag-cbor'
@@ -26,13 +26,26 @@ export const isBytes = (x: unknown, min: number, max: number): x is Uint8Array =
   x instanceof Uint8Array && x.length >= min && x.length <= max
 export const isPrincipalText = (x: unknown): x is string => isText(x, MAX_PRINCIPAL_LENGTH)
 
-/** Decodes dag-cbor of at most `max` bytes into a map with exactly the fields its type lists. */
-export function decodeLimited(
+/** Encodes `msg` after `check` accepts it; throws through `fail` if it is larger than `max` bytes. */
+export function encodeChecked<T>(
+  msg: T,
+  check: (m: unknown) => void,
+  max: number,
+  fail: (what: string) => never
+): Uint8Array {
+  check(msg)
+  const bytes = dagCbor.encode(msg)
+  if (bytes.length > max) fail(`message larger than ${max} bytes`)
+  return bytes
+}
+
+/** Decodes dag-cbor of at most `max` bytes and hands it to `check`, which throws on anything else. */
+export function decodeChecked<T>(
   bytes: Uint8Array,
   max: number,
-  fields: Record<string, string>,
+  check: (m: unknown) => asserts m is T,
   fail: (what: string) => never
-): Record<string, unknown> & { type: string } {
+): T {
   if (!(bytes instanceof Uint8Array) || bytes.length > max) fail(`message larger than ${max} bytes`)
   let decoded: unknown
   try {
@@ -40,7 +53,14 @@ export function decodeLimited(
   } catch (err) {
     return fail(`message is not dag-cbor: ${(err as Error).message}`)
   }
-  return checkFields(decoded, fields, fail)
+  check(decoded)
+  return decoded
+}
+
+/** The bytes a signed map's signature covers (before the domain prefix): dag-cbor of the map without `sig`. */
+export function unsignedBody(msg: { sig: Uint8Array }): Uint8Array {
+  const { sig: _sig, ...unsigned } = msg
+  return dagCbor.encode(unsigned)
 }
 
 /** Checks version 1, a known type, and exactly that type's fields (comma-separated, sorted). */

@@ -3,8 +3,7 @@
  * dag-cbor maps, each signed by its sender over `cyberspace/dkg/v1` ‖ 0x00 ‖ the dag-cbor of the
  * map without `sig`. Decoding checks shape and sizes only; the session checks meaning.
  */
-import * as dagCbor from '@ipld/dag-cbor'
-import { checkFields, decodeLimited, ERROR_FIELDS } from '../wire.ts'
+import { checkFields, decodeChecked, encodeChecked, ERROR_FIELDS, unsignedBody } from '../wire.ts'
 import type { ErrorAnswer } from '../wire.ts'
 
 export const DKG_PROTOCOL = '/cyberspace/dkg/1.0.0'
@@ -97,28 +96,15 @@ export function checkDkgMessage(msg: unknown): asserts msg is DkgMessage {
 }
 
 export function encodeDkgMessage(msg: DkgMessage): Uint8Array {
-  checkDkgMessage(msg)
-  return dagCbor.encode(msg)
+  return encodeChecked(msg, checkDkgMessage, MAX_DKG_MESSAGE_BYTES, fail)
 }
 
 export function decodeDkgMessage(bytes: Uint8Array): DkgMessage {
-  if (!(bytes instanceof Uint8Array) || bytes.length > MAX_DKG_MESSAGE_BYTES)
-    fail(`message larger than ${MAX_DKG_MESSAGE_BYTES} bytes`)
-  let decoded: unknown
-  try {
-    decoded = dagCbor.decode(bytes)
-  } catch (err) {
-    return fail(`message is not dag-cbor: ${(err as Error).message}`)
-  }
-  checkDkgMessage(decoded)
-  return decoded
+  return decodeChecked(bytes, MAX_DKG_MESSAGE_BYTES, checkDkgMessage, fail)
 }
 
 /** The bytes a DKG message's signature covers (before the domain prefix): the map without sig. */
-export function dkgSigningBody(msg: DkgMessage): Uint8Array {
-  const { sig: _sig, ...unsigned } = msg
-  return dagCbor.encode(unsigned)
-}
+export const dkgSigningBody = (msg: DkgMessage): Uint8Array => unsignedBody(msg)
 
 // ---------------------------------------------------------------- the stream envelope
 
@@ -180,14 +166,9 @@ function checkEnvelope(msg: unknown): asserts msg is DkgEnvelope {
 }
 
 export function encodeDkgEnvelope(msg: DkgEnvelope): Uint8Array {
-  checkEnvelope(msg)
-  const bytes = dagCbor.encode(msg)
-  if (bytes.length > MAX_DKG_ENVELOPE_BYTES) fail(`message larger than ${MAX_DKG_ENVELOPE_BYTES} bytes`)
-  return bytes
+  return encodeChecked(msg, checkEnvelope, MAX_DKG_ENVELOPE_BYTES, fail)
 }
 
 export function decodeDkgEnvelope(bytes: Uint8Array): DkgEnvelope {
-  const m = decodeLimited(bytes, MAX_DKG_ENVELOPE_BYTES, ENVELOPE_FIELDS, fail)
-  checkEnvelope(m)
-  return m
+  return decodeChecked(bytes, MAX_DKG_ENVELOPE_BYTES, checkEnvelope, fail)
 }

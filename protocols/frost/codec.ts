@@ -8,9 +8,16 @@
  * const bytes = encodeFrostMessage({ v: 1, type: 'commit', group, epoch: 0, session, payload })
  * decodeFrostMessage(bytes) // throws InvalidFrostMessageError on anything else
  */
-import * as dagCbor from '@ipld/dag-cbor'
 import { MAX_GROUP_MEMBERS } from '../dkg/codec.ts'
-import { checkFields, decodeLimited, ERROR_FIELDS, isBytes, isPrincipalText } from '../wire.ts'
+import {
+  checkFields,
+  decodeChecked,
+  encodeChecked,
+  ERROR_FIELDS,
+  isBytes,
+  isPrincipalText,
+  unsignedBody
+} from '../wire.ts'
 import type { ErrorAnswer } from '../wire.ts'
 
 export const FROST_PROTOCOL = '/cyberspace/frost/1.0.0'
@@ -207,16 +214,11 @@ export function checkFrostMessage(msg: unknown): asserts msg is FrostMessage {
 }
 
 export function encodeFrostMessage(msg: FrostMessage): Uint8Array {
-  checkFrostMessage(msg)
-  const bytes = dagCbor.encode(msg)
-  if (bytes.length > MAX_FROST_MESSAGE_BYTES) fail(`message larger than ${MAX_FROST_MESSAGE_BYTES} bytes`)
-  return bytes
+  return encodeChecked(msg, checkFrostMessage, MAX_FROST_MESSAGE_BYTES, fail)
 }
 
 export function decodeFrostMessage(bytes: Uint8Array): FrostMessage {
-  const m = decodeLimited(bytes, MAX_FROST_MESSAGE_BYTES, FIELDS, fail)
-  checkFrostMessage(m)
-  return m
+  return decodeChecked(bytes, MAX_FROST_MESSAGE_BYTES, checkFrostMessage, fail)
 }
 
 const DEAL_FIELDS = 'boxes,commitments,ephemeral,epoch,from,group,session,sig,v'
@@ -245,24 +247,12 @@ export function checkRefreshDeal(deal: unknown): asserts deal is RefreshDeal {
 }
 
 export function encodeRefreshDeal(deal: RefreshDeal): Uint8Array {
-  checkRefreshDeal(deal)
-  return dagCbor.encode(deal)
+  return encodeChecked(deal, checkRefreshDeal, MAX_DEAL_BYTES, fail)
 }
 
 export function decodeRefreshDeal(bytes: Uint8Array): RefreshDeal {
-  if (!isBytes(bytes, 1, MAX_DEAL_BYTES)) fail(`a deal is 1-${MAX_DEAL_BYTES} bytes`)
-  let decoded: unknown
-  try {
-    decoded = dagCbor.decode(bytes)
-  } catch (err) {
-    return fail(`deal is not dag-cbor: ${(err as Error).message}`)
-  }
-  checkRefreshDeal(decoded)
-  return decoded
+  return decodeChecked(bytes, MAX_DEAL_BYTES, checkRefreshDeal, fail)
 }
 
 /** The bytes a deal's signature covers (before the domain prefix). */
-export function refreshDealSigningBody(deal: RefreshDeal): Uint8Array {
-  const { sig: _sig, ...unsigned } = deal
-  return dagCbor.encode(unsigned)
-}
+export const refreshDealSigningBody = (deal: RefreshDeal): Uint8Array => unsignedBody(deal)

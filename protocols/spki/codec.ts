@@ -6,7 +6,7 @@
  * const bytes = encodeSpkiMessage({ v: 1, type: 'prove', roots: [rootId], principal: id, tag: canonicalTag })
  * const msg = decodeSpkiMessage(bytes) // throws InvalidSpkiMessageError on anything else
  */
-import * as dagCbor from '@ipld/dag-cbor'
+import { decodeChecked, encodeChecked } from '../wire.ts'
 
 export const SPKI_PROTOCOL = '/cyberspace/spki/1.0.0'
 export const SPKI_MESSAGE_VERSION = 1
@@ -60,23 +60,11 @@ const isText = (x: unknown, max: number): x is string => typeof x === 'string' &
 const isBytes = (x: unknown, max: number): x is Uint8Array => x instanceof Uint8Array && x.length > 0 && x.length <= max
 
 export function encodeSpkiMessage(msg: SpkiMessage): Uint8Array {
-  check(msg)
-  const bytes = dagCbor.encode(msg)
-  if (bytes.length > MAX_SPKI_MESSAGE_BYTES) fail(`message larger than ${MAX_SPKI_MESSAGE_BYTES} bytes`)
-  return bytes
+  return encodeChecked(msg, check, MAX_SPKI_MESSAGE_BYTES, fail)
 }
 
 export function decodeSpkiMessage(bytes: Uint8Array): SpkiMessage {
-  if (!(bytes instanceof Uint8Array) || bytes.length > MAX_SPKI_MESSAGE_BYTES)
-    fail(`message larger than ${MAX_SPKI_MESSAGE_BYTES} bytes`)
-  let decoded: unknown
-  try {
-    decoded = dagCbor.decode(bytes)
-  } catch (err) {
-    return fail(`message is not dag-cbor: ${(err as Error).message}`)
-  }
-  check(decoded)
-  return decoded
+  return decodeChecked(bytes, MAX_SPKI_MESSAGE_BYTES, check, fail)
 }
 
 const FIELDS = { prove: 'principal,roots,tag,type,v', proof: 'certs,type,v', error: 'message,name,type,v' }
