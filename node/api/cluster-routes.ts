@@ -152,5 +152,16 @@ export const CLUSTER_ERROR_STATUS: Record<string, number> = {
   SigningRefusedError: 403,
   DecryptionError: 400,
   InvalidPointError: 400,
-  InvalidScalarError: 400
+  InvalidScalarError: 400,
+  // a member misbehaved or disagrees: the request could not be carried out among them
+  InvalidShareError: 502,
+  MessageSignatureError: 502,
+  ReplayedMessageError: 502,
+  EquivocationError: 502,
+  WrongEpochError: 502,
+  WrongSessionError: 502,
+  NotAMemberError: 502,
+  InvalidFrostMessageError: 502,
+  InvalidDkgMessageError: 502,
+  CorruptShareError: 500
 }

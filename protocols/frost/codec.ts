@@ -8,6 +8,7 @@
  * const bytes = encodeFrostMessage({ v: 1, type: 'commit', group, epoch: 0, session, payload })
  * decodeFrostMessage(bytes) // throws InvalidFrostMessageError on anything else
  */
+import * as dagCbor from '@ipld/dag-cbor'
 import { MAX_GROUP_MEMBERS } from '../dkg/codec.ts'
 import {
   checkFields,
@@ -23,6 +24,8 @@ import type { ErrorAnswer } from '../wire.ts'
 export const FROST_PROTOCOL = '/cyberspace/frost/1.0.0'
 /** Domain of a signed refresh deal. */
 export const REFRESH_DEAL_DOMAIN = 'cyberspace/refresh-deal/v1'
+/** Domain of a member's acknowledgement that it staged a refresh. */
+export const REFRESH_ACK_DOMAIN = 'cyberspace/refresh-ack/v1'
 export const MAX_FROST_MESSAGE_BYTES = 1024 * 1024
 /** Largest payload a cluster signs (a certificate, a CRL, a message, with its domain). */
 export const MAX_SIGN_PAYLOAD_BYTES = 64 * 1024
@@ -98,10 +101,14 @@ export interface StagedAnswer {
   type: 'staged'
   /** sha256 of the new public key package: equal at every member, or the refresh is abandoned. */
   digest: Uint8Array
+  /** The member's signature over refreshAckBody(group, epoch + 1, session, digest). */
+  ack: Uint8Array
 }
 export interface RefreshCommitRequest extends GroupRequest {
   type: 'refresh-commit'
   session: Uint8Array
+  /** Every member's ack: the proof that all staged the same new public package. */
+  acks: Array<{ from: string; sig: Uint8Array }>
 }
 export interface CommittedAnswer {
   v: 1
@@ -151,8 +158,8 @@ const FIELDS: Record<string, string> = {
   'refresh-deal': `${GROUP}session,type,v`,
   deal: 'deal,type,v',
   'refresh-apply': `deals,${GROUP}session,type,v`,
-  staged: 'digest,type,v',
-  'refresh-commit': `${GROUP}session,type,v`,
+  staged: 'ack,digest,type,v',
+  'refresh-commit': `acks,${GROUP}session,type,v`,
   committed: 'epoch,type,v',
   error: ERROR_FIELDS
 }
@@ -206,6 +213,17 @@ export function checkFrostMessage(msg: unknown): asserts msg is FrostMessage {
       break
     case 'staged':
       if (!isBytes(m.digest, 32, 32)) fail('digest is 32 bytes')
+      if (!isBytes(m.ack, 64, 64)) fail('ack is a 64-byte signature')
+      break
+    case 'refresh-commit':
+      if (!Array.isArray(m.acks) || m.acks.length < 2 || m.acks.length > MAX_GROUP_MEMBERS)
+        fail(`a commit carries 2-${MAX_GROUP_MEMBERS} acks`)
+      for (const a of m.acks as unknown[]) {
+        const ack = a as Record<string, unknown>
+        if (ack == null || typeof ack !== 'object' || Object.keys(ack).sort().join(',') !== 'from,sig')
+          fail('an ack has exactly from and sig')
+        if (!isPrincipalText(ack.from) || !isBytes(ack.sig, 64, 64)) fail('an ack names its member and is 64 bytes')
+      }
       break
     case 'committed':
       if (!isEpoch(m.epoch)) fail('epoch is a small whole number')
@@ -256,3 +274,8 @@ export function decodeRefreshDeal(bytes: Uint8Array): RefreshDeal {
 
 /** The bytes a deal's signature covers (before the domain prefix). */
 export const refreshDealSigningBody = (deal: RefreshDeal): Uint8Array => unsignedBody(deal)
+
+/** What a member's refresh ack signs: the group, the new epoch, the session and the new public package's digest. */
+export function refreshAckBody(group: Uint8Array, epoch: number, session: Uint8Array, digest: Uint8Array): Uint8Array {
+  return dagCbor.encode({ group, epoch, session, digest })
+}

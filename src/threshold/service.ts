@@ -33,11 +33,14 @@ import {
   encodeFrostMessage,
   FROST_PROTOCOL,
   MAX_FROST_MESSAGE_BYTES,
-  MAX_SIGN_PAYLOAD_BYTES
+  MAX_SIGN_PAYLOAD_BYTES,
+  REFRESH_ACK_DOMAIN,
+  refreshAckBody
 } from '../../protocols/frost/codec.ts'
 import { signedBytes } from '../../protocols/signing.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
-import { peerIdFromPrincipal, principalFromPeerId } from '../crypto/principal.ts'
+import { peerIdFromPrincipal, principalFromPeerId, principalPublicKey } from '../crypto/principal.ts'
+import { signAs, verifyAs } from '../crypto/sign.ts'
 import { requestOnce, serveOnce } from '../network/rpc.ts'
 import type { OpenStream } from '../network/rpc.ts'
 import { CERT_DOMAIN, certToSexp, parseCert, verifyCert } from '../spki/cert.ts'
@@ -60,7 +63,7 @@ import {
   WrongEpochError,
   WrongSessionError
 } from './errors.ts'
-import { memberIdentifier } from './group.ts'
+import { memberIdentifier, parsePoint } from './group.ts'
 import { applyRefresh } from './refresh.ts'
 import { coordinateSigning, Signer } from './sign.ts'
 import {
@@ -142,7 +145,7 @@ export interface DecryptionResult {
 }
 
 export interface RefreshResult extends ClusterInfo {
-  /** Members that staged the new share but did not confirm the switch; they switch on the next request. */
+  /** Members that staged the new share but did not confirm the switch (see the note on lagging members in protocols/frost/README.md). */
   lagging: Map<PrincipalId, Error>
 }
 
@@ -172,11 +175,11 @@ interface RefreshRun {
   session: Uint8Array
   coordinator: PrincipalId
   own: ReceivedRefresh
+  /** This member's signed deal, given again if asked again. */
+  deal: Uint8Array
   staged?: ClusterState
   expires: number
 }
-
-const MAX_DKG_RUNS = 4
 
 class ClusterService implements Cluster, Startable {
   private readonly components: ClusterComponents
@@ -187,10 +190,11 @@ class ClusterService implements Cluster, Startable {
   private readonly store: ShareStore
   private readonly sessionTtl: number
   private state?: ClusterState
-  /** A refresh's new state, kept until its commit (or a request of its epoch) arrives. */
-  private staged?: ClusterState
   private signer?: Signer
-  private readonly dkgRuns = new Map<string, DkgRun>()
+  /** The key generation this node takes part in as an invited member (at most one at a time). */
+  private dkgRun?: DkgRun & { id: string }
+  /** True while this node initiates a key generation or stores the share of one. */
+  private generating = false
   private refreshRun?: RefreshRun
   private readonly open: OpenStream
 
@@ -211,17 +215,8 @@ class ClusterService implements Cluster, Startable {
   async start(): Promise<void> {
     const current = await this.store.load('current')
     if (current != null) this.use(decodeClusterState(current, this.self))
-    const staged = await this.store.load('staged')
-    if (staged != null) {
-      try {
-        const s = decodeClusterState(staged, this.self)
-        if (this.state != null && s.epoch === this.state.epoch + 1) this.staged = s
-        else await this.store.remove('staged')
-      } catch (err) {
-        this.log.error('dropping an unusable staged share - %e', err)
-        await this.store.remove('staged')
-      }
-    }
+    // a refresh staged before a restart cannot be committed any more: its session is gone
+    await this.store.remove('staged')
     const serve = { maxBytes: MAX_FROST_MESSAGE_BYTES, timeout: this.timeout, log: this.log }
     await this.components.registrar.handle(
       FROST_PROTOCOL,
@@ -338,6 +333,17 @@ class ClusterService implements Cluster, Startable {
   // ------------------------------------------------------------------ key generation
 
   async init(members: PrincipalId[], threshold: number, options: AbortOptions = {}): Promise<ClusterInfo> {
+    if (this.generating || this.liveDkgRun() != null)
+      throw new ClusterExistsError('a key generation is already under way at this node')
+    this.generating = true
+    try {
+      return await this.generate(members, threshold, options)
+    } finally {
+      this.generating = false
+    }
+  }
+
+  private async generate(members: PrincipalId[], threshold: number, options: AbortOptions): Promise<ClusterInfo> {
     if (this.state != null)
       throw new ClusterExistsError(`this node already holds a share of ${clusterPrincipal(this.state)}`)
     const all = [...new Set([...members, this.self])].sort() as PrincipalId[]
@@ -381,7 +387,7 @@ class ClusterService implements Cluster, Startable {
       const batches = new Map(all.map(m => [m, pending(m)]))
       const own = batches.get(this.self) ?? []
       const produced: Uint8Array[] = []
-      for (const b of own) produced.push(...(await dkg.receive(decodeDkgMessage(b))).map(encodeDkgMessage))
+      produced.push(...(await receiveAll(dkg, own, this.log)))
       if (dkg.status === 'done') done.add(this.self)
       await this.allOrFail(
         others.filter(m => !done.has(m)),
@@ -392,10 +398,13 @@ class ClusterService implements Cluster, Startable {
       )
       add(this.self, produced)
     }
-    if (done.size < all.length)
+    // this node's session is done only once every member confirmed the same key: keep it even if
+    // a member's last answer was lost (that member kept its share when it finished too)
+    if (dkg.status !== 'done')
       throw new ThresholdError(`key generation did not finish: ${all.filter(m => !done.has(m)).join(', ')} not done`)
     const outcome = dkg.outcome()
     await this.keep({ members: all, threshold, epoch: 0, key: outcome.key })
+    for (const m of all.filter(m => !done.has(m))) this.log('%s did not report its key generation done', m)
     return this.info() as ClusterInfo
   }
 
@@ -441,45 +450,53 @@ class ClusterService implements Cluster, Startable {
     }
   }
 
+  private liveDkgRun(): (DkgRun & { id: string }) | undefined {
+    if (this.dkgRun != null && this.dkgRun.expires <= Date.now()) this.dkgRun = undefined
+    return this.dkgRun
+  }
+
   private async handleDkg(request: DkgEnvelope, from: PrincipalId): Promise<DkgEnvelope> {
-    const now = Date.now()
-    for (const [id, run] of this.dkgRuns) if (run.expires <= now) this.dkgRuns.delete(id)
+    const live = this.liveDkgRun()
     if (request.type === 'invite') {
       if (this.state != null)
         throw new ClusterExistsError(`this node already holds a share of ${clusterPrincipal(this.state)}`)
+      if (this.generating) throw new ClusterExistsError('this node is generating a key of its own')
+      // one key generation at a time; an initiator that starts over replaces its own earlier run
+      if (live != null && live.initiator !== from) throw new SigningRefusedError('another key generation is under way')
       const members = request.members as PrincipalId[]
       if (!members.includes(from)) throw new NotAMemberError('the initiator is not among the members')
       if (members.join(',') !== [...members].sort().join(',')) throw new WrongSessionError('members must be sorted')
-      const id = bytesToHex(request.session)
-      if (this.dkgRuns.has(id)) throw new WrongSessionError('this session already exists')
-      if (this.dkgRuns.size >= MAX_DKG_RUNS)
-        throw new SigningRefusedError(`${MAX_DKG_RUNS} key generations are already running`)
       await this.authorizeRequester(from, '(cyberspace (cluster init))')
       const dkg = new DkgSession(
         { session: request.session, members, threshold: request.threshold },
         { principal: this.self, secretKey: this.seed() }
       )
-      this.dkgRuns.set(id, { dkg, initiator: from, expires: now + this.sessionTtl })
+      this.dkgRun = { id: bytesToHex(request.session), dkg, initiator: from, expires: Date.now() + this.sessionTtl }
       return { v: 1, type: 'messages', messages: (await dkg.start()).map(encodeDkgMessage), done: false }
     }
     if (request.type !== 'deliver') throw new WrongSessionError(`expected invite or deliver, got ${request.type}`)
-    const id = bytesToHex(request.session)
-    const run = this.dkgRuns.get(id)
-    if (run == null || run.initiator !== from) throw new WrongSessionError('no such key generation from this initiator')
-    const out: Uint8Array[] = []
+    const run = live
+    if (run == null || run.id !== bytesToHex(request.session) || run.initiator !== from)
+      throw new WrongSessionError('no such key generation from this initiator')
+    let out: Uint8Array[]
     try {
-      for (const b of request.messages) out.push(...(await run.dkg.receive(decodeDkgMessage(b))).map(encodeDkgMessage))
+      out = await receiveAll(run.dkg, request.messages, this.log)
     } catch (err) {
-      if (run.dkg.status === 'aborted') this.dkgRuns.delete(id)
+      if (run.dkg.status === 'aborted') this.dkgRun = undefined
       throw err
     }
     const done = run.dkg.status === 'done'
     if (done) {
-      this.dkgRuns.delete(id)
-      if (this.state != null) throw new ClusterExistsError('this node joined another cluster meanwhile')
-      const outcome = run.dkg.outcome()
-      await this.keep({ members: outcome.members, threshold: outcome.threshold, epoch: 0, key: outcome.key })
-      this.log('joined cluster %s', outcome.clusterPrincipal)
+      this.dkgRun = undefined
+      if (this.state != null || this.generating) throw new ClusterExistsError('this node holds another cluster share')
+      this.generating = true
+      try {
+        const outcome = run.dkg.outcome()
+        await this.keep({ members: outcome.members, threshold: outcome.threshold, epoch: 0, key: outcome.key })
+        this.log('joined cluster %s', outcome.clusterPrincipal)
+      } finally {
+        this.generating = false
+      }
     }
     return { v: 1, type: 'messages', messages: out, done }
   }
@@ -566,24 +583,22 @@ class ClusterService implements Cluster, Startable {
     }
   }
 
-  /** The state a request of `epoch` for `group` is served from; a staged refresh is switched to when its epoch is asked for. */
-  private async stateFor(group: Uint8Array, epoch: number): Promise<ClusterState> {
+  /** The state a request for `group` at share generation `epoch` is served from. */
+  private stateFor(group: Uint8Array, epoch: number): ClusterState {
     const state = this.requireState()
     if (!equalBytes(group, groupKeyOf(state))) throw new NoClusterError('this node holds no share of that cluster')
-    if (epoch === state.epoch) return state
-    if (this.staged != null && epoch === this.staged.epoch) {
-      // the coordinator committed a refresh whose commit this member missed
-      await this.promoteStaged()
-      return this.state as ClusterState
-    }
-    throw new WrongEpochError(`this member holds share generation ${state.epoch}, not ${epoch}`)
+    if (epoch !== state.epoch)
+      throw new WrongEpochError(`this member holds share generation ${state.epoch}, not ${epoch}`)
+    return state
   }
 
   private async handleFrost(request: FrostRequest, from: PrincipalId): Promise<FrostAnswer> {
     if (!('group' in request)) throw new WrongSessionError('not a request')
-    const state = await this.stateFor(request.group, request.epoch)
-    if (!state.members.includes(from) && request.type !== 'decrypt')
-      throw new NotAMemberError(`${from} is not a member of this cluster`)
+    // who asks is checked before anything else is looked at
+    const members = this.requireState().members
+    if (request.type === 'decrypt') await this.authorizeRequester(from, '(cyberspace (cluster decrypt))')
+    else if (!members.includes(from)) throw new NotAMemberError(`${from} is not a member of this cluster`)
+    const state = this.stateFor(request.group, request.epoch)
     const signer = this.signer as Signer
     switch (request.type) {
       case 'commit': {
@@ -602,28 +617,36 @@ class ClusterService implements Cluster, Startable {
           })
         }
       case 'decrypt': {
-        await this.authorizeRequester(from, '(cyberspace (cluster decrypt))')
         const d = decryptionShare(state.key, { ephemeral: request.ephemeral, ciphertext: new Uint8Array() })
         return { v: 1, type: 'decryption', identifier: d.identifier, share: d.share, proof: d.proof }
       }
       case 'refresh-deal': {
         await this.authorizeRequester(from, '(cyberspace (cluster refresh))')
         const run = this.refreshRun
-        if (run != null && run.expires > Date.now() && !equalBytes(run.session, request.session))
-          throw new SigningRefusedError('another refresh is under way')
+        // asked again for the same refresh: the same deal, never a second one
+        if (run != null && equalBytes(run.session, request.session) && run.coordinator === from)
+          return { v: 1, type: 'deal', deal: run.deal }
+        if (run != null && run.expires > Date.now()) throw new SigningRefusedError('another refresh is under way')
+        await this.dropStaged()
         const { deal, own } = await makeDeal(state, this.self, this.seed(), request.session)
-        this.refreshRun = { session: request.session, coordinator: from, own, expires: Date.now() + this.sessionTtl }
+        this.refreshRun = {
+          session: request.session,
+          coordinator: from,
+          own,
+          deal,
+          expires: Date.now() + this.sessionTtl
+        }
         return { v: 1, type: 'deal', deal }
       }
       case 'refresh-apply': {
         const run = this.currentRefresh(request.session, from)
-        const staged = await this.stage(state, run, request.deals)
-        return { v: 1, type: 'staged', digest: publicDigest(staged) }
+        const staged = run.staged ?? (await this.stage(state, run, request.deals))
+        const digest = publicDigest(staged)
+        return { v: 1, type: 'staged', digest, ack: await this.ack(staged, run.session, digest) }
       }
       case 'refresh-commit': {
         const run = this.currentRefresh(request.session, from)
-        if (run.staged == null) throw new WrongSessionError('nothing staged for this refresh')
-        await this.promoteStaged()
+        await this.commitStaged(run, request.acks)
         return { v: 1, type: 'committed', epoch: (this.state as ClusterState).epoch }
       }
     }
@@ -637,6 +660,7 @@ class ClusterService implements Cluster, Startable {
 
   async decrypt(ct: GroupCiphertext, aad?: Uint8Array, options: AbortOptions = {}): Promise<DecryptionResult> {
     const state = this.requireState()
+    parsePoint(ct.ephemeral, 'ciphertext ephemeral key')
     const pub = state.key.public
     const excluded = new Map<PrincipalId, Error>()
     const valid: Array<{ member: PrincipalId; share: DecryptionShare }> = []
@@ -687,47 +711,63 @@ class ClusterService implements Cluster, Startable {
 
   async refresh(options: AbortOptions = {}): Promise<RefreshResult> {
     const state = this.requireState()
+    if (this.refreshRun != null && this.refreshRun.expires > Date.now())
+      throw new SigningRefusedError('another refresh is under way')
+    await this.dropStaged()
     const session = crypto.getRandomValues(new Uint8Array(32))
     const group = groupKeyOf(state)
     const epoch = state.epoch
     const others = state.members.filter(m => m !== this.self)
-    const deals = new Map<PrincipalId, Uint8Array>()
     const mine = await makeDeal(state, this.self, this.seed(), session)
-    deals.set(this.self, mine.deal)
-    const run: RefreshRun = { session, coordinator: this.self, own: mine.own, expires: Date.now() + this.sessionTtl }
+    const run: RefreshRun = {
+      session,
+      coordinator: this.self,
+      own: mine.own,
+      deal: mine.deal,
+      expires: Date.now() + this.sessionTtl
+    }
     this.refreshRun = run
-    await this.allOrFail(
-      others,
-      async m => {
-        const a = await this.requestFrost(m, { v: 1, type: 'refresh-deal', group, epoch, session }, options)
-        if (a.type !== 'deal') throw new ThresholdError(`${m} answered with ${a.type}`, m)
-        deals.set(m, a.deal)
-      },
-      'refresh (every member must deal)'
-    )
-    const all = state.members.map(m => deals.get(m) as Uint8Array)
-    const staged = await this.stage(state, run, all)
-    const digest = publicDigest(staged)
-    await this.allOrFail(
-      others,
-      async m => {
-        const a = await this.requestFrost(
-          m,
-          { v: 1, type: 'refresh-apply', group, epoch, session, deals: all },
-          options
-        )
-        if (a.type !== 'staged') throw new ThresholdError(`${m} answered with ${a.type}`, m)
-        if (!equalBytes(a.digest, digest)) throw new EquivocationError(`${m} computed other public shares`, m)
-      },
-      'refresh (every member must stage the new share)'
-    )
-    // everyone holds the new share staged: switch here, then tell the others
-    await this.promoteStaged()
+    const acks: Array<{ from: string; sig: Uint8Array }> = []
+    try {
+      const deals = new Map<PrincipalId, Uint8Array>([[this.self, mine.deal]])
+      await this.allOrFail(
+        others,
+        async m => {
+          const a = await this.requestFrost(m, { v: 1, type: 'refresh-deal', group, epoch, session }, options)
+          if (a.type !== 'deal') throw new ThresholdError(`${m} answered with ${a.type}`, m)
+          deals.set(m, a.deal)
+        },
+        'refresh (every member must deal)'
+      )
+      const all = state.members.map(m => deals.get(m) as Uint8Array)
+      const staged = await this.stage(state, run, all)
+      const digest = publicDigest(staged)
+      acks.push({ from: this.self, sig: await this.ack(staged, session, digest) })
+      await this.allOrFail(
+        others,
+        async m => {
+          const a = await this.requestFrost(
+            m,
+            { v: 1, type: 'refresh-apply', group, epoch, session, deals: all },
+            options
+          )
+          if (a.type !== 'staged') throw new ThresholdError(`${m} answered with ${a.type}`, m)
+          if (!equalBytes(a.digest, digest)) throw new EquivocationError(`${m} computed other public shares`, m)
+          acks.push({ from: m, sig: a.ack })
+        },
+        'refresh (every member must stage the new share)'
+      )
+      // everyone holds the new share staged and said so, signed: switch here, then tell the others
+      await this.commitStaged(run, acks)
+    } catch (err) {
+      await this.dropStaged()
+      throw err
+    }
     const lagging = new Map<PrincipalId, Error>()
     await Promise.all(
       others.map(async m => {
         try {
-          await this.requestFrost(m, { v: 1, type: 'refresh-commit', group, epoch, session }, options)
+          await this.requestFrost(m, { v: 1, type: 'refresh-commit', group, epoch, session, acks }, options)
         } catch (err) {
           lagging.set(m, err as Error)
         }
@@ -747,24 +787,66 @@ class ClusterService implements Cluster, Startable {
   private async stage(state: ClusterState, run: RefreshRun, deals: Uint8Array[]): Promise<ClusterState> {
     if (deals.length !== state.members.length)
       throw new NotEnoughSignersError('a refresh needs one deal from every member')
+    // our own deal in the list must be the one we made: a coordinator cannot show others another
+    if (!deals.some(d => equalBytes(d, run.deal)))
+      throw new EquivocationError('the refresh does not carry this member’s deal')
     const received = await openDeals(state, this.self, this.seed(), run.session, deals, run.own)
     const key = applyRefresh(state.key, this.self, state.members, received)
     const staged: ClusterState = { ...state, epoch: state.epoch + 1, key }
     await this.store.save('staged', encodeClusterState(staged))
-    this.staged = staged
     run.staged = staged
     return staged
   }
 
-  private async promoteStaged(): Promise<void> {
-    const staged = this.staged
-    if (staged == null) throw new WrongSessionError('nothing staged')
-    // the new share is on disk as current before the staged copy goes: a crash keeps one of them
+  /** This member's signed statement that it staged `staged` in `session`. */
+  private async ack(staged: ClusterState, session: Uint8Array, digest: Uint8Array): Promise<Uint8Array> {
+    return await signAs(
+      this.seed(),
+      REFRESH_ACK_DOMAIN,
+      refreshAckBody(groupKeyOf(staged), staged.epoch, session, digest)
+    )
+  }
+
+  /**
+   * Switches to the staged share once every member's ack says it staged the same public package.
+   * The new share is on disk as current before the staged copy goes: a crash keeps one of them.
+   */
+  private async commitStaged(run: RefreshRun, acks: Array<{ from: string; sig: Uint8Array }>): Promise<void> {
+    const staged = run.staged
+    if (staged == null) throw new WrongSessionError('nothing staged for this refresh')
+    const body = refreshAckBody(groupKeyOf(staged), staged.epoch, run.session, publicDigest(staged))
+    for (const m of staged.members) {
+      const ack = acks.find(a => a.from === m)
+      if (ack == null || !(await verifyAs(principalPublicKey(m), REFRESH_ACK_DOMAIN, body, ack.sig)))
+        throw new EquivocationError(`no valid ack from ${m} for this refresh: members may hold different shares`, m)
+    }
     await this.keep(staged)
     await this.store.remove('staged')
-    this.staged = undefined
     this.refreshRun = undefined
   }
+
+  /** Forgets an unfinished refresh and its staged share. */
+  private async dropStaged(): Promise<void> {
+    this.refreshRun = undefined
+    await this.store.remove('staged')
+  }
+}
+
+/** Errors for a message that is dropped while the session goes on (DkgSession.receive's rules). */
+const DROPPED = new Set(['ReplayedMessageError', 'MessageSignatureError', 'NotAMemberError', 'WrongSessionError'])
+
+/** Feeds messages to a DKG session; those it drops are logged and skipped, an abort is thrown. */
+async function receiveAll(dkg: DkgSession, messages: Uint8Array[], log: Logger): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = []
+  for (const bytes of messages) {
+    try {
+      out.push(...(await dkg.receive(decodeDkgMessage(bytes))).map(encodeDkgMessage))
+    } catch (err) {
+      if (dkg.status === 'aborted' || !DROPPED.has((err as Error).name)) throw err
+      log('dropping a key generation message - %e', err)
+    }
+  }
+  return out
 }
 
 export function cluster(init: ClusterInit = {}): (components: ClusterComponents) => Cluster {

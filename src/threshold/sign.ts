@@ -95,6 +95,11 @@ export class Signer {
     if (this.pending.size >= this.maxPending)
       throw new SigningRefusedError(`${this.maxPending} signing sessions are already open`)
     await this.policy(request)
+    // the policy may take a while: the session and the limit are checked again after it
+    this.expire()
+    if (this.pending.has(id)) throw new ReplayedMessageError('this session already has nonces')
+    if (this.pending.size >= this.maxPending)
+      throw new SigningRefusedError(`${this.maxPending} signing sessions are already open`)
     const { nonces, commitments } = frost.commit(this.key.secret)
     this.pending.set(id, {
       nonces,
