@@ -89,31 +89,21 @@ describe('cluster wire formats and stored shares', () => {
     const session = bytes(32, 7)
     const deals = await Promise.all(states.map(async (s, i) => await makeDeal(s, ms[i].id, ms[i].secret, session)))
     const all = deals.map(d => d.deal)
-    const opened = await openDeals(states[0], ms[0].id, ms[0].secret, session, all, deals[0].own)
-    assert.equal(opened.length, 4)
+    /** Member 0 opens `list` (by default every deal) for `sessionId`. */
+    const open = async (list = all, sessionId = session): Promise<unknown> =>
+      await openDeals(states[0], ms[0].id, ms[0].secret, sessionId, list, deals[0].own)
+    const blames = (name: string, culprit: string) => (err: Error & { culprit?: string }) =>
+      err.name === name && err.culprit === culprit
+    assert.equal(((await open()) as unknown[]).length, 4)
 
     const forged = decodeRefreshDeal(all[1])
     forged.commitments[0] = decodeRefreshDeal(all[2]).commitments[0]
     await assert.rejects(
-      openDeals(
-        states[0],
-        ms[0].id,
-        ms[0].secret,
-        session,
-        [all[0], encodeRefreshDeal(forged), all[2], all[3]],
-        deals[0].own
-      ),
-      (err: Error & { culprit?: string }) => err.name === 'MessageSignatureError' && err.culprit === ms[1].id
+      open([all[0], encodeRefreshDeal(forged), all[2], all[3]]),
+      blames('MessageSignatureError', ms[1].id)
     )
-    await assert.rejects(openDeals(states[0], ms[0].id, ms[0].secret, bytes(32, 8), all, deals[0].own), {
-      name: 'WrongSessionError'
-    })
-    await assert.rejects(
-      openDeals(states[0], ms[0].id, ms[0].secret, session, all.slice(0, 3), deals[0].own),
-      (err: Error & { culprit?: string }) => {
-        return err.name === 'InvalidShareError' && err.culprit === ms[3].id
-      }
-    )
+    await assert.rejects(open(all, bytes(32, 8)), { name: 'WrongSessionError' })
+    await assert.rejects(open(all.slice(0, 3)), blames('InvalidShareError', ms[3].id))
     // a dealer that seals a share not matching its commitments is named
     const liar = await makeDeal(states[1], ms[1].id, ms[1].secret, session)
     const other = await makeDeal(states[1], ms[1].id, ms[1].secret, session)
@@ -122,15 +112,8 @@ describe('cluster wire formats and stored shares', () => {
     mixed.ephemeral = decodeRefreshDeal(other.deal).ephemeral
     mixed.sig = await signAs(ms[1].secret, REFRESH_DEAL_DOMAIN, refreshDealSigningBody(mixed))
     await assert.rejects(
-      openDeals(
-        states[0],
-        ms[0].id,
-        ms[0].secret,
-        session,
-        [all[0], encodeRefreshDeal(mixed), all[2], all[3]],
-        deals[0].own
-      ),
-      (err: Error & { culprit?: string }) => err.name === 'InvalidShareError' && err.culprit === ms[1].id
+      open([all[0], encodeRefreshDeal(mixed), all[2], all[3]]),
+      blames('InvalidShareError', ms[1].id)
     )
   })
 

@@ -11,7 +11,7 @@ import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import { tag } from '../spki/fixtures.ts'
 import { signWith } from './fixtures.ts'
-import type { FrostMessage, FrostRequest } from '../../protocols/frost/codec.ts'
+import type { CommitmentsWire, FrostMessage, FrostRequest } from '../../protocols/frost/codec.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Signer } from '../../src/threshold/sign.ts'
@@ -190,46 +190,22 @@ describe('the cluster key service over /cyberspace/dkg and /cyberspace/frost', f
       'NoClusterError'
     )
     // commitments for one payload, then a signing package for another
-    const committed = await ask(coordinator, member, {
+    const message = (text: string): Uint8Array => signedBytes(CLUSTER_MESSAGE_DOMAIN, utf8(text))
+    const list: CommitmentsWire[] = []
+    for (const signer of [member, nodes[2], nodes[3]]) {
+      const c = await ask(coordinator, signer, { ...base, type: 'commit', payload: message('pay 1') })
+      assert.equal(c.type, 'commitments')
+      if (c.type === 'commitments') list.push({ identifier: c.identifier, hiding: c.hiding, binding: c.binding })
+    }
+    const signFor = (text: string): FrostRequest => ({
       ...base,
-      type: 'commit',
-      payload: signedBytes(CLUSTER_MESSAGE_DOMAIN, utf8('pay 1'))
+      type: 'sign',
+      payload: message(text),
+      commitments: list
     })
-    assert.equal(committed.type, 'commitments')
-    const own = committed as { identifier: string; hiding: Uint8Array<ArrayBuffer>; binding: Uint8Array<ArrayBuffer> }
-    const other = await ask(coordinator, nodes[2], {
-      ...base,
-      type: 'commit',
-      payload: signedBytes(CLUSTER_MESSAGE_DOMAIN, utf8('pay 1'))
-    })
-    const third = await ask(coordinator, nodes[3], {
-      ...base,
-      type: 'commit',
-      payload: signedBytes(CLUSTER_MESSAGE_DOMAIN, utf8('pay 1'))
-    })
-    const list = [own, other, third].map(c => {
-      const x = c as typeof own
-      return { identifier: x.identifier, hiding: x.hiding, binding: x.binding }
-    })
-    assert.equal(
-      await refusal(coordinator, {
-        ...base,
-        type: 'sign',
-        payload: signedBytes(CLUSTER_MESSAGE_DOMAIN, utf8('pay 2')),
-        commitments: list
-      }),
-      'SigningRefusedError'
-    )
+    assert.equal(await refusal(coordinator, signFor('pay 2')), 'SigningRefusedError')
     // the nonces went with the refusal: the same session cannot be used again, even for the first payload
-    assert.equal(
-      await refusal(coordinator, {
-        ...base,
-        type: 'sign',
-        payload: signedBytes(CLUSTER_MESSAGE_DOMAIN, utf8('pay 1')),
-        commitments: list
-      }),
-      'WrongSessionError'
-    )
+    assert.equal(await refusal(coordinator, signFor('pay 1')), 'WrongSessionError')
     // garbage on the wire
     const garbage = decodeFrostMessage(
       await requestOnce(
