@@ -31,8 +31,8 @@ export interface ClusterFlags extends SpkiFlags {
 
 type Out = (line: string) => void
 
-function printExcluded(excluded: Record<string, string>, out: Out): void {
-  for (const [member, why] of Object.entries(excluded)) out(`  excluded ${member}: ${why}`)
+function printExcluded(excluded: Record<string, string>, out: Out, prefix = '  '): void {
+  for (const [member, why] of Object.entries(excluded)) out(`${prefix}excluded ${member}: ${why}`)
 }
 
 export async function clusterCommand(dataDir: string, args: string[], flags: ClusterFlags, out: Out): Promise<number> {
@@ -90,7 +90,7 @@ export async function clusterCommand(dataDir: string, args: string[], flags: Clu
       else {
         printCert(view, flags, out)
         out(`# signed by ${view.signing.signers.join(' ')}`)
-        for (const [member, why] of Object.entries(view.signing.excluded)) out(`# excluded ${member}: ${why}`)
+        printExcluded(view.signing.excluded, out, '# ')
       }
       return 0
     }

@@ -150,26 +150,23 @@ export async function readIdentityKey(dir: string): Promise<PrivateKey | undefin
  * is made 0600 and the change reported there.
  */
 async function readKeyFile(file: string, warnings?: string[]): Promise<PrivateKey | undefined> {
-  let bytes: Buffer
+  let bytes: Buffer | undefined
   try {
-    const info = await stat(file)
-    if (!info.isFile() || info.size > MAX_KEY_FILE_BYTES) {
-      throw new CorruptKeyError(
-        `identity key file ${file} is not a key file (${info.isFile() ? `${info.size} bytes` : 'not a regular file'}); it was left untouched`
-      )
-    }
-    if (warnings != null && (info.mode & 0o077) !== 0) {
-      await chmod(file, 0o600)
-      warnings.push(
-        `identity key file ${file} was readable by others (mode ${(info.mode & 0o777).toString(8)}); it is now 0600`
-      )
-    }
-    bytes = await readFile(file)
+    bytes = await readPrivateFile(file, MAX_KEY_FILE_BYTES, {
+      refuse: detail =>
+        new CorruptKeyError(`identity key file ${file} is not a key file (${detail}); it was left untouched`),
+      loose:
+        warnings == null
+          ? undefined
+          : mode => {
+              warnings.push(`identity key file ${file} was readable by others (mode ${mode}); it is now 0600`)
+            }
+    })
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     if (err instanceof CorruptKeyError) throw err
     throw new DataDirError(`cannot read identity key file ${file}: ${describe(err)}`)
   }
+  if (bytes == null) return undefined
   try {
     const privateKey = privateKeyFromProtobuf(bytes)
     if (privateKey.type !== 'Ed25519') throw new Error(`key type ${privateKey.type}, expected Ed25519`)
@@ -196,6 +193,31 @@ async function loadOrCreateKey(
     throw new DataDirError(`cannot write identity key file ${file}: ${describe(err)}`)
   }
   return { privateKey, created: true }
+}
+
+/**
+ * The bytes of a file only this user should read, or undefined if it does not exist. A directory,
+ * device or oversized file is refused (`refuse` names the error) and left untouched. With `loose`,
+ * a file others can read is made 0600 first and `loose` is told its old mode; without, nothing is changed.
+ */
+async function readPrivateFile(
+  file: string,
+  maxBytes: number,
+  handling: { refuse: (detail: string) => Error; loose?: (mode: string) => void }
+): Promise<Buffer | undefined> {
+  try {
+    const info = await stat(file)
+    if (!info.isFile() || info.size > maxBytes)
+      throw handling.refuse(info.isFile() ? `${info.size} bytes` : 'not a regular file')
+    if (handling.loose != null && (info.mode & 0o077) !== 0) {
+      await chmod(file, 0o600)
+      handling.loose((info.mode & 0o777).toString(8))
+    }
+    return await readFile(file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
 }
 
 /** A temporary sibling name for `file`. */
@@ -259,18 +281,11 @@ function describe(err: unknown): string {
 export function fileShareStore(dir: string): ShareStore {
   const file = (slot: ShareSlot): string => join(resolve(dir), SHARE_FILES[slot])
   return {
-    load: async slot => {
-      try {
-        const info = await stat(file(slot))
-        if (!info.isFile() || info.size > MAX_SHARE_FILE_BYTES)
-          throw new DataDirError(`${file(slot)} is not a share file; it was left untouched`)
-        if ((info.mode & 0o077) !== 0) await chmod(file(slot), 0o600)
-        return await readFile(file(slot))
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-        throw err
-      }
-    },
+    load: async slot =>
+      await readPrivateFile(file(slot), MAX_SHARE_FILE_BYTES, {
+        refuse: () => new DataDirError(`${file(slot)} is not a share file; it was left untouched`),
+        loose: () => {}
+      }),
     save: async (slot, bytes) => {
       await writeFileAtomic(file(slot), bytes)
     },

@@ -10,11 +10,10 @@
 import { base16 } from 'multiformats/bases/base16'
 import { base64 } from 'multiformats/bases/base64'
 import { parsePrincipal } from '../../src/crypto/principal.ts'
-import { parseSubjectText } from '../../src/spki/text.ts'
 import { MAX_PLAINTEXT_BYTES } from '../../src/threshold/decrypt.ts'
 import { CLUSTER_MESSAGE_DOMAIN } from '../../src/threshold/service.ts'
-import { certView, tagField, validityField } from './spki-routes.ts'
-import { booleanField, HttpError, MAX_BODY_BYTES, readJson, stringField } from './http.ts'
+import { authCertField, certView } from './spki-routes.ts'
+import { HttpError, MAX_BODY_BYTES, readJson, stringField } from './http.ts'
 import type { Route } from './http.ts'
 import type { CertView } from './spki-routes.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
@@ -44,11 +43,16 @@ function clusterView(info: ClusterInfo): ClusterView {
   return { ...info, groupKey: base16.baseEncode(info.groupKey) }
 }
 
+/** Why each member was left out, as text. */
+function reasons(excluded: Map<PrincipalId, Error>): Record<string, string> {
+  return Object.fromEntries([...excluded].map(([m, e]) => [m, `${e.name}: ${e.message}`]))
+}
+
 function signingView(result: SigningResult): SigningView {
   return {
     signature: base16.baseEncode(result.signature),
     signers: result.signers,
-    excluded: Object.fromEntries([...result.excluded].map(([m, e]) => [m, `${e.name}: ${e.message}`])),
+    excluded: reasons(result.excluded),
     attempts: result.attempts
   }
 }
@@ -105,14 +109,7 @@ export function clusterRoutes(node: CyberspaceNode): Record<string, Route> {
     'POST cluster/issue': async req => {
       const body = await readJson(req)
       const { principal } = required()
-      const signed = await node.cluster.issue({
-        type: 'auth',
-        issuer: principal,
-        subject: parseSubjectText(stringField(body, 'subject', 16 * 1024), principal),
-        propagate: booleanField(body, 'propagate'),
-        tag: tagField(body),
-        validity: validityField(body)
-      })
+      const signed = await node.cluster.issue(authCertField(body, principal))
       const view: CertView & { signing: SigningView } = { ...certView(signed), signing: signingView(signed.result) }
       return view
     },
@@ -121,7 +118,7 @@ export function clusterRoutes(node: CyberspaceNode): Record<string, Route> {
       const result = await node.cluster.refresh()
       return {
         ...clusterView(result),
-        lagging: Object.fromEntries([...result.lagging].map(([m, e]) => [m, `${e.name}: ${e.message}`]))
+        lagging: reasons(result.lagging)
       }
     },
     'POST cluster/encrypt': async req => {
@@ -136,7 +133,7 @@ export function clusterRoutes(node: CyberspaceNode): Record<string, Route> {
       return {
         text: new TextDecoder().decode(result.plaintext),
         helpers: result.helpers,
-        excluded: Object.fromEntries([...result.excluded].map(([m, e]) => [m, `${e.name}: ${e.message}`]))
+        excluded: reasons(result.excluded)
       }
     }
   }

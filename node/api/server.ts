@@ -26,6 +26,7 @@ import type { Message } from '@libp2p/gossipsub'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 
 export const API_PREFIX = '/api/v0/'
+const utf8 = new TextDecoder()
 export const MAX_TOPIC_LENGTH = 256
 export const MAX_TOPICS = 16
 export const MAX_BUFFERED_MESSAGES = 1000
@@ -91,7 +92,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     const msg = evt.detail
     const buffer = topics.get(msg.topic)
     if (buffer == null) return
-    const data = new TextDecoder().decode(msg.data)
+    const data = utf8.decode(msg.data)
     buffer.messages.push({
       seq: buffer.next++,
       from: msg.type === 'signed' ? msg.from.toString() : '',

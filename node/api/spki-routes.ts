@@ -78,13 +78,13 @@ function grantView(grant: DiscoveredGrant): GrantView {
   }
 }
 
-export function tagField(body: Record<string, unknown>): ReturnType<typeof parseTag> {
+function tagField(body: Record<string, unknown>): ReturnType<typeof parseTag> {
   const items = parseAnyForm(new TextEncoder().encode(stringField(body, 'tag', MAX_TEXT)))
   if (items.length !== 1) throw new HttpError(400, 'tag must be one S-expression')
   return parseTag(items[0])
 }
 
-export function validityField(body: Record<string, unknown>): Validity {
+function validityField(body: Record<string, unknown>): Validity {
   const validity: Validity = {}
   const notBefore = optionalString(body, 'notBefore', 64)
   const notAfter = optionalString(body, 'notAfter', 64)
@@ -95,6 +95,18 @@ export function validityField(body: Record<string, unknown>): Validity {
   }
   if (booleanField(body, 'onlineCrl')) validity.requireCrl = true
   return validity
+}
+
+/** The authorization certificate a request asks `issuer` to sign: subject, tag, propagate, validity. */
+export function authCertField(body: Record<string, unknown>, issuer: PrincipalId): Cert {
+  return {
+    type: 'auth',
+    issuer,
+    subject: parseSubjectText(stringField(body, 'subject', MAX_TEXT), issuer),
+    propagate: booleanField(body, 'propagate'),
+    tag: tagField(body),
+    validity: validityField(body)
+  }
 }
 
 export interface KeyView {
@@ -130,15 +142,7 @@ export function spkiRoutes(node: CyberspaceNode): Record<string, Route> {
     'GET spki/certs': async () => node.spki.certs().map(certView),
     'POST spki/issue': async req => {
       const body = await readJson(req)
-      const cert: Cert = {
-        type: 'auth',
-        issuer: me,
-        subject: parseSubjectText(stringField(body, 'subject', MAX_TEXT), me),
-        propagate: booleanField(body, 'propagate'),
-        tag: tagField(body),
-        validity: validityField(body)
-      }
-      return certView(await node.spki.issue(cert))
+      return certView(await node.spki.issue(authCertField(body, me)))
     },
     'POST spki/name': async req => {
       const body = await readJson(req)

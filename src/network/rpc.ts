@@ -38,6 +38,13 @@ export interface ServeOptions {
   maxBytes: number
   timeout: number
   log: Logger
+  /** The answer to a request that could not be read (too large, too slow); without it the stream is aborted. */
+  refuse?: (err: unknown) => Uint8Array
+}
+
+/** A signal that fires after `ms`, or with `signal`, whichever comes first. */
+export function withTimeout(ms: number, signal?: AbortSignal): AbortSignal {
+  return signal == null ? AbortSignal.timeout(ms) : AbortSignal.any([AbortSignal.timeout(ms), signal])
 }
 
 /** A stream handler that reads one request, and writes what `answer` returns for it. */
@@ -49,8 +56,15 @@ export function serveOnce(
     const signal = AbortSignal.timeout(options.timeout)
     const lp = lpStream(stream, { maxDataLength: options.maxBytes })
     try {
-      const request = (await lp.read({ signal })).subarray()
-      await lp.write(await answer(request, connection, signal), { signal })
+      let reply: Uint8Array
+      try {
+        reply = await answer((await lp.read({ signal })).subarray(), connection, signal)
+      } catch (err) {
+        if (options.refuse == null) throw err
+        options.log('refusing a request from %p - %e', connection.remotePeer, err)
+        reply = options.refuse(err)
+      }
+      await lp.write(reply, { signal })
       await stream.close({ signal })
     } catch (err) {
       options.log('stream from %p failed - %e', connection.remotePeer, err)

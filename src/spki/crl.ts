@@ -65,9 +65,8 @@ function fail(what: string): never {
   throw new InvalidCrlError(what)
 }
 
-export function parseSignedCrl(s: Sexp): SignedCrl {
-  if (!isList(s) || s.length !== 3 || atomText(s[0]) !== 'signed-crl') fail('expected (signed-crl <crl> (signature …))')
-  const body = s[1]
+/** Parses the `(crl (issuer …) (revoked …) (valid …))` a CRL signature covers. */
+export function parseCrl(body: Sexp): Crl {
   if (!isList(body) || body.length !== 4 || atomText(body[0]) !== 'crl')
     fail('expected (crl (issuer …) (revoked …) (valid …))')
   const [, issuerField, revokedField, validField] = body
@@ -102,12 +101,18 @@ export function parseSignedCrl(s: Sexp): SignedCrl {
   const time = /^\d{4}-\d{2}-\d{2}_\d{2}:\d{2}:\d{2}$/
   if (notBefore == null || notAfter == null || !time.test(notBefore) || !time.test(notAfter))
     fail('a CRL has (valid (not-before t) (not-after t))')
+  return { issuer, revoked, validity: { notBefore, notAfter } }
+}
+
+export function parseSignedCrl(s: Sexp): SignedCrl {
+  if (!isList(s) || s.length !== 3 || atomText(s[0]) !== 'signed-crl') fail('expected (signed-crl <crl> (signature …))')
+  const crl = parseCrl(s[1])
   const sig = s[2]
   if (!isList(sig) || atomText(sig[0]) !== 'signature' || !isList(sig[1]) || atomText(sig[1][0]) !== 'ed25519')
     fail('bad signature')
   const sigBytes = sig[1][1]
   if (sigBytes == null || isList(sigBytes) || atomBytes(sigBytes).length !== SIGNATURE_LENGTH) fail('bad signature')
-  return { crl: { issuer, revoked, validity: { notBefore, notAfter } }, signature: atomBytes(sigBytes) }
+  return { crl, signature: atomBytes(sigBytes) }
 }
 
 function crlSigningBytes(crl: Crl): Uint8Array {

@@ -33,6 +33,8 @@ export interface DiscoverOptions {
   maxStates?: number
   /** Skips signatures already verified. */
   cache?: VerifiedCertCache
+  /** Every signature in the pool is known good (a store that admits only verified certificates): none is checked again. */
+  verified?: boolean
   /** Throws for revoked certificates (see crl.ts revocationCheck). */
   revocation?: (signed: SignedCert) => void
 }
@@ -64,7 +66,7 @@ async function usable(
   for (const [index, signed] of pool.entries()) {
     try {
       checkValidity(signed.cert.validity, at, index)
-      await verifyCert(signed, options.cache)
+      if (options.verified !== true) await verifyCert(signed, options.cache)
       options.revocation?.(signed)
     } catch {
       continue
@@ -224,7 +226,7 @@ export async function verifyProof(
   if (proof.chain.length > maxLength)
     throw new ChainTooLongError(`a proof of ${proof.chain.length} links, at most ${maxLength}`)
   const at = spkiTime(options.now ?? Date.now())
-  // a cache for this call at least, so discovery below does not verify every signature again
+  // a cache for this call at least, so naming a broken link below does not verify again
   const cache = options.cache ?? new VerifiedCertCache()
   // refuse, with the precise reason, rather than silently skip a bad certificate in a proof
   for (const [index, signed] of all.entries()) {
@@ -232,8 +234,9 @@ export async function verifyProof(
     checkValidity(signed.cert.validity, at, index)
     options.revocation?.(signed)
   }
+  // every signature was checked just now: discovery does not check them again
   try {
-    return await discoverChain(all, roots, requester, requested, { ...options, cache })
+    return await discoverChain(all, roots, requester, requested, { ...options, cache, verified: true })
   } catch (err) {
     // a plain chain that leads nowhere: name its first broken link (wrong subject, propagation, tags)
     if ((err as Error).name === 'ChainNotFoundError' && proof.names.length === 0 && proof.chain.length > 1) {

@@ -12,7 +12,6 @@
  * const grant = await node.spki.prove(peerId, parseTag(parseAdvanced('(cyberspace member)')))
  * await node.spki.authorize(principal, tag) // throws ChainNotFoundError, …
  */
-import { lpStream } from '@libp2p/utils'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { base16 } from 'multiformats/bases/base16'
 import { Key } from 'interface-datastore'
@@ -26,7 +25,9 @@ import {
   MAX_TAG_BYTES,
   SPKI_PROTOCOL
 } from '../../protocols/spki/codec.ts'
+import { errorAnswer } from '../../protocols/wire.ts'
 import { isPrincipalId, principalFromPeerId } from '../crypto/principal.ts'
+import { requestOnce, serveOnce, withTimeout } from '../network/rpc.ts'
 import {
   parseSignedCert,
   signCert,
@@ -46,17 +47,7 @@ import type { Cert, SignedCert } from './cert.ts'
 import type { SignedCrl } from './crl.ts'
 import type { DiscoveredGrant, DiscoverOptions, Proof } from './discover.ts'
 import type { Tag } from './tag.ts'
-import type { SpkiMessage } from '../../protocols/spki/codec.ts'
-import type {
-  AbortOptions,
-  ComponentLogger,
-  Connection,
-  Logger,
-  PeerId,
-  PrivateKey,
-  Startable,
-  Stream
-} from '@libp2p/interface'
+import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Startable } from '@libp2p/interface'
 import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import type { Datastore } from 'interface-datastore'
 
@@ -150,7 +141,6 @@ class SpkiService implements Spki, Startable {
     this.maxStoredCerts = init.maxStoredCerts ?? 10_000
     this.maxChainLength = init.maxChainLength ?? 8
     this.crlLifetime = init.crlLifetime ?? 7 * 24 * 3_600_000
-    this.handle = this.handle.bind(this)
   }
 
   readonly [Symbol.toStringTag] = 'cyberspace/spki'
@@ -158,7 +148,14 @@ class SpkiService implements Spki, Startable {
   async start(): Promise<void> {
     await this.load()
     await this.refreshOwnCrl()
-    await this.components.registrar.handle(this.protocol, this.handle, { maxInboundStreams: this.maxInboundStreams })
+    // every request gets an answer, a refusal included (also of one too large or too slow to read)
+    const handler = serveOnce(async bytes => await this.answer(bytes), {
+      maxBytes: MAX_SPKI_MESSAGE_BYTES,
+      timeout: this.timeout,
+      log: this.log,
+      refuse: err => encodeSpkiMessage(errorAnswer(err))
+    })
+    await this.components.registrar.handle(this.protocol, handler, { maxInboundStreams: this.maxInboundStreams })
     // a revocation lapses when its CRL expires: re-sign ours well before that
     this.refreshTimer = setInterval(
       () => {
@@ -363,7 +360,7 @@ class SpkiService implements Spki, Startable {
     const opts = this.discoverOptions()
     return options.proof != null
       ? await verifyProof(options.proof, roots, principal, tag, opts)
-      : await discoverChain(this.certs(), roots, principal, tag, opts)
+      : await discoverChain(this.certs(), roots, principal, tag, { ...opts, verified: true })
   }
 
   /** The ACL roots whose entries cover `tag`: the chains that may grant it start there. */
@@ -373,7 +370,7 @@ class SpkiService implements Spki, Startable {
       .map(e => e.principal)
   }
 
-  /** Discovery settings; CRLs were verified when they were added, so only indexing happens here. */
+  /** Discovery settings; CRLs were verified when they were added, so only indexing happens here. Chains found in the store need no signature checks: only verified certificates enter it. */
   private discoverOptions(): DiscoverOptions {
     return { revocation: revocationIndex(this.crlStore.values()), cache: this.cache, maxLength: this.maxChainLength }
   }
@@ -386,24 +383,15 @@ class SpkiService implements Spki, Startable {
     const principal = options.principal ?? principalFromPeerId(peer)
     const roots = this.rootsFor(tag).slice(0, MAX_ROOTS)
     if (roots.length === 0) throw new ChainNotFoundError('no ACL root of this node covers the requested tag')
-    const signal = AbortSignal.any([
-      AbortSignal.timeout(this.timeout),
-      ...(options.signal == null ? [] : [options.signal])
-    ])
-    const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
-    let reply: SpkiMessage
-    try {
-      const lp = lpStream(stream, { maxDataLength: MAX_SPKI_MESSAGE_BYTES })
-      await lp.write(
+    const reply = decodeSpkiMessage(
+      await requestOnce(
+        async (p, protocol, o) => await this.components.connectionManager.openStream(p, protocol, o),
+        peer,
+        this.protocol,
         encodeSpkiMessage({ v: 1, type: 'prove', roots, principal, tag: encodeCanonical(tagToSexp(tag)) }),
-        { signal }
+        { maxBytes: MAX_SPKI_MESSAGE_BYTES, signal: withTimeout(this.timeout, options.signal) }
       )
-      reply = decodeSpkiMessage((await lp.read({ signal })).subarray())
-      await stream.close({ signal })
-    } catch (err) {
-      stream.abort(err as Error)
-      throw err
-    }
+    )
     if (reply.type === 'error') throw new ProofRefusedError(`${peer.toString()} refused: ${reply.message}`, reply.name)
     if (reply.type !== 'proof')
       throw new ProofRefusedError(`${peer.toString()} answered with ${reply.type}`, 'InvalidSpkiMessageError')
@@ -413,39 +401,21 @@ class SpkiService implements Spki, Startable {
   }
 
   /** Answers one proof request from the local store. Nothing received enters the store. */
-  private async handle(stream: Stream, connection: Connection): Promise<void> {
-    const signal = AbortSignal.timeout(this.timeout)
-    const lp = lpStream(stream, { maxDataLength: MAX_SPKI_MESSAGE_BYTES })
-    let answer: SpkiMessage
-    try {
-      const request = decodeSpkiMessage((await lp.read({ signal })).subarray())
-      if (request.type !== 'prove') throw new TypeError(`expected a prove request, got ${request.type}`)
-      const roots = request.roots.filter(isPrincipalId)
-      if (roots.length !== request.roots.length || !isPrincipalId(request.principal)) {
-        throw new TypeError('roots and principal must be principal ids')
-      }
-      const tag = parseTag(decodeCanonical(request.tag, { maxBytes: MAX_TAG_BYTES }))
-      const { proof } = await discoverChain(this.certs(), roots, request.principal, tag, this.discoverOptions())
-      const certs = [...proof.chain, ...proof.names]
-        .map(c => encodeCanonical(signedCertToSexp(c)))
-        .slice(0, MAX_PROOF_CERTS)
-      answer = { v: 1, type: 'proof', certs }
-    } catch (err) {
-      const e = err as Error
-      this.log('refusing a proof request from %p - %e', connection.remotePeer, e)
-      answer = {
-        v: 1,
-        type: 'error',
-        name: /^[A-Za-z]{1,64}$/.test(e.name) ? e.name : 'Error',
-        message: e.message.slice(0, 1024)
-      }
+  private async answer(bytes: Uint8Array): Promise<Uint8Array> {
+    const request = decodeSpkiMessage(bytes)
+    if (request.type !== 'prove') throw new TypeError(`expected a prove request, got ${request.type}`)
+    if (!request.roots.every(isPrincipalId) || !isPrincipalId(request.principal)) {
+      throw new TypeError('roots and principal must be principal ids')
     }
-    try {
-      await lp.write(encodeSpkiMessage(answer), { signal })
-      await stream.close({ signal })
-    } catch (err) {
-      stream.abort(err as Error)
-    }
+    const tag = parseTag(decodeCanonical(request.tag, { maxBytes: MAX_TAG_BYTES }))
+    const { proof } = await discoverChain(this.certs(), request.roots, request.principal, tag, {
+      ...this.discoverOptions(),
+      verified: true
+    })
+    const certs = [...proof.chain, ...proof.names]
+      .map(c => encodeCanonical(signedCertToSexp(c)))
+      .slice(0, MAX_PROOF_CERTS)
+    return encodeSpkiMessage({ v: 1, type: 'proof', certs })
   }
 }
 

@@ -136,10 +136,20 @@ export function combineDecryption(
     if (byId.size === t) break
   }
   if (byId.size < t) throw new NotEnoughSignersError(`${byId.size} decryption shares; ${t} are needed`)
-  const xs = [...byId.keys()].map(identifierScalar)
+  return openWithShares(pub, ct, byId, aad)
+}
+
+/** Opens `ct` from t verified shares D_i (as verifyDecryptionShare returns them), by identifier. */
+export function openWithShares(
+  pub: FrostPublic,
+  ct: GroupCiphertext,
+  verified: Map<Identifier, GroupPoint>,
+  aad: Uint8Array = new Uint8Array()
+): Uint8Array {
+  const xs = [...verified.keys()].map(identifierScalar)
   let S = Point.ZERO
   let i = 0
-  for (const D of byId.values()) S = S.add(D.multiplyUnsafe(lagrange(xs, xs[i++])))
+  for (const D of verified.values()) S = S.add(D.multiplyUnsafe(lagrange(xs, xs[i++])))
   const groupKey = pub.commitments[0]
   const { key, nonce } = sealKey(S, ct.ephemeral, groupKey)
   try {

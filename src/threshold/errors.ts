@@ -116,3 +116,8 @@ export class MemberRefusedError extends ThresholdError {
     this.remoteName = remoteName
   }
 }
+
+/** "member: ErrorName: message" for each member left out, joined by "; ". */
+export function describeExcluded(excluded: Iterable<readonly [string, Error]>): string {
+  return [...excluded].map(([m, e]) => `${m}: ${e.name}: ${e.message}`).join('; ')
+}

@@ -41,18 +41,19 @@ import { signedBytes } from '../../protocols/signing.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
 import { peerIdFromPrincipal, principalFromPeerId, principalPublicKey } from '../crypto/principal.ts'
 import { signAs, verifyAs } from '../crypto/sign.ts'
-import { requestOnce, serveOnce } from '../network/rpc.ts'
+import { requestOnce, serveOnce, withTimeout } from '../network/rpc.ts'
 import type { OpenStream } from '../network/rpc.ts'
-import { CERT_DOMAIN, certToSexp, parseCert, verifyCert } from '../spki/cert.ts'
-import { CRL_DOMAIN, parseSignedCrl } from '../spki/crl.ts'
-import { atom, decodeCanonical, encodeCanonical, parseAdvanced } from '../spki/sexp.ts'
+import { CERT_DOMAIN, certToSexp, parseCert } from '../spki/cert.ts'
+import { CRL_DOMAIN, parseCrl } from '../spki/crl.ts'
+import { decodeCanonical, encodeCanonical, parseAdvanced } from '../spki/sexp.ts'
 import { parseTag } from '../spki/tag.ts'
 import { makeDeal, openDeals } from './deal.ts'
 import { checkGroupParams } from './dealer.ts'
-import { combineDecryption, decryptionShare, encryptToGroup, verifyDecryptionShare } from './decrypt.ts'
+import { decryptionShare, encryptToGroup, openWithShares, verifyDecryptionShare } from './decrypt.ts'
 import { DkgSession } from './dkg.ts'
 import {
   ClusterExistsError,
+  describeExcluded,
   EquivocationError,
   MemberRefusedError,
   NoClusterError,
@@ -64,6 +65,7 @@ import {
   WrongSessionError
 } from './errors.ts'
 import { memberIdentifier, parsePoint } from './group.ts'
+import type { GroupPoint } from './group.ts'
 import { applyRefresh } from './refresh.ts'
 import { coordinateSigning, Signer } from './sign.ts'
 import {
@@ -74,7 +76,9 @@ import {
   groupKeyOf,
   publicDigest
 } from './state.ts'
-import type { DkgEnvelope } from '../../protocols/dkg/codec.ts'
+import type { DkgEnvelope, DkgMessages } from '../../protocols/dkg/codec.ts'
+import type { ErrorAnswer } from '../../protocols/wire.ts'
+import type { Tag } from '../spki/tag.ts'
 import type { FrostAnswer, FrostRequest } from '../../protocols/frost/codec.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Cert, SignedCert } from '../spki/cert.ts'
@@ -100,10 +104,30 @@ export const CLUSTER_MESSAGE_DOMAIN = 'cyberspace/cluster-message/v1'
 
 /** What a member can be asked to sign, told apart by the payload's signing domain. */
 export type PayloadKind = 'cert' | 'crl' | 'message'
+const DKG_WIRE = { protocol: DKG_PROTOCOL, maxBytes: MAX_DKG_ENVELOPE_BYTES, decode: decodeDkgEnvelope }
+const FROST_WIRE = { protocol: FROST_PROTOCOL, maxBytes: MAX_FROST_MESSAGE_BYTES, decode: decodeFrostMessage }
+
 const KIND_OF_DOMAIN: Record<string, PayloadKind> = {
   [CERT_DOMAIN]: 'cert',
   [CRL_DOMAIN]: 'crl',
   [CLUSTER_MESSAGE_DOMAIN]: 'message'
+}
+
+/** An authority a member checks, parsed once. */
+interface ClusterTag {
+  text: string
+  tag: Tag
+}
+const clusterTag = (text: string): ClusterTag => ({ text, tag: parseTag(parseAdvanced(text)) })
+const TAGS = {
+  init: clusterTag('(cyberspace (cluster init))'),
+  decrypt: clusterTag('(cyberspace (cluster decrypt))'),
+  refresh: clusterTag('(cyberspace (cluster refresh))'),
+  sign: {
+    cert: clusterTag('(cyberspace (cluster sign cert))'),
+    crl: clusterTag('(cyberspace (cluster sign crl))'),
+    message: clusterTag('(cyberspace (cluster sign message))')
+  } satisfies Record<PayloadKind, ClusterTag>
 }
 
 export interface ClusterInit {
@@ -272,23 +296,17 @@ class ClusterService implements Cluster, Startable {
     return this.components.privateKey.raw.subarray(0, 32)
   }
 
-  private signal(options: AbortOptions): AbortSignal {
-    return AbortSignal.any([AbortSignal.timeout(this.timeout), ...(options.signal == null ? [] : [options.signal])])
-  }
-
   // ------------------------------------------------------------------ policy
 
-  /** Throws SigningRefusedError unless `principal` is this node or holds `tagText` by this node's ACL. */
-  private async authorizeRequester(principal: PrincipalId, tagText: string): Promise<void> {
+  /** Throws SigningRefusedError unless `principal` is this node or holds `required` by this node's ACL. */
+  private async authorizeRequester(principal: PrincipalId, required: ClusterTag): Promise<void> {
     if (principal === this.self) return
-    const tag = parseTag(parseAdvanced(tagText))
+    const { tag, text: tagText } = required
     try {
       await this.components.spki.authorize(principal, tag)
     } catch (local) {
       try {
-        await this.components.spki.prove(peerIdFromPrincipal(principal), tag, {
-          signal: AbortSignal.timeout(this.timeout)
-        })
+        await this.components.spki.prove(peerIdFromPrincipal(principal), tag, { signal: withTimeout(this.timeout) })
       } catch (err) {
         throw new SigningRefusedError(
           `${principal} is not authorized for ${tagText} here: ${(err as Error).message} (locally: ${(local as Error).message})`
@@ -299,7 +317,7 @@ class ClusterService implements Cluster, Startable {
 
   private async signingPolicy(request: SigningRequest): Promise<void> {
     const kind = this.payloadKind(request.payload)
-    await this.authorizeRequester(request.coordinator, `(cyberspace (cluster sign ${kind}))`)
+    await this.authorizeRequester(request.coordinator, TAGS.sign[kind])
   }
 
   /** The kind of a payload, from its signing domain; certificates and CRLs must be the cluster's own. */
@@ -317,12 +335,7 @@ class ClusterService implements Cluster, Startable {
         const cert = parseCert(decodeCanonical(body))
         if (cert.issuer !== cluster) throw new Error('its issuer is not the cluster')
       } else if (kind === 'crl') {
-        const crl = parseSignedCrl([
-          atom('signed-crl'),
-          decodeCanonical(body),
-          [atom('signature'), [atom('ed25519'), new Uint8Array(64)]]
-        ])
-        if (crl.crl.issuer !== cluster) throw new Error('its issuer is not the cluster')
+        if (parseCrl(decodeCanonical(body)).issuer !== cluster) throw new Error('its issuer is not the cluster')
       }
     } catch (err) {
       throw new SigningRefusedError(`the ${kind} to sign is refused: ${(err as Error).message}`)
@@ -417,26 +430,41 @@ class ClusterService implements Cluster, Startable {
     if (failed.length === 0) return
     const culprit = failed.find(([, e]) => e instanceof ThresholdError && e.culprit != null)?.[1] as
       ThresholdError | undefined
-    throw new ThresholdError(
-      `${what} failed: ` + failed.map(([m, e]) => `${m}: ${e.name}: ${e.message}`).join('; '),
-      culprit?.culprit ?? failed[0][0]
-    )
+    throw new ThresholdError(`${what} failed: ${describeExcluded(failed)}`, culprit?.culprit ?? failed[0][0])
   }
 
-  private async requestDkg(
+  /** Sends `request` to `member` and returns its answer, which must be of type `expected`; a refusal throws MemberRefusedError. */
+  private async request<A>(
     member: PrincipalId,
-    request: DkgEnvelope,
+    wire: { protocol: string; maxBytes: number; decode: (bytes: Uint8Array) => { type: string } },
+    request: Uint8Array,
+    expected: string,
     options: AbortOptions
-  ): Promise<{ messages: Uint8Array[]; done: boolean }> {
-    const bytes = await requestOnce(this.open, peerIdFromPrincipal(member), DKG_PROTOCOL, encodeDkgEnvelope(request), {
-      maxBytes: MAX_DKG_ENVELOPE_BYTES,
-      signal: this.signal(options)
+  ): Promise<A> {
+    const bytes = await requestOnce(this.open, peerIdFromPrincipal(member), wire.protocol, request, {
+      maxBytes: wire.maxBytes,
+      signal: withTimeout(this.timeout, options.signal)
     })
-    const answer = decodeDkgEnvelope(bytes)
-    if (answer.type === 'error')
-      throw new MemberRefusedError(`${member} refused: ${answer.name}: ${answer.message}`, answer.name, member)
-    if (answer.type !== 'messages') throw new ThresholdError(`${member} answered with ${answer.type}`, member)
-    return answer
+    const answer = wire.decode(bytes)
+    if (answer.type === 'error') {
+      const { name, message } = answer as ErrorAnswer
+      throw new MemberRefusedError(`${member} refused: ${name}: ${message}`, name, member)
+    }
+    if (answer.type !== expected) throw new ThresholdError(`${member} answered with ${answer.type}`, member)
+    return answer as A
+  }
+
+  private async requestDkg(member: PrincipalId, request: DkgEnvelope, options: AbortOptions): Promise<DkgMessages> {
+    return await this.request(member, DKG_WIRE, encodeDkgEnvelope(request), 'messages', options)
+  }
+
+  private async requestFrost<K extends FrostAnswer['type']>(
+    member: PrincipalId,
+    request: FrostRequest,
+    expected: K,
+    options: AbortOptions
+  ): Promise<Extract<FrostAnswer, { type: K }>> {
+    return await this.request(member, FROST_WIRE, encodeFrostMessage(request), expected, options)
   }
 
   private async answerDkg(bytes: Uint8Array, connection: Connection): Promise<Uint8Array> {
@@ -466,7 +494,7 @@ class ClusterService implements Cluster, Startable {
       const members = request.members as PrincipalId[]
       if (!members.includes(from)) throw new NotAMemberError('the initiator is not among the members')
       if (members.join(',') !== [...members].sort().join(',')) throw new WrongSessionError('members must be sorted')
-      await this.authorizeRequester(from, '(cyberspace (cluster init))')
+      await this.authorizeRequester(from, TAGS.init)
       const dkg = new DkgSession(
         { session: request.session, members, threshold: request.threshold },
         { principal: this.self, secretKey: this.seed() }
@@ -521,9 +549,9 @@ class ClusterService implements Cluster, Startable {
           const answer = await this.requestFrost(
             member,
             { v: 1, type: 'commit', group, epoch, session: req.session, payload },
+            'commitments',
             options
           )
-          if (answer.type !== 'commitments') throw new ThresholdError(`${member} answered with ${answer.type}`, member)
           return { identifier: answer.identifier, hiding: answer.hiding, binding: answer.binding }
         },
         sign: async (member, pkg) => {
@@ -531,9 +559,9 @@ class ClusterService implements Cluster, Startable {
           const answer = await this.requestFrost(
             member,
             { v: 1, type: 'sign', group, epoch, session: pkg.session, payload, commitments: pkg.commitments },
+            'share',
             options
           )
-          if (answer.type !== 'share') throw new ThresholdError(`${member} answered with ${answer.type}`, member)
           return answer.share
         }
       },
@@ -546,29 +574,13 @@ class ClusterService implements Cluster, Startable {
     if (cert.issuer !== clusterPrincipal(state))
       throw new RangeError('a cluster certificate is issued by the cluster principal')
     // nothing is signed that a verifier could not parse
-    const canonical = encodeCanonical(certToSexp(parseCert(certToSexp(cert))))
-    const result = await this.sign(CERT_DOMAIN, canonical, options)
+    const sexp = certToSexp(cert)
+    parseCert(sexp)
+    const result = await this.sign(CERT_DOMAIN, encodeCanonical(sexp), options)
     const signed = { cert, signature: result.signature }
-    await verifyCert(signed)
+    // the signature was verified as it was aggregated, and the store checks it again as it keeps it
     await this.components.spki.addCert(signed)
     return { ...signed, result }
-  }
-
-  private async requestFrost(member: PrincipalId, request: FrostRequest, options: AbortOptions): Promise<FrostAnswer> {
-    const bytes = await requestOnce(
-      this.open,
-      peerIdFromPrincipal(member),
-      FROST_PROTOCOL,
-      encodeFrostMessage(request),
-      {
-        maxBytes: MAX_FROST_MESSAGE_BYTES,
-        signal: this.signal(options)
-      }
-    )
-    const answer = decodeFrostMessage(bytes)
-    if (answer.type === 'error')
-      throw new MemberRefusedError(`${member} refused: ${answer.name}: ${answer.message}`, answer.name, member)
-    return answer as FrostAnswer
   }
 
   private async answerFrost(bytes: Uint8Array, connection: Connection): Promise<Uint8Array> {
@@ -596,7 +608,7 @@ class ClusterService implements Cluster, Startable {
     if (!('group' in request)) throw new WrongSessionError('not a request')
     // who asks is checked before anything else is looked at
     const members = this.requireState().members
-    if (request.type === 'decrypt') await this.authorizeRequester(from, '(cyberspace (cluster decrypt))')
+    if (request.type === 'decrypt') await this.authorizeRequester(from, TAGS.decrypt)
     else if (!members.includes(from)) throw new NotAMemberError(`${from} is not a member of this cluster`)
     const state = this.stateFor(request.group, request.epoch)
     const signer = this.signer as Signer
@@ -621,7 +633,7 @@ class ClusterService implements Cluster, Startable {
         return { v: 1, type: 'decryption', identifier: d.identifier, share: d.share, proof: d.proof }
       }
       case 'refresh-deal': {
-        await this.authorizeRequester(from, '(cyberspace (cluster refresh))')
+        await this.authorizeRequester(from, TAGS.refresh)
         const run = this.refreshRun
         // asked again for the same refresh: the same deal, never a second one
         if (run != null && equalBytes(run.session, request.session) && run.coordinator === from)
@@ -663,7 +675,7 @@ class ClusterService implements Cluster, Startable {
     parsePoint(ct.ephemeral, 'ciphertext ephemeral key')
     const pub = state.key.public
     const excluded = new Map<PrincipalId, Error>()
-    const valid: Array<{ member: PrincipalId; share: DecryptionShare }> = []
+    const valid: Array<{ member: PrincipalId; identifier: string; point: GroupPoint }> = []
     const group = groupKeyOf(state)
     await Promise.all(
       state.members.map(async member => {
@@ -674,15 +686,14 @@ class ClusterService implements Cluster, Startable {
             const a = await this.requestFrost(
               member,
               { v: 1, type: 'decrypt', group, epoch: state.epoch, ephemeral: ct.ephemeral },
+              'decryption',
               options
             )
-            if (a.type !== 'decryption') throw new ThresholdError(`${member} answered with ${a.type}`, member)
             share = { identifier: a.identifier, share: a.share, proof: a.proof }
           }
           if (share.identifier !== memberIdentifier(member))
             throw new ThresholdError(`${member} answered for another member`, member)
-          verifyDecryptionShare(pub, ct, share)
-          valid.push({ member, share })
+          valid.push({ member, identifier: share.identifier, point: verifyDecryptionShare(pub, ct, share) })
         } catch (err) {
           excluded.set(member, err as Error)
         }
@@ -690,18 +701,13 @@ class ClusterService implements Cluster, Startable {
     )
     if (valid.length < state.threshold) {
       throw new NotEnoughSignersError(
-        `${valid.length} valid decryption shares; ${state.threshold} are needed. ` +
-          [...excluded].map(([m, e]) => `${m}: ${e.name}: ${e.message}`).join('; ')
+        `${valid.length} valid decryption shares; ${state.threshold} are needed. ${describeExcluded(excluded)}`
       )
     }
+    // each share was checked against its proof as it came: combine the first t
     const chosen = valid.slice(0, state.threshold)
     return {
-      plaintext: combineDecryption(
-        pub,
-        ct,
-        chosen.map(v => v.share),
-        aad
-      ),
+      plaintext: openWithShares(pub, ct, new Map(chosen.map(v => [v.identifier, v.point])), aad),
       helpers: chosen.map(v => v.member),
       excluded
     }
@@ -733,8 +739,7 @@ class ClusterService implements Cluster, Startable {
       await this.allOrFail(
         others,
         async m => {
-          const a = await this.requestFrost(m, { v: 1, type: 'refresh-deal', group, epoch, session }, options)
-          if (a.type !== 'deal') throw new ThresholdError(`${m} answered with ${a.type}`, m)
+          const a = await this.requestFrost(m, { v: 1, type: 'refresh-deal', group, epoch, session }, 'deal', options)
           deals.set(m, a.deal)
         },
         'refresh (every member must deal)'
@@ -749,9 +754,9 @@ class ClusterService implements Cluster, Startable {
           const a = await this.requestFrost(
             m,
             { v: 1, type: 'refresh-apply', group, epoch, session, deals: all },
+            'staged',
             options
           )
-          if (a.type !== 'staged') throw new ThresholdError(`${m} answered with ${a.type}`, m)
           if (!equalBytes(a.digest, digest)) throw new EquivocationError(`${m} computed other public shares`, m)
           acks.push({ from: m, sig: a.ack })
         },
@@ -767,7 +772,12 @@ class ClusterService implements Cluster, Startable {
     await Promise.all(
       others.map(async m => {
         try {
-          await this.requestFrost(m, { v: 1, type: 'refresh-commit', group, epoch, session, acks }, options)
+          await this.requestFrost(
+            m,
+            { v: 1, type: 'refresh-commit', group, epoch, session, acks },
+            'committed',
+            options
+          )
         } catch (err) {
           lagging.set(m, err as Error)
         }

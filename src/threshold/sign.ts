@@ -18,6 +18,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { ed25519 } from '../crypto/ed25519.ts'
 import {
+  describeExcluded,
   InvalidShareError,
   NotEnoughSignersError,
   ReplayedMessageError,
@@ -209,7 +210,7 @@ export async function coordinateSigning(
   const notEnough = (): NotEnoughSignersError =>
     new NotEnoughSignersError(
       `${members.length - excluded.size} of ${members.length} members can sign; ${t} are needed. ` +
-        [...excluded].map(([m, e]) => `${m}: ${e.name}: ${e.message}`).join('; ')
+        describeExcluded(excluded)
     )
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     const candidates = members.filter(m => !excluded.has(m))

@@ -114,7 +114,14 @@ export function decodeClusterState(bytes: Uint8Array, self: PrincipalId): Cluste
 export function datastoreShareStore(datastore: Datastore): ShareStore {
   const key = (slot: ShareSlot): DatastoreKey => new DatastoreKey(`/cyberspace/cluster/${slot}`)
   return {
-    load: async slot => ((await datastore.has(key(slot))) ? await datastore.get(key(slot)) : undefined),
+    load: async slot => {
+      try {
+        return await datastore.get(key(slot))
+      } catch (err) {
+        if ((err as Error).name === 'NotFoundError') return undefined
+        throw err
+      }
+    },
     save: async (slot, bytes) => {
       await datastore.put(key(slot), bytes)
     },

@@ -7,7 +7,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { apiClient } from '../../node/api/client.ts'
+import { connectApi } from '../../node/api/client.ts'
+import { API_FILE } from '../../node/data-dir.ts'
 import type { ApiClient } from '../../node/api/client.ts'
 import type { ChildProcess } from 'node:child_process'
 
@@ -76,7 +77,7 @@ export async function spawnNode(options: SpawnNodeOptions = {}): Promise<NodePro
   let info: { url: string; pid: number } | undefined
   while (Date.now() < deadline && proc.exitCode == null) {
     try {
-      const parsed = JSON.parse(await readFile(join(dataDir, 'api.json'), 'utf8')) as { url: string; pid: number }
+      const parsed = JSON.parse(await readFile(join(dataDir, API_FILE), 'utf8')) as { url: string; pid: number }
       if (parsed.pid === proc.pid) {
         info = parsed
         break
@@ -88,8 +89,7 @@ export async function spawnNode(options: SpawnNodeOptions = {}): Promise<NodePro
     proc.kill('SIGKILL')
     throw new Error(`node did not start in ${dataDir}:\n${out}`)
   }
-  const token = (await readFile(join(dataDir, 'api-token'), 'utf8')).trim()
-  const api = apiClient(info.url, token)
+  const api = await connectApi(dataDir)
   const id = await api.get<{ peerId: string; multiaddrs: string[] }>('id')
   const tcpAddr = id.multiaddrs.find(a => /\/tcp\/\d+\/p2p\//.test(a))
   if (tcpAddr == null) {

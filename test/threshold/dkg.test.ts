@@ -145,7 +145,7 @@ describe('DKG session (authenticated, encrypted round 2, confirmed)', () => {
     const identity = new Uint8Array(32)
     identity[0] = 1
     const smallOrder = new Uint8Array(32)
-    const cases: Array<[string, (r: DkgRound1) => DkgRound1]> = [
+    const cases: Array<[string, (r: DkgRound1) => DkgRound1, number?]> = [
       ['identity commitment', r => ({ ...r, commitment: [identity, ...r.commitment.slice(1)] })],
       ['small-order commitment', r => ({ ...r, commitment: [r.commitment[0], smallOrder] })],
       ['non-point commitment', r => ({ ...r, commitment: [r.commitment[0], new Uint8Array(32).fill(0xff)] })],
@@ -154,13 +154,11 @@ describe('DKG session (authenticated, encrypted round 2, confirmed)', () => {
         r => ({ ...r, proof: new Uint8Array([...r.proof.subarray(0, 32), ...new Uint8Array(32).fill(1)]) })
       ],
       ['low-order X25519 key', r => ({ ...r, ephemeral: new Uint8Array(32) })],
-      [
-        'too few commitments',
-        r => ({ ...r, commitment: r.commitment.slice(0, 1).concat([r.commitment[0]]).slice(0, 2) })
-      ]
+      // with threshold 3 a member commits to 3 coefficients; two are well-formed but too few
+      ['too few commitments', r => ({ ...r, commitment: r.commitment.slice(0, 2) }), 3]
     ]
-    for (const [what, change] of cases) {
-      const sessions = sessionsFor(ms, 2)
+    for (const [what, change, t = 2] of cases) {
+      const sessions = sessionsFor(ms, t)
       const [victim, liar] = [ms[0], ms[1]]
       const errors = await run(sessions, async (msg, to) =>
         msg.type === 'round1' && msg.from === liar.id && to === victim.id ? await resign(change(msg), liar) : msg
