@@ -1,0 +1,127 @@
+/**
+ * A hybrid logical clock (Kulkarni et al., "Logical Physical Clocks", 2014): timestamps
+ * `[wall, logical]` that never go backwards, stay within a bounded distance of physical time, and
+ * order every event after everything its author had seen. A timestamp from another node that is
+ * further ahead of our physical clock than `maxDrift` is refused (ClockDriftError), so one node
+ * with a wrong clock, or a forger, cannot drag every replica's clock into the future.
+ *
+ * On the wire a timestamp is the dag-cbor array `[wall ms since the epoch, logical counter]`.
+ *
+ * @example
+ * const clock = new Hlc()
+ * const t = clock.tick()                // for a local event
+ * clock.receive(remote.hlc)             // before accepting a remote one; throws ClockDriftError
+ * compareHlc(t, remote.hlc)             // -1, 0 or 1
+ */
+import { ClockDriftError, InvalidTimestampError } from './errors.ts'
+
+export type HlcTimestamp = readonly [wall: number, logical: number]
+
+/** Largest logical counter; past it the clock moves its wall part on by one millisecond instead. */
+export const MAX_LOGICAL = 0xffff_ffff
+/** Default for how far ahead of our physical clock a remote timestamp may be, in ms. */
+export const DEFAULT_MAX_DRIFT = 60_000
+
+export interface HlcInit {
+  /** Physical time in ms; default Date.now. Tests inject their own. */
+  now?: () => number
+  /** Largest accepted lead of a remote timestamp over `now()`, in ms; default 60 s. */
+  maxDrift?: number
+  /** The last timestamp issued before a restart, so the clock continues after it. */
+  last?: HlcTimestamp
+}
+
+export function isHlc(x: unknown): x is HlcTimestamp {
+  return (
+    Array.isArray(x) &&
+    x.length === 2 &&
+    Number.isSafeInteger(x[0]) &&
+    x[0] >= 0 &&
+    Number.isSafeInteger(x[1]) &&
+    x[1] >= 0 &&
+    x[1] <= MAX_LOGICAL
+  )
+}
+
+export function checkHlc(x: unknown, field = 'hlc'): asserts x is HlcTimestamp {
+  if (!isHlc(x)) {
+    throw new InvalidTimestampError(`${field} must be [wall, logical]: non-negative integers, logical ≤ ${MAX_LOGICAL}`)
+  }
+}
+
+export function compareHlc(a: HlcTimestamp, b: HlcTimestamp): -1 | 0 | 1 {
+  if (a[0] !== b[0]) return a[0] < b[0] ? -1 : 1
+  if (a[1] !== b[1]) return a[1] < b[1] ? -1 : 1
+  return 0
+}
+
+export class Hlc {
+  private readonly now: () => number
+  readonly maxDrift: number
+  private wall = 0
+  private logical = 0
+
+  constructor(init: HlcInit = {}) {
+    this.now = init.now ?? Date.now
+    this.maxDrift = init.maxDrift ?? DEFAULT_MAX_DRIFT
+    if (!Number.isSafeInteger(this.maxDrift) || this.maxDrift < 0) {
+      throw new RangeError('maxDrift must be a non-negative integer of ms')
+    }
+    if (init.last != null) {
+      checkHlc(init.last, 'last')
+      ;[this.wall, this.logical] = init.last
+    }
+  }
+
+  /** The last timestamp issued or received. */
+  last(): HlcTimestamp {
+    return [this.wall, this.logical]
+  }
+
+  /** A new timestamp for a local event: later than every one before it. */
+  tick(): HlcTimestamp {
+    const physical = this.physical()
+    if (physical > this.wall) this.set(physical, 0)
+    else this.set(this.wall, this.logical + 1)
+    return this.last()
+  }
+
+  /** Throws ClockDriftError if `remote` is further ahead of physical time than maxDrift allows. */
+  check(remote: HlcTimestamp): void {
+    checkHlc(remote)
+    const physical = this.physical()
+    if (remote[0] > physical + this.maxDrift) {
+      throw new ClockDriftError(
+        `timestamp ${remote[0]} is ${remote[0] - physical} ms ahead of this clock (at most ${this.maxDrift} ms allowed)`
+      )
+    }
+  }
+
+  /** Moves the clock past a remote timestamp (after check), and returns the new local time. */
+  receive(remote: HlcTimestamp): HlcTimestamp {
+    this.check(remote)
+    const physical = this.physical()
+    const wall = Math.max(this.wall, remote[0], physical)
+    if (wall === this.wall && wall === remote[0]) this.set(wall, Math.max(this.logical, remote[1]) + 1)
+    else if (wall === this.wall) this.set(wall, this.logical + 1)
+    else if (wall === remote[0]) this.set(wall, remote[1] + 1)
+    else this.set(wall, 0)
+    return this.last()
+  }
+
+  private physical(): number {
+    const t = Math.floor(this.now())
+    if (!Number.isSafeInteger(t) || t < 0) throw new InvalidTimestampError(`physical clock returned ${t}`)
+    return t
+  }
+
+  private set(wall: number, logical: number): void {
+    // a counter at its limit moves the wall part on instead: still monotonic, still close to real time
+    if (logical > MAX_LOGICAL) {
+      wall += 1
+      logical = 0
+    }
+    this.wall = wall
+    this.logical = logical
+  }
+}
