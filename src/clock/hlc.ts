@@ -109,6 +109,15 @@ export class Hlc {
     return this.last()
   }
 
+  /**
+   * Moves the clock past a timestamp already accepted earlier (e.g. while replaying a stored
+   * log), without the drift check: that check was made when it arrived.
+   */
+  witness(t: HlcTimestamp): void {
+    checkHlc(t)
+    if (compareHlc(t, [this.wall, this.logical]) > 0) this.set(t[0], t[1])
+  }
+
   private physical(): number {
     const t = Math.floor(this.now())
     if (!Number.isSafeInteger(t) || t < 0) throw new InvalidTimestampError(`physical clock returned ${t}`)

@@ -9,7 +9,9 @@
  */
 import { signedBytes } from '../../protocols/signing.ts'
 import { ed25519 } from './ed25519.ts'
+import { principalId } from './principal.ts'
 import type { Ed25519 } from './ed25519.ts'
+import type { PrincipalId } from './principal.ts'
 
 export async function signAs(
   secretKey: Uint8Array,
@@ -28,4 +30,20 @@ export async function verifyAs(
   backend?: Ed25519
 ): Promise<boolean> {
   return await (backend ?? (await ed25519())).verify(publicKey, signedBytes(domain, body), signature)
+}
+
+/** Something that signs as a principal: a node's key, an agent's key, a test key. */
+export interface Signer {
+  readonly principal: PrincipalId
+  sign(domain: string, body: Uint8Array): Promise<Uint8Array>
+}
+
+/** A Signer for an Ed25519 secret key (the 32-byte seed; a libp2p key's `raw` starts with it). */
+export async function seedSigner(secretKey: Uint8Array, backend?: Ed25519): Promise<Signer> {
+  const ed = backend ?? (await ed25519())
+  const seed = secretKey.slice(0, 32)
+  return {
+    principal: principalId(await ed.publicKey(seed)),
+    sign: async (domain, body) => await signAs(seed, domain, body, ed)
+  }
 }

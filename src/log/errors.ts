@@ -1,0 +1,47 @@
+export { InvalidEventError } from '../../protocols/log/codec.ts'
+
+/** The event's author holds no chain granting it the right to write this log. */
+export class UnauthorizedEventError extends Error {
+  static name = 'UnauthorizedEventError'
+  name = 'UnauthorizedEventError'
+}
+
+/** The event's signature does not verify against its author. */
+export class InvalidSignatureError extends Error {
+  static name = 'InvalidSignatureError'
+  name = 'InvalidSignatureError'
+}
+
+/** Some of the event's ancestors could not be fetched, so it cannot be applied yet. */
+export class MissingParentsError extends Error {
+  static name = 'MissingParentsError'
+  name = 'MissingParentsError'
+}
+
+/** The event breaks the log's rules: another log, a timestamp not after its parents', undecodable ops. */
+export class EventRejectedError extends Error {
+  static name = 'EventRejectedError'
+  name = 'EventRejectedError'
+}
+
+/** A block is not in the blockstore (and could not be fetched), or is larger than allowed. */
+export class BlockNotFoundError extends Error {
+  static name = 'BlockNotFoundError'
+  name = 'BlockNotFoundError'
+}
+
+/** A join would fetch more history than the limit: the peer should be joined from a snapshot. */
+export class HistoryTooLongError extends Error {
+  static name = 'HistoryTooLongError'
+  name = 'HistoryTooLongError'
+}
+
+export class EmptyLogError extends Error {
+  static name = 'EmptyLogError'
+  name = 'EmptyLogError'
+}
+
+export class LogClosedError extends Error {
+  static name = 'LogClosedError'
+  name = 'LogClosedError'
+}

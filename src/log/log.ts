@@ -1,0 +1,632 @@
+/**
+ * A replicated log: the Merkle DAG of signed events of one document, stored as dag-cbor blocks,
+ * and the CRDT state those events build. Appends sign a new event whose parents are the current
+ * heads; joins take a peer's heads, fetch every missing ancestor by CID (Helia fetches what is not
+ * local), check each — shape, log id, clock drift, signature, the author's authority, timestamp
+ * after its parents', decodable ops — and apply them in the one deterministic order (HLC, author,
+ * CID), each exactly once. Snapshots (the state and the heads it covers, signed) let a replica
+ * start without the history behind them, and compaction deletes that history.
+ *
+ * On disk: the blocks in the blockstore, and one record per log in the datastore
+ * (`/cyberspace/log/<id>`: heads and base snapshots). Blocks are written before the record that
+ * points at them, so a crash between the two leaves only an unreferenced block; a restart replays
+ * from the record and gets exactly the state it had.
+ *
+ * @example
+ * const log = await Log.open({ id: 'tasks', type: crdtTypes['or-set'], blockstore, datastore, signer, clock, authorize })
+ * await log.append(batch => batch.push(orSet.add(batch.state, batch.ctx, 'write the report')))
+ * await log.join(peerHeads)                // fetch, verify, apply
+ * log.value()                              // ['write the report', …]
+ * await log.compact()                      // snapshot, then drop the history behind it
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { Key } from 'interface-datastore'
+import { TypedEventEmitter } from 'main-event'
+import { CID } from 'multiformats/cid'
+import { defaultLogger } from '@libp2p/logger'
+import {
+  blockCid,
+  checkLogId,
+  decodeEvent,
+  decodeSnapshot,
+  EVENT_DOMAIN,
+  isBlockCid,
+  MAX_EVENT_BYTES,
+  MAX_PARENTS,
+  MAX_SNAPSHOT_BYTES,
+  SNAPSHOT_DOMAIN
+} from '../../protocols/log/codec.ts'
+import { compareHlc } from '../clock/hlc.ts'
+import { withTimeout } from '../network/rpc.ts'
+import { readBlock } from './blocks.ts'
+import { compareEvents, signEvent, signSnapshot, verifySigned } from './event.ts'
+import {
+  EmptyLogError,
+  EventRejectedError,
+  HistoryTooLongError,
+  InvalidEventError,
+  LogClosedError,
+  MissingParentsError
+} from './errors.ts'
+import type { LogBlockstore } from './blocks.ts'
+import type { Block } from './event.ts'
+import type { Event, Snapshot, Timestamp } from '../../protocols/log/codec.ts'
+import type { Hlc, HlcTimestamp } from '../clock/hlc.ts'
+import type { PrincipalId } from '../crypto/principal.ts'
+import type { Signer } from '../crypto/sign.ts'
+import type { CrdtLimits, CrdtType, MutationContext } from '../crdt/types.ts'
+import type { AbortOptions, ComponentLogger, Logger } from '@libp2p/interface'
+import type { Datastore } from 'interface-datastore'
+
+export type LogAction = 'append' | 'snapshot'
+/** Resolves if `author` may do `action` on this log; throws (UnauthorizedEventError, …) if not. */
+export type Authorize = (author: PrincipalId, action: LogAction, options: AbortOptions) => Promise<void>
+
+export interface LogLimits {
+  crdt?: CrdtLimits
+  /** Most events one join fetches; beyond it the join fails with HistoryTooLongError. Default 10 000. */
+  maxJoinEvents?: number
+  /** How long one block fetch may take, in ms; default 10 s. */
+  fetchTimeout?: number
+  /** Blocks fetched at once during a join; default 16. */
+  fetchConcurrency?: number
+  /** Most foreign snapshots a replica merges before it takes its own; default 16. */
+  maxSnapshots?: number
+}
+
+export interface LogInit<S, D, V> {
+  id: string
+  type: CrdtType<S, D, V>
+  blockstore: LogBlockstore
+  datastore: Datastore
+  signer: Signer
+  clock: Hlc
+  authorize: Authorize
+  limits?: LogLimits
+  logger?: ComponentLogger
+}
+
+export interface ChangeDetail {
+  kind: 'event' | 'snapshot'
+  cid: CID
+  author: PrincipalId
+  hlc: HlcTimestamp
+  /** True for this replica's own appends. */
+  local: boolean
+  /** The block, for own appends (to publish it). */
+  bytes?: Uint8Array
+}
+
+export interface LogEvents {
+  change: CustomEvent<ChangeDetail>
+}
+
+export interface JoinResult {
+  applied: CID[]
+  rejected: Array<{ cid: CID; error: Error }>
+  /** Blocks that could not be fetched; events above them wait for the next join. */
+  missing: CID[]
+}
+
+/** What an append's builder gets: the live state, the context for mutators, and where deltas go. */
+export interface Batch<S, D> {
+  readonly state: S
+  readonly ctx: MutationContext
+  /** Merges the delta into the state now (later mutators of the batch see it) and adds it to the event. */
+  push(delta: D): void
+}
+
+interface KnownEvent {
+  hlc: Timestamp
+  author: string
+  parents: string[]
+}
+
+interface Fetched<D> {
+  key: string
+  cid: CID
+  bytes: Uint8Array
+  event: Event
+  deltas: D[]
+}
+
+const RECORD_PREFIX = '/cyberspace/log/'
+
+export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
+  readonly id: string
+  readonly type: CrdtType<S, D, V>
+  private readonly init: LogInit<S, D, V>
+  private readonly log: Logger
+  private readonly recordKey: Key
+  private state: S
+  private readonly headCids = new Map<string, CID>()
+  /** Events applied since the base snapshots: for dedup, parent checks and compaction. */
+  private readonly known = new Map<string, KnownEvent>()
+  /** The base: snapshots merged into the state, the heads they cover and the authors' latest covered timestamps. */
+  private snapshotCids: CID[] = []
+  private readonly coveredHeads = new Set<string>()
+  private readonly covered = new Map<string, Timestamp>()
+  private queue: Promise<unknown> = Promise.resolve()
+  private closed = false
+
+  private constructor(init: LogInit<S, D, V>) {
+    super()
+    checkLogId(init.id)
+    this.id = init.id
+    this.type = init.type
+    this.init = init
+    this.log = (init.logger ?? defaultLogger()).forComponent(`cyberspace:log:${init.id}`)
+    this.recordKey = new Key(RECORD_PREFIX + init.id)
+    this.state = init.type.empty()
+  }
+
+  /** Opens a log, replaying what the datastore and blockstore hold. */
+  static async open<S, D, V>(init: LogInit<S, D, V>): Promise<Log<S, D, V>> {
+    const log = new Log(init)
+    await log.replay()
+    return log
+  }
+
+  value(): V {
+    return this.type.value(this.state)
+  }
+
+  /** The live state (read only: change it through `append`). */
+  current(): S {
+    return this.state
+  }
+
+  heads(): CID[] {
+    return [...this.headCids.values()]
+  }
+
+  snapshots(): CID[] {
+    return [...this.snapshotCids]
+  }
+
+  /** Whether the event is part of this replica's state (applied, or covered by a snapshot). */
+  has(cid: CID | string): boolean {
+    const key = cid.toString()
+    return this.known.has(key) || this.coveredHeads.has(key)
+  }
+
+  /** Number of events applied since the base snapshot. */
+  get length(): number {
+    return this.known.size
+  }
+
+  close(): void {
+    this.closed = true
+  }
+
+  /**
+   * Appends one event holding every delta the builder pushes, atomically: all of them are in the
+   * state and on disk, or (if signing or writing fails) none is.
+   */
+  async append(build: (batch: Batch<S, D>) => void, options: AbortOptions = {}): Promise<Block<Event> | undefined> {
+    return await this.exclusive(async () => {
+      options.signal?.throwIfAborted()
+      const hlc = this.init.clock.tick()
+      const deltas: D[] = []
+      const batch: Batch<S, D> = {
+        state: this.state,
+        ctx: { replica: this.init.signer.principal, hlc },
+        push: delta => {
+          this.type.merge(this.state, delta)
+          deltas.push(delta)
+        }
+      }
+      let block: Block<Event>
+      let heads: Map<string, CID>
+      try {
+        build(batch)
+        if (deltas.length === 0) return undefined
+        const parents = this.heads().slice(0, MAX_PARENTS)
+        block = await signEvent(this.init.signer, {
+          log: this.id,
+          hlc,
+          parents,
+          ops: deltas.map(d => this.type.encodeDelta(d))
+        })
+        await this.init.blockstore.put(block.cid, block.bytes)
+        heads = new Map(this.headCids)
+        for (const p of parents) heads.delete(p.toString())
+        heads.set(block.cid.toString(), block.cid)
+        await this.writeRecord(heads, this.snapshotCids)
+      } catch (err) {
+        // the deltas are in the state but not in the log: rebuild the state from what is stored
+        await this.rebuildState()
+        throw err
+      }
+      this.setHeads(heads)
+      this.known.set(block.cid.toString(), {
+        hlc,
+        author: block.value.author,
+        parents: block.value.parents.map(String)
+      })
+      this.emitChange('event', block.cid, this.init.signer.principal, hlc, true, block.bytes)
+      return block
+    })
+  }
+
+  /**
+   * Joins a peer's heads: fetches every missing ancestor (through the blockstore, which fetches by
+   * CID from peers), checks each, and applies the ones whose whole history is present.
+   * `blocks` may carry blocks already received (e.g. inline on gossip), keyed by CID string.
+   */
+  async join(heads: CID[], options: AbortOptions & { blocks?: Map<string, Uint8Array> } = {}): Promise<JoinResult> {
+    this.checkOpen()
+    const result: JoinResult = { applied: [], rejected: [], missing: [] }
+    const fetched = await this.fetchMissing(heads, result, options)
+    if (fetched.size === 0) return result
+    await this.exclusive(async () => await this.applyFetched(fetched, result))
+    return result
+  }
+
+  /** Signs a snapshot of the current state covering the current heads, and makes it this replica's base. */
+  async snapshot(options: AbortOptions = {}): Promise<Block<Snapshot>> {
+    return await this.exclusive(async () => await this.takeSnapshot(options))
+  }
+
+  /** Takes a snapshot and deletes from the blockstore every event and older snapshot behind it. */
+  async compact(options: AbortOptions = {}): Promise<{ snapshot: CID; removed: number }> {
+    return await this.exclusive(async () => {
+      const previous = this.snapshotCids
+      const snapshot = await this.takeSnapshot(options)
+      let removed = 0
+      const seen = new Set<string>()
+      const stack = this.heads()
+      while (stack.length > 0) {
+        const cid = stack.pop() as CID
+        const key = cid.toString()
+        if (seen.has(key)) continue
+        seen.add(key)
+        let event: Event
+        try {
+          event = decodeEvent(await readBlock(this.init.blockstore, cid, { maxBytes: MAX_EVENT_BYTES, offline: true }))
+        } catch {
+          continue // already gone, or never here (a snapshot's head)
+        }
+        stack.push(...event.parents)
+        await this.init.blockstore.delete(cid)
+        removed++
+      }
+      for (const cid of previous) if (!cid.equals(snapshot.cid)) await this.init.blockstore.delete(cid)
+      this.known.clear()
+      this.log('compacted %d events behind snapshot %c', removed, snapshot.cid)
+      return { snapshot: snapshot.cid, removed }
+    })
+  }
+
+  /**
+   * Merges a peer's snapshot: checks it (signature, the author's authority to snapshot this log,
+   * limits) and joins its state into ours. Events it covers that we lack need not be fetched.
+   */
+  async adoptSnapshot(cid: CID, options: AbortOptions = {}): Promise<boolean> {
+    this.checkOpen()
+    if (this.snapshotCids.some(c => c.equals(cid))) return false
+    const signal = withTimeout(this.limit('fetchTimeout', 10_000), options.signal)
+    const bytes = await readBlock(this.init.blockstore, cid, { maxBytes: MAX_SNAPSHOT_BYTES, signal })
+    const snapshot = decodeSnapshot(bytes)
+    if (snapshot.log !== this.id) throw new EventRejectedError(`snapshot of log ${snapshot.log}, not ${this.id}`)
+    this.init.clock.check(snapshot.hlc)
+    await verifySigned(SNAPSHOT_DOMAIN, snapshot)
+    await this.init.authorize(snapshot.author as PrincipalId, 'snapshot', { signal })
+    const state = this.type.decodeState(snapshot.state, this.init.limits?.crdt)
+    return await this.exclusive(async () => {
+      if (this.snapshotCids.some(c => c.equals(cid))) return false
+      if (this.snapshotCids.length >= this.limit('maxSnapshots', 16)) {
+        throw new EventRejectedError(`this replica already merged ${this.snapshotCids.length} snapshots`)
+      }
+      await this.init.blockstore.put(cid, bytes)
+      const heads = new Map(this.headCids)
+      for (const h of snapshot.heads) if (!this.has(h)) heads.set(h.toString(), h)
+      await this.writeRecord(heads, [...this.snapshotCids, cid])
+      this.absorbSnapshot(cid, snapshot, state)
+      this.setHeads(heads)
+      this.init.clock.witness(snapshot.hlc)
+      this.emitChange('snapshot', cid, snapshot.author as PrincipalId, snapshot.hlc, false)
+      return true
+    })
+  }
+
+  /** Rebuilds the state from the stored record and blocks alone, without touching this log. */
+  async replayStored(): Promise<S> {
+    const copy = new Log(this.init)
+    await copy.replay()
+    return copy.state
+  }
+
+  // --- internals ---
+
+  private async takeSnapshot(options: AbortOptions): Promise<Block<Snapshot>> {
+    options.signal?.throwIfAborted()
+    if (this.headCids.size === 0) throw new EmptyLogError(`log ${this.id} has no events to snapshot`)
+    const covered = new Map(this.covered)
+    for (const e of this.known.values()) raise(covered, e.author, e.hlc)
+    const block = await signSnapshot(this.init.signer, {
+      log: this.id,
+      hlc: this.init.clock.tick(),
+      heads: this.heads(),
+      covered: Object.fromEntries(covered),
+      state: this.type.encodeState(this.state)
+    })
+    await this.init.blockstore.put(block.cid, block.bytes)
+    await this.writeRecord(this.headCids, [block.cid])
+    this.snapshotCids = [block.cid]
+    for (const h of this.headCids.keys()) this.coveredHeads.add(h)
+    for (const [author, t] of covered) raise(this.covered, author, t)
+    return block
+  }
+
+  private absorbSnapshot(cid: CID, snapshot: Snapshot, state: S): void {
+    this.type.merge(this.state, this.type.toDelta(state))
+    this.snapshotCids = [...this.snapshotCids, cid]
+    for (const h of snapshot.heads) this.coveredHeads.add(h.toString())
+    for (const [author, t] of Object.entries(snapshot.covered)) raise(this.covered, author, t)
+  }
+
+  /** True if a snapshot we merged covers this event (its author's events up to that time are in it). */
+  private coveredBySnapshot(event: Event): boolean {
+    const t = this.covered.get(event.author)
+    return t != null && compareHlc(event.hlc, t) <= 0
+  }
+
+  private async fetchMissing(
+    heads: CID[],
+    result: JoinResult,
+    options: AbortOptions & { blocks?: Map<string, Uint8Array> }
+  ): Promise<Map<string, Fetched<D>>> {
+    const fetched = new Map<string, Fetched<D>>()
+    const seen = new Set<string>()
+    const maxEvents = this.limit('maxJoinEvents', 10_000)
+    const concurrency = this.limit('fetchConcurrency', 16)
+    let frontier = heads.filter(h => isBlockCid(h) && !this.has(h))
+    while (frontier.length > 0) {
+      const next: CID[] = []
+      for (let i = 0; i < frontier.length; i += concurrency) {
+        const slice = frontier.slice(i, i + concurrency).filter(cid => {
+          const key = cid.toString()
+          if (seen.has(key) || this.has(key)) return false
+          seen.add(key)
+          return true
+        })
+        if (fetched.size + slice.length > maxEvents) {
+          throw new HistoryTooLongError(`joining ${this.id} needs more than ${maxEvents} events: join from a snapshot`)
+        }
+        const checked = await Promise.all(slice.map(async cid => await this.fetchEvent(cid, result, options)))
+        for (const f of checked) {
+          if (f == null) continue
+          fetched.set(f.key, f)
+          for (const p of f.event.parents) if (!seen.has(p.toString()) && !this.has(p)) next.push(p)
+        }
+      }
+      frontier = next
+    }
+    return fetched
+  }
+
+  /** Fetches and checks one event; records why it was not usable in `result`. */
+  private async fetchEvent(
+    cid: CID,
+    result: JoinResult,
+    options: AbortOptions & { blocks?: Map<string, Uint8Array> }
+  ): Promise<Fetched<D> | undefined> {
+    const key = cid.toString()
+    let bytes = options.blocks?.get(key)
+    try {
+      if (bytes == null || !(await blockCidMatches(bytes, cid))) {
+        const signal = withTimeout(this.limit('fetchTimeout', 10_000), options.signal)
+        bytes = await readBlock(this.init.blockstore, cid, { maxBytes: MAX_EVENT_BYTES, signal })
+      }
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      this.log('could not fetch %c - %e', cid, err)
+      result.missing.push(cid)
+      return undefined
+    }
+    try {
+      const event = decodeEvent(bytes)
+      if (event.log !== this.id) throw new EventRejectedError(`event of log ${event.log}, not ${this.id}`)
+      // an event a merged snapshot already covers is in the state: stop here, without fetching its past
+      if (this.coveredBySnapshot(event)) {
+        this.coveredHeads.add(key)
+        return undefined
+      }
+      this.init.clock.check(event.hlc)
+      await verifySigned(EVENT_DOMAIN, event)
+      await this.init.authorize(event.author as PrincipalId, 'append', options)
+      const deltas = event.ops.map(op => this.decodeOp(op))
+      return { key, cid, bytes, event, deltas }
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      this.log('rejected event %c - %e', cid, err)
+      result.rejected.push({ cid, error: err as Error })
+      return undefined
+    }
+  }
+
+  private decodeOp(op: unknown): D {
+    try {
+      return this.type.decodeDelta(op, this.init.limits?.crdt)
+    } catch (err) {
+      throw new EventRejectedError(`an op is not a valid ${this.type.name} delta: ${(err as Error).message}`)
+    }
+  }
+
+  /** Applies fetched events in replay order, each only if its parents are in the state. */
+  private async applyFetched(fetched: Map<string, Fetched<D>>, result: JoinResult): Promise<void> {
+    const order = [...fetched.values()]
+      .filter(f => !this.known.has(f.key))
+      .map(f => ({ ...f, hlc: f.event.hlc, author: f.event.author }))
+      .sort(compareEvents)
+    const accepted: Fetched<D>[] = []
+    const acceptedKeys = new Map<string, Timestamp>()
+    for (const f of order) {
+      const problem = this.parentProblem(f.event, acceptedKeys, fetched)
+      if (problem != null) {
+        result.rejected.push({ cid: f.cid, error: problem })
+        continue
+      }
+      accepted.push(f)
+      acceptedKeys.set(f.key, f.event.hlc)
+    }
+    if (accepted.length === 0) return
+    for (const f of accepted) await this.init.blockstore.put(f.cid, f.bytes)
+    const heads = new Map(this.headCids)
+    for (const f of accepted) {
+      for (const p of f.event.parents) heads.delete(p.toString())
+      heads.set(f.key, f.cid)
+    }
+    // a head some accepted event descends from is no longer a head, whatever order they came in
+    for (const f of accepted) for (const p of f.event.parents) heads.delete(p.toString())
+    await this.writeRecord(heads, this.snapshotCids)
+    this.setHeads(heads)
+    for (const f of accepted) {
+      for (const delta of f.deltas) this.type.merge(this.state, delta)
+      this.known.set(f.key, { hlc: f.event.hlc, author: f.event.author, parents: f.event.parents.map(String) })
+      this.init.clock.witness(f.event.hlc)
+      result.applied.push(f.cid)
+      this.emitChange('event', f.cid, f.event.author as PrincipalId, f.event.hlc, false)
+    }
+  }
+
+  /** Why an event cannot be applied now: a parent missing, or a timestamp not after a parent's. */
+  private parentProblem(
+    event: Event,
+    accepted: Map<string, Timestamp>,
+    fetched: Map<string, Fetched<D>>
+  ): Error | undefined {
+    for (const p of event.parents) {
+      const key = p.toString()
+      const t = accepted.get(key) ?? this.known.get(key)?.hlc ?? fetched.get(key)?.event.hlc
+      if (t != null && compareHlc(event.hlc, t) <= 0) {
+        return new EventRejectedError(`timestamp ${event.hlc.join('.')} is not after its parent's ${t.join('.')}`)
+      }
+      if (!accepted.has(key) && !this.has(key)) return new MissingParentsError(`parent ${key} is not in the state`)
+    }
+    return undefined
+  }
+
+  /** Loads the record, merges its snapshots and replays every stored event after them. */
+  private async replay(): Promise<void> {
+    const record = await this.readRecord()
+    for (const cid of record.snapshots) {
+      try {
+        const snapshot = decodeSnapshot(
+          await readBlock(this.init.blockstore, cid, { maxBytes: MAX_SNAPSHOT_BYTES, offline: true })
+        )
+        this.absorbSnapshot(cid, snapshot, this.type.decodeState(snapshot.state, this.init.limits?.crdt))
+        this.init.clock.witness(snapshot.hlc)
+      } catch (err) {
+        this.log.error('snapshot %c of log %s is unreadable - %e', cid, this.id, err)
+      }
+    }
+    const found = new Map<string, { key: string; cid: CID; event: Event; hlc: Timestamp; author: string }>()
+    const stack = [...record.heads]
+    while (stack.length > 0) {
+      const cid = stack.pop() as CID
+      const key = cid.toString()
+      if (found.has(key) || this.coveredHeads.has(key)) continue
+      let event: Event
+      try {
+        event = decodeEvent(await readBlock(this.init.blockstore, cid, { maxBytes: MAX_EVENT_BYTES, offline: true }))
+      } catch (err) {
+        this.log.error('event %c of log %s is missing from the blockstore - %e', cid, this.id, err)
+        continue
+      }
+      if (this.coveredBySnapshot(event)) {
+        this.coveredHeads.add(key)
+        continue
+      }
+      found.set(key, { key, cid, event, hlc: event.hlc, author: event.author })
+      stack.push(...event.parents)
+    }
+    for (const f of [...found.values()].sort(compareEvents)) {
+      if (f.event.parents.some(p => !this.has(p))) {
+        this.log.error('event %c of log %s lost part of its history; it waits for peers', f.cid, this.id)
+        continue
+      }
+      for (const op of f.event.ops) this.type.merge(this.state, this.decodeOp(op))
+      this.known.set(f.key, { hlc: f.hlc, author: f.author, parents: f.event.parents.map(String) })
+      this.init.clock.witness(f.hlc)
+    }
+    const heads = new Map<string, CID>()
+    for (const h of record.heads) if (this.has(h)) heads.set(h.toString(), h)
+    this.setHeads(heads)
+  }
+
+  private async rebuildState(): Promise<void> {
+    this.known.clear()
+    this.coveredHeads.clear()
+    this.covered.clear()
+    this.snapshotCids = []
+    this.state = this.type.empty()
+    await this.replay()
+  }
+
+  private async readRecord(): Promise<{ heads: CID[]; snapshots: CID[] }> {
+    let bytes: Uint8Array
+    try {
+      bytes = await this.init.datastore.get(this.recordKey)
+    } catch (err) {
+      if ((err as Error).name === 'NotFoundError') return { heads: [], snapshots: [] }
+      throw err
+    }
+    const record = dagCbor.decode(bytes) as { v: number; heads: unknown; snapshots: unknown }
+    const cids = (list: unknown): CID[] => {
+      if (!Array.isArray(list) || !list.every(isBlockCid))
+        throw new InvalidEventError(`log record of ${this.id} is corrupt`)
+      return list.map(c => CID.asCID(c) as CID)
+    }
+    if (record?.v !== 1) throw new InvalidEventError(`log record of ${this.id} has an unknown version`)
+    return { heads: cids(record.heads), snapshots: cids(record.snapshots) }
+  }
+
+  private async writeRecord(heads: Map<string, CID>, snapshots: CID[]): Promise<void> {
+    await this.init.datastore.put(this.recordKey, dagCbor.encode({ v: 1, heads: [...heads.values()], snapshots }))
+  }
+
+  private setHeads(heads: Map<string, CID>): void {
+    this.headCids.clear()
+    for (const [k, v] of [...heads].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) this.headCids.set(k, v)
+  }
+
+  private emitChange(
+    kind: ChangeDetail['kind'],
+    cid: CID,
+    author: PrincipalId,
+    hlc: HlcTimestamp,
+    local: boolean,
+    bytes?: Uint8Array
+  ): void {
+    this.safeDispatchEvent('change', { detail: { kind, cid, author, hlc, local, bytes } })
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    this.checkOpen()
+    const run = this.queue.then(fn, fn)
+    this.queue = run.catch(() => {})
+    return await run
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new LogClosedError(`log ${this.id} is closed`)
+  }
+
+  private limit(
+    name: 'maxJoinEvents' | 'fetchTimeout' | 'fetchConcurrency' | 'maxSnapshots',
+    fallback: number
+  ): number {
+    return this.init.limits?.[name] ?? fallback
+  }
+}
+
+function raise(vector: Map<string, Timestamp>, author: string, t: Timestamp): void {
+  const old = vector.get(author)
+  if (old == null || compareHlc(t, old) > 0) vector.set(author, t)
+}
+
+async function blockCidMatches(bytes: Uint8Array, cid: CID): Promise<boolean> {
+  return (await blockCid(bytes)).equals(cid)
+}
