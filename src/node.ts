@@ -34,9 +34,12 @@ import {
 import { VALUE_NAMESPACE, valueKey } from '../protocols/values/codec.ts'
 import { spki } from './spki/service.ts'
 import { cluster } from './threshold/service.ts'
+import { StateService } from './log/service.ts'
+import { seedSigner } from './crypto/sign.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
 import type { Spki, SpkiInit } from './spki/service.ts'
 import type { Cluster, ClusterInit } from './threshold/service.ts'
+import type { State, StateInit } from './log/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
 import type { AbortOptions, ComponentLogger, ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
@@ -83,6 +86,8 @@ export interface CreateNodeOptions {
   spkiOptions?: SpkiInit
   /** Cluster key service settings (share store, accepted payload kinds, timeouts). */
   clusterOptions?: ClusterInit
+  /** Replicated state settings (gossip namespace, anti-entropy interval, limits). */
+  stateOptions?: StateInit
   /** Answer DHT queries (true where the node is dialable, e.g. a Node process with listeners). */
   dhtServer: boolean
   /** Extra libp2p services the platform adds (e.g. the circuit relay server in Node). */
@@ -112,6 +117,8 @@ export interface CyberspaceNode {
   readonly spki: Spki
   /** This node's share of the cluster key, and the threshold protocols: see src/threshold/service.ts. */
   readonly cluster: Cluster
+  /** Replicated documents (CRDTs over signed Merkle-DAG logs): see src/log/service.ts. Available once started. */
+  readonly state: State
   start(): Promise<void>
   stop(): Promise<void>
   isStarted(): boolean
@@ -182,32 +189,23 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
     start: false
   })
   const helia = withBitswap(withNet)
-  return new Node(
-    peerId,
-    helia as unknown as Helia & { libp2p: Libp2p<CyberspaceServices> },
-    options.privateKey,
-    options.dhtServer
-  )
+  return new Node(peerId, helia as unknown as Helia & { libp2p: Libp2p<CyberspaceServices> }, options)
 }
 
 class Node implements CyberspaceNode {
   readonly peerId: PeerId
   readonly helia: Helia & { libp2p: Libp2p<CyberspaceServices> }
   private readonly privateKey: PrivateKey
-  private readonly dhtServer: boolean
+  private readonly options: CreateNodeOptions
   private started = false
   private lastValueSeq = 0
+  private stateService?: StateService
 
-  constructor(
-    peerId: PeerId,
-    helia: Helia & { libp2p: Libp2p<CyberspaceServices> },
-    privateKey: PrivateKey,
-    dhtServer: boolean
-  ) {
+  constructor(peerId: PeerId, helia: Helia & { libp2p: Libp2p<CyberspaceServices> }, options: CreateNodeOptions) {
     this.peerId = peerId
     this.helia = helia
-    this.privateKey = privateKey
-    this.dhtServer = dhtServer
+    this.privateKey = options.privateKey
+    this.options = options
   }
 
   get libp2p(): Libp2p<CyberspaceServices> {
@@ -231,6 +229,11 @@ class Node implements CyberspaceNode {
     return this.libp2p.services.cluster
   }
 
+  get state(): State {
+    if (!this.started || this.stateService == null) throw new NodeNotStartedError('the node is not started')
+    return this.stateService
+  }
+
   isStarted(): boolean {
     return this.started
   }
@@ -239,12 +242,25 @@ class Node implements CyberspaceNode {
     if (this.started) return
     await this.helia.start()
     this.started = true
-    if (this.dhtServer) await this.dht.setMode('server')
+    if (this.options.dhtServer) await this.dht.setMode('server')
+    this.stateService = new StateService(
+      {
+        libp2p: this.helia.libp2p,
+        blockstore: this.helia.blockstore,
+        datastore: this.options.datastore,
+        signer: await seedSigner(this.privateKey.raw),
+        logger: this.helia.logger
+      },
+      this.options.stateOptions
+    )
+    await this.stateService.start()
   }
 
   async stop(): Promise<void> {
     if (!this.started) return
     this.started = false
+    await this.stateService?.stop()
+    this.stateService = undefined
     await this.helia.stop()
   }
 

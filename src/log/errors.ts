@@ -45,3 +45,9 @@ export class LogClosedError extends Error {
   static name = 'LogClosedError'
   name = 'LogClosedError'
 }
+
+/** The log was created with another CRDT type than the one it is opened with. */
+export class LogTypeMismatchError extends Error {
+  static name = 'LogTypeMismatchError'
+  name = 'LogTypeMismatchError'
+}

@@ -46,9 +46,10 @@ import {
   HistoryTooLongError,
   InvalidEventError,
   LogClosedError,
+  LogTypeMismatchError,
   MissingParentsError
 } from './errors.ts'
-import type { LogBlockstore } from './blocks.ts'
+import type { FetchOptions, LogBlockstore } from './blocks.ts'
 import type { Block } from './event.ts'
 import type { Event, Snapshot, Timestamp } from '../../protocols/log/codec.ts'
 import type { Hlc, HlcTimestamp } from '../clock/hlc.ts'
@@ -68,16 +69,21 @@ export interface LogLimits {
   maxJoinEvents?: number
   /** How long one block fetch may take, in ms; default 10 s. */
   fetchTimeout?: number
-  /** Blocks fetched at once during a join; default 16. */
+  /** Blocks fetched at once during a join; default 8. */
   fetchConcurrency?: number
   /** Most foreign snapshots a replica merges before it takes its own; default 16. */
   maxSnapshots?: number
 }
 
+/** Fetches a block this replica lacks from peers (it must check the bytes hash to `cid`). */
+export type FetchBlock = (cid: CID, options: AbortOptions & FetchOptions & { maxBytes: number }) => Promise<Uint8Array>
+
 export interface LogInit<S, D, V> {
   id: string
   type: CrdtType<S, D, V>
   blockstore: LogBlockstore
+  /** How missing blocks are fetched; default: the blockstore's own get (Helia's fetches from peers). */
+  fetch?: FetchBlock
   datastore: Datastore
   signer: Signer
   clock: Hlc
@@ -114,6 +120,13 @@ export interface Batch<S, D> {
   readonly ctx: MutationContext
   /** Merges the delta into the state now (later mutators of the batch see it) and adds it to the event. */
   push(delta: D): void
+}
+
+export interface JoinOptions extends AbortOptions {
+  /** Blocks already received (e.g. inline on gossip), by CID string. */
+  blocks?: Map<string, Uint8Array>
+  /** Peers that hold the blocks (the peer that sent the heads). */
+  providers?: FetchOptions['providers']
 }
 
 interface KnownEvent {
@@ -254,7 +267,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
    * CID from peers), checks each, and applies the ones whose whole history is present.
    * `blocks` may carry blocks already received (e.g. inline on gossip), keyed by CID string.
    */
-  async join(heads: CID[], options: AbortOptions & { blocks?: Map<string, Uint8Array> } = {}): Promise<JoinResult> {
+  async join(heads: CID[], options: JoinOptions = {}): Promise<JoinResult> {
     this.checkOpen()
     const result: JoinResult = { applied: [], rejected: [], missing: [] }
     const fetched = await this.fetchMissing(heads, result, options)
@@ -302,11 +315,11 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
    * Merges a peer's snapshot: checks it (signature, the author's authority to snapshot this log,
    * limits) and joins its state into ours. Events it covers that we lack need not be fetched.
    */
-  async adoptSnapshot(cid: CID, options: AbortOptions = {}): Promise<boolean> {
+  async adoptSnapshot(cid: CID, options: AbortOptions & FetchOptions = {}): Promise<boolean> {
     this.checkOpen()
     if (this.snapshotCids.some(c => c.equals(cid))) return false
     const signal = withTimeout(this.limit('fetchTimeout', 10_000), options.signal)
-    const bytes = await readBlock(this.init.blockstore, cid, { maxBytes: MAX_SNAPSHOT_BYTES, signal })
+    const bytes = await this.fetchBlock(cid, { maxBytes: MAX_SNAPSHOT_BYTES, signal, providers: options.providers })
     const snapshot = decodeSnapshot(bytes)
     if (snapshot.log !== this.id) throw new EventRejectedError(`snapshot of log ${snapshot.log}, not ${this.id}`)
     this.init.clock.check(snapshot.hlc)
@@ -372,15 +385,11 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     return t != null && compareHlc(event.hlc, t) <= 0
   }
 
-  private async fetchMissing(
-    heads: CID[],
-    result: JoinResult,
-    options: AbortOptions & { blocks?: Map<string, Uint8Array> }
-  ): Promise<Map<string, Fetched<D>>> {
+  private async fetchMissing(heads: CID[], result: JoinResult, options: JoinOptions): Promise<Map<string, Fetched<D>>> {
     const fetched = new Map<string, Fetched<D>>()
     const seen = new Set<string>()
     const maxEvents = this.limit('maxJoinEvents', 10_000)
-    const concurrency = this.limit('fetchConcurrency', 16)
+    const concurrency = this.limit('fetchConcurrency', 8)
     let frontier = heads.filter(h => isBlockCid(h) && !this.has(h))
     while (frontier.length > 0) {
       const next: CID[] = []
@@ -407,17 +416,13 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   }
 
   /** Fetches and checks one event; records why it was not usable in `result`. */
-  private async fetchEvent(
-    cid: CID,
-    result: JoinResult,
-    options: AbortOptions & { blocks?: Map<string, Uint8Array> }
-  ): Promise<Fetched<D> | undefined> {
+  private async fetchEvent(cid: CID, result: JoinResult, options: JoinOptions): Promise<Fetched<D> | undefined> {
     const key = cid.toString()
     let bytes = options.blocks?.get(key)
     try {
       if (bytes == null || !(await blockCidMatches(bytes, cid))) {
         const signal = withTimeout(this.limit('fetchTimeout', 10_000), options.signal)
-        bytes = await readBlock(this.init.blockstore, cid, { maxBytes: MAX_EVENT_BYTES, signal })
+        bytes = await this.fetchBlock(cid, { maxBytes: MAX_EVENT_BYTES, signal, providers: options.providers })
       }
     } catch (err) {
       options.signal?.throwIfAborted()
@@ -443,6 +448,15 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       this.log('rejected event %c - %e', cid, err)
       result.rejected.push({ cid, error: err as Error })
       return undefined
+    }
+  }
+
+  private async fetchBlock(cid: CID, options: AbortOptions & FetchOptions & { maxBytes: number }): Promise<Uint8Array> {
+    try {
+      return await readBlock(this.init.blockstore, cid, { ...options, offline: this.init.fetch != null })
+    } catch (err) {
+      if (this.init.fetch == null) throw err
+      return await this.init.fetch(cid, options)
     }
   }
 
@@ -573,18 +587,24 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       if ((err as Error).name === 'NotFoundError') return { heads: [], snapshots: [] }
       throw err
     }
-    const record = dagCbor.decode(bytes) as { v: number; heads: unknown; snapshots: unknown }
+    const record = dagCbor.decode(bytes) as { v: number; type: unknown; heads: unknown; snapshots: unknown }
     const cids = (list: unknown): CID[] => {
       if (!Array.isArray(list) || !list.every(isBlockCid))
         throw new InvalidEventError(`log record of ${this.id} is corrupt`)
       return list.map(c => CID.asCID(c) as CID)
     }
     if (record?.v !== 1) throw new InvalidEventError(`log record of ${this.id} has an unknown version`)
+    if (record.type !== this.type.name) {
+      throw new LogTypeMismatchError(`log ${this.id} holds a ${String(record.type)}, not a ${this.type.name}`)
+    }
     return { heads: cids(record.heads), snapshots: cids(record.snapshots) }
   }
 
   private async writeRecord(heads: Map<string, CID>, snapshots: CID[]): Promise<void> {
-    await this.init.datastore.put(this.recordKey, dagCbor.encode({ v: 1, heads: [...heads.values()], snapshots }))
+    await this.init.datastore.put(
+      this.recordKey,
+      dagCbor.encode({ v: 1, type: this.type.name, heads: [...heads.values()], snapshots })
+    )
   }
 
   private setHeads(heads: Map<string, CID>): void {

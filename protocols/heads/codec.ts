@@ -1,0 +1,107 @@
+/**
+ * `/cyberspace/heads/1.0.0` messages (spec in README.md beside this file): anti-entropy for logs.
+ * The dialer sends the heads (and latest snapshot) of the logs it holds; the listener answers with
+ * its own for the logs both hold. Each side then fetches by CID (`want` → `blocks`) whatever the
+ * other has and it lacks. One request, one answer per stream.
+ *
+ * @example
+ * const bytes = encodeHeadsMessage({ v: 1, type: 'heads', logs: [{ log: 'tasks', heads: [cid], snapshot: null }] })
+ * decodeHeadsMessage(bytes) // throws InvalidHeadsMessageError on anything else
+ */
+import { checkLogId, isBlockCid, MAX_SNAPSHOT_BYTES } from '../log/codec.ts'
+import { checkFields, decodeChecked, encodeChecked, ERROR_FIELDS, isBytes } from '../wire.ts'
+import type { ErrorAnswer } from '../wire.ts'
+import type { CID } from 'multiformats/cid'
+
+export const HEADS_PROTOCOL = '/cyberspace/heads/1.0.0'
+/** Most logs one message names. */
+export const MAX_LOGS_PER_MESSAGE = 256
+/** Most heads sent per log; a log with more sends the first ones, the rest follow once merged. */
+export const MAX_HEADS_PER_LOG = 64
+/** Most blocks one `want` asks for. */
+export const MAX_WANTED_BLOCKS = 64
+/** A message holds at most one snapshot-sized block and its framing. */
+export const MAX_HEADS_MESSAGE_BYTES = MAX_SNAPSHOT_BYTES + 64 * 1024
+
+export class InvalidHeadsMessageError extends Error {
+  static name = 'InvalidHeadsMessageError'
+  name = 'InvalidHeadsMessageError'
+}
+
+export interface LogHeads {
+  log: string
+  heads: CID[]
+  /** The latest snapshot the sender has merged, for peers that cannot fetch the history behind it. */
+  snapshot: CID | null
+}
+
+export interface HeadsMessage {
+  v: 1
+  type: 'heads'
+  logs: LogHeads[]
+}
+
+/** Asks for blocks by CID: log events or snapshots the asker lacks. */
+export interface WantMessage {
+  v: 1
+  type: 'want'
+  cids: CID[]
+}
+
+/** The blocks of a `want` the answerer has, in any order, within the message size limit. */
+export interface BlocksMessage {
+  v: 1
+  type: 'blocks'
+  blocks: Uint8Array[]
+}
+
+export type HeadsRequest = HeadsMessage | WantMessage
+export type HeadsAnswer = HeadsMessage | BlocksMessage | ErrorAnswer
+
+const FIELDS = { heads: 'logs,type,v', want: 'cids,type,v', blocks: 'blocks,type,v', error: ERROR_FIELDS }
+
+function fail(what: string): never {
+  throw new InvalidHeadsMessageError(what)
+}
+
+function check(msg: unknown): asserts msg is HeadsRequest | HeadsAnswer {
+  const m = checkFields(msg, FIELDS, fail)
+  if (m.type === 'want') {
+    if (!Array.isArray(m.cids) || m.cids.length === 0 || m.cids.length > MAX_WANTED_BLOCKS) {
+      fail(`cids is a list of 1-${MAX_WANTED_BLOCKS}`)
+    }
+    if (!m.cids.every(isBlockCid)) fail('cids holds only block CIDs')
+    return
+  }
+  if (m.type === 'blocks') {
+    if (!Array.isArray(m.blocks) || m.blocks.length > MAX_WANTED_BLOCKS)
+      fail(`blocks is a list of at most ${MAX_WANTED_BLOCKS}`)
+    if (!m.blocks.every(b => isBytes(b, 1, MAX_SNAPSHOT_BYTES))) fail(`a block is 1-${MAX_SNAPSHOT_BYTES} bytes`)
+    return
+  }
+  if (m.type !== 'heads') return
+  if (!Array.isArray(m.logs) || m.logs.length > MAX_LOGS_PER_MESSAGE) {
+    fail(`logs is a list of at most ${MAX_LOGS_PER_MESSAGE}`)
+  }
+  const seen = new Set<string>()
+  for (const entry of m.logs as unknown[]) {
+    if (entry == null || typeof entry !== 'object' || Array.isArray(entry)) fail('a log entry is a map')
+    const e = entry as Record<string, unknown>
+    if (Object.keys(e).sort().join(',') !== 'heads,log,snapshot') fail('a log entry has exactly heads, log, snapshot')
+    checkLogId(e.log, fail)
+    if (seen.has(e.log)) fail(`log ${e.log} is listed twice`)
+    seen.add(e.log)
+    if (!Array.isArray(e.heads) || e.heads.length > MAX_HEADS_PER_LOG || !e.heads.every(isBlockCid)) {
+      fail(`heads is a list of at most ${MAX_HEADS_PER_LOG} block CIDs`)
+    }
+    if (e.snapshot !== null && !isBlockCid(e.snapshot)) fail('snapshot is a block CID or null')
+  }
+}
+
+export function encodeHeadsMessage(msg: HeadsRequest | HeadsAnswer): Uint8Array {
+  return encodeChecked(msg, check, MAX_HEADS_MESSAGE_BYTES, fail)
+}
+
+export function decodeHeadsMessage(bytes: Uint8Array): HeadsRequest | HeadsAnswer {
+  return decodeChecked(bytes, MAX_HEADS_MESSAGE_BYTES, check, fail)
+}

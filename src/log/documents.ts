@@ -1,0 +1,209 @@
+/**
+ * Replicated documents: a log of one CRDT type behind typed update methods. Each update is one
+ * signed event; `batch` puts several updates of a map in one atomic event. `change` events say
+ * what changed the value: the event's CID, author and HLC, and whether it was this replica's.
+ *
+ * @example
+ * const tasks = await node.state.open('tasks', 'or-map')
+ * tasks.addEventListener('change', e => console.log(e.detail.author, tasks.value()))
+ * await tasks.set(['report', 'owner'], 'z6Mk…')
+ * await tasks.batch(m => { m.increment(['report', 'edits']); m.add(['report', 'tags'], 'urgent') })
+ */
+import { TypedEventEmitter } from 'main-event'
+import { gCounter } from '../crdt/g-counter.ts'
+import { lwwRegister } from '../crdt/lww-register.ts'
+import { mvRegister } from '../crdt/mv-register.ts'
+import { orMap } from '../crdt/or-map.ts'
+import { orSet } from '../crdt/or-set.ts'
+import { pnCounter } from '../crdt/pn-counter.ts'
+import { text } from '../crdt/text.ts'
+import type { ChangeDetail, Log } from './log.ts'
+import type { CrdtName } from '../crdt/types.ts'
+import type { GCounterState } from '../crdt/g-counter.ts'
+import type { LwwRegisterState } from '../crdt/lww-register.ts'
+import type { MvRegisterState } from '../crdt/mv-register.ts'
+import type { MapPath, OrMapState } from '../crdt/or-map.ts'
+import type { OrSetState } from '../crdt/or-set.ts'
+import type { PnCounterState } from '../crdt/pn-counter.ts'
+import type { Doc as YDoc } from 'yjs'
+import type { AbortOptions } from '@libp2p/interface'
+import type { CID } from 'multiformats/cid'
+
+export interface DocumentEvents {
+  change: CustomEvent<ChangeDetail>
+}
+
+export class Document<S, D, V> extends TypedEventEmitter<DocumentEvents> {
+  readonly name: string
+  readonly type: CrdtName
+  readonly log: Log<S, D, V>
+
+  constructor(log: Log<S, D, V>) {
+    super()
+    this.name = log.id
+    this.type = log.type.name
+    this.log = log
+    log.addEventListener('change', e => this.safeDispatchEvent('change', { detail: e.detail }))
+  }
+
+  value(): V {
+    return this.log.value()
+  }
+
+  heads(): CID[] {
+    return this.log.heads()
+  }
+
+  /** One event with the deltas `build` pushes; resolves to its CID (undefined if it pushed none). */
+  protected async update(
+    build: (state: S, ctx: Parameters<Parameters<Log<S, D, V>['append']>[0]>[0]['ctx'], push: (d: D) => void) => void,
+    options: AbortOptions = {}
+  ): Promise<CID | undefined> {
+    const block = await this.log.append(batch => build(batch.state, batch.ctx, d => batch.push(d)), options)
+    return block?.cid
+  }
+}
+
+export class GCounterDocument extends Document<GCounterState, GCounterState, number> {
+  async increment(n = 1, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update((s, ctx, push) => push(gCounter.increment(s, ctx, n)), options)
+  }
+}
+
+export class PnCounterDocument extends Document<PnCounterState, PnCounterState, number> {
+  async increment(n = 1, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update((s, ctx, push) => push(pnCounter.increment(s, ctx, n)), options)
+  }
+
+  async decrement(n = 1, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update((s, ctx, push) => push(pnCounter.decrement(s, ctx, n)), options)
+  }
+}
+
+export class OrSetDocument extends Document<OrSetState, OrSetState, unknown[]> {
+  has(elem: unknown): boolean {
+    return orSet.has(this.log.current(), elem)
+  }
+
+  async add(elem: unknown, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update((s, ctx, push) => push(orSet.add(s, ctx, elem)), options)
+  }
+
+  async remove(elem: unknown, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update((s, ctx, push) => push(orSet.remove(s, ctx, elem)), options)
+  }
+
+  async clear(options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update((s, ctx, push) => push(orSet.clear(s, ctx)), options)
+  }
+}
+
+export class LwwRegisterDocument extends Document<LwwRegisterState, LwwRegisterState, unknown> {
+  async set(value: unknown, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update((s, ctx, push) => push(lwwRegister.set(s, ctx, value)), options)
+  }
+}
+
+export class MvRegisterDocument extends Document<MvRegisterState, MvRegisterState, unknown[]> {
+  async set(value: unknown, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update((s, ctx, push) => push(mvRegister.set(s, ctx, value)), options)
+  }
+}
+
+/** The updates of a map, for `batch`: each one goes into the same event. */
+export interface MapUpdates {
+  set(path: MapPath | string, value: unknown): void
+  assign(path: MapPath | string, value: unknown): void
+  increment(path: MapPath | string, n?: number): void
+  decrement(path: MapPath | string, n?: number): void
+  add(path: MapPath | string, elem: unknown): void
+  removeElement(path: MapPath | string, elem: unknown): void
+  delete(path: MapPath | string): void
+}
+
+const asPath = (path: MapPath | string): MapPath => (typeof path === 'string' ? [path] : path)
+
+export class OrMapDocument extends Document<OrMapState, OrMapState, Record<string, unknown>> {
+  get(path: MapPath | string): unknown {
+    return orMap.get(this.log.current(), asPath(path))
+  }
+
+  /** Several updates in one atomic event: every one is applied, everywhere, or none. */
+  async batch(build: (updates: MapUpdates) => void, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update((s, ctx, push) => {
+      build({
+        set: (path, value) => push(orMap.set(s, ctx, asPath(path), value)),
+        assign: (path, value) => push(orMap.assign(s, ctx, asPath(path), value)),
+        increment: (path, n) => push(orMap.increment(s, ctx, asPath(path), n)),
+        decrement: (path, n) => push(orMap.decrement(s, ctx, asPath(path), n)),
+        add: (path, elem) => push(orMap.add(s, ctx, asPath(path), elem)),
+        removeElement: (path, elem) => push(orMap.removeElement(s, ctx, asPath(path), elem)),
+        delete: path => push(orMap.delete(s, ctx, asPath(path)))
+      })
+    }, options)
+  }
+
+  /** Last-writer-wins value at `path`. */
+  async set(path: MapPath | string, value: unknown, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.batch(m => m.set(path, value), options)
+  }
+
+  /** Multi-value register at `path`: concurrent writes are all kept until the next write. */
+  async assign(path: MapPath | string, value: unknown, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.batch(m => m.assign(path, value), options)
+  }
+
+  async increment(path: MapPath | string, n = 1, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.batch(m => m.increment(path, n), options)
+  }
+
+  async decrement(path: MapPath | string, n = 1, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.batch(m => m.decrement(path, n), options)
+  }
+
+  async add(path: MapPath | string, elem: unknown, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.batch(m => m.add(path, elem), options)
+  }
+
+  async removeElement(path: MapPath | string, elem: unknown, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.batch(m => m.removeElement(path, elem), options)
+  }
+
+  async delete(path: MapPath | string, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.batch(m => m.delete(path), options)
+  }
+}
+
+export class TextDocument extends Document<YDoc, Uint8Array, string> {
+  toString(): string {
+    return this.value()
+  }
+
+  async insert(index: number, chars: string, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update((s, ctx, push) => push(text.insert(s, ctx, index, chars)), options)
+  }
+
+  async remove(index: number, length: number, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update((s, ctx, push) => push(text.remove(s, ctx, index, length)), options)
+  }
+}
+
+export interface DocumentTypes {
+  'g-counter': GCounterDocument
+  'pn-counter': PnCounterDocument
+  'or-set': OrSetDocument
+  'lww-register': LwwRegisterDocument
+  'mv-register': MvRegisterDocument
+  'or-map': OrMapDocument
+  text: TextDocument
+}
+
+export const documentClasses: { [T in CrdtName]: new (log: Log<any, any, any>) => DocumentTypes[T] } = {
+  'g-counter': GCounterDocument,
+  'pn-counter': PnCounterDocument,
+  'or-set': OrSetDocument,
+  'lww-register': LwwRegisterDocument,
+  'mv-register': MvRegisterDocument,
+  'or-map': OrMapDocument,
+  text: TextDocument
+}

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict'
+import { principalFromPeerId } from '../../src/crypto/principal.ts'
+import { memoryNode } from '../helpers/memory-node.ts'
+import { waitUntil } from '../helpers/processes.ts'
+import { tag } from '../spki/fixtures.ts'
+import type { CyberspaceNode } from '../../src/node.ts'
+
+/** Three in-process nodes on the memory transport, over gossipsub, the heads protocol and bitswap. */
+describe('the state service: documents replicated over /cyberspace/heads and the deltas topic', function () {
+  this.timeout(120_000)
+  const nodes: CyberspaceNode[] = []
+  let outsider: CyberspaceNode
+
+  before(async () => {
+    nodes.push(await memoryNode({ stateOptions: { syncInterval: 1000 } }))
+    for (let i = 1; i < 3; i++) {
+      nodes.push(await memoryNode({ bootstrap: [nodes[0].multiaddrs()[0]], stateOptions: { syncInterval: 1000 } }))
+    }
+    outsider = await memoryNode({ bootstrap: [nodes[0].multiaddrs()[0]], stateOptions: { syncInterval: 1000 } })
+    await waitUntil('every node connected to the first', () => nodes[0].peers().length === 3)
+    // every member may write every log at every other member; the outsider may not
+    for (const n of nodes) {
+      for (const m of nodes)
+        if (m !== n) await n.spki.addAclEntry(principalFromPeerId(m.peerId), tag('(cyberspace (log))'))
+    }
+  })
+
+  after(async () => {
+    await Promise.all([...nodes, outsider].map(async n => await n.stop()))
+  })
+
+  it('replicates a map between nodes, with the author and HLC of every change', async () => {
+    const docs = await Promise.all(nodes.map(async n => await n.state.open('tasks', 'or-map')))
+    const seen: Array<{ author: string; local: boolean }> = []
+    docs[2].addEventListener('change', e => seen.push(e.detail))
+    await docs[0].set('title', 'write the report')
+    await docs[1].batch(m => {
+      m.increment('edits')
+      m.add('tags', 'urgent')
+    })
+    await waitUntil('every replica has both changes', () =>
+      docs.every(d => d.get('title') === 'write the report' && d.get('edits') === 1)
+    )
+    assert.deepEqual(docs[2].value(), { edits: 1, tags: ['urgent'], title: 'write the report' })
+    assert.deepEqual(
+      seen.map(c => c.author).sort(),
+      [principalFromPeerId(nodes[0].peerId), principalFromPeerId(nodes[1].peerId)].sort()
+    )
+    assert.ok(seen.every(c => !c.local))
+  })
+
+  it('refuses events by an author without a chain, at every member', async () => {
+    const docs = await Promise.all(nodes.map(async n => await n.state.open('guarded', 'or-set')))
+    const intruder = await outsider.state.open('guarded', 'or-set')
+    await intruder.add('graffiti')
+    await docs[0].add('legit')
+    await waitUntil('members have the member write', () => docs.every(d => d.has('legit')))
+    await Promise.all(nodes.map(async n => await n.state.sync()))
+    assert.ok(docs.every(d => !d.has('graffiti')))
+    // and the outsider, whose ACL names nobody, refuses theirs
+    assert.deepEqual(intruder.value(), ['graffiti'])
+  })
+
+  it('a node that opens a document late catches up by anti-entropy alone', async () => {
+    const first = await nodes[0].state.open('late', 'g-counter')
+    for (let i = 0; i < 5; i++) await first.increment(2)
+    const late = await nodes[2].state.open('late', 'g-counter')
+    await waitUntil('the late replica caught up', () => late.value() === 10)
+  })
+})
