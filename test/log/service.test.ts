@@ -61,6 +61,26 @@ describe('the state service: documents replicated over /cyberspace/heads and the
     assert.deepEqual(intruder.value(), ['graffiti'])
   })
 
+  it('a new node joins from a snapshot after the history behind it was compacted, and converges', async () => {
+    const archive = await nodes[0].state.open('archive', 'or-set')
+    for (let i = 0; i < 30; i++) await archive.add(`entry-${i}`)
+    for (let i = 0; i < 10; i++) await archive.remove(`entry-${i}`)
+    const { snapshot, removed } = await archive.log.compact()
+    assert.equal(removed, 40)
+    await archive.add('after-compaction')
+    const newcomer = await memoryNode({ bootstrap: [nodes[0].multiaddrs()[0]], stateOptions: { syncInterval: 1000 } })
+    try {
+      await newcomer.spki.addAclEntry(principalFromPeerId(nodes[0].peerId), tag('(cyberspace (log))'))
+      const copy = await newcomer.state.open('archive', 'or-set')
+      await waitUntil('the newcomer converged', () => JSON.stringify(copy.value()) === JSON.stringify(archive.value()))
+      assert.equal(copy.value().length, 21)
+      assert.deepEqual(copy.log.snapshots().map(String), [snapshot.toString()])
+      assert.equal(copy.log.length, 1, 'only the event after the snapshot was replayed')
+    } finally {
+      await newcomer.stop()
+    }
+  })
+
   it('a node that opens a document late catches up by anti-entropy alone', async () => {
     const first = await nodes[0].state.open('late', 'g-counter')
     for (let i = 0; i < 5; i++) await first.increment(2)
