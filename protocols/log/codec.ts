@@ -27,7 +27,8 @@ export const MAX_SNAPSHOT_HEADS = 256
 /** Most authors a snapshot's covered vector names. */
 export const MAX_COVERED_AUTHORS = 4096
 const LOG_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
-const MAX_LOGICAL = 0xffff_ffff
+/** Largest logical part of a timestamp. */
+export const MAX_LOGICAL = 0xffff_ffff
 const SHA2_256 = 0x12
 
 export class InvalidEventError extends Error {

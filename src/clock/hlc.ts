@@ -13,12 +13,13 @@
  * clock.receive(remote.hlc)             // before accepting a remote one; throws ClockDriftError
  * compareHlc(t, remote.hlc)             // -1, 0 or 1
  */
+import { isTimestamp, MAX_LOGICAL } from '../../protocols/log/codec.ts'
 import { ClockDriftError, InvalidTimestampError } from './errors.ts'
 
 export type HlcTimestamp = readonly [wall: number, logical: number]
 
-/** Largest logical counter; past it the clock moves its wall part on by one millisecond instead. */
-export const MAX_LOGICAL = 0xffff_ffff
+/** Largest logical counter (the wire limit); past it the clock moves its wall part on by one millisecond instead. */
+export { MAX_LOGICAL }
 /** Default for how far ahead of our physical clock a remote timestamp may be, in ms. */
 export const DEFAULT_MAX_DRIFT = 60_000
 
@@ -31,17 +32,8 @@ export interface HlcInit {
   last?: HlcTimestamp
 }
 
-export function isHlc(x: unknown): x is HlcTimestamp {
-  return (
-    Array.isArray(x) &&
-    x.length === 2 &&
-    Number.isSafeInteger(x[0]) &&
-    x[0] >= 0 &&
-    Number.isSafeInteger(x[1]) &&
-    x[1] >= 0 &&
-    x[1] <= MAX_LOGICAL
-  )
-}
+/** A well-formed timestamp: `[wall, logical]`, non-negative integers, logical ≤ MAX_LOGICAL. */
+export const isHlc: (x: unknown) => x is HlcTimestamp = isTimestamp
 
 export function checkHlc(x: unknown, field = 'hlc'): asserts x is HlcTimestamp {
   if (!isHlc(x)) {
