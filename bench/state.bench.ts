@@ -7,8 +7,6 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { tcp } from '@libp2p/tcp'
 import { FsBlockstore } from 'blockstore-fs'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
@@ -19,9 +17,9 @@ import { orMap } from '../src/crdt/or-map.ts'
 import { principalFromPeerId } from '../src/crypto/principal.ts'
 import { seedSigner } from '../src/crypto/sign.ts'
 import { Log } from '../src/log/log.ts'
-import { createNode } from '../src/node.ts'
 import { parseAdvanced } from '../src/spki/sexp.ts'
 import { parseTag } from '../src/spki/tag.ts'
+import { loopbackNode } from '../test/helpers/memory-node.ts'
 import type { Benchmark } from './harness.ts'
 import type { OrMapState } from '../src/crdt/or-map.ts'
 
@@ -62,6 +60,13 @@ function yjsMapApply(): number {
   return (MAP_OPS / ms) * 1000
 }
 
+/** APPENDS signed events, each one lww write, awaited one after another. */
+async function appendsPerSecond(log: Log<OrMapState, OrMapState, unknown>): Promise<number> {
+  const start = performance.now()
+  for (let i = 0; i < APPENDS; i++) await log.append(b => b.push(orMap.set(b.state, b.ctx, [`k${i % KEYS}`], i)))
+  return (APPENDS / (performance.now() - start)) * 1000
+}
+
 async function diskLog(): Promise<{ appendsPerSec: number; replayPerSec: number; memoryAppendsPerSec: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'cyberspace-bench-log-'))
   try {
@@ -80,23 +85,16 @@ async function diskLog(): Promise<{ appendsPerSec: number; replayPerSec: number;
       authorize: async () => {}
     }
     const log = await Log.open(init)
-    let start = performance.now()
-    for (let i = 0; i < APPENDS; i++) {
-      await log.append(b => b.push(orMap.set(b.state, b.ctx, [`k${i % KEYS}`], i)))
-    }
-    const appendsPerSec = (APPENDS / (performance.now() - start)) * 1000
-    start = performance.now()
+    const appendsPerSec = await appendsPerSecond(log)
+    const start = performance.now()
     const replayed = await Log.open({ ...init, clock: new Hlc() })
     const replayPerSec = (replayed.length / (performance.now() - start)) * 1000
     if (!orMap.equals(replayed.current(), log.current())) throw new Error('replay differs from the live state')
     await datastore.close()
     await blockstore.close()
-    const memory = await Log.open({ ...init, blockstore: new MemoryBlockstore(), datastore: new MemoryDatastore() })
-    start = performance.now()
-    for (let i = 0; i < APPENDS; i++) {
-      await memory.append(b => b.push(orMap.set(b.state, b.ctx, [`k${i % KEYS}`], i)))
-    }
-    const memoryAppendsPerSec = (APPENDS / (performance.now() - start)) * 1000
+    const memoryAppendsPerSec = await appendsPerSecond(
+      await Log.open({ ...init, blockstore: new MemoryBlockstore(), datastore: new MemoryDatastore() })
+    )
     return { appendsPerSec, replayPerSec, memoryAppendsPerSec }
   } finally {
     await rm(dir, { recursive: true, force: true })
@@ -104,21 +102,8 @@ async function diskLog(): Promise<{ appendsPerSec: number; replayPerSec: number;
 }
 
 async function replicatedWrites(): Promise<number> {
-  const make = async (bootstrap: ReturnType<Awaited<ReturnType<typeof createNode>>['multiaddrs']>) => {
-    const node = await createNode({
-      privateKey: await generateKeyPair('Ed25519'),
-      transports: [tcp()],
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      blockstore: new MemoryBlockstore(),
-      datastore: new MemoryDatastore(),
-      dhtServer: true,
-      bootstrap
-    })
-    await node.start()
-    return node
-  }
-  const a = await make([])
-  const b = await make(a.multiaddrs())
+  const a = await loopbackNode()
+  const b = await loopbackNode({ bootstrap: a.multiaddrs() })
   try {
     await b.spki.addAclEntry(principalFromPeerId(a.peerId), parseTag(parseAdvanced('(cyberspace (log))')))
     const docA = await a.state.open('bench', 'or-map')

@@ -195,7 +195,6 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
 class Node implements CyberspaceNode {
   readonly peerId: PeerId
   readonly helia: Helia & { libp2p: Libp2p<CyberspaceServices> }
-  private readonly privateKey: PrivateKey
   private readonly options: CreateNodeOptions
   private started = false
   private lastValueSeq = 0
@@ -204,7 +203,6 @@ class Node implements CyberspaceNode {
   constructor(peerId: PeerId, helia: Helia & { libp2p: Libp2p<CyberspaceServices> }, options: CreateNodeOptions) {
     this.peerId = peerId
     this.helia = helia
-    this.privateKey = options.privateKey
     this.options = options
   }
 
@@ -248,7 +246,7 @@ class Node implements CyberspaceNode {
         libp2p: this.helia.libp2p,
         blockstore: this.helia.blockstore,
         datastore: this.options.datastore,
-        signer: await seedSigner(this.privateKey.raw),
+        signer: await seedSigner(this.options.privateKey.raw),
         logger: this.helia.logger
       },
       this.options.stateOptions
@@ -285,7 +283,7 @@ class Node implements CyberspaceNode {
     const key = valueKey(this.peerId.toString(), name)
     // strictly increasing even within one millisecond or when the clock steps back
     this.lastValueSeq = Math.max(Date.now(), this.lastValueSeq + 1)
-    const record = await signValueRecord(this.privateKey, name, value, this.lastValueSeq)
+    const record = await signValueRecord(this.options.privateKey, name, value, this.lastValueSeq)
     for await (const _event of this.dht.put(new TextEncoder().encode(key), record, options)) {
       // drain: the put completes when the query has stored the record at the closest peers
     }

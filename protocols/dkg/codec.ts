@@ -3,7 +3,15 @@
  * dag-cbor maps, each signed by its sender over `cyberspace/dkg/v1` ‖ 0x00 ‖ the dag-cbor of the
  * map without `sig`. Decoding checks shape and sizes only; the session checks meaning.
  */
-import { checkFields, decodeChecked, encodeChecked, ERROR_FIELDS, unsignedBody } from '../wire.ts'
+import {
+  checkFields,
+  decodeChecked,
+  encodeChecked,
+  ERROR_FIELDS,
+  isBytes,
+  isPrincipalText,
+  unsignedBody
+} from '../wire.ts'
 import type { ErrorAnswer } from '../wire.ts'
 
 export const DKG_PROTOCOL = '/cyberspace/dkg/1.0.0'
@@ -12,7 +20,6 @@ export const DKG_MESSAGE_VERSION = 1
 export const MAX_DKG_MESSAGE_BYTES = 8 * 1024
 /** Most members of a group, so most commitments in round 1. */
 export const MAX_GROUP_MEMBERS = 64
-const MAX_PRINCIPAL_LENGTH = 64
 
 export interface DkgRound1 {
   v: 1
@@ -67,18 +74,12 @@ const FIELDS = {
   confirm: 'from,groupKey,session,sig,transcript,type,v'
 }
 
-const bytesOf = (x: unknown, n: number): boolean => x instanceof Uint8Array && x.length === n
-const principal = (x: unknown): boolean => typeof x === 'string' && x.length > 0 && x.length <= MAX_PRINCIPAL_LENGTH
+const bytesOf = (x: unknown, n: number): x is Uint8Array => isBytes(x, n, n)
 
 export function checkDkgMessage(msg: unknown): asserts msg is DkgMessage {
-  if (msg == null || typeof msg !== 'object' || Array.isArray(msg)) fail('message is not a map')
-  const m = msg as Record<string, unknown>
-  if (m.v !== DKG_MESSAGE_VERSION) fail(`unsupported message version ${String(m.v)}`)
-  if (m.type !== 'round1' && m.type !== 'round2' && m.type !== 'confirm') fail(`unknown message type ${String(m.type)}`)
-  if (Object.keys(m).sort().join(',') !== FIELDS[m.type])
-    fail(`a ${m.type} message has exactly the fields ${FIELDS[m.type]}`)
+  const m = checkFields(msg, FIELDS, fail)
   if (!bytesOf(m.session, 32)) fail('session is 32 bytes')
-  if (!principal(m.from)) fail('from is a principal id')
+  if (!isPrincipalText(m.from)) fail('from is a principal id')
   if (!bytesOf(m.sig, 64)) fail('sig is 64 bytes')
   if (m.type === 'round1') {
     if (!Array.isArray(m.commitment) || m.commitment.length < 2 || m.commitment.length > MAX_GROUP_MEMBERS)
@@ -87,7 +88,7 @@ export function checkDkgMessage(msg: unknown): asserts msg is DkgMessage {
     if (!bytesOf(m.proof, 64)) fail('proof is 64 bytes')
     if (!bytesOf(m.ephemeral, 32)) fail('ephemeral is 32 bytes')
   } else if (m.type === 'round2') {
-    if (!principal(m.to)) fail('to is a principal id')
+    if (!isPrincipalText(m.to)) fail('to is a principal id')
     if (!bytesOf(m.box, 48)) fail('box is 48 bytes')
   } else {
     if (!bytesOf(m.transcript, 32)) fail('transcript is 32 bytes')
@@ -153,13 +154,13 @@ function checkEnvelope(msg: unknown): asserts msg is DkgEnvelope {
   if (m.type === 'invite') {
     if (!Array.isArray(m.members) || m.members.length < 2 || m.members.length > MAX_GROUP_MEMBERS)
       fail(`an invite lists 2-${MAX_GROUP_MEMBERS} members`)
-    if (!m.members.every(principal)) fail('a member is a principal id')
+    if (!m.members.every(isPrincipalText)) fail('a member is a principal id')
     if (!Number.isSafeInteger(m.threshold) || (m.threshold as number) < 2) fail('threshold is a whole number ≥ 2')
   }
   if (m.type === 'deliver' || m.type === 'messages') {
     // a round of every member's messages, round 2 aside: at most one per member and type
     if (!Array.isArray(m.messages) || m.messages.length > 3 * MAX_GROUP_MEMBERS) fail('too many messages')
-    if (!m.messages.every(b => b instanceof Uint8Array && b.length <= MAX_DKG_MESSAGE_BYTES))
+    if (!m.messages.every(b => isBytes(b, 0, MAX_DKG_MESSAGE_BYTES)))
       fail(`a message is at most ${MAX_DKG_MESSAGE_BYTES} bytes`)
   }
   if (m.type === 'messages' && typeof m.done !== 'boolean') fail('done is true or false')

@@ -12,7 +12,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { isBytes, isPrincipalText } from '../wire.ts'
+import { decodeChecked, encodeChecked, isBytes, isPrincipalText } from '../wire.ts'
 
 export const EVENT_DOMAIN = 'cyberspace/event/v1'
 export const SNAPSHOT_DOMAIN = 'cyberspace/snapshot/v1'
@@ -67,7 +67,7 @@ export interface Snapshot {
   sig: Uint8Array
 }
 
-export function isLogId(x: unknown): x is string {
+function isLogId(x: unknown): x is string {
   return typeof x === 'string' && LOG_ID_PATTERN.test(x)
 }
 
@@ -104,43 +104,19 @@ export async function blockCid(bytes: Uint8Array): Promise<CID> {
 }
 
 export function encodeEvent(event: Event): Uint8Array {
-  checkEvent(event)
-  const bytes = dagCbor.encode(event)
-  if (bytes.length > MAX_EVENT_BYTES) invalid(`an event is at most ${MAX_EVENT_BYTES} bytes`)
-  return bytes
+  return encodeChecked(event, checkEvent, MAX_EVENT_BYTES, invalid)
 }
 
 export function decodeEvent(bytes: Uint8Array): Event {
-  const decoded = decodeBlock(bytes, MAX_EVENT_BYTES, 'an event')
-  checkEvent(decoded)
-  return decoded
+  return decodeChecked(bytes, MAX_EVENT_BYTES, checkEvent, invalid)
 }
 
 export function encodeSnapshot(snapshot: Snapshot): Uint8Array {
-  checkSnapshot(snapshot)
-  const bytes = dagCbor.encode(snapshot)
-  if (bytes.length > MAX_SNAPSHOT_BYTES) invalid(`a snapshot is at most ${MAX_SNAPSHOT_BYTES} bytes`)
-  return bytes
+  return encodeChecked(snapshot, checkSnapshot, MAX_SNAPSHOT_BYTES, invalid)
 }
 
 export function decodeSnapshot(bytes: Uint8Array): Snapshot {
-  const decoded = decodeBlock(bytes, MAX_SNAPSHOT_BYTES, 'a snapshot')
-  checkSnapshot(decoded)
-  return decoded
-}
-
-/** Tells an event block from a snapshot block by its fields, without checking either. */
-export function isSnapshotShape(decoded: unknown): boolean {
-  return decoded != null && typeof decoded === 'object' && Object.hasOwn(decoded, 'covered')
-}
-
-function decodeBlock(bytes: Uint8Array, max: number, what: string): unknown {
-  if (!(bytes instanceof Uint8Array) || bytes.length > max) invalid(`${what} is at most ${max} bytes`)
-  try {
-    return dagCbor.decode(bytes)
-  } catch (err) {
-    return invalid(`${what} is not dag-cbor: ${(err as Error).message}`)
-  }
+  return decodeChecked(bytes, MAX_SNAPSHOT_BYTES, checkSnapshot, invalid)
 }
 
 const EVENT_FIELDS = 'author,hlc,log,ops,parents,sig,v'

@@ -28,10 +28,12 @@ import {
   expectReplica,
   fail,
   greaterValue,
-  isMap
+  decodeVector
 } from './codec.ts'
 import { CounterOverflowError } from './errors.ts'
+import { resolveLimits } from './codec.ts'
 import type { Limits } from './codec.ts'
+import type { CrdtLimits, CrdtName, CrdtType } from './types.ts'
 
 /** An event's identity: its author's replica id and that author's counter (from 1). */
 export type Dot = readonly [replica: string, counter: number]
@@ -100,19 +102,9 @@ export class CausalContext {
 
   /** The union with `other`, in place. */
   join(other: CausalContext): this {
-    for (const [replica, n] of other.vector.entries()) {
-      if (n > this.vector.get(replica)) {
-        this.vector.advance(replica, n)
-        this.absorb(replica)
-      }
-    }
+    this.vector.merge(other.vector)
+    for (const [replica] of other.vector.entries()) this.absorb(replica)
     for (const [replica, gaps] of other.cloud) for (const n of gaps) this.add([replica, n])
-    return this
-  }
-
-  /** Moves every cloud dot that is covered by, or contiguous with, the vector into the vector. */
-  compact(): this {
-    for (const replica of [...this.cloud.keys()]) this.absorb(replica)
     return this
   }
 
@@ -178,13 +170,7 @@ export class CausalContext {
   /** Decodes an untrusted context; the cloud must be compacted, sorted or not, without repeats. */
   static decode(data: unknown, limits: Limits, field: string): CausalContext {
     const m = expectMap(data, field, ['vv', 'cloud'])
-    if (!isMap(m.vv)) fail(`${field}.vv`, 'is not a map')
-    let vector: VectorClock
-    try {
-      vector = VectorClock.decode(m.vv, { maxEntries: limits.maxEntries })
-    } catch (err) {
-      fail(`${field}.vv`, `is not a version vector: ${(err as Error).message}`)
-    }
+    const vector = decodeVector(m.vv, limits, `${field}.vv`)
     const context = new CausalContext(vector)
     expectArray(m.cloud, `${field}.cloud`, limits.maxEntries).forEach((x, i) => {
       const [replica, n] = decodeDot(x, `${field}.cloud[${i}]`)
@@ -464,4 +450,53 @@ export function decodeCausal<S extends DotStore>(
   const m = expectMap(data, field, ['ctx', storeField])
   const context = CausalContext.decode(m.ctx, limits, `${field}.ctx`)
   return new Causal(decodeStore(m[storeField], new DotClaims(context), `${field}.${storeField}`), context)
+}
+
+/** A one-dot store holding `value` at a fresh dot of `replica`, with a context of that dot and every dot of `overwritten`. */
+export function writeDot<V>(
+  overwritten: DotStore | undefined,
+  seen: CausalContext,
+  replica: string,
+  value: V
+): [DotFun<V>, CausalContext] {
+  const dot = seen.nextDot(replica)
+  const body = new DotFun<V>()
+  body.entries.set(dotKey(dot), value)
+  return [body, addStoreDots(new CausalContext().add(dot), overwritten)]
+}
+
+/** The CrdtType methods every dot-based type shares; encoded as `{ ctx, [storeField]: … }`. */
+export function causalType<S extends DotStore, V>(spec: {
+  name: CrdtName
+  field: string
+  storeField: string
+  emptyStore: () => S
+  value: (store: S) => V
+  encodeStore: (store: S) => unknown
+  decodeStore: (data: unknown, claims: DotClaims, limits: Limits, field: string) => S
+}): CrdtType<Causal<S>, Causal<S>, V> {
+  const encode = (state: Causal<S>): unknown => ({
+    ctx: state.context.encode(),
+    [spec.storeField]: spec.encodeStore(state.store)
+  })
+  const decode = (data: unknown, limits?: CrdtLimits): Causal<S> => {
+    const resolved = resolveLimits(limits)
+    return decodeCausal(data, resolved, spec.field, spec.storeField, (x, claims, f) =>
+      spec.decodeStore(x, claims, resolved, f)
+    )
+  }
+  return {
+    name: spec.name,
+    empty: () => new Causal(spec.emptyStore()),
+    merge: (into, delta) => into.merge(delta),
+    join: (a, b) => Causal.join(a, b),
+    toDelta: state => state.clone(),
+    clone: state => state.clone(),
+    equals: (a, b) => a.equals(b),
+    value: state => spec.value(state.store),
+    encodeState: encode,
+    decodeState: decode,
+    encodeDelta: encode,
+    decodeDelta: decode
+  }
 }

@@ -13,7 +13,8 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { checkHlc, isHlc } from '../clock/hlc.ts'
-import { checkReplicaId, isReplicaId } from '../clock/vector.ts'
+import { checkReplicaId, isReplicaId, VectorClock } from '../clock/vector.ts'
+import { isText } from '../../protocols/wire.ts'
 import { InvalidDeltaError, InvalidValueError } from './errors.ts'
 import type { HlcTimestamp } from '../clock/hlc.ts'
 import type { CrdtLimits, MutationContext } from './types.ts'
@@ -41,13 +42,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
 
 /** The limits with defaults filled in; each must be a positive integer. */
 export function resolveLimits(limits: CrdtLimits = {}): Limits {
-  const out: Limits = {
-    maxEntries: limits.maxEntries ?? MAX_ENTRIES,
-    maxDepth: limits.maxDepth ?? MAX_DEPTH,
-    maxValueBytes: limits.maxValueBytes ?? MAX_VALUE_BYTES,
-    maxKeyLength: limits.maxKeyLength ?? MAX_KEY_LENGTH,
-    maxUpdateBytes: limits.maxUpdateBytes ?? MAX_UPDATE_BYTES
-  }
+  const out: Limits = { ...DEFAULT_LIMITS }
+  for (const name of Object.keys(out) as Array<keyof Limits>) out[name] = limits[name] ?? out[name]
   for (const [name, n] of Object.entries(out)) {
     if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`limits.${name} must be a positive integer`)
   }
@@ -119,7 +115,7 @@ export function expectHlc(x: unknown, field: string): HlcTimestamp {
 
 /** A string of 1..max UTF-16 code units. */
 export function expectText(x: unknown, field: string, max: number): string {
-  if (typeof x !== 'string' || x.length < 1 || x.length > max) fail(field, `is not a string of 1-${max} characters`)
+  if (!isText(x, max)) fail(field, `is not a string of 1-${max} characters`)
   return x
 }
 
@@ -147,10 +143,10 @@ export interface StoredValue {
 }
 
 /**
- * The canonical copy of a user value and its dag-cbor bytes. `refuse` is called (and must throw)
- * if the value is outside the dag-cbor data model or encodes to more than `maxBytes`.
+ * A user value's dag-cbor bytes. `refuse` is called (and must throw) if the value is outside the
+ * dag-cbor data model or encodes to more than `maxBytes`.
  */
-export function storableValue(value: unknown, maxBytes: number, refuse: (what: string) => never): StoredValue {
+export function encodeValue(value: unknown, maxBytes: number, refuse: (what: string) => never): Uint8Array {
   let bytes: Uint8Array
   try {
     bytes = dagCbor.encode(value)
@@ -158,6 +154,12 @@ export function storableValue(value: unknown, maxBytes: number, refuse: (what: s
     return refuse(`is not in the dag-cbor data model: ${(err as Error).message}`)
   }
   if (bytes.length > maxBytes) refuse(`is larger than ${maxBytes} bytes when dag-cbor encoded`)
+  return bytes
+}
+
+/** The canonical copy of a user value (decoded from its bytes) and the bytes, checked as in encodeValue. */
+export function storableValue(value: unknown, maxBytes: number, refuse: (what: string) => never): StoredValue {
+  const bytes = encodeValue(value, maxBytes, refuse)
   return { value: dagCbor.decode(bytes), bytes }
 }
 
@@ -199,21 +201,35 @@ export function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
 }
 
+/** Equal values compare 0; others by their dag-cbor bytes. */
+export function compareValues(a: unknown, b: unknown): number {
+  return dataEquals(a, b) ? 0 : compareBytes(dagCbor.encode(a), dagCbor.encode(b))
+}
+
 /**
  * Of two values stored under one identity (the same dot, or the same timestamp and author), the
  * one every replica keeps: `a` if they are equal, else the one with the greater dag-cbor bytes.
  * Only a misbehaving author can make them differ; the byte order keeps joins commutative then.
  */
 export function greaterValue<V>(a: V, b: V): V {
-  if (dataEquals(a, b)) return a
-  return compareBytes(dagCbor.encode(a), dagCbor.encode(b)) >= 0 ? a : b
+  return compareValues(a, b) >= 0 ? a : b
+}
+
+/** Decodes `{ replica: counter }`: valid replica ids, positive safe integers, at most maxEntries. */
+export function decodeVector(data: unknown, limits: Limits, field: string): VectorClock {
+  if (!isMap(data)) fail(field, 'is not a map of replica to counter')
+  try {
+    return VectorClock.decode(data, { maxEntries: limits.maxEntries })
+  } catch (err) {
+    return fail(field, (err as Error).message)
+  }
 }
 
 /** Bytes as a string of char codes 0-255: a Map key that sorts like the bytes. */
 export function bytesToKey(bytes: Uint8Array): string {
   let key = ''
   for (let i = 0; i < bytes.length; i += 4096) {
-    key += String.fromCharCode(...bytes.subarray(i, i + 4096))
+    key += String.fromCharCode.apply(null, bytes.subarray(i, i + 4096) as unknown as number[])
   }
   return key
 }

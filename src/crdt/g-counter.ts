@@ -14,10 +14,9 @@
  * gCounter.value(c) // 3
  */
 import { VectorClock } from '../clock/vector.ts'
-import { checkAmount, checkMutationContext, fail, isMap, resolveLimits } from './codec.ts'
+import { checkAmount, checkMutationContext, decodeVector, resolveLimits } from './codec.ts'
 import { CounterOverflowError } from './errors.ts'
-import type { Limits } from './codec.ts'
-import type { CrdtType, MutationContext } from './types.ts'
+import type { CrdtLimits, CrdtType, MutationContext } from './types.ts'
 
 export type GCounterState = VectorClock
 
@@ -40,15 +39,7 @@ export function sumEntries(state: VectorClock): number {
   return sum
 }
 
-/** Decodes `{ replica: total }`: valid replica ids, positive safe integers, at most maxEntries. */
-export function decodeTotals(data: unknown, limits: Limits, field: string): VectorClock {
-  if (!isMap(data)) fail(field, 'is not a map of replica to total')
-  try {
-    return VectorClock.decode(data, { maxEntries: limits.maxEntries })
-  } catch (err) {
-    return fail(field, (err as Error).message)
-  }
-}
+const decode = (data: unknown, limits?: CrdtLimits): VectorClock => decodeVector(data, resolveLimits(limits), 'counter')
 
 export const gCounter: GCounterType = {
   name: 'g-counter',
@@ -60,9 +51,9 @@ export const gCounter: GCounterType = {
   equals: (a, b) => a.compare(b) === 'equal',
   value: sumEntries,
   encodeState: state => state.encode(),
-  decodeState: (data, limits) => decodeTotals(data, resolveLimits(limits), 'counter'),
+  decodeState: decode,
   encodeDelta: delta => delta.encode(),
-  decodeDelta: (data, limits) => decodeTotals(data, resolveLimits(limits), 'counter'),
+  decodeDelta: decode,
 
   increment(state, ctx, n = 1) {
     checkMutationContext(ctx)

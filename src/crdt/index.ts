@@ -47,10 +47,6 @@ export const crdtTypes: CrdtTypes = {
   text
 } satisfies { [name in CrdtName]: AnyCrdtType }
 
-export function isCrdtName(x: unknown): x is CrdtName {
-  return typeof x === 'string' && Object.hasOwn(crdtTypes, x)
-}
-
 export { gCounter, lwwRegister, mvRegister, orMap, orSet, pnCounter, text }
 export { Causal, CausalContext, DotFun, DotMap, dotKey, dotSet, joinStores, parseDotKey } from './causal.ts'
 export {

@@ -14,13 +14,11 @@
  * lwwRegister.merge(r, lwwRegister.set(r, { replica: 'alice', hlc: clock.tick() }, 'on'))
  * lwwRegister.value(r) // 'on'
  */
-import * as dagCbor from '@ipld/dag-cbor'
 import { compareHlc } from '../clock/hlc.ts'
 import {
   checkMutationContext,
-  compareBytes,
+  compareValues,
   compareStrings,
-  dataEquals,
   deltaError,
   expectHlc,
   expectMap,
@@ -51,9 +49,7 @@ export interface LwwRegisterType extends CrdtType<LwwRegisterState, LwwRegisterS
 
 /** The order of writes: timestamp, then replica id, then (for a misbehaving author) the value's bytes. */
 export function compareEntries(a: LwwEntry, b: LwwEntry): number {
-  const order = compareHlc(a.hlc, b.hlc) || compareStrings(a.replica, b.replica)
-  if (order !== 0 || dataEquals(a.value, b.value)) return order
-  return compareBytes(dagCbor.encode(a.value), dagCbor.encode(b.value))
+  return compareHlc(a.hlc, b.hlc) || compareStrings(a.replica, b.replica) || compareValues(a.value, b.value)
 }
 
 function greater(a: LwwEntry | null, b: LwwEntry | null): LwwEntry | null {

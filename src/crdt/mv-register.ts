@@ -14,7 +14,8 @@
  * mvRegister.value(r) // ['draft']
  */
 import * as dagCbor from '@ipld/dag-cbor'
-import { addStoreDots, Causal, CausalContext, decodeCausal, DotFun, dotKey } from './causal.ts'
+import { Causal, causalType, DotFun, writeDot } from './causal.ts'
+import type { CausalContext } from './causal.ts'
 import {
   checkMutationContext,
   compareBytes,
@@ -22,7 +23,6 @@ import {
   expectArray,
   expectTuple,
   MAX_VALUE_BYTES,
-  resolveLimits,
   storableValue,
   valueError
 } from './codec.ts'
@@ -51,10 +51,7 @@ export function writeValue(
   replica: string,
   value: unknown
 ): [DotFun<unknown>, CausalContext] {
-  const dot = seen.nextDot(replica)
-  const written = new DotFun<unknown>()
-  written.entries.set(dotKey(dot), storableValue(value, MAX_VALUE_BYTES, valueError('value')).value)
-  return [written, addStoreDots(new CausalContext().add(dot), old)]
+  return writeDot<unknown>(old, seen, replica, storableValue(value, MAX_VALUE_BYTES, valueError('value')).value)
 }
 
 export function encodeValueStore(store: DotFun<unknown>): unknown[] {
@@ -62,15 +59,9 @@ export function encodeValueStore(store: DotFun<unknown>): unknown[] {
 }
 
 /** Decodes `[[replica, counter, value], …]` with `min`.. maxEntries entries. */
-export function decodeValueStore(
-  data: unknown,
-  claims: DotClaims,
-  limits: Limits,
-  field: string,
-  min: number
-): DotFun<unknown> {
+export function decodeValueStore(data: unknown, claims: DotClaims, limits: Limits, field: string): DotFun<unknown> {
   const store = new DotFun<unknown>()
-  expectArray(data, field, limits.maxEntries, min).forEach((x, i) => {
+  expectArray(data, field, limits.maxEntries).forEach((x, i) => {
     const at = `${field}[${i}]`
     const entry = expectTuple(x, at, 3)
     const key = claims.claim(entry, at)
@@ -79,25 +70,16 @@ export function decodeValueStore(
   return store
 }
 
-function decode(data: unknown, limits: Limits): MvRegisterState {
-  return decodeCausal(data, limits, 'register', 'values', (x, claims, field) =>
-    decodeValueStore(x, claims, limits, field, 0)
-  )
-}
-
 export const mvRegister: MvRegisterType = {
-  name: 'mv-register',
-  empty: () => new Causal(new DotFun<unknown>()),
-  merge: (into, delta) => into.merge(delta),
-  join: (a, b) => Causal.join(a, b),
-  toDelta: state => state.clone(),
-  clone: state => state.clone(),
-  equals: (a, b) => a.equals(b),
-  value: state => distinctValues(state.store.entries.values()),
-  encodeState: state => ({ ctx: state.context.encode(), values: encodeValueStore(state.store) }),
-  decodeState: (data, limits) => decode(data, resolveLimits(limits)),
-  encodeDelta: delta => mvRegister.encodeState(delta),
-  decodeDelta: (data, limits) => decode(data, resolveLimits(limits)),
+  ...causalType({
+    name: 'mv-register',
+    field: 'register',
+    storeField: 'values',
+    emptyStore: () => new DotFun<unknown>(),
+    value: store => distinctValues(store.entries.values()),
+    encodeStore: encodeValueStore,
+    decodeStore: decodeValueStore
+  }),
 
   set(state, ctx, value) {
     checkMutationContext(ctx)

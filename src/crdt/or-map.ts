@@ -34,7 +34,7 @@
  * orMap.value(m) // { profile: { name: 'Alice' }, visits: 1 }
  */
 import { compareHlc } from '../clock/hlc.ts'
-import { addStoreDots, Causal, CausalContext, decodeCausal, DotFun, dotKey, DotMap, parseDotKey } from './causal.ts'
+import { addStoreDots, Causal, CausalContext, causalType, DotFun, dotKey, DotMap, parseDotKey } from './causal.ts'
 import {
   checkAmount,
   checkMutationContext,
@@ -49,7 +49,6 @@ import {
   MAX_DEPTH,
   MAX_KEY_LENGTH,
   MAX_VALUE_BYTES,
-  resolveLimits,
   storableValue,
   valueError
 } from './codec.ts'
@@ -270,7 +269,7 @@ function decodeField(
     case 'set':
       return decodeSetStore(data, claims, limits, field)
     case 'mv':
-      return decodeValueStore(data, claims, limits, field, 1)
+      return decodeValueStore(data, claims, limits, field)
     case 'lww': {
       const store = new DotFun<LwwField>()
       expectArray(data, field, limits.maxEntries).forEach((x, i) => {
@@ -300,25 +299,18 @@ function decodeField(
   }
 }
 
-function decode(data: unknown, limits: Limits): OrMapState {
-  return decodeCausal(data, limits, 'map', 'fields', (x, claims, field) => decodeFields(x, claims, limits, field, 1))
-}
-
 // ---------------------------------------------------------------- the type
 
 export const orMap: OrMapType = {
-  name: 'or-map',
-  empty: () => new Causal<MapStore>(new DotMap()),
-  merge: (into, delta) => into.merge(delta),
-  join: (a, b) => Causal.join(a, b),
-  toDelta: state => state.clone(),
-  clone: state => state.clone(),
-  equals: (a, b) => a.equals(b),
-  value: state => mapValue(state.store),
-  encodeState: state => ({ ctx: state.context.encode(), fields: encodeFields(state.store) }),
-  decodeState: (data, limits) => decode(data, resolveLimits(limits)),
-  encodeDelta: delta => orMap.encodeState(delta),
-  decodeDelta: (data, limits) => decode(data, resolveLimits(limits)),
+  ...causalType({
+    name: 'or-map',
+    field: 'map',
+    storeField: 'fields',
+    emptyStore: (): MapStore => new DotMap(),
+    value: mapValue,
+    encodeStore: encodeFields,
+    decodeStore: (data, claims, limits, field) => decodeFields(data, claims, limits, field, 1)
+  }),
 
   set(state, ctx, path, value) {
     checkMutationContext(ctx)
@@ -361,7 +353,8 @@ export const orMap: OrMapType = {
     checkMutationContext(ctx)
     checkPath(path)
     const context = new CausalContext()
-    for (const kind of FIELD_KINDS) addStoreDots(context, fieldAt(state.store, path, kind))
+    const parent = mapAt(state.store, path.slice(0, -1))
+    for (const kind of FIELD_KINDS) addStoreDots(context, parent?.entries.get(fieldKey(kind, path[path.length - 1])))
     return new Causal<MapStore>(new DotMap(), context)
   },
 

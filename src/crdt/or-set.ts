@@ -18,7 +18,7 @@
  * orSet.value(s) // []
  */
 import * as dagCbor from '@ipld/dag-cbor'
-import { addStoreDots, Causal, CausalContext, decodeCausal, DotMap, dotSet } from './causal.ts'
+import { addStoreDots, Causal, CausalContext, causalType, DotMap, dotSet } from './causal.ts'
 import {
   bytesToKey,
   checkMutationContext,
@@ -29,8 +29,7 @@ import {
   fail,
   keyToBytes,
   MAX_VALUE_BYTES,
-  resolveLimits,
-  storableValue,
+  encodeValue,
   valueError
 } from './codec.ts'
 import type { DotClaims, DotSet } from './causal.ts'
@@ -53,7 +52,7 @@ export interface OrSetType extends CrdtType<OrSetState, OrSetState, unknown[]> {
 
 /** The key an element is stored under: its dag-cbor bytes. Throws InvalidValueError for unstorable elements. */
 export function elementKey(elem: unknown): string {
-  return bytesToKey(storableValue(elem, MAX_VALUE_BYTES, valueError('elem')).bytes)
+  return bytesToKey(encodeValue(elem, MAX_VALUE_BYTES, valueError('elem')))
 }
 
 export function elementOf(key: string): unknown {
@@ -88,7 +87,7 @@ export function decodeSetStore(data: unknown, claims: DotClaims, limits: Limits,
   const store: SetStore = new DotMap()
   expectArray(data, field, limits.maxEntries).forEach((x, i) => {
     const [elem, dots] = expectTuple(x, `${field}[${i}]`, 2)
-    const key = bytesToKey(storableValue(elem, limits.maxValueBytes, deltaError(`${field}[${i}][0]`)).bytes)
+    const key = bytesToKey(encodeValue(elem, limits.maxValueBytes, deltaError(`${field}[${i}][0]`)))
     if (store.entries.has(key)) fail(`${field}[${i}][0]`, 'repeats an element')
     const set = dotSet()
     expectArray(dots, `${field}[${i}][1]`, limits.maxEntries, 1).forEach((d, j) => {
@@ -100,23 +99,16 @@ export function decodeSetStore(data: unknown, claims: DotClaims, limits: Limits,
   return store
 }
 
-function decode(data: unknown, limits: Limits): OrSetState {
-  return decodeCausal(data, limits, 'set', 'elems', (x, claims, field) => decodeSetStore(x, claims, limits, field))
-}
-
 export const orSet: OrSetType = {
-  name: 'or-set',
-  empty: () => new Causal<SetStore>(new DotMap()),
-  merge: (into, delta) => into.merge(delta),
-  join: (a, b) => Causal.join(a, b),
-  toDelta: state => state.clone(),
-  clone: state => state.clone(),
-  equals: (a, b) => a.equals(b),
-  value: state => setElements(state.store),
-  encodeState: state => ({ ctx: state.context.encode(), elems: encodeSetStore(state.store) }),
-  decodeState: (data, limits) => decode(data, resolveLimits(limits)),
-  encodeDelta: delta => orSet.encodeState(delta),
-  decodeDelta: (data, limits) => decode(data, resolveLimits(limits)),
+  ...causalType({
+    name: 'or-set',
+    field: 'set',
+    storeField: 'elems',
+    emptyStore: (): SetStore => new DotMap(),
+    value: setElements,
+    encodeStore: encodeSetStore,
+    decodeStore: decodeSetStore
+  }),
 
   add(state, ctx, elem) {
     checkMutationContext(ctx)

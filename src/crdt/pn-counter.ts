@@ -11,8 +11,8 @@
  * pnCounter.value(c) // 3
  */
 import { VectorClock } from '../clock/vector.ts'
-import { checkMutationContext, expectMap, resolveLimits } from './codec.ts'
-import { decodeTotals, incrementEntry, sumEntries } from './g-counter.ts'
+import { checkMutationContext, decodeVector, expectMap, resolveLimits } from './codec.ts'
+import { incrementEntry, sumEntries } from './g-counter.ts'
 import type { Limits } from './codec.ts'
 import type { CrdtType, MutationContext } from './types.ts'
 
@@ -32,7 +32,7 @@ export interface PnCounterType extends CrdtType<PnCounterState, PnCounterState, 
 
 function decode(data: unknown, limits: Limits): PnCounterState {
   const m = expectMap(data, 'counter', ['p', 'n'])
-  return { p: decodeTotals(m.p, limits, 'counter.p'), n: decodeTotals(m.n, limits, 'counter.n') }
+  return { p: decodeVector(m.p, limits, 'counter.p'), n: decodeVector(m.n, limits, 'counter.n') }
 }
 
 export const pnCounter: PnCounterType = {

@@ -97,8 +97,21 @@ export const text: TextType = {
   decodeState: (data, limits) => decodeUpdate(data, resolveLimits(limits), 'text state'),
   encodeDelta: delta => delta,
   decodeDelta: (data, limits) => {
-    decodeUpdate(data, resolveLimits(limits), 'text delta')
-    return data as Uint8Array
+    const field = 'text delta'
+    const max = resolveLimits(limits).maxUpdateBytes
+    if (!(data instanceof Uint8Array)) fail(field, 'is not bytes')
+    if (data.length > max) fail(field, `is larger than ${max} bytes`)
+    let structs: Array<{ parent?: unknown }>
+    try {
+      structs = Y.decodeUpdate(data).structs as Array<{ parent?: unknown }>
+    } catch (err) {
+      return fail(field, `is not a Yjs update: ${(err as Error).message}`)
+    }
+    for (const s of structs) {
+      if (typeof s.parent === 'string' && s.parent !== TEXT_NAME)
+        fail(field, `changes the shared type "${s.parent}"; only "${TEXT_NAME}" exists`)
+    }
+    return data
   },
 
   insert(state, ctx, index, content) {

@@ -10,29 +10,22 @@ import { blockCid } from '../../protocols/log/codec.ts'
 import { BlockNotFoundError } from './errors.ts'
 import type { AbortOptions } from '@libp2p/interface'
 import type { Blockstore } from 'interface-blockstore'
-import type { Multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
 
-/** Where to fetch a missing block from: peers (as `/p2p/<peer-id>` addresses) known to hold it. */
-export interface FetchOptions {
+/** A blockstore that may fetch from the network unless asked to stay offline (Helia's does). */
+export type LogBlockstore = Blockstore<{}, {}, {}, { offline?: boolean }>
+
+export interface ReadBlockOptions extends AbortOptions {
+  maxBytes: number
   /** Only the local store, no network fetch. */
   offline?: boolean
-  providers?: Multiaddr[]
-}
-
-/** A blockstore that may fetch from the network unless asked to stay offline (Helia's does). */
-export type LogBlockstore = Blockstore<{}, {}, {}, FetchOptions>
-
-export interface ReadBlockOptions extends AbortOptions, FetchOptions {
-  maxBytes: number
 }
 
 export async function readBlock(store: LogBlockstore, cid: CID, options: ReadBlockOptions): Promise<Uint8Array> {
   const chunks: Uint8Array[] = []
   let length = 0
   try {
-    const { signal, offline, providers } = options
-    for await (const chunk of store.get(cid, { signal, offline, providers })) {
+    for await (const chunk of store.get(cid, { signal: options.signal, offline: options.offline })) {
       length += chunk.length
       if (length > options.maxBytes)
         throw new BlockNotFoundError(`block ${cid} is larger than ${options.maxBytes} bytes`)

@@ -17,7 +17,7 @@ import { orMap } from '../crdt/or-map.ts'
 import { orSet } from '../crdt/or-set.ts'
 import { pnCounter } from '../crdt/pn-counter.ts'
 import { text } from '../crdt/text.ts'
-import type { ChangeDetail, Log } from './log.ts'
+import type { Batch, ChangeDetail, Log } from './log.ts'
 import type { CrdtName } from '../crdt/types.ts'
 import type { GCounterState } from '../crdt/g-counter.ts'
 import type { LwwRegisterState } from '../crdt/lww-register.ts'
@@ -55,28 +55,24 @@ export class Document<S, D, V> extends TypedEventEmitter<DocumentEvents> {
   }
 
   /** One event with the deltas `build` pushes; resolves to its CID (undefined if it pushed none). */
-  protected async update(
-    build: (state: S, ctx: Parameters<Parameters<Log<S, D, V>['append']>[0]>[0]['ctx'], push: (d: D) => void) => void,
-    options: AbortOptions = {}
-  ): Promise<CID | undefined> {
-    const block = await this.log.append(batch => build(batch.state, batch.ctx, d => batch.push(d)), options)
-    return block?.cid
+  protected async update(build: (batch: Batch<S, D>) => void, options: AbortOptions = {}): Promise<CID | undefined> {
+    return (await this.log.append(build, options))?.cid
   }
 }
 
 export class GCounterDocument extends Document<GCounterState, GCounterState, number> {
   async increment(n = 1, options?: AbortOptions): Promise<CID | undefined> {
-    return await this.update((s, ctx, push) => push(gCounter.increment(s, ctx, n)), options)
+    return await this.update(b => b.push(gCounter.increment(b.state, b.ctx, n)), options)
   }
 }
 
 export class PnCounterDocument extends Document<PnCounterState, PnCounterState, number> {
   async increment(n = 1, options?: AbortOptions): Promise<CID | undefined> {
-    return await this.update((s, ctx, push) => push(pnCounter.increment(s, ctx, n)), options)
+    return await this.update(b => b.push(pnCounter.increment(b.state, b.ctx, n)), options)
   }
 
   async decrement(n = 1, options?: AbortOptions): Promise<CID | undefined> {
-    return await this.update((s, ctx, push) => push(pnCounter.decrement(s, ctx, n)), options)
+    return await this.update(b => b.push(pnCounter.decrement(b.state, b.ctx, n)), options)
   }
 }
 
@@ -86,27 +82,27 @@ export class OrSetDocument extends Document<OrSetState, OrSetState, unknown[]> {
   }
 
   async add(elem: unknown, options?: AbortOptions): Promise<CID | undefined> {
-    return await this.update((s, ctx, push) => push(orSet.add(s, ctx, elem)), options)
+    return await this.update(b => b.push(orSet.add(b.state, b.ctx, elem)), options)
   }
 
   async remove(elem: unknown, options?: AbortOptions): Promise<CID | undefined> {
-    return await this.update((s, ctx, push) => push(orSet.remove(s, ctx, elem)), options)
+    return await this.update(b => b.push(orSet.remove(b.state, b.ctx, elem)), options)
   }
 
   async clear(options?: AbortOptions): Promise<CID | undefined> {
-    return await this.update((s, ctx, push) => push(orSet.clear(s, ctx)), options)
+    return await this.update(b => b.push(orSet.clear(b.state, b.ctx)), options)
   }
 }
 
 export class LwwRegisterDocument extends Document<LwwRegisterState, LwwRegisterState, unknown> {
   async set(value: unknown, options?: AbortOptions): Promise<CID | undefined> {
-    return await this.update((s, ctx, push) => push(lwwRegister.set(s, ctx, value)), options)
+    return await this.update(b => b.push(lwwRegister.set(b.state, b.ctx, value)), options)
   }
 }
 
 export class MvRegisterDocument extends Document<MvRegisterState, MvRegisterState, unknown[]> {
   async set(value: unknown, options?: AbortOptions): Promise<CID | undefined> {
-    return await this.update((s, ctx, push) => push(mvRegister.set(s, ctx, value)), options)
+    return await this.update(b => b.push(mvRegister.set(b.state, b.ctx, value)), options)
   }
 }
 
@@ -130,7 +126,7 @@ export class OrMapDocument extends Document<OrMapState, OrMapState, Record<strin
 
   /** Several updates in one atomic event: every one is applied, everywhere, or none. */
   async batch(build: (updates: MapUpdates) => void, options?: AbortOptions): Promise<CID | undefined> {
-    return await this.update((s, ctx, push) => {
+    return await this.update(({ state: s, ctx, push }) => {
       build({
         set: (path, value) => push(orMap.set(s, ctx, asPath(path), value)),
         assign: (path, value) => push(orMap.assign(s, ctx, asPath(path), value)),
@@ -180,11 +176,11 @@ export class TextDocument extends Document<YDoc, Uint8Array, string> {
   }
 
   async insert(index: number, chars: string, options?: AbortOptions): Promise<CID | undefined> {
-    return await this.update((s, ctx, push) => push(text.insert(s, ctx, index, chars)), options)
+    return await this.update(b => b.push(text.insert(b.state, b.ctx, index, chars)), options)
   }
 
   async remove(index: number, length: number, options?: AbortOptions): Promise<CID | undefined> {
-    return await this.update((s, ctx, push) => push(text.remove(s, ctx, index, length)), options)
+    return await this.update(b => b.push(text.remove(b.state, b.ctx, index, length)), options)
   }
 }
 

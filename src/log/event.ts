@@ -14,6 +14,7 @@ import { unsignedBody } from '../../protocols/wire.ts'
 import { principalPublicKey } from '../crypto/principal.ts'
 import { verifyAs } from '../crypto/sign.ts'
 import { compareHlc } from '../clock/hlc.ts'
+import { compareStrings } from '../crdt/codec.ts'
 import { InvalidSignatureError } from './errors.ts'
 import type { Event, Snapshot } from '../../protocols/log/codec.ts'
 import type { Signer } from '../crypto/sign.ts'
@@ -26,35 +27,26 @@ export interface Block<T> {
 }
 
 export async function signEvent(signer: Signer, fields: Omit<Event, 'v' | 'author' | 'sig'>): Promise<Block<Event>> {
-  const unsigned = {
-    v: 1 as const,
-    log: fields.log,
-    author: signer.principal,
-    hlc: fields.hlc,
-    parents: fields.parents,
-    ops: fields.ops
-  }
-  const event: Event = { ...unsigned, sig: await signer.sign(EVENT_DOMAIN, dagCbor.encode(unsigned)) }
-  const bytes = encodeEvent(event)
-  return { cid: await blockCid(bytes), bytes, value: event }
+  return await signBlock(signer, EVENT_DOMAIN, { v: 1, author: signer.principal, ...fields }, encodeEvent)
 }
 
 export async function signSnapshot(
   signer: Signer,
   fields: Omit<Snapshot, 'v' | 'author' | 'sig'>
 ): Promise<Block<Snapshot>> {
-  const unsigned = {
-    v: 1 as const,
-    log: fields.log,
-    author: signer.principal,
-    hlc: fields.hlc,
-    heads: fields.heads,
-    covered: fields.covered,
-    state: fields.state
-  }
-  const snapshot: Snapshot = { ...unsigned, sig: await signer.sign(SNAPSHOT_DOMAIN, dagCbor.encode(unsigned)) }
-  const bytes = encodeSnapshot(snapshot)
-  return { cid: await blockCid(bytes), bytes, value: snapshot }
+  return await signBlock(signer, SNAPSHOT_DOMAIN, { v: 1, author: signer.principal, ...fields }, encodeSnapshot)
+}
+
+/** Signs the dag-cbor of `unsigned` under `domain`, and encodes the signed block with its limits. */
+async function signBlock<T extends { sig: Uint8Array }>(
+  signer: Signer,
+  domain: string,
+  unsigned: Omit<T, 'sig'>,
+  encode: (signed: T) => Uint8Array
+): Promise<Block<T>> {
+  const value = { ...unsigned, sig: await signer.sign(domain, dagCbor.encode(unsigned)) } as T
+  const bytes = encode(value)
+  return { cid: await blockCid(bytes), bytes, value }
 }
 
 /** Checks an event's or snapshot's signature against its author's key. */
@@ -71,16 +63,11 @@ export async function verifySigned(
   if (!ok) throw new InvalidSignatureError(`signature does not verify against its author ${signed.author}`)
 }
 
-export { EVENT_DOMAIN, SNAPSHOT_DOMAIN }
-
-/** The replay order: HLC, then author, then CID. */
-export function compareEvents(
-  a: { hlc: Event['hlc']; author: string; key: string },
-  b: { hlc: Event['hlc']; author: string; key: string }
-): number {
+/** The replay order: HLC, then author, then CID (the key is the CID as a string). */
+export function compareEvents(a: { key: string; event: Event }, b: { key: string; event: Event }): number {
   return (
-    compareHlc(a.hlc, b.hlc) ||
-    (a.author < b.author ? -1 : a.author > b.author ? 1 : 0) ||
-    (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+    compareHlc(a.event.hlc, b.event.hlc) ||
+    compareStrings(a.event.author, b.event.author) ||
+    compareStrings(a.key, b.key)
   )
 }

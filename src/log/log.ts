@@ -37,6 +37,7 @@ import {
   SNAPSHOT_DOMAIN
 } from '../../protocols/log/codec.ts'
 import { compareHlc } from '../clock/hlc.ts'
+import { compareStrings } from '../crdt/codec.ts'
 import { withTimeout } from '../network/rpc.ts'
 import { readBlock } from './blocks.ts'
 import { compareEvents, signEvent, signSnapshot, verifySigned } from './event.ts'
@@ -49,14 +50,14 @@ import {
   LogTypeMismatchError,
   MissingParentsError
 } from './errors.ts'
-import type { FetchOptions, LogBlockstore } from './blocks.ts'
+import type { LogBlockstore } from './blocks.ts'
 import type { Block } from './event.ts'
 import type { Event, Snapshot, Timestamp } from '../../protocols/log/codec.ts'
 import type { Hlc, HlcTimestamp } from '../clock/hlc.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Signer } from '../crypto/sign.ts'
 import type { CrdtLimits, CrdtType, MutationContext } from '../crdt/types.ts'
-import type { AbortOptions, ComponentLogger, Logger } from '@libp2p/interface'
+import type { AbortOptions, ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
 
 export type LogAction = 'append' | 'snapshot'
@@ -75,8 +76,13 @@ export interface LogLimits {
   maxSnapshots?: number
 }
 
+/** Where to fetch missing blocks: peers known to hold them (the one that sent the heads). */
+export interface FetchOptions extends AbortOptions {
+  providers?: PeerId[]
+}
+
 /** Fetches a block this replica lacks from peers (it must check the bytes hash to `cid`). */
-export type FetchBlock = (cid: CID, options: AbortOptions & FetchOptions & { maxBytes: number }) => Promise<Uint8Array>
+export type FetchBlock = (cid: CID, options: FetchOptions & { maxBytes: number }) => Promise<Uint8Array>
 
 export interface LogInit<S, D, V> {
   id: string
@@ -122,17 +128,14 @@ export interface Batch<S, D> {
   push(delta: D): void
 }
 
-export interface JoinOptions extends AbortOptions {
+export interface JoinOptions extends FetchOptions {
   /** Blocks already received (e.g. inline on gossip), by CID string. */
   blocks?: Map<string, Uint8Array>
-  /** Peers that hold the blocks (the peer that sent the heads). */
-  providers?: FetchOptions['providers']
 }
 
 interface KnownEvent {
   hlc: Timestamp
   author: string
-  parents: string[]
 }
 
 interface Fetched<D> {
@@ -252,11 +255,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         throw err
       }
       this.setHeads(heads)
-      this.known.set(block.cid.toString(), {
-        hlc,
-        author: block.value.author,
-        parents: block.value.parents.map(String)
-      })
+      this.known.set(block.cid.toString(), { hlc, author: block.value.author })
       this.emitChange('event', block.cid, this.init.signer.principal, hlc, true, block.bytes)
       return block
     })
@@ -294,12 +293,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         const key = cid.toString()
         if (seen.has(key)) continue
         seen.add(key)
-        let event: Event
-        try {
-          event = decodeEvent(await readBlock(this.init.blockstore, cid, { maxBytes: MAX_EVENT_BYTES, offline: true }))
-        } catch {
-          continue // already gone, or never here (a snapshot's head)
-        }
+        const event = await this.readStoredEvent(cid).catch(() => undefined)
+        if (event == null) continue // already gone, or never here (a snapshot's head)
         stack.push(...event.parents)
         await this.init.blockstore.delete(cid)
         removed++
@@ -315,7 +310,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
    * Merges a peer's snapshot: checks it (signature, the author's authority to snapshot this log,
    * limits) and joins its state into ours. Events it covers that we lack need not be fetched.
    */
-  async adoptSnapshot(cid: CID, options: AbortOptions & FetchOptions = {}): Promise<boolean> {
+  async adoptSnapshot(cid: CID, options: FetchOptions = {}): Promise<boolean> {
     this.checkOpen()
     if (this.snapshotCids.some(c => c.equals(cid))) return false
     const signal = withTimeout(this.limit('fetchTimeout', 10_000), options.signal)
@@ -420,7 +415,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     const key = cid.toString()
     let bytes = options.blocks?.get(key)
     try {
-      if (bytes == null || !(await blockCidMatches(bytes, cid))) {
+      if (bytes == null || !(await blockCid(bytes)).equals(cid)) {
         const signal = withTimeout(this.limit('fetchTimeout', 10_000), options.signal)
         bytes = await this.fetchBlock(cid, { maxBytes: MAX_EVENT_BYTES, signal, providers: options.providers })
       }
@@ -451,9 +446,13 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     }
   }
 
-  private async fetchBlock(cid: CID, options: AbortOptions & FetchOptions & { maxBytes: number }): Promise<Uint8Array> {
+  private async fetchBlock(cid: CID, options: FetchOptions & { maxBytes: number }): Promise<Uint8Array> {
     try {
-      return await readBlock(this.init.blockstore, cid, { ...options, offline: this.init.fetch != null })
+      return await readBlock(this.init.blockstore, cid, {
+        maxBytes: options.maxBytes,
+        signal: options.signal,
+        offline: this.init.fetch != null
+      })
     } catch (err) {
       if (this.init.fetch == null) throw err
       return await this.init.fetch(cid, options)
@@ -470,10 +469,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
 
   /** Applies fetched events in replay order, each only if its parents are in the state. */
   private async applyFetched(fetched: Map<string, Fetched<D>>, result: JoinResult): Promise<void> {
-    const order = [...fetched.values()]
-      .filter(f => !this.known.has(f.key))
-      .map(f => ({ ...f, hlc: f.event.hlc, author: f.event.author }))
-      .sort(compareEvents)
+    const order = [...fetched.values()].filter(f => !this.known.has(f.key)).sort(compareEvents)
     const accepted: Fetched<D>[] = []
     const acceptedKeys = new Map<string, Timestamp>()
     for (const f of order) {
@@ -488,17 +484,14 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     if (accepted.length === 0) return
     for (const f of accepted) await this.init.blockstore.put(f.cid, f.bytes)
     const heads = new Map(this.headCids)
-    for (const f of accepted) {
-      for (const p of f.event.parents) heads.delete(p.toString())
-      heads.set(f.key, f.cid)
-    }
-    // a head some accepted event descends from is no longer a head, whatever order they came in
+    for (const f of accepted) heads.set(f.key, f.cid)
+    // a head an accepted event descends from is no longer a head
     for (const f of accepted) for (const p of f.event.parents) heads.delete(p.toString())
     await this.writeRecord(heads, this.snapshotCids)
     this.setHeads(heads)
     for (const f of accepted) {
       for (const delta of f.deltas) this.type.merge(this.state, delta)
-      this.known.set(f.key, { hlc: f.event.hlc, author: f.event.author, parents: f.event.parents.map(String) })
+      this.known.set(f.key, { hlc: f.event.hlc, author: f.event.author })
       this.init.clock.witness(f.event.hlc)
       result.applied.push(f.cid)
       this.emitChange('event', f.cid, f.event.author as PrincipalId, f.event.hlc, false)
@@ -536,7 +529,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         this.log.error('snapshot %c of log %s is unreadable - %e', cid, this.id, err)
       }
     }
-    const found = new Map<string, { key: string; cid: CID; event: Event; hlc: Timestamp; author: string }>()
+    const found = new Map<string, { key: string; cid: CID; event: Event }>()
     const stack = [...record.heads]
     while (stack.length > 0) {
       const cid = stack.pop() as CID
@@ -544,7 +537,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       if (found.has(key) || this.coveredHeads.has(key)) continue
       let event: Event
       try {
-        event = decodeEvent(await readBlock(this.init.blockstore, cid, { maxBytes: MAX_EVENT_BYTES, offline: true }))
+        event = await this.readStoredEvent(cid)
       } catch (err) {
         this.log.error('event %c of log %s is missing from the blockstore - %e', cid, this.id, err)
         continue
@@ -553,7 +546,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         this.coveredHeads.add(key)
         continue
       }
-      found.set(key, { key, cid, event, hlc: event.hlc, author: event.author })
+      found.set(key, { key, cid, event })
       stack.push(...event.parents)
     }
     for (const f of [...found.values()].sort(compareEvents)) {
@@ -562,12 +555,16 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         continue
       }
       for (const op of f.event.ops) this.type.merge(this.state, this.decodeOp(op))
-      this.known.set(f.key, { hlc: f.hlc, author: f.author, parents: f.event.parents.map(String) })
-      this.init.clock.witness(f.hlc)
+      this.known.set(f.key, { hlc: f.event.hlc, author: f.event.author })
+      this.init.clock.witness(f.event.hlc)
     }
     const heads = new Map<string, CID>()
     for (const h of record.heads) if (this.has(h)) heads.set(h.toString(), h)
     this.setHeads(heads)
+  }
+
+  private async readStoredEvent(cid: CID): Promise<Event> {
+    return decodeEvent(await readBlock(this.init.blockstore, cid, { maxBytes: MAX_EVENT_BYTES, offline: true }))
   }
 
   private async rebuildState(): Promise<void> {
@@ -609,7 +606,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
 
   private setHeads(heads: Map<string, CID>): void {
     this.headCids.clear()
-    for (const [k, v] of [...heads].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) this.headCids.set(k, v)
+    for (const [k, v] of [...heads].sort((a, b) => compareStrings(a[0], b[0]))) this.headCids.set(k, v)
   }
 
   private emitChange(
@@ -645,8 +642,4 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
 function raise(vector: Map<string, Timestamp>, author: string, t: Timestamp): void {
   const old = vector.get(author)
   if (old == null || compareHlc(t, old) > 0) vector.set(author, t)
-}
-
-async function blockCidMatches(bytes: Uint8Array, cid: CID): Promise<boolean> {
-  return (await blockCid(bytes)).equals(cid)
 }

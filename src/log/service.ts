@@ -28,9 +28,6 @@ import {
 } from '../../protocols/heads/codec.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
 import { Hlc } from '../clock/hlc.ts'
-import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromPrincipal } from '../crypto/principal.ts'
 import { requestOnce, serveOnce, withTimeout } from '../network/rpc.ts'
 import { atom } from '../spki/sexp.ts'
 import { parseTag } from '../spki/tag.ts'
@@ -49,7 +46,6 @@ import type { CrdtName } from '../crdt/types.ts'
 import type { Spki } from '../spki/service.ts'
 import type { GossipSub, GossipsubMessage } from '@libp2p/gossipsub'
 import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Datastore } from 'interface-datastore'
 import type { CID } from 'multiformats/cid'
 
@@ -229,18 +225,14 @@ export class StateService implements State {
     const until = this.authorized.get(key)
     if (until != null && until > Date.now()) return
     const tag = parseTag([atom('cyberspace'), [atom('log'), [atom(action), atom(name)]]])
-    const { spki } = this.components.libp2p.services
-    try {
-      await spki.authorize(author, tag)
-    } catch (local) {
-      try {
-        await spki.prove(peerIdFromPrincipal(author), tag, { signal: withTimeout(this.timeout, options.signal) })
-      } catch (err) {
-        throw new UnauthorizedEventError(
-          `${author} may not ${action} log ${name} here: ${(local as Error).message}; asked to prove it: ${(err as Error).message}`
+    await this.components.libp2p.services.spki.authorizeOrProve(author, tag, {
+      signal: options.signal,
+      timeout: this.timeout,
+      refuse: (local, remote) =>
+        new UnauthorizedEventError(
+          `${author} may not ${action} log ${name} here: ${local.message}; asked to prove it: ${remote.message}`
         )
-      }
-    }
+    })
     if (this.authorized.size >= 4096) this.authorized.clear()
     this.authorized.set(key, Date.now() + (this.init.authorizationTtl ?? 60_000))
   }
@@ -269,7 +261,7 @@ export class StateService implements State {
     const blocks = new Map<string, Uint8Array>()
     if (announcement.block != null) blocks.set(announcement.cid.toString(), announcement.block)
     // the author and the peer that forwarded it hold the event and its history
-    const providers = [p2p(propagationSource), p2p(msg.from)]
+    const providers = [propagationSource, msg.from]
     void this.joinFrom(announcement.log, [announcement.cid], null, { blocks, providers })
   }
 
@@ -290,12 +282,7 @@ export class StateService implements State {
     for (const c of this.components.libp2p.getConnections()) {
       if (c.status === 'open' && c.limits == null) ids.set(c.remotePeer.toString(), c.remotePeer)
     }
-    const peers = [...ids.values()]
-    for (let i = peers.length - 1; i > 0; i--) {
-      const j = Math.floor(Math.random() * (i + 1))
-      ;[peers[i], peers[j]] = [peers[j], peers[i]]
-    }
-    return peers.slice(0, this.init.syncFanout ?? 3)
+    return shuffled(ids.values()).slice(0, this.init.syncFanout ?? 3)
   }
 
   private ourHeads(names: Iterable<string>): LogHeads[] {
@@ -336,10 +323,10 @@ export class StateService implements State {
   }
 
   private async syncWith(peer: PeerId, options: AbortOptions = {}): Promise<void> {
-    const logs = this.ourHeads(this.shuffledNames())
+    const logs = this.ourHeads(shuffled(this.docs.keys()))
     if (logs.length === 0) return
     const answer = await this.request(peer, { v: 1, type: 'heads', logs }, 'heads', options)
-    const providers = [p2p(peer)]
+    const providers = [peer]
     await Promise.all(
       answer.logs.map(async l => await this.joinFrom(l.log, l.heads, l.snapshot, { ...options, providers }))
     )
@@ -350,7 +337,7 @@ export class StateService implements State {
     if (request.type === 'want') return encodeHeadsMessage(await this.answerWant(request.cids, signal))
     if (request.type !== 'heads') throw new InvalidHeadsMessageError(`a ${request.type} message is not a request`)
     // the exchange is symmetric: join what the asker has, in the background, as we answer
-    for (const l of request.logs) void this.joinFrom(l.log, l.heads, l.snapshot, { providers: [p2p(from)] })
+    for (const l of request.logs) void this.joinFrom(l.log, l.heads, l.snapshot, { providers: [from] })
     this.log.trace('heads exchange from %p', from)
     return encodeHeadsMessage({ v: 1, type: 'heads', logs: this.ourHeads(request.logs.map(l => l.log)) })
   }
@@ -376,24 +363,16 @@ export class StateService implements State {
     return { v: 1, type: 'blocks', blocks }
   }
 
-  /** Fetches a block from the peers that announced it, checks its hash, and stores it. */
+  /** Fetches a block from the peers that announced it, and checks its hash. */
   private readonly fetchBlock: FetchBlock = async (cid, options) => {
     const errors: string[] = []
-    for (const provider of options.providers ?? []) {
-      const peer = provider.getComponents().find(c => c.name === 'p2p')?.value
-      if (peer == null || peer === this.components.libp2p.peerId.toString()) continue
+    for (const peer of options.providers ?? []) {
+      if (peer.equals(this.components.libp2p.peerId)) continue
       try {
-        const answer = await this.request(
-          peerIdFromString(peer),
-          { v: 1, type: 'want', cids: [cid] },
-          'blocks',
-          options
-        )
+        const answer = await this.request(peer, { v: 1, type: 'want', cids: [cid] }, 'blocks', options)
         for (const block of answer.blocks) {
-          if (block.length <= options.maxBytes && (await blockCid(block)).equals(cid)) {
-            await this.components.blockstore.put(cid, block)
-            return block
-          }
+          // the log stores the block if it accepts it
+          if (block.length <= options.maxBytes && (await blockCid(block)).equals(cid)) return block
         }
         errors.push(`${peer}: does not have it`)
       } catch (err) {
@@ -428,15 +407,14 @@ export class StateService implements State {
       open.joins--
     }
   }
-
-  private shuffledNames(): string[] {
-    const names = [...this.docs.keys()]
-    for (let i = names.length - 1; i > 0; i--) {
-      const j = Math.floor(Math.random() * (i + 1))
-      ;[names[i], names[j]] = [names[j], names[i]]
-    }
-    return names
-  }
 }
 
-const p2p = (peer: PeerId): Multiaddr => multiaddr(`/p2p/${peer.toString()}`)
+/** A uniformly random permutation of `items` (Fisher–Yates), as a new array. */
+function shuffled<T>(items: Iterable<T>): T[] {
+  const out = [...items]
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[out[i], out[j]] = [out[j], out[i]]
+  }
+  return out
+}

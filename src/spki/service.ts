@@ -26,7 +26,7 @@ import {
   SPKI_PROTOCOL
 } from '../../protocols/spki/codec.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
-import { isPrincipalId, principalFromPeerId } from '../crypto/principal.ts'
+import { isPrincipalId, peerIdFromPrincipal, principalFromPeerId } from '../crypto/principal.ts'
 import { requestOnce, serveOnce, withTimeout } from '../network/rpc.ts'
 import {
   parseSignedCert,
@@ -107,6 +107,18 @@ export interface Spki {
   authorize(principal: PrincipalId, tag: Tag, options?: AbortOptions & { proof?: Proof }): Promise<DiscoveredGrant>
   /** Asks `peer` to prove that it (or `principal`) holds `tag`, and checks the proof against this node's ACL. */
   prove(peer: PeerId, tag: Tag, options?: AbortOptions & { principal?: PrincipalId }): Promise<DiscoveredGrant>
+  /**
+   * `authorize` from the local store, or else `prove`, asking `principal`'s own node. If both fail,
+   * throws `refuse(local, remote)` (default: the remote error).
+   */
+  authorizeOrProve(principal: PrincipalId, tag: Tag, options?: AuthorizeOrProveOptions): Promise<DiscoveredGrant>
+}
+
+export interface AuthorizeOrProveOptions extends AbortOptions {
+  /** Limit on asking the principal's node, in ms, counted from when the local check fails. */
+  timeout?: number
+  /** The error to throw when neither the local store nor the principal's node shows a chain. */
+  refuse?: (local: Error, remote: Error) => Error
 }
 
 const CERTS_PREFIX = '/cyberspace/spki/certs/'
@@ -398,6 +410,23 @@ class SpkiService implements Spki, Startable {
     const certs = reply.certs.map(bytes => parseSignedCert(decodeCanonical(bytes, { maxBytes: MAX_CERT_BYTES })))
     const proof = { chain: certs.filter(c => c.cert.type === 'auth'), names: certs.filter(c => c.cert.type === 'name') }
     return await this.authorize(principal, tag, { ...options, proof })
+  }
+
+  async authorizeOrProve(
+    principal: PrincipalId,
+    tag: Tag,
+    options: AuthorizeOrProveOptions = {}
+  ): Promise<DiscoveredGrant> {
+    try {
+      return await this.authorize(principal, tag)
+    } catch (local) {
+      const signal = options.timeout == null ? options.signal : withTimeout(options.timeout, options.signal)
+      try {
+        return await this.prove(peerIdFromPrincipal(principal), tag, { signal })
+      } catch (remote) {
+        throw options.refuse?.(local as Error, remote as Error) ?? remote
+      }
+    }
   }
 
   /** Answers one proof request from the local store. Nothing received enters the store. */

@@ -301,18 +301,13 @@ class ClusterService implements Cluster, Startable {
   /** Throws SigningRefusedError unless `principal` is this node or holds `required` by this node's ACL. */
   private async authorizeRequester(principal: PrincipalId, required: ClusterTag): Promise<void> {
     if (principal === this.self) return
-    const { tag, text: tagText } = required
-    try {
-      await this.components.spki.authorize(principal, tag)
-    } catch (local) {
-      try {
-        await this.components.spki.prove(peerIdFromPrincipal(principal), tag, { signal: withTimeout(this.timeout) })
-      } catch (err) {
-        throw new SigningRefusedError(
-          `${principal} is not authorized for ${tagText} here: ${(err as Error).message} (locally: ${(local as Error).message})`
+    await this.components.spki.authorizeOrProve(principal, required.tag, {
+      timeout: this.timeout,
+      refuse: (local, remote) =>
+        new SigningRefusedError(
+          `${principal} is not authorized for ${required.text} here: ${remote.message} (locally: ${local.message})`
         )
-      }
-    }
+    })
   }
 
   private async signingPolicy(request: SigningRequest): Promise<void> {

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert'
 import { chromium } from 'playwright-core'
-import { killAll, removeDir, spawnNode, waitUntil } from '../helpers/processes.ts'
+import { spawnNode, stopNodes, waitUntil } from '../helpers/processes.ts'
 import type { NodeProcess } from '../helpers/processes.ts'
 import type { Browser, Page } from 'playwright-core'
 import type { PeerSummary } from '../../src/node.ts'
@@ -41,13 +41,7 @@ describe('a browser tab is a peer', function () {
 
   after(async () => {
     await browser?.close()
-    await Promise.all(nodes.map(async n => await n.stop()))
-    killAll()
-    await Promise.all(
-      nodes.map(async n => {
-        await removeDir(n.dataDir)
-      })
-    )
+    await stopNodes(nodes)
   })
 
   it('loads from a node, starts its own peer and joins both node processes over WebSockets', async () => {

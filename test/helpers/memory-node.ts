@@ -4,6 +4,7 @@
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { memory } from '@libp2p/memory'
+import { tcp } from '@libp2p/tcp'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { createNode } from '../../src/node.ts'
@@ -23,4 +24,9 @@ export async function memoryNode(options: Partial<CreateNodeOptions> = {}): Prom
   })
   await node.start()
   return node
+}
+
+/** The same stack with memory stores, listening on TCP 127.0.0.1: for tests and benchmarks of real sockets. */
+export async function loopbackNode(options: Partial<CreateNodeOptions> = {}): Promise<CyberspaceNode> {
+  return await memoryNode({ transports: [tcp()], listen: ['/ip4/127.0.0.1/tcp/0'], ...options })
 }

@@ -123,6 +123,13 @@ export function killAll(): void {
   live.clear()
 }
 
+/** For after() hooks: stops `nodes`, kills any process still running, and removes their data directories. */
+export async function stopNodes(nodes: NodeProcess[]): Promise<void> {
+  await Promise.all(nodes.map(async n => await n.stop()))
+  killAll()
+  await Promise.all(nodes.map(async n => await removeDir(n.dataDir)))
+}
+
 export interface CliResult {
   code: number | null
   stdout: string

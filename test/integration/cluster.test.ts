@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert'
-import { killAll, removeDir, spawnNode, waitUntil } from '../helpers/processes.ts'
+import { spawnNode, stopNodes, waitUntil } from '../helpers/processes.ts'
 import type { NodeProcess } from '../helpers/processes.ts'
 import type { PeerSummary } from '../../src/node.ts'
 
@@ -19,13 +19,7 @@ describe('a cluster of 5 node processes on 127.0.0.1', function () {
   })
 
   after(async () => {
-    await Promise.all(nodes.map(async n => await n.stop()))
-    killAll()
-    await Promise.all(
-      nodes.map(async n => {
-        await removeDir(n.dataDir)
-      })
-    )
+    await stopNodes(nodes)
   })
 
   it('every node sees the other 4', async () => {

@@ -1,12 +1,8 @@
 import assert from 'node:assert/strict'
 import * as dagCbor from '@ipld/dag-cbor'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { tcp } from '@libp2p/tcp'
-import { MemoryBlockstore } from 'blockstore-core'
-import { MemoryDatastore } from 'datastore-core'
 import { crdtTypes } from '../../src/crdt/index.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
-import { createNode } from '../../src/node.ts'
+import { loopbackNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import { tag } from '../spki/fixtures.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
@@ -42,19 +38,13 @@ describe('10 nodes on 127.0.0.1 converge under 20% gossip loss', function () {
       return true
     }
     for (let i = 0; i < N; i++) {
-      const node = await createNode({
-        privateKey: await generateKeyPair('Ed25519'),
-        transports: [tcp()],
-        listen: ['/ip4/127.0.0.1/tcp/0'],
-        blockstore: new MemoryBlockstore(),
-        datastore: new MemoryDatastore(),
-        dhtServer: true,
-        bootstrap: nodes.slice(0, 2).map(n => n.multiaddrs()[0]),
-        // anti-entropy rarely while the updates run, so what gossip loses stays lost until it runs
-        stateOptions: { syncInterval: 3000, acceptGossip }
-      })
-      await node.start()
-      nodes.push(node)
+      nodes.push(
+        await loopbackNode({
+          bootstrap: nodes.slice(0, 2).map(n => n.multiaddrs()[0]),
+          // anti-entropy rarely while the updates run, so what gossip loses stays lost until it runs
+          stateOptions: { syncInterval: 3000, acceptGossip }
+        })
+      )
     }
     await waitUntil('every node has at least 2 peers', () => nodes.every(n => n.peers().length >= 2), 60_000)
     for (const n of nodes) {

@@ -6,7 +6,7 @@ import { base16 } from 'multiformats/bases/base16'
 import { parsePrincipal, principalId } from '../../src/crypto/principal.ts'
 import { certSigningBytes, parseSignedCert } from '../../src/spki/cert.ts'
 import { parseAnyForm } from '../../src/spki/sexp.ts'
-import { killAll, removeDir, runCli, spawnNode, waitUntil } from '../helpers/processes.ts'
+import { runCli, spawnNode, stopNodes, waitUntil } from '../helpers/processes.ts'
 import type { NodeProcess } from '../helpers/processes.ts'
 import type { ClusterView } from '../../node/api/cluster-routes.ts'
 
@@ -40,9 +40,7 @@ describe('cyberspace cluster: a 3-of-5 cluster key among five node processes', f
       await n.api.post('spki/acl', { principal: parsePrincipal(a.peerId), tag: '(cyberspace (cluster))' })
   })
   after(async () => {
-    await Promise.all(nodes.map(async n => await n.stop()))
-    killAll()
-    await Promise.all(nodes.map(async n => await removeDir(n.dataDir)))
+    await stopNodes(nodes)
   })
 
   it('runs DKG 3-of-5 and every member shows the same cluster principal; shares are 0600 files', async () => {
