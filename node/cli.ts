@@ -13,6 +13,7 @@ import { DEFAULT_DATA_DIR, TOKEN_FILE } from './data-dir.ts'
 import { UsageError } from './errors.ts'
 import { acl, cert, key, SPKI_USAGE } from './spki-commands.ts'
 import { CLUSTER_USAGE, clusterCommand } from './cluster-commands.ts'
+import { STATE_USAGE, stateCommand } from './state-commands.ts'
 import { DEFAULT_API_PORT, DEFAULT_LISTEN, startNodeProcess } from './platform.ts'
 import type { BufferedMessage } from './api/server.ts'
 import type { BootstrapRetry } from '../src/network/bootstrap.ts'
@@ -31,6 +32,7 @@ commands:
   pubsub sub <topic>          print messages on a topic as they arrive (Ctrl-C stops)
 ${SPKI_USAGE}
 ${CLUSTER_USAGE}
+${STATE_USAGE}
 
 options:
   --data-dir <path>           the node's data directory (default ${DEFAULT_DATA_DIR})
@@ -52,6 +54,8 @@ const OPTIONS = {
   transport: { type: 'boolean' },
   members: { type: 'string', multiple: true },
   threshold: { type: 'string' },
+  type: { type: 'string' },
+  by: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -100,6 +104,8 @@ export async function main(
         return await acl(dataDir, rest, values, out)
       case 'cluster':
         return await clusterCommand(dataDir, rest, values, out)
+      case 'state':
+        return await stateCommand(dataDir, rest, values, out)
       default:
         throw new UsageError(`unknown command "${command}" (see cyberspace --help)`)
     }

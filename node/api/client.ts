@@ -14,7 +14,7 @@ import { ApiError, NodeNotRunningError } from '../errors.ts'
 
 export interface ApiClient {
   url: string
-  get<T = unknown>(path: string, query?: Record<string, string>): Promise<T>
+  get<T = unknown>(path: string, query?: Record<string, string>, options?: { signal?: AbortSignal }): Promise<T>
   post<T = unknown>(path: string, body: unknown): Promise<T>
 }
 
@@ -38,7 +38,13 @@ export async function connectApi(dataDir: string): Promise<ApiClient> {
 }
 
 export function apiClient(url: string, token: string): ApiClient {
-  async function request<T>(method: string, path: string, body?: unknown, query?: Record<string, string>): Promise<T> {
+  async function request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    query?: Record<string, string>,
+    signal?: AbortSignal
+  ): Promise<T> {
     const target = new URL(API_PREFIX + path, url)
     for (const [k, v] of Object.entries(query ?? {})) target.searchParams.set(k, v)
     let res: Response
@@ -50,9 +56,10 @@ export function apiClient(url: string, token: string): ApiClient {
           ...(body === undefined ? {} : { 'content-type': 'application/json' })
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(60_000)
+        signal: signal == null ? AbortSignal.timeout(60_000) : AbortSignal.any([signal, AbortSignal.timeout(60_000)])
       })
     } catch (err) {
+      signal?.throwIfAborted()
       throw new NodeNotRunningError(`the node at ${url} does not answer: ${(err as Error).message}`)
     }
     const text = await res.text()
@@ -70,7 +77,7 @@ export function apiClient(url: string, token: string): ApiClient {
   }
   return {
     url,
-    get: async (path, query) => await request('GET', path, undefined, query),
+    get: async (path, query, options) => await request('GET', path, undefined, query, options?.signal),
     post: async (path, body) => await request('POST', path, body)
   }
 }

@@ -19,6 +19,7 @@ import { WebSockets } from '@multiformats/multiaddr-matcher'
 import { MAX_NAME_LENGTH, MAX_VALUE_BYTES, valueKey } from '../../protocols/values/codec.ts'
 import { clusterRoutes, CLUSTER_ERROR_STATUS } from './cluster-routes.ts'
 import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
+import { stateRoutes, STATE_ERROR_STATUS } from './state-routes.ts'
 import type { Route } from './http.ts'
 import { HttpError, MAX_BODY_BYTES, readJson, send, stringField } from './http.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
@@ -73,7 +74,8 @@ const ERROR_STATUS: Record<string, number> = {
   InvalidParametersError: 400,
   TimeoutError: 504,
   ...SPKI_ERROR_STATUS,
-  ...CLUSTER_ERROR_STATUS
+  ...CLUSTER_ERROR_STATUS,
+  ...STATE_ERROR_STATUS
 }
 
 const PAGE_FILES: Record<string, { file: string; type: string }> = {
@@ -108,6 +110,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     }
   }
   node.pubsub.addEventListener('message', onMessage)
+  const state = stateRoutes(node)
 
   const routes: Record<string, Route> = {
     'GET id': async () => ({
@@ -170,7 +173,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       return { topic, messages: buffer.messages.filter(m => m.seq > after), next: buffer.next - 1 }
     },
     ...spkiRoutes(node),
-    ...clusterRoutes(node)
+    ...clusterRoutes(node),
+    ...state.routes
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -250,6 +254,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     port,
     close: async () => {
       node.pubsub.removeEventListener('message', onMessage)
+      state.close()
       server.closeAllConnections()
       await new Promise<void>(resolve => {
         server.close(() => {

@@ -182,6 +182,15 @@ export class TextDocument extends Document<YDoc, Uint8Array, string> {
   async remove(index: number, length: number, options?: AbortOptions): Promise<CID | undefined> {
     return await this.update(b => b.push(text.remove(b.state, b.ctx, index, length)), options)
   }
+
+  /** Replaces the whole text, in one event. */
+  async replace(chars: string, options?: AbortOptions): Promise<CID | undefined> {
+    return await this.update(b => {
+      const length = text.value(b.state).length
+      if (length > 0) b.push(text.remove(b.state, b.ctx, 0, length))
+      if (chars.length > 0) b.push(text.insert(b.state, b.ctx, 0, chars))
+    }, options)
+  }
 }
 
 export interface DocumentTypes {

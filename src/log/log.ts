@@ -581,20 +581,16 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     try {
       bytes = await this.init.datastore.get(this.recordKey)
     } catch (err) {
-      if ((err as Error).name === 'NotFoundError') return { heads: [], snapshots: [] }
-      throw err
+      if ((err as Error).name !== 'NotFoundError') throw err
+      // remember the log (and its type) from the moment it is opened, even before its first event
+      await this.writeRecord(new Map(), [])
+      return { heads: [], snapshots: [] }
     }
-    const record = dagCbor.decode(bytes) as { v: number; type: unknown; heads: unknown; snapshots: unknown }
-    const cids = (list: unknown): CID[] => {
-      if (!Array.isArray(list) || !list.every(isBlockCid))
-        throw new InvalidEventError(`log record of ${this.id} is corrupt`)
-      return list.map(c => CID.asCID(c) as CID)
-    }
-    if (record?.v !== 1) throw new InvalidEventError(`log record of ${this.id} has an unknown version`)
+    const record = decodeRecord(this.id, bytes)
     if (record.type !== this.type.name) {
-      throw new LogTypeMismatchError(`log ${this.id} holds a ${String(record.type)}, not a ${this.type.name}`)
+      throw new LogTypeMismatchError(`log ${this.id} holds a ${record.type}, not a ${this.type.name}`)
     }
-    return { heads: cids(record.heads), snapshots: cids(record.snapshots) }
+    return record
   }
 
   private async writeRecord(heads: Map<string, CID>, snapshots: CID[]): Promise<void> {
@@ -642,4 +638,61 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
 function raise(vector: Map<string, Timestamp>, author: string, t: Timestamp): void {
   const old = vector.get(author)
   if (old == null || compareHlc(t, old) > 0) vector.set(author, t)
+}
+
+interface LogRecord {
+  type: string
+  heads: CID[]
+  snapshots: CID[]
+}
+
+function decodeRecord(id: string, bytes: Uint8Array): LogRecord {
+  let record: { v?: unknown; type?: unknown; heads?: unknown; snapshots?: unknown }
+  try {
+    record = dagCbor.decode(bytes)
+  } catch {
+    throw new InvalidEventError(`log record of ${id} is not dag-cbor`)
+  }
+  const cids = (list: unknown): CID[] => {
+    if (!Array.isArray(list) || !list.every(isBlockCid)) throw new InvalidEventError(`log record of ${id} is corrupt`)
+    return list.map(c => CID.asCID(c) as CID)
+  }
+  if (record?.v !== 1) throw new InvalidEventError(`log record of ${id} has an unknown version`)
+  if (typeof record.type !== 'string') throw new InvalidEventError(`log record of ${id} has no type`)
+  return { type: record.type, heads: cids(record.heads), snapshots: cids(record.snapshots) }
+}
+
+/** The type name of log `id` in `datastore`, or undefined if it has none there. */
+export async function storedLogType(
+  datastore: Datastore,
+  id: string,
+  options: AbortOptions = {}
+): Promise<string | undefined> {
+  checkLogId(id)
+  try {
+    return decodeRecord(id, await datastore.get(new Key(RECORD_PREFIX + id), options)).type
+  } catch (err) {
+    if ((err as Error).name === 'NotFoundError') return undefined
+    throw err
+  }
+}
+
+/** The logs `datastore` holds (at most `limit`), with their type names; corrupt records are skipped. */
+export async function storedLogs(
+  datastore: Datastore,
+  limit: number,
+  options: AbortOptions = {}
+): Promise<Array<{ id: string; type: string }>> {
+  const out: Array<{ id: string; type: string }> = []
+  for await (const { key, value } of datastore.query({ prefix: RECORD_PREFIX }, options)) {
+    const id = key.toString().slice(RECORD_PREFIX.length)
+    try {
+      checkLogId(id)
+      out.push({ id, type: decodeRecord(id, value).type })
+    } catch {
+      continue
+    }
+    if (out.length >= limit) break
+  }
+  return out
 }

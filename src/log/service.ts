@@ -34,8 +34,14 @@ import { parseTag } from '../spki/tag.ts'
 import { crdtTypes } from '../crdt/index.ts'
 import { documentClasses } from './documents.ts'
 import { readBlock } from './blocks.ts'
-import { BlockNotFoundError, HistoryTooLongError, LogTypeMismatchError, UnauthorizedEventError } from './errors.ts'
-import { Log } from './log.ts'
+import {
+  BlockNotFoundError,
+  HistoryTooLongError,
+  LogClosedError,
+  LogTypeMismatchError,
+  UnauthorizedEventError
+} from './errors.ts'
+import { Log, storedLogs, storedLogType } from './log.ts'
 import type { BlocksMessage, HeadsAnswer, HeadsRequest, LogHeads } from '../../protocols/heads/codec.ts'
 import type { LogBlockstore } from './blocks.ts'
 import type { Document, DocumentTypes } from './documents.ts'
@@ -84,9 +90,16 @@ export interface State {
   open<T extends CrdtName>(name: string, type: T, options?: AbortOptions): Promise<DocumentTypes[T]>
   /** Names of the open documents. */
   names(): string[]
+  /** The open document `name`, or the stored one opened with its type; undefined if this node has none. */
+  find(name: string, options?: AbortOptions): Promise<DocumentTypes[CrdtName] | undefined>
+  /** The documents this node stores (open or not), with their types: at most `MAX_STORED_DOCUMENTS`. */
+  stored(options?: AbortOptions): Promise<Array<{ name: string; type: CrdtName }>>
   /** One round of anti-entropy: exchange heads with `peer`, or with a few connected peers. */
   sync(peer?: PeerId, options?: AbortOptions): Promise<void>
 }
+
+/** Most documents listed by `stored()` and reopened when the node starts. */
+export const MAX_STORED_DOCUMENTS = 1024
 
 interface OpenDocument {
   doc: Document<any, any, any>
@@ -138,6 +151,8 @@ export class StateService implements State {
       this.sync().catch(err => this.log('periodic sync failed - %e', err))
     }, this.init.syncInterval ?? 10_000)
     this.started = true
+    // keep replicating what this node stored before it stopped
+    this.reopenStored().catch(err => this.log.error('could not reopen stored documents - %e', err))
   }
 
   async stop(): Promise<void> {
@@ -164,6 +179,23 @@ export class StateService implements State {
     return open.doc as DocumentTypes[T]
   }
 
+  async find(name: string, options: AbortOptions = {}): Promise<DocumentTypes[CrdtName] | undefined> {
+    const open = this.docs.get(name)
+    if (open != null) return open.doc as DocumentTypes[CrdtName]
+    const type = await storedLogType(this.components.datastore, name, options)
+    if (type == null) return undefined
+    if (!isCrdtName(type)) throw new LogTypeMismatchError(`document ${name} holds an unknown type ${type}`)
+    return await this.open(name, type, options)
+  }
+
+  async stored(options: AbortOptions = {}): Promise<Array<{ name: string; type: CrdtName }>> {
+    const out: Array<{ name: string; type: CrdtName }> = []
+    for (const { id, type } of await storedLogs(this.components.datastore, MAX_STORED_DOCUMENTS, options)) {
+      if (isCrdtName(type)) out.push({ name: id, type })
+    }
+    return out
+  }
+
   async sync(peer?: PeerId, options: AbortOptions = {}): Promise<void> {
     if (this.docs.size === 0) return
     const peers = peer != null ? [peer] : this.pickPeers()
@@ -181,6 +213,17 @@ export class StateService implements State {
   }
 
   // --- opening documents ---
+
+  private async reopenStored(): Promise<void> {
+    for (const { name, type } of await this.stored()) {
+      if (!this.started) return
+      try {
+        await this.open(name, type)
+      } catch (err) {
+        this.log.error('could not reopen document %s - %e', name, err)
+      }
+    }
+  }
 
   private async opened(name: string, type: CrdtName, options: AbortOptions): Promise<OpenDocument> {
     let pending = this.opening.get(name)
@@ -206,6 +249,11 @@ export class StateService implements State {
       limits: this.init.limits,
       logger: this.components.logger
     })
+    if (!this.started) {
+      // stopped while the log was replaying: do not leave it open behind the service's back
+      log.close()
+      throw new LogClosedError(`the state service stopped while opening ${name}`)
+    }
     log.addEventListener('change', e => {
       if (e.detail.local && e.detail.bytes != null) this.announce(name, e.detail.cid, e.detail.bytes)
     })
@@ -407,6 +455,10 @@ export class StateService implements State {
       open.joins--
     }
   }
+}
+
+function isCrdtName(type: string): type is CrdtName {
+  return Object.hasOwn(crdtTypes, type)
 }
 
 /** A uniformly random permutation of `items` (Fisher–Yates), as a new array. */

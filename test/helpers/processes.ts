@@ -136,9 +136,18 @@ export interface CliResult {
   stderr: string
 }
 
-/** Runs the CLI to completion (killed after `timeoutMs`). */
-export async function runCli(args: string[], timeoutMs = 30_000): Promise<CliResult> {
+export interface CliProcess {
+  proc: ChildProcess
+  stdout(): string
+  stderr(): string
+  /** Resolves when the process exits (it is killed after `timeoutMs`). */
+  exited: Promise<CliResult>
+}
+
+/** Starts the CLI (e.g. a command that runs until stopped, like `state watch`); killed after `timeoutMs`. */
+export function startCli(args: string[], timeoutMs = 30_000): CliProcess {
   const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  live.add(proc)
   let stdout = ''
   let stderr = ''
   proc.stdout.on('data', (d: Buffer) => {
@@ -150,11 +159,32 @@ export async function runCli(args: string[], timeoutMs = 30_000): Promise<CliRes
   const timer = setTimeout(() => {
     proc.kill('SIGKILL')
   }, timeoutMs)
-  const code = await new Promise<number | null>(resolve => {
-    proc.once('exit', resolve)
+  const exited = new Promise<CliResult>(resolve => {
+    // 'close', not 'exit': by then stdout and stderr are read to the end
+    proc.once('close', code => {
+      clearTimeout(timer)
+      live.delete(proc)
+      resolve({ code, stdout, stderr })
+    })
   })
-  clearTimeout(timer)
-  return { code, stdout, stderr }
+  return { proc, stdout: () => stdout, stderr: () => stderr, exited }
+}
+
+/** Runs the CLI to completion (killed after `timeoutMs`). */
+export async function runCli(args: string[], timeoutMs = 30_000): Promise<CliResult> {
+  return await startCli(args, timeoutMs).exited
+}
+
+/** Runs the CLI with `args` against `node`'s data directory. */
+export async function cliOn(node: NodeProcess, ...args: string[]): Promise<CliResult> {
+  return await runCli([...args, '--data-dir', node.dataDir], 60_000)
+}
+
+/** As cliOn, and fails unless the command exits 0; resolves to its stdout. */
+export async function cliOk(node: NodeProcess, ...args: string[]): Promise<string> {
+  const r = await cliOn(node, ...args)
+  if (r.code !== 0) throw new Error(`${args.join(' ')} exited ${r.code}: ${r.stderr}`)
+  return r.stdout
 }
 
 export async function removeDir(dir: string): Promise<void> {

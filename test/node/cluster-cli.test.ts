@@ -6,7 +6,7 @@ import { base16 } from 'multiformats/bases/base16'
 import { parsePrincipal, principalId } from '../../src/crypto/principal.ts'
 import { certSigningBytes, parseSignedCert } from '../../src/spki/cert.ts'
 import { parseAnyForm } from '../../src/spki/sexp.ts'
-import { runCli, spawnNode, stopNodes, waitUntil } from '../helpers/processes.ts'
+import { cliOk as ok, cliOn as on, spawnNode, stopNodes, waitUntil } from '../helpers/processes.ts'
 import type { NodeProcess } from '../helpers/processes.ts'
 import type { ClusterView } from '../../node/api/cluster-routes.ts'
 
@@ -16,13 +16,6 @@ describe('cyberspace cluster: a 3-of-5 cluster key among five node processes', f
   let nodes: NodeProcess[] = []
   let a: NodeProcess
   let cluster: ClusterView
-  const on = (node: NodeProcess, ...args: string[]): ReturnType<typeof runCli> =>
-    runCli([...args, '--data-dir', node.dataDir], 60_000)
-  const ok = async (node: NodeProcess, ...args: string[]): Promise<string> => {
-    const r = await on(node, ...args)
-    assert.equal(r.code, 0, `${args.join(' ')} failed: ${r.stderr}`)
-    return r.stdout
-  }
 
   before(async () => {
     a = await spawnNode()
