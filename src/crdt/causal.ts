@@ -33,7 +33,7 @@ import {
 import { CounterOverflowError } from './errors.ts'
 import { resolveLimits } from './codec.ts'
 import type { Limits } from './codec.ts'
-import type { CrdtLimits, CrdtName, CrdtType } from './types.ts'
+import type { CrdtLimits, CrdtName, CrdtType, MutationContext } from './types.ts'
 
 /** An event's identity: its author's replica id and that author's counter (from 1). */
 export type Dot = readonly [replica: string, counter: number]
@@ -115,6 +115,21 @@ export class CausalContext {
     for (const n of this.cloud.get(replica) ?? []) if (n > top) top = n
     if (top >= Number.MAX_SAFE_INTEGER) throw new CounterOverflowError(`the dots of ${replica} are exhausted`)
     return [replica, top + 1]
+  }
+
+  /** A dot `other` covers that this context does not, of any replica but `except`; undefined if none. */
+  unseenDot(other: CausalContext, except?: string): Dot | undefined {
+    for (const [replica, top] of other.vector.entries()) {
+      if (replica === except) continue
+      const mine = this.vector.get(replica)
+      // mine + 1 is never in the cloud (it would have been absorbed), so it is the first one missing
+      if (top > mine) return [replica, mine + 1]
+    }
+    for (const [replica, gaps] of other.cloud) {
+      if (replica === except) continue
+      for (const n of gaps) if (!this.has(replica, n)) return [replica, n]
+    }
+    return undefined
   }
 
   /** How many dots the context covers. */
@@ -474,6 +489,8 @@ export function causalType<S extends DotStore, V>(spec: {
   value: (store: S) => V
   encodeStore: (store: S) => unknown
   decodeStore: (data: unknown, claims: DotClaims, limits: Limits, field: string) => S
+  /** Checks the entries of one new leaf of a delta (e.g. their timestamps) against the event's context. */
+  checkLeaf?: (leaf: DotFun<unknown>, path: readonly string[], ctx: MutationContext) => void
 }): CrdtType<Causal<S>, Causal<S>, V> {
   const encode = (state: Causal<S>): unknown => ({
     ctx: state.context.encode(),
@@ -497,6 +514,21 @@ export function causalType<S extends DotStore, V>(spec: {
     encodeState: encode,
     decodeState: decode,
     encodeDelta: encode,
-    decodeDelta: decode
+    decodeDelta: decode,
+    checkDelta: (state, delta, ctx) => {
+      // a mutator's store holds only the fresh dots of the write it makes
+      forEachLeaf(delta.store, (leaf, path) => {
+        for (const key of leaf.entries.keys()) {
+          const [replica, counter] = parseDotKey(key)
+          if (replica !== ctx.replica)
+            fail(spec.field, `holds the dot ${key}, which its author ${ctx.replica} cannot make`)
+          if (state.context.has(replica, counter)) fail(spec.field, `holds the dot ${key}, which was made before`)
+        }
+        spec.checkLeaf?.(leaf, path, ctx)
+      })
+      // and its context only what the author had seen (which the state includes) plus those dots
+      const unseen = state.context.unseenDot(delta.context, ctx.replica)
+      if (unseen != null) fail(`${spec.field}.ctx`, `claims the dot ${dotKey(unseen)}, which its author had not seen`)
+    }
   }
 }

@@ -129,6 +129,12 @@ export function checkMutationContext(ctx: MutationContext): void {
 }
 
 /** Checks that `n` is a positive safe integer (an increment). */
+/** Fails unless a write's timestamp is its event's: a writer cannot date its write after the event. */
+export function checkStamp(hlc: HlcTimestamp, ctx: MutationContext, field: string): void {
+  if (hlc[0] !== ctx.hlc[0] || hlc[1] !== ctx.hlc[1])
+    fail(field, `is ${hlc.join('.')}, not the event's timestamp ${ctx.hlc.join('.')}`)
+}
+
 export function checkAmount(n: number): void {
   if (!Number.isSafeInteger(n) || n < 1) throw new RangeError('n must be a positive safe integer')
 }

@@ -14,7 +14,7 @@
  * gCounter.value(c) // 3
  */
 import { VectorClock } from '../clock/vector.ts'
-import { checkAmount, checkMutationContext, decodeVector, resolveLimits } from './codec.ts'
+import { checkAmount, checkMutationContext, decodeVector, fail, resolveLimits } from './codec.ts'
 import { CounterOverflowError } from './errors.ts'
 import type { CrdtLimits, CrdtType, MutationContext } from './types.ts'
 
@@ -31,6 +31,12 @@ export function incrementEntry(state: VectorClock, replica: string, n: number): 
   const total = state.get(replica) + n
   if (total > Number.MAX_SAFE_INTEGER) throw new CounterOverflowError(`the total of ${replica} would pass 2^53 - 1`)
   return new VectorClock([[replica, total]])
+}
+
+/** Fails unless every entry of `delta` is `replica`'s: a counter changes only its author's total. */
+export function checkOwnEntries(delta: VectorClock, replica: string, field: string): void {
+  for (const [r] of delta.entries())
+    if (r !== replica) fail(field, `changes the total of ${r}, not of its author ${replica}`)
 }
 
 export function sumEntries(state: VectorClock): number {
@@ -54,6 +60,9 @@ export const gCounter: GCounterType = {
   decodeState: decode,
   encodeDelta: delta => delta.encode(),
   decodeDelta: decode,
+  checkDelta: (_state, delta, ctx) => {
+    checkOwnEntries(delta, ctx.replica, 'counter')
+  },
 
   increment(state, ctx, n = 1) {
     checkMutationContext(ctx)

@@ -19,8 +19,10 @@ import {
   checkMutationContext,
   compareValues,
   compareStrings,
+  checkStamp,
   deltaError,
   expectHlc,
+  fail,
   expectMap,
   expectReplica,
   MAX_VALUE_BYTES,
@@ -88,6 +90,11 @@ export const lwwRegister: LwwRegisterType = {
   decodeState: (data, limits) => decode(data, resolveLimits(limits)),
   encodeDelta: delta => lwwRegister.encodeState(delta),
   decodeDelta: (data, limits) => decode(data, resolveLimits(limits)),
+  checkDelta: (_state, { entry }, ctx) => {
+    if (entry == null) return
+    if (entry.replica !== ctx.replica) fail('register.replica', `is ${entry.replica}, not the author ${ctx.replica}`)
+    checkStamp(entry.hlc, ctx, 'register.hlc')
+  },
 
   set(_state, ctx, value) {
     checkMutationContext(ctx)

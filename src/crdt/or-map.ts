@@ -38,6 +38,7 @@ import { addStoreDots, Causal, CausalContext, causalType, DotFun, dotKey, DotMap
 import {
   checkAmount,
   checkMutationContext,
+  checkStamp,
   compareStrings,
   deltaError,
   expectArray,
@@ -309,7 +310,13 @@ export const orMap: OrMapType = {
     emptyStore: (): MapStore => new DotMap(),
     value: mapValue,
     encodeStore: encodeFields,
-    decodeStore: (data, claims, limits, field) => decodeFields(data, claims, limits, field, 1)
+    decodeStore: (data, claims, limits, field) => decodeFields(data, claims, limits, field, 1),
+    checkLeaf: (leaf, path, ctx) => {
+      // a leaf is a field (…, 'kind:name') or a set element's dots (…, 'set:name', element)
+      const kinds = path.map(key => parseFieldKey(key)[0])
+      if (kinds[kinds.length - 1] !== 'lww' || kinds[kinds.length - 2] === 'set') return
+      for (const field of leaf.entries.values()) checkStamp((field as LwwField).hlc, ctx, `map field ${path.join('/')}`)
+    }
   }),
 
   set(state, ctx, path, value) {

@@ -12,7 +12,7 @@
  */
 import { VectorClock } from '../clock/vector.ts'
 import { checkMutationContext, decodeVector, expectMap, resolveLimits } from './codec.ts'
-import { incrementEntry, sumEntries } from './g-counter.ts'
+import { checkOwnEntries, incrementEntry, sumEntries } from './g-counter.ts'
 import type { Limits } from './codec.ts'
 import type { CrdtType, MutationContext } from './types.ts'
 
@@ -52,6 +52,10 @@ export const pnCounter: PnCounterType = {
   decodeState: (data, limits) => decode(data, resolveLimits(limits)),
   encodeDelta: delta => pnCounter.encodeState(delta),
   decodeDelta: (data, limits) => decode(data, resolveLimits(limits)),
+  checkDelta: (_state, delta, ctx) => {
+    checkOwnEntries(delta.p, ctx.replica, 'counter.p')
+    checkOwnEntries(delta.n, ctx.replica, 'counter.n')
+  },
 
   increment(state, ctx, n = 1) {
     checkMutationContext(ctx)

@@ -5,8 +5,13 @@
  * the update of exactly that edit; merging it back is a no-op, as is merging any update twice.
  *
  * `equals` compares the text, the state vectors and the delete sets (a Yjs snapshot), never update
- * bytes: two docs with the same content may encode it differently. Each Y.Doc has a random Yjs
- * client id, so encodings of equal states differ between replicas.
+ * bytes: two docs with the same content may encode it differently.
+ *
+ * Authorship: an edit is made under the Yjs client id of its author, `textClient(replica)` (52 bits
+ * of a hash of the replica id), so `checkDelta` can refuse an update that creates items under any
+ * other client — which could otherwise occupy another writer's future item ids and make replicas
+ * that see the forgery and the real edit in different orders disagree. As with every type here, a
+ * replica id writes from one place at a time.
  *
  * Encoding: the Yjs update itself (bytes), at most limits.maxUpdateBytes; a state is the update
  * of the whole doc. Decoding applies the bytes to a scratch doc to check them.
@@ -17,6 +22,7 @@
  * text.merge(remoteDoc, delta)
  * text.value(remoteDoc) // 'hello'
  */
+import { sha256 } from '@noble/hashes/sha2.js'
 import * as Y from 'yjs'
 import { checkMutationContext, fail, MAX_UPDATE_BYTES, resolveLimits } from './codec.ts'
 import { InvalidValueError } from './errors.ts'
@@ -37,8 +43,25 @@ export interface TextType extends CrdtType<Y.Doc, Uint8Array, string> {
   remove(state: Y.Doc, ctx: MutationContext, index: number, length: number): Uint8Array
 }
 
-/** Runs `edit` in one transaction on `doc` and returns the update it produced. */
+const clients = new Map<string, number>()
+
+/** The Yjs client id a replica edits under: the first 52 bits of sha256(replica id). */
+export function textClient(replica: string): number {
+  let client = clients.get(replica)
+  if (client == null) {
+    const hash = sha256(new TextEncoder().encode(replica))
+    const view = new DataView(hash.buffer, hash.byteOffset, hash.byteLength)
+    client = (view.getUint32(0) >>> 12) * 2 ** 32 + view.getUint32(4)
+    if (clients.size >= 4096) clients.clear()
+    clients.set(replica, client)
+  }
+  return client
+}
+
+/** Runs `edit` in one transaction on `doc`, as the author's client, and returns the update it produced. */
 function capture(doc: Y.Doc, ctx: MutationContext, edit: () => void): Uint8Array {
+  // set on every edit: Yjs picks a random id again when a remote update touches the current one
+  doc.clientID = textClient(ctx.replica)
   let update: Uint8Array | undefined
   const listener = (u: Uint8Array): void => {
     update = u
@@ -112,6 +135,13 @@ export const text: TextType = {
         fail(field, `changes the shared type "${s.parent}"; only "${TEXT_NAME}" exists`)
     }
     return data
+  },
+  checkDelta: (_state, delta, ctx) => {
+    const client = textClient(ctx.replica)
+    for (const s of Y.decodeUpdate(delta).structs) {
+      if (s.id.client !== client)
+        fail('text delta', `creates items of Yjs client ${s.id.client}, not of its author's ${client}`)
+    }
   },
 
   insert(state, ctx, index, content) {

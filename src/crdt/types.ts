@@ -59,4 +59,12 @@ export interface CrdtType<S, D, V> {
   decodeState(data: unknown, limits?: CrdtLimits): S
   encodeDelta(delta: D): unknown
   decodeDelta(data: unknown, limits?: CrdtLimits): D
+  /**
+   * Throws InvalidDeltaError unless `delta`, from an event by `ctx.replica` at `ctx.hlc`, is one the
+   * mutators could have made there on a state that `state` includes: everything it creates (dots,
+   * counter entries, timestamps, Yjs items) is that replica's and stamped `ctx.hlc`, and it claims to
+   * have seen nothing of any other replica that `state` has not. Decoding checks the shape; this
+   * checks the claims, so one writer cannot forge another's writes or suppress its future ones.
+   */
+  checkDelta(state: S, delta: D, ctx: MutationContext): void
 }

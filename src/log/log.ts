@@ -472,30 +472,52 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     const order = [...fetched.values()].filter(f => !this.known.has(f.key)).sort(compareEvents)
     const accepted: Fetched<D>[] = []
     const acceptedKeys = new Map<string, Timestamp>()
-    for (const f of order) {
-      const problem = this.parentProblem(f.event, acceptedKeys, fetched)
-      if (problem != null) {
-        result.rejected.push({ cid: f.cid, error: problem })
-        continue
-      }
-      accepted.push(f)
-      acceptedKeys.set(f.key, f.event.hlc)
-    }
-    if (accepted.length === 0) return
-    for (const f of accepted) await this.init.blockstore.put(f.cid, f.bytes)
     const heads = new Map(this.headCids)
-    for (const f of accepted) heads.set(f.key, f.cid)
-    // a head an accepted event descends from is no longer a head
-    for (const f of accepted) for (const p of f.event.parents) heads.delete(p.toString())
-    await this.writeRecord(heads, this.snapshotCids)
+    try {
+      for (const f of order) {
+        const problem = this.parentProblem(f.event, acceptedKeys, fetched) ?? this.deltaProblem(f)
+        if (problem != null) {
+          result.rejected.push({ cid: f.cid, error: problem })
+          continue
+        }
+        // merged now, so the next event's claims are checked against a state that includes this one
+        for (const delta of f.deltas) this.type.merge(this.state, delta)
+        accepted.push(f)
+        acceptedKeys.set(f.key, f.event.hlc)
+      }
+      if (accepted.length === 0) return
+      for (const f of accepted) await this.init.blockstore.put(f.cid, f.bytes)
+      for (const f of accepted) heads.set(f.key, f.cid)
+      // a head an accepted event descends from is no longer a head
+      for (const f of accepted) for (const p of f.event.parents) heads.delete(p.toString())
+      await this.writeRecord(heads, this.snapshotCids)
+    } catch (err) {
+      // the deltas are in the state but not on disk: rebuild the state from what is stored
+      await this.rebuildState()
+      throw err
+    }
     this.setHeads(heads)
     for (const f of accepted) {
-      for (const delta of f.deltas) this.type.merge(this.state, delta)
       this.known.set(f.key, { hlc: f.event.hlc, author: f.event.author })
       this.init.clock.witness(f.event.hlc)
       result.applied.push(f.cid)
       this.emitChange('event', f.cid, f.event.author as PrincipalId, f.event.hlc, false)
     }
+  }
+
+  /**
+   * Why an event's ops cannot be its author's: they create another replica's dots or entries, stamp a
+   * write with another time than the event's, or claim to have seen what its parents do not hold.
+   * Checked with the event's parents in the state, before any op of the event is merged.
+   */
+  private deltaProblem(f: Fetched<D>): Error | undefined {
+    const ctx = { replica: f.event.author, hlc: f.event.hlc }
+    try {
+      for (const delta of f.deltas) this.type.checkDelta(this.state, delta, ctx)
+    } catch (err) {
+      return new EventRejectedError(`an op is not one its author could make: ${(err as Error).message}`)
+    }
+    return undefined
   }
 
   /** Why an event cannot be applied now: a parent missing, or a timestamp not after a parent's. */

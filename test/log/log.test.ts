@@ -4,10 +4,13 @@ import { Key } from 'interface-datastore'
 import { blockCid, decodeEvent, MAX_EVENT_BYTES } from '../../protocols/log/codec.ts'
 import { gCounter } from '../../src/crdt/g-counter.ts'
 import { orSet } from '../../src/crdt/or-set.ts'
+import { Causal, CausalContext, DotMap } from '../../src/crdt/causal.ts'
+import { VectorClock } from '../../src/clock/vector.ts'
 import { signEvent } from '../../src/log/event.ts'
 import { Log } from '../../src/log/log.ts'
 import { allowList, replicas, signer } from './fixtures.ts'
 import type { ChangeDetail } from '../../src/log/log.ts'
+import type { SetStore } from '../../src/crdt/or-set.ts'
 import type { CID } from 'multiformats/cid'
 
 const add = (elem: unknown) => (b: { state: any; ctx: any; push: (d: any) => void }) =>
@@ -133,6 +136,39 @@ describe('log', () => {
     }
     assert.equal(b.log.value(), 1)
     assert.equal(b.log.length, 1)
+  })
+
+  it("rejects an authorized author's op that claims another writer's future dots; that writer's later adds still apply", async () => {
+    const [mallory, bob, carol] = await replicas(orSet, 3)
+    await bob.log.append(add('x'))
+    await mallory.log.join(bob.log.heads())
+    await carol.log.join(bob.log.heads())
+    // signed by mallory, who may write: a remove whose context covers bob's next 1000 adds
+    const forgedContext = new Causal<SetStore>(
+      new DotMap(),
+      new CausalContext(new VectorClock([[bob.signer.principal, 1000]]))
+    )
+    const hlc = mallory.init.clock.tick()
+    const forged = await signEvent(mallory.signer, {
+      log: 'doc',
+      hlc,
+      parents: mallory.log.heads(),
+      ops: [orSet.encodeDelta(forgedContext)]
+    })
+    await mallory.blockstore.put(forged.cid, forged.bytes)
+    const result = await carol.log.join([forged.cid])
+    assert.deepEqual(result.applied, [])
+    assert.equal(result.rejected[0]?.error.name, 'EventRejectedError')
+    assert.match(result.rejected[0].error.message, /claims the dot .*:2, which its author had not seen/)
+    assert.equal(await carol.blockstore.has(forged.cid), false, 'a rejected event is not stored')
+
+    await bob.log.append(add('y'))
+    await carol.log.join(bob.log.heads())
+    assert.deepEqual(carol.log.value(), ['x', 'y'])
+    // mallory's honest remove of what she saw is accepted
+    await mallory.log.append(b => b.push(orSet.remove(b.state, b.ctx, 'x')))
+    assert.equal((await carol.log.join(mallory.log.heads())).applied.length, 1)
+    assert.deepEqual(carol.log.value(), ['y'])
   })
 
   it('leaves an event whose parents never arrive unapplied, and applies it when they do', async () => {
