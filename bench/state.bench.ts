@@ -22,25 +22,33 @@ import { parseTag } from '../src/spki/tag.ts'
 import { loopbackNode } from '../test/helpers/memory-node.ts'
 import type { Benchmark } from './harness.ts'
 import type { OrMapState } from '../src/crdt/or-map.ts'
+import type { MutationContext } from '../src/crdt/types.ts'
 
 const MAP_OPS = 20_000
 const KEYS = 1000
 const APPENDS = 2000
 const REPLICATED = 200
 
-/** The same workload for both: MAP_OPS last-writer-wins writes over KEYS keys, produced at one replica and applied at another. */
-function crdtMapApply(): number {
+/**
+ * The same workload for both: MAP_OPS last-writer-wins writes over KEYS keys, produced at one replica
+ * and applied at another; `checked` also runs the check a log makes of every remote op (checkDelta).
+ */
+function crdtMapApply(checked: boolean): number {
   const hlc = new Hlc()
   const writer = orMap.empty()
   const reader = orMap.empty()
-  const deltas: OrMapState[] = []
+  const deltas: Array<[OrMapState, MutationContext]> = []
   for (let i = 0; i < MAP_OPS; i++) {
-    const d = orMap.set(writer, { replica: 'writer', hlc: hlc.tick() }, [`k${i % KEYS}`], i)
+    const ctx = { replica: 'writer', hlc: hlc.tick() }
+    const d = orMap.set(writer, ctx, [`k${i % KEYS}`], i)
     orMap.merge(writer, d)
-    deltas.push(d)
+    deltas.push([d, ctx])
   }
   const start = performance.now()
-  for (const d of deltas) orMap.merge(reader, d)
+  for (const [d, ctx] of deltas) {
+    if (checked) orMap.checkDelta(reader, d, ctx)
+    orMap.merge(reader, d)
+  }
   const ms = performance.now() - start
   if ((orMap.get(reader, ['k0']) as number) !== MAP_OPS - KEYS) throw new Error('crdt map did not apply')
   return (MAP_OPS / ms) * 1000
@@ -143,7 +151,8 @@ const bench: Benchmark = {
   name: 'state',
   description: 'CRDT apply vs Yjs, signed appends on disk, replay, replicated writes between two nodes',
   async run() {
-    const ours = crdtMapApply()
+    const ours = crdtMapApply(false)
+    const checked = crdtMapApply(true)
     const yjs = yjsMapApply()
     const disk = await diskLog()
     const replicated = await replicatedWrites()
@@ -158,6 +167,7 @@ const bench: Benchmark = {
       columns: ['measure', 'per second'],
       rows: [
         ['or-map apply (lww set)', Math.round(ours)],
+        ['or-map check + apply (as for remote events)', Math.round(checked)],
         ['Yjs Y.Map apply (same workload)', Math.round(yjs)],
         ['signed appends, blockstore-fs + LevelDB', Math.round(disk.appendsPerSec)],
         ['signed appends, memory stores', Math.round(disk.memoryAppendsPerSec)],
@@ -166,6 +176,7 @@ const bench: Benchmark = {
       ],
       ratios: {
         'or-map apply / Yjs apply': ours / yjs,
+        'or-map check + apply / apply': checked / ours,
         'appends disk / memory': disk.appendsPerSec / disk.memoryAppendsPerSec,
         'replay / append on disk': disk.replayPerSec / disk.appendsPerSec,
         'replicated writes / local disk appends': replicated / disk.appendsPerSec

@@ -9,6 +9,7 @@
  * cyberspace state incr visits --type g-counter --by 3
  * cyberspace state watch tasks
  */
+import { setTimeout as delay } from 'node:timers/promises'
 import { connectApi } from './api/client.ts'
 import { UsageError } from './errors.ts'
 import type { ChangeView, DocumentView, StateOp, WatchView } from './api/state-routes.ts'
@@ -27,7 +28,8 @@ export const STATE_USAGE = `  state list [--json]         the documents this nod
   state watch <name> [--type <t>] [--json]
                               print the value and every change as it comes (Ctrl-C stops)
                               <t>: g-counter pn-counter or-set lww-register mv-register or-map text;
-                              needed only for a document this node does not have yet`
+                              needed only for a document this node does not have yet, which
+                              is then opened, kept and replicated from then on`
 
 const VERBS = ['list', 'get', 'set', 'incr', 'add', 'remove', 'delete', 'watch']
 
@@ -96,7 +98,10 @@ export async function stateCommand(dataDir: string, args: string[], flags: State
     }
     case 'get': {
       if (rest.length > 0) usage('get <name> [--type <t>] [--json]')
-      const view = await (await connectApi(dataDir)).get<DocumentView>('state/get', { name, ...type })
+      const api = await connectApi(dataDir)
+      // with a type, a document this node does not have yet is opened, and fetched from peers
+      if (flags.type != null) await api.post('state/open', { name, type: flags.type })
+      const view = await api.get<DocumentView>('state/get', { name })
       if (flags.json === true) out(JSON.stringify(view))
       else printValue(view, out)
       return 0
@@ -125,41 +130,46 @@ export async function stateCommand(dataDir: string, args: string[], flags: State
     }
     case 'watch': {
       if (rest.length > 0) usage('watch <name> [--type <t>] [--json]')
-      return await watch(await connectApi(dataDir), { name, ...type }, flags.json === true, out)
+      const api = await connectApi(dataDir)
+      if (flags.type != null) await api.post('state/open', { name, type: flags.type })
+      return await watch(api, name, flags.json === true, out)
     }
   }
   throw new UsageError(`usage:\n${STATE_USAGE}`)
 }
 
-async function watch(api: ApiClient, query: Record<string, string>, json: boolean, out: Out): Promise<number> {
+async function watch(api: ApiClient, name: string, json: boolean, out: Out): Promise<number> {
   const stopping = new AbortController()
   const stop = (): void => {
     stopping.abort()
   }
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
+  const show = (view: WatchView): void => {
+    if (json) out(JSON.stringify({ changes: view.changes, missed: view.missed, value: view.value, heads: view.heads }))
+    else {
+      if (view.missed > 0) out(`# ${view.missed} earlier changes not shown`)
+      for (const c of view.changes) out(describeChange(c))
+      printValue(view, out)
+    }
+  }
   try {
-    let view = await api.get<WatchView>('state/watch', { ...query, after: '0', wait: '0' })
-    if (json) out(JSON.stringify({ value: view.value, heads: view.heads }))
-    else printValue(view, out)
-    let after = view.next
+    let view = await api.get<WatchView>('state/watch', { name, after: '0', wait: '0' })
+    show(view)
+    let { run, next: after } = view
     while (!stopping.signal.aborted) {
       view = await api.get<WatchView>(
         'state/watch',
-        { ...query, after: String(after), wait: '25000' },
+        { name, after: String(after), run, wait: '25000' },
         { signal: stopping.signal }
       )
-      // the node restarted (its change numbers began again): carry on from its count
-      if (view.next < after) after = view.next
-      if (view.changes.length === 0 && view.missed === 0) continue
-      after = view.next
-      if (json)
-        out(JSON.stringify({ changes: view.changes, missed: view.missed, value: view.value, heads: view.heads }))
-      else {
-        if (view.missed > 0) out(`# ${view.missed} earlier changes not shown`)
-        for (const c of view.changes) out(describeChange(c))
-        printValue(view, out)
-      }
+      if (view.run !== run) {
+        // the node restarted: its change numbers began again, and what happened meanwhile is unknown
+        if (!json) out('# the node restarted')
+        show({ ...view, changes: [], missed: 0 })
+      } else if (view.changes.length > 0 || view.missed > 0) show(view)
+      else await delay(500, undefined, { signal: stopping.signal }) // answered without waiting (busy): no spinning
+      ;({ run, next: after } = view)
     }
   } catch (err) {
     if (!stopping.signal.aborted) throw err

@@ -7,9 +7,10 @@
  * @example
  * POST /api/v0/state/update { "name": "tasks", "type": "or-map", "op": "set", "path": ["report", "owner"], "value": "ana" }
  * → { "name": "tasks", "type": "or-map", "value": { "report": { "owner": "ana" } }, "cid": "bafy…", … }
- * GET /api/v0/state/watch?name=tasks&after=0&wait=30000
+ * GET /api/v0/state/watch?name=tasks&after=0&wait=30000&run=<run of the previous answer>
  * → { "changes": [{ "seq": 1, "cid": "bafy…", "author": "z6Mk…", "hlc": [1763700000000, 0], "local": false }], "next": 1, … }
  */
+import { randomUUID } from 'node:crypto'
 import * as dagJson from '@ipld/dag-json'
 import { checkLogId } from '../../protocols/log/codec.ts'
 import { crdtTypes, MAX_DEPTH, MAX_KEY_LENGTH } from '../../src/crdt/index.ts'
@@ -37,6 +38,8 @@ export const MAX_WATCHED_DOCUMENTS = 64
 export const MAX_WATCH_CHANGES = 256
 /** Longest a watch request waits for a change. */
 export const MAX_WATCH_WAIT_MS = 30_000
+/** Watch requests held open at once (each holds one of the API's connections); more are answered at once. */
+export const MAX_WATCH_WAITERS = 16
 
 export const STATE_OPS = ['set', 'assign', 'increment', 'decrement', 'add', 'remove', 'delete', 'clear'] as const
 export type StateOp = (typeof STATE_OPS)[number]
@@ -62,6 +65,8 @@ export interface ChangeView {
 }
 
 export interface WatchView extends DocumentView {
+  /** This run of the node's API; change numbers begin again when it changes. */
+  run: string
   changes: ChangeView[]
   /** The sequence number of the last change; pass it as `after` to the next watch. */
   next: number
@@ -75,6 +80,8 @@ interface Watched {
   changes: ChangeView[]
   next: number
   waiters: Set<() => void>
+  /** When it was last polled (ms). */
+  polled: number
   stop: () => void
 }
 
@@ -194,20 +201,37 @@ async function update(
 
 export function stateRoutes(node: CyberspaceNode): { routes: Record<string, Route>; close: () => void } {
   const watched = new Map<string, Watched>()
+  /** Names this run of the API: a watcher that sees it change knows the change numbers began again. */
+  const run = randomUUID()
+  let waiting = 0
 
-  /** The document `name`: opened as `type` if given (created if new), else as this node stores it. */
-  const documentOf = async (name: string, type: CrdtName | undefined): Promise<AnyDocument> => {
-    if (type != null) return await node.state.open(name, type)
+  /** A document this node has; of `type`, if one is given. Reading never creates a document. */
+  const existing = async (name: string, type: CrdtName | undefined): Promise<AnyDocument> => {
     const doc = await node.state.find(name)
-    if (doc == null) throw new HttpError(404, `this node has no document ${name}; give its type to create or fetch it`)
+    if (doc == null)
+      throw new HttpError(404, `this node has no document ${name}; open it with its type (state open, or --type)`)
+    if (type != null && doc.type !== type) throw new HttpError(409, `document ${name} is a ${doc.type}, not a ${type}`)
     return doc
   }
+
+  /** For writes: the document, created (and from then on replicated) if a type is given. */
+  const opened = async (name: string, type: CrdtName | undefined): Promise<AnyDocument> =>
+    type == null ? await existing(name, type) : await node.state.open(name, type)
 
   const watch = (doc: AnyDocument): Watched => {
     const known = watched.get(doc.name)
     if (known != null) return known
-    if (watched.size >= MAX_WATCHED_DOCUMENTS)
-      throw new HttpError(429, `at most ${MAX_WATCHED_DOCUMENTS} documents are watched at once`)
+    if (watched.size >= MAX_WATCHED_DOCUMENTS) {
+      // forget the watches no one has polled for a while
+      for (const [name, w] of watched) {
+        if (w.waiters.size === 0 && Date.now() - w.polled > 2 * MAX_WATCH_WAIT_MS) {
+          w.stop()
+          watched.delete(name)
+        }
+      }
+      if (watched.size >= MAX_WATCHED_DOCUMENTS)
+        throw new HttpError(429, `at most ${MAX_WATCHED_DOCUMENTS} documents are watched at once`)
+    }
     const onChange = (e: CustomEvent<ChangeDetail>): void => {
       const { kind, cid, author, hlc, local } = e.detail
       w.changes.push({ seq: ++w.next, kind, cid: cid.toString(), author, hlc: [hlc[0], hlc[1]], local })
@@ -218,6 +242,7 @@ export function stateRoutes(node: CyberspaceNode): { routes: Record<string, Rout
       changes: [],
       next: 0,
       waiters: new Set(),
+      polled: Date.now(),
       stop: () => {
         doc.removeEventListener('change', onChange)
         for (const wake of [...w.waiters]) wake()
@@ -230,6 +255,8 @@ export function stateRoutes(node: CyberspaceNode): { routes: Record<string, Rout
 
   /** Waits for the next change, at most `ms`, or until the client goes away. */
   const nextChange = async (w: Watched, ms: number, req: IncomingMessage): Promise<void> => {
+    if (req.socket.destroyed) return
+    waiting++
     await new Promise<void>(resolve => {
       const wake = (): void => {
         clearTimeout(timer)
@@ -240,7 +267,7 @@ export function stateRoutes(node: CyberspaceNode): { routes: Record<string, Rout
       const timer = setTimeout(wake, ms)
       w.waiters.add(wake)
       req.socket.once('close', wake)
-    })
+    }).finally(() => waiting--)
   }
 
   const routes: Record<string, Route> = {
@@ -250,31 +277,41 @@ export function stateRoutes(node: CyberspaceNode): { routes: Record<string, Rout
     },
     'GET state/get': async (_req, url) => {
       const params = url.searchParams
-      return documentView(await documentOf(nameParam(params.get('name')), typeParam(params.get('type'))))
+      return documentView(await existing(nameParam(params.get('name')), typeParam(params.get('type'))))
+    },
+    'POST state/open': async req => {
+      const body = await readJson(req)
+      const type = typeParam(body.type)
+      if (type == null) throw new HttpError(400, `type must be one of ${Object.keys(crdtTypes).join(', ')}`)
+      return documentView(await node.state.open(nameParam(body.name), type))
     },
     'POST state/update': async req => {
       const body = await readJson(req)
       const op = stringField(body, 'op', 16) as StateOp
       if (!STATE_OPS.includes(op)) throw new HttpError(400, `op must be one of ${STATE_OPS.join(', ')}`)
-      const doc = await documentOf(nameParam(body.name), typeParam(body.type))
+      const doc = await opened(nameParam(body.name), typeParam(body.type))
       const cid = await update(doc, op, pathParam(body.path), body)
       return { ...documentView(doc), cid: cid?.toString() ?? null }
     },
     'GET state/watch': async (req, url) => {
       const params = url.searchParams
-      const after = Number(params.get('after') ?? '0')
+      let after = Number(params.get('after') ?? '0')
       const wait = Number(params.get('wait') ?? '0')
       if (!Number.isSafeInteger(after) || after < 0) throw new HttpError(400, 'after must be a whole number ≥ 0')
       if (!Number.isSafeInteger(wait) || wait < 0 || wait > MAX_WATCH_WAIT_MS)
         throw new HttpError(400, `wait must be 0-${MAX_WATCH_WAIT_MS} ms`)
-      const doc = await documentOf(nameParam(params.get('name')), typeParam(params.get('type')))
+      const doc = await existing(nameParam(params.get('name')), typeParam(params.get('type')))
       const w = watch(doc)
-      // an `after` beyond the last change is from an earlier run of the node: answer at once
-      if (w.next === after && wait > 0) await nextChange(w, wait, req)
+      w.polled = Date.now()
+      // numbers from another run of the API, or beyond the last change, mean nothing here: answer at once
+      const stale = (params.get('run') ?? run) !== run || after > w.next
+      if (stale) after = w.next
+      else if (w.next === after && wait > 0 && waiting < MAX_WATCH_WAITERS) await nextChange(w, wait, req)
       const changes = w.changes.filter(c => c.seq > after)
       const first = changes.length > 0 ? changes[0].seq : w.next + 1
       const view: WatchView = {
         ...documentView(doc),
+        run,
         changes,
         next: w.next,
         missed: Math.max(0, Math.min(first, w.next + 1) - after - 1)

@@ -121,12 +121,11 @@ export const text: TextType = {
   encodeDelta: delta => delta,
   decodeDelta: (data, limits) => {
     const field = 'text delta'
-    const max = resolveLimits(limits).maxUpdateBytes
-    if (!(data instanceof Uint8Array)) fail(field, 'is not bytes')
-    if (data.length > max) fail(field, `is larger than ${max} bytes`)
+    // applied to a scratch doc first: bytes Yjs cannot apply never reach a state
+    decodeUpdate(data, resolveLimits(limits), field)
     let structs: Array<{ parent?: unknown }>
     try {
-      structs = Y.decodeUpdate(data).structs as Array<{ parent?: unknown }>
+      structs = Y.decodeUpdate(data as Uint8Array).structs as Array<{ parent?: unknown }>
     } catch (err) {
       return fail(field, `is not a Yjs update: ${(err as Error).message}`)
     }
@@ -134,13 +133,24 @@ export const text: TextType = {
       if (typeof s.parent === 'string' && s.parent !== TEXT_NAME)
         fail(field, `changes the shared type "${s.parent}"; only "${TEXT_NAME}" exists`)
     }
-    return data
+    return data as Uint8Array
   },
-  checkDelta: (_state, delta, ctx) => {
+  checkDelta: (state, delta, ctx) => {
     const client = textClient(ctx.replica)
-    for (const s of Y.decodeUpdate(delta).structs) {
+    const { structs, ds } = Y.decodeUpdate(delta)
+    let ownEnd = Y.getState(state.store, client)
+    for (const s of structs) {
       if (s.id.client !== client)
         fail('text delta', `creates items of Yjs client ${s.id.client}, not of its author's ${client}`)
+      ownEnd = Math.max(ownEnd, s.id.clock + s.length)
+    }
+    // an author deletes what it has seen: items here, or its own of this update; never items to come
+    for (const [c, items] of ds.clients) {
+      const known = c === client ? ownEnd : Y.getState(state.store, c)
+      for (const { clock, len } of items) {
+        if (clock + len > known)
+          fail('text delta', `deletes items ${c}:${clock}-${clock + len - 1}, which its author had not seen`)
+      }
     }
   },
 

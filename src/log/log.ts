@@ -481,7 +481,16 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
           continue
         }
         // merged now, so the next event's claims are checked against a state that includes this one
-        for (const delta of f.deltas) this.type.merge(this.state, delta)
+        try {
+          for (const delta of f.deltas) this.type.merge(this.state, delta)
+        } catch (err) {
+          // an op that decoded but cannot be applied: undo the half-merged event, refuse it alone
+          await this.rebuildState()
+          for (const a of accepted) for (const delta of a.deltas) this.type.merge(this.state, delta)
+          const error = new EventRejectedError(`an op cannot be applied: ${(err as Error).message}`)
+          result.rejected.push({ cid: f.cid, error })
+          continue
+        }
         accepted.push(f)
         acceptedKeys.set(f.key, f.event.hlc)
       }

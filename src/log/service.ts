@@ -32,6 +32,7 @@ import { requestOnce, serveOnce, withTimeout } from '../network/rpc.ts'
 import { atom } from '../spki/sexp.ts'
 import { parseTag } from '../spki/tag.ts'
 import { crdtTypes } from '../crdt/index.ts'
+import { compareStrings } from '../crdt/codec.ts'
 import { documentClasses } from './documents.ts'
 import { readBlock } from './blocks.ts'
 import {
@@ -121,6 +122,8 @@ export class StateService implements State {
   private timer?: ReturnType<typeof setInterval>
   private readonly self: PrincipalId
   private started = false
+  /** Set while stored documents are reopened at start: they sync together afterwards. */
+  private reopening = false
 
   constructor(components: StateComponents, init: StateInit = {}) {
     this.components = components
@@ -193,7 +196,7 @@ export class StateService implements State {
     for (const { id, type } of await storedLogs(this.components.datastore, MAX_STORED_DOCUMENTS, options)) {
       if (isCrdtName(type)) out.push({ name: id, type })
     }
-    return out
+    return out.sort((a, b) => compareStrings(a.name, b.name))
   }
 
   async sync(peer?: PeerId, options: AbortOptions = {}): Promise<void> {
@@ -215,14 +218,24 @@ export class StateService implements State {
   // --- opening documents ---
 
   private async reopenStored(): Promise<void> {
-    for (const { name, type } of await this.stored()) {
-      if (!this.started) return
-      try {
-        await this.open(name, type)
-      } catch (err) {
-        this.log.error('could not reopen document %s - %e', name, err)
+    const stored = await this.stored()
+    if (stored.length === MAX_STORED_DOCUMENTS)
+      this.log.error('reopening only the first %d stored documents', MAX_STORED_DOCUMENTS)
+    this.reopening = true
+    try {
+      for (const { name, type } of stored) {
+        if (!this.started) return
+        try {
+          await this.open(name, type)
+        } catch (err) {
+          this.log.error('could not reopen document %s - %e', name, err)
+        }
       }
+    } finally {
+      this.reopening = false
     }
+    // one round of anti-entropy for all of them, rather than one per document
+    if (this.started) await this.sync()
   }
 
   private async opened(name: string, type: CrdtName, options: AbortOptions): Promise<OpenDocument> {
@@ -261,7 +274,7 @@ export class StateService implements State {
     const open: OpenDocument = { doc, log, joins: 0 }
     this.docs.set(name, open)
     // catch up with whoever is connected now rather than at the next periodic round
-    if (this.started) this.sync().catch(err => this.log('initial sync of %s failed - %e', name, err))
+    if (!this.reopening) this.sync().catch(err => this.log('initial sync of %s failed - %e', name, err))
     return open
   }
 

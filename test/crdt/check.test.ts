@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert'
+import * as Y from 'yjs'
 import { VectorClock } from '../../src/clock/vector.ts'
 import {
   Causal,
@@ -15,6 +16,10 @@ import {
 import { textClient } from '../../src/crdt/text.ts'
 import { ALICE, at, BOB } from './fixtures.ts'
 import type { SetStore } from '../../src/crdt/index.ts'
+
+const POISON =
+  '0106a6ebd3c6bbd6c705000401047465787402686581a6ebd3c6bbd6c705010181a6ebd3c6bbd6c705300284a6ebd3c6bbd6c705040620776f' +
+  '726c6446a6ebd3b7bbd6c7050001620474727565c6a6ebd3c6bbd6c70502a6ebd3c6bbd6c705030162046e756c6c01a6ebd3c6bbd6c705010203'
 
 /**
  * checkDelta: a delta in an event signed by ALICE may create only ALICE's dots, entries, Yjs items
@@ -72,8 +77,13 @@ describe('CRDT delta checks (what an author may claim)', () => {
     orSet.merge(receiver, alicesFirst)
     // BOB's dot, made by ALICE: it would take the id of BOB's next add
     refused(() => orSet.checkDelta(orSet.empty(), orSet.add(orSet.empty(), at(BOB), 'b'), at(ALICE)), /cannot make/)
-    // a dot the receiver has seen again, with other content: it could replace what that dot holds
-    refused(() => orSet.checkDelta(receiver, orSet.add(orSet.empty(), at(ALICE), 'z'), at(ALICE)), /made before/)
+    // ALICE reusing her own dot: not refused (that would depend on arrival order); merge settles it
+    const reused = orSet.add(orSet.empty(), at(ALICE), 'z')
+    orSet.checkDelta(receiver, reused, at(ALICE))
+    const [first, second] = [orSet.clone(receiver), orSet.join(orSet.empty(), reused)]
+    orSet.merge(first, reused)
+    orSet.merge(second, alicesFirst)
+    assert.ok(orSet.equals(first, second))
     const mv = mvRegister.empty()
     refused(() => mvRegister.checkDelta(mv, mvRegister.set(mv, at(BOB), 1), at(ALICE)), /z6MkBob:1/)
   })
@@ -102,5 +112,36 @@ describe('CRDT delta checks (what an author may claim)', () => {
     const shared = text.empty()
     text.merge(shared, theirs)
     text.checkDelta(shared, text.remove(shared, at(ALICE), 0, 1), at(ALICE))
+  })
+
+  it("text: a deletion of another writer's items not yet seen is refused (it would delete them as they come)", () => {
+    // ALICE makes 1000 characters under BOB's client id in private and deletes them: what she sends
+    // is a bare delete set over BOB's next 1000 items
+    const hidden = text.empty()
+    text.insert(hidden, at(BOB), 0, 'x'.repeat(1000))
+    const forged = text.remove(hidden, at(ALICE), 0, 1000)
+    const receiver = text.empty()
+    text.decodeDelta(forged)
+    refused(
+      () => text.checkDelta(receiver, forged, at(ALICE)),
+      /deletes items \d+:0-999, which its author had not seen/
+    )
+    // what the check prevents: merged, BOB's next text arrives already deleted
+    text.merge(receiver, forged)
+    text.merge(receiver, text.insert(text.empty(), at(BOB), 0, 'the plan'))
+    assert.equal(text.value(receiver), '')
+    // an author may delete its own items of the same update
+    const doc = text.empty()
+    const own = text.insert(doc, at(ALICE), 0, 'abc')
+    const both = Y.mergeUpdates([own, text.remove(doc, at(ALICE), 0, 2)])
+    text.checkDelta(text.empty(), both, at(ALICE))
+  })
+
+  it('text: bytes Yjs decodes but cannot apply are refused when decoded, before any state sees them', () => {
+    // found by fuzzing a valid update: Y.decodeUpdate reads it, Y.applyUpdate throws
+    const bytes = Buffer.from(POISON, 'hex')
+    assert.doesNotThrow(() => Y.decodeUpdate(bytes))
+    assert.throws(() => text.merge(text.empty(), bytes), TypeError)
+    refused(() => text.decodeDelta(new Uint8Array(bytes)), /is not a Yjs update/)
   })
 })

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import * as dagCbor from '@ipld/dag-cbor'
 import { Key } from 'interface-datastore'
 import { blockCid, decodeEvent, MAX_EVENT_BYTES } from '../../protocols/log/codec.ts'
-import { gCounter } from '../../src/crdt/g-counter.ts'
+import { gCounter, sumEntries } from '../../src/crdt/g-counter.ts'
 import { orSet } from '../../src/crdt/or-set.ts'
 import { Causal, CausalContext, DotMap } from '../../src/crdt/causal.ts'
 import { VectorClock } from '../../src/clock/vector.ts'
@@ -169,6 +169,38 @@ describe('log', () => {
     await mallory.log.append(b => b.push(orSet.remove(b.state, b.ctx, 'x')))
     assert.equal((await carol.log.join(mallory.log.heads())).applied.length, 1)
     assert.deepEqual(carol.log.value(), ['y'])
+  })
+
+  it('refuses an op that decodes but cannot be merged, alone: the events fetched with it apply', async () => {
+    // a counter whose merge throws on one delta, standing in for any op a type decodes but cannot apply
+    const fragile: typeof gCounter = {
+      ...gCounter,
+      merge: (into, delta) => {
+        if (sumEntries(delta) === 13) throw new TypeError('cannot apply this one')
+        return gCounter.merge(into, delta)
+      }
+    }
+    let now = 1_000_000
+    const [mallory, bob, carol] = await replicas(fragile, 3, { now: () => now })
+    const first = await bob.log.append(inc(1))
+    now += 10
+    const hlc = mallory.init.clock.tick()
+    const delta = gCounter.increment(gCounter.empty(), { replica: mallory.signer.principal, hlc }, 13)
+    const poison = await signEvent(mallory.signer, { log: 'doc', hlc, parents: [], ops: [gCounter.encodeDelta(delta)] })
+    await mallory.blockstore.put(poison.cid, poison.bytes)
+    now += 10
+    const second = await bob.log.append(inc(1))
+    assert.ok(first != null && second != null)
+
+    const result = await carol.log.join([second.cid, poison.cid])
+    assert.deepEqual(result.applied.map(String), [first.cid, second.cid].map(String))
+    assert.deepEqual(
+      result.rejected.map(r => [r.cid.toString(), r.error.name]),
+      [[poison.cid.toString(), 'EventRejectedError']]
+    )
+    assert.equal(carol.log.value(), 2)
+    assert.deepEqual(carol.log.heads().map(String), [second.cid.toString()])
+    assert.equal((await carol.reopen()).value(), 2)
   })
 
   it('leaves an event whose parents never arrive unapplied, and applies it when they do', async () => {

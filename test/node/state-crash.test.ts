@@ -51,8 +51,9 @@ describe('a node killed while writing', function () {
       if (round > 0) await check(n)
       const target = acked.size + WRITES_PER_ROUND
       let inFlight = 0
+      let killed = false
       const writer = async (): Promise<void> => {
-        while (n.proc.exitCode == null && n.proc.signalCode == null) {
+        while (!killed) {
           const i = next++
           sent.add(i)
           inFlight++
@@ -65,12 +66,14 @@ describe('a node killed while writing', function () {
               value: i
             })
             acked.add(i)
-          } catch {
+          } catch (err) {
+            if (!killed) throw err
             return // killed: this write may or may not have reached the disk
           } finally {
             inFlight--
           }
-          if (acked.size >= target && n.proc.signalCode == null) {
+          if (acked.size >= target && !killed) {
+            killed = true
             killedInFlight += inFlight
             n.proc.kill('SIGKILL')
           }
