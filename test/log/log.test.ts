@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import * as dagCbor from '@ipld/dag-cbor'
 import { Key } from 'interface-datastore'
+import { CID } from 'multiformats/cid'
+import { identity } from 'multiformats/hashes/identity'
 import { blockCid, decodeEvent, MAX_EVENT_BYTES } from '../../protocols/log/codec.ts'
 import { gCounter, sumEntries } from '../../src/crdt/g-counter.ts'
 import { orSet } from '../../src/crdt/or-set.ts'
@@ -11,7 +13,6 @@ import { Log } from '../../src/log/log.ts'
 import { allowList, replicas, signer } from './fixtures.ts'
 import type { ChangeDetail } from '../../src/log/log.ts'
 import type { SetStore } from '../../src/crdt/or-set.ts'
-import type { CID } from 'multiformats/cid'
 
 const add = (elem: unknown) => (b: { state: any; ctx: any; push: (d: any) => void }) =>
   b.push(orSet.add(b.state, b.ctx, elem))
@@ -89,7 +90,7 @@ describe('log', () => {
     assert.ok(MAX_EVENT_BYTES < 8 * 40_000)
   })
 
-  it('rejects forged, unauthorized, foreign-log, far-future and out-of-order events, and applies none twice', async () => {
+  it('rejects forged, unauthorized, foreign-log, far-future, out-of-order and cycle-shaped events, and applies none twice', async () => {
     const now = 1_000_000
     const [a, b] = await replicas(gCounter, 2, { now: () => now })
     const mallory = await signer()
@@ -118,13 +119,19 @@ describe('log', () => {
     const future = await make(a.signer, { hlc: [now + 120_000, 0] })
     const notAfterParent = await make(a.signer, { hlc: [0, 0] })
     const badOps = await make(a.signer, { ops: [{ 'not a replica!': 1 }] })
+    // no cycle can be built from sha256 CIDs (a block cannot name a descendant); the shapes that could
+    // fake one, a repeated parent or an identity CID (which carries its block inline), are refused
+    const repeatedParent = { ...(await make()), parents: [base.cid, base.cid] }
+    const inlineParent = { ...(await make()), parents: [CID.createV1(0x71, identity.digest(dagCbor.encode({ v: 1 })))] }
     const cases: Array<[object, string]> = [
       [forged, 'InvalidSignatureError'],
       [unauthorized, 'UnauthorizedEventError'],
       [otherLog, 'EventRejectedError'],
       [future, 'ClockDriftError'],
       [notAfterParent, 'EventRejectedError'],
-      [badOps, 'EventRejectedError']
+      [badOps, 'EventRejectedError'],
+      [repeatedParent, 'InvalidEventError'],
+      [inlineParent, 'InvalidEventError']
     ]
     for (const [event, name] of cases) {
       const result = await b.log.join([await put(event)])
