@@ -4,7 +4,7 @@
  * then the gossipsub delivery latency and ratio of 1 KB messages published from every node in turn.
  * N = 10 and N = 30 run back to back, and the ratios compare them.
  */
-import { killAll, removeDir, sleep, spawnNode, waitUntil } from '../test/helpers/processes.ts'
+import { sleep, spawnNode, stopNodes, waitUntil } from '../test/helpers/processes.ts'
 import { percentile } from './harness.ts'
 import type { Benchmark, BenchResult } from './harness.ts'
 import type { NodeProcess } from '../test/helpers/processes.ts'
@@ -126,13 +126,7 @@ async function measure(n: number): Promise<ClusterFigures> {
       deliveryRatio: latencies.length / expected
     }
   } finally {
-    await Promise.all(nodes.map(async node => await node.stop(5_000)))
-    killAll()
-    await Promise.all(
-      nodes.map(async node => {
-        await removeDir(node.dataDir)
-      })
-    )
+    await stopNodes(nodes, 5_000)
   }
 }
 

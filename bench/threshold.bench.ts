@@ -6,7 +6,6 @@
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { tcp } from '@libp2p/tcp'
 import { principalFromPeerId } from '../src/crypto/principal.ts'
 import { parseAdvanced } from '../src/spki/sexp.ts'
 import { parseTag } from '../src/spki/tag.ts'
@@ -14,7 +13,7 @@ import { DkgSession } from '../src/threshold/dkg.ts'
 import { CLUSTER_MESSAGE_DOMAIN } from '../src/threshold/service.ts'
 import { coordinateSigning, Signer } from '../src/threshold/sign.ts'
 import { signedBytes } from '../protocols/signing.ts'
-import { memoryNode } from '../test/helpers/memory-node.ts'
+import { loopbackNode } from '../test/helpers/memory-node.ts'
 import { waitUntil } from '../test/helpers/processes.ts'
 import { percentile } from './harness.ts'
 import type { Benchmark, BenchResult } from './harness.ts'
@@ -43,11 +42,7 @@ const median = (xs: number[]): number =>
 
 async function loopbackNodes(n: number): Promise<CyberspaceNode[]> {
   const start = async (bootstrap: CyberspaceNode[]): Promise<CyberspaceNode> =>
-    await memoryNode({
-      transports: [tcp()],
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: bootstrap.map(b => b.multiaddrs()[0])
-    })
+    await loopbackNode({ bootstrap: bootstrap.map(b => b.multiaddrs()[0]) })
   const first = await start([])
   const rest = await Promise.all(Array.from({ length: n - 1 }, async () => await start([first])))
   await waitUntil(`${n} nodes connected to the first`, () => first.peers().length === n - 1, 60_000, 50)

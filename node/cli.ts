@@ -14,10 +14,12 @@ import { UsageError } from './errors.ts'
 import { acl, cert, key, SPKI_USAGE } from './spki-commands.ts'
 import { CLUSTER_USAGE, clusterCommand } from './cluster-commands.ts'
 import { STATE_USAGE, stateCommand } from './state-commands.ts'
-import { DEFAULT_API_PORT, DEFAULT_LISTEN, startNodeProcess } from './platform.ts'
 import type { BufferedMessage } from './api/server.ts'
 import type { BootstrapRetry } from '../src/network/bootstrap.ts'
 import type { PeerSummary } from '../src/node.ts'
+
+export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4101', '/ip4/0.0.0.0/tcp/4102/ws']
+export const DEFAULT_API_PORT = 4100
 
 export const USAGE = `usage: cyberspace <command> [options]
 
@@ -135,6 +137,8 @@ async function start(
   if (!/^\d+$/.test(apiPortText) || apiPort > 65535)
     throw new UsageError(`invalid --api-port "${apiPortText}": expected 0-65535`)
 
+  // loaded here, not at the top: the other commands only talk to a running node and need none of the stack
+  const { startNodeProcess } = await import('./platform.ts')
   const running = await startNodeProcess({ dataDir, listen, bootstrap, apiPort })
   const { node, api } = running
   const peerId = node.peerId.toString()

@@ -25,8 +25,6 @@ import type { BootstrapInit } from '../src/network/bootstrap.ts'
 import type { CyberspaceNode } from '../src/node.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
-export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4101', '/ip4/0.0.0.0/tcp/4102/ws']
-export const DEFAULT_API_PORT = 4100
 /** Where `npm run build:browser` puts the page. */
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../dist/browser/', import.meta.url))
 

@@ -24,6 +24,13 @@ export const isText = (x: unknown, max: number): x is string => typeof x === 'st
 /** Bytes of length min..max. */
 export const isBytes = (x: unknown, min: number, max: number): x is Uint8Array =>
   x instanceof Uint8Array && x.length >= min && x.length <= max
+/** Byte-wise order: the first differing byte, else the shorter first. */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i]
+  return a.length - b.length
+}
+
 export const isPrincipalText = (x: unknown): x is string => isText(x, MAX_PRINCIPAL_LENGTH)
 
 /** Encodes `msg` after `check` accepts it; throws through `fail` if it is larger than `max` bytes. */
@@ -90,7 +97,7 @@ export function errorAnswer(err: unknown): ErrorAnswer {
   return {
     v: 1,
     type: 'error',
-    name: /^[A-Za-z]{1,64}$/.test(e.name) ? e.name : 'Error',
+    name: /^[A-Za-z]+$/.test(e.name) && e.name.length <= MAX_ERROR_NAME ? e.name : 'Error',
     message: e.message.slice(0, MAX_ERROR_MESSAGE)
   }
 }

@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { API_PREFIX } from './server.ts'
+import { API_PREFIX } from './http.ts'
 import { API_FILE, TOKEN_FILE } from '../data-dir.ts'
 import { ApiError, NodeNotRunningError } from '../errors.ts'
 

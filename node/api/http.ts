@@ -8,6 +8,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
+/** Where the control API's endpoints live. */
+export const API_PREFIX = '/api/v0/'
 export const MAX_BODY_BYTES = 64 * 1024
 
 /** A control-API endpoint: the JSON-able result of one request. */

@@ -21,12 +21,11 @@ import { clusterRoutes, CLUSTER_ERROR_STATUS } from './cluster-routes.ts'
 import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
 import { stateRoutes, STATE_ERROR_STATUS } from './state-routes.ts'
 import type { Route } from './http.ts'
-import { HttpError, MAX_BODY_BYTES, readJson, send, stringField } from './http.ts'
+import { API_PREFIX, HttpError, MAX_BODY_BYTES, readJson, send, stringField } from './http.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Message } from '@libp2p/gossipsub'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 
-export const API_PREFIX = '/api/v0/'
 const utf8 = new TextDecoder()
 export const MAX_TOPIC_LENGTH = 256
 export const MAX_TOPICS = 16

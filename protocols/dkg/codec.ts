@@ -16,7 +16,6 @@ import type { ErrorAnswer } from '../wire.ts'
 
 export const DKG_PROTOCOL = '/cyberspace/dkg/1.0.0'
 export const DKG_DOMAIN = 'cyberspace/dkg/v1'
-export const DKG_MESSAGE_VERSION = 1
 export const MAX_DKG_MESSAGE_BYTES = 8 * 1024
 /** Most members of a group, so most commitments in round 1. */
 export const MAX_GROUP_MEMBERS = 64

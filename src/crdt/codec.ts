@@ -14,7 +14,8 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { checkHlc, isHlc } from '../clock/hlc.ts'
 import { checkReplicaId, isReplicaId, VectorClock } from '../clock/vector.ts'
-import { isText } from '../../protocols/wire.ts'
+import { compareBytes, isText } from '../../protocols/wire.ts'
+export { compareBytes }
 import { InvalidDeltaError, InvalidValueError } from './errors.ts'
 import type { HlcTimestamp } from '../clock/hlc.ts'
 import type { CrdtLimits, MutationContext } from './types.ts'
@@ -197,12 +198,6 @@ export function dataEquals(a: unknown, b: unknown): boolean {
 }
 
 /** Lexicographic order of byte strings (a proper prefix sorts first). */
-export function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length)
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i]
-  return a.length - b.length
-}
-
 export function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
 }

@@ -10,6 +10,7 @@
  * await ed.verify(publicKey, message, sig) // true
  */
 import { ed25519 as noble } from '@noble/curves/ed25519.js'
+import { base64url } from 'multiformats/bases/base64'
 import { InvalidKeyError } from './errors.ts'
 
 export const SECRET_KEY_LENGTH = 32
@@ -85,15 +86,9 @@ function webCryptoEd25519(subtle: SubtleCrypto): Ed25519 {
     async publicKey(secretKey) {
       const jwk = await subtle.exportKey('jwk', await privateKey(secretKey))
       if (typeof jwk.x !== 'string') throw new InvalidKeyError('WebCrypto did not export the public key')
-      return base64urlDecode(jwk.x)
+      return base64url.baseDecode(jwk.x)
     }
   }
-}
-
-function base64urlDecode(text: string): Uint8Array {
-  const b64 = text.replace(/-/g, '+').replace(/_/g, '/')
-  const raw = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4))
-  return Uint8Array.from(raw, c => c.charCodeAt(0))
 }
 
 let detected: Promise<Ed25519> | undefined

@@ -28,7 +28,7 @@ import {
 } from '../../protocols/heads/codec.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
 import { Hlc } from '../clock/hlc.ts'
-import { requestOnce, serveOnce, withTimeout } from '../network/rpc.ts'
+import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
 import { atom } from '../spki/sexp.ts'
 import { parseTag } from '../spki/tag.ts'
 import { crdtTypes } from '../crdt/index.ts'
@@ -368,19 +368,20 @@ export class StateService implements State {
     expected: T,
     options: AbortOptions
   ): Promise<Extract<HeadsAnswer, { type: T }>> {
-    const answer = decodeHeadsMessage(
-      await requestOnce(
-        this.components.libp2p.dialProtocol.bind(this.components.libp2p),
-        peer,
-        this.protocol,
-        encodeHeadsMessage(request),
-        { maxBytes: MAX_HEADS_MESSAGE_BYTES, signal: withTimeout(this.timeout, options.signal) }
-      )
+    return await requestAnswer(
+      this.components.libp2p.dialProtocol.bind(this.components.libp2p),
+      peer,
+      this.protocol,
+      encodeHeadsMessage(request),
+      {
+        maxBytes: MAX_HEADS_MESSAGE_BYTES,
+        signal: withTimeout(this.timeout, options.signal),
+        decode: decodeHeadsMessage,
+        expected,
+        refused: answer => new Error(`${peer} refused: ${answer.name}: ${answer.message}`),
+        unexpected: type => new InvalidHeadsMessageError(`expected a ${expected} answer, got ${type}`)
+      }
     )
-    if (answer.type === 'error') throw new Error(`${peer} refused: ${answer.name}: ${answer.message}`)
-    if (answer.type !== expected)
-      throw new InvalidHeadsMessageError(`expected a ${expected} answer, got ${answer.type}`)
-    return answer as Extract<HeadsAnswer, { type: T }>
   }
 
   private async syncWith(peer: PeerId, options: AbortOptions = {}): Promise<void> {

@@ -291,6 +291,8 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
   }
 
   private sweep(): void {
+    // at the target, pump() dials nothing: do not read the peer store for it
+    if (this.components.connectionManager.getConnections().length >= this.targetConnections) return
     void this.components.peerStore.all({ limit: MAX_CANDIDATES }).then(
       peers => {
         for (const peer of peers) {

@@ -8,6 +8,7 @@
  * await registrar.handle(PROTOCOL, serveOnce(async (bytes, connection) => answerBytes, { maxBytes, timeout, log }))
  */
 import { lpStream } from '@libp2p/utils'
+import type { ErrorAnswer } from '../../protocols/wire.ts'
 import type { AbortOptions, Connection, Logger, PeerId, Stream, StreamHandler } from '@libp2p/interface'
 
 /** Opens a stream to a peer for a protocol: ConnectionManager.openStream, or Libp2p.dialProtocol. */
@@ -40,6 +41,35 @@ export interface ServeOptions {
   log: Logger
   /** The answer to a request that could not be read (too large, too slow); without it the stream is aborted. */
   refuse?: (err: unknown) => Uint8Array
+}
+
+export interface AnswerOptions<A extends { type: string }, K extends string> {
+  maxBytes: number
+  signal: AbortSignal
+  decode: (bytes: Uint8Array) => A
+  /** The answer type that is a success. */
+  expected: K
+  /** The error to throw for a refusal (an error answer). */
+  refused: (answer: ErrorAnswer) => Error
+  /** The error to throw for an answer of another type. */
+  unexpected: (type: string) => Error
+}
+
+/**
+ * requestOnce, then the answer decoded: a refusal (an error answer) or an answer of another type
+ * than `expected` throws the caller's error; otherwise the answer, narrowed to its type.
+ */
+export async function requestAnswer<A extends { type: string }, K extends A['type']>(
+  open: OpenStream,
+  peer: PeerId,
+  protocol: string,
+  request: Uint8Array,
+  options: AnswerOptions<A, K>
+): Promise<Extract<A, { type: K }>> {
+  const answer = options.decode(await requestOnce(open, peer, protocol, request, options))
+  if (answer.type === 'error') throw options.refused(answer as unknown as ErrorAnswer)
+  if (answer.type !== options.expected) throw options.unexpected(answer.type)
+  return answer as Extract<A, { type: K }>
 }
 
 /** A signal that fires after `ms`, or with `signal`, whichever comes first. */

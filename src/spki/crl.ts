@@ -44,8 +44,16 @@ export interface SignedCrl {
 const enc = (text: string): Uint8Array => new TextEncoder().encode(text)
 
 /** The hash a CRL names a certificate by. */
+const hashes = new WeakMap<SignedCert['cert'], Uint8Array>()
+
+/** sha256 of the canonical (cert …): what CRLs name a certificate by. Kept per certificate object (treat as read only). */
 export function certHash(signed: SignedCert): Uint8Array {
-  return sha256(encodeCanonical(certToSexp(signed.cert)))
+  let hash = hashes.get(signed.cert)
+  if (hash == null) {
+    hash = sha256(encodeCanonical(certToSexp(signed.cert)))
+    hashes.set(signed.cert, hash)
+  }
+  return hash
 }
 
 export function crlToSexp(crl: Crl): Sexp {

@@ -163,7 +163,11 @@ export async function discoverChain(
   const maxStates = options.maxStates ?? 10_000
   const { auth, names } = await usable(pool, spkiTime(options.now ?? Date.now()), options)
   const byIssuer = new Map<string, SignedCert[]>()
-  for (const signed of auth) byIssuer.set(signed.cert.issuer, [...(byIssuer.get(signed.cert.issuer) ?? []), signed])
+  for (const signed of auth) {
+    const list = byIssuer.get(signed.cert.issuer)
+    if (list == null) byIssuer.set(signed.cert.issuer, [signed])
+    else list.push(signed)
+  }
   const budget = { steps: options.maxNameSteps ?? 32 }
 
   let frontier: State[] = roots.map(root => ({
@@ -196,8 +200,9 @@ export async function discoverChain(
           if (principal === requester && tagImplies(tag, requested)) {
             return { proof: { chain: reached.chain, names: reached.names }, tag, validity }
           }
+          if (!cert.propagate) continue
           const key = `${principal} ${tagKey(tag)}`
-          if (!cert.propagate || seen.has(key)) continue
+          if (seen.has(key)) continue
           seen.add(key)
           if (++explored > maxStates)
             throw new ChainTooLongError(`chain discovery explored more than ${maxStates} states`)

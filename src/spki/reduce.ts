@@ -21,6 +21,7 @@ import {
   TagMismatchError,
   WrongSubjectError
 } from './errors.ts'
+import { equalBytes } from '@noble/curves/utils.js'
 import { keyHash, spkiTime, verifyCert } from './cert.ts'
 import { intersectTags, tagImplies } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
@@ -52,8 +53,7 @@ export const DEFAULT_MAX_CHAIN_LENGTH = 8
 export function subjectIsKey(subject: Subject, principal: PrincipalId): boolean {
   if (subject.kind === 'key') return subject.principal === principal
   if (subject.kind === 'hash') {
-    const h = keyHash(principal)
-    return subject.sha256.length === h.length && subject.sha256.every((b, i) => b === h[i])
+    return equalBytes(subject.sha256, keyHash(principal))
   }
   return false
 }

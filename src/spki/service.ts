@@ -27,7 +27,7 @@ import {
 } from '../../protocols/spki/codec.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
 import { isPrincipalId, peerIdFromPrincipal, principalFromPeerId } from '../crypto/principal.ts'
-import { requestOnce, serveOnce, withTimeout } from '../network/rpc.ts'
+import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
 import {
   parseSignedCert,
   signCert,
@@ -395,18 +395,20 @@ class SpkiService implements Spki, Startable {
     const principal = options.principal ?? principalFromPeerId(peer)
     const roots = this.rootsFor(tag).slice(0, MAX_ROOTS)
     if (roots.length === 0) throw new ChainNotFoundError('no ACL root of this node covers the requested tag')
-    const reply = decodeSpkiMessage(
-      await requestOnce(
-        async (p, protocol, o) => await this.components.connectionManager.openStream(p, protocol, o),
-        peer,
-        this.protocol,
-        encodeSpkiMessage({ v: 1, type: 'prove', roots, principal, tag: encodeCanonical(tagToSexp(tag)) }),
-        { maxBytes: MAX_SPKI_MESSAGE_BYTES, signal: withTimeout(this.timeout, options.signal) }
-      )
+    const reply = await requestAnswer(
+      async (p, protocol, o) => await this.components.connectionManager.openStream(p, protocol, o),
+      peer,
+      this.protocol,
+      encodeSpkiMessage({ v: 1, type: 'prove', roots, principal, tag: encodeCanonical(tagToSexp(tag)) }),
+      {
+        maxBytes: MAX_SPKI_MESSAGE_BYTES,
+        signal: withTimeout(this.timeout, options.signal),
+        decode: decodeSpkiMessage,
+        expected: 'proof',
+        refused: answer => new ProofRefusedError(`${peer.toString()} refused: ${answer.message}`, answer.name),
+        unexpected: type => new ProofRefusedError(`${peer.toString()} answered with ${type}`, 'InvalidSpkiMessageError')
+      }
     )
-    if (reply.type === 'error') throw new ProofRefusedError(`${peer.toString()} refused: ${reply.message}`, reply.name)
-    if (reply.type !== 'proof')
-      throw new ProofRefusedError(`${peer.toString()} answered with ${reply.type}`, 'InvalidSpkiMessageError')
     const certs = reply.certs.map(bytes => parseSignedCert(decodeCanonical(bytes, { maxBytes: MAX_CERT_BYTES })))
     const proof = { chain: certs.filter(c => c.cert.type === 'auth'), names: certs.filter(c => c.cert.type === 'name') }
     return await this.authorize(principal, tag, { ...options, proof })

@@ -12,6 +12,7 @@
  * encodeCanonical(s)              // bytes of "(3:tag(10:cyberspace6:member))"
  * toAdvanced(decodeCanonical(b))  // '(tag (cyberspace member))'
  */
+import { equalBytes } from '@noble/curves/utils.js'
 import { base64 } from 'multiformats/bases/base64'
 import { SexpLimitError, SexpSyntaxError } from './errors.ts'
 
@@ -48,10 +49,6 @@ export function isList(s: Sexp): s is Sexp[] {
   return Array.isArray(s)
 }
 
-export function isAtom(s: Sexp): s is Atom {
-  return !Array.isArray(s)
-}
-
 /** The bytes of an atom (without its hint). */
 export function atomBytes(a: Atom): Uint8Array {
   return a instanceof Uint8Array ? a : a.bytes
@@ -73,11 +70,7 @@ export function sexpEquals(a: Sexp, b: Sexp): boolean {
   }
   const ha = a instanceof Uint8Array ? undefined : a.hint
   const hb = b instanceof Uint8Array ? undefined : b.hint
-  return bytesEqual(atomBytes(a), atomBytes(b)) && (ha == null ? hb == null : hb != null && bytesEqual(ha, hb))
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i])
+  return equalBytes(atomBytes(a), atomBytes(b)) && (ha == null ? hb == null : hb != null && equalBytes(ha, hb))
 }
 
 // ---------------------------------------------------------------- canonical

@@ -18,6 +18,7 @@
  * tagImplies(granted, asked) // true
  */
 import { base16 } from 'multiformats/bases/base16'
+import { compareBytes } from '../../protocols/wire.ts'
 import { InvalidTagError } from './errors.ts'
 import { atomBytes, atomText, encodeCanonical, isList } from './sexp.ts'
 import type { Sexp } from './sexp.ts'
@@ -127,12 +128,6 @@ export function tagToSexp(tag: Tag): Sexp {
 }
 
 // ---------------------------------------------------------------- orderings
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length)
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i]
-  return a.length - b.length
-}
 
 function compareDecimal(a: string, b: string): number {
   const [ai, af = ''] = a.replace(/^-/, '').split('.')

@@ -41,7 +41,7 @@ import { signedBytes } from '../../protocols/signing.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
 import { peerIdFromPrincipal, principalFromPeerId, principalPublicKey } from '../crypto/principal.ts'
 import { signAs, verifyAs } from '../crypto/sign.ts'
-import { requestOnce, serveOnce, withTimeout } from '../network/rpc.ts'
+import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
 import type { OpenStream } from '../network/rpc.ts'
 import { CERT_DOMAIN, certToSexp, parseCert } from '../spki/cert.ts'
 import { CRL_DOMAIN, parseCrl } from '../spki/crl.ts'
@@ -77,7 +77,6 @@ import {
   publicDigest
 } from './state.ts'
 import type { DkgEnvelope, DkgMessages } from '../../protocols/dkg/codec.ts'
-import type { ErrorAnswer } from '../../protocols/wire.ts'
 import type { Tag } from '../spki/tag.ts'
 import type { FrostAnswer, FrostRequest } from '../../protocols/frost/codec.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
@@ -436,17 +435,14 @@ class ClusterService implements Cluster, Startable {
     expected: string,
     options: AbortOptions
   ): Promise<A> {
-    const bytes = await requestOnce(this.open, peerIdFromPrincipal(member), wire.protocol, request, {
+    return (await requestAnswer(this.open, peerIdFromPrincipal(member), wire.protocol, request, {
       maxBytes: wire.maxBytes,
-      signal: withTimeout(this.timeout, options.signal)
-    })
-    const answer = wire.decode(bytes)
-    if (answer.type === 'error') {
-      const { name, message } = answer as ErrorAnswer
-      throw new MemberRefusedError(`${member} refused: ${name}: ${message}`, name, member)
-    }
-    if (answer.type !== expected) throw new ThresholdError(`${member} answered with ${answer.type}`, member)
-    return answer as A
+      signal: withTimeout(this.timeout, options.signal),
+      decode: wire.decode,
+      expected,
+      refused: ({ name, message }) => new MemberRefusedError(`${member} refused: ${name}: ${message}`, name, member),
+      unexpected: type => new ThresholdError(`${member} answered with ${type}`, member)
+    })) as A
   }
 
   private async requestDkg(member: PrincipalId, request: DkgEnvelope, options: AbortOptions): Promise<DkgMessages> {

@@ -124,8 +124,8 @@ export function killAll(): void {
 }
 
 /** For after() hooks: stops `nodes`, kills any process still running, and removes their data directories. */
-export async function stopNodes(nodes: NodeProcess[]): Promise<void> {
-  await Promise.all(nodes.map(async n => await n.stop()))
+export async function stopNodes(nodes: NodeProcess[], graceMs?: number): Promise<void> {
+  await Promise.all(nodes.map(async n => await n.stop(graceMs)))
   killAll()
   await Promise.all(nodes.map(async n => await removeDir(n.dataDir)))
 }

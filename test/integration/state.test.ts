@@ -4,19 +4,10 @@ import { crdtTypes } from '../../src/crdt/index.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
 import { loopbackNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
+import { prng } from '../crdt/fixtures.ts'
 import { tag } from '../spki/fixtures.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { PeerId } from '@libp2p/interface'
-
-/** A small deterministic PRNG (mulberry32), so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const N = 10
 const UPDATES_PER_NODE = 15

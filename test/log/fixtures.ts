@@ -17,7 +17,6 @@ import type { CID } from 'multiformats/cid'
 
 export class PeerBlockstore extends MemoryBlockstore {
   readonly peers: PeerBlockstore[] = []
-  fetches = 0
 
   async *get(cid: CID, options: AbortOptions & { offline?: boolean } = {}): AsyncGenerator<Uint8Array> {
     if (await this.has(cid)) {
@@ -27,7 +26,6 @@ export class PeerBlockstore extends MemoryBlockstore {
     if (options.offline !== true) {
       for (const peer of this.peers) {
         if (await peer.has(cid)) {
-          this.fetches++
           const chunks: Uint8Array[] = []
           for await (const c of super.get.call(peer, cid, options)) chunks.push(c)
           yield* chunks
