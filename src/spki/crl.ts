@@ -11,7 +11,7 @@
  * @example
  * const crl = await signCrl({ issuer, revoked: [certHash(bad)], validity: { notBefore, notAfter } }, secret)
  * const check = await revocationCheck([crl], now)
- * check(signedCert) // throws RevokedCertError / RevalidationRequiredError
+ * check(signedCert) // throws RevokedCertError (naming the certificate's hash) / RevalidationRequiredError
  */
 import { sha256 } from '@noble/hashes/sha2.js'
 import { base16 } from 'multiformats/bases/base16'
@@ -169,8 +169,11 @@ export function revocationIndex(
   }
   return signed => {
     const revoked = current.get(signed.cert.issuer)
-    if (revoked?.has(base16.baseEncode(certHash(signed))) === true) {
-      throw new RevokedCertError(`a certificate by ${signed.cert.issuer} is revoked by its issuer's CRL`)
+    if (revoked != null) {
+      const hash = base16.baseEncode(certHash(signed))
+      if (revoked.has(hash)) {
+        throw new RevokedCertError(`certificate ${hash} by ${signed.cert.issuer} is revoked by its issuer's CRL`, hash)
+      }
     }
     if (signed.cert.validity.requireCrl === true && revoked == null) {
       throw new RevalidationRequiredError(`a certificate by ${signed.cert.issuer} needs a current CRL from its issuer`)

@@ -14,6 +14,9 @@
  * @example
  * const proof = await discoverChain(pool, [clusterKey], agentKey, parseTag(parseAdvanced('(cyberspace member)')))
  * await verifyProof(proof, [clusterKey], agentKey, tag) // throws ChainNotFoundError, BadSignatureError, …
+ *
+ * `discoverChain` skips revoked certificates like any other unusable one; `revokedLinkError` says
+ * afterwards whether a revocation is why no chain was found.
  */
 import { ChainNotFoundError, ChainTooLongError, NameCycleError } from './errors.ts'
 import { spkiTime, verifyCert, VerifiedCertCache } from './cert.ts'
@@ -213,6 +216,46 @@ export async function discoverChain(
     frontier = next
   }
   throw new ChainNotFoundError(`no chain of at most ${maxLength} certificates grants the request to ${requester}`)
+}
+
+/**
+ * Why `discoverChain` found nothing, when the reason is revocation: if some certificates of the
+ * pool fail `options.revocation`, discovery is run again without that check, and if a chain then
+ * exists, the revocation error of its first refused certificate is returned (a RevokedCertError
+ * names the certificate's hash). Undefined when revocation is not why no chain was found.
+ *
+ * @example
+ * try { await discoverChain(pool, roots, who, tag, opts) } catch (err) { throw (await revokedLinkError(pool, roots, who, tag, opts)) ?? err }
+ */
+export async function revokedLinkError(
+  pool: SignedCert[],
+  roots: PrincipalId[],
+  requester: PrincipalId,
+  requested: Tag,
+  options: DiscoverOptions = {}
+): Promise<Error | undefined> {
+  const check = options.revocation
+  if (check == null) return undefined
+  const refusal = (signed: SignedCert): Error | undefined => {
+    try {
+      check(signed)
+      return undefined
+    } catch (err) {
+      return err as Error
+    }
+  }
+  if (!pool.some(signed => refusal(signed) != null)) return undefined
+  let found: DiscoveredGrant
+  try {
+    found = await discoverChain(pool, roots, requester, requested, { ...options, revocation: undefined })
+  } catch {
+    return undefined
+  }
+  for (const signed of [...found.proof.chain, ...found.proof.names]) {
+    const err = refusal(signed)
+    if (err != null) return err
+  }
+  return undefined
 }
 
 /**

@@ -82,6 +82,13 @@ export class ChainNotFoundError extends Error {
 export class RevokedCertError extends Error {
   static name = 'RevokedCertError'
   name = 'RevokedCertError'
+  /** The revoked certificate's sha256 (`certHash`), hex: what its issuer's CRL names it by. */
+  readonly certHash?: string
+
+  constructor(message: string, certHash?: string) {
+    super(message)
+    this.certHash = certHash
+  }
 }
 
 /** A certificate asks for online revalidation and no current CRL from its issuer is at hand. */
@@ -106,4 +113,23 @@ export class ProofRefusedError extends Error {
     super(message)
     this.remoteName = remoteName
   }
+}
+
+/**
+ * This node will not send another proof request to a peer yet: too many are in flight to it, or
+ * its per-minute budget is spent (or the peer said so of its own). Retryable, never remembered
+ * as a refusal.
+ */
+export class ProofRateLimitedError extends Error {
+  static name = 'ProofRateLimitedError'
+  name = 'ProofRateLimitedError'
+}
+
+/**
+ * No chain is held here and no peer that could show one (the principal's own node, the given
+ * providers) is connected; authorization never dials or searches the DHT for one.
+ */
+export class ProverNotConnectedError extends Error {
+  static name = 'ProverNotConnectedError'
+  name = 'ProverNotConnectedError'
 }

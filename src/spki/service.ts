@@ -11,6 +11,11 @@
  * await node.spki.addAclEntry(clusterKey, parseTag(parseAdvanced('(cyberspace)')))
  * const grant = await node.spki.prove(peerId, parseTag(parseAdvanced('(cyberspace member)')))
  * await node.spki.authorize(principal, tag) // throws ChainNotFoundError, …
+ *
+ * Authorization never makes unbounded network work: `authorizeOrProve` asks only peers already
+ * connected (the principal's node, the given providers), at most two, within a per-peer budget,
+ * and remembers refusals until the ACL, the CRLs or the store change (`epoch`). Inbound proof
+ * requests are bounded per peer the same way.
  */
 import { sha256 } from '@noble/hashes/sha2.js'
 import { base16 } from 'multiformats/bases/base16'
@@ -38,23 +43,44 @@ import {
   VerifiedCertCache
 } from './cert.ts'
 import { MAX_REVOKED, parseSignedCrl, revocationIndex, signCrl, signedCrlToSexp, verifyCrl } from './crl.ts'
-import { discoverChain, verifyProof } from './discover.ts'
-import { ChainNotFoundError, ProofRefusedError } from './errors.ts'
-import { decodeCanonical, encodeCanonical } from './sexp.ts'
-import { parseTag, tagImplies, tagToSexp } from './tag.ts'
+import { discoverChain, revokedLinkError, verifyProof } from './discover.ts'
+import { ChainNotFoundError, ProofRateLimitedError, ProofRefusedError, ProverNotConnectedError } from './errors.ts'
+import { decodeCanonical, encodeCanonical, toAdvanced } from './sexp.ts'
+import { normalizeTag, parseTag, tagImplies, tagKey, tagToSexp } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Cert, SignedCert } from './cert.ts'
 import type { SignedCrl } from './crl.ts'
 import type { DiscoveredGrant, DiscoverOptions, Proof } from './discover.ts'
 import type { Tag } from './tag.ts'
-import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Startable } from '@libp2p/interface'
+import type { OpenStream } from '../network/rpc.ts'
+import type {
+  AbortOptions,
+  ComponentLogger,
+  Connection,
+  Logger,
+  PeerId,
+  PrivateKey,
+  Startable
+} from '@libp2p/interface'
 import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import type { Datastore } from 'interface-datastore'
 
 export interface SpkiInit {
   protocol?: string
-  /** Concurrent inbound proof requests per connection; default 8. */
+  /** Concurrent inbound proof requests per connection; default 4. */
   maxInboundStreams?: number
+  /** Proof requests this node sends one peer per minute (a token bucket of that size); default 30. */
+  maxProofRequestsPerMinute?: number
+  /** Proof requests this node has in flight to one peer at once; default 2. */
+  maxProofRequestsInFlight?: number
+  /** Proof requests this node answers for one peer per minute (a token bucket of that size); default 60. */
+  maxProofAnswersPerMinute?: number
+  /** How long a peer's refusal to prove (principal, tag) is remembered, in ms, unless `epoch` changes first; default 5 min. */
+  refusalTtl?: number
+  /** How long a failure to reach the peers asked is remembered, in ms; default 30 s. */
+  failureTtl?: number
+  /** The clock of rate limits and remembered refusals (not of certificate validity); default Date.now. */
+  now?: () => number
   /** How long a request or answer may take, in ms; default 10 s. */
   timeout?: number
   /** Most certificates kept; default 10 000. */
@@ -82,6 +108,12 @@ export interface AclEntry {
 export interface Spki {
   /** This node's principal (its libp2p key). */
   readonly principal: PrincipalId
+  /**
+   * Increases whenever the ACL, the CRLs or the certificate store change, and when a CRL starts
+   * or stops being current. A caller that caches a decision keys it by epoch (and by the grant's
+   * `validity`), so no cached decision outlives a change.
+   */
+  readonly epoch: number
   /** Verifies a certificate's signature and keeps it; a forged one never enters the store. */
   addCert(signed: SignedCert): Promise<void>
   certs(): SignedCert[]
@@ -108,8 +140,12 @@ export interface Spki {
   /** Asks `peer` to prove that it (or `principal`) holds `tag`, and checks the proof against this node's ACL. */
   prove(peer: PeerId, tag: Tag, options?: AbortOptions & { principal?: PrincipalId }): Promise<DiscoveredGrant>
   /**
-   * `authorize` from the local store, or else `prove`, asking `principal`'s own node. If both fail,
-   * throws `refuse(local, remote)` (default: the remote error).
+   * `authorize` from the local store; else a chain a peer showed earlier, checked again now; else
+   * a refusal remembered at the current epoch, thrown again; else a proof asked of at most two
+   * peers that are already connected: `principal`'s own node, then `providers`. It never dials and
+   * never searches the DHT. A refusal throws `refuse(local, remote)` (default: the remote error):
+   * ProverNotConnectedError when no such peer is connected, ProofRefusedError or the proof's own
+   * error when one answered. ProofRateLimitedError (retryable) is thrown as it is.
    */
   authorizeOrProve(principal: PrincipalId, tag: Tag, options?: AuthorizeOrProveOptions): Promise<DiscoveredGrant>
 }
@@ -117,8 +153,13 @@ export interface Spki {
 export interface AuthorizeOrProveOptions extends AbortOptions {
   /** Limit on asking the principal's node, in ms, counted from when the local check fails. */
   timeout?: number
-  /** The error to throw when neither the local store nor the principal's node shows a chain. */
+  /** The error to throw when neither the local store nor a peer shows a chain. */
   refuse?: (local: Error, remote: Error) => Error
+  /**
+   * Peers that may hold the principal's chain (e.g. the peer that relayed its event); asked after
+   * the principal's own node, and only if connected.
+   */
+  providers?: PeerId[]
 }
 
 const CERTS_PREFIX = '/cyberspace/spki/certs/'
@@ -126,6 +167,97 @@ const ACL_PREFIX = '/cyberspace/spki/acl/'
 const CRLS_PREFIX = '/cyberspace/spki/crls/'
 const MAX_ACL_ENTRIES = 256
 const MAX_CRLS = 1024
+/** Most peers one authorizeOrProve asks, and most providers looked at. */
+const MAX_PEERS_ASKED = 2
+const MAX_PROVIDERS_CONSIDERED = 16
+/** Most remembered refusals, and most remembered proofs. */
+const MAX_REMEMBERED = 4096
+
+/** A refusal to remember: until when, and at which epoch. */
+interface Remembered {
+  epoch: number
+  until: number
+  error: Error
+}
+
+/**
+ * Per-peer token buckets with a cap on requests in flight: how much proof work one peer may cause
+ * or be asked for. Buckets of idle peers are dropped first when `maxPeers` are tracked.
+ */
+class PeerBudget {
+  private readonly perMinute: number
+  private readonly maxInFlight: number
+  private readonly now: () => number
+  private readonly maxPeers: number
+  private readonly buckets = new Map<string, { tokens: number; at: number; inFlight: number }>()
+
+  constructor(perMinute: number, maxInFlight: number, now: () => number, maxPeers = 1024) {
+    this.perMinute = perMinute
+    this.maxInFlight = maxInFlight
+    this.now = now
+    this.maxPeers = maxPeers
+  }
+
+  /** Takes a token for `peer`; false when none is left or too many requests are in flight. `release` when done. */
+  take(peer: string): boolean {
+    const now = this.now()
+    let bucket = this.buckets.get(peer)
+    if (bucket == null) {
+      this.evict()
+      bucket = { tokens: this.perMinute, at: now, inFlight: 0 }
+      this.buckets.set(peer, bucket)
+    }
+    bucket.tokens = Math.min(this.perMinute, bucket.tokens + (Math.max(0, now - bucket.at) * this.perMinute) / 60_000)
+    bucket.at = now
+    if (bucket.inFlight >= this.maxInFlight || bucket.tokens < 1) return false
+    bucket.tokens -= 1
+    bucket.inFlight++
+    return true
+  }
+
+  release(peer: string): void {
+    const bucket = this.buckets.get(peer)
+    if (bucket != null && bucket.inFlight > 0) bucket.inFlight--
+  }
+
+  private evict(): void {
+    if (this.buckets.size < this.maxPeers) return
+    const now = this.now()
+    for (const [peer, bucket] of this.buckets) {
+      const full = bucket.tokens + ((now - bucket.at) * this.perMinute) / 60_000 >= this.perMinute
+      if (bucket.inFlight === 0 && full) this.buckets.delete(peer)
+    }
+    // still full: forget the longest-tracked idle peer
+    for (const [peer, bucket] of this.buckets) {
+      if (this.buckets.size < this.maxPeers) return
+      if (bucket.inFlight === 0) this.buckets.delete(peer)
+    }
+  }
+}
+
+/** `promise`, or the rejection of `signal`, whichever comes first; `promise` runs on regardless. */
+async function raced<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (signal == null) return await promise
+  signal.throwIfAborted()
+  return await new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(signal.reason)
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => {
+      signal.removeEventListener('abort', onAbort)
+    })
+  })
+}
+
+/** Keeps at most `max` entries, dropping the oldest. */
+function setBounded<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key)
+  if (map.size >= max) map.delete(map.keys().next().value as K)
+  map.set(key, value)
+}
+
+const tagText = (tag: Tag): string => toAdvanced(tagToSexp(tag))
 
 class SpkiService implements Spki, Startable {
   readonly principal: PrincipalId
@@ -142,13 +274,32 @@ class SpkiService implements Spki, Startable {
   private readonly cache = new VerifiedCertCache()
   private readonly crlLifetime: number
   private refreshTimer?: ReturnType<typeof setInterval>
+  private readonly now: () => number
+  private readonly refusalTtl: number
+  private readonly failureTtl: number
+  private readonly outbound: PeerBudget
+  private readonly inbound: PeerBudget
+  private epochCount = 0
+  /** When a stored CRL next starts or stops being current (ms), which changes decisions too. */
+  private nextCrlChange = Infinity
+  /** Refusals by (principal, tag), valid at their epoch until they lapse. */
+  private readonly refusals = new Map<string, Remembered>()
+  /** Chains peers showed, by (principal, tag): checked again at each use, so never stale. */
+  private readonly shownProofs = new Map<string, Proof>()
+  /** Proof requests under way, by (principal, tag): concurrent callers share one. */
+  private readonly asking = new Map<string, Promise<DiscoveredGrant>>()
 
   constructor(components: SpkiComponents, init: SpkiInit) {
     this.components = components
     this.log = components.logger.forComponent('cyberspace:spki')
     this.principal = principalFromPeerId(components.peerId)
     this.protocol = init.protocol ?? SPKI_PROTOCOL
-    this.maxInboundStreams = init.maxInboundStreams ?? 8
+    this.maxInboundStreams = init.maxInboundStreams ?? 4
+    this.now = init.now ?? Date.now
+    this.refusalTtl = init.refusalTtl ?? 300_000
+    this.failureTtl = init.failureTtl ?? 30_000
+    this.outbound = new PeerBudget(init.maxProofRequestsPerMinute ?? 30, init.maxProofRequestsInFlight ?? 2, this.now)
+    this.inbound = new PeerBudget(init.maxProofAnswersPerMinute ?? 60, this.maxInboundStreams, this.now)
     this.timeout = init.timeout ?? 10_000
     this.maxStoredCerts = init.maxStoredCerts ?? 10_000
     this.maxChainLength = init.maxChainLength ?? 8
@@ -161,7 +312,7 @@ class SpkiService implements Spki, Startable {
     await this.load()
     await this.refreshOwnCrl()
     // every request gets an answer, a refusal included (also of one too large or too slow to read)
-    const handler = serveOnce(async bytes => await this.answer(bytes), {
+    const handler = serveOnce(async (bytes, connection) => await this.answerWithin(bytes, connection), {
       maxBytes: MAX_SPKI_MESSAGE_BYTES,
       timeout: this.timeout,
       log: this.log,
@@ -223,6 +374,28 @@ class SpkiService implements Spki, Startable {
         this.log.error('skipping stored CRL %s - %e', key.toString(), err)
       }
     }
+    this.changed()
+  }
+
+  get epoch(): number {
+    // a CRL that became current or lapsed changes decisions as surely as one added
+    if (Date.now() >= this.nextCrlChange) this.changed()
+    return this.epochCount
+  }
+
+  /** Something decisions depend on changed: a new epoch, and every remembered refusal forgotten. */
+  private changed(): void {
+    this.epochCount++
+    this.refusals.clear()
+    const now = Date.now()
+    let next = Infinity
+    for (const signed of this.crlStore.values()) {
+      // current from not-before, until the second after not-after (SPKI times are whole seconds)
+      for (const at of [spkiTimeMs(signed.crl.validity.notBefore), spkiTimeMs(signed.crl.validity.notAfter) + 1000]) {
+        if (at > now && at < next) next = at
+      }
+    }
+    this.nextCrlChange = next
   }
 
   async addCert(signed: SignedCert): Promise<void> {
@@ -246,6 +419,7 @@ class SpkiService implements Spki, Startable {
       throw new RangeError(`the certificate store holds at most ${this.maxStoredCerts}`)
     await this.components.datastore.put(new Key(CERTS_PREFIX + id), bytes)
     this.store.set(id, signed)
+    this.changed()
   }
 
   certs(): SignedCert[] {
@@ -259,12 +433,14 @@ class SpkiService implements Spki, Startable {
     }
     await this.components.datastore.put(new Key(ACL_PREFIX + principal), encodeCanonical(tagToSexp(tag)))
     this.aclEntries.set(principal, { principal, tag })
+    this.changed()
   }
 
   async removeAclEntry(principal: PrincipalId): Promise<boolean> {
     if (!this.aclEntries.has(principal)) return false
     await this.components.datastore.delete(new Key(ACL_PREFIX + principal))
     this.aclEntries.delete(principal)
+    this.changed()
     return true
   }
 
@@ -287,6 +463,7 @@ class SpkiService implements Spki, Startable {
     }
     await this.components.datastore.put(new Key(CRLS_PREFIX + id), bytes)
     this.crlStore.set(id, signed)
+    this.changed()
   }
 
   crls(): SignedCrl[] {
@@ -299,6 +476,7 @@ class SpkiService implements Spki, Startable {
       if (signed.crl.validity.notAfter >= now) continue
       await this.components.datastore.delete(new Key(CRLS_PREFIX + id))
       this.crlStore.delete(id)
+      this.changed()
     }
   }
 
@@ -347,6 +525,7 @@ class SpkiService implements Spki, Startable {
       if (crl.crl.issuer !== this.principal || crl === signed) continue
       await this.components.datastore.delete(new Key(CRLS_PREFIX + id))
       this.crlStore.delete(id)
+      this.changed()
     }
     return signed
   }
@@ -368,11 +547,25 @@ class SpkiService implements Spki, Startable {
     const roots = this.rootsFor(tag)
     const own = this.aclEntries.get(principal)
     if (own != null && roots.includes(principal)) return { proof: { chain: [], names: [] }, tag: own.tag, validity: {} }
-    if (roots.length === 0) throw new ChainNotFoundError(`no ACL root of this node grants the request to ${principal}`)
+    if (roots.length === 0) {
+      throw new ChainNotFoundError(
+        `no ACL root of this node covers ${tagText(tag)}, so nothing grants it to ${principal}: trust a root for it with \`cyberspace acl add\``
+      )
+    }
     const opts = this.discoverOptions()
-    return options.proof != null
-      ? await verifyProof(options.proof, roots, principal, tag, opts)
-      : await discoverChain(this.certs(), roots, principal, tag, { ...opts, verified: true })
+    if (options.proof != null) return await verifyProof(options.proof, roots, principal, tag, opts)
+    const pool = this.certs()
+    try {
+      return await discoverChain(pool, roots, principal, tag, { ...opts, verified: true })
+    } catch (err) {
+      if ((err as Error).name !== 'ChainNotFoundError') throw err
+      // a chain that exists but runs through a revoked certificate is reported as revoked
+      const revoked = await revokedLinkError(pool, roots, principal, tag, { ...opts, verified: true })
+      if (revoked != null) throw revoked
+      throw new ChainNotFoundError(
+        `no chain grants ${principal} ${tagText(tag)} from this node's ACL roots: grant it with \`cyberspace acl add\` or \`cyberspace cert issue\``
+      )
+    }
   }
 
   /** The ACL roots whose entries cover `tag`: the chains that may grant it start there. */
@@ -393,25 +586,65 @@ class SpkiService implements Spki, Startable {
     options: AbortOptions & { principal?: PrincipalId } = {}
   ): Promise<DiscoveredGrant> {
     const principal = options.principal ?? principalFromPeerId(peer)
-    const roots = this.rootsFor(tag).slice(0, MAX_ROOTS)
-    if (roots.length === 0) throw new ChainNotFoundError('no ACL root of this node covers the requested tag')
-    const reply = await requestAnswer(
-      async (p, protocol, o) => await this.components.connectionManager.openStream(p, protocol, o),
-      peer,
-      this.protocol,
-      encodeSpkiMessage({ v: 1, type: 'prove', roots, principal, tag: encodeCanonical(tagToSexp(tag)) }),
-      {
-        maxBytes: MAX_SPKI_MESSAGE_BYTES,
-        signal: withTimeout(this.timeout, options.signal),
-        decode: decodeSpkiMessage,
-        expected: 'proof',
-        refused: answer => new ProofRefusedError(`${peer.toString()} refused: ${answer.message}`, answer.name),
-        unexpected: type => new ProofRefusedError(`${peer.toString()} answered with ${type}`, 'InvalidSpkiMessageError')
-      }
-    )
-    const certs = reply.certs.map(bytes => parseSignedCert(decodeCanonical(bytes, { maxBytes: MAX_CERT_BYTES })))
-    const proof = { chain: certs.filter(c => c.cert.type === 'auth'), names: certs.filter(c => c.cert.type === 'name') }
+    const proof = await this.requestProof(peer, principal, tag, { signal: options.signal, dial: true })
     return await this.authorize(principal, tag, { ...options, proof })
+  }
+
+  /** An open connection to `peer` that can carry the protocol (a relayed, limited one cannot), if any. */
+  private connectionTo(peer: PeerId): Connection | undefined {
+    return this.components.connectionManager.getConnections(peer).find(c => c.status === 'open' && c.limits == null)
+  }
+
+  /**
+   * Asks `peer` for a chain granting `tag` to `principal` from this node's roots, within this
+   * node's per-peer budget. With `dial` false, only over a connection already open.
+   */
+  private async requestProof(
+    peer: PeerId,
+    principal: PrincipalId,
+    tag: Tag,
+    options: AbortOptions & { dial: boolean }
+  ): Promise<Proof> {
+    const roots = this.rootsFor(tag).slice(0, MAX_ROOTS)
+    if (roots.length === 0) {
+      throw new ChainNotFoundError(
+        `no ACL root of this node covers ${tagText(tag)}: trust a root for it with \`cyberspace acl add\``
+      )
+    }
+    const id = peer.toString()
+    if (!this.outbound.take(id)) {
+      throw new ProofRateLimitedError(`this node asked ${id} for proofs too often just now: try again shortly`)
+    }
+    const open: OpenStream = options.dial
+      ? async (p, protocol, o) => await this.components.connectionManager.openStream(p, protocol, o)
+      : async (p, protocol, o) => {
+          const connection = this.connectionTo(p)
+          if (connection == null) throw new ProverNotConnectedError(`${p.toString()} is no longer connected`)
+          return await connection.newStream(protocol, o)
+        }
+    try {
+      const reply = await requestAnswer(
+        open,
+        peer,
+        this.protocol,
+        encodeSpkiMessage({ v: 1, type: 'prove', roots, principal, tag: encodeCanonical(tagToSexp(tag)) }),
+        {
+          maxBytes: MAX_SPKI_MESSAGE_BYTES,
+          signal: withTimeout(this.timeout, options.signal),
+          decode: decodeSpkiMessage,
+          expected: 'proof',
+          refused: answer =>
+            answer.name === 'ProofRateLimitedError'
+              ? new ProofRateLimitedError(`${id} refused to prove more just now: try again shortly`)
+              : new ProofRefusedError(`${id} refused: ${answer.message}`, answer.name),
+          unexpected: type => new ProofRefusedError(`${id} answered with ${type}`, 'InvalidSpkiMessageError')
+        }
+      )
+      const certs = reply.certs.map(bytes => parseSignedCert(decodeCanonical(bytes, { maxBytes: MAX_CERT_BYTES })))
+      return { chain: certs.filter(c => c.cert.type === 'auth'), names: certs.filter(c => c.cert.type === 'name') }
+    } finally {
+      this.outbound.release(id)
+    }
   }
 
   async authorizeOrProve(
@@ -419,19 +652,136 @@ class SpkiService implements Spki, Startable {
     tag: Tag,
     options: AuthorizeOrProveOptions = {}
   ): Promise<DiscoveredGrant> {
+    let local: Error
     try {
-      return await this.authorize(principal, tag)
-    } catch (local) {
-      const signal = options.timeout == null ? options.signal : withTimeout(options.timeout, options.signal)
+      return await this.authorize(principal, tag, { signal: options.signal })
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      local = err as Error
+    }
+    const refuse = (remote: Error): Error => options.refuse?.(local, remote) ?? remote
+    if (this.rootsFor(tag).length === 0) throw refuse(local)
+    const key = `${principal} ${tagKey(normalizeTag(tag))}`
+    const epoch = this.epoch
+    // a chain a peer showed before, checked again against today's ACL, CRLs and clock
+    const shown = this.shownProofs.get(key)
+    if (shown != null) {
       try {
-        return await this.prove(peerIdFromPrincipal(principal), tag, { signal })
-      } catch (remote) {
-        throw options.refuse?.(local as Error, remote as Error) ?? remote
+        return await this.authorize(principal, tag, { signal: options.signal, proof: shown })
+      } catch {
+        options.signal?.throwIfAborted()
+        this.shownProofs.delete(key)
       }
+    }
+    const remembered = this.refusals.get(key)
+    if (remembered != null && remembered.epoch === epoch && remembered.until > this.now()) {
+      throw refuse(remembered.error)
+    }
+    let asking = this.asking.get(key)
+    if (asking == null) {
+      const peers = this.connectedProvers(principal, options.providers ?? [])
+      if (peers.length === 0) {
+        throw refuse(
+          new ProverNotConnectedError(
+            `no chain here grants ${principal} ${tagText(tag)}, and neither its node nor a provider of its chain is connected: grant it with \`cyberspace acl add\` or \`cyberspace cert issue\`, or import its chain with \`cyberspace cert import\``
+          )
+        )
+      }
+      asking = this.askConnected(key, epoch, principal, tag, peers, options.timeout ?? this.timeout)
+      this.asking.set(key, asking)
+      const settled = asking
+      asking
+        .finally(() => {
+          if (this.asking.get(key) === settled) this.asking.delete(key)
+        })
+        .catch(() => {})
+    }
+    try {
+      return await raced(asking, options.signal)
+    } catch (err) {
+      if ((err as Error).name === 'ProofRateLimitedError' || options.signal?.aborted === true) throw err
+      throw refuse(err as Error)
     }
   }
 
-  /** Answers one proof request from the local store. Nothing received enters the store. */
+  /** The peers to ask: the principal's node, then providers, each only if connected; at most MAX_PEERS_ASKED. */
+  private connectedProvers(principal: PrincipalId, providers: PeerId[]): PeerId[] {
+    const out: PeerId[] = []
+    for (const peer of [peerIdFromPrincipal(principal), ...providers.slice(0, MAX_PROVIDERS_CONSIDERED)]) {
+      if (out.length >= MAX_PEERS_ASKED) break
+      if (peer.equals(this.components.peerId) || out.some(p => p.equals(peer))) continue
+      if (this.connectionTo(peer) != null) out.push(peer)
+    }
+    return out
+  }
+
+  /**
+   * Asks `peers` in turn, over their open connections, for a chain; the first that checks out
+   * wins and is remembered. Otherwise a refusal is remembered at `epoch`: for `refusalTtl` when a
+   * peer answered (no chain, or a bad one), for `failureTtl` when none could be reached; rate
+   * limits are not remembered.
+   */
+  private async askConnected(
+    key: string,
+    epoch: number,
+    principal: PrincipalId,
+    tag: Tag,
+    peers: PeerId[],
+    timeout: number
+  ): Promise<DiscoveredGrant> {
+    let refused: Error | undefined
+    let failed: Error | undefined
+    let rateLimited: Error | undefined
+    for (const peer of peers) {
+      let proof: Proof
+      try {
+        proof = await this.requestProof(peer, principal, tag, { signal: AbortSignal.timeout(timeout), dial: false })
+      } catch (err) {
+        const e = err as Error
+        if (e.name === 'ProofRateLimitedError') rateLimited ??= e
+        else if (e.name === 'ProofRefusedError' || e.name === 'ChainNotFoundError') refused ??= e
+        else failed ??= e
+        this.log('no proof of %s from %p - %e', principal, peer, e)
+        continue
+      }
+      try {
+        const grant = await this.authorize(principal, tag, { proof })
+        setBounded(this.shownProofs, key, proof, MAX_REMEMBERED)
+        return grant
+      } catch (err) {
+        refused ??= err as Error
+        this.log('a bad proof of %s from %p - %e', principal, peer, err)
+      }
+    }
+    const now = this.now()
+    if (refused != null) {
+      setBounded(this.refusals, key, { epoch, until: now + this.refusalTtl, error: refused }, MAX_REMEMBERED)
+      throw refused
+    }
+    if (rateLimited != null) throw rateLimited
+    const error = failed ?? new ProverNotConnectedError(`no peer could be asked to prove ${principal}`)
+    setBounded(this.refusals, key, { epoch, until: now + this.failureTtl, error }, MAX_REMEMBERED)
+    throw error
+  }
+
+  /** Answers one proof request, within the asking peer's budget. */
+  private async answerWithin(bytes: Uint8Array, connection: Connection): Promise<Uint8Array> {
+    const id = connection.remotePeer.toString()
+    if (!this.inbound.take(id)) {
+      throw new ProofRateLimitedError(`${id} asked for proofs too often: try again shortly`)
+    }
+    try {
+      return await this.answer(bytes)
+    } finally {
+      this.inbound.release(id)
+    }
+  }
+
+  /**
+   * Answers one proof request from the local store and the chains peers showed for that principal
+   * (so a node that relayed a principal's events can prove its authority on). Nothing received
+   * enters the store.
+   */
   private async answer(bytes: Uint8Array): Promise<Uint8Array> {
     const request = decodeSpkiMessage(bytes)
     if (request.type !== 'prove') throw new TypeError(`expected a prove request, got ${request.type}`)
@@ -439,7 +789,13 @@ class SpkiService implements Spki, Startable {
       throw new TypeError('roots and principal must be principal ids')
     }
     const tag = parseTag(decodeCanonical(request.tag, { maxBytes: MAX_TAG_BYTES }))
-    const { proof } = await discoverChain(this.certs(), request.roots, request.principal, tag, {
+    const shown: SignedCert[] = []
+    const prefix = `${request.principal} `
+    for (const [key, proof] of this.shownProofs) {
+      if (key.startsWith(prefix)) shown.push(...proof.chain, ...proof.names)
+    }
+    // every certificate of a shown proof had its signature checked when the proof was accepted
+    const { proof } = await discoverChain([...this.certs(), ...shown], request.roots, request.principal, tag, {
       ...this.discoverOptions(),
       verified: true
     })

@@ -1,6 +1,8 @@
 import { strict as assert } from 'node:assert'
 import { spkiTime } from '../../src/spki/cert.ts'
-import { discoverChain, resolveName, verifyProof } from '../../src/spki/discover.ts'
+import { base16 } from 'multiformats/bases/base16'
+import { certHash, revocationCheck, signCrl } from '../../src/spki/crl.ts'
+import { discoverChain, resolveName, revokedLinkError, verifyProof } from '../../src/spki/discover.ts'
 import { grant, key, nameCert, tag } from './fixtures.ts'
 import type { Key } from './fixtures.ts'
 import type { SignedCert, Subject } from '../../src/spki/cert.ts'
@@ -89,6 +91,30 @@ describe('SDSI names and chain discovery', () => {
       await grant(k1, k(agent), '(cyberspace)')
     ]
     await assert.rejects(discoverChain(stopped, [root.id], agent.id, request), { name: 'ChainNotFoundError' })
+  })
+
+  it('says a chain was not found because a certificate on it is revoked, naming its hash', async () => {
+    const now = Date.now()
+    const revoked = await grant(k1, k(k2), '(cyberspace)')
+    const pool = [await grant(root, k(k1), '(cyberspace)'), revoked, await grant(k2, k(agent), '(cyberspace)')]
+    const crl = await signCrl(
+      {
+        issuer: k1.id,
+        revoked: [certHash(revoked)],
+        validity: { notBefore: spkiTime(now - HOUR), notAfter: spkiTime(now + HOUR) }
+      },
+      k1.secret
+    )
+    const revocation = await revocationCheck([crl], now)
+    await assert.rejects(discoverChain(pool, [root.id], agent.id, request, { revocation }), {
+      name: 'ChainNotFoundError'
+    })
+    const why = await revokedLinkError(pool, [root.id], agent.id, request, { revocation })
+    assert.equal(why?.name, 'RevokedCertError')
+    assert.equal((why as Error & { certHash?: string }).certHash, base16.baseEncode(certHash(revoked)))
+    // no chain even without the CRL: revocation is not the reason, and nothing is blamed on it
+    assert.equal(await revokedLinkError(pool, [root.id], other.id, request, { revocation }), undefined)
+    assert.equal(await revokedLinkError(pool, [root.id], agent.id, request), undefined)
   })
 
   it('names a cycle of name certificates', async () => {

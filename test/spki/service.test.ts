@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { lpStream } from '@libp2p/utils'
 import { MemoryDatastore } from 'datastore-core'
+import { base16 } from 'multiformats/bases/base16'
 import { decodeSpkiMessage, encodeSpkiMessage, SPKI_PROTOCOL } from '../../protocols/spki/codec.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
 import { signCert, signedCertToSexp, spkiTime } from '../../src/spki/cert.ts'
@@ -191,8 +192,17 @@ describe("the SPKI service's own certificates and CRL", () => {
       { name: 'InvalidCertError' }
     )
 
+    const epochBefore = node.spki.epoch
     const first = await node.spki.revoke([certHash(issued)])
-    await assert.rejects(node.spki.authorize(other.id, request), { name: 'ChainNotFoundError' })
+    assert.ok(node.spki.epoch > epochBefore, 'revoking starts a new epoch')
+    // the chain in the store runs through a revoked certificate: reported as revoked, by hash
+    const hash = base16.baseEncode(certHash(issued))
+    await assert.rejects(node.spki.authorize(other.id, request), (e: Error & { certHash?: string }) => {
+      assert.equal(e.name, 'RevokedCertError')
+      assert.equal(e.certHash, hash)
+      assert.ok(e.message.includes(hash), e.message)
+      return true
+    })
     await assert.rejects(node.spki.authorize(other.id, request, { proof: { chain: [issued], names: [] } }), {
       name: 'RevokedCertError'
     })

@@ -1,0 +1,271 @@
+/**
+ * authorizeOrProve on the receiving side: it asks only peers already connected, within a per-peer
+ * budget, remembers refusals until the ACL, CRLs or store change (the epoch), and withdrawn trust
+ * takes effect at the next check.
+ */
+import { strict as assert } from 'node:assert'
+import { base16 } from 'multiformats/bases/base16'
+import { SPKI_PROTOCOL } from '../../protocols/spki/codec.ts'
+import { peerIdFromPrincipal } from '../../src/crypto/principal.ts'
+import { spkiTime } from '../../src/spki/cert.ts'
+import { certHash, signCrl } from '../../src/spki/crl.ts'
+import { memoryNode } from '../helpers/memory-node.ts'
+import { waitUntil } from '../helpers/processes.ts'
+import { grant, key, tag } from './fixtures.ts'
+import type { Key } from './fixtures.ts'
+import type { SignedCert } from '../../src/spki/cert.ts'
+import type { CyberspaceNode } from '../../src/node.ts'
+import type { Connection } from '@libp2p/interface'
+import type { ConnectionManager } from '@libp2p/interface-internal'
+
+const HOUR = 3_600_000
+
+/** Counts every way the node could reach out: dials, streams to new peers, DHT and peer-routing lookups. */
+function spyOnNetwork(node: CyberspaceNode): {
+  total: () => number
+  reset: () => void
+  counts: Record<string, number>
+} {
+  const counts: Record<string, number> = {}
+  const spy = (target: Record<string, unknown>, method: string, label: string): void => {
+    const original = target[method] as (...args: unknown[]) => unknown
+    counts[label] = 0
+    target[method] = function (this: unknown, ...args: unknown[]) {
+      counts[label]++
+      return original.apply(this, args)
+    }
+  }
+  const cm = (node.libp2p as unknown as { components: { connectionManager: ConnectionManager } }).components
+    .connectionManager
+  spy(cm as unknown as Record<string, unknown>, 'openConnection', 'openConnection')
+  spy(cm as unknown as Record<string, unknown>, 'openStream', 'openStream')
+  spy(node.libp2p as unknown as Record<string, unknown>, 'dial', 'dial')
+  spy(node.libp2p as unknown as Record<string, unknown>, 'dialProtocol', 'dialProtocol')
+  spy(node.libp2p.peerRouting as unknown as Record<string, unknown>, 'findPeer', 'peerRouting.findPeer')
+  spy(node.dht as unknown as Record<string, unknown>, 'findPeer', 'dht.findPeer')
+  spy(node.dht as unknown as Record<string, unknown>, 'getClosestPeers', 'dht.getClosestPeers')
+  return {
+    counts,
+    total: () => Object.values(counts).reduce((a, b) => a + b, 0),
+    reset: () => {
+      for (const label of Object.keys(counts)) counts[label] = 0
+    }
+  }
+}
+
+/** Counts the proof requests `node` sends over its open connection to `peer`. */
+function countProofRequests(node: CyberspaceNode, peer: CyberspaceNode): () => number {
+  let count = 0
+  const connection = node.libp2p.getConnections(peer.peerId)[0] as Connection & Record<string, unknown>
+  const original = connection.newStream.bind(connection)
+  connection.newStream = async (protocols, options) => {
+    if (protocols === SPKI_PROTOCOL || (Array.isArray(protocols) && protocols.includes(SPKI_PROTOCOL))) count++
+    return await original(protocols, options)
+  }
+  return () => count
+}
+
+describe('authorizeOrProve asks only connected peers, and remembers refusals by epoch', () => {
+  const nodes: CyberspaceNode[] = []
+  let verifier: CyberspaceNode
+  let provider: CyberspaceNode
+  let root: Key, other: Key, author: Key, local: Key
+  let authorCert: SignedCert, localCert: SignedCert
+  let network: ReturnType<typeof spyOnNetwork>
+  let asked: () => number
+  /** The verifier's clock for rate limits and remembered refusals. */
+  let clock = Date.now()
+  const request = tag('(cyberspace (log (append notes)))')
+
+  before(async () => {
+    ;[root, other, author, local] = await Promise.all([key(), key(), key(), key()])
+    verifier = await memoryNode({ spkiOptions: { maxProofRequestsPerMinute: 20, now: () => clock } })
+    provider = await memoryNode({ bootstrap: [verifier.multiaddrs()[0]] })
+    nodes.push(verifier, provider)
+    await waitUntil('the two nodes to connect', () => verifier.peers().length === 1)
+    // the provider (say, the peer that relayed the author's events) holds the author's chain
+    authorCert = await grant(root, author, '(cyberspace (log))', {
+      validity: { notAfter: spkiTime(Date.now() + HOUR) }
+    })
+    await provider.spki.addCert(authorCert)
+    // the verifier holds another principal's chain itself
+    localCert = await grant(root, local, '(cyberspace (log))')
+    await verifier.spki.addCert(localCert)
+    await verifier.spki.addAclEntry(root.id, tag('(cyberspace)'))
+    network = spyOnNetwork(verifier)
+    asked = countProofRequests(verifier, provider)
+  })
+
+  after(async () => {
+    await Promise.all(nodes.map(async n => await n.stop()))
+  })
+
+  it('the network spies see a dial when one happens', async () => {
+    const stranger = await key()
+    network.reset()
+    await assert.rejects(
+      verifier.spki.prove(peerIdFromPrincipal(stranger.id), request, { signal: AbortSignal.timeout(300) })
+    )
+    assert.ok(network.counts.openStream > 0, JSON.stringify(network.counts))
+  })
+
+  it('for 16 made-up principals whose nodes are not connected: no dial, no DHT query, twice', async () => {
+    const strangers = await Promise.all(Array.from({ length: 16 }, async () => await key()))
+    network.reset()
+    for (let round = 0; round < 2; round++) {
+      for (const stranger of strangers) {
+        await assert.rejects(verifier.spki.authorizeOrProve(stranger.id, request), { name: 'ProverNotConnectedError' })
+      }
+    }
+    assert.equal(network.total(), 0, JSON.stringify(network.counts))
+
+    // with a connected provider that holds no chain for them: it is asked once each, then never again
+    const before = asked()
+    for (const stranger of strangers) {
+      await assert.rejects(verifier.spki.authorizeOrProve(stranger.id, request, { providers: [provider.peerId] }), {
+        name: 'ProofRefusedError'
+      })
+    }
+    assert.equal(asked() - before, 16)
+    for (const stranger of strangers) {
+      await assert.rejects(verifier.spki.authorizeOrProve(stranger.id, request, { providers: [provider.peerId] }), {
+        name: 'ProofRefusedError'
+      })
+    }
+    assert.equal(asked() - before, 16, 'the second round asks no one')
+    assert.equal(network.total(), 0, JSON.stringify(network.counts))
+  })
+
+  it("asks a connected provider for the author's chain and accepts it, storing nothing", async () => {
+    await assert.rejects(verifier.spki.authorizeOrProve(author.id, request), { name: 'ProverNotConnectedError' })
+    const before = asked()
+    const found = await verifier.spki.authorizeOrProve(author.id, request, { providers: [provider.peerId] })
+    assert.equal(found.proof.chain.length, 1)
+    assert.equal(asked() - before, 1)
+    assert.equal(verifier.spki.certs().length, 1, 'only the certificate the verifier held before')
+    // the chain shown is checked again next time, not asked for again
+    await verifier.spki.authorizeOrProve(author.id, request, { providers: [provider.peerId] })
+    assert.equal(asked() - before, 1)
+  })
+
+  it('withdrawn trust takes effect at once; restored trust forgets the remembered refusal', async () => {
+    const providers = [provider.peerId]
+    await verifier.spki.authorize(local.id, request)
+    const e0 = verifier.spki.epoch
+    assert.equal(await verifier.spki.removeAclEntry(root.id), true)
+    const e1 = verifier.spki.epoch
+    assert.ok(e1 > e0, 'removing an ACL entry starts a new epoch')
+    await assert.rejects(verifier.spki.authorize(local.id, request), { name: 'ChainNotFoundError' })
+    await assert.rejects(verifier.spki.authorizeOrProve(author.id, request, { providers }), {
+      name: 'ChainNotFoundError'
+    })
+
+    // trusting another root: the provider is asked, refuses, and the refusal is remembered
+    await verifier.spki.addAclEntry(other.id, tag('(cyberspace)'))
+    const before = asked()
+    await assert.rejects(verifier.spki.authorizeOrProve(author.id, request, { providers }), {
+      name: 'ProofRefusedError'
+    })
+    await assert.rejects(verifier.spki.authorizeOrProve(author.id, request, { providers }), {
+      name: 'ProofRefusedError'
+    })
+    assert.equal(asked() - before, 1, 'the refusal was remembered')
+
+    // trusting the root again: a new epoch, the refusal forgotten, the author authorized
+    const e2 = verifier.spki.epoch
+    await verifier.spki.addAclEntry(root.id, tag('(cyberspace)'))
+    assert.ok(verifier.spki.epoch > e2)
+    const found = await verifier.spki.authorizeOrProve(author.id, request, { providers })
+    assert.equal(found.proof.chain.length, 1)
+    assert.equal(asked() - before, 2)
+
+    // a CRL of the root revoking both chains: a new epoch, and both are refused as revoked, by hash
+    const e3 = verifier.spki.epoch
+    await verifier.spki.addCrl(
+      await signCrl(
+        {
+          issuer: root.id,
+          revoked: [certHash(authorCert), certHash(localCert)],
+          validity: { notBefore: spkiTime(Date.now() - HOUR), notAfter: spkiTime(Date.now() + HOUR) }
+        },
+        root.secret
+      )
+    )
+    assert.ok(verifier.spki.epoch > e3, 'adding a CRL starts a new epoch')
+    await assert.rejects(verifier.spki.authorize(local.id, request), {
+      name: 'RevokedCertError',
+      certHash: base16.baseEncode(certHash(localCert))
+    })
+    await assert.rejects(verifier.spki.authorizeOrProve(author.id, request, { providers }), {
+      name: 'RevokedCertError',
+      certHash: base16.baseEncode(certHash(authorCert))
+    })
+  })
+
+  it('limits proof requests per peer, and recovers as the budget refills', async () => {
+    const principal = await key()
+    await provider.spki.addCert(await grant(root, principal, '(cyberspace (log))'))
+    clock += 60_000 // a full bucket: 20 requests a minute
+    let answered = 0
+    let limited: Error | undefined
+    for (let i = 0; i < 40 && limited == null; i++) {
+      try {
+        await verifier.spki.prove(provider.peerId, request, { principal: principal.id })
+        answered++
+      } catch (err) {
+        limited = err as Error
+      }
+    }
+    assert.equal(answered, 20)
+    assert.equal(limited?.name, 'ProofRateLimitedError')
+    // over budget is retryable, not a remembered refusal
+    const stranger = await key()
+    await assert.rejects(verifier.spki.authorizeOrProve(stranger.id, request, { providers: [provider.peerId] }), {
+      name: 'ProofRateLimitedError'
+    })
+    clock += 3_000 // one token back
+    await verifier.spki.prove(provider.peerId, request, { principal: principal.id })
+    await assert.rejects(verifier.spki.prove(provider.peerId, request, { principal: principal.id }), {
+      name: 'ProofRateLimitedError'
+    })
+
+    // at most two in flight to one peer
+    clock += 60_000
+    const results = await Promise.allSettled(
+      [0, 1, 2].map(async () => await verifier.spki.prove(provider.peerId, request, { principal: principal.id }))
+    )
+    assert.deepEqual(
+      results.map(r => (r.status === 'fulfilled' ? 'proved' : (r.reason as Error).name)),
+      ['proved', 'proved', 'ProofRateLimitedError']
+    )
+    // and the refusal of the rate-limited stranger was not remembered
+    await assert.rejects(verifier.spki.authorizeOrProve(stranger.id, request, { providers: [provider.peerId] }), {
+      name: 'ProofRefusedError'
+    })
+  })
+})
+
+describe('a node answers proof requests within a per-peer budget', () => {
+  const nodes: CyberspaceNode[] = []
+  after(async () => {
+    await Promise.all(nodes.map(async n => await n.stop()))
+  })
+
+  it('refuses a peer that asks more often than its budget, and answers it again later', async () => {
+    let clock = Date.now()
+    const prover = await memoryNode({ spkiOptions: { maxProofAnswersPerMinute: 5, now: () => clock } })
+    const asker = await memoryNode({ bootstrap: [prover.multiaddrs()[0]] })
+    nodes.push(prover, asker)
+    await waitUntil('the two nodes to connect', () => asker.peers().length === 1)
+    const [root, who] = await Promise.all([key(), key()])
+    await prover.spki.addCert(await grant(root, who, '(cyberspace)'))
+    await asker.spki.addAclEntry(root.id, tag('(cyberspace)'))
+    const request = tag('(cyberspace member)')
+    for (let i = 0; i < 5; i++) await asker.spki.prove(prover.peerId, request, { principal: who.id })
+    await assert.rejects(asker.spki.prove(prover.peerId, request, { principal: who.id }), {
+      name: 'ProofRateLimitedError'
+    })
+    clock += 12_000 // one answer back
+    await asker.spki.prove(prover.peerId, request, { principal: who.id })
+  })
+})
