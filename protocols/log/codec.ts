@@ -48,7 +48,7 @@ export interface Event {
   hlc: Timestamp
   /** The heads of the log the author saw: CIDs of events, distinct. */
   parents: CID[]
-  /** CRDT deltas, applied together or not at all. */
+  /** CRDT deltas, applied together or not at all; none in a merge event, which only folds heads. */
   ops: unknown[]
   sig: Uint8Array
 }
@@ -125,9 +125,7 @@ const SNAPSHOT_FIELDS = 'author,covered,heads,hlc,log,sig,state,v'
 export function checkEvent(x: unknown): asserts x is Event {
   const e = checkCommon(x, EVENT_FIELDS, 'an event')
   checkCids(e.parents, MAX_PARENTS, 'parents')
-  if (!Array.isArray(e.ops) || e.ops.length === 0 || e.ops.length > MAX_OPS) {
-    invalid(`ops is a list of 1-${MAX_OPS} deltas`)
-  }
+  if (!Array.isArray(e.ops) || e.ops.length > MAX_OPS) invalid(`ops is a list of 0-${MAX_OPS} deltas`)
 }
 
 export function checkSnapshot(x: unknown): asserts x is Snapshot {

@@ -7,6 +7,13 @@
  * CID), each exactly once. Snapshots (the state and the heads it covers, signed) let a replica
  * start without the history behind them, and compaction deletes that history.
  *
+ * An append's parents are all the heads, folded through merge events (no ops, at most MAX_PARENTS
+ * parents each) when there are more than MAX_PARENTS: so each author's events form one chain, and a
+ * snapshot's `covered[author]` says exactly which of that author's events its state holds. Blocks
+ * refused for good (malformed, another log's, forged, ops that cannot be their author's) are
+ * remembered, so anti-entropy does not fetch and check them again; refusals that may change — the
+ * author not authorized yet, a clock ahead of ours, missing parents — are not.
+ *
  * On disk: the blocks in the blockstore, and one record per log in the datastore
  * (`/cyberspace/log/<id>`: heads and base snapshots). Blocks are written before the record that
  * points at them, so a crash between the two leaves only an unreferenced block; a restart replays
@@ -31,6 +38,7 @@ import {
   decodeSnapshot,
   EVENT_DOMAIN,
   isBlockCid,
+  MAX_COVERED_AUTHORS,
   MAX_EVENT_BYTES,
   MAX_PARENTS,
   MAX_SNAPSHOT_BYTES,
@@ -61,8 +69,15 @@ import type { AbortOptions, ComponentLogger, Logger, PeerId } from '@libp2p/inte
 import type { Datastore } from 'interface-datastore'
 
 export type LogAction = 'append' | 'snapshot'
-/** Resolves if `author` may do `action` on this log; throws (UnauthorizedEventError, …) if not. */
-export type Authorize = (author: PrincipalId, action: LogAction, options: AbortOptions) => Promise<void>
+/**
+ * Resolves if `author` may do `action` on this log; throws (UnauthorizedEventError, …) if not.
+ * `providers` are the peers the event or snapshot came from (to ask for a proof), if known.
+ */
+export type Authorize = (
+  author: PrincipalId,
+  action: LogAction,
+  options: AbortOptions & { providers?: PeerId[] }
+) => Promise<void>
 
 export interface LogLimits {
   crdt?: CrdtLimits
@@ -74,6 +89,10 @@ export interface LogLimits {
   fetchConcurrency?: number
   /** Most foreign snapshots a replica merges before it takes its own; default 16. */
   maxSnapshots?: number
+  /** Blocks refused for good that are remembered (never fetched or checked again); default 4 096. */
+  maxRefused?: number
+  /** Events found covered by a merged snapshot that are remembered without being applied; default 65 536. */
+  maxCoveredEvents?: number
 }
 
 /** Where to fetch missing blocks: peers known to hold them (the one that sent the heads). */
@@ -160,8 +179,12 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   private readonly known = new Map<string, KnownEvent>()
   /** The base: snapshots merged into the state, the heads they cover and the authors' latest covered timestamps. */
   private snapshotCids: CID[] = []
-  private readonly coveredHeads = new Set<string>()
+  private snapshotHeads = new Set<string>()
   private readonly covered = new Map<string, Timestamp>()
+  /** Events (signed, checked) found inside the base without being applied; forgetting one costs a re-fetch. */
+  private readonly coveredEvents: RecentMap<CID>
+  /** Blocks refused for good, with the reason. */
+  private readonly refused: RecentMap<Error>
   private queue: Promise<unknown> = Promise.resolve()
   private closed = false
 
@@ -174,6 +197,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     this.log = (init.logger ?? defaultLogger()).forComponent(`cyberspace:log:${init.id}`)
     this.recordKey = new Key(RECORD_PREFIX + init.id)
     this.state = init.type.empty()
+    this.coveredEvents = new RecentMap(this.limit('maxCoveredEvents', 65_536))
+    this.refused = new RecentMap(this.limit('maxRefused', 4096))
   }
 
   /** Opens a log, replaying what the datastore and blockstore hold. */
@@ -203,7 +228,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   /** Whether the event is part of this replica's state (applied, or covered by a snapshot). */
   has(cid: CID | string): boolean {
     const key = cid.toString()
-    return this.known.has(key) || this.coveredHeads.has(key)
+    return this.known.has(key) || this.snapshotHeads.has(key) || this.coveredEvents.has(key)
   }
 
   /** Number of events applied since the base snapshot. */
@@ -216,12 +241,65 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   }
 
   /**
+   * Closes the log, waits for the work queued on it, and deletes it: every block of it found from
+   * the heads down (events, the blocks of merged snapshots' boundaries) and its snapshots, then its
+   * record. A later `Log.open` of the same id starts empty. Blocks another replica holds are not
+   * touched: a peer may still send them, and a new log of this id would accept them again.
+   */
+  async destroy(options: AbortOptions = {}): Promise<void> {
+    this.closed = true
+    await this.queue
+    options.signal?.throwIfAborted()
+    let record: LogRecord | undefined
+    try {
+      record = decodeRecord(this.id, await this.init.datastore.get(this.recordKey, options))
+    } catch {
+      record = undefined // none, or corrupt: what memory holds is all there is to find
+    }
+    const stack = [...this.heads(), ...(record?.heads ?? []), ...this.coveredEvents.values()]
+    for (const key of [...this.snapshotHeads, ...this.known.keys()]) stack.push(CID.parse(key))
+    const seen = new Set<string>()
+    let removed = 0
+    while (stack.length > 0) {
+      options.signal?.throwIfAborted()
+      const cid = stack.pop() as CID
+      const key = cid.toString()
+      if (seen.has(key)) continue
+      seen.add(key)
+      const event = await this.readStoredEvent(cid).catch(() => undefined)
+      if (event == null) continue // not here (compacted, or never fetched)
+      stack.push(...event.parents)
+      await this.init.blockstore.delete(cid, options)
+      removed++
+    }
+    const snapshots = new Map<string, CID>()
+    for (const cid of [...this.snapshotCids, ...(record?.snapshots ?? [])]) snapshots.set(cid.toString(), cid)
+    for (const cid of snapshots.values()) {
+      if (await this.init.blockstore.has(cid, options)) await this.init.blockstore.delete(cid, options)
+    }
+    await this.init.datastore.delete(this.recordKey, options)
+    this.headCids.clear()
+    this.known.clear()
+    this.snapshotCids = []
+    this.snapshotHeads = new Set()
+    this.covered.clear()
+    this.coveredEvents.clear()
+    this.state = this.type.empty()
+    this.log('destroyed: %d events and %d snapshots deleted', removed, snapshots.size)
+  }
+
+  /**
    * Appends one event holding every delta the builder pushes, atomically: all of them are in the
    * state and on disk, or (if signing or writing fails) none is.
    */
   async append(build: (batch: Batch<S, D>) => void, options: AbortOptions = {}): Promise<Block<Event> | undefined> {
     return await this.exclusive(async () => {
       options.signal?.throwIfAborted()
+      // one merge event per MAX_PARENTS heads beyond the first MAX_PARENTS, each earlier than the event
+      const mergeClocks: Timestamp[] = []
+      for (let width = this.headCids.size; width > MAX_PARENTS; width -= MAX_PARENTS - 1) {
+        mergeClocks.push(this.init.clock.tick())
+      }
       const hlc = this.init.clock.tick()
       const deltas: D[] = []
       const batch: Batch<S, D> = {
@@ -233,30 +311,40 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         }
       }
       let block: Block<Event>
-      let heads: Map<string, CID>
+      const merges: Array<Block<Event>> = []
       try {
         build(batch)
         if (deltas.length === 0) return undefined
-        const parents = this.heads().slice(0, MAX_PARENTS)
+        // fold the frontier until it fits in one event's parents: every head is in the event's past
+        let frontier = this.heads()
+        for (const mergeHlc of mergeClocks) {
+          const merge = await signEvent(this.init.signer, {
+            log: this.id,
+            hlc: mergeHlc,
+            parents: frontier.slice(0, MAX_PARENTS),
+            ops: []
+          })
+          merges.push(merge)
+          frontier = [...frontier.slice(MAX_PARENTS), merge.cid]
+        }
         block = await signEvent(this.init.signer, {
           log: this.id,
           hlc,
-          parents,
+          parents: frontier,
           ops: deltas.map(d => this.type.encodeDelta(d))
         })
-        await this.init.blockstore.put(block.cid, block.bytes)
-        heads = new Map(this.headCids)
-        for (const p of parents) heads.delete(p.toString())
-        heads.set(block.cid.toString(), block.cid)
-        await this.writeRecord(heads, this.snapshotCids)
+        for (const b of [...merges, block]) await this.init.blockstore.put(b.cid, b.bytes)
+        await this.writeRecord(new Map([[block.cid.toString(), block.cid]]), this.snapshotCids)
       } catch (err) {
         // the deltas are in the state but not in the log: rebuild the state from what is stored
         await this.rebuildState()
         throw err
       }
-      this.setHeads(heads)
-      this.known.set(block.cid.toString(), { hlc, author: block.value.author })
-      this.emitChange('event', block.cid, this.init.signer.principal, hlc, true, block.bytes)
+      this.setHeads(new Map([[block.cid.toString(), block.cid]]))
+      for (const b of [...merges, block]) {
+        this.known.set(b.cid.toString(), { hlc: b.value.hlc, author: b.value.author })
+        this.emitChange('event', b.cid, this.init.signer.principal, b.value.hlc, true, b.bytes)
+      }
       return block
     })
   }
@@ -300,6 +388,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         removed++
       }
       for (const cid of previous) if (!cid.equals(snapshot.cid)) await this.init.blockstore.delete(cid)
+      // still inside the base (a peer's later event may name one as a parent), though no longer stored
+      for (const key of this.known.keys()) this.coveredEvents.set(key, CID.parse(key))
       this.known.clear()
       this.log('compacted %d events behind snapshot %c', removed, snapshot.cid)
       return { snapshot: snapshot.cid, removed }
@@ -313,14 +403,31 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   async adoptSnapshot(cid: CID, options: FetchOptions = {}): Promise<boolean> {
     this.checkOpen()
     if (this.snapshotCids.some(c => c.equals(cid))) return false
+    const key = cid.toString()
+    const refusal = this.refused.get(key)
+    if (refusal != null) throw refusal
     const signal = withTimeout(this.limit('fetchTimeout', 10_000), options.signal)
     const bytes = await this.fetchBlock(cid, { maxBytes: MAX_SNAPSHOT_BYTES, signal, providers: options.providers })
-    const snapshot = decodeSnapshot(bytes)
-    if (snapshot.log !== this.id) throw new EventRejectedError(`snapshot of log ${snapshot.log}, not ${this.id}`)
+    let snapshot: Snapshot
+    try {
+      snapshot = decodeSnapshot(bytes)
+      if (snapshot.log !== this.id) throw new EventRejectedError(`snapshot of log ${snapshot.log}, not ${this.id}`)
+      await verifySigned(SNAPSHOT_DOMAIN, snapshot)
+      checkCovered(snapshot)
+    } catch (err) {
+      this.refused.set(key, err as Error)
+      throw err
+    }
+    // not remembered: the clock catches up, the author may be authorized later
     this.init.clock.check(snapshot.hlc)
-    await verifySigned(SNAPSHOT_DOMAIN, snapshot)
-    await this.init.authorize(snapshot.author as PrincipalId, 'snapshot', { signal })
-    const state = this.type.decodeState(snapshot.state, this.init.limits?.crdt)
+    await this.init.authorize(snapshot.author as PrincipalId, 'snapshot', { signal, providers: options.providers })
+    let state: S
+    try {
+      state = this.type.decodeState(snapshot.state, this.init.limits?.crdt)
+    } catch (err) {
+      this.refused.set(key, err as Error)
+      throw err
+    }
     return await this.exclusive(async () => {
       if (this.snapshotCids.some(c => c.equals(cid))) return false
       if (this.snapshotCids.length >= this.limit('maxSnapshots', 16)) {
@@ -362,7 +469,9 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     await this.init.blockstore.put(block.cid, block.bytes)
     await this.writeRecord(this.headCids, [block.cid])
     this.snapshotCids = [block.cid]
-    for (const h of this.headCids.keys()) this.coveredHeads.add(h)
+    // the old base's heads stay inside the new base, remembered like any covered event
+    for (const h of this.snapshotHeads) if (!this.headCids.has(h)) this.coveredEvents.set(h, CID.parse(h))
+    this.snapshotHeads = new Set(this.headCids.keys())
     for (const [author, t] of covered) raise(this.covered, author, t)
     return block
   }
@@ -370,11 +479,15 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   private absorbSnapshot(cid: CID, snapshot: Snapshot, state: S): void {
     this.type.merge(this.state, this.type.toDelta(state))
     this.snapshotCids = [...this.snapshotCids, cid]
-    for (const h of snapshot.heads) this.coveredHeads.add(h.toString())
+    for (const h of snapshot.heads) this.snapshotHeads.add(h.toString())
     for (const [author, t] of Object.entries(snapshot.covered)) raise(this.covered, author, t)
   }
 
-  /** True if a snapshot we merged covers this event (its author's events up to that time are in it). */
+  /**
+   * True if a snapshot we merged covers this event: its author's events up to that time are in it.
+   * Exact for authors whose events form one chain (each append's past holds all the heads); only for
+   * an event whose signature has been checked.
+   */
   private coveredBySnapshot(event: Event): boolean {
     const t = this.covered.get(event.author)
     return t != null && compareHlc(event.hlc, t) <= 0
@@ -393,7 +506,9 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
           const key = cid.toString()
           if (seen.has(key) || this.has(key)) return false
           seen.add(key)
-          return true
+          const refusal = this.refused.get(key)
+          if (refusal != null) result.rejected.push({ cid, error: refusal })
+          return refusal == null
         })
         if (fetched.size + slice.length > maxEvents) {
           throw new HistoryTooLongError(`joining ${this.id} needs more than ${maxEvents} events: join from a snapshot`)
@@ -410,7 +525,11 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     return fetched
   }
 
-  /** Fetches and checks one event; records why it was not usable in `result`. */
+  /**
+   * Fetches and checks one event; records why it was not usable in `result`, and remembers the
+   * refusals that cannot change. The signature is checked before anything else looks at the
+   * event's claims (its coverage by a snapshot, its author's authority).
+   */
   private async fetchEvent(cid: CID, result: JoinResult, options: JoinOptions): Promise<Fetched<D> | undefined> {
     const key = cid.toString()
     let bytes = options.blocks?.get(key)
@@ -425,25 +544,58 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       result.missing.push(cid)
       return undefined
     }
+    let event: Event
+    let deltas: D[]
     try {
-      const event = decodeEvent(bytes)
+      event = decodeEvent(bytes)
       if (event.log !== this.id) throw new EventRejectedError(`event of log ${event.log}, not ${this.id}`)
-      // an event a merged snapshot already covers is in the state: stop here, without fetching its past
-      if (this.coveredBySnapshot(event)) {
-        this.coveredHeads.add(key)
-        return undefined
-      }
-      this.init.clock.check(event.hlc)
       await verifySigned(EVENT_DOMAIN, event)
-      await this.init.authorize(event.author as PrincipalId, 'append', options)
-      const deltas = event.ops.map(op => this.decodeOp(op))
-      return { key, cid, bytes, event, deltas }
     } catch (err) {
-      options.signal?.throwIfAborted()
-      this.log('rejected event %c - %e', cid, err)
-      result.rejected.push({ cid, error: err as Error })
+      this.refuse(cid, err as Error, result)
       return undefined
     }
+    try {
+      this.init.clock.check(event.hlc)
+    } catch (err) {
+      this.reject(cid, err as Error, result)
+      return undefined
+    }
+    // an event a merged snapshot already covers is in the state: stop here, without fetching its past
+    if (this.coveredBySnapshot(event)) {
+      // stored, so a replay after a restart finds it where a later event names it as a parent
+      if (!this.closed) await this.init.blockstore.put(cid, bytes)
+      this.coveredEvents.set(key, cid)
+      return undefined
+    }
+    try {
+      deltas = event.ops.map(op => this.decodeOp(op))
+    } catch (err) {
+      this.refuse(cid, err as Error, result)
+      return undefined
+    }
+    try {
+      await this.init.authorize(event.author as PrincipalId, 'append', {
+        signal: options.signal,
+        providers: options.providers
+      })
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      this.reject(cid, err as Error, result)
+      return undefined
+    }
+    return { key, cid, bytes, event, deltas }
+  }
+
+  /** Records a refusal that may change (authority, clock, missing parents): the block is checked again next time. */
+  private reject(cid: CID, error: Error, result: JoinResult): void {
+    this.log('rejected event %c - %e', cid, error)
+    result.rejected.push({ cid, error })
+  }
+
+  /** Records a refusal that cannot change and remembers it: the block is not fetched or checked again. */
+  private refuse(cid: CID, error: Error, result: JoinResult): void {
+    this.refused.set(cid.toString(), error)
+    this.reject(cid, error, result)
   }
 
   private async fetchBlock(cid: CID, options: FetchOptions & { maxBytes: number }): Promise<Uint8Array> {
@@ -476,8 +628,12 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     try {
       for (const f of order) {
         const problem = this.parentProblem(f.event, acceptedKeys, fetched) ?? this.deltaProblem(f)
+        if (problem instanceof MissingParentsError) {
+          this.reject(f.cid, problem, result)
+          continue
+        }
         if (problem != null) {
-          result.rejected.push({ cid: f.cid, error: problem })
+          this.refuse(f.cid, problem, result)
           continue
         }
         // merged now, so the next event's claims are checked against a state that includes this one
@@ -487,8 +643,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
           // an op that decoded but cannot be applied: undo the half-merged event, refuse it alone
           await this.rebuildState()
           for (const a of accepted) for (const delta of a.deltas) this.type.merge(this.state, delta)
-          const error = new EventRejectedError(`an op cannot be applied: ${(err as Error).message}`)
-          result.rejected.push({ cid: f.cid, error })
+          this.refuse(f.cid, new EventRejectedError(`an op cannot be applied: ${(err as Error).message}`), result)
           continue
         }
         accepted.push(f)
@@ -529,21 +684,28 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     return undefined
   }
 
-  /** Why an event cannot be applied now: a parent missing, or a timestamp not after a parent's. */
+  /**
+   * Why an event cannot be applied: a parent refused for good, or a timestamp not after a parent's
+   * (both for good), or a parent missing (for now: MissingParentsError).
+   */
   private parentProblem(
     event: Event,
     accepted: Map<string, Timestamp>,
     fetched: Map<string, Fetched<D>>
   ): Error | undefined {
+    let missing: Error | undefined
     for (const p of event.parents) {
       const key = p.toString()
       const t = accepted.get(key) ?? this.known.get(key)?.hlc ?? fetched.get(key)?.event.hlc
       if (t != null && compareHlc(event.hlc, t) <= 0) {
         return new EventRejectedError(`timestamp ${event.hlc.join('.')} is not after its parent's ${t.join('.')}`)
       }
-      if (!accepted.has(key) && !this.has(key)) return new MissingParentsError(`parent ${key} is not in the state`)
+      if (accepted.has(key) || this.has(key)) continue
+      const refusal = this.refused.get(key)
+      if (refusal != null) return new EventRejectedError(`parent ${key} is refused: ${refusal.message}`)
+      missing ??= new MissingParentsError(`parent ${key} is not in the state`)
     }
-    return undefined
+    return missing
   }
 
   /** Loads the record, merges its snapshots and replays every stored event after them. */
@@ -565,7 +727,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     while (stack.length > 0) {
       const cid = stack.pop() as CID
       const key = cid.toString()
-      if (found.has(key) || this.coveredHeads.has(key)) continue
+      if (found.has(key) || this.snapshotHeads.has(key) || this.coveredEvents.has(key)) continue
       let event: Event
       try {
         event = await this.readStoredEvent(cid)
@@ -574,7 +736,13 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         continue
       }
       if (this.coveredBySnapshot(event)) {
-        this.coveredHeads.add(key)
+        // counted as covered only with its author's signature: a stray block cannot claim it
+        try {
+          await verifySigned(EVENT_DOMAIN, event)
+          this.coveredEvents.set(key, cid)
+        } catch (err) {
+          this.log.error('event %c of log %s claims a covered author but is not signed by it - %e', cid, this.id, err)
+        }
         continue
       }
       found.set(key, { key, cid, event })
@@ -600,7 +768,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
 
   private async rebuildState(): Promise<void> {
     this.known.clear()
-    this.coveredHeads.clear()
+    this.snapshotHeads = new Set()
     this.covered.clear()
     this.snapshotCids = []
     this.state = this.type.empty()
@@ -659,10 +827,64 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   }
 
   private limit(
-    name: 'maxJoinEvents' | 'fetchTimeout' | 'fetchConcurrency' | 'maxSnapshots',
+    name: 'maxJoinEvents' | 'fetchTimeout' | 'fetchConcurrency' | 'maxSnapshots' | 'maxRefused' | 'maxCoveredEvents',
     fallback: number
   ): number {
     return this.init.limits?.[name] ?? fallback
+  }
+}
+
+/**
+ * Refuses a snapshot whose covered vector claims an author's events later than the snapshot itself:
+ * its author is trusted for the state up to its own `hlc`, not for writes it cannot have seen.
+ */
+function checkCovered(snapshot: Snapshot): void {
+  const entries = Object.entries(snapshot.covered)
+  if (entries.length > MAX_COVERED_AUTHORS) {
+    throw new EventRejectedError(`snapshot covers ${entries.length} authors, more than ${MAX_COVERED_AUTHORS}`)
+  }
+  for (const [author, t] of entries) {
+    if (compareHlc(t, snapshot.hlc) > 0) {
+      throw new EventRejectedError(
+        `snapshot at ${snapshot.hlc.join('.')} claims ${author}'s events up to ${t.join('.')}, after itself`
+      )
+    }
+  }
+}
+
+/** A map that keeps its `max` most recently used entries, dropping the oldest first. */
+class RecentMap<V> {
+  private readonly entries = new Map<string, V>()
+  private readonly max: number
+
+  constructor(max: number) {
+    this.max = Math.max(1, max)
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key)
+  }
+
+  get(key: string): V | undefined {
+    const value = this.entries.get(key)
+    if (value === undefined) return undefined
+    this.entries.delete(key)
+    this.entries.set(key, value)
+    return value
+  }
+
+  set(key: string, value: V): void {
+    this.entries.delete(key)
+    this.entries.set(key, value)
+    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value as string)
+  }
+
+  values(): V[] {
+    return [...this.entries.values()]
+  }
+
+  clear(): void {
+    this.entries.clear()
   }
 }
 

@@ -8,10 +8,11 @@ import { MemoryDatastore } from 'datastore-core'
 import { Hlc } from '../../src/clock/hlc.ts'
 import { seedSigner } from '../../src/crypto/sign.ts'
 import { UnauthorizedEventError } from '../../src/log/errors.ts'
+import { readBlock } from '../../src/log/blocks.ts'
 import { Log } from '../../src/log/log.ts'
 import type { CrdtType } from '../../src/crdt/types.ts'
 import type { Signer } from '../../src/crypto/sign.ts'
-import type { Authorize, LogInit } from '../../src/log/log.ts'
+import type { Authorize, FetchBlock, LogInit } from '../../src/log/log.ts'
 import type { AbortOptions } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 
@@ -55,8 +56,11 @@ export function allowList(allowed: Set<string>): Authorize {
 
 let seedCounter = 1
 
+/** A signer from a fixed seed; seeds above 255 (many writers) stay distinct. */
 export async function signer(seed = seedCounter++): Promise<Signer> {
-  return await seedSigner(new Uint8Array(32).fill(seed))
+  const bytes = new Uint8Array(32).fill(seed & 0xff)
+  if (seed > 0xff) new DataView(bytes.buffer).setUint32(0, seed)
+  return await seedSigner(bytes)
 }
 
 export async function replicas<S, D, V>(
@@ -95,4 +99,17 @@ export async function replicas<S, D, V>(
       return replica
     })
   )
+}
+
+/** A `fetch` hook that reads missing blocks from `stores` and records every CID it is asked for. */
+export function countingFetch(stores: PeerBlockstore[]): { fetch: FetchBlock; asked: string[] } {
+  const asked: string[] = []
+  const fetch: FetchBlock = async (cid, options) => {
+    asked.push(cid.toString())
+    for (const store of stores) {
+      if (await store.has(cid)) return await readBlock(store, cid, { maxBytes: options.maxBytes, offline: true })
+    }
+    throw Object.assign(new Error(`not found ${cid}`), { name: 'NotFoundError' })
+  }
+  return { fetch, asked }
 }

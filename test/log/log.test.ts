@@ -226,7 +226,7 @@ describe('log', () => {
     assert.equal(b.log.value(), 3)
   })
 
-  it('refuses a block that is not an event in place of a parent', async () => {
+  it('refuses a block that is not an event in place of a parent, and the event above it for good', async () => {
     const [a, b] = await replicas(gCounter, 2)
     const junk = dagCbor.encode({ hello: 'world' })
     const junkCid = await blockCid(junk)
@@ -239,8 +239,18 @@ describe('log', () => {
     })
     await a.blockstore.put(block.cid, block.bytes)
     const result = await b.log.join([block.cid])
-    assert.deepEqual(result.rejected.map(r => r.error.name).sort(), ['InvalidEventError', 'MissingParentsError'])
+    assert.deepEqual(result.rejected.map(r => r.error.name).sort(), ['EventRejectedError', 'InvalidEventError'])
     assert.equal(b.log.value(), 0)
+    // neither can ever apply: a later join reports both without fetching either
+    const fetched: string[] = []
+    const get = b.blockstore.get.bind(b.blockstore)
+    b.blockstore.get = (cid, options) => {
+      fetched.push(cid.toString())
+      return get(cid, options)
+    }
+    const again = await b.log.join([block.cid])
+    assert.deepEqual(again.rejected.map(r => r.error.name).sort(), ['EventRejectedError'])
+    assert.deepEqual(fetched, [])
   })
 
   it('survives a crash between writing a block and updating its heads', async () => {
