@@ -16,11 +16,13 @@
  * try { … dir.privateKey … } finally { await dir.close() }
  */
 import { randomBytes } from 'node:crypto'
-import { chmod, link, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
+import { chmod, link, readFile, rename, rm, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { CorruptKeyError, DataDirError, DataDirLockedError } from './errors.ts'
+import { makeDirectoryDurable, nodeFs, removeFile, syncDirectory, writeSynced } from './stores.ts'
+import type { DurableFs } from './stores.ts'
 import type { ShareSlot, ShareStore } from '../src/threshold/state.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -49,7 +51,8 @@ export interface DataDir {
 export async function openDataDir(dir: string): Promise<DataDir> {
   const path = resolve(dir)
   try {
-    await mkdir(path, { recursive: true, mode: 0o700 })
+    // a new data directory's entry is made durable, as everything acknowledged will live in it
+    await makeDirectoryDurable(nodeFs, path, 0o700)
   } catch (err) {
     throw new DataDirError(`cannot use data directory ${path}: ${describe(err)}`)
   }
@@ -227,37 +230,32 @@ function tmpName(file: string): string {
 
 /**
  * Creates `file` (0600) with its whole content in one step: written and synced aside, then
- * hard-linked into place. Unlike rename, link fails with EEXIST if the file appeared meanwhile.
+ * hard-linked into place, then the directory synced (the new entry survives a power cut before
+ * this resolves). Unlike rename, link fails with EEXIST if the file appeared meanwhile.
  */
-async function createOnce(file: string, data: Uint8Array | string): Promise<void> {
+export async function createOnce(file: string, data: Uint8Array | string, fs: DurableFs = nodeFs): Promise<void> {
   const tmp = tmpName(file)
   try {
-    await writeExclusive(tmp, data)
-    await link(tmp, file)
+    await writeSynced(fs, tmp, data)
+    await fs.link(tmp, file)
+    await syncDirectory(fs, dirname(file))
   } finally {
-    await rm(tmp, { force: true })
+    await removeFile(fs, tmp)
   }
 }
 
-/** Creates a new 0600 file (never following or reusing an existing one), writes and syncs it. */
-async function writeExclusive(file: string, data: Uint8Array | string): Promise<void> {
-  const handle = await open(file, 'wx', 0o600)
-  try {
-    await handle.writeFile(data)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
-/** Replaces a 0600 file atomically: a new temporary sibling, synced, then renamed into place. */
-export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
+/**
+ * Replaces a 0600 file atomically and durably: a new temporary sibling, synced, renamed into place,
+ * then the directory synced, so that after a power cut the file holds the new content, never the old.
+ */
+export async function writeFileAtomic(file: string, data: Uint8Array | string, fs: DurableFs = nodeFs): Promise<void> {
   const tmp = tmpName(file)
   try {
-    await writeExclusive(tmp, data)
-    await rename(tmp, file)
+    await writeSynced(fs, tmp, data)
+    await fs.rename(tmp, file)
+    await syncDirectory(fs, dirname(file))
   } catch (err) {
-    await rm(tmp, { force: true })
+    await removeFile(fs, tmp).catch(() => {})
     throw new DataDirError(`cannot write ${file}: ${describe(err)}`)
   }
 }

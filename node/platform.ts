@@ -1,6 +1,6 @@
 /**
  * The Node.js platform: a node process with TCP and WebSocket listeners, a circuit-relay-v2
- * server (so browser tabs can reach each other through it), disk-backed stores and a persisted
+ * server (so browser tabs can reach each other through it), durable disk stores (node/stores.ts) and a persisted
  * identity under its data directory, and the local control API.
  *
  * @example
@@ -13,12 +13,11 @@ import { fileURLToPath } from 'node:url'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
-import { FsBlockstore } from 'blockstore-fs'
-import { LevelDatastore } from 'datastore-level'
 import { createNode } from '../src/node.ts'
 import { startApiServer } from './api/server.ts'
 import { API_FILE, createApiToken, fileShareStore, openDataDir, writeFileAtomic } from './data-dir.ts'
 import { DataDirError } from './errors.ts'
+import { DurableBlockstore, nodeFs, SyncedLevelDatastore, syncDirectory } from './stores.ts'
 import type { ApiServer } from './api/server.ts'
 import type { DataDir } from './data-dir.ts'
 import type { BootstrapInit } from '../src/network/bootstrap.ts'
@@ -60,8 +59,9 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     }
   }
   try {
-    const blockstore = new FsBlockstore(join(dataDir.path, 'blocks'))
-    const datastore = new LevelDatastore(join(dataDir.path, 'datastore'))
+    // every put is on disk before it resolves: an append is acknowledged only once it is durable
+    const blockstore = new DurableBlockstore(join(dataDir.path, 'blocks'))
+    const datastore = new SyncedLevelDatastore(join(dataDir.path, 'datastore'))
     try {
       await blockstore.open()
       cleanups.push(async () => {
@@ -71,6 +71,8 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       cleanups.push(async () => {
         await datastore.close()
       })
+      // LevelDB syncs the files inside its directory, not the directory's own entry
+      await syncDirectory(nodeFs, dataDir.path)
     } catch (err) {
       throw new DataDirError(`cannot open the stores in ${dataDir.path}: ${(err as Error).message}`)
     }
