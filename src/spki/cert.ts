@@ -12,6 +12,10 @@
  *   times      "YYYY-MM-DD_HH:MM:SS", UTC; (valid … (online crl)) requires a current CRL from the issuer
  *   signed     (signed-cert <cert> (signature (ed25519 |64 bytes|)))
  *
+ * Fields appear in exactly this order and `parseCert` refuses any other spelling, so the bytes a
+ * peer sends are the bytes signed. The full wire specification, with a test vector, is
+ * protocols/spki/README.md.
+ *
  * @example
  * const signed = await signCert({ type: 'auth', issuer, subject: { kind: 'key', principal }, propagate: false,
  *   tag: parseTag(parseAdvanced('(cyberspace member)')), validity: {} }, secretKey)
@@ -23,7 +27,7 @@ import { signedBytes } from '../../protocols/signing.ts'
 import { ed25519, SIGNATURE_LENGTH } from '../crypto/ed25519.ts'
 import { principalId, principalPublicKey } from '../crypto/principal.ts'
 import { BadSignatureError, InvalidCertError } from './errors.ts'
-import { atomBytes, atomText, encodeCanonical, isList } from './sexp.ts'
+import { atomBytes, atomText, encodeCanonical, isList, sexpEquals } from './sexp.ts'
 import { parseTag, tagToSexp } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Sexp } from './sexp.ts'
@@ -218,7 +222,7 @@ function parseValidity(valid: Sexp[] | undefined): Validity {
 
 const KNOWN_FIELDS = new Set(['issuer', 'subject', 'propagate', 'tag', 'valid'])
 
-export function parseCert(s: Sexp): Cert {
+function parseCertFields(s: Sexp): Cert {
   if (!isList(s) || atomText(s[0]) !== 'cert') fail('a certificate is (cert …)')
   for (const item of s.slice(1)) {
     if (!isList(item) || item.length === 0 || !KNOWN_FIELDS.has(atomText(item[0]) ?? ''))
@@ -247,6 +251,20 @@ export function parseCert(s: Sexp): Cert {
     tag: parseTag(tagField[1]),
     validity
   }
+}
+
+/**
+ * Parses a certificate and insists it is written exactly as `certToSexp` writes it (field order,
+ * validity order, range limits lower first, no display hints, numbers without leading zeros):
+ * the signature covers that one encoding, so any other spelling could never verify, and a
+ * signer handed one would sign bytes no verifier reconstructs.
+ */
+export function parseCert(s: Sexp): Cert {
+  const cert = parseCertFields(s)
+  if (!sexpEquals(certToSexp(cert), s)) {
+    fail('a certificate must be in its one canonical shape (field order, no display hints; see protocols/spki)')
+  }
+  return cert
 }
 
 export function parseSignedCert(s: Sexp): SignedCert {

@@ -4,6 +4,10 @@
  * people: `(tag (*))`, tokens, "quoted strings", |base64|, #hex#) and transport (canonical in
  * base64 between braces, for copy and paste). Every decoder enforces limits before it allocates.
  *
+ * Base64 (in `{…}` and `|…|`) is RFC 4648 section 4, written with `=` padding so any standard
+ * decoder reads it; readers also take it unpadded, ignore ASCII whitespace inside the delimiters,
+ * and refuse misplaced or excess padding and non-zero leftover bits (protocols/spki/README.md).
+ *
  * An atom is a byte string, optionally with a display hint (`[text/plain]"hi"`); a list is an
  * array of S-expressions.
  *
@@ -13,7 +17,7 @@
  * toAdvanced(decodeCanonical(b))  // '(tag (cyberspace member))'
  */
 import { equalBytes } from '@noble/curves/utils.js'
-import { base64 } from 'multiformats/bases/base64'
+import { base64, base64pad } from 'multiformats/bases/base64'
 import { SexpLimitError, SexpSyntaxError } from './errors.ts'
 
 export interface HintedAtom {
@@ -173,21 +177,65 @@ function fromAscii(b: Uint8Array): string {
   return String.fromCharCode(...b)
 }
 
+// ---------------------------------------------------------------- base64
+
+/** Whitespace a reader ignores inside `{…}`, `|…|` and `#…#`: space, tab, LF, VT, FF, CR. */
+const ASCII_SPACE = /[ \t\n\v\f\r]+/g
+/** Whole groups of four, then an optional last group: padded (`xx==`, `xxx=`) or not (`xx`, `xxx`). */
+const BASE64_SHAPE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/
+
+/** Standard base64 with padding (RFC 4648 section 4): what every base64 decoder reads. */
+export function encodeBase64(bytes: Uint8Array): string {
+  return base64pad.baseEncode(bytes)
+}
+
+/**
+ * Reads standard base64, padded or not; whitespace must already be gone. Throws (a plain Error
+ * naming the fault) for other characters, `=` anywhere but the end of the last group, a last
+ * group of one character, or leftover bits that are not zero — so each byte string has exactly
+ * one padded and one unpadded spelling.
+ */
+export function decodeBase64(text: string): Uint8Array {
+  if (/[^A-Za-z0-9+/=]/.test(text)) throw new Error('a character outside A-Z a-z 0-9 + / =')
+  if (!BASE64_SHAPE.test(text)) {
+    throw new Error(text.includes('=') ? 'misplaced or excess padding' : 'a length of 4n+1 characters')
+  }
+  // the shape is right; multiformats rejects non-zero leftover bits ("Unexpected end of data")
+  try {
+    return base64.baseDecode(text.replace(/=+$/, ''))
+  } catch {
+    throw new Error('leftover bits that are not zero')
+  }
+}
+
 // ---------------------------------------------------------------- transport
 
 export function toTransport(s: Sexp): string {
-  return `{${base64.baseEncode(encodeCanonical(s))}}`
+  return `{${encodeBase64(encodeCanonical(s))}}`
 }
 
+/** Characters of base64 (padded) that `n` bytes take. */
+const base64Length = (n: number): number => 4 * Math.ceil(n / 3)
+
+/**
+ * Reads `{<base64 of the canonical form>}`. Whitespace around the braces and ASCII whitespace
+ * inside them is ignored (so a form wrapped across lines still reads); the base64 may be padded
+ * or not.
+ */
 export function parseTransport(text: string, limits: SexpLimits = {}): Sexp {
   const lim = { ...DEFAULTS, ...limits }
   if (typeof text !== 'string') throw new SexpSyntaxError('transport form must be text')
-  if (text.length > Math.ceil((lim.maxBytes * 4) / 3) + 8) throw new SexpLimitError('transport form too long')
-  const body = text.trim().replace(/\s+/g, '')
-  if (!body.startsWith('{') || !body.endsWith('}')) throw new SexpSyntaxError('transport form must be {base64}')
+  // generous for line breaks; the exact bound is checked once whitespace is gone
+  if (text.length > 2 * base64Length(lim.maxBytes) + 64) throw new SexpLimitError('transport form too long')
+  const trimmed = text.trim()
+  if (!trimmed.startsWith('{') || !trimmed.endsWith('}')) throw new SexpSyntaxError('transport form must be {base64}')
+  const body = trimmed.slice(1, -1).replace(ASCII_SPACE, '')
+  if (body.length > base64Length(lim.maxBytes)) {
+    throw new SexpLimitError(`S-expression longer than ${lim.maxBytes} bytes`)
+  }
   let bytes: Uint8Array
   try {
-    bytes = base64.baseDecode(body.slice(1, -1).replace(/=+$/, ''))
+    bytes = decodeBase64(body)
   } catch (err) {
     throw new SexpSyntaxError(`transport form is not base64: ${(err as Error).message}`)
   }
@@ -209,7 +257,7 @@ export function toAdvanced(s: Sexp): string {
     } catch {}
     if (text != null && TOKEN.test(text)) return text
     if (text != null && /^[\x20-\x7e]*$/.test(text)) return JSON.stringify(text)
-    return `|${base64.baseEncode(bytes)}|`
+    return `|${encodeBase64(bytes)}|`
   }
   return s instanceof Uint8Array ? show(s) : `[${show(s.hint)}]${show(s.bytes)}`
 }
@@ -250,10 +298,12 @@ export function parseAdvanced(text: string, limits: SexpLimits = {}): Sexp {
     if (c === '|' || c === '#') {
       const end = text.indexOf(c, pos + 1)
       if (end < 0) fail(`unterminated ${c}…${c}`)
-      const inner = text.slice(pos + 1, end).replace(/\s+/g, '')
+      const inner = text.slice(pos + 1, end).replace(ASCII_SPACE, '')
       pos = end + 1
+      const longest = c === '|' ? base64Length(lim.maxAtomBytes) : 2 * lim.maxAtomBytes
+      if (inner.length > longest) throw new SexpLimitError(`atom exceeds ${lim.maxAtomBytes} bytes`)
       try {
-        if (c === '|') return checkAtom(base64.baseDecode(inner.replace(/=+$/, '')))
+        if (c === '|') return checkAtom(decodeBase64(inner))
         if (!/^([0-9a-fA-F]{2})*$/.test(inner)) throw new Error('odd or non-hex digits')
         return checkAtom(Uint8Array.from(inner.match(/../g) ?? [], h => Number.parseInt(h, 16)))
       } catch (err) {

@@ -43,7 +43,7 @@ describe('S-expressions', () => {
     assert.deepEqual(items[5], { hint: bytes('text/plain'), bytes: bytes('hi') })
     assert.deepEqual(items[6], [])
     assert.equal(toAdvanced(items[2]), '|AAEC|')
-    assert.equal(toAdvanced(s), '(a "q\\"uote" |AAEC| |AP8| "x y" [text/plain]hi ())')
+    assert.equal(toAdvanced(s), '(a "q\\"uote" |AAEC| |AP8=| "x y" [text/plain]hi ())')
   })
 
   it('round-trips every form (property)', () => {
@@ -83,6 +83,58 @@ describe('S-expressions', () => {
     }
     assert.throws(() => parseTransport('AAEC'), { name: 'SexpSyntaxError' })
     assert.throws(() => parseTransport('{not base64!}'), { name: 'SexpSyntaxError' })
+  })
+
+  it('writes standard padded base64 in the transport form and in |…| atoms', () => {
+    // one, two and three bytes past a whole group: ==, = and no padding
+    assert.equal(toTransport(parseAdvanced('(1:a)')), '{KDE6YSk=}')
+    assert.equal(toTransport(parseAdvanced('(2:ab)')), '{KDI6YWIp}')
+    assert.equal(toTransport(parseAdvanced('(3:abc)')), '{KDM6YWJjKQ==}')
+    assert.equal(toAdvanced(Uint8Array.of(0xff)), '|/w==|')
+    assert.equal(toAdvanced(Uint8Array.of(0xff, 0)), '|/wA=|')
+    assert.equal(toAdvanced(Uint8Array.of(0xff, 0, 1)), '|/wAB|')
+    assert.equal(toAdvanced(new Uint8Array(0)), '""')
+  })
+
+  it('reads base64 padded or not, with ASCII whitespace, and refuses malformed padding', () => {
+    const a = bytes('(1:a)')
+    for (const good of ['{KDE6YSk=}', '{KDE6YSk}', ' {KDE6\r\n YSk=}\n', '{KDE6YSk\t=}']) {
+      assert.deepEqual(encodeCanonical(parseTransport(good)), a, JSON.stringify(good))
+    }
+    assert.deepEqual(parseAdvanced('|/w==|'), Uint8Array.of(0xff))
+    assert.deepEqual(parseAdvanced('|/w|'), Uint8Array.of(0xff))
+    assert.deepEqual(parseAdvanced('| /w A= |'), Uint8Array.of(0xff, 0))
+    for (const bad of [
+      '{KDE6YSk==}', // excess padding
+      '{KDE6YSk=A}', // data after padding
+      '{KDE6=YSk}', // padding inside
+      '{KDE6YS=k}',
+      '{KDE6Y}', // 4n+1 characters
+      '{KDE6YSl=}', // leftover bits not zero (l = 37: low bits set)
+      '{=}',
+      '{KDE6YSk\u00a0=}', // not ASCII whitespace
+      '{KDE6YSk-}' // the URL alphabet is not standard base64
+    ]) {
+      assert.throws(() => parseTransport(bad), { name: 'SexpSyntaxError' }, JSON.stringify(bad))
+    }
+    for (const bad of ['|/w===|', '|/w=|', '|/x==|', '|A|', '|_w==|', '|/w=A|']) {
+      assert.throws(() => parseAdvanced(bad), { name: 'SexpSyntaxError' }, JSON.stringify(bad))
+    }
+  })
+
+  it('limits the transport form by its base64, not by the line breaks wrapped into it', () => {
+    // 294 canonical bytes, 392 base64 characters, wrapped and indented as in an e-mail
+    const value = new Uint8Array(290).fill(7)
+    const body = toTransport(value).slice(1, -1)
+    const wrapped = `{\r\n  ${body.match(/.{1,64}/g)?.join('\r\n  ')}\r\n}`
+    assert.deepEqual(parseTransport(wrapped, { maxBytes: 300 }), value)
+    // one byte over the limit is refused, however it is spelled
+    assert.throws(() => parseTransport(toTransport(new Uint8Array(297)), { maxBytes: 300 }), {
+      name: 'SexpLimitError'
+    })
+    assert.throws(() => parseTransport(`{${' '.repeat(1000)}${body}}`, { maxBytes: 300 }), { name: 'SexpLimitError' })
+    assert.throws(() => parseAdvanced(`|${'A'.repeat(44)}|`, { maxAtomBytes: 30 }), { name: 'SexpLimitError' })
+    assert.equal(atomText(parseAdvanced(`|${'QUFB'.repeat(10)}|`, { maxAtomBytes: 30 })), 'A'.repeat(30))
   })
 
   it('enforces size, depth, atom and list limits before building anything', () => {
