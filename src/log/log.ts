@@ -562,9 +562,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     }
     // an event a merged snapshot already covers is in the state: stop here, without fetching its past
     if (this.coveredBySnapshot(event)) {
-      // stored, so a replay after a restart finds it where a later event names it as a parent
-      if (!this.closed) await this.init.blockstore.put(cid, bytes)
-      this.coveredEvents.set(key, cid)
+      await this.rememberCovered(cid, bytes)
       return undefined
     }
     try {
@@ -584,6 +582,17 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       return undefined
     }
     return { key, cid, bytes, event, deltas }
+  }
+
+  /** Remembers an event found inside the base; stored, so a replay finds it where a later event names it. */
+  private async rememberCovered(cid: CID, bytes: Uint8Array): Promise<void> {
+    if (this.closed) return
+    try {
+      await this.init.blockstore.put(cid, bytes)
+    } catch (err) {
+      this.log('could not store covered event %c - %e', cid, err)
+    }
+    this.coveredEvents.set(cid.toString(), cid)
   }
 
   /** Records a refusal that may change (authority, clock, missing parents): the block is checked again next time. */
@@ -627,6 +636,11 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     const heads = new Map(this.headCids)
     try {
       for (const f of order) {
+        // a snapshot merged since the event was fetched may hold it already: its ops are not new here
+        if (this.coveredBySnapshot(f.event)) {
+          await this.rememberCovered(f.cid, f.bytes)
+          continue
+        }
         const problem = this.parentProblem(f.event, acceptedKeys, fetched) ?? this.deltaProblem(f)
         if (problem instanceof MissingParentsError) {
           this.reject(f.cid, problem, result)
