@@ -205,6 +205,38 @@ describe('log coverage', () => {
     assert.equal(log.value(), 10)
   })
 
+  it('takes an event a snapshot merged during its join covers as inside, not as refused', async () => {
+    const [a, c] = await replicas(orSet, 2)
+    const first = await a.log.append(add('x'))
+    const second = await a.log.append(add('y'))
+    assert.ok(first != null && second != null)
+    const snapshot = await a.log.snapshot()
+    const { fetch } = countingFetch([a.blockstore])
+    let release = (): void => {}
+    const blocked = new Promise<void>(resolve => {
+      release = resolve
+    })
+    const log = await Log.open({
+      ...c.init,
+      // the join has checked `second` and waits for its parent while the snapshot is merged
+      fetch: async (cid, options) => {
+        if (cid.equals(first.cid)) await blocked
+        return await fetch(cid, options)
+      }
+    })
+    const joining = log.join([second.cid])
+    await new Promise(resolve => setTimeout(resolve, 50))
+    assert.equal(await log.adoptSnapshot(snapshot.cid), true)
+    release()
+    const result = await joining
+    assert.deepEqual([result.applied, result.rejected, result.missing], [[], [], []])
+    assert.ok(log.has(second.cid))
+    const third = await a.log.append(add('z'))
+    assert.ok(third != null)
+    assert.deepEqual((await log.join([third.cid])).applied.map(String), [third.cid.toString()])
+    assert.deepEqual(log.value(), ['x', 'y', 'z'])
+  })
+
   it('fetches and checks a block refused for good once; an unauthorized author is checked again', async () => {
     // a counter whose merge throws on one delta: an op that decodes but cannot be applied
     let empties = 0
