@@ -13,7 +13,7 @@ import {
   pnCounter,
   text
 } from '../../src/crdt/index.ts'
-import { textClient } from '../../src/crdt/text.ts'
+import { textClient, textSession } from '../../src/crdt/text.ts'
 import { ALICE, at, BOB } from './fixtures.ts'
 import type { SetStore } from '../../src/crdt/index.ts'
 
@@ -104,8 +104,19 @@ describe('CRDT delta checks (what an author may claim)', () => {
     const doc = text.empty()
     const mine = text.insert(doc, at(ALICE), 0, 'hi')
     text.checkDelta(text.empty(), mine, at(ALICE))
-    assert.equal(doc.clientID, textClient(ALICE))
-    assert.ok(textClient(ALICE) < 2 ** 52 && textClient(ALICE) !== textClient(BOB))
+    assert.equal(doc.clientID, textClient(ALICE, mine.session))
+    assert.ok(textClient(ALICE, mine.session) < 2 ** 52 && textClient(ALICE) !== textClient(BOB))
+    // the session is part of the claim: the same items under another session are not the author's
+    const otherSession = { session: new Uint8Array(16).fill(9), update: mine.update }
+    refused(() => text.checkDelta(text.empty(), otherSession, at(ALICE)), /creates items of Yjs client/)
+    // nor are they BOB's, in the same session
+    refused(() => text.checkDelta(text.empty(), mine, at(BOB)), /creates items of Yjs client/)
+    // without a session (the form written before sessions) items are under 52 bits of sha256(author)
+    const legacy = new Y.Doc()
+    legacy.clientID = textClient(ALICE)
+    legacy.getText('text').insert(0, 'old')
+    text.checkDelta(text.empty(), { update: Y.encodeStateAsUpdate(legacy) }, at(ALICE))
+    refused(() => text.checkDelta(text.empty(), { update: mine.update }, at(ALICE)), /creates items of Yjs client/)
     const theirs = text.insert(text.empty(), at(BOB), 0, 'yo')
     refused(() => text.checkDelta(text.empty(), theirs, at(ALICE)), /creates items of Yjs client/)
     // deleting someone else's text is an ordinary edit
@@ -117,8 +128,11 @@ describe('CRDT delta checks (what an author may claim)', () => {
   it("text: a deletion of another writer's items not yet seen is refused (it would delete them as they come)", () => {
     // ALICE makes 1000 characters under BOB's client id in private and deletes them: what she sends
     // is a bare delete set over BOB's next 1000 items
+    // (BOB's session shows in his events, so his client is known)
+    const bobs = text.empty()
     const hidden = text.empty()
-    text.insert(hidden, at(BOB), 0, 'x'.repeat(1000))
+    hidden.clientID = textClient(BOB, textSession(bobs))
+    hidden.getText('text').insert(0, 'x'.repeat(1000))
     const forged = text.remove(hidden, at(ALICE), 0, 1000)
     const receiver = text.empty()
     text.decodeDelta(forged)
@@ -128,20 +142,80 @@ describe('CRDT delta checks (what an author may claim)', () => {
     )
     // what the check prevents: merged, BOB's next text arrives already deleted
     text.merge(receiver, forged)
-    text.merge(receiver, text.insert(text.empty(), at(BOB), 0, 'the plan'))
+    text.merge(receiver, text.insert(bobs, at(BOB), 0, 'the plan'))
     assert.equal(text.value(receiver), '')
     // an author may delete its own items of the same update
     const doc = text.empty()
     const own = text.insert(doc, at(ALICE), 0, 'abc')
-    const both = Y.mergeUpdates([own, text.remove(doc, at(ALICE), 0, 2)])
+    const both = {
+      session: own.session,
+      update: Y.mergeUpdates([own.update, text.remove(doc, at(ALICE), 0, 2).update])
+    }
     text.checkDelta(text.empty(), both, at(ALICE))
+  })
+
+  it('text: an item whose id the receiver already holds is refused, whatever it contains', () => {
+    // one session's next ids, written twice with different text: what a key writing from two places
+    // under one client made before sessions, and what only a writer that forges its session can make
+    const origin = text.empty()
+    const first = text.insert(origin, at(ALICE), 0, 'abc')
+    const fork = text.clone(origin)
+    fork.clientID = textClient(ALICE, first.session)
+    const mine = text.insert(origin, at(ALICE), 3, ' mine')
+    let reused: Uint8Array | undefined
+    fork.on('update', (u: Uint8Array) => (reused = u))
+    fork.getText('text').insert(3, ' them')
+    assert.ok(reused != null)
+    const theirs = { session: first.session, update: reused }
+
+    const receiver = text.empty()
+    text.merge(receiver, first)
+    // a replica that has not seen either accepts either: the ids are new there
+    text.checkDelta(receiver, mine, at(ALICE))
+    text.checkDelta(receiver, theirs, at(ALICE))
+    text.merge(receiver, mine)
+    refused(() => text.checkDelta(receiver, theirs, at(ALICE)), /reuses the item id \d+:3, which this replica holds/)
+    // an exact copy of held items is refused too: the log applies each event once
+    refused(() => text.checkDelta(receiver, mine, at(ALICE)), /reuses the item id \d+:3,/)
+    refused(() => text.checkDelta(receiver, first, at(ALICE)), /reuses the item id \d+:0,/)
+    // what the check prevents: merged, the reused ids are skipped, so which text a replica keeps
+    // depends on which came first
+    const mineFirst = text.clone(receiver)
+    text.merge(mineFirst, theirs)
+    const theirsFirst = text.empty()
+    for (const d of [first, theirs, mine]) text.merge(theirsFirst, d)
+    assert.deepEqual([text.value(mineFirst), text.value(theirsFirst)], ['abc mine', 'abc them'])
+    // deleting held items is still an ordinary edit, and the session's next ids are still free
+    text.checkDelta(receiver, text.remove(text.clone(receiver), at(BOB), 0, 8), at(BOB))
+    text.checkDelta(receiver, text.insert(origin, at(ALICE), 8, '!'), at(ALICE))
+  })
+
+  it('text: ids waiting in Yjs for a missing predecessor count as held', () => {
+    const origin = text.empty()
+    const first = text.insert(origin, at(ALICE), 0, 'ab')
+    const second = text.insert(origin, at(ALICE), 2, 'cd')
+    const receiver = text.empty()
+    text.merge(receiver, second) // pending: its items follow 'ab', which has not arrived
+    assert.equal(text.value(receiver), '')
+    const fork = new Y.Doc()
+    Y.applyUpdate(fork, first.update)
+    fork.clientID = textClient(ALICE, first.session)
+    let reused: Uint8Array | undefined
+    fork.on('update', (u: Uint8Array) => (reused = u))
+    fork.getText('text').insert(2, 'XY')
+    assert.ok(reused != null)
+    refused(
+      () => text.checkDelta(receiver, { session: first.session, update: reused as Uint8Array }, at(ALICE)),
+      /reuses the item id \d+:2,/
+    )
+    text.checkDelta(receiver, first, at(ALICE))
   })
 
   it('text: bytes Yjs decodes but cannot apply are refused when decoded, before any state sees them', () => {
     // found by fuzzing a valid update: Y.decodeUpdate reads it, Y.applyUpdate throws
     const bytes = Buffer.from(POISON, 'hex')
     assert.doesNotThrow(() => Y.decodeUpdate(bytes))
-    assert.throws(() => text.merge(text.empty(), bytes), TypeError)
+    assert.throws(() => text.merge(text.empty(), { update: bytes }), TypeError)
     refused(() => text.decodeDelta(new Uint8Array(bytes)), /is not a Yjs update/)
   })
 })
