@@ -6,23 +6,84 @@
  * cyberspace cluster init --members 12D3KooA… --members 12D3KooB… --threshold 2
  * cyberspace cluster issue z6MkAgent… '(cyberspace (role builder))' --not-after +30d
  */
-import { connectApi } from './api/client.ts'
-import { UsageError } from './errors.ts'
+import { peerIdFromPrincipal } from '../src/crypto/principal.ts'
+import { CLI, connectApi } from './api/client.ts'
+import { ApiError, ExplainedError, plainMessage, UsageError } from './errors.ts'
 import { printCert } from './spki-commands.ts'
 import type { ClusterView, SigningView } from './api/cluster-routes.ts'
-import type { CertView } from './api/spki-routes.ts'
+import type { CertView, KeyView } from './api/spki-routes.ts'
+import type { ApiClient } from './api/client.ts'
+import type { GroupHelp } from './cli.ts'
+import type { PrincipalId } from '../src/crypto/principal.ts'
 import type { SpkiFlags } from './spki-commands.ts'
 
-export const CLUSTER_USAGE = `  cluster init --members <peer>... --threshold <t>
-                              generate the cluster key with these members (this node included):
-                              t of them sign together, no one holds the key
-  cluster show [--json]       the cluster principal, members, threshold, share generation
-  cluster sign <text>         a t-of-n signature over <text> (as a cluster message)
-  cluster issue <subject> <tag> [--propagate] [--not-before <t>] [--not-after <t>]
-                              a certificate issued by the cluster key (printed, kept here)
-  cluster refresh             new shares of the same key for every member (all must be online)
-  cluster encrypt <text>      encrypt to the cluster key (prints base64)
-  cluster decrypt <base64>    open it with t members' decryption shares`
+const JSON_OPTION: [string, string] = ['--json', 'print JSON instead of text']
+const CEREMONY =
+  "Every other member must first let this node run the cluster's key ceremonies: on each, run acl add <this node> '(cyberspace (cluster))'."
+
+export const CLUSTER_HELP: GroupHelp = {
+  name: 'cluster',
+  summary: 'the cluster key: t of n members sign and decrypt together; no one holds the key',
+  commands: [
+    {
+      name: 'cluster init',
+      args: '--members <peer>... --threshold <t>',
+      summary: 'generate the cluster key with these members (this node included)',
+      details: [CEREMONY],
+      options: [
+        ['--members <peer>', 'another member, by peer id or principal; repeatable (or comma-separated)'],
+        ['--threshold <t>', 'how many members must sign together'],
+        JSON_OPTION
+      ],
+      example: 'cluster init --members 12D3KooWB… --members 12D3KooWC… --threshold 2'
+    },
+    {
+      name: 'cluster show',
+      summary: 'the cluster principal, threshold, epoch and members (this node marked)',
+      options: [JSON_OPTION],
+      example: 'cluster show'
+    },
+    {
+      name: 'cluster sign',
+      args: '<text>',
+      summary: 'a t-of-n signature over <text>, as a cluster message',
+      options: [JSON_OPTION],
+      example: "cluster sign 'release 1.4 approved'"
+    },
+    {
+      name: 'cluster issue',
+      args: '<subject> <tag> [--propagate] [--not-before <t>] [--not-after <t>]',
+      summary: 'a certificate issued by the cluster key (printed, kept here)',
+      options: [
+        ['--propagate', 'let the subject delegate what it is granted'],
+        ['--not-before <t>', 'valid from <t>: +30d | 2026-12-31 | an SPKI time'],
+        ['--not-after <t>', 'valid until <t>'],
+        ['--transport', 'print the certificate in transport form {…}'],
+        JSON_OPTION
+      ],
+      example: "cluster issue z6MkAgent… '(cyberspace (member))' --not-after +90d"
+    },
+    {
+      name: 'cluster refresh',
+      summary: 'new shares of the same key for every member, and the next epoch (all must be online)',
+      options: [JSON_OPTION],
+      example: 'cluster refresh'
+    },
+    {
+      name: 'cluster encrypt',
+      args: '<text>',
+      summary: 'encrypt to the cluster key (prints base64); anyone can',
+      example: "cluster encrypt 'db password'"
+    },
+    {
+      name: 'cluster decrypt',
+      args: '<base64>',
+      summary: "open what was encrypted to the cluster key, with t members' decryption shares",
+      options: [JSON_OPTION],
+      example: 'cluster decrypt <base64>'
+    }
+  ]
+}
 
 export interface ClusterFlags extends SpkiFlags {
   members?: string[]
@@ -49,7 +110,12 @@ export async function clusterCommand(dataDir: string, args: string[], flags: Clu
       if (flags.threshold == null || !/^\d{1,2}$/.test(flags.threshold))
         throw new UsageError('cluster init needs --threshold <t>, a whole number')
       const api = await connectApi(dataDir)
-      const view = await api.post<ClusterView>('cluster/init', { members, threshold: Number(flags.threshold) })
+      let view: ClusterView
+      try {
+        view = await api.post<ClusterView>('cluster/init', { members, threshold: Number(flags.threshold) })
+      } catch (err) {
+        throw await explainRefusals(api, err)
+      }
       printCluster(view, flags, out)
       return 0
     }
@@ -58,7 +124,7 @@ export async function clusterCommand(dataDir: string, args: string[], flags: Clu
       const { cluster } = await (await connectApi(dataDir)).get<{ cluster: ClusterView | null }>('cluster')
       if (cluster == null) {
         if (flags.json === true) out('null')
-        else out('this node holds no cluster share (cyberspace cluster init)')
+        else out(`this node holds no cluster share (${CLI} cluster init --members <peer-id>... --threshold <t>)`)
         return flags.json === true ? 0 : 1
       }
       printCluster(cluster, flags, out)
@@ -122,7 +188,7 @@ export async function clusterCommand(dataDir: string, args: string[], flags: Clu
       return 0
     }
     default:
-      throw new UsageError(`usage:\n${CLUSTER_USAGE}`)
+      throw new UsageError(`unknown command "cluster ${verb ?? ''}" (see cyberspace cluster --help)`)
   }
 }
 
@@ -133,7 +199,85 @@ function printCluster(view: ClusterView, flags: ClusterFlags, out: Out): void {
   }
   out(view.principal)
   out(`  threshold   ${view.threshold} of ${view.members.length}`)
-  out(`  generation  ${view.epoch}`)
+  out(`  epoch       ${view.epoch}`)
   out(`  group key   ${view.groupKey}`)
-  for (const m of view.members) out(`  member      ${m}`)
+  for (const m of view.members) out(`  member      ${m}${m === view.self ? '  (this node)' : ''}`)
+}
+
+/** One member's part in a failed round: who, and why it was left out. */
+interface MemberFailure {
+  member: string
+  reason: string
+}
+
+const PRINCIPAL = 'z6Mk[1-9A-HJ-NP-Za-km-z]+'
+
+/**
+ * The members a threshold error names, with their reasons: from its structured `members` field when
+ * the node sent one, else from its message ("…: <member>: <Name>: <why>; <member>: …").
+ */
+export function memberFailures(err: ApiError): MemberFailure[] {
+  const given = err.details.members
+  const text = (v: unknown): string =>
+    typeof v === 'string'
+      ? v
+      : v != null && typeof v === 'object'
+        ? [
+            (v as Record<string, unknown>).name,
+            (v as Record<string, unknown>).remoteName,
+            (v as Record<string, unknown>).message,
+            (v as Record<string, unknown>).reason
+          ]
+            .filter(x => typeof x === 'string')
+            .join(': ')
+        : ''
+  if (Array.isArray(given)) {
+    return given.flatMap(m => {
+      if (typeof m === 'string') return [{ member: m, reason: '' }]
+      if (m == null || typeof m !== 'object') return []
+      const o = m as Record<string, unknown>
+      const member = [o.member, o.principal, o.id, o.peer].find(x => typeof x === 'string') as string | undefined
+      return member == null ? [] : [{ member, reason: text(o.error ?? o.reason ?? o) }]
+    })
+  }
+  if (given != null && typeof given === 'object')
+    return Object.entries(given).map(([member, why]) => ({ member, reason: text(why) }))
+  const entry = new RegExp(`(${PRINCIPAL}): ([A-Za-z]+Error: .*?)(?=; ${PRINCIPAL}: [A-Za-z]+Error: |$)`, 'g')
+  return [...err.message.matchAll(entry)].map(m => ({ member: m[1], reason: m[2] }))
+}
+
+/** A peer id for a member principal (what operators pass to --members and see in peers). */
+function peerIdOf(member: string): string {
+  try {
+    return peerIdFromPrincipal(member as PrincipalId).toString()
+  } catch {
+    return member
+  }
+}
+
+/**
+ * A refused or failed cluster round as an error that says, per member, what to do there: a member
+ * that refused this node's authority gets the acl command to run on it.
+ */
+async function explainRefusals(api: ApiClient, err: unknown): Promise<unknown> {
+  if (!(err instanceof ApiError)) return err
+  const failures = memberFailures(err)
+  if (failures.length === 0) return err
+  let self = '<this node>'
+  try {
+    self = (await api.get<KeyView>('key')).principal
+  } catch {}
+  const refusedAuthority = (why: string): boolean => /SigningRefusedError|ChainNotFoundError|not authorized/.test(why)
+  const hints = failures.map(({ member, reason }) =>
+    refusedAuthority(reason)
+      ? `  on member ${peerIdOf(member)} run: ${CLI} acl add ${self} '(cyberspace (cluster))'`
+      : `  member ${peerIdOf(member)}: ${plainMessage(reason) || 'failed'}`
+  )
+  const refused = failures.filter(f => refusedAuthority(f.reason)).length
+  const what = /^([^:]+?) failed:/.exec(err.message)?.[1] ?? 'the cluster round'
+  const head =
+    refused > 0
+      ? `${what} was refused by ${refused} of the members: they do not let this node run the cluster's key ceremonies`
+      : `${what} failed at ${failures.length} ${failures.length === 1 ? 'member' : 'members'}`
+  return new ExplainedError(head, hints)
 }

@@ -31,11 +31,14 @@ export class ApiError extends Error {
   readonly status: number
   /** The name of the node's error (e.g. ChainNotFoundError), when it gave one. */
   readonly errorName?: string
+  /** The error's structured fields the node passed on (e.g. `members`, `remoteName`), if any. */
+  readonly details: Record<string, unknown>
 
-  constructor(message: string, status: number, errorName?: string) {
+  constructor(message: string, status: number, errorName?: string, details: Record<string, unknown> = {}) {
     super(message)
     this.status = status
     if (errorName != null && /^[A-Za-z]{1,64}$/.test(errorName)) this.errorName = errorName
+    this.details = details
   }
 }
 
@@ -43,4 +46,21 @@ export class ApiError extends Error {
 export class UsageError extends Error {
   static name = 'UsageError'
   name = 'UsageError'
+}
+
+/** A failure the CLI explains over several lines: the message says what is wrong, `hints` what fixes it. */
+export class ExplainedError extends Error {
+  static name = 'ExplainedError'
+  name = 'ExplainedError'
+  readonly hints: string[]
+
+  constructor(message: string, hints: string[]) {
+    super(message)
+    this.hints = hints
+  }
+}
+
+/** A message without the class names nested errors put in front of theirs ("XError: "). */
+export function plainMessage(message: string): string {
+  return message.replace(/\b[A-Z][A-Za-z0-9]*Error: /g, '').replace(/^Error: /, '')
 }

@@ -16,29 +16,116 @@ import type { Sequence } from '../src/spki/sequence.ts'
 import type { Sexp } from '../src/spki/sexp.ts'
 import { parseAnyForm, toAdvanced, toTransport } from '../src/spki/sexp.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { connectApi } from './api/client.ts'
+import { CLI, connectApi } from './api/client.ts'
 import { certView, keyView } from './api/spki-routes.ts'
 import { readIdentityKey } from './data-dir.ts'
-import { ApiError, NodeNotRunningError, UsageError } from './errors.ts'
+import { ApiError, NodeNotRunningError, plainMessage, UsageError } from './errors.ts'
 import type { CertView, GrantView, KeyView } from './api/spki-routes.ts'
+import type { CommandHelp, GroupHelp } from './cli.ts'
 
-export const SPKI_USAGE = `  key [--json]                this node's principal (the key its certificates name)
-  cert issue <subject> <tag> [--propagate] [--not-before <t>] [--not-after <t>] [--online-crl]
-                              sign an authorization certificate (kept by this node, printed)
-  cert name <name> <subject>  sign a name certificate: this key's <name> means <subject>
-  cert show [<hash>]          certificates this node holds (or one, by hash prefix)
-  cert show --in <file|->     print certificates given in any form, checking their signatures
-  cert import <file|->        keep certificates and CRLs someone sent (any form, or a sequence)
-  cert verify <principal> <tag> [--from <peer-id>]
-                              does <principal> hold <tag> by this node's ACL? --from asks that
-                              peer for the proof over /cyberspace/spki/1.0.0
-  cert revoke <hash>...       revoke certificates this node issued; prints the CRL to hand out
-  acl add <principal> <tag>   trust <principal> as a root for <tag>
-  acl remove <principal>
-  acl list
-    <subject>: z6Mk… | 12D3Koo… | name:<name>[/<name>…] | name:<key>/<name>… | (advanced form)
-    <tag>: advanced form, e.g. '(cyberspace (mailbox send))'; <t>: +30d | 2026-12-31 | SPKI time
-    --transport prints certificates in transport form {…} for copy and paste`
+const JSON_OPTION: [string, string] = ['--json', 'print JSON instead of text']
+const TRANSPORT_OPTION: [string, string] = [
+  '--transport',
+  'print certificates in transport form {…}, for copy and paste'
+]
+const VALIDITY_OPTIONS: Array<[string, string]> = [
+  ['--not-before <t>', 'valid from <t>: +30d | 2026-12-31 | an SPKI time'],
+  ['--not-after <t>', 'valid until <t>']
+]
+const SUBJECT = '<subject>: z6Mk… | 12D3Koo… | name:<name>[/<name>…] | name:<key>/<name>… | (advanced form)'
+const TAG = "<tag>: an S-expression in advanced form, e.g. '(cyberspace (mailbox send))'"
+
+export const KEY_HELP: CommandHelp = {
+  name: 'key',
+  summary: "this node's principal: the key its certificates name (works without a running node)",
+  options: [JSON_OPTION],
+  example: 'key'
+}
+
+export const CERT_HELP: GroupHelp = {
+  name: 'cert',
+  summary: 'SPKI certificates: issue, name, show, import, verify and revoke',
+  details: [SUBJECT, TAG],
+  commands: [
+    {
+      name: 'cert issue',
+      args: '<subject> <tag> [--propagate] [--not-after <t>] [options]',
+      summary: 'sign an authorization certificate (kept by this node, printed)',
+      details: [SUBJECT, TAG],
+      options: [
+        ['--propagate', 'let the subject delegate what it is granted'],
+        ...VALIDITY_OPTIONS,
+        ['--online-crl', 'verifiers must hold a current CRL from this node to accept it'],
+        TRANSPORT_OPTION
+      ],
+      example: "cert issue z6MkAgent… '(cyberspace (mailbox send))' --not-after +30d"
+    },
+    {
+      name: 'cert name',
+      args: '<name> <subject>',
+      summary: "sign a name certificate: this key's <name> means <subject>",
+      details: [SUBJECT],
+      options: [...VALIDITY_OPTIONS, TRANSPORT_OPTION],
+      example: 'cert name ops 12D3KooW…'
+    },
+    {
+      name: 'cert show',
+      args: '[<hash>] | --in <file|->',
+      summary: "the certificates this node holds (or one, by hash prefix); --in prints a file's, checking signatures",
+      options: [
+        ['--in <file|->', 'read certificates and CRLs in any form from a file or stdin; needs no running node'],
+        TRANSPORT_OPTION,
+        JSON_OPTION
+      ],
+      example: 'cert show --transport > certs.txt'
+    },
+    {
+      name: 'cert import',
+      args: '<file|->',
+      summary: 'keep certificates and CRLs someone sent (any form, or a sequence); all signatures must verify',
+      example: 'cert import certs.txt'
+    },
+    {
+      name: 'cert verify',
+      args: '<principal> <tag> [--from <peer-id>]',
+      summary: "does <principal> hold <tag> by this node's ACL? prints the proof, or why not (exit 1)",
+      details: [TAG],
+      options: [
+        ['--from <peer-id>', 'ask that peer for the proof over /cyberspace/spki/1.0.0'],
+        TRANSPORT_OPTION,
+        JSON_OPTION
+      ],
+      example: "cert verify z6MkAgent… '(cyberspace (mailbox send))' --from 12D3KooW…"
+    },
+    {
+      name: 'cert revoke',
+      args: '<hash>...',
+      summary: 'revoke certificates this node issued (by hash, from cert show); prints the CRL to hand out',
+      example: 'cert revoke 1ec0f725'
+    }
+  ]
+}
+
+export const ACL_HELP: GroupHelp = {
+  name: 'acl',
+  summary: 'the keys this node trusts as roots of authority, and for what',
+  commands: [
+    {
+      name: 'acl add',
+      args: '<principal> <tag>',
+      summary: 'trust <principal> (z6Mk… or a peer id) as a root for <tag>',
+      details: [TAG],
+      example: "acl add 12D3KooW… '(cyberspace (cluster))'"
+    },
+    {
+      name: 'acl remove',
+      args: '<principal>',
+      summary: 'stop trusting <principal>',
+      example: 'acl remove z6MkRoot…'
+    },
+    { name: 'acl list', summary: 'the roots this node trusts', options: [JSON_OPTION], example: 'acl list' }
+  ]
+}
 
 export interface SpkiFlags {
   json?: boolean
@@ -204,7 +291,12 @@ export async function cert(dataDir: string, args: string[], flags: SpkiFlags, ou
         })
       } catch (err) {
         if (err instanceof ApiError && err.status === 403) {
-          out(`refused: ${err.errorName ?? 'Error'}: ${err.message}`)
+          const why = refusal(err, principal, tag)
+          out(
+            flags.json === true
+              ? JSON.stringify({ authorized: false, error: err.errorName, message: why })
+              : `refused: ${why}`
+          )
           return 1
         }
         throw err
@@ -217,7 +309,12 @@ export async function cert(dataDir: string, args: string[], flags: SpkiFlags, ou
       out(`  the chain grants ${grant.tag}`)
       if (grant.validity.notBefore != null) out(`  not before ${grant.validity.notBefore}`)
       if (grant.validity.notAfter != null) out(`  not after  ${grant.validity.notAfter}`)
-      out(grant.chain.length === 0 ? '  (an ACL root itself)' : `  by a chain of ${grant.chain.length}, root first:`)
+      if (grant.chain.length === 0) out('  (an ACL root itself)')
+      else {
+        const auth = `${grant.chain.length} authorization ${grant.chain.length === 1 ? 'certificate' : 'certificates'} (root first)`
+        const names = `${grant.names.length} name ${grant.names.length === 1 ? 'certificate' : 'certificates'} resolving the subjects`
+        out(`  by ${auth}${grant.names.length > 0 ? ` and ${names}` : ''}:`)
+      }
       for (const view of [...grant.chain, ...grant.names]) printCert(view, flags, out)
       return 0
     }
@@ -240,7 +337,29 @@ export async function cert(dataDir: string, args: string[], flags: SpkiFlags, ou
       return 0
     }
     default:
-      throw new UsageError('usage: cyberspace cert issue|name|show|import|verify|revoke … (see cyberspace --help)')
+      throw new UsageError(`unknown command "cert ${verb ?? ''}" (see cyberspace cert --help)`)
+  }
+}
+
+/** Why `cert verify` was refused, in one line with what fixes it. */
+function refusal(err: ApiError, principal: string, tag: string): string {
+  const remoteName = typeof err.details.remoteName === 'string' ? err.details.remoteName : undefined
+  const name = err.errorName === 'ProofRefusedError' && remoteName != null ? remoteName : err.errorName
+  const message = plainMessage(err.message)
+  switch (name) {
+    case 'ChainNotFoundError':
+      return err.errorName === 'ProofRefusedError'
+        ? `${message}: that node holds no such chain (issue or import the certificates there)`
+        : `${message}: trust a root for it (${CLI} acl add <root> '${tag}'), import a chain (${CLI} cert import <file>), or ask the issuer's node (--from <peer-id>)`
+    case 'RevokedCertError':
+      return `revoked: ${message}: ask the issuer for a new certificate`
+    case 'ExpiredCertError':
+    case 'NotYetValidCertError':
+      return `${message}: ask the issuer for a certificate valid now (cert issue … --not-after +30d)`
+    case 'RevalidationRequiredError':
+      return `${message}: import a current CRL from the issuer (${CLI} cert import <crl-file>)`
+    default:
+      return `${message} (${principal} for ${tag})`
   }
 }
 

@@ -10,32 +10,102 @@
  * cyberspace state watch tasks
  */
 import { setTimeout as delay } from 'node:timers/promises'
-import { connectApi } from './api/client.ts'
-import { UsageError } from './errors.ts'
+import { CLI, connectApi } from './api/client.ts'
+import { ApiError, UsageError } from './errors.ts'
+import type { GroupHelp } from './cli.ts'
 import type { ChangeView, DocumentView, StateOp, WatchView } from './api/state-routes.ts'
 import type { ApiClient } from './api/client.ts'
 
-export const STATE_USAGE = `  state list [--json]         the documents this node stores, with their types
-  state get <name> [--type <t>] [--json]
-                              a document's value (JSON; a text prints as itself)
-  state set <name> [<path>] <value> [--type <t>]
-                              set a register, a map field (path a/b/c) or a whole text
-  state incr <name> [<path>] [--by <n>] [--type <t>]
-                              add n (default 1; --by=-n subtracts) to a counter
-  state add|remove <name> [<path>] <value> [--type <t>]
-                              add or remove a set element
-  state delete <name> <path>  delete a map field
-  state watch <name> [--type <t>] [--json]
-                              print the value and every change as it comes (Ctrl-C stops)
-                              <t>: g-counter pn-counter or-set lww-register mv-register or-map text;
-                              needed only for a document this node does not have yet, which
-                              is then opened, kept and replicated from then on`
+const JSON_OPTION: [string, string] = ['--json', 'print JSON instead of text']
+const TYPE_OPTION: [string, string] = [
+  '--type <t>',
+  'g-counter pn-counter or-set lww-register mv-register or-map text: needed only for a document this node does not have yet, which is then opened, kept and replicated from then on'
+]
+const PUBLIC_OPTION: [string, string] = [
+  '--public',
+  'with --type: serve the document to any peer (otherwise only to peers this node grants (cyberspace (log (read <name>))))'
+]
 
-const VERBS = ['list', 'get', 'set', 'incr', 'add', 'remove', 'delete', 'watch']
+export const STATE_HELP: GroupHelp = {
+  name: 'state',
+  summary: "the running node's replicated documents (CRDTs), for quick inspection and updates",
+  details: [
+    'Values are JSON (DAG-JSON: {"/": "<cid>"} is a link); an argument that is not JSON is a string.',
+    "A map field is named by a path, a/b/c. A node applies another node's changes only if its ACL",
+    "grants that node (cyberspace (log (append <name>))), and serves a document's changes only to peers",
+    'it grants (cyberspace (log (read <name>))), unless the document is public.'
+  ],
+  commands: [
+    {
+      name: 'state list',
+      summary: 'the documents this node stores, with their types',
+      options: [JSON_OPTION],
+      example: 'state list'
+    },
+    {
+      name: 'state get',
+      args: '<name> [--type <t> [--public]] [--json]',
+      summary: "a document's value (JSON; a text prints as itself)",
+      options: [TYPE_OPTION, PUBLIC_OPTION, JSON_OPTION],
+      example: 'state get tasks --type or-map'
+    },
+    {
+      name: 'state set',
+      args: '<name> [<path>] <value> [--type <t> [--public]]',
+      summary: 'set a register, a map field (path a/b/c) or a whole text',
+      options: [TYPE_OPTION, PUBLIC_OPTION, JSON_OPTION],
+      example: 'state set tasks report/owner \'"ana"\' --type or-map'
+    },
+    {
+      name: 'state incr',
+      args: '<name> [<path>] [--by <n>] [--type <t> [--public]]',
+      summary: 'add n to a counter (default 1; --by=-n subtracts from a pn-counter)',
+      options: [['--by <n>', 'the amount, a whole number'], TYPE_OPTION, PUBLIC_OPTION, JSON_OPTION],
+      example: 'state incr visits --by 3 --type g-counter'
+    },
+    {
+      name: 'state add',
+      args: '<name> [<path>] <value> [--type <t> [--public]]',
+      summary: 'add an element to a set',
+      options: [TYPE_OPTION, PUBLIC_OPTION, JSON_OPTION],
+      example: 'state add tags urgent --type or-set'
+    },
+    {
+      name: 'state remove',
+      args: '<name> [<path>] <value>',
+      summary: 'remove an element from a set',
+      options: [TYPE_OPTION, PUBLIC_OPTION, JSON_OPTION],
+      example: 'state remove tags urgent'
+    },
+    {
+      name: 'state unset',
+      args: '<name> <path>',
+      summary: 'delete a field of a map',
+      options: [JSON_OPTION],
+      example: 'state unset tasks report/tags'
+    },
+    {
+      name: 'state delete',
+      args: '<name>',
+      summary: 'stop replicating a document on this node and remove its blocks and record (other nodes keep theirs)',
+      example: 'state delete tasks'
+    },
+    {
+      name: 'state watch',
+      args: '<name> [--type <t> [--public]] [--json]',
+      summary: 'print the value, then every change and its author as it comes (Ctrl-C stops)',
+      options: [TYPE_OPTION, PUBLIC_OPTION, JSON_OPTION],
+      example: 'state watch tasks'
+    }
+  ]
+}
+
+const VERBS = STATE_HELP.commands.map(c => c.name.slice('state '.length))
 
 export interface StateFlags {
   json?: boolean
   type?: string
+  public?: boolean
   by?: string
 }
 
@@ -70,7 +140,10 @@ export async function stateCommand(dataDir: string, args: string[], flags: State
   const usage = (line: string): never => {
     throw new UsageError(`usage: cyberspace state ${line}`)
   }
-  const type: Record<string, string> = flags.type == null ? {} : { type: flags.type }
+  if (flags.public === true && flags.type == null)
+    throw new UsageError('--public applies when a document is opened: give its --type too')
+  const type: Record<string, unknown> =
+    flags.type == null ? {} : { type: flags.type, ...(flags.public === true ? { public: true } : {}) }
   const post = async (api: ApiClient, op: StateOp, path?: string, value?: unknown): Promise<number> => {
     const view = await api.post<DocumentView & { cid: string | null }>('state/update', {
       name,
@@ -86,21 +159,25 @@ export async function stateCommand(dataDir: string, args: string[], flags: State
     }
     return 0
   }
-  if (verb == null || !VERBS.includes(verb)) throw new UsageError(`usage:\n${STATE_USAGE}`)
+  if (verb == null || !VERBS.includes(verb))
+    throw new UsageError(`unknown command "state ${verb ?? ''}" (see cyberspace state --help)`)
   if (verb !== 'list' && name == null) usage(`${verb} <name> …`)
   switch (verb) {
     case 'list': {
       if (name != null) usage('list [--json]')
-      const docs = await (await connectApi(dataDir)).get<Array<{ name: string; type: string; open: boolean }>>('state')
+      const docs = await (
+        await connectApi(dataDir)
+      ).get<Array<{ name: string; type: string; open: boolean; public: boolean }>>('state')
       if (flags.json === true) out(JSON.stringify(docs))
-      else for (const d of docs) out(`${d.name}  ${d.type}`)
+      else if (docs.length === 0) out(`# no documents yet (${CLI} state set <name> <value> --type <t> makes one)`)
+      else for (const d of docs) out(`${d.name}  ${d.type}${d.public ? '  public' : ''}`)
       return 0
     }
     case 'get': {
       if (rest.length > 0) usage('get <name> [--type <t>] [--json]')
       const api = await connectApi(dataDir)
       // with a type, a document this node does not have yet is opened, and fetched from peers
-      if (flags.type != null) await api.post('state/open', { name, type: flags.type })
+      if (flags.type != null) await api.post('state/open', { name, ...type })
       const view = await api.get<DocumentView>('state/get', { name })
       if (flags.json === true) out(JSON.stringify(view))
       else printValue(view, out)
@@ -124,18 +201,30 @@ export async function stateCommand(dataDir: string, args: string[], flags: State
       const [path, value] = rest.length === 2 ? rest : [undefined, rest[0]]
       return await post(await connectApi(dataDir), verb, path, parseValue(value))
     }
-    case 'delete': {
-      if (rest.length !== 1) usage('delete <name> <path>')
+    case 'unset': {
+      if (rest.length !== 1) usage('unset <name> <path>')
       return await post(await connectApi(dataDir), 'delete', rest[0])
+    }
+    case 'delete': {
+      if (rest.length === 1)
+        throw new UsageError(
+          `state delete removes a whole document; to delete the field ${rest[0]}, run: ${CLI} state unset ${name} ${rest[0]}`
+        )
+      if (rest.length > 0) usage('delete <name>')
+      const { deleted } = await (await connectApi(dataDir)).post<{ deleted: boolean }>('state/delete', { name })
+      if (!deleted) throw new ApiError(`this node has no document ${name} (see ${CLI} state list)`, 404)
+      if (flags.json === true) out(JSON.stringify({ name, deleted }))
+      else out(`deleted ${name} from this node: it no longer replicates it (other nodes keep their replicas)`)
+      return 0
     }
     case 'watch': {
       if (rest.length > 0) usage('watch <name> [--type <t>] [--json]')
       const api = await connectApi(dataDir)
-      if (flags.type != null) await api.post('state/open', { name, type: flags.type })
+      if (flags.type != null) await api.post('state/open', { name, ...type })
       return await watch(api, name, flags.json === true, out)
     }
   }
-  throw new UsageError(`usage:\n${STATE_USAGE}`)
+  throw new UsageError(`unknown command "state ${verb}" (see cyberspace state --help)`)
 }
 
 async function watch(api: ApiClient, name: string, json: boolean, out: Out): Promise<number> {

@@ -12,6 +12,12 @@ import { API_PREFIX } from './http.ts'
 import { API_FILE, TOKEN_FILE } from '../data-dir.ts'
 import { ApiError, NodeNotRunningError } from '../errors.ts'
 
+/**
+ * How the CLI's hints (and the README) run the CLI: this checkout's `cyberspace` bin. `--no-install`
+ * keeps npx from ever fetching a registry package of that name.
+ */
+export const CLI = 'npx --no-install cyberspace'
+
 export interface ApiClient {
   url: string
   get<T = unknown>(path: string, query?: Record<string, string>, options?: { signal?: AbortSignal }): Promise<T>
@@ -31,7 +37,7 @@ export async function connectApi(dataDir: string): Promise<ApiClient> {
     token = (await readFile(join(dataDir, TOKEN_FILE), 'utf8')).trim()
   } catch (err) {
     throw new NodeNotRunningError(
-      `no running node found for data directory ${dataDir} (${(err as Error).message}); start one with: cyberspace start --data-dir ${dataDir}`
+      `no running node found for data directory ${dataDir} (${(err as Error).message}); start one with: npm start -- --data-dir ${dataDir}`
     )
   }
   return apiClient(url, token)
@@ -70,8 +76,8 @@ export function apiClient(url: string, token: string): ApiClient {
       parsed = { error: text }
     }
     if (!res.ok) {
-      const { error, name } = parsed as { error?: string; name?: string }
-      throw new ApiError(error ?? `HTTP ${res.status}`, res.status, name)
+      const { error, name, ...details } = (parsed ?? {}) as { error?: string; name?: string }
+      throw new ApiError(error ?? `HTTP ${res.status}`, res.status, name, details)
     }
     return parsed as T
   }

@@ -5,11 +5,11 @@
  *
  * @example
  * POST /api/v0/cluster/init { "members": ["12D3Koo…", …], "threshold": 3 }
- * → { "principal": "z6Mk…", "threshold": 3, "members": [...], "epoch": 0, "groupKey": "…hex" }
+ * → { "principal": "z6Mk…", "threshold": 3, "members": [...], "self": "z6Mk…", "epoch": 0, "groupKey": "…hex" }
  */
 import { base16 } from 'multiformats/bases/base16'
 import { base64 } from 'multiformats/bases/base64'
-import { parsePrincipal } from '../../src/crypto/principal.ts'
+import { parsePrincipal, principalFromPeerId } from '../../src/crypto/principal.ts'
 import { MAX_PLAINTEXT_BYTES } from '../../src/threshold/decrypt.ts'
 import { CLUSTER_MESSAGE_DOMAIN } from '../../src/threshold/service.ts'
 import { authCertField, certView } from './spki-routes.ts'
@@ -28,6 +28,9 @@ export interface ClusterView {
   groupKey: string
   threshold: number
   members: PrincipalId[]
+  /** This node's principal, one of `members`. */
+  self: PrincipalId
+  /** The share epoch: 0 at key generation, one more at each refresh. */
   epoch: number
 }
 
@@ -39,8 +42,8 @@ export interface SigningView {
   attempts: number
 }
 
-function clusterView(info: ClusterInfo): ClusterView {
-  return { ...info, groupKey: base16.baseEncode(info.groupKey) }
+function clusterView(info: ClusterInfo, self: PrincipalId): ClusterView {
+  return { ...info, self, groupKey: base16.baseEncode(info.groupKey) }
 }
 
 /** Why each member was left out, as text. */
@@ -77,15 +80,20 @@ function parseCiphertext(text: string): { ephemeral: Uint8Array; ciphertext: Uin
 }
 
 export function clusterRoutes(node: CyberspaceNode): Record<string, Route> {
+  const self = principalFromPeerId(node.peerId)
   const required = (): ClusterInfo => {
     const info = node.cluster.info()
-    if (info == null) throw new HttpError(409, 'this node holds no cluster share; run cyberspace cluster init')
+    if (info == null)
+      throw new HttpError(
+        409,
+        'this node holds no cluster share; run cyberspace cluster init --members <peer-id>... --threshold <t>'
+      )
     return info
   }
   return {
     'GET cluster': async () => {
       const info = node.cluster.info()
-      return info == null ? { cluster: null } : { cluster: clusterView(info) }
+      return info == null ? { cluster: null } : { cluster: clusterView(info, self) }
     },
     'POST cluster/init': async req => {
       const body = await readJson(req)
@@ -99,7 +107,7 @@ export function clusterRoutes(node: CyberspaceNode): Record<string, Route> {
       const threshold = body.threshold
       if (typeof threshold !== 'number' || !Number.isSafeInteger(threshold))
         throw new HttpError(400, 'threshold must be a whole number')
-      return clusterView(await node.cluster.init(members, threshold))
+      return clusterView(await node.cluster.init(members, threshold), self)
     },
     'POST cluster/sign': async req => {
       const text = stringField(await readJson(req), 'text', MAX_BODY_BYTES)
@@ -117,7 +125,7 @@ export function clusterRoutes(node: CyberspaceNode): Record<string, Route> {
       required()
       const result = await node.cluster.refresh()
       return {
-        ...clusterView(result),
+        ...clusterView(result, self),
         lagging: reasons(result.lagging)
       }
     },

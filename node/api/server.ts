@@ -77,6 +77,37 @@ const ERROR_STATUS: Record<string, number> = {
   ...STATE_ERROR_STATUS
 }
 
+/** Structured fields of an error that clients may act on (the members that refused, a remote error's name). */
+const ERROR_FIELDS = ['members', 'remoteName', 'culprit', 'certHash'] as const
+
+/** An error's structured fields, as JSON: nested errors become `{ name, message }`, maps objects. */
+export function errorFields(err: unknown): Record<string, unknown> {
+  const fields: Record<string, unknown> = {}
+  if (err == null || typeof err !== 'object') return fields
+  for (const field of ERROR_FIELDS) {
+    const value = (err as Record<string, unknown>)[field]
+    if (value !== undefined) fields[field] = jsonSafe(value, 0)
+  }
+  return fields
+}
+
+function jsonSafe(value: unknown, depth: number): unknown {
+  if (depth > 4) return null
+  if (value == null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+    return value
+  if (value instanceof Error) return { name: value.name, message: value.message }
+  if (value instanceof Map)
+    return Object.fromEntries([...value].slice(0, 256).map(([k, v]) => [String(k), jsonSafe(v, depth + 1)]))
+  if (Array.isArray(value)) return value.slice(0, 256).map(v => jsonSafe(v, depth + 1))
+  if (typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value)
+        .slice(0, 64)
+        .map(([k, v]) => [k, jsonSafe(v, depth + 1)])
+    )
+  return String(value)
+}
+
 const PAGE_FILES: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
@@ -157,7 +188,10 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
         const result = await node.pubsub.publish(topic, new TextEncoder().encode(data))
         return { topic, recipients: result.recipients.map(String) }
       } catch (err) {
-        throw new HttpError(409, `could not publish on ${topic}: ${(err as Error).message}`)
+        const message = (err as Error).message
+        if (message.includes('NoPeersSubscribedToTopic'))
+          throw new HttpError(409, `no peer subscribes to ${topic} yet (nothing was sent)`)
+        throw new HttpError(409, `could not publish on ${topic}: ${message}`)
       }
     },
     'GET pubsub/peers': async (_req, url) => {
@@ -228,7 +262,12 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       const name = (err as Error).name
       const status = err instanceof HttpError ? err.status : (ERROR_STATUS[name] ?? 500)
       if (!res.headersSent)
-        send(res, status, 'application/json', JSON.stringify({ error: (err as Error).message, name }))
+        send(
+          res,
+          status,
+          'application/json',
+          JSON.stringify({ ...errorFields(err), error: (err as Error).message, name })
+        )
       else res.destroy()
     })
   })

@@ -1,12 +1,13 @@
 /**
  * Control-API routes for replicated documents (`cyberspace state …`): list what this node stores,
- * read a document, update it, and watch its changes by long polling. Values travel as DAG-JSON
- * (plain JSON, plus `{"/": "<cid>"}` for links and `{"/": {"bytes": "<base64>"}}` for bytes), the
- * JSON form of the data model the documents store.
+ * read a document, update it, delete it from this node, and watch its changes by long polling.
+ * Values travel as DAG-JSON (plain JSON, plus `{"/": "<cid>"}` for links and
+ * `{"/": {"bytes": "<base64>"}}` for bytes), the JSON form of the data model the documents store.
  *
  * @example
  * POST /api/v0/state/update { "name": "tasks", "type": "or-map", "op": "set", "path": ["report", "owner"], "value": "ana" }
  * → { "name": "tasks", "type": "or-map", "value": { "report": { "owner": "ana" } }, "cid": "bafy…", … }
+ * POST /api/v0/state/delete { "name": "tasks" } → { "name": "tasks", "deleted": true }
  * GET /api/v0/state/watch?name=tasks&after=0&wait=30000&run=<run of the previous answer>
  * → { "changes": [{ "seq": 1, "cid": "bafy…", "author": "z6Mk…", "hlc": [1763700000000, 0], "local": false }], "next": 1, … }
  */
@@ -23,7 +24,7 @@ import {
   PnCounterDocument,
   TextDocument
 } from '../../src/log/documents.ts'
-import { HttpError, readJson, stringField } from './http.ts'
+import { booleanField, HttpError, readJson, stringField } from './http.ts'
 import type { Route } from './http.ts'
 import type { CrdtName } from '../../src/crdt/types.ts'
 import type { Document } from '../../src/log/documents.ts'
@@ -52,6 +53,8 @@ export interface DocumentView {
   heads: string[]
   /** Events applied since the document's base snapshot. */
   events: number
+  /** Served to any peer, not only to readers this node's ACL grants. */
+  public: boolean
 }
 
 export interface ChangeView {
@@ -103,13 +106,14 @@ export function dataValue(json: unknown): unknown {
   }
 }
 
-function documentView(doc: AnyDocument): DocumentView {
+function documentView(node: CyberspaceNode, doc: AnyDocument): DocumentView {
   return {
     name: doc.name,
     type: doc.type,
     value: jsonValue(doc.value()),
     heads: doc.heads().map(String),
-    events: doc.log.length
+    events: doc.log.length,
+    public: node.state.isPublic(doc.name)
   }
 }
 
@@ -209,14 +213,22 @@ export function stateRoutes(node: CyberspaceNode): { routes: Record<string, Rout
   const existing = async (name: string, type: CrdtName | undefined): Promise<AnyDocument> => {
     const doc = await node.state.find(name)
     if (doc == null)
-      throw new HttpError(404, `this node has no document ${name}; open it with its type (state open, or --type)`)
+      throw new HttpError(
+        404,
+        `this node has no document ${name}; open it with its type (--type <t> on the command line, POST state/open here)`
+      )
     if (type != null && doc.type !== type) throw new HttpError(409, `document ${name} is a ${doc.type}, not a ${type}`)
     return doc
   }
 
-  /** For writes: the document, created (and from then on replicated) if a type is given. */
-  const opened = async (name: string, type: CrdtName | undefined): Promise<AnyDocument> =>
-    type == null ? await existing(name, type) : await node.state.open(name, type)
+  /** For writes: the document, created (and from then on replicated) if a type is given; public if asked. */
+  const opened = async (name: string, type: CrdtName | undefined, isPublic: boolean): Promise<AnyDocument> => {
+    if (type == null) {
+      if (isPublic) throw new HttpError(400, 'public applies when a document is opened: give its type too')
+      return await existing(name, type)
+    }
+    return await node.state.open(name, type, isPublic ? { public: true } : {})
+  }
 
   const watch = (doc: AnyDocument): Watched => {
     const known = watched.get(doc.name)
@@ -273,25 +285,38 @@ export function stateRoutes(node: CyberspaceNode): { routes: Record<string, Rout
   const routes: Record<string, Route> = {
     'GET state': async () => {
       const open = new Set(node.state.names())
-      return (await node.state.stored()).map(d => ({ ...d, open: open.has(d.name) }))
+      return (await node.state.stored()).map(d => ({
+        ...d,
+        open: open.has(d.name),
+        public: open.has(d.name) && node.state.isPublic(d.name)
+      }))
     },
     'GET state/get': async (_req, url) => {
       const params = url.searchParams
-      return documentView(await existing(nameParam(params.get('name')), typeParam(params.get('type'))))
+      return documentView(node, await existing(nameParam(params.get('name')), typeParam(params.get('type'))))
     },
     'POST state/open': async req => {
       const body = await readJson(req)
       const type = typeParam(body.type)
       if (type == null) throw new HttpError(400, `type must be one of ${Object.keys(crdtTypes).join(', ')}`)
-      return documentView(await node.state.open(nameParam(body.name), type))
+      const isPublic = booleanField(body, 'public')
+      return documentView(node, await node.state.open(nameParam(body.name), type, isPublic ? { public: true } : {}))
+    },
+    'POST state/delete': async req => {
+      const name = nameParam((await readJson(req)).name)
+      // watchers of the document stop seeing it
+      watched.get(name)?.stop()
+      watched.delete(name)
+      const deleted = await node.state.delete(name, { signal: AbortSignal.timeout(60_000) })
+      return { name, deleted }
     },
     'POST state/update': async req => {
       const body = await readJson(req)
       const op = stringField(body, 'op', 16) as StateOp
       if (!STATE_OPS.includes(op)) throw new HttpError(400, `op must be one of ${STATE_OPS.join(', ')}`)
-      const doc = await opened(nameParam(body.name), typeParam(body.type))
+      const doc = await opened(nameParam(body.name), typeParam(body.type), booleanField(body, 'public'))
       const cid = await update(doc, op, pathParam(body.path), body)
-      return { ...documentView(doc), cid: cid?.toString() ?? null }
+      return { ...documentView(node, doc), cid: cid?.toString() ?? null }
     },
     'GET state/watch': async (req, url) => {
       const params = url.searchParams
@@ -310,7 +335,7 @@ export function stateRoutes(node: CyberspaceNode): { routes: Record<string, Rout
       const changes = w.changes.filter(c => c.seq > after)
       const first = changes.length > 0 ? changes[0].seq : w.next + 1
       const view: WatchView = {
-        ...documentView(doc),
+        ...documentView(node, doc),
         run,
         changes,
         next: w.next,

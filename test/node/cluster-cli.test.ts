@@ -28,19 +28,36 @@ describe('cyberspace cluster: a 3-of-5 cluster key among five node processes', f
       async () => (await a.api.get<unknown[]>('peers')).length === 4,
       60_000
     )
-    // each member's operator lets A run the cluster's key ceremonies
-    for (const n of nodes.slice(1))
+    // each member's operator but E's lets A run the cluster's key ceremonies (E's comes in the first test)
+    for (const n of nodes.slice(1, 4))
       await n.api.post('spki/acl', { principal: parsePrincipal(a.peerId), tag: '(cyberspace (cluster))' })
   })
   after(async () => {
     await stopNodes(nodes)
   })
 
+  it('says, for a member that has not granted the initiator, the acl command to run there', async () => {
+    const members = nodes.slice(1).flatMap(n => ['--members', n.peerId])
+    const refused = await on(a, 'cluster', 'init', ...members, '--threshold', '3')
+    assert.equal(refused.code, 1)
+    const lines = refused.stderr.trim().split('\n')
+    assert.match(lines[0], /^cyberspace: key generation was refused by 1 of the members/)
+    assert.doesNotMatch(refused.stderr, /Error: /, 'no class names')
+    assert.deepEqual(lines.slice(1), [
+      `  on member ${nodes[4].peerId} run: npx --no-install cyberspace acl add ${parsePrincipal(a.peerId)} '(cyberspace (cluster))'`
+    ])
+    assert.match((await on(a, 'cluster', 'show')).stdout, /holds no cluster share/)
+  })
+
   it('runs DKG 3-of-5 and every member shows the same cluster principal; shares are 0600 files', async () => {
+    await ok(nodes[4], 'acl', 'add', parsePrincipal(a.peerId), '(cyberspace (cluster))')
     const members = nodes.slice(1).flatMap(n => ['--members', n.peerId])
     const shown = await ok(a, 'cluster', 'init', ...members, '--threshold', '3')
-    assert.match(shown, /^z6Mk\w+\n {2}threshold {3}3 of 5\n {2}generation {2}0\n/)
+    assert.match(shown, /^z6Mk\w+\n {2}threshold {3}3 of 5\n {2}epoch {7}0\n/)
+    assert.match(shown, new RegExp(`^ {2}member {6}${parsePrincipal(a.peerId)} {2}\\(this node\\)$`, 'm'))
+    assert.equal(shown.match(/\(this node\)/g)?.length, 1)
     cluster = JSON.parse(await ok(nodes[4], 'cluster', 'show', '--json')) as ClusterView
+    assert.equal(cluster.self, parsePrincipal(nodes[4].peerId))
     assert.equal(cluster.principal, shown.split('\n')[0])
     assert.equal(principalId(base16.baseDecode(cluster.groupKey)), cluster.principal)
     assert.deepEqual([...cluster.members].sort(), nodes.map(n => parsePrincipal(n.peerId)).sort())
@@ -73,10 +90,11 @@ describe('cyberspace cluster: a 3-of-5 cluster key among five node processes', f
     assert.equal((await ok(a, 'cluster', 'decrypt', ct)).split('\n')[0], 'the shared secret')
   })
 
-  it('refreshes the shares: same principal, next generation, still signs', async () => {
+  it('refreshes the shares: same principal, next epoch, still signs', async () => {
     const refreshed = await ok(a, 'cluster', 'refresh')
-    assert.match(refreshed, new RegExp(`^${cluster.principal}\\n {2}threshold {3}3 of 5\\n {2}generation {2}1\\n`))
-    assert.match(await ok(nodes[3], 'cluster', 'show'), / {2}generation {2}1\n/)
+    assert.match(refreshed, new RegExp(`^${cluster.principal}\\n {2}threshold {3}3 of 5\\n {2}epoch {7}1\\n`))
+    assert.match(await ok(nodes[3], 'cluster', 'show'), / {2}epoch {7}1\n/)
+    assert.equal((JSON.parse(await ok(nodes[3], 'cluster', 'show', '--json')) as ClusterView).epoch, 1)
   })
 
   it('signs with 2 of 5 members stopped, and fails clearly with 3 stopped', async () => {

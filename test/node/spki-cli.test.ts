@@ -37,8 +37,8 @@ describe('cyberspace key, cert and acl', function () {
     const shown = JSON.parse(await ok(a, 'key', '--json')) as Record<string, string>
     assert.equal(shown.principal, expected)
     assert.equal(shown.peerId, a.peerId)
-    assert.match(shown.publicKey, /^\(public-key \(ed25519 \|[A-Za-z0-9+/]{43}\|\)\)$/)
-    assert.match(shown.hash, /^\(hash sha256 \|[A-Za-z0-9+/]{43}\|\)$/)
+    assert.match(shown.publicKey, /^\(public-key \(ed25519 \|[A-Za-z0-9+/]{43}=?\|\)\)$/)
+    assert.match(shown.hash, /^\(hash sha256 \|[A-Za-z0-9+/]{43}=?\|\)$/)
     const plain = await ok(a, 'key')
     assert.equal(plain.split('\n')[0], expected)
     const empty = await tempDir()
@@ -68,14 +68,23 @@ describe('cyberspace key, cert and acl', function () {
     // B holds no certificates: only A can prove, over /cyberspace/spki/1.0.0
     const local = await on(b, 'cert', 'verify', b.peerId, '(cyberspace (mailbox send))')
     assert.equal(local.code, 1)
-    assert.match(local.stdout, /^refused: ChainNotFoundError/)
+    assert.match(
+      local.stdout,
+      /^refused: no .*: trust a root for it \(npx --no-install cyberspace acl add <root> '\(cyberspace \(mailbox send\)\)'\), import a chain .*, or ask the issuer's node \(--from <peer-id>\)\n$/
+    )
     const proved = await ok(b, 'cert', 'verify', b.peerId, '(cyberspace (mailbox send))', '--from', a.peerId)
     assert.match(proved, /^authorized\n {2}the chain grants \(cyberspace \(mailbox \(\* set send read\)\)\)/)
+    // one authorization certificate, granted to a SDSI name that one name certificate resolves
+    assert.match(
+      proved,
+      /^ {2}by 1 authorization certificate \(root first\) and 1 name certificate resolving the subjects:$/m
+    )
     assert.deepEqual(certHashes(proved).sort(), [...certHashes(name), ...certHashes(auth)].sort())
 
     const wider = await on(b, 'cert', 'verify', b.peerId, '(cyberspace (mailbox delete))', '--from', a.peerId)
     assert.equal(wider.code, 1)
-    assert.match(wider.stdout, /^refused: ProofRefusedError: .*no chain/)
+    assert.match(wider.stdout, /^refused: 12D3Koo\w+ refused: no chain.*: that node holds no such chain/)
+    assert.doesNotMatch(wider.stdout, /Error\b/, 'no class names')
   })
 
   it('moves certificates in transport form, verifies them offline, and revokes one', async () => {
@@ -109,7 +118,7 @@ describe('cyberspace key, cert and acl', function () {
     assert.match(await ok(b, 'cert', 'import', crlFile), /^imported 0 certificates and 1 CRL$/m)
     const revoked = await on(b, 'cert', 'verify', b.peerId, '(cyberspace (mailbox read))')
     assert.equal(revoked.code, 1)
-    assert.match(revoked.stdout, /^refused: /)
+    assert.match(revoked.stdout, /^refused: revoked: /)
     // and A, the issuer, no longer proves it either
     const fromA = await on(b, 'cert', 'verify', b.peerId, '(cyberspace (mailbox read))', '--from', a.peerId)
     assert.equal(fromA.code, 1)
@@ -126,7 +135,7 @@ describe('cyberspace key, cert and acl', function () {
       [['cert', 'issue', b.peerId], 2, /usage: cyberspace cert issue/],
       [['cert', 'revoke', 'xyz'], 1, /hex digits/],
       [['cert', 'revoke', '00000000'], 1, /no certificate issued by this node/],
-      [['cert', 'frobnicate'], 2, /usage: cyberspace cert/],
+      [['cert', 'frobnicate'], 2, /^cyberspace: unknown command "cert frobnicate" \(see cyberspace cert --help\)\n$/],
       [['acl', 'add', 'nobody', '(x)'], 1, /neither a principal id/],
       [['acl', 'remove', parsePrincipal(b.peerId)], 1, /not in the ACL/],
       [['cert', 'show', '--in', join(work, 'missing.txt')], 2, /cannot read/]

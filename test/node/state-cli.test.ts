@@ -71,7 +71,7 @@ describe('cyberspace state: documents between two node processes', function () {
     try {
       await waitUntil('the watch printed the value', () => watcher.stdout().includes('"owner":"ana"'), 20_000, 100)
       await ok(a, 'state', 'set', 'tasks', 'report/owner', 'bo')
-      await ok(a, 'state', 'delete', 'tasks', 'report/tags')
+      await ok(a, 'state', 'unset', 'tasks', 'report/tags')
       await waitUntil('the watch saw both changes', () => watcher.stdout().includes('"owner":"bo"}}'), 30_000, 100)
       const lines = watcher.stdout().trim().split('\n')
       const changes = lines.filter(l => l.startsWith('# event '))
@@ -85,6 +85,29 @@ describe('cyberspace state: documents between two node processes', function () {
     assert.equal(code, 0, stderr)
   })
 
+  it('deletes a document from one node only: it stops replicating it there, the other keeps it', async () => {
+    await ok(a, 'state', 'set', 'scratch', '"temporary"', '--type', 'lww-register', '--public')
+    assert.match(await ok(a, 'state', 'list'), /^scratch {2}lww-register {2}public$/m)
+    await waitUntil(
+      'B has scratch',
+      async () => (await on(b, 'state', 'get', 'scratch', '--type', 'lww-register')).stdout === '"temporary"\n',
+      30_000,
+      500
+    )
+    assert.equal(
+      await ok(b, 'state', 'delete', 'scratch'),
+      'deleted scratch from this node: it no longer replicates it (other nodes keep their replicas)\n'
+    )
+    const gone = await on(b, 'state', 'get', 'scratch')
+    assert.equal(gone.code, 1)
+    assert.match(gone.stderr, /^cyberspace: this node has no document scratch; open it with its type/)
+    assert.doesNotMatch(await ok(b, 'state', 'list'), /scratch/)
+    // a change on A no longer reaches B, and A still has its copy
+    await ok(a, 'state', 'set', 'scratch', '"changed"')
+    assert.equal(await ok(a, 'state', 'get', 'scratch'), '"changed"\n')
+    assert.doesNotMatch(await ok(b, 'state', 'list'), /scratch/)
+  })
+
   it('refuses what cannot be done, with the reason and a non-zero exit', async () => {
     const cases: Array<[string[], number, RegExp]> = [
       [['state', 'get', 'nothing-here'], 1, /no document nothing-here; open it with its type/],
@@ -95,7 +118,26 @@ describe('cyberspace state: documents between two node processes', function () {
       [['state', 'set', 'Bad Name', '1', '--type', 'lww-register'], 1, /invalid document name/],
       [['state', 'get', 'x', '--type', 'b-tree'], 1, /type must be one of g-counter/],
       [['state', 'incr', 'visits', '--by', '1.5'], 2, /--by takes a whole number/],
-      [['state', 'frobnicate', 'x'], 2, /usage:/],
+      [
+        ['state', 'frobnicate', 'x'],
+        2,
+        /^cyberspace: unknown command "state frobnicate" \(see cyberspace state --help\)\n$/
+      ],
+      [
+        ['state', 'delete', 'tasks', 'report/due'],
+        2,
+        /whole document; to delete the field report\/due, run: npx --no-install cyberspace state unset tasks report\/due/
+      ],
+      [
+        ['state', 'delete', 'nothing-here'],
+        1,
+        /^cyberspace: this node has no document nothing-here \(see npx --no-install cyberspace state list\)\n$/
+      ],
+      [
+        ['state', 'set', 'notes', '1', '--public'],
+        2,
+        /--public applies when a document is opened: give its --type too/
+      ],
       [['state', 'get'], 2, /usage: cyberspace state get <name>/]
     ]
     for (const [args, code, message] of cases) {

@@ -39,13 +39,54 @@ describe('control API: state routes', function () {
     await refused(client.get('state/watch', { name: 'notes' }), 404, /no document notes/)
     assert.deepEqual(await client.get('state'), [])
     const opened = await client.post<DocumentView>('state/open', { name: 'notes', type: 'lww-register' })
-    assert.deepEqual(opened, { name: 'notes', type: 'lww-register', value: null, heads: [], events: 0 })
+    assert.deepEqual(opened, {
+      name: 'notes',
+      type: 'lww-register',
+      value: null,
+      heads: [],
+      events: 0,
+      public: false
+    })
     await refused(client.get('state/get', { name: 'notes', type: 'or-set' }), 409, /is a lww-register, not a or-set/)
     await client.post('state/update', { name: 'counts', type: 'g-counter', op: 'increment', value: 2 })
     assert.deepEqual(
       (await client.get<Array<{ name: string }>>('state')).map(d => d.name),
       ['counts', 'notes']
     )
+  })
+
+  it('opens a public document only when asked, and deletes a document from this node', async () => {
+    const client = await api()
+    const shared = await client.post<DocumentView>('state/update', {
+      name: 'board',
+      type: 'or-set',
+      public: true,
+      op: 'add',
+      value: 'hello'
+    })
+    assert.equal(shared.public, true)
+    assert.equal((await client.get<DocumentView>('state/get', { name: 'board' })).public, true)
+    // updating without saying public leaves it public
+    await client.post('state/update', { name: 'board', op: 'add', value: 'again' })
+    assert.equal((await client.get<DocumentView>('state/get', { name: 'board' })).public, true)
+    await refused(
+      client.post('state/update', { name: 'board', public: true, op: 'add', value: 'x' }),
+      400,
+      /give its type/
+    )
+    await refused(
+      client.post('state/open', { name: 'board', type: 'or-set', public: 'yes' }),
+      400,
+      /public must be true or false/
+    )
+    const listed = await client.get<Array<{ name: string; public: boolean }>>('state')
+    assert.equal(listed.find(d => d.name === 'board')?.public, true)
+
+    assert.deepEqual(await client.post('state/delete', { name: 'board' }), { name: 'board', deleted: true })
+    await refused(client.get('state/get', { name: 'board' }), 404, /no document board/)
+    assert.equal((await client.get<Array<{ name: string }>>('state')).filter(d => d.name === 'board').length, 0)
+    assert.deepEqual(await client.post('state/delete', { name: 'board' }), { name: 'board', deleted: false })
+    await refused(client.post('state/delete', { name: 'Bad Name' }), 400, /invalid document name/)
   })
 
   it('carries values as DAG-JSON and refuses malformed input', async () => {
