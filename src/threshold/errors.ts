@@ -82,6 +82,15 @@ export class SigningRefusedError extends ThresholdError {
   name = 'SigningRefusedError'
 }
 
+/**
+ * A requester is not authorized for what it asks by this member's ACL. On the wire this is the
+ * error name a member answers, so the requester can tell a missing grant from other refusals.
+ */
+export class NotAuthorizedError extends SigningRefusedError {
+  static name = 'NotAuthorizedError'
+  name = 'NotAuthorizedError'
+}
+
 /** Ciphertext that does not open (tampered, or combined from wrong shares). */
 export class DecryptionError extends ThresholdError {
   static name = 'DecryptionError'
@@ -106,14 +115,37 @@ export class WrongEpochError extends ThresholdError {
   name = 'WrongEpochError'
 }
 
-/** A member answered a request with a named refusal; `remoteName` is the error it gave. */
+/** A member answered a request with a named refusal; `remoteName` and `remoteMessage` are the error it gave. */
 export class MemberRefusedError extends ThresholdError {
   static name = 'MemberRefusedError'
   name = 'MemberRefusedError'
   readonly remoteName: string
-  constructor(message: string, remoteName: string, culprit?: PrincipalId) {
-    super(message, culprit)
+  readonly remoteMessage: string
+  constructor(member: PrincipalId, remoteName: string, remoteMessage: string) {
+    super(`${member} refused: ${remoteName}: ${remoteMessage}`, member)
     this.remoteName = remoteName
+    this.remoteMessage = remoteMessage
+  }
+}
+
+/**
+ * A request that needs every member it names failed at some of them: refused, unreachable, too
+ * slow, or answered wrongly. `members` lists them in member order; `reasons` holds one line per
+ * member saying what happened and, for a missing grant, the command that fixes it; `errors` the
+ * error each request ended with. The message is those lines, one per member.
+ */
+export class MembersFailedError extends ThresholdError {
+  static name = 'MembersFailedError'
+  name = 'MembersFailedError'
+  readonly members: PrincipalId[]
+  readonly reasons: Map<PrincipalId, string>
+  readonly errors: Map<PrincipalId, Error>
+
+  constructor(failures: ReadonlyArray<{ member: PrincipalId; reason: string; error: Error }>, culprit?: PrincipalId) {
+    super(failures.map(f => f.reason).join('\n'), culprit ?? failures[0]?.member)
+    this.members = failures.map(f => f.member)
+    this.reasons = new Map(failures.map(f => [f.member, f.reason]))
+    this.errors = new Map(failures.map(f => [f.member, f.error]))
   }
 }
 

@@ -53,11 +53,12 @@ import { decryptionShare, encryptToGroup, openWithShares, verifyDecryptionShare 
 import { DkgSession } from './dkg.ts'
 import {
   ClusterExistsError,
-  describeExcluded,
   EquivocationError,
   MemberRefusedError,
+  MembersFailedError,
   NoClusterError,
   NotAMemberError,
+  NotAuthorizedError,
   NotEnoughSignersError,
   SigningRefusedError,
   ThresholdError,
@@ -167,6 +168,15 @@ export interface DecryptionResult {
   excluded: Map<PrincipalId, Error>
 }
 
+export interface InitResult extends ClusterInfo {
+  /**
+   * Members that did not report their key generation done: the answer to the confirmations was
+   * lost, twice. Each may hold its share (only its answer was lost) or not (the delivery never
+   * reached it); see "What each party holds" in protocols/dkg/README.md. The error says which.
+   */
+  unconfirmed: Map<PrincipalId, Error>
+}
+
 export interface RefreshResult extends ClusterInfo {
   /** Members that staged the new share but did not confirm the switch (see the note on lagging members in protocols/frost/README.md). */
   lagging: Map<PrincipalId, Error>
@@ -176,7 +186,7 @@ export interface Cluster {
   /** The cluster this node holds a share of, if any. */
   info(): ClusterInfo | undefined
   /** Runs key generation among `members` (this node among them) with threshold t, and keeps this node's share. */
-  init(members: PrincipalId[], threshold: number, options?: AbortOptions): Promise<ClusterInfo>
+  init(members: PrincipalId[], threshold: number, options?: AbortOptions): Promise<InitResult>
   /** A t-of-n signature over signedBytes(domain, body): an ordinary Ed25519 signature by the cluster key. */
   sign(domain: string, body: Uint8Array, options?: AbortOptions): Promise<SigningResult>
   /** Signs a certificate whose issuer is the cluster principal, keeps it in the SPKI store, returns it. */
@@ -216,6 +226,8 @@ class ClusterService implements Cluster, Startable {
   private signer?: Signer
   /** The key generation this node takes part in as an invited member (at most one at a time). */
   private dkgRun?: DkgRun & { id: string }
+  /** The last key generation this node finished as a member, so a repeated last delivery is answered `done`. */
+  private dkgFinished?: { id: string; initiator: PrincipalId }
   /** True while this node initiates a key generation or stores the share of one. */
   private generating = false
   private refreshRun?: RefreshRun
@@ -303,7 +315,7 @@ class ClusterService implements Cluster, Startable {
     await this.components.spki.authorizeOrProve(principal, required.tag, {
       timeout: this.timeout,
       refuse: (local, remote) =>
-        new SigningRefusedError(
+        new NotAuthorizedError(
           `${principal} is not authorized for ${required.text} here: ${remote.message} (locally: ${local.message})`
         )
     })
@@ -339,7 +351,7 @@ class ClusterService implements Cluster, Startable {
 
   // ------------------------------------------------------------------ key generation
 
-  async init(members: PrincipalId[], threshold: number, options: AbortOptions = {}): Promise<ClusterInfo> {
+  async init(members: PrincipalId[], threshold: number, options: AbortOptions = {}): Promise<InitResult> {
     if (this.generating || this.liveDkgRun() != null)
       throw new ClusterExistsError('a key generation is already under way at this node')
     this.generating = true
@@ -350,7 +362,7 @@ class ClusterService implements Cluster, Startable {
     }
   }
 
-  private async generate(members: PrincipalId[], threshold: number, options: AbortOptions): Promise<ClusterInfo> {
+  private async generate(members: PrincipalId[], threshold: number, options: AbortOptions): Promise<InitResult> {
     if (this.state != null)
       throw new ClusterExistsError(`this node already holds a share of ${clusterPrincipal(this.state)}`)
     const all = [...new Set([...members, this.self])].sort() as PrincipalId[]
@@ -362,6 +374,8 @@ class ClusterService implements Cluster, Startable {
     const pool: Array<{ from: PrincipalId; to?: string; bytes: Uint8Array }> = []
     const given = new Map<PrincipalId, Set<Uint8Array>>(all.map(m => [m, new Set()]))
     const done = new Set<PrincipalId>()
+    // members whose delivery failed after this node's session was done: reported, never fatal
+    const unconfirmed = new Map<PrincipalId, Error>()
     const add = (from: PrincipalId, bytes: Uint8Array[]): void => {
       for (const b of bytes) {
         const msg = decodeDkgMessage(b)
@@ -380,7 +394,7 @@ class ClusterService implements Cluster, Startable {
       async m => {
         await ask(m, { v: 1, type: 'invite', session, members: all, threshold })
       },
-      'key generation'
+      TAGS.init
     )
     // round 1, round 2, confirmations: relay what each member has not seen yet
     for (let round = 0; round < 4 && done.size < all.length; round++) {
@@ -392,39 +406,74 @@ class ClusterService implements Cluster, Startable {
         return out
       }
       const batches = new Map(all.map(m => [m, pending(m)]))
-      const own = batches.get(this.self) ?? []
-      const produced: Uint8Array[] = []
-      produced.push(...(await receiveAll(dkg, own, this.log)))
-      if (dkg.status === 'done') done.add(this.self)
-      await this.allOrFail(
-        others.filter(m => !done.has(m)),
-        async m => {
-          await ask(m, { v: 1, type: 'deliver', session, messages: batches.get(m) ?? [] })
-        },
-        'key generation'
-      )
+      const produced = await receiveAll(dkg, batches.get(this.self) ?? [], this.log)
+      const deliver = async (m: PrincipalId): Promise<void> => {
+        await ask(m, { v: 1, type: 'deliver', session, messages: batches.get(m) ?? [] })
+      }
       add(this.self, produced)
+      const waiting = others.filter(m => !done.has(m) && !unconfirmed.has(m))
+      if (dkg.status !== 'done') {
+        await this.allOrFail(waiting, deliver, TAGS.init)
+        continue
+      }
+      // this node has every member's matching confirmation and its own verified share of the
+      // agreed key: it keeps it now, before the last delivery, whatever becomes of that
+      if (!done.has(this.self)) {
+        done.add(this.self)
+        await this.keep({ members: all, threshold, epoch: 0, key: dkg.outcome().key })
+      }
+      await Promise.all(
+        waiting.map(async m => {
+          try {
+            await deliver(m)
+          } catch (err) {
+            // a refusal stands; a lost request or answer is asked once more (a member that finished answers `done` again)
+            if (err instanceof MemberRefusedError) {
+              unconfirmed.set(m, err)
+              return
+            }
+            try {
+              await deliver(m)
+            } catch (again) {
+              unconfirmed.set(m, again as Error)
+            }
+          }
+        })
+      )
     }
-    // this node's session is done only once every member confirmed the same key: keep it even if
-    // a member's last answer was lost (that member kept its share when it finished too)
     if (dkg.status !== 'done')
       throw new ThresholdError(`key generation did not finish: ${all.filter(m => !done.has(m)).join(', ')} not done`)
-    const outcome = dkg.outcome()
-    await this.keep({ members: all, threshold, epoch: 0, key: outcome.key })
-    for (const m of all.filter(m => !done.has(m))) this.log('%s did not report its key generation done', m)
-    return this.info() as ClusterInfo
+    const reported = new Map<PrincipalId, Error>()
+    for (const m of others.filter(m => !done.has(m))) {
+      const cause = unconfirmed.get(m) ?? new Error('it answered without finishing')
+      const holds =
+        cause instanceof MemberRefusedError
+          ? 'it holds no share of this cluster'
+          : 'it holds its share if only its answer was lost (`cyberspace cluster show` on that member tells)'
+      const error = new ThresholdError(`${memberFailure(m, cause, this.self)}; ${holds}`, m)
+      reported.set(m, error)
+      this.log.error('key generation of %s: %s', dkg.outcome().clusterPrincipal, error.message)
+    }
+    return { ...(this.info() as ClusterInfo), unconfirmed: reported }
   }
 
-  /** Runs `fn` for every member; if any fails, throws naming each that did (the first as culprit). */
-  private async allOrFail(members: PrincipalId[], fn: (m: PrincipalId) => Promise<void>, what: string): Promise<void> {
+  /** Runs `fn` for every member; if any fails, throws MembersFailedError naming each that did, with what fixes a missing grant of `tag`. */
+  private async allOrFail(
+    members: PrincipalId[],
+    fn: (m: PrincipalId) => Promise<void>,
+    tag: ClusterTag
+  ): Promise<void> {
     const results = await Promise.allSettled(members.map(fn))
     const failed = results.flatMap((r, i) =>
-      r.status === 'rejected' ? [[members[i], r.reason as Error] as const] : []
+      r.status === 'rejected' ? [{ member: members[i], error: r.reason as Error }] : []
     )
     if (failed.length === 0) return
-    const culprit = failed.find(([, e]) => e instanceof ThresholdError && e.culprit != null)?.[1] as
+    const culprit = failed.find(f => f.error instanceof ThresholdError && f.error.culprit != null)?.error as
       ThresholdError | undefined
-    throw new ThresholdError(`${what} failed: ${describeExcluded(failed)}`, culprit?.culprit ?? failed[0][0])
+    throw new MembersFailedError(
+      failed.map(f => ({ ...f, reason: memberFailure(f.member, f.error, this.self, tag) })),
+      culprit?.culprit
+    )
   }
 
   /** Sends `request` to `member` and returns its answer, which must be of type `expected`; a refusal throws MemberRefusedError. */
@@ -440,7 +489,7 @@ class ClusterService implements Cluster, Startable {
       signal: withTimeout(this.timeout, options.signal),
       decode: wire.decode,
       expected,
-      refused: ({ name, message }) => new MemberRefusedError(`${member} refused: ${name}: ${message}`, name, member),
+      refused: ({ name, message }) => new MemberRefusedError(member, name, message),
       unexpected: type => new ThresholdError(`${member} answered with ${type}`, member)
     })) as A
   }
@@ -495,8 +544,13 @@ class ClusterService implements Cluster, Startable {
     }
     if (request.type !== 'deliver') throw new WrongSessionError(`expected invite or deliver, got ${request.type}`)
     const run = live
-    if (run == null || run.id !== bytesToHex(request.session) || run.initiator !== from)
+    const id = bytesToHex(request.session)
+    if (run == null || run.id !== id || run.initiator !== from) {
+      // the last delivery again, its answer having been lost: this member finished and kept its share
+      if (this.dkgFinished?.id === id && this.dkgFinished.initiator === from)
+        return { v: 1, type: 'messages', messages: [], done: true }
       throw new WrongSessionError('no such key generation from this initiator')
+    }
     let out: Uint8Array[]
     try {
       out = await receiveAll(run.dkg, request.messages, this.log)
@@ -512,6 +566,7 @@ class ClusterService implements Cluster, Startable {
       try {
         const outcome = run.dkg.outcome()
         await this.keep({ members: outcome.members, threshold: outcome.threshold, epoch: 0, key: outcome.key })
+        this.dkgFinished = { id: run.id, initiator: run.initiator }
         this.log('joined cluster %s', outcome.clusterPrincipal)
       } finally {
         this.generating = false
@@ -691,8 +746,10 @@ class ClusterService implements Cluster, Startable {
       })
     )
     if (valid.length < state.threshold) {
+      const n = valid.length
       throw new NotEnoughSignersError(
-        `${valid.length} valid decryption shares; ${state.threshold} are needed. ${describeExcluded(excluded)}`
+        `${n} valid decryption share${n === 1 ? '' : 's'} of ${state.threshold} needed: ` +
+          describeFailures(excluded, this.self, TAGS.decrypt)
       )
     }
     // each share was checked against its proof as it came: combine the first t
@@ -733,7 +790,7 @@ class ClusterService implements Cluster, Startable {
           const a = await this.requestFrost(m, { v: 1, type: 'refresh-deal', group, epoch, session }, 'deal', options)
           deals.set(m, a.deal)
         },
-        'refresh (every member must deal)'
+        TAGS.refresh
       )
       const all = state.members.map(m => deals.get(m) as Uint8Array)
       const staged = await this.stage(state, run, all)
@@ -751,7 +808,7 @@ class ClusterService implements Cluster, Startable {
           if (!equalBytes(a.digest, digest)) throw new EquivocationError(`${m} computed other public shares`, m)
           acks.push({ from: m, sig: a.ack })
         },
-        'refresh (every member must stage the new share)'
+        TAGS.refresh
       )
       // everyone holds the new share staged and said so, signed: switch here, then tell the others
       await this.commitStaged(run, acks)
@@ -831,6 +888,39 @@ class ClusterService implements Cluster, Startable {
     this.refreshRun = undefined
     await this.store.remove('staged')
   }
+}
+
+/** How a member is shown to a person: its peer id, as `cyberspace peers` and `cluster init --members` show it. */
+const shown = (member: PrincipalId): string => peerIdFromPrincipal(member).toString()
+
+/** A member that did not answer at all: unreachable, too slow, the stream failed. */
+const silent = (member: PrincipalId, err: Error): boolean =>
+  !(err instanceof MemberRefusedError) && !(err instanceof ThresholdError && err.culprit === member)
+
+/**
+ * One line on why `member` failed a request of `requester`'s: a refusal for want of `tag` says
+ * the command that grants it on that member.
+ */
+function memberFailure(member: PrincipalId, err: Error, requester: PrincipalId, tag?: ClusterTag): string {
+  const who = `member ${shown(member)}`
+  if (err instanceof MemberRefusedError) {
+    if (err.remoteName === NotAuthorizedError.name && tag != null)
+      return (
+        `${who} refused: it does not trust this node for ${tag.text}; ` +
+        `on that member run: cyberspace acl add ${requester} '(cyberspace (cluster))'`
+      )
+    return `${who} refused: ${err.remoteMessage} (${err.remoteName})`
+  }
+  if (!silent(member, err)) return `${who} failed: ${err.name}: ${err.message}`
+  return `${who} did not answer: ${err.message}`
+}
+
+/** "members A, B did not answer; member C refused: …" for the members left out of a request. */
+function describeFailures(failures: Map<PrincipalId, Error>, requester: PrincipalId, tag: ClusterTag): string {
+  const quiet = [...failures].filter(([m, e]) => silent(m, e)).map(([m]) => shown(m))
+  const parts = [...failures].filter(([m, e]) => !silent(m, e)).map(([m, e]) => memberFailure(m, e, requester, tag))
+  if (quiet.length > 0) parts.unshift(`member${quiet.length === 1 ? '' : 's'} ${quiet.join(', ')} did not answer`)
+  return parts.join('; ')
 }
 
 /** Errors for a message that is dropped while the session goes on (DkgSession.receive's rules). */

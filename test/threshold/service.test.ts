@@ -48,10 +48,11 @@ describe('the cluster key service over /cyberspace/dkg and /cyberspace/frost', f
   })
 
   it('refuses to generate a key when a member does not authorize the initiator, naming it', async () => {
-    await assert.rejects(coordinator.cluster.init(ids, 3), (err: Error & { culprit?: string }) => {
-      assert.equal(err.name, 'ThresholdError')
+    await assert.rejects(coordinator.cluster.init(ids, 3), (err: Error & { culprit?: string; members?: string[] }) => {
+      assert.equal(err.name, 'MembersFailedError')
       assert.equal(err.culprit, ids[4])
-      assert.match(err.message, /SigningRefusedError: .*not authorized for \(cyberspace \(cluster init\)\)/)
+      assert.deepEqual(err.members, [ids[4]])
+      assert.match(err.message, /refused: it does not trust this node for \(cyberspace \(cluster init\)\)/)
       return true
     })
     assert.equal(coordinator.cluster.info(), undefined)
@@ -136,7 +137,7 @@ describe('the cluster key service over /cyberspace/dkg and /cyberspace/frost', f
       ephemeral: ct.ephemeral
     })
     assert.equal(answer.type, 'error')
-    assert.equal(answer.type === 'error' && answer.name, 'SigningRefusedError')
+    assert.equal(answer.type === 'error' && answer.name, 'NotAuthorizedError')
   })
 
   it('refuses bad requests with named errors and keeps serving', async () => {
