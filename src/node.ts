@@ -4,7 +4,7 @@
  * differs — identity key, transports, stores, extra services (a relay server), the connection
  * gater — and everything else is the same stack: noise, yamux, identify, ping, a private Kademlia
  * DHT on `/cyberspace/kad/1.0.0`, gossipsub with strict signing, the bootstrap service, and
- * Helia (bitswap, dag-cbor) on that same libp2p.
+ * Helia (its blockstore and dag-cbor; no bitswap, see below) on that same libp2p.
  *
  * @example
  * const node = await createNode({ privateKey, transports: [tcp()], blockstore, datastore, dhtServer: true })
@@ -13,7 +13,6 @@
  */
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import { withBitswap } from '@helia/bitswap'
 import { withLibp2pLight } from '@helia/libp2p'
 import * as dagCbor from '@ipld/dag-cbor'
 import { gossipsub } from '@libp2p/gossipsub'
@@ -188,8 +187,9 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
     },
     start: false
   })
-  const helia = withBitswap(withNet)
-  return new Node(peerId, helia as unknown as Helia & { libp2p: Libp2p<CyberspaceServices> }, options)
+  // no bitswap: it would serve every block to any peer that names its CID. Log blocks travel over
+  // /cyberspace/heads, which checks the asker's read authority for the block's document.
+  return new Node(peerId, withNet as unknown as Helia & { libp2p: Libp2p<CyberspaceServices> }, options)
 }
 
 class Node implements CyberspaceNode {

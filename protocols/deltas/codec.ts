@@ -1,10 +1,10 @@
 /**
  * The deltas gossip topic (spec in README.md beside this file): every new log event is announced
- * on `/cyberspace/<namespace>/deltas/1`, with the event block inline when it is small and by CID
- * when it is not (receivers then fetch it, and any missing ancestors, by CID).
+ * on `/cyberspace/<namespace>/deltas/1` by CID (receivers that may read the document fetch it, and
+ * any missing ancestors, by CID); the block goes inline only for public documents, and only when small.
  *
  * @example
- * const bytes = encodeDeltaMessage({ v: 1, type: 'event', log: 'tasks', cid, block })
+ * const bytes = encodeDeltaMessage({ v: 1, type: 'event', log: 'tasks', cid, block: null })
  * decodeDeltaMessage(bytes) // throws InvalidDeltaMessageError on anything else
  */
 import { checkLogId, isBlockCid } from '../log/codec.ts'
@@ -57,7 +57,16 @@ export function decodeDeltaMessage(bytes: Uint8Array): DeltaMessage {
   return decodeChecked(bytes, MAX_DELTA_MESSAGE_BYTES, check, fail)
 }
 
-/** The message announcing an event: inline if small enough. */
-export function eventAnnouncement(log: string, cid: CID, bytes: Uint8Array): DeltaMessage {
-  return { v: 1, type: 'event', log, cid, block: bytes.length <= MAX_INLINE_EVENT_BYTES ? bytes : null }
+/**
+ * The message announcing an event: the block inline only when the caller passes it (a public
+ * document) and it is small enough; otherwise by CID, fetched with `want` by readers.
+ */
+export function eventAnnouncement(log: string, cid: CID, bytes: Uint8Array | null): DeltaMessage {
+  return {
+    v: 1,
+    type: 'event',
+    log,
+    cid,
+    block: bytes != null && bytes.length <= MAX_INLINE_EVENT_BYTES ? bytes : null
+  }
 }

@@ -1,8 +1,9 @@
 /**
- * `/cyberspace/heads/1.0.0` messages (spec in README.md beside this file): anti-entropy for logs.
- * The dialer sends the heads (and latest snapshot) of the logs it holds; the listener answers with
- * its own for the logs both hold. Each side then fetches by CID (`want` → `blocks`) whatever the
- * other has and it lacks. One request, one answer per stream.
+ * `/cyberspace/heads/2.0.0` messages (spec in README.md beside this file): anti-entropy for logs.
+ * The dialer sends the heads (and latest snapshot) of the logs it holds and the listener may read;
+ * the listener answers with its own for the logs both hold and the dialer may read. Each side then
+ * fetches by CID (`want` of one log → `blocks` of that log) whatever the other has and it lacks.
+ * One request, one answer per stream.
  *
  * @example
  * const bytes = encodeHeadsMessage({ v: 1, type: 'heads', logs: [{ log: 'tasks', heads: [cid], snapshot: null }] })
@@ -13,7 +14,8 @@ import { checkFields, decodeChecked, encodeChecked, ERROR_FIELDS, isBytes } from
 import type { ErrorAnswer } from '../wire.ts'
 import type { CID } from 'multiformats/cid'
 
-export const HEADS_PROTOCOL = '/cyberspace/heads/1.0.0'
+/** 2.0.0: `want` names its log, and both messages are served only to readers of that log. */
+export const HEADS_PROTOCOL = '/cyberspace/heads/2.0.0'
 /** Most logs one message names. */
 export const MAX_LOGS_PER_MESSAGE = 256
 /** Most heads sent per log; a log with more sends the first ones, the rest follow once merged. */
@@ -41,10 +43,11 @@ export interface HeadsMessage {
   logs: LogHeads[]
 }
 
-/** Asks for blocks by CID: log events or snapshots the asker lacks. */
+/** Asks for blocks of one log by CID: its events or snapshots the asker lacks. */
 export interface WantMessage {
   v: 1
   type: 'want'
+  log: string
   cids: CID[]
 }
 
@@ -58,7 +61,7 @@ export interface BlocksMessage {
 export type HeadsRequest = HeadsMessage | WantMessage
 export type HeadsAnswer = HeadsMessage | BlocksMessage | ErrorAnswer
 
-const FIELDS = { heads: 'logs,type,v', want: 'cids,type,v', blocks: 'blocks,type,v', error: ERROR_FIELDS }
+const FIELDS = { heads: 'logs,type,v', want: 'cids,log,type,v', blocks: 'blocks,type,v', error: ERROR_FIELDS }
 
 function fail(what: string): never {
   throw new InvalidHeadsMessageError(what)
@@ -67,6 +70,7 @@ function fail(what: string): never {
 function check(msg: unknown): asserts msg is HeadsRequest | HeadsAnswer {
   const m = checkFields(msg, FIELDS, fail)
   if (m.type === 'want') {
+    checkLogId(m.log, fail)
     if (!Array.isArray(m.cids) || m.cids.length === 0 || m.cids.length > MAX_WANTED_BLOCKS) {
       fail(`cids is a list of 1-${MAX_WANTED_BLOCKS}`)
     }

@@ -25,6 +25,7 @@ import type { MvRegisterState } from '../crdt/mv-register.ts'
 import type { MapPath, OrMapState } from '../crdt/or-map.ts'
 import type { OrSetState } from '../crdt/or-set.ts'
 import type { PnCounterState } from '../crdt/pn-counter.ts'
+import type { TextDelta } from '../crdt/text.ts'
 import type { Doc as YDoc } from 'yjs'
 import type { AbortOptions } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
@@ -170,7 +171,7 @@ export class OrMapDocument extends Document<OrMapState, OrMapState, Record<strin
   }
 }
 
-export class TextDocument extends Document<YDoc, Uint8Array, string> {
+export class TextDocument extends Document<YDoc, TextDelta, string> {
   toString(): string {
     return this.value()
   }

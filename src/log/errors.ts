@@ -51,3 +51,9 @@ export class LogTypeMismatchError extends Error {
   static name = 'LogTypeMismatchError'
   name = 'LogTypeMismatchError'
 }
+
+/** The asking peer holds no chain granting it the right to read this log, and the log is not public. */
+export class UnauthorizedReadError extends Error {
+  static name = 'UnauthorizedReadError'
+  name = 'UnauthorizedReadError'
+}

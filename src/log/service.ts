@@ -1,22 +1,34 @@
 /**
- * The state service (`node.state`): replicated documents over this node's libp2p and Helia.
- * Each document is a log (src/log/log.ts) of one CRDT type. New events are announced on the
- * deltas gossip topic (`protocols/deltas/`), inline when small; peers exchange heads over
- * `/cyberspace/heads/1.0.0` (`protocols/heads/`) when they connect and every `syncInterval`, and
- * fetch what they lack by CID through Helia. Whatever gossip loses, anti-entropy repairs.
+ * The state service (`node.state`): replicated documents over this node's libp2p. Each document is
+ * a log (src/log/log.ts) of one CRDT type. New events are announced by CID on the deltas gossip
+ * topic (`protocols/deltas/`; inline only for public documents); peers exchange heads over
+ * `/cyberspace/heads/2.0.0` (`protocols/heads/`) when they connect and every `syncInterval`, and
+ * fetch what they lack by CID from the peer that told them, over the same protocol. Whatever gossip
+ * loses, anti-entropy repairs.
  *
- * Authority: an event is applied only if its author holds `(cyberspace (log (append <name>)))`
- * by this node's ACL (a snapshot needs `(cyberspace (log (snapshot <name>)))`), found in the local
- * store or proven by the author's node over `/cyberspace/spki/1.0.0`. This node's own events need
- * no chain here; every other replica checks them.
+ * Authority, checked here on the receiving side every time (decisions are cached only until this
+ * node's ACL, CRLs or certificates change, and never past the grant's validity):
+ * - writing: an event is applied only if its author holds `(cyberspace (log (append <name>)))` by
+ *   this node's ACL (a snapshot needs `(cyberspace (log (snapshot <name>)))`), found in the local
+ *   store or proven by a connected peer that sent it over `/cyberspace/spki/1.0.0`;
+ * - reading: heads and blocks of a document are served only to peers holding
+ *   `(cyberspace (log (read <name>)))`, unless the document is public; a heads exchange covers only
+ *   documents each side may read at the other.
+ *
+ * Fairness: what a peer offers (heads, announcements) waits in a bounded queue per document and
+ * peer; each peer gets at most `maxJoinsPerPeer` joins of a document at once, peers not proven
+ * readers share `maxUnverifiedJoins`, and every join ends within `joinTimeout`. A peer that offers
+ * made-up CIDs and then stalls holds up only its own joins.
  *
  * @example
  * const doc = await node.state.open('tasks', 'or-set')
  * await doc.add('write the report')
  * doc.addEventListener('change', e => console.log(e.detail.author, doc.value()))
  */
+import * as dagCbor from '@ipld/dag-cbor'
+import { Key } from 'interface-datastore'
 import { decodeDeltaMessage, deltasTopic, encodeDeltaMessage, eventAnnouncement } from '../../protocols/deltas/codec.ts'
-import { blockCid, MAX_SNAPSHOT_BYTES } from '../../protocols/log/codec.ts'
+import { blockCid, checkLogId, MAX_SNAPSHOT_BYTES } from '../../protocols/log/codec.ts'
 import {
   decodeHeadsMessage,
   InvalidHeadsMessageError,
@@ -28,7 +40,9 @@ import {
 } from '../../protocols/heads/codec.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
 import { Hlc } from '../clock/hlc.ts'
+import { principalFromPeerId } from '../crypto/principal.ts'
 import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
+import { spkiTimeMs } from '../spki/cert.ts'
 import { atom } from '../spki/sexp.ts'
 import { parseTag } from '../spki/tag.ts'
 import { crdtTypes } from '../crdt/index.ts'
@@ -40,13 +54,14 @@ import {
   HistoryTooLongError,
   LogClosedError,
   LogTypeMismatchError,
-  UnauthorizedEventError
+  UnauthorizedEventError,
+  UnauthorizedReadError
 } from './errors.ts'
 import { Log, storedLogs, storedLogType } from './log.ts'
-import type { BlocksMessage, HeadsAnswer, HeadsRequest, LogHeads } from '../../protocols/heads/codec.ts'
+import type { BlocksMessage, HeadsAnswer, HeadsRequest, LogHeads, WantMessage } from '../../protocols/heads/codec.ts'
 import type { LogBlockstore } from './blocks.ts'
 import type { Document, DocumentTypes } from './documents.ts'
-import type { FetchBlock, JoinOptions, LogAction, LogLimits } from './log.ts'
+import type { FetchBlock, FetchOptions, JoinOptions, LogLimits } from './log.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Signer } from '../crypto/sign.ts'
 import type { CrdtName } from '../crdt/types.ts'
@@ -57,7 +72,7 @@ import type { Datastore } from 'interface-datastore'
 import type { CID } from 'multiformats/cid'
 
 export interface StateInit {
-  /** The heads protocol id; default `/cyberspace/heads/1.0.0`. */
+  /** The heads protocol id; default `/cyberspace/heads/2.0.0`. */
   protocol?: string
   /** Gossip topic namespace: `/cyberspace/<namespace>/deltas/1`; default 'default'. */
   namespace?: string
@@ -65,13 +80,19 @@ export interface StateInit {
   syncInterval?: number
   /** Peers asked per periodic round; default 3. */
   syncFanout?: number
-  /** How long one heads exchange may take, in ms; default 10 s. */
+  /** How long one heads exchange (or one proof request) may take, in ms; default 10 s. */
   timeout?: number
   maxInboundStreams?: number
-  /** Joins running at once per document; further announcements wait for anti-entropy. Default 4. */
+  /** Joins of one document running at once for peers proven to read it; default 4. */
   maxConcurrentJoins?: number
+  /** Joins of one document running at once for one peer; default 1. */
+  maxJoinsPerPeer?: number
+  /** Joins of one document running at once for all peers not proven to read it; default 1. */
+  maxUnverifiedJoins?: number
+  /** Longest a join (fetching, checking, applying) may take, in ms; default 30 s. */
+  joinTimeout?: number
   limits?: LogLimits
-  /** How long a positive authorization is reused, in ms; default 60 s. */
+  /** Longest a positive authorization is reused while nothing changes in the ACL, CRLs or certificates, in ms; default 60 s. */
   authorizationTtl?: number
   /** Fault injection for tests: return false to drop an inbound gossip message. */
   acceptGossip?: (from: PeerId) => boolean
@@ -79,33 +100,74 @@ export interface StateInit {
 
 export interface StateComponents {
   libp2p: Libp2p<{ pubsub: GossipSub; spki: Spki }>
-  /** Helia's blockstore: local blocks, fetched from peers by CID when missing. */
+  /** The node's blockstore (local blocks only: missing blocks are fetched over the heads protocol). */
   blockstore: LogBlockstore
   datastore: Datastore
   signer: Signer
   logger: ComponentLogger
 }
 
+export interface OpenOptions extends AbortOptions {
+  /**
+   * True: serve the document to any peer and announce its events inline; false: only to peers
+   * holding `(cyberspace (log (read <name>)))`. Remembered; left as it was when not given.
+   */
+  public?: boolean
+}
+
 export interface State {
   /** Opens (or returns the already open) document `name` of a CRDT type. */
-  open<T extends CrdtName>(name: string, type: T, options?: AbortOptions): Promise<DocumentTypes[T]>
+  open<T extends CrdtName>(name: string, type: T, options?: OpenOptions): Promise<DocumentTypes[T]>
   /** Names of the open documents. */
   names(): string[]
   /** The open document `name`, or the stored one opened with its type; undefined if this node has none. */
   find(name: string, options?: AbortOptions): Promise<DocumentTypes[CrdtName] | undefined>
   /** The documents this node stores (open or not), with their types: at most `MAX_STORED_DOCUMENTS`. */
   stored(options?: AbortOptions): Promise<Array<{ name: string; type: CrdtName }>>
+  /** Whether document `name` is served to any peer (see `OpenOptions.public`). */
+  isPublic(name: string): boolean
+  /** Stops replicating document `name` and deletes its blocks and record; false if this node has none. */
+  delete(name: string, options?: AbortOptions): Promise<boolean>
   /** One round of anti-entropy: exchange heads with `peer`, or with a few connected peers. */
   sync(peer?: PeerId, options?: AbortOptions): Promise<void>
 }
 
 /** Most documents listed by `stored()` and reopened when the node starts. */
 export const MAX_STORED_DOCUMENTS = 1024
+/** Most peers with offers waiting per document. */
+export const MAX_PENDING_PEERS = 32
+/** Most heads waiting per peer and document; the oldest are dropped first. */
+export const MAX_PENDING_HEADS = 64
+/** Most inline blocks kept per waiting offer. */
+const MAX_PENDING_BLOCKS = 16
+/** Most cached authorization decisions. */
+const MAX_AUTHORIZATIONS = 4096
+
+type Action = 'append' | 'snapshot' | 'read'
+
+/** What one peer offered for one document, waiting for a join slot. */
+interface Offer {
+  /** The peer the join fetches from first: it told us about these heads. */
+  provider: PeerId
+  /** Whether `provider` is proven to read the document. */
+  verified: boolean
+  heads: Map<string, CID>
+  snapshot: CID | null
+  blocks: Map<string, Uint8Array>
+  /** Other peers that hold them (for gossip: the author). */
+  providers: PeerId[]
+}
 
 interface OpenDocument {
+  name: string
   doc: Document<any, any, any>
   log: Log<any, any, any>
-  joins: number
+  public: boolean
+  pending: Map<string, Offer>
+  /** Running joins by provider. */
+  running: Map<string, number>
+  verifiedJoins: number
+  unverifiedJoins: number
 }
 
 export class StateService implements State {
@@ -118,10 +180,12 @@ export class StateService implements State {
   private readonly clock = new Hlc()
   private readonly docs = new Map<string, OpenDocument>()
   private readonly opening = new Map<string, Promise<OpenDocument>>()
-  private readonly authorized = new Map<string, number>()
+  /** Positive authorizations: valid while the SPKI epoch is the same and until their expiry. */
+  private readonly authorized = new Map<string, { epoch: number; until: number }>()
   private timer?: ReturnType<typeof setInterval>
   private readonly self: PrincipalId
   private started = false
+  private shutdown = new AbortController()
   /** Set while stored documents are reopened at start: they sync together afterwards. */
   private reopening = false
 
@@ -137,14 +201,16 @@ export class StateService implements State {
 
   async start(): Promise<void> {
     const { libp2p } = this.components
+    this.shutdown = new AbortController()
     await libp2p.handle(
       this.protocol,
-      serveOnce(async (bytes, connection, signal) => await this.answerHeads(bytes, connection.remotePeer, signal), {
+      serveOnce(async (bytes, connection, signal) => await this.answer(bytes, connection.remotePeer, signal), {
         maxBytes: MAX_HEADS_MESSAGE_BYTES,
         timeout: this.timeout,
         log: this.log,
         refuse: err => encodeHeadsMessage(errorAnswer(err))
       }),
+      // per connection: a join fetches up to 8 blocks at once, and several documents may join
       { maxInboundStreams: this.init.maxInboundStreams ?? 32, maxOutboundStreams: 64 }
     )
     libp2p.services.pubsub.subscribe(this.topic)
@@ -160,6 +226,7 @@ export class StateService implements State {
 
   async stop(): Promise<void> {
     this.started = false
+    this.shutdown.abort(new LogClosedError('the state service stopped'))
     clearInterval(this.timer)
     const { libp2p } = this.components
     libp2p.removeEventListener('peer:connect', this.onConnect)
@@ -174,10 +241,16 @@ export class StateService implements State {
     return [...this.docs.keys()]
   }
 
-  async open<T extends CrdtName>(name: string, type: T, options: AbortOptions = {}): Promise<DocumentTypes[T]> {
+  async open<T extends CrdtName>(name: string, type: T, options: OpenOptions = {}): Promise<DocumentTypes[T]> {
     const open = this.docs.get(name) ?? (await this.opened(name, type, options))
     if (open.doc.type !== type) {
       throw new LogTypeMismatchError(`document ${name} is open as a ${open.doc.type}, not a ${type}`)
+    }
+    if (options.public != null && options.public !== open.public) {
+      const key = publicKey(name)
+      if (options.public) await this.components.datastore.put(key, Uint8Array.of(1), options)
+      else await this.components.datastore.delete(key, options)
+      open.public = options.public
     }
     return open.doc as DocumentTypes[T]
   }
@@ -185,10 +258,8 @@ export class StateService implements State {
   async find(name: string, options: AbortOptions = {}): Promise<DocumentTypes[CrdtName] | undefined> {
     const open = this.docs.get(name)
     if (open != null) return open.doc as DocumentTypes[CrdtName]
-    const type = await storedLogType(this.components.datastore, name, options)
-    if (type == null) return undefined
-    if (!isCrdtName(type)) throw new LogTypeMismatchError(`document ${name} holds an unknown type ${type}`)
-    return await this.open(name, type, options)
+    const type = await this.storedType(name, options)
+    return type == null ? undefined : await this.open(name, type, options)
   }
 
   async stored(options: AbortOptions = {}): Promise<Array<{ name: string; type: CrdtName }>> {
@@ -197,6 +268,27 @@ export class StateService implements State {
       if (isCrdtName(type)) out.push({ name: id, type })
     }
     return out.sort((a, b) => compareStrings(a.name, b.name))
+  }
+
+  isPublic(name: string): boolean {
+    return this.docs.get(name)?.public ?? false
+  }
+
+  async delete(name: string, options: AbortOptions = {}): Promise<boolean> {
+    checkLogId(name)
+    await this.opening.get(name)?.catch(() => {})
+    let log = this.docs.get(name)?.log
+    if (log != null) {
+      this.docs.delete(name)
+    } else {
+      const type = await this.storedType(name, options)
+      if (type == null) return false
+      log = await Log.open(this.logInit(name, type))
+    }
+    await log.destroy(options)
+    await this.components.datastore.delete(publicKey(name), options)
+    this.log('deleted document %s', name)
+    return true
   }
 
   async sync(peer?: PeerId, options: AbortOptions = {}): Promise<void> {
@@ -216,6 +308,13 @@ export class StateService implements State {
   }
 
   // --- opening documents ---
+
+  private async storedType(name: string, options: AbortOptions): Promise<CrdtName | undefined> {
+    const type = await storedLogType(this.components.datastore, name, options)
+    if (type == null) return undefined
+    if (!isCrdtName(type)) throw new LogTypeMismatchError(`document ${name} holds an unknown type ${type}`)
+    return type
+  }
 
   private async reopenStored(): Promise<void> {
     const stored = await this.stored()
@@ -238,7 +337,7 @@ export class StateService implements State {
     if (this.started) await this.sync()
   }
 
-  private async opened(name: string, type: CrdtName, options: AbortOptions): Promise<OpenDocument> {
+  private async opened(name: string, type: CrdtName, options: OpenOptions): Promise<OpenDocument> {
     let pending = this.opening.get(name)
     if (pending == null) {
       pending = this.createDocument(name, type, options)
@@ -248,30 +347,47 @@ export class StateService implements State {
     return await pending
   }
 
-  private async createDocument(name: string, type: CrdtName, options: AbortOptions): Promise<OpenDocument> {
-    options.signal?.throwIfAborted()
-    const log = await Log.open({
+  private logInit(name: string, type: CrdtName): Parameters<typeof Log.open>[0] {
+    return {
       id: name,
       type: crdtTypes[type] as any,
       blockstore: this.components.blockstore,
-      fetch: this.fetchBlock,
+      fetch: async (cid, opts) => await this.fetchBlock(name, cid, opts),
       datastore: this.components.datastore,
       signer: this.components.signer,
       clock: this.clock,
-      authorize: async (author, action, opts) => await this.authorize(name, author, action, opts),
+      authorize: async (author, action, opts) => {
+        await this.authorize(name, author, action, opts)
+      },
       limits: this.init.limits,
       logger: this.components.logger
-    })
+    }
+  }
+
+  private async createDocument(name: string, type: CrdtName, options: OpenOptions): Promise<OpenDocument> {
+    options.signal?.throwIfAborted()
+    const log = await Log.open(this.logInit(name, type))
+    const isPublic = options.public ?? (await this.components.datastore.has(publicKey(name)))
+    if (options.public === true) await this.components.datastore.put(publicKey(name), Uint8Array.of(1))
     if (!this.started) {
       // stopped while the log was replaying: do not leave it open behind the service's back
       log.close()
       throw new LogClosedError(`the state service stopped while opening ${name}`)
     }
-    log.addEventListener('change', e => {
-      if (e.detail.local && e.detail.bytes != null) this.announce(name, e.detail.cid, e.detail.bytes)
-    })
     const doc = new documentClasses[type](log)
-    const open: OpenDocument = { doc, log, joins: 0 }
+    const open: OpenDocument = {
+      name,
+      doc,
+      log,
+      public: isPublic,
+      pending: new Map(),
+      running: new Map(),
+      verifiedJoins: 0,
+      unverifiedJoins: 0
+    }
+    log.addEventListener('change', e => {
+      if (e.detail.local && e.detail.bytes != null) this.announce(open, e.detail.cid, e.detail.bytes)
+    })
     this.docs.set(name, open)
     // catch up with whoever is connected now rather than at the next periodic round
     if (!this.reopening) this.sync().catch(err => this.log('initial sync of %s failed - %e', name, err))
@@ -280,30 +396,64 @@ export class StateService implements State {
 
   // --- authority ---
 
-  private async authorize(name: string, author: PrincipalId, action: LogAction, options: AbortOptions): Promise<void> {
-    if (author === this.self) return
-    const key = `${action} ${name} ${author}`
-    const until = this.authorized.get(key)
-    if (until != null && until > Date.now()) return
+  /**
+   * Resolves if `principal` may do `action` on document `name` by this node's ACL; asks only
+   * connected `providers` for a proof (through the SPKI service, which remembers refusals).
+   */
+  private async authorize(
+    name: string,
+    principal: PrincipalId,
+    action: Action,
+    options: FetchOptions = {}
+  ): Promise<void> {
+    if (principal === this.self) return
+    const { spki } = this.components.libp2p.services
+    const key = `${action} ${name} ${principal}`
+    const cached = this.authorized.get(key)
+    if (cached != null && cached.epoch === spki.epoch && cached.until > Date.now()) return
+    const epoch = spki.epoch
     const tag = parseTag([atom('cyberspace'), [atom('log'), [atom(action), atom(name)]]])
-    await this.components.libp2p.services.spki.authorizeOrProve(author, tag, {
+    const grant = await spki.authorizeOrProve(principal, tag, {
       signal: options.signal,
       timeout: this.timeout,
-      refuse: (local, remote) =>
-        new UnauthorizedEventError(
-          `${author} may not ${action} log ${name} here: ${local.message}; asked to prove it: ${remote.message}`
-        )
+      providers: options.providers,
+      refuse: (local, remote) => {
+        const what = action === 'read' ? 'read' : `${action} to`
+        const message = `${principal} may not ${what} document ${name} here: ${local.message}; asked for a proof: ${remote.message}`
+        return action === 'read' ? new UnauthorizedReadError(message) : new UnauthorizedEventError(message)
+      }
     })
-    if (this.authorized.size >= 4096) this.authorized.clear()
-    this.authorized.set(key, Date.now() + (this.init.authorizationTtl ?? 60_000))
+    if (this.authorized.size >= MAX_AUTHORIZATIONS) this.authorized.clear()
+    const notAfter = grant.validity.notAfter != null ? spkiTimeMs(grant.validity.notAfter) : Infinity
+    this.authorized.set(key, { epoch, until: Math.min(Date.now() + (this.init.authorizationTtl ?? 60_000), notAfter) })
+  }
+
+  /** Whether `peer` may read document `name` here: it is public, or the peer holds `(log (read name))`. */
+  private async mayRead(peer: PeerId, name: string, signal?: AbortSignal): Promise<boolean> {
+    if (this.docs.get(name)?.public === true) return true
+    try {
+      await this.authorize(name, principalFromPeerId(peer), 'read', { providers: [peer], signal })
+      return true
+    } catch (err) {
+      this.log.trace('%p may not read %s - %e', peer, name, err)
+      return false
+    }
+  }
+
+  /** The names among `names` that `peer` may read, in order. */
+  private async readable(peer: PeerId, names: string[], signal?: AbortSignal): Promise<string[]> {
+    const allowed = await Promise.all(names.map(async name => await this.mayRead(peer, name, signal)))
+    return names.filter((_, i) => allowed[i])
   }
 
   // --- gossip ---
 
-  private announce(name: string, cid: CID, bytes: Uint8Array): void {
+  private announce(open: OpenDocument, cid: CID, bytes: Uint8Array): void {
     const pubsub = this.components.libp2p.services.pubsub
     if (pubsub.getSubscribers(this.topic).length === 0) return
-    pubsub.publish(this.topic, encodeDeltaMessage(eventAnnouncement(name, cid, bytes))).catch(err => {
+    // every subscriber sees the message: content goes inline only where anyone may read it
+    const message = eventAnnouncement(open.name, cid, open.public ? bytes : null)
+    pubsub.publish(this.topic, encodeDeltaMessage(message)).catch(err => {
       this.log('could not announce %c - %e', cid, err)
     })
   }
@@ -319,11 +469,14 @@ export class StateService implements State {
       this.log('dropping a bad deltas message from %p - %e', msg.from, err)
       return
     }
+    const { log: name, cid, block } = announcement
+    if (!this.docs.has(name) || this.docs.get(name)?.log.has(cid) === true) return
     const blocks = new Map<string, Uint8Array>()
-    if (announcement.block != null) blocks.set(announcement.cid.toString(), announcement.block)
-    // the author and the peer that forwarded it hold the event and its history
-    const providers = [propagationSource, msg.from]
-    void this.joinFrom(announcement.log, [announcement.cid], null, { blocks, providers })
+    if (block != null) blocks.set(cid.toString(), block)
+    // the forwarding peer holds the event and its history; so does its author, if connected
+    void this.mayRead(propagationSource, name, this.shutdown.signal).then(verified => {
+      this.offer(name, propagationSource, verified, [cid], null, blocks, [msg.from])
+    })
   }
 
   // --- anti-entropy ---
@@ -387,51 +540,84 @@ export class StateService implements State {
   private async syncWith(peer: PeerId, options: AbortOptions = {}): Promise<void> {
     const logs = this.ourHeads(shuffled(this.docs.keys()))
     if (logs.length === 0) return
-    const answer = await this.request(peer, { v: 1, type: 'heads', logs }, 'heads', options)
-    const providers = [peer]
-    await Promise.all(
-      answer.logs.map(async l => await this.joinFrom(l.log, l.heads, l.snapshot, { ...options, providers }))
+    // names are not secret (gossip carries them too), heads are: the peer learns the heads only of
+    // the documents it may read here, and for the rest only that we would like its own
+    const readable = new Set(
+      await this.readable(
+        peer,
+        logs.map(l => l.log),
+        options.signal
+      )
     )
+    const request = logs.map(l => (readable.has(l.log) ? l : { log: l.log, heads: [], snapshot: null }))
+    const answer = await this.request(peer, { v: 1, type: 'heads', logs: request }, 'heads', options)
+    const asked = new Set(logs.map(l => l.log))
+    for (const l of answer.logs) {
+      if (asked.has(l.log)) this.offer(l.log, peer, readable.has(l.log), l.heads, l.snapshot)
+    }
   }
 
-  private async answerHeads(bytes: Uint8Array, from: PeerId, signal: AbortSignal): Promise<Uint8Array> {
+  private async answer(bytes: Uint8Array, from: PeerId, signal: AbortSignal): Promise<Uint8Array> {
     const request = decodeHeadsMessage(bytes)
-    if (request.type === 'want') return encodeHeadsMessage(await this.answerWant(request.cids, signal))
+    if (request.type === 'want') return encodeHeadsMessage(await this.answerWant(request, from, signal))
     if (request.type !== 'heads') throw new InvalidHeadsMessageError(`a ${request.type} message is not a request`)
+    const held = request.logs.filter(l => this.docs.has(l.log))
+    const allowed = new Set(
+      await this.readable(
+        from,
+        held.map(l => l.log),
+        signal
+      )
+    )
     // the exchange is symmetric: join what the asker has, in the background, as we answer
-    for (const l of request.logs) void this.joinFrom(l.log, l.heads, l.snapshot, { providers: [from] })
+    for (const l of held) if (allowed.has(l.log)) this.offer(l.log, from, true, l.heads, l.snapshot)
     this.log.trace('heads exchange from %p', from)
-    return encodeHeadsMessage({ v: 1, type: 'heads', logs: this.ourHeads(request.logs.map(l => l.log)) })
+    return encodeHeadsMessage({ v: 1, type: 'heads', logs: this.ourHeads(allowed) })
   }
 
-  /** The wanted blocks this node has, as many as fit in one message. */
-  private async answerWant(cids: CID[], signal: AbortSignal): Promise<BlocksMessage> {
+  /** The wanted blocks of one log, to a peer that may read it, as many as fit in one message. */
+  private async answerWant(request: WantMessage, from: PeerId, signal: AbortSignal): Promise<BlocksMessage> {
+    if (!this.docs.has(request.log)) return { v: 1, type: 'blocks', blocks: [] }
+    if (!(await this.mayRead(from, request.log, signal))) {
+      throw new UnauthorizedReadError(`${from} may not read document ${request.log} here`)
+    }
     const blocks: Uint8Array[] = []
     let budget = MAX_HEADS_MESSAGE_BYTES - 1024
-    for (const cid of cids) {
+    for (const cid of request.cids) {
+      let block: Uint8Array
       try {
-        const block = await readBlock(this.components.blockstore, cid, {
+        block = await readBlock(this.components.blockstore, cid, {
           maxBytes: MAX_SNAPSHOT_BYTES,
           offline: true,
           signal
         })
-        if (block.length + 16 > budget) break
-        budget -= block.length + 16
-        blocks.push(block)
       } catch {
-        // not here (or compacted away): the asker tries another peer or a snapshot
+        continue // not here (or compacted away): the asker tries another peer or a snapshot
       }
+      // a reader of one log must not get another log's blocks by naming their CIDs
+      if (blockLog(block) !== request.log) continue
+      if (block.length + 16 > budget) break
+      budget -= block.length + 16
+      blocks.push(block)
     }
     return { v: 1, type: 'blocks', blocks }
   }
 
-  /** Fetches a block from the peers that announced it, and checks its hash. */
-  private readonly fetchBlock: FetchBlock = async (cid, options) => {
+  /**
+   * Fetches a block of log `name` from the peers that told us of it, and checks its hash. Only peers
+   * already connected are asked: a made-up provider costs no dial and no DHT lookup.
+   */
+  private async fetchBlock(name: string, cid: CID, options: Parameters<FetchBlock>[1]): Promise<Uint8Array> {
     const errors: string[] = []
+    const { libp2p } = this.components
     for (const peer of options.providers ?? []) {
-      if (peer.equals(this.components.libp2p.peerId)) continue
+      if (peer.equals(libp2p.peerId)) continue
+      if (libp2p.getConnections(peer).length === 0) {
+        errors.push(`${peer}: not connected`)
+        continue
+      }
       try {
-        const answer = await this.request(peer, { v: 1, type: 'want', cids: [cid] }, 'blocks', options)
+        const answer = await this.request(peer, { v: 1, type: 'want', log: name, cids: [cid] }, 'blocks', options)
         for (const block of answer.blocks) {
           // the log stores the block if it accepts it
           if (block.length <= options.maxBytes && (await blockCid(block)).equals(cid)) return block
@@ -445,12 +631,99 @@ export class StateService implements State {
     throw new BlockNotFoundError(`no peer gave block ${cid}: ${errors.join('; ') || 'no peer to ask'}`)
   }
 
-  /** Joins a peer's heads into an open document; from its snapshot if the history behind it is gone. */
-  private async joinFrom(name: string, heads: CID[], snapshot: CID | null, options: JoinOptions = {}): Promise<void> {
+  // --- joins: queued per peer, bounded per peer and in time ---
+
+  /** Queues what `provider` offered for document `name`, and starts joins where budgets allow. */
+  private offer(
+    name: string,
+    provider: PeerId,
+    verified: boolean,
+    heads: CID[],
+    snapshot: CID | null,
+    blocks?: Map<string, Uint8Array>,
+    others: PeerId[] = []
+  ): void {
     const open = this.docs.get(name)
-    if (open == null || heads.every(h => open.log.has(h))) return
-    if (open.joins >= (this.init.maxConcurrentJoins ?? 4)) return
-    open.joins++
+    if (open == null || !this.started) return
+    const wanted = heads.filter(h => !open.log.has(h))
+    if (wanted.length === 0) return
+    const key = provider.toString()
+    let offer = open.pending.get(key)
+    if (offer == null) {
+      if (open.pending.size >= MAX_PENDING_PEERS && !this.evictUnverified(open, verified)) {
+        this.log('dropping an offer of %s from %p: %d peers already wait', name, provider, open.pending.size)
+        return
+      }
+      offer = { provider, verified, heads: new Map(), snapshot: null, blocks: new Map(), providers: [] }
+      open.pending.set(key, offer)
+    }
+    offer.verified ||= verified
+    for (const h of wanted) {
+      const k = h.toString()
+      offer.heads.delete(k)
+      offer.heads.set(k, h)
+      if (offer.heads.size > MAX_PENDING_HEADS) offer.heads.delete(offer.heads.keys().next().value as string)
+      const block = blocks?.get(k)
+      if (block != null && offer.blocks.size < MAX_PENDING_BLOCKS) offer.blocks.set(k, block)
+    }
+    if (snapshot != null) offer.snapshot = snapshot
+    for (const p of others) {
+      if (!p.equals(provider) && offer.providers.length < 2 && !offer.providers.some(q => q.equals(p))) {
+        offer.providers.push(p)
+      }
+    }
+    this.pump(open)
+  }
+
+  /** Makes room for a proven reader's offer by dropping one of an unproven peer. */
+  private evictUnverified(open: OpenDocument, verified: boolean): boolean {
+    if (!verified) return false
+    for (const [key, offer] of open.pending) {
+      if (!offer.verified) {
+        open.pending.delete(key)
+        return true
+      }
+    }
+    return false
+  }
+
+  /** Starts the waiting joins that the document's and each peer's budgets allow. */
+  private pump(open: OpenDocument): void {
+    const perPeer = this.init.maxJoinsPerPeer ?? 1
+    for (const [key, offer] of open.pending) {
+      if (!this.started || this.docs.get(open.name) !== open) return
+      if ((open.running.get(key) ?? 0) >= perPeer) continue
+      if (
+        offer.verified
+          ? open.verifiedJoins >= (this.init.maxConcurrentJoins ?? 4)
+          : open.unverifiedJoins >= (this.init.maxUnverifiedJoins ?? 1)
+      ) {
+        continue
+      }
+      open.pending.delete(key)
+      open.running.set(key, (open.running.get(key) ?? 0) + 1)
+      if (offer.verified) open.verifiedJoins++
+      else open.unverifiedJoins++
+      void this.runJoin(open, offer).finally(() => {
+        const left = (open.running.get(key) ?? 1) - 1
+        if (left > 0) open.running.set(key, left)
+        else open.running.delete(key)
+        if (offer.verified) open.verifiedJoins--
+        else open.unverifiedJoins--
+        this.pump(open)
+      })
+    }
+  }
+
+  /** Joins an offer's heads; from its snapshot if the history behind them is gone. */
+  private async runJoin(open: OpenDocument, offer: Offer): Promise<void> {
+    const heads = [...offer.heads.values()].filter(h => !open.log.has(h))
+    if (heads.length === 0) return
+    const options: JoinOptions = {
+      providers: [offer.provider, ...offer.providers],
+      blocks: offer.blocks,
+      signal: withTimeout(this.init.joinTimeout ?? 30_000, this.shutdown.signal)
+    }
     try {
       let complete = false
       try {
@@ -459,20 +732,33 @@ export class StateService implements State {
       } catch (err) {
         if (!(err instanceof HistoryTooLongError)) throw err
       }
+      const { snapshot } = offer
       if (!complete && snapshot != null && !open.log.snapshots().some(s => s.equals(snapshot))) {
         await open.log.adoptSnapshot(snapshot, options)
         await open.log.join(heads, options)
       }
     } catch (err) {
-      this.log('joining %s failed - %e', name, err)
-    } finally {
-      open.joins--
+      this.log('joining %s from %p failed - %e', open.name, offer.provider, err)
     }
   }
 }
 
 function isCrdtName(type: string): type is CrdtName {
   return Object.hasOwn(crdtTypes, type)
+}
+
+function publicKey(name: string): Key {
+  return new Key(`/cyberspace/state/public/${name}`)
+}
+
+/** The log a stored block (event or snapshot) belongs to. */
+function blockLog(block: Uint8Array): string | undefined {
+  try {
+    const value = dagCbor.decode<{ log?: unknown }>(block)
+    return typeof value?.log === 'string' ? value.log : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** A uniformly random permutation of `items` (Fisher–Yates), as a new array. */

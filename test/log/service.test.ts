@@ -5,7 +5,7 @@ import { waitUntil } from '../helpers/processes.ts'
 import { tag } from '../spki/fixtures.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 
-/** Three in-process nodes on the memory transport, over gossipsub, the heads protocol and bitswap. */
+/** Three in-process nodes on the memory transport, over gossipsub and the heads protocol. */
 describe('the state service: documents replicated over /cyberspace/heads and the deltas topic', function () {
   this.timeout(120_000)
   const nodes: CyberspaceNode[] = []
@@ -71,6 +71,8 @@ describe('the state service: documents replicated over /cyberspace/heads and the
     const newcomer = await memoryNode({ bootstrap: [nodes[0].multiaddrs()[0]], stateOptions: { syncInterval: 1000 } })
     try {
       await newcomer.spki.addAclEntry(principalFromPeerId(nodes[0].peerId), tag('(cyberspace (log))'))
+      // reading needs authority too: the member lets the newcomer read the archive
+      await nodes[0].spki.addAclEntry(principalFromPeerId(newcomer.peerId), tag('(cyberspace (log (read archive)))'))
       const copy = await newcomer.state.open('archive', 'or-set')
       await waitUntil('the newcomer converged', () => JSON.stringify(copy.value()) === JSON.stringify(archive.value()))
       assert.equal(copy.value().length, 21)
@@ -86,5 +88,21 @@ describe('the state service: documents replicated over /cyberspace/heads and the
     for (let i = 0; i < 5; i++) await first.increment(2)
     const late = await nodes[2].state.open('late', 'g-counter')
     await waitUntil('the late replica caught up', () => late.value() === 10)
+  })
+
+  it('deletes a document: its blocks and record go, and peers do not bring it back', async () => {
+    const docs = await Promise.all(nodes.slice(0, 2).map(async n => await n.state.open('scratch', 'or-set')))
+    await docs[0].add('draft')
+    await waitUntil('the second node has the draft', () => docs[1].has('draft'))
+    const heads = docs[1].heads()
+    assert.equal(await nodes[1].state.delete('scratch'), true)
+    assert.equal(await nodes[1].state.find('scratch'), undefined)
+    assert.ok(!nodes[1].state.names().includes('scratch'))
+    assert.ok(!(await nodes[1].state.stored()).some(d => d.name === 'scratch'))
+    for (const cid of heads) assert.equal(await nodes[1].helia.blockstore.has(cid), false)
+    await docs[0].add('second draft')
+    await nodes[0].state.sync(nodes[1].peerId)
+    assert.equal(await nodes[1].state.find('scratch'), undefined)
+    assert.equal(await nodes[1].state.delete('scratch'), false)
   })
 })
