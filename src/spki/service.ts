@@ -151,7 +151,7 @@ export interface Spki {
 }
 
 export interface AuthorizeOrProveOptions extends AbortOptions {
-  /** Limit on asking the principal's node, in ms, counted from when the local check fails. */
+  /** Limit on asking peers for a proof, in ms, counted from when the local check fails; default the service's timeout. */
   timeout?: number
   /** The error to throw when neither the local store nor a peer shows a chain. */
   refuse?: (local: Error, remote: Error) => Error
@@ -286,7 +286,7 @@ class SpkiService implements Spki, Startable {
   private readonly refusals = new Map<string, Remembered>()
   /** Chains peers showed, by (principal, tag): checked again at each use, so never stale. */
   private readonly shownProofs = new Map<string, Proof>()
-  /** Proof requests under way, by (principal, tag): concurrent callers share one. */
+  /** Proof requests under way, by (epoch, principal, tag): concurrent callers share one. */
   private readonly asking = new Map<string, Promise<DiscoveredGrant>>()
 
   constructor(components: SpkiComponents, init: SpkiInit) {
@@ -677,7 +677,9 @@ class SpkiService implements Spki, Startable {
     if (remembered != null && remembered.epoch === epoch && remembered.until > this.now()) {
       throw refuse(remembered.error)
     }
-    let asking = this.asking.get(key)
+    // a request under way since this epoch began is shared; one from before it is not
+    const askingKey = `${epoch} ${key}`
+    let asking = this.asking.get(askingKey)
     if (asking == null) {
       const peers = this.connectedProvers(principal, options.providers ?? [])
       if (peers.length === 0) {
@@ -688,11 +690,10 @@ class SpkiService implements Spki, Startable {
         )
       }
       asking = this.askConnected(key, epoch, principal, tag, peers, options.timeout ?? this.timeout)
-      this.asking.set(key, asking)
-      const settled = asking
+      this.asking.set(askingKey, asking)
       asking
         .finally(() => {
-          if (this.asking.get(key) === settled) this.asking.delete(key)
+          this.asking.delete(askingKey)
         })
         .catch(() => {})
     }
@@ -707,7 +708,13 @@ class SpkiService implements Spki, Startable {
   /** The peers to ask: the principal's node, then providers, each only if connected; at most MAX_PEERS_ASKED. */
   private connectedProvers(principal: PrincipalId, providers: PeerId[]): PeerId[] {
     const out: PeerId[] = []
-    for (const peer of [peerIdFromPrincipal(principal), ...providers.slice(0, MAX_PROVIDERS_CONSIDERED)]) {
+    let own: PeerId[] = []
+    try {
+      own = [peerIdFromPrincipal(principal)]
+    } catch {
+      // not a key a node can have: only providers can speak for it
+    }
+    for (const peer of [...own, ...providers.slice(0, MAX_PROVIDERS_CONSIDERED)]) {
       if (out.length >= MAX_PEERS_ASKED) break
       if (peer.equals(this.components.peerId) || out.some(p => p.equals(peer))) continue
       if (this.connectionTo(peer) != null) out.push(peer)
@@ -719,7 +726,7 @@ class SpkiService implements Spki, Startable {
    * Asks `peers` in turn, over their open connections, for a chain; the first that checks out
    * wins and is remembered. Otherwise a refusal is remembered at `epoch`: for `refusalTtl` when a
    * peer answered (no chain, or a bad one), for `failureTtl` when none could be reached; rate
-   * limits are not remembered.
+   * limits are not remembered. Each peer gets an equal share of `timeout`.
    */
   private async askConnected(
     key: string,
@@ -735,7 +742,10 @@ class SpkiService implements Spki, Startable {
     for (const peer of peers) {
       let proof: Proof
       try {
-        proof = await this.requestProof(peer, principal, tag, { signal: AbortSignal.timeout(timeout), dial: false })
+        proof = await this.requestProof(peer, principal, tag, {
+          signal: AbortSignal.timeout(timeout / peers.length),
+          dial: false
+        })
       } catch (err) {
         const e = err as Error
         if (e.name === 'ProofRateLimitedError') rateLimited ??= e

@@ -146,10 +146,31 @@ describe('authorizeOrProve asks only connected peers, and remembers refusals by 
     // the chain shown is checked again next time, not asked for again
     await verifier.spki.authorizeOrProve(author.id, request, { providers: [provider.peerId] })
     assert.equal(asked() - before, 1)
+
+    // and the verifier can now prove the author's authority on to a node that asks it
+    const downstream = await memoryNode({ bootstrap: [verifier.multiaddrs()[0]] })
+    nodes.push(downstream)
+    await downstream.spki.addAclEntry(root.id, tag('(cyberspace)'))
+    await waitUntil('the downstream node to connect', () => downstream.peers().length === 1)
+    const relayed = await downstream.spki.prove(verifier.peerId, request, { principal: author.id })
+    assert.equal(relayed.proof.chain.length, 1)
+
+    // a burst of events from a new author: one request, shared by every check
+    const newcomer = await key()
+    await provider.spki.addCert(await grant(root, newcomer, '(cyberspace (log))'))
+    const grants = await Promise.all(
+      Array.from(
+        { length: 8 },
+        async () => await verifier.spki.authorizeOrProve(newcomer.id, request, { providers: [provider.peerId] })
+      )
+    )
+    assert.equal(grants.length, 8)
+    assert.equal(asked() - before, 2)
   })
 
   it('withdrawn trust takes effect at once; restored trust forgets the remembered refusal', async () => {
     const providers = [provider.peerId]
+    clock += 60_000 // a full request budget
     await verifier.spki.authorize(local.id, request)
     const e0 = verifier.spki.epoch
     assert.equal(await verifier.spki.removeAclEntry(root.id), true)
