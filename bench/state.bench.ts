@@ -1,10 +1,12 @@
 /**
  * Replicated state: how fast the CRDTs apply deltas against Yjs on the same map workload, how many
- * signed events a log appends per second on disk (blockstore-fs + LevelDB, as a node stores them),
- * how fast a stored log replays, and how many writes per second replicate between two nodes on
- * 127.0.0.1 when each write is awaited until the other node has applied it.
+ * signed events a log appends per second on disk — on the durable stores a node uses (every put
+ * fsynced before it resolves, node/stores.ts) next to the unsynced blockstore-fs + LevelDB it used
+ * before and next to the disk's raw fsync rate — how fast a stored log replays, and how many writes
+ * per second replicate between two nodes on 127.0.0.1 when each write is awaited until the other
+ * node has applied it.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, open, rename, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
@@ -12,6 +14,7 @@ import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { LevelDatastore } from 'datastore-level'
 import * as Y from 'yjs'
+import { DurableBlockstore, SyncedLevelDatastore } from '../node/stores.ts'
 import { Hlc } from '../src/clock/hlc.ts'
 import { orMap } from '../src/crdt/or-map.ts'
 import { principalFromPeerId } from '../src/crypto/principal.ts'
@@ -27,6 +30,9 @@ import type { MutationContext } from '../src/crdt/types.ts'
 const MAP_OPS = 20_000
 const KEYS = 1000
 const APPENDS = 2000
+/** Rounds the appends are split in, alternating between the store kinds. */
+const ROUNDS = 4
+const FSYNCS = 1000
 const REPLICATED = 200
 
 /**
@@ -68,45 +74,119 @@ function yjsMapApply(): number {
   return (MAP_OPS / ms) * 1000
 }
 
-/** APPENDS signed events, each one lww write, awaited one after another. */
-async function appendsPerSecond(log: Log<OrMapState, OrMapState, unknown>): Promise<number> {
+/** `count` signed events, each one lww write, awaited one after another. */
+async function appendsPerSecond(log: Log<OrMapState, OrMapState, unknown>, count: number, from = 0): Promise<number> {
   const start = performance.now()
-  for (let i = 0; i < APPENDS; i++) await log.append(b => b.push(orMap.set(b.state, b.ctx, [`k${i % KEYS}`], i)))
-  return (APPENDS / (performance.now() - start)) * 1000
+  for (let i = from; i < from + count; i++) {
+    await log.append(b => b.push(orMap.set(b.state, b.ctx, [`k${i % KEYS}`], i)))
+  }
+  return (count / (performance.now() - start)) * 1000
 }
 
-async function diskLog(): Promise<{ appendsPerSec: number; replayPerSec: number; memoryAppendsPerSec: number }> {
-  const dir = await mkdtemp(join(tmpdir(), 'cyberspace-bench-log-'))
-  try {
-    const signer = await seedSigner(crypto.getRandomValues(new Uint8Array(32)))
-    const blockstore = new FsBlockstore(join(dir, 'blocks'))
-    const datastore = new LevelDatastore(join(dir, 'datastore'))
-    await blockstore.open()
-    await datastore.open()
-    const init = {
-      id: 'bench',
-      type: orMap,
-      blockstore,
-      datastore,
-      signer,
-      clock: new Hlc(),
-      authorize: async () => {}
-    }
-    const log = await Log.open(init)
-    const appendsPerSec = await appendsPerSecond(log)
-    const start = performance.now()
-    const replayed = await Log.open({ ...init, clock: new Hlc() })
-    const replayPerSec = (replayed.length / (performance.now() - start)) * 1000
-    if (!orMap.equals(replayed.current(), log.current())) throw new Error('replay differs from the live state')
-    await datastore.close()
-    await blockstore.close()
-    const memoryAppendsPerSec = await appendsPerSecond(
-      await Log.open({ ...init, blockstore: new MemoryBlockstore(), datastore: new MemoryDatastore() })
-    )
-    return { appendsPerSec, replayPerSec, memoryAppendsPerSec }
-  } finally {
-    await rm(dir, { recursive: true, force: true })
+type StoreKind = 'unsynced' | 'durable'
+
+async function openStores(
+  kind: StoreKind,
+  dir: string
+): Promise<{ blockstore: FsBlockstore | DurableBlockstore; datastore: LevelDatastore }> {
+  const blockstore =
+    kind === 'durable' ? new DurableBlockstore(join(dir, 'blocks')) : new FsBlockstore(join(dir, 'blocks'))
+  const datastore =
+    kind === 'durable' ? new SyncedLevelDatastore(join(dir, 'datastore')) : new LevelDatastore(join(dir, 'datastore'))
+  await blockstore.open()
+  await datastore.open()
+  return { blockstore, datastore }
+}
+
+/**
+ * Appends on the durable stores and on the unsynced ones, in alternating rounds so that both see
+ * the same machine; replay is measured on the durable stores.
+ */
+async function diskLog(dir: string): Promise<{
+  unsyncedPerSec: number
+  durablePerSec: number
+  replayPerSec: number
+  memoryAppendsPerSec: number
+}> {
+  const signer = await seedSigner(crypto.getRandomValues(new Uint8Array(32)))
+  const logs = new Map<StoreKind, { log: Log<OrMapState, OrMapState, unknown>; close: () => Promise<void> }>()
+  const init = { id: 'bench', type: orMap, signer, clock: new Hlc(), authorize: async () => {} }
+  for (const kind of ['unsynced', 'durable'] as const) {
+    const stores = await openStores(kind, join(dir, kind))
+    const log = await Log.open({ ...init, ...stores, clock: new Hlc() })
+    logs.set(kind, {
+      log,
+      close: async () => {
+        await stores.datastore.close()
+        await stores.blockstore.close()
+      }
+    })
   }
+  const ms = { unsynced: 0, durable: 0 }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const kind of ['unsynced', 'durable'] as const) {
+      const { log } = logs.get(kind) as { log: Log<OrMapState, OrMapState, unknown> }
+      ms[kind] += (APPENDS / ROUNDS / (await appendsPerSecond(log, APPENDS / ROUNDS, round * APPENDS))) * 1000
+    }
+  }
+  const durable = logs.get('durable') as { log: Log<OrMapState, OrMapState, unknown>; close: () => Promise<void> }
+  await durable.close()
+  const stores = await openStores('durable', join(dir, 'durable'))
+  const start = performance.now()
+  const replayed = await Log.open({ ...init, ...stores, clock: new Hlc() })
+  const replayPerSec = (replayed.length / (performance.now() - start)) * 1000
+  if (!orMap.equals(replayed.current(), durable.log.current())) throw new Error('replay differs from the live state')
+  await stores.datastore.close()
+  await logs.get('unsynced')?.close()
+  const memoryAppendsPerSec = await appendsPerSecond(
+    await Log.open({ ...init, blockstore: new MemoryBlockstore(), datastore: new MemoryDatastore() }),
+    APPENDS
+  )
+  return {
+    unsyncedPerSec: (APPENDS / ms.unsynced) * 1000,
+    durablePerSec: (APPENDS / ms.durable) * 1000,
+    replayPerSec,
+    memoryAppendsPerSec
+  }
+}
+
+/**
+ * The disk's floor: `FSYNCS` small appends to one file each followed by fdatasync (one LevelDB
+ * synced write at best), and new files each written, fsynced, renamed into a directory and the
+ * directory fsynced (one durable block put at best).
+ */
+async function fsyncFloor(dir: string): Promise<{ appendSyncsPerSec: number; filePutsPerSec: number }> {
+  const record = new Uint8Array(300)
+  const file = await open(join(dir, 'floor.log'), 'w')
+  let start = performance.now()
+  try {
+    for (let i = 0; i < FSYNCS; i++) {
+      await file.write(record)
+      await file.datasync()
+    }
+  } finally {
+    await file.close()
+  }
+  const appendSyncsPerSec = (FSYNCS / (performance.now() - start)) * 1000
+  const directory = await open(dir, 'r')
+  start = performance.now()
+  try {
+    for (let i = 0; i < FSYNCS; i++) {
+      const tmp = join(dir, `floor-${i}.tmp`)
+      const handle = await open(tmp, 'wx')
+      try {
+        await handle.writeFile(record)
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+      await rename(tmp, join(dir, `floor-${i}.data`))
+      await directory.sync()
+    }
+  } finally {
+    await directory.close()
+  }
+  return { appendSyncsPerSec, filePutsPerSec: (FSYNCS / (performance.now() - start)) * 1000 }
 }
 
 async function replicatedWrites(): Promise<number> {
@@ -149,18 +229,29 @@ async function replicatedWrites(): Promise<number> {
 
 const bench: Benchmark = {
   name: 'state',
-  description: 'CRDT apply vs Yjs, signed appends on disk, replay, replicated writes between two nodes',
+  description:
+    'CRDT apply vs Yjs, signed appends on durable vs unsynced disk stores and the fsync floor, replay, replicated writes between two nodes',
   async run() {
     const ours = crdtMapApply(false)
     const checked = crdtMapApply(true)
     const yjs = yjsMapApply()
-    const disk = await diskLog()
+    const dir = await mkdtemp(join(tmpdir(), 'cyberspace-bench-log-'))
+    let disk: Awaited<ReturnType<typeof diskLog>>
+    let floor: Awaited<ReturnType<typeof fsyncFloor>>
+    try {
+      floor = await fsyncFloor(dir)
+      disk = await diskLog(dir)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
     const replicated = await replicatedWrites()
     return {
       setup: {
         mapOps: MAP_OPS,
         keys: KEYS,
         appends: APPENDS,
+        appendRounds: ROUNDS,
+        disk: tmpdir(),
         replicatedWrites: REPLICATED,
         transport: 'tcp 127.0.0.1'
       },
@@ -169,17 +260,22 @@ const bench: Benchmark = {
         ['or-map apply (lww set)', Math.round(ours)],
         ['or-map check + apply (as for remote events)', Math.round(checked)],
         ['Yjs Y.Map apply (same workload)', Math.round(yjs)],
-        ['signed appends, blockstore-fs + LevelDB', Math.round(disk.appendsPerSec)],
+        ['signed appends, durable stores (fsync before ack)', Math.round(disk.durablePerSec)],
+        ['signed appends, blockstore-fs + LevelDB unsynced (before)', Math.round(disk.unsyncedPerSec)],
         ['signed appends, memory stores', Math.round(disk.memoryAppendsPerSec)],
+        ['disk floor: 300-byte append + fdatasync', Math.round(floor.appendSyncsPerSec)],
+        ['disk floor: file write + fsync + rename + dir fsync', Math.round(floor.filePutsPerSec)],
         ['replay from disk (events)', Math.round(disk.replayPerSec)],
         ['replicated writes, each awaited at the peer', Math.round(replicated)]
       ],
       ratios: {
         'or-map apply / Yjs apply': ours / yjs,
         'or-map check + apply / apply': checked / ours,
-        'appends disk / memory': disk.appendsPerSec / disk.memoryAppendsPerSec,
-        'replay / append on disk': disk.replayPerSec / disk.appendsPerSec,
-        'replicated writes / local disk appends': replicated / disk.appendsPerSec
+        'appends durable / unsynced': disk.durablePerSec / disk.unsyncedPerSec,
+        'appends durable / memory': disk.durablePerSec / disk.memoryAppendsPerSec,
+        'appends durable / file-put floor': disk.durablePerSec / floor.filePutsPerSec,
+        'replay / append on disk': disk.replayPerSec / disk.durablePerSec,
+        'replicated writes / local durable appends': replicated / disk.durablePerSec
       }
     }
   }
