@@ -8,8 +8,11 @@
  *   api-token      bearer token for the control API, new on every start
  *   cluster.share  this node's share of the cluster key (src/threshold/state.ts), if it has one
  *   cluster.staged a refreshed share waiting for the refresh to commit
- *   blocks/        Helia blockstore
- *   datastore/     libp2p + Helia datastore (LevelDB)
+ *   blocks/        Helia blockstore (blockstore-fs layout; `.tmp/` holds blocks being written)
+ *   datastore/     libp2p + Helia datastore (LevelDB, every write synced)
+ *
+ * Nothing is acknowledged before it is on disk: files are written aside and fsynced, then renamed
+ * or linked into place and the directory fsynced (node/stores.ts holds the stores that do the same).
  *
  * @example
  * const dir = await openDataDir('/home/me/.cyberspace')
