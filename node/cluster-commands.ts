@@ -114,7 +114,7 @@ export async function clusterCommand(dataDir: string, args: string[], flags: Clu
       try {
         view = await api.post<ClusterView>('cluster/init', { members, threshold: Number(flags.threshold) })
       } catch (err) {
-        throw await explainRefusals(api, err)
+        throw await explainRefusals(api, err, 'cluster init')
       }
       printCluster(view, flags, out)
       return 0
@@ -213,35 +213,36 @@ interface MemberFailure {
 const PRINCIPAL = 'z6Mk[1-9A-HJ-NP-Za-km-z]+'
 
 /**
- * The members a threshold error names, with their reasons: from its structured `members` field when
- * the node sent one, else from its message ("…: <member>: <Name>: <why>; <member>: …").
+ * The members a threshold error names, with their reasons: from its structured fields when the
+ * node sent them (`members`, and `reasons` by member), else from its message
+ * ("…: <member>: <Name>: <why>; <member>: …").
  */
 export function memberFailures(err: ApiError): MemberFailure[] {
-  const given = err.details.members
-  const text = (v: unknown): string =>
-    typeof v === 'string'
-      ? v
-      : v != null && typeof v === 'object'
-        ? [
-            (v as Record<string, unknown>).name,
-            (v as Record<string, unknown>).remoteName,
-            (v as Record<string, unknown>).message,
-            (v as Record<string, unknown>).reason
-          ]
-            .filter(x => typeof x === 'string')
-            .join(': ')
-        : ''
-  if (Array.isArray(given)) {
-    return given.flatMap(m => {
-      if (typeof m === 'string') return [{ member: m, reason: '' }]
+  const { members, reasons } = err.details
+  const reasonOf = (member: string, given: unknown): string => {
+    const line =
+      reasons != null && typeof reasons === 'object' ? (reasons as Record<string, unknown>)[member] : undefined
+    if (typeof line === 'string') return line
+    if (typeof given === 'string') return given
+    if (given != null && typeof given === 'object') {
+      const o = given as Record<string, unknown>
+      return [o.name, o.remoteName, o.message, o.reason].filter(x => typeof x === 'string').join(': ')
+    }
+    // the message has a line per member, naming it by principal or peer id
+    const names = [member, peerIdOf(member)]
+    return err.message.split('\n').find(l => names.some(n => l.includes(n))) ?? ''
+  }
+  if (Array.isArray(members)) {
+    return members.flatMap(m => {
+      if (typeof m === 'string') return [{ member: m, reason: reasonOf(m, undefined) }]
       if (m == null || typeof m !== 'object') return []
       const o = m as Record<string, unknown>
       const member = [o.member, o.principal, o.id, o.peer].find(x => typeof x === 'string') as string | undefined
-      return member == null ? [] : [{ member, reason: text(o.error ?? o.reason ?? o) }]
+      return member == null ? [] : [{ member, reason: reasonOf(member, o.error ?? o.reason ?? o) }]
     })
   }
-  if (given != null && typeof given === 'object')
-    return Object.entries(given).map(([member, why]) => ({ member, reason: text(why) }))
+  if (reasons != null && typeof reasons === 'object')
+    return Object.entries(reasons).map(([member, why]) => ({ member, reason: reasonOf(member, why) }))
   const entry = new RegExp(`(${PRINCIPAL}): ([A-Za-z]+Error: .*?)(?=; ${PRINCIPAL}: [A-Za-z]+Error: |$)`, 'g')
   return [...err.message.matchAll(entry)].map(m => ({ member: m[1], reason: m[2] }))
 }
@@ -257,9 +258,9 @@ function peerIdOf(member: string): string {
 
 /**
  * A refused or failed cluster round as an error that says, per member, what to do there: a member
- * that refused this node's authority gets the acl command to run on it.
+ * that does not trust this node gets the acl command to run on it.
  */
-async function explainRefusals(api: ApiClient, err: unknown): Promise<unknown> {
+async function explainRefusals(api: ApiClient, err: unknown, command: string): Promise<unknown> {
   if (!(err instanceof ApiError)) return err
   const failures = memberFailures(err)
   if (failures.length === 0) return err
@@ -267,17 +268,19 @@ async function explainRefusals(api: ApiClient, err: unknown): Promise<unknown> {
   try {
     self = (await api.get<KeyView>('key')).principal
   } catch {}
-  const refusedAuthority = (why: string): boolean => /SigningRefusedError|ChainNotFoundError|not authorized/.test(why)
-  const hints = failures.map(({ member, reason }) =>
-    refusedAuthority(reason)
-      ? `  on member ${peerIdOf(member)} run: ${CLI} acl add ${self} '(cyberspace (cluster))'`
-      : `  member ${peerIdOf(member)}: ${plainMessage(reason) || 'failed'}`
-  )
+  const refusedAuthority = (why: string): boolean =>
+    /NotAuthorizedError|SigningRefusedError|ChainNotFoundError|not authorized|does not trust this node/.test(why)
+  const hints = failures.map(({ member, reason }) => {
+    if (refusedAuthority(reason))
+      return `  on member ${peerIdOf(member)} run: ${CLI} acl add ${self} '(cyberspace (cluster))'`
+    const line = plainMessage(reason).replace(/\bcyberspace (?=[a-z])/g, `${CLI} `)
+    return `  ${line.startsWith('member ') ? line : `member ${peerIdOf(member)}: ${line || 'failed'}`}`
+  })
   const refused = failures.filter(f => refusedAuthority(f.reason)).length
-  const what = /^([^:]+?) failed:/.exec(err.message)?.[1] ?? 'the cluster round'
+  const members = (n: number): string => `${n} ${n === 1 ? 'member' : 'members'}`
   const head =
     refused > 0
-      ? `${what} was refused by ${refused} of the members: they do not let this node run the cluster's key ceremonies`
-      : `${what} failed at ${failures.length} ${failures.length === 1 ? 'member' : 'members'}`
+      ? `${command} was refused by ${members(refused)} that ${refused === 1 ? 'does' : 'do'} not let this node run the cluster's key ceremonies`
+      : `${command} failed at ${members(failures.length)}`
   return new ExplainedError(head, hints)
 }

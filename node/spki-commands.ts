@@ -203,7 +203,7 @@ export async function key(dataDir: string, flags: SpkiFlags, out: Out): Promise<
     // no node running: the key file says the same
     const privateKey = await readIdentityKey(dataDir)
     if (privateKey == null)
-      throw new NodeNotRunningError(`${dataDir} has no identity yet; cyberspace start creates one`)
+      throw new NodeNotRunningError(`${dataDir} has no identity yet; npm start -- --data-dir ${dataDir} creates one`)
     view = keyView(peerIdFromPrivateKey(privateKey))
   }
   if (flags.json === true) out(JSON.stringify(view))

@@ -135,6 +135,16 @@ function describeChange(c: ChangeView): string {
   return `# ${c.kind} ${c.cid} by ${c.author}${c.local ? ' (here)' : ''} at ${when}`
 }
 
+/** A 404 for a document this node lacks, with the command that opens it. */
+function noDocument(err: unknown, name: string, verb: string): unknown {
+  if (err instanceof ApiError && err.status === 404 && /has no document/.test(err.message))
+    return new ApiError(
+      `this node has no document ${name}; open it with its type: ${CLI} state ${verb} ${name} --type <t> (see ${CLI} state list)`,
+      404
+    )
+  return err
+}
+
 export async function stateCommand(dataDir: string, args: string[], flags: StateFlags, out: Out): Promise<number> {
   const [verb, name, ...rest] = args
   const usage = (line: string): never => {
@@ -178,7 +188,9 @@ export async function stateCommand(dataDir: string, args: string[], flags: State
       const api = await connectApi(dataDir)
       // with a type, a document this node does not have yet is opened, and fetched from peers
       if (flags.type != null) await api.post('state/open', { name, ...type })
-      const view = await api.get<DocumentView>('state/get', { name })
+      const view = await api.get<DocumentView>('state/get', { name }).catch((err: unknown) => {
+        throw noDocument(err, name, 'get')
+      })
       if (flags.json === true) out(JSON.stringify(view))
       else printValue(view, out)
       return 0
@@ -221,7 +233,9 @@ export async function stateCommand(dataDir: string, args: string[], flags: State
       if (rest.length > 0) usage('watch <name> [--type <t>] [--json]')
       const api = await connectApi(dataDir)
       if (flags.type != null) await api.post('state/open', { name, ...type })
-      return await watch(api, name, flags.json === true, out)
+      return await watch(api, name, flags.json === true, out).catch((err: unknown) => {
+        throw noDocument(err, name, 'watch')
+      })
     }
   }
   throw new UsageError(`unknown command "state ${verb}" (see cyberspace state --help)`)

@@ -86,7 +86,7 @@ export function clusterRoutes(node: CyberspaceNode): Record<string, Route> {
     if (info == null)
       throw new HttpError(
         409,
-        'this node holds no cluster share; run cyberspace cluster init --members <peer-id>... --threshold <t>'
+        'this node holds no cluster share; run npx --no-install cyberspace cluster init --members <peer-id>... --threshold <t>'
       )
     return info
   }

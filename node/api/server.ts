@@ -78,7 +78,7 @@ const ERROR_STATUS: Record<string, number> = {
 }
 
 /** Structured fields of an error that clients may act on (the members that refused, a remote error's name). */
-const ERROR_FIELDS = ['members', 'remoteName', 'culprit', 'certHash'] as const
+const ERROR_FIELDS = ['members', 'reasons', 'remoteName', 'culprit', 'certHash'] as const
 
 /** An error's structured fields, as JSON: nested errors become `{ name, message }`, maps objects. */
 export function errorFields(err: unknown): Record<string, unknown> {

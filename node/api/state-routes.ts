@@ -215,7 +215,7 @@ export function stateRoutes(node: CyberspaceNode): { routes: Record<string, Rout
     if (doc == null)
       throw new HttpError(
         404,
-        `this node has no document ${name}; open it with its type (--type <t> on the command line, POST state/open here)`
+        `this node has no document ${name}; open it with its type (POST state/open, or a type with the update)`
       )
     if (type != null && doc.type !== type) throw new HttpError(409, `document ${name} is a ${doc.type}, not a ${type}`)
     return doc

@@ -111,10 +111,19 @@ describe('cyberspace errors', () => {
       { member: A, reason: `MemberRefusedError: ${A} refused: SigningRefusedError: z6Mk… is not authorized; here: no` },
       { member: B, reason: 'TimeoutError: timed out' }
     ])
-    const structured = new ApiError('key generation failed', 502, 'ThresholdError', {
-      members: [{ member: A, name: 'SigningRefusedError', message: 'not authorized' }]
-    })
-    assert.deepEqual(memberFailures(structured), [{ member: A, reason: 'SigningRefusedError: not authorized' }])
+    const structured = new ApiError(
+      `member 12D3KooWA refused: …\nmember 12D3KooWB did not answer: …`,
+      502,
+      'MembersFailedError',
+      {
+        members: [A, B],
+        reasons: { [A]: 'member 12D3KooWA refused: …', [B]: 'member 12D3KooWB did not answer: …' }
+      }
+    )
+    assert.deepEqual(memberFailures(structured), [
+      { member: A, reason: 'member 12D3KooWA refused: …' },
+      { member: B, reason: 'member 12D3KooWB did not answer: …' }
+    ])
   })
 
   it('joins from another machine by a non-loopback address, or says the node listens only on loopback', () => {

@@ -110,7 +110,11 @@ describe('cyberspace state: documents between two node processes', function () {
 
   it('refuses what cannot be done, with the reason and a non-zero exit', async () => {
     const cases: Array<[string[], number, RegExp]> = [
-      [['state', 'get', 'nothing-here'], 1, /no document nothing-here; open it with its type/],
+      [
+        ['state', 'get', 'nothing-here'],
+        1,
+        /^cyberspace: this node has no document nothing-here; open it with its type: npx --no-install cyberspace state get nothing-here --type <t> \(see npx --no-install cyberspace state list\)\n$/
+      ],
       [['state', 'get', 'tasks', '--type', 'g-counter'], 1, /open as a or-map, not a g-counter/],
       [['state', 'watch', 'nothing-here'], 1, /no document nothing-here; open it with its type/],
       [['state', 'add', 'notes', '1'], 1, /add does not apply to a lww-register/],
