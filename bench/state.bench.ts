@@ -193,7 +193,9 @@ async function replicatedWrites(): Promise<number> {
   const a = await loopbackNode()
   const b = await loopbackNode({ bootstrap: a.multiaddrs() })
   try {
+    // b trusts a's writes; a lets b read (announcements carry CIDs, b fetches each event from a)
     await b.spki.addAclEntry(principalFromPeerId(a.peerId), parseTag(parseAdvanced('(cyberspace (log))')))
+    await a.spki.addAclEntry(principalFromPeerId(b.peerId), parseTag(parseAdvanced('(cyberspace (log (read bench)))')))
     const docA = await a.state.open('bench', 'or-map')
     const docB = await b.state.open('bench', 'or-map')
     // let gossipsub build its mesh before measuring
