@@ -97,6 +97,17 @@ function printExcluded(excluded: Record<string, string>, out: Out, prefix = '  '
 }
 
 export async function clusterCommand(dataDir: string, args: string[], flags: ClusterFlags, out: Out): Promise<number> {
+  try {
+    return await runClusterCommand(dataDir, args, flags, out)
+  } catch (err) {
+    // a round that failed at some members: say, per member, what to do there
+    if (err instanceof ApiError && (err.errorName === 'MembersFailedError' || args[0] === 'init'))
+      throw await explainRefusals(await connectApi(dataDir), err, `cluster ${args[0]}`)
+    throw err
+  }
+}
+
+async function runClusterCommand(dataDir: string, args: string[], flags: ClusterFlags, out: Out): Promise<number> {
   const [verb, ...rest] = args
   const only = (n: number, usage: string): string[] => {
     if (rest.length !== n) throw new UsageError(`usage: cyberspace cluster ${usage}`)
@@ -110,12 +121,7 @@ export async function clusterCommand(dataDir: string, args: string[], flags: Clu
       if (flags.threshold == null || !/^\d{1,2}$/.test(flags.threshold))
         throw new UsageError('cluster init needs --threshold <t>, a whole number')
       const api = await connectApi(dataDir)
-      let view: ClusterView
-      try {
-        view = await api.post<ClusterView>('cluster/init', { members, threshold: Number(flags.threshold) })
-      } catch (err) {
-        throw await explainRefusals(api, err, 'cluster init')
-      }
+      const view = await api.post<ClusterView>('cluster/init', { members, threshold: Number(flags.threshold) })
       printCluster(view, flags, out)
       return 0
     }
