@@ -357,9 +357,11 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   async join(heads: CID[], options: JoinOptions = {}): Promise<JoinResult> {
     this.checkOpen()
     const result: JoinResult = { applied: [], rejected: [], missing: [] }
-    const fetched = await this.fetchMissing(heads, result, options)
+    // blocks of covered events met on the way: stored only if an accepted event names one as a parent
+    const covered = new Map<string, Uint8Array>()
+    const fetched = await this.fetchMissing(heads, result, options, covered)
     if (fetched.size === 0) return result
-    await this.exclusive(async () => await this.applyFetched(fetched, result))
+    await this.exclusive(async () => await this.applyFetched(fetched, result, covered))
     return result
   }
 
@@ -493,7 +495,12 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     return t != null && compareHlc(event.hlc, t) <= 0
   }
 
-  private async fetchMissing(heads: CID[], result: JoinResult, options: JoinOptions): Promise<Map<string, Fetched<D>>> {
+  private async fetchMissing(
+    heads: CID[],
+    result: JoinResult,
+    options: JoinOptions,
+    covered: Map<string, Uint8Array>
+  ): Promise<Map<string, Fetched<D>>> {
     const fetched = new Map<string, Fetched<D>>()
     const seen = new Set<string>()
     const maxEvents = this.limit('maxJoinEvents', 10_000)
@@ -513,7 +520,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         if (fetched.size + slice.length > maxEvents) {
           throw new HistoryTooLongError(`joining ${this.id} needs more than ${maxEvents} events: join from a snapshot`)
         }
-        const checked = await Promise.all(slice.map(async cid => await this.fetchEvent(cid, result, options)))
+        const checked = await Promise.all(slice.map(async cid => await this.fetchEvent(cid, result, options, covered)))
         for (const f of checked) {
           if (f == null) continue
           fetched.set(f.key, f)
@@ -530,7 +537,12 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
    * refusals that cannot change. The signature is checked before anything else looks at the
    * event's claims (its coverage by a snapshot, its author's authority).
    */
-  private async fetchEvent(cid: CID, result: JoinResult, options: JoinOptions): Promise<Fetched<D> | undefined> {
+  private async fetchEvent(
+    cid: CID,
+    result: JoinResult,
+    options: JoinOptions,
+    covered: Map<string, Uint8Array>
+  ): Promise<Fetched<D> | undefined> {
     const key = cid.toString()
     let bytes = options.blocks?.get(key)
     try {
@@ -562,7 +574,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     }
     // an event a merged snapshot already covers is in the state: stop here, without fetching its past
     if (this.coveredBySnapshot(event)) {
-      await this.rememberCovered(cid, bytes)
+      if (!this.closed) this.coveredEvents.set(key, cid)
+      covered.set(key, bytes)
       return undefined
     }
     try {
@@ -582,17 +595,6 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       return undefined
     }
     return { key, cid, bytes, event, deltas }
-  }
-
-  /** Remembers an event found inside the base; stored, so a replay finds it where a later event names it. */
-  private async rememberCovered(cid: CID, bytes: Uint8Array): Promise<void> {
-    if (this.closed) return
-    try {
-      await this.init.blockstore.put(cid, bytes)
-    } catch (err) {
-      this.log('could not store covered event %c - %e', cid, err)
-    }
-    this.coveredEvents.set(cid.toString(), cid)
   }
 
   /** Records a refusal that may change (authority, clock, missing parents): the block is checked again next time. */
@@ -629,7 +631,11 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   }
 
   /** Applies fetched events in replay order, each only if its parents are in the state. */
-  private async applyFetched(fetched: Map<string, Fetched<D>>, result: JoinResult): Promise<void> {
+  private async applyFetched(
+    fetched: Map<string, Fetched<D>>,
+    result: JoinResult,
+    covered: Map<string, Uint8Array>
+  ): Promise<void> {
     const order = [...fetched.values()].filter(f => !this.known.has(f.key)).sort(compareEvents)
     const accepted: Fetched<D>[] = []
     const acceptedKeys = new Map<string, Timestamp>()
@@ -638,7 +644,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       for (const f of order) {
         // a snapshot merged since the event was fetched may hold it already: its ops are not new here
         if (this.coveredBySnapshot(f.event)) {
-          await this.rememberCovered(f.cid, f.bytes)
+          this.coveredEvents.set(f.key, f.cid)
+          covered.set(f.key, f.bytes)
           continue
         }
         const problem = this.parentProblem(f.event, acceptedKeys, fetched) ?? this.deltaProblem(f)
@@ -665,6 +672,14 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       }
       if (accepted.length === 0) return
       for (const f of accepted) await this.init.blockstore.put(f.cid, f.bytes)
+      // a covered event an accepted one names as a parent is stored, so a replay finds it there;
+      // other covered blocks are not: whoever signed them, they never reach the disk
+      for (const f of accepted) {
+        for (const p of f.event.parents) {
+          const bytes = covered.get(p.toString())
+          if (bytes != null) await this.init.blockstore.put(p, bytes)
+        }
+      }
       for (const f of accepted) heads.set(f.key, f.cid)
       // a head an accepted event descends from is no longer a head
       for (const f of accepted) for (const p of f.event.parents) heads.delete(p.toString())

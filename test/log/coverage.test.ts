@@ -205,6 +205,31 @@ describe('log coverage', () => {
     assert.equal(log.value(), 10)
   })
 
+  it('never stores a block because it claims a covered author: a revoked author cannot fill the disk', async () => {
+    const allowed = new Set<string>()
+    const [a, c] = await replicas(gCounter, 2, { allowed })
+    allowed.add(a.signer.principal)
+    const first = await a.log.append(inc(1))
+    await a.log.append(inc(1))
+    assert.ok(first != null)
+    const snapshot = await a.log.snapshot()
+    assert.equal(await c.log.adoptSnapshot(snapshot.cid), true)
+    allowed.delete(a.signer.principal) // a's grant is withdrawn; its old events stay in the snapshot
+    const forged: CID[] = []
+    for (let i = 0; i < 20; i++) {
+      const block = await signEvent(a.signer, {
+        log: 'doc',
+        hlc: first.value.hlc,
+        parents: [await blockCid(new Uint8Array([i, 1, 2, 3]))],
+        ops: [new Uint8Array(1000).fill(i)] as any
+      })
+      forged.push(block.cid)
+      await c.log.join([block.cid], { blocks: new Map([[block.cid.toString(), block.bytes]]) })
+    }
+    for (const cid of forged) assert.equal(await c.blockstore.has(cid), false, 'not on disk')
+    assert.equal(c.log.value(), 2)
+  })
+
   it('takes an event a snapshot merged during its join covers as inside, not as refused', async () => {
     const [a, c] = await replicas(orSet, 2)
     const first = await a.log.append(add('x'))
