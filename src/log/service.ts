@@ -25,7 +25,6 @@
  * await doc.add('write the report')
  * doc.addEventListener('change', e => console.log(e.detail.author, doc.value()))
  */
-import * as dagCbor from '@ipld/dag-cbor'
 import { Key } from 'interface-datastore'
 import { decodeDeltaMessage, deltasTopic, encodeDeltaMessage, eventAnnouncement } from '../../protocols/deltas/codec.ts'
 import { blockCid, checkLogId, MAX_SNAPSHOT_BYTES } from '../../protocols/log/codec.ts'
@@ -409,9 +408,9 @@ export class StateService implements State {
     if (principal === this.self) return
     const { spki } = this.components.libp2p.services
     const key = `${action} ${name} ${principal}`
-    const cached = this.authorized.get(key)
-    if (cached != null && cached.epoch === spki.epoch && cached.until > Date.now()) return
     const epoch = spki.epoch
+    const cached = this.authorized.get(key)
+    if (cached != null && cached.epoch === epoch && cached.until > Date.now()) return
     const tag = parseTag([atom('cyberspace'), [atom('log'), [atom(action), atom(name)]]])
     const grant = await spki.authorizeOrProve(principal, tag, {
       signal: options.signal,
@@ -471,8 +470,9 @@ export class StateService implements State {
     }
     const { log: name, cid, block } = announcement
     if (!this.docs.has(name) || this.docs.get(name)?.log.has(cid) === true) return
+    // inline blocks are used only where they may be sent at all: public documents
     const blocks = new Map<string, Uint8Array>()
-    if (block != null) blocks.set(cid.toString(), block)
+    if (block != null && this.docs.get(name)?.public === true) blocks.set(cid.toString(), block)
     // the forwarding peer holds the event and its history; so does its author, if connected
     void this.mayRead(propagationSource, name, this.shutdown.signal).then(verified => {
       this.offer(name, propagationSource, verified, [cid], null, blocks, [msg.from])
@@ -577,28 +577,32 @@ export class StateService implements State {
 
   /** The wanted blocks of one log, to a peer that may read it, as many as fit in one message. */
   private async answerWant(request: WantMessage, from: PeerId, signal: AbortSignal): Promise<BlocksMessage> {
-    if (!this.docs.has(request.log)) return { v: 1, type: 'blocks', blocks: [] }
+    // the same answer whether or not this node holds the document: a refusal says nothing of it
     if (!(await this.mayRead(from, request.log, signal))) {
       throw new UnauthorizedReadError(`${from} may not read document ${request.log} here`)
     }
+    const open = this.docs.get(request.log)
     const blocks: Uint8Array[] = []
+    if (open == null) return { v: 1, type: 'blocks', blocks }
     let budget = MAX_HEADS_MESSAGE_BYTES - 1024
-    for (const cid of request.cids) {
+    const snapshots = new Set(open.log.snapshots().map(String))
+    for (const key of new Set(request.cids.map(String))) {
+      // a reader of one log gets no block of another: only what this log holds is looked up
+      if (!open.log.has(key) && !snapshots.has(key)) continue
+      const cid = request.cids.find(c => c.toString() === key) as CID
       let block: Uint8Array
       try {
         block = await readBlock(this.components.blockstore, cid, {
-          maxBytes: MAX_SNAPSHOT_BYTES,
+          maxBytes: Math.min(MAX_SNAPSHOT_BYTES, budget - 16),
           offline: true,
           signal
         })
       } catch {
-        continue // not here (or compacted away): the asker tries another peer or a snapshot
+        continue // not here (compacted away, or larger than what is left of the answer)
       }
-      // a reader of one log must not get another log's blocks by naming their CIDs
-      if (blockLog(block) !== request.log) continue
-      if (block.length + 16 > budget) break
       budget -= block.length + 16
       blocks.push(block)
+      if (budget < 1024) break
     }
     return { v: 1, type: 'blocks', blocks }
   }
@@ -610,14 +614,18 @@ export class StateService implements State {
   private async fetchBlock(name: string, cid: CID, options: Parameters<FetchBlock>[1]): Promise<Uint8Array> {
     const errors: string[] = []
     const { libp2p } = this.components
-    for (const peer of options.providers ?? []) {
-      if (peer.equals(libp2p.peerId)) continue
-      if (libp2p.getConnections(peer).length === 0) {
-        errors.push(`${peer}: not connected`)
-        continue
-      }
+    const peers = (options.providers ?? []).filter(peer => {
+      if (peer.equals(libp2p.peerId)) return false
+      if (libp2p.getConnections(peer).length > 0) return true
+      errors.push(`${peer}: not connected`)
+      return false
+    })
+    // each peer gets its share of the time, so one that stalls does not use up the next one's
+    const share = Math.max(1000, this.timeout / Math.max(1, peers.length))
+    for (const peer of peers) {
       try {
-        const answer = await this.request(peer, { v: 1, type: 'want', log: name, cids: [cid] }, 'blocks', options)
+        const want: WantMessage = { v: 1, type: 'want', log: name, cids: [cid] }
+        const answer = await this.request(peer, want, 'blocks', { signal: withTimeout(share, options.signal) })
         for (const block of answer.blocks) {
           // the log stores the block if it accepts it
           if (block.length <= options.maxBytes && (await blockCid(block)).equals(cid)) return block
@@ -749,16 +757,6 @@ function isCrdtName(type: string): type is CrdtName {
 
 function publicKey(name: string): Key {
   return new Key(`/cyberspace/state/public/${name}`)
-}
-
-/** The log a stored block (event or snapshot) belongs to. */
-function blockLog(block: Uint8Array): string | undefined {
-  try {
-    const value = dagCbor.decode<{ log?: unknown }>(block)
-    return typeof value?.log === 'string' ? value.log : undefined
-  } catch {
-    return undefined
-  }
 }
 
 /** A uniformly random permutation of `items` (Fisher–Yates), as a new array. */

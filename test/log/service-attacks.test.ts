@@ -118,12 +118,25 @@ describe('the state service under attack', function () {
       assert.equal(want.type, 'error')
       assert.equal(want.type === 'error' ? want.name : '', 'UnauthorizedReadError')
 
+      // nor for a document a does not hold: the refusal does not tell which documents a holds
+      const unheld = await ask(x, a.peerId, { v: 1, type: 'want', log: 'no-such-doc', cids: secret.heads() })
+      assert.equal(unheld.type === 'error' ? unheld.name : unheld.type, 'UnauthorizedReadError')
+
       // naming a document it may read does not get it another document's blocks
       const notice = await a.state.open('notice', 'or-set', { public: true })
       await notice.add('open day on friday')
       const wrongLog = await ask(x, a.peerId, { v: 1, type: 'want', log: 'notice', cids: secret.heads() })
       assert.equal(wrongLog.type, 'blocks')
       assert.deepEqual(wrongLog.type === 'blocks' ? wrongLog.blocks : null, [])
+
+      // a CID asked 64 times is read and sent once
+      const repeated = await ask(x, a.peerId, {
+        v: 1,
+        type: 'want',
+        log: 'notice',
+        cids: Array.from({ length: 64 }, () => notice.heads()[0])
+      })
+      assert.equal(repeated.type === 'blocks' ? repeated.blocks.length : -1, 1)
 
       // gossip announced the secret's event by CID only, and the public one inline
       await waitUntil('x heard both announcements on gossip', () => gossip.some(m => m.log === 'notice'))
@@ -180,7 +193,9 @@ describe('the state service under attack', function () {
 
   describe('proof requests', () => {
     it('16 events signed by made-up keys cause no DHT walk and no dial, and resending them asks nobody', async () => {
-      const doc = await b.state.open('guarded', 'g-counter')
+      // public, so b takes the forged events inline from gossip (for a private one it would fetch
+      // them from x with a want: the same checks follow)
+      const doc = await b.state.open('guarded', 'g-counter', { public: true })
       // every DHT lookup b makes, by its target: a walk for a made-up key's peer would show here
       const targets: string[] = []
       const routing = b.libp2p.peerRouting
