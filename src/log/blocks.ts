@@ -1,7 +1,8 @@
 /**
- * Reading and writing log blocks. A blockstore's `get` streams a block in chunks, and Helia's
- * fetches it from peers (bitswap) when it is not local: `readBlock` bounds the size while it
- * reads, can stay offline, and checks the bytes hash to the CID asked for.
+ * Reading and writing log blocks. A blockstore's `get` streams a block in chunks (a Helia
+ * blockstore could fetch from peers, but nodes run no bitswap: missing blocks come over
+ * /cyberspace/heads, see service.ts): `readBlock` bounds the size while it reads, can stay
+ * offline, and checks the bytes hash to the CID asked for.
  *
  * @example
  * const bytes = await readBlock(helia.blockstore, cid, { maxBytes: MAX_EVENT_BYTES, offline: true })
