@@ -14,8 +14,9 @@
  *
  * Authorization never makes unbounded network work: `authorizeOrProve` asks only peers already
  * connected (the principal's node, the given providers), at most two, within a per-peer budget,
- * and remembers refusals until the ACL, the CRLs or the store change (`epoch`). Inbound proof
- * requests are bounded per peer the same way.
+ * and remembers refusals, by prover, until the ACL, the CRLs or the store change (`epoch`): one
+ * peer's refusal never stops another from being asked. Inbound proof requests are bounded per
+ * peer the same way.
  */
 import { sha256 } from '@noble/hashes/sha2.js'
 import { base16 } from 'multiformats/bases/base16'
@@ -140,10 +141,11 @@ export interface Spki {
   /** Asks `peer` to prove that it (or `principal`) holds `tag`, and checks the proof against this node's ACL. */
   prove(peer: PeerId, tag: Tag, options?: AbortOptions & { principal?: PrincipalId }): Promise<DiscoveredGrant>
   /**
-   * `authorize` from the local store; else a chain a peer showed earlier, checked again now; else
-   * a refusal remembered at the current epoch, thrown again; else a proof asked of at most two
-   * peers that are already connected: `principal`'s own node, then `providers`. It never dials and
-   * never searches the DHT. A refusal throws `refuse(local, remote)` (default: the remote error):
+   * `authorize` from the local store (a local miss is remembered briefly at the current epoch);
+   * else a chain a peer showed earlier, checked again now; else a proof asked of at most two peers
+   * that are already connected, `principal`'s own node, then `providers`, skipping those whose
+   * refusal is remembered at the current epoch; a remembered refusal is thrown again only when
+   * every candidate has one. It never dials and never searches the DHT. A refusal throws `refuse(local, remote)` (default: the remote error):
    * ProverNotConnectedError when no such peer is connected, ProofRefusedError or the proof's own
    * error when one answered. ProofRateLimitedError (retryable) is thrown as it is.
    */
@@ -170,19 +172,27 @@ const MAX_CRLS = 1024
 /** Most peers one authorizeOrProve asks, and most providers looked at. */
 const MAX_PEERS_ASKED = 2
 const MAX_PROVIDERS_CONSIDERED = 16
-/** Most remembered refusals, and most remembered proofs. */
+/** Most remembered refusals, local misses, and most remembered proofs. */
 const MAX_REMEMBERED = 4096
+/** How long a local miss is remembered at its epoch: time alone can make a certificate valid. */
+const LOCAL_MISS_TTL = 30_000
+/** How long a peer's (or this node's) rate limit for a (principal, tag) is remembered. */
+const RATE_LIMITED_TTL = 2_000
 
 /** A refusal to remember: until when, and at which epoch. */
 interface Remembered {
   epoch: number
   until: number
   error: Error
+  /** For a prover's failure: UNREACHABLE, REFUSED or RATE_LIMITED. */
+  rank: number
 }
 
 /**
  * Per-peer token buckets with a cap on requests in flight: how much proof work one peer may cause
- * or be asked for. Buckets of idle peers are dropped first when `maxPeers` are tracked.
+ * or be asked for. When `maxPeers` are tracked, only buckets that have refilled (and have nothing
+ * in flight) are dropped; if none has, a new peer is refused, so cycling peer ids never refills a
+ * depleted bucket.
  */
 class PeerBudget {
   private readonly perMinute: number
@@ -203,7 +213,7 @@ class PeerBudget {
     const now = this.now()
     let bucket = this.buckets.get(peer)
     if (bucket == null) {
-      this.evict()
+      if (!this.evict()) return false
       bucket = { tokens: this.perMinute, at: now, inFlight: 0 }
       this.buckets.set(peer, bucket)
     }
@@ -220,18 +230,16 @@ class PeerBudget {
     if (bucket != null && bucket.inFlight > 0) bucket.inFlight--
   }
 
-  private evict(): void {
-    if (this.buckets.size < this.maxPeers) return
+  /** Makes room for one more bucket by dropping refilled idle ones; false when none could go. */
+  private evict(): boolean {
+    if (this.buckets.size < this.maxPeers) return true
     const now = this.now()
     for (const [peer, bucket] of this.buckets) {
-      const full = bucket.tokens + ((now - bucket.at) * this.perMinute) / 60_000 >= this.perMinute
+      const full = bucket.tokens + (Math.max(0, now - bucket.at) * this.perMinute) / 60_000 >= this.perMinute
       if (bucket.inFlight === 0 && full) this.buckets.delete(peer)
     }
-    // still full: forget the longest-tracked idle peer
-    for (const [peer, bucket] of this.buckets) {
-      if (this.buckets.size < this.maxPeers) return
-      if (bucket.inFlight === 0) this.buckets.delete(peer)
-    }
+    // a depleted bucket is never forgotten: that would hand its peer a fresh one
+    return this.buckets.size < this.maxPeers
   }
 }
 
@@ -259,6 +267,19 @@ function setBounded<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
 
 const tagText = (tag: Tag): string => toAdvanced(tagToSexp(tag))
 
+/**
+ * How much a prover's failure says about (principal, tag), least first: it could not be reached;
+ * it refused or showed a bad chain; it was rate limited (undecided: try again shortly).
+ */
+const UNREACHABLE = 1
+const REFUSED = 2
+const RATE_LIMITED = 3
+
+/** Of two failures, the one that says most. */
+function worse(a: Remembered | undefined, b: Remembered): Remembered {
+  return a == null || b.rank > a.rank ? b : a
+}
+
 class SpkiService implements Spki, Startable {
   readonly principal: PrincipalId
   private readonly components: SpkiComponents
@@ -282,11 +303,13 @@ class SpkiService implements Spki, Startable {
   private epochCount = 0
   /** When a stored CRL next starts or stops being current (ms), which changes decisions too. */
   private nextCrlChange = Infinity
-  /** Refusals by (principal, tag), valid at their epoch until they lapse. */
+  /** Refusals by (principal, tag, prover peer), valid at their epoch until they lapse. */
   private readonly refusals = new Map<string, Remembered>()
+  /** Local misses by (principal, tag): the local check's error, valid at its epoch until it lapses. */
+  private readonly localMisses = new Map<string, Remembered>()
   /** Chains peers showed, by (principal, tag): checked again at each use, so never stale. */
   private readonly shownProofs = new Map<string, Proof>()
-  /** Proof requests under way, by (epoch, principal, tag): concurrent callers share one. */
+  /** Proof requests under way, by (epoch, principal, tag, peers asked): concurrent callers that would ask the same peers share one. */
   private readonly asking = new Map<string, Promise<DiscoveredGrant>>()
 
   constructor(components: SpkiComponents, init: SpkiInit) {
@@ -387,6 +410,7 @@ class SpkiService implements Spki, Startable {
   private changed(): void {
     this.epochCount++
     this.refusals.clear()
+    this.localMisses.clear()
     const now = Date.now()
     let next = Infinity
     for (const signed of this.crlStore.values()) {
@@ -652,17 +676,28 @@ class SpkiService implements Spki, Startable {
     tag: Tag,
     options: AuthorizeOrProveOptions = {}
   ): Promise<DiscoveredGrant> {
+    const key = `${principal} ${tagKey(normalizeTag(tag))}`
+    const epoch = this.epoch
+    // a local miss at this epoch is remembered briefly, so a flood of checks costs one chain search
     let local: Error
-    try {
-      return await this.authorize(principal, tag, { signal: options.signal })
-    } catch (err) {
+    const miss = this.recall(this.localMisses, key, epoch)
+    if (miss != null) {
       options.signal?.throwIfAborted()
-      local = err as Error
+      local = miss.error
+    } else {
+      try {
+        return await this.authorize(principal, tag, { signal: options.signal })
+      } catch (err) {
+        options.signal?.throwIfAborted()
+        local = err as Error
+        if (this.epoch === epoch) {
+          const until = this.now() + LOCAL_MISS_TTL
+          setBounded(this.localMisses, key, { epoch, until, error: local, rank: REFUSED }, MAX_REMEMBERED)
+        }
+      }
     }
     const refuse = (remote: Error): Error => options.refuse?.(local, remote) ?? remote
     if (this.rootsFor(tag).length === 0) throw refuse(local)
-    const key = `${principal} ${tagKey(normalizeTag(tag))}`
-    const epoch = this.epoch
     // a chain a peer showed before, checked again against today's ACL, CRLs and clock
     const shown = this.shownProofs.get(key)
     if (shown != null) {
@@ -673,22 +708,30 @@ class SpkiService implements Spki, Startable {
         this.shownProofs.delete(key)
       }
     }
-    const remembered = this.refusals.get(key)
-    if (remembered != null && remembered.epoch === epoch && remembered.until > this.now()) {
-      throw refuse(remembered.error)
+    // a refusal is remembered by prover: a peer that refused is skipped, the others are still asked
+    const peers: PeerId[] = []
+    let remembered: Remembered | undefined
+    for (const peer of this.candidateProvers(principal, options.providers ?? [])) {
+      const refusal = this.recall(this.refusals, `${key} ${peer.toString()}`, epoch)
+      if (refusal != null) {
+        remembered = worse(remembered, refusal)
+        continue
+      }
+      if (peers.length < MAX_PEERS_ASKED && this.connectionTo(peer) != null) peers.push(peer)
     }
-    // a request under way since this epoch began is shared; one from before it is not
-    const askingKey = `${epoch} ${key}`
-    let asking = this.asking.get(askingKey)
-    if (asking == null) {
-      const peers = this.connectedProvers(principal, options.providers ?? [])
-      if (peers.length === 0) {
-        throw refuse(
+    if (peers.length === 0) {
+      if (remembered?.rank === RATE_LIMITED) throw remembered.error
+      throw refuse(
+        remembered?.error ??
           new ProverNotConnectedError(
             `no chain here grants ${principal} ${tagText(tag)}, and neither its node nor a provider of its chain is connected: grant it with \`cyberspace acl add\` or \`cyberspace cert issue\`, or import its chain with \`cyberspace cert import\``
           )
-        )
-      }
+      )
+    }
+    // a request under way since this epoch began, to the same peers, is shared; any other is not
+    const askingKey = `${epoch} ${key} ${peers.map(p => p.toString()).join(' ')}`
+    let asking = this.asking.get(askingKey)
+    if (asking == null) {
       asking = this.askConnected(key, epoch, principal, tag, peers, options.timeout ?? this.timeout)
       this.asking.set(askingKey, asking)
       asking
@@ -705,8 +748,17 @@ class SpkiService implements Spki, Startable {
     }
   }
 
-  /** The peers to ask: the principal's node, then providers, each only if connected; at most MAX_PEERS_ASKED. */
-  private connectedProvers(principal: PrincipalId, providers: PeerId[]): PeerId[] {
+  /** What `map` remembers for `key` at `epoch` and not yet lapsed; a stale entry is dropped. */
+  private recall(map: Map<string, Remembered>, key: string, epoch: number): Remembered | undefined {
+    const remembered = map.get(key)
+    if (remembered == null) return undefined
+    if (remembered.epoch === epoch && remembered.until > this.now()) return remembered
+    map.delete(key)
+    return undefined
+  }
+
+  /** The peers that may be asked: the principal's node, then providers; not this node, each once. */
+  private candidateProvers(principal: PrincipalId, providers: PeerId[]): PeerId[] {
     const out: PeerId[] = []
     let own: PeerId[] = []
     try {
@@ -715,18 +767,18 @@ class SpkiService implements Spki, Startable {
       // not a key a node can have: only providers can speak for it
     }
     for (const peer of [...own, ...providers.slice(0, MAX_PROVIDERS_CONSIDERED)]) {
-      if (out.length >= MAX_PEERS_ASKED) break
       if (peer.equals(this.components.peerId) || out.some(p => p.equals(peer))) continue
-      if (this.connectionTo(peer) != null) out.push(peer)
+      out.push(peer)
     }
     return out
   }
 
   /**
    * Asks `peers` in turn, over their open connections, for a chain; the first that checks out
-   * wins and is remembered. Otherwise a refusal is remembered at `epoch`: for `refusalTtl` when a
-   * peer answered (no chain, or a bad one), for `failureTtl` when none could be reached; rate
-   * limits are not remembered. Each peer gets an equal share of `timeout`.
+   * wins and is remembered. Each peer's failure is remembered at `epoch` for that peer alone: for
+   * `refusalTtl` when it answered (no chain, or a bad one), for `failureTtl` when it could not be
+   * reached, for RATE_LIMITED_TTL when it (or this node's budget for it) was rate limited. Each
+   * peer gets an equal share of `timeout`.
    */
   private async askConnected(
     key: string,
@@ -736,10 +788,15 @@ class SpkiService implements Spki, Startable {
     peers: PeerId[],
     timeout: number
   ): Promise<DiscoveredGrant> {
-    let refused: Error | undefined
-    let failed: Error | undefined
-    let rateLimited: Error | undefined
+    let worst: Remembered | undefined
     for (const peer of peers) {
+      const peerKey = `${key} ${peer.toString()}`
+      const remember = (error: Error, rank: number, ttl: number): void => {
+        const failure = { epoch, until: this.now() + ttl, error, rank }
+        worst = worse(worst, failure)
+        // a refusal from before a new epoch began is not carried into it
+        if (this.epoch === epoch) setBounded(this.refusals, peerKey, failure, MAX_REMEMBERED)
+      }
       let proof: Proof
       try {
         proof = await this.requestProof(peer, principal, tag, {
@@ -748,9 +805,10 @@ class SpkiService implements Spki, Startable {
         })
       } catch (err) {
         const e = err as Error
-        if (e.name === 'ProofRateLimitedError') rateLimited ??= e
-        else if (e.name === 'ProofRefusedError' || e.name === 'ChainNotFoundError') refused ??= e
-        else failed ??= e
+        if (e.name === 'ProofRateLimitedError') remember(e, RATE_LIMITED, RATE_LIMITED_TTL)
+        else if (e.name === 'ProofRefusedError' || e.name === 'ChainNotFoundError')
+          remember(e, REFUSED, this.refusalTtl)
+        else remember(e, UNREACHABLE, this.failureTtl)
         this.log('no proof of %s from %p - %e', principal, peer, e)
         continue
       }
@@ -759,19 +817,11 @@ class SpkiService implements Spki, Startable {
         setBounded(this.shownProofs, key, proof, MAX_REMEMBERED)
         return grant
       } catch (err) {
-        refused ??= err as Error
+        remember(err as Error, REFUSED, this.refusalTtl)
         this.log('a bad proof of %s from %p - %e', principal, peer, err)
       }
     }
-    const now = this.now()
-    if (refused != null) {
-      setBounded(this.refusals, key, { epoch, until: now + this.refusalTtl, error: refused }, MAX_REMEMBERED)
-      throw refused
-    }
-    if (rateLimited != null) throw rateLimited
-    const error = failed ?? new ProverNotConnectedError(`no peer could be asked to prove ${principal}`)
-    setBounded(this.refusals, key, { epoch, until: now + this.failureTtl, error }, MAX_REMEMBERED)
-    throw error
+    throw worst?.error ?? new ProverNotConnectedError(`no peer could be asked to prove ${principal}`)
   }
 
   /** Answers one proof request, within the asking peer's budget. */

@@ -290,3 +290,162 @@ describe('a node answers proof requests within a per-peer budget', () => {
     await asker.spki.prove(prover.peerId, request, { principal: who.id })
   })
 })
+
+describe('authorizeOrProve remembers refusals by prover, and local misses briefly', () => {
+  const nodes: CyberspaceNode[] = []
+  let verifier: CyberspaceNode
+  /** Holds no chain for anyone: its refusal must not stand for another provider's. */
+  let liar: CyberspaceNode
+  /** Holds the authors' chains. */
+  let honest: CyberspaceNode
+  let root: Key
+  let clock = Date.now()
+  const request = tag('(cyberspace (log (append notes)))')
+
+  before(async () => {
+    root = await key()
+    verifier = await memoryNode({ spkiOptions: { now: () => clock } })
+    liar = await memoryNode({ bootstrap: [verifier.multiaddrs()[0]] })
+    honest = await memoryNode({ bootstrap: [verifier.multiaddrs()[0]] })
+    nodes.push(verifier, liar, honest)
+    await waitUntil('the three nodes to connect', () => verifier.peers().length === 2)
+    await verifier.spki.addAclEntry(root.id, tag('(cyberspace)'))
+  })
+
+  after(async () => {
+    await Promise.all(nodes.map(async n => await n.stop()))
+  })
+
+  it("one provider's refusal does not stop a proof from another, one after the other", async () => {
+    const author = await key()
+    await honest.spki.addCert(await grant(root, author, '(cyberspace (log))'))
+    const askedLiar = countProofRequests(verifier, liar)
+    const askedHonest = countProofRequests(verifier, honest)
+    await assert.rejects(verifier.spki.authorizeOrProve(author.id, request, { providers: [liar.peerId] }), {
+      name: 'ProofRefusedError'
+    })
+    // remembered for the liar alone
+    await assert.rejects(verifier.spki.authorizeOrProve(author.id, request, { providers: [liar.peerId] }), {
+      name: 'ProofRefusedError'
+    })
+    assert.equal(askedLiar(), 1)
+    const found = await verifier.spki.authorizeOrProve(author.id, request, { providers: [honest.peerId] })
+    assert.equal(found.proof.chain.length, 1)
+    assert.equal(askedHonest(), 1)
+
+    // a provider whose refusal is remembered is skipped, and the next one asked
+    const second = await key()
+    await honest.spki.addCert(await grant(root, second, '(cyberspace (log))'))
+    await assert.rejects(verifier.spki.authorizeOrProve(second.id, request, { providers: [liar.peerId] }), {
+      name: 'ProofRefusedError'
+    })
+    const both = await verifier.spki.authorizeOrProve(second.id, request, { providers: [liar.peerId, honest.peerId] })
+    assert.equal(both.proof.chain.length, 1)
+    assert.equal(askedLiar(), 2, 'the liar was not asked again')
+    assert.equal(askedHonest(), 2)
+  })
+
+  it("one provider's refusal does not stop a proof from another, at the same time", async () => {
+    const author = await key()
+    await honest.spki.addCert(await grant(root, author, '(cyberspace (log))'))
+    const [fromLiar, fromHonest] = await Promise.allSettled([
+      verifier.spki.authorizeOrProve(author.id, request, { providers: [liar.peerId] }),
+      verifier.spki.authorizeOrProve(author.id, request, { providers: [honest.peerId] })
+    ])
+    assert.equal(fromLiar.status, 'rejected')
+    assert.equal((fromLiar as PromiseRejectedResult).reason.name, 'ProofRefusedError')
+    assert.equal(fromHonest.status, 'fulfilled', String((fromHonest as PromiseRejectedResult).reason))
+    // and once shown, the chain stands whoever is named next
+    const again = await verifier.spki.authorizeOrProve(author.id, request, { providers: [liar.peerId] })
+    assert.equal(again.proof.chain.length, 1)
+  })
+
+  it('a second check of an unknown principal at the same epoch does no chain search', async () => {
+    const stranger = await key()
+    const spki = verifier.spki as unknown as { certs: () => SignedCert[] }
+    const certs = spki.certs.bind(spki)
+    let searches = 0
+    spki.certs = () => {
+      searches++
+      return certs()
+    }
+    try {
+      const check = async (): Promise<void> => {
+        await assert.rejects(verifier.spki.authorizeOrProve(stranger.id, request, { providers: [liar.peerId] }), {
+          name: 'ProofRefusedError'
+        })
+      }
+      await check()
+      assert.ok(searches > 0, 'the first check searches the store')
+      const first = searches
+      for (let i = 0; i < 16; i++) await check()
+      assert.equal(searches, first, 'no search again at the same epoch')
+      // time alone can make a certificate valid: the miss lapses
+      clock += 31_000
+      await check()
+      assert.ok(searches > first)
+      const second = searches
+      await check()
+      assert.equal(searches, second)
+      // and a new epoch forgets it at once
+      await verifier.spki.addCert(await grant(root, await key(), '(cyberspace (log))'))
+      await check()
+      assert.ok(searches > second)
+    } finally {
+      spki.certs = certs
+    }
+  })
+
+  it('a rate limit is remembered briefly, per prover', async () => {
+    const author = await key()
+    const spki = verifier.spki as unknown as {
+      outbound: { take: (peer: string) => boolean }
+    }
+    const take = spki.outbound.take.bind(spki.outbound)
+    let takes = 0
+    spki.outbound.take = peer => {
+      takes++
+      return peer === liar.peerId.toString() ? false : take(peer)
+    }
+    try {
+      for (let i = 0; i < 8; i++) {
+        await assert.rejects(verifier.spki.authorizeOrProve(author.id, request, { providers: [liar.peerId] }), {
+          name: 'ProofRateLimitedError'
+        })
+      }
+      assert.equal(takes, 1, 'the budget is tried once')
+      clock += 3_000
+      await assert.rejects(verifier.spki.authorizeOrProve(author.id, request, { providers: [liar.peerId] }), {
+        name: 'ProofRateLimitedError'
+      })
+      assert.equal(takes, 2)
+    } finally {
+      spki.outbound.take = take
+    }
+  })
+
+  it('a full set of peer budgets evicts only refilled ones, never a depleted one', () => {
+    let now = 0
+    const Budget = (verifier.spki as unknown as { outbound: object }).outbound.constructor as new (
+      perMinute: number,
+      maxInFlight: number,
+      now: () => number,
+      maxPeers: number
+    ) => { take: (peer: string) => boolean; release: (peer: string) => void }
+    const budget = new Budget(2, 2, () => now, 2)
+    const spend = (peer: string): boolean => {
+      const ok = budget.take(peer)
+      if (ok) budget.release(peer)
+      return ok
+    }
+    assert.equal(spend('attacker'), true)
+    assert.equal(spend('attacker'), true)
+    assert.equal(spend('attacker'), false, 'depleted')
+    assert.equal(spend('sybil-1'), true)
+    // full, and no bucket has refilled: a new peer is refused rather than the attacker's dropped
+    assert.equal(spend('sybil-2'), false)
+    assert.equal(spend('attacker'), false, 'still depleted')
+    now += 60_000
+    assert.equal(spend('sybil-2'), true, 'refilled buckets make room')
+  })
+})
