@@ -19,6 +19,7 @@ import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node
 import { dirname, join, resolve } from 'node:path'
 import { NextToLast } from 'blockstore-fs/sharding'
 import { LevelDatastore } from 'datastore-level'
+import { concat } from '../src/log/blocks.ts'
 import type { AbortOptions } from '@libp2p/interface'
 import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
@@ -327,13 +328,10 @@ async function collect(bytes: InputPair['bytes']): Promise<Uint8Array> {
   if (bytes instanceof Uint8Array) return bytes
   const chunks: Uint8Array[] = []
   for await (const chunk of bytes) chunks.push(chunk)
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
-  let at = 0
-  for (const chunk of chunks) {
-    out.set(chunk, at)
-    at += chunk.length
-  }
-  return out
+  return concat(
+    chunks,
+    chunks.reduce((n, c) => n + c.length, 0)
+  )
 }
 
 type Level = LevelDatastore['db']

@@ -43,7 +43,8 @@ export async function readBlock(store: LogBlockstore, cid: CID, options: ReadBlo
   return bytes
 }
 
-function concat(chunks: Uint8Array[], length: number): Uint8Array {
+/** The chunks joined into one array of `length` bytes. */
+export function concat(chunks: Uint8Array[], length: number): Uint8Array {
   const out = new Uint8Array(length)
   let offset = 0
   for (const c of chunks) {
