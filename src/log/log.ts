@@ -83,6 +83,8 @@ export interface LogLimits {
   crdt?: CrdtLimits
   /** Most events one join fetches; beyond it the join fails with HistoryTooLongError. Default 10 000. */
   maxJoinEvents?: number
+  /** Most bytes of events (and covered blocks) one join holds; beyond it, HistoryTooLongError. Default 64 MiB. */
+  maxJoinBytes?: number
   /** How long one block fetch may take, in ms; default 10 s. */
   fetchTimeout?: number
   /** Blocks fetched at once during a join; default 8. */
@@ -414,6 +416,13 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     try {
       snapshot = decodeSnapshot(bytes)
       if (snapshot.log !== this.id) throw new EventRejectedError(`snapshot of log ${snapshot.log}, not ${this.id}`)
+    } catch (err) {
+      this.refused.set(key, err as Error)
+      throw err
+    }
+    // a snapshot of nothing this replica lacks adds nothing: no signature check, no state decode
+    if (snapshot.heads.every(h => this.has(h))) return false
+    try {
       await verifySigned(SNAPSHOT_DOMAIN, snapshot)
       checkCovered(snapshot)
     } catch (err) {
@@ -433,7 +442,10 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     return await this.exclusive(async () => {
       if (this.snapshotCids.some(c => c.equals(cid))) return false
       if (this.snapshotCids.length >= this.limit('maxSnapshots', 16)) {
-        throw new EventRejectedError(`this replica already merged ${this.snapshotCids.length} snapshots`)
+        // fold the merged snapshots into one of this replica's own, and drop theirs
+        const previous = this.snapshotCids
+        const own = await this.takeSnapshot(options)
+        for (const c of previous) if (!c.equals(own.cid)) await this.init.blockstore.delete(c)
       }
       await this.init.blockstore.put(cid, bytes)
       const heads = new Map(this.headCids)
@@ -504,6 +516,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     const fetched = new Map<string, Fetched<D>>()
     const seen = new Set<string>()
     const maxEvents = this.limit('maxJoinEvents', 10_000)
+    const maxBytes = this.limit('maxJoinBytes', 64 * 1024 * 1024)
+    let bytes = 0
     const concurrency = this.limit('fetchConcurrency', 8)
     let frontier = heads.filter(h => isBlockCid(h) && !this.has(h))
     while (frontier.length > 0) {
@@ -520,7 +534,13 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         if (fetched.size + slice.length > maxEvents) {
           throw new HistoryTooLongError(`joining ${this.id} needs more than ${maxEvents} events: join from a snapshot`)
         }
+        const held = covered.size
         const checked = await Promise.all(slice.map(async cid => await this.fetchEvent(cid, result, options, covered)))
+        for (const f of checked) bytes += f?.bytes.length ?? 0
+        for (const b of [...covered.values()].slice(held)) bytes += b.length
+        if (bytes > maxBytes) {
+          throw new HistoryTooLongError(`joining ${this.id} needs more than ${maxBytes} bytes: join from a snapshot`)
+        }
         for (const f of checked) {
           if (f == null) continue
           fetched.set(f.key, f)
@@ -856,7 +876,14 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   }
 
   private limit(
-    name: 'maxJoinEvents' | 'fetchTimeout' | 'fetchConcurrency' | 'maxSnapshots' | 'maxRefused' | 'maxCoveredEvents',
+    name:
+      | 'maxJoinEvents'
+      | 'maxJoinBytes'
+      | 'fetchTimeout'
+      | 'fetchConcurrency'
+      | 'maxSnapshots'
+      | 'maxRefused'
+      | 'maxCoveredEvents',
     fallback: number
   ): number {
     return this.init.limits?.[name] ?? fallback

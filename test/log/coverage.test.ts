@@ -230,6 +230,36 @@ describe('log coverage', () => {
     assert.equal(c.log.value(), 2)
   })
 
+  it('bounds the bytes one join holds: beyond them it asks for a snapshot instead', async () => {
+    const [a, c] = await replicas(orSet, 2)
+    for (let i = 0; i < 20; i++) await a.log.append(add('x'.repeat(2000) + i))
+    const log = await Log.open({ ...c.init, limits: { ...c.init.limits, maxJoinBytes: 16 * 1024 } })
+    await assert.rejects(log.join(a.log.heads()), { name: 'HistoryTooLongError' })
+    assert.equal(log.value().length, 0)
+    const roomy = await Log.open({ ...c.init, limits: { ...c.init.limits, maxJoinBytes: 1024 * 1024 } })
+    await roomy.join(a.log.heads())
+    assert.equal(roomy.value().length, 20)
+  })
+
+  it('folds merged snapshots into its own when it holds the most it merges, and adopts the next', async () => {
+    const [a, b, d, c] = await replicas(gCounter, 4)
+    const snapshots: CID[] = []
+    for (const r of [a, b, d]) {
+      await r.log.append(inc(1))
+      snapshots.push((await r.log.snapshot()).cid)
+    }
+    const log = await Log.open({ ...c.init, limits: { ...c.init.limits, maxSnapshots: 2 } })
+    for (const cid of snapshots) assert.equal(await log.adoptSnapshot(cid), true)
+    assert.equal(log.value(), 3)
+    const held = log.snapshots()
+    assert.equal(held.length, 2, 'its own snapshot of the first two, and the third')
+    assert.ok(held[1].equals(snapshots[2]))
+    assert.ok(!snapshots.slice(0, 2).some(s => held.some(h => h.equals(s))))
+    assert.equal(await c.blockstore.has(snapshots[0]), false, 'the folded snapshots are dropped')
+    // replayed from disk: the same value
+    assert.equal((await Log.open({ ...c.init, limits: { ...c.init.limits, maxSnapshots: 2 } })).value(), 3)
+  })
+
   it('takes an event a snapshot merged during its join covers as inside, not as refused', async () => {
     const [a, c] = await replicas(orSet, 2)
     const first = await a.log.append(add('x'))
