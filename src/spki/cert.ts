@@ -26,6 +26,7 @@ import { base16 } from 'multiformats/bases/base16'
 import { signedBytes } from '../../protocols/signing.ts'
 import { ed25519, SIGNATURE_LENGTH } from '../crypto/ed25519.ts'
 import { principalId, principalPublicKey } from '../crypto/principal.ts'
+import { RecentMap } from '../recent-map.ts'
 import { BadSignatureError, InvalidCertError } from './errors.ts'
 import { atomBytes, atomText, encodeCanonical, isList, sexpEquals } from './sexp.ts'
 import { parseTag, tagToSexp } from './tag.ts'
@@ -300,15 +301,14 @@ export async function signCert(cert: Cert, secretKey: Uint8Array): Promise<Signe
 
 /**
  * Remembers certificates whose signatures verified (by a digest of signed bytes and signature),
- * so a verifier that sees the same chains again skips the curve arithmetic. Bounded; the oldest
- * entry goes first.
+ * so a verifier that sees the same chains again skips the curve arithmetic. Bounded; the least
+ * recently used entry goes first.
  */
 export class VerifiedCertCache {
-  private readonly entries = new Set<string>()
-  private readonly max: number
+  private readonly entries: RecentMap<string, true>
 
   constructor(max = 10_000) {
-    this.max = max
+    this.entries = new RecentMap(max)
   }
 
   /** The entry for a signature over `signingBytes`. */
@@ -319,14 +319,13 @@ export class VerifiedCertCache {
     return base16.baseEncode(sha256(both))
   }
 
+  /** Whether the signature of `key` verified; a hit counts as a use. */
   has(key: string): boolean {
-    return this.entries.has(key)
+    return this.entries.get(key) === true
   }
 
   add(key: string): void {
-    if (this.entries.has(key)) return
-    if (this.entries.size >= this.max) this.entries.delete(this.entries.values().next().value as string)
-    this.entries.add(key)
+    this.entries.set(key, true)
   }
 
   get size(): number {

@@ -34,6 +34,7 @@ import {
 import { errorAnswer } from '../../protocols/wire.ts'
 import { isPrincipalId, peerIdFromPrincipal, principalFromPeerId } from '../crypto/principal.ts'
 import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
+import { RecentMap } from '../recent-map.ts'
 import {
   parseSignedCert,
   signCert,
@@ -179,9 +180,8 @@ const LOCAL_MISS_TTL = 30_000
 /** How long a peer's (or this node's) rate limit for a (principal, tag) is remembered. */
 const RATE_LIMITED_TTL = 2_000
 
-/** A refusal to remember: until when, and at which epoch. */
+/** A refusal to remember, and until when (every one is forgotten when the epoch changes). */
 interface Remembered {
-  epoch: number
   until: number
   error: Error
   /** For a prover's failure: UNREACHABLE, REFUSED or RATE_LIMITED. */
@@ -258,11 +258,54 @@ async function raced<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
   })
 }
 
-/** Keeps at most `max` entries, dropping the oldest. */
-function setBounded<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
-  map.delete(key)
-  if (map.size >= max) map.delete(map.keys().next().value as K)
-  map.set(key, value)
+/**
+ * Chains peers showed, by principal and then by (principal, tag) key, at most MAX_REMEMBERED in
+ * all, the least recently used forgotten first: a principal's chains are one map access away.
+ */
+class ShownProofs {
+  private readonly byPrincipal = new Map<PrincipalId, Map<string, Proof>>()
+  /** The principal of each key, in order of use. */
+  private readonly recent = new RecentMap<string, PrincipalId>(MAX_REMEMBERED, {
+    onEvict: (key, principal) => {
+      this.unindex(principal, key)
+    }
+  })
+
+  /** The chain shown for `key`, which becomes the most recently used. */
+  get(key: string): Proof | undefined {
+    const principal = this.recent.get(key)
+    return principal == null ? undefined : this.byPrincipal.get(principal)?.get(key)
+  }
+
+  set(principal: PrincipalId, key: string, proof: Proof): void {
+    let proofs = this.byPrincipal.get(principal)
+    if (proofs == null) {
+      proofs = new Map()
+      this.byPrincipal.set(principal, proofs)
+    }
+    proofs.set(key, proof)
+    this.recent.set(key, principal)
+  }
+
+  delete(key: string): void {
+    const principal = this.recent.get(key)
+    if (principal == null) return
+    this.recent.delete(key)
+    this.unindex(principal, key)
+  }
+
+  /** Every certificate of the chains shown for `principal`. */
+  certs(principal: PrincipalId): SignedCert[] {
+    const out: SignedCert[] = []
+    for (const proof of this.byPrincipal.get(principal)?.values() ?? []) out.push(...proof.chain, ...proof.names)
+    return out
+  }
+
+  private unindex(principal: PrincipalId, key: string): void {
+    const proofs = this.byPrincipal.get(principal)
+    proofs?.delete(key)
+    if (proofs?.size === 0) this.byPrincipal.delete(principal)
+  }
 }
 
 const tagText = (tag: Tag): string => toAdvanced(tagToSexp(tag))
@@ -303,12 +346,12 @@ class SpkiService implements Spki, Startable {
   private epochCount = 0
   /** When a stored CRL next starts or stops being current (ms), which changes decisions too. */
   private nextCrlChange = Infinity
-  /** Refusals by (principal, tag, prover peer), valid at their epoch until they lapse. */
-  private readonly refusals = new Map<string, Remembered>()
-  /** Local misses by (principal, tag): the local check's error, valid at its epoch until it lapses. */
-  private readonly localMisses = new Map<string, Remembered>()
+  /** Refusals by (principal, tag, prover peer), valid until they lapse or the epoch changes. */
+  private readonly refusals = new RecentMap<string, Remembered>(MAX_REMEMBERED)
+  /** Local misses by (principal, tag): the local check's error, valid until it lapses or the epoch changes. */
+  private readonly localMisses = new RecentMap<string, Remembered>(MAX_REMEMBERED)
   /** Chains peers showed, by (principal, tag): checked again at each use, so never stale. */
-  private readonly shownProofs = new Map<string, Proof>()
+  private readonly shownProofs = new ShownProofs()
   /** Proof requests under way, by (epoch, principal, tag, peers asked): concurrent callers that would ask the same peers share one. */
   private readonly asking = new Map<string, Promise<DiscoveredGrant>>()
 
@@ -496,11 +539,21 @@ class SpkiService implements Spki, Startable {
 
   private async dropExpiredCrls(): Promise<void> {
     const now = spkiTime(Date.now())
-    for (const [id, signed] of this.crlStore) {
-      if (signed.crl.validity.notAfter >= now) continue
-      await this.components.datastore.delete(new Key(CRLS_PREFIX + id))
-      this.crlStore.delete(id)
-      this.changed()
+    await this.deleteCrls(signed => signed.crl.validity.notAfter < now)
+  }
+
+  /** Deletes the stored CRLs `drop` picks; if any went, one new epoch. */
+  private async deleteCrls(drop: (signed: SignedCrl) => boolean): Promise<void> {
+    let deleted = false
+    try {
+      for (const [id, signed] of this.crlStore) {
+        if (!drop(signed)) continue
+        await this.components.datastore.delete(new Key(CRLS_PREFIX + id))
+        this.crlStore.delete(id)
+        deleted = true
+      }
+    } finally {
+      if (deleted) this.changed()
     }
   }
 
@@ -545,12 +598,7 @@ class SpkiService implements Spki, Startable {
     const validity = { notBefore: spkiTime(now - 1000), notAfter: spkiTime(now + this.crlLifetime) }
     const signed = await signCrl({ issuer: this.principal, revoked: [...revoked.values()], validity }, this.secretKey())
     await this.storeCrl(signed)
-    for (const [id, crl] of this.crlStore) {
-      if (crl.crl.issuer !== this.principal || crl === signed) continue
-      await this.components.datastore.delete(new Key(CRLS_PREFIX + id))
-      this.crlStore.delete(id)
-      this.changed()
-    }
+    await this.deleteCrls(crl => crl.crl.issuer === this.principal && crl !== signed)
     return signed
   }
 
@@ -680,7 +728,7 @@ class SpkiService implements Spki, Startable {
     const epoch = this.epoch
     // a local miss at this epoch is remembered briefly, so a flood of checks costs one chain search
     let local: Error
-    const miss = this.recall(this.localMisses, key, epoch)
+    const miss = this.recall(this.localMisses, key)
     if (miss != null) {
       options.signal?.throwIfAborted()
       local = miss.error
@@ -692,7 +740,7 @@ class SpkiService implements Spki, Startable {
         local = err as Error
         if (this.epoch === epoch) {
           const until = this.now() + LOCAL_MISS_TTL
-          setBounded(this.localMisses, key, { epoch, until, error: local, rank: REFUSED }, MAX_REMEMBERED)
+          this.localMisses.set(key, { until, error: local, rank: REFUSED })
         }
       }
     }
@@ -712,7 +760,7 @@ class SpkiService implements Spki, Startable {
     const peers: PeerId[] = []
     let remembered: Remembered | undefined
     for (const peer of this.candidateProvers(principal, options.providers ?? [])) {
-      const refusal = this.recall(this.refusals, `${key} ${peer.toString()}`, epoch)
+      const refusal = this.recall(this.refusals, `${key} ${peer.toString()}`)
       if (refusal != null) {
         remembered = worse(remembered, refusal)
         continue
@@ -748,11 +796,11 @@ class SpkiService implements Spki, Startable {
     }
   }
 
-  /** What `map` remembers for `key` at `epoch` and not yet lapsed; a stale entry is dropped. */
-  private recall(map: Map<string, Remembered>, key: string, epoch: number): Remembered | undefined {
+  /** What `map` remembers for `key` and not yet lapsed; a lapsed entry is dropped. */
+  private recall(map: RecentMap<string, Remembered>, key: string): Remembered | undefined {
     const remembered = map.get(key)
     if (remembered == null) return undefined
-    if (remembered.epoch === epoch && remembered.until > this.now()) return remembered
+    if (remembered.until > this.now()) return remembered
     map.delete(key)
     return undefined
   }
@@ -792,10 +840,10 @@ class SpkiService implements Spki, Startable {
     for (const peer of peers) {
       const peerKey = `${key} ${peer.toString()}`
       const remember = (error: Error, rank: number, ttl: number): void => {
-        const failure = { epoch, until: this.now() + ttl, error, rank }
+        const failure = { until: this.now() + ttl, error, rank }
         worst = worse(worst, failure)
         // a refusal from before a new epoch began is not carried into it
-        if (this.epoch === epoch) setBounded(this.refusals, peerKey, failure, MAX_REMEMBERED)
+        if (this.epoch === epoch) this.refusals.set(peerKey, failure)
       }
       let proof: Proof
       try {
@@ -814,7 +862,7 @@ class SpkiService implements Spki, Startable {
       }
       try {
         const grant = await this.authorize(principal, tag, { proof })
-        setBounded(this.shownProofs, key, proof, MAX_REMEMBERED)
+        this.shownProofs.set(principal, key, proof)
         return grant
       } catch (err) {
         remember(err as Error, REFUSED, this.refusalTtl)
@@ -849,12 +897,8 @@ class SpkiService implements Spki, Startable {
       throw new TypeError('roots and principal must be principal ids')
     }
     const tag = parseTag(decodeCanonical(request.tag, { maxBytes: MAX_TAG_BYTES }))
-    const shown: SignedCert[] = []
-    const prefix = `${request.principal} `
-    for (const [key, proof] of this.shownProofs) {
-      if (key.startsWith(prefix)) shown.push(...proof.chain, ...proof.names)
-    }
     // every certificate of a shown proof had its signature checked when the proof was accepted
+    const shown = this.shownProofs.certs(request.principal)
     const { proof } = await discoverChain([...this.certs(), ...shown], request.roots, request.principal, tag, {
       ...this.discoverOptions(),
       verified: true
