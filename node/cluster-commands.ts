@@ -6,15 +6,12 @@
  * cyberspace cluster init --members 12D3KooA… --members 12D3KooB… --threshold 2
  * cyberspace cluster issue z6MkAgent… '(cyberspace (role builder))' --not-after +30d
  */
-import { peerIdFromPrincipal } from '../src/crypto/principal.ts'
 import { CLI, connectApi } from './api/client.ts'
 import { ApiError, ExplainedError, plainMessage, UsageError } from './errors.ts'
 import { printCert } from './spki-commands.ts'
 import type { ClusterView, SigningView } from './api/cluster-routes.ts'
-import type { CertView, KeyView } from './api/spki-routes.ts'
-import type { ApiClient } from './api/client.ts'
+import type { CertView } from './api/spki-routes.ts'
 import type { GroupHelp } from './cli.ts'
-import type { PrincipalId } from '../src/crypto/principal.ts'
 import type { SpkiFlags } from './spki-commands.ts'
 
 const JSON_OPTION: [string, string] = ['--json', 'print JSON instead of text']
@@ -92,6 +89,9 @@ export interface ClusterFlags extends SpkiFlags {
 
 type Out = (line: string) => void
 
+/** The commands of CLUSTER_HELP: cli.ts passes no other. */
+type ClusterVerb = 'init' | 'show' | 'sign' | 'issue' | 'refresh' | 'encrypt' | 'decrypt'
+
 function printExcluded(excluded: Record<string, string>, out: Out, prefix = '  '): void {
   for (const [member, why] of Object.entries(excluded)) out(`${prefix}excluded ${member}: ${why}`)
 }
@@ -100,15 +100,13 @@ export async function clusterCommand(dataDir: string, args: string[], flags: Clu
   try {
     return await runClusterCommand(dataDir, args, flags, out)
   } catch (err) {
-    // a round that failed at some members: say, per member, what to do there
-    if (err instanceof ApiError && (err.errorName === 'MembersFailedError' || args[0] === 'init'))
-      throw await explainRefusals(await connectApi(dataDir), err, `cluster ${args[0]}`)
-    throw err
+    // a round that failed at some members: say, per member, what happened and what to do there
+    throw err instanceof ApiError ? explainFailures(err, `cluster ${args[0]}`) : err
   }
 }
 
 async function runClusterCommand(dataDir: string, args: string[], flags: ClusterFlags, out: Out): Promise<number> {
-  const [verb, ...rest] = args
+  const [verb, ...rest] = args as [ClusterVerb, ...string[]]
   const only = (n: number, usage: string): string[] => {
     if (rest.length !== n) throw new UsageError(`usage: cyberspace cluster ${usage}`)
     return rest
@@ -193,8 +191,6 @@ async function runClusterCommand(dataDir: string, args: string[], flags: Cluster
       }
       return 0
     }
-    default:
-      throw new UsageError(`unknown command "cluster ${verb ?? ''}" (see cyberspace cluster --help)`)
   }
 }
 
@@ -210,83 +206,37 @@ function printCluster(view: ClusterView, flags: ClusterFlags, out: Out): void {
   for (const m of view.members) out(`  member      ${m}${m === view.self ? '  (this node)' : ''}`)
 }
 
-/** One member's part in a failed round: who, and why it was left out. */
+/** One member's part in a failed round: who, and the node's line on what happened there. */
 interface MemberFailure {
   member: string
   reason: string
 }
 
-const PRINCIPAL = 'z6Mk[1-9A-HJ-NP-Za-km-z]+'
+/** How the node's reasons begin the command to run on a member; this CLI is run as CLI. */
+const RUN_THERE = 'on that member run: cyberspace '
 
-/**
- * The members a threshold error names, with their reasons: from its structured fields when the
- * node sent them (`members`, and `reasons` by member), else from its message
- * ("…: <member>: <Name>: <why>; <member>: …").
- */
+/** The members a failed round names, with their reasons: the `members` and `reasons` fields of its error. */
 export function memberFailures(err: ApiError): MemberFailure[] {
   const { members, reasons } = err.details
-  const reasonOf = (member: string, given: unknown): string => {
-    const line =
-      reasons != null && typeof reasons === 'object' ? (reasons as Record<string, unknown>)[member] : undefined
-    if (typeof line === 'string') return line
-    if (typeof given === 'string') return given
-    if (given != null && typeof given === 'object') {
-      const o = given as Record<string, unknown>
-      return [o.name, o.remoteName, o.message, o.reason].filter(x => typeof x === 'string').join(': ')
-    }
-    // the message has a line per member, naming it by principal or peer id
-    const names = [member, peerIdOf(member)]
-    return err.message.split('\n').find(l => names.some(n => l.includes(n))) ?? ''
-  }
-  if (Array.isArray(members)) {
-    return members.flatMap(m => {
-      if (typeof m === 'string') return [{ member: m, reason: reasonOf(m, undefined) }]
-      if (m == null || typeof m !== 'object') return []
-      const o = m as Record<string, unknown>
-      const member = [o.member, o.principal, o.id, o.peer].find(x => typeof x === 'string') as string | undefined
-      return member == null ? [] : [{ member, reason: reasonOf(member, o.error ?? o.reason ?? o) }]
-    })
-  }
-  if (reasons != null && typeof reasons === 'object')
-    return Object.entries(reasons).map(([member, why]) => ({ member, reason: reasonOf(member, why) }))
-  const entry = new RegExp(`(${PRINCIPAL}): ([A-Za-z]+Error: .*?)(?=; ${PRINCIPAL}: [A-Za-z]+Error: |$)`, 'g')
-  return [...err.message.matchAll(entry)].map(m => ({ member: m[1], reason: m[2] }))
+  if (!Array.isArray(members) || reasons == null || typeof reasons !== 'object') return []
+  return members.flatMap((member: unknown) => {
+    const reason = typeof member === 'string' ? (reasons as Record<string, unknown>)[member] : undefined
+    return typeof member === 'string' && typeof reason === 'string' ? [{ member, reason }] : []
+  })
 }
 
-/** A peer id for a member principal (what operators pass to --members and see in peers). */
-function peerIdOf(member: string): string {
-  try {
-    return peerIdFromPrincipal(member as PrincipalId).toString()
-  } catch {
-    return member
-  }
-}
-
-/**
- * A refused or failed cluster round as an error that says, per member, what to do there: a member
- * that does not trust this node gets the acl command to run on it.
- */
-async function explainRefusals(api: ApiClient, err: unknown, command: string): Promise<unknown> {
-  if (!(err instanceof ApiError)) return err
+/** A cluster round that failed at some members, as an error with the node's line for each. */
+function explainFailures(err: ApiError, command: string): Error {
   const failures = memberFailures(err)
   if (failures.length === 0) return err
-  let self = '<this node>'
-  try {
-    self = (await api.get<KeyView>('key')).principal
-  } catch {}
-  const refusedAuthority = (why: string): boolean =>
-    /NotAuthorizedError|SigningRefusedError|ChainNotFoundError|not authorized|does not trust this node/.test(why)
-  const hints = failures.map(({ member, reason }) => {
-    if (refusedAuthority(reason))
-      return `  on member ${peerIdOf(member)} run: ${CLI} acl add ${self} '(cyberspace (cluster))'`
-    const line = plainMessage(reason).replace(/\bcyberspace (?=[a-z])/g, `${CLI} `)
-    return `  ${line.startsWith('member ') ? line : `member ${peerIdOf(member)}: ${line || 'failed'}`}`
-  })
-  const refused = failures.filter(f => refusedAuthority(f.reason)).length
+  const refused = failures.filter(f => f.reason.includes(RUN_THERE)).length
   const members = (n: number): string => `${n} ${n === 1 ? 'member' : 'members'}`
   const head =
     refused > 0
       ? `${command} was refused by ${members(refused)} that ${refused === 1 ? 'does' : 'do'} not let this node run the cluster's key ceremonies`
       : `${command} failed at ${members(failures.length)}`
-  return new ExplainedError(head, hints)
+  return new ExplainedError(
+    head,
+    failures.map(f => `  ${plainMessage(f.reason).replace(RUN_THERE, `on that member run: ${CLI} `)}`)
+  )
 }

@@ -12,6 +12,7 @@ import { base64 } from 'multiformats/bases/base64'
 import { parsePrincipal, principalFromPeerId } from '../../src/crypto/principal.ts'
 import { MAX_PLAINTEXT_BYTES } from '../../src/threshold/decrypt.ts'
 import { CLUSTER_MESSAGE_DOMAIN } from '../../src/threshold/service.ts'
+import { CLI } from './client.ts'
 import { authCertField, certView } from './spki-routes.ts'
 import { HttpError, MAX_BODY_BYTES, readJson, stringField } from './http.ts'
 import type { Route } from './http.ts'
@@ -86,7 +87,7 @@ export function clusterRoutes(node: CyberspaceNode): Record<string, Route> {
     if (info == null)
       throw new HttpError(
         409,
-        'this node holds no cluster share; run npx --no-install cyberspace cluster init --members <peer-id>... --threshold <t>'
+        `this node holds no cluster share; run ${CLI} cluster init --members <peer-id>... --threshold <t>`
       )
     return info
   }

@@ -1,7 +1,9 @@
 /**
  * Named errors of the threshold layer. Errors caused by a member carry `culprit`, that member's
  * principal, so a session can abort naming it or a coordinator can exclude it and retry.
+ * `memberFailure` and `describeFailures` are how every request that leaves members out says so.
  */
+import { peerIdFromPrincipal } from '../crypto/principal.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 
 export class ThresholdError extends Error {
@@ -149,7 +151,41 @@ export class MembersFailedError extends ThresholdError {
   }
 }
 
-/** "member: ErrorName: message" for each member left out, joined by "; ". */
-export function describeExcluded(excluded: Iterable<readonly [string, Error]>): string {
-  return [...excluded].map(([m, e]) => `${m}: ${e.name}: ${e.message}`).join('; ')
+/** How a member is shown to a person: its peer id, as `cyberspace peers` and `cluster init --members` show it. */
+const shown = (member: PrincipalId): string => peerIdFromPrincipal(member).toString()
+
+/** A member that did not answer at all: unreachable, too slow, the stream failed. */
+const silent = (member: PrincipalId, err: Error): boolean =>
+  !(err instanceof MemberRefusedError) && !(err instanceof ThresholdError && err.culprit === member)
+
+/**
+ * One line on why `member` failed a request of `requester`'s: a refusal for want of `authority`
+ * (a tag, as text) says the command that grants it on that member.
+ */
+export function memberFailure(member: PrincipalId, err: Error, requester: PrincipalId, authority?: string): string {
+  const who = `member ${shown(member)}`
+  if (err instanceof MemberRefusedError) {
+    if (err.remoteName === NotAuthorizedError.name && authority != null)
+      return (
+        `${who} refused: it does not trust this node for ${authority}; ` +
+        `on that member run: cyberspace acl add ${requester} '(cyberspace (cluster))'`
+      )
+    return `${who} refused: ${err.remoteMessage} (${err.remoteName})`
+  }
+  if (!silent(member, err)) return `${who} failed: ${err.name}: ${err.message}`
+  return `${who} did not answer: ${err.message}`
+}
+
+/** "members A, B did not answer; member C refused: …" for the members left out of a request. */
+export function describeFailures(
+  failures: ReadonlyMap<PrincipalId, Error>,
+  requester: PrincipalId,
+  authority?: string
+): string {
+  const quiet = [...failures].filter(([m, e]) => silent(m, e)).map(([m]) => shown(m))
+  const parts = [...failures]
+    .filter(([m, e]) => !silent(m, e))
+    .map(([m, e]) => memberFailure(m, e, requester, authority))
+  if (quiet.length > 0) parts.unshift(`member${quiet.length === 1 ? '' : 's'} ${quiet.join(', ')} did not answer`)
+  return parts.join('; ')
 }

@@ -53,7 +53,9 @@ import { decryptionShare, encryptToGroup, openWithShares, verifyDecryptionShare 
 import { DkgSession } from './dkg.ts'
 import {
   ClusterExistsError,
+  describeFailures,
   EquivocationError,
+  memberFailure,
   MemberRefusedError,
   MembersFailedError,
   NoClusterError,
@@ -471,7 +473,7 @@ class ClusterService implements Cluster, Startable {
     const culprit = failed.find(f => f.error instanceof ThresholdError && f.error.culprit != null)?.error as
       ThresholdError | undefined
     throw new MembersFailedError(
-      failed.map(f => ({ ...f, reason: memberFailure(f.member, f.error, this.self, tag) })),
+      failed.map(f => ({ ...f, reason: memberFailure(f.member, f.error, this.self, tag.text) })),
       culprit?.culprit
     )
   }
@@ -749,7 +751,7 @@ class ClusterService implements Cluster, Startable {
       const n = valid.length
       throw new NotEnoughSignersError(
         `${n} valid decryption share${n === 1 ? '' : 's'} of ${state.threshold} needed: ` +
-          describeFailures(excluded, this.self, TAGS.decrypt)
+          describeFailures(excluded, this.self, TAGS.decrypt.text)
       )
     }
     // each share was checked against its proof as it came: combine the first t
@@ -888,39 +890,6 @@ class ClusterService implements Cluster, Startable {
     this.refreshRun = undefined
     await this.store.remove('staged')
   }
-}
-
-/** How a member is shown to a person: its peer id, as `cyberspace peers` and `cluster init --members` show it. */
-const shown = (member: PrincipalId): string => peerIdFromPrincipal(member).toString()
-
-/** A member that did not answer at all: unreachable, too slow, the stream failed. */
-const silent = (member: PrincipalId, err: Error): boolean =>
-  !(err instanceof MemberRefusedError) && !(err instanceof ThresholdError && err.culprit === member)
-
-/**
- * One line on why `member` failed a request of `requester`'s: a refusal for want of `tag` says
- * the command that grants it on that member.
- */
-function memberFailure(member: PrincipalId, err: Error, requester: PrincipalId, tag?: ClusterTag): string {
-  const who = `member ${shown(member)}`
-  if (err instanceof MemberRefusedError) {
-    if (err.remoteName === NotAuthorizedError.name && tag != null)
-      return (
-        `${who} refused: it does not trust this node for ${tag.text}; ` +
-        `on that member run: cyberspace acl add ${requester} '(cyberspace (cluster))'`
-      )
-    return `${who} refused: ${err.remoteMessage} (${err.remoteName})`
-  }
-  if (!silent(member, err)) return `${who} failed: ${err.name}: ${err.message}`
-  return `${who} did not answer: ${err.message}`
-}
-
-/** "members A, B did not answer; member C refused: …" for the members left out of a request. */
-function describeFailures(failures: Map<PrincipalId, Error>, requester: PrincipalId, tag: ClusterTag): string {
-  const quiet = [...failures].filter(([m, e]) => silent(m, e)).map(([m]) => shown(m))
-  const parts = [...failures].filter(([m, e]) => !silent(m, e)).map(([m, e]) => memberFailure(m, e, requester, tag))
-  if (quiet.length > 0) parts.unshift(`member${quiet.length === 1 ? '' : 's'} ${quiet.join(', ')} did not answer`)
-  return parts.join('; ')
 }
 
 /** Errors for a message that is dropped while the session goes on (DkgSession.receive's rules). */

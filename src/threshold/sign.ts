@@ -18,7 +18,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { ed25519 } from '../crypto/ed25519.ts'
 import {
-  describeExcluded,
+  describeFailures,
   InvalidShareError,
   NotEnoughSignersError,
   ReplayedMessageError,
@@ -210,7 +210,7 @@ export async function coordinateSigning(
   const notEnough = (): NotEnoughSignersError =>
     new NotEnoughSignersError(
       `${members.length - excluded.size} of ${members.length} members can sign; ${t} are needed. ` +
-        describeExcluded(excluded)
+        describeFailures(excluded, options.coordinator)
     )
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     const candidates = members.filter(m => !excluded.has(m))

@@ -47,7 +47,8 @@ describe('cyberspace cluster: a 3-of-5 cluster key among five node processes', f
     )
     assert.doesNotMatch(refused.stderr, /Error: /, 'no class names')
     assert.deepEqual(lines.slice(1), [
-      `  on member ${nodes[4].peerId} run: npx --no-install cyberspace acl add ${parsePrincipal(a.peerId)} '(cyberspace (cluster))'`
+      `  member ${nodes[4].peerId} refused: it does not trust this node for (cyberspace (cluster init)); ` +
+        `on that member run: npx --no-install cyberspace acl add ${parsePrincipal(a.peerId)} '(cyberspace (cluster))'`
     ])
     assert.match((await on(a, 'cluster', 'show')).stdout, /holds no cluster share/)
   })

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert'
 import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
+import { peerIdFromPrincipal } from '../../src/crypto/principal.ts'
 import { SigningRefusedError } from '../../src/threshold/errors.ts'
 import { coordinateSigning, Signer } from '../../src/threshold/sign.ts'
 import { dealtGroup, members } from './fixtures.ts'
@@ -58,7 +59,12 @@ describe('FROST signing sessions', () => {
     assert.deepEqual(new Set(two.excluded.keys()), new Set(ids.slice(0, 2)))
     await assert.rejects(
       coordinateSigning(pub, ids, payload, transportFor(signers, new Set(ids.slice(0, 3))), { coordinator }),
-      (err: Error) => err.name === 'NotEnoughSignersError' && /2 of 5 members can sign; 3 are needed/.test(err.message)
+      (err: Error) => {
+        assert.equal(err.name, 'NotEnoughSignersError')
+        const quiet = ids.slice(0, 3).map(m => peerIdFromPrincipal(m).toString())
+        assert.equal(err.message, `2 of 5 members can sign; 3 are needed. members ${quiet.join(', ')} did not answer`)
+        return true
+      }
     )
   })
 
