@@ -47,6 +47,7 @@ import {
 import { compareHlc } from '../clock/hlc.ts'
 import { compareStrings } from '../crdt/codec.ts'
 import { withTimeout } from '../network/rpc.ts'
+import { RecentMap } from '../recent-map.ts'
 import { readBlock } from './blocks.ts'
 import { compareEvents, signEvent, signSnapshot, verifySigned } from './event.ts'
 import {
@@ -184,9 +185,9 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   private snapshotHeads = new Set<string>()
   private readonly covered = new Map<string, Timestamp>()
   /** Events (signed, checked) found inside the base without being applied; forgetting one costs a re-fetch. */
-  private readonly coveredEvents: RecentMap<CID>
+  private readonly coveredEvents: RecentMap<string, CID>
   /** Blocks refused for good, with the reason. */
-  private readonly refused: RecentMap<Error>
+  private readonly refused: RecentMap<string, Error>
   private queue: Promise<unknown> = Promise.resolve()
   private closed = false
 
@@ -905,42 +906,6 @@ function checkCovered(snapshot: Snapshot): void {
         `snapshot at ${snapshot.hlc.join('.')} claims ${author}'s events up to ${t.join('.')}, after itself`
       )
     }
-  }
-}
-
-/** A map that keeps its `max` most recently used entries, dropping the oldest first. */
-class RecentMap<V> {
-  private readonly entries = new Map<string, V>()
-  private readonly max: number
-
-  constructor(max: number) {
-    this.max = Math.max(1, max)
-  }
-
-  has(key: string): boolean {
-    return this.entries.has(key)
-  }
-
-  get(key: string): V | undefined {
-    const value = this.entries.get(key)
-    if (value === undefined) return undefined
-    this.entries.delete(key)
-    this.entries.set(key, value)
-    return value
-  }
-
-  set(key: string, value: V): void {
-    this.entries.delete(key)
-    this.entries.set(key, value)
-    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value as string)
-  }
-
-  values(): V[] {
-    return [...this.entries.values()]
-  }
-
-  clear(): void {
-    this.entries.clear()
   }
 }
 

@@ -16,9 +16,10 @@
  *   documents each side may read at the other.
  *
  * Fairness: what a peer offers (heads, announcements) waits in a bounded queue per document and
- * peer; each peer gets at most `maxJoinsPerPeer` joins of a document at once, peers not proven
- * readers share `maxUnverifiedJoins`, and every join ends within `joinTimeout`. A peer that offers
- * made-up CIDs and then stalls holds up only its own joins.
+ * peer; each peer gets at most `maxJoinsPerPeer` joins of a document at once and
+ * `maxJoinsPerPeerTotal` across documents, peers not proven readers share `maxUnverifiedJoins`,
+ * and every join ends within `joinTimeout`. A peer that offers made-up CIDs and then stalls holds
+ * up only its own joins.
  *
  * @example
  * const doc = await node.state.open('tasks', 'or-set')
@@ -41,6 +42,7 @@ import { errorAnswer } from '../../protocols/wire.ts'
 import { Hlc } from '../clock/hlc.ts'
 import { principalFromPeerId } from '../crypto/principal.ts'
 import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
+import { RecentMap } from '../recent-map.ts'
 import { spkiTimeMs } from '../spki/cert.ts'
 import { atom } from '../spki/sexp.ts'
 import { parseTag } from '../spki/tag.ts'
@@ -86,6 +88,8 @@ export interface StateInit {
   maxConcurrentJoins?: number
   /** Joins of one document running at once for one peer; default 1. */
   maxJoinsPerPeer?: number
+  /** Joins running at once for one peer, across all documents; default 4. */
+  maxJoinsPerPeerTotal?: number
   /** Joins of one document running at once for all peers not proven to read it; default 1. */
   maxUnverifiedJoins?: number
   /** Longest a join (fetching, checking, applying) may take, in ms; default 30 s. */
@@ -150,7 +154,8 @@ interface Offer {
   provider: PeerId
   /** Whether `provider` is proven to read the document. */
   verified: boolean
-  heads: Map<string, CID>
+  /** The latest heads offered, the oldest dropped first. */
+  heads: RecentMap<string, CID>
   snapshot: CID | null
   blocks: Map<string, Uint8Array>
   /** Other peers that hold them (for gossip: the author). */
@@ -179,8 +184,10 @@ export class StateService implements State {
   private readonly clock = new Hlc()
   private readonly docs = new Map<string, OpenDocument>()
   private readonly opening = new Map<string, Promise<OpenDocument>>()
+  /** Running joins by provider, across documents. */
+  private readonly peerJoins = new Map<string, number>()
   /** Positive authorizations: valid while the SPKI epoch is the same and until their expiry. */
-  private readonly authorized = new Map<string, { epoch: number; until: number }>()
+  private readonly authorized = new RecentMap<string, { epoch: number; until: number }>(MAX_AUTHORIZATIONS)
   private timer?: ReturnType<typeof setInterval>
   private readonly self: PrincipalId
   private started = false
@@ -422,7 +429,6 @@ export class StateService implements State {
         return action === 'read' ? new UnauthorizedReadError(message) : new UnauthorizedEventError(message)
       }
     })
-    if (this.authorized.size >= MAX_AUTHORIZATIONS) this.authorized.clear()
     const notAfter = grant.validity.notAfter != null ? spkiTimeMs(grant.validity.notAfter) : Infinity
     this.authorized.set(key, { epoch, until: Math.min(Date.now() + (this.init.authorizationTtl ?? 60_000), notAfter) })
   }
@@ -662,15 +668,20 @@ export class StateService implements State {
         this.log('dropping an offer of %s from %p: %d peers already wait', name, provider, open.pending.size)
         return
       }
-      offer = { provider, verified, heads: new Map(), snapshot: null, blocks: new Map(), providers: [] }
+      offer = {
+        provider,
+        verified,
+        heads: new RecentMap(MAX_PENDING_HEADS),
+        snapshot: null,
+        blocks: new Map(),
+        providers: []
+      }
       open.pending.set(key, offer)
     }
     offer.verified ||= verified
     for (const h of wanted) {
       const k = h.toString()
-      offer.heads.delete(k)
       offer.heads.set(k, h)
-      if (offer.heads.size > MAX_PENDING_HEADS) offer.heads.delete(offer.heads.keys().next().value as string)
       const block = blocks?.get(k)
       if (block != null && offer.blocks.size < MAX_PENDING_BLOCKS) offer.blocks.set(k, block)
     }
@@ -698,9 +709,11 @@ export class StateService implements State {
   /** Starts the waiting joins that the document's and each peer's budgets allow. */
   private pump(open: OpenDocument): void {
     const perPeer = this.init.maxJoinsPerPeer ?? 1
+    const perPeerTotal = this.init.maxJoinsPerPeerTotal ?? 4
     for (const [key, offer] of open.pending) {
       if (!this.started || this.docs.get(open.name) !== open) return
       if ((open.running.get(key) ?? 0) >= perPeer) continue
+      if ((this.peerJoins.get(key) ?? 0) >= perPeerTotal) continue
       if (
         offer.verified
           ? open.verifiedJoins >= (this.init.maxConcurrentJoins ?? 4)
@@ -709,23 +722,25 @@ export class StateService implements State {
         continue
       }
       open.pending.delete(key)
-      open.running.set(key, (open.running.get(key) ?? 0) + 1)
+      count(open.running, key, 1)
+      count(this.peerJoins, key, 1)
       if (offer.verified) open.verifiedJoins++
       else open.unverifiedJoins++
       void this.runJoin(open, offer).finally(() => {
-        const left = (open.running.get(key) ?? 1) - 1
-        if (left > 0) open.running.set(key, left)
-        else open.running.delete(key)
+        count(open.running, key, -1)
+        count(this.peerJoins, key, -1)
         if (offer.verified) open.verifiedJoins--
         else open.unverifiedJoins--
         this.pump(open)
+        // the peer may have offers in other documents that waited for its budget
+        for (const other of this.docs.values()) if (other !== open && other.pending.has(key)) this.pump(other)
       })
     }
   }
 
   /** Joins an offer's heads; from its snapshot if the history behind them is gone. */
   private async runJoin(open: OpenDocument, offer: Offer): Promise<void> {
-    const heads = [...offer.heads.values()].filter(h => !open.log.has(h))
+    const heads = offer.heads.values().filter(h => !open.log.has(h))
     if (heads.length === 0) return
     const options: JoinOptions = {
       providers: [offer.provider, ...offer.providers],
@@ -749,6 +764,13 @@ export class StateService implements State {
       this.log('joining %s from %p failed - %e', open.name, offer.provider, err)
     }
   }
+}
+
+/** Adds `by` to the count of `key`, forgetting it at zero. */
+function count(counts: Map<string, number>, key: string, by: number): void {
+  const n = (counts.get(key) ?? 0) + by
+  if (n > 0) counts.set(key, n)
+  else counts.delete(key)
 }
 
 function isCrdtName(type: string): type is CrdtName {

@@ -17,6 +17,7 @@ import { bytesToHex as toHex } from '@noble/hashes/utils.js'
 import { seedSigner } from '../../src/crypto/sign.ts'
 import { Log } from '../../src/log/log.ts'
 import { requestOnce } from '../../src/network/rpc.ts'
+import { lpStream } from '@libp2p/utils'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import { tag } from '../spki/fixtures.ts'
@@ -184,6 +185,41 @@ describe('the state service under attack', function () {
         await waitUntil('b has the honest increment', () => copy.value() === 1, 20_000)
         // the attack was still in progress: x held b's block requests all along
         assert.ok(held.length > 0 && stalled > 0)
+      } finally {
+        for (const release of held) release()
+        await x.libp2p.unhandle(HEADS_PROTOCOL)
+      }
+    })
+
+    it("one reader's joins are bounded across documents, not only per document", async () => {
+      await b.spki.addAclEntry(principalFromPeerId(x.peerId), tag('(cyberspace (log (read)))'))
+      const asked = new Set<string>()
+      const held: Array<() => void> = []
+      await x.libp2p.unhandle(HEADS_PROTOCOL)
+      await x.libp2p.handle(
+        HEADS_PROTOCOL,
+        async stream => {
+          const request = decodeHeadsMessage((await lpStream(stream).read()).subarray())
+          if (request.type === 'want') asked.add(request.log)
+          await new Promise<void>(resolve => held.push(resolve))
+          stream.abort(new Error('done'))
+        },
+        { maxInboundStreams: 256 }
+      ) // the attacker takes every stream b opens
+      try {
+        const names = Array.from({ length: 8 }, (_, i) => `many-${i}`)
+        for (const name of names) await b.state.open(name, 'g-counter')
+        const logs = await Promise.all(
+          names.map(async log => ({
+            log,
+            heads: await Promise.all(Array.from({ length: 8 }, madeUpCid)),
+            snapshot: null
+          }))
+        )
+        assert.equal((await ask(x, b.peerId, { v: 1, type: 'heads', logs })).type, 'heads')
+        await waitUntil('b asks x for blocks of 4 documents', () => asked.size >= 4, 10_000)
+        await new Promise(resolve => setTimeout(resolve, 1000))
+        assert.equal(asked.size, 4, 'the other documents wait for x to finish one')
       } finally {
         for (const release of held) release()
         await x.libp2p.unhandle(HEADS_PROTOCOL)
