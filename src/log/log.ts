@@ -259,22 +259,9 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     } catch {
       record = undefined // none, or corrupt: what memory holds is all there is to find
     }
-    const stack = [...this.heads(), ...(record?.heads ?? []), ...this.coveredEvents.values()]
-    for (const key of [...this.snapshotHeads, ...this.known.keys()]) stack.push(CID.parse(key))
-    const seen = new Set<string>()
-    let removed = 0
-    while (stack.length > 0) {
-      options.signal?.throwIfAborted()
-      const cid = stack.pop() as CID
-      const key = cid.toString()
-      if (seen.has(key)) continue
-      seen.add(key)
-      const event = await this.readStoredEvent(cid).catch(() => undefined)
-      if (event == null) continue // not here (compacted, or never fetched)
-      stack.push(...event.parents)
-      await this.init.blockstore.delete(cid, options)
-      removed++
-    }
+    const from = [...this.heads(), ...(record?.heads ?? []), ...this.coveredEvents.values()]
+    for (const key of [...this.snapshotHeads, ...this.known.keys()]) from.push(CID.parse(key))
+    const removed = await this.deleteHistory(from, options)
     const snapshots = new Map<string, CID>()
     for (const cid of [...this.snapshotCids, ...(record?.snapshots ?? [])]) snapshots.set(cid.toString(), cid)
     for (const cid of snapshots.values()) {
@@ -378,20 +365,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     return await this.exclusive(async () => {
       const previous = this.snapshotCids
       const snapshot = await this.takeSnapshot(options)
-      let removed = 0
-      const seen = new Set<string>()
-      const stack = this.heads()
-      while (stack.length > 0) {
-        const cid = stack.pop() as CID
-        const key = cid.toString()
-        if (seen.has(key)) continue
-        seen.add(key)
-        const event = await this.readStoredEvent(cid).catch(() => undefined)
-        if (event == null) continue // already gone, or never here (a snapshot's head)
-        stack.push(...event.parents)
-        await this.init.blockstore.delete(cid)
-        removed++
-      }
+      const removed = await this.deleteHistory(this.heads(), options)
       for (const cid of previous) if (!cid.equals(snapshot.cid)) await this.init.blockstore.delete(cid)
       // still inside the base (a peer's later event may name one as a parent), though no longer stored
       for (const key of this.known.keys()) this.coveredEvents.set(key, CID.parse(key))
@@ -399,6 +373,26 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       this.log('compacted %d events behind snapshot %c', removed, snapshot.cid)
       return { snapshot: snapshot.cid, removed }
     })
+  }
+
+  /** Deletes every stored event reachable from `from` (through stored parents); returns how many. */
+  private async deleteHistory(from: CID[], options: AbortOptions): Promise<number> {
+    const stack = [...from]
+    const seen = new Set<string>()
+    let removed = 0
+    while (stack.length > 0) {
+      options.signal?.throwIfAborted()
+      const cid = stack.pop() as CID
+      const key = cid.toString()
+      if (seen.has(key)) continue
+      seen.add(key)
+      const event = await this.readStoredEvent(cid).catch(() => undefined)
+      if (event == null) continue // already gone, or never here (a snapshot's head, a covered event)
+      stack.push(...event.parents)
+      await this.init.blockstore.delete(cid, options)
+      removed++
+    }
+    return removed
   }
 
   /**
