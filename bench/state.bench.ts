@@ -4,7 +4,10 @@
  * fsynced before it resolves, node/stores.ts) next to the unsynced blockstore-fs + LevelDB it used
  * before and next to the disk's raw fsync rate — how fast a stored log replays, and how many writes
  * per second replicate between two nodes on 127.0.0.1 when each write is awaited until the other
- * node has applied it.
+ * node has applied it: for a private document, whose announcement carries only the CID so the
+ * reader fetches each event with a `want` over /cyberspace/heads (one new stream per write), and
+ * for a public one, whose announcement carries the event inline. Both nodes share one thread, so
+ * the figures are CPU-bound: the gap between the two is the cost of a stream round trip.
  */
 import { mkdtemp, open, rename, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -189,15 +192,16 @@ async function fsyncFloor(dir: string): Promise<{ appendSyncsPerSec: number; fil
   return { appendSyncsPerSec, filePutsPerSec: (FSYNCS / (performance.now() - start)) * 1000 }
 }
 
-async function replicatedWrites(): Promise<number> {
+/** Writes per second at one node, each awaited until the other has applied it; `public` sends events inline. */
+async function replicatedWrites(options: { public: boolean }): Promise<number> {
   const a = await loopbackNode()
   const b = await loopbackNode({ bootstrap: a.multiaddrs() })
   try {
     // b trusts a's writes; a lets b read (announcements carry CIDs, b fetches each event from a)
     await b.spki.addAclEntry(principalFromPeerId(a.peerId), parseTag(parseAdvanced('(cyberspace (log))')))
     await a.spki.addAclEntry(principalFromPeerId(b.peerId), parseTag(parseAdvanced('(cyberspace (log (read bench)))')))
-    const docA = await a.state.open('bench', 'or-map')
-    const docB = await b.state.open('bench', 'or-map')
+    const docA = await a.state.open('bench', 'or-map', { public: options.public })
+    const docB = await b.state.open('bench', 'or-map', { public: options.public })
     // let gossipsub build its mesh before measuring
     for (let i = 0; i < 100 && a.pubsub.getSubscribers('/cyberspace/default/deltas/1').length === 0; i++) {
       await new Promise(resolve => setTimeout(resolve, 100))
@@ -246,7 +250,8 @@ const bench: Benchmark = {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
-    const replicated = await replicatedWrites()
+    const replicated = await replicatedWrites({ public: false })
+    const replicatedPublic = await replicatedWrites({ public: true })
     return {
       setup: {
         mapOps: MAP_OPS,
@@ -268,7 +273,8 @@ const bench: Benchmark = {
         ['disk floor: 300-byte append + fdatasync', Math.round(floor.appendSyncsPerSec)],
         ['disk floor: file write + fsync + rename + dir fsync', Math.round(floor.filePutsPerSec)],
         ['replay from disk (events)', Math.round(disk.replayPerSec)],
-        ['replicated writes, each awaited at the peer', Math.round(replicated)]
+        ['replicated writes, each awaited at the peer', Math.round(replicated)],
+        ['replicated writes, public document (event inline, no fetch)', Math.round(replicatedPublic)]
       ],
       ratios: {
         'or-map apply / Yjs apply': ours / yjs,
@@ -277,7 +283,8 @@ const bench: Benchmark = {
         'appends durable / memory': disk.durablePerSec / disk.memoryAppendsPerSec,
         'appends durable / file-put floor': disk.durablePerSec / floor.filePutsPerSec,
         'replay / append on disk': disk.replayPerSec / disk.durablePerSec,
-        'replicated writes / local durable appends': replicated / disk.durablePerSec
+        'replicated writes / local durable appends': replicated / disk.durablePerSec,
+        'replicated writes private (fetched) / public (inline)': replicated / replicatedPublic
       }
     }
   }
