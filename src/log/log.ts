@@ -39,6 +39,7 @@ import {
   EVENT_DOMAIN,
   isBlockCid,
   MAX_COVERED_AUTHORS,
+  MAX_SNAPSHOT_HEADS,
   MAX_EVENT_BYTES,
   MAX_PARENTS,
   MAX_SNAPSHOT_BYTES,
@@ -101,6 +102,11 @@ export interface LogLimits {
 /** Where to fetch missing blocks: peers known to hold them (the one that sent the heads). */
 export interface FetchOptions extends AbortOptions {
   providers?: PeerId[]
+  /**
+   * Peers the authorize callback may ask to prove an author's authority; default `providers`.
+   * Empty for what an unproven peer offered: its junk must not spend another peer's proof budget.
+   */
+  proofProviders?: PeerId[]
 }
 
 /** Fetches a block this replica lacks from peers (it must check the bytes hash to `cid`). */
@@ -169,6 +175,8 @@ interface Fetched<D> {
 }
 
 const RECORD_PREFIX = '/cyberspace/log/'
+/** How long a snapshot that added nothing, or whose author was refused, is not fetched again. */
+const SNAPSHOT_MISS_TTL = 30_000
 
 export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   readonly id: string
@@ -188,6 +196,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   private readonly coveredEvents: RecentMap<string, CID>
   /** Blocks refused for good, with the reason. */
   private readonly refused: RecentMap<string, Error>
+  /** Snapshots recently found to add nothing, or by an author not (yet) authorized: not fetched again for a while. */
+  private readonly snapshotMisses = new RecentMap<string, { until: number; error?: Error }>(1024)
   private queue: Promise<unknown> = Promise.resolve()
   private closed = false
 
@@ -405,6 +415,12 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     const key = cid.toString()
     const refusal = this.refused.get(key)
     if (refusal != null) throw refusal
+    const miss = this.snapshotMisses.get(key)
+    if (miss != null && miss.until > Date.now()) {
+      if (miss.error != null) throw miss.error
+      return false
+    }
+    this.checkFoldable()
     const signal = withTimeout(this.limit('fetchTimeout', 10_000), options.signal)
     const bytes = await this.fetchBlock(cid, { maxBytes: MAX_SNAPSHOT_BYTES, signal, providers: options.providers })
     let snapshot: Snapshot
@@ -416,7 +432,10 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       throw err
     }
     // a snapshot of nothing this replica lacks adds nothing: no signature check, no state decode
-    if (snapshot.heads.every(h => this.has(h))) return false
+    if (snapshot.heads.every(h => this.has(h))) {
+      this.snapshotMisses.set(key, { until: Date.now() + SNAPSHOT_MISS_TTL })
+      return false
+    }
     try {
       await verifySigned(SNAPSHOT_DOMAIN, snapshot)
       checkCovered(snapshot)
@@ -426,7 +445,16 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     }
     // not remembered: the clock catches up, the author may be authorized later
     this.init.clock.check(snapshot.hlc)
-    await this.init.authorize(snapshot.author as PrincipalId, 'snapshot', { signal, providers: options.providers })
+    try {
+      await this.init.authorize(snapshot.author as PrincipalId, 'snapshot', {
+        signal,
+        providers: options.proofProviders ?? options.providers
+      })
+    } catch (err) {
+      // not remembered for good (the author may be authorized later), but for a while
+      this.snapshotMisses.set(key, { until: Date.now() + SNAPSHOT_MISS_TTL, error: err as Error })
+      throw err
+    }
     let state: S
     try {
       state = this.type.decodeState(snapshot.state, this.init.limits?.crdt)
@@ -438,6 +466,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       if (this.snapshotCids.some(c => c.equals(cid))) return false
       if (this.snapshotCids.length >= this.limit('maxSnapshots', 16)) {
         // fold the merged snapshots into one of this replica's own, and drop theirs
+        this.checkFoldable()
         const previous = this.snapshotCids
         const own = await this.takeSnapshot(options)
         for (const c of previous) if (!c.equals(own.cid)) await this.init.blockstore.delete(c)
@@ -462,6 +491,23 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   }
 
   // --- internals ---
+
+  /**
+   * Throws if this replica holds as many foreign snapshots as it merges and cannot fold them into
+   * one of its own (more heads or covered authors than a snapshot may list): checked before any
+   * fetch, so an offered snapshot then costs nothing.
+   */
+  private checkFoldable(): void {
+    if (this.snapshotCids.length < this.limit('maxSnapshots', 16)) return
+    const authors = new Set(this.covered.keys())
+    for (const e of this.known.values()) authors.add(e.author)
+    if (this.headCids.size > MAX_SNAPSHOT_HEADS || authors.size > MAX_COVERED_AUTHORS) {
+      throw new EventRejectedError(
+        `this replica merged ${this.snapshotCids.length} snapshots and cannot fold them into its own ` +
+          `(${this.headCids.size} heads, ${authors.size} authors): it merges no more until it appends`
+      )
+    }
+  }
 
   private async takeSnapshot(options: AbortOptions): Promise<Block<Snapshot>> {
     options.signal?.throwIfAborted()
@@ -602,7 +648,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     try {
       await this.init.authorize(event.author as PrincipalId, 'append', {
         signal: options.signal,
-        providers: options.providers
+        providers: options.proofProviders ?? options.providers
       })
     } catch (err) {
       options.signal?.throwIfAborted()

@@ -479,9 +479,12 @@ export class StateService implements State {
     // inline blocks are used only where they may be sent at all: public documents
     const blocks = new Map<string, Uint8Array>()
     if (block != null && this.docs.get(name)?.public === true) blocks.set(cid.toString(), block)
-    // the forwarding peer holds the event and its history; so does its author, if connected
-    void this.mayRead(propagationSource, name, this.shutdown.signal).then(verified => {
-      this.offer(name, propagationSource, verified, [cid], null, blocks, [msg.from])
+    // charged to the peer that signed the announcement, not to the honest neighbour that relayed
+    // it: junk from an outsider fills only the outsider's queue. The author holds the event and
+    // its history; if it is not connected, the forwarding peer is asked for it.
+    const origin = msg.from
+    void this.mayRead(origin, name, this.shutdown.signal).then(verified => {
+      this.offer(name, origin, verified, [cid], null, blocks, [propagationSource])
     })
   }
 
@@ -742,8 +745,11 @@ export class StateService implements State {
   private async runJoin(open: OpenDocument, offer: Offer): Promise<void> {
     const heads = offer.heads.values().filter(h => !open.log.has(h))
     if (heads.length === 0) return
+    const providers = [offer.provider, ...offer.providers]
     const options: JoinOptions = {
-      providers: [offer.provider, ...offer.providers],
+      providers,
+      // only a proven reader's offer may make this node ask peers for authors' proofs
+      proofProviders: offer.verified ? providers : [],
       blocks: offer.blocks,
       signal: withTimeout(this.init.joinTimeout ?? 30_000, this.shutdown.signal)
     }

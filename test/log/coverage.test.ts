@@ -135,7 +135,7 @@ describe('log coverage', () => {
     assert.deepEqual(carol.log.value(), ['m', 'v'])
   })
 
-  it('tells the authorize callback which peers a snapshot came from', async () => {
+  it('tells the authorize callback which peers a snapshot or event came from, and which may be asked for proofs', async () => {
     const [a, b] = await replicas(orSet, 2)
     await a.log.append(add('x'))
     const { snapshot } = await a.log.compact()
@@ -147,6 +147,11 @@ describe('log coverage', () => {
     const peer = { toString: () => 'the-sender' } as unknown as PeerId
     assert.equal(await log.adoptSnapshot(snapshot, { providers: [peer] }), true)
     assert.deepEqual(told, [{ action: 'snapshot', providers: [peer] }])
+    // what an unproven peer offered: fetched from it, but nobody is asked for proofs
+    await a.log.append(add('y'))
+    told.length = 0
+    await log.join(a.log.heads(), { providers: [peer], proofProviders: [] })
+    assert.deepEqual(told, [{ action: 'append', providers: [] }])
   })
 
   it('does not count 1 000 forged blocks claiming a covered author, and remembers a bounded number of them', async () => {
@@ -258,6 +263,48 @@ describe('log coverage', () => {
     assert.equal(await c.blockstore.has(snapshots[0]), false, 'the folded snapshots are dropped')
     // replayed from disk: the same value
     assert.equal((await Log.open({ ...c.init, limits: { ...c.init.limits, maxSnapshots: 2 } })).value(), 3)
+  })
+
+  it('does not fetch again, for a while, a snapshot that added nothing or whose author was refused', async () => {
+    const allowed = new Set<string>()
+    const [a, c] = await replicas(gCounter, 2, { allowed })
+    allowed.add(a.signer.principal)
+    await a.log.append(inc(1))
+    const snapshot = (await a.log.snapshot()).cid
+    const { fetch, asked } = countingFetch([a.blockstore])
+    const log = await Log.open({ ...c.init, fetch })
+    allowed.delete(a.signer.principal)
+    await assert.rejects(log.adoptSnapshot(snapshot), { name: 'UnauthorizedEventError' })
+    await assert.rejects(log.adoptSnapshot(snapshot), { name: 'UnauthorizedEventError' })
+    assert.equal(asked.filter(k => k === snapshot.toString()).length, 1, 'fetched once')
+    await log.join(a.log.heads()) // the events themselves: refused too, the snapshot adds nothing new
+    const other = await Log.open({ ...c.init, fetch })
+    allowed.add(a.signer.principal)
+    await other.join(a.log.heads())
+    asked.length = 0
+    assert.equal(await other.adoptSnapshot(snapshot), false)
+    assert.equal(await other.adoptSnapshot(snapshot), false)
+    assert.equal(asked.length, 1, 'a snapshot of nothing new is fetched once')
+  })
+
+  it('refuses, before fetching, a snapshot it could not fold into its own', async () => {
+    const writers = await replicas(gCounter, 260)
+    const [a, b, c] = writers
+    const snapshots: CID[] = []
+    for (const r of [a, b]) {
+      await r.log.append(inc(1))
+      snapshots.push((await r.log.snapshot()).cid)
+    }
+    const { fetch, asked } = countingFetch(writers.map(w => w.blockstore))
+    const log = await Log.open({ ...c.init, fetch, limits: { ...c.init.limits, maxSnapshots: 1 } })
+    assert.equal(await log.adoptSnapshot(snapshots[0]), true)
+    // 260 concurrent heads: more than a snapshot may list
+    for (const w of writers.slice(3)) await w.log.append(inc(1))
+    await log.join(writers.slice(3).flatMap(w => w.log.heads()))
+    assert.ok(log.heads().length > 256)
+    asked.length = 0
+    await assert.rejects(log.adoptSnapshot(snapshots[1]), /cannot fold/)
+    assert.deepEqual(asked, [], 'nothing fetched')
   })
 
   it('takes an event a snapshot merged during its join covers as inside, not as refused', async () => {
