@@ -49,6 +49,11 @@ export interface WantMessage {
   type: 'want'
   log: string
   cids: CID[]
+  /**
+   * How many of the wanted events' ancestors the answerer may add (0–63), nearest first: an asker
+   * walking down a history gets a chain in one answer instead of one block per request.
+   */
+  depth: number
 }
 
 /** The blocks of a `want` the answerer has, in any order, within the message size limit. */
@@ -61,7 +66,7 @@ export interface BlocksMessage {
 export type HeadsRequest = HeadsMessage | WantMessage
 export type HeadsAnswer = HeadsMessage | BlocksMessage | ErrorAnswer
 
-const FIELDS = { heads: 'logs,type,v', want: 'cids,log,type,v', blocks: 'blocks,type,v', error: ERROR_FIELDS }
+const FIELDS = { heads: 'logs,type,v', want: 'cids,depth,log,type,v', blocks: 'blocks,type,v', error: ERROR_FIELDS }
 
 function fail(what: string): never {
   throw new InvalidHeadsMessageError(what)
@@ -75,6 +80,9 @@ function check(msg: unknown): asserts msg is HeadsRequest | HeadsAnswer {
       fail(`cids is a list of 1-${MAX_WANTED_BLOCKS}`)
     }
     if (!m.cids.every(isBlockCid)) fail('cids holds only block CIDs')
+    if (!Number.isInteger(m.depth) || (m.depth as number) < 0 || (m.depth as number) >= MAX_WANTED_BLOCKS) {
+      fail(`depth is an integer 0-${MAX_WANTED_BLOCKS - 1}`)
+    }
     return
   }
   if (m.type === 'blocks') {

@@ -107,6 +107,11 @@ export interface FetchOptions extends AbortOptions {
    * Empty for what an unproven peer offered: its junk must not spend another peer's proof budget.
    */
   proofProviders?: PeerId[]
+  /**
+   * The block is a parent of one just fetched: the join is walking down a history, so a fetcher
+   * may ask for the block's ancestors in the same request.
+   */
+  ancestors?: boolean
 }
 
 /** Fetches a block this replica lacks from peers (it must check the bytes hash to `cid`). */
@@ -561,6 +566,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     let bytes = 0
     const concurrency = this.limit('fetchConcurrency', 8)
     let frontier = heads.filter(h => isBlockCid(h) && !this.has(h))
+    let walk: JoinOptions = { ...options, ancestors: false }
     while (frontier.length > 0) {
       const next: CID[] = []
       for (let i = 0; i < frontier.length; i += concurrency) {
@@ -576,7 +582,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
           throw new HistoryTooLongError(`joining ${this.id} needs more than ${maxEvents} events: join from a snapshot`)
         }
         const held = covered.size
-        const checked = await Promise.all(slice.map(async cid => await this.fetchEvent(cid, result, options, covered)))
+        const checked = await Promise.all(slice.map(async cid => await this.fetchEvent(cid, result, walk, covered)))
         for (const f of checked) bytes += f?.bytes.length ?? 0
         for (const b of [...covered.values()].slice(held)) bytes += b.length
         if (bytes > maxBytes) {
@@ -589,6 +595,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         }
       }
       frontier = next
+      walk = { ...options, ancestors: true }
     }
     return fetched
   }
@@ -609,7 +616,12 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     try {
       if (bytes == null || !(await blockCid(bytes)).equals(cid)) {
         const signal = withTimeout(this.limit('fetchTimeout', 10_000), options.signal)
-        bytes = await this.fetchBlock(cid, { maxBytes: MAX_EVENT_BYTES, signal, providers: options.providers })
+        bytes = await this.fetchBlock(cid, {
+          maxBytes: MAX_EVENT_BYTES,
+          signal,
+          providers: options.providers,
+          ancestors: options.ancestors
+        })
       }
     } catch (err) {
       options.signal?.throwIfAborted()

@@ -28,7 +28,7 @@
  */
 import { Key } from 'interface-datastore'
 import { decodeDeltaMessage, deltasTopic, encodeDeltaMessage, eventAnnouncement } from '../../protocols/deltas/codec.ts'
-import { blockCid, checkLogId, MAX_SNAPSHOT_BYTES } from '../../protocols/log/codec.ts'
+import { checkLogId, decodeEvent, MAX_SNAPSHOT_BYTES } from '../../protocols/log/codec.ts'
 import {
   decodeHeadsMessage,
   InvalidHeadsMessageError,
@@ -36,7 +36,8 @@ import {
   HEADS_PROTOCOL,
   MAX_HEADS_MESSAGE_BYTES,
   MAX_HEADS_PER_LOG,
-  MAX_LOGS_PER_MESSAGE
+  MAX_LOGS_PER_MESSAGE,
+  MAX_WANTED_BLOCKS
 } from '../../protocols/heads/codec.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
 import { Hlc } from '../clock/hlc.ts'
@@ -59,6 +60,7 @@ import {
   UnauthorizedReadError
 } from './errors.ts'
 import { Log, storedLogs, storedLogType } from './log.ts'
+import { WantBatcher } from './wants.ts'
 import type { BlocksMessage, HeadsAnswer, HeadsRequest, LogHeads, WantMessage } from '../../protocols/heads/codec.ts'
 import type { LogBlockstore } from './blocks.ts'
 import type { Document, DocumentTypes } from './documents.ts'
@@ -143,6 +145,8 @@ export const MAX_PENDING_PEERS = 32
 export const MAX_PENDING_HEADS = 64
 /** Most inline blocks kept per waiting offer. */
 const MAX_PENDING_BLOCKS = 16
+/** Most bytes of blocks received ahead of being asked that are kept. */
+const MAX_PREFETCHED_BYTES = 16 * 1024 * 1024
 /** Most cached authorization decisions. */
 const MAX_AUTHORIZATIONS = 4096
 
@@ -182,6 +186,10 @@ export class StateService implements State {
   private readonly topic: string
   private readonly timeout: number
   private readonly clock = new Hlc()
+  /** Block requests to one peer for one log in the same turn go out as one `want`. */
+  private readonly wants: WantBatcher
+  /** Ancestors a peer sent ahead of being asked, by `<log> <cid>` (their hashes were checked). */
+  private readonly prefetched = new Prefetched(MAX_PREFETCHED_BYTES)
   private readonly docs = new Map<string, OpenDocument>()
   private readonly opening = new Map<string, Promise<OpenDocument>>()
   /** Running joins by provider, across documents. */
@@ -203,6 +211,16 @@ export class StateService implements State {
     this.topic = deltasTopic(init.namespace ?? 'default')
     this.timeout = init.timeout ?? 10_000
     this.self = components.signer.principal
+    this.wants = new WantBatcher(
+      async (peer, log, cids, depth, signal) => {
+        const want: WantMessage = { v: 1, type: 'want', log, cids, depth }
+        return (await this.request(peer, want, 'blocks', { signal })).blocks
+      },
+      this.timeout,
+      (log, blocks) => {
+        for (const [cid, block] of blocks) this.prefetched.put(`${log} ${cid}`, block)
+      }
+    )
   }
 
   async start(): Promise<void> {
@@ -595,10 +613,18 @@ export class StateService implements State {
     if (open == null) return { v: 1, type: 'blocks', blocks }
     let budget = MAX_HEADS_MESSAGE_BYTES - 1024
     const snapshots = new Set(open.log.snapshots().map(String))
-    for (const key of new Set(request.cids.map(String))) {
+    // the wanted blocks first, then (up to `depth` more) their ancestors, nearest first
+    const queue = [...new Map(request.cids.map(c => [c.toString(), c])).values()]
+    const wanted = queue.length
+    const sent = new Set<string>()
+    const most = Math.min(MAX_WANTED_BLOCKS, wanted + request.depth)
+    for (let i = 0; i < queue.length && blocks.length < most && budget >= 1024; i++) {
+      const cid = queue[i]
+      const key = cid.toString()
+      if (sent.has(key)) continue
+      sent.add(key)
       // a reader of one log gets no block of another: only what this log holds is looked up
       if (!open.log.has(key) && !snapshots.has(key)) continue
-      const cid = request.cids.find(c => c.toString() === key) as CID
       let block: Uint8Array
       try {
         block = await readBlock(this.components.blockstore, cid, {
@@ -611,7 +637,13 @@ export class StateService implements State {
       }
       budget -= block.length + 16
       blocks.push(block)
-      if (budget < 1024) break
+      if (request.depth > 0 && !snapshots.has(key)) {
+        try {
+          for (const p of decodeEvent(block).parents) if (!sent.has(p.toString())) queue.push(p)
+        } catch {
+          // a stored block that is not an event: nothing behind it to add
+        }
+      }
     }
     return { v: 1, type: 'blocks', blocks }
   }
@@ -621,6 +653,8 @@ export class StateService implements State {
    * already connected are asked: a made-up provider costs no dial and no DHT lookup.
    */
   private async fetchBlock(name: string, cid: CID, options: Parameters<FetchBlock>[1]): Promise<Uint8Array> {
+    const ahead = this.prefetched.take(`${name} ${cid}`)
+    if (ahead != null && ahead.length <= options.maxBytes) return ahead
     const errors: string[] = []
     const { libp2p } = this.components
     const peers = (options.providers ?? []).filter(peer => {
@@ -631,14 +665,12 @@ export class StateService implements State {
     })
     // each peer gets its share of the time, so one that stalls does not use up the next one's
     const share = Math.max(1000, this.timeout / Math.max(1, peers.length))
+    const depth = options.ancestors === true ? MAX_WANTED_BLOCKS - 1 : 0
     for (const peer of peers) {
       try {
-        const want: WantMessage = { v: 1, type: 'want', log: name, cids: [cid] }
-        const answer = await this.request(peer, want, 'blocks', { signal: withTimeout(share, options.signal) })
-        for (const block of answer.blocks) {
-          // the log stores the block if it accepts it
-          if (block.length <= options.maxBytes && (await blockCid(block)).equals(cid)) return block
-        }
+        const block = await this.wants.want(peer, name, cid, depth, withTimeout(share, options.signal))
+        // the log stores the block if it accepts it
+        if (block != null && block.length <= options.maxBytes) return block
         errors.push(`${peer}: does not have it`)
       } catch (err) {
         options.signal?.throwIfAborted()
@@ -769,6 +801,37 @@ export class StateService implements State {
     } catch (err) {
       this.log('joining %s from %p failed - %e', open.name, offer.provider, err)
     }
+  }
+}
+
+/** Blocks received ahead of being asked, the oldest dropped first beyond a byte budget. */
+class Prefetched {
+  private readonly blocks = new Map<string, Uint8Array>()
+  private readonly maxBytes: number
+  private bytes = 0
+
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes
+  }
+
+  put(key: string, block: Uint8Array): void {
+    this.take(key)
+    this.blocks.set(key, block)
+    this.bytes += block.length
+    for (const [oldest, b] of this.blocks) {
+      if (this.bytes <= this.maxBytes) break
+      this.blocks.delete(oldest)
+      this.bytes -= b.length
+    }
+  }
+
+  /** The block under `key`, forgotten as it is handed out. */
+  take(key: string): Uint8Array | undefined {
+    const block = this.blocks.get(key)
+    if (block == null) return undefined
+    this.blocks.delete(key)
+    this.bytes -= block.length
+    return block
   }
 }
 

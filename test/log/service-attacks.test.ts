@@ -115,18 +115,18 @@ describe('the state service under attack', function () {
       assert.deepEqual(heads.type === 'heads' ? heads.logs : null, [])
 
       // asking for the blocks by CID is refused
-      const want = await ask(x, a.peerId, { v: 1, type: 'want', log: 'secret', cids: secret.heads() })
+      const want = await ask(x, a.peerId, { v: 1, type: 'want', depth: 0, log: 'secret', cids: secret.heads() })
       assert.equal(want.type, 'error')
       assert.equal(want.type === 'error' ? want.name : '', 'UnauthorizedReadError')
 
       // nor for a document a does not hold: the refusal does not tell which documents a holds
-      const unheld = await ask(x, a.peerId, { v: 1, type: 'want', log: 'no-such-doc', cids: secret.heads() })
+      const unheld = await ask(x, a.peerId, { v: 1, type: 'want', depth: 0, log: 'no-such-doc', cids: secret.heads() })
       assert.equal(unheld.type === 'error' ? unheld.name : unheld.type, 'UnauthorizedReadError')
 
       // naming a document it may read does not get it another document's blocks
       const notice = await a.state.open('notice', 'or-set', { public: true })
       await notice.add('open day on friday')
-      const wrongLog = await ask(x, a.peerId, { v: 1, type: 'want', log: 'notice', cids: secret.heads() })
+      const wrongLog = await ask(x, a.peerId, { v: 1, type: 'want', depth: 0, log: 'notice', cids: secret.heads() })
       assert.equal(wrongLog.type, 'blocks')
       assert.deepEqual(wrongLog.type === 'blocks' ? wrongLog.blocks : null, [])
 
@@ -134,6 +134,7 @@ describe('the state service under attack', function () {
       const repeated = await ask(x, a.peerId, {
         v: 1,
         type: 'want',
+        depth: 0,
         log: 'notice',
         cids: Array.from({ length: 64 }, () => notice.heads()[0])
       })

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { HEADS_PROTOCOL } from '../../protocols/heads/codec.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
@@ -104,5 +105,24 @@ describe('the state service: documents replicated over /cyberspace/heads and the
     await nodes[0].state.sync(nodes[1].peerId)
     assert.equal(await nodes[1].state.find('scratch'), undefined)
     assert.equal(await nodes[1].state.delete('scratch'), false)
+  })
+
+  it('catches up on a backlog with a few batched wants, not one stream per event', async () => {
+    const first = await nodes[0].state.open('backlog', 'g-counter')
+    for (let i = 0; i < 40; i++) await first.increment(1)
+    const libp2p = nodes[2].libp2p
+    const dialProtocol = libp2p.dialProtocol.bind(libp2p)
+    let streams = 0
+    libp2p.dialProtocol = async (peer, protocols, options) => {
+      if ([protocols].flat().includes(HEADS_PROTOCOL)) streams++
+      return await dialProtocol(peer, protocols, options)
+    }
+    try {
+      const late = await nodes[2].state.open('backlog', 'g-counter')
+      await waitUntil('the late replica caught up', () => late.value() === 40)
+      assert.ok(streams < 10, `${streams} heads streams for 40 events`)
+    } finally {
+      libp2p.dialProtocol = dialProtocol
+    }
   })
 })
