@@ -26,6 +26,7 @@
  * await doc.add('write the report')
  * doc.addEventListener('change', e => console.log(e.detail.author, doc.value()))
  */
+import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { Key } from 'interface-datastore'
 import { decodeDeltaMessage, deltasTopic, encodeDeltaMessage, eventAnnouncement } from '../../protocols/deltas/codec.ts'
 import { checkLogId, decodeEvent, MAX_SNAPSHOT_BYTES } from '../../protocols/log/codec.ts'
@@ -69,7 +70,7 @@ import type { PrincipalId } from '../crypto/principal.ts'
 import type { Signer } from '../crypto/sign.ts'
 import type { CrdtName } from '../crdt/types.ts'
 import type { Spki } from '../spki/service.ts'
-import type { GossipSub, GossipsubMessage } from '@libp2p/gossipsub'
+import type { GossipSub, GossipsubMessage, Message } from '@libp2p/gossipsub'
 import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
 import type { CID } from 'multiformats/cid'
@@ -237,6 +238,8 @@ export class StateService implements State {
       // per connection: a join fetches up to 8 blocks at once, and several documents may join
       { maxInboundStreams: this.init.maxInboundStreams ?? 32, maxOutboundStreams: 64 }
     )
+    // a malformed announcement is neither delivered nor forwarded, and counts against its sender
+    libp2p.services.pubsub.topicValidators.set(this.topic, validateAnnouncement)
     libp2p.services.pubsub.subscribe(this.topic)
     libp2p.services.pubsub.addEventListener('gossipsub:message', this.onMessage)
     libp2p.addEventListener('peer:connect', this.onConnect)
@@ -256,6 +259,7 @@ export class StateService implements State {
     libp2p.removeEventListener('peer:connect', this.onConnect)
     libp2p.services.pubsub.removeEventListener('gossipsub:message', this.onMessage)
     libp2p.services.pubsub.unsubscribe(this.topic)
+    libp2p.services.pubsub.topicValidators.delete(this.topic)
     await libp2p.unhandle(this.protocol)
     for (const { log } of this.docs.values()) log.close()
     this.docs.clear()
@@ -832,6 +836,17 @@ class Prefetched {
     this.blocks.delete(key)
     this.bytes -= block.length
     return block
+  }
+}
+
+/** Gossipsub's check of a deltas message before it delivers or forwards it. */
+function validateAnnouncement(_from: PeerId, msg: Message): TopicValidatorResult {
+  if (msg.type !== 'signed') return TopicValidatorResult.Reject
+  try {
+    decodeDeltaMessage(msg.data)
+    return TopicValidatorResult.Accept
+  } catch {
+    return TopicValidatorResult.Reject
   }
 }
 

@@ -228,6 +228,37 @@ describe('the state service under attack', function () {
     })
   })
 
+  describe('gossip', () => {
+    it('a malformed announcement is neither delivered nor forwarded', async () => {
+      const garbage = new TextEncoder().encode('not an announcement')
+      const seen: string[] = []
+      for (const n of [a, b]) {
+        n.pubsub.addEventListener('gossipsub:message', e => {
+          if (e.detail.msg.topic !== deltasTopic('default')) return
+          seen.push(Buffer.from(e.detail.msg.data).equals(garbage) ? 'garbage' : 'announcement')
+        })
+      }
+      for (let i = 0; i < 3; i++) await x.pubsub.publish(deltasTopic('default'), garbage)
+      // a well-formed announcement after them, for a document nobody holds: delivered
+      const message = {
+        v: 1 as const,
+        type: 'event' as const,
+        log: 'nobody-holds-this',
+        cid: await madeUpCid(),
+        block: null
+      }
+      await x.pubsub.publish(deltasTopic('default'), encodeDeltaMessage(message))
+      await waitUntil(
+        'a and b got the well-formed announcement',
+        () => seen.filter(s => s === 'announcement').length >= 2
+      )
+      assert.deepEqual(
+        seen.filter(s => s === 'garbage'),
+        []
+      )
+    })
+  })
+
   describe('proof requests', () => {
     it('16 events signed by made-up keys cause no DHT walk and no dial, and resending them asks nobody', async () => {
       // public, so b takes the forged events inline from gossip (for a private one it would fetch
