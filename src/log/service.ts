@@ -15,11 +15,8 @@
  *   `(cyberspace (log (read <name>)))`, unless the document is public; a heads exchange covers only
  *   documents each side may read at the other.
  *
- * Fairness: what a peer offers (heads, announcements) waits in a bounded queue per document and
- * peer; each peer gets at most `maxJoinsPerPeer` joins of a document at once and
- * `maxJoinsPerPeerTotal` across documents, peers not proven readers share `maxUnverifiedJoins`,
- * and every join ends within `joinTimeout`. A peer that offers made-up CIDs and then stalls holds
- * up only its own joins.
+ * Fairness: what a peer offers waits in bounded queues and joins start within per-document and
+ * per-peer budgets (src/log/joins.ts); every join ends within `joinTimeout`.
  *
  * @example
  * const doc = await node.state.open('tasks', 'or-set')
@@ -61,7 +58,9 @@ import {
   UnauthorizedReadError
 } from './errors.ts'
 import { Log, storedLogs, storedLogType } from './log.ts'
-import { WantBatcher } from './wants.ts'
+import { JoinScheduler } from './joins.ts'
+import { Prefetched, WantBatcher } from './wants.ts'
+import type { JoinLimits, Offer } from './joins.ts'
 import type { BlocksMessage, HeadsAnswer, HeadsRequest, LogHeads, WantMessage } from '../../protocols/heads/codec.ts'
 import type { LogBlockstore } from './blocks.ts'
 import type { Document, DocumentTypes } from './documents.ts'
@@ -75,7 +74,7 @@ import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId } from '@lib
 import type { Datastore } from 'interface-datastore'
 import type { CID } from 'multiformats/cid'
 
-export interface StateInit {
+export interface StateInit extends JoinLimits {
   /** The heads protocol id; default `/cyberspace/heads/2.0.0`. */
   protocol?: string
   /** Gossip topic namespace: `/cyberspace/<namespace>/deltas/1`; default 'default'. */
@@ -87,14 +86,6 @@ export interface StateInit {
   /** How long one heads exchange (or one proof request) may take, in ms; default 10 s. */
   timeout?: number
   maxInboundStreams?: number
-  /** Joins of one document running at once for peers proven to read it; default 4. */
-  maxConcurrentJoins?: number
-  /** Joins of one document running at once for one peer; default 1. */
-  maxJoinsPerPeer?: number
-  /** Joins running at once for one peer, across all documents; default 4. */
-  maxJoinsPerPeerTotal?: number
-  /** Joins of one document running at once for all peers not proven to read it; default 1. */
-  maxUnverifiedJoins?: number
   /** Longest a join (fetching, checking, applying) may take, in ms; default 30 s. */
   joinTimeout?: number
   limits?: LogLimits
@@ -140,12 +131,6 @@ export interface State {
 
 /** Most documents listed by `stored()` and reopened when the node starts. */
 export const MAX_STORED_DOCUMENTS = 1024
-/** Most peers with offers waiting per document. */
-export const MAX_PENDING_PEERS = 32
-/** Most heads waiting per peer and document; the oldest are dropped first. */
-export const MAX_PENDING_HEADS = 64
-/** Most inline blocks kept per waiting offer. */
-const MAX_PENDING_BLOCKS = 16
 /** Most bytes of blocks received ahead of being asked that are kept. */
 const MAX_PREFETCHED_BYTES = 16 * 1024 * 1024
 /** Most cached authorization decisions. */
@@ -153,30 +138,11 @@ const MAX_AUTHORIZATIONS = 4096
 
 type Action = 'append' | 'snapshot' | 'read'
 
-/** What one peer offered for one document, waiting for a join slot. */
-interface Offer {
-  /** The peer the join fetches from first: it told us about these heads. */
-  provider: PeerId
-  /** Whether `provider` is proven to read the document. */
-  verified: boolean
-  /** The latest heads offered, the oldest dropped first. */
-  heads: RecentMap<string, CID>
-  snapshot: CID | null
-  blocks: Map<string, Uint8Array>
-  /** Other peers that hold them (for gossip: the author). */
-  providers: PeerId[]
-}
-
 interface OpenDocument {
   name: string
   doc: Document<any, any, any>
   log: Log<any, any, any>
   public: boolean
-  pending: Map<string, Offer>
-  /** Running joins by provider. */
-  running: Map<string, number>
-  verifiedJoins: number
-  unverifiedJoins: number
 }
 
 export class StateService implements State {
@@ -193,8 +159,8 @@ export class StateService implements State {
   private readonly prefetched = new Prefetched(MAX_PREFETCHED_BYTES)
   private readonly docs = new Map<string, OpenDocument>()
   private readonly opening = new Map<string, Promise<OpenDocument>>()
-  /** Running joins by provider, across documents. */
-  private readonly peerJoins = new Map<string, number>()
+  /** What peers offered, waiting for a join slot within the per-document and per-peer budgets. */
+  private readonly joins: JoinScheduler
   /** Positive authorizations: valid while the SPKI epoch is the same and until their expiry. */
   private readonly authorized = new RecentMap<string, { epoch: number; until: number }>(MAX_AUTHORIZATIONS)
   private timer?: ReturnType<typeof setInterval>
@@ -212,6 +178,13 @@ export class StateService implements State {
     this.topic = deltasTopic(init.namespace ?? 'default')
     this.timeout = init.timeout ?? 10_000
     this.self = components.signer.principal
+    this.joins = new JoinScheduler(init, {
+      has: (doc, cid) => this.docs.get(doc)?.log.has(cid) ?? true,
+      run: async (doc, offer) => {
+        const open = this.docs.get(doc)
+        if (open != null && this.started) await this.runJoin(open, offer)
+      }
+    })
     this.wants = new WantBatcher(
       async (peer, log, cids, depth, signal) => {
         const want: WantMessage = { v: 1, type: 'want', log, cids, depth }
@@ -262,6 +235,7 @@ export class StateService implements State {
     libp2p.services.pubsub.topicValidators.delete(this.topic)
     await libp2p.unhandle(this.protocol)
     for (const { log } of this.docs.values()) log.close()
+    for (const name of this.docs.keys()) this.joins.remove(name)
     this.docs.clear()
   }
 
@@ -308,6 +282,7 @@ export class StateService implements State {
     let log = this.docs.get(name)?.log
     if (log != null) {
       this.docs.delete(name)
+      this.joins.remove(name)
     } else {
       const type = await this.storedType(name, options)
       if (type == null) return false
@@ -407,16 +382,13 @@ export class StateService implements State {
       name,
       doc,
       log,
-      public: isPublic,
-      pending: new Map(),
-      running: new Map(),
-      verifiedJoins: 0,
-      unverifiedJoins: 0
+      public: isPublic
     }
     log.addEventListener('change', e => {
       if (e.detail.local && e.detail.bytes != null) this.announce(open, e.detail.cid, e.detail.bytes)
     })
     this.docs.set(name, open)
+    this.joins.add(name)
     // catch up with whoever is connected now rather than at the next periodic round
     if (!this.reopening) this.sync().catch(err => this.log('initial sync of %s failed - %e', name, err))
     return open
@@ -506,7 +478,7 @@ export class StateService implements State {
     // its history; if it is not connected, the forwarding peer is asked for it.
     const origin = msg.from
     void this.mayRead(origin, name, this.shutdown.signal).then(verified => {
-      this.offer(name, origin, verified, [cid], null, blocks, [propagationSource])
+      this.joins.offer(name, origin, verified, [cid], null, blocks, [propagationSource])
     })
   }
 
@@ -584,7 +556,7 @@ export class StateService implements State {
     const answer = await this.request(peer, { v: 1, type: 'heads', logs: request }, 'heads', options)
     const asked = new Set(logs.map(l => l.log))
     for (const l of answer.logs) {
-      if (asked.has(l.log)) this.offer(l.log, peer, readable.has(l.log), l.heads, l.snapshot)
+      if (asked.has(l.log)) this.joins.offer(l.log, peer, readable.has(l.log), l.heads, l.snapshot)
     }
   }
 
@@ -601,7 +573,7 @@ export class StateService implements State {
       )
     )
     // the exchange is symmetric: join what the asker has, in the background, as we answer
-    for (const l of held) if (allowed.has(l.log)) this.offer(l.log, from, true, l.heads, l.snapshot)
+    for (const l of held) if (allowed.has(l.log)) this.joins.offer(l.log, from, true, l.heads, l.snapshot)
     this.log.trace('heads exchange from %p', from)
     return encodeHeadsMessage({ v: 1, type: 'heads', logs: this.ourHeads(allowed) })
   }
@@ -686,97 +658,6 @@ export class StateService implements State {
 
   // --- joins: queued per peer, bounded per peer and in time ---
 
-  /** Queues what `provider` offered for document `name`, and starts joins where budgets allow. */
-  private offer(
-    name: string,
-    provider: PeerId,
-    verified: boolean,
-    heads: CID[],
-    snapshot: CID | null,
-    blocks?: Map<string, Uint8Array>,
-    others: PeerId[] = []
-  ): void {
-    const open = this.docs.get(name)
-    if (open == null || !this.started) return
-    const wanted = heads.filter(h => !open.log.has(h))
-    if (wanted.length === 0) return
-    const key = provider.toString()
-    let offer = open.pending.get(key)
-    if (offer == null) {
-      if (open.pending.size >= MAX_PENDING_PEERS && !this.evictUnverified(open, verified)) {
-        this.log('dropping an offer of %s from %p: %d peers already wait', name, provider, open.pending.size)
-        return
-      }
-      offer = {
-        provider,
-        verified,
-        heads: new RecentMap(MAX_PENDING_HEADS),
-        snapshot: null,
-        blocks: new Map(),
-        providers: []
-      }
-      open.pending.set(key, offer)
-    }
-    offer.verified ||= verified
-    for (const h of wanted) {
-      const k = h.toString()
-      offer.heads.set(k, h)
-      const block = blocks?.get(k)
-      if (block != null && offer.blocks.size < MAX_PENDING_BLOCKS) offer.blocks.set(k, block)
-    }
-    if (snapshot != null) offer.snapshot = snapshot
-    for (const p of others) {
-      if (!p.equals(provider) && offer.providers.length < 2 && !offer.providers.some(q => q.equals(p))) {
-        offer.providers.push(p)
-      }
-    }
-    this.pump(open)
-  }
-
-  /** Makes room for a proven reader's offer by dropping one of an unproven peer. */
-  private evictUnverified(open: OpenDocument, verified: boolean): boolean {
-    if (!verified) return false
-    for (const [key, offer] of open.pending) {
-      if (!offer.verified) {
-        open.pending.delete(key)
-        return true
-      }
-    }
-    return false
-  }
-
-  /** Starts the waiting joins that the document's and each peer's budgets allow. */
-  private pump(open: OpenDocument): void {
-    const perPeer = this.init.maxJoinsPerPeer ?? 1
-    const perPeerTotal = this.init.maxJoinsPerPeerTotal ?? 4
-    for (const [key, offer] of open.pending) {
-      if (!this.started || this.docs.get(open.name) !== open) return
-      if ((open.running.get(key) ?? 0) >= perPeer) continue
-      if ((this.peerJoins.get(key) ?? 0) >= perPeerTotal) continue
-      if (
-        offer.verified
-          ? open.verifiedJoins >= (this.init.maxConcurrentJoins ?? 4)
-          : open.unverifiedJoins >= (this.init.maxUnverifiedJoins ?? 1)
-      ) {
-        continue
-      }
-      open.pending.delete(key)
-      count(open.running, key, 1)
-      count(this.peerJoins, key, 1)
-      if (offer.verified) open.verifiedJoins++
-      else open.unverifiedJoins++
-      void this.runJoin(open, offer).finally(() => {
-        count(open.running, key, -1)
-        count(this.peerJoins, key, -1)
-        if (offer.verified) open.verifiedJoins--
-        else open.unverifiedJoins--
-        this.pump(open)
-        // the peer may have offers in other documents that waited for its budget
-        for (const other of this.docs.values()) if (other !== open && other.pending.has(key)) this.pump(other)
-      })
-    }
-  }
-
   /** Joins an offer's heads; from its snapshot if the history behind them is gone. */
   private async runJoin(open: OpenDocument, offer: Offer): Promise<void> {
     const heads = offer.heads.values().filter(h => !open.log.has(h))
@@ -808,37 +689,6 @@ export class StateService implements State {
   }
 }
 
-/** Blocks received ahead of being asked, the oldest dropped first beyond a byte budget. */
-class Prefetched {
-  private readonly blocks = new Map<string, Uint8Array>()
-  private readonly maxBytes: number
-  private bytes = 0
-
-  constructor(maxBytes: number) {
-    this.maxBytes = maxBytes
-  }
-
-  put(key: string, block: Uint8Array): void {
-    this.take(key)
-    this.blocks.set(key, block)
-    this.bytes += block.length
-    for (const [oldest, b] of this.blocks) {
-      if (this.bytes <= this.maxBytes) break
-      this.blocks.delete(oldest)
-      this.bytes -= b.length
-    }
-  }
-
-  /** The block under `key`, forgotten as it is handed out. */
-  take(key: string): Uint8Array | undefined {
-    const block = this.blocks.get(key)
-    if (block == null) return undefined
-    this.blocks.delete(key)
-    this.bytes -= block.length
-    return block
-  }
-}
-
 /** Gossipsub's check of a deltas message before it delivers or forwards it. */
 function validateAnnouncement(_from: PeerId, msg: Message): TopicValidatorResult {
   if (msg.type !== 'signed') return TopicValidatorResult.Reject
@@ -848,13 +698,6 @@ function validateAnnouncement(_from: PeerId, msg: Message): TopicValidatorResult
   } catch {
     return TopicValidatorResult.Reject
   }
-}
-
-/** Adds `by` to the count of `key`, forgetting it at zero. */
-function count(counts: Map<string, number>, key: string, by: number): void {
-  const n = (counts.get(key) ?? 0) + by
-  if (n > 0) counts.set(key, n)
-  else counts.delete(key)
 }
 
 function isCrdtName(type: string): type is CrdtName {

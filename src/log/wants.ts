@@ -109,3 +109,38 @@ async function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T
     signal.removeEventListener('abort', onAbort)
   }
 }
+
+/**
+ * Blocks a peer sent ahead of being asked (ancestors in a `want` answer), kept until the walk asks
+ * for them, the oldest dropped first beyond a byte budget. Keys name the log and the CID the
+ * block hashes to, so a block is only ever handed out for what it is.
+ */
+export class Prefetched {
+  private readonly blocks = new Map<string, Uint8Array>()
+  private readonly maxBytes: number
+  private bytes = 0
+
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes
+  }
+
+  put(key: string, block: Uint8Array): void {
+    this.take(key)
+    this.blocks.set(key, block)
+    this.bytes += block.length
+    for (const [oldest, b] of this.blocks) {
+      if (this.bytes <= this.maxBytes) break
+      this.blocks.delete(oldest)
+      this.bytes -= b.length
+    }
+  }
+
+  /** The block under `key`, forgotten as it is handed out. */
+  take(key: string): Uint8Array | undefined {
+    const block = this.blocks.get(key)
+    if (block == null) return undefined
+    this.blocks.delete(key)
+    this.bytes -= block.length
+    return block
+  }
+}
