@@ -108,10 +108,10 @@ export interface FetchOptions extends AbortOptions {
    */
   proofProviders?: PeerId[]
   /**
-   * The block is a parent of one just fetched: the join is walking down a history, so a fetcher
-   * may ask for the block's ancestors in the same request.
+   * How many levels below the joined heads the block is (0: a head). The deeper a join walks, the
+   * more of the block's ancestors a fetcher may ask for in the same request.
    */
-  ancestors?: boolean
+  level?: number
 }
 
 /** Fetches a block this replica lacks from peers (it must check the bytes hash to `cid`). */
@@ -566,7 +566,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     let bytes = 0
     const concurrency = this.limit('fetchConcurrency', 8)
     let frontier = heads.filter(h => isBlockCid(h) && !this.has(h))
-    let walk: JoinOptions = { ...options, ancestors: false }
+    let walk: JoinOptions = { ...options, level: 0 }
     while (frontier.length > 0) {
       const next: CID[] = []
       for (let i = 0; i < frontier.length; i += concurrency) {
@@ -595,7 +595,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         }
       }
       frontier = next
-      walk = { ...options, ancestors: true }
+      walk = { ...options, level: (walk.level ?? 0) + 1 }
     }
     return fetched
   }
@@ -620,7 +620,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
           maxBytes: MAX_EVENT_BYTES,
           signal,
           providers: options.providers,
-          ancestors: options.ancestors
+          level: options.level
         })
       }
     } catch (err) {

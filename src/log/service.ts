@@ -594,7 +594,8 @@ export class StateService implements State {
     const wanted = queue.length
     const sent = new Set<string>()
     const most = Math.min(MAX_WANTED_BLOCKS, wanted + request.depth)
-    for (let i = 0; i < queue.length && blocks.length < most && budget >= 1024; i++) {
+    let misses = 0
+    for (let i = 0; i < queue.length && blocks.length < most && budget >= 1024 && misses < 2 * MAX_WANTED_BLOCKS; i++) {
       const cid = queue[i]
       const key = cid.toString()
       if (sent.has(key)) continue
@@ -609,6 +610,7 @@ export class StateService implements State {
           signal
         })
       } catch {
+        misses++
         continue // not here (compacted away, or larger than what is left of the answer)
       }
       budget -= block.length + 16
@@ -641,7 +643,8 @@ export class StateService implements State {
     })
     // each peer gets its share of the time, so one that stalls does not use up the next one's
     const share = Math.max(1000, this.timeout / Math.max(1, peers.length))
-    const depth = options.ancestors === true ? MAX_WANTED_BLOCKS - 1 : 0
+    // a short walk (a missed event or two) asks for little it may already hold; a long one, for more
+    const depth = Math.min(MAX_WANTED_BLOCKS - 1, 2 ** (options.level ?? 0) - 1)
     for (const peer of peers) {
       try {
         const block = await this.wants.want(peer, name, cid, depth, withTimeout(share, options.signal))

@@ -78,6 +78,13 @@ export class WantBatcher {
     return await abortable(answer, signal)
   }
 
+  /** One block asked for on its own; undefined if the peer does not send it. */
+  private async alone(batch: Pending, cid: CID): Promise<Uint8Array | undefined> {
+    const blocks = await this.send(batch.peer, batch.log, [cid], 0, AbortSignal.timeout(this.timeout))
+    for (const block of blocks) if ((await blockCid(block)).equals(cid)) return block
+    return undefined
+  }
+
   private flush(batchKey: string, batch: Pending): void {
     if (this.pending.get(batchKey) === batch) this.pending.delete(batchKey)
     const settle = async (): Promise<void> => {
@@ -85,9 +92,23 @@ export class WantBatcher {
       const blocks = await this.send(batch.peer, batch.log, cids, batch.depth, AbortSignal.timeout(this.timeout))
       const byCid = new Map<string, Uint8Array>()
       for (const block of blocks) byCid.set((await blockCid(block)).toString(), block)
-      for (const [key, waiters] of batch.waiters) for (const w of waiters) w.resolve(byCid.get(key))
-      for (const key of batch.cids.keys()) byCid.delete(key)
-      if (byCid.size > 0) this.extra(batch.log, byCid)
+      // an answer shared by several blocks is bounded in size: one left out may simply not have
+      // fitted, so it is asked for alone before the caller hears the peer does not have it
+      const crowded = blocks.length > 0 && (cids.length > 1 || batch.depth > 0)
+      await Promise.all(
+        [...batch.waiters].map(async ([key, waiters]) => {
+          let block = byCid.get(key)
+          if (block == null && crowded) block = await this.alone(batch, batch.cids.get(key) as CID)
+          for (const w of waiters) w.resolve(block)
+        })
+      )
+      // unasked blocks only if ancestors were asked for, and no more of them than were
+      const extra = new Map<string, Uint8Array>()
+      for (const [key, block] of byCid) {
+        if (batch.cids.has(key) || extra.size >= batch.depth) continue
+        extra.set(key, block)
+      }
+      if (extra.size > 0) this.extra(batch.log, extra)
     }
     settle().catch(err => {
       for (const waiters of batch.waiters.values()) for (const w of waiters) w.reject(err)

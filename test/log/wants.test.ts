@@ -16,22 +16,16 @@ async function blocks(n: number): Promise<Array<{ cid: CID; bytes: Uint8Array }>
 }
 
 describe('WantBatcher: block requests in one turn go out as one want', () => {
-  it('sends one want for 8 blocks asked at once, and gives each caller its own', async () => {
+  it('sends one want for 8 blocks asked at once, gives each caller its own, and asks alone for one left out', async () => {
     const all = await blocks(10)
     const sent: Array<{ cids: string[]; depth: number }> = []
     const extra = new Map<string, Uint8Array>()
     const wants = new WantBatcher(
       async (_peer, _log, cids, depth) => {
         sent.push({ cids: cids.map(String), depth })
-        // the peer answers every block it was asked for but the last, plus two it was not
-        return [
-          ...all
-            .filter(b => cids.some(c => c.equals(b.cid)))
-            .slice(0, -1)
-            .map(b => b.bytes),
-          all[8].bytes,
-          all[9].bytes
-        ]
+        const asked = all.filter(b => cids.some(c => c.equals(b.cid))).map(b => b.bytes)
+        // a crowded answer leaves the last block out (as if it did not fit), plus two unasked ones
+        return cids.length > 1 ? [...asked.slice(0, -1), all[8].bytes, all[9].bytes] : asked
       },
       1000,
       (_log, received) => {
@@ -41,15 +35,39 @@ describe('WantBatcher: block requests in one turn go out as one want', () => {
     const got = await Promise.all(
       all.slice(0, 8).map(async b => await wants.want(peer, 'tasks', b.cid, 63, AbortSignal.timeout(1000)))
     )
-    assert.equal(sent.length, 1)
-    assert.equal(sent[0].cids.length, 8)
-    assert.equal(sent[0].depth, 63)
     assert.deepEqual(
-      got.slice(0, 7),
-      all.slice(0, 7).map(b => b.bytes)
+      sent.map(s => [s.cids.length, s.depth]),
+      [
+        [8, 63],
+        [1, 0]
+      ]
     )
-    assert.equal(got[7], undefined, 'not sent: undefined, for the caller to ask elsewhere')
+    assert.equal(sent[1].cids[0], all[7].cid.toString(), 'the one left out, asked alone')
+    assert.deepEqual(
+      got,
+      all.slice(0, 8).map(b => b.bytes)
+    )
     assert.deepEqual([...extra.keys()].sort(), [all[8].cid.toString(), all[9].cid.toString()].sort())
+  })
+
+  it('keeps no unasked blocks when no ancestors were asked for, and does not retry a peer that sent nothing', async () => {
+    const all = await blocks(3)
+    let calls = 0
+    const extra = new Map<string, Uint8Array>()
+    const wants = new WantBatcher(
+      async (_peer, _log, cids) => {
+        calls++
+        return cids.some(c => c.equals(all[0].cid)) ? [all[0].bytes, all[2].bytes] : []
+      },
+      1000,
+      (_log, received) => {
+        for (const [k, v] of received) extra.set(k, v)
+      }
+    )
+    assert.deepEqual(await wants.want(peer, 'tasks', all[0].cid, 0, AbortSignal.timeout(1000)), all[0].bytes)
+    assert.equal(extra.size, 0)
+    assert.equal(await wants.want(peer, 'tasks', all[1].cid, 0, AbortSignal.timeout(1000)), undefined)
+    assert.equal(calls, 2)
   })
 
   it('lets one caller give up without cancelling the others, and fails them all if the request fails', async () => {
