@@ -45,6 +45,8 @@ export async function createBrowserNode(options: BrowserNodeOptions): Promise<Cy
   const datastore = new IDBDatastore(`${name}/data`)
   await blockstore.open()
   await datastore.open()
+  strictDurability(blockstore)
+  strictDurability(datastore)
   return await createNode({
     privateKey,
     transports: [webSockets(), webRTC(), circuitRelayTransport()],
@@ -62,6 +64,28 @@ export async function createBrowserNode(options: BrowserNodeOptions): Promise<Cy
     },
     connectionManager: { maxConnections: 100 }
   })
+}
+
+/**
+ * IndexedDB commits a readwrite transaction with the browser's default durability, which Chrome
+ * treats as relaxed: a write reported done may still be lost if the machine loses power. Every
+ * readwrite transaction of an opened store here asks for 'strict' durability instead, so what the
+ * tab acknowledges (an append, a heads record) is on disk first, as in a node process.
+ * The stores keep their IDBDatabase in a field the libraries do not export; if it is missing (a
+ * library change), the tab refuses to start rather than run without durable writes.
+ */
+function strictDurability(store: object): void {
+  const db = (store as { db?: IDBDatabase }).db
+  if (db == null) throw new Error('cannot reach the IndexedDB database of a store to make its writes durable')
+  ;(db as { transaction: IDBDatabase['transaction'] }).transaction = function (
+    this: IDBDatabase,
+    names: string | string[],
+    mode?: IDBTransactionMode,
+    options?: IDBTransactionOptions
+  ) {
+    const durable = mode === 'readwrite' ? { ...options, durability: 'strict' as const } : options
+    return IDBDatabase.prototype.transaction.call(this, names, mode, durable)
+  }
 }
 
 async function tabIdentity(storage: Storage): Promise<PrivateKey> {

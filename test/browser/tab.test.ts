@@ -34,6 +34,16 @@ describe('a browser tab is a peer', function () {
     for (const node of nodes) await node.api.post('pubsub/subscribe', { topic: TOPIC })
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
     page = await browser.newPage()
+    // record the durability each readwrite transaction of the tab's stores asks for
+    await page.addInitScript(() => {
+      const transaction = IDBDatabase.prototype.transaction
+      const seen: string[] = []
+      ;(globalThis as unknown as { readwriteDurability: string[] }).readwriteDurability = seen
+      IDBDatabase.prototype.transaction = function (this: IDBDatabase, names, mode, options) {
+        if (mode === 'readwrite' && this.name.startsWith('cyberspace/')) seen.push(options?.durability ?? 'default')
+        return transaction.call(this, names, mode, options)
+      }
+    })
     page.on('pageerror', err => {
       pageErrors.push(err.message)
     })
@@ -65,6 +75,14 @@ describe('a browser tab is a peer', function () {
       )
     }
     await page.screenshot({ path: process.env.SCREENSHOT ?? '/tmp/cyberspace-tab.png' })
+  })
+
+  it('commits every write of its stores with strict durability', async () => {
+    const seen = await page.evaluate(
+      () => (globalThis as unknown as { readwriteDurability: string[] }).readwriteDurability
+    )
+    assert.ok(seen.length > 0, 'the tab wrote to its stores')
+    assert.deepEqual([...new Set(seen)], ['strict'])
   })
 
   it('receives a gossipsub message from a node', async () => {
