@@ -180,6 +180,8 @@ interface Fetched<D> {
 }
 
 const RECORD_PREFIX = '/cyberspace/log/'
+/** Most covered parents the record keeps as anchors (see `Log.anchors`). */
+const MAX_ANCHORS = 4096
 /** How long a snapshot that added nothing, or whose author was refused, is not fetched again. */
 const SNAPSHOT_MISS_TTL = 30_000
 
@@ -203,6 +205,14 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   private readonly refused: RecentMap<string, Error>
   /** Snapshots recently found to add nothing, or by an author not (yet) authorized: not fetched again for a while. */
   private readonly snapshotMisses = new RecentMap<string, { until: number; error?: Error }>(1024)
+  /**
+   * Covered events that applied events name as parents, whose blocks this replica may not hold
+   * (compacted, or met covered in an earlier join): kept in the record, so a replay knows them as
+   * inside the base instead of as lost history.
+   */
+  private readonly anchors = new RecentMap<string, CID>(MAX_ANCHORS)
+  /** Set when the merged snapshots could not be folded: checked again only after a while. */
+  private unfoldable?: { until: number; error: Error }
   private queue: Promise<unknown> = Promise.resolve()
   private closed = false
 
@@ -289,6 +299,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     this.snapshotHeads = new Set()
     this.covered.clear()
     this.coveredEvents.clear()
+    this.anchors.clear()
     this.state = this.type.empty()
     this.log('destroyed: %d events and %d snapshots deleted', removed, snapshots.size)
   }
@@ -403,6 +414,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       seen.add(key)
       const event = await this.readStoredEvent(cid).catch(() => undefined)
       if (event == null) continue // already gone, or never here (a snapshot's head, a covered event)
+      // a snapshot may name anything as a head: never delete (or walk) another log's history
+      if (event.log !== this.id) continue
       stack.push(...event.parents)
       await this.init.blockstore.delete(cid, options)
       removed++
@@ -418,7 +431,10 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     this.checkOpen()
     if (this.snapshotCids.some(c => c.equals(cid))) return false
     const key = cid.toString()
-    const refusal = this.refused.get(key)
+    // refusals of a block read as a snapshot are kept apart from those of blocks read as events:
+    // offering an event's CID as a snapshot must not get the event refused, nor the reverse
+    const refusedKey = `snapshot ${key}`
+    const refusal = this.refused.get(refusedKey)
     if (refusal != null) throw refusal
     const miss = this.snapshotMisses.get(key)
     if (miss != null && miss.until > Date.now()) {
@@ -433,7 +449,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       snapshot = decodeSnapshot(bytes)
       if (snapshot.log !== this.id) throw new EventRejectedError(`snapshot of log ${snapshot.log}, not ${this.id}`)
     } catch (err) {
-      this.refused.set(key, err as Error)
+      this.refused.set(refusedKey, err as Error)
       throw err
     }
     // a snapshot of nothing this replica lacks adds nothing: no signature check, no state decode
@@ -445,7 +461,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       await verifySigned(SNAPSHOT_DOMAIN, snapshot)
       checkCovered(snapshot)
     } catch (err) {
-      this.refused.set(key, err as Error)
+      this.refused.set(refusedKey, err as Error)
       throw err
     }
     // not remembered: the clock catches up, the author may be authorized later
@@ -464,7 +480,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     try {
       state = this.type.decodeState(snapshot.state, this.init.limits?.crdt)
     } catch (err) {
-      this.refused.set(key, err as Error)
+      this.refused.set(refusedKey, err as Error)
       throw err
     }
     return await this.exclusive(async () => {
@@ -504,13 +520,19 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
    */
   private checkFoldable(): void {
     if (this.snapshotCids.length < this.limit('maxSnapshots', 16)) return
+    if (this.unfoldable != null && this.unfoldable.until > Date.now()) throw this.unfoldable.error
     const authors = new Set(this.covered.keys())
     for (const e of this.known.values()) authors.add(e.author)
-    if (this.headCids.size > MAX_SNAPSHOT_HEADS || authors.size > MAX_COVERED_AUTHORS) {
-      throw new EventRejectedError(
+    // the own snapshot must fit the limits every receiver applies, its state included
+    const bytes =
+      dagCbor.encode(this.type.encodeState(this.state)).length + this.headCids.size * 40 + authors.size * 96 + 1024
+    if (this.headCids.size > MAX_SNAPSHOT_HEADS || authors.size > MAX_COVERED_AUTHORS || bytes > MAX_SNAPSHOT_BYTES) {
+      const error = new EventRejectedError(
         `this replica merged ${this.snapshotCids.length} snapshots and cannot fold them into its own ` +
-          `(${this.headCids.size} heads, ${authors.size} authors): it merges no more until it appends`
+          `(${this.headCids.size} heads, ${authors.size} authors, about ${bytes} bytes): it merges no more for now`
       )
+      this.unfoldable = { until: Date.now() + SNAPSHOT_MISS_TTL, error }
+      throw error
     }
   }
 
@@ -527,7 +549,9 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       state: this.type.encodeState(this.state)
     })
     await this.init.blockstore.put(block.cid, block.bytes)
-    await this.writeRecord(this.headCids, [block.cid])
+    // the new base's heads stop every walk above the old anchors: the record needs none
+    await this.writeRecord(this.headCids, [block.cid], [])
+    this.anchors.clear()
     this.snapshotCids = [block.cid]
     // the old base's heads stay inside the new base, remembered like any covered event
     for (const h of this.snapshotHeads) if (!this.headCids.has(h)) this.coveredEvents.set(h, CID.parse(h))
@@ -749,8 +773,10 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       // other covered blocks are not: whoever signed them, they never reach the disk
       for (const f of accepted) {
         for (const p of f.event.parents) {
-          const bytes = covered.get(p.toString())
+          const key = p.toString()
+          const bytes = covered.get(key)
           if (bytes != null) await this.init.blockstore.put(p, bytes)
+          else if (this.coveredEvents.has(key) && !this.snapshotHeads.has(key)) this.anchors.set(key, p)
         }
       }
       for (const f of accepted) heads.set(f.key, f.cid)
@@ -824,6 +850,10 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         this.log.error('snapshot %c of log %s is unreadable - %e', cid, this.id, err)
       }
     }
+    for (const cid of record.covered) {
+      this.anchors.set(cid.toString(), cid)
+      this.coveredEvents.set(cid.toString(), cid)
+    }
     const found = new Map<string, { key: string; cid: CID; event: Event }>()
     const stack = [...record.heads]
     while (stack.length > 0) {
@@ -870,6 +900,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
 
   private async rebuildState(): Promise<void> {
     this.known.clear()
+    this.anchors.clear()
     this.snapshotHeads = new Set()
     this.covered.clear()
     this.snapshotCids = []
@@ -877,7 +908,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     await this.replay()
   }
 
-  private async readRecord(): Promise<{ heads: CID[]; snapshots: CID[] }> {
+  private async readRecord(): Promise<LogRecord> {
     let bytes: Uint8Array
     try {
       bytes = await this.init.datastore.get(this.recordKey)
@@ -885,7 +916,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       if ((err as Error).name !== 'NotFoundError') throw err
       // remember the log (and its type) from the moment it is opened, even before its first event
       await this.writeRecord(new Map(), [])
-      return { heads: [], snapshots: [] }
+      return { type: this.type.name, heads: [], snapshots: [], covered: [] }
     }
     const record = decodeRecord(this.id, bytes)
     if (record.type !== this.type.name) {
@@ -894,11 +925,19 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     return record
   }
 
-  private async writeRecord(heads: Map<string, CID>, snapshots: CID[]): Promise<void> {
-    await this.init.datastore.put(
-      this.recordKey,
-      dagCbor.encode({ v: 1, type: this.type.name, heads: [...heads.values()], snapshots })
-    )
+  private async writeRecord(
+    heads: Map<string, CID>,
+    snapshots: CID[],
+    anchors: CID[] = this.anchors.values()
+  ): Promise<void> {
+    const record = {
+      v: 1,
+      type: this.type.name,
+      heads: [...heads.values()],
+      snapshots,
+      ...(anchors.length > 0 ? { covered: anchors } : {})
+    }
+    await this.init.datastore.put(this.recordKey, dagCbor.encode(record))
   }
 
   private setHeads(heads: Map<string, CID>): void {
@@ -970,10 +1009,12 @@ interface LogRecord {
   type: string
   heads: CID[]
   snapshots: CID[]
+  /** Anchors: covered events named as parents whose blocks may be gone. */
+  covered: CID[]
 }
 
 function decodeRecord(id: string, bytes: Uint8Array): LogRecord {
-  let record: { v?: unknown; type?: unknown; heads?: unknown; snapshots?: unknown }
+  let record: { v?: unknown; type?: unknown; heads?: unknown; snapshots?: unknown; covered?: unknown }
   try {
     record = dagCbor.decode(bytes)
   } catch {
@@ -985,7 +1026,12 @@ function decodeRecord(id: string, bytes: Uint8Array): LogRecord {
   }
   if (record?.v !== 1) throw new InvalidEventError(`log record of ${id} has an unknown version`)
   if (typeof record.type !== 'string') throw new InvalidEventError(`log record of ${id} has no type`)
-  return { type: record.type, heads: cids(record.heads), snapshots: cids(record.snapshots) }
+  return {
+    type: record.type,
+    heads: cids(record.heads),
+    snapshots: cids(record.snapshots),
+    covered: record.covered === undefined ? [] : cids(record.covered)
+  }
 }
 
 /** The type name of log `id` in `datastore`, or undefined if it has none there. */

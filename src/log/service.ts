@@ -159,6 +159,7 @@ export class StateService implements State {
   private readonly prefetched = new Prefetched(MAX_PREFETCHED_BYTES)
   private readonly docs = new Map<string, OpenDocument>()
   private readonly opening = new Map<string, Promise<OpenDocument>>()
+  private readonly deleting = new Map<string, Promise<boolean>>()
   /** What peers offered, waiting for a join slot within the per-document and per-peer budgets. */
   private readonly joins: JoinScheduler
   /** Positive authorizations: valid while the SPKI epoch is the same and until their expiry. */
@@ -258,6 +259,7 @@ export class StateService implements State {
   }
 
   async find(name: string, options: AbortOptions = {}): Promise<DocumentTypes[CrdtName] | undefined> {
+    await this.deleting.get(name)?.catch(() => {})
     const open = this.docs.get(name)
     if (open != null) return open.doc as DocumentTypes[CrdtName]
     const type = await this.storedType(name, options)
@@ -278,7 +280,23 @@ export class StateService implements State {
 
   async delete(name: string, options: AbortOptions = {}): Promise<boolean> {
     checkLogId(name)
-    await this.opening.get(name)?.catch(() => {})
+    const running = this.deleting.get(name)
+    if (running != null) return await running
+    const deletion = this.deleteDocument(name, options)
+    this.deleting.set(name, deletion)
+    try {
+      return await deletion
+    } finally {
+      this.deleting.delete(name)
+    }
+  }
+
+  /** One deletion of `name`; opens and finds of it wait until it is done. */
+  private async deleteDocument(name: string, options: AbortOptions): Promise<boolean> {
+    // no await before the document leaves `docs` unless it is still opening: an open() meanwhile
+    // must not be handed the document being deleted
+    const opening = this.opening.get(name)
+    if (opening != null) await opening.catch(() => {})
     let log = this.docs.get(name)?.log
     if (log != null) {
       this.docs.delete(name)
@@ -368,6 +386,8 @@ export class StateService implements State {
   }
 
   private async createDocument(name: string, type: CrdtName, options: OpenOptions): Promise<OpenDocument> {
+    // opened while being deleted: it starts anew once the deletion is done
+    await this.deleting.get(name)?.catch(() => {})
     options.signal?.throwIfAborted()
     const log = await Log.open(this.logInit(name, type))
     const isPublic = options.public ?? (await this.components.datastore.has(publicKey(name)))

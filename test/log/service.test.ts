@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { HEADS_PROTOCOL } from '../../protocols/heads/codec.ts'
+import { crdtTypes } from '../../src/crdt/index.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
@@ -124,5 +125,16 @@ describe('the state service: documents replicated over /cyberspace/heads and the
     } finally {
       libp2p.dialProtocol = dialProtocol
     }
+  })
+
+  it('an open while a delete runs waits for it and starts anew: memory and disk agree', async () => {
+    const doc = await nodes[1].state.open('brief', 'g-counter')
+    await doc.increment(3)
+    const deleting = nodes[1].state.delete('brief')
+    const reopened = await nodes[1].state.open('brief', 'g-counter')
+    assert.equal(await deleting, true)
+    await reopened.increment(1)
+    assert.equal(reopened.value(), 1, 'the deleted writes are gone')
+    assert.equal(crdtTypes['g-counter'].value(await reopened.log.replayStored()), reopened.value())
   })
 })
