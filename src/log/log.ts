@@ -605,10 +605,10 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         if (fetched.size + slice.length > maxEvents) {
           throw new HistoryTooLongError(`joining ${this.id} needs more than ${maxEvents} events: join from a snapshot`)
         }
-        const held = covered.size
         const checked = await Promise.all(slice.map(async cid => await this.fetchEvent(cid, result, walk, covered)))
+        // what this round holds: the events it checked and the covered blocks it met
         for (const f of checked) bytes += f?.bytes.length ?? 0
-        for (const b of [...covered.values()].slice(held)) bytes += b.length
+        for (const cid of slice) bytes += covered.get(cid.toString())?.length ?? 0
         if (bytes > maxBytes) {
           throw new HistoryTooLongError(`joining ${this.id} needs more than ${maxBytes} bytes: join from a snapshot`)
         }
