@@ -42,7 +42,7 @@ import type { State, StateInit } from './log/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
 import type { AbortOptions, ComponentLogger, ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
-import type { KadDHT } from '@libp2p/kad-dht'
+import type { KadDHT, SelectFn, ValidateFn } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Helia } from 'helia'
@@ -89,6 +89,8 @@ export interface CreateNodeOptions {
   stateOptions?: StateInit
   /** Answer DHT queries (true where the node is dialable, e.g. a Node process with listeners). */
   dhtServer: boolean
+  /** Record validators and selectors for further DHT namespaces (keys `/<namespace>/…`), beside the signed values'. */
+  dhtRecords?: { validators?: Record<string, ValidateFn>; selectors?: Record<string, SelectFn> }
   /** Extra libp2p services the platform adds (e.g. the circuit relay server in Node). */
   services?: ServiceFactoryMap<Record<string, unknown>>
   connectionGater?: ConnectionGater
@@ -167,8 +169,8 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
         alpha: 3,
         // a private cluster commonly lives on a LAN or loopback: keep private addresses in answers
         peerInfoMapper: passthroughMapper,
-        validators: { [VALUE_NAMESPACE]: validateValueRecord },
-        selectors: { [VALUE_NAMESPACE]: selectValueRecord }
+        validators: { ...options.dhtRecords?.validators, [VALUE_NAMESPACE]: validateValueRecord },
+        selectors: { ...options.dhtRecords?.selectors, [VALUE_NAMESPACE]: selectValueRecord }
       }),
       pubsub: gossipsub({
         globalSignaturePolicy: 'StrictSign',
