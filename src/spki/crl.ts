@@ -43,6 +43,38 @@ export interface SignedCrl {
 
 const enc = (text: string): Uint8Array => new TextEncoder().encode(text)
 
+/**
+ * What orders two CRLs of one issuer, newest last: not-before, then not-after, then how many
+ * certificates it lists (an issuer's CRLs only grow), then its hash (hex of sha256 of the
+ * canonical signed CRL), so every node picks the same one. A newer CRL replaces an older one.
+ */
+export interface CrlSummary {
+  issuer: PrincipalId
+  notBefore: string
+  notAfter: string
+  count: number
+  /** Hex of sha256 of the canonical (signed-crl …): the CRL's id. */
+  hash: string
+}
+
+/** The id of a CRL: hex of sha256 of its canonical (signed-crl …). */
+export function crlHash(signed: SignedCrl): string {
+  return base16.baseEncode(sha256(encodeCanonical(signedCrlToSexp(signed))))
+}
+
+export function crlSummary(signed: SignedCrl, hash = crlHash(signed)): CrlSummary {
+  const { issuer, validity, revoked } = signed.crl
+  return { issuer, notBefore: validity.notBefore, notAfter: validity.notAfter, count: revoked.length, hash }
+}
+
+/** Negative when `a` is older than `b`, positive when newer, 0 for the same CRL (compare within one issuer). */
+export function compareCrls(a: CrlSummary, b: CrlSummary): number {
+  const order = (x: string | number, y: string | number): number => (x < y ? -1 : x > y ? 1 : 0)
+  return (
+    order(a.notBefore, b.notBefore) || order(a.notAfter, b.notAfter) || order(a.count, b.count) || order(a.hash, b.hash)
+  )
+}
+
 /** The hash a CRL names a certificate by. */
 const hashes = new WeakMap<SignedCert['cert'], Uint8Array>()
 

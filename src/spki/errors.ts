@@ -133,3 +133,40 @@ export class ProverNotConnectedError extends Error {
   static name = 'ProverNotConnectedError'
   name = 'ProverNotConnectedError'
 }
+
+/**
+ * A CRL is not newer than the one this node holds from the same issuer (or has already expired):
+ * a newer CRL replaces an older one, never the other way round.
+ */
+export class StaleCrlError extends Error {
+  static name = 'StaleCrlError'
+  name = 'StaleCrlError'
+}
+
+/**
+ * A CRL came from the network whose issuer this node does not trust: neither an ACL root nor the
+ * issuer of a certificate in its store. A CRL only revokes its own issuer's certificates, so such
+ * a CRL could change no decision here and is not kept.
+ */
+export class UntrustedCrlIssuerError extends Error {
+  static name = 'UntrustedCrlIssuerError'
+  name = 'UntrustedCrlIssuerError'
+}
+
+/** A peer asked for CRLs too often (or this node asked it too often): retryable, not a refusal. */
+export class CrlRateLimitedError extends Error {
+  static name = 'CrlRateLimitedError'
+  name = 'CrlRateLimitedError'
+}
+
+/** A peer refused a CRL exchange with the named error it gave, or answered out of turn. */
+export class CrlExchangeRefusedError extends Error {
+  static name = 'CrlExchangeRefusedError'
+  name = 'CrlExchangeRefusedError'
+  readonly remoteName: string
+
+  constructor(message: string, remoteName: string) {
+    super(message)
+    this.remoteName = remoteName
+  }
+}

@@ -21,6 +21,7 @@
 import { sha256 } from '@noble/hashes/sha2.js'
 import { base16 } from 'multiformats/bases/base16'
 import { Key } from 'interface-datastore'
+import { TypedEventEmitter } from 'main-event'
 import {
   decodeSpkiMessage,
   encodeSpkiMessage,
@@ -44,14 +45,30 @@ import {
   verifyCert,
   VerifiedCertCache
 } from './cert.ts'
-import { MAX_REVOKED, parseSignedCrl, revocationIndex, signCrl, signedCrlToSexp, verifyCrl } from './crl.ts'
+import {
+  compareCrls,
+  crlSummary,
+  MAX_REVOKED,
+  parseSignedCrl,
+  revocationIndex,
+  signCrl,
+  signedCrlToSexp,
+  verifyCrl
+} from './crl.ts'
 import { discoverChain, revokedLinkError, verifyProof } from './discover.ts'
-import { ChainNotFoundError, ProofRateLimitedError, ProofRefusedError, ProverNotConnectedError } from './errors.ts'
+import {
+  ChainNotFoundError,
+  ProofRateLimitedError,
+  ProofRefusedError,
+  ProverNotConnectedError,
+  StaleCrlError
+} from './errors.ts'
+import { PeerBudget } from './peer-budget.ts'
 import { decodeCanonical, encodeCanonical, toAdvanced } from './sexp.ts'
 import { normalizeTag, parseTag, tagImplies, tagKey, tagToSexp } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Cert, SignedCert } from './cert.ts'
-import type { SignedCrl } from './crl.ts'
+import type { CrlSummary, SignedCrl } from './crl.ts'
 import type { DiscoveredGrant, DiscoverOptions, Proof } from './discover.ts'
 import type { Tag } from './tag.ts'
 import type { OpenStream } from '../network/rpc.ts'
@@ -66,6 +83,7 @@ import type {
 } from '@libp2p/interface'
 import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import type { Datastore } from 'interface-datastore'
+import type { TypedEventTarget } from 'main-event'
 
 export interface SpkiInit {
   protocol?: string
@@ -107,7 +125,15 @@ export interface AclEntry {
   tag: Tag
 }
 
-export interface Spki {
+export interface SpkiEvents {
+  /**
+   * A CRL was kept: signed here (`revoke`, or its re-signing), imported (`addCrl`, `addAll`) or
+   * received. It replaced any older CRL of its issuer. Not fired for a CRL already held.
+   */
+  'crl:add': CustomEvent<{ crl: SignedCrl; summary: CrlSummary }>
+}
+
+export interface Spki extends TypedEventTarget<SpkiEvents> {
   /** This node's principal (its libp2p key). */
   readonly principal: PrincipalId
   /**
@@ -128,9 +154,19 @@ export interface Spki {
   /** Removes `principal` from the ACL; false if it was not there. */
   removeAclEntry(principal: PrincipalId): Promise<boolean>
   acl(): AclEntry[]
-  /** Verifies and keeps a CRL; consulted by every authorization. Expired CRLs are dropped. */
+  /**
+   * Verifies and keeps a CRL; consulted by every authorization. A CRL replaces its issuer's older
+   * one (`compareCrls`); one already held is a no-op; one older than held, or already expired,
+   * throws StaleCrlError. Expired CRLs are dropped.
+   */
   addCrl(signed: SignedCrl): Promise<void>
   crls(): SignedCrl[]
+  /** What identifies and orders each CRL held (at most one per issuer), for comparing with a peer's. */
+  crlSummaries(): CrlSummary[]
+  /** The CRL held whose hash (`crlHash`, hex) is `hash`, if any. */
+  crlByHash(hash: string): SignedCrl | undefined
+  /** The CRL held from `issuer`, with its summary, if any. */
+  crlOf(issuer: PrincipalId): { crl: SignedCrl; summary: CrlSummary } | undefined
   /**
    * Revokes certificates this node issued, by the sha256 of their canonical form (`certHash`):
    * signs a CRL listing them and every earlier revocation, keeps it current, and returns it for
@@ -186,61 +222,6 @@ interface Remembered {
   error: Error
   /** For a prover's failure: UNREACHABLE, REFUSED or RATE_LIMITED. */
   rank: number
-}
-
-/**
- * Per-peer token buckets with a cap on requests in flight: how much proof work one peer may cause
- * or be asked for. When `maxPeers` are tracked, only buckets that have refilled (and have nothing
- * in flight) are dropped; if none has, a new peer is refused, so cycling peer ids never refills a
- * depleted bucket.
- */
-class PeerBudget {
-  private readonly perMinute: number
-  private readonly maxInFlight: number
-  private readonly now: () => number
-  private readonly maxPeers: number
-  private readonly buckets = new Map<string, { tokens: number; at: number; inFlight: number }>()
-
-  constructor(perMinute: number, maxInFlight: number, now: () => number, maxPeers = 1024) {
-    this.perMinute = perMinute
-    this.maxInFlight = maxInFlight
-    this.now = now
-    this.maxPeers = maxPeers
-  }
-
-  /** Takes a token for `peer`; false when none is left or too many requests are in flight. `release` when done. */
-  take(peer: string): boolean {
-    const now = this.now()
-    let bucket = this.buckets.get(peer)
-    if (bucket == null) {
-      if (!this.evict()) return false
-      bucket = { tokens: this.perMinute, at: now, inFlight: 0 }
-      this.buckets.set(peer, bucket)
-    }
-    bucket.tokens = Math.min(this.perMinute, bucket.tokens + (Math.max(0, now - bucket.at) * this.perMinute) / 60_000)
-    bucket.at = now
-    if (bucket.inFlight >= this.maxInFlight || bucket.tokens < 1) return false
-    bucket.tokens -= 1
-    bucket.inFlight++
-    return true
-  }
-
-  release(peer: string): void {
-    const bucket = this.buckets.get(peer)
-    if (bucket != null && bucket.inFlight > 0) bucket.inFlight--
-  }
-
-  /** Makes room for one more bucket by dropping refilled idle ones; false when none could go. */
-  private evict(): boolean {
-    if (this.buckets.size < this.maxPeers) return true
-    const now = this.now()
-    for (const [peer, bucket] of this.buckets) {
-      const full = bucket.tokens + (Math.max(0, now - bucket.at) * this.perMinute) / 60_000 >= this.perMinute
-      if (bucket.inFlight === 0 && full) this.buckets.delete(peer)
-    }
-    // a depleted bucket is never forgotten: that would hand its peer a fresh one
-    return this.buckets.size < this.maxPeers
-  }
 }
 
 /** `promise`, or the rejection of `signal`, whichever comes first; `promise` runs on regardless. */
@@ -323,7 +304,7 @@ function worse(a: Remembered | undefined, b: Remembered): Remembered {
   return a == null || b.rank > a.rank ? b : a
 }
 
-class SpkiService implements Spki, Startable {
+class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startable {
   readonly principal: PrincipalId
   private readonly components: SpkiComponents
   private readonly log: Logger
@@ -335,6 +316,10 @@ class SpkiService implements Spki, Startable {
   private readonly store = new Map<string, SignedCert>()
   private readonly aclEntries = new Map<PrincipalId, AclEntry>()
   private readonly crlStore = new Map<string, SignedCrl>()
+  /** The CRL held from each issuer, by its summary. */
+  private readonly crlIndex = new Map<PrincipalId, CrlSummary>()
+  /** CRL stores and deletions, one at a time, so "is it newer" and "keep it" see the same store. */
+  private crlQueue: Promise<unknown> = Promise.resolve()
   private readonly cache = new VerifiedCertCache()
   private readonly crlLifetime: number
   private refreshTimer?: ReturnType<typeof setInterval>
@@ -356,6 +341,7 @@ class SpkiService implements Spki, Startable {
   private readonly asking = new Map<string, Promise<DiscoveredGrant>>()
 
   constructor(components: SpkiComponents, init: SpkiInit) {
+    super()
     this.components = components
     this.log = components.logger.forComponent('cyberspace:spki')
     this.principal = principalFromPeerId(components.peerId)
@@ -435,7 +421,18 @@ class SpkiService implements Spki, Startable {
       try {
         const signed = parseSignedCrl(decodeCanonical(value))
         await verifyCrl(signed)
-        this.crlStore.set(key.baseNamespace(), signed)
+        const summary = crlSummary(signed, key.baseNamespace())
+        const held = this.crlIndex.get(signed.crl.issuer)
+        if (held != null && compareCrls(held, summary) > 0) {
+          await this.components.datastore.delete(key)
+          continue
+        }
+        if (held != null) {
+          await this.components.datastore.delete(new Key(CRLS_PREFIX + held.hash))
+          this.crlStore.delete(held.hash)
+        }
+        this.crlStore.set(summary.hash, signed)
+        this.crlIndex.set(signed.crl.issuer, summary)
       } catch (err) {
         this.log.error('skipping stored CRL %s - %e', key.toString(), err)
       }
@@ -473,8 +470,16 @@ class SpkiService implements Spki, Startable {
   async addAll({ certs, crls }: { certs: SignedCert[]; crls: SignedCrl[] }): Promise<void> {
     for (const signed of certs) await verifyCert(signed, this.cache)
     for (const signed of crls) await verifyCrl(signed)
+    // of several CRLs of one issuer only the newest counts; one older than held refuses them all
+    const newest = new Map<PrincipalId, { crl: SignedCrl; summary: CrlSummary }>()
+    for (const crl of crls) {
+      const summary = crlSummary(crl)
+      const other = newest.get(crl.crl.issuer)
+      if (other == null || compareCrls(summary, other.summary) > 0) newest.set(crl.crl.issuer, { crl, summary })
+    }
+    for (const { summary } of newest.values()) this.checkNewer(summary)
     for (const signed of certs) await this.storeCert(signed)
-    for (const signed of crls) await this.storeCrl(signed)
+    for (const { crl, summary } of newest.values()) await this.storeCrl(crl, summary)
   }
 
   /** Keeps a certificate whose signature is known to be good. */
@@ -520,39 +525,77 @@ class SpkiService implements Spki, Startable {
     await this.storeCrl(signed)
   }
 
-  /** Keeps a CRL whose signature is known to be good. */
-  private async storeCrl(signed: SignedCrl): Promise<void> {
-    await this.dropExpiredCrls()
-    const bytes = encodeCanonical(signedCrlToSexp(signed))
-    const id = base16.baseEncode(sha256(bytes))
-    if (this.crlStore.size >= MAX_CRLS && !this.crlStore.has(id)) {
-      throw new RangeError(`at most ${MAX_CRLS} current CRLs are kept`)
+  /** Throws StaleCrlError unless `summary` is current and newer than its issuer's CRL held (or is that very CRL). */
+  private checkNewer(summary: CrlSummary): void {
+    if (summary.notAfter < spkiTime(Date.now())) {
+      throw new StaleCrlError(`the CRL of ${summary.issuer} expired at ${summary.notAfter}`)
     }
-    await this.components.datastore.put(new Key(CRLS_PREFIX + id), bytes)
-    this.crlStore.set(id, signed)
-    this.changed()
+    const held = this.crlIndex.get(summary.issuer)
+    if (held != null && compareCrls(summary, held) < 0) {
+      throw new StaleCrlError(
+        `this node holds a newer CRL of ${summary.issuer} (from ${held.notBefore}, listing ${held.count})`
+      )
+    }
+  }
+
+  /**
+   * Keeps a CRL whose signature is known to be good, replacing its issuer's older one; one already
+   * held is a no-op. `replace` skips the newer check (this node's own CRL, just signed).
+   */
+  private async storeCrl(signed: SignedCrl, summary = crlSummary(signed), replace = false): Promise<void> {
+    const run = this.crlQueue.then(async () => {
+      await this.dropExpiredCrls()
+      if (this.crlStore.has(summary.hash)) return false
+      if (!replace) this.checkNewer(summary)
+      const held = this.crlIndex.get(summary.issuer)
+      if (held == null && this.crlStore.size >= MAX_CRLS) {
+        throw new RangeError(`at most ${MAX_CRLS} current CRLs are kept`)
+      }
+      await this.components.datastore.put(new Key(CRLS_PREFIX + summary.hash), encodeCanonical(signedCrlToSexp(signed)))
+      this.crlStore.set(summary.hash, signed)
+      this.crlIndex.set(summary.issuer, summary)
+      if (held != null) {
+        this.crlStore.delete(held.hash)
+        await this.components.datastore.delete(new Key(CRLS_PREFIX + held.hash))
+      }
+      this.changed()
+      return true
+    })
+    this.crlQueue = run.catch(() => {})
+    if (await run) this.safeDispatchEvent('crl:add', { detail: { crl: signed, summary } })
   }
 
   crls(): SignedCrl[] {
     return [...this.crlStore.values()]
   }
 
-  private async dropExpiredCrls(): Promise<void> {
-    const now = spkiTime(Date.now())
-    await this.deleteCrls(signed => signed.crl.validity.notAfter < now)
+  crlSummaries(): CrlSummary[] {
+    return [...this.crlIndex.values()]
   }
 
-  /** Deletes the stored CRLs `drop` picks; if any went, one new epoch. */
-  private async deleteCrls(drop: (signed: SignedCrl) => boolean): Promise<void> {
+  crlByHash(hash: string): SignedCrl | undefined {
+    return this.crlStore.get(hash)
+  }
+
+  crlOf(issuer: PrincipalId): { crl: SignedCrl; summary: CrlSummary } | undefined {
+    const summary = this.crlIndex.get(issuer)
+    const crl = summary == null ? undefined : this.crlStore.get(summary.hash)
+    return crl == null || summary == null ? undefined : { crl, summary }
+  }
+
+  private async dropExpiredCrls(): Promise<void> {
+    const now = spkiTime(Date.now())
     let deleted = false
     try {
-      for (const [id, signed] of this.crlStore) {
-        if (!drop(signed)) continue
-        await this.components.datastore.delete(new Key(CRLS_PREFIX + id))
-        this.crlStore.delete(id)
+      for (const [issuer, summary] of this.crlIndex) {
+        if (summary.notAfter >= now) continue
+        await this.components.datastore.delete(new Key(CRLS_PREFIX + summary.hash))
+        this.crlStore.delete(summary.hash)
+        this.crlIndex.delete(issuer)
         deleted = true
       }
     } finally {
+      // one new epoch for the lot
       if (deleted) this.changed()
     }
   }
@@ -571,13 +614,8 @@ class SpkiService implements Spki, Startable {
   }
 
   /** The newest CRL this node signed, if any. */
-  private ownCrl(): [string, SignedCrl] | undefined {
-    let newest: [string, SignedCrl] | undefined
-    for (const entry of this.crlStore) {
-      if (entry[1].crl.issuer !== this.principal) continue
-      if (newest == null || entry[1].crl.validity.notBefore > newest[1].crl.validity.notBefore) newest = entry
-    }
-    return newest
+  private ownCrl(): SignedCrl | undefined {
+    return this.crlOf(this.principal)?.crl
   }
 
   async revoke(hashes: Uint8Array[]): Promise<SignedCrl> {
@@ -591,20 +629,20 @@ class SpkiService implements Spki, Startable {
   private async signOwnCrl(added: Uint8Array[]): Promise<SignedCrl> {
     const previous = this.ownCrl()
     const revoked = new Map<string, Uint8Array>()
-    for (const h of [...(previous?.[1].crl.revoked ?? []), ...added]) revoked.set(base16.baseEncode(h), h)
+    for (const h of [...(previous?.crl.revoked ?? []), ...added]) revoked.set(base16.baseEncode(h), h)
     if (revoked.size > MAX_REVOKED) throw new RangeError(`a CRL lists at most ${MAX_REVOKED} certificates`)
     const now = Date.now()
     // a second's slack back, so a verifier whose clock is slightly behind already accepts it
     const validity = { notBefore: spkiTime(now - 1000), notAfter: spkiTime(now + this.crlLifetime) }
     const signed = await signCrl({ issuer: this.principal, revoked: [...revoked.values()], validity }, this.secretKey())
-    await this.storeCrl(signed)
-    await this.deleteCrls(crl => crl.crl.issuer === this.principal && crl !== signed)
+    // it replaces this node's earlier CRL even within the same second
+    await this.storeCrl(signed, crlSummary(signed), true)
     return signed
   }
 
   /** Re-signs this node's CRL once half its lifetime has passed, so its revocations never lapse. */
   private async refreshOwnCrl(): Promise<void> {
-    const own = this.ownCrl()?.[1]
+    const own = this.ownCrl()
     if (own == null) return
     const halfway = spkiTimeMs(own.crl.validity.notAfter) - this.crlLifetime / 2
     if (Date.now() >= halfway) await this.signOwnCrl([])
