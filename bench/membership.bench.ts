@@ -1,0 +1,298 @@
+/**
+ * Membership against Serf, side by side in one run (issue 13): N = 10 and 20 member processes on
+ * 127.0.0.1 of each system; kill -9 of two members, and the time until every survivor lists both
+ * dead (Serf: `failed`), over several trials (the killed members are started again, under the same
+ * name or key, between trials); members marked dead or suspect that were never killed while busy
+ * loops load every core for a minute (N = 10); CPU per member of an idle cluster (N = 10). Then DHT
+ * record lookups among 50 in-process Cyberspace nodes (Serf has no DHT: no comparison).
+ *
+ * Serf is Debian's package (`serf agent -profile=lan`, memberlist inside), found on the PATH or
+ * installed with apt-get when running as root; without it the Serf half says why and is skipped.
+ * A Cyberspace half that cannot run (no membership service in this build, or no convergence)
+ * prints "cyberspace membership unavailable: <reason>" instead.
+ *
+ * Environment, for partial runs: MEMBERSHIP_BENCH_SIZES (default "10,20"), MEMBERSHIP_BENCH_TRIALS
+ * (default 6), MEMBERSHIP_BENCH_SYSTEMS (default "serf,cyberspace,dht").
+ */
+import { startCyberspaceCluster } from './cyberspace-members.ts'
+import { measureDhtLookups } from './dht-lookup.ts'
+import { percentile } from './harness.ts'
+import {
+  detectionTrial,
+  falsePositives,
+  idleCpu,
+  progress,
+  sleep,
+  STRESS_POLL_MS,
+  victimsOf
+} from './member-cluster.ts'
+import { findSerf, startSerfCluster } from './serf.ts'
+import type { Benchmark, BenchResult } from './harness.ts'
+import type { DhtFigures } from './dht-lookup.ts'
+import type { FalsePositives, MemberCluster, Trial } from './member-cluster.ts'
+
+const SIZES = (process.env.MEMBERSHIP_BENCH_SIZES ?? '10,20').split(',').map(Number)
+const TRIALS = Number(process.env.MEMBERSHIP_BENCH_TRIALS ?? 6)
+const SYSTEMS = (process.env.MEMBERSHIP_BENCH_SYSTEMS ?? 'serf,cyberspace,dht').split(',')
+const KILLED = 2
+const DETECTION_TIMEOUT_MS = 60_000
+const REJOIN_TIMEOUT_MS = 120_000
+/** Idle and load figures are taken on the smallest cluster only. */
+const IDLE_SECONDS = 30
+const SETTLE_SECONDS = 10
+const STRESS_SECONDS = 60
+const BUSY_LOOPS = 3
+const DHT = { nodes: 50, records: 10, lookups: 100 }
+
+interface SystemFigures {
+  n: number
+  trials: Trial[]
+  idle?: number
+  stress?: FalsePositives
+  resolution?: string
+  /** Why the figures stop short (the cluster did not start, a rejoin failed …). */
+  error?: string
+}
+
+async function measureSystem(start: (n: number) => Promise<MemberCluster>, n: number): Promise<SystemFigures> {
+  const figures: SystemFigures = { n, trials: [] }
+  let cluster: MemberCluster
+  try {
+    cluster = await start(n)
+  } catch (err) {
+    figures.error = (err as Error).message
+    return figures
+  }
+  const label = `${cluster.system} N=${n}`
+  figures.resolution = cluster.resolution
+  try {
+    if (n === SIZES[0]) {
+      await sleep(SETTLE_SECONDS * 1000)
+      figures.idle = (await idleCpu(cluster, IDLE_SECONDS)).perMemberPerMinute
+      progress(`${label}: idle CPU ${figures.idle.toFixed(3)} s per member per minute`)
+    }
+    for (let t = 0; t < TRIALS; t++) {
+      const trial = await detectionTrial(cluster, victimsOf(t, n), DETECTION_TIMEOUT_MS)
+      figures.trials.push(trial)
+      const missing = trial.perSurvivor.filter(s => s === undefined).length
+      progress(
+        `${label} trial ${t + 1}/${TRIALS}: killed ${trial.victims.join('+')}, ` +
+          (trial.all == null ? `${missing} survivors never listed both dead` : `all survivors: ${trial.all} ms`) +
+          (trial.liveMarkedDead > 0 ? `, ${trial.liveMarkedDead} live members marked dead` : '')
+      )
+      await cluster.restart(trial.victims)
+      await cluster.waitAllAlive(REJOIN_TIMEOUT_MS)
+    }
+    if (n === SIZES[0]) {
+      figures.stress = await falsePositives(cluster, STRESS_SECONDS, BUSY_LOOPS)
+      progress(
+        `${label} under load: ${figures.stress.markedDead} members marked dead, ${figures.stress.suspected} suspected`
+      )
+    }
+  } catch (err) {
+    figures.error = (err as Error).message
+    progress(`${label}: ${figures.error}`)
+  } finally {
+    await cluster.stop()
+  }
+  return figures
+}
+
+interface Detection {
+  trials: number
+  completed: number
+  p50?: number
+  p99?: number
+  max?: number
+  survivorP50?: number
+  survivorP99?: number
+  liveMarkedDead: number
+}
+
+function detection(f: SystemFigures): Detection {
+  const all = f.trials
+    .map(t => t.all)
+    .filter(t => t != null)
+    .sort((a, b) => a - b)
+  const each = f.trials
+    .flatMap(t => t.perSurvivor)
+    .filter(t => t != null)
+    .sort((a, b) => a - b)
+  const some = all.length > 0
+  return {
+    trials: f.trials.length,
+    completed: all.length,
+    p50: some ? percentile(all, 50) : undefined,
+    p99: some ? percentile(all, 99) : undefined,
+    max: all.at(-1),
+    survivorP50: each.length > 0 ? percentile(each, 50) : undefined,
+    survivorP99: each.length > 0 ? percentile(each, 99) : undefined,
+    liveMarkedDead: f.trials.reduce((s, t) => s + t.liveMarkedDead, 0)
+  }
+}
+
+const benchmark: Benchmark = {
+  name: 'membership',
+  description: `kill -9 of ${KILLED} members: time until every survivor lists both dead, Cyberspace beside Serf; false positives under load; idle CPU; DHT lookups`,
+  async run(): Promise<BenchResult> {
+    const notes: Record<string, string> = {}
+    const serf: SystemFigures[] = []
+    const cyberspace: SystemFigures[] = []
+    let serfVersion = 'not run'
+
+    if (SYSTEMS.includes('serf')) {
+      const found = await findSerf()
+      if ('absent' in found) {
+        serfVersion = 'absent'
+        notes.serf = found.absent
+        console.log(`serf absent: ${found.absent}; the Serf half is skipped`)
+      } else {
+        serfVersion = `${found.version} (${found.path})`
+        for (const n of SIZES) serf.push(await measureSystem(async size => await startSerfCluster(found.path, size), n))
+      }
+    }
+    if (SYSTEMS.includes('cyberspace')) {
+      for (const n of SIZES) {
+        const figures = await measureSystem(async size => await startCyberspaceCluster(size), n)
+        cyberspace.push(figures)
+        if (figures.error != null && figures.trials.length === 0) {
+          console.log(`cyberspace membership unavailable: ${figures.error}`)
+          notes.cyberspace = `unavailable: ${figures.error.slice(0, 200)}`
+          break
+        }
+      }
+    }
+    let dht: DhtFigures | string | undefined
+    if (SYSTEMS.includes('dht')) {
+      try {
+        dht = await measureDhtLookups(DHT)
+      } catch (err) {
+        dht = (err as Error).message
+        console.log(`dht lookups unavailable: ${dht}`)
+      }
+    }
+
+    const rows: Array<Array<string | number>> = []
+    const ratios: Record<string, number> = {}
+    const cell = (value: number | undefined, figures: SystemFigures | undefined, missing: string): string | number =>
+      value ?? (figures == null ? missing : figures.error != null ? 'failed' : '-')
+    const ratioCell = (c: number | undefined, s: number | undefined): string | number =>
+      c != null && s != null && s > 0 ? c / s : '-'
+    const serfMissing = notes.serf != null ? 'absent' : 'not run'
+    const csMissing = notes.cyberspace != null ? 'unavailable' : 'not run'
+
+    for (const n of SIZES) {
+      const s = serf.find(f => f.n === n)
+      const c = cyberspace.find(f => f.n === n)
+      const sd = s == null ? undefined : detection(s)
+      const cd = c == null ? undefined : detection(c)
+      const line = (what: string, pick: (d: Detection) => number | undefined): void => {
+        const sv = sd == null ? undefined : pick(sd)
+        const cv = cd == null ? undefined : pick(cd)
+        rows.push([what, n, cell(sv, s, serfMissing), cell(cv, c, csMissing), ratioCell(cv, sv)])
+      }
+      line('detect+spread, all survivors p50 (ms)', d => d.p50)
+      line('detect+spread, all survivors p99 (ms)', d => d.p99)
+      line('detect+spread, all survivors max (ms)', d => d.max)
+      line('detect+spread, each survivor p50 (ms)', d => d.survivorP50)
+      line('detect+spread, each survivor p99 (ms)', d => d.survivorP99)
+      rows.push([
+        'trials where all survivors listed both dead',
+        n,
+        sd == null ? serfMissing : `${sd.completed}/${sd.trials}`,
+        cd == null ? csMissing : `${cd.completed}/${cd.trials}`,
+        '-'
+      ])
+      rows.push([
+        'live members marked dead during trials',
+        n,
+        sd?.liveMarkedDead ?? serfMissing,
+        cd?.liveMarkedDead ?? csMissing,
+        '-'
+      ])
+      for (const [what, key] of [
+        ['p50', 'p50'],
+        ['p99', 'p99']
+      ] as const) {
+        const sv = sd?.[key]
+        const cv = cd?.[key]
+        if (sv != null && cv != null && sv > 0) ratios[`detect+spread ${what} N=${n} cyberspace / serf`] = cv / sv
+      }
+      for (const f of [s, c]) if (f?.error != null) notes[`${f === s ? 'serf' : 'cyberspace'} N=${n}`] = f.error
+    }
+
+    const s0 = serf.find(f => f.n === SIZES[0])
+    const c0 = cyberspace.find(f => f.n === SIZES[0])
+    const n0 = SIZES[0]
+    rows.push([
+      `under load: members marked dead, none killed (${STRESS_SECONDS} s, ${BUSY_LOOPS} busy loops)`,
+      n0,
+      cell(s0?.stress?.markedDead, s0, serfMissing),
+      cell(c0?.stress?.markedDead, c0, csMissing),
+      '-'
+    ])
+    rows.push([
+      'under load: members suspected, none killed',
+      n0,
+      cell(s0?.stress?.suspected, s0, serfMissing),
+      cell(c0?.stress?.suspected, c0, csMissing),
+      '-'
+    ])
+    rows.push([
+      `idle CPU per member (s per minute, over ${IDLE_SECONDS} s)`,
+      n0,
+      cell(s0?.idle, s0, serfMissing),
+      cell(c0?.idle, c0, csMissing),
+      ratioCell(c0?.idle, s0?.idle)
+    ])
+    if (c0?.idle != null && s0?.idle != null && s0.idle > 0) {
+      ratios[`idle CPU per member N=${n0} cyberspace / serf`] = c0.idle / s0.idle
+    }
+
+    if (dht != null) {
+      const d = typeof dht === 'string' ? undefined : dht
+      const dhtRow = (what: string, value: number | undefined): void => {
+        rows.push([what, DHT.nodes, 'no DHT', value ?? 'failed', '-'])
+      }
+      dhtRow('DHT lookup p50 (ms)', d?.p50)
+      dhtRow('DHT lookup p99 (ms)', d?.p99)
+      dhtRow('DHT lookup mean hops', d?.meanHops)
+      dhtRow('DHT lookup max hops', d?.maxHops)
+      dhtRow('DHT lookup mean peers asked', d?.meanAsked)
+      dhtRow('DHT direct fetch from a holder p50 (ms, floor)', d?.directP50)
+      dhtRow('DHT direct fetch from a holder p99 (ms)', d?.directP99)
+      if (d != null && d.directP50 > 0) ratios['DHT lookup p50 / direct fetch p50'] = d.p50 / d.directP50
+      if (d != null) {
+        notes.dht =
+          `${d.lookups} timed lookups of ${d.records} records, ${d.localHits} more answered from the asker's own store ` +
+          `(not timed); routing tables ${d.routingTable.toFixed(1)} peers on average`
+      }
+      if (typeof dht === 'string') notes.dht = `failed: ${dht}`
+    }
+
+    const csResolution = cyberspace.find(f => f.resolution != null)?.resolution
+    return {
+      setup: {
+        serf: serfVersion,
+        serfProfile: 'lan (probe 1 s, suspicion 4 × max(1, log10 N) × 1 s, gossip 200 ms)',
+        transport: 'processes on 127.0.0.1 (Serf: udp+tcp; Cyberspace: libp2p tcp)',
+        sizes: SIZES.join(','),
+        killed: KILLED,
+        trials: TRIALS,
+        percentiles: `all-survivor p50/p99 over ${TRIALS} trials (p99 = max at this count); each-survivor over trials × (N − ${KILLED})`,
+        detection: 'from kill -9 to the moment the survivor listed the member dead (Serf: failed)',
+        serfResolution: 'exact: agent log lines (serf: EventMemberFailed / memberlist: Suspect) timestamped on arrival',
+        cyberspaceResolution: csResolution ?? 'not measured',
+        load: `${BUSY_LOOPS} busy loops (process.execPath -e 'for(;;){}') on ${STRESS_SECONDS} s; Cyberspace suspicions seen by polling every ${STRESS_POLL_MS} ms`,
+        idle: `utime+stime from /proc/<pid>/stat over ${IDLE_SECONDS} s, after ${SETTLE_SECONDS} s settling, no requests`,
+        dht: `${DHT.nodes} in-process nodes on the memory transport, ${DHT.records} signed value records, ${DHT.lookups} lookups from random non-publishers`,
+        ...notes
+      },
+      columns: ['measure', 'N', 'serf', 'cyberspace', 'cyberspace / serf'],
+      rows,
+      ratios
+    }
+  }
+}
+
+export default benchmark
