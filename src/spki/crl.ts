@@ -27,6 +27,8 @@ import type { Sexp } from './sexp.ts'
 
 export const CRL_DOMAIN = 'cyberspace/spki-crl/v1'
 export const MAX_REVOKED = 4096
+/** Decode limits for a canonical (signed-crl …): 4096 entries are about 204 KiB, in one list. */
+export const CRL_SEXP_LIMITS = { maxBytes: 256 * 1024, maxDepth: 8, maxAtomBytes: 1024, maxListLength: MAX_REVOKED + 1 }
 
 export interface Crl {
   issuer: PrincipalId

@@ -47,6 +47,7 @@ import {
 } from './cert.ts'
 import {
   compareCrls,
+  CRL_SEXP_LIMITS,
   crlSummary,
   MAX_REVOKED,
   parseSignedCrl,
@@ -419,7 +420,7 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
     }
     for await (const { key, value } of this.components.datastore.query({ prefix: CRLS_PREFIX, limit: MAX_CRLS })) {
       try {
-        const signed = parseSignedCrl(decodeCanonical(value))
+        const signed = parseSignedCrl(decodeCanonical(value, CRL_SEXP_LIMITS))
         await verifyCrl(signed)
         const summary = crlSummary(signed, key.baseNamespace())
         const held = this.crlIndex.get(signed.crl.issuer)
