@@ -45,7 +45,8 @@ const later = (t: string, ms: number): string => spkiTime(Date.parse(t.replace('
 async function revocationNode(init: RevocationsInit = {}, privateKey?: PrivateKey): Promise<CyberspaceNode> {
   return await memoryNode({
     ...(privateKey != null ? { privateKey } : {}),
-    services: { revocations: revocations({ syncInterval: 0, ...init }) }
+    // libp2p types components loosely; spki and pubsub are registered before this service
+    services: { revocations: revocations({ syncInterval: 0, ...init }) as never }
   })
 }
 
