@@ -45,7 +45,7 @@ export async function startNodes(
     const via = bootstrap ?? nodes[0]
     nodes.push(
       await memoryNode({
-        services: { membership: membership(init) },
+        services: { membership: membership(init) as never },
         bootstrap: via == null ? [] : [via.multiaddrs()[0]]
       })
     )
