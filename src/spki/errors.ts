@@ -143,16 +143,6 @@ export class StaleCrlError extends Error {
   name = 'StaleCrlError'
 }
 
-/**
- * A CRL came from the network whose issuer this node does not trust: neither an ACL root nor the
- * issuer of a certificate in its store. A CRL only revokes its own issuer's certificates, so such
- * a CRL could change no decision here and is not kept.
- */
-export class UntrustedCrlIssuerError extends Error {
-  static name = 'UntrustedCrlIssuerError'
-  name = 'UntrustedCrlIssuerError'
-}
-
 /** A peer asked for CRLs too often (or this node asked it too often): retryable, not a refusal. */
 export class CrlRateLimitedError extends Error {
   static name = 'CrlRateLimitedError'
