@@ -189,3 +189,12 @@ export function describeFailures(
   if (quiet.length > 0) parts.unshift(`member${quiet.length === 1 ? '' : 's'} ${quiet.join(', ')} did not answer`)
   return parts.join('; ')
 }
+
+/**
+ * A member of a resharing's new set holds no `(cyberspace member)` chain that this node's ACL
+ * accepts (from its store, or proven by the member or the coordinator on demand).
+ */
+export class NoMemberChainError extends ThresholdError {
+  static name = 'NoMemberChainError'
+  name = 'NoMemberChainError'
+}

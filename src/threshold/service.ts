@@ -37,9 +37,18 @@ import {
   REFRESH_ACK_DOMAIN,
   refreshAckBody
 } from '../../protocols/frost/codec.ts'
+import {
+  decodeReshareMessage,
+  encodeReshareMessage,
+  MAX_RESHARE_MESSAGE_BYTES,
+  packageDigest,
+  RESHARE_ACK_DOMAIN,
+  RESHARE_PROTOCOL,
+  reshareAckBody
+} from '../../protocols/reshare/codec.ts'
 import { signedBytes } from '../../protocols/signing.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
-import { peerIdFromPrincipal, principalFromPeerId, principalPublicKey } from '../crypto/principal.ts'
+import { peerIdFromPrincipal, principalFromPeerId, principalId, principalPublicKey } from '../crypto/principal.ts'
 import { signAs, verifyAs } from '../crypto/sign.ts'
 import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
 import type { OpenStream } from '../network/rpc.ts'
@@ -60,6 +69,7 @@ import {
   MembersFailedError,
   NoClusterError,
   NotAMemberError,
+  NoMemberChainError,
   NotAuthorizedError,
   NotEnoughSignersError,
   SigningRefusedError,
@@ -69,7 +79,16 @@ import {
 } from './errors.ts'
 import { memberIdentifier, parsePoint } from './group.ts'
 import type { GroupPoint } from './group.ts'
-import { applyRefresh } from './refresh.ts'
+import {
+  makeRepairDeal,
+  makeRepairSum,
+  makeReshareDeal,
+  openRepairDeals,
+  openRepairSums,
+  openReshareDeals
+} from './pieces.ts'
+import { applyRefresh, recoverShare } from './refresh.ts'
+import { combineReshare } from './reshare.ts'
 import { coordinateSigning, Signer } from './sign.ts'
 import {
   clusterPrincipal,
@@ -77,16 +96,21 @@ import {
   decodeClusterState,
   encodeClusterState,
   groupKeyOf,
-  publicDigest
+  packagePublic,
+  publicDigest,
+  publicPackage
 } from './state.ts'
 import type { DkgEnvelope, DkgMessages } from '../../protocols/dkg/codec.ts'
 import type { Tag } from '../spki/tag.ts'
 import type { FrostAnswer, FrostRequest } from '../../protocols/frost/codec.ts'
+import type { ReshareAnswer, ReshareRequest } from '../../protocols/reshare/codec.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Cert, SignedCert } from '../spki/cert.ts'
 import type { Spki } from '../spki/service.ts'
 import type { DecryptionShare, GroupCiphertext } from './decrypt.ts'
+import type { ResharePlan } from './pieces.ts'
 import type { ReceivedRefresh } from './refresh.ts'
+import type { ReceivedReshare } from './reshare.ts'
 import type { SigningRequest, SigningResult } from './sign.ts'
 import type { ClusterState, ShareStore } from './state.ts'
 import type {
@@ -108,6 +132,7 @@ export const CLUSTER_MESSAGE_DOMAIN = 'cyberspace/cluster-message/v1'
 export type PayloadKind = 'cert' | 'crl' | 'message'
 const DKG_WIRE = { protocol: DKG_PROTOCOL, maxBytes: MAX_DKG_ENVELOPE_BYTES, decode: decodeDkgEnvelope }
 const FROST_WIRE = { protocol: FROST_PROTOCOL, maxBytes: MAX_FROST_MESSAGE_BYTES, decode: decodeFrostMessage }
+const RESHARE_WIRE = { protocol: RESHARE_PROTOCOL, maxBytes: MAX_RESHARE_MESSAGE_BYTES, decode: decodeReshareMessage }
 
 const KIND_OF_DOMAIN: Record<string, PayloadKind> = {
   [CERT_DOMAIN]: 'cert',
@@ -125,6 +150,10 @@ const TAGS = {
   init: clusterTag('(cyberspace (cluster init))'),
   decrypt: clusterTag('(cyberspace (cluster decrypt))'),
   refresh: clusterTag('(cyberspace (cluster refresh))'),
+  repair: clusterTag('(cyberspace (cluster repair))'),
+  reshare: clusterTag('(cyberspace (cluster reshare))'),
+  /** What every member of a resharing's new set must hold a chain to. */
+  member: clusterTag('(cyberspace member)'),
   sign: {
     cert: clusterTag('(cyberspace (cluster sign cert))'),
     crl: clusterTag('(cyberspace (cluster sign crl))'),
@@ -184,6 +213,43 @@ export interface RefreshResult extends ClusterInfo {
   lagging: Map<PrincipalId, Error>
 }
 
+export interface RepairResult extends ClusterInfo {
+  /** The member whose share was rebuilt. */
+  member: PrincipalId
+  /** The t members that rebuilt it. */
+  helpers: PrincipalId[]
+  /** Members tried as helpers and left out, with why. */
+  excluded: Map<PrincipalId, Error>
+}
+
+/** A step of a resharing, as it happens (for progress displays). */
+export interface ReshareProgress {
+  step: 'check' | 'deal' | 'stage' | 'commit' | 'retire'
+  message: string
+}
+
+export interface ReshareOptions extends AbortOptions {
+  onProgress?: (progress: ReshareProgress) => void
+}
+
+export interface ReshareResult {
+  /** Unchanged by a resharing. */
+  principal: PrincipalId
+  groupKey: Uint8Array
+  /** The new threshold, members and share generation. */
+  threshold: number
+  members: PrincipalId[]
+  epoch: number
+  /** The old members whose deals made the new shares. */
+  dealers: PrincipalId[]
+  /** Old members tried as dealers and left out, with why. */
+  excluded: Map<PrincipalId, Error>
+  /** New members that staged the new share but did not confirm the switch: repair them (`cluster repair`). */
+  lagging: Map<PrincipalId, Error>
+  /** Removed members that did not confirm deleting their old share. */
+  retained: Map<PrincipalId, Error>
+}
+
 export interface Cluster {
   /** The cluster this node holds a share of, if any. */
   info(): ClusterInfo | undefined
@@ -198,6 +264,41 @@ export interface Cluster {
   decrypt(ct: GroupCiphertext, aad?: Uint8Array, options?: AbortOptions): Promise<DecryptionResult>
   /** New shares of the same key for every member (all must answer); old shares stop combining with new. */
   refresh(options?: AbortOptions): Promise<RefreshResult>
+  /**
+   * Rebuilds `member`'s share of the current generation (lost, or lagging after a refresh) from t
+   * helpers, this node among them; only the member learns it. Needs `(cyberspace (cluster repair))`
+   * at every helper and at the member.
+   */
+  repair(member: PrincipalId, options?: AbortOptions): Promise<RepairResult>
+  /**
+   * Moves the key to `members` (the whole new set) with threshold t: same cluster principal, next
+   * share generation; old shares stop combining with new ones and removed members delete theirs.
+   * Needs `(cyberspace (cluster reshare))` at every old and new member, and a `(cyberspace member)`
+   * chain for every new member.
+   */
+  reshare(members: PrincipalId[], threshold: number, options?: ReshareOptions): Promise<ReshareResult>
+}
+
+interface RepairRun {
+  session: Uint8Array
+  coordinator: PrincipalId
+  member: PrincipalId
+  helpers: PrincipalId[]
+  deal: Uint8Array
+  /** The piece this helper dealt itself. */
+  own: Uint8Array
+  expires: number
+}
+
+interface ReshareRun {
+  session: Uint8Array
+  coordinator: PrincipalId
+  plan: ResharePlan
+  /** This old member's deal, given again if asked again, and its own piece if it is a new member too. */
+  dealt?: { deal: Uint8Array; own?: ReceivedReshare }
+  /** The new share this new member staged, and its ack. */
+  staged?: { state: ClusterState; digest: Uint8Array; ack: Uint8Array }
+  expires: number
 }
 
 interface DkgRun {
@@ -233,6 +334,10 @@ class ClusterService implements Cluster, Startable {
   /** True while this node initiates a key generation or stores the share of one. */
   private generating = false
   private refreshRun?: RefreshRun
+  private repairRun?: RepairRun
+  private reshareRun?: ReshareRun
+  /** The last resharing this node switched for or retired from, so a repeated commit is answered the same. */
+  private reshareDone?: { session: Uint8Array; answer: ReshareAnswer }
   private readonly open: OpenStream
 
   constructor(components: ClusterComponents, init: ClusterInit) {
@@ -250,6 +355,9 @@ class ClusterService implements Cluster, Startable {
   readonly [Symbol.toStringTag] = 'cyberspace/cluster'
 
   async start(): Promise<void> {
+    // what the store holds, nothing else: a share deleted or replaced while stopped is not kept in memory
+    this.state = undefined
+    this.signer = undefined
     const current = await this.store.load('current')
     if (current != null) this.use(decodeClusterState(current, this.self))
     // a refresh staged before a restart cannot be committed any more: its session is gone
@@ -268,9 +376,18 @@ class ClusterService implements Cluster, Startable {
       }),
       { maxInboundStreams: 4 }
     )
+    await this.components.registrar.handle(
+      RESHARE_PROTOCOL,
+      serveOnce(async (bytes, connection) => await this.answerReshare(bytes, connection), {
+        ...serve,
+        maxBytes: MAX_RESHARE_MESSAGE_BYTES
+      }),
+      { maxInboundStreams: 4 }
+    )
   }
 
   async stop(): Promise<void> {
+    await this.components.registrar.unhandle(RESHARE_PROTOCOL)
     await this.components.registrar.unhandle(FROST_PROTOCOL)
     await this.components.registrar.unhandle(DKG_PROTOCOL)
   }
@@ -470,7 +587,9 @@ class ClusterService implements Cluster, Startable {
       r.status === 'rejected' ? [{ member: members[i], error: r.reason as Error }] : []
     )
     if (failed.length === 0) return
-    const culprit = failed.find(f => f.error instanceof ThresholdError && f.error.culprit != null)?.error as
+    // a culprit this node found itself outranks a member that merely refused
+    const blamed = failed.filter(f => f.error instanceof ThresholdError && f.error.culprit != null)
+    const culprit = (blamed.find(f => !(f.error instanceof MemberRefusedError)) ?? blamed[0])?.error as
       ThresholdError | undefined
     throw new MembersFailedError(
       failed.map(f => ({ ...f, reason: memberFailure(f.member, f.error, this.self, tag.text) })),
@@ -687,6 +806,7 @@ class ClusterService implements Cluster, Startable {
         if (run != null && equalBytes(run.session, request.session) && run.coordinator === from)
           return { v: 1, type: 'deal', deal: run.deal }
         if (run != null && run.expires > Date.now()) throw new SigningRefusedError('another refresh is under way')
+        if (this.liveReshare() != null) throw new SigningRefusedError('a resharing is under way')
         await this.dropStaged()
         const { deal, own } = await makeDeal(state, this.self, this.seed(), request.session)
         this.refreshRun = {
@@ -769,6 +889,7 @@ class ClusterService implements Cluster, Startable {
     const state = this.requireState()
     if (this.refreshRun != null && this.refreshRun.expires > Date.now())
       throw new SigningRefusedError('another refresh is under way')
+    if (this.liveReshare() != null) throw new SigningRefusedError('a resharing is under way')
     await this.dropStaged()
     const session = crypto.getRandomValues(new Uint8Array(32))
     const group = groupKeyOf(state)
@@ -890,6 +1011,523 @@ class ClusterService implements Cluster, Startable {
     this.refreshRun = undefined
     await this.store.remove('staged')
   }
+
+  // ------------------------------------------------------------------ repair and resharing
+
+  private liveReshare(): ReshareRun | undefined {
+    if (this.reshareRun != null && this.reshareRun.expires <= Date.now()) this.reshareRun = undefined
+    return this.reshareRun
+  }
+
+  private liveRepair(): RepairRun | undefined {
+    if (this.repairRun != null && this.repairRun.expires <= Date.now()) this.repairRun = undefined
+    return this.repairRun
+  }
+
+  private async requestReshare<K extends ReshareAnswer['type']>(
+    member: PrincipalId,
+    request: ReshareRequest,
+    expected: K,
+    options: AbortOptions
+  ): Promise<Extract<ReshareAnswer, { type: K }>> {
+    if (member === this.self) {
+      const answer = await this.handleReshare(request, this.self)
+      if (answer.type !== expected) throw new ThresholdError(`this node answered itself with ${answer.type}`)
+      return answer as Extract<ReshareAnswer, { type: K }>
+    }
+    return await this.request(member, RESHARE_WIRE, encodeReshareMessage(request), expected, options)
+  }
+
+  private async answerReshare(bytes: Uint8Array, connection: Connection): Promise<Uint8Array> {
+    try {
+      const request = decodeReshareMessage(bytes)
+      return encodeReshareMessage(
+        await this.handleReshare(request as ReshareRequest, principalFromPeerId(connection.remotePeer))
+      )
+    } catch (err) {
+      this.log('refusing a repair or resharing request from %p - %e', connection.remotePeer, err)
+      return encodeReshareMessage(errorAnswer(err))
+    }
+  }
+
+  /** Throws NoMemberChainError unless `member` holds a `(cyberspace member)` chain by this node's ACL. */
+  private async checkMemberChain(member: PrincipalId, coordinator: PrincipalId): Promise<void> {
+    await this.components.spki.authorizeOrProve(member, TAGS.member.tag, {
+      timeout: this.timeout,
+      providers: coordinator === this.self ? [] : [peerIdFromPrincipal(coordinator)],
+      refuse: (local, remote) =>
+        new NoMemberChainError(
+          `${member} holds no ${TAGS.member.text} chain this node accepts: ${remote.message} (locally: ${local.message})`,
+          member
+        )
+    })
+  }
+
+  private async handleReshare(request: ReshareRequest, from: PrincipalId): Promise<ReshareAnswer> {
+    switch (request.type) {
+      case 'repair-deal': {
+        // who asks is checked before anything else is looked at
+        await this.authorizeRequester(from, TAGS.repair)
+        const state = this.stateFor(request.group, request.epoch)
+        const member = request.member as PrincipalId
+        const helpers = request.helpers as PrincipalId[]
+        checkRepairPlan(state, member, helpers)
+        if (!helpers.includes(this.self)) throw new NotAMemberError('this member is not among the helpers')
+        const run = this.liveRepair()
+        if (run != null && equalBytes(run.session, request.session) && run.coordinator === from)
+          return { v: 1, type: 'piece', piece: run.deal }
+        if (run != null && run.coordinator !== from) throw new SigningRefusedError('another repair is under way')
+        const { deal, own } = await makeRepairDeal(state, this.self, this.seed(), request.session, member, helpers)
+        this.repairRun = {
+          session: request.session,
+          coordinator: from,
+          member,
+          helpers,
+          deal,
+          own,
+          expires: Date.now() + this.sessionTtl
+        }
+        return { v: 1, type: 'piece', piece: deal }
+      }
+      case 'repair-sum': {
+        const run = this.liveRepair()
+        if (
+          run == null ||
+          run.coordinator !== from ||
+          !equalBytes(run.session, request.session) ||
+          run.member !== request.member ||
+          run.helpers.join(',') !== request.helpers.join(',')
+        )
+          throw new WrongSessionError('no such repair from this coordinator')
+        const state = this.stateFor(request.group, request.epoch)
+        // one sum per run: whatever happens next, these pieces are not used again
+        this.repairRun = undefined
+        const pieces = await openRepairDeals(
+          state,
+          this.self,
+          this.seed(),
+          run.session,
+          run.member,
+          run.helpers,
+          request.deals,
+          { deal: run.deal, piece: run.own }
+        )
+        const sum = await makeRepairSum(state, this.self, this.seed(), run.session, run.member, pieces)
+        return { v: 1, type: 'piece', piece: sum }
+      }
+      case 'repair-share':
+        return await this.storeRepaired(request, from)
+      case 'reshare-deal': {
+        await this.authorizeRequester(from, TAGS.reshare)
+        const state = this.stateFor(request.group, request.epoch)
+        const plan = checkReshareRequest(state, request)
+        if (!plan.dealers.includes(this.self)) throw new NotAMemberError('this member is not among the dealers')
+        this.claimReshare(request.session, from)
+        const run = this.liveReshare()
+        if (run?.dealt != null && equalBytes(run.session, request.session))
+          return { v: 1, type: 'piece', piece: run.dealt.deal }
+        // this member hands a function of its share to the new set: only to members it accepts
+        if (from !== this.self) for (const m of plan.members) await this.checkMemberChain(m, from)
+        const dealt = await makeReshareDeal(state, this.self, this.seed(), request.session, plan)
+        this.reshareRun = {
+          session: request.session,
+          coordinator: from,
+          plan,
+          dealt,
+          expires: Date.now() + this.sessionTtl
+        }
+        return { v: 1, type: 'piece', piece: dealt.deal }
+      }
+      case 'reshare-apply':
+        return await this.stageReshare(request, from)
+      case 'reshare-commit':
+        return await this.commitReshare(request, from)
+      case 'reshare-abort': {
+        const run = this.liveReshare()
+        if (run != null && run.coordinator === from && equalBytes(run.session, request.session)) {
+          this.reshareRun = undefined
+          if (run.staged != null) await this.store.remove('staged')
+        }
+        return { v: 1, type: 'aborted', epoch: this.state?.epoch ?? 0 }
+      }
+    }
+  }
+
+  /** Refuses a resharing step while another coordinator's resharing, or a refresh, is under way here. */
+  private claimReshare(session: Uint8Array, coordinator: PrincipalId): void {
+    if (this.refreshRun != null && this.refreshRun.expires > Date.now())
+      throw new SigningRefusedError('a refresh is under way')
+    const run = this.liveReshare()
+    if (run != null && run.coordinator !== coordinator) throw new SigningRefusedError('another resharing is under way')
+    // the same coordinator starting over replaces its own earlier run
+    if (run != null && !equalBytes(run.session, session)) this.reshareRun = undefined
+  }
+
+  /** Repair step 3 at the member: checks the sums against the package it is given, and keeps the share. */
+  private async storeRepaired(
+    request: Extract<ReshareRequest, { type: 'repair-share' }>,
+    from: PrincipalId
+  ): Promise<ReshareAnswer> {
+    await this.authorizeRequester(from, TAGS.repair)
+    const pkg = request.package
+    const members = pkg.members as PrincipalId[]
+    if (!members.includes(this.self)) throw new NotAMemberError('this node is not a member of that group')
+    const held = this.state
+    if (held != null && !equalBytes(groupKeyOf(held), pkg.commitments[0]))
+      throw new ClusterExistsError(`this node holds a share of another cluster, ${clusterPrincipal(held)}`)
+    if (held != null && held.epoch > pkg.epoch)
+      throw new WrongEpochError(`this member holds share generation ${held.epoch}, newer than ${pkg.epoch}`)
+    const pub = packagePublic(pkg)
+    const sums = await openRepairSums(pkg, this.self, this.seed(), request.session, request.sums)
+    // the rebuilt share must be the one the group's verifying share commits to
+    const key = recoverShare(pub, this.self, sums)
+    await this.keep({ members, threshold: pkg.threshold, epoch: pkg.epoch, key })
+    this.log('share of %s repaired at generation %d', clusterPrincipal(this.state as ClusterState), pkg.epoch)
+    return { v: 1, type: 'repaired', epoch: pkg.epoch }
+  }
+
+  /** Resharing step 2 at a new member: checks every deal, computes and stages the new share, acks it. */
+  private async stageReshare(
+    request: Extract<ReshareRequest, { type: 'reshare-apply' }>,
+    from: PrincipalId
+  ): Promise<ReshareAnswer> {
+    await this.authorizeRequester(from, TAGS.reshare)
+    const plan: ResharePlan = {
+      members: request.members as PrincipalId[],
+      threshold: request.threshold,
+      dealers: request.dealers as PrincipalId[]
+    }
+    if (!plan.members.includes(this.self)) throw new NotAMemberError('this node is not among the new members')
+    const pkg = request.package
+    const group = pkg.commitments[0]
+    const held = this.state
+    if (held != null && !equalBytes(groupKeyOf(held), group))
+      throw new ClusterExistsError(`this node holds a share of another cluster, ${clusterPrincipal(held)}`)
+    if (held == null && (this.generating || this.liveDkgRun() != null))
+      throw new ClusterExistsError('a key generation is under way at this node')
+    if (held != null && held.epoch > pkg.epoch)
+      throw new WrongEpochError(`this member holds share generation ${held.epoch}, newer than ${pkg.epoch}`)
+    this.claimReshare(request.session, from)
+    let run = this.liveReshare()
+    if (run?.staged != null) {
+      if (!equalBytes(run.session, request.session)) throw new WrongSessionError('another resharing is staged')
+      return { v: 1, type: 'staged', digest: run.staged.digest, ack: run.staged.ack }
+    }
+    if (run == null) {
+      run = { session: request.session, coordinator: from, plan, expires: Date.now() + this.sessionTtl }
+      this.reshareRun = run
+    } else if (
+      run.plan.threshold !== plan.threshold ||
+      run.plan.members.join(',') !== plan.members.join(',') ||
+      run.plan.dealers.join(',') !== plan.dealers.join(',')
+    )
+      throw new WrongSessionError('the resharing to stage is not the one this member dealt for')
+    if (plan.dealers.includes(this.self) && run.dealt == null)
+      throw new WrongSessionError('this member is a dealer of that resharing but made no deal for it')
+    const own = run.dealt?.own == null ? undefined : { deal: run.dealt.deal, piece: run.dealt.own }
+    const received = await openReshareDeals(pkg, this.self, this.seed(), request.session, plan, request.deals, own)
+    const key = combineReshare(packagePublic(pkg), plan.dealers, this.self, plan.members, plan.threshold, received)
+    const staged: ClusterState = { members: plan.members, threshold: plan.threshold, epoch: pkg.epoch + 1, key }
+    const digest = packageDigest(publicPackage(staged))
+    await this.store.save('staged', encodeClusterState(staged))
+    const ack = await signAs(
+      this.seed(),
+      RESHARE_ACK_DOMAIN,
+      reshareAckBody(group, staged.epoch, request.session, digest)
+    )
+    run.staged = { state: staged, digest, ack }
+    return { v: 1, type: 'staged', digest, ack }
+  }
+
+  /**
+   * Resharing step 3: with every new member's ack of the same package, a new member switches to
+   * its staged share and a removed member deletes its share. Repeated, it answers the same.
+   */
+  private async commitReshare(
+    request: Extract<ReshareRequest, { type: 'reshare-commit' }>,
+    from: PrincipalId
+  ): Promise<ReshareAnswer> {
+    const done = this.reshareDone
+    if (done != null && equalBytes(done.session, request.session)) return done.answer
+    const members = request.members as PrincipalId[]
+    await checkReshareAcks(request.group, request.epoch, request.session, request.digest, members, request.acks)
+    if (members.includes(this.self)) {
+      const run = this.liveReshare()
+      const staged = run?.staged
+      if (run == null || staged == null || run.coordinator !== from || !equalBytes(run.session, request.session))
+        throw new WrongSessionError('nothing staged for this resharing from this coordinator')
+      if (
+        !equalBytes(staged.digest, request.digest) ||
+        staged.state.epoch !== request.epoch ||
+        staged.state.members.join(',') !== members.join(',')
+      )
+        throw new EquivocationError('the acks are for another new package than the one staged here')
+      await this.keep(staged.state)
+      await this.store.remove('staged')
+      this.reshareRun = undefined
+      const answer: ReshareAnswer = { v: 1, type: 'committed', epoch: staged.state.epoch }
+      this.reshareDone = { session: request.session, answer }
+      this.log('switched to share generation %d of %s', staged.state.epoch, clusterPrincipal(staged.state))
+      return answer
+    }
+    // a removed member: the acks show every new member holds its new share; the old one goes
+    await this.authorizeRequester(from, TAGS.reshare)
+    const state = this.requireState()
+    if (!equalBytes(groupKeyOf(state), request.group))
+      throw new NoClusterError('this node holds no share of that cluster')
+    if (request.epoch <= state.epoch)
+      throw new WrongEpochError(`a resharing to generation ${request.epoch} cannot retire generation ${state.epoch}`)
+    await this.store.remove('current')
+    await this.store.remove('staged')
+    this.state = undefined
+    this.signer = undefined
+    this.reshareRun = undefined
+    this.refreshRun = undefined
+    this.repairRun = undefined
+    const answer: ReshareAnswer = { v: 1, type: 'retired', epoch: request.epoch }
+    this.reshareDone = { session: request.session, answer }
+    this.log('retired from %s: its key moved to a new member set', principalId(request.group))
+    return answer
+  }
+
+  async repair(member: PrincipalId, options: AbortOptions = {}): Promise<RepairResult> {
+    const state = this.requireState()
+    if (!state.members.includes(member))
+      throw new NotAMemberError(`${member} is not a member of this cluster: only a member's share can be repaired`)
+    if (member === this.self)
+      throw new RangeError('a member is repaired by the others: run cluster repair for this node on another member')
+    const t = state.threshold
+    const group = groupKeyOf(state)
+    const epoch = state.epoch
+    const excluded = new Map<PrincipalId, Error>()
+    const candidates = [this.self, ...state.members.filter(m => m !== this.self && m !== member)]
+    // each failed attempt leaves out at least one helper
+    for (let attempt = 0; attempt <= candidates.length - t; attempt++) {
+      const left = candidates.filter(m => !excluded.has(m))
+      if (left.length < t)
+        throw new NotEnoughSignersError(
+          `${left.length} members can help repair ${member}; ${t} are needed: ` +
+            describeFailures(excluded, this.self, TAGS.repair.text)
+        )
+      const helpers = left.slice(0, t).sort() as PrincipalId[]
+      const session = crypto.getRandomValues(new Uint8Array(32))
+      const base = { v: 1 as const, group, epoch, session, member, helpers }
+      const deals = new Map<PrincipalId, Uint8Array>()
+      const dealt = await this.everyOrExclude(helpers, excluded, async h => {
+        const a = await this.requestReshare(h, { ...base, type: 'repair-deal' }, 'piece', options)
+        deals.set(h, a.piece)
+      })
+      if (!dealt) continue
+      const all = helpers.map(h => deals.get(h) as Uint8Array)
+      const sums = new Map<PrincipalId, Uint8Array>()
+      const summed = await this.everyOrExclude(helpers, excluded, async h => {
+        const a = await this.requestReshare(h, { ...base, type: 'repair-sum', deals: all }, 'piece', options)
+        sums.set(h, a.piece)
+      })
+      if (!summed) continue
+      await this.requestReshare(
+        member,
+        {
+          v: 1,
+          type: 'repair-share',
+          session,
+          package: publicPackage(state),
+          sums: helpers.map(h => sums.get(h) as Uint8Array)
+        },
+        'repaired',
+        options
+      )
+      return { ...(this.info() as ClusterInfo), member, helpers, excluded }
+    }
+    throw new NotEnoughSignersError(
+      `too few members could help repair ${member}: ` + describeFailures(excluded, this.self, TAGS.repair.text)
+    )
+  }
+
+  /** Runs `fn` for every member; those that fail go into `excluded`. True when none failed. */
+  private async everyOrExclude(
+    members: PrincipalId[],
+    excluded: Map<PrincipalId, Error>,
+    fn: (m: PrincipalId) => Promise<void>
+  ): Promise<boolean> {
+    const results = await Promise.allSettled(members.map(fn))
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') excluded.set(members[i], r.reason as Error)
+    })
+    return results.every(r => r.status === 'fulfilled')
+  }
+
+  async reshare(members: PrincipalId[], threshold: number, options: ReshareOptions = {}): Promise<ReshareResult> {
+    const state = this.requireState()
+    const progress = (step: ReshareProgress['step'], message: string): void => {
+      this.log('resharing: %s', message)
+      options.onProgress?.({ step, message })
+    }
+    const next = [...new Set(members)].sort() as PrincipalId[]
+    checkGroupParams(next, threshold)
+    if (this.refreshRun != null && this.refreshRun.expires > Date.now())
+      throw new SigningRefusedError('a refresh is under way')
+    const live = this.liveReshare()
+    if (live != null && live.coordinator !== this.self) throw new SigningRefusedError('another resharing is under way')
+    const group = groupKeyOf(state)
+    const epoch = state.epoch
+    const pkg = publicPackage(state)
+
+    progress('check', `checking that the ${next.length} new members hold ${TAGS.member.text} chains`)
+    await this.allOrFail(next, async m => await this.checkMemberChain(m, this.self), TAGS.member)
+
+    // deal: t old members, this node first; one that fails is left out and the deal starts over
+    const excluded = new Map<PrincipalId, Error>()
+    const candidates = [this.self, ...state.members.filter(m => m !== this.self)]
+    let dealing: { session: Uint8Array; plan: ResharePlan; deals: Uint8Array[] } | undefined
+    let lastSession: Uint8Array | undefined
+    for (let attempt = 0; attempt <= candidates.length - state.threshold && dealing == null; attempt++) {
+      const left = candidates.filter(m => !excluded.has(m))
+      if (left.length < state.threshold) break
+      const dealers = left.slice(0, state.threshold).sort() as PrincipalId[]
+      const session = crypto.getRandomValues(new Uint8Array(32))
+      lastSession = session
+      const plan: ResharePlan = { members: next, threshold, dealers }
+      progress('deal', `asking ${dealers.length} old members for deals (attempt ${attempt + 1})`)
+      const deals = new Map<PrincipalId, Uint8Array>()
+      const ok = await this.everyOrExclude(dealers, excluded, async d => {
+        const a = await this.requestReshare(
+          d,
+          { v: 1, type: 'reshare-deal', group, epoch, session, members: next, threshold, dealers },
+          'piece',
+          options
+        )
+        deals.set(d, a.piece)
+      })
+      if (ok) dealing = { session, plan, deals: dealers.map(d => deals.get(d) as Uint8Array) }
+    }
+    if (dealing == null) {
+      await this.abortReshare(lastSession, state.members, options)
+      throw new NotEnoughSignersError(
+        `fewer than ${state.threshold} old members could deal: ` +
+          describeFailures(excluded, this.self, TAGS.reshare.text)
+      )
+    }
+    const { session, plan, deals } = dealing
+
+    // stage: every new member checks every deal and stages its share; all must, or nothing changes
+    progress('stage', `${next.length} new members check the deals and stage their shares`)
+    const acks: Array<{ from: string; sig: Uint8Array }> = []
+    let digest: Uint8Array | undefined
+    try {
+      await this.allOrFail(
+        next,
+        async m => {
+          const a = await this.requestReshare(
+            m,
+            {
+              v: 1,
+              type: 'reshare-apply',
+              session,
+              package: pkg,
+              members: next,
+              threshold,
+              dealers: plan.dealers,
+              deals
+            },
+            'staged',
+            options
+          )
+          if (digest == null) digest = a.digest
+          else if (!equalBytes(a.digest, digest)) throw new EquivocationError(`${m} computed another new package`, m)
+          acks.push({ from: m, sig: a.ack })
+        },
+        TAGS.reshare
+      )
+      await checkReshareAcks(group, epoch + 1, session, digest as Uint8Array, next, acks)
+    } catch (err) {
+      await this.abortReshare(session, [...new Set([...plan.dealers, ...next])], options)
+      throw err
+    }
+
+    // commit: decided; new members switch (this node last), then removed members delete theirs
+    const commit = {
+      v: 1 as const,
+      type: 'reshare-commit' as const,
+      group,
+      epoch: epoch + 1,
+      session,
+      digest: digest as Uint8Array,
+      members: next,
+      acks
+    }
+    progress('commit', `telling the ${next.length} new members to switch`)
+    const lagging = new Map<PrincipalId, Error>()
+    const tell = async (ms: PrincipalId[], expected: 'committed' | 'retired', into: Map<PrincipalId, Error>) => {
+      await Promise.all(
+        ms.map(async m => {
+          try {
+            await this.requestReshare(m, commit, expected, options)
+          } catch (first) {
+            // a lost request or answer is asked once more: a member that switched answers the same
+            try {
+              if (first instanceof MemberRefusedError) throw first
+              await this.requestReshare(m, commit, expected, options)
+            } catch (err) {
+              into.set(m, err as Error)
+            }
+          }
+        })
+      )
+    }
+    await tell(
+      next.filter(m => m !== this.self),
+      'committed',
+      lagging
+    )
+    if (next.includes(this.self)) await tell([this.self], 'committed', lagging)
+    const removed = state.members.filter(m => !next.includes(m))
+    const retained = new Map<PrincipalId, Error>()
+    const switched = next.length - lagging.size
+    if (removed.length > 0) {
+      if (switched < threshold) {
+        // the new key has fewer than t holders yet: old shares stay as the way back
+        for (const m of removed)
+          retained.set(m, new ThresholdError(`not told to delete its share: only ${switched} new members switched`))
+      } else {
+        progress('retire', `telling the ${removed.length} removed members to delete their shares`)
+        await tell(
+          removed.filter(m => m !== this.self),
+          'retired',
+          retained
+        )
+        if (removed.includes(this.self)) await tell([this.self], 'retired', retained)
+      }
+    }
+    return {
+      principal: principalId(group),
+      groupKey: group,
+      threshold,
+      members: next,
+      epoch: epoch + 1,
+      dealers: plan.dealers,
+      excluded,
+      lagging,
+      retained
+    }
+  }
+
+  /**
+   * Tells `members` (this node among them) to forget the failed resharing `session` and its staged
+   * shares, so it blocks no other; best effort: one that misses it forgets it after the session TTL.
+   */
+  private async abortReshare(
+    session: Uint8Array | undefined,
+    members: PrincipalId[],
+    options: AbortOptions
+  ): Promise<void> {
+    if (session == null) return
+    await Promise.allSettled(
+      members.map(async m => {
+        await this.requestReshare(m, { v: 1, type: 'reshare-abort', session }, 'aborted', options)
+      })
+    )
+  }
 }
 
 /** Errors for a message that is dropped while the session goes on (DkgSession.receive's rules). */
@@ -907,6 +1545,52 @@ async function receiveAll(dkg: DkgSession, messages: Uint8Array[], log: Logger):
     }
   }
   return out
+}
+
+/** Throws unless `helpers` are t distinct members of `state` and `member` is another member. */
+function checkRepairPlan(state: ClusterState, member: PrincipalId, helpers: PrincipalId[]): void {
+  if (!state.members.includes(member))
+    throw new NotAMemberError(`${member.slice(0, 64)} is not a member of this cluster: no share to repair`)
+  if (helpers.includes(member)) throw new WrongSessionError('the member under repair cannot help repair itself')
+  if (helpers.length !== state.threshold)
+    throw new NotEnoughSignersError(`a repair takes exactly ${state.threshold} helpers`)
+  for (const h of helpers)
+    if (!state.members.includes(h)) throw new NotAMemberError(`helper ${h.slice(0, 64)} is not a member`)
+}
+
+/** The plan of a reshare-deal request, checked against this member's state. */
+function checkReshareRequest(
+  state: ClusterState,
+  request: { members: string[]; threshold: number; dealers: string[] }
+): ResharePlan {
+  const plan: ResharePlan = {
+    members: request.members as PrincipalId[],
+    threshold: request.threshold,
+    dealers: request.dealers as PrincipalId[]
+  }
+  checkGroupParams(plan.members, plan.threshold)
+  if (plan.dealers.length !== state.threshold)
+    throw new NotEnoughSignersError(`a resharing is dealt by exactly ${state.threshold} old members`)
+  for (const d of plan.dealers)
+    if (!state.members.includes(d)) throw new NotAMemberError(`dealer ${d.slice(0, 64)} is not a member`)
+  return plan
+}
+
+/** Throws EquivocationError naming the first new member without a valid ack of this package. */
+async function checkReshareAcks(
+  group: Uint8Array,
+  epoch: number,
+  session: Uint8Array,
+  digest: Uint8Array,
+  members: PrincipalId[],
+  acks: ReadonlyArray<{ from: string; sig: Uint8Array }>
+): Promise<void> {
+  const body = reshareAckBody(group, epoch, session, digest)
+  for (const m of members) {
+    const ack = acks.find(a => a.from === m)
+    if (ack == null || !(await verifyAs(principalPublicKey(m), RESHARE_ACK_DOMAIN, body, ack.sig)))
+      throw new EquivocationError(`no valid ack from ${m} for this resharing: members may hold different shares`, m)
+  }
 }
 
 export function cluster(init: ClusterInit = {}): (components: ClusterComponents) => Cluster {

@@ -19,7 +19,8 @@ import { checkGroupParams } from './dealer.ts'
 import { ThresholdError } from './errors.ts'
 import { frost, memberIdentifier, parsePoint, parseScalar } from './group.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
-import type { Key } from '@noble/curves/abstract/frost.js'
+import type { PublicPackage } from '../../protocols/reshare/codec.ts'
+import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js'
 import type { Datastore } from 'interface-datastore'
 
 export interface ClusterState {
@@ -129,4 +130,35 @@ export function datastoreShareStore(datastore: Datastore): ShareStore {
       await datastore.delete(key(slot))
     }
   }
+}
+
+/** The public half of a state, as it travels: members, threshold, epoch, commitments, verifying shares. */
+export function publicPackage(state: ClusterState): PublicPackage {
+  const pub = state.key.public
+  return {
+    members: state.members,
+    threshold: state.threshold,
+    epoch: state.epoch,
+    commitments: pub.commitments,
+    verifyingShares: state.members.map(m => pub.verifyingShares[memberIdentifier(m)])
+  }
+}
+
+/**
+ * A received package as noble's FrostPublic, every point checked; throws InvalidPointError or
+ * RangeError (bad parameters). The package's shape was checked by its codec.
+ */
+export function packagePublic(p: PublicPackage): FrostPublic {
+  checkGroupParams(p.members as PrincipalId[], p.threshold)
+  if (p.commitments.length !== p.threshold || p.verifyingShares.length !== p.members.length)
+    throw new RangeError('a package has t commitments and one verifying share per member')
+  p.commitments.forEach((c, i) => parsePoint(c, `package commitment ${i}`))
+  p.verifyingShares.forEach((c, i) => parsePoint(c, `package verifying share ${i}`))
+  return {
+    signers: { min: p.threshold, max: p.members.length },
+    commitments: p.commitments,
+    verifyingShares: Object.fromEntries(
+      p.members.map((m, i) => [memberIdentifier(m as PrincipalId), p.verifyingShares[i]])
+    )
+  } as FrostPublic
 }
