@@ -402,6 +402,13 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   async start(): Promise<void> {
     this.shutdown = new AbortController()
     this.signer = await seedSigner(this.components.privateKey.raw)
+    // a (re)start is a rejoin: above every incarnation announced before, nothing left over
+    this.incarnation = Math.max(this.incarnation + 1, Math.floor(this.now() / 1000))
+    this.leaving = false
+    this.ownLeft = undefined
+    this.ownAlive = undefined
+    this.checkedEpoch = -1
+    this.view.clear()
     await this.components.registrar.handle(
       this.protocol,
       serveOnce(async (bytes, connection) => await this.answer(bytes, connection), {
