@@ -56,6 +56,7 @@ import { RecentMap } from '../recent-map.ts'
 import { parseSignedCert, signedCertToSexp } from '../spki/cert.ts'
 import { resolveName } from '../spki/discover.ts'
 import { decodeCanonical, encodeCanonical, parseAdvanced } from '../spki/sexp.ts'
+import { PeerBudget } from '../spki/peer-budget.ts'
 import { parseTag, tagImplies } from '../spki/tag.ts'
 import {
   AgentNameError,
@@ -183,7 +184,13 @@ export class LookupStats {
   queries = 0
   responses = 0
   hops?: number
+  /** The asking node's peer id: a value from its own store is 0 hops (set by `get` when not given). */
+  self?: string
   private readonly depth = new Map<string, number>()
+
+  constructor(self?: string) {
+    this.self = self
+  }
 
   observe(event: QueryEvent): void {
     switch (event.name) {
@@ -201,7 +208,8 @@ export class LookupStats {
         break
       }
       case 'VALUE': {
-        const d = this.depth.get(event.from.toString()) ?? 0
+        const from = event.from.toString()
+        const d = from === this.self ? 0 : (this.depth.get(from) ?? 1)
         if (this.hops == null || d < this.hops) this.hops = d
         break
       }
@@ -216,27 +224,6 @@ interface Hosted {
   ttl: number
   view: AgentRecordView
   timer?: ReturnType<typeof setTimeout>
-}
-
-/** Per-peer token buckets of answers, at most 1024 peers remembered (least recently used forgotten). */
-class AnswerBudget {
-  private readonly perMinute: number
-  private readonly buckets = new RecentMap<string, { tokens: number; at: number }>(1024)
-
-  constructor(perMinute: number) {
-    this.perMinute = perMinute
-  }
-
-  take(peer: string): boolean {
-    const now = Date.now()
-    const bucket = this.buckets.get(peer) ?? { tokens: this.perMinute, at: now }
-    bucket.tokens = Math.min(this.perMinute, bucket.tokens + ((now - bucket.at) * this.perMinute) / 60_000)
-    bucket.at = now
-    const ok = bucket.tokens >= 1
-    if (ok) bucket.tokens -= 1
-    this.buckets.set(peer, bucket)
-    return ok
-  }
 }
 
 /** Runs `work` on each item, at most `concurrency` at once. */
@@ -261,7 +248,7 @@ class RegistryService implements Registry, Startable {
   private readonly maxProviders: number
   private readonly maxResults: number
   private readonly maxNamePeers: number
-  private readonly budget: AnswerBudget
+  private readonly budget: PeerBudget
   private readonly hosted = new Map<PrincipalId, Hosted>()
   /** Skill keys (normalized) this node provides, with how many hosted records declare each. */
   private readonly provided = new Map<string, number>()
@@ -281,7 +268,7 @@ class RegistryService implements Registry, Startable {
     this.defaultTtl = init.defaultTtl ?? 3_600_000
     this.withdrawalTtl = init.withdrawalTtl ?? 10_000
     this.maxInboundStreams = init.maxInboundStreams ?? 2
-    this.budget = new AnswerBudget(init.maxAnswersPerMinute ?? 60)
+    this.budget = new PeerBudget(init.maxAnswersPerMinute ?? 60, this.maxInboundStreams, Date.now)
     this.maxProviders = init.maxProviders ?? 16
     this.maxResults = init.maxResults ?? 100
     this.maxNamePeers = init.maxNamePeers ?? 8
@@ -390,7 +377,7 @@ class RegistryService implements Registry, Startable {
     let peers = 0
     const signal = withTimeout(this.lookupTimeout, options.signal)
     for await (const event of this.components.dht.put(utf8(keyText), bytes, { signal })) {
-      if (event.name === 'PEER_RESPONSE') peers++
+      if (event.name === 'PEER_RESPONSE' && event.messageName === 'PUT_VALUE') peers++
     }
     this.log('published %s seq %d at %d peers', view.agent, seq, peers)
     return { ...view, peers }
@@ -484,6 +471,7 @@ class RegistryService implements Registry, Startable {
     const errors: Error[] = []
     const signal = withTimeout(this.lookupTimeout, options.signal)
     let found: Uint8Array | undefined
+    if (options.stats != null) options.stats.self ??= this.self
     try {
       for await (const event of this.components.dht.get(utf8(keyText), { signal })) {
         options.stats?.observe(event)
@@ -749,8 +737,17 @@ class RegistryService implements Registry, Startable {
   // --- answering ---
 
   private async answerWithin(bytes: Uint8Array, peer: PeerId): Promise<Uint8Array> {
-    if (!this.budget.take(peer.toString()))
-      throw new RegistryRefusedError(`${peer.toString()} asked the registry too often: try again shortly`)
+    const id = peer.toString()
+    if (!this.budget.take(id)) throw new RegistryRefusedError(`${id} asked the registry too often: try again shortly`)
+    try {
+      return await this.answer(bytes)
+    } finally {
+      this.budget.release(id)
+    }
+  }
+
+  /** Answers one request from what this node hosts and its certificate store. */
+  private async answer(bytes: Uint8Array): Promise<Uint8Array> {
     const request = decodeRegistryMessage(bytes)
     switch (request.type) {
       case 'list':
