@@ -3,7 +3,9 @@
  * trusts for `(cyberspace member)` and that issues each node its member certificate, every node
  * running the membership service with fast timings, and a recorder of every state change seen.
  */
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
+import { seedSigner } from '../../src/crypto/sign.ts'
 import { membership } from '../../src/membership/service.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
@@ -13,6 +15,8 @@ import type { Membership, MembershipInit, MemberState } from '../../src/membersh
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { SignedCert } from '../../src/spki/cert.ts'
 import type { Key } from '../spki/fixtures.ts'
+import type { Signer } from '../../src/crypto/sign.ts'
+import type { PrivateKey } from '@libp2p/interface'
 
 export const MEMBER = '(cyberspace member)'
 
@@ -34,7 +38,17 @@ export interface TestCluster {
   certs: Map<PrincipalId, SignedCert>
 }
 
-/** Starts `n` nodes (all bootstrapped from the first) running membership with `init`. */
+/** Each test node's libp2p key, so a test can sign as that node (to replay, forge or flood). */
+const privateKeys = new Map<string, PrivateKey>()
+
+/** A signer holding `node`'s own key. */
+export async function signerOf(node: CyberspaceNode): Promise<Signer> {
+  const privateKey = privateKeys.get(node.peerId.toString())
+  if (privateKey == null) throw new Error('not a node of these fixtures')
+  return await seedSigner(privateKey.raw)
+}
+
+/** Starts `n` nodes (all bootstrapped from the first, or from `bootstrap`) running membership with `init`. */
 export async function startNodes(
   n: number,
   init: MembershipInit = FAST,
@@ -43,12 +57,14 @@ export async function startNodes(
   const nodes: CyberspaceNode[] = []
   for (let i = 0; i < n; i++) {
     const via = bootstrap ?? nodes[0]
-    nodes.push(
-      await memoryNode({
-        services: { membership: membership(init) as never },
-        bootstrap: via == null ? [] : [via.multiaddrs()[0]]
-      })
-    )
+    const privateKey = await generateKeyPair('Ed25519')
+    const node = await memoryNode({
+      privateKey,
+      services: { membership: membership(init) as never },
+      bootstrap: via == null ? [] : [via.multiaddrs()[0]]
+    })
+    privateKeys.set(node.peerId.toString(), privateKey)
+    nodes.push(node)
   }
   return nodes
 }

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert'
 import { waitUntil } from '../helpers/processes.ts'
-import { converged, membershipOf, principalOf, Recorder, sees, startCluster } from './fixtures.ts'
+import { admit, converged, membershipOf, principalOf, Recorder, sees, startCluster, startNodes } from './fixtures.ts'
 import type { TestCluster } from './fixtures.ts'
 import type { Startable } from '@libp2p/interface'
 
@@ -50,5 +50,75 @@ describe('membership: SWIM with Lifeguard among in-process members', function ()
     for (const n of live) assert.deepEqual(recorder.showed(principalOf(n), 'dead'), [], 'a live member was marked dead')
     for (const n of live)
       assert.deepEqual(recorder.showed(principalOf(n), 'suspect'), [], 'a live member was suspected')
+  })
+
+  it('a graceful leave is seen as left, never dead; a restart rejoins above the left incarnation', async () => {
+    const [a, b, c, d] = cluster.nodes
+    const others = [a, b, d]
+    const recorder = new Recorder(others)
+    const leaver = membershipOf(c)
+    try {
+      await leaver.leave()
+      assert.equal(leaver.member(principalOf(c))?.state, 'left')
+      await waitUntil('every other member sees it left', () => others.every(o => sees(o, [c], 'left')), 20_000, 50)
+      const leftAt = membershipOf(a).member(principalOf(c))!.incarnation
+      // it stays left for longer than a suspicion could last
+      await new Promise(resolve => setTimeout(resolve, 2000))
+      assert.ok(others.every(o => sees(o, [c], 'left')))
+      await (leaver as unknown as Startable).stop()
+      await (leaver as unknown as Startable).start()
+      await waitUntil(
+        'every other member sees it alive again',
+        () => others.every(o => sees(o, [c], 'alive')),
+        20_000,
+        50
+      )
+      for (const o of others) assert.ok(membershipOf(o).member(principalOf(c))!.incarnation > leftAt)
+    } finally {
+      recorder.stop()
+    }
+    assert.deepEqual(recorder.showed(principalOf(c), 'dead'), [], 'a member that left was marked dead')
+  })
+
+  it('a node that joins late learns the whole view, history included, in one sync', async () => {
+    const [a, , c, d, victim] = cluster.nodes
+    const [late] = await startNodes(1, undefined, a)
+    cluster.nodes.push(late)
+    await admit(late, cluster.root)
+    // the dead member is gossiped about no more: only a full state exchange tells of it
+    await waitUntil(
+      'the newcomer lists the dead member and every live one',
+      () => sees(late, [victim], 'dead') && sees(late, [a, c, d, late], 'alive'),
+      20_000,
+      50
+    )
+    await waitUntil(
+      'every member lists the newcomer alive',
+      () => [a, c, d].every(o => sees(o, [late], 'alive')),
+      20_000,
+      50
+    )
+    assert.equal(membershipOf(late).members().length, 6)
+  })
+
+  it('publishes metadata as a signed alive at a higher incarnation; bad metadata is refused by name', async () => {
+    const [a, b] = cluster.nodes
+    const before = membershipOf(b).member(principalOf(a))!.incarnation
+    await membershipOf(a).setMeta({ role: 'builder', load: '0.5' })
+    await waitUntil(
+      'b sees the new metadata',
+      () => membershipOf(b).member(principalOf(a))?.meta.role === 'builder',
+      10_000,
+      50
+    )
+    const seen = membershipOf(b).member(principalOf(a))!
+    assert.deepEqual(seen.meta, { load: '0.5', role: 'builder' })
+    assert.ok(seen.incarnation > before)
+    await assert.rejects(membershipOf(a).setMeta({ 'Bad Key': 'x' }), { name: 'InvalidMetaError' })
+    await assert.rejects(membershipOf(a).setMeta({ big: 'x'.repeat(2000) }), { name: 'InvalidMetaError' })
+    await assert.rejects(
+      membershipOf(a).setMeta(Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, '1']))),
+      { name: 'InvalidMetaError' }
+    )
   })
 })
