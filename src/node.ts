@@ -32,11 +32,13 @@ import {
 } from './network/values.ts'
 import { VALUE_NAMESPACE, valueKey } from '../protocols/values/codec.ts'
 import { spki } from './spki/service.ts'
+import { revocations } from './spki/revocations.ts'
 import { cluster } from './threshold/service.ts'
 import { StateService } from './log/service.ts'
 import { seedSigner } from './crypto/sign.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
 import type { Spki, SpkiInit } from './spki/service.ts'
+import type { Revocations, RevocationsInit } from './spki/revocations.ts'
 import type { Cluster, ClusterInit } from './threshold/service.ts'
 import type { State, StateInit } from './log/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
@@ -63,6 +65,7 @@ export interface CyberspaceServices {
   pubsub: GossipSub
   bootstrap: Bootstrap
   spki: Spki
+  revocations: Revocations
   cluster: Cluster
   [name: string]: unknown
 }
@@ -83,6 +86,8 @@ export interface CreateNodeOptions {
   bootstrapOptions?: Omit<BootstrapInit, 'list'>
   /** SPKI service settings (chain length, store size, CRL lifetime). */
   spkiOptions?: SpkiInit
+  /** CRL spreading settings (gossip topic, catch-up interval, per-peer limits). */
+  revocationsOptions?: RevocationsInit
   /** Cluster key service settings (share store, accepted payload kinds, timeouts). */
   clusterOptions?: ClusterInit
   /** Replicated state settings (gossip namespace, anti-entropy interval, limits). */
@@ -116,6 +121,8 @@ export interface CyberspaceNode {
   readonly bootstrap: Bootstrap
   /** Certificates, ACL, CRLs and authorize(): see src/spki/service.ts. */
   readonly spki: Spki
+  /** Spreads CRLs to the cluster and catches up on missed ones: see src/spki/revocations.ts. */
+  readonly revocations: Revocations
   /** This node's share of the cluster key, and the threshold protocols: see src/threshold/service.ts. */
   readonly cluster: Cluster
   /** Replicated documents (CRDTs over signed Merkle-DAG logs): see src/log/service.ts. Available once started. */
@@ -184,6 +191,7 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
       }),
       bootstrap: bootstrap({ ...options.bootstrapOptions, list: options.bootstrap ?? [] }),
       spki: spki(options.spkiOptions),
+      revocations: revocations(options.revocationsOptions),
       cluster: cluster(options.clusterOptions),
       ...options.services
     },
@@ -224,6 +232,9 @@ class Node implements CyberspaceNode {
   }
   get spki(): Spki {
     return this.libp2p.services.spki
+  }
+  get revocations(): Revocations {
+    return this.libp2p.services.revocations
   }
   get cluster(): Cluster {
     return this.libp2p.services.cluster
