@@ -506,7 +506,7 @@ class RegistryService implements Registry, Startable {
       if (expired != null) throw expired
       const cause = errors[0]
       throw new AgentNotFoundError(
-        `no current record of ${agent} in the DHT${cause == null ? '' : ` (${cause.name}: ${cause.message})`}`
+        `no current record of ${agent} in the DHT${cause == null ? '' : ` (${cause.name}: ${cause.message})`}: its host publishes one with \`cyberspace agents publish --card <file>\``
       )
     }
     this.seen.observe(best)
@@ -519,7 +519,10 @@ class RegistryService implements Registry, Startable {
     const host = peerIdFromString(hostId)
     const principal = principalFromPeerId(host)
     const refuse = (err: Error): Error =>
-      new HostNotMemberError(`${what} ${hostId} is not a member by this node's ACL: ${err.message}`, err)
+      new HostNotMemberError(
+        `${what} ${hostId} is not a member by this node's ACL (${err.message}): a member chain comes from \`cyberspace cluster issue ${hostId} '(cyberspace member)'\``,
+        err
+      )
     try {
       await this.spki.authorizeOrProve(principal, MEMBER_TAG, { signal: options.signal })
       return
