@@ -5,11 +5,13 @@
  * @example
  * cyberspace cluster init --members 12D3KooA… --members 12D3KooB… --threshold 2
  * cyberspace cluster issue z6MkAgent… '(cyberspace (role builder))' --not-after +30d
+ * cyberspace cluster reshare --members 12D3KooA…,12D3KooB…,12D3KooC…,12D3KooD… --threshold 3
  */
 import { CLI, connectApi } from './api/client.ts'
+import type { ApiClient } from './api/client.ts'
 import { ApiError, ExplainedError, plainMessage, UsageError } from './errors.ts'
 import { printCert } from './spki-commands.ts'
-import type { ClusterView, SigningView } from './api/cluster-routes.ts'
+import type { ClusterView, RepairView, ReshareProgressView, ReshareView, SigningView } from './api/cluster-routes.ts'
 import type { CertView } from './api/spki-routes.ts'
 import type { GroupHelp } from './cli.ts'
 import type { SpkiFlags } from './spki-commands.ts'
@@ -58,13 +60,37 @@ export const CLUSTER_HELP: GroupHelp = {
         ['--transport', 'print the certificate in transport form {…}'],
         JSON_OPTION
       ],
-      example: "cluster issue z6MkAgent… '(cyberspace (member))' --not-after +90d"
+      example: "cluster issue z6MkAgent… '(cyberspace member)' --not-after +90d"
     },
     {
       name: 'cluster refresh',
       summary: 'new shares of the same key for every member, and the next epoch (all must be online)',
       options: [JSON_OPTION],
       example: 'cluster refresh'
+    },
+    {
+      name: 'cluster repair',
+      args: '<member>',
+      summary: "rebuild a member's lost or lagging share from t other members (only that member learns it)",
+      details: [
+        "Run it on a member that holds a current share. The helpers and the member must let this node run the cluster's key ceremonies (acl add <this node> '(cyberspace (cluster))')."
+      ],
+      options: [JSON_OPTION],
+      example: 'cluster repair 12D3KooWD…'
+    },
+    {
+      name: 'cluster reshare',
+      args: '--members <peer>... --threshold <t>',
+      summary: 'move the key to a new member set and threshold: same cluster principal, old shares retired',
+      details: [
+        "--members lists the whole new set (this node only if listed). Every new member needs a (cyberspace member) chain that the old members accept (cluster issue <member> '(cyberspace member)'), and every old and new member must let this node run the key ceremonies. Removed members delete their shares."
+      ],
+      options: [
+        ['--members <peer>', 'a member of the new set, by peer id or principal; repeatable (or comma-separated)'],
+        ['--threshold <t>', 'how many members of the new set must sign together'],
+        JSON_OPTION
+      ],
+      example: 'cluster reshare --members 12D3KooWA…,12D3KooWB…,12D3KooWD… --threshold 2'
     },
     {
       name: 'cluster encrypt',
@@ -90,7 +116,7 @@ export interface ClusterFlags extends SpkiFlags {
 type Out = (line: string) => void
 
 /** The commands of CLUSTER_HELP: cli.ts passes no other. */
-type ClusterVerb = 'init' | 'show' | 'sign' | 'issue' | 'refresh' | 'encrypt' | 'decrypt'
+type ClusterVerb = 'init' | 'show' | 'sign' | 'issue' | 'refresh' | 'repair' | 'reshare' | 'encrypt' | 'decrypt'
 
 function printExcluded(excluded: Record<string, string>, out: Out, prefix = '  '): void {
   for (const [member, why] of Object.entries(excluded)) out(`${prefix}excluded ${member}: ${why}`)
@@ -114,13 +140,38 @@ async function runClusterCommand(dataDir: string, args: string[], flags: Cluster
   switch (verb) {
     case 'init': {
       only(0, 'init --members <peer>... --threshold <t>')
-      const members = (flags.members ?? []).flatMap(m => m.split(',')).filter(m => m !== '')
-      if (members.length === 0) throw new UsageError('cluster init needs --members <peer-id or principal>...')
-      if (flags.threshold == null || !/^\d{1,2}$/.test(flags.threshold))
-        throw new UsageError('cluster init needs --threshold <t>, a whole number')
+      const { members, threshold } = memberSet(flags, 'init')
       const api = await connectApi(dataDir)
-      const view = await api.post<ClusterView>('cluster/init', { members, threshold: Number(flags.threshold) })
+      const view = await api.post<ClusterView>('cluster/init', { members, threshold })
       printCluster(view, flags, out)
+      return 0
+    }
+    case 'repair': {
+      const [member] = only(1, 'repair <member>')
+      const view = await (await connectApi(dataDir)).post<RepairView>('cluster/repair', { member })
+      if (flags.json === true) out(JSON.stringify(view))
+      else {
+        out(`repaired ${view.member} at epoch ${view.epoch} of ${view.principal}`)
+        out(`  helpers ${view.helpers.join(' ')}`)
+        printExcluded(view.excluded, out)
+      }
+      return 0
+    }
+    case 'reshare': {
+      only(0, 'reshare --members <peer>... --threshold <t>')
+      const { members, threshold } = memberSet(flags, 'reshare')
+      const view = await reshare(await connectApi(dataDir), members, threshold)
+      if (flags.json === true) {
+        out(JSON.stringify(view))
+        return 0
+      }
+      printCluster(view, flags, out)
+      out(`  dealt by    ${view.dealers.join(' ')}`)
+      printExcluded(view.excluded, out)
+      for (const [member, why] of Object.entries(view.lagging))
+        out(`  ${member} has not confirmed the switch; run ${CLI} cluster repair ${member}: ${why}`)
+      for (const [member, why] of Object.entries(view.retained))
+        out(`  ${member} was removed but has not confirmed deleting its old share: ${why}`)
       return 0
     }
     case 'show': {
@@ -191,6 +242,52 @@ async function runClusterCommand(dataDir: string, args: string[], flags: Cluster
       }
       return 0
     }
+  }
+}
+
+/** The --members and --threshold of init and reshare. */
+function memberSet(flags: ClusterFlags, verb: string): { members: string[]; threshold: number } {
+  const members = (flags.members ?? []).flatMap(m => m.split(',')).filter(m => m !== '')
+  if (members.length === 0) throw new UsageError(`cluster ${verb} needs --members <peer-id or principal>...`)
+  if (flags.threshold == null || !/^\d{1,2}$/.test(flags.threshold))
+    throw new UsageError(`cluster ${verb} needs --threshold <t>, a whole number`)
+  return { members, threshold: Number(flags.threshold) }
+}
+
+/** How often a running resharing's progress is read, in ms. */
+const PROGRESS_POLL_MS = 250
+
+/**
+ * Asks the node to reshare and, while it runs, prints its progress on stderr (stdout keeps the
+ * result, so --json output stays one JSON document).
+ */
+async function reshare(api: ApiClient, members: string[], threshold: number): Promise<ReshareView> {
+  const id = crypto.randomUUID()
+  let shown = 0
+  let finished = false
+  const show = async (): Promise<void> => {
+    try {
+      const { lines } = await api.get<ReshareProgressView>('cluster/reshare', { progress: id })
+      for (const line of lines.slice(shown)) process.stderr.write(`${line}\n`)
+      shown = lines.length
+    } catch {
+      // not started yet, or already forgotten: nothing to show
+    }
+  }
+  const request = api.post<ReshareView>('cluster/reshare', { members, threshold, progress: id })
+  const poll = (async () => {
+    // bounded: the request itself gives up after the API client's timeout
+    for (let i = 0; i < 1200 && !finished; i++) {
+      await show()
+      await new Promise(resolve => setTimeout(resolve, PROGRESS_POLL_MS))
+    }
+  })()
+  try {
+    return await request
+  } finally {
+    finished = true
+    await poll
+    await show()
   }
 }
 

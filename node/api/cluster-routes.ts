@@ -1,7 +1,8 @@
 /**
  * Control-API routes for the cluster key (`cyberspace cluster …`): generate it with other
- * members, show it, sign with it, issue cluster certificates, refresh the shares, and encrypt to
- * it or open what was encrypted to it.
+ * members, show it, sign with it, issue cluster certificates, refresh the shares, repair a
+ * member's share, reshare the key to a new member set, and encrypt to it or open what was
+ * encrypted to it. A resharing's progress can be read while it runs (`GET cluster/reshare`).
  *
  * @example
  * POST /api/v0/cluster/init { "members": ["12D3Koo…", …], "threshold": 3 }
@@ -14,15 +15,40 @@ import { MAX_PLAINTEXT_BYTES } from '../../src/threshold/decrypt.ts'
 import { CLUSTER_MESSAGE_DOMAIN } from '../../src/threshold/service.ts'
 import { CLI } from './client.ts'
 import { authCertField, certView } from './spki-routes.ts'
-import { HttpError, MAX_BODY_BYTES, readJson, stringField } from './http.ts'
+import { HttpError, MAX_BODY_BYTES, optionalString, readJson, stringField } from './http.ts'
 import type { Route } from './http.ts'
 import type { CertView } from './spki-routes.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
-import type { ClusterInfo } from '../../src/threshold/service.ts'
+import type { ClusterInfo, ReshareResult } from '../../src/threshold/service.ts'
 import type { SigningResult } from '../../src/threshold/sign.ts'
 
 const MAX_MEMBERS_FIELD = 64
+/** Resharings whose progress is kept for `GET cluster/reshare`, and lines kept for each. */
+const MAX_PROGRESS_RUNS = 8
+const MAX_PROGRESS_LINES = 64
+
+export interface RepairView extends ClusterView {
+  /** The member whose share was rebuilt, and the members that rebuilt it. */
+  member: PrincipalId
+  helpers: PrincipalId[]
+  excluded: Record<string, string>
+}
+
+export interface ReshareView extends ClusterView {
+  dealers: PrincipalId[]
+  /** Old members tried as dealers and left out, with why. */
+  excluded: Record<string, string>
+  /** New members that did not confirm the switch (repair them), removed members that did not confirm deleting. */
+  lagging: Record<string, string>
+  retained: Record<string, string>
+}
+
+export interface ReshareProgressView {
+  /** What the resharing did so far, one line per step. */
+  lines: string[]
+  done: boolean
+}
 
 export interface ClusterView {
   principal: PrincipalId
@@ -41,6 +67,39 @@ export interface SigningView {
   /** Members left out of the signature, with why. */
   excluded: Record<string, string>
   attempts: number
+}
+
+/** The members field of a request: 1-64 peer ids or principals. */
+function membersField(body: Record<string, unknown>): PrincipalId[] {
+  const given = body.members
+  if (!Array.isArray(given) || given.length === 0 || given.length > MAX_MEMBERS_FIELD)
+    throw new HttpError(400, `members must list 1-${MAX_MEMBERS_FIELD} peer ids or principals`)
+  return given.map(m => {
+    if (typeof m !== 'string' || m.length > 128) throw new HttpError(400, 'a member is a peer id or principal')
+    return parsePrincipal(m)
+  })
+}
+
+function thresholdField(body: Record<string, unknown>): number {
+  const threshold = body.threshold
+  if (typeof threshold !== 'number' || !Number.isSafeInteger(threshold))
+    throw new HttpError(400, 'threshold must be a whole number')
+  return threshold
+}
+
+function reshareView(result: ReshareResult, self: PrincipalId): ReshareView {
+  return {
+    principal: result.principal,
+    groupKey: base16.baseEncode(result.groupKey),
+    threshold: result.threshold,
+    members: result.members,
+    self,
+    epoch: result.epoch,
+    dealers: result.dealers,
+    excluded: reasons(result.excluded),
+    lagging: reasons(result.lagging),
+    retained: reasons(result.retained)
+  }
 }
 
 function clusterView(info: ClusterInfo, self: PrincipalId): ClusterView {
@@ -82,6 +141,8 @@ function parseCiphertext(text: string): { ephemeral: Uint8Array; ciphertext: Uin
 
 export function clusterRoutes(node: CyberspaceNode): Record<string, Route> {
   const self = principalFromPeerId(node.peerId)
+  /** The progress of recent resharings, by the id their requester chose. */
+  const progress = new Map<string, ReshareProgressView>()
   const required = (): ClusterInfo => {
     const info = node.cluster.info()
     if (info == null)
@@ -98,17 +159,52 @@ export function clusterRoutes(node: CyberspaceNode): Record<string, Route> {
     },
     'POST cluster/init': async req => {
       const body = await readJson(req)
-      const given = body.members
-      if (!Array.isArray(given) || given.length === 0 || given.length > MAX_MEMBERS_FIELD)
-        throw new HttpError(400, `members must list 1-${MAX_MEMBERS_FIELD} peer ids or principals`)
-      const members = given.map(m => {
-        if (typeof m !== 'string' || m.length > 128) throw new HttpError(400, 'a member is a peer id or principal')
-        return parsePrincipal(m)
-      })
-      const threshold = body.threshold
-      if (typeof threshold !== 'number' || !Number.isSafeInteger(threshold))
-        throw new HttpError(400, 'threshold must be a whole number')
-      return clusterView(await node.cluster.init(members, threshold), self)
+      return clusterView(await node.cluster.init(membersField(body), thresholdField(body)), self)
+    },
+    'POST cluster/repair': async req => {
+      const text = stringField(await readJson(req), 'member', 128)
+      const member = parsePrincipal(text)
+      const info = required()
+      if (!info.members.includes(member))
+        throw new HttpError(400, `${text} is not a member of this cluster (see ${CLI} cluster show)`)
+      const result = await node.cluster.repair(member)
+      const view: RepairView = {
+        ...clusterView(result, self),
+        member: result.member,
+        helpers: result.helpers,
+        excluded: reasons(result.excluded)
+      }
+      return view
+    },
+    'POST cluster/reshare': async req => {
+      const body = await readJson(req)
+      const members = membersField(body)
+      const threshold = thresholdField(body)
+      const id = optionalString(body, 'progress', 64)
+      required()
+      const lines: string[] = []
+      if (id != null) {
+        if (progress.size >= MAX_PROGRESS_RUNS) progress.delete(progress.keys().next().value as string)
+        progress.set(id, { lines, done: false })
+      }
+      try {
+        const result = await node.cluster.reshare(members, threshold, {
+          onProgress: p => {
+            if (lines.length < MAX_PROGRESS_LINES) lines.push(`${p.step}: ${p.message}`)
+          }
+        })
+        return reshareView(result, self)
+      } finally {
+        const run = id == null ? undefined : progress.get(id)
+        if (run != null) run.done = true
+      }
+    },
+    'GET cluster/reshare': async (_req, url) => {
+      const id = url.searchParams.get('progress') ?? ''
+      const run = progress.get(id)
+      if (run == null) throw new HttpError(404, `no resharing with progress id ${JSON.stringify(id.slice(0, 64))}`)
+      const view: ReshareProgressView = { lines: [...run.lines], done: run.done }
+      return view
     },
     'POST cluster/sign': async req => {
       const text = stringField(await readJson(req), 'text', MAX_BODY_BYTES)
@@ -169,5 +265,8 @@ export const CLUSTER_ERROR_STATUS: Record<string, number> = {
   NotAMemberError: 502,
   InvalidFrostMessageError: 502,
   InvalidDkgMessageError: 502,
+  InvalidReshareMessageError: 502,
+  // a new member of a resharing holds no member chain this node accepts
+  NoMemberChainError: 403,
   CorruptShareError: 500
 }
