@@ -476,7 +476,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
 
   async recheck(options: AbortOptions = {}): Promise<void> {
     // one check at a time; a caller that asks during one gets the next
-    while (this.checking != null) await this.checking
+    while (this.checking != null) await this.checking.catch(() => {})
     const run = this.runRecheck(options)
     this.checking = run
     try {
@@ -720,6 +720,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   private remove(record: MemberRecord, why: string): void {
     clearTimeout(record.suspicion?.timer)
     this.view.delete(record.principal)
+    this.lastProbed.delete(record.principal)
     this.queue.forget(record.principal)
     this.tombstones.set(record.principal, record.incarnation)
     this.log('%s leaves the view: %s', record.principal, why)
@@ -1144,7 +1145,8 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   /** Piggyback for a message to `to`: the buddy system puts its own suspicion first. */
   private piggyback(to?: MemberRecord): Update[] {
     const first: Update[] = []
-    if (to?.state === 'suspect') first.push(to.update)
+    // a suspect hears its suspicion, and a member held dead that still speaks hears its death, to refute it
+    if (to?.state === 'suspect' || to?.state === 'dead') first.push(to.update)
     const limit = this.opts.retransmitMult * Math.ceil(Math.log10(this.liveCount() + 1))
     return this.queue.take(MAX_PIGGYBACK_UPDATES, MAX_PROBE_MESSAGE_BYTES / 2, Math.max(1, limit), first)
   }
