@@ -1250,7 +1250,10 @@ class ClusterService implements Cluster, Startable {
     const done = this.reshareDone
     if (done != null && equalBytes(done.session, request.session)) return done.answer
     const members = request.members as PrincipalId[]
-    await checkReshareAcks(request.group, request.epoch, request.session, request.digest, members, request.acks)
+    const acks = async (): Promise<void> => {
+      await checkReshareAcks(request.group, request.epoch, request.session, request.digest, members, request.acks)
+    }
+    // cheap checks of who asks come first; the (up to 64) ack signatures only after them
     if (members.includes(this.self)) {
       const run = this.liveReshare()
       const staged = run?.staged
@@ -1262,6 +1265,7 @@ class ClusterService implements Cluster, Startable {
         staged.state.members.join(',') !== members.join(',')
       )
         throw new EquivocationError('the acks are for another new package than the one staged here')
+      await acks()
       await this.keep(staged.state)
       await this.store.remove('staged')
       this.reshareRun = undefined
@@ -1277,6 +1281,7 @@ class ClusterService implements Cluster, Startable {
       throw new NoClusterError('this node holds no share of that cluster')
     if (request.epoch <= state.epoch)
       throw new WrongEpochError(`a resharing to generation ${request.epoch} cannot retire generation ${state.epoch}`)
+    await acks()
     await this.store.remove('current')
     await this.store.remove('staged')
     this.state = undefined

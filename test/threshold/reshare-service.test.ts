@@ -243,6 +243,35 @@ describe('repair and resharing over /cyberspace/reshare', function () {
     assert.equal(refused.type === 'error' && refused.name, 'NotAuthorizedError')
   })
 
+  it("a member keeps its share when told to retire without every new member's valid ack", async () => {
+    const info = a.cluster.info()!
+    const four = [ids[0], ids[1], ids[3], ids[4]].sort()
+    const forged = await ask(a, nodes[2], {
+      v: 1,
+      type: 'reshare-commit',
+      group: info.groupKey,
+      epoch: info.epoch + 1,
+      session: crypto.getRandomValues(new Uint8Array(32)),
+      digest: crypto.getRandomValues(new Uint8Array(32)),
+      members: four,
+      acks: four.map(from => ({ from, sig: crypto.getRandomValues(new Uint8Array(64)) }))
+    })
+    assert.equal(forged.type === 'error' && forged.name, 'EquivocationError')
+    // and from a peer without the reshare grant, nothing is even checked
+    const stranger = await ask(outsider, nodes[2], {
+      v: 1,
+      type: 'reshare-commit',
+      group: info.groupKey,
+      epoch: info.epoch + 1,
+      session: crypto.getRandomValues(new Uint8Array(32)),
+      digest: crypto.getRandomValues(new Uint8Array(32)),
+      members: four,
+      acks: four.map(from => ({ from, sig: crypto.getRandomValues(new Uint8Array(64)) }))
+    })
+    assert.equal(stranger.type === 'error' && stranger.name, 'NotAuthorizedError')
+    assert.equal(nodes[2].cluster.info()?.epoch, info.epoch)
+  })
+
   it('reshares 3-of-5 to 2-of-4: the removed member deletes its share, and old shares are useless with new ones', async () => {
     const removed = nodes[2]
     const oldKeys = nodes.map(n => internals(n).state!.key)

@@ -1,4 +1,11 @@
 import { strict as assert } from 'node:assert'
+import * as dagCbor from '@ipld/dag-cbor'
+import {
+  decodeReshareDeal,
+  decodeReshareMessage,
+  encodeReshareMessage,
+  MAX_RESHARE_MESSAGE_BYTES
+} from '../../protocols/reshare/codec.ts'
 import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
 import { reconstructSecret } from '../../src/threshold/dealer.ts'
 import { memberIdentifier } from '../../src/threshold/group.ts'
@@ -110,5 +117,56 @@ describe('resharing math', () => {
     assert.throws(() => dealReshare(byId.get(ids[0])!, ids[0], ids.slice(0, 3), to, 2), {
       name: 'NotEnoughSignersError'
     })
+  })
+})
+
+describe('the /cyberspace/reshare codec', () => {
+  const bytes = (n: number, fill = 1): Uint8Array => new Uint8Array(n).fill(fill)
+  const invalid = { name: 'InvalidReshareMessageError' }
+
+  it('decodes well-formed requests and refuses malformed or oversized ones by name', async () => {
+    const ids = (await members(3)).map(m => m.id).sort()
+    const deal = {
+      v: 1 as const,
+      type: 'reshare-deal' as const,
+      group: bytes(32),
+      epoch: 0,
+      session: bytes(32),
+      members: ids,
+      threshold: 2,
+      dealers: ids.slice(0, 2)
+    }
+    assert.deepEqual(decodeReshareMessage(encodeReshareMessage(deal)), deal)
+    const bad: unknown[] = [
+      { ...deal, v: 2 },
+      { ...deal, type: 'reshare-everything' },
+      { ...deal, extra: 1 },
+      { ...deal, members: [...ids].reverse() },
+      { ...deal, members: [ids[0], ids[0]] },
+      { ...deal, threshold: 4 },
+      { ...deal, threshold: 1 },
+      { ...deal, dealers: [ids[0]] },
+      { ...deal, members: Array.from({ length: 65 }, (_, i) => `z6Mk${String(i).padStart(3, '0')}`) },
+      { ...deal, epoch: 2 ** 32 },
+      { ...deal, group: bytes(31) },
+      { v: 1, type: 'repair-share', session: bytes(32), sums: [bytes(10), bytes(10)], package: { members: ids } },
+      {
+        v: 1,
+        type: 'reshare-commit',
+        group: bytes(32),
+        epoch: 1,
+        session: bytes(32),
+        digest: bytes(32),
+        members: ids,
+        acks: [
+          { from: ids[0], sig: bytes(63) },
+          { from: ids[1], sig: bytes(64) }
+        ]
+      }
+    ]
+    for (const b of bad) assert.throws(() => decodeReshareMessage(dagCbor.encode(b)), invalid, JSON.stringify(b))
+    assert.throws(() => decodeReshareMessage(new Uint8Array(MAX_RESHARE_MESSAGE_BYTES + 1)), invalid)
+    assert.throws(() => decodeReshareMessage(new TextEncoder().encode('not cbor')), invalid)
+    assert.throws(() => decodeReshareDeal(dagCbor.encode({ ...deal, v: 1 })), invalid)
   })
 })
