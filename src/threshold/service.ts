@@ -4,13 +4,17 @@
  * (the initiator relays the members' signed, sealed messages round by round); `sign` runs FROST
  * signing rounds over `/cyberspace/frost/1.0.0` with whichever t members answer in time; `issue`
  * makes cluster-signed SPKI certificates; `decrypt` opens what was encrypted to the cluster key
- * with t decryption shares; `refresh` gives every member a new share of the same key.
+ * with t decryption shares; `refresh` gives every member a new share of the same key; `repair`
+ * rebuilds one member's share from t helpers and `reshare` moves the key to a new member set and
+ * threshold, both over `/cyberspace/reshare/1.0.0` (protocols/reshare/README.md).
  *
  * Every member decides by policy: it joins a key generation only if the initiator is authorized
  * for `(cyberspace (cluster init))`, signs only payloads of kinds it accepts (an SPKI certificate
  * or CRL issued by the cluster, or a cluster message, told apart by their signing domain) for a
  * coordinator authorized for `(cyberspace (cluster sign <kind>))`, gives decryption shares for
- * `(cyberspace (cluster decrypt))` and joins refreshes for `(cyberspace (cluster refresh))` —
+ * `(cyberspace (cluster decrypt))`, joins refreshes for `(cyberspace (cluster refresh))`, repairs
+ * for `(cyberspace (cluster repair))` and resharings for `(cyberspace (cluster reshare))` (dealing
+ * only to new members that hold a `(cyberspace member)` chain) —
  * by a chain from its own ACL, found in its store or proven by the requester on demand. A request
  * this node makes itself is its operator's and needs no chain.
  *
