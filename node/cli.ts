@@ -22,6 +22,7 @@ import { ApiError, ExplainedError, plainMessage, UsageError } from './errors.ts'
 import { acl, ACL_HELP, cert, CERT_HELP, key, KEY_HELP } from './spki-commands.ts'
 import { CLUSTER_HELP, clusterCommand } from './cluster-commands.ts'
 import { STATE_HELP, stateCommand } from './state-commands.ts'
+import { LEAVE_HELP, leaveCommand, MEMBERS_HELP, membersCommand } from './membership-commands.ts'
 import type { BufferedMessage } from './api/server.ts'
 import type { BootstrapRetry } from '../src/network/bootstrap.ts'
 import type { PeerSummary } from '../src/node.ts'
@@ -128,6 +129,8 @@ export const HELP: Array<CommandHelp | GroupHelp> = [
   START_HELP,
   ID_HELP,
   PEERS_HELP,
+  MEMBERS_HELP,
+  LEAVE_HELP,
   DHT_HELP,
   PUBSUB_HELP,
   KEY_HELP,
@@ -233,6 +236,8 @@ const OPTIONS = {
   type: { type: 'string' },
   public: { type: 'boolean' },
   by: { type: 'string' },
+  state: { type: 'string' },
+  watch: { type: 'boolean' },
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -291,6 +296,10 @@ export async function main(
       case 'peers':
         noMore(rest, 'peers')
         return await showPeers(dataDir, values.json === true, out)
+      case 'members':
+        return await membersCommand(dataDir, rest, values, out)
+      case 'leave':
+        return await leaveCommand(dataDir, rest, out)
       case 'dht':
         return await dht(dataDir, rest, out)
       case 'pubsub':
@@ -395,7 +404,11 @@ async function start(
 
   // loaded here, not at the top: the other commands only talk to a running node and need none of the stack
   const { startNodeProcess, DEFAULT_PAGE_DIR } = await import('./platform.ts')
-  const running = await startNodeProcess({ dataDir, listen, bootstrap, apiPort })
+  let left = (): void => {}
+  const leaving = new Promise<void>(resolve => {
+    left = resolve
+  })
+  const running = await startNodeProcess({ dataDir, listen, bootstrap, apiPort, onLeave: () => left() })
   const { node, api } = running
   const peerId = node.peerId.toString()
   for (const warning of running.dataDir.warnings) err(`warning: ${warning}`)
@@ -444,6 +457,10 @@ async function start(
     }
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)
+    void leaving.then(() => {
+      out('left the cluster: stopping')
+      resolve()
+    })
   })
   await running.stop()
   out('stopped')

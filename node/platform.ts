@@ -35,6 +35,8 @@ export interface NodeProcessOptions {
   /** Control API port on 127.0.0.1; 0 picks a free one. */
   apiPort: number
   pageDir?: string
+  /** Called when the node has left the cluster through the control API (`cyberspace leave`). */
+  onLeave?: () => void
 }
 
 export interface RunningNode {
@@ -104,6 +106,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       token,
       port: options.apiPort,
       pageDir: options.pageDir ?? DEFAULT_PAGE_DIR,
+      onLeave: options.onLeave,
       onError: err => {
         process.stderr.write(`control API error: ${err.message}\n`)
       }

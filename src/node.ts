@@ -33,12 +33,15 @@ import {
 import { VALUE_NAMESPACE, valueKey } from '../protocols/values/codec.ts'
 import { spki } from './spki/service.ts'
 import { revocations } from './spki/revocations.ts'
+import { CRL_TOPIC } from '../protocols/spki/crl-codec.ts'
+import { membership, MEMBERSHIP_TOPIC, MEMBERSHIP_TOPIC_SCORE_PARAMS } from './membership/service.ts'
 import { cluster } from './threshold/service.ts'
 import { StateService } from './log/service.ts'
 import { seedSigner } from './crypto/sign.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
 import type { Spki, SpkiInit } from './spki/service.ts'
 import type { Revocations, RevocationsInit } from './spki/revocations.ts'
+import type { Membership, MembershipInit } from './membership/service.ts'
 import type { Cluster, ClusterInit } from './threshold/service.ts'
 import type { State, StateInit } from './log/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
@@ -66,6 +69,7 @@ export interface CyberspaceServices {
   bootstrap: Bootstrap
   spki: Spki
   revocations: Revocations
+  membership: Membership
   cluster: Cluster
   [name: string]: unknown
 }
@@ -88,6 +92,8 @@ export interface CreateNodeOptions {
   spkiOptions?: SpkiInit
   /** CRL spreading settings (gossip topic, catch-up interval, per-peer limits). */
   revocationsOptions?: RevocationsInit
+  /** Membership settings (SWIM timings, Lifeguard, per-peer limits, this member's metadata). */
+  membershipOptions?: MembershipInit
   /** Cluster key service settings (share store, accepted payload kinds, timeouts). */
   clusterOptions?: ClusterInit
   /** Replicated state settings (gossip namespace, anti-entropy interval, limits). */
@@ -123,6 +129,8 @@ export interface CyberspaceNode {
   readonly spki: Spki
   /** Spreads CRLs to the cluster and catches up on missed ones: see src/spki/revocations.ts. */
   readonly revocations: Revocations
+  /** SWIM + Lifeguard membership among the nodes holding (cyberspace member): see src/membership/service.ts. */
+  readonly membership: Membership
   /** This node's share of the cluster key, and the threshold protocols: see src/threshold/service.ts. */
   readonly cluster: Cluster
   /** Replicated documents (CRDTs over signed Merkle-DAG logs): see src/log/service.ts. Available once started. */
@@ -187,11 +195,20 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
         // gossipsub penalises more than 10 peers sharing one IP address (Sybil defence on the open
         // network): at 30 agents on one host every peer is graylisted and all gossip is dropped.
         // Cluster members share hosts by design; their admission is a matter for authorization.
-        scoreParams: { IPColocationFactorWeight: 0 }
+        // A message the topic validator rejects (forged, from a non-member) costs the peer that
+        // delivered it; the cluster's own topics carry that weight.
+        scoreParams: {
+          IPColocationFactorWeight: 0,
+          topics: {
+            [MEMBERSHIP_TOPIC]: MEMBERSHIP_TOPIC_SCORE_PARAMS,
+            [CRL_TOPIC]: MEMBERSHIP_TOPIC_SCORE_PARAMS
+          }
+        }
       }),
       bootstrap: bootstrap({ ...options.bootstrapOptions, list: options.bootstrap ?? [] }),
       spki: spki(options.spkiOptions),
       revocations: revocations(options.revocationsOptions),
+      membership: membership(options.membershipOptions),
       cluster: cluster(options.clusterOptions),
       ...options.services
     },
@@ -235,6 +252,9 @@ class Node implements CyberspaceNode {
   }
   get revocations(): Revocations {
     return this.libp2p.services.revocations
+  }
+  get membership(): Membership {
+    return this.libp2p.services.membership
   }
   get cluster(): Cluster {
     return this.libp2p.services.cluster

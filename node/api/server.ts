@@ -18,6 +18,7 @@ import { join } from 'node:path'
 import { WebSockets } from '@multiformats/multiaddr-matcher'
 import { MAX_NAME_LENGTH, MAX_VALUE_BYTES, valueKey } from '../../protocols/values/codec.ts'
 import { clusterRoutes, CLUSTER_ERROR_STATUS } from './cluster-routes.ts'
+import { membershipRoutes } from './membership-routes.ts'
 import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
 import { stateRoutes, STATE_ERROR_STATUS } from './state-routes.ts'
 import type { Route } from './http.ts'
@@ -44,6 +45,8 @@ export interface ApiServerInit {
   pageDir: string
   /** Told of server errors after it started listening (they never stop the node). */
   onError?: (err: Error) => void
+  /** Called after `POST members/leave` spread this node's leave: the process should stop. */
+  onLeave?: () => void
 }
 
 export interface ApiServer {
@@ -207,6 +210,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     },
     ...spkiRoutes(node),
     ...clusterRoutes(node),
+    ...membershipRoutes(node, { onLeave: init.onLeave }),
     ...state.routes
   }
 

@@ -226,7 +226,9 @@ export const MEMBERSHIP_TOPIC_SCORE_PARAMS: TopicScoreParams = {
   meshMessageDeliveriesActivation: 5000,
   meshFailurePenaltyWeight: 0,
   meshFailurePenaltyDecay: 0.5,
-  invalidMessageDeliveriesWeight: -100,
+  // −20 per rejected message (squared): one costs a peer gossip briefly, two graylist it. Not one:
+  // an honest member can relay a message it accepted that a peer holding a newer CRL rejects.
+  invalidMessageDeliveriesWeight: -20,
   invalidMessageDeliveriesDecay: 0.5
 }
 

@@ -1,0 +1,54 @@
+/**
+ * Control-API routes for membership (`cyberspace members`, `cyberspace leave`): this node's view
+ * of the cluster — every member with its state, incarnation, addresses, when it was last heard
+ * from and the metadata it publishes — and a graceful leave.
+ *
+ * @example
+ * GET /api/v0/members?state=dead → { "members": [{ "principal": "z6Mk…", "state": "dead", … }], "self": { … } }
+ * POST /api/v0/members/leave → { "left": true, "principal": "z6Mk…", "incarnation": 3 }
+ */
+import { HttpError, readJson } from './http.ts'
+import type { Route } from './http.ts'
+import type { CyberspaceNode } from '../../src/node.ts'
+import type { MemberState, MemberView } from '../../src/membership/service.ts'
+
+export const MEMBER_STATES: readonly MemberState[] = ['alive', 'suspect', 'dead', 'left']
+
+export interface MembersView {
+  /** Whether this node takes part (it holds a chain to (cyberspace member) by its own ACL). */
+  member: boolean
+  members: MemberView[]
+}
+
+export interface LeaveView {
+  left: true
+  principal: string
+  incarnation: number
+}
+
+export interface MembershipRoutesInit {
+  /** Called once a leave has been spread: the node process stops, as `serf leave` does. */
+  onLeave?: () => void
+}
+
+export function membershipRoutes(node: CyberspaceNode, init: MembershipRoutesInit = {}): Record<string, Route> {
+  return {
+    'GET members': async (_req, url) => {
+      const state = url.searchParams.get('state')
+      if (state != null && !MEMBER_STATES.includes(state as MemberState))
+        throw new HttpError(400, `state must be one of ${MEMBER_STATES.join(', ')}`)
+      const members = node.membership.members().filter(m => state == null || m.state === state)
+      return { member: node.membership.isMember(), members } satisfies MembersView
+    },
+    'POST members/leave': async req => {
+      await readJson(req)
+      if (!node.membership.isMember())
+        throw new HttpError(409, 'this node is not a member: it holds no chain to (cyberspace member)')
+      await node.membership.leave()
+      const self = node.membership.members().find(m => m.self)
+      // answer first, then stop: the caller learns the leave was spread before the node goes
+      setTimeout(() => init.onLeave?.(), 100).unref?.()
+      return { left: true, principal: self?.principal ?? '', incarnation: self?.incarnation ?? 0 } satisfies LeaveView
+    }
+  }
+}
