@@ -90,7 +90,7 @@ export const CLUSTER_HELP: GroupHelp = {
         ['--threshold <t>', 'how many members of the new set must sign together'],
         JSON_OPTION
       ],
-      example: 'cluster reshare --members 12D3KooWA…,12D3KooWB…,12D3KooWD… --threshold 2'
+      example: 'cluster reshare --members 12D3KooWA…,12D3KooWD… --threshold 2'
     },
     {
       name: 'cluster encrypt',

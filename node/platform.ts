@@ -10,7 +10,7 @@
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { createNode } from '../src/node.ts'
@@ -80,7 +80,9 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     }
     const node = await createNode({
       privateKey: dataDir.privateKey,
-      transports: [tcp(), webSockets()],
+      // the relay transport only dials (the node listens directly): members reachable only
+      // through a relay, such as tabs, are probed at their /p2p-circuit addresses
+      transports: [tcp(), webSockets(), circuitRelayTransport()],
       blockstore,
       datastore,
       listen: options.listen,
@@ -93,7 +95,16 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       // a LAN behind one NAT), and a joining burst would be refused and left to backoff
       connectionManager: { inboundConnectionThreshold: 64, maxIncomingPendingConnections: 64 },
       services: {
-        relay: circuitRelayServer({ reservations: { maxReservations: 128 } })
+        // members reachable only through this relay (tabs, peers behind NAT) are probed through it
+        // every second: libp2p's default limits (128 KiB, 2 min per relayed connection) would cut
+        // them off and redial all the time
+        relay: circuitRelayServer({
+          reservations: {
+            maxReservations: 128,
+            defaultDataLimit: 16n * 1024n * 1024n,
+            defaultDurationLimit: 30 * 60_000
+          }
+        })
       }
     })
     await node.start()

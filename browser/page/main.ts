@@ -6,6 +6,10 @@
 import { parseMultiaddr, parseMultiaddrs } from '../../src/network/multiaddrs.ts'
 import { createBrowserNode } from '../platform.ts'
 import { hostOf } from '../../src/network/gater.ts'
+import { parsePrincipal } from '../../src/crypto/principal.ts'
+import { MEMBER_TAG } from '../../src/membership/service.ts'
+import { parseSequence } from '../../src/spki/sequence.ts'
+import { parseAnyForm } from '../../src/spki/sexp.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -54,6 +58,68 @@ function renderPeers(node: CyberspaceNode): void {
   )
 }
 
+function renderMembers(node: CyberspaceNode): void {
+  const members = node.membership.members()
+  $('member-count').textContent = String(members.length)
+  $('member-status').textContent = node.membership.isMember()
+    ? 'this tab is a member'
+    : 'this tab is not a member: it holds no chain to (cyberspace member)'
+  $('members')
+    .querySelector('tbody')
+    ?.replaceChildren(
+      ...members.map(m => {
+        const tr = document.createElement('tr')
+        tr.dataset.peerId = m.peerId
+        tr.dataset.state = m.state
+        for (const text of [m.peerId + (m.self ? ' (this tab)' : ''), m.state, String(m.incarnation)]) {
+          const td = document.createElement('td')
+          td.className = 'mono'
+          td.textContent = text
+          tr.append(td)
+        }
+        return tr
+      })
+    )
+}
+
+/** The trust and import forms: how a tab operator makes the tab a member. */
+function certificateForms(node: CyberspaceNode): void {
+  const result = $('cert-result')
+  const report = (work: () => Promise<string>): void => {
+    work().then(
+      text => {
+        result.dataset.state = 'done'
+        result.textContent = text
+        renderMembers(node)
+      },
+      (err: Error) => {
+        result.dataset.state = 'failed'
+        result.textContent = `refused: ${err.message}`
+      }
+    )
+  }
+  $('trust-form').addEventListener('submit', evt => {
+    evt.preventDefault()
+    report(async () => {
+      const principal = parsePrincipal($<HTMLInputElement>('trust').value.trim())
+      await node.spki.addAclEntry(principal, MEMBER_TAG)
+      return `trusting ${principal} for (cyberspace member)`
+    })
+  })
+  $('import-form').addEventListener('submit', evt => {
+    evt.preventDefault()
+    report(async () => {
+      const items = parseAnyForm(new TextEncoder().encode($<HTMLTextAreaElement>('import').value), {
+        maxBytes: 64 * 1024
+      })
+      if (items.length !== 1) throw new Error('paste one certificate, CRL or sequence')
+      const { certs, crls } = parseSequence(items[0])
+      await node.spki.addAll({ certs, crls })
+      return `imported ${certs.length} certificate(s) and ${crls.length} CRL(s)`
+    })
+  })
+}
+
 async function run(): Promise<void> {
   const list = await bootstrapList()
   $('bootstrap').textContent = list.join(' ') || '(none)'
@@ -93,6 +159,15 @@ async function run(): Promise<void> {
       )
   })
 
+  certificateForms(node)
+  renderMembers(node)
+  node.membership.addEventListener('member:change', () => {
+    renderMembers(node)
+  })
+  node.membership.addEventListener('member:remove', () => {
+    renderMembers(node)
+  })
+
   renderPeers(node)
   node.libp2p.addEventListener('connection:open', () => {
     renderPeers(node)
@@ -102,6 +177,7 @@ async function run(): Promise<void> {
   })
   setInterval(() => {
     renderPeers(node)
+    renderMembers(node)
   }, 2000)
 
   const topicInput = $<HTMLInputElement>('topic')

@@ -1,21 +1,10 @@
 import { strict as assert } from 'node:assert'
 import { chromium } from 'playwright-core'
+import { CHROMIUM, CHROMIUM_ARGS } from '../helpers/browser.ts'
 import { spawnNode, stopNodes, waitUntil } from '../helpers/processes.ts'
 import type { NodeProcess } from '../helpers/processes.ts'
 import type { Browser, Page } from 'playwright-core'
 import type { PeerSummary } from '../../src/node.ts'
-
-/** Debian's Chromium; browsers that download themselves do not work on these machines. */
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--no-first-run'
-]
 
 const TOPIC = 'cyberspace-chat'
 
