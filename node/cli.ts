@@ -16,6 +16,7 @@ import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { parseMultiaddrs } from '../src/network/multiaddrs.ts'
+import { checkMeta } from '../protocols/membership/codec.ts'
 import { CLI, connectApi } from './api/client.ts'
 import { DEFAULT_DATA_DIR, TOKEN_FILE } from './data-dir.ts'
 import { ApiError, ExplainedError, plainMessage, UsageError } from './errors.ts'
@@ -67,7 +68,8 @@ const START_HELP: CommandHelp = {
   options: [
     ['--listen <multiaddr>', 'an address to listen on; repeatable, and replaces the defaults'],
     ['--bootstrap <multiaddr>', 'a peer to join through, ending in /p2p/<peer-id>; repeatable'],
-    ['--api-port <port>', 'the control API and web page port on 127.0.0.1; 0 picks a free one']
+    ['--api-port <port>', 'the control API and web page port on 127.0.0.1; 0 picks a free one'],
+    ['--meta <key=value>', 'metadata this member publishes about itself (role, zone…); repeatable']
   ],
   example: 'start --bootstrap /ip4/192.168.1.5/tcp/4101/p2p/12D3KooW…'
 }
@@ -238,6 +240,7 @@ const OPTIONS = {
   by: { type: 'string' },
   state: { type: 'string' },
   watch: { type: 'boolean' },
+  meta: { type: 'string', multiple: true },
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -389,7 +392,7 @@ function noMore(rest: string[], command: string): void {
 
 async function start(
   dataDir: string,
-  values: { listen?: string[]; bootstrap?: string[]; 'api-port'?: string },
+  values: { listen?: string[]; bootstrap?: string[]; 'api-port'?: string; meta?: string[] },
   rest: string[],
   out: Out,
   err: Out
@@ -402,13 +405,15 @@ async function start(
   if (!/^\d+$/.test(apiPortText) || apiPort > 65535)
     throw new UsageError(`invalid --api-port "${apiPortText}": expected 0-65535`)
 
+  const meta = parseMeta(values.meta ?? [])
+
   // loaded here, not at the top: the other commands only talk to a running node and need none of the stack
   const { startNodeProcess, DEFAULT_PAGE_DIR } = await import('./platform.ts')
   let left = (): void => {}
   const leaving = new Promise<void>(resolve => {
     left = resolve
   })
-  const running = await startNodeProcess({ dataDir, listen, bootstrap, apiPort, onLeave: () => left() })
+  const running = await startNodeProcess({ dataDir, listen, bootstrap, apiPort, meta, onLeave: () => left() })
   const { node, api } = running
   const peerId = node.peerId.toString()
   for (const warning of running.dataDir.warnings) err(`warning: ${warning}`)
@@ -465,6 +470,20 @@ async function start(
   await running.stop()
   out('stopped')
   return 0
+}
+
+/** `--meta key=value` flags as the member's metadata, checked as the membership service will. */
+function parseMeta(flags: string[]): Record<string, string> {
+  const meta: Record<string, string> = {}
+  for (const flag of flags) {
+    const eq = flag.indexOf('=')
+    if (eq <= 0) throw new UsageError(`invalid --meta "${flag}": expected key=value`)
+    meta[flag.slice(0, eq)] = flag.slice(eq + 1)
+  }
+  checkMeta(meta, what => {
+    throw new UsageError(`invalid --meta: ${what}`)
+  })
+  return meta
 }
 
 function describeRetry({ addr, failures, delay, error }: BootstrapRetry): string {

@@ -35,6 +35,8 @@ export interface NodeProcessOptions {
   /** Control API port on 127.0.0.1; 0 picks a free one. */
   apiPort: number
   pageDir?: string
+  /** Metadata this node publishes as a member (`start --meta key=value`). */
+  meta?: Record<string, string>
   /** Called when the node has left the cluster through the control API (`cyberspace leave`). */
   onLeave?: () => void
 }
@@ -90,6 +92,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       bootstrapOptions: options.bootstrapOptions,
       dhtServer: true,
       clusterOptions: { store: fileShareStore(dataDir.path) },
+      membershipOptions: { meta: options.meta },
       // libp2p's defaults (5 inbound connections per second per host, 10 pending) assume every
       // peer has its own address; cluster members often share one (several agents on a machine,
       // a LAN behind one NAT), and a joining burst would be refused and left to backoff

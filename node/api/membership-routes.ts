@@ -5,6 +5,7 @@
  *
  * @example
  * GET /api/v0/members?state=dead → { "members": [{ "principal": "z6Mk…", "state": "dead", … }], "self": { … } }
+ * POST /api/v0/members/meta { "meta": { "role": "builder" } } → the member's own entry, at its new incarnation
  * POST /api/v0/members/leave → { "left": true, "principal": "z6Mk…", "incarnation": 3 }
  */
 import { HttpError, readJson } from './http.ts'
@@ -18,6 +19,12 @@ export interface MembersView {
   /** Whether this node takes part (it holds a chain to (cyberspace member) by its own ACL). */
   member: boolean
   members: MemberView[]
+}
+
+/** Statuses for membership errors the routes let through. */
+export const MEMBERSHIP_ERROR_STATUS: Record<string, number> = {
+  InvalidMetaError: 400,
+  NotTakingPartError: 409
 }
 
 export interface LeaveView {
@@ -39,6 +46,14 @@ export function membershipRoutes(node: CyberspaceNode, init: MembershipRoutesIni
         throw new HttpError(400, `state must be one of ${MEMBER_STATES.join(', ')}`)
       const members = node.membership.members().filter(m => state == null || m.state === state)
       return { member: node.membership.isMember(), members } satisfies MembersView
+    },
+    'POST members/meta': async req => {
+      const meta = (await readJson(req)).meta
+      if (meta == null || typeof meta !== 'object' || Array.isArray(meta))
+        throw new HttpError(400, 'meta must be an object of strings')
+      // the service checks counts, lengths and that every value is a string (InvalidMetaError)
+      await node.membership.setMeta(meta as Record<string, string>)
+      return node.membership.members().find(m => m.self)
     },
     'POST members/leave': async req => {
       await readJson(req)

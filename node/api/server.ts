@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import { WebSockets } from '@multiformats/multiaddr-matcher'
 import { MAX_NAME_LENGTH, MAX_VALUE_BYTES, valueKey } from '../../protocols/values/codec.ts'
 import { clusterRoutes, CLUSTER_ERROR_STATUS } from './cluster-routes.ts'
-import { membershipRoutes } from './membership-routes.ts'
+import { membershipRoutes, MEMBERSHIP_ERROR_STATUS } from './membership-routes.ts'
 import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
 import { stateRoutes, STATE_ERROR_STATUS } from './state-routes.ts'
 import type { Route } from './http.ts'
@@ -77,6 +77,7 @@ const ERROR_STATUS: Record<string, number> = {
   TimeoutError: 504,
   ...SPKI_ERROR_STATUS,
   ...CLUSTER_ERROR_STATUS,
+  ...MEMBERSHIP_ERROR_STATUS,
   ...STATE_ERROR_STATUS
 }
 

@@ -90,7 +90,7 @@ describe('membership: SWIM with Lifeguard among 12 node processes', function () 
 
   before(async () => {
     root = await key()
-    const first = await spawnNode()
+    const first = await spawnNode({ extraArgs: ['--meta', 'role=seed'] })
     nodes = [first]
     for (let i = 1; i < N; i++) nodes.push(await spawnNode({ bootstrap: [first.tcpAddr] }))
     for (const node of nodes) certs.set(node.peerId, await admit(node, root))
@@ -197,7 +197,30 @@ describe('membership: SWIM with Lifeguard among 12 node processes', function () 
       60_000
     )
     // a rejoin attempt by the revoked member (a new incarnation through metadata) changes nothing
+    await revoked.api.post('members/meta', { meta: { role: 'back' } })
     await sleep(3000)
     for (const v of await Promise.all(others.map(view))) assert.ok(v.members.every(m => m.peerId !== revoked.peerId))
+  })
+  it('metadata a member publishes (start --meta, POST members/meta) reaches every view at a higher incarnation', async () => {
+    // the members still alive in the first node's view (not the killed, left or revoked ones)
+    const alive = new Set((await view(nodes[0])).members.filter(m => m.state === 'alive').map(m => m.peerId))
+    const live = nodes.filter(n => alive.has(n.peerId))
+    assert.equal(live.length, N - 4)
+    const [seed, other] = live
+    const before = (await view(other)).members.find(m => m.peerId === seed.peerId)
+    assert.deepEqual(before?.meta, { role: 'seed' })
+    await seed.api.post('members/meta', { meta: { role: 'seed', load: '0.5' } })
+    await waitUntil(
+      'every member to see the new metadata',
+      async () =>
+        (await Promise.all(live.map(view))).every(
+          v => v.members.find(m => m.peerId === seed.peerId)?.meta.load === '0.5'
+        ),
+      30_000
+    )
+    const after = (await view(other)).members.find(m => m.peerId === seed.peerId)
+    assert.ok(after != null && before != null && after.incarnation > before.incarnation)
+    // metadata outside the limits is refused by name and changes nothing
+    await assert.rejects(seed.api.post('members/meta', { meta: { 'Bad Key': 'x' } }), /meta key/)
   })
 })
