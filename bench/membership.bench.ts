@@ -14,6 +14,7 @@
  * Environment, for partial runs: MEMBERSHIP_BENCH_SIZES (default "10,20"), MEMBERSHIP_BENCH_TRIALS
  * (default 6), MEMBERSHIP_BENCH_SYSTEMS (default "serf,cyberspace,dht").
  */
+import { loadavg } from 'node:os'
 import { startCyberspaceCluster } from './cyberspace-members.ts'
 import { measureDhtLookups } from './dht-lookup.ts'
 import { percentile } from './harness.ts'
@@ -42,7 +43,13 @@ const IDLE_SECONDS = 30
 const SETTLE_SECONDS = 10
 const STRESS_SECONDS = 60
 const BUSY_LOOPS = 3
-const DHT = { nodes: 50, records: 10, lookups: 100 }
+const DHT = { nodes: 50, records: 8, lookups: 40 }
+
+/** The machine's 1-minute load average as each part began: other work on the machine shows here. */
+const loads: string[] = []
+function noteLoad(label: string): void {
+  loads.push(`${label} ${loadavg()[0].toFixed(1)}`)
+}
 
 interface SystemFigures {
   n: number
@@ -64,6 +71,7 @@ async function measureSystem(start: (n: number) => Promise<MemberCluster>, n: nu
     return figures
   }
   const label = `${cluster.system} N=${n}`
+  noteLoad(label)
   figures.resolution = cluster.resolution
   try {
     if (n === SIZES[0]) {
@@ -164,6 +172,7 @@ const benchmark: Benchmark = {
     }
     let dht: DhtFigures | string | undefined
     if (SYSTEMS.includes('dht')) {
+      noteLoad('dht')
       try {
         dht = await measureDhtLookups(DHT)
       } catch (err) {
@@ -174,14 +183,23 @@ const benchmark: Benchmark = {
 
     const rows: Array<Array<string | number>> = []
     const ratios: Record<string, number> = {}
+    // a half that never started says why in setup; one that stopped part way says 'failed' where it has no figure
     const cell = (value: number | undefined, figures: SystemFigures | undefined, missing: string): string | number =>
-      value ?? (figures == null ? missing : figures.error != null ? 'failed' : '-')
+      value ??
+      (figures == null
+        ? missing
+        : figures.error == null
+          ? '-'
+          : figures.trials.length === 0 && figures.idle == null
+            ? 'unavailable'
+            : 'failed')
     const ratioCell = (c: number | undefined, s: number | undefined): string | number =>
       c != null && s != null && s > 0 ? c / s : '-'
     const serfMissing = notes.serf != null ? 'absent' : 'not run'
     const csMissing = notes.cyberspace != null ? 'unavailable' : 'not run'
 
-    for (const n of SIZES) {
+    const membershipRun = SYSTEMS.includes('serf') || SYSTEMS.includes('cyberspace')
+    for (const n of membershipRun ? SIZES : []) {
       const s = serf.find(f => f.n === n)
       const c = cyberspace.find(f => f.n === n)
       const sd = s == null ? undefined : detection(s)
@@ -221,32 +239,34 @@ const benchmark: Benchmark = {
       for (const f of [s, c]) if (f?.error != null) notes[`${f === s ? 'serf' : 'cyberspace'} N=${n}`] = f.error
     }
 
-    const s0 = serf.find(f => f.n === SIZES[0])
-    const c0 = cyberspace.find(f => f.n === SIZES[0])
-    const n0 = SIZES[0]
-    rows.push([
-      `under load: members marked dead, none killed (${STRESS_SECONDS} s, ${BUSY_LOOPS} busy loops)`,
-      n0,
-      cell(s0?.stress?.markedDead, s0, serfMissing),
-      cell(c0?.stress?.markedDead, c0, csMissing),
-      '-'
-    ])
-    rows.push([
-      'under load: members suspected, none killed',
-      n0,
-      cell(s0?.stress?.suspected, s0, serfMissing),
-      cell(c0?.stress?.suspected, c0, csMissing),
-      '-'
-    ])
-    rows.push([
-      `idle CPU per member (s per minute, over ${IDLE_SECONDS} s)`,
-      n0,
-      cell(s0?.idle, s0, serfMissing),
-      cell(c0?.idle, c0, csMissing),
-      ratioCell(c0?.idle, s0?.idle)
-    ])
-    if (c0?.idle != null && s0?.idle != null && s0.idle > 0) {
-      ratios[`idle CPU per member N=${n0} cyberspace / serf`] = c0.idle / s0.idle
+    if (membershipRun) {
+      const s0 = serf.find(f => f.n === SIZES[0])
+      const c0 = cyberspace.find(f => f.n === SIZES[0])
+      const n0 = SIZES[0]
+      rows.push([
+        `under load: members marked dead, none killed (${STRESS_SECONDS} s, ${BUSY_LOOPS} busy loops)`,
+        n0,
+        cell(s0?.stress?.markedDead, s0, serfMissing),
+        cell(c0?.stress?.markedDead, c0, csMissing),
+        '-'
+      ])
+      rows.push([
+        'under load: members suspected, none killed',
+        n0,
+        cell(s0?.stress?.suspected, s0, serfMissing),
+        cell(c0?.stress?.suspected, c0, csMissing),
+        '-'
+      ])
+      rows.push([
+        `idle CPU per member (s per minute, over ${IDLE_SECONDS} s)`,
+        n0,
+        cell(s0?.idle, s0, serfMissing),
+        cell(c0?.idle, c0, csMissing),
+        ratioCell(c0?.idle, s0?.idle)
+      ])
+      if (c0?.idle != null && s0?.idle != null && s0.idle > 0) {
+        ratios[`idle CPU per member N=${n0} cyberspace / serf`] = c0.idle / s0.idle
+      }
     }
 
     if (dht != null) {
@@ -254,18 +274,25 @@ const benchmark: Benchmark = {
       const dhtRow = (what: string, value: number | undefined): void => {
         rows.push([what, DHT.nodes, 'no DHT', value ?? 'failed', '-'])
       }
-      dhtRow('DHT lookup p50 (ms)', d?.p50)
-      dhtRow('DHT lookup p99 (ms)', d?.p99)
-      dhtRow('DHT lookup mean hops', d?.meanHops)
-      dhtRow('DHT lookup max hops', d?.maxHops)
-      dhtRow('DHT lookup mean peers asked', d?.meanAsked)
-      dhtRow('DHT direct fetch from a holder p50 (ms, floor)', d?.directP50)
-      dhtRow('DHT direct fetch from a holder p99 (ms)', d?.directP99)
-      if (d != null && d.directP50 > 0) ratios['DHT lookup p50 / direct fetch p50'] = d.p50 / d.directP50
+      dhtRow('DHT put p50 (ms)', d?.putP50)
+      dhtRow('DHT lookup, first record p50 (ms)', d?.firstP50)
+      dhtRow('DHT lookup, first record p99 (ms)', d?.firstP99)
+      dhtRow('DHT lookup, query done p50 (ms; node.getValue)', d?.doneP50)
+      dhtRow('DHT lookup, query done p99 (ms)', d?.doneP99)
+      dhtRow('DHT hops to the first record, mean', d?.meanHops)
+      dhtRow('DHT hops to the first record, max', d?.maxHops)
+      dhtRow('DHT peers asked before the first record, mean', d?.meanAskedFirst)
+      dhtRow('DHT peers asked by the whole query, mean', d?.meanAskedDone)
+      dhtRow('DHT direct GET_VALUE to a holder p50 (ms, floor)', d?.directP50)
+      dhtRow('DHT direct GET_VALUE to a holder p99 (ms)', d?.directP99)
+      if (d != null && d.directP50 > 0) {
+        ratios['DHT first record p50 / direct fetch p50'] = d.firstP50 / d.directP50
+        ratios['DHT query done p50 / direct fetch p50'] = d.doneP50 / d.directP50
+      }
       if (d != null) {
         notes.dht =
-          `${d.lookups} timed lookups of ${d.records} records, ${d.localHits} more answered from the asker's own store ` +
-          `(not timed); routing tables ${d.routingTable.toFixed(1)} peers on average`
+          `${d.lookups} lookups of ${d.records} records, each from a node that does not hold it; ` +
+          `${d.holders.toFixed(1)} holders per record; routing tables ${d.routingTable.toFixed(1)} peers on average`
       }
       if (typeof dht === 'string') notes.dht = `failed: ${dht}`
     }
@@ -285,7 +312,8 @@ const benchmark: Benchmark = {
         cyberspaceResolution: csResolution ?? 'not measured',
         load: `${BUSY_LOOPS} busy loops (process.execPath -e 'for(;;){}') on ${STRESS_SECONDS} s; Cyberspace suspicions seen by polling every ${STRESS_POLL_MS} ms`,
         idle: `utime+stime from /proc/<pid>/stat over ${IDLE_SECONDS} s, after ${SETTLE_SECONDS} s settling, no requests`,
-        dht: `${DHT.nodes} in-process nodes on the memory transport, ${DHT.records} signed value records, ${DHT.lookups} lookups from random non-publishers`,
+        dht: `${DHT.nodes} in-process nodes on the memory transport, one process, all joined through the first`,
+        loadAverage: loads.join(', '),
         ...notes
       },
       columns: ['measure', 'N', 'serf', 'cyberspace', 'cyberspace / serf'],
