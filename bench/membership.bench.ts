@@ -12,7 +12,7 @@
  * prints "cyberspace membership unavailable: <reason>" instead.
  *
  * Environment, for partial runs: MEMBERSHIP_BENCH_SIZES (default "10,20"), MEMBERSHIP_BENCH_TRIALS
- * (default 6), MEMBERSHIP_BENCH_SYSTEMS (default "serf,cyberspace,dht").
+ * (default 5), MEMBERSHIP_BENCH_SYSTEMS (default "serf,cyberspace,dht").
  */
 import { loadavg } from 'node:os'
 import { startCyberspaceCluster } from './cyberspace-members.ts'
@@ -33,17 +33,20 @@ import type { DhtFigures } from './dht-lookup.ts'
 import type { FalsePositives, MemberCluster, Trial } from './member-cluster.ts'
 
 const SIZES = (process.env.MEMBERSHIP_BENCH_SIZES ?? '10,20').split(',').map(Number)
-const TRIALS = Number(process.env.MEMBERSHIP_BENCH_TRIALS ?? 6)
+const TRIALS = Number(process.env.MEMBERSHIP_BENCH_TRIALS ?? 5)
 const SYSTEMS = (process.env.MEMBERSHIP_BENCH_SYSTEMS ?? 'serf,cyberspace,dht').split(',')
 const KILLED = 2
 const DETECTION_TIMEOUT_MS = 60_000
 const REJOIN_TIMEOUT_MS = 120_000
-/** Idle and load figures are taken on the smallest cluster only. */
+/**
+ * Idle and load figures are taken on the smallest cluster only. A node process's CPU falls over its
+ * first minute or two (JIT, connections, the DHT's first refreshes): idle is measured a minute in.
+ */
 const IDLE_SECONDS = 30
-const SETTLE_SECONDS = 10
+const SETTLE_SECONDS = 60
 const STRESS_SECONDS = 60
 const BUSY_LOOPS = 3
-const DHT = { nodes: 50, records: 8, lookups: 40 }
+const DHT = { nodes: 50, records: 6, lookups: 30 }
 
 /** The machine's 1-minute load average as each part began: other work on the machine shows here. */
 const loads: string[] = []
