@@ -29,6 +29,8 @@ export const REPAIR_DEAL_DOMAIN = 'cyberspace/repair-deal/v1'
 export const REPAIR_SUM_DOMAIN = 'cyberspace/repair-sum/v1'
 export const RESHARE_DEAL_DOMAIN = 'cyberspace/reshare-deal/v1'
 export const RESHARE_ACK_DOMAIN = 'cyberspace/reshare-ack/v1'
+/** A new member's statement that it switched to its new share (what a removed member needs t_new of). */
+export const RESHARE_SWITCHED_DOMAIN = 'cyberspace/reshare-switched/v1'
 /** A signed deal or sum: up to 64 sealed shares and member lists of 64 principals. */
 export const MAX_SIGNED_PIECE_BYTES = 32 * 1024
 /** A request: an apply carries up to 64 deals. */
@@ -108,13 +110,25 @@ export interface ReshareAbortRequest {
   type: 'reshare-abort'
   session: Uint8Array
 }
-/** Resharing step 3, to every new and old member: every new member's ack of the same new package. */
+/** Resharing step 3, to every new member: every new member's ack of the same new package. */
 export interface ReshareCommitRequest extends GroupRequest {
   type: 'reshare-commit'
   /** Here `epoch` is the new share generation. The digest of the new public package. */
   digest: Uint8Array
   members: string[]
   acks: Array<{ from: string; sig: Uint8Array }>
+}
+/**
+ * Resharing step 4, to every removed member once t_new new members switched: the dealers' signed
+ * deals (from which it recomputes the new package, and which name the new set) and the new
+ * members' signed statements that they switched to it.
+ */
+export interface ReshareRetireRequest extends GroupRequest {
+  type: 'reshare-retire'
+  /** Here `epoch` is the new share generation. The t_old signed ReshareDeals of the resharing. */
+  deals: Uint8Array[]
+  /** At least t_new new members' signatures over RESHARE_SWITCHED_DOMAIN ‖ 0x00 ‖ reshareAckBody(group, epoch, session, digest). */
+  switched: Array<{ from: string; sig: Uint8Array }>
 }
 
 export interface PieceAnswer {
@@ -132,13 +146,20 @@ export interface StagedAnswer {
   ack: Uint8Array
 }
 /**
- * The member switched (`committed`), deleted its share (`retired`), stored its repaired share
- * (`repaired`) or forgot an aborted resharing (`aborted`); `epoch` is the generation it holds then.
+ * The member deleted its share (`retired`), stored its repaired share (`repaired`) or forgot an
+ * aborted resharing (`aborted`); `epoch` is the generation it holds then.
  */
 export interface DoneAnswer {
   v: 1
-  type: 'committed' | 'retired' | 'repaired' | 'aborted'
+  type: 'retired' | 'repaired' | 'aborted'
   epoch: number
+}
+/** The new member switched to generation `epoch`, and signs that it did (RESHARE_SWITCHED_DOMAIN). */
+export interface CommittedAnswer {
+  v: 1
+  type: 'committed'
+  epoch: number
+  sig: Uint8Array
 }
 
 export type ReshareRequest =
@@ -148,8 +169,9 @@ export type ReshareRequest =
   | ReshareDealRequest
   | ReshareApplyRequest
   | ReshareCommitRequest
+  | ReshareRetireRequest
   | ReshareAbortRequest
-export type ReshareAnswer = PieceAnswer | StagedAnswer | DoneAnswer | ErrorAnswer
+export type ReshareAnswer = PieceAnswer | StagedAnswer | CommittedAnswer | DoneAnswer | ErrorAnswer
 export type ReshareMessage = ReshareRequest | ReshareAnswer
 
 /** A helper's repair pieces: a random summand of λ_i(x_member)·s_i for every other helper, sealed to it. */
@@ -217,10 +239,11 @@ const FIELDS: Record<string, string> = {
   'reshare-deal': `dealers,${GROUP}members,session,threshold,type,v`,
   'reshare-apply': 'dealers,deals,members,package,session,threshold,type,v',
   'reshare-commit': `acks,digest,${GROUP}members,session,type,v`,
+  'reshare-retire': `deals,${GROUP}session,switched,type,v`,
   'reshare-abort': 'session,type,v',
   piece: 'piece,type,v',
   staged: 'ack,digest,type,v',
-  committed: 'epoch,type,v',
+  committed: 'epoch,sig,type,v',
   retired: 'epoch,type,v',
   repaired: 'epoch,type,v',
   aborted: 'epoch,type,v',
@@ -290,6 +313,8 @@ export function checkReshareMessage(msg: unknown): asserts msg is ReshareMessage
   if ('deals' in m) checkList(m.deals, 'deals', MAX_GROUP_MEMBERS, isPiece, 2)
   if ('sums' in m) checkList(m.sums, 'sums', MAX_GROUP_MEMBERS, isPiece, 2)
   if ('acks' in m) checkList(m.acks, 'acks', MAX_GROUP_MEMBERS, checkAck, 2)
+  if ('switched' in m) checkList(m.switched, 'switched', MAX_GROUP_MEMBERS, checkAck, 2)
+  if ('sig' in m && !isBytes(m.sig, 64, 64)) fail('sig is a 64-byte signature')
   if ('digest' in m && !isBytes(m.digest, 32, 32)) fail('digest is 32 bytes')
   if ('ack' in m && !isBytes(m.ack, 64, 64)) fail('ack is a 64-byte signature')
   if ('piece' in m && !isPiece(m.piece)) fail(`a piece is 1-${MAX_SIGNED_PIECE_BYTES} bytes`)

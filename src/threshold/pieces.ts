@@ -21,7 +21,9 @@ import {
   pieceSigningBody,
   REPAIR_DEAL_DOMAIN,
   REPAIR_SUM_DOMAIN,
-  RESHARE_DEAL_DOMAIN
+  RESHARE_DEAL_DOMAIN,
+  RESHARE_SWITCHED_DOMAIN,
+  reshareAckBody
 } from '../../protocols/reshare/codec.ts'
 import { principalPublicKey } from '../crypto/principal.ts'
 import { signAs, verifyAs } from '../crypto/sign.ts'
@@ -30,14 +32,17 @@ import {
   InvalidShareError,
   MessageSignatureError,
   NotAMemberError,
+  NotEnoughSignersError,
   WrongSessionError
 } from './errors.ts'
+import { memberIdentifier, parsePoint } from './group.ts'
 import { repairShares, sumRepairShares } from './refresh.ts'
-import { dealReshare } from './reshare.ts'
+import { dealReshare, resharedPublic } from './reshare.ts'
 import { openScalar, sealScalars } from './seal.ts'
 import { groupKeyOf, publicPackage } from './state.ts'
 import type { PublicPackage, RepairDeal, RepairSum, ReshareDeal } from '../../protocols/reshare/codec.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
+import type { GroupPoint } from './group.ts'
 import type { ReceivedReshare } from './reshare.ts'
 import type { ClusterState } from './state.ts'
 
@@ -174,7 +179,7 @@ export async function makeRepairSum(
 
 /**
  * The sums sent to member `self` for its repair, each from a distinct member of `pkg`, all for
- * this package, session and member; `threshold` of them, opened.
+ * this package, session and member; `threshold` of them, opened, and the helpers that signed them.
  */
 export async function openRepairSums(
   pkg: PublicPackage,
@@ -182,7 +187,7 @@ export async function openRepairSums(
   seed: Uint8Array,
   session: Uint8Array,
   sums: Uint8Array[]
-): Promise<Uint8Array[]> {
+): Promise<{ values: Uint8Array[]; helpers: PrincipalId[] }> {
   if (sums.length !== pkg.threshold) throw new InvalidShareError(`a repair takes exactly ${pkg.threshold} sums`)
   const digest = packageDigest(pkg)
   const seen = new Set<string>()
@@ -211,7 +216,7 @@ export async function openRepairSums(
       throw new InvalidShareError(`the repair sum sealed by ${from} does not open`, from)
     }
   }
-  return out
+  return { values: out, helpers: [...seen] as PrincipalId[] }
 }
 
 // ---------------------------------------------------------------- resharing
@@ -306,4 +311,77 @@ export async function openReshareDeals(
   const missing = plan.dealers.filter(d => !seen.has(d))
   if (missing.length > 0) throw new InvalidShareError(`no reshare deal from ${missing.join(', ')}`, missing[0])
   return received
+}
+
+/**
+ * What a removed member checks before it deletes its share (`reshare-retire`): the deals are
+ * signed by t distinct members of its own generation, for its own package (by digest), this
+ * session and one plan that leaves it out; the new package recomputed from their commitments is
+ * the one at least t_new new members signed they switched to. A coordinator alone can forge
+ * none of it, and an old commit or a deal of another run does not fit. Returns the new members.
+ */
+export async function checkRetirement(
+  state: ClusterState,
+  self: PrincipalId,
+  session: Uint8Array,
+  deals: Uint8Array[],
+  switched: ReadonlyArray<{ from: string; sig: Uint8Array }>
+): Promise<PrincipalId[]> {
+  if (deals.length !== state.threshold)
+    throw new NotEnoughSignersError(`a resharing of this generation is dealt by ${state.threshold} members`)
+  const group = groupKeyOf(state)
+  const digest = packageDigest(publicPackage(state))
+  const seen = new Set<string>()
+  let plan: ResharePlan | undefined
+  const sum: GroupPoint[] = []
+  for (const bytes of deals) {
+    const deal = decodeReshareDeal(bytes)
+    // a dealer is a member of the generation this node holds: not a key the coordinator made up
+    const from = await checkSignature(RESHARE_DEAL_DOMAIN, deal, state.members, 'reshare deal')
+    if (seen.has(from)) throw new EquivocationError(`two reshare deals from ${from}`, from)
+    seen.add(from)
+    plan ??= {
+      members: deal.members as PrincipalId[],
+      threshold: deal.threshold,
+      dealers: deal.dealers as PrincipalId[]
+    }
+    if (
+      !equalBytes(deal.group, group) ||
+      deal.epoch !== state.epoch ||
+      !equalBytes(deal.digest, digest) ||
+      !equalBytes(deal.session, session) ||
+      deal.threshold !== plan.threshold ||
+      !sameList(deal.members, plan.members) ||
+      !sameList(deal.dealers, plan.dealers)
+    )
+      throw new WrongSessionError(`the reshare deal of ${from} is for another group, package, session or plan`, from)
+    deal.commitments.forEach((c, k) => {
+      const point = parsePoint(c, `commitment ${k} of ${from}`)
+      sum[k] = sum[k] == null ? point : sum[k].add(point)
+    })
+  }
+  const p = plan as ResharePlan
+  if (!sameList([...seen].sort(), p.dealers))
+    throw new WrongSessionError('the deals are not those of the dealers their plan names')
+  if (p.members.includes(self)) throw new NotAMemberError('this member is in the new set: it is not retired')
+  const pub = resharedPublic(group, p.members, p.threshold, sum)
+  const next = packageDigest({
+    members: p.members,
+    threshold: p.threshold,
+    epoch: state.epoch + 1,
+    commitments: pub.commitments,
+    verifyingShares: p.members.map(m => pub.verifyingShares[memberIdentifier(m)])
+  })
+  const body = reshareAckBody(group, state.epoch + 1, session, next)
+  const confirmed = new Set<string>()
+  for (const s of switched) {
+    if (!p.members.includes(s.from as PrincipalId) || confirmed.has(s.from)) continue
+    if (await verifyAs(principalPublicKey(s.from as PrincipalId), RESHARE_SWITCHED_DOMAIN, body, s.sig))
+      confirmed.add(s.from)
+  }
+  if (confirmed.size < p.threshold)
+    throw new NotEnoughSignersError(
+      `${confirmed.size} new members showed they switched to the new package; ${p.threshold} are needed before a share is deleted`
+    )
+  return p.members
 }

@@ -126,22 +126,36 @@ export function combineReshare(
     for (let k = 0; k < threshold; k++) sum[k] = sum[k].add(points[k])
   }
   // each constant term was checked against its dealer's verifying share: together they are the group key
-  if (!sum[0].equals(Point.fromBytes(oldPub.commitments[0])))
-    throw new EquivocationError(
-      'the dealt constant terms do not add up to the group key: the old package is inconsistent'
-    )
-  const commitments = sum.map(p => p.toBytes())
-  commitments[0] = oldPub.commitments[0]
   const key: Key = {
-    public: {
-      signers: { min: threshold, max: members.length },
-      commitments: commitments as FrostPublic['commitments'],
-      verifyingShares: Object.fromEntries(
-        members.map(m => [memberIdentifier(m), evaluateCommitments(sum, x(m)).toBytes()])
-      ) as FrostPublic['verifyingShares']
-    },
+    public: resharedPublic(oldPub.commitments[0], members, threshold, sum),
     secret: { identifier: memberIdentifier(self), signingShare: scalarBytes(share) }
   }
   frost.validateSecret(key.secret, key.public)
   return key
+}
+
+/**
+ * The new group's public package from the sum of the dealers' commitments: what every new member
+ * computes, and what a removed member recomputes from the deals to know what the new set acked.
+ * Throws EquivocationError unless the constant terms add up to `group`.
+ */
+export function resharedPublic(
+  group: Uint8Array,
+  members: PrincipalId[],
+  threshold: number,
+  sum: GroupPoint[]
+): FrostPublic {
+  if (sum.length !== threshold || !sum[0].equals(Point.fromBytes(group)))
+    throw new EquivocationError(
+      'the dealt constant terms do not add up to the group key: the old package is inconsistent'
+    )
+  const commitments = sum.map(p => p.toBytes())
+  commitments[0] = group
+  return {
+    signers: { min: threshold, max: members.length },
+    commitments: commitments as FrostPublic['commitments'],
+    verifyingShares: Object.fromEntries(
+      members.map(m => [memberIdentifier(m), evaluateCommitments(sum, x(m)).toBytes()])
+    ) as FrostPublic['verifyingShares']
+  }
 }

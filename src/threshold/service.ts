@@ -48,6 +48,7 @@ import {
   packageDigest,
   RESHARE_ACK_DOMAIN,
   RESHARE_PROTOCOL,
+  RESHARE_SWITCHED_DOMAIN,
   reshareAckBody
 } from '../../protocols/reshare/codec.ts'
 import { signedBytes } from '../../protocols/signing.ts'
@@ -84,6 +85,7 @@ import {
 import { memberIdentifier, parsePoint } from './group.ts'
 import type { GroupPoint } from './group.ts'
 import {
+  checkRetirement,
   makeRepairDeal,
   makeRepairSum,
   makeReshareDeal,
@@ -107,7 +109,7 @@ import {
 import type { DkgEnvelope, DkgMessages } from '../../protocols/dkg/codec.ts'
 import type { Tag } from '../spki/tag.ts'
 import type { FrostAnswer, FrostRequest } from '../../protocols/frost/codec.ts'
-import type { ReshareAnswer, ReshareRequest } from '../../protocols/reshare/codec.ts'
+import type { PublicPackage, ReshareAnswer, ReshareRequest } from '../../protocols/reshare/codec.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Cert, SignedCert } from '../spki/cert.ts'
 import type { Spki } from '../spki/service.ts'
@@ -340,6 +342,8 @@ class ClusterService implements Cluster, Startable {
   private refreshRun?: RefreshRun
   private repairRun?: RepairRun
   private reshareRun?: ReshareRun
+  /** True while this node coordinates a resharing. */
+  private resharing = false
   /** The last resharing this node switched for or retired from, so a repeated commit is answered the same. */
   private reshareDone?: { session: Uint8Array; answer: ReshareAnswer }
   private readonly open: OpenStream
@@ -1146,6 +1150,8 @@ class ClusterService implements Cluster, Startable {
         return await this.stageReshare(request, from)
       case 'reshare-commit':
         return await this.commitReshare(request, from)
+      case 'reshare-retire':
+        return await this.retireReshare(request, from)
       case 'reshare-abort': {
         const run = this.liveReshare()
         if (run != null && run.coordinator === from && equalBytes(run.session, request.session)) {
@@ -1167,6 +1173,28 @@ class ClusterService implements Cluster, Startable {
     if (run != null && !equalBytes(run.session, session)) this.reshareRun = undefined
   }
 
+  /**
+   * A coordinator hands a member the package to repair or reshare from; a member that holds that
+   * generation takes only its own (else a made-up package of the same group key would replace its
+   * share). Throws EquivocationError.
+   */
+  private checkOwnPackage(held: ClusterState, pkg: PublicPackage): void {
+    if (!equalBytes(packageDigest(pkg), packageDigest(publicPackage(held))))
+      throw new EquivocationError(`the package given is not the one this member holds at generation ${held.epoch}`)
+  }
+
+  /**
+   * At a member holding an older generation, the members that signed the pieces (and so the
+   * package's digest) must be members it knew or hold a `(cyberspace member)` chain here, not keys
+   * the coordinator made up. A node without a share has nothing to compare with: the coordinator's
+   * grant is what it relies on.
+   */
+  private async checkVouchers(signers: PrincipalId[], coordinator: PrincipalId): Promise<void> {
+    const held = this.state
+    if (held == null) return
+    for (const s of signers) if (!held.members.includes(s)) await this.checkMemberChain(s, coordinator)
+  }
+
   /** Repair step 3 at the member: checks the sums against the package it is given, and keeps the share. */
   private async storeRepaired(
     request: Extract<ReshareRequest, { type: 'repair-share' }>,
@@ -1181,10 +1209,12 @@ class ClusterService implements Cluster, Startable {
       throw new ClusterExistsError(`this node holds a share of another cluster, ${clusterPrincipal(held)}`)
     if (held != null && held.epoch > pkg.epoch)
       throw new WrongEpochError(`this member holds share generation ${held.epoch}, newer than ${pkg.epoch}`)
+    if (held != null && held.epoch === pkg.epoch) this.checkOwnPackage(held, pkg)
     const pub = packagePublic(pkg)
     const sums = await openRepairSums(pkg, this.self, this.seed(), request.session, request.sums)
+    await this.checkVouchers(sums.helpers, from)
     // the rebuilt share must be the one the group's verifying share commits to
-    const key = recoverShare(pub, this.self, sums)
+    const key = recoverShare(pub, this.self, sums.values)
     await this.keep({ members, threshold: pkg.threshold, epoch: pkg.epoch, key })
     this.log('share of %s repaired at generation %d', clusterPrincipal(this.state as ClusterState), pkg.epoch)
     return { v: 1, type: 'repaired', epoch: pkg.epoch }
@@ -1211,6 +1241,7 @@ class ClusterService implements Cluster, Startable {
       throw new ClusterExistsError('a key generation is under way at this node')
     if (held != null && held.epoch > pkg.epoch)
       throw new WrongEpochError(`this member holds share generation ${held.epoch}, newer than ${pkg.epoch}`)
+    if (held != null && held.epoch === pkg.epoch) this.checkOwnPackage(held, pkg)
     this.claimReshare(request.session, from)
     let run = this.liveReshare()
     if (run?.staged != null) {
@@ -1230,6 +1261,7 @@ class ClusterService implements Cluster, Startable {
       throw new WrongSessionError('this member is a dealer of that resharing but made no deal for it')
     const own = run.dealt?.own == null ? undefined : { deal: run.dealt.deal, piece: run.dealt.own }
     const received = await openReshareDeals(pkg, this.self, this.seed(), request.session, plan, request.deals, own)
+    await this.checkVouchers(plan.dealers, from)
     const key = combineReshare(packagePublic(pkg), plan.dealers, this.self, plan.members, plan.threshold, received)
     const staged: ClusterState = { members: plan.members, threshold: plan.threshold, epoch: pkg.epoch + 1, key }
     const digest = packageDigest(publicPackage(staged))
@@ -1252,40 +1284,55 @@ class ClusterService implements Cluster, Startable {
     from: PrincipalId
   ): Promise<ReshareAnswer> {
     const done = this.reshareDone
-    if (done != null && equalBytes(done.session, request.session)) return done.answer
+    if (done?.answer.type === 'committed' && equalBytes(done.session, request.session)) return done.answer
     const members = request.members as PrincipalId[]
-    const acks = async (): Promise<void> => {
-      await checkReshareAcks(request.group, request.epoch, request.session, request.digest, members, request.acks)
-    }
     // cheap checks of who asks come first; the (up to 64) ack signatures only after them
-    if (members.includes(this.self)) {
-      const run = this.liveReshare()
-      const staged = run?.staged
-      if (run == null || staged == null || run.coordinator !== from || !equalBytes(run.session, request.session))
-        throw new WrongSessionError('nothing staged for this resharing from this coordinator')
-      if (
-        !equalBytes(staged.digest, request.digest) ||
-        staged.state.epoch !== request.epoch ||
-        staged.state.members.join(',') !== members.join(',')
-      )
-        throw new EquivocationError('the acks are for another new package than the one staged here')
-      await acks()
-      await this.keep(staged.state)
-      await this.store.remove('staged')
-      this.reshareRun = undefined
-      const answer: ReshareAnswer = { v: 1, type: 'committed', epoch: staged.state.epoch }
-      this.reshareDone = { session: request.session, answer }
-      this.log('switched to share generation %d of %s', staged.state.epoch, clusterPrincipal(staged.state))
-      return answer
-    }
-    // a removed member: the acks show every new member holds its new share; the old one goes
+    if (!members.includes(this.self))
+      throw new NotAMemberError('this node is not among the new members: a removed member is told by reshare-retire')
+    const run = this.liveReshare()
+    const staged = run?.staged
+    if (run == null || staged == null || run.coordinator !== from || !equalBytes(run.session, request.session))
+      throw new WrongSessionError('nothing staged for this resharing from this coordinator')
+    if (
+      !equalBytes(staged.digest, request.digest) ||
+      staged.state.epoch !== request.epoch ||
+      staged.state.members.join(',') !== members.join(',')
+    )
+      throw new EquivocationError('the acks are for another new package than the one staged here')
+    await checkReshareAcks(request.group, request.epoch, request.session, request.digest, members, request.acks)
+    await this.keep(staged.state)
+    await this.store.remove('staged')
+    this.reshareRun = undefined
+    // signed, so that removed members can see t_new new members switched before they delete theirs
+    const sig = await signAs(
+      this.seed(),
+      RESHARE_SWITCHED_DOMAIN,
+      reshareAckBody(request.group, request.epoch, request.session, request.digest)
+    )
+    const answer: ReshareAnswer = { v: 1, type: 'committed', epoch: staged.state.epoch, sig }
+    this.reshareDone = { session: request.session, answer }
+    this.log('switched to share generation %d of %s', staged.state.epoch, clusterPrincipal(staged.state))
+    return answer
+  }
+
+  /**
+   * Resharing step 4 at a removed member: the deals come from t members of its own generation for
+   * a plan that leaves it out, and t_new new members signed they switched to the package those
+   * deals make; then its share goes. Repeated, it answers the same.
+   */
+  private async retireReshare(
+    request: Extract<ReshareRequest, { type: 'reshare-retire' }>,
+    from: PrincipalId
+  ): Promise<ReshareAnswer> {
+    const done = this.reshareDone
+    if (done?.answer.type === 'retired' && equalBytes(done.session, request.session)) return done.answer
     await this.authorizeRequester(from, TAGS.reshare)
     const state = this.requireState()
     if (!equalBytes(groupKeyOf(state), request.group))
       throw new NoClusterError('this node holds no share of that cluster')
-    if (request.epoch <= state.epoch)
+    if (request.epoch !== state.epoch + 1)
       throw new WrongEpochError(`a resharing to generation ${request.epoch} cannot retire generation ${state.epoch}`)
-    await acks()
+    await checkRetirement(state, this.self, request.session, request.deals, request.switched)
     await this.store.remove('current')
     await this.store.remove('staged')
     this.state = undefined
@@ -1367,6 +1414,22 @@ class ClusterService implements Cluster, Startable {
   }
 
   async reshare(members: PrincipalId[], threshold: number, options: ReshareOptions = {}): Promise<ReshareResult> {
+    this.requireState()
+    // two resharings run from this node at once would replace each other's runs at every member
+    if (this.resharing) throw new SigningRefusedError('a resharing coordinated by this node is under way')
+    this.resharing = true
+    try {
+      return await this.coordinateReshare(members, threshold, options)
+    } finally {
+      this.resharing = false
+    }
+  }
+
+  private async coordinateReshare(
+    members: PrincipalId[],
+    threshold: number,
+    options: ReshareOptions
+  ): Promise<ReshareResult> {
     const state = this.requireState()
     const progress = (step: ReshareProgress['step'], message: string): void => {
       this.log('resharing: %s', message)
@@ -1467,45 +1530,68 @@ class ClusterService implements Cluster, Startable {
     }
     progress('commit', `telling the ${next.length} new members to switch`)
     const lagging = new Map<PrincipalId, Error>()
-    const tell = async (ms: PrincipalId[], expected: 'committed' | 'retired', into: Map<PrincipalId, Error>) => {
+    // each new member that switched signs so; removed members delete their share only on t_new of these
+    const switched: Array<{ from: string; sig: Uint8Array }> = []
+    const tell = async (
+      ms: PrincipalId[],
+      message: ReshareRequest,
+      expected: 'committed' | 'retired',
+      into: Map<PrincipalId, Error>
+    ) => {
       await Promise.all(
         ms.map(async m => {
+          let answer: ReshareAnswer
           try {
-            await this.requestReshare(m, commit, expected, options)
+            answer = await this.requestReshare(m, message, expected, options)
           } catch (first) {
             // a lost request or answer is asked once more: a member that switched answers the same
             try {
               if (first instanceof MemberRefusedError) throw first
-              await this.requestReshare(m, commit, expected, options)
+              answer = await this.requestReshare(m, message, expected, options)
             } catch (err) {
               into.set(m, err as Error)
+              return
             }
           }
+          if (answer.type === 'committed') switched.push({ from: m, sig: answer.sig })
         })
       )
     }
     await tell(
       next.filter(m => m !== this.self),
+      commit,
       'committed',
       lagging
     )
-    if (next.includes(this.self)) await tell([this.self], 'committed', lagging)
+    if (next.includes(this.self)) await tell([this.self], commit, 'committed', lagging)
     const removed = state.members.filter(m => !next.includes(m))
     const retained = new Map<PrincipalId, Error>()
-    const switched = next.length - lagging.size
     if (removed.length > 0) {
-      if (switched < threshold) {
+      if (switched.length < threshold) {
         // the new key has fewer than t holders yet: old shares stay as the way back
         for (const m of removed)
-          retained.set(m, new ThresholdError(`not told to delete its share: only ${switched} new members switched`))
+          retained.set(
+            m,
+            new ThresholdError(`not told to delete its share: only ${switched.length} new members switched`)
+          )
       } else {
         progress('retire', `telling the ${removed.length} removed members to delete their shares`)
+        const retire: ReshareRequest = {
+          v: 1,
+          type: 'reshare-retire',
+          group,
+          epoch: epoch + 1,
+          session,
+          deals,
+          switched
+        }
         await tell(
           removed.filter(m => m !== this.self),
+          retire,
           'retired',
           retained
         )
-        if (removed.includes(this.self)) await tell([this.self], 'retired', retained)
+        if (removed.includes(this.self)) await tell([this.self], retire, 'retired', retained)
       }
     }
     return {
