@@ -291,7 +291,9 @@ export function fileShareStore(dir: string): ShareStore {
       await writeFileAtomic(file(slot), bytes)
     },
     remove: async slot => {
-      await rm(file(slot), { force: true })
+      // durable before it resolves: a retired member's share must not come back after a power cut
+      await removeFile(nodeFs, file(slot))
+      await syncDirectory(nodeFs, dirname(file(slot)))
     }
   }
 }
