@@ -823,12 +823,17 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     // cheap checks first: what cannot change the view costs no signature check
     const held = this.view.get(update.member)
     const before = precedence(update, held)
+    if (update.state !== 'alive' && (this.knownNonMember(signer) || this.knownNonMember(update.member))) {
+      return 'non-member'
+    }
+    // an accusation about a member not in the view, or above the incarnation it announced, changes
+    // nothing (about this node too: only its own alive raises its incarnation)
+    if (before === 'unknown') return 'unknown'
     if (before === 'stale' && update.member !== this.self) return 'stale'
     if (!(await this.signatureHolds(update))) return 'forged'
     if (update.state === 'alive') {
       if (!(await this.chainHolds(update))) return 'non-member'
     } else {
-      if (this.knownNonMember(signer) || this.knownNonMember(update.member)) return 'non-member'
       if (!(await this.isKnownMember(signer))) return 'unknown'
       if (held == null) return 'unknown'
     }
@@ -901,6 +906,12 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     if (update.state === 'alive' && this.ownAlive != null && this.updateKey(update) === this.updateKey(this.ownAlive)) {
       return 'stale'
     }
+    // An accusation above this node's incarnation names one it never announced in this life: from a
+    // former life (whose alive, which others hold, rides with it: see piggyback and state) or made
+    // up by its accuser, who could otherwise push this node to 2^53 and out of reach of refutation.
+    if ((update.state === 'suspect' || update.state === 'dead') && update.incarnation > this.incarnation) {
+      return 'unknown'
+    }
     // an accusation at this incarnation, or anything this key signed in a former life at or above it
     this.incarnation = Math.max(this.incarnation, update.incarnation) + 1
     if (update.state === 'suspect' || update.state === 'dead') this.awareness.apply(1)
@@ -961,6 +972,16 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
       // this node was not running: what arrived meanwhile (a refutation) is read before anyone is declared dead
       this.armSuspicion(record, this.awareness.scale(this.opts.probeInterval))
       return
+    }
+    if (record.lastHeard >= s.start) {
+      // it answered or spoke since it was suspected: no death without fresh evidence, so probe it
+      // again (its ping carries the suspicion, for the refutation); alive, it stays suspect
+      const answered = this.probing.has(principal) || (await this.probe(record))
+      if (this.view.get(principal) !== record || record.suspicion !== s || record.state !== 'suspect') return
+      if (answered) {
+        this.armSuspicion(record, this.awareness.scale(this.opts.probeInterval))
+        return
+      }
     }
     const dead = await this.sign({
       v: 1,
@@ -1048,8 +1069,8 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
    * once), ping-reqs through k other members; an ack by any path before the interval ends is
    * success. Otherwise this node accuses the target, unless it was itself stalled meanwhile.
    */
-  private async probe(target: MemberRecord): Promise<void> {
-    if (this.probing.has(target.principal)) return
+  private async probe(target: MemberRecord): Promise<boolean> {
+    if (this.probing.has(target.principal)) return false
     this.probing.add(target.principal)
     const started = this.now()
     this.lastProbed.set(target.principal, started)
@@ -1114,19 +1135,21 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
       const late = this.now() - deadline > this.opts.stallThreshold
       if (late || this.stalled()) {
         this.log('not accusing %s: this node was stalled during the probe', target.principal)
-        return
+        return false
       }
-      if (!this.active || this.view.get(target.principal) !== target) return
-      if (target.state !== 'alive' && target.state !== 'suspect') return
+      if (!this.active || this.view.get(target.principal) !== target) return false
+      if (target.state !== 'alive' && target.state !== 'suspect') return false
       await this.accuse(target)
+      return false
     } finally {
       this.probing.delete(target.principal)
     }
   }
 
-  private probeSucceeded(target: MemberRecord): void {
+  private probeSucceeded(target: MemberRecord): true {
     this.awareness.apply(-1)
     target.lastHeard = this.now()
+    return true
   }
 
   /** Resolves at `until` or as soon as `done()` holds (checked whenever `onWake`'s callback is called). */
@@ -1148,7 +1171,8 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   private piggyback(to?: MemberRecord): Update[] {
     const first: Update[] = []
     // a suspect hears its suspicion, and a member held dead that still speaks hears its death, to refute it
-    if (to?.state === 'suspect' || to?.state === 'dead') first.push(to.update)
+    // (with its own alive: after a restart with a clock behind, that is what it refutes above)
+    if (to?.state === 'suspect' || to?.state === 'dead') first.push(to.alive, to.update)
     const limit = this.opts.retransmitMult * Math.ceil(Math.log10(this.liveCount() + 1))
     return this.queue.take(MAX_PIGGYBACK_UPDATES, MAX_PROBE_MESSAGE_BYTES / 2, Math.max(1, limit), first)
   }
@@ -1283,7 +1307,9 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     await this.receive(msg.updates, remote)
     this.touch(remote)
     const target = this.view.get(msg.target as PrincipalId)
-    if (target == null || !this.active) return { v: 1, type: 'nack', updates: [] }
+    // only members alive or suspect here are probed for others: a dead or left one's addresses are not dialled on request
+    if (target == null || !this.active || target.principal === this.self) return { v: 1, type: 'nack', updates: [] }
+    if (target.state !== 'alive' && target.state !== 'suspect') return { v: 1, type: 'nack', updates: [] }
     let ok = false
     try {
       ok = await this.ping(target, withTimeout(msg.timeout, this.shutdown.signal))
@@ -1361,12 +1387,16 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
       return
     }
     const record = this.view.get(principal)
+    // the view is for members only: a peer not known as one (first contact) gets this node's own
+    // alive, proves itself in its answer, and learns the rest when it asks with its own alive
+    const known = await this.isKnownMember(principal)
+    const updates = known ? this.state() : this.state().filter(u => u.member === this.self)
     const signal = withTimeout(10_000, this.shutdown.signal)
     const bytes = await requestOnce(
       async (p, protocol, options) => await this.openStream(p, record?.alive.addrs ?? [], protocol, options.signal!),
       peer,
       this.protocol,
-      encodeSwimMessage({ v: 1, type: 'sync', updates: this.state() }),
+      encodeSwimMessage({ v: 1, type: 'sync', updates }),
       { maxBytes: MAX_SWIM_MESSAGE_BYTES, signal }
     )
     const answer = decodeSwimMessage(bytes) as SwimMessage
