@@ -40,6 +40,7 @@ import {
   MAX_PIGGYBACK_UPDATES,
   MAX_PROBE_MESSAGE_BYTES,
   MAX_SWIM_MESSAGE_BYTES,
+  MAX_SYNC_UPDATES,
   MIN_INDIRECT_TIMEOUT,
   SWIM_PROTOCOL
 } from '../../protocols/swim/codec.ts'
@@ -1331,13 +1332,28 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     if (record != null) record.lastHeard = this.now()
   }
 
-  /** The whole view as updates: each member's alive, then its state update when it is not alive. */
+  /**
+   * The view as updates: each member's alive, and its state update when it is not alive. This node
+   * first, then the others in random order, as many whole members as fit in one sync message (a
+   * view of large alives can outgrow it; other syncs carry the rest).
+   */
   private state(): Update[] {
     if (this.leaving && this.ownAlive != null && this.ownLeft != null) return [this.ownAlive, this.ownLeft]
-    const out: Update[] = []
-    for (const r of this.view.values()) out.push(r.alive)
-    for (const r of this.view.values()) if (r.update !== r.alive) out.push(r.update)
-    return out
+    const self = this.view.get(this.self)
+    const records = [...(self == null ? [] : [self]), ...this.shuffle(this.others())]
+    const alives: Update[] = []
+    const states: Update[] = []
+    let bytes = 64
+    for (const r of records) {
+      const pair = r.update !== r.alive ? [r.alive, r.update] : [r.alive]
+      const size = pair.reduce((n, u) => n + dagCbor.encode(u).length, 0)
+      if (bytes + size > MAX_SWIM_MESSAGE_BYTES || alives.length + states.length + pair.length > MAX_SYNC_UPDATES)
+        continue
+      bytes += size
+      alives.push(r.alive)
+      if (pair.length > 1) states.push(r.update)
+    }
+    return [...alives, ...states]
   }
 
   // ---------------------------------------------------------------- gossip and anti-entropy

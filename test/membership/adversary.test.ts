@@ -8,12 +8,17 @@ import { principalFromPeerId } from '../../src/crypto/principal.ts'
 import { membership } from '../../src/membership/service.ts'
 import { signUpdate } from '../../src/membership/update.ts'
 import { requestOnce, serveOnce } from '../../src/network/rpc.ts'
+import { seedSigner } from '../../src/crypto/sign.ts'
+import { signedCertToSexp } from '../../src/spki/cert.ts'
+import { encodeCanonical } from '../../src/spki/sexp.ts'
+import { grant, key } from '../spki/fixtures.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import {
   admit,
   converged,
   FAST,
+  MEMBER,
   membershipOf,
   principalOf,
   Recorder,
@@ -295,5 +300,54 @@ describe('membership against a malicious member and a listening outsider', funct
       service.announce = announce
       recorder.stop()
     }
+  })
+})
+
+/** A view whose alives together are larger than one sync message may be. */
+describe('membership: a view larger than one sync message', function () {
+  this.timeout(180_000)
+  let cluster: TestCluster
+
+  before(async () => {
+    cluster = await startCluster(2, { ...FAST, pushPullInterval: 600_000 })
+    await converged(cluster.nodes)
+  })
+  after(async () => {
+    await Promise.all(cluster.nodes.map(async n => await n.stop()))
+  })
+
+  it('still syncs: a sync carries as many whole members as fit, the sender first', async () => {
+    const [a, b] = cluster.nodes
+    // 400 members with the largest addresses and metadata an alive may carry (~5.4 KiB each, 2.1 MiB in all)
+    const alives: AliveUpdate[] = []
+    for (let i = 0; i < 400; i++) {
+      const k = await key()
+      const cert = await grant(cluster.root, k, MEMBER, { propagate: false })
+      const addrs = Array.from({ length: 16 }, (_, j) => `/memory/${'x'.repeat(180)}-${i}-${j}/p2p/${k.id}`)
+      alives.push(
+        await signUpdate(await seedSigner(k.secret), {
+          v: 1,
+          state: 'alive',
+          member: k.id,
+          incarnation: 1,
+          addrs,
+          meta: { note: 'y'.repeat(1000) },
+          chain: [encodeCanonical(signedCertToSexp(cert))]
+        })
+      )
+    }
+    // b hands them to a in syncs under the message bound (they are members: the root certified them)
+    const own = aliveOf(a, b)
+    for (let at = 0; at < alives.length; at += 190) {
+      const answer = await ask(b, a, { v: 1, type: 'sync', updates: [own, ...alives.slice(at, at + 190)] })
+      assert.equal(answer.type, 'sync')
+    }
+    assert.ok(membershipOf(a).members().length >= 402)
+    // a's whole view no longer fits one message: its answer is a part of it, never an error
+    const answer = (await ask(b, a, { v: 1, type: 'sync', updates: [own] })) as { type: string; updates: Update[] }
+    assert.equal(answer.type, 'sync')
+    assert.equal(answer.updates[0].member, principalOf(a), 'the sender itself comes first')
+    assert.ok(answer.updates.length > 300 && answer.updates.length < 402)
+    assert.ok(encodeSwimMessage(answer as SwimMessage).length <= 2 * 1024 * 1024)
   })
 })
