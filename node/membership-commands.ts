@@ -22,7 +22,7 @@ export const MEMBERS_HELP: CommandHelp = {
   args: '[--state <alive|suspect|dead|left>] [--watch]',
   summary: "the cluster's members as this node sees them: state, incarnation, last heard, addresses",
   details: [
-    'A member is a node holding a chain to (cyberspace member) from a root this node trusts (cluster issue <peer> member).'
+    "A member is a node holding a chain to (cyberspace member) from a root this node trusts (cluster issue <peer> '(cyberspace member)')."
   ],
   options: [
     ['--state <state>', 'only members in this state'],
@@ -57,7 +57,7 @@ export function formatMembers(view: MembersView, now = Date.now()): string[] {
     return [
       view.member
         ? '# no members match'
-        : '# this node is not a member: it holds no chain to (cyberspace member) (run cluster issue <this peer> member on the cluster)'
+        : "# this node is not a member: it holds no chain to (cyberspace member) (on a cluster member run: cluster issue <this peer id> '(cyberspace member)')"
     ]
   const rows = view.members.map(m => [
     m.principal + (m.self ? ' (this node)' : ''),

@@ -13,6 +13,9 @@ import type { Route } from './http.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { MemberState, MemberView } from '../../src/membership/service.ts'
 
+const NOT_A_MEMBER =
+  "this node is not a member: it holds no valid chain to (cyberspace member); on a cluster member run: cluster issue <this peer id> '(cyberspace member)'"
+
 export const MEMBER_STATES: readonly MemberState[] = ['alive', 'suspect', 'dead', 'left']
 
 export interface MembersView {
@@ -51,14 +54,14 @@ export function membershipRoutes(node: CyberspaceNode, init: MembershipRoutesIni
       const meta = (await readJson(req)).meta
       if (meta == null || typeof meta !== 'object' || Array.isArray(meta))
         throw new HttpError(400, 'meta must be an object of strings')
+      if (!node.membership.isMember()) throw new HttpError(409, NOT_A_MEMBER)
       // the service checks counts, lengths and that every value is a string (InvalidMetaError)
       await node.membership.setMeta(meta as Record<string, string>)
       return node.membership.members().find(m => m.self)
     },
     'POST members/leave': async req => {
       await readJson(req)
-      if (!node.membership.isMember())
-        throw new HttpError(409, 'this node is not a member: it holds no chain to (cyberspace member)')
+      if (!node.membership.isMember()) throw new HttpError(409, NOT_A_MEMBER)
       await node.membership.leave()
       const self = node.membership.members().find(m => m.self)
       // answer first, then stop: the caller learns the leave was spread before the node goes

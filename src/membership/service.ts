@@ -1255,6 +1255,13 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   private async answer(bytes: Uint8Array, connection: Connection): Promise<Uint8Array> {
     const remote = connection.remotePeer
     const id = remote.toString()
+    // a peer already found to hold no member chain is refused before its request is decoded
+    let principal: PrincipalId | undefined
+    try {
+      principal = principalFromPeerId(remote)
+    } catch {}
+    if (principal != null && this.knownNonMember(principal))
+      throw new NotAMemberError(`${principal} holds no member chain here`)
     const msg = decodeSwimMessage(bytes) as SwimMessage
     if (msg.type === 'ping') {
       if (!this.pings.take(id)) throw new MembershipRateLimitedError(`${id} sent pings too often`)
