@@ -63,6 +63,8 @@ export interface Trial {
   all?: number
   /** Survivors' observations of a member that was not killed as dead (false positives during the trial). */
   liveMarkedDead: number
+  /** The members those observations were about. */
+  liveMarkedDeadMembers: number[]
 }
 
 /**
@@ -92,11 +94,17 @@ export async function detectionTrial(cluster: MemberCluster, victims: number[], 
     perSurvivor = done()
   }
   await observer.stop()
-  const liveMarkedDead = observer
+  const falseDeaths = observer
     .observations()
-    .filter(o => o.state === 'dead' && !victims.includes(o.member) && o.at >= killedAt).length
+    .filter(o => o.state === 'dead' && !victims.includes(o.member) && o.at >= killedAt)
   const all = perSurvivor.some(t => t === undefined) ? undefined : Math.max(...(perSurvivor as number[]))
-  return { victims, perSurvivor, all, liveMarkedDead }
+  return {
+    victims,
+    perSurvivor,
+    all,
+    liveMarkedDead: falseDeaths.length,
+    liveMarkedDeadMembers: [...new Set(falseDeaths.map(o => o.member))].sort((a, b) => a - b)
+  }
 }
 
 /** The two members killed in trial `t`: never member 0 (every other member joins through it). */

@@ -64,6 +64,12 @@ interface SystemFigures {
   error?: string
 }
 
+/** One line of an error for the setup: the line naming the error, else the first; at most 240 characters. */
+function oneLine(message: string): string {
+  const lines = message.split('\n').map(l => l.trim())
+  return (lines.find(l => /Error\b/.test(l)) ?? lines[0]).slice(0, 240)
+}
+
 async function measureSystem(start: (n: number) => Promise<MemberCluster>, n: number): Promise<SystemFigures> {
   const figures: SystemFigures = { n, trials: [] }
   let cluster: MemberCluster
@@ -89,7 +95,9 @@ async function measureSystem(start: (n: number) => Promise<MemberCluster>, n: nu
       progress(
         `${label} trial ${t + 1}/${TRIALS}: killed ${trial.victims.join('+')}, ` +
           (trial.all == null ? `${missing} survivors never listed both dead` : `all survivors: ${trial.all} ms`) +
-          (trial.liveMarkedDead > 0 ? `, ${trial.liveMarkedDead} live members marked dead` : '')
+          (trial.liveMarkedDead > 0
+            ? `, live members marked dead ${trial.liveMarkedDead} times (members ${trial.liveMarkedDeadMembers.join(',')})`
+            : '')
       )
       await cluster.restart(trial.victims)
       await cluster.waitAllAlive(REJOIN_TIMEOUT_MS)
@@ -102,7 +110,7 @@ async function measureSystem(start: (n: number) => Promise<MemberCluster>, n: nu
     }
   } catch (err) {
     figures.error = (err as Error).message
-    progress(`${label}: ${figures.error}`)
+    progress(`${label}: ${oneLine(figures.error)}`)
   } finally {
     await cluster.stop()
   }
@@ -118,6 +126,7 @@ interface Detection {
   survivorP50?: number
   survivorP99?: number
   liveMarkedDead: number
+  liveMarkedDeadMembers: number
 }
 
 function detection(f: SystemFigures): Detection {
@@ -138,7 +147,8 @@ function detection(f: SystemFigures): Detection {
     max: all.at(-1),
     survivorP50: each.length > 0 ? percentile(each, 50) : undefined,
     survivorP99: each.length > 0 ? percentile(each, 99) : undefined,
-    liveMarkedDead: f.trials.reduce((s, t) => s + t.liveMarkedDead, 0)
+    liveMarkedDead: f.trials.reduce((s, t) => s + t.liveMarkedDead, 0),
+    liveMarkedDeadMembers: f.trials.reduce((s, t) => s + t.liveMarkedDeadMembers.length, 0)
   }
 }
 
@@ -167,8 +177,8 @@ const benchmark: Benchmark = {
         const figures = await measureSystem(async size => await startCyberspaceCluster(size), n)
         cyberspace.push(figures)
         if (figures.error != null && figures.trials.length === 0) {
-          console.log(`cyberspace membership unavailable: ${figures.error}`)
-          notes.cyberspace = `unavailable: ${figures.error.slice(0, 200)}`
+          console.log(`cyberspace membership unavailable: ${oneLine(figures.error)}`)
+          notes.cyberspace = `unavailable: ${oneLine(figures.error)}`
           break
         }
       }
@@ -180,7 +190,7 @@ const benchmark: Benchmark = {
         dht = await measureDhtLookups(DHT)
       } catch (err) {
         dht = (err as Error).message
-        console.log(`dht lookups unavailable: ${dht}`)
+        console.log(`dht lookups unavailable: ${oneLine(dht)}`)
       }
     }
 
@@ -224,11 +234,13 @@ const benchmark: Benchmark = {
         cd == null ? csMissing : `${cd.completed}/${cd.trials}`,
         '-'
       ])
+      const falseDeaths = (d: Detection | undefined, missing: string): string =>
+        d == null ? missing : `${d.liveMarkedDeadMembers} (${d.liveMarkedDead} views)`
       rows.push([
-        'live members marked dead during trials',
+        'live members marked dead during trials (times seen)',
         n,
-        sd?.liveMarkedDead ?? serfMissing,
-        cd?.liveMarkedDead ?? csMissing,
+        falseDeaths(sd, serfMissing),
+        falseDeaths(cd, csMissing),
         '-'
       ])
       for (const [what, key] of [
@@ -239,7 +251,8 @@ const benchmark: Benchmark = {
         const cv = cd?.[key]
         if (sv != null && cv != null && sv > 0) ratios[`detect+spread ${what} N=${n} cyberspace / serf`] = cv / sv
       }
-      for (const f of [s, c]) if (f?.error != null) notes[`${f === s ? 'serf' : 'cyberspace'} N=${n}`] = f.error
+      for (const f of [s, c])
+        if (f?.error != null) notes[`${f === s ? 'serf' : 'cyberspace'} N=${n}`] = oneLine(f.error)
     }
 
     if (membershipRun) {
@@ -297,7 +310,7 @@ const benchmark: Benchmark = {
           `${d.lookups} lookups of ${d.records} records, each from a node that does not hold it; ` +
           `${d.holders.toFixed(1)} holders per record; routing tables ${d.routingTable.toFixed(1)} peers on average`
       }
-      if (typeof dht === 'string') notes.dht = `failed: ${dht}`
+      if (typeof dht === 'string') notes.dht = `failed: ${oneLine(dht)}`
     }
 
     const csResolution = cyberspace.find(f => f.resolution != null)?.resolution
