@@ -24,6 +24,7 @@ import { acl, ACL_HELP, cert, CERT_HELP, key, KEY_HELP } from './spki-commands.t
 import { CLUSTER_HELP, clusterCommand } from './cluster-commands.ts'
 import { STATE_HELP, stateCommand } from './state-commands.ts'
 import { LEAVE_HELP, leaveCommand, MEMBERS_HELP, membersCommand } from './membership-commands.ts'
+import { AGENTS_HELP, agentsCommand } from './agent-commands.ts'
 import type { BufferedMessage } from './api/server.ts'
 import type { BootstrapRetry } from '../src/network/bootstrap.ts'
 import type { PeerSummary } from '../src/node.ts'
@@ -139,6 +140,7 @@ export const HELP: Array<CommandHelp | GroupHelp> = [
   CERT_HELP,
   ACL_HELP,
   CLUSTER_HELP,
+  AGENTS_HELP,
   STATE_HELP
 ]
 
@@ -241,6 +243,11 @@ const OPTIONS = {
   state: { type: 'string' },
   watch: { type: 'boolean' },
   meta: { type: 'string', multiple: true },
+  skill: { type: 'string' },
+  card: { type: 'string' },
+  ttl: { type: 'string' },
+  limit: { type: 'string' },
+  cursor: { type: 'string' },
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -316,6 +323,8 @@ export async function main(
         return await acl(dataDir, rest, values, out)
       case 'cluster':
         return await clusterCommand(dataDir, rest, values, out)
+      case 'agents':
+        return await agentsCommand(dataDir, rest, values, out)
       case 'state':
         return await stateCommand(dataDir, rest, values, out)
       default:

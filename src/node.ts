@@ -36,6 +36,8 @@ import { revocations } from './spki/revocations.ts'
 import { CRL_TOPIC } from '../protocols/spki/crl-codec.ts'
 import { membership, MEMBERSHIP_TOPIC, MEMBERSHIP_TOPIC_SCORE_PARAMS } from './membership/service.ts'
 import { cluster } from './threshold/service.ts'
+import { agentDhtRecords } from './registry/record.ts'
+import { registry } from './registry/service.ts'
 import { StateService } from './log/service.ts'
 import { seedSigner } from './crypto/sign.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
@@ -43,6 +45,7 @@ import type { Spki, SpkiInit } from './spki/service.ts'
 import type { Revocations, RevocationsInit } from './spki/revocations.ts'
 import type { Membership, MembershipInit } from './membership/service.ts'
 import type { Cluster, ClusterInit } from './threshold/service.ts'
+import type { Registry, RegistryInit } from './registry/service.ts'
 import type { State, StateInit } from './log/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
@@ -71,6 +74,7 @@ export interface CyberspaceServices {
   revocations: Revocations
   membership: Membership
   cluster: Cluster
+  registry: Registry
   [name: string]: unknown
 }
 
@@ -96,6 +100,8 @@ export interface CreateNodeOptions {
   membershipOptions?: MembershipInit
   /** Cluster key service settings (share store, accepted payload kinds, timeouts). */
   clusterOptions?: ClusterInit
+  /** Agent registry settings (record lifetime, lookup limits, per-peer limits). */
+  registryOptions?: Omit<RegistryInit, 'seen'>
   /** Replicated state settings (gossip namespace, anti-entropy interval, limits). */
   stateOptions?: StateInit
   /** Answer DHT queries (true where the node is dialable, e.g. a Node process with listeners). */
@@ -133,6 +139,8 @@ export interface CyberspaceNode {
   readonly membership: Membership
   /** This node's share of the cluster key, and the threshold protocols: see src/threshold/service.ts. */
   readonly cluster: Cluster
+  /** Agent records in the DHT: publish, get by principal or SDSI name, find by skill: see src/registry/service.ts. */
+  readonly registry: Registry
   /** Replicated documents (CRDTs over signed Merkle-DAG logs): see src/log/service.ts. Available once started. */
   readonly state: State
   start(): Promise<void>
@@ -150,6 +158,8 @@ export interface CyberspaceNode {
 
 export async function createNode(options: CreateNodeOptions): Promise<CyberspaceNode> {
   const peerId = peerIdFromPrivateKey(options.privateKey)
+  // agent records: the DHT validator remembers the highest seq it has seen, and the registry refuses what it superseded
+  const agents = agentDhtRecords()
   const base = createHeliaLight({
     blockstore: options.blockstore,
     datastore: options.datastore,
@@ -184,8 +194,8 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
         alpha: 3,
         // a private cluster commonly lives on a LAN or loopback: keep private addresses in answers
         peerInfoMapper: passthroughMapper,
-        validators: { ...options.dhtRecords?.validators, [VALUE_NAMESPACE]: validateValueRecord },
-        selectors: { ...options.dhtRecords?.selectors, [VALUE_NAMESPACE]: selectValueRecord }
+        validators: { ...options.dhtRecords?.validators, ...agents.validators, [VALUE_NAMESPACE]: validateValueRecord },
+        selectors: { ...options.dhtRecords?.selectors, ...agents.selectors, [VALUE_NAMESPACE]: selectValueRecord }
       }),
       pubsub: gossipsub({
         globalSignaturePolicy: 'StrictSign',
@@ -210,6 +220,7 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
       revocations: revocations(options.revocationsOptions),
       membership: membership(options.membershipOptions),
       cluster: cluster(options.clusterOptions),
+      registry: registry({ ...options.registryOptions, seen: agents.seen }),
       ...options.services
     },
     start: false
@@ -258,6 +269,10 @@ class Node implements CyberspaceNode {
   }
   get cluster(): Cluster {
     return this.libp2p.services.cluster
+  }
+
+  get registry(): Registry {
+    return this.libp2p.services.registry
   }
 
   get state(): State {

@@ -19,6 +19,7 @@ import { WebSockets } from '@multiformats/multiaddr-matcher'
 import { MAX_NAME_LENGTH, MAX_VALUE_BYTES, valueKey } from '../../protocols/values/codec.ts'
 import { clusterRoutes, CLUSTER_ERROR_STATUS } from './cluster-routes.ts'
 import { membershipRoutes, MEMBERSHIP_ERROR_STATUS } from './membership-routes.ts'
+import { agentRoutes, AGENT_ERROR_STATUS } from './agent-routes.ts'
 import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
 import { stateRoutes, STATE_ERROR_STATUS } from './state-routes.ts'
 import type { Route } from './http.ts'
@@ -78,6 +79,7 @@ const ERROR_STATUS: Record<string, number> = {
   ...SPKI_ERROR_STATUS,
   ...CLUSTER_ERROR_STATUS,
   ...MEMBERSHIP_ERROR_STATUS,
+  ...AGENT_ERROR_STATUS,
   ...STATE_ERROR_STATUS
 }
 
@@ -212,6 +214,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     ...spkiRoutes(node),
     ...clusterRoutes(node),
     ...membershipRoutes(node, { onLeave: init.onLeave }),
+    ...agentRoutes(node),
     ...state.routes
   }
 
