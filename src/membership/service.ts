@@ -63,7 +63,7 @@ import {
   UnknownMemberError,
   WrongTargetError
 } from './errors.ts'
-import { PeerRates } from './rates.ts'
+import { PeerBudget } from '../peer-budget.ts'
 import { Awareness, suspicionMinTimeout, suspicionTimeout } from './timing.ts'
 import { precedence, signUpdate, verifyUpdate } from './update.ts'
 import type {
@@ -343,10 +343,10 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   private readonly verified = new RecentMap<string, boolean>(MAX_REMEMBERED)
   /** When a sync was last started with each peer. */
   private readonly lastSync = new RecentMap<string, number>(MAX_REMEMBERED)
-  private readonly pings: PeerRates
-  private readonly pingReqs: PeerRates
-  private readonly syncs: PeerRates
-  private readonly topicMessages: PeerRates
+  private readonly pings: PeerBudget
+  private readonly pingReqs: PeerBudget
+  private readonly syncs: PeerBudget
+  private readonly topicMessages: PeerBudget
   private signer?: Signer
   private meta: Record<string, string>
   private incarnation: number
@@ -391,7 +391,8 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     this.meta = meta
     // a restarted node starts above any incarnation it announced before (refutation covers clock trouble)
     this.incarnation = Math.floor(this.now() / 1000)
-    const rates = (perSecond: number): PeerRates => new PeerRates(perSecond, Math.max(4, 2 * perSecond), this.now)
+    const rates = (perSecond: number): PeerBudget =>
+      new PeerBudget(60 * perSecond, Infinity, this.now, 1024, Math.max(4, 2 * perSecond))
     this.pings = rates(this.opts.pingsPerSecond)
     this.pingReqs = rates(this.opts.pingReqsPerSecond)
     this.syncs = rates(this.opts.syncsPerSecond)

@@ -41,7 +41,7 @@ import { RecentMap } from '../recent-map.ts'
 import { spkiTime } from './cert.ts'
 import { compareCrls, CRL_SEXP_LIMITS, crlSummary, parseSignedCrl, signedCrlToSexp, verifyCrl } from './crl.ts'
 import { CrlExchangeRefusedError, CrlRateLimitedError } from './errors.ts'
-import { PeerBudget } from './peer-budget.ts'
+import { PeerBudget } from '../peer-budget.ts'
 import { decodeCanonical, encodeCanonical } from './sexp.ts'
 import type { CrlMessage, DigestEntry } from '../../protocols/spki/crl-codec.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
@@ -439,7 +439,6 @@ class RevocationsService implements Revocations, Startable {
       this.counters.rateLimited++
       return TopicValidatorResult.Ignore
     }
-    this.gossip.release(id)
     let bytes: Uint8Array
     try {
       bytes = decodeCrlGossip(msg.data).crl

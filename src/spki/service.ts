@@ -64,7 +64,7 @@ import {
   ProverNotConnectedError,
   StaleCrlError
 } from './errors.ts'
-import { PeerBudget } from './peer-budget.ts'
+import { PeerBudget } from '../peer-budget.ts'
 import { decodeCanonical, encodeCanonical, toAdvanced } from './sexp.ts'
 import { normalizeTag, parseTag, tagImplies, tagKey, tagToSexp } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
