@@ -38,7 +38,7 @@ import {
 import { memberIdentifier, parsePoint } from './group.ts'
 import { repairShares, sumRepairShares } from './refresh.ts'
 import { dealReshare, resharedPublic } from './reshare.ts'
-import { openScalar, sealScalars } from './seal.ts'
+import { openBoxFor, openScalar, sealScalars } from './seal.ts'
 import { groupKeyOf, publicPackage } from './state.ts'
 import type { PublicPackage, RepairDeal, RepairSum, ReshareDeal } from '../../protocols/reshare/codec.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
@@ -137,13 +137,7 @@ export async function openRepairDeals(
       !sameList(deal.helpers, helpers)
     )
       throw new WrongSessionError(`the repair deal of ${from} is for another repair`, from)
-    const box = deal.boxes.find(b => b.to === self)
-    if (box == null) throw new InvalidShareError(`the repair deal of ${from} has no piece for this helper`, from)
-    try {
-      pieces.push(openScalar(PIECE_INFO, session, from, self, seed, deal.ephemeral, box.box))
-    } catch {
-      throw new InvalidShareError(`the repair piece sealed by ${from} does not open`, from)
-    }
+    pieces.push(openBoxFor(PIECE_INFO, session, from, self, seed, deal, 'repair piece'))
   }
   const missing = helpers.filter(h => !seen.has(h))
   if (missing.length > 0) throw new InvalidShareError(`no repair deal from ${missing.join(', ')}`, missing[0])
@@ -298,14 +292,7 @@ export async function openReshareDeals(
       !sameList(deal.dealers, plan.dealers)
     )
       throw new WrongSessionError(`the reshare deal of ${from} is for another group, package, session or plan`, from)
-    const box = deal.boxes.find(b => b.to === self)
-    if (box == null) throw new InvalidShareError(`the reshare deal of ${from} has no share for this member`, from)
-    let share: Uint8Array
-    try {
-      share = openScalar(SHARE_INFO, session, from, self, seed, deal.ephemeral, box.box)
-    } catch {
-      throw new InvalidShareError(`the reshare share sealed by ${from} does not open`, from)
-    }
+    const share = openBoxFor(SHARE_INFO, session, from, self, seed, deal, 'reshare share')
     received.push({ from, commitments: deal.commitments, share })
   }
   const missing = plan.dealers.filter(d => !seen.has(d))

@@ -14,6 +14,7 @@ import { ed25519, x25519 } from '@noble/curves/ed25519.js'
 import { hkdf } from '@noble/hashes/hkdf.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { principalPublicKey } from '../crypto/principal.ts'
+import { InvalidShareError } from './errors.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 
 function cipher(
@@ -63,5 +64,28 @@ export function openScalar(
     return cipher(x25519.getSharedSecret(secret, ephemeral), info, session, from, self).decrypt(box)
   } finally {
     secret.fill(0)
+  }
+}
+
+/**
+ * `self`'s box among those `from` sealed under one ephemeral key, opened. `what` names the piece
+ * (`'reshare share'`); InvalidShareError naming `from` when there is no box for `self` or it does
+ * not open.
+ */
+export function openBoxFor(
+  info: string,
+  session: Uint8Array,
+  from: PrincipalId,
+  self: PrincipalId,
+  seed: Uint8Array,
+  sealed: { ephemeral: Uint8Array; boxes: ReadonlyArray<{ to: string; box: Uint8Array }> },
+  what: string
+): Uint8Array {
+  const box = sealed.boxes.find(b => b.to === self)
+  if (box == null) throw new InvalidShareError(`${from} sealed no ${what} for this member`, from)
+  try {
+    return openScalar(info, session, from, self, seed, sealed.ephemeral, box.box)
+  } catch {
+    throw new InvalidShareError(`the ${what} sealed by ${from} does not open`, from)
   }
 }

@@ -12,6 +12,8 @@ import {
 } from '../../protocols/frost/codec.ts'
 import { signAs } from '../../src/crypto/sign.ts'
 import { makeDeal, openDeals } from '../../src/threshold/deal.ts'
+import { verifyRefreshShare } from '../../src/threshold/refresh.ts'
+import { openScalar } from '../../src/threshold/seal.ts'
 import { decodeClusterState, encodeClusterState } from '../../src/threshold/state.ts'
 import { dealtGroup, members } from './fixtures.ts'
 import type { ClusterState } from '../../src/threshold/state.ts'
@@ -114,6 +116,28 @@ describe('cluster wire formats and stored shares', () => {
     await assert.rejects(
       open([all[0], encodeRefreshDeal(mixed), all[2], all[3]]),
       blames('InvalidShareError', ms[1].id)
+    )
+  })
+
+  it('seals a refresh share as seal.ts does, under the refresh-share info, and with nothing else', async () => {
+    const session = bytes(32, 9)
+    const made = await makeDeal(states[1], ms[1].id, ms[1].secret, session)
+    const deal = decodeRefreshDeal(made.deal)
+    const box = deal.boxes.find(b => b.to === ms[0].id)
+    assert.ok(box != null && box.box.length === 48)
+    const share = openScalar(
+      'cyberspace/refresh-share/v1',
+      session,
+      ms[1].id,
+      ms[0].id,
+      ms[0].secret,
+      deal.ephemeral,
+      box.box
+    )
+    // what it opens to is the dealt share: it matches the dealer's commitments
+    verifyRefreshShare(states[0].key.public, ms[0].id, { from: ms[1].id, commitments: deal.commitments, share })
+    assert.throws(() =>
+      openScalar('cyberspace/reshare-share/v1', session, ms[1].id, ms[0].id, ms[0].secret, deal.ephemeral, box.box)
     )
   })
 

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert'
-import { openScalar, sealScalars } from '../../src/threshold/seal.ts'
+import { openBoxFor, openScalar, sealScalars } from '../../src/threshold/seal.ts'
 import { randomScalar, scalarBytes } from '../../src/threshold/group.ts'
 import { members } from './fixtures.ts'
 
@@ -40,5 +40,22 @@ describe('scalars sealed to a member’s identity key', () => {
     const given = Uint8Array.from(secret)
     sealScalars('cyberspace/reshare-share/v1', session, from.id, [{ to: to.id, secret: given }])
     assert.ok(given.every(b => b === 0))
+  })
+  it('open the recipient’s own box among many, and name the sender when there is none or it does not open', async () => {
+    const [from, to, other] = await members(3)
+    const session = crypto.getRandomValues(new Uint8Array(32))
+    const secrets = [scalarBytes(randomScalar()), scalarBytes(randomScalar())]
+    const sealed = sealScalars('cyberspace/repair-piece/v1', session, from.id, [
+      { to: other.id, secret: Uint8Array.from(secrets[0]) },
+      { to: to.id, secret: Uint8Array.from(secrets[1]) }
+    ])
+    const open = (piece: typeof sealed, self = to): Uint8Array =>
+      openBoxFor('cyberspace/repair-piece/v1', session, from.id, self.id, self.secret, piece, 'repair piece')
+    assert.deepEqual(open(sealed), secrets[1])
+    assert.deepEqual(open(sealed, other), secrets[0])
+    const blamesSender = { name: 'InvalidShareError', culprit: from.id }
+    assert.throws(() => open({ ...sealed, boxes: sealed.boxes.filter(b => b.to !== to.id) }), blamesSender)
+    // the other member's box, relabelled as this one's, does not open
+    assert.throws(() => open({ ...sealed, boxes: [{ to: to.id, box: sealed.boxes[0].box }] }), blamesSender)
   })
 })
