@@ -77,6 +77,22 @@ export function identifierScalar(id: Identifier): bigint {
   return parseScalar(hexToBytes(id), 'identifier')
 }
 
+/** A member's identifier as a scalar: its x on every polynomial of the group. */
+export function memberScalar(principal: PrincipalId): bigint {
+  return identifierScalar(memberIdentifier(principal))
+}
+
+/**
+ * `share` as a scalar if it is the value at member `to` of the polynomial committed to by
+ * `commitments` (B·share = Σ C_k x^k); throws otherwise. Named `what` in a malformed-scalar error.
+ */
+export function checkEvaluation(commitments: GroupPoint[], to: PrincipalId, share: Uint8Array, what: string): bigint {
+  const s = parseScalar(share, what, { nonZero: false })
+  if (!Point.BASE.multiplyUnsafe(s).equals(evaluateCommitments(commitments, memberScalar(to))))
+    throw new Error('does not match its commitments')
+  return s
+}
+
 /** λ_i(at) over the set `xs` (distinct): the coefficient of f(x_i) when interpolating f(at). */
 export function lagrange(xs: bigint[], xi: bigint, at = 0n): bigint {
   let num = 1n

@@ -18,13 +18,14 @@
  */
 import { InvalidShareError, NotEnoughSignersError } from './errors.ts'
 import {
+  checkEvaluation,
   evaluate,
   evaluateCommitments,
   Fn,
   frost,
-  identifierScalar,
   lagrange,
   memberIdentifier,
+  memberScalar,
   parsePoint,
   parseScalar,
   Point,
@@ -48,15 +49,13 @@ export interface ReceivedRefresh {
   share: Uint8Array
 }
 
-const x = (m: PrincipalId): bigint => identifierScalar(memberIdentifier(m))
-
 /** One member's contribution to a refresh of the group `pub` among `members`. */
 export function dealRefresh(pub: FrostPublic, members: PrincipalId[]): RefreshDeal {
   if (members.length !== pub.signers.max) throw new RangeError('a refresh deals to every member')
   const coefficients = [0n, ...Array.from({ length: pub.signers.min - 1 }, () => randomScalar())]
   const deal = {
     commitments: coefficients.slice(1).map(a => Point.BASE.multiply(a).toBytes()),
-    shares: new Map(members.map(m => [m, scalarBytes(evaluate(coefficients, x(m)))]))
+    shares: new Map(members.map(m => [m, scalarBytes(evaluate(coefficients, memberScalar(m)))]))
   }
   coefficients.fill(0n)
   return deal
@@ -70,10 +69,7 @@ export function verifyRefreshShare(pub: FrostPublic, to: PrincipalId, received: 
   try {
     if (received.commitments.length !== pub.signers.min - 1) throw new Error('wrong number of commitments')
     const points = [Point.ZERO, ...received.commitments.map((c, i) => parsePoint(c, `commitment ${i + 1}`))]
-    const s = parseScalar(received.share, 'refresh share', { nonZero: false })
-    if (!Point.BASE.multiplyUnsafe(s).equals(evaluateCommitments(points, x(to)))) {
-      throw new Error('does not match its commitments')
-    }
+    checkEvaluation(points, to, received.share, 'refresh share')
     return points
   } catch (err) {
     throw new InvalidShareError(
@@ -106,7 +102,7 @@ export function applyRefresh(key: Key, self: PrincipalId, members: PrincipalId[]
       return [
         id,
         Point.fromBytes(pub.verifyingShares[id])
-          .add(evaluateCommitments(added, x(m)))
+          .add(evaluateCommitments(added, memberScalar(m)))
           .toBytes()
       ]
     })
@@ -136,7 +132,7 @@ export function repairShares(
   if (!helpers.includes(self) || helpers.includes(lost))
     throw new RangeError('helpers include this member, not the lost one')
   const delta = Fn.mul(
-    lagrange(helpers.map(x), x(self), x(lost)),
+    lagrange(helpers.map(memberScalar), memberScalar(self), memberScalar(lost)),
     parseScalar(key.secret.signingShare, 'signing share')
   )
   const out = new Map<PrincipalId, Uint8Array>()

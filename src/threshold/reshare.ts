@@ -17,13 +17,14 @@
  */
 import { EquivocationError, InvalidShareError, NotEnoughSignersError } from './errors.ts'
 import {
+  checkEvaluation,
   evaluate,
   evaluateCommitments,
   Fn,
   frost,
-  identifierScalar,
   lagrange,
   memberIdentifier,
+  memberScalar,
   parsePoint,
   parseScalar,
   Point,
@@ -47,8 +48,6 @@ export interface ReceivedReshare {
   share: Uint8Array
 }
 
-const x = (m: PrincipalId): bigint => identifierScalar(memberIdentifier(m))
-
 function checkDealers(pub: FrostPublic, dealers: PrincipalId[]): void {
   if (dealers.length !== pub.signers.min || new Set(dealers).size !== dealers.length)
     throw new NotEnoughSignersError(`a resharing is dealt by exactly ${pub.signers.min} distinct old members`)
@@ -67,11 +66,14 @@ export function dealReshare(
 ): ReshareDealt {
   checkDealers(key.public, dealers)
   if (!dealers.includes(self)) throw new RangeError('this member is not among the dealers')
-  const weighted = Fn.mul(lagrange(dealers.map(x), x(self)), parseScalar(key.secret.signingShare, 'signing share'))
+  const weighted = Fn.mul(
+    lagrange(dealers.map(memberScalar), memberScalar(self)),
+    parseScalar(key.secret.signingShare, 'signing share')
+  )
   const coefficients = [weighted, ...Array.from({ length: threshold - 1 }, () => randomScalar())]
   const dealt = {
     commitments: coefficients.map(a => Point.BASE.multiply(a).toBytes()),
-    shares: new Map(members.map(m => [m, scalarBytes(evaluate(coefficients, x(m)))]))
+    shares: new Map(members.map(m => [m, scalarBytes(evaluate(coefficients, memberScalar(m)))]))
   }
   coefficients.fill(0n)
   return dealt
@@ -92,11 +94,9 @@ export function verifyReshareShare(
     if (received.commitments.length !== threshold) throw new Error(`${threshold} commitments expected`)
     const points = received.commitments.map((c, i) => parsePoint(c, `commitment ${i}`))
     const verifying = Point.fromBytes(oldPub.verifyingShares[memberIdentifier(received.from)])
-    if (!points[0].equals(verifying.multiply(lagrange(dealers.map(x), x(received.from)))))
+    if (!points[0].equals(verifying.multiply(lagrange(dealers.map(memberScalar), memberScalar(received.from)))))
       throw new Error('its constant term is not its weighted share of the group key')
-    const s = parseScalar(received.share, 'reshare share', { nonZero: false })
-    if (!Point.BASE.multiplyUnsafe(s).equals(evaluateCommitments(points, x(to))))
-      throw new Error('does not match its commitments')
+    checkEvaluation(points, to, received.share, 'reshare share')
     return points
   } catch (err) {
     throw new InvalidShareError(`the reshare deal of ${received.from} is bad: ${(err as Error).message}`, received.from)
@@ -155,7 +155,7 @@ export function resharedPublic(
     signers: { min: threshold, max: members.length },
     commitments: commitments as FrostPublic['commitments'],
     verifyingShares: Object.fromEntries(
-      members.map(m => [memberIdentifier(m), evaluateCommitments(sum, x(m)).toBytes()])
+      members.map(m => [memberIdentifier(m), evaluateCommitments(sum, memberScalar(m)).toBytes()])
     ) as FrostPublic['verifyingShares']
   }
 }
