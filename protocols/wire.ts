@@ -33,6 +33,14 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
 
 export const isPrincipalText = (x: unknown): x is string => isText(x, MAX_PRINCIPAL_LENGTH)
 
+/** A map (not null, not an array) whose keys are exactly `fields` (sorted, comma-separated). */
+export const isMapOf = (x: unknown, fields: string): x is Record<string, unknown> =>
+  x != null && typeof x === 'object' && !Array.isArray(x) && Object.keys(x).sort().join(',') === fields
+
+/** An array of min..max entries, each accepted by `each`. */
+export const isListOf = (x: unknown, min: number, max: number, each: (item: unknown) => boolean): x is unknown[] =>
+  Array.isArray(x) && x.length >= min && x.length <= max && x.every(each)
+
 /** Encodes `msg` after `check` accepts it; throws through `fail` if it is larger than `max` bytes. */
 export function encodeChecked<T>(
   msg: T,

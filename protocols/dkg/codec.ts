@@ -9,6 +9,7 @@ import {
   encodeChecked,
   ERROR_FIELDS,
   isBytes,
+  isListOf,
   isPrincipalText,
   unsignedBody
 } from '../wire.ts'
@@ -81,9 +82,8 @@ export function checkDkgMessage(msg: unknown): asserts msg is DkgMessage {
   if (!isPrincipalText(m.from)) fail('from is a principal id')
   if (!bytesOf(m.sig, 64)) fail('sig is 64 bytes')
   if (m.type === 'round1') {
-    if (!Array.isArray(m.commitment) || m.commitment.length < 2 || m.commitment.length > MAX_GROUP_MEMBERS)
-      fail(`round1 carries 2-${MAX_GROUP_MEMBERS} commitments`)
-    if (!m.commitment.every(c => bytesOf(c, 32))) fail('a commitment is 32 bytes')
+    if (!isListOf(m.commitment, 2, MAX_GROUP_MEMBERS, c => bytesOf(c, 32)))
+      fail(`round1 carries 2-${MAX_GROUP_MEMBERS} commitments of 32 bytes`)
     if (!bytesOf(m.proof, 64)) fail('proof is 64 bytes')
     if (!bytesOf(m.ephemeral, 32)) fail('ephemeral is 32 bytes')
   } else if (m.type === 'round2') {
@@ -151,16 +151,14 @@ function checkEnvelope(msg: unknown): asserts msg is DkgEnvelope {
   const m = checkFields(msg, ENVELOPE_FIELDS, fail)
   if ('session' in m && !bytesOf(m.session, 32)) fail('session is 32 bytes')
   if (m.type === 'invite') {
-    if (!Array.isArray(m.members) || m.members.length < 2 || m.members.length > MAX_GROUP_MEMBERS)
-      fail(`an invite lists 2-${MAX_GROUP_MEMBERS} members`)
-    if (!m.members.every(isPrincipalText)) fail('a member is a principal id')
+    if (!isListOf(m.members, 2, MAX_GROUP_MEMBERS, isPrincipalText))
+      fail(`an invite lists 2-${MAX_GROUP_MEMBERS} members by principal id`)
     if (!Number.isSafeInteger(m.threshold) || (m.threshold as number) < 2) fail('threshold is a whole number ≥ 2')
   }
   if (m.type === 'deliver' || m.type === 'messages') {
     // a round of every member's messages, round 2 aside: at most one per member and type
-    if (!Array.isArray(m.messages) || m.messages.length > 3 * MAX_GROUP_MEMBERS) fail('too many messages')
-    if (!m.messages.every(b => isBytes(b, 0, MAX_DKG_MESSAGE_BYTES)))
-      fail(`a message is at most ${MAX_DKG_MESSAGE_BYTES} bytes`)
+    if (!isListOf(m.messages, 0, 3 * MAX_GROUP_MEMBERS, b => isBytes(b, 0, MAX_DKG_MESSAGE_BYTES)))
+      fail(`at most ${3 * MAX_GROUP_MEMBERS} messages of at most ${MAX_DKG_MESSAGE_BYTES} bytes`)
   }
   if (m.type === 'messages' && typeof m.done !== 'boolean') fail('done is true or false')
 }

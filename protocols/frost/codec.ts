@@ -16,6 +16,8 @@ import {
   encodeChecked,
   ERROR_FIELDS,
   isBytes,
+  isListOf,
+  isMapOf,
   isPrincipalText,
   unsignedBody
 } from '../wire.ts'
@@ -165,15 +167,14 @@ const FIELDS: Record<string, string> = {
 }
 
 const isIdentifier = (x: unknown): x is string => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x)
-const isEpoch = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) < MAX_EPOCH
-
-function checkCommitments(c: unknown): void {
-  const m = c as Record<string, unknown>
-  if (m == null || typeof m !== 'object' || Object.keys(m).sort().join(',') !== 'binding,hiding,identifier')
-    fail('a commitment entry has exactly identifier, hiding, binding')
-  if (!isIdentifier(m.identifier)) fail('an identifier is 64 hex digits')
-  if (!isBytes(m.hiding, 32, 32) || !isBytes(m.binding, 32, 32)) fail('a nonce commitment is 32 bytes')
-}
+/** A share generation: a whole number below 2^32. */
+export const isEpoch = (x: unknown): x is number =>
+  Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) < MAX_EPOCH
+const isCommitmentsWire = (x: unknown): boolean =>
+  isMapOf(x, 'binding,hiding,identifier') &&
+  isIdentifier(x.identifier) &&
+  isBytes(x.hiding, 32, 32) &&
+  isBytes(x.binding, 32, 32)
 
 export function checkFrostMessage(msg: unknown): asserts msg is FrostMessage {
   const m = checkFields(msg, FIELDS, fail)
@@ -186,12 +187,12 @@ export function checkFrostMessage(msg: unknown): asserts msg is FrostMessage {
     fail(`payload is 1-${MAX_SIGN_PAYLOAD_BYTES} bytes`)
   switch (m.type) {
     case 'commitments':
-      checkCommitments({ identifier: m.identifier, hiding: m.hiding, binding: m.binding })
+      if (!isCommitmentsWire({ identifier: m.identifier, hiding: m.hiding, binding: m.binding }))
+        fail('commitments are an identifier of 64 hex digits and two 32-byte points')
       break
     case 'sign':
-      if (!Array.isArray(m.commitments) || m.commitments.length < 2 || m.commitments.length > MAX_GROUP_MEMBERS)
-        fail(`a signing package lists 2-${MAX_GROUP_MEMBERS} commitments`)
-      m.commitments.forEach(checkCommitments)
+      if (!isListOf(m.commitments, 2, MAX_GROUP_MEMBERS, isCommitmentsWire))
+        fail(`a signing package lists 2-${MAX_GROUP_MEMBERS} commitments, each an identifier and two 32-byte points`)
       break
     case 'share':
       if (!isBytes(m.share, 32, 32)) fail('a signature share is 32 bytes')
@@ -207,23 +208,16 @@ export function checkFrostMessage(msg: unknown): asserts msg is FrostMessage {
       if (!isBytes(m.deal, 1, MAX_DEAL_BYTES)) fail(`a deal is 1-${MAX_DEAL_BYTES} bytes`)
       break
     case 'refresh-apply':
-      if (!Array.isArray(m.deals) || m.deals.length < 2 || m.deals.length > MAX_GROUP_MEMBERS)
-        fail(`a refresh carries 2-${MAX_GROUP_MEMBERS} deals`)
-      if (!m.deals.every(d => isBytes(d, 1, MAX_DEAL_BYTES))) fail(`a deal is 1-${MAX_DEAL_BYTES} bytes`)
+      if (!isListOf(m.deals, 2, MAX_GROUP_MEMBERS, d => isBytes(d, 1, MAX_DEAL_BYTES)))
+        fail(`a refresh carries 2-${MAX_GROUP_MEMBERS} deals of 1-${MAX_DEAL_BYTES} bytes`)
       break
     case 'staged':
       if (!isBytes(m.digest, 32, 32)) fail('digest is 32 bytes')
       if (!isBytes(m.ack, 64, 64)) fail('ack is a 64-byte signature')
       break
     case 'refresh-commit':
-      if (!Array.isArray(m.acks) || m.acks.length < 2 || m.acks.length > MAX_GROUP_MEMBERS)
-        fail(`a commit carries 2-${MAX_GROUP_MEMBERS} acks`)
-      for (const a of m.acks as unknown[]) {
-        const ack = a as Record<string, unknown>
-        if (ack == null || typeof ack !== 'object' || Object.keys(ack).sort().join(',') !== 'from,sig')
-          fail('an ack has exactly from and sig')
-        if (!isPrincipalText(ack.from) || !isBytes(ack.sig, 64, 64)) fail('an ack names its member and is 64 bytes')
-      }
+      if (!isListOf(m.acks, 2, MAX_GROUP_MEMBERS, isMemberSignature))
+        fail(`a commit carries 2-${MAX_GROUP_MEMBERS} acks, each a member and its 64-byte signature`)
       break
     case 'committed':
       if (!isEpoch(m.epoch)) fail('epoch is a small whole number')
@@ -239,29 +233,45 @@ export function decodeFrostMessage(bytes: Uint8Array): FrostMessage {
   return decodeChecked(bytes, MAX_FROST_MESSAGE_BYTES, checkFrostMessage, fail)
 }
 
+// ---------------------------------------------------------------- signed, sealed pieces
+
+/** A scalar sealed to a member (src/threshold/seal.ts): `{ to, box }`, the box 48 bytes. */
+export const isSealedBox = (x: unknown): boolean =>
+  isMapOf(x, 'box,to') && isPrincipalText(x.to) && isBytes(x.box, 48, 48)
+/** A member's signature (an ack): `{ from, sig }`, the signature 64 bytes. */
+export const isMemberSignature = (x: unknown): boolean =>
+  isMapOf(x, 'from,sig') && isPrincipalText(x.from) && isBytes(x.sig, 64, 64)
+
+/**
+ * What every signed, sealed piece of the cluster protocols holds (refresh deals here; repair
+ * deals and sums and reshare deals in protocols/reshare): a version-1 map of exactly `fields`
+ * that names its group, epoch, session and maker, with its one-time X25519 key and its signature.
+ */
+export function checkSealedPiece(
+  x: unknown,
+  fields: string,
+  what: string,
+  fail: (what: string) => never
+): asserts x is Record<string, unknown> {
+  if (x == null || typeof x !== 'object' || Array.isArray(x)) fail(`a ${what} is a map`)
+  const m = x as Record<string, unknown>
+  if (m.v !== 1) fail(`unsupported ${what} version ${String(m.v)}`)
+  if (!isMapOf(m, fields)) fail(`a ${what} has exactly the fields ${fields}`)
+  if (!isBytes(m.group, 32, 32) || !isEpoch(m.epoch) || !isBytes(m.session, 32, 32))
+    fail(`a ${what} names its group, epoch and session`)
+  if (!isPrincipalText(m.from)) fail('from is a principal id')
+  if (!isBytes(m.ephemeral, 32, 32)) fail('ephemeral is 32 bytes')
+  if (!isBytes(m.sig, 64, 64)) fail('sig is 64 bytes')
+}
+
 const DEAL_FIELDS = 'boxes,commitments,ephemeral,epoch,from,group,session,sig,v'
 
 export function checkRefreshDeal(deal: unknown): asserts deal is RefreshDeal {
-  const m = deal as Record<string, unknown>
-  if (m == null || typeof m !== 'object' || Array.isArray(m)) fail('a deal is a map')
-  if (m.v !== 1) fail(`unsupported deal version ${String(m.v)}`)
-  if (Object.keys(m).sort().join(',') !== DEAL_FIELDS) fail(`a deal has exactly the fields ${DEAL_FIELDS}`)
-  if (!isBytes(m.group, 32, 32) || !isEpoch(m.epoch) || !isBytes(m.session, 32, 32))
-    fail('a deal names its group, epoch and session')
-  if (!isPrincipalText(m.from)) fail('from is a principal id')
-  if (!Array.isArray(m.commitments) || m.commitments.length < 1 || m.commitments.length >= MAX_GROUP_MEMBERS)
-    fail('a deal commits to 1-63 coefficients')
-  if (!m.commitments.every(c => isBytes(c, 32, 32))) fail('a commitment is 32 bytes')
-  if (!isBytes(m.ephemeral, 32, 32)) fail('ephemeral is 32 bytes')
-  if (!Array.isArray(m.boxes) || m.boxes.length < 1 || m.boxes.length >= MAX_GROUP_MEMBERS)
-    fail('a deal seals 1-63 shares')
-  for (const b of m.boxes as unknown[]) {
-    const box = b as Record<string, unknown>
-    if (box == null || typeof box !== 'object' || Object.keys(box).sort().join(',') !== 'box,to')
-      fail('a sealed share has exactly to and box')
-    if (!isPrincipalText(box.to) || !isBytes(box.box, 48, 48)) fail('a sealed share names its member and is 48 bytes')
-  }
-  if (!isBytes(m.sig, 64, 64)) fail('sig is 64 bytes')
+  checkSealedPiece(deal, DEAL_FIELDS, 'deal', fail)
+  if (!isListOf(deal.commitments, 1, MAX_GROUP_MEMBERS - 1, c => isBytes(c, 32, 32)))
+    fail(`a deal commits to 1-${MAX_GROUP_MEMBERS - 1} coefficients of 32 bytes`)
+  if (!isListOf(deal.boxes, 1, MAX_GROUP_MEMBERS - 1, isSealedBox))
+    fail(`a deal seals 1-${MAX_GROUP_MEMBERS - 1} shares, each naming its member and 48 bytes`)
 }
 
 export function encodeRefreshDeal(deal: RefreshDeal): Uint8Array {

@@ -12,12 +12,15 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { MAX_GROUP_MEMBERS } from '../dkg/codec.ts'
+import { checkSealedPiece, isEpoch, isMemberSignature, isSealedBox } from '../frost/codec.ts'
 import {
   checkFields,
   decodeChecked,
   encodeChecked,
   ERROR_FIELDS,
   isBytes,
+  isListOf,
+  isMapOf,
   isPrincipalText,
   unsignedBody
 } from '../wire.ts'
@@ -35,7 +38,6 @@ export const RESHARE_SWITCHED_DOMAIN = 'cyberspace/reshare-switched/v1'
 export const MAX_SIGNED_PIECE_BYTES = 32 * 1024
 /** A request: an apply carries up to 64 deals. */
 export const MAX_RESHARE_MESSAGE_BYTES = MAX_GROUP_MEMBERS * MAX_SIGNED_PIECE_BYTES + 64 * 1024
-const MAX_EPOCH = 2 ** 32
 
 /** A cluster's public key package at one share generation: what every member of it holds in common. */
 export interface PublicPackage {
@@ -250,7 +252,6 @@ const FIELDS: Record<string, string> = {
   error: ERROR_FIELDS
 }
 
-const isEpoch = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) < MAX_EPOCH
 const isThreshold = (x: unknown): x is number =>
   Number.isSafeInteger(x) && (x as number) >= 2 && (x as number) <= MAX_GROUP_MEMBERS
 
@@ -264,18 +265,15 @@ function checkPrincipals(x: unknown, what: string, min = 1): void {
 }
 
 function checkList(x: unknown, what: string, max: number, each: (item: unknown) => boolean, min = 1): void {
-  if (!Array.isArray(x) || x.length < min || x.length > max) fail(`${what}: ${min}-${max} entries`)
-  if (!x.every(each)) fail(`${what}: an entry is malformed`)
+  if (!isListOf(x, min, max, each)) fail(`${what}: ${min}-${max} well-formed entries`)
 }
 
 const isPoint = (x: unknown): boolean => isBytes(x, 32, 32)
 const isPiece = (x: unknown): boolean => isBytes(x, 1, MAX_SIGNED_PIECE_BYTES)
 
-function checkPackage(p: unknown): void {
-  const m = p as Record<string, unknown>
-  if (m == null || typeof m !== 'object' || Array.isArray(m)) fail('package is a map')
-  if (Object.keys(m).sort().join(',') !== 'commitments,epoch,members,threshold,verifyingShares')
-    fail('package has exactly members, threshold, epoch, commitments, verifyingShares')
+function checkPackage(m: unknown): void {
+  if (!isMapOf(m, 'commitments,epoch,members,threshold,verifyingShares'))
+    fail('package is a map of exactly members, threshold, epoch, commitments, verifyingShares')
   checkPrincipals(m.members, 'package members', 2)
   if (!isThreshold(m.threshold) || (m.threshold as number) > (m.members as string[]).length)
     fail('package threshold is 2..members')
@@ -285,17 +283,6 @@ function checkPackage(p: unknown): void {
   checkList(m.verifyingShares, 'package verifying shares', MAX_GROUP_MEMBERS, isPoint)
   if ((m.verifyingShares as unknown[]).length !== (m.members as unknown[]).length)
     fail('package has one verifying share per member')
-}
-
-function checkAck(a: unknown): boolean {
-  const ack = a as Record<string, unknown>
-  return (
-    ack != null &&
-    typeof ack === 'object' &&
-    Object.keys(ack).sort().join(',') === 'from,sig' &&
-    isPrincipalText(ack.from) &&
-    isBytes(ack.sig, 64, 64)
-  )
 }
 
 export function checkReshareMessage(msg: unknown): asserts msg is ReshareMessage {
@@ -312,8 +299,8 @@ export function checkReshareMessage(msg: unknown): asserts msg is ReshareMessage
   if ('package' in m) checkPackage(m.package)
   if ('deals' in m) checkList(m.deals, 'deals', MAX_GROUP_MEMBERS, isPiece, 2)
   if ('sums' in m) checkList(m.sums, 'sums', MAX_GROUP_MEMBERS, isPiece, 2)
-  if ('acks' in m) checkList(m.acks, 'acks', MAX_GROUP_MEMBERS, checkAck, 2)
-  if ('switched' in m) checkList(m.switched, 'switched', MAX_GROUP_MEMBERS, checkAck, 2)
+  if ('acks' in m) checkList(m.acks, 'acks', MAX_GROUP_MEMBERS, isMemberSignature, 2)
+  if ('switched' in m) checkList(m.switched, 'switched', MAX_GROUP_MEMBERS, isMemberSignature, 2)
   if ('sig' in m && !isBytes(m.sig, 64, 64)) fail('sig is a 64-byte signature')
   if ('digest' in m && !isBytes(m.digest, 32, 32)) fail('digest is 32 bytes')
   if ('ack' in m && !isBytes(m.ack, 64, 64)) fail('ack is a 64-byte signature')
@@ -330,59 +317,34 @@ export function decodeReshareMessage(bytes: Uint8Array): ReshareMessage {
 
 // ---------------------------------------------------------------- signed pieces
 
-const isBox = (b: unknown): boolean => {
-  const box = b as Record<string, unknown>
-  return (
-    box != null &&
-    typeof box === 'object' &&
-    Object.keys(box).sort().join(',') === 'box,to' &&
-    isPrincipalText(box.to) &&
-    isBytes(box.box, 48, 48)
-  )
-}
-
-function checkSigned(m: Record<string, unknown>, fields: string, what: string): void {
-  if (m == null || typeof m !== 'object' || Array.isArray(m)) fail(`a ${what} is a map`)
-  if (m.v !== 1) fail(`unsupported ${what} version ${String(m.v)}`)
-  if (Object.keys(m).sort().join(',') !== fields) fail(`a ${what} has exactly the fields ${fields}`)
-  if (!isBytes(m.group, 32, 32) || !isEpoch(m.epoch) || !isBytes(m.session, 32, 32))
-    fail(`a ${what} names its group, epoch and session`)
-  if (!isPrincipalText(m.from)) fail('from is a principal id')
-  if (!isBytes(m.ephemeral, 32, 32)) fail('ephemeral is 32 bytes')
-  if (!isBytes(m.sig, 64, 64)) fail('sig is 64 bytes')
-}
-
 const REPAIR_DEAL_FIELDS = 'boxes,ephemeral,epoch,from,group,helpers,member,session,sig,v'
 export function checkRepairDeal(x: unknown): asserts x is RepairDeal {
-  const m = x as Record<string, unknown>
-  checkSigned(m, REPAIR_DEAL_FIELDS, 'repair deal')
-  if (!isPrincipalText(m.member)) fail('member is a principal id')
-  checkPrincipals(m.helpers, 'helpers', 2)
-  checkList(m.boxes, 'sealed pieces', MAX_GROUP_MEMBERS - 1, isBox)
+  checkSealedPiece(x, REPAIR_DEAL_FIELDS, 'repair deal', fail)
+  if (!isPrincipalText(x.member)) fail('member is a principal id')
+  checkPrincipals(x.helpers, 'helpers', 2)
+  checkList(x.boxes, 'sealed pieces', MAX_GROUP_MEMBERS - 1, isSealedBox)
 }
 
 const REPAIR_SUM_FIELDS = 'box,digest,ephemeral,epoch,from,group,member,session,sig,v'
 export function checkRepairSum(x: unknown): asserts x is RepairSum {
-  const m = x as Record<string, unknown>
-  checkSigned(m, REPAIR_SUM_FIELDS, 'repair sum')
-  if (!isPrincipalText(m.member)) fail('member is a principal id')
-  if (!isBytes(m.digest, 32, 32)) fail('digest is 32 bytes')
-  if (!isBytes(m.box, 48, 48)) fail('a sealed sum is 48 bytes')
+  checkSealedPiece(x, REPAIR_SUM_FIELDS, 'repair sum', fail)
+  if (!isPrincipalText(x.member)) fail('member is a principal id')
+  if (!isBytes(x.digest, 32, 32)) fail('digest is 32 bytes')
+  if (!isBytes(x.box, 48, 48)) fail('a sealed sum is 48 bytes')
 }
 
 const RESHARE_DEAL_FIELDS =
   'boxes,commitments,dealers,digest,ephemeral,epoch,from,group,members,session,sig,threshold,v'
 export function checkReshareDeal(x: unknown): asserts x is ReshareDeal {
-  const m = x as Record<string, unknown>
-  checkSigned(m, RESHARE_DEAL_FIELDS, 'reshare deal')
-  if (!isBytes(m.digest, 32, 32)) fail('digest is 32 bytes')
-  checkPrincipals(m.members, 'members', 2)
-  checkPrincipals(m.dealers, 'dealers', 2)
-  if (!isThreshold(m.threshold) || (m.threshold as number) > (m.members as string[]).length)
+  checkSealedPiece(x, RESHARE_DEAL_FIELDS, 'reshare deal', fail)
+  if (!isBytes(x.digest, 32, 32)) fail('digest is 32 bytes')
+  checkPrincipals(x.members, 'members', 2)
+  checkPrincipals(x.dealers, 'dealers', 2)
+  if (!isThreshold(x.threshold) || (x.threshold as number) > (x.members as string[]).length)
     fail('threshold is 2..members')
-  checkList(m.commitments, 'commitments', MAX_GROUP_MEMBERS, isPoint)
-  if ((m.commitments as unknown[]).length !== m.threshold) fail('a deal commits to threshold coefficients')
-  checkList(m.boxes, 'sealed shares', MAX_GROUP_MEMBERS, isBox)
+  checkList(x.commitments, 'commitments', MAX_GROUP_MEMBERS, isPoint)
+  if ((x.commitments as unknown[]).length !== x.threshold) fail('a deal commits to threshold coefficients')
+  checkList(x.boxes, 'sealed shares', MAX_GROUP_MEMBERS, isSealedBox)
 }
 
 export const encodeRepairDeal = (d: RepairDeal): Uint8Array =>

@@ -65,7 +65,16 @@ describe('cluster wire formats and stored shares', () => {
         epoch: 0,
         session: bytes(32),
         deals: Array.from({ length: 65 }, () => bytes(8))
-      }
+      },
+      // an ack is a map of exactly a member and its 64-byte signature
+      ...[[{ from: 'a', sig: bytes(64), extra: 1 }], [['a', bytes(64)]], [{ from: '', sig: bytes(64) }]].map(odd => ({
+        v: 1,
+        type: 'refresh-commit',
+        group: bytes(32),
+        epoch: 0,
+        session: bytes(32),
+        acks: [{ from: 'b', sig: bytes(64) }, ...odd]
+      }))
     ]
     for (const msg of bad)
       assert.throws(() => decodeFrostMessage(dagCbor.encode(msg)), invalid, JSON.stringify(Object.keys(msg as object)))
@@ -97,6 +106,16 @@ describe('cluster wire formats and stored shares', () => {
     const blames = (name: string, culprit: string) => (err: Error & { culprit?: string }) =>
       err.name === name && err.culprit === culprit
     assert.equal(((await open()) as unknown[]).length, 4)
+    // a sealed share is a map of exactly its member and a 48-byte box
+    const good = decodeRefreshDeal(all[1])
+    assert.deepEqual(decodeRefreshDeal(encodeRefreshDeal(good)), good)
+    for (const odd of [
+      { ...good.boxes[0], extra: 1 },
+      [good.boxes[0].to, good.boxes[0].box],
+      { to: good.boxes[0].to, box: bytes(47) }
+    ])
+      assert.throws(() => decodeRefreshDeal(dagCbor.encode({ ...good, boxes: [odd] })), invalid)
+    assert.throws(() => decodeRefreshDeal(dagCbor.encode({ ...good, epoch: 2 ** 32 })), invalid)
 
     const forged = decodeRefreshDeal(all[1])
     forged.commitments[0] = decodeRefreshDeal(all[2]).commitments[0]

@@ -162,6 +162,15 @@ describe('the /cyberspace/reshare codec', () => {
           { from: ids[0], sig: bytes(63) },
           { from: ids[1], sig: bytes(64) }
         ]
+      },
+      {
+        v: 1,
+        type: 'reshare-retire',
+        group: bytes(32),
+        epoch: 1,
+        session: bytes(32),
+        deals: [bytes(10), bytes(10)],
+        switched: [{ from: ids[0], sig: bytes(64) }, [ids[1], bytes(64)]]
       }
     ]
     for (const b of bad) assert.throws(() => decodeReshareMessage(dagCbor.encode(b)), invalid, JSON.stringify(b))
