@@ -30,6 +30,8 @@ import type { ErrorAnswer } from '../wire.ts'
 export const AGENT_NAMESPACE = 'cyberspace-agent'
 /** Prefix of the bytes an agent record's signature covers. */
 export const AGENT_SIGNING_DOMAIN = 'cyberspace/agent/v1'
+/** Prefix of the bytes the host's countersignature covers: the host agrees to host the agent. */
+export const AGENT_HOST_SIGNING_DOMAIN = 'cyberspace/agent-host/v1'
 /** Prefix of the bytes whose hash is a skill's provider key. */
 export const SKILL_KEY_DOMAIN = 'cyberspace/agent-skill/v1'
 export const AGENT_RECORD_VERSION = 1
@@ -140,9 +142,11 @@ export interface AgentRecord {
   card: AgentCard
   /** The agent's signature over `AGENT_SIGNING_DOMAIN || 0 || dag-cbor({ v, key, agent, host, addrs, seq, expires, card })`. */
   sig: Uint8Array
+  /** The host's signature over `AGENT_HOST_SIGNING_DOMAIN || 0 ||` the same dag-cbor: it agrees to host the agent. */
+  hostSig: Uint8Array
 }
 
-export type UnsignedAgentRecord = Omit<AgentRecord, 'sig'>
+export type UnsignedAgentRecord = Omit<AgentRecord, 'sig' | 'hostSig'>
 
 const failCard = (what: string): never => {
   throw new InvalidAgentCardError(what)
@@ -362,15 +366,22 @@ export function parseAgentKey(key: string | Uint8Array): string {
   return textKey
 }
 
-/** What an agent record's signature covers after the domain: dag-cbor of `{ v, key, agent, host, addrs, seq, expires, card }`. */
+/** What an agent record's two signatures (the agent's and its host's, each under its own domain) cover after the domain: dag-cbor of `{ v, key, agent, host, addrs, seq, expires, card }`. */
 export function agentSigningBody(key: string, record: UnsignedAgentRecord): Uint8Array {
   const { v, agent, host, addrs, seq, expires, card } = record
   return dagCbor.encode({ v, key, agent, host, addrs, seq, expires, card })
 }
 
-/** The exact bytes an agent record's signature covers (see protocols/signing.ts). */
-export function agentSigningBytes(key: string, record: UnsignedAgentRecord): Uint8Array {
-  return signedBytes(AGENT_SIGNING_DOMAIN, agentSigningBody(key, record))
+/** The exact bytes an agent record's signature covers (see protocols/signing.ts); `host` for the host's. */
+export function agentSigningBytes(
+  key: string,
+  record: UnsignedAgentRecord,
+  signer: 'agent' | 'host' = 'agent'
+): Uint8Array {
+  return signedBytes(
+    signer === 'agent' ? AGENT_SIGNING_DOMAIN : AGENT_HOST_SIGNING_DOMAIN,
+    agentSigningBody(key, record)
+  )
 }
 
 /** The libp2p interface of an agent hosted on `host`: `libp2p://<host peer id>/<agent principal>`. */
@@ -381,8 +392,10 @@ export function libp2pInterface(host: string, agent: string): AgentInterface {
 function checkRecordFields(x: unknown): asserts x is AgentRecord {
   if (!isMap(x)) return failRecord('a record is a map')
   const keys = Object.keys(x).sort().join(',')
-  if (keys !== 'addrs,agent,card,expires,host,seq,sig,v')
-    failRecord(`a record has the fields addrs, agent, card, expires, host, seq, sig, v; not ${keys.slice(0, 128)}`)
+  if (keys !== 'addrs,agent,card,expires,host,hostSig,seq,sig,v')
+    failRecord(
+      `a record has the fields addrs, agent, card, expires, host, hostSig, seq, sig, v; not ${keys.slice(0, 128)}`
+    )
   if (x.v !== AGENT_RECORD_VERSION) failRecord(`unsupported record version ${String(x.v)}`)
   agentPublicKey(x.agent as string)
   if (typeof x.host !== 'string' || !PEER_ID_PATTERN.test(x.host)) failRecord('host must be a base58btc peer id')
@@ -395,6 +408,7 @@ function checkRecordFields(x: unknown): asserts x is AgentRecord {
   if (!Number.isSafeInteger(x.expires) || (x.expires as number) <= 0)
     failRecord('expires must be a positive safe integer (ms)')
   if (!isBytes(x.sig, 64, 64)) failRecord('sig must be 64 bytes (Ed25519)')
+  if (!isBytes(x.hostSig, 64, 64)) failRecord('hostSig must be 64 bytes (Ed25519)')
   const card = checkAgentCard(x.card)
   for (const iface of card.supportedInterfaces) {
     if (iface.protocolBinding !== LIBP2P_BINDING) continue
@@ -406,8 +420,8 @@ function checkRecordFields(x: unknown): asserts x is AgentRecord {
 /** Encodes a record after checking every field; AgentCardTooLargeError over MAX_AGENT_RECORD_BYTES. */
 export function encodeAgentRecord(record: AgentRecord): Uint8Array {
   checkRecordFields(record)
-  const { v, agent, host, addrs, seq, expires, card, sig } = record
-  const bytes = dagCbor.encode({ v, agent, host, addrs, seq, expires, card: checkAgentCard(card), sig })
+  const { v, agent, host, addrs, seq, expires, card, sig, hostSig } = record
+  const bytes = dagCbor.encode({ v, agent, host, addrs, seq, expires, card: checkAgentCard(card), sig, hostSig })
   if (bytes.length > MAX_AGENT_RECORD_BYTES)
     throw new AgentCardTooLargeError(`the record is ${bytes.length} bytes, at most ${MAX_AGENT_RECORD_BYTES}`)
   return bytes

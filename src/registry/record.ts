@@ -12,7 +12,7 @@
  * @example
  * const records = agentDhtRecords()
  * const node = await createNode({ …, dhtRecords: records, services: { registry: registry({ seen: records.seen }) } })
- * const { bytes } = await signAgentRecord(signer, { host, addrs, seq: Date.now(), expires: Date.now() + 3_600_000, card })
+ * const { bytes } = await signAgentRecord(agentSigner, hostSigner, { addrs, seq: Date.now(), expires: Date.now() + 3_600_000, card })
  * const view = await verifyAgentRecord(agentKey(signer.principal), bytes) // throws on anything else
  */
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -20,6 +20,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { base16 } from 'multiformats/bases/base16'
 import {
+  AGENT_HOST_SIGNING_DOMAIN,
   AGENT_NAMESPACE,
   AGENT_RECORD_VERSION,
   AGENT_SIGNING_DOMAIN,
@@ -33,6 +34,7 @@ import {
   MAX_RECORD_TTL_MS,
   parseAgentKey
 } from '../../protocols/registry/codec.ts'
+import { peerIdFromPrincipal } from '../crypto/principal.ts'
 import { verifyAs } from '../crypto/sign.ts'
 import { RecentMap } from '../recent-map.ts'
 import {
@@ -69,23 +71,29 @@ export interface VerifyOptions {
 /** Signatures already verified, by sha256 of (key, record bytes): verifying is pure, so one cache serves every node. */
 const verified = new RecentMap<string, true>(4096)
 
-/** Signs a record for `signer`'s principal; the card is checked and cleaned first. */
+/**
+ * Signs a record for `signer`'s principal, countersigned by `host` (the node that hosts the agent:
+ * its key is its peer id); the card is checked and cleaned first.
+ */
 export async function signAgentRecord(
   signer: Signer,
-  fields: { host: string; addrs: string[]; seq: number; expires: number; card: AgentCard }
+  host: Signer,
+  fields: { addrs: string[]; seq: number; expires: number; card: AgentCard }
 ): Promise<{ record: AgentRecord; bytes: Uint8Array }> {
   const key = agentKey(signer.principal)
   const unsigned = {
     v: AGENT_RECORD_VERSION,
     agent: signer.principal as string,
-    host: fields.host,
+    host: peerIdFromPrincipal(host.principal).toString(),
     addrs: fields.addrs,
     seq: fields.seq,
     expires: fields.expires,
     card: checkAgentCard(fields.card)
   } as const
-  const sig = await signer.sign(AGENT_SIGNING_DOMAIN, agentSigningBody(key, unsigned))
-  const record: AgentRecord = { ...unsigned, sig }
+  const body = agentSigningBody(key, unsigned)
+  const sig = await signer.sign(AGENT_SIGNING_DOMAIN, body)
+  const hostSig = await host.sign(AGENT_HOST_SIGNING_DOMAIN, body)
+  const record: AgentRecord = { ...unsigned, sig, hostSig }
   return { record, bytes: encodeAgentRecord(record) }
 }
 
@@ -93,7 +101,8 @@ export async function signAgentRecord(
  * Decodes a record found under `key` and checks, cheapest first: the key's shape, the record's
  * shape and limits, that the key is its agent's, that the host is an Ed25519 peer and the
  * addresses parse, that it is not expired and claims no more than MAX_RECORD_TTL_MS (plus clock
- * skew) of life, and last the agent's signature over the key and record.
+ * skew) of life, and last the agent's signature and its host's countersignature over the key and
+ * record: an agent cannot name a host that did not agree to host it.
  */
 export async function verifyAgentRecord(
   key: string | Uint8Array,
@@ -104,13 +113,15 @@ export async function verifyAgentRecord(
   const record = decodeAgentRecord(bytes)
   if (agentKey(record.agent) !== keyText)
     throw new InvalidAgentRecordError(`the key ${keyText} is not agent ${record.agent}'s`)
-  let hostType: string
+  let hostKey: Uint8Array
   try {
-    hostType = peerIdFromString(record.host).type
+    const hostId = peerIdFromString(record.host)
+    if (hostId.type !== 'Ed25519') throw new InvalidAgentRecordError(`a host is an Ed25519 peer, not ${hostId.type}`)
+    hostKey = hostId.publicKey.raw
   } catch (err) {
+    if (err instanceof InvalidAgentRecordError) throw err
     throw new InvalidAgentRecordError(`host is not a peer id: ${(err as Error).message}`)
   }
-  if (hostType !== 'Ed25519') throw new InvalidAgentRecordError(`a host is an Ed25519 peer, not ${hostType}`)
   for (const a of record.addrs) {
     try {
       multiaddr(a)
@@ -129,13 +140,13 @@ export async function verifyAgentRecord(
     throw new InvalidAgentRecordError(`a record lives at most ${MAX_RECORD_TTL_MS} ms`)
   const digest = base16.baseEncode(sha256(concat(new TextEncoder().encode(keyText), bytes)))
   if (verified.get(digest) == null) {
-    const ok = await verifyAs(
-      agentPublicKey(record.agent),
-      AGENT_SIGNING_DOMAIN,
-      agentSigningBody(keyText, record),
-      record.sig
-    )
-    if (!ok) throw new AgentRecordSignatureError(`the record under ${keyText} is not signed by ${record.agent}`)
+    const body = agentSigningBody(keyText, record)
+    if (!(await verifyAs(agentPublicKey(record.agent), AGENT_SIGNING_DOMAIN, body, record.sig)))
+      throw new AgentRecordSignatureError(`the record under ${keyText} is not signed by ${record.agent}`)
+    if (!(await verifyAs(hostKey, AGENT_HOST_SIGNING_DOMAIN, body, record.hostSig)))
+      throw new AgentRecordSignatureError(
+        `the record under ${keyText} is not countersigned by its host ${record.host}: a host signs the records of the agents it hosts`
+      )
     verified.set(digest, true)
   }
   return {
@@ -184,14 +195,19 @@ export const selectAgentRecord: SelectFn = async (key, records) => {
 
 /**
  * The highest sequence number validated per record key, each until its record expires; at most
- * `capacity` keys, the least recently used forgotten first.
+ * `capacity` keys. An unexpired entry is never forgotten to make room: when the memory is full of
+ * them, a record under a new key is still accepted but not remembered, so a flood of valid records
+ * under fresh keys can never make a node forget a seq it knows and accept a replayed older record.
  */
 export class SeenRecords {
-  private readonly highest: RecentMap<string, { seq: number; expires: number }>
+  readonly capacity: number
+  private readonly highest = new Map<string, { seq: number; expires: number }>()
   private readonly now: () => number
+  /** No entry expires before this (ms): until then, a full memory has nothing to drop. */
+  private nextExpiry = 0
 
   constructor(options: { capacity?: number; now?: () => number } = {}) {
-    this.highest = new RecentMap(options.capacity ?? 10_000)
+    this.capacity = Math.max(1, options.capacity ?? 10_000)
     this.now = options.now ?? Date.now
   }
 
@@ -204,12 +220,29 @@ export class SeenRecords {
     return undefined
   }
 
-  /** Throws StaleAgentRecordError if a higher seq than `view`'s is known; else remembers `view`'s. */
+  /** Throws StaleAgentRecordError if a higher seq than `view`'s is known; else remembers `view`'s, room permitting. */
   observe(view: { key: string; seq: number; expires: number }): void {
     const known = this.seq(view.key)
     if (known != null && view.seq < known)
       throw new StaleAgentRecordError(`seq ${view.seq} under ${view.key} is older than seq ${known} already seen`)
-    if (known == null || view.seq > known) this.highest.set(view.key, { seq: view.seq, expires: view.expires })
+    if (known != null && view.seq === known) return
+    if (known == null && !this.makeRoom()) return
+    this.highest.set(view.key, { seq: view.seq, expires: view.expires })
+    this.nextExpiry = Math.min(this.nextExpiry, view.expires)
+  }
+
+  /** Drops expired entries when full; false when every entry is still current. */
+  private makeRoom(): boolean {
+    if (this.highest.size < this.capacity) return true
+    const now = this.now()
+    if (now < this.nextExpiry) return false
+    let next = Infinity
+    for (const [key, entry] of this.highest) {
+      if (entry.expires <= now) this.highest.delete(key)
+      else next = Math.min(next, entry.expires)
+    }
+    this.nextExpiry = next
+    return this.highest.size < this.capacity
   }
 }
 

@@ -55,9 +55,10 @@ import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
 import { RecentMap } from '../recent-map.ts'
 import { parseSignedCert, signedCertToSexp } from '../spki/cert.ts'
 import { resolveName } from '../spki/discover.ts'
-import { decodeCanonical, encodeCanonical, parseAdvanced } from '../spki/sexp.ts'
+import { MEMBER_TAG } from '../membership/service.ts'
+import { decodeCanonical, encodeCanonical } from '../spki/sexp.ts'
 import { PeerBudget } from '../spki/peer-budget.ts'
-import { parseTag, tagImplies } from '../spki/tag.ts'
+import { tagImplies } from '../spki/tag.ts'
 import {
   AgentNameError,
   AgentNotFoundError,
@@ -66,7 +67,8 @@ import {
   HostNotMemberError,
   InvalidAgentRecordError,
   InvalidRegistryMessageError,
-  RegistryRefusedError
+  RegistryRefusedError,
+  StaleAgentRecordError
 } from './errors.ts'
 import { SeenRecords, signAgentRecord, verifyAgentRecord } from './record.ts'
 import type { AgentRecordView } from './record.ts'
@@ -74,6 +76,7 @@ import type { AgentCard, AgentCapabilities, AgentInterface, RegistryMessage } fr
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Signer } from '../crypto/sign.ts'
 import type { SignedCert } from '../spki/cert.ts'
+import type { Membership } from '../membership/service.ts'
 import type { Spki } from '../spki/service.ts'
 import type { Cluster } from '../threshold/service.ts'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Startable } from '@libp2p/interface'
@@ -116,6 +119,8 @@ export interface RegistryComponents {
   dht: KadDHT
   spki: Spki
   cluster?: Cluster
+  /** This node's membership view: a provider in it is a member known without asking anyone. */
+  membership?: Membership
 }
 
 /** A card as a publisher gives it: the libp2p interface, modes and capabilities are filled in. */
@@ -168,8 +173,8 @@ export interface Registry {
   find(query: { skill: string }, options?: AbortOptions): Promise<FindResult>
 }
 
-/** The tag a record's host must hold by this node's ACL. */
-export const MEMBER_TAG = parseTag(parseAdvanced('(cyberspace member)'))
+/** Most distinct providers of a skill `find` looks at before choosing the ones it asks. */
+export const MAX_PROVIDER_CANDIDATES = 64
 /** The first word of a name that stands for the cluster principal. */
 export const CLUSTER_WORD = 'cluster'
 
@@ -257,6 +262,8 @@ class RegistryService implements Registry, Startable {
   /** Publishing per agent, one at a time. */
   private readonly busy = new Map<PrincipalId, Promise<unknown>>()
   private running = false
+  /** This node's key, countersigning the records of the agents it hosts. */
+  private hostSigner?: Signer
 
   constructor(components: RegistryComponents, init: RegistryInit) {
     this.components = components
@@ -318,7 +325,11 @@ class RegistryService implements Registry, Startable {
     const signer = await seedSigner(key.raw)
     const card = this.completeCard(input, signer.principal)
     return await this.serialized(signer.principal, async () => {
-      const published = await this.putRecord(signer, card, ttl, options)
+      // the first record of this agent in this run beats whatever the DHT holds (an earlier run's, with a clock ahead)
+      const published = await this.putRecord(signer, card, ttl, {
+        ...options,
+        lookup: !this.hosted.has(signer.principal)
+      })
       const previous = this.hosted.get(signer.principal)
       clearTimeout(previous?.timer)
       const entry: Hosted = { signer, card, ttl, view: published }
@@ -353,24 +364,33 @@ class RegistryService implements Registry, Startable {
     }
   }
 
-  /** Signs the next record of `signer`'s agent and stores it locally and at the closest peers. */
+  /**
+   * Signs the next record of `signer`'s agent, countersigned by this node as its host, and stores
+   * it locally and at the closest peers. With `lookup`, the seq also beats the record the DHT holds.
+   */
   private async putRecord(
     signer: Signer,
     card: AgentCard,
     ttl: number,
-    options: AbortOptions
+    options: AbortOptions & { lookup?: boolean }
   ): Promise<PublishedRecord> {
     const keyText = agentKey(signer.principal)
+    let last = Math.max(this.hosted.get(signer.principal)?.view.seq ?? -1, this.seen.seq(keyText) ?? -1)
+    if (options.lookup === true) last = Math.max(last, await this.storedSeq(keyText, options))
     const now = Date.now()
-    const last = Math.max(this.hosted.get(signer.principal)?.view.seq ?? -1, this.seen.seq(keyText) ?? -1)
     // strictly increasing even within one millisecond or when the clock steps back
     const seq = Math.max(now, last + 1)
+    if (!Number.isSafeInteger(seq))
+      throw new StaleAgentRecordError(
+        `a record of ${signer.principal} with seq ${last} is in the DHT: no newer one can be published before it expires`
+      )
     const addrs = this.components.addressManager
       .getAddresses()
       .map(String)
       .filter(a => a.length <= MAX_ADDR_LENGTH)
       .slice(0, MAX_ADDRS)
-    const { bytes } = await signAgentRecord(signer, { host: this.self, addrs, seq, expires: now + ttl, card })
+    this.hostSigner ??= await seedSigner(this.components.privateKey.raw)
+    const { bytes } = await signAgentRecord(signer, this.hostSigner, { addrs, seq, expires: now + ttl, card })
     const view = await verifyAgentRecord(keyText, bytes)
     this.seen.observe(view)
     this.latest.set(view.agent, view)
@@ -381,6 +401,25 @@ class RegistryService implements Registry, Startable {
     }
     this.log('published %s seq %d at %d peers', view.agent, seq, peers)
     return { ...view, peers }
+  }
+
+  /** The highest seq of a valid record under `keyText` the DHT gives now; -1 when none. */
+  private async storedSeq(keyText: string, options: AbortOptions): Promise<number> {
+    let highest = -1
+    try {
+      for await (const event of this.components.dht.get(utf8(keyText), {
+        signal: withTimeout(this.lookupTimeout, options.signal)
+      })) {
+        if (event.name !== 'VALUE') continue
+        try {
+          highest = Math.max(highest, (await verifyAgentRecord(keyText, event.value)).seq)
+        } catch {}
+      }
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      this.log('no current record under %s - %e', keyText, err)
+    }
+    return highest
   }
 
   /** Republishes `entry` at half its lifetime with a higher seq, until unpublished or stopped. */
@@ -647,23 +686,33 @@ class RegistryService implements Registry, Startable {
     const providers = new Map<string, PeerId>()
     if ([...this.hosted.values()].some(h => declaresSkill(h.card, skill)))
       providers.set(this.self, this.components.peerId)
+    // provider records are unauthenticated: look at more providers than are asked, and ask members
+    // this node knows (its membership view, its own store) first, so a flood of outsiders claiming
+    // the skill cannot crowd them out
+    const candidates = Math.max(this.maxProviders, MAX_PROVIDER_CANDIDATES)
     const signal = withTimeout(this.lookupTimeout, options.signal)
     try {
       for await (const event of this.components.dht.findProviders(skillCid(skill), { signal })) {
         if (event.name !== 'PROVIDER' && event.name !== 'PEER_RESPONSE') continue
         for (const info of event.providers) {
-          if (providers.size >= this.maxProviders) break
+          if (providers.size >= candidates) break
           providers.set(info.id.toString(), info.id)
         }
-        if (providers.size >= this.maxProviders) break
+        if (providers.size >= candidates) break
       }
     } catch (err) {
       options.signal?.throwIfAborted()
       if (providers.size === 0 && (err as Error).name !== 'NotFoundError') throw err
     }
+    const ranked: Array<{ peer: PeerId; known: boolean }> = []
+    for (const peer of providers.values())
+      ranked.push({ peer, known: peer.equals(this.components.peerId) || (await this.knownMember(peer, options)) })
+    const asked = [...ranked.filter(r => r.known), ...ranked.filter(r => !r.known)]
+      .slice(0, this.maxProviders)
+      .map(r => r.peer)
     const byAgent = new Map<PrincipalId, AgentRecordView>()
     const skipped: FindResult['skipped'] = []
-    await eachLimited([...providers.values()], 4, async peer => {
+    await eachLimited(asked, 4, async peer => {
       try {
         for (const view of await this.recordsFrom(peer, skill, options)) {
           const known = byAgent.get(view.agent)
@@ -678,6 +727,29 @@ class RegistryService implements Registry, Startable {
       .sort((a, b) => (a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0))
       .slice(0, this.maxResults)
     return { records, skipped }
+  }
+
+  /** Whether `peer` is a member by what this node knows without asking anyone: its membership view, or its own store. */
+  private async knownMember(peer: PeerId, options: AbortOptions): Promise<boolean> {
+    let principal: PrincipalId
+    try {
+      principal = principalFromPeerId(peer)
+    } catch {
+      return false
+    }
+    try {
+      const state = this.components.membership?.member(principal)?.state
+      if (state === 'alive' || state === 'suspect') return true
+    } catch {
+      // no membership view on this node
+    }
+    try {
+      await this.spki.authorize(principal, MEMBER_TAG, { signal: options.signal })
+      return true
+    } catch {
+      options.signal?.throwIfAborted()
+      return false
+    }
   }
 
   /** The verified records `peer` hosts that declare `skill`, once `peer` is known to be a member. */

@@ -9,8 +9,11 @@ import { base16 } from 'multiformats/bases/base16'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import {
+  AGENT_HOST_SIGNING_DOMAIN,
+  AGENT_SIGNING_DOMAIN,
   agentKey,
   agentKeyHash,
+  agentSigningBody,
   CARD_LIMITS,
   checkAgentCard,
   decodeAgentRecord,
@@ -24,6 +27,7 @@ import {
   MAX_REGISTRY_MESSAGE_BYTES,
   skillCid
 } from '../../protocols/registry/codec.ts'
+import { peerIdFromPrincipal } from '../../src/crypto/principal.ts'
 import { seedSigner } from '../../src/crypto/sign.ts'
 import { keyHash } from '../../src/spki/cert.ts'
 import {
@@ -37,7 +41,9 @@ import {
 import type { AgentCard, AgentRecord, RegistryMessage } from '../../protocols/registry/codec.ts'
 import type { Signer } from '../../src/crypto/sign.ts'
 
-const HOST = '12D3KooWRPYtu7rfWdixTa6QhUpPS4cnqSEURWAYndmdzqqmaL5h'
+/** The host of the fixed records: the Ed25519 key of seed 32 × 0x03, its peer id. */
+const hostKey = await seedSigner(new Uint8Array(32).fill(3))
+const HOST = peerIdFromPrincipal(hostKey.principal).toString()
 /** A fixed expiry (2096); the fixed record is verified at a clock just before it. */
 const EXPIRES = 4_000_000_000_000
 
@@ -59,10 +65,9 @@ const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
 
 async function signed(
   signer: Signer,
-  fields: Partial<{ seq: number; expires: number; card: AgentCard; host: string }> = {}
+  fields: Partial<{ seq: number; expires: number; card: AgentCard; host: Signer }> = {}
 ): Promise<Uint8Array> {
-  const { bytes } = await signAgentRecord(signer, {
-    host: fields.host ?? HOST,
+  const { bytes } = await signAgentRecord(signer, fields.host ?? hostKey, {
     addrs: ['/ip4/127.0.0.1/tcp/4101'],
     seq: fields.seq ?? 1,
     expires: fields.expires ?? Date.now() + 60_000,
@@ -98,14 +103,15 @@ describe('agent records: format, limits and validation', () => {
     const bytes = await signed(alice, { seq: 5, expires: EXPIRES })
     const cid = CID.createV1(dagCbor.code, Digest.create(0x12, sha256(bytes)))
     assert.equal(alice.principal, 'z6Mkon3Necd6NkkyfoGoHxid2znGc59LU3K7mubaRcFbLfLX')
+    assert.equal(HOST, '12D3KooWRndVhVZPCiQwHBBBdg769GyrPUW13zxwqQyf9r3ANaba')
     assert.equal(agentKey(alice.principal), `/cyberspace-agent/${base16.baseEncode(keyHash(alice.principal))}`)
     assert.deepEqual(agentKeyHash(alice.principal), keyHash(alice.principal))
     assert.equal(
       agentKey(alice.principal),
       '/cyberspace-agent/b9edfaa53155222d5a8114a9529ddec2de4b83a2244d220addcb06048526d92a'
     )
-    assert.equal(bytes.length, 688)
-    assert.equal(cid.toString(), 'bafyreiccvbrqsyvfev7u3b63ci27cdgggwqvkptzplk4fnvfzpucel5wxq')
+    assert.equal(bytes.length, 762)
+    assert.equal(cid.toString(), 'bafyreid2sguh7mj4qxc3uw3bisix4w5dnada6avbwrdngfx674bv7afl7u')
     assert.equal(skillCid('Code-Review ').toString(), skillCid('code-review').toString())
     assert.equal(skillCid('code-review').toString(), 'bafkreibar5q34boqamhmsa7r6n2y2tm3rpzeek6szfwuy2ge46i4dgxvay')
     const view = await verifyAgentRecord(agentKey(alice.principal), bytes, { now: EXPIRES - 60_000 })
@@ -201,6 +207,20 @@ describe('agent records: format, limits and validation', () => {
     await rejects(
       verifyAgentRecord(
         key,
+        tampered(bytes, r => (r.hostSig = new Uint8Array(65)))
+      ),
+      'InvalidAgentRecordError'
+    )
+    await rejects(
+      verifyAgentRecord(
+        key,
+        tampered(bytes, r => delete r.hostSig)
+      ),
+      'InvalidAgentRecordError'
+    )
+    await rejects(
+      verifyAgentRecord(
+        key,
         tampered(bytes, r => (r.addrs = ['not-a-multiaddr']))
       ),
       'InvalidAgentRecordError'
@@ -249,6 +269,31 @@ describe('agent records: format, limits and validation', () => {
     const bobs = dagCbor.decode(await signed(bob)) as AgentRecord
     const forged = dagCbor.encode({ ...bobs, agent: alice.principal, card: card(alice.principal) })
     await rejects(verifyAgentRecord(key, forged), 'AgentRecordSignatureError')
+    // alice signs a record naming HOST, and the host's part herself: the host never agreed
+    const own = dagCbor.decode(bytes) as AgentRecord
+    const unsigned = {
+      v: own.v,
+      agent: own.agent,
+      host: own.host,
+      addrs: own.addrs,
+      seq: own.seq,
+      expires: own.expires,
+      card: own.card
+    }
+    const body = agentSigningBody(key, unsigned)
+    const unagreed = encodeAgentRecord({
+      ...unsigned,
+      sig: await alice.sign(AGENT_SIGNING_DOMAIN, body),
+      hostSig: await alice.sign(AGENT_HOST_SIGNING_DOMAIN, body)
+    })
+    await rejects(verifyAgentRecord(key, unagreed), 'AgentRecordSignatureError')
+    // the host's signature under the agent's domain is no countersignature
+    const crossed = encodeAgentRecord({
+      ...unsigned,
+      sig: own.sig,
+      hostSig: await hostKey.sign(AGENT_SIGNING_DOMAIN, body)
+    })
+    await rejects(verifyAgentRecord(key, crossed), 'AgentRecordSignatureError')
     // bob's own, valid record stored under alice's key
     await rejects(verifyAgentRecord(key, await signed(bob)), 'InvalidAgentRecordError')
     await rejects(Promise.resolve(validateAgentRecord(utf8(key), forged)), 'AgentRecordSignatureError')

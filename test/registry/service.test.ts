@@ -19,6 +19,7 @@ import type { AgentCard } from '../../protocols/registry/codec.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { AgentCardInput, Registry } from '../../src/registry/service.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
+import type { Signer } from '../../src/crypto/sign.ts'
 import type { Key } from '../spki/fixtures.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -28,11 +29,15 @@ interface Peer {
   node: CyberspaceNode
   registry: Registry
   validate: (key: Uint8Array, value: Uint8Array) => void | Promise<void>
+  /** The node's key: it countersigns the records it hosts. */
+  host: Signer
 }
 
 async function peer(bootstrap?: CyberspaceNode): Promise<Peer> {
   const records = agentDhtRecords()
+  const privateKey = await generateKeyPair('Ed25519')
   const node = await memoryNode({
+    privateKey,
     bootstrap: bootstrap == null ? [] : [bootstrap.multiaddrs()[0]],
     dhtRecords: records,
     services: {
@@ -42,7 +47,8 @@ async function peer(bootstrap?: CyberspaceNode): Promise<Peer> {
   return {
     node,
     registry: node.libp2p.services.registry as Registry,
-    validate: records.validators['cyberspace-agent']
+    validate: records.validators['cyberspace-agent'],
+    host: await seedSigner(privateKey.raw)
   }
 }
 
@@ -156,8 +162,7 @@ describe('the agent registry across member nodes', function () {
   it('an older seq never wins: a replayed record put directly is refused, and never selected', async () => {
     const current = await peers[1].registry.get(reviewer)
     const signer = await seedSigner(reviewerKey.raw)
-    const { bytes: older } = await signAgentRecord(signer, {
-      host: current.host,
+    const { bytes: older } = await signAgentRecord(signer, peers[3].host, {
       addrs: current.addrs,
       seq: current.seq - 1000,
       expires: Date.now() + 600_000,
@@ -195,8 +200,7 @@ describe('the agent registry across member nodes', function () {
     const badSignature = dagCbor.encode({ ...decoded, seq: current.seq + 1000 })
     const impostorKey = await generateKeyPair('Ed25519')
     const impostor = await seedSigner(impostorKey.raw)
-    const { bytes: impostorRecord } = await signAgentRecord(impostor, {
-      host: peers[5].node.peerId.toString(),
+    const { bytes: impostorRecord } = await signAgentRecord(impostor, peers[5].host, {
       addrs: [],
       seq: current.seq + 2000,
       expires: Date.now() + 600_000,
@@ -227,8 +231,7 @@ describe('the agent registry across member nodes', function () {
     const agentKeyPair = await generateKeyPair('Ed25519')
     const signer = await seedSigner(agentKeyPair.raw)
     const expires = Date.now() + 2500
-    const { bytes } = await signAgentRecord(signer, {
-      host: peers[1].node.peerId.toString(),
+    const { bytes } = await signAgentRecord(signer, peers[1].host, {
       addrs: [],
       seq: 1,
       expires,
@@ -265,8 +268,7 @@ describe('the agent registry across member nodes', function () {
     await rejects(peers[2].registry.publish(big), 'AgentCardTooLargeError')
     // a record built by hand past the limit, put straight into the DHT
     const signer = await seedSigner((await generateKeyPair('Ed25519')).raw)
-    const { record } = await signAgentRecord(signer, {
-      host: peers[2].node.peerId.toString(),
+    const { record } = await signAgentRecord(signer, peers[2].host, {
       addrs: [],
       seq: 1,
       expires: Date.now() + 60_000,
