@@ -93,14 +93,16 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
       const cursor = url.searchParams.get('cursor')
       if (cursor != null && !isPrincipalId(cursor))
         throw new HttpError(400, 'cursor must be the next value of the previous page (a principal id)')
-      const result = await registryOf(node).find({ skill }, { signal: AbortSignal.timeout(REGISTRY_TIMEOUT) })
-      // records come sorted by agent: a page is those after the cursor
-      const after = cursor == null ? result.records : result.records.filter(r => r.agent > cursor)
-      const page = after.slice(0, limit)
+      // records come sorted by agent, those after the cursor: the registry pages past what one find returns
+      const result = await registryOf(node).find(
+        { skill, limit, ...(cursor == null ? {} : { after: cursor }) },
+        { signal: AbortSignal.timeout(REGISTRY_TIMEOUT) }
+      )
+      const page = result.records
       const body: AgentPage = {
         skill,
         agents: page.map(agentView),
-        next: after.length > limit ? page[page.length - 1].agent : null,
+        next: result.more && page.length > 0 ? page[page.length - 1].agent : null,
         skipped: result.skipped.map(s => ({ peer: s.peer, name: s.error.name, message: s.error.message }))
       }
       return body

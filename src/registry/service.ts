@@ -151,9 +151,19 @@ export interface GetOptions extends AbortOptions {
   stats?: LookupStats
 }
 
+export interface FindQuery {
+  skill: string
+  /** Only agents whose principal sorts after this one (the cursor of a page). */
+  after?: string
+  /** Most records returned, at most the service's maxResults (its default). */
+  limit?: number
+}
+
 export interface FindResult {
   /** Verified records of member hosts that declare the skill, one per agent, sorted by agent. */
   records: AgentRecordView[]
+  /** Whether agents after the last record returned were found too (ask again with `after`). */
+  more: boolean
   /** Providers (peer ids) left out, and why. */
   skipped: Array<{ peer: string; error: Error }>
 }
@@ -170,7 +180,7 @@ export interface Registry {
   /** The records of the agents an SDSI name (`cluster's reviewer`, `z6Mk…'s reviewer`) denotes. */
   resolve(name: string, options?: AbortOptions): Promise<AgentRecordView[]>
   /** Records whose cards declare `skill` as a skill id or tag, from member hosts. */
-  find(query: { skill: string }, options?: AbortOptions): Promise<FindResult>
+  find(query: FindQuery, options?: AbortOptions): Promise<FindResult>
 }
 
 /** Most distinct providers of a skill `find` looks at before choosing the ones it asks. */
@@ -681,8 +691,12 @@ class RegistryService implements Registry, Startable {
     return [...byId.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, p]) => p)
   }
 
-  async find(query: { skill: string }, options: AbortOptions = {}): Promise<FindResult> {
+  async find(query: FindQuery, options: AbortOptions = {}): Promise<FindResult> {
     const skill = normalizeSkill(query?.skill)
+    const after = typeof query.after === 'string' ? query.after : undefined
+    const limit = Number.isSafeInteger(query.limit)
+      ? Math.max(1, Math.min(query.limit as number, this.maxResults))
+      : this.maxResults
     const providers = new Map<string, PeerId>()
     if ([...this.hosted.values()].some(h => declaresSkill(h.card, skill)))
       providers.set(this.self, this.components.peerId)
@@ -723,10 +737,10 @@ class RegistryService implements Registry, Startable {
         skipped.push({ peer: peer.toString(), error: err as Error })
       }
     })
-    const records = [...byAgent.values()]
+    const sorted = [...byAgent.values()]
+      .filter(r => after == null || r.agent > after)
       .sort((a, b) => (a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0))
-      .slice(0, this.maxResults)
-    return { records, skipped }
+    return { records: sorted.slice(0, limit), more: sorted.length > limit, skipped }
   }
 
   /** Whether `peer` is a member by what this node knows without asking anyone: its membership view, or its own store. */

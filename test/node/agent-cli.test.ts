@@ -78,7 +78,15 @@ describe('agents: control-API routes and commands', function () {
         await memoryNode({
           bootstrap: i === 0 ? [] : [nodes[0].multiaddrs()[0]],
           dhtRecords: records,
-          services: { registry: registry({ seen: records.seen, timeout: 5000, lookupTimeout: 15_000 }) as never }
+          services: {
+            // the first node returns at most 2 agents per find: pages must still reach all 4
+            registry: registry({
+              seen: records.seen,
+              timeout: 5000,
+              lookupTimeout: 15_000,
+              ...(i === 0 ? { maxResults: 2 } : {})
+            }) as never
+          }
         })
       )
     }
@@ -126,7 +134,7 @@ describe('agents: control-API routes and commands', function () {
     assert.equal(byName.agents[0].agent, published.agent)
   })
 
-  it('GET agents pages through the agents of a skill with limit and cursor', async () => {
+  it('GET agents pages through the agents of a skill with limit and cursor, past what one find returns', async () => {
     for (const i of [0, 2, 3]) await call(routes[i], 'POST agents', {}, { card: card(`agent-${i}`, `skill-${i}`) })
     const seen: string[] = []
     let cursor: string | null = null
