@@ -132,6 +132,8 @@ export const AGENT_ERROR_STATUS: Record<string, number> = {
   AgentNotFoundError: 404,
   AgentRecordExpiredError: 404,
   AgentNameError: 404,
+  // name certificates that lead back to a name being resolved: the name denotes nothing
+  NameCycleError: 404,
   AgentNotPublishedError: 404,
   HostNotMemberError: 403,
   InvalidAgentCardError: 400,

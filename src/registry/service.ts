@@ -57,7 +57,7 @@ import { parseSignedCert, signedCertToSexp } from '../spki/cert.ts'
 import { resolveName } from '../spki/discover.ts'
 import { MEMBER_TAG } from '../membership/service.ts'
 import { decodeCanonical, encodeCanonical } from '../spki/sexp.ts'
-import { PeerBudget } from '../spki/peer-budget.ts'
+import { PeerBudget } from '../peer-budget.ts'
 import { tagImplies } from '../spki/tag.ts'
 import {
   AgentNameError,
