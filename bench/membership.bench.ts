@@ -12,11 +12,13 @@
  * prints "cyberspace membership unavailable: <reason>" instead.
  *
  * Environment, for partial runs: MEMBERSHIP_BENCH_SIZES (default "10,20"), MEMBERSHIP_BENCH_TRIALS
- * (default 5), MEMBERSHIP_BENCH_SYSTEMS (default "serf,cyberspace,dht").
+ * (default 5), MEMBERSHIP_BENCH_SYSTEMS (default "serf,cyberspace,dht"; add "agents" for registry
+ * lookups among 50 in-process members — on 2 cores their setup alone outlasts 10 minutes today).
  */
 import { loadavg } from 'node:os'
 import { startCyberspaceCluster } from './cyberspace-members.ts'
 import { measureDhtLookups } from './dht-lookup.ts'
+import { measureAgentLookups } from './agent-lookups.ts'
 import { percentile } from './harness.ts'
 import {
   detectionTrial,
@@ -30,6 +32,7 @@ import {
 import { findSerf, startSerfCluster } from './serf.ts'
 import type { Benchmark, BenchResult } from './harness.ts'
 import type { DhtFigures } from './dht-lookup.ts'
+import type { AgentLookupFigures } from './agent-lookups.ts'
 import type { FalsePositives, MemberCluster, Trial } from './member-cluster.ts'
 
 const SIZES = (process.env.MEMBERSHIP_BENCH_SIZES ?? '10,20').split(',').map(Number)
@@ -47,6 +50,8 @@ const SETTLE_SECONDS = 60
 const STRESS_SECONDS = 60
 const BUSY_LOOPS = 3
 const DHT = { nodes: 50, records: 6, lookups: 30 }
+/** Agent records through the registry (get by principal, find by skill) among as many in-process members. */
+const AGENTS = { nodes: 50, agents: 6, lookups: 30 }
 
 /** The machine's 1-minute load average as each part began: other work on the machine shows here. */
 const loads: string[] = []
@@ -194,6 +199,17 @@ const benchmark: Benchmark = {
       }
     }
 
+    let agents: AgentLookupFigures | string | undefined
+    if (SYSTEMS.includes('agents')) {
+      noteLoad('agents')
+      try {
+        agents = await measureAgentLookups(AGENTS)
+      } catch (err) {
+        agents = (err as Error).message
+        console.log(`agent lookups unavailable: ${oneLine(agents)}`)
+      }
+    }
+
     const rows: Array<Array<string | number>> = []
     const ratios: Record<string, number> = {}
     // a half that never started says why in setup; one that stopped part way says 'failed' where it has no figure
@@ -311,6 +327,27 @@ const benchmark: Benchmark = {
           `${d.holders.toFixed(1)} holders per record; routing tables ${d.routingTable.toFixed(1)} peers on average`
       }
       if (typeof dht === 'string') notes.dht = `failed: ${oneLine(dht)}`
+    }
+
+    if (agents != null) {
+      const a = typeof agents === 'string' ? undefined : agents
+      const agentRow = (what: string, value: number | undefined): void => {
+        rows.push([what, AGENTS.nodes, 'no registry', value ?? 'failed', '-'])
+      }
+      agentRow('agent record publish p50 (ms)', a?.publishP50)
+      agentRow('agent get by principal p50 (ms)', a?.getP50)
+      agentRow('agent get by principal p99 (ms)', a?.getP99)
+      agentRow('agent get hops, mean', a?.meanHops)
+      agentRow('agent get hops, max', a?.maxHops)
+      agentRow('agent get DHT queries sent, mean', a?.meanQueries)
+      agentRow('agent find by skill p50 (ms)', a?.findP50)
+      agentRow('agent find by skill p99 (ms)', a?.findP99)
+      if (a != null && typeof dht !== 'string' && dht != null && dht.directP50 > 0)
+        ratios['agent get p50 / direct DHT fetch p50'] = a.getP50 / dht.directP50
+      notes.agents =
+        a != null
+          ? `${a.lookups} gets and finds of ${a.agents} agents among ${a.nodes} members; ${a.localHits} answered from the asker's own store; failures: ${a.failures.length === 0 ? 'none' : oneLine(a.failures.join('; '))}`
+          : `failed: ${oneLine(agents as string)}`
     }
 
     const csResolution = cyberspace.find(f => f.resolution != null)?.resolution

@@ -9,14 +9,13 @@
  * const figures = await measureAgentLookups({ nodes: 50, agents: 10, lookups: 100 })
  * console.log(figures)
  */
-import { principalFromPeerId } from '../../src/crypto/principal.ts'
-import { agentDhtRecords } from '../../src/registry/record.ts'
-import { LookupStats, registry } from '../../src/registry/service.ts'
-import { memoryNode } from '../helpers/memory-node.ts'
-import { waitUntil } from '../helpers/processes.ts'
-import { grant, key, tag } from '../spki/fixtures.ts'
-import type { Registry } from '../../src/registry/service.ts'
-import type { CyberspaceNode } from '../../src/node.ts'
+import { principalFromPeerId } from '../src/crypto/principal.ts'
+import { LookupStats } from '../src/registry/service.ts'
+import { memoryNode } from '../test/helpers/memory-node.ts'
+import { waitUntil } from '../test/helpers/processes.ts'
+import { grant, key, tag } from '../test/spki/fixtures.ts'
+import type { Registry } from '../src/registry/service.ts'
+import type { CyberspaceNode } from '../src/node.ts'
 
 export interface AgentLookupFigures {
   nodes: number
@@ -74,16 +73,14 @@ export async function measureAgentLookups(
   try {
     const root = await key()
     for (let i = 0; i < options.nodes; i++) {
-      const records = agentDhtRecords()
       // each joins through one of the nodes before it, so routing tables are not all one hub
       const via = i === 0 ? [] : [nodes[Math.floor(random() * i)].multiaddrs()[0]]
       const node = await memoryNode({
         bootstrap: via,
-        dhtRecords: records,
-        services: { registry: registry({ seen: records.seen, lookupTimeout: 120_000 }) as never }
+        registryOptions: { lookupTimeout: 120_000 }
       })
       nodes.push(node)
-      registries.push(node.libp2p.services.registry as Registry)
+      registries.push(node.registry)
       options.progress?.(`node ${i + 1}/${options.nodes} started`)
     }
     await waitUntil('every node connected', () => nodes.every(n => n.peers().length > 0), 120_000)
