@@ -275,7 +275,12 @@ class RevocationsService implements Revocations, Startable {
   }
 
   private readonly onConnect = (evt: CustomEvent<PeerId>): void => {
-    this.syncSoon(evt.detail)
+    // only over a direct connection: a stream to a peer reached through a relay makes libp2p dial
+    // it anew for an unlimited connection (for a tab, a WebRTC dial racing the one its user asked for)
+    const direct = this.components.connectionManager
+      .getConnections(evt.detail)
+      .some(c => c.status === 'open' && c.limits == null)
+    if (direct) this.syncSoon(evt.detail)
   }
 
   /** Pulls from `peer` in the background, unless a pull from it is under way or too many are. */

@@ -121,7 +121,9 @@ describe('the state service: documents replicated over /cyberspace/heads and the
     try {
       const late = await nodes[2].state.open('backlog', 'g-counter')
       await waitUntil('the late replica caught up', () => late.value() === 40)
-      assert.ok(streams < 10, `${streams} heads streams for 40 events`)
+      // one stream per event would be 40; batching needs a few (a node also syncs heads when it
+      // connects and every interval, and those streams count here too)
+      assert.ok(streams < 16, `${streams} heads streams for 40 events`)
     } finally {
       libp2p.dialProtocol = dialProtocol
     }
