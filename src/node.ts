@@ -106,7 +106,10 @@ export interface CreateNodeOptions {
   stateOptions?: StateInit
   /** Answer DHT queries (true where the node is dialable, e.g. a Node process with listeners). */
   dhtServer: boolean
-  /** Record validators and selectors for further DHT namespaces (keys `/<namespace>/…`), beside the signed values'. */
+  /**
+   * Record validators and selectors for further DHT namespaces (keys `/<namespace>/…`). The node's own
+   * namespaces (`cyberspace-value`, `cyberspace-agent`) keep their own: an entry for one of them is ignored.
+   */
   dhtRecords?: { validators?: Record<string, ValidateFn>; selectors?: Record<string, SelectFn> }
   /** Extra libp2p services the platform adds (e.g. the circuit relay server in Node). */
   services?: ServiceFactoryMap<Record<string, unknown>>

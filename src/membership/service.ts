@@ -86,7 +86,6 @@ import type {
   Libp2pEvents,
   Logger,
   PeerId,
-  PeerStore,
   PrivateKey,
   Startable,
   Stream,
@@ -178,7 +177,6 @@ export interface MembershipComponents {
   registrar: Registrar
   connectionManager: ConnectionManager
   addressManager: AddressManager
-  peerStore: PeerStore
   events: TypedEventTarget<Libp2pEvents>
   logger: ComponentLogger
   spki: Spki

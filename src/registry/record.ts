@@ -10,8 +10,6 @@
  * validator accepts without consulting the selector).
  *
  * @example
- * const records = agentDhtRecords()
- * const node = await createNode({ …, dhtRecords: records, services: { registry: registry({ seen: records.seen }) } })
  * const { bytes } = await signAgentRecord(agentSigner, hostSigner, { addrs, seq: Date.now(), expires: Date.now() + 3_600_000, card })
  * const view = await verifyAgentRecord(agentKey(signer.principal), bytes) // throws on anything else
  */
@@ -254,9 +252,9 @@ export function agentRecordValidator(seen: SeenRecords): ValidateFn {
 }
 
 /**
- * What a node passes as `dhtRecords` to createNode for the agent namespace: its own remembering
- * validator and the selector. Give `seen` to the registry service too, so `get` refuses what the
- * DHT layer has already seen superseded.
+ * The agent namespace's remembering validator and selector, as createNode installs them in its DHT,
+ * with the `seen` memory it shares with the node's registry service, so `get` refuses what the DHT
+ * layer has already seen superseded.
  */
 export function agentDhtRecords(options: { capacity?: number } = {}): {
   validators: Record<string, ValidateFn>

@@ -18,11 +18,10 @@
  * Registry data is public within the DHT: the protocol answers any peer, within a per-peer budget.
  *
  * @example
- * const records = agentDhtRecords()
- * const node = await createNode({ …, dhtRecords: records, services: { registry: registry({ seen: records.seen }) } })
- * await node.libp2p.services.registry.publish({ name: 'reviewer', description: 'reviews code', version: '1.0.0',
+ * // createNode runs the registry and its DHT validator on every node
+ * await node.registry.publish({ name: 'reviewer', description: 'reviews code', version: '1.0.0',
  *   skills: [{ id: 'code-review', name: 'Code review', description: 'reviews a diff', tags: ['review'] }] })
- * const { records: found } = await other.libp2p.services.registry.find({ skill: 'review' })
+ * const { records: found } = await other.registry.find({ skill: 'review' })
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { base16 } from 'multiformats/bases/base16'
