@@ -793,10 +793,17 @@ class RegistryService implements Registry, Startable {
 
   /** The encoded records this node hosts whose cards declare `skill`, at most MAX_LIST_RECORDS. */
   private hostedDeclaring(skill: string): Uint8Array[] {
+    const now = Date.now()
     return [...this.hosted.values()]
-      .filter(h => declaresSkill(h.card, skill) && h.view.expires > Date.now())
+      .map(h => {
+        // a republish signs its record before its DHT put ends: serve the newer one meanwhile, so a
+        // put slower than the rest of the old record's life leaves no gap
+        const signed = this.latest.get(h.view.agent)
+        return signed != null && signed.seq > h.view.seq && signed.host === this.self ? signed : h.view
+      })
+      .filter(view => declaresSkill(view.card, skill) && view.expires > now)
       .slice(0, MAX_LIST_RECORDS)
-      .map(h => h.view.bytes)
+      .map(view => view.bytes)
   }
 
   private async request<K extends 'records' | 'certs'>(
