@@ -6,7 +6,7 @@
  * Encryption is ephemeral-key ECIES over the FROST group (edwards25519): a random r, R = rG,
  * S = rY for the group key Y; HKDF-SHA256(S, salt R‖Y) keys ChaCha20-Poly1305. Member i's
  * decryption share is D_i = s_i R with a Chaum–Pedersen proof that log_G Y_i = log_R D_i, where
- * Y_i is its public verifying share; S = Σ λ_i D_i over any t valid shares.
+ * Y_i is its public verifying share (dleq.ts); S = Σ λ_i D_i over any t valid shares.
  *
  * @example
  * const ct = encryptToGroup(groupKey, secret)
@@ -17,18 +17,9 @@ import { chacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { hkdf } from '@noble/hashes/hkdf.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { concatBytes } from '@noble/hashes/utils.js'
+import { combinePartials, proveDleq, verifyDleq } from './dleq.ts'
 import { DecryptionError, InvalidShareError, NotEnoughSignersError } from './errors.ts'
-import {
-  Fn,
-  hashToScalar,
-  identifierScalar,
-  lagrange,
-  parsePoint,
-  parseScalar,
-  Point,
-  randomScalar,
-  scalarBytes
-} from './group.ts'
+import { parsePoint, parseScalar, Point, randomScalar } from './group.ts'
 import type { GroupPoint, Identifier } from './group.ts'
 import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js'
 
@@ -74,28 +65,12 @@ export function encryptToGroup(
   return { ephemeral, ciphertext: chacha20poly1305(key, nonce, aad).encrypt(plaintext) }
 }
 
-function dleqChallenge(Yi: GroupPoint, R: GroupPoint, D: GroupPoint, A1: GroupPoint, A2: GroupPoint): bigint {
-  return hashToScalar(
-    DLEQ_DOMAIN,
-    Point.BASE.toBytes(),
-    Yi.toBytes(),
-    R.toBytes(),
-    D.toBytes(),
-    A1.toBytes(),
-    A2.toBytes()
-  )
-}
-
 /** Member `key`'s share for opening `ct`, with its proof. The share scalar never leaves. */
 export function decryptionShare(key: Key, ct: GroupCiphertext): DecryptionShare {
   const R = parsePoint(ct.ephemeral, 'ephemeral key')
   const s = parseScalar(key.secret.signingShare, 'signing share')
-  const Yi = Point.BASE.multiply(s)
-  const D = R.multiply(s)
-  const k = randomScalar()
-  const c = dleqChallenge(Yi, R, D, Point.BASE.multiply(k), R.multiply(k))
-  const z = Fn.add(k, Fn.mul(c, s))
-  return { identifier: key.secret.identifier, share: D.toBytes(), proof: concatBytes(scalarBytes(c), scalarBytes(z)) }
+  const { point, proof } = proveDleq(DLEQ_DOMAIN, s, R)
+  return { identifier: key.secret.identifier, share: point.toBytes(), proof }
 }
 
 /** Throws InvalidShareError unless `share` is the member's correct share for `ct`. */
@@ -105,16 +80,8 @@ export function verifyDecryptionShare(pub: FrostPublic, ct: GroupCiphertext, sha
   const Yi = parsePoint(yBytes, 'verifying share')
   const R = parsePoint(ct.ephemeral, 'ephemeral key')
   const D = parsePoint(share.share, 'decryption share')
-  if (!(share.proof instanceof Uint8Array) || share.proof.length !== 64)
-    throw new InvalidShareError('a proof is 64 bytes')
-  const c = parseScalar(share.proof.subarray(0, 32), 'proof challenge', { nonZero: false })
-  const z = parseScalar(share.proof.subarray(32), 'proof response', { nonZero: false })
-  // public values: variable-time arithmetic is fine, and allows the zero scalars a forger may send
-  const A1 = Point.BASE.multiplyUnsafe(z).subtract(Yi.multiplyUnsafe(c))
-  const A2 = R.multiplyUnsafe(z).subtract(D.multiplyUnsafe(c))
-  if (dleqChallenge(Yi, R, D, A1, A2) !== c) {
+  if (!verifyDleq(DLEQ_DOMAIN, Yi, R, D, share.proof))
     throw new InvalidShareError(`the decryption share of ${share.identifier.slice(0, 16)}… does not match its proof`)
-  }
   return D
 }
 
@@ -146,10 +113,7 @@ export function openWithShares(
   verified: Map<Identifier, GroupPoint>,
   aad: Uint8Array = new Uint8Array()
 ): Uint8Array {
-  const xs = [...verified.keys()].map(identifierScalar)
-  let S = Point.ZERO
-  let i = 0
-  for (const D of verified.values()) S = S.add(D.multiplyUnsafe(lagrange(xs, xs[i++])))
+  const S = combinePartials(verified)
   const groupKey = pub.commitments[0]
   const { key, nonce } = sealKey(S, ct.ephemeral, groupKey)
   try {
