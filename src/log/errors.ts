@@ -1,9 +1,19 @@
 export { InvalidEventError } from '../../protocols/log/codec.ts'
 
-/** The event's author holds no chain granting it the right to write this log. */
+/**
+ * The event's author holds no chain granting it the right to write this log. `permanent` when no
+ * grant can ever change that (a session document written by anyone but its agent): such a block is
+ * refused for good, like a forged one, instead of being checked again at the next offer.
+ */
 export class UnauthorizedEventError extends Error {
   static name = 'UnauthorizedEventError'
   name = 'UnauthorizedEventError'
+  readonly permanent: boolean
+
+  constructor(message?: string, options: { permanent?: boolean } = {}) {
+    super(message)
+    this.permanent = options.permanent ?? false
+  }
 }
 
 /** The event's signature does not verify against its author. */
@@ -56,4 +66,10 @@ export class LogTypeMismatchError extends Error {
 export class UnauthorizedReadError extends Error {
   static name = 'UnauthorizedReadError'
   name = 'UnauthorizedReadError'
+}
+
+/** A session document is read by members only: it is never public (see `sessionDocumentName`). */
+export class SessionDocumentError extends Error {
+  static name = 'SessionDocumentError'
+  name = 'SessionDocumentError'
 }

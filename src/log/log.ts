@@ -58,7 +58,8 @@ import {
   InvalidEventError,
   LogClosedError,
   LogTypeMismatchError,
-  MissingParentsError
+  MissingParentsError,
+  UnauthorizedEventError
 } from './errors.ts'
 import type { LogBlockstore } from './blocks.ts'
 import type { Block } from './event.ts'
@@ -161,6 +162,16 @@ export interface Batch<S, D> {
   push(delta: D): void
 }
 
+/** How `adoptSnapshot` takes a snapshot. */
+export interface AdoptOptions extends FetchOptions {
+  /**
+   * Adopt it even when this replica already holds every event it covers: it becomes part of the
+   * base (and replaces the base snapshots it supersedes), so `dropCovered` can then delete the
+   * history behind it. Default false: such a snapshot adds nothing and is ignored.
+   */
+  base?: boolean
+}
+
 export interface JoinOptions extends FetchOptions {
   /** Blocks already received (e.g. inline on gossip), by CID string. */
   blocks?: Map<string, Uint8Array>
@@ -169,6 +180,12 @@ export interface JoinOptions extends FetchOptions {
 interface KnownEvent {
   hlc: Timestamp
   author: string
+}
+
+/** What a base snapshot covers: its heads and its covered vector. */
+interface BaseSnapshot {
+  heads: string[]
+  covered: Record<string, Timestamp>
 }
 
 interface Fetched<D> {
@@ -192,11 +209,15 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   private readonly log: Logger
   private readonly recordKey: Key
   private state: S
+  /** Signs appends and snapshots: `init.signer` until `useSigner`. */
+  private signer: Signer
   private readonly headCids = new Map<string, CID>()
   /** Events applied since the base snapshots: for dedup, parent checks and compaction. */
   private readonly known = new Map<string, KnownEvent>()
   /** The base: snapshots merged into the state, the heads they cover and the authors' latest covered timestamps. */
   private snapshotCids: CID[] = []
+  /** Heads and covered vector of each base snapshot, by CID string. */
+  private readonly bases = new Map<string, BaseSnapshot>()
   private snapshotHeads = new Set<string>()
   private readonly covered = new Map<string, Timestamp>()
   /** Events (signed, checked) found inside the base without being applied; forgetting one costs a re-fetch. */
@@ -225,6 +246,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     this.log = (init.logger ?? defaultLogger()).forComponent(`cyberspace:log:${init.id}`)
     this.recordKey = new Key(RECORD_PREFIX + init.id)
     this.state = init.type.empty()
+    this.signer = init.signer
     this.coveredEvents = new RecentMap(this.limit('maxCoveredEvents', 65_536))
     this.refused = new RecentMap(this.limit('maxRefused', 4096))
   }
@@ -264,6 +286,30 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     return this.known.size
   }
 
+  /**
+   * Number of applied events the base snapshots do not cover: what a replay from the latest
+   * snapshot applies. Unlike `length`, it does not count events a snapshot taken or adopted since
+   * they were applied already holds.
+   */
+  eventsSinceSnapshot(): number {
+    let n = 0
+    for (const e of this.known.values()) if (!this.coveredBySnapshot(e)) n++
+    return n
+  }
+
+  /** The principal that signs this replica's appends and snapshots. */
+  get author(): PrincipalId {
+    return this.signer.principal
+  }
+
+  /**
+   * Signs this replica's later appends and snapshots with `signer` (e.g. an agent's own key for its
+   * session). Each append and snapshot is checked with the authorize callback for its signer.
+   */
+  useSigner(signer: Signer): void {
+    this.signer = signer
+  }
+
   close(): void {
     this.closed = true
   }
@@ -296,6 +342,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     this.headCids.clear()
     this.known.clear()
     this.snapshotCids = []
+    this.bases.clear()
     this.snapshotHeads = new Set()
     this.covered.clear()
     this.coveredEvents.clear()
@@ -309,6 +356,11 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
    * state and on disk, or (if signing or writing fails) none is.
    */
   async append(build: (batch: Batch<S, D>) => void, options: AbortOptions = {}): Promise<Block<Event> | undefined> {
+    this.checkOpen()
+    // what every other replica will check, checked here first: an event they would all refuse is
+    // not applied here either
+    const signer = this.signer
+    await this.init.authorize(signer.principal, 'append', { signal: options.signal })
     return await this.exclusive(async () => {
       options.signal?.throwIfAborted()
       // one merge event per MAX_PARENTS heads beyond the first MAX_PARENTS, each earlier than the event
@@ -320,7 +372,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       const deltas: D[] = []
       const batch: Batch<S, D> = {
         state: this.state,
-        ctx: { replica: this.init.signer.principal, hlc },
+        ctx: { replica: signer.principal, hlc },
         push: delta => {
           this.type.merge(this.state, delta)
           deltas.push(delta)
@@ -334,7 +386,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         // fold the frontier until it fits in one event's parents: every head is in the event's past
         let frontier = this.heads()
         for (const mergeHlc of mergeClocks) {
-          const merge = await signEvent(this.init.signer, {
+          const merge = await signEvent(signer, {
             log: this.id,
             hlc: mergeHlc,
             parents: frontier.slice(0, MAX_PARENTS),
@@ -343,7 +395,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
           merges.push(merge)
           frontier = [...frontier.slice(MAX_PARENTS), merge.cid]
         }
-        block = await signEvent(this.init.signer, {
+        block = await signEvent(signer, {
           log: this.id,
           hlc,
           parents: frontier,
@@ -359,7 +411,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       this.setHeads(new Map([[block.cid.toString(), block.cid]]))
       for (const b of [...merges, block]) {
         this.known.set(b.cid.toString(), { hlc: b.value.hlc, author: b.value.author })
-        this.emitChange('event', b.cid, this.init.signer.principal, b.value.hlc, true, b.bytes)
+        this.emitChange('event', b.cid, signer.principal, b.value.hlc, true, b.bytes)
       }
       return block
     })
@@ -425,9 +477,11 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
 
   /**
    * Merges a peer's snapshot: checks it (signature, the author's authority to snapshot this log,
-   * limits) and joins its state into ours. Events it covers that we lack need not be fetched.
+   * limits) and joins its state into ours. Events it covers that we lack need not be fetched. A
+   * base snapshot it supersedes (one whose covered vector it reaches for every author) is dropped:
+   * its history is inside the new one's.
    */
-  async adoptSnapshot(cid: CID, options: FetchOptions = {}): Promise<boolean> {
+  async adoptSnapshot(cid: CID, options: AdoptOptions = {}): Promise<boolean> {
     this.checkOpen()
     if (this.snapshotCids.some(c => c.equals(cid))) return false
     const key = cid.toString()
@@ -452,8 +506,10 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       this.refused.set(refusedKey, err as Error)
       throw err
     }
-    // a snapshot of nothing this replica lacks adds nothing: no signature check, no state decode
-    if (snapshot.heads.every(h => this.has(h))) {
+    // a snapshot of nothing this replica lacks adds nothing (unless it is to become the base), and
+    // one inside a base snapshot's history never does: no signature check, no state decode
+    const inside = (snapshot.heads.every(h => this.has(h)) && options.base !== true) || this.insideBase(snapshot)
+    if (inside) {
       this.snapshotMisses.set(key, { until: Date.now() + SNAPSHOT_MISS_TTL })
       return false
     }
@@ -472,8 +528,10 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         providers: options.proofProviders ?? options.providers
       })
     } catch (err) {
-      // not remembered for good (the author may be authorized later), but for a while
-      this.snapshotMisses.set(key, { until: Date.now() + SNAPSHOT_MISS_TTL, error: err as Error })
+      // an author that can never be authorized is refused for good; another, for a while (it may
+      // be authorized later)
+      if (err instanceof UnauthorizedEventError && err.permanent) this.refused.set(refusedKey, err)
+      else this.snapshotMisses.set(key, { until: Date.now() + SNAPSHOT_MISS_TTL, error: err as Error })
       throw err
     }
     let state: S
@@ -485,22 +543,68 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     }
     return await this.exclusive(async () => {
       if (this.snapshotCids.some(c => c.equals(cid))) return false
-      if (this.snapshotCids.length >= this.limit('maxSnapshots', 16)) {
+      let superseded = this.snapshotCids.filter(c => {
+        const base = this.bases.get(c.toString())
+        return base != null && reaches(snapshot.covered, base.covered)
+      })
+      let kept = this.snapshotCids.filter(c => !superseded.includes(c))
+      if (kept.length >= this.limit('maxSnapshots', 16)) {
         // fold the merged snapshots into one of this replica's own, and drop theirs
         this.checkFoldable()
         const previous = this.snapshotCids
         const own = await this.takeSnapshot(options)
         for (const c of previous) if (!c.equals(own.cid)) await this.init.blockstore.delete(c)
+        superseded = []
+        kept = this.snapshotCids
       }
       await this.init.blockstore.put(cid, bytes)
-      const heads = new Map(this.headCids)
-      for (const h of snapshot.heads) if (!this.has(h)) heads.set(h.toString(), h)
-      await this.writeRecord(heads, [...this.snapshotCids, cid])
+      const heads = this.headsAfter(snapshot, superseded)
+      await this.writeRecord(heads, [...kept, cid])
+      this.dropBases(superseded)
       this.absorbSnapshot(cid, snapshot, state)
       this.setHeads(heads)
+      // the record no longer names them: a crash before this point leaves only unreferenced blocks
+      for (const c of superseded) await this.init.blockstore.delete(c)
       this.init.clock.witness(snapshot.hlc)
       this.emitChange('snapshot', cid, snapshot.author as PrincipalId, snapshot.hlc, false)
       return true
+    })
+  }
+
+  /**
+   * Deletes the stored events the base snapshots cover — the history `compact` removes — without
+   * signing a snapshot: for a replica that merged another author's snapshot and may not sign one of
+   * its own (a member following an agent's session). Returns how many events were deleted.
+   */
+  async dropCovered(options: AbortOptions = {}): Promise<number> {
+    return await this.exclusive(async () => {
+      const drop = new Map<string, CID>()
+      for (const [key, e] of this.known) if (this.coveredBySnapshot(e)) drop.set(key, CID.parse(key))
+      if (drop.size === 0) return 0
+      // an event that stays and names a dropped one as a parent: the record keeps that parent as
+      // an anchor, so a replay knows it as inside the base instead of as lost history
+      for (const key of this.known.keys()) {
+        if (drop.has(key)) continue
+        const event = await this.readStoredEvent(CID.parse(key)).catch(() => undefined)
+        for (const p of event?.parents ?? []) {
+          const k = p.toString()
+          if (drop.has(k) && !this.snapshotHeads.has(k)) this.anchors.set(k, p)
+        }
+      }
+      await this.writeRecord(this.headCids, this.snapshotCids)
+      for (const [key, cid] of drop) {
+        this.known.delete(key)
+        this.coveredEvents.set(key, cid)
+      }
+      // the record no longer needs them: a crash from here on leaves only unreferenced blocks
+      let removed = 0
+      for (const cid of drop.values()) {
+        options.signal?.throwIfAborted()
+        await this.init.blockstore.delete(cid)
+        removed++
+      }
+      this.log('dropped %d events covered by the base snapshots', removed)
+      return removed
     })
   }
 
@@ -539,9 +643,12 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   private async takeSnapshot(options: AbortOptions): Promise<Block<Snapshot>> {
     options.signal?.throwIfAborted()
     if (this.headCids.size === 0) throw new EmptyLogError(`log ${this.id} has no events to snapshot`)
+    // a snapshot every other replica would refuse is not this replica's base either
+    const signer = this.signer
+    await this.init.authorize(signer.principal, 'snapshot', { signal: options.signal })
     const covered = new Map(this.covered)
     for (const e of this.known.values()) raise(covered, e.author, e.hlc)
-    const block = await signSnapshot(this.init.signer, {
+    const block = await signSnapshot(signer, {
       log: this.id,
       hlc: this.init.clock.tick(),
       heads: this.heads(),
@@ -553,6 +660,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     await this.writeRecord(this.headCids, [block.cid], [])
     this.anchors.clear()
     this.snapshotCids = [block.cid]
+    this.bases.clear()
+    this.bases.set(block.cid.toString(), { heads: [...this.headCids.keys()], covered: block.value.covered })
     // the old base's heads stay inside the new base, remembered like any covered event
     for (const h of this.snapshotHeads) if (!this.headCids.has(h)) this.coveredEvents.set(h, CID.parse(h))
     this.snapshotHeads = new Set(this.headCids.keys())
@@ -563,8 +672,69 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   private absorbSnapshot(cid: CID, snapshot: Snapshot, state: S): void {
     this.type.merge(this.state, this.type.toDelta(state))
     this.snapshotCids = [...this.snapshotCids, cid]
-    for (const h of snapshot.heads) this.snapshotHeads.add(h.toString())
+    const heads = snapshot.heads.map(String)
+    this.bases.set(cid.toString(), { heads, covered: snapshot.covered })
+    for (const h of heads) this.snapshotHeads.add(h)
     for (const [author, t] of Object.entries(snapshot.covered)) raise(this.covered, author, t)
+  }
+
+  /**
+   * Takes base snapshots out of the base (their state stays: a snapshot that supersedes them holds
+   * it); their heads that no other base snapshot names stay inside the base as covered events.
+   */
+  private dropBases(cids: CID[]): void {
+    if (cids.length === 0) return
+    const dropped = new Set(cids.map(String))
+    this.snapshotCids = this.snapshotCids.filter(c => !dropped.has(c.toString()))
+    const gone: string[] = []
+    for (const key of dropped) {
+      gone.push(...(this.bases.get(key)?.heads ?? []))
+      this.bases.delete(key)
+    }
+    const named = new Set([...this.bases.values()].flatMap(b => b.heads))
+    for (const h of gone) {
+      if (named.has(h)) continue
+      this.snapshotHeads.delete(h)
+      this.coveredEvents.set(h, CID.parse(h))
+    }
+  }
+
+  /** Whether a base snapshot's history holds everything `snapshot` claims to cover. */
+  private insideBase(snapshot: Snapshot): boolean {
+    for (const base of this.bases.values()) if (reaches(base.covered, snapshot.covered)) return true
+    return false
+  }
+
+  /**
+   * The heads once `snapshot` is merged (and `superseded` dropped): a head the snapshot covers is
+   * in its history, so it gives way to the snapshot's heads.
+   */
+  private headsAfter(snapshot: Snapshot, superseded: CID[]): Map<string, CID> {
+    const kept = new Set(
+      this.snapshotCids
+        .filter(c => !superseded.some(s => s.equals(c)))
+        .flatMap(c => this.bases.get(c.toString())?.heads ?? [])
+    )
+    const goneHeads = new Set(superseded.flatMap(c => this.bases.get(c.toString())?.heads ?? []))
+    const covers = (key: string): boolean => {
+      const e = this.known.get(key)
+      if (e != null) {
+        const t = snapshot.covered[e.author]
+        return t != null && compareHlc(e.hlc, t) <= 0
+      }
+      return goneHeads.has(key) && !kept.has(key)
+    }
+    const heads = new Map<string, CID>()
+    const replaced = new Set<string>()
+    for (const [key, cid] of this.headCids) {
+      if (covers(key)) replaced.add(key)
+      else heads.set(key, cid)
+    }
+    for (const h of snapshot.heads) {
+      const key = h.toString()
+      if (!this.has(key) || replaced.has(key)) heads.set(key, h)
+    }
+    return heads
   }
 
   /**
@@ -572,7 +742,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
    * Exact for authors whose events form one chain (each append's past holds all the heads); only for
    * an event whose signature has been checked.
    */
-  private coveredBySnapshot(event: Event): boolean {
+  private coveredBySnapshot(event: { author: string; hlc: Timestamp }): boolean {
     const t = this.covered.get(event.author)
     return t != null && compareHlc(event.hlc, t) <= 0
   }
@@ -688,7 +858,9 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       })
     } catch (err) {
       options.signal?.throwIfAborted()
-      this.reject(cid, err as Error, result)
+      // an author that no grant can ever authorize is refused for good; another is asked about again
+      if (err instanceof UnauthorizedEventError && err.permanent) this.refuse(cid, err, result)
+      else this.reject(cid, err as Error, result)
       return undefined
     }
     return { key, cid, bytes, event, deltas }
@@ -904,6 +1076,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     this.snapshotHeads = new Set()
     this.covered.clear()
     this.snapshotCids = []
+    this.bases.clear()
     this.state = this.type.empty()
     await this.replay()
   }
@@ -998,6 +1171,15 @@ function checkCovered(snapshot: Snapshot): void {
       )
     }
   }
+}
+
+/** Whether covered vector `a` is at or after `b` for every author `b` names. */
+function reaches(a: Record<string, Timestamp>, b: Record<string, Timestamp>): boolean {
+  for (const [author, t] of Object.entries(b)) {
+    const mine = a[author]
+    if (mine == null || compareHlc(mine, t) < 0) return false
+  }
+  return true
 }
 
 function raise(vector: Map<string, Timestamp>, author: string, t: Timestamp): void {
