@@ -33,6 +33,13 @@ export const MAX_FROST_MESSAGE_BYTES = 1024 * 1024
 export const MAX_SIGN_PAYLOAD_BYTES = 64 * 1024
 export const MAX_DEAL_BYTES = 16 * 1024
 const MAX_EPOCH = 2 ** 32
+/**
+ * An agent's kind, and its id within the kind: 1-64 characters of a-z, 0-9, '.', '_', '-',
+ * starting with a letter or digit (the agents' naming rule, checked here because a `derive`
+ * request carries both).
+ */
+export const AGENT_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
+export const isAgentName = (x: unknown): x is string => typeof x === 'string' && AGENT_NAME_PATTERN.test(x)
 
 export interface CommitmentsWire {
   /** FROST identifier: 64 hex digits. */
@@ -82,6 +89,25 @@ export interface DecryptionAnswer {
   share: Uint8Array
   proof: Uint8Array
 }
+/**
+ * A member's partial evaluation of the agent-key PRF for (kind, id). It carries the name, never
+ * a point: the member hashes the name to the point itself (a request for s_i·R with an R of the
+ * requester's choosing would let it open what is encrypted to the cluster).
+ */
+export interface DeriveRequest extends GroupRequest {
+  type: 'derive'
+  kind: string
+  id: string
+}
+export interface DerivationAnswer {
+  v: 1
+  type: 'derivation'
+  identifier: string
+  /** D_i = s_i·H(group, kind, id), 32 bytes. */
+  share: Uint8Array
+  /** Chaum–Pedersen proof that log_G Y_i = log_H D_i, 64 bytes. */
+  proof: Uint8Array
+}
 export interface RefreshDealRequest extends GroupRequest {
   type: 'refresh-deal'
   session: Uint8Array
@@ -119,9 +145,22 @@ export interface CommittedAnswer {
 }
 
 export type FrostRequest =
-  CommitRequest | SignRequest | DecryptRequest | RefreshDealRequest | RefreshApplyRequest | RefreshCommitRequest
+  | CommitRequest
+  | SignRequest
+  | DecryptRequest
+  | DeriveRequest
+  | RefreshDealRequest
+  | RefreshApplyRequest
+  | RefreshCommitRequest
 export type FrostAnswer =
-  CommitAnswer | ShareAnswer | DecryptionAnswer | DealAnswer | StagedAnswer | CommittedAnswer | ErrorAnswer
+  | CommitAnswer
+  | ShareAnswer
+  | DecryptionAnswer
+  | DerivationAnswer
+  | DealAnswer
+  | StagedAnswer
+  | CommittedAnswer
+  | ErrorAnswer
 export type FrostMessage = FrostRequest | FrostAnswer
 
 /** A member's refresh contribution, signed by it over REFRESH_DEAL_DOMAIN ‖ 0x00 ‖ dag-cbor without sig. */
@@ -157,6 +196,8 @@ const FIELDS: Record<string, string> = {
   share: 'share,type,v',
   decrypt: 'ephemeral,epoch,group,type,v',
   decryption: 'identifier,proof,share,type,v',
+  derive: `${GROUP}id,kind,type,v`,
+  derivation: 'identifier,proof,share,type,v',
   'refresh-deal': `${GROUP}session,type,v`,
   deal: 'deal,type,v',
   'refresh-apply': `deals,${GROUP}session,type,v`,
@@ -203,6 +244,14 @@ export function checkFrostMessage(msg: unknown): asserts msg is FrostMessage {
     case 'decryption':
       if (!isIdentifier(m.identifier)) fail('an identifier is 64 hex digits')
       if (!isBytes(m.share, 32, 32) || !isBytes(m.proof, 64, 64)) fail('a decryption share is 32 bytes, its proof 64')
+      break
+    case 'derive':
+      if (!isAgentName(m.kind)) fail('kind is 1-64 characters of a-z 0-9 . _ - starting with a letter or digit')
+      if (!isAgentName(m.id)) fail('id is 1-64 characters of a-z 0-9 . _ - starting with a letter or digit')
+      break
+    case 'derivation':
+      if (!isIdentifier(m.identifier)) fail('an identifier is 64 hex digits')
+      if (!isBytes(m.share, 32, 32) || !isBytes(m.proof, 64, 64)) fail('a partial evaluation is 32 bytes, its proof 64')
       break
     case 'deal':
       if (!isBytes(m.deal, 1, MAX_DEAL_BYTES)) fail(`a deal is 1-${MAX_DEAL_BYTES} bytes`)

@@ -72,10 +72,19 @@ export class EquivocationError extends ThresholdError {
   name = 'EquivocationError'
 }
 
-/** Fewer than the threshold of members could take part. */
+/**
+ * Fewer than the threshold of members could take part. Where a request asked every member,
+ * `failures` holds the error each member that failed it ended with (refused, silent, bad proof).
+ */
 export class NotEnoughSignersError extends ThresholdError {
   static name = 'NotEnoughSignersError'
   name = 'NotEnoughSignersError'
+  readonly failures: ReadonlyMap<PrincipalId, Error>
+
+  constructor(message: string, failures: ReadonlyMap<PrincipalId, Error> = new Map()) {
+    super(message)
+    this.failures = failures
+  }
 }
 
 /** A signer refuses by policy (unauthorized requester, payload of a kind it does not sign, a changed payload). */
@@ -97,6 +106,18 @@ export class NotAuthorizedError extends SigningRefusedError {
 export class DecryptionError extends ThresholdError {
   static name = 'DecryptionError'
   name = 'DecryptionError'
+}
+
+/** An agent's kind or id is not 1-64 characters of a-z 0-9 . _ - starting with a letter or digit. */
+export class InvalidAgentNameError extends ThresholdError {
+  static name = 'InvalidAgentNameError'
+  name = 'InvalidAgentNameError'
+}
+
+/** A peer asked this member more often than its per-peer budget allows; it may ask again later. */
+export class RateLimitedError extends ThresholdError {
+  static name = 'RateLimitedError'
+  name = 'RateLimitedError'
 }
 
 /** This node holds no cluster share (run `cluster init`), or the request names another cluster. */
@@ -158,17 +179,27 @@ const shown = (member: PrincipalId): string => peerIdFromPrincipal(member).toStr
 const silent = (member: PrincipalId, err: Error): boolean =>
   !(err instanceof MemberRefusedError) && !(err instanceof ThresholdError && err.culprit === member)
 
+/** What a grant hint gives when the caller names nothing narrower: every cluster ceremony. */
+const CLUSTER_GRANT = '(cyberspace (cluster))'
+
 /**
  * One line on why `member` failed a request of `requester`'s: a refusal for want of `authority`
- * (a tag, as text) says the command that grants it on that member.
+ * (a tag, as text) says the command that grants it on that member — `grant` (a tag, as text),
+ * by default `(cyberspace (cluster))`.
  */
-export function memberFailure(member: PrincipalId, err: Error, requester: PrincipalId, authority?: string): string {
+export function memberFailure(
+  member: PrincipalId,
+  err: Error,
+  requester: PrincipalId,
+  authority?: string,
+  grant = CLUSTER_GRANT
+): string {
   const who = `member ${shown(member)}`
   if (err instanceof MemberRefusedError) {
     if (err.remoteName === NotAuthorizedError.name && authority != null)
       return (
         `${who} refused: it does not trust this node for ${authority}; ` +
-        `on that member run: cyberspace acl add ${requester} '(cyberspace (cluster))'`
+        `on that member run: cyberspace acl add ${requester} '${grant}'`
       )
     return `${who} refused: ${err.remoteMessage} (${err.remoteName})`
   }
@@ -180,12 +211,13 @@ export function memberFailure(member: PrincipalId, err: Error, requester: Princi
 export function describeFailures(
   failures: ReadonlyMap<PrincipalId, Error>,
   requester: PrincipalId,
-  authority?: string
+  authority?: string,
+  grant?: string
 ): string {
   const quiet = [...failures].filter(([m, e]) => silent(m, e)).map(([m]) => shown(m))
   const parts = [...failures]
     .filter(([m, e]) => !silent(m, e))
-    .map(([m, e]) => memberFailure(m, e, requester, authority))
+    .map(([m, e]) => memberFailure(m, e, requester, authority, grant))
   if (quiet.length > 0) parts.unshift(`member${quiet.length === 1 ? '' : 's'} ${quiet.join(', ')} did not answer`)
   return parts.join('; ')
 }
