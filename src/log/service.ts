@@ -14,6 +14,13 @@
  * - reading: heads and blocks of a document are served only to peers holding
  *   `(cyberspace (log (read <name>)))`, unless the document is public; a heads exchange covers only
  *   documents each side may read at the other.
+ * - agent sessions: the document `sessionDocumentName(P)` is agent P's session. Its events and
+ *   snapshots are applied only if P signed them (self-certifying: no certificate; anyone else,
+ *   this node included, is refused for good), and it is served to members
+ *   (`(cyberspace member)`) or holders of its read tag, never publicly. A node writes it only after
+ *   opening it with P's signer; a member that follows it adopts each checkpoint (snapshot) P signs
+ *   and drops the history behind it, and exchanges heads with the node that announced P's events
+ *   at every periodic round, so it catches up with the agent's host in one round.
  *
  * Fairness: what a peer offers waits in bounded queues and joins start within per-document and
  * per-peer budgets (src/log/joins.ts); every join ends within `joinTimeout`.
@@ -39,7 +46,9 @@ import {
 } from '../../protocols/heads/codec.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
 import { Hlc } from '../clock/hlc.ts'
-import { principalFromPeerId } from '../crypto/principal.ts'
+import { base32 } from 'multiformats/bases/base32'
+import { principalFromPeerId, principalId, principalPublicKey } from '../crypto/principal.ts'
+import { MEMBER_TAG } from '../membership/service.ts'
 import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
 import { RecentMap } from '../recent-map.ts'
 import { spkiTimeMs } from '../spki/cert.ts'
@@ -54,6 +63,7 @@ import {
   HistoryTooLongError,
   LogClosedError,
   LogTypeMismatchError,
+  SessionDocumentError,
   UnauthorizedEventError,
   UnauthorizedReadError
 } from './errors.ts'
@@ -69,6 +79,7 @@ import type { PrincipalId } from '../crypto/principal.ts'
 import type { Signer } from '../crypto/sign.ts'
 import type { CrdtName } from '../crdt/types.ts'
 import type { Spki } from '../spki/service.ts'
+import type { Tag } from '../spki/tag.ts'
 import type { GossipSub, GossipsubMessage, Message } from '@libp2p/gossipsub'
 import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
@@ -110,6 +121,12 @@ export interface OpenOptions extends AbortOptions {
    * holding `(cyberspace (log (read <name>)))`. Remembered; left as it was when not given.
    */
   public?: boolean
+  /**
+   * Signs this node's appends and snapshots of the document from now on; `null` goes back to the
+   * node's key (the default). Not remembered across restarts. A session document takes only its
+   * agent's signer (UnauthorizedEventError otherwise).
+   */
+  signer?: Signer | null
 }
 
 export interface State {
@@ -135,6 +152,42 @@ export const MAX_STORED_DOCUMENTS = 1024
 const MAX_PREFETCHED_BYTES = 16 * 1024 * 1024
 /** Most cached authorization decisions. */
 const MAX_AUTHORIZATIONS = 4096
+/** Most peers that announced followed sessions a periodic round adds to its random peers. */
+const MAX_SESSION_SOURCES = 16
+
+/** Names of agent session documents start with this; no other document's name does. */
+export const SESSION_PREFIX = 'session.'
+/** The multicodec varint of an Ed25519 public key: a multikey's first two bytes. */
+const ED25519_MULTIKEY = [0xed, 0x01]
+
+/**
+ * The name of agent `principal`'s session document: `session.` and the agent's multikey in base32
+ * multibase (`session.b5ua…`, 64 characters), since a document name is lower case.
+ */
+export function sessionDocumentName(principal: PrincipalId): string {
+  const key = principalPublicKey(principal)
+  const bytes = new Uint8Array(ED25519_MULTIKEY.length + key.length)
+  bytes.set(ED25519_MULTIKEY)
+  bytes.set(key, ED25519_MULTIKEY.length)
+  return SESSION_PREFIX + base32.encode(bytes)
+}
+
+/**
+ * The agent whose session document `name` is; undefined for a name without the session prefix;
+ * null for one with the prefix that names no agent exactly (no one may write or read it).
+ */
+export function sessionOwner(name: string): PrincipalId | null | undefined {
+  if (!name.startsWith(SESSION_PREFIX)) return undefined
+  try {
+    const bytes = base32.decode(name.slice(SESSION_PREFIX.length))
+    if (bytes.length !== 34 || bytes[0] !== ED25519_MULTIKEY[0] || bytes[1] !== ED25519_MULTIKEY[1]) return null
+    const owner = principalId(bytes.slice(ED25519_MULTIKEY.length))
+    // one name per agent: a non-canonical spelling of the same key names nobody
+    return sessionDocumentName(owner) === name ? owner : null
+  } catch {
+    return null
+  }
+}
 
 type Action = 'append' | 'snapshot' | 'read'
 
@@ -143,6 +196,10 @@ interface OpenDocument {
   doc: Document<any, any, any>
   log: Log<any, any, any>
   public: boolean
+  /** The agent, for a session document. */
+  owner?: PrincipalId
+  /** For a session document: the peer that last announced its agent's events (its host). */
+  source?: PeerId
 }
 
 export class StateService implements State {
@@ -168,6 +225,8 @@ export class StateService implements State {
   private readonly self: PrincipalId
   private started = false
   private shutdown = new AbortController()
+  /** Session documents whose offered checkpoint is being taken. */
+  private readonly checkpointing = new Set<string>()
   /** Set while stored documents are reopened at start: they sync together afterwards. */
   private reopening = false
 
@@ -245,10 +304,24 @@ export class StateService implements State {
   }
 
   async open<T extends CrdtName>(name: string, type: T, options: OpenOptions = {}): Promise<DocumentTypes[T]> {
+    const owner = sessionOwner(name)
+    if (owner === null) throw new SessionDocumentError(`${name} has the session prefix but names no agent`)
+    if (owner != null && options.public === true) {
+      throw new SessionDocumentError(`session document ${name} is read by members only: it cannot be public`)
+    }
+    if (owner != null && options.signer != null && options.signer.principal !== owner) {
+      throw new UnauthorizedEventError(
+        `only ${owner} signs session document ${name}, not ${options.signer.principal}`,
+        {
+          permanent: true
+        }
+      )
+    }
     const open = this.docs.get(name) ?? (await this.opened(name, type, options))
     if (open.doc.type !== type) {
       throw new LogTypeMismatchError(`document ${name} is open as a ${open.doc.type}, not a ${type}`)
     }
+    if (options.signer !== undefined) open.log.useSigner(options.signer ?? this.components.signer)
     if (options.public != null && options.public !== open.public) {
       const key = publicKey(name)
       if (options.public) await this.components.datastore.put(key, Uint8Array.of(1), options)
@@ -390,7 +463,9 @@ export class StateService implements State {
     await this.deleting.get(name)?.catch(() => {})
     options.signal?.throwIfAborted()
     const log = await Log.open(this.logInit(name, type))
-    const isPublic = options.public ?? (await this.components.datastore.has(publicKey(name)))
+    const owner = sessionOwner(name) ?? undefined
+    // a session document is never public, whatever a datastore says
+    const isPublic = owner == null && (options.public ?? (await this.components.datastore.has(publicKey(name))))
     if (options.public === true) await this.components.datastore.put(publicKey(name), Uint8Array.of(1))
     if (!this.started) {
       // stopped while the log was replaying: do not leave it open behind the service's back
@@ -402,7 +477,8 @@ export class StateService implements State {
       name,
       doc,
       log,
-      public: isPublic
+      public: isPublic,
+      owner
     }
     log.addEventListener('change', e => {
       if (e.detail.local && e.detail.bytes != null) this.announce(open, e.detail.cid, e.detail.bytes)
@@ -418,7 +494,8 @@ export class StateService implements State {
 
   /**
    * Resolves if `principal` may do `action` on document `name` by this node's ACL; asks only
-   * connected `providers` for a proof (through the SPKI service, which remembers refusals).
+   * connected `providers` for a proof (through the SPKI service, which remembers refusals). A
+   * session document is written by its agent alone: no chain, nor this node's own key, counts.
    */
   private async authorize(
     name: string,
@@ -426,32 +503,66 @@ export class StateService implements State {
     action: Action,
     options: FetchOptions = {}
   ): Promise<void> {
+    const owner = sessionOwner(name)
+    if (owner !== undefined && action !== 'read') {
+      if (principal === owner) return
+      throw new UnauthorizedEventError(
+        `${principal} may not ${action} to session document ${name}: only ${owner ?? 'its agent'} signs it`,
+        { permanent: true }
+      )
+    }
     if (principal === this.self) return
+    const tag = parseTag([atom('cyberspace'), [atom('log'), [atom(action), atom(name)]]])
+    await this.authorizeTag(principal, tag, `${action} ${name} ${principal}`, options, (local, remote) => {
+      const what = action === 'read' ? 'read' : `${action} to`
+      const message = `${principal} may not ${what} document ${name} here: ${local.message}; asked for a proof: ${remote.message}`
+      return action === 'read' ? new UnauthorizedReadError(message) : new UnauthorizedEventError(message)
+    })
+  }
+
+  /** Resolves if `principal` holds `tag` (a positive decision is cached under `key`); throws `refuse(…)` if not. */
+  private async authorizeTag(
+    principal: PrincipalId,
+    tag: Tag,
+    key: string,
+    options: FetchOptions,
+    refuse: (local: Error, remote: Error) => Error
+  ): Promise<void> {
     const { spki } = this.components.libp2p.services
-    const key = `${action} ${name} ${principal}`
     const epoch = spki.epoch
     const cached = this.authorized.get(key)
     if (cached != null && cached.epoch === epoch && cached.until > Date.now()) return
-    const tag = parseTag([atom('cyberspace'), [atom('log'), [atom(action), atom(name)]]])
     const grant = await spki.authorizeOrProve(principal, tag, {
       signal: options.signal,
       timeout: this.timeout,
       providers: options.providers,
-      refuse: (local, remote) => {
-        const what = action === 'read' ? 'read' : `${action} to`
-        const message = `${principal} may not ${what} document ${name} here: ${local.message}; asked for a proof: ${remote.message}`
-        return action === 'read' ? new UnauthorizedReadError(message) : new UnauthorizedEventError(message)
-      }
+      refuse
     })
     const notAfter = grant.validity.notAfter != null ? spkiTimeMs(grant.validity.notAfter) : Infinity
     this.authorized.set(key, { epoch, until: Math.min(Date.now() + (this.init.authorizationTtl ?? 60_000), notAfter) })
   }
 
-  /** Whether `peer` may read document `name` here: it is public, or the peer holds `(log (read name))`. */
+  /**
+   * Whether `peer` may read document `name` here: it is public, or the peer holds `(log (read name))`;
+   * for a session document, also any member (`(cyberspace member)`), and it is never public.
+   */
   private async mayRead(peer: PeerId, name: string, signal?: AbortSignal): Promise<boolean> {
-    if (this.docs.get(name)?.public === true) return true
+    const owner = sessionOwner(name)
+    if (owner === null) return false
+    if (owner === undefined && this.docs.get(name)?.public === true) return true
+    const principal = principalFromPeerId(peer)
+    if (owner != null && principal !== this.self) {
+      try {
+        await this.authorizeTag(principal, MEMBER_TAG, `member ${principal}`, { providers: [peer], signal }, local => {
+          return new UnauthorizedReadError(`${principal} is no member here: ${local.message}`)
+        })
+        return true
+      } catch (err) {
+        this.log.trace('%p is no member, for session %s - %e', peer, name, err)
+      }
+    }
     try {
-      await this.authorize(name, principalFromPeerId(peer), 'read', { providers: [peer], signal })
+      await this.authorize(name, principal, 'read', { providers: [peer], signal })
       return true
     } catch (err) {
       this.log.trace('%p may not read %s - %e', peer, name, err)
@@ -498,6 +609,9 @@ export class StateService implements State {
     // its history; if it is not connected, the forwarding peer is asked for it.
     const origin = msg.from
     void this.mayRead(origin, name, this.shutdown.signal).then(verified => {
+      // a session's events are announced by the node its agent runs on: periodic rounds ask it
+      const open = this.docs.get(name)
+      if (verified && open?.owner != null) open.source = origin
       this.joins.offer(name, origin, verified, [cid], null, blocks, [propagationSource])
     })
   }
@@ -514,12 +628,23 @@ export class StateService implements State {
     }, 250)
   }
 
+  /** A few random connected peers, and the hosts of the sessions this node follows. */
   private pickPeers(): PeerId[] {
     const ids = new Map<string, PeerId>()
     for (const c of this.components.libp2p.getConnections()) {
       if (c.status === 'open' && c.limits == null) ids.set(c.remotePeer.toString(), c.remotePeer)
     }
-    return shuffled(ids.values()).slice(0, this.init.syncFanout ?? 3)
+    const picked = new Map(
+      shuffled(ids.values())
+        .slice(0, this.init.syncFanout ?? 3)
+        .map(p => [p.toString(), p])
+    )
+    const sources = new Map<string, PeerId>()
+    for (const { source } of this.docs.values()) {
+      if (source != null && ids.has(source.toString())) sources.set(source.toString(), source)
+    }
+    for (const source of shuffled(sources.values()).slice(0, MAX_SESSION_SOURCES)) picked.set(source.toString(), source)
+    return [...picked.values()]
   }
 
   private ourHeads(names: Iterable<string>): LogHeads[] {
@@ -576,7 +701,43 @@ export class StateService implements State {
     const answer = await this.request(peer, { v: 1, type: 'heads', logs: request }, 'heads', options)
     const asked = new Set(logs.map(l => l.log))
     for (const l of answer.logs) {
-      if (asked.has(l.log)) this.joins.offer(l.log, peer, readable.has(l.log), l.heads, l.snapshot)
+      if (asked.has(l.log)) this.offerHeads(l.log, peer, readable.has(l.log), l.heads, l.snapshot)
+    }
+  }
+
+  /**
+   * Queues the heads a peer offered for a join. A session document's checkpoint offered by a
+   * reader with no event this node lacks needs no join: it is taken as the base at once (one at a
+   * time per document), and the history behind it dropped.
+   */
+  private offerHeads(name: string, peer: PeerId, verified: boolean, heads: CID[], snapshot: CID | null): void {
+    const open = this.docs.get(name)
+    if (
+      open?.owner != null &&
+      verified &&
+      snapshot != null &&
+      heads.every(h => open.log.has(h)) &&
+      !open.log.snapshots().some(s => s.equals(snapshot))
+    ) {
+      void this.takeCheckpoint(open, peer, snapshot)
+      return
+    }
+    this.joins.offer(name, peer, verified, heads, snapshot)
+  }
+
+  private async takeCheckpoint(open: OpenDocument, peer: PeerId, snapshot: CID): Promise<void> {
+    if (this.checkpointing.has(open.name)) return
+    this.checkpointing.add(open.name)
+    const options = {
+      providers: [peer],
+      signal: withTimeout(this.init.joinTimeout ?? 30_000, this.shutdown.signal)
+    }
+    try {
+      if (await open.log.adoptSnapshot(snapshot, { ...options, base: true })) await open.log.dropCovered(options)
+    } catch (err) {
+      this.log('taking checkpoint %c of %s from %p failed - %e', snapshot, open.name, peer, err)
+    } finally {
+      this.checkpointing.delete(open.name)
     }
   }
 
@@ -593,7 +754,7 @@ export class StateService implements State {
       )
     )
     // the exchange is symmetric: join what the asker has, in the background, as we answer
-    for (const l of held) if (allowed.has(l.log)) this.joins.offer(l.log, from, true, l.heads, l.snapshot)
+    for (const l of held) if (allowed.has(l.log)) this.offerHeads(l.log, from, true, l.heads, l.snapshot)
     this.log.trace('heads exchange from %p', from)
     return encodeHeadsMessage({ v: 1, type: 'heads', logs: this.ourHeads(allowed) })
   }
@@ -702,9 +863,13 @@ export class StateService implements State {
         if (!(err instanceof HistoryTooLongError)) throw err
       }
       const { snapshot } = offer
-      if (!complete && snapshot != null && !open.log.snapshots().some(s => s.equals(snapshot))) {
-        await open.log.adoptSnapshot(snapshot, options)
-        await open.log.join(heads, options)
+      // a follower of a session takes each checkpoint its agent signs as its base, and drops the
+      // history behind it, as the agent's host does
+      const session = open.owner != null
+      if ((!complete || session) && snapshot != null && !open.log.snapshots().some(s => s.equals(snapshot))) {
+        const adopted = await open.log.adoptSnapshot(snapshot, { ...options, base: session })
+        if (!complete) await open.log.join(heads, options)
+        if (session && adopted) await open.log.dropCovered(options)
       }
     } catch (err) {
       this.log('joining %s from %p failed - %e', open.name, offer.provider, err)
