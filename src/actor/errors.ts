@@ -53,12 +53,6 @@ export class AskTimeoutError extends Error {
   }
 }
 
-/** The caller aborted its signal before the message was handled. */
-export class AbortedError extends Error {
-  static name = 'AbortError'
-  name = 'AbortError'
-}
-
 /**
  * An actor crashed with a value that is not an Error (a behaviour threw a string, say), or its
  * init failed while its supervisor started it: `cause` holds what was thrown.
