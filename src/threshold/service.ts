@@ -4,7 +4,8 @@
  * (the initiator relays the members' signed, sealed messages round by round); `sign` runs FROST
  * signing rounds over `/cyberspace/frost/1.0.0` with whichever t members answer in time; `issue`
  * makes cluster-signed SPKI certificates; `decrypt` opens what was encrypted to the cluster key
- * with t decryption shares; `refresh` gives every member a new share of the same key; `repair`
+ * with t decryption shares; `deriveAgentSeed` derives an agent's key from t members' partial
+ * evaluations of the cluster's PRF (derive.ts); `refresh` gives every member a new share of the same key; `repair`
  * rebuilds one member's share from t helpers and `reshare` moves the key to a new member set and
  * threshold, both over `/cyberspace/reshare/1.0.0` (protocols/reshare/README.md).
  *
@@ -12,7 +13,8 @@
  * for `(cyberspace (cluster init))`, signs only payloads of kinds it accepts (an SPKI certificate
  * or CRL issued by the cluster, or a cluster message, told apart by their signing domain) for a
  * coordinator authorized for `(cyberspace (cluster sign <kind>))`, gives decryption shares for
- * `(cyberspace (cluster decrypt))`, joins refreshes for `(cyberspace (cluster refresh))`, repairs
+ * `(cyberspace (cluster decrypt))`, partial evaluations of an agent's key for
+ * `(cyberspace (agent (derive <kind>)))` (within a per-peer budget), joins refreshes for `(cyberspace (cluster refresh))`, repairs
  * for `(cyberspace (cluster repair))` and resharings for `(cyberspace (cluster reshare))` (dealing
  * only to new members that hold a `(cyberspace member)` chain) —
  * by a chain from its own ACL, found in its store or proven by the requester on demand. A request
@@ -54,21 +56,33 @@ import {
 import { signedBytes } from '../../protocols/signing.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
 import { peerIdFromPrincipal, principalFromPeerId, principalId, principalPublicKey } from '../crypto/principal.ts'
+import { PeerBudget } from '../peer-budget.ts'
 import { signAs, verifyAs } from '../crypto/sign.ts'
 import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
 import type { OpenStream } from '../network/rpc.ts'
 import { CERT_DOMAIN, certToSexp, parseCert } from '../spki/cert.ts'
 import { CRL_DOMAIN, parseCrl } from '../spki/crl.ts'
-import { decodeCanonical, encodeCanonical, parseAdvanced } from '../spki/sexp.ts'
+import { atom, decodeCanonical, encodeCanonical, parseAdvanced, toAdvanced } from '../spki/sexp.ts'
 import { parseTag } from '../spki/tag.ts'
 import { makeDeal, openDeals } from './deal.ts'
 import { checkGroupParams } from './dealer.ts'
 import { decryptionShare, encryptToGroup, openWithShares, verifyDecryptionShare } from './decrypt.ts'
+import {
+  agentKeyPoint,
+  agentPrincipal,
+  checkAgentName,
+  derivationShare,
+  seedFromPartials,
+  verifyDerivationShare
+} from './derive.ts'
 import { DkgSession } from './dkg.ts'
 import {
   ClusterExistsError,
   describeFailures,
   EquivocationError,
+  InvalidPointError,
+  InvalidScalarError,
+  InvalidShareError,
   memberFailure,
   MemberRefusedError,
   MembersFailedError,
@@ -77,6 +91,7 @@ import {
   NoMemberChainError,
   NotAuthorizedError,
   NotEnoughSignersError,
+  RateLimitedError,
   SigningRefusedError,
   ThresholdError,
   WrongEpochError,
@@ -108,12 +123,13 @@ import {
 } from './state.ts'
 import type { DkgEnvelope, DkgMessages } from '../../protocols/dkg/codec.ts'
 import type { Tag } from '../spki/tag.ts'
-import type { FrostAnswer, FrostRequest } from '../../protocols/frost/codec.ts'
+import type { DeriveRequest, FrostAnswer, FrostRequest } from '../../protocols/frost/codec.ts'
 import type { PublicPackage, ReshareAnswer, ReshareRequest } from '../../protocols/reshare/codec.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Cert, SignedCert } from '../spki/cert.ts'
 import type { Spki } from '../spki/service.ts'
 import type { DecryptionShare, GroupCiphertext } from './decrypt.ts'
+import type { DerivationShare } from './derive.ts'
 import type { ResharePlan } from './pieces.ts'
 import type { ReceivedRefresh } from './refresh.ts'
 import type { ReceivedReshare } from './reshare.ts'
@@ -152,6 +168,11 @@ interface ClusterTag {
   tag: Tag
 }
 const clusterTag = (text: string): ClusterTag => ({ text, tag: parseTag(parseAdvanced(text)) })
+/** `(cyberspace (agent (derive <kind>)))`, built as a structure (a kind such as `1x` is no SPKI token). */
+function deriveTag(kind: string): ClusterTag {
+  const sexp = [atom('cyberspace'), [atom('agent'), [atom('derive'), atom(kind)]]]
+  return { text: toAdvanced(sexp), tag: parseTag(sexp) }
+}
 const TAGS = {
   init: clusterTag('(cyberspace (cluster init))'),
   decrypt: clusterTag('(cyberspace (cluster decrypt))'),
@@ -176,6 +197,14 @@ export interface ClusterInit {
   store?: ShareStore
   /** How long an unfinished key generation or refresh is kept, in ms; default 2 min. */
   sessionTtl?: number
+  /** Agent-key partial evaluations this member gives one peer a minute; default 120. */
+  maxDerivationsPerMinute?: number
+  /**
+   * Once t valid partial evaluations of an agent key are in, how long the members yet to answer
+   * get before the key is derived without them, in ms; default 1 s. Only their naming (a bad one is
+   * excluded by its proof) depends on it, never the seed.
+   */
+  deriveSettle?: number
 }
 
 export interface ClusterComponents {
@@ -202,6 +231,18 @@ export interface DecryptionResult {
   plaintext: Uint8Array
   /** Members whose shares opened it. */
   helpers: PrincipalId[]
+  excluded: Map<PrincipalId, Error>
+}
+
+/** An agent's key, derived from t members' partial evaluations. */
+export interface AgentSeed {
+  /** The agent's 32-byte Ed25519 seed: the caller's alone (never logged or kept here); zero it when done. */
+  seed: Uint8Array
+  /** The Ed25519 public key of the seed. */
+  principal: PrincipalId
+  /** The t members whose partials made it. */
+  signers: PrincipalId[]
+  /** Members that refused, did not answer in time, or gave a partial that fails its proof, with why. */
   excluded: Map<PrincipalId, Error>
 }
 
@@ -268,6 +309,13 @@ export interface Cluster {
   /** Encrypts to the cluster key: anyone can, t members are needed to open it. */
   encrypt(plaintext: Uint8Array, aad?: Uint8Array): GroupCiphertext
   decrypt(ct: GroupCiphertext, aad?: Uint8Array, options?: AbortOptions): Promise<DecryptionResult>
+  /**
+   * The key of agent (kind, id): the same seed from any t members, which no fewer than t can
+   * compute, and which stays through refreshes and resharings. Members give their partial only to
+   * a node they authorize for `(cyberspace (agent (derive <kind>)))`; fewer than t valid partials
+   * throw NotEnoughSignersError saying how many of how many and what each other member did.
+   */
+  deriveAgentSeed(kind: string, id: string, options?: AbortOptions): Promise<AgentSeed>
   /** New shares of the same key for every member (all must answer); old shares stop combining with new. */
   refresh(options?: AbortOptions): Promise<RefreshResult>
   /**
@@ -331,6 +379,9 @@ class ClusterService implements Cluster, Startable {
   private readonly kinds: Set<PayloadKind>
   private readonly store: ShareStore
   private readonly sessionTtl: number
+  private readonly deriveSettle: number
+  /** Partial evaluations of agent keys each peer may ask for. */
+  private readonly derivations: PeerBudget
   private state?: ClusterState
   private signer?: Signer
   /** The key generation this node takes part in as an invited member (at most one at a time). */
@@ -356,6 +407,8 @@ class ClusterService implements Cluster, Startable {
     this.kinds = new Set(init.kinds ?? ['cert', 'crl', 'message'])
     this.store = init.store ?? datastoreShareStore(components.datastore)
     this.sessionTtl = init.sessionTtl ?? 120_000
+    this.deriveSettle = init.deriveSettle ?? 1000
+    this.derivations = new PeerBudget(init.maxDerivationsPerMinute ?? 120, 4, Date.now)
     this.open = async (peer, protocol, options) =>
       await components.connectionManager.openStream(peer, protocol, options)
   }
@@ -783,6 +836,7 @@ class ClusterService implements Cluster, Startable {
     if (!('group' in request)) throw new WrongSessionError('not a request')
     // who asks is checked before anything else is looked at
     const members = this.requireState().members
+    if (request.type === 'derive') return await this.answerDerive(request, from)
     if (request.type === 'decrypt') await this.authorizeRequester(from, TAGS.decrypt)
     else if (!members.includes(from)) throw new NotAMemberError(`${from} is not a member of this cluster`)
     const state = this.stateFor(request.group, request.epoch)
@@ -869,7 +923,8 @@ class ClusterService implements Cluster, Startable {
           }
           if (share.identifier !== memberIdentifier(member))
             throw new ThresholdError(`${member} answered for another member`, member)
-          valid.push({ member, identifier: share.identifier, point: verifyDecryptionShare(pub, ct, share) })
+          const point = blame(member, () => verifyDecryptionShare(pub, ct, share))
+          valid.push({ member, identifier: share.identifier, point })
         } catch (err) {
           excluded.set(member, err as Error)
         }
@@ -888,6 +943,86 @@ class ClusterService implements Cluster, Startable {
       plaintext: openWithShares(pub, ct, new Map(chosen.map(v => [v.identifier, v.point])), aad),
       helpers: chosen.map(v => v.member),
       excluded
+    }
+  }
+
+  // ------------------------------------------------------------------ agent keys
+
+  async deriveAgentSeed(kind: string, id: string, options: AbortOptions = {}): Promise<AgentSeed> {
+    checkAgentName(kind, id)
+    const state = this.requireState()
+    const pub = state.key.public
+    const t = state.threshold
+    const group = groupKeyOf(state)
+    const H = agentKeyPoint(group, kind, id)
+    const request: DeriveRequest = { v: 1, type: 'derive', group, epoch: state.epoch, kind, id }
+    const excluded = new Map<PrincipalId, Error>()
+    const valid: Array<{ member: PrincipalId; identifier: string; point: GroupPoint }> = []
+    // members still asked once the key is derived are let go
+    const stop = new AbortController()
+    const signal = options.signal == null ? stop.signal : AbortSignal.any([stop.signal, options.signal])
+    let settled = false
+    await new Promise<void>(resolve => {
+      let pending = state.members.length
+      let settle: ReturnType<typeof setTimeout> | undefined
+      const finish = (): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(settle)
+        stop.abort()
+        resolve()
+      }
+      const ask = async (member: PrincipalId): Promise<void> => {
+        try {
+          let share: DerivationShare
+          if (member === this.self) share = derivationShare(state.key, kind, id)
+          else {
+            const a = await this.requestFrost(member, request, 'derivation', { signal })
+            share = { identifier: a.identifier, share: a.share, proof: a.proof }
+          }
+          if (share.identifier !== memberIdentifier(member))
+            throw new ThresholdError(`${member} answered for another member`, member)
+          const point = blame(member, () => verifyDerivationShare(pub, kind, id, share, H))
+          if (!settled) valid.push({ member, identifier: share.identifier, point })
+        } catch (err) {
+          if (!settled) excluded.set(member, err as Error)
+        } finally {
+          pending--
+          if (pending === 0) finish()
+          else if (valid.length >= t && settle == null) settle = setTimeout(finish, this.deriveSettle)
+        }
+      }
+      for (const member of state.members) void ask(member)
+    })
+    options.signal?.throwIfAborted()
+    if (valid.length < t) {
+      const tag = deriveTag(kind)
+      throw new NotEnoughSignersError(
+        `${valid.length} of ${state.members.length} members gave a valid partial evaluation of agent ` +
+          `${kind}/${id}; ${t} are needed: ` +
+          describeFailures(excluded, this.self, tag.text, tag.text),
+        excluded
+      )
+    }
+    // each partial was checked against its proof as it came: combine the first t
+    const chosen = valid.slice(0, t)
+    const seed = seedFromPartials(pub, kind, id, new Map(chosen.map(v => [v.identifier, v.point])))
+    const principal = await agentPrincipal(seed)
+    this.log('derived the key of agent %s/%s, %s, from %d members', kind, id, principal, chosen.length)
+    return { seed, principal, signers: chosen.map(v => v.member), excluded }
+  }
+
+  /** A member's partial evaluation for an agent key: within the peer's budget, for an authorized requester only. */
+  private async answerDerive(request: DeriveRequest, from: PrincipalId): Promise<FrostAnswer> {
+    if (!this.derivations.take(from))
+      throw new RateLimitedError(`${from} asked for more agent-key evaluations than this member gives a peer`)
+    try {
+      await this.authorizeRequester(from, deriveTag(request.kind))
+      const state = this.stateFor(request.group, request.epoch)
+      const d = derivationShare(state.key, request.kind, request.id)
+      return { v: 1, type: 'derivation', identifier: d.identifier, share: d.share, proof: d.proof }
+    } finally {
+      this.derivations.release(from)
     }
   }
 
@@ -1622,6 +1757,21 @@ class ClusterService implements Cluster, Startable {
         await this.requestReshare(m, { v: 1, type: 'reshare-abort', session }, 'aborted', options)
       })
     )
+  }
+}
+
+/**
+ * `check()`, with the error of a share that fails its proof or holds a malformed point or scalar
+ * made `member`'s: so the member is named as having answered wrongly, not as silent.
+ */
+function blame<T>(member: PrincipalId, check: () => T): T {
+  try {
+    return check()
+  } catch (err) {
+    if (err instanceof InvalidShareError) throw new InvalidShareError(err.message, member)
+    if (err instanceof InvalidPointError) throw new InvalidPointError(err.message, member)
+    if (err instanceof InvalidScalarError) throw new InvalidScalarError(err.message, member)
+    throw err
   }
 }
 
