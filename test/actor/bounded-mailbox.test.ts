@@ -30,12 +30,12 @@ describe('Mailbox', () => {
     box.offer('a')
     const waiting = box.put('b', { timeout: 100 })
     const late = box.put('c', { timeout: 50 })
-    let lateError: any
-    late.catch(error => (lateError = error))
+    const seen: { error?: any } = {}
+    late.catch(error => (seen.error = error))
     await clock.advance(49)
-    assert.equal(lateError, undefined)
+    assert.equal(seen.error, undefined)
     await clock.advance(1)
-    assert.equal(lateError?.name, 'MailboxFullError')
+    assert.equal(seen.error?.name, 'MailboxFullError')
     assert.equal(box.take(), 'a') // room: the first waiter gets in
     await waiting
     assert.equal(box.take(), 'b')
