@@ -225,7 +225,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   /** Blocks refused for good, with the reason. */
   private readonly refused: RecentMap<string, Error>
   /** Snapshots recently found to add nothing, or by an author not (yet) authorized: not fetched again for a while. */
-  private readonly snapshotMisses = new RecentMap<string, { until: number; error?: Error }>(1024)
+  private readonly snapshotMisses = new RecentMap<string, { until: number; error?: Error; held?: boolean }>(1024)
   /**
    * Covered events that applied events name as parents, whose blocks this replica may not hold
    * (compacted, or met covered in an earlier join): kept in the record, so a replay knows them as
@@ -491,7 +491,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     const refusal = this.refused.get(refusedKey)
     if (refusal != null) throw refusal
     const miss = this.snapshotMisses.get(key)
-    if (miss != null && miss.until > Date.now()) {
+    // (a snapshot that added nothing only because every head was here may still become the base)
+    if (miss != null && miss.until > Date.now() && !(miss.held === true && options.base === true)) {
       if (miss.error != null) throw miss.error
       return false
     }
@@ -508,9 +509,12 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     }
     // a snapshot of nothing this replica lacks adds nothing (unless it is to become the base), and
     // one inside a base snapshot's history never does: no signature check, no state decode
-    const inside = (snapshot.heads.every(h => this.has(h)) && options.base !== true) || this.insideBase(snapshot)
-    if (inside) {
+    if (this.insideBase(snapshot)) {
       this.snapshotMisses.set(key, { until: Date.now() + SNAPSHOT_MISS_TTL })
+      return false
+    }
+    if (options.base !== true && snapshot.heads.every(h => this.has(h))) {
+      this.snapshotMisses.set(key, { until: Date.now() + SNAPSHOT_MISS_TTL, held: true })
       return false
     }
     try {
