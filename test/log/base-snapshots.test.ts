@@ -116,7 +116,7 @@ describe('log: base snapshots a replica adopts without signing its own', () => {
 
   it('refuses for good an author no grant can ever authorize, and checks another again', async () => {
     const [writer, other, c] = await replicas(gCounter, 3)
-    const forever = new Set([writer.signer.principal])
+    const forever = new Set<string>([writer.signer.principal])
     let grantOther = false
     const authorize = async (author: string): Promise<void> => {
       if (author === other.signer.principal && grantOther) return
