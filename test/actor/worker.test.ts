@@ -58,7 +58,7 @@ describe('workerBehaviour on worker_threads', function () {
       await new Promise(resolve => setTimeout(resolve, 1)) // timers fire too: the event loop is free
       order.push(`echo ${i}`)
     }
-    const error = await spinning
+    const error = (await spinning) as Error
     assert.equal(error.name, 'HandlerTimeoutError')
     assert.deepEqual(order, ['echo 0', 'echo 1', 'echo 2', 'echo 3', 'echo 4', 'cpu timed out'])
     assert.equal(host.terminated, 1) // the spinning worker was terminated
