@@ -39,6 +39,8 @@ import { cluster } from './threshold/service.ts'
 import { agentDhtRecords } from './registry/record.ts'
 import { registry } from './registry/service.ts'
 import { StateService } from './log/service.ts'
+import { mailbox } from './actor/mailbox-service.ts'
+import { AgentsService } from './actor/agents.ts'
 import { seedSigner } from './crypto/sign.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
 import type { Spki, SpkiInit } from './spki/service.ts'
@@ -47,6 +49,8 @@ import type { Membership, MembershipInit } from './membership/service.ts'
 import type { Cluster, ClusterInit } from './threshold/service.ts'
 import type { Registry, RegistryInit } from './registry/service.ts'
 import type { State, StateInit } from './log/service.ts'
+import type { Mailbox, MailboxInit } from './actor/mailbox-service.ts'
+import type { Agents, AgentsInit } from './actor/agents.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
 import type { AbortOptions, ComponentLogger, ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
@@ -75,6 +79,7 @@ export interface CyberspaceServices {
   membership: Membership
   cluster: Cluster
   registry: Registry
+  mailbox: Mailbox
   [name: string]: unknown
 }
 
@@ -104,6 +109,10 @@ export interface CreateNodeOptions {
   registryOptions?: Omit<RegistryInit, 'seen'>
   /** Replicated state settings (gossip namespace, anti-entropy interval, limits). */
   stateOptions?: StateInit
+  /** Agent mailbox settings (message life, retries, per-peer limits). */
+  mailboxOptions?: MailboxInit
+  /** Agents settings (lease, followers, supervision, limits). */
+  agentsOptions?: AgentsInit
   /** Answer DHT queries (true where the node is dialable, e.g. a Node process with listeners). */
   dhtServer: boolean
   /**
@@ -146,6 +155,10 @@ export interface CyberspaceNode {
   readonly registry: Registry
   /** Replicated documents (CRDTs over signed Merkle-DAG logs): see src/log/service.ts. Available once started. */
   readonly state: State
+  /** Messages between agents, signed and authorized: see src/actor/mailbox-service.ts. */
+  readonly mailbox: Mailbox
+  /** The agents this node hosts (actors with their own keys, supervised, resumable): see src/actor/agents.ts. Available once started. */
+  readonly agents: Agents
   start(): Promise<void>
   stop(): Promise<void>
   isStarted(): boolean
@@ -224,6 +237,7 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
       membership: membership(options.membershipOptions),
       cluster: cluster(options.clusterOptions),
       registry: registry({ ...options.registryOptions, seen: agents.seen }),
+      mailbox: mailbox(options.mailboxOptions),
       ...options.services
     },
     start: false
@@ -240,6 +254,7 @@ class Node implements CyberspaceNode {
   private started = false
   private lastValueSeq = 0
   private stateService?: StateService
+  private agentsService?: AgentsService
 
   constructor(peerId: PeerId, helia: Helia & { libp2p: Libp2p<CyberspaceServices> }, options: CreateNodeOptions) {
     this.peerId = peerId
@@ -283,6 +298,15 @@ class Node implements CyberspaceNode {
     return this.stateService
   }
 
+  get mailbox(): Mailbox {
+    return this.libp2p.services.mailbox
+  }
+
+  get agents(): Agents {
+    if (!this.started || this.agentsService == null) throw new NodeNotStartedError('the node is not started')
+    return this.agentsService
+  }
+
   isStarted(): boolean {
     return this.started
   }
@@ -303,11 +327,23 @@ class Node implements CyberspaceNode {
       this.options.stateOptions
     )
     await this.stateService.start()
+    this.agentsService = new AgentsService(
+      {
+        libp2p: this.helia.libp2p,
+        state: this.stateService,
+        datastore: this.options.datastore,
+        logger: this.helia.logger
+      },
+      this.options.agentsOptions
+    )
+    await this.agentsService.start()
   }
 
   async stop(): Promise<void> {
     if (!this.started) return
     this.started = false
+    await this.agentsService?.shutdown()
+    this.agentsService = undefined
     await this.stateService?.stop()
     this.stateService = undefined
     await this.helia.stop()

@@ -172,6 +172,11 @@ export interface Registry {
   publish(card: AgentCardInput, options?: PublishOptions): Promise<PublishedRecord>
   /** Stops republishing; the record is replaced by one that expires within withdrawalTtl. */
   unpublish(principal: string, options?: AbortOptions): Promise<void>
+  /**
+   * Stops republishing without a withdrawal: the record lapses at its expiry. What a host does when
+   * it lost an agent's lease, since a withdrawal (a higher seq) would override the new host's record.
+   */
+  forget(principal: string): boolean
   /** The records this node publishes now. */
   published(): AgentRecordView[]
   /** The current record of an agent (principal or peer id) whose host is a member. */
@@ -501,6 +506,19 @@ class RegistryService implements Registry, Startable {
       // a higher seq that expires soon replaces the long-lived record everywhere it is stored
       await this.putRecord(entry.signer, entry.card, this.withdrawalTtl, options)
     })
+  }
+
+  forget(principal: string): boolean {
+    const agent = parsePrincipal(principal)
+    const entry = this.hosted.get(agent)
+    if (entry == null) return false
+    clearTimeout(entry.timer)
+    this.hosted.delete(agent)
+    // providing the skill stops with the next reprovide; the record itself is left to lapse
+    void this.updateProvided(entry.card, undefined, {}).catch(err => {
+      this.log('could not stop providing the skills of %s - %e', agent, err)
+    })
+    return true
   }
 
   // --- lookups ---
