@@ -375,8 +375,8 @@ interface Slot {
   size: number
   answer: Promise<Uint8Array>
   settle: (bytes: Uint8Array) => void
-  /** An answer already known (a duplicate of a handled message in a new place): nothing to deliver. */
-  known?: Uint8Array
+  /** A duplicate in a place of its own (the same id under another seq): passed over in order, nothing delivered. */
+  skip?: boolean
   timer?: ReturnType<typeof setTimeout>
 }
 
@@ -384,7 +384,8 @@ interface Slot {
 interface Session {
   next: number
   slots: Map<number, Slot>
-  busy: boolean
+  /** The seq being handled now, if any. */
+  handling?: number
 }
 
 /** A (sender agent, recipient) pair as the sender sees it. */
@@ -673,6 +674,7 @@ class MailboxService implements Mailbox, Startable {
     let frame = await this.sign(sender, unsigned)
     let fresh = false
     let movedOnce = false
+    let lost = 0
     let last: Error | undefined
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       if (attempt > 1) {
@@ -703,9 +705,12 @@ class MailboxService implements Mailbox, Startable {
       } catch (err) {
         signal.throwIfAborted()
         if (!(err instanceof Refusal)) {
-          // lost on the way, or the host unreachable: look its record up again before the next attempt
-          if (!route.local) this.routes.delete(unsigned.to as PrincipalId)
-          fresh = !route.local
+          // lost on the way, or the host unreachable: from the second loss on, the record is read
+          // again before each attempt (a dead host's successor publishes a new one)
+          if (!route.local && ++lost >= 2) {
+            this.routes.delete(unsigned.to as PrincipalId)
+            fresh = true
+          }
           last = err as Error
           this.log('attempt %d of %s to %s failed - %e', attempt, unsigned.id, unsigned.to, err)
           continue
@@ -977,24 +982,35 @@ class MailboxService implements Mailbox, Startable {
     let session = this.sessions.get(sessionKey)
     if (session == null) {
       // a session this node has not seen (or forgot, or the agent moved here): it starts where the sender says nothing is settled
-      session = { next: envelope.low, slots: new Map(), busy: false }
+      session = { next: envelope.low, slots: new Map() }
       this.sessions.set(sessionKey, session)
     }
     if (envelope.low > session.next) this.skipTo(session, envelope.low)
-    const inProgress = this.inProgress.get(key)
-    if (inProgress != null) return inProgress.answer
     let known = this.answers.get(key, now)
     if (known?.place != null && known.place !== place) {
       // the same id refused for a full mailbox, sent again in a new place: a new attempt
       this.answers.delete(key)
       known = undefined
     }
-    if (envelope.seq < session.next) {
-      return Promise.resolve(
-        known?.bytes ??
-          errorBytes(new DuplicateMessageError(`${envelope.id} (seq ${envelope.seq}) was handled or settled before`))
-      )
+    const duplicate = this.inProgress.get(key)?.answer ?? (known == null ? undefined : Promise.resolve(known.bytes))
+    if (duplicate != null) {
+      // the same message again: its answer, once there is one. In a place of the session not
+      // taken yet (the same id sent again under a new seq), it is passed over in order.
+      if (
+        envelope.seq >= session.next &&
+        envelope.seq < session.next + this.maxHeld &&
+        session.handling !== envelope.seq &&
+        !session.slots.has(envelope.seq)
+      ) {
+        session.slots.set(envelope.seq, { key, envelope, size: 0, answer: duplicate, settle: () => {}, skip: true })
+        this.pump(session)
+      }
+      return duplicate
     }
+    if (envelope.seq < session.next || session.handling === envelope.seq)
+      return Promise.resolve(
+        errorBytes(new DuplicateMessageError(`${envelope.id} (seq ${envelope.seq}) was handled or settled before`))
+      )
     if (session.slots.has(envelope.seq))
       return Promise.resolve(
         errorBytes(new InvalidMailboxMessageError(`seq ${envelope.seq} of this session is another message`))
@@ -1007,18 +1023,14 @@ class MailboxService implements Mailbox, Startable {
           )
         )
       )
-    if (known == null && (this.held >= this.maxHeldTotal || this.heldBytes + size > this.maxHeldBytes))
+    if (this.held >= this.maxHeldTotal || this.heldBytes + size > this.maxHeldBytes)
       return Promise.resolve(errorBytes(new MailboxBusyError('this node holds as many waiting messages as it allows')))
     let settle: (bytes: Uint8Array) => void = () => {}
     const answer = new Promise<Uint8Array>(resolve => {
       settle = resolve
     })
-    const slot: Slot = { key, envelope, size, answer, settle, known: known?.bytes }
+    const slot: Slot = { key, envelope, size, answer, settle }
     session.slots.set(envelope.seq, slot)
-    if (known != null) {
-      this.pump(session)
-      return Promise.resolve(known.bytes)
-    }
     this.inProgress.set(key, slot)
     this.held++
     this.heldBytes += size
@@ -1066,20 +1078,20 @@ class MailboxService implements Mailbox, Startable {
 
   /** Hands the session's next message to its agent, if it is there and none is being handled. */
   private pump(session: Session): void {
-    while (!session.busy) {
+    while (session.handling == null) {
       const slot = session.slots.get(session.next)
       if (slot == null) return
       session.slots.delete(session.next)
-      if (slot.known != null) {
+      if (slot.skip === true) {
         session.next++
         continue
       }
-      session.busy = true
       const seq = slot.envelope.seq
+      session.handling = seq
       void this.handle(slot.envelope).then(({ bytes, keep, place }) => {
         this.finish(slot, bytes, keep, place)
         session.next = Math.max(session.next, seq + 1)
-        session.busy = false
+        session.handling = undefined
         this.pump(session)
       })
     }
