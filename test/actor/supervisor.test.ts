@@ -521,6 +521,58 @@ describe('Supervisor', () => {
     })
   })
 
+  describe('while starting and stopping', () => {
+    it('handles a child that crashes while later siblings still start', async () => {
+      const log: string[] = []
+      let release!: () => void
+      const released = new Promise<void>(resolve => (release = resolve))
+      const slowInit: ChildSpec = {
+        id: 'slow',
+        behaviour: () => ({ init: async () => await released, handle: () => 'slow' })
+      }
+      const { sup, events, clock } = tree({ children: [worker('early', log), slowInit] })
+      const starting = sup.start()
+      await clock.settle()
+      await assert.rejects(sup.ref<Msg, string>('early')!.ask('crash'), { name: 'RangeError' })
+      await clock.settle()
+      assert.equal(sup.state, 'starting')
+      release()
+      await starting
+      await clock.settle()
+      assert.equal(await sup.ref('early')?.ask('ping'), 'early#2')
+      assert.deepEqual(brief(events), ['started early', 'started slow', 'crashed early', 'restarted early 1 0'])
+    })
+
+    it('cancels a restart waiting on its backoff when stopped, and answers the mail queued meanwhile', async () => {
+      const log: string[] = []
+      const { sup, events, clock } = tree({ children: [worker('w', log, { backoff: { min: 1_000, max: 1_000 } })] })
+      await sup.start()
+      const ref = sup.ref<Msg, string>('w')
+      assert.ok(ref)
+      await crash(sup, 'w', clock)
+      const queued = ref.ask('ping')
+      await sup.stop()
+      await assert.rejects(queued, { name: 'ActorStoppedError' })
+      await clock.advance(5_000)
+      assert.deepEqual(log, ['start w#1', 'stop w RangeError'])
+      assert.equal(events.filter(e => e.type === 'restarted').length, 0)
+      assert.equal(clock.pending, 0)
+    })
+
+    it('terminateChild stops one child for good and leaves the others running', async () => {
+      const log: string[] = []
+      const { sup, events } = tree({ children: [worker('a', log), worker('b', log)] })
+      await sup.start()
+      const a = sup.ref<Msg, string>('a')
+      await sup.terminateChild('a')
+      await assert.rejects(a!.ask('ping'), { name: 'ActorStoppedError' })
+      await assert.rejects(sup.terminateChild('a'), { name: 'ChildIdError' })
+      assert.equal(await sup.ref('b')?.ask('ping'), 'b#1')
+      assert.deepEqual(brief(events), ['started a', 'started b', 'stopped a'])
+      await assert.rejects(sup.startChild(worker('b', log)), { name: 'ChildIdError' })
+    })
+  })
+
   it('refuses bad options with named errors', () => {
     assert.throws(() => new Supervisor({ strategy: 'one_for_some' as any }), { name: 'InvalidActorOptionError' })
     assert.throws(() => new Supervisor({ intensity: -1 }), { name: 'InvalidActorOptionError' })
