@@ -31,6 +31,8 @@ import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { Signer } from '../../src/crypto/sign.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Key } from '../spki/fixtures.ts'
+import type { SignedCert } from '../../src/spki/cert.ts'
+import type { Startable } from '@libp2p/interface'
 
 /** Loss the receiving node's test hooks inject, set per test. */
 const loss: { inbound?: (e: Envelope) => boolean; answer?: (e: Envelope) => boolean } = {}
@@ -104,6 +106,7 @@ describe('mailbox protocol between nodes', function () {
   let carol: RecordingAgent
   let bob: RecordingAgent
   const attackers: CyberspaceNode[] = []
+  let memberCerts: SignedCert[] = []
 
   /** Grants `to` the right to send `types` to `recipient`, held by node A only. */
   async function allow(sender: RecordingAgent, recipient: PrincipalId, types: string): Promise<void> {
@@ -129,7 +132,7 @@ describe('mailbox protocol between nodes', function () {
     a = await memoryNode({ services: { mailbox: mailbox(settings) as never } })
     b = await memoryNode({ bootstrap: [a.multiaddrs()[0]], services: { mailbox: mailbox(settings) as never } })
     await waitUntil('the nodes connected', () => a.peers().length === 1)
-    const members = await Promise.all(
+    memberCerts = await Promise.all(
       [a, b].map(
         async n =>
           await grant(root, { kind: 'key', principal: principalFromPeerId(n.peerId) }, '(cyberspace member)', {
@@ -139,7 +142,7 @@ describe('mailbox protocol between nodes', function () {
     )
     for (const n of [a, b]) {
       await n.spki.addAclEntry(root.id, tag('(cyberspace)'))
-      await n.spki.addAll({ certs: members, crls: [] })
+      await n.spki.addAll({ certs: memberCerts, crls: [] })
     }
     boxA = a.libp2p.services.mailbox as Mailbox
     boxB = b.libp2p.services.mailbox as Mailbox
@@ -332,6 +335,48 @@ describe('mailbox protocol between nodes', function () {
     await rejects(boxA.send(alice.principal, ghost, 'note', null), 'AgentNotHostedError')
     // the sending agent must be hosted here
     await rejects(boxA.send(bob.principal, alice.principal, 'note', null), 'SenderNotHostedError')
+  })
+
+  it('starts a new session when the sender restarts, delivered in order from its first message', async () => {
+    for (let i = 1; i <= 3; i++) await boxA.send(alice.principal, bob.principal, 'order', `before restart ${i}`)
+    const service = boxA as unknown as Startable
+    await service.stop()
+    await service.start()
+    await Promise.all(
+      [1, 2, 3].map(async i => await boxA.send(alice.principal, bob.principal, 'order', `after restart ${i}`))
+    )
+    assert.deepEqual(
+      bob.handled.map(m => m.body).filter(body => typeof body === 'string' && body.includes('restart')),
+      [1, 2, 3].map(i => `before restart ${i}`).concat([1, 2, 3].map(i => `after restart ${i}`))
+    )
+  })
+
+  it('follows a recipient that moved to another node: the old host says so, the record says where', async () => {
+    const c = await memoryNode({ bootstrap: [a.multiaddrs()[0]], services: { mailbox: mailbox(settings) as never } })
+    attackers.push(c)
+    const member = await grant(root, { kind: 'key', principal: principalFromPeerId(c.peerId) }, '(cyberspace member)', {
+      propagate: false
+    })
+    await c.spki.addAclEntry(root.id, tag('(cyberspace)'))
+    for (const n of [a, b, c]) await n.spki.addAll({ certs: [member, ...memberCerts], crls: [] })
+    await waitUntil('c connected to a', () => c.peers().some(p => p.peerId === a.peerId.toString()))
+    // A knows bob is at B (its route is cached)
+    await boxA.send(alice.principal, bob.principal, 'note', 'to bob at b')
+    // bob moves: B stops hosting it and withdraws its record; C hosts it and publishes a newer one
+    boxB.detach(bob.principal)
+    await b.registry.unpublish(bob.principal)
+    const boxC = c.libp2p.services.mailbox as Mailbox
+    boxC.attach(bob)
+    await c.registry.publish(cardOf('bob'), { privateKey: bob.key })
+    try {
+      const answer = await boxA.request(alice.principal, bob.principal, 'ask', 'where are you now?')
+      assert.deepEqual(answer, { echo: 'where are you now?', type: 'ask' })
+      assert.equal(bob.handled.at(-1)?.body, 'where are you now?')
+    } finally {
+      boxC.detach(bob.principal)
+      boxB.attach(bob)
+      await b.registry.publish(cardOf('bob'), { privateKey: bob.key })
+    }
   })
 
   it('refuses oversized, malformed and expired frames', async () => {
