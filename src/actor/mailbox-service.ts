@@ -105,7 +105,7 @@ export interface MailboxInit {
   maxRetryDelay?: number
   /** The deadline the recipient's handler gets, in ms (and never past the message's expiry); default 30 s. */
   handlerTimeout?: number
-  /** How long an inbound stream waits for its message's answer before answering MessagePendingError, in ms; default 10 s. */
+  /** How long an inbound stream waits for its message's answer before answering MessagePendingError, in ms (below the sender's attempt timeout, so it hears that rather than nothing); default 8 s. */
   streamTimeout?: number
   /** Concurrent inbound mailbox streams per connection, and inbound messages in flight per peer; default 32. */
   maxInboundStreams?: number
@@ -455,7 +455,7 @@ class MailboxService implements Mailbox, Startable {
     this.retryDelay = init.retryDelay ?? 100
     this.maxRetryDelay = init.maxRetryDelay ?? 2000
     this.handlerTimeout = init.handlerTimeout ?? 30_000
-    this.streamTimeout = init.streamTimeout ?? 10_000
+    this.streamTimeout = init.streamTimeout ?? 8000
     this.maxInboundStreams = init.maxInboundStreams ?? 32
     this.maxInFlightPerHost = init.maxInFlightPerHost ?? 16
     this.maxRefusalsPerMinute = init.maxRefusalsPerMinute ?? 30
