@@ -45,6 +45,8 @@ describe('agents across member nodes', function () {
   let root: Key
   let counterAgent: PrincipalId
   let callerAgent: PrincipalId
+  /** The node that took the counter agent over. */
+  let successor: CyberspaceNode | undefined
 
   /** The root grants `tagText` to `principal` and every node holds the certificate. */
   async function grantAll(principal: PrincipalId, tagText: string): Promise<void> {
@@ -103,6 +105,10 @@ describe('agents across member nodes', function () {
       [counterAgent]
     )
     await rejects(nodes[0].agents.spawn('counter', { id: 'c-1' }), 'AgentRunningError')
+    // a second host may not run it while its lease holds
+    const elsewhere = await rejects(nodes[2].agents.spawn('counter', { id: 'c-1' }), 'AgentRunningError')
+    assert.match(elsewhere.message, new RegExp(nodes[0].peerId.toString()))
+    assert.equal(nodes[2].agents.get(counterAgent), undefined)
     await rejects(nodes[0].agents.spawn('nobody-runs-this', { id: 'x' }), 'UnknownKindError')
     const record = await nodes[2].registry.get(counterAgent)
     assert.equal(record.host, nodes[0].peerId.toString())
@@ -147,7 +153,6 @@ describe('agents across member nodes', function () {
 
   it('resumes on another node under the same principal, with its state, once its host stops', async () => {
     await nodes[0].stop()
-    let successor: CyberspaceNode | undefined
     await waitUntil(
       'another node runs the counter agent',
       () => {
@@ -167,5 +172,37 @@ describe('agents across member nodes', function () {
     assert.equal(answer.n, 4, 'the state survived: three counted before, this is the fourth')
     const record = await nodes[1].registry.get(counterAgent)
     assert.equal(record.host, successor.peerId.toString())
+  })
+
+  it('without t members a cluster agent can be neither spawned nor resumed, and says why', async () => {
+    assert.ok(successor != null)
+    const left = nodes.slice(1).find(n => n !== successor) as CyberspaceNode
+    const hostAt = successor.peerId.toString()
+    await successor.stop()
+    const err = await rejects(left.agents.spawn('counter', { id: 'c-3' }), 'NotEnoughSignersError')
+    assert.match(err.message, /needed/)
+    // the counter agent's host is dead and its lease lapsed, and the one member left is first in line: it tries, and cannot derive
+    await waitUntil('the host is seen dead', () =>
+      ['dead', undefined].includes(left.membership.members().find(m => m.peerId === hostAt)?.state)
+    )
+    await waitUntil(
+      'its lease lapsed',
+      async () => {
+        try {
+          await left.registry.get(counterAgent)
+          return false
+        } catch (err) {
+          return ['AgentRecordExpiredError', 'AgentNotFoundError'].includes((err as Error).name)
+        }
+      },
+      30_000
+    )
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    await left.agents.reconcile()
+    assert.equal(left.agents.get(counterAgent), undefined)
+    assert.deepEqual(
+      left.agents.list().filter(a => a.kind === 'counter'),
+      []
+    )
   })
 })
