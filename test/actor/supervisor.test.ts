@@ -573,6 +573,55 @@ describe('Supervisor', () => {
     })
   })
 
+  it('answers every accepted message once, in order, across random crashes and backoff restarts (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 30 }),
+        fc.integer({ min: 1, max: 40 }),
+        async (crashes, capacity) => {
+          const handled: number[] = []
+          const { sup, clock } = tree({
+            intensity: 1_000,
+            children: [
+              {
+                id: 'w',
+                backoff: { min: 10, max: 80 },
+                actor: { capacity },
+                behaviour: () => ({
+                  handle: ([i, fail]: [number, boolean]) => {
+                    handled.push(i)
+                    if (fail) throw new RangeError(`crash at ${i}`)
+                    return i
+                  }
+                })
+              }
+            ]
+          })
+          await sup.start()
+          const ref = sup.ref<[number, boolean], number>('w')
+          assert.ok(ref)
+          const outcomes = crashes.map((fail, i) =>
+            ref.ask([i, fail]).then(
+              value => `ok ${value}`,
+              (error: Error) => error.name
+            )
+          )
+          let all: string[] = []
+          const settled = Promise.all(outcomes).then(o => (all = o))
+          for (let step = 0; step < 200 && all.length === 0; step++) await clock.advance(100)
+          await settled
+          const accepted = all.flatMap((o, i) => (o === 'MailboxFullError' ? [] : [i]))
+          assert.deepEqual(handled, accepted) // each accepted message handled once, in order
+          all.forEach((o, i) => {
+            if (o !== 'MailboxFullError') assert.equal(o, crashes[i] ? 'RangeError' : `ok ${i}`)
+          })
+          await sup.stop()
+        }
+      ),
+      { numRuns: 50 }
+    )
+  })
+
   it('refuses bad options with named errors', () => {
     assert.throws(() => new Supervisor({ strategy: 'one_for_some' as any }), { name: 'InvalidActorOptionError' })
     assert.throws(() => new Supervisor({ intensity: -1 }), { name: 'InvalidActorOptionError' })
