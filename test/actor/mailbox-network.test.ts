@@ -337,6 +337,22 @@ describe('mailbox protocol between nodes', function () {
     await rejects(boxA.send(bob.principal, alice.principal, 'note', null), 'SenderNotHostedError')
   })
 
+  it('refuses a message too far ahead, and never hands on one its sender settled before its turn', async () => {
+    const session = 'gap-test'
+    const frame = async (seq: number, low: number, body: string): Promise<Uint8Array> =>
+      await frameOf(alice.signer, { to: bob.principal, session, seq, low, body })
+    // seq 1 never arrives; seq 2 waits for it (or, should it arrive after seq 3, finds its turn gone)
+    const waiting = raw(a, b, await frame(2, 1, 'two'))
+    assert.equal(errorName(await raw(a, b, await frame(100, 1, 'far ahead'))), 'SequenceGapError')
+    // the sender says 1 and 2 are settled (it gave them up): 3 is next, and 2 is never handed on
+    const third = await raw(a, b, await frame(3, 3, 'three'))
+    assert.equal(third.type, 'reply')
+    assert.equal(errorName(await waiting), 'DuplicateMessageError')
+    const bodies = bob.started.map(m => m.body)
+    assert.ok(bodies.includes('three'))
+    assert.ok(!bodies.includes('two') && !bodies.includes('far ahead'))
+  })
+
   it('starts a new session when the sender restarts, delivered in order from its first message', async () => {
     for (let i = 1; i <= 3; i++) await boxA.send(alice.principal, bob.principal, 'order', `before restart ${i}`)
     const service = boxA as unknown as Startable
