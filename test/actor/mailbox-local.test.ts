@@ -216,6 +216,53 @@ describe('mailbox local delivery', function () {
     )
   })
 
+  it('with small hold limits, retries what was too far ahead or found no room, and still delivers in order', async () => {
+    let firstTry = true
+    const small = await memoryNode({
+      services: {
+        mailbox: mailbox({
+          ...settings,
+          maxHeld: 2,
+          maxHeldTotal: 3,
+          // the first message is lost once, so everything after it must wait or be refused
+          dropInbound: e => {
+            const drop = firstTry && e.body === 1
+            if (drop) firstTry = false
+            return drop
+          }
+        }) as never
+      }
+    })
+    try {
+      await small.spki.addAclEntry(root.id, tag('(cyberspace)'))
+      const smallBox = small.libp2p.services.mailbox as Mailbox
+      const to = await RecordingAgent.create()
+      smallBox.attach(alice)
+      smallBox.attach(to)
+      await small.spki.addCert(
+        await grant(
+          root,
+          { kind: 'key', principal: alice.principal },
+          `(cyberspace (mailbox (send ${to.principal} note)))`,
+          {
+            propagate: false
+          }
+        )
+      )
+      const N = 12
+      await Promise.all(
+        Array.from({ length: N }, async (_, i) => await smallBox.send(alice.principal, to.principal, 'note', i + 1))
+      )
+      assert.equal(firstTry, false)
+      assert.deepEqual(
+        to.handled.map(m => m.body),
+        Array.from({ length: N }, (_, i) => i + 1)
+      )
+    } finally {
+      await small.stop()
+    }
+  })
+
   it('stops with its caller: an aborted send rejects with the caller’s reason', async () => {
     const g = gate()
     bob.behaviour = async () => await g.wait
