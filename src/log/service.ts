@@ -178,6 +178,17 @@ export function sessionDocumentName(principal: PrincipalId): string {
  */
 export function sessionOwner(name: string): PrincipalId | null | undefined {
   if (!name.startsWith(SESSION_PREFIX)) return undefined
+  const known = owners.get(name)
+  if (known !== undefined) return known
+  const owner = parseSessionName(name)
+  owners.set(name, owner)
+  return owner
+}
+
+/** Session names already parsed (every append and read check asks): parsing one costs tens of µs. */
+const owners = new RecentMap<string, PrincipalId | null>(1024)
+
+function parseSessionName(name: string): PrincipalId | null {
   try {
     const bytes = base32.decode(name.slice(SESSION_PREFIX.length))
     if (bytes.length !== 34 || bytes[0] !== ED25519_MULTIKEY[0] || bytes[1] !== ED25519_MULTIKEY[1]) return null
