@@ -234,6 +234,9 @@ function refusalError(answer: ErrorAnswer, to: string): Error {
   }
   const known = KNOWN[answer.name]
   if (known != null) return new known(answer.message)
+  // the receiver's wrapping of a behaviour's error: "<its name>: <its message>"
+  if (answer.name === 'HandlerFailedError')
+    return new HandlerFailedError(answer.message, /^([A-Za-z]+): /.exec(answer.message)?.[1] ?? 'Error')
   return new HandlerFailedError(`${answer.name}: ${answer.message}`, answer.name)
 }
 
@@ -1123,9 +1126,12 @@ class MailboxService implements Mailbox, Startable {
         () => new HandlerTimeoutError(envelope.to, deadline)
       )
     } catch (err) {
-      const e = err instanceof Error ? err : new HandlerFailedError(String(err), 'Error')
-      // a full mailbox handled nothing: the same id in another place is a new attempt
-      if (e.name === 'MailboxFullError')
+      let e = err instanceof Error ? err : new HandlerFailedError(String(err), 'Error')
+      // a behaviour's error must not read as "try again" to the sender: that is the protocol's to say
+      if (RETRYABLE.has(e.name)) e = new HandlerFailedError(`${e.name}: ${e.message}`, e.name)
+      // a full mailbox, or an actor stopped before it got there, handled nothing: the same id in
+      // another place is a new attempt
+      if (e.name === 'MailboxFullError' || e.name === 'ActorStoppedError')
         return { bytes: errorBytes(e), keep: true, place: `${envelope.session} ${envelope.seq}` }
       return { bytes: errorBytes(e), keep: true }
     }

@@ -181,6 +181,17 @@ describe('mailbox local delivery', function () {
     assert.equal(bob.started.length, before + 1)
   })
 
+  it('never lets a behaviour\'s error read as the protocol\'s "try again"', async () => {
+    bob.behaviour = () => {
+      throw Object.assign(new Error('my own busy'), { name: 'MailboxBusyError' })
+    }
+    const before = bob.started.length
+    const err = await rejects(box.request(alice.principal, bob.principal, 'fail', null), 'HandlerFailedError')
+    assert.equal((err as Error & { remoteName: string }).remoteName, 'MailboxBusyError')
+    // handled once, not retried
+    assert.equal(bob.started.length, before + 1)
+  })
+
   it('answers HandlerTimeoutError when a behaviour misses its deadline, and the next message still flows', async () => {
     const g = gate()
     bob.behaviour = async m => {
