@@ -58,6 +58,7 @@ import { requestOnce } from '../network/rpc.ts'
 import { PeerBudget } from '../peer-budget.ts'
 import { RecentMap } from '../recent-map.ts'
 import { spkiTimeMs } from '../spki/cert.ts'
+import { backoffDelay, checkBackoff } from './backoff.ts'
 import { atom } from '../spki/sexp.ts'
 import { parseTag } from '../spki/tag.ts'
 import {
@@ -86,6 +87,7 @@ import type { ErrorAnswer } from '../../protocols/wire.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Registry } from '../registry/service.ts'
 import type { Spki } from '../spki/service.ts'
+import type { BackoffOptions } from './backoff.ts'
 import type { AgentDirectory, HostedAgent, InboundMessage } from './directory.ts'
 import type { AbortOptions, ComponentLogger, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
@@ -100,7 +102,7 @@ export interface MailboxInit {
   attemptTimeout?: number
   /** Most attempts per message; default 8. */
   maxAttempts?: number
-  /** Delay before the first retry, in ms, doubling up to maxRetryDelay, with jitter; default 100. */
+  /** Delay before the first retry, in ms, doubling up to maxRetryDelay, plus up to 20 % jitter; default 100. */
   retryDelay?: number
   maxRetryDelay?: number
   /** The deadline the recipient's handler gets, in ms (and never past the message's expiry); default 30 s. */
@@ -411,8 +413,8 @@ class MailboxService implements Mailbox, Startable {
   private readonly timeout: number
   private readonly attemptTimeout: number
   private readonly maxAttempts: number
-  private readonly retryDelay: number
-  private readonly maxRetryDelay: number
+  /** Delays between attempts: the supervisors' restart backoff (doubling, capped, with jitter). */
+  private readonly retryBackoff: Required<BackoffOptions>
   private readonly handlerTimeout: number
   private readonly streamTimeout: number
   private readonly maxInboundStreams: number
@@ -455,8 +457,11 @@ class MailboxService implements Mailbox, Startable {
       throw new RangeError(`timeout must be 1-${MAX_MESSAGE_TTL_MS} ms`)
     this.attemptTimeout = init.attemptTimeout ?? 10_000
     this.maxAttempts = Math.max(1, init.maxAttempts ?? 8)
-    this.retryDelay = init.retryDelay ?? 100
-    this.maxRetryDelay = init.maxRetryDelay ?? 2000
+    this.retryBackoff = checkBackoff({
+      min: init.retryDelay ?? 100,
+      max: init.maxRetryDelay ?? 2000,
+      randomFactor: 0.2
+    })
     this.handlerTimeout = init.handlerTimeout ?? 30_000
     this.streamTimeout = init.streamTimeout ?? 8000
     this.maxInboundStreams = init.maxInboundStreams ?? 32
@@ -681,7 +686,7 @@ class MailboxService implements Mailbox, Startable {
     let last: Error | undefined
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       if (attempt > 1) {
-        const delay = Math.min(this.maxRetryDelay, this.retryDelay * 2 ** (attempt - 2)) * (0.5 + Math.random() / 2)
+        const delay = backoffDelay(attempt - 1, this.retryBackoff, Math.random())
         if (this.now() + delay >= unsigned.expires) throw timedOut(last)
         await sleep(delay, signal)
         const low = Math.min(...pair.pending)

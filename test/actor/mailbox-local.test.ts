@@ -207,7 +207,7 @@ describe('mailbox local delivery', function () {
   it('never delivers a message that waited behind a gap past its expiry; later messages flow', async () => {
     const before = bob.started.length
     // the first message is lost on every attempt, so the second waits behind it until both expire
-    // (200 ms is less than the shortest sum of the delays of 8 attempts, so the first is pending
+    // (200 ms is less than the sum of the delays of 8 attempts, 450 ms at least, so the first is pending
     // at its sender until then, and nothing moves the receiver past it)
     loss.inbound = e => e.body === 'lost'
     const lost = box.send(alice.principal, bob.principal, 'note', 'lost', { timeout: 200 })
