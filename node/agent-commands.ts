@@ -1,26 +1,126 @@
 /**
- * `cyberspace agents …`: the agent registry in the cluster DHT. Everything talks to the running
- * node, which looks records up in the DHT, checks them and their hosts' membership, and publishes.
+ * `cyberspace agents …`: the agents the running node hosts (spawn, list, send, request, stop,
+ * attach an external agent's mailbox, reply for it) and the agent registry in the cluster DHT
+ * (get, find, publish). Everything talks to the running node through its control API.
  *
  * @example
- * cyberspace agents publish --card reviewer.json
+ * cyberspace agents spawn echo --id echo-1
+ * cyberspace agents request z6MkCaller… z6MkEcho… ping --body '{"n": 1}'
+ * cyberspace agents attach helper --json
  * cyberspace agents get "cluster's reviewer"
- * cyberspace agents find --skill code-review --json
  */
 import { readFile } from 'node:fs/promises'
+import { AGENT_NAME_PATTERN } from '../protocols/frost/codec.ts'
+import { isPrincipalId } from '../src/crypto/principal.ts'
 import { CLI, connectApi } from './api/client.ts'
 import { UsageError } from './errors.ts'
-import type { AgentPage, AgentView } from './api/agent-routes.ts'
+import type {
+  AgentPage,
+  AgentView,
+  HostedAgentView,
+  HostedPage,
+  InboxView,
+  PendingMessageView,
+  SendResult
+} from './api/agent-routes.ts'
+import type { AgentInfo } from '../src/actor/agents.ts'
 import type { GroupHelp } from './cli.ts'
 
 const JSON_OPTION: [string, string] = ['--json', 'print JSON instead of text']
 /** Largest card file read. */
 const MAX_CARD_FILE_BYTES = 64 * 1024
+const MESSAGE_ID = /^[A-Za-z0-9._-]{1,64}$/
+/**
+ * Longest life of a message sent through the control API, in ms: the API client gives up at 60 s.
+ * The API (agent-routes.ts) enforces it; it lives here so the CLI loads none of the node's stack.
+ */
+export const MAX_SEND_TIMEOUT = 55_000
+/** Longest wait of one long poll of an external agent's inbox, in ms (the API enforces it). */
+export const MAX_INBOX_WAIT = 30_000
+/** How long one long poll of `attach` waits, ms: under the API client's own 60 s. */
+const ATTACH_POLL_MS = 25_000
 
 export const AGENTS_HELP: GroupHelp = {
   name: 'agents',
-  summary: 'agent records (A2A agent cards, signed and expiring) in the cluster DHT: publish, get, find',
+  summary: 'agents this node hosts (spawn, send, request, attach) and agent records in the cluster DHT',
+  details: [
+    'An agent is named by its principal (z6Mk…), which agents list and agents spawn print. The kinds a node runs are given at start (cyberspace start --kind echo --kind ./kinds.mjs); the kind external is always there.'
+  ],
   commands: [
+    {
+      name: 'agents list',
+      args: '[--json]',
+      summary: 'the agents this node hosts: principal, kind/id, status, key',
+      options: [JSON_OPTION],
+      example: 'agents list --json'
+    },
+    {
+      name: 'agents spawn',
+      args: '<kind> [--id <id>] [--key cluster|local]',
+      summary: 'start an agent of a kind this node runs; prints its principal',
+      details: [
+        "A cluster agent's key is derived by t members (it can move to another member when this node dies); a local one's key stays on this node. For the kind external, an id that runs here already is attached to."
+      ],
+      options: [
+        ['--id <id>', 'unique within the kind: 1-64 of a-z 0-9 . _ - (default random)'],
+        ['--key cluster|local', "where the agent's key comes from (default cluster when this node holds a share)"],
+        JSON_OPTION
+      ],
+      example: 'agents spawn echo --id echo-1'
+    },
+    {
+      name: 'agents send',
+      args: '<from> <to> <type> [--body <json>] [--timeout <duration>]',
+      summary: 'send a one-way message from an agent hosted here; returns once the recipient handled it',
+      details: [
+        "<to> is a principal or an SDSI name (cluster's reviewer). The sender needs a chain granting it (cyberspace (mailbox (send <to> <type>))) by the recipient node's ACL."
+      ],
+      options: [
+        ['--body <json>', 'the message body as JSON (DAG-JSON: {"/": "<cid>"} is a link); default null'],
+        ['--timeout <duration>', `how long the message lives unacknowledged: 500ms | 10s (default 30s, at most 55s)`],
+        JSON_OPTION
+      ],
+      example: 'agents send z6MkCaller… z6MkCounter… count --body \'{"n": 1}\''
+    },
+    {
+      name: 'agents request',
+      args: '<from> <to> <type> [--body <json>] [--timeout <duration>]',
+      summary: 'send a request from an agent hosted here and print the response (JSON)',
+      options: [
+        ['--body <json>', 'the request body as JSON; default null'],
+        ['--timeout <duration>', 'how long to wait for the response: 500ms | 10s (default 30s, at most 55s)'],
+        JSON_OPTION
+      ],
+      example: 'agents request z6MkCaller… z6MkEcho… ping --body \'"hello"\''
+    },
+    {
+      name: 'agents stop',
+      args: '<agent>',
+      summary: 'stop an agent hosted here for good: out of the directory, its record withdrawn',
+      options: [JSON_OPTION],
+      example: 'agents stop z6MkEcho…'
+    },
+    {
+      name: 'agents attach',
+      args: '<agent|id> [--json]',
+      summary: "print an external agent's mailbox as it arrives (Ctrl-C stops); answers nothing itself",
+      details: [
+        'Given an id, attaches to the external agent of that id here, starting it if it does not run. A request waits for agents reply; unanswered, it times out at its sender.'
+      ],
+      options: [['--json', 'one JSON object per message (JSON lines)']],
+      example: 'agents attach helper --json'
+    },
+    {
+      name: 'agents reply',
+      args: '<agent> <message-id> [--body <json> | --error <text>]',
+      summary: 'answer a request an external agent received (attach printed its id)',
+      options: [
+        ['--body <json>', 'the response as JSON; default null'],
+        ['--error <text>', 'answer with an error instead (the sender gets ExternalAgentError)'],
+        JSON_OPTION
+      ],
+      example: 'agents reply z6MkHelper… 5f0c… --body \'{"ok": true}\''
+    },
     {
       name: 'agents get',
       args: '<principal|name>',
@@ -68,19 +168,50 @@ export interface AgentFlags {
   cursor?: string
   card?: string
   ttl?: string
+  id?: string
+  key?: string
+  body?: string
+  timeout?: string
+  error?: string
 }
 
 type Out = (line: string) => void
 
 /** The commands of AGENTS_HELP: cli.ts passes no other. */
-type AgentsVerb = 'get' | 'find' | 'publish'
+type AgentsVerb = 'list' | 'spawn' | 'send' | 'request' | 'stop' | 'attach' | 'reply' | 'get' | 'find' | 'publish'
 
-/** A duration (`90s`, `30m`, `1h`, `7d`, or plain ms) in ms. */
-export function parseDuration(text: string): number {
+/** A duration (`90s`, `30m`, `1h`, `7d`, `500ms`, or plain ms) in ms; `flag` names it in the error. */
+export function parseDuration(text: string, flag = '--ttl'): number {
   const match = /^(\d{1,9})(ms|s|m|h|d)?$/.exec(text)
-  if (match == null) throw new UsageError(`--ttl ${text} is not a duration: use 90s, 30m, 1h or 7d`)
+  if (match == null) throw new UsageError(`${flag} ${text} is not a duration: use 500ms, 90s, 30m, 1h or 7d`)
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? 'ms'] as number
   return Number(match[1]) * unit
+}
+
+/** `--body` as the JSON value it holds (null when absent). */
+export function parseBody(text: string | undefined, flag = '--body'): unknown {
+  if (text === undefined) return undefined
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw new UsageError(
+      `${flag} is not JSON (${(err as Error).message}): pass a JSON value, like ${flag} '{"n": 1}' or ${flag} '"text"'`
+    )
+  }
+}
+
+function principalArg(text: string, what: string): string {
+  if (!isPrincipalId(text))
+    throw new UsageError(`${what} "${text.slice(0, 80)}" is not an agent principal (z6Mk…): see ${CLI} agents list`)
+  return text
+}
+
+function sendTimeout(flags: AgentFlags): number | undefined {
+  if (flags.timeout == null) return undefined
+  const ms = parseDuration(flags.timeout, '--timeout')
+  if (ms < 1 || ms > MAX_SEND_TIMEOUT)
+    throw new UsageError(`--timeout ${flags.timeout} is out of range: pass 1ms to ${MAX_SEND_TIMEOUT / 1000}s`)
+  return ms
 }
 
 async function readCard(path: string): Promise<unknown> {
@@ -105,11 +236,104 @@ export async function agentsCommand(dataDir: string, args: string[], flags: Agen
     if (rest.length !== n) throw new UsageError(`usage: cyberspace agents ${usage}`)
     return rest
   }
+  const json = flags.json === true
   switch (verb) {
+    case 'list': {
+      only(0, 'list [--json]')
+      const agents: AgentInfo[] = []
+      const api = await connectApi(dataDir)
+      let cursor: string | null = null
+      // a node hosts at most a few thousand agents: every page, within a bounded number of requests
+      for (let pages = 0; pages < 1000; pages++) {
+        const query: Record<string, string> = { limit: '100' }
+        if (cursor != null) query.cursor = cursor
+        const page: HostedPage = await api.get<HostedPage>('agents/hosted', query)
+        agents.push(...page.agents)
+        cursor = page.next
+        if (cursor == null) break
+      }
+      if (json) out(JSON.stringify(agents))
+      else if (agents.length === 0) out(`# no agents run on this node: start one with ${CLI} agents spawn <kind>`)
+      else for (const a of agents) out(`${a.principal}  ${a.kind}/${a.id}  ${a.status}  ${a.key}`)
+      return 0
+    }
+    case 'spawn': {
+      const [kind] = only(1, 'spawn <kind> [--id <id>] [--key cluster|local] [--json]')
+      if (!AGENT_NAME_PATTERN.test(kind))
+        throw new UsageError(`kind "${kind.slice(0, 80)}" is not 1-64 of a-z 0-9 . _ - (see cyberspace agents list)`)
+      if (flags.id != null && !AGENT_NAME_PATTERN.test(flags.id))
+        throw new UsageError(
+          `--id "${flags.id.slice(0, 80)}" is not 1-64 of a-z 0-9 . _ - starting with a letter or digit`
+        )
+      if (flags.key != null && flags.key !== 'cluster' && flags.key !== 'local')
+        throw new UsageError(`--key ${flags.key}: pass --key cluster or --key local`)
+      const info = await (
+        await connectApi(dataDir)
+      ).post<HostedAgentView>('agents', {
+        kind,
+        id: flags.id,
+        key: flags.key
+      })
+      if (json) out(JSON.stringify(info))
+      else printHosted(out, info)
+      return 0
+    }
+    case 'send':
+    case 'request': {
+      const [from, to, type] = only(3, `${verb} <from> <to> <type> [--body <json>] [--timeout <duration>] [--json]`)
+      principalArg(from, '<from>')
+      const body = parseBody(flags.body)
+      const timeout = sendTimeout(flags)
+      const result = await (
+        await connectApi(dataDir)
+      ).post<SendResult>('agents/send', {
+        from,
+        to,
+        type,
+        body,
+        timeout,
+        request: verb === 'request'
+      })
+      if (json) out(JSON.stringify(result))
+      else if ('response' in result) out(JSON.stringify(result.response))
+      else out(`delivered ${result.id} to ${result.to}${result.local ? ' (on this node)' : ''}`)
+      return 0
+    }
+    case 'stop': {
+      const [agent] = only(1, 'stop <agent>')
+      principalArg(agent, '<agent>')
+      const result = await (await connectApi(dataDir)).post<{ agent: string }>('agents/stop', { agent })
+      if (json) out(JSON.stringify(result))
+      else out(`stopped ${result.agent}`)
+      return 0
+    }
+    case 'reply': {
+      const [agent, id] = only(2, 'reply <agent> <message-id> [--body <json> | --error <text>]')
+      principalArg(agent, '<agent>')
+      if (!MESSAGE_ID.test(id))
+        throw new UsageError(`message id "${id.slice(0, 80)}" is not 1-64 of A-Z a-z 0-9 . _ - (attach prints it)`)
+      if (flags.body != null && flags.error != null) throw new UsageError('pass --body or --error, not both')
+      const body = parseBody(flags.body)
+      const result = await (
+        await connectApi(dataDir)
+      ).post<{ agent: string; id: string }>('agents/reply', {
+        agent,
+        id,
+        body,
+        error: flags.error
+      })
+      if (json) out(JSON.stringify(result))
+      else out(`answered ${result.id}`)
+      return 0
+    }
+    case 'attach': {
+      const [target] = only(1, 'attach <agent|id> [--json]')
+      return await attach(dataDir, target, json, out)
+    }
     case 'get': {
       const [agent] = only(1, 'get <principal|name> [--json]')
       const { agents } = await (await connectApi(dataDir)).get<{ agents: AgentView[] }>('agents/get', { agent })
-      if (flags.json === true) out(JSON.stringify(agents.length === 1 ? agents[0] : agents))
+      if (json) out(JSON.stringify(agents.length === 1 ? agents[0] : agents))
       else agents.forEach(printAgent.bind(null, out))
       return 0
     }
@@ -120,7 +344,7 @@ export async function agentsCommand(dataDir: string, args: string[], flags: Agen
       if (flags.limit != null) query.limit = flags.limit
       if (flags.cursor != null) query.cursor = flags.cursor
       const page = await (await connectApi(dataDir)).get<AgentPage>('agents', query)
-      if (flags.json === true) {
+      if (json) {
         out(JSON.stringify(page))
         return 0
       }
@@ -135,8 +359,13 @@ export async function agentsCommand(dataDir: string, args: string[], flags: Agen
       if (flags.card == null || flags.card === '') throw new UsageError('agents publish needs --card <file.json>')
       const card = await readCard(flags.card)
       const ttl = flags.ttl == null ? undefined : parseDuration(flags.ttl)
-      const view = await (await connectApi(dataDir)).post<AgentView & { peers: number }>('agents', { card, ttl })
-      if (flags.json === true) out(JSON.stringify(view))
+      const view = await (
+        await connectApi(dataDir)
+      ).post<AgentView & { peers: number }>('agents/publish', {
+        card,
+        ttl
+      })
+      if (json) out(JSON.stringify(view))
       else {
         printAgent(out, view)
         out(`  stored at   ${view.peers} ${view.peers === 1 ? 'peer' : 'peers'}; republished while this node runs`)
@@ -144,6 +373,67 @@ export async function agentsCommand(dataDir: string, args: string[], flags: Agen
       return 0
     }
   }
+}
+
+/**
+ * Prints the external agent's messages as they arrive, by long poll, until SIGINT or SIGTERM. An id
+ * (not a principal) attaches to the external agent of that id here, starting it if need be.
+ */
+async function attach(dataDir: string, target: string, json: boolean, out: Out): Promise<number> {
+  let agent = target
+  const byId = !isPrincipalId(target)
+  if (byId && !AGENT_NAME_PATTERN.test(target))
+    throw new UsageError(
+      `"${target.slice(0, 80)}" is neither an agent principal (z6Mk…) nor an external agent id (1-64 of a-z 0-9 . _ -)`
+    )
+  const api = await connectApi(dataDir)
+  if (byId) {
+    agent = (await api.post<HostedAgentView>('agents', { kind: 'external', id: target })).principal
+  }
+  const stopped = new AbortController()
+  const stop = (): void => {
+    stopped.abort()
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  try {
+    let first = true
+    while (!stopped.signal.aborted) {
+      let page: InboxView
+      try {
+        page = await api.get<InboxView>(
+          'agents/inbox',
+          // the first poll returns at once: the node has checked the agent before anything is printed
+          { agent, wait: String(first ? 0 : ATTACH_POLL_MS) },
+          { signal: stopped.signal }
+        )
+      } catch (err) {
+        if (stopped.signal.aborted) break
+        throw err
+      }
+      if (first && !json)
+        out(`# attached to ${agent}: answer requests with ${CLI} agents reply ${agent} <message-id> --body <json>`)
+      first = false
+      for (const m of page.messages) out(json ? JSON.stringify(m) : messageLine(m))
+    }
+    return 0
+  } finally {
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
+  }
+}
+
+function messageLine(m: PendingMessageView): string {
+  return `${m.id}  ${m.request ? 'request' : 'message'} ${m.type} from ${m.from}: ${JSON.stringify(m.body)}`
+}
+
+function printHosted(out: Out, info: HostedAgentView): void {
+  out(info.principal)
+  out(`  kind        ${info.kind}`)
+  out(`  id          ${info.id}`)
+  out(`  key         ${info.key}`)
+  out(`  host        ${info.host}`)
+  out(`  status      ${info.status}${info.attached === true ? ' (it ran already: attached)' : ''}`)
 }
 
 function printAgent(out: Out, view: AgentView): void {

@@ -60,7 +60,7 @@ const JSON_OPTION: [string, string] = ['--json', 'print JSON instead of text']
 
 const START_HELP: CommandHelp = {
   name: 'start',
-  args: '[--listen <multiaddr>]... [--bootstrap <multiaddr>]... [--api-port <port>]',
+  args: '[--listen <addr>]... [--bootstrap <addr>]... [--kind <kind>]... [options]',
   summary: 'run a node in the foreground (Ctrl-C stops it)',
   details: [
     '`npm start -- <options>` does the same after building the web page the node serves.',
@@ -70,7 +70,11 @@ const START_HELP: CommandHelp = {
     ['--listen <multiaddr>', 'an address to listen on; repeatable, and replaces the defaults'],
     ['--bootstrap <multiaddr>', 'a peer to join through, ending in /p2p/<peer-id>; repeatable'],
     ['--api-port <port>', 'the control API and web page port on 127.0.0.1; 0 picks a free one'],
-    ['--meta <key=value>', 'metadata this member publishes about itself (role, zone…); repeatable']
+    ['--meta <key=value>', 'metadata this member publishes about itself (role, zone…); repeatable'],
+    [
+      '--kind <name|module>',
+      'a kind of agent this node runs: built in echo or counter, or a module (./kinds.mjs) whose default export maps kind names to definitions; repeatable (external is always there)'
+    ]
   ],
   example: 'start --bootstrap /ip4/192.168.1.5/tcp/4101/p2p/12D3KooW…'
 }
@@ -248,6 +252,12 @@ const OPTIONS = {
   ttl: { type: 'string' },
   limit: { type: 'string' },
   cursor: { type: 'string' },
+  kind: { type: 'string', multiple: true },
+  id: { type: 'string' },
+  key: { type: 'string' },
+  body: { type: 'string' },
+  timeout: { type: 'string' },
+  error: { type: 'string' },
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -401,7 +411,7 @@ function noMore(rest: string[], command: string): void {
 
 async function start(
   dataDir: string,
-  values: { listen?: string[]; bootstrap?: string[]; 'api-port'?: string; meta?: string[] },
+  values: { listen?: string[]; bootstrap?: string[]; 'api-port'?: string; meta?: string[]; kind?: string[] },
   rest: string[],
   out: Out,
   err: Out
@@ -415,6 +425,9 @@ async function start(
     throw new UsageError(`invalid --api-port "${apiPortText}": expected 0-65535`)
 
   const meta = parseMeta(values.meta ?? [])
+  // the kinds load before the node starts: a bad module fails the command, not the node later
+  const { loadKinds } = await import('./kinds.ts')
+  const kinds = await loadKinds(values.kind ?? [])
 
   // loaded here, not at the top: the other commands only talk to a running node and need none of the stack
   const { startNodeProcess, DEFAULT_PAGE_DIR } = await import('./platform.ts')
@@ -425,12 +438,14 @@ async function start(
   const running = await startNodeProcess({ dataDir, listen, bootstrap, apiPort, meta, onLeave: () => left() })
   const { node, api } = running
   const peerId = node.peerId.toString()
+  for (const [name, kind] of kinds) node.agents.define(name, kind({ host: peerId }))
   for (const warning of running.dataDir.warnings) err(`warning: ${warning}`)
   out(`cyberspace node ${peerId}`)
   out(`data directory  ${running.dataDir.path}${running.dataDir.createdKey ? ' (new identity)' : ''}`)
   out('listening on')
   for (const ma of node.multiaddrs()) out(`  ${ma.toString()}`)
   out(`control API     ${api.url} (token in ${running.dataDir.path}/${TOKEN_FILE})`)
+  out(`agent kinds     ${node.agents.kinds().join(', ')}`)
   if (existsSync(join(DEFAULT_PAGE_DIR, 'index.html'))) out(`web page        ${api.url}/`)
   else out(`web page        not built: run npm run build:browser (npm start builds it), then open ${api.url}/`)
   for (const line of joinHint(

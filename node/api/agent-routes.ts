@@ -1,20 +1,38 @@
 /**
- * Control-API routes for the agent registry (`cyberspace agents …`): read an agent's record by
- * principal or SDSI name, find agents by skill (paginated), and publish a card for this node's key.
+ * Control-API routes for agents (`cyberspace agents …`): the agents this node hosts (spawn, attach,
+ * list, stop, send, request), the mailbox of an external agent (long poll, server-sent events,
+ * replies), and the agent registry (get by principal or SDSI name, find by skill, publish a card).
+ *
+ * Message bodies are JSON in, JSON out, read and written as DAG-JSON: numbers, strings, booleans,
+ * null, arrays and objects map to their dag-cbor kinds (whole numbers as integers, others as
+ * floats), `{"/": {"bytes": "<base64>"}}` to bytes and `{"/": "<cid>"}` to a link.
  *
  * @example
- * GET  /api/v0/agents/get?agent=cluster%27s%20reviewer      → { "agents": [{ "agent": "z6Mk…", "host": "12D3Koo…", "seq": …, "card": {…}, … }] }
- * GET  /api/v0/agents?skill=code-review&limit=20&cursor=z6Mk… → { "skill": "code-review", "agents": [...], "next": "z6Mk…" | null, "skipped": [...] }
- * POST /api/v0/agents { "card": { "name": "reviewer", … }, "ttl": 3600000 } → { "agent": "z6Mk…", "peers": 7, … }
+ * POST /api/v0/agents { "kind": "external", "id": "helper" }             → { "principal": "z6Mk…", "attached": false, … }
+ * POST /api/v0/agents/send { "from": "z6Mk…", "to": "z6Mk…", "type": "ask", "body": {…}, "request": true } → { "id": …, "response": … }
+ * GET  /api/v0/agents/inbox?agent=z6Mk…&wait=25000                        → { "agent": "z6Mk…", "messages": [{ "id": …, "request": true, … }] }
+ * GET  /api/v0/agents/inbox/events?agent=z6Mk…                             → text/event-stream, one `message` event per message
+ * POST /api/v0/agents/reply { "agent": "z6Mk…", "id": "…", "body": {…} }  → { "agent": "z6Mk…", "id": "…", "answered": true }
+ * GET  /api/v0/agents/get?agent=cluster%27s%20reviewer                     → { "agents": [{ "agent": "z6Mk…", "host": "12D3Koo…", … }] }
+ * GET  /api/v0/agents?skill=code-review&limit=20&cursor=z6Mk…              → { "skill": "code-review", "agents": [...], "next": … }
+ * POST /api/v0/agents/publish { "card": { "name": "reviewer", … }, "ttl": 3600000 } → { "agent": "z6Mk…", "peers": 7, … }
  */
 import { MAX_RECORD_TTL_MS } from '../../protocols/registry/codec.ts'
+import { MAX_ID_LENGTH, MAX_TYPE_LENGTH } from '../../protocols/mailbox/codec.ts'
+import { EXTERNAL_KIND } from '../../src/actor/agents.ts'
+import { AgentNotFoundHereError, NotExternalAgentError, UnknownKindError } from '../../src/actor/agent-errors.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { CLI } from './client.ts'
-import { HttpError, readJson } from './http.ts'
+import { MAX_INBOX_WAIT, MAX_SEND_TIMEOUT } from '../agent-commands.ts'
+import { booleanField, HttpError, optionalString, readJson, send, stringField } from './http.ts'
+import { dataValue, jsonValue } from './state-routes.ts'
 import type { Route } from './http.ts'
 import type { AgentCard } from '../../protocols/registry/codec.ts'
+import type { AgentInfo, KeySource, PendingMessage } from '../../src/actor/agents.ts'
+import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { AgentCardInput, AgentRecordView, Registry } from '../../src/registry/service.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 
 /** Longest `agent` query value: a principal, a peer id, or a name of up to 16 words. */
 const MAX_AGENT_QUERY = 1024
@@ -22,6 +40,22 @@ export const DEFAULT_PAGE = 20
 export const MAX_PAGE = 100
 /** How long one registry request through the API may take. */
 const REGISTRY_TIMEOUT = 30_000
+/** How long a spawn through the API may take (a cluster key needs t members' help). */
+const SPAWN_TIMEOUT = 55_000
+/** Most messages one long poll returns. */
+export const MAX_INBOX_TAKE = 100
+/** Long polls and event streams open at once, over all agents: the API takes 64 connections in all. */
+export const MAX_INBOX_WAITERS = 16
+/** How often an idle event stream carries a comment, in ms, so proxies and clients see it alive. */
+export const HEARTBEAT_MS = 15_000
+/** Messages one turn of an event stream takes from the inbox before it writes them. */
+const STREAM_BATCH = 16
+/** Longest error text an external agent may answer with. */
+const MAX_REPLY_ERROR = 1024
+const MESSAGE_ID = /^[A-Za-z0-9._-]{1,64}$/
+
+/** A route that writes its own response (a stream, or JSON after waiting on the connection). */
+export type StreamRoute = (req: IncomingMessage, url: URL, res: ServerResponse) => Promise<void>
 
 export interface AgentView {
   agent: string
@@ -44,6 +78,35 @@ export interface AgentPage {
   skipped: Array<{ peer: string; name: string; message: string }>
 }
 
+/** An agent this node hosts, as `POST agents` answers it: `attached` when an external agent ran already. */
+export type HostedAgentView = AgentInfo & { attached?: boolean }
+
+export interface HostedPage {
+  agents: AgentInfo[]
+  /** The cursor of the next page (a principal), or null on the last one. */
+  next: string | null
+}
+
+/** A message waiting for an external agent; `body` as DAG-JSON. */
+export interface PendingMessageView {
+  id: string
+  from: string
+  to: string
+  type: string
+  request: boolean
+  body: unknown
+  /** When the node handed it to the inbox, ms since the epoch. */
+  received: number
+}
+
+export interface InboxView {
+  agent: string
+  messages: PendingMessageView[]
+}
+
+/** What `POST agents/send` answers: a receipt for a one-way message, the response for a request. */
+export type SendResult = { id: string; to: string; local: boolean } | { id: string; response: unknown }
+
 export function agentView(view: AgentRecordView): AgentView {
   return {
     agent: view.agent,
@@ -54,6 +117,18 @@ export function agentView(view: AgentRecordView): AgentView {
     expiresAt: new Date(view.expires).toISOString(),
     key: view.key,
     card: view.card
+  }
+}
+
+export function pendingView(message: PendingMessage): PendingMessageView {
+  return {
+    id: message.id,
+    from: message.from,
+    to: message.to,
+    type: message.type,
+    request: message.request,
+    body: jsonValue(message.body),
+    received: message.received
   }
 }
 
@@ -73,8 +148,109 @@ function pageSize(text: string | null): number {
   return Number(text)
 }
 
+/** A whole number from `min` to `max` in a query or body, or `fallback` when absent. */
+function wholeNumber(value: unknown, field: string, min: number, max: number, fallback: number): number {
+  if (value === undefined || value === null) return fallback
+  const n = typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max)
+    throw new HttpError(400, `${field} must be a whole number from ${min} to ${max}`)
+  return n
+}
+
+function principalField(value: unknown, field: string): PrincipalId {
+  if (typeof value !== 'string' || !isPrincipalId(value))
+    throw new HttpError(400, `${field} must be an agent principal (z6Mk…): see ${CLI} agents list`)
+  return value
+}
+
+function bodyValue(body: Record<string, unknown>): unknown {
+  return body.body === undefined ? null : dataValue(body.body)
+}
+
+function keyField(value: unknown): KeySource | undefined {
+  if (value === undefined) return undefined
+  if (value !== 'cluster' && value !== 'local') throw new HttpError(400, 'key must be cluster or local')
+  return value
+}
+
 export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
   return {
+    // ---------------------------------------------------------------- agents hosted here
+    'POST agents': async req => {
+      const body = await readJson(req)
+      if (body.card !== undefined)
+        throw new HttpError(400, 'a card is published with POST agents/publish; POST agents spawns { kind, id?, key? }')
+      const kind = stringField(body, 'kind', 64)
+      const id = optionalString(body, 'id', 64)
+      const key = keyField(body.key)
+      const attachable = (): AgentInfo | undefined =>
+        kind === EXTERNAL_KIND && id != null
+          ? node.agents.list().find(a => a.kind === kind && a.id === id && (key == null || a.key === key))
+          : undefined
+      const running = attachable()
+      if (running != null) return { ...running, attached: true } satisfies HostedAgentView
+      try {
+        const info = await node.agents.spawn(kind, { id, key, signal: AbortSignal.timeout(SPAWN_TIMEOUT) })
+        return { ...info, attached: false } satisfies HostedAgentView
+      } catch (err) {
+        const name = (err as Error).name
+        // two programs attaching at once: the second attaches to what the first started
+        const now = name === 'AgentRunningError' ? attachable() : undefined
+        if (now != null) return { ...now, attached: true } satisfies HostedAgentView
+        if (name === 'UnknownKindError')
+          throw new UnknownKindError(
+            `this node runs no agents of kind ${kind} (it runs ${node.agents.kinds().join(', ')}): start it with --kind ${kind}`
+          )
+        throw err
+      }
+    },
+    'GET agents/hosted': async (_req, url) => {
+      const limit = pageSize(url.searchParams.get('limit'))
+      const cursor = url.searchParams.get('cursor')
+      if (cursor != null && !isPrincipalId(cursor))
+        throw new HttpError(400, 'cursor must be the next value of the previous page (a principal id)')
+      const after = node.agents.list().filter(a => cursor == null || a.principal > cursor)
+      const page = after.slice(0, limit)
+      const body: HostedPage = {
+        agents: page,
+        next: after.length > limit ? page[page.length - 1].principal : null
+      }
+      return body
+    },
+    'POST agents/stop': async req => {
+      const agent = principalField((await readJson(req)).agent, 'agent')
+      await node.agents.stop(agent, { signal: AbortSignal.timeout(REGISTRY_TIMEOUT) })
+      return { agent, stopped: true }
+    },
+    'POST agents/send': async req => {
+      const body = await readJson(req)
+      const from = principalField(body.from, 'from')
+      const to = stringField(body, 'to', MAX_AGENT_QUERY)
+      const type = stringField(body, 'type', MAX_TYPE_LENGTH)
+      const request = booleanField(body, 'request')
+      const timeout = wholeNumber(body.timeout, 'timeout (ms)', 1, MAX_SEND_TIMEOUT, 30_000)
+      const id = optionalString(body, 'id', MAX_ID_LENGTH) ?? randomId()
+      if (!MESSAGE_ID.test(id)) throw new HttpError(400, 'id must be 1-64 of A-Z a-z 0-9 . _ -')
+      const value = bodyValue(body)
+      if (request) {
+        const response = await node.agents.request(from, to, type, value, { id, timeout })
+        return { id, response: jsonValue(response) } satisfies SendResult
+      }
+      const receipt = await node.agents.send(from, to, type, value, { id, timeout })
+      return { id: receipt.id, to: receipt.to, local: receipt.local } satisfies SendResult
+    },
+    'POST agents/reply': async req => {
+      const body = await readJson(req)
+      const agent = principalField(body.agent, 'agent')
+      const id = stringField(body, 'id', MAX_ID_LENGTH)
+      const error = optionalString(body, 'error', MAX_REPLY_ERROR)
+      if (error != null && body.body !== undefined)
+        throw new HttpError(400, 'a reply carries a body or an error, not both')
+      node.agents.reply(agent, id, bodyValue(body), error == null ? {} : { error })
+      return { agent, id, answered: true }
+    },
+
+    // ---------------------------------------------------------------- the registry
     'GET agents/get': async (_req, url) => {
       const agent = url.searchParams.get('agent') ?? ''
       if (agent.length === 0 || agent.length > MAX_AGENT_QUERY)
@@ -88,7 +264,11 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
     },
     'GET agents': async (_req, url) => {
       const skill = url.searchParams.get('skill') ?? ''
-      if (skill.length === 0) throw new HttpError(400, `skill is required: ${CLI} agents find --skill <id>`)
+      if (skill.length === 0)
+        throw new HttpError(
+          400,
+          `skill is required: ${CLI} agents find --skill <id> (the agents this node hosts: GET agents/hosted)`
+        )
       const limit = pageSize(url.searchParams.get('limit'))
       const cursor = url.searchParams.get('cursor')
       if (cursor != null && !isPrincipalId(cursor))
@@ -107,7 +287,7 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
       }
       return body
     },
-    'POST agents': async req => {
+    'POST agents/publish': async req => {
       const body = await readJson(req)
       const card = body.card
       if (card == null || typeof card !== 'object' || Array.isArray(card))
@@ -127,8 +307,115 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
   }
 }
 
-/** HTTP status of the registry's named errors. */
+function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16))
+  return Array.from(bytes, b => b.toString(16).padStart(2, '0')).join('')
+}
+
+/** Aborted when the client goes away (or the response is done). */
+function closedSignal(res: ServerResponse): AbortSignal {
+  const controller = new AbortController()
+  res.once('close', () => {
+    controller.abort(new Error('the client went away'))
+  })
+  return controller.signal
+}
+
+/** Resolves once `res` can take more, or the client went away. */
+async function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  if (!res.writableNeedDrain || signal.aborted) return
+  await new Promise<void>(resolve => {
+    const done = (): void => {
+      res.off('drain', done)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    res.once('drain', done)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** One server-sent event: `event`, `id` (a message id: no line breaks) and `data` as one line of JSON. */
+function sseEvent(event: string, data: unknown, id?: string): string {
+  return `${id == null ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
+}
+
+/**
+ * The routes that wait on the connection: an external agent's inbox by long poll and as an event
+ * stream. Each holds one of MAX_INBOX_WAITERS places while it waits.
+ */
+export function agentStreams(node: CyberspaceNode, options: { heartbeat?: number } = {}): Record<string, StreamRoute> {
+  const heartbeat = options.heartbeat ?? HEARTBEAT_MS
+  let waiters = 0
+  const place = (): (() => void) => {
+    if (waiters >= MAX_INBOX_WAITERS)
+      throw new HttpError(429, `${MAX_INBOX_WAITERS} inbox streams and polls are open already: close one first`)
+    waiters++
+    let released = false
+    return () => {
+      if (!released) waiters--
+      released = true
+    }
+  }
+  return {
+    'GET agents/inbox': async (_req, url, res) => {
+      const agent = principalField(url.searchParams.get('agent'), 'agent')
+      const wait = wholeNumber(url.searchParams.get('wait') ?? undefined, 'wait (ms)', 0, MAX_INBOX_WAIT, 0)
+      const max = wholeNumber(url.searchParams.get('max') ?? undefined, 'max', 1, MAX_INBOX_TAKE, MAX_INBOX_TAKE)
+      const release = place()
+      try {
+        const messages = await node.agents.inbox(agent, { wait, max, signal: closedSignal(res) })
+        const body: InboxView = { agent, messages: messages.map(pendingView) }
+        send(res, 200, 'application/json', JSON.stringify(body))
+      } finally {
+        release()
+      }
+    },
+    'GET agents/inbox/events': async (_req, url, res) => {
+      const agent = principalField(url.searchParams.get('agent'), 'agent')
+      // the checks inbox() makes, before the stream starts: afterwards only an event can say what went wrong
+      const info = node.agents.get(agent)
+      if (info == null) throw new AgentNotFoundHereError(`agent ${agent} does not run on this node`)
+      if (!info.external)
+        throw new NotExternalAgentError(
+          `agent ${agent} is of kind ${info.kind}, not ${EXTERNAL_KIND}: nothing attaches to it`
+        )
+      const release = place()
+      const signal = closedSignal(res)
+      try {
+        res.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff'
+        })
+        res.write(`: attached to ${agent}\n\n`)
+        while (!signal.aborted) {
+          // a slow reader: nothing more is taken from the inbox until it has read what was written
+          await drained(res, signal)
+          if (signal.aborted) break
+          let messages: PendingMessage[]
+          try {
+            messages = await node.agents.inbox(agent, { wait: heartbeat, max: STREAM_BATCH, signal })
+          } catch (err) {
+            // the agent stopped or moved: say so, and end the stream
+            const e = err as Error
+            res.end(sseEvent('end', { name: e.name, message: e.message }))
+            return
+          }
+          if (messages.length === 0) res.write(': heartbeat\n\n')
+          for (const message of messages) res.write(sseEvent('message', pendingView(message), message.id))
+        }
+      } finally {
+        release()
+        if (!res.writableEnded) res.end()
+      }
+    }
+  }
+}
+
+/** HTTP status of the agents', mailboxes' and registry's named errors. */
 export const AGENT_ERROR_STATUS: Record<string, number> = {
+  // the registry
   AgentNotFoundError: 404,
   AgentRecordExpiredError: 404,
   AgentNameError: 404,
@@ -143,5 +430,42 @@ export const AGENT_ERROR_STATUS: Record<string, number> = {
   // a peer sent something bad, or refused
   AgentRecordSignatureError: 502,
   RegistryRefusedError: 502,
-  InvalidRegistryMessageError: 502
+  InvalidRegistryMessageError: 502,
+  // the agents this node hosts
+  UnknownKindError: 404,
+  AgentUnauthorizedError: 403,
+  AgentRunningError: 409,
+  AgentNotFoundHereError: 404,
+  UnknownToolError: 404,
+  InvalidAgentOptionError: 400,
+  InvalidAgentNameError: 400,
+  NotExternalAgentError: 409,
+  NoSuchPendingMessageError: 404,
+  NoClusterKeyError: 409,
+  LeaseLostError: 409,
+  // messages between agents
+  UnauthorizedSenderError: 403,
+  UnknownAgentError: 404,
+  AgentNotHostedError: 404,
+  SenderNotHostedError: 404,
+  AmbiguousRecipientError: 409,
+  InvalidMailboxMessageError: 400,
+  MailboxMessageTooLargeError: 413,
+  DuplicateMessageError: 409,
+  // backpressure: the recipient's mailbox is full; try again later
+  MailboxFullError: 429,
+  MailboxRateLimitedError: 429,
+  MailboxBusyError: 503,
+  SequenceGapError: 503,
+  MessagePendingError: 503,
+  MessageExpiredError: 504,
+  DeliveryTimeoutError: 504,
+  HandlerTimeoutError: 504,
+  AskTimeoutError: 504,
+  // the recipient (or the peer on the way) failed
+  HandlerFailedError: 502,
+  ExternalAgentError: 502,
+  MessageSignatureError: 502,
+  DeliveryFailedError: 502,
+  ActorStoppedError: 503
 }

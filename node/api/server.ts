@@ -19,7 +19,8 @@ import { WebSockets } from '@multiformats/multiaddr-matcher'
 import { MAX_NAME_LENGTH, MAX_VALUE_BYTES, valueKey } from '../../protocols/values/codec.ts'
 import { clusterRoutes, CLUSTER_ERROR_STATUS } from './cluster-routes.ts'
 import { membershipRoutes, MEMBERSHIP_ERROR_STATUS } from './membership-routes.ts'
-import { agentRoutes, AGENT_ERROR_STATUS } from './agent-routes.ts'
+import { agentRoutes, agentStreams, AGENT_ERROR_STATUS } from './agent-routes.ts'
+import type { StreamRoute } from './agent-routes.ts'
 import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
 import { stateRoutes, STATE_ERROR_STATUS } from './state-routes.ts'
 import type { Route } from './http.ts'
@@ -217,6 +218,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     ...agentRoutes(node),
     ...state.routes
   }
+  /** Routes that write their own response (event streams, long polls that watch the connection). */
+  const streams: Record<string, StreamRoute> = agentStreams(node)
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const allowedHosts = [`127.0.0.1:${port}`, `localhost:${port}`]
@@ -234,6 +237,11 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       const given = Buffer.from(auth.startsWith('Bearer ') ? auth.slice(7) : '')
       if (given.length !== expectedToken.length || !timingSafeEqual(given, expectedToken)) {
         throw new HttpError(401, 'missing or wrong token (see api-token in the data directory)')
+      }
+      const stream = streams[`${req.method ?? ''} ${url.pathname.slice(API_PREFIX.length)}`]
+      if (stream != null) {
+        await stream(req, url, res)
+        return
       }
       const route = routes[`${req.method ?? ''} ${url.pathname.slice(API_PREFIX.length)}`]
       if (route == null) throw new HttpError(404, `no such endpoint: ${req.method ?? ''} ${url.pathname}`)

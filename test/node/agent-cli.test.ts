@@ -109,10 +109,10 @@ describe('agents: control-API routes and commands', function () {
     await removeDir(dir)
   })
 
-  it('POST agents publishes a card for the node key; GET agents/get reads it by principal and by name elsewhere', async () => {
+  it('POST agents/publish publishes a card for the node key; GET agents/get reads it by principal and by name elsewhere', async () => {
     const published = (await call(
       routes[1],
-      'POST agents',
+      'POST agents/publish',
       {},
       { card: card('writer', 'write'), ttl: 600_000 }
     )) as AgentView & {
@@ -135,7 +135,8 @@ describe('agents: control-API routes and commands', function () {
   })
 
   it('GET agents pages through the agents of a skill with limit and cursor, past what one find returns', async () => {
-    for (const i of [0, 2, 3]) await call(routes[i], 'POST agents', {}, { card: card(`agent-${i}`, `skill-${i}`) })
+    for (const i of [0, 2, 3])
+      await call(routes[i], 'POST agents/publish', {}, { card: card(`agent-${i}`, `skill-${i}`) })
     const seen: string[] = []
     let cursor: string | null = null
     for (let pages = 0; pages < 10; pages++) {
@@ -164,9 +165,9 @@ describe('agents: control-API routes and commands', function () {
     assert.equal(await status(call(routes[0], 'GET agents/get', {})), 400)
     assert.equal(await status(call(routes[0], 'GET agents/get', { agent: "cluster's nobody" })), 404)
     assert.equal(await status(call(routes[0], 'GET agents/get', { agent: (await key()).id })), 404)
-    assert.equal(await status(call(routes[0], 'POST agents', {}, { card: 'no' })), 400)
-    assert.equal(await status(call(routes[0], 'POST agents', {}, { card: { name: 'x' } })), 400)
-    assert.equal(await status(call(routes[0], 'POST agents', {}, { card: card('x', 'y'), ttl: 5 })), 400)
+    assert.equal(await status(call(routes[0], 'POST agents/publish', {}, { card: 'no' })), 400)
+    assert.equal(await status(call(routes[0], 'POST agents/publish', {}, { card: { name: 'x' } })), 400)
+    assert.equal(await status(call(routes[0], 'POST agents/publish', {}, { card: card('x', 'y'), ttl: 5 })), 400)
     const big = card('big', 'big')
     big.description = 'd'.repeat(2048)
     big.skills = Array.from({ length: 30 }, (_, i) => ({
@@ -175,7 +176,7 @@ describe('agents: control-API routes and commands', function () {
       description: 'e'.repeat(1000),
       tags: []
     }))
-    assert.equal(await status(call(routes[0], 'POST agents', {}, { card: big })), 413)
+    assert.equal(await status(call(routes[0], 'POST agents/publish', {}, { card: big })), 413)
   })
 
   it('the commands refuse bad usage before reaching a node, with one line naming the fix', async () => {
