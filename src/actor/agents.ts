@@ -365,6 +365,8 @@ export const spawnTag = (kind: string): Tag => nestedTag(['agent', 'spawn', kind
 /** `(cyberspace (tool <name> …scope))` */
 export const toolTag = (name: string, scope: string[] = []): Tag =>
   parseTag([atom('cyberspace'), [atom('tool'), atom(name), ...scope.map(s => atom(s))]])
+/** `(cyberspace (mailbox (send <agent>)))`: anything sent to `agent`. */
+export const ownMailboxTag = (agent: PrincipalId): Tag => nestedTag(['mailbox', 'send', agent])
 /** `(cyberspace (log (<action> <doc>)))` */
 const logTag = (action: 'append' | 'read', doc: string): Tag => nestedTag(['log', action, doc])
 
@@ -861,6 +863,7 @@ export class AgentsService extends EventTarget implements Agents {
       }
       await this.directory?.set([principal], { ...entry, host: this.self, since: this.now() }, options)
       this.hosted.set(principal, hosted)
+      await this.trustOwnMailbox(principal)
       this.armLease(hosted)
       this.services.mailbox.attach(this.hostedAgent(hosted))
       await this.root?.startChild({
@@ -989,6 +992,16 @@ export class AgentsService extends EventTarget implements Agents {
     hosted.info.status = why === 'normal' ? 'stopped' : 'crashed'
     hosted.info.lastExit = why === 'normal' ? 'normal' : why.name
     this.emitChange(hosted)
+  }
+
+  /**
+   * The agent is a root for sending to itself: certificates it issues let others message it, so an
+   * agent decides who may reach its mailbox (an ACL entry the operator made for it is left alone).
+   */
+  private async trustOwnMailbox(principal: PrincipalId): Promise<void> {
+    const spki = this.services.spki
+    if (spki.acl().some(e => e.principal === principal)) return
+    await spki.addAclEntry(principal, ownMailboxTag(principal))
   }
 
   /** Stops the agent (without touching the directory or withdrawing its record) when its lease is lost. */

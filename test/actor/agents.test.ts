@@ -132,6 +132,27 @@ describe('agents across member nodes', function () {
     })
   })
 
+  it('an agent decides who may message it: a certificate it issues is enough', async () => {
+    const stranger = (await nodes[2].agents.spawn('caller', { id: 'r-1', key: 'local' })).principal
+    await rejects(nodes[2].agents.request(stranger, counterAgent, 'count', {}), 'UnauthorizedSenderError')
+    // the counter's own key (derived again here, as any successor would) grants the stranger its mailbox
+    const seed = (await nodes[1].cluster.deriveAgentSeed('counter', 'c-1')).seed
+    const own = await grant(
+      { secret: seed, id: counterAgent },
+      { kind: 'key', principal: stranger },
+      `(cyberspace (mailbox (send ${counterAgent})))`,
+      {
+        propagate: false
+      }
+    )
+    for (const n of nodes) await n.spki.addAll({ certs: [own], crls: [] })
+    const answer = (await nodes[2].agents.request(stranger, counterAgent, 'count', {})) as { n: number }
+    assert.equal(answer.n, 4)
+    // but not another agent's mailbox
+    await rejects(nodes[2].agents.request(stranger, callerAgent, 'hello', {}), 'UnauthorizedSenderError')
+    await nodes[2].agents.stop(stranger)
+  })
+
   it('checks tool calls against the agent’s own chain', async () => {
     await rejects(nodes[1].agents.tool(callerAgent, 'spawn', { kind: 'counter', id: 'c-2' }), 'AgentUnauthorizedError')
     await rejects(nodes[1].agents.tool(callerAgent, 'no.such.tool', {}), 'UnknownToolError')
@@ -169,7 +190,7 @@ describe('agents across member nodes', function () {
       host: string
     }
     assert.equal(answer.host, successor.peerId.toString())
-    assert.equal(answer.n, 4, 'the state survived: three counted before, this is the fourth')
+    assert.equal(answer.n, 5, 'the state survived: four counted before, this is the fifth')
     const record = await nodes[1].registry.get(counterAgent)
     assert.equal(record.host, successor.peerId.toString())
   })
