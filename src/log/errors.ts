@@ -73,3 +73,9 @@ export class SessionDocumentError extends Error {
   static name = 'SessionDocumentError'
   name = 'SessionDocumentError'
 }
+
+/** A document members read (the agent directory) is never public. */
+export class MemberDocumentError extends Error {
+  static name = 'MemberDocumentError'
+  name = 'MemberDocumentError'
+}

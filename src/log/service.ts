@@ -22,6 +22,11 @@
  *   and drops the history behind it, and exchanges heads with the node that announced P's events
  *   at every periodic round, so it catches up with the agent's host in one round.
  *
+ * - the agent directory: the document `AGENT_DIRECTORY` (`cyberspace.agents`, src/actor/agents.ts)
+ *   is appended to and read by members (`(cyberspace member)`) as well as by holders of its log
+ *   tags; it is never public, so its events are never inline on gossip. Its snapshots still need
+ *   the snapshot tag.
+ *
  * Fairness: what a peer offers waits in bounded queues and joins start within per-document and
  * per-peer budgets (src/log/joins.ts); every join ends within `joinTimeout`.
  *
@@ -63,6 +68,7 @@ import {
   HistoryTooLongError,
   LogClosedError,
   LogTypeMismatchError,
+  MemberDocumentError,
   SessionDocumentError,
   UnauthorizedEventError,
   UnauthorizedReadError
@@ -154,6 +160,17 @@ const MAX_PREFETCHED_BYTES = 16 * 1024 * 1024
 const MAX_AUTHORIZATIONS = 4096
 /** Most peers that announced followed sessions a periodic round adds to its random peers. */
 const MAX_SESSION_SOURCES = 16
+
+/**
+ * The replicated directory of agents (agent principal → kind, id, key source, host; written by the
+ * hosts, src/actor/agents.ts): members append to it and read it without a log tag; never public.
+ */
+export const AGENT_DIRECTORY = 'cyberspace.agents'
+
+/** Whether members (`(cyberspace member)`) may append to and read document `name` without its log tags. */
+export function isMemberDocument(name: string): boolean {
+  return name === AGENT_DIRECTORY
+}
 
 /** Names of agent session documents start with this; no other document's name does. */
 export const SESSION_PREFIX = 'session.'
@@ -320,6 +337,9 @@ export class StateService implements State {
     if (owner != null && options.public === true) {
       throw new SessionDocumentError(`session document ${name} is read by members only: it cannot be public`)
     }
+    if (isMemberDocument(name) && options.public === true) {
+      throw new MemberDocumentError(`document ${name} is read by members only: it cannot be public`)
+    }
     if (owner != null && options.signer != null && options.signer.principal !== owner) {
       throw new UnauthorizedEventError(
         `only ${owner} signs session document ${name}, not ${options.signer.principal}`,
@@ -475,8 +495,11 @@ export class StateService implements State {
     options.signal?.throwIfAborted()
     const log = await Log.open(this.logInit(name, type))
     const owner = sessionOwner(name) ?? undefined
-    // a session document is never public, whatever a datastore says
-    const isPublic = owner == null && (options.public ?? (await this.components.datastore.has(publicKey(name))))
+    // a session document or the agent directory is never public, whatever a datastore says
+    const isPublic =
+      owner == null &&
+      !isMemberDocument(name) &&
+      (options.public ?? (await this.components.datastore.has(publicKey(name))))
     if (options.public === true) await this.components.datastore.put(publicKey(name), Uint8Array.of(1))
     if (!this.started) {
       // stopped while the log was replaying: do not leave it open behind the service's back
@@ -523,11 +546,28 @@ export class StateService implements State {
       )
     }
     if (principal === this.self) return
+    let member = ''
+    if (action === 'append' && isMemberDocument(name)) {
+      try {
+        await this.authorizeMember(principal, options)
+        return
+      } catch (err) {
+        options.signal?.throwIfAborted()
+        member = ` (nor is it a member: ${(err as Error).message})`
+      }
+    }
     const tag = parseTag([atom('cyberspace'), [atom('log'), [atom(action), atom(name)]]])
     await this.authorizeTag(principal, tag, `${action} ${name} ${principal}`, options, (local, remote) => {
       const what = action === 'read' ? 'read' : `${action} to`
-      const message = `${principal} may not ${what} document ${name} here: ${local.message}; asked for a proof: ${remote.message}`
+      const message = `${principal} may not ${what} document ${name} here${member}: ${local.message}; asked for a proof: ${remote.message}`
       return action === 'read' ? new UnauthorizedReadError(message) : new UnauthorizedEventError(message)
+    })
+  }
+
+  /** Resolves if `principal` holds `(cyberspace member)` by this node's ACL (a proof asked only of `providers`). */
+  private async authorizeMember(principal: PrincipalId, options: FetchOptions): Promise<void> {
+    await this.authorizeTag(principal, MEMBER_TAG, `member ${principal}`, options, local => {
+      return new UnauthorizedReadError(`${principal} is no member here: ${local.message}`)
     })
   }
 
@@ -555,21 +595,21 @@ export class StateService implements State {
 
   /**
    * Whether `peer` may read document `name` here: it is public, or the peer holds `(log (read name))`;
-   * for a session document, also any member (`(cyberspace member)`), and it is never public.
+   * for a session document or the agent directory, also any member (`(cyberspace member)`), and
+   * they are never public.
    */
   private async mayRead(peer: PeerId, name: string, signal?: AbortSignal): Promise<boolean> {
     const owner = sessionOwner(name)
     if (owner === null) return false
-    if (owner === undefined && this.docs.get(name)?.public === true) return true
+    const members = owner != null || isMemberDocument(name)
+    if (!members && this.docs.get(name)?.public === true) return true
     const principal = principalFromPeerId(peer)
-    if (owner != null && principal !== this.self) {
+    if (members && principal !== this.self) {
       try {
-        await this.authorizeTag(principal, MEMBER_TAG, `member ${principal}`, { providers: [peer], signal }, local => {
-          return new UnauthorizedReadError(`${principal} is no member here: ${local.message}`)
-        })
+        await this.authorizeMember(principal, { providers: [peer], signal })
         return true
       } catch (err) {
-        this.log.trace('%p is no member, for session %s - %e', peer, name, err)
+        this.log.trace('%p is no member, for %s - %e', peer, name, err)
       }
     }
     try {
