@@ -75,6 +75,8 @@ import type { Datastore } from 'interface-datastore'
 export const AGENT_DIRECTORY = 'cyberspace.agents'
 /** The kind of agents whose behaviour is a program attached through the node's API. */
 export const EXTERNAL_KIND = 'external'
+/** Takeovers one placement pass starts at most (the rest wait for the next pass). */
+const MAX_TAKEOVERS_PER_PASS = 8
 /** Where a local agent's key is kept in the node's datastore. */
 const KEY_PREFIX = '/cyberspace/agent-keys/'
 
@@ -1114,6 +1116,7 @@ export class AgentsService extends EventTarget implements Agents {
     const liveIds = new Set(live.map(m => m.peerId))
     const offering = (kind: string): string[] =>
       live.filter(m => offeredKinds(m.meta).includes(kind)).map(m => m.peerId)
+    let attempts = 0
     for (const [principal, entry] of this.entries()) {
       options.signal?.throwIfAborted()
       if (!this.definitions.has(entry.kind) || this.hosted.has(principal) || this.starting.has(principal)) continue
@@ -1141,7 +1144,15 @@ export class AgentsService extends EventTarget implements Agents {
       if (order[0] !== this.self) continue
       const wait = this.notBefore.get(principal)
       if (wait != null && this.now() < wait) continue
+      // a bounded number of takeovers per pass: each derives a key with t members' help
+      if (++attempts > MAX_TAKEOVERS_PER_PASS) {
+        this.rescan = true
+        break
+      }
       await this.takeOver(principal, entry, options).catch(err => {
+        options.signal?.throwIfAborted()
+        // not again before a while: a takeover that failed (no quorum, a bad entry) costs the helpers too
+        this.notBefore.set(principal, this.now() + this.leaseTtl)
         this.log('could not take %s over - %e', principal, err)
       })
     }
