@@ -1,6 +1,6 @@
 /**
  * Control-API routes for agents (`cyberspace agents …`): the agents this node hosts (spawn, attach,
- * list, stop, send, request), the mailbox of an external agent (long poll, server-sent events,
+ * list, stop, send, request, call a tool as the agent, within its own authority), the mailbox of an external agent (long poll, server-sent events,
  * replies), and the agent registry (get by principal or SDSI name, find by skill, publish a card).
  *
  * Message bodies are JSON in, JSON out, read and written as DAG-JSON: numbers, strings, booleans,
@@ -13,6 +13,7 @@
  * GET  /api/v0/agents/inbox?agent=z6Mk…&wait=25000                        → { "agent": "z6Mk…", "messages": [{ "id": …, "request": true, … }] }
  * GET  /api/v0/agents/inbox/events?agent=z6Mk…                             → text/event-stream, one `message` event per message
  * POST /api/v0/agents/reply { "agent": "z6Mk…", "id": "…", "body": {…} }  → { "agent": "z6Mk…", "id": "…", "answered": true }
+ * POST /api/v0/agents/tool { "agent": "z6Mk…", "name": "doc.get", "args": { "doc": "notes", "key": "k" } } → { "result": … }
  * GET  /api/v0/agents/get?agent=cluster%27s%20reviewer                     → { "agents": [{ "agent": "z6Mk…", "host": "12D3Koo…", … }] }
  * GET  /api/v0/agents?skill=code-review&limit=20&cursor=z6Mk…              → { "skill": "code-review", "agents": [...], "next": … }
  * POST /api/v0/agents/publish { "card": { "name": "reviewer", … }, "ttl": 3600000 } → { "agent": "z6Mk…", "peers": 7, … }
@@ -248,6 +249,18 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
         throw new HttpError(400, 'a reply carries a body or an error, not both')
       node.agents.reply(agent, id, bodyValue(body), error == null ? {} : { error })
       return { agent, id, answered: true }
+    },
+    'POST agents/tool': async req => {
+      const body = await readJson(req)
+      const agent = principalField(body.agent, 'agent')
+      const name = stringField(body, 'name', 64)
+      const args = body.args === undefined ? {} : dataValue(body.args)
+      if (args == null || typeof args !== 'object' || Array.isArray(args) || args instanceof Uint8Array)
+        throw new HttpError(400, "args must be a JSON object: the tool's arguments")
+      const result = await node.agents.tool(agent, name, args as Record<string, unknown>, {
+        signal: AbortSignal.timeout(MAX_SEND_TIMEOUT)
+      })
+      return { agent, name, result: jsonValue(result) }
     },
 
     // ---------------------------------------------------------------- the registry

@@ -71,7 +71,10 @@ async function stream() {
       if (fields.event === 'message') {
         const message = JSON.parse(fields.data)
         emit({ event: 'message', via: 'events', eventId: fields.id, message })
-        if (message.request) {
+        if (message.request && message.type === 'fail') {
+          await post('agents/reply', { agent: helper.principal, id: message.id, error: 'cannot do that' })
+          emit({ event: 'replied', id: message.id })
+        } else if (message.request) {
           await post('agents/reply', { agent: helper.principal, id: message.id, body: { asked: message.body, by: helperId } })
           emit({ event: 'replied', id: message.id })
         }
@@ -239,6 +242,16 @@ describe('an external agent attached over HTTP answers a request from an agent o
     assert.ok(events().some(e => e.event === 'replied' && e.id === result.id))
   })
 
+  it('an error the program answers with reaches the sender by name', async () => {
+    const err = await refusal(
+      b.api.post('agents/send', { from: caller.principal, to: helper, type: 'fail', request: true, timeout: 30_000 })
+    )
+    assert.equal(err.status, 502)
+    assert.equal(err.errorName, 'HandlerFailedError')
+    assert.equal(err.details.remoteName, 'ExternalAgentError')
+    assert.match(err.message, /cannot do that/)
+  })
+
   it('a one-way message reaches the program too, acknowledged once it has it', async () => {
     const receipt = await b.api.post<{ id: string; to: string; local: boolean }>('agents/send', {
       from: caller.principal,
@@ -283,6 +296,24 @@ describe('an external agent attached over HTTP answers a request from an agent o
     const badWait = await refusal(a.api.get('agents/inbox', { agent: helper, wait: '999999' }))
     assert.equal(badWait.status, 400)
     assert.match(badWait.message, /wait \(ms\) must be a whole number from 0 to 30000/)
+  })
+
+  it('acts through the API only within its own chain: a tool call is refused until the root grants it', async () => {
+    const call = { agent: helper, name: 'doc.set', args: { doc: 'notes', key: 'seen', value: { by: 'helper' } } }
+    const refused = await refusal(a.api.post('agents/tool', call))
+    assert.equal(refused.status, 403)
+    assert.equal(refused.errorName, 'AgentUnauthorizedError')
+    assert.match(refused.message, /may not call tool doc\.set/)
+    // the tool, scoped to the document, and the right to append to it
+    await grantBoth(helper, '(cyberspace (tool doc.set notes))')
+    const half = await refusal(a.api.post('agents/tool', call))
+    assert.equal(half.errorName, 'AgentUnauthorizedError', 'the tool alone is not the right to write the document')
+    await grantBoth(helper, '(cyberspace (log (append notes)))')
+    const done = await a.api.post<{ result: { cid: string } }>('agents/tool', call)
+    assert.match(done.result.cid, /^bafy/)
+    const unknown = await refusal(a.api.post('agents/tool', { ...call, name: 'no.such.tool' }))
+    assert.equal(unknown.status, 404)
+    assert.equal(unknown.errorName, 'UnknownToolError')
   })
 
   it('stopping an agent ends its event stream with a named event', async () => {
