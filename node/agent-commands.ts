@@ -29,7 +29,8 @@ import type { GroupHelp } from './cli.ts'
 const JSON_OPTION: [string, string] = ['--json', 'print JSON instead of text']
 /** Largest card file read. */
 const MAX_CARD_FILE_BYTES = 64 * 1024
-const MESSAGE_ID = /^[A-Za-z0-9._-]{1,64}$/
+/** A message id, as protocols/mailbox/codec.ts's ID_PATTERN (not imported: the CLI loads no codec). */
+const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /**
  * Longest life of a message sent through the control API, in ms: the API client gives up at 60 s.
  * The API (agent-routes.ts) enforces it; it lives here so the CLI loads none of the node's stack.

@@ -19,7 +19,7 @@
  * POST /api/v0/agents/publish { "card": { "name": "reviewer", … }, "ttl": 3600000 } → { "agent": "z6Mk…", "peers": 7, … }
  */
 import { MAX_RECORD_TTL_MS } from '../../protocols/registry/codec.ts'
-import { MAX_ID_LENGTH, MAX_TYPE_LENGTH } from '../../protocols/mailbox/codec.ts'
+import { ID_PATTERN, MAX_ID_LENGTH, MAX_TYPE_LENGTH } from '../../protocols/mailbox/codec.ts'
 import { EXTERNAL_KIND } from '../../src/actor/agents.ts'
 import { AgentNotFoundHereError, NotExternalAgentError, UnknownKindError } from '../../src/actor/agent-errors.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
@@ -53,7 +53,6 @@ export const HEARTBEAT_MS = 15_000
 const STREAM_BATCH = 16
 /** Longest error text an external agent may answer with. */
 const MAX_REPLY_ERROR = 1024
-const MESSAGE_ID = /^[A-Za-z0-9._-]{1,64}$/
 
 /** A route that writes its own response (a stream, or JSON after waiting on the connection). */
 export type StreamRoute = (req: IncomingMessage, url: URL, res: ServerResponse) => Promise<void>
@@ -231,7 +230,8 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
       const request = booleanField(body, 'request')
       const timeout = wholeNumber(body.timeout, 'timeout (ms)', 1, MAX_SEND_TIMEOUT, 30_000)
       const id = optionalString(body, 'id', MAX_ID_LENGTH) ?? randomId()
-      if (!MESSAGE_ID.test(id)) throw new HttpError(400, 'id must be 1-64 of A-Z a-z 0-9 . _ -')
+      if (!ID_PATTERN.test(id))
+        throw new HttpError(400, 'id must be 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit')
       const value = bodyValue(body)
       if (request) {
         const response = await node.agents.request(from, to, type, value, { id, timeout })
