@@ -95,6 +95,8 @@ export interface PendingMessageView {
   type: string
   request: boolean
   body: unknown
+  /** Why `body` is null: the value the sender gave has no DAG-JSON form (only agents on this node can send one). */
+  bodyError?: string
   /** When the node handed it to the inbox, ms since the epoch. */
   received: number
 }
@@ -120,14 +122,32 @@ export function agentView(view: AgentRecordView): AgentView {
   }
 }
 
+/** A body, response or result as DAG-JSON, or why it has no such form (an agent on this node may hand over any value). */
+function dagJsonOf(value: unknown): { json: unknown } | { error: string } {
+  try {
+    return { json: jsonValue(value) }
+  } catch (err) {
+    return { error: `it has no DAG-JSON form: ${(err as Error).message}` }
+  }
+}
+
+/** As DAG-JSON, or a 502 naming what the agent answered with when that has none. */
+function answerJson(value: unknown, what: string): unknown {
+  const converted = dagJsonOf(value)
+  if ('error' in converted) throw new HttpError(502, `${what} was handled, but ${converted.error}`)
+  return converted.json
+}
+
 export function pendingView(message: PendingMessage): PendingMessageView {
+  const body = dagJsonOf(message.body)
   return {
     id: message.id,
     from: message.from,
     to: message.to,
     type: message.type,
     request: message.request,
-    body: jsonValue(message.body),
+    body: 'json' in body ? body.json : null,
+    ...('error' in body ? { bodyError: `the body: ${body.error}` } : {}),
     received: message.received
   }
 }
@@ -235,7 +255,7 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
       const value = bodyValue(body)
       if (request) {
         const response = await node.agents.request(from, to, type, value, { id, timeout })
-        return { id, response: jsonValue(response) } satisfies SendResult
+        return { id, response: answerJson(response, `request ${id}`) } satisfies SendResult
       }
       const receipt = await node.agents.send(from, to, type, value, { id, timeout })
       return { id: receipt.id, to: receipt.to, local: receipt.local } satisfies SendResult
@@ -260,7 +280,7 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
       const result = await node.agents.tool(agent, name, args as Record<string, unknown>, {
         signal: AbortSignal.timeout(MAX_SEND_TIMEOUT)
       })
-      return { agent, name, result: jsonValue(result) }
+      return { agent, name, result: answerJson(result, `tool ${name}`) }
     },
 
     // ---------------------------------------------------------------- the registry
