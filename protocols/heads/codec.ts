@@ -3,19 +3,27 @@
  * The dialer sends the heads (and latest snapshot) of the logs it holds and the listener may read;
  * the listener answers with its own for the logs both hold and the dialer may read. Each side then
  * fetches by CID (`want` of one log → `blocks` of that log) whatever the other has and it lacks.
- * One request, one answer per stream.
+ * One request, one answer per stream. `/cyberspace/heads/2.1.0` adds `hold` → `held`: "join these
+ * heads of one log now, and answer once you hold them" (replicated acknowledgements).
  *
  * @example
  * const bytes = encodeHeadsMessage({ v: 1, type: 'heads', logs: [{ log: 'tasks', heads: [cid], snapshot: null }] })
  * decodeHeadsMessage(bytes) // throws InvalidHeadsMessageError on anything else
  */
-import { checkLogId, isBlockCid, MAX_SNAPSHOT_BYTES } from '../log/codec.ts'
+import { checkLogId, isBlockCid, MAX_EVENT_BYTES, MAX_SNAPSHOT_BYTES } from '../log/codec.ts'
 import { checkFields, decodeChecked, encodeChecked, ERROR_FIELDS, isBytes } from '../wire.ts'
 import type { ErrorAnswer } from '../wire.ts'
 import type { CID } from 'multiformats/cid'
 
 /** 2.0.0: `want` names its log, and both messages are served only to readers of that log. */
 export const HEADS_PROTOCOL = '/cyberspace/heads/2.0.0'
+/**
+ * 2.1.0: every 2.0.0 message, and `hold` → `held`. Served beside 2.0.0 (which refuses `hold`), with
+ * its own stream budget: a `hold` stream stays open while the answerer joins.
+ */
+export const HEADS_HOLD_PROTOCOL = '/cyberspace/heads/2.1.0'
+/** Most event blocks a `hold` carries inline. */
+export const MAX_HOLD_BLOCKS = 16
 /** Most logs one message names. */
 export const MAX_LOGS_PER_MESSAGE = 256
 /** Most heads sent per log; a log with more sends the first ones, the rest follow once merged. */
@@ -63,10 +71,42 @@ export interface BlocksMessage {
   blocks: Uint8Array[]
 }
 
-export type HeadsRequest = HeadsMessage | WantMessage
-export type HeadsAnswer = HeadsMessage | BlocksMessage | ErrorAnswer
+/**
+ * Asks the answerer to join `heads` of `log` now (fetching what it lacks from the asker, starting
+ * with the event blocks sent inline) and to answer once it holds them on disk. Served only to a
+ * reader of `log`, and only for a log the answerer holds already (2.1.0).
+ */
+export interface HoldMessage {
+  v: 1
+  type: 'hold'
+  log: string
+  /** 1-64 distinct event CIDs: the asker's heads. */
+  heads: CID[]
+  /** The asker's latest snapshot, for an answerer that cannot fetch the history behind it. */
+  snapshot: CID | null
+  /** Up to 16 event blocks of `log` (the newest the answerer may lack), each checked against its CID before use. */
+  blocks: Uint8Array[]
+}
 
-const FIELDS = { heads: 'logs,type,v', want: 'cids,depth,log,type,v', blocks: 'blocks,type,v', error: ERROR_FIELDS }
+/** Those of a `hold`'s heads the answerer holds now (applied, or inside its base snapshot), on disk. */
+export interface HeldMessage {
+  v: 1
+  type: 'held'
+  log: string
+  heads: CID[]
+}
+
+export type HeadsRequest = HeadsMessage | WantMessage | HoldMessage
+export type HeadsAnswer = HeadsMessage | BlocksMessage | HeldMessage | ErrorAnswer
+
+const FIELDS = {
+  heads: 'logs,type,v',
+  want: 'cids,depth,log,type,v',
+  blocks: 'blocks,type,v',
+  hold: 'blocks,heads,log,snapshot,type,v',
+  held: 'heads,log,type,v',
+  error: ERROR_FIELDS
+}
 
 function fail(what: string): never {
   throw new InvalidHeadsMessageError(what)
@@ -83,6 +123,21 @@ function check(msg: unknown): asserts msg is HeadsRequest | HeadsAnswer {
     if (!Number.isInteger(m.depth) || (m.depth as number) < 0 || (m.depth as number) >= MAX_WANTED_BLOCKS) {
       fail(`depth is an integer 0-${MAX_WANTED_BLOCKS - 1}`)
     }
+    return
+  }
+  if (m.type === 'hold' || m.type === 'held') {
+    checkLogId(m.log, fail)
+    const min = m.type === 'hold' ? 1 : 0
+    if (!Array.isArray(m.heads) || m.heads.length < min || m.heads.length > MAX_HEADS_PER_LOG) {
+      fail(`heads is a list of ${min}-${MAX_HEADS_PER_LOG}`)
+    }
+    if (!m.heads.every(isBlockCid)) fail('heads holds only block CIDs')
+    if (new Set(m.heads.map(String)).size !== m.heads.length) fail('heads are distinct')
+    if (m.type === 'held') return
+    if (m.snapshot !== null && !isBlockCid(m.snapshot)) fail('snapshot is a block CID or null')
+    if (!Array.isArray(m.blocks) || m.blocks.length > MAX_HOLD_BLOCKS)
+      fail(`blocks is a list of at most ${MAX_HOLD_BLOCKS}`)
+    if (!m.blocks.every(b => isBytes(b, 1, MAX_EVENT_BYTES))) fail(`an inline block is 1-${MAX_EVENT_BYTES} bytes`)
     return
   }
   if (m.type === 'blocks') {

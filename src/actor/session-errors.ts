@@ -34,3 +34,5 @@ export class InvalidSessionChangeError extends Error {
   static name = 'InvalidSessionChangeError'
   name = 'InvalidSessionChangeError'
 }
+
+export { NotEnoughReplicasError, ReplicationTimeoutError } from '../log/errors.ts'

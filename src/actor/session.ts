@@ -15,13 +15,25 @@
  * checkpoint as their base and drop the history behind it. `resume` on such a member opens the copy
  * it holds with P's signer: the last checkpoint and the events after it, and how many those are.
  *
+ * Acknowledged means replicated: `record` resolves only once `replicas` (default 1) of the session's
+ * followers (`replicateTo`, named by the host: the members that would take the agent over) hold the
+ * event — each asked directly to join the host's heads and answer once it has them on disk
+ * (`State.replicate`, `hold` on `/cyberspace/heads/2.1.0`); concurrent records share those requests.
+ * So a message whose handling made the change can be acked, and the host may die right after: a
+ * successor resumes with the change. Otherwise it fails with ReplicationTimeoutError (how many
+ * confirmed of how many asked, and why the others did not) — the event is then on the host's disk
+ * only, and `replicate` waits for it again — or at once, before writing anything, with
+ * NotEnoughReplicasError when fewer followers are named than replicas asked. A checkpoint is pushed
+ * to the followers as soon as it is taken.
+ *
  * Layout of the document: `['seq']` the number of records, `['fields', name]` a field's value,
  * `['handled', sender]` `[message id, seq]` of the sender's last handled message.
  *
  * @example
  * const sessions = new Sessions(node.state, { checkpointEvery: 100 })
  * const session = await sessions.open(agentSigner)                 // on the host
- * await session.record({ plan: 'draft' }, { handled: { from: sender, id: 'm-17' } })
+ * session.replicateTo([successor.peerId])
+ * await session.record({ plan: 'draft' }, { handled: { from: sender, id: 'm-17' } })   // held by the successor too
  * await othersSessions.follow(agentSigner.principal)                // on a successor, ahead of time
  * const { state, replayed } = await othersSessions.resume(agent, agentSigner)   // after the host died
  */
@@ -29,6 +41,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { isPrincipalId } from '../crypto/principal.ts'
 import { MAX_SNAPSHOT_BYTES } from '../../protocols/log/codec.ts'
 import { SESSION_PREFIX, sessionDocumentName, sessionOwner } from '../log/service.ts'
+import { NotEnoughReplicasError } from '../log/errors.ts'
 import {
   InvalidSessionChangeError,
   SessionLimitError,
@@ -60,6 +73,13 @@ export interface SessionInit {
   maxStateBytes?: number
   /** Most senders whose last handled message is kept; the longest unheard-of goes first. Default 4096. */
   maxSenders?: number
+  /**
+   * How many followers (members other than the host) must hold a record before `record` resolves
+   * (0-16; 0: once it is on this node's disk); default 1.
+   */
+  replicas?: number
+  /** Longest a record waits for its replicas, in ms (1-600 000); default 5 s. */
+  replicationTimeout?: number
 }
 
 /** What a session holds. */
@@ -75,7 +95,16 @@ export interface SessionState {
 /** A change of the agent's state: each field to its new value, or to `undefined` to delete it. */
 export type SessionChange = Record<string, unknown>
 
-export interface RecordOptions extends AbortOptions {
+export interface ReplicationOptions extends AbortOptions {
+  /** How many followers must hold the session; default the session's `replicas`. */
+  replicas?: number
+  /** The followers to ask, this time; default those named with `replicateTo`. */
+  followers?: PeerId[]
+  /** Longest wait, in ms; default the session's `replicationTimeout`. */
+  replicationTimeout?: number
+}
+
+export interface RecordOptions extends ReplicationOptions {
   /** The message whose handling made this change: its id becomes the sender's last handled one. */
   handled?: { from: PrincipalId; id: string }
 }
@@ -83,6 +112,8 @@ export interface RecordOptions extends AbortOptions {
 export interface RecordResult {
   /** The event's CID. */
   cid: CID
+  /** The followers that confirmed they hold it (the first `replicas` to answer). */
+  replicas: PeerId[]
   /** The record's sequence number: 1 for the session's first. */
   seq: number
   /** The checkpoint this record triggered, if it did. */
@@ -118,6 +149,8 @@ export const MAX_MESSAGE_ID_LENGTH = 256
 /** What one entry costs in the state beyond its name and value: its dot, timestamp and encoding. */
 const ENTRY_OVERHEAD = 128
 const DOCUMENT_TYPE = 'or-map'
+/** Most followers a record may wait for. */
+const MAX_REPLICAS = 16
 
 interface Limits {
   checkpointEvery: number
@@ -126,6 +159,8 @@ interface Limits {
   maxValueBytes: number
   maxStateBytes: number
   maxSenders: number
+  replicas: number
+  replicationTimeout: number
 }
 
 function limitsOf(init: SessionInit): Limits {
@@ -135,12 +170,18 @@ function limitsOf(init: SessionInit): Limits {
     maxFields: init.maxFields ?? 1024,
     maxValueBytes: init.maxValueBytes ?? 16 * 1024,
     maxStateBytes: init.maxStateBytes ?? 512 * 1024,
-    maxSenders: init.maxSenders ?? 4096
+    maxSenders: init.maxSenders ?? 4096,
+    replicas: init.replicas ?? 1,
+    replicationTimeout: init.replicationTimeout ?? 5000
   }
-  const check = (name: keyof Limits, most: number): void => {
+  const check = (name: keyof Limits, most: number, least = 1): void => {
     const n = limits[name] as number
-    if (!Number.isSafeInteger(n) || n < 1 || n > most) throw new RangeError(`${name} is an integer from 1 to ${most}`)
+    if (!Number.isSafeInteger(n) || n < least || n > most) {
+      throw new RangeError(`${name} is an integer from ${least} to ${most}`)
+    }
   }
+  check('replicas', MAX_REPLICAS, 0)
+  check('replicationTimeout', 600_000)
   check('checkpointEvery', 10_000)
   check('maxFields', 65_536)
   check('maxValueBytes', 64 * 1024)
@@ -167,7 +208,7 @@ export class Sessions {
   async open(signer: Signer, options: AbortOptions = {}): Promise<AgentSession> {
     const name = sessionDocumentName(signer.principal)
     const document = await this.state.open(name, DOCUMENT_TYPE, { signer, signal: options.signal })
-    return new AgentSession(signer.principal, document, this.init)
+    return new AgentSession(signer.principal, document, this.init, this.state)
   }
 
   /**
@@ -238,15 +279,65 @@ export class AgentSession {
   private queue: Promise<unknown> = Promise.resolve()
   /** Entry sizes of the state, as of `seq`. */
   private footprint?: Footprint
+  /** Replicates the session to followers; without it, only `replicas: 0` records are possible. */
+  private readonly stateService?: State
+  /** The members that follow the session, the likeliest successor first. */
+  private followerPeers: PeerId[] = []
 
-  /** `document`: the agent's session document, opened with its signer (see `Sessions.open`). */
-  constructor(principal: PrincipalId, document: OrMapDocument, init: SessionInit = {}) {
+  /** `document`: the agent's session document, opened with its signer through `state` (see `Sessions.open`). */
+  constructor(principal: PrincipalId, document: OrMapDocument, init: SessionInit = {}, state?: State) {
     if (document.name !== sessionDocumentName(principal)) {
       throw new SessionSignerError(`${document.name} is not the session of agent ${principal}`)
     }
     this.principal = principal
     this.document = document
     this.limits = limitsOf(init)
+    this.stateService = state
+  }
+
+  /**
+   * Names the members that follow this session (the host knows them: the members ranked after it
+   * for the agent), whom records wait for. They must follow it (`Sessions.follow`) to confirm.
+   */
+  replicateTo(followers: PeerId[]): void {
+    this.followerPeers = [...followers]
+  }
+
+  /** The followers named with `replicateTo`. */
+  followers(): PeerId[] {
+    return [...this.followerPeers]
+  }
+
+  /**
+   * Resolves once `replicas` followers hold the session as it is now, with those that confirmed
+   * first; ReplicationTimeoutError at the deadline, NotEnoughReplicasError at once when fewer
+   * followers are named. (A record waits for this itself; a host calls it before acking a message
+   * it had recorded as handled before, whose record may not have been confirmed.)
+   */
+  async replicate(options: ReplicationOptions = {}): Promise<PeerId[]> {
+    const { replicas, followers } = this.replicationOf(options)
+    if (replicas === 0) return []
+    if (this.stateService == null) throw new NotEnoughReplicasError(replicas, 0)
+    return await this.stateService.replicate(this.document.name, {
+      replicas,
+      peers: followers,
+      timeout: options.replicationTimeout ?? this.limits.replicationTimeout,
+      signal: options.signal
+    })
+  }
+
+  /** The replicas and followers `options` ask for; NotEnoughReplicasError if there are fewer followers than replicas. */
+  private replicationOf(options: ReplicationOptions): { replicas: number; followers: PeerId[] } {
+    const replicas = options.replicas ?? this.limits.replicas
+    if (!Number.isSafeInteger(replicas) || replicas < 0 || replicas > MAX_REPLICAS) {
+      throw new RangeError(`replicas is an integer from 0 to ${MAX_REPLICAS}`)
+    }
+    const followers = options.followers ?? this.followerPeers
+    const distinct = new Set(followers.map(String)).size
+    if (replicas > distinct || (replicas > 0 && this.stateService == null)) {
+      throw new NotEnoughReplicasError(replicas, this.stateService == null ? 0 : distinct)
+    }
+    return { replicas, followers }
   }
 
   /** The session's state now. */
@@ -280,12 +371,17 @@ export class AgentSession {
   }
 
   /**
-   * Records a change of the agent's state as one event signed by the agent, on disk (blocks and the
-   * log's record written, fsynced by the node's stores) when this resolves. Takes a checkpoint once
-   * `checkpointEvery` events follow the last one.
+   * Records a change of the agent's state as one event signed by the agent. Resolves once it is on
+   * this node's disk (blocks and the log's record written, fsynced by the node's stores) and
+   * `replicas` followers hold it too. Takes a checkpoint once `checkpointEvery` events follow the
+   * last one. NotEnoughReplicasError (nothing written) if fewer followers are named than replicas
+   * asked; ReplicationTimeoutError if too few confirmed in time (written here only: the next record
+   * or `replicate` waits for it again).
    */
   async record(change: SessionChange, options: RecordOptions = {}): Promise<RecordResult> {
-    return await this.serially(async () => {
+    // checked before anything is written: a record that cannot be confirmed is not made
+    const replication = this.replicationOf(options)
+    const result = await this.serially(async () => {
       const planned = this.checkChange(change, options)
       const { writes, evicted } = planned
       const seq = this.measure().seq + 1
@@ -301,7 +397,7 @@ export class AgentSession {
       // every record writes `seq`: an event is always made
       if (cid == null) throw new InvalidSessionChangeError('the change made no event')
       this.commit(planned, seq, options.handled?.from)
-      const result: RecordResult = { cid, seq }
+      const result: RecordResult = { cid, seq, replicas: [] }
       if (this.eventsSinceCheckpoint() >= this.limits.checkpointEvery) {
         // the record is on disk whatever happens here: a failed checkpoint is tried again next time
         try {
@@ -312,6 +408,9 @@ export class AgentSession {
       }
       return result
     })
+    // outside the queue: the next records are written while this one waits, and share its pushes
+    result.replicas = await this.replicate({ ...options, ...replication })
+    return result
   }
 
   /**
@@ -324,8 +423,12 @@ export class AgentSession {
 
   private async takeCheckpoint(options: AbortOptions): Promise<Checkpoint> {
     const log = this.document.log
-    if (this.limits.compact) return await log.compact(options)
-    return { snapshot: (await log.snapshot(options)).cid, removed: 0 }
+    const checkpoint = this.limits.compact
+      ? await log.compact(options)
+      : { snapshot: (await log.snapshot(options)).cid, removed: 0 }
+    // the followers take it as their base now rather than at their next heads round
+    if (this.followerPeers.length > 0) this.stateService?.push(this.document.name, this.followerPeers)
+    return checkpoint
   }
 
   /**

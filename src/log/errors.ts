@@ -79,3 +79,67 @@ export class MemberDocumentError extends Error {
   static name = 'MemberDocumentError'
   name = 'MemberDocumentError'
 }
+
+/**
+ * Fewer peers were named than the replicas asked for: no wait could succeed, so none starts (and a
+ * session records nothing).
+ */
+export class NotEnoughReplicasError extends Error {
+  static name = 'NotEnoughReplicasError'
+  name = 'NotEnoughReplicasError'
+  readonly asked: number
+  readonly peers: number
+
+  constructor(asked: number, peers: number) {
+    super(`${asked} replicas asked for, but only ${peers} peers named to hold them`)
+    this.asked = asked
+    this.peers = peers
+  }
+}
+
+/**
+ * Fewer than the replicas asked for confirmed they hold the document within the deadline. What was
+ * written is on this node's disk; `errors` says, per peer that did not confirm, why (its last answer).
+ */
+export class ReplicationTimeoutError extends Error {
+  static name = 'ReplicationTimeoutError'
+  name = 'ReplicationTimeoutError'
+  /** How many peers confirmed. */
+  readonly confirmed: number
+  /** How many were asked for. */
+  readonly asked: number
+  /** The deadline, in ms. */
+  readonly timeout: number
+  readonly errors: Record<string, string>
+
+  constructor(confirmed: number, asked: number, timeout: number, errors: Record<string, string>) {
+    const why = Object.entries(errors)
+      .map(([peer, error]) => `${peer}: ${error}`)
+      .join('; ')
+    super(
+      `held by ${confirmed} of the ${asked} replicas asked for within ${timeout} ms (written here only)${why === '' ? '' : `: ${why}`}`
+    )
+    this.confirmed = confirmed
+    this.asked = asked
+    this.timeout = timeout
+    this.errors = errors
+  }
+}
+
+/** A peer asked this node to hold more documents at once than its per-peer budget allows. */
+export class TooManyHoldsError extends Error {
+  static name = 'TooManyHoldsError'
+  name = 'TooManyHoldsError'
+}
+
+/** A peer answered a request with a refusal (its error answer's name is `reason`). */
+export class RequestRefusedError extends Error {
+  static name = 'RequestRefusedError'
+  name = 'RequestRefusedError'
+  readonly reason: string
+
+  constructor(reason: string, message: string) {
+    super(message)
+    this.reason = reason
+  }
+}

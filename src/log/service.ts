@@ -38,12 +38,14 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { Key } from 'interface-datastore'
 import { decodeDeltaMessage, deltasTopic, encodeDeltaMessage, eventAnnouncement } from '../../protocols/deltas/codec.ts'
-import { checkLogId, decodeEvent, MAX_SNAPSHOT_BYTES } from '../../protocols/log/codec.ts'
+import { blockCid, checkLogId, decodeEvent, MAX_EVENT_BYTES, MAX_SNAPSHOT_BYTES } from '../../protocols/log/codec.ts'
 import {
   decodeHeadsMessage,
   InvalidHeadsMessageError,
   encodeHeadsMessage,
+  HEADS_HOLD_PROTOCOL,
   HEADS_PROTOCOL,
+  MAX_HOLD_BLOCKS,
   MAX_HEADS_MESSAGE_BYTES,
   MAX_HEADS_PER_LOG,
   MAX_LOGS_PER_MESSAGE,
@@ -66,18 +68,29 @@ import { readBlock } from './blocks.ts'
 import {
   BlockNotFoundError,
   HistoryTooLongError,
+  RequestRefusedError,
   LogClosedError,
   LogTypeMismatchError,
   MemberDocumentError,
   SessionDocumentError,
+  TooManyHoldsError,
   UnauthorizedEventError,
   UnauthorizedReadError
 } from './errors.ts'
 import { Log, storedLogs, storedLogType } from './log.ts'
 import { JoinScheduler } from './joins.ts'
+import { Replicator } from './replication.ts'
 import { Prefetched, WantBatcher } from './wants.ts'
 import type { JoinLimits, Offer } from './joins.ts'
-import type { BlocksMessage, HeadsAnswer, HeadsRequest, LogHeads, WantMessage } from '../../protocols/heads/codec.ts'
+import type {
+  BlocksMessage,
+  HeadsAnswer,
+  HeadsRequest,
+  HeldMessage,
+  HoldMessage,
+  LogHeads,
+  WantMessage
+} from '../../protocols/heads/codec.ts'
 import type { LogBlockstore } from './blocks.ts'
 import type { Document, DocumentTypes } from './documents.ts'
 import type { FetchBlock, FetchOptions, JoinOptions, LogLimits } from './log.ts'
@@ -94,6 +107,10 @@ import type { CID } from 'multiformats/cid'
 export interface StateInit extends JoinLimits {
   /** The heads protocol id; default `/cyberspace/heads/2.0.0`. */
   protocol?: string
+  /** The heads protocol id that also serves `hold`; default `/cyberspace/heads/2.1.0`. */
+  holdProtocol?: string
+  /** `hold` requests one peer may have this node working on at once, across documents; default 4. */
+  maxHoldsPerPeer?: number
   /** Gossip topic namespace: `/cyberspace/<namespace>/deltas/1`; default 'default'. */
   namespace?: string
   /** How often to exchange heads with a few peers, in ms; default 10 s. */
@@ -135,6 +152,20 @@ export interface OpenOptions extends AbortOptions {
   signer?: Signer | null
 }
 
+export interface ReplicateOptions extends AbortOptions {
+  /** How many of `peers` must confirm (0: resolve at once, ask nobody). */
+  replicas: number
+  /** The peers to ask, other than this node: those that follow the document. */
+  peers: PeerId[]
+  /** Longest wait, in ms; default 5 s. */
+  timeout?: number
+}
+
+export interface HoldOptions extends AbortOptions {
+  /** The heads the peer is asked to hold; default this node's heads of the document now. */
+  heads?: CID[]
+}
+
 export interface State {
   /** Opens (or returns the already open) document `name` of a CRDT type. */
   open<T extends CrdtName>(name: string, type: T, options?: OpenOptions): Promise<DocumentTypes[T]>
@@ -150,6 +181,19 @@ export interface State {
   delete(name: string, options?: AbortOptions): Promise<boolean>
   /** One round of anti-entropy: exchange heads with `peer`, or with a few connected peers. */
   sync(peer?: PeerId, options?: AbortOptions): Promise<void>
+  /**
+   * Resolves once `replicas` of `peers` hold document `name` as it is here now — every event this
+   * node holds of it, or a later state covering them — with the peers that confirmed first. Each
+   * peer is asked over `/cyberspace/heads/2.1.0` (`hold`) to join this node's heads at once and
+   * answer when it holds them on disk; concurrent calls for one document share those requests.
+   * Throws NotEnoughReplicasError at once if fewer than `replicas` peers are named, and
+   * ReplicationTimeoutError (how many confirmed, and why the others did not) at the deadline.
+   */
+  replicate(name: string, options: ReplicateOptions): Promise<PeerId[]>
+  /** Asks `peers` to hold document `name` as it is now (a checkpoint reaches them at once), without waiting. */
+  push(name: string, peers: PeerId[]): void
+  /** One `hold` exchange: asks `peer` to hold `heads` of document `name`; resolves to those it holds. */
+  hold(name: string, peer: PeerId, options?: HoldOptions): Promise<CID[]>
 }
 
 /** Most documents listed by `stored()` and reopened when the node starts. */
@@ -160,6 +204,10 @@ const MAX_PREFETCHED_BYTES = 16 * 1024 * 1024
 const MAX_AUTHORIZATIONS = 4096
 /** Most peers that announced followed sessions a periodic round adds to its random peers. */
 const MAX_SESSION_SOURCES = 16
+/** Inbound `hold` streams per connection: each stays open while this node joins. */
+const MAX_HOLD_STREAMS = 8
+/** (document, peer) pairs whose last confirmed heads are remembered, so a `hold` sends only newer blocks. */
+const MAX_CONFIRMED = 4096
 
 /**
  * The replicated directory of agents (agent principal → kind, id, key source, host; written by the
@@ -228,6 +276,8 @@ interface OpenDocument {
   owner?: PrincipalId
   /** For a session document: the peer that last announced its agent's events (its host). */
   source?: PeerId
+  /** Waits for peers to hold the document (`replicate`); made on first use. */
+  replicator?: Replicator
 }
 
 export class StateService implements State {
@@ -257,12 +307,18 @@ export class StateService implements State {
   private readonly checkpointing = new Set<string>()
   /** Set while stored documents are reopened at start: they sync together afterwards. */
   private reopening = false
+  private readonly holdProtocol: string
+  /** `hold` requests being worked on, by asking peer. */
+  private readonly holding = new Map<string, number>()
+  /** By `<document> <peer>`: the heads that peer last confirmed it holds. */
+  private readonly confirmedAt = new RecentMap<string, Set<string>>(MAX_CONFIRMED)
 
   constructor(components: StateComponents, init: StateInit = {}) {
     this.components = components
     this.init = init
     this.log = components.logger.forComponent('cyberspace:state')
     this.protocol = init.protocol ?? HEADS_PROTOCOL
+    this.holdProtocol = init.holdProtocol ?? HEADS_HOLD_PROTOCOL
     this.topic = deltasTopic(init.namespace ?? 'default')
     this.timeout = init.timeout ?? 10_000
     this.self = components.signer.principal
@@ -288,17 +344,23 @@ export class StateService implements State {
   async start(): Promise<void> {
     const { libp2p } = this.components
     this.shutdown = new AbortController()
-    await libp2p.handle(
-      this.protocol,
-      serveOnce(async (bytes, connection, signal) => await this.answer(bytes, connection.remotePeer, signal), {
+    const serve = (hold: boolean): ReturnType<typeof serveOnce> =>
+      serveOnce(async (bytes, connection, signal) => await this.answer(bytes, connection.remotePeer, signal, hold), {
         maxBytes: MAX_HEADS_MESSAGE_BYTES,
         timeout: this.timeout,
         log: this.log,
         refuse: err => encodeHeadsMessage(errorAnswer(err))
-      }),
+      })
+    await libp2p.handle(this.protocol, serve(false), {
       // per connection: a join fetches up to 8 blocks at once, and several documents may join
-      { maxInboundStreams: this.init.maxInboundStreams ?? 32, maxOutboundStreams: 64 }
-    )
+      maxInboundStreams: this.init.maxInboundStreams ?? 32,
+      maxOutboundStreams: 64
+    })
+    // its own stream budget: a hold keeps its stream open while this node joins
+    await libp2p.handle(this.holdProtocol, serve(true), {
+      maxInboundStreams: MAX_HOLD_STREAMS,
+      maxOutboundStreams: 64
+    })
     // a malformed announcement is neither delivered nor forwarded, and counts against its sender
     libp2p.services.pubsub.topicValidators.set(this.topic, validateAnnouncement)
     libp2p.services.pubsub.subscribe(this.topic)
@@ -322,7 +384,11 @@ export class StateService implements State {
     libp2p.services.pubsub.unsubscribe(this.topic)
     libp2p.services.pubsub.topicValidators.delete(this.topic)
     await libp2p.unhandle(this.protocol)
-    for (const { log } of this.docs.values()) log.close()
+    await libp2p.unhandle(this.holdProtocol)
+    for (const { log, replicator } of this.docs.values()) {
+      replicator?.close()
+      log.close()
+    }
     for (const name of this.docs.keys()) this.joins.remove(name)
     this.docs.clear()
   }
@@ -403,6 +469,7 @@ export class StateService implements State {
     if (opening != null) await opening.catch(() => {})
     let log = this.docs.get(name)?.log
     if (log != null) {
+      this.docs.get(name)?.replicator?.close()
       this.docs.delete(name)
       this.joins.remove(name)
     } else {
@@ -430,6 +497,84 @@ export class StateService implements State {
         }
       })
     )
+  }
+
+  async replicate(name: string, options: ReplicateOptions): Promise<PeerId[]> {
+    return await this.replicatorOf(name).confirm({ ...options, timeout: options.timeout ?? 5000 })
+  }
+
+  push(name: string, peers: PeerId[]): void {
+    this.replicatorOf(name).nudge(peers)
+  }
+
+  async hold(name: string, peer: PeerId, options: HoldOptions = {}): Promise<CID[]> {
+    const open = this.docs.get(name)
+    if (open == null) throw new LogClosedError(`document ${name} is not open here`)
+    if (peer.equals(this.components.libp2p.peerId))
+      throw new RequestRefusedError('Self', 'this node does not ask itself to hold a document')
+    const heads = (options.heads ?? open.log.heads()).slice(0, MAX_HEADS_PER_LOG)
+    if (heads.length === 0) return []
+    const snapshots = open.log.snapshots()
+    const request: HoldMessage = {
+      v: 1,
+      type: 'hold',
+      log: name,
+      heads,
+      snapshot: snapshots.length > 0 ? snapshots[snapshots.length - 1] : null,
+      blocks: await this.inlineBlocks(open, peer, heads)
+    }
+    const answer = await this.request(peer, request, 'held', options, this.holdProtocol)
+    const asked = new Set(heads.map(String))
+    const held = answer.heads.filter(h => asked.has(h.toString()))
+    if (held.length === heads.length) this.confirmedAt.set(`${name} ${peer}`, asked)
+    return held
+  }
+
+  private replicatorOf(name: string): Replicator {
+    const open = this.docs.get(name)
+    if (open == null) throw new LogClosedError(`document ${name} is not open here`)
+    open.replicator ??= new Replicator({
+      heads: () => open.log.heads(),
+      push: async (peer, heads, signal) => await this.hold(name, peer, { heads, signal })
+    })
+    return open.replicator
+  }
+
+  /**
+   * The event blocks a `hold` to `peer` carries: its heads, and — if the peer confirmed earlier
+   * heads — their ancestors back to those, newest first, within MAX_HOLD_BLOCKS and the message
+   * size. The peer fetches whatever else it lacks.
+   */
+  private async inlineBlocks(open: OpenDocument, peer: PeerId, heads: CID[]): Promise<Uint8Array[]> {
+    const confirmed = this.confirmedAt.get(`${open.name} ${peer}`)
+    const blocks: Uint8Array[] = []
+    let budget = MAX_HEADS_MESSAGE_BYTES - 64 * 1024
+    const queue = [...heads]
+    const seen = new Set<string>()
+    for (let i = 0; i < queue.length && blocks.length < MAX_HOLD_BLOCKS; i++) {
+      const key = queue[i].toString()
+      if (seen.has(key) || confirmed?.has(key) === true) continue
+      seen.add(key)
+      let block: Uint8Array
+      try {
+        block = await readBlock(this.components.blockstore, queue[i], {
+          maxBytes: Math.min(MAX_EVENT_BYTES, budget),
+          offline: true
+        })
+      } catch {
+        continue // compacted away, or larger than what is left
+      }
+      budget -= block.length + 16
+      blocks.push(block)
+      // a peer that confirmed nothing yet gets the heads alone: it may hold their past already
+      if (confirmed == null) continue
+      try {
+        queue.push(...decodeEvent(block).parents)
+      } catch {
+        // not an event: nothing behind it
+      }
+    }
+    return blocks
   }
 
   // --- opening documents ---
@@ -718,19 +863,20 @@ export class StateService implements State {
     peer: PeerId,
     request: HeadsRequest,
     expected: T,
-    options: AbortOptions
+    options: AbortOptions,
+    protocol = this.protocol
   ): Promise<Extract<HeadsAnswer, { type: T }>> {
     return await requestAnswer(
       this.components.libp2p.dialProtocol.bind(this.components.libp2p),
       peer,
-      this.protocol,
+      protocol,
       encodeHeadsMessage(request),
       {
         maxBytes: MAX_HEADS_MESSAGE_BYTES,
         signal: withTimeout(this.timeout, options.signal),
         decode: decodeHeadsMessage,
         expected,
-        refused: answer => new Error(`${peer} refused: ${answer.name}: ${answer.message}`),
+        refused: answer => new RequestRefusedError(answer.name, `${peer} refused: ${answer.name}: ${answer.message}`),
         unexpected: type => new InvalidHeadsMessageError(`expected a ${expected} answer, got ${type}`)
       }
     )
@@ -792,9 +938,13 @@ export class StateService implements State {
     }
   }
 
-  private async answer(bytes: Uint8Array, from: PeerId, signal: AbortSignal): Promise<Uint8Array> {
+  private async answer(bytes: Uint8Array, from: PeerId, signal: AbortSignal, hold: boolean): Promise<Uint8Array> {
     const request = decodeHeadsMessage(bytes)
     if (request.type === 'want') return encodeHeadsMessage(await this.answerWant(request, from, signal))
+    if (request.type === 'hold') {
+      if (!hold) throw new InvalidHeadsMessageError(`hold is served on ${this.holdProtocol}, not ${this.protocol}`)
+      return encodeHeadsMessage(await this.answerHold(request, from, signal))
+    }
     if (request.type !== 'heads') throw new InvalidHeadsMessageError(`a ${request.type} message is not a request`)
     const held = request.logs.filter(l => this.docs.has(l.log))
     const allowed = new Set(
@@ -808,6 +958,49 @@ export class StateService implements State {
     for (const l of held) if (allowed.has(l.log)) this.offerHeads(l.log, from, true, l.heads, l.snapshot)
     this.log.trace('heads exchange from %p', from)
     return encodeHeadsMessage({ v: 1, type: 'heads', logs: this.ourHeads(allowed) })
+  }
+
+  /**
+   * Joins the heads a reader asks this node to hold, from that reader (with the blocks it sent),
+   * and answers with those it holds now. Within the asker's budget, and only once the asker is
+   * known to read the document: a refusal is the same whether or not this node holds it. A
+   * document this node does not hold is not opened for the asker: it holds none of its heads.
+   */
+  private async answerHold(request: HoldMessage, from: PeerId, signal: AbortSignal): Promise<HeldMessage> {
+    const key = from.toString()
+    const running = this.holding.get(key) ?? 0
+    if (running >= (this.init.maxHoldsPerPeer ?? 4)) {
+      throw new TooManyHoldsError(`${from} has ${running} hold requests running here already`)
+    }
+    this.holding.set(key, running + 1)
+    try {
+      if (!(await this.mayRead(from, request.log, signal))) {
+        throw new UnauthorizedReadError(`${from} may not read document ${request.log} here`)
+      }
+      const open = this.docs.get(request.log)
+      if (open == null) return { v: 1, type: 'held', log: request.log, heads: [] }
+      const missing = request.heads.filter(h => !open.log.has(h))
+      const { snapshot } = request
+      if (missing.length > 0) {
+        const blocks = new Map<string, Uint8Array>()
+        // keyed by their hash: the join uses only those its walk meets, and checks each as it would a fetched one
+        for (const block of request.blocks) blocks.set((await blockCid(block)).toString(), block)
+        await this.joinHeads(open, missing, snapshot, {
+          providers: [from],
+          proofProviders: [from],
+          blocks,
+          signal: AbortSignal.any([signal, this.shutdown.signal])
+        })
+      } else if (open.owner != null && snapshot != null && !open.log.snapshots().some(s => s.equals(snapshot))) {
+        // a session's new checkpoint, pushed as soon as it was taken
+        await this.takeCheckpoint(open, from, snapshot)
+      }
+      return { v: 1, type: 'held', log: request.log, heads: request.heads.filter(h => open.log.has(h)) }
+    } finally {
+      const left = (this.holding.get(key) ?? 1) - 1
+      if (left > 0) this.holding.set(key, left)
+      else this.holding.delete(key)
+    }
   }
 
   /** The wanted blocks of one log, to a peer that may read it, as many as fit in one message. */
@@ -898,13 +1091,17 @@ export class StateService implements State {
     const heads = offer.heads.values().filter(h => !open.log.has(h))
     if (heads.length === 0) return
     const providers = [offer.provider, ...offer.providers]
-    const options: JoinOptions = {
+    await this.joinHeads(open, heads, offer.snapshot, {
       providers,
       // only a proven reader's offer may make this node ask peers for authors' proofs
       proofProviders: offer.verified ? providers : [],
       blocks: offer.blocks,
       signal: withTimeout(this.init.joinTimeout ?? 30_000, this.shutdown.signal)
-    }
+    })
+  }
+
+  /** Joins `heads`; from `snapshot` if the history behind them is gone (a session takes it as its base). Never rejects. */
+  private async joinHeads(open: OpenDocument, heads: CID[], snapshot: CID | null, options: JoinOptions): Promise<void> {
     try {
       let complete = false
       try {
@@ -913,7 +1110,6 @@ export class StateService implements State {
       } catch (err) {
         if (!(err instanceof HistoryTooLongError)) throw err
       }
-      const { snapshot } = offer
       // a follower of a session takes each checkpoint its agent signs as its base, and drops the
       // history behind it, as the agent's host does
       const session = open.owner != null
@@ -923,7 +1119,7 @@ export class StateService implements State {
         if (session && adopted) await open.log.dropCovered(options)
       }
     } catch (err) {
-      this.log('joining %s from %p failed - %e', open.name, offer.provider, err)
+      this.log('joining %s from %p failed - %e', open.name, options.providers?.[0], err)
     }
   }
 }

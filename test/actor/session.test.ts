@@ -104,6 +104,8 @@ describe('agent sessions: checkpoint, resume, replication to successors', functi
 
     await new Sessions(follower.state).follow(agent.principal, { peers: [host.peerId] })
     const session = await new Sessions(host.state).open(agent)
+    // each record resolves once the follower holds it too (the default: one replica)
+    session.replicateTo([follower.peerId])
     const before = await recordSteps(session, sender, 0, 5)
     const { snapshot: checkpoint, removed } = await session.checkpoint()
     assert.equal(removed, 5, 'the host compacts the history behind its checkpoint')
@@ -144,6 +146,7 @@ describe('agent sessions: checkpoint, resume, replication to successors', functi
     // and the agent goes on writing where it left off; the other member, connected, follows
     await late.libp2p.dial(follower.multiaddrs()[0])
     const resumed = await new Sessions(follower.state).open(agent)
+    resumed.replicateTo([late.peerId])
     const next = await resumed.record({ step: 8 })
     assert.equal(next.seq, 10)
     await waitUntil(
@@ -161,7 +164,8 @@ describe('agent sessions: checkpoint, resume, replication to successors', functi
     await waitUntil('connected', () => follower.peers().length === 1)
     const agent = await seedSigner(randomBytes(32))
     await new Sessions(follower.state).follow(agent.principal, { peers: [host.peerId] })
-    const session = await new Sessions(host.state).open(agent)
+    // the follower goes offline while the agent writes: records do not wait for it
+    const session = await new Sessions(host.state, { replicas: 0 }).open(agent)
     await recordSteps(session, sender, 0, 3)
     await waitUntil('the follower has the first writes', () => caughtUp(follower, agent.principal, session))
 
@@ -199,7 +203,7 @@ describe('agent sessions: checkpoint, resume, replication to successors', functi
     const stores: Stores = { blockstore: new MemoryBlockstore(), datastore: new MemoryDatastore() }
     const host = await member(root, { privateKey: hostKey, stores })
     const agent = await seedSigner(randomBytes(32))
-    const session = await new Sessions(host.state, { checkpointEvery: 4 }).open(agent)
+    const session = await new Sessions(host.state, { checkpointEvery: 4, replicas: 0 }).open(agent)
     await recordSteps(session, sender, 0, 6)
     const expected = session.state()
     await host.stop()
@@ -218,6 +222,7 @@ describe('agent sessions: checkpoint, resume, replication to successors', functi
       node = await member(root)
       nodes.push(node)
       sessions = new Sessions(node.state, {
+        replicas: 0,
         checkpointEvery: 5,
         maxFields: 4,
         maxValueBytes: 1024,
