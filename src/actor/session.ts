@@ -15,7 +15,7 @@
  * checkpoint as their base and drop the history behind it. `resume` on such a member opens the copy
  * it holds with P's signer: the last checkpoint and the events after it, and how many those are.
  *
- * Acknowledged means replicated: `record` resolves only once `replicas` (default 1) of the session's
+ * Acknowledged means replicated: `record` resolves only once `replicas` of the session's
  * followers (`replicateTo`, named by the host: the members that would take the agent over) hold the
  * event — each asked directly to join the host's heads and answer once it has them on disk
  * (`State.replicate`, `hold` on `/cyberspace/heads/2.1.0`); concurrent records share those requests.
@@ -75,7 +75,8 @@ export interface SessionInit {
   maxSenders?: number
   /**
    * How many followers (members other than the host) must hold a record before `record` resolves
-   * (0-16; 0: once it is on this node's disk); default 1.
+   * (0-16; 0: once it is on this node's disk). Default 0: a host that replicates names its
+   * followers (`replicateTo`) and sets this (the agents service: 1).
    */
   replicas?: number
   /** Longest a record waits for its replicas, in ms (1-600 000); default 5 s. */
@@ -171,7 +172,7 @@ function limitsOf(init: SessionInit): Limits {
     maxValueBytes: init.maxValueBytes ?? 16 * 1024,
     maxStateBytes: init.maxStateBytes ?? 512 * 1024,
     maxSenders: init.maxSenders ?? 4096,
-    replicas: init.replicas ?? 1,
+    replicas: init.replicas ?? 0,
     replicationTimeout: init.replicationTimeout ?? 5000
   }
   const check = (name: keyof Limits, most: number, least = 1): void => {

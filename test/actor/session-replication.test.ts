@@ -120,7 +120,7 @@ describe('agent sessions: a record is acknowledged once followers hold it', func
     await new Sessions(follower.state).follow(agent.principal, { peers: [host.peerId] })
     const copy = (await follower.state.find(sessionDocumentName(agent.principal))) as OrMapDocument
 
-    const session = await new Sessions(host.state).open(agent)
+    const session = await new Sessions(host.state, { replicas: 1 }).open(agent)
     session.replicateTo([follower.peerId])
     assert.deepEqual(session.followers().map(String), [follower.peerId.toString()])
 
@@ -129,7 +129,7 @@ describe('agent sessions: a record is acknowledged once followers hold it', func
     assert.deepEqual(alone.replicas, [])
     assert.equal(copy.log.has(alone.cid), false)
 
-    // with one (the default), the follower holds it — and what came before — on disk when it resolves
+    // with one, the follower holds it — and what came before — on disk when it resolves
     const held = await session.record({ plan: 'final', step: 2 }, { handled: { from: sender, id: 'm-2' } })
     assert.deepEqual(held.replicas.map(String), [follower.peerId.toString()])
     assert.equal(copy.log.has(held.cid), true)
@@ -153,7 +153,7 @@ describe('agent sessions: a record is acknowledged once followers hold it', func
     const agent = await seedSigner(randomBytes(32))
     await new Sessions(follower.state).follow(agent.principal, { peers: [host.peerId] })
     const copy = (await follower.state.find(sessionDocumentName(agent.principal))) as OrMapDocument
-    const session = await new Sessions(host.state, { checkpointEvery: 1000 }).open(agent)
+    const session = await new Sessions(host.state, { replicas: 1, checkpointEvery: 1000 }).open(agent)
     session.replicateTo([follower.peerId])
     // count the hold requests the host makes
     let holds = 0
@@ -190,7 +190,7 @@ describe('agent sessions: a record is acknowledged once followers hold it', func
     const agent = await seedSigner(randomBytes(32))
     await new Sessions(follower.state).follow(agent.principal, { peers: [host.peerId] })
     const copy = (await follower.state.find(sessionDocumentName(agent.principal))) as OrMapDocument
-    const session = await new Sessions(host.state).open(agent)
+    const session = await new Sessions(host.state, { replicas: 1 }).open(agent)
     session.replicateTo([follower.peerId])
     for (let i = 0; i < 3; i++) await session.record({ step: i })
     const { snapshot } = await session.checkpoint()
@@ -214,7 +214,7 @@ describe('agent sessions: a record is acknowledged once followers hold it', func
     nodes.push(host, follower, stranger)
     await waitUntil('connected', () => host.peers().length === 2)
     const agent = await seedSigner(randomBytes(32))
-    const session = await new Sessions(host.state, { replicationTimeout: 1500 }).open(agent)
+    const session = await new Sessions(host.state, { replicas: 1, replicationTimeout: 1500 }).open(agent)
 
     // no follower named, or fewer than asked: refused before anything is written
     await assert.rejects(session.record({ x: 1 }), { name: 'NotEnoughReplicasError', asked: 1, peers: 0 })

@@ -103,8 +103,8 @@ describe('agent sessions: checkpoint, resume, replication to successors', functi
     const agent = await seedSigner(randomBytes(32))
 
     await new Sessions(follower.state).follow(agent.principal, { peers: [host.peerId] })
-    const session = await new Sessions(host.state).open(agent)
-    // each record resolves once the follower holds it too (the default: one replica)
+    // each record resolves once the follower holds it too
+    const session = await new Sessions(host.state, { replicas: 1 }).open(agent)
     session.replicateTo([follower.peerId])
     const before = await recordSteps(session, sender, 0, 5)
     const { snapshot: checkpoint, removed } = await session.checkpoint()
@@ -145,7 +145,7 @@ describe('agent sessions: checkpoint, resume, replication to successors', functi
     }
     // and the agent goes on writing where it left off; the other member, connected, follows
     await late.libp2p.dial(follower.multiaddrs()[0])
-    const resumed = await new Sessions(follower.state).open(agent)
+    const resumed = await new Sessions(follower.state, { replicas: 1 }).open(agent)
     resumed.replicateTo([late.peerId])
     const next = await resumed.record({ step: 8 })
     assert.equal(next.seq, 10)
