@@ -49,7 +49,7 @@ import {
   UnknownKindError,
   UnknownToolError
 } from './agent-errors.ts'
-import { ActorStoppedError, MailboxFullError } from './errors.ts'
+import { ActorStoppedError, HandlerTimeoutError, MailboxFullError } from './errors.ts'
 import { kindsMeta, leaseDeadline, mayTakeOver, offeredKinds, rank, LEASE_SKEW_MS } from './placement.ts'
 import { Sessions } from './session.ts'
 import { Supervisor } from './supervisor.ts'
@@ -323,6 +323,8 @@ class ExternalInbox {
         signal?.addEventListener('abort', done, { once: true })
       })
     }
+    // a client gone while it waited takes nothing: what it did not get stays for the next one
+    if (signal?.aborted === true) return []
     const taken = this.waiting.splice(0, max)
     // a one-way message is handled once the program has it
     for (const m of taken) if (!m.request) this.answer(m.id, undefined)
@@ -969,6 +971,19 @@ export class AgentsService extends EventTarget implements Agents {
           throw new ActorStoppedError(hosted.info.principal, 'shutdown', `agent ${hosted.info.principal} is stopping`)
         // a one-way message this agent recorded as handled before it moved is not handled again
         if (!message.request && hosted.session.lastHandled(message.from) === message.id) return undefined
+        if (hosted.external != null) {
+          // the program answers each message in its own time, within the handler deadline; its error
+          // answers go back to the sender and are no crash of the agent
+          const timeout = hosted.definition.handlerTimeout ?? this.handlerTimeout
+          const deadline = AbortSignal.timeout(timeout)
+          const signal = options.signal == null ? deadline : AbortSignal.any([options.signal, deadline])
+          try {
+            return await hosted.external.deliver(message, signal)
+          } catch (err) {
+            if (deadline.aborted) throw new HandlerTimeoutError(hosted.info.principal, timeout)
+            throw err
+          }
+        }
         const ref = this.root?.child(hosted.info.principal)?.ref<InboundMessage, unknown>('agent')
         if (ref == null)
           throw new ActorStoppedError(hosted.info.principal, 'stopped', `agent ${hosted.info.principal} is not running`)

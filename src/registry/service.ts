@@ -271,6 +271,8 @@ class RegistryService implements Registry, Startable {
   private readonly hosted = new Map<PrincipalId, Hosted>()
   /** Skill keys (normalized) this node provides, with how many hosted records declare each. */
   private readonly provided = new Map<string, number>()
+  /** Provided skill keys whose last announcement failed or was skipped (no peers): announced again at the next republish. */
+  private readonly unprovided = new Set<string>()
   /** The newest record this node verified per agent: a later, older answer from the DHT never replaces it. */
   private readonly latest = new RecentMap<PrincipalId, AgentRecordView>(1024)
   /** Publishing per agent, one at a time. */
@@ -410,8 +412,10 @@ class RegistryService implements Registry, Startable {
     this.latest.set(view.agent, view)
     let peers = 0
     const signal = withTimeout(this.lookupTimeout, options.signal)
-    for await (const event of this.components.dht.put(utf8(keyText), bytes, { signal })) {
-      if (event.name === 'PEER_RESPONSE' && event.messageName === 'PUT_VALUE') peers++
+    if (!this.alone()) {
+      for await (const event of this.components.dht.put(utf8(keyText), bytes, { signal })) {
+        if (event.name === 'PEER_RESPONSE' && event.messageName === 'PUT_VALUE') peers++
+      }
     }
     this.log('published %s seq %d at %d peers', view.agent, seq, peers)
     return { ...view, peers }
@@ -420,6 +424,7 @@ class RegistryService implements Registry, Startable {
   /** The highest seq of a valid record under `keyText` the DHT gives now; -1 when none. */
   private async storedSeq(keyText: string, options: AbortOptions): Promise<number> {
     let highest = -1
+    if (this.alone()) return highest
     try {
       for await (const event of this.components.dht.get(utf8(keyText), {
         signal: withTimeout(this.lookupTimeout, options.signal)
@@ -443,6 +448,7 @@ class RegistryService implements Registry, Startable {
       this.serialized(entry.view.agent, async () => {
         if (!this.running || this.hosted.get(entry.view.agent) !== entry) return
         entry.view = await this.putRecord(entry.signer, entry.card, entry.ttl, {})
+        await this.announce([...this.unprovided], {})
         this.schedule(entry)
       }).catch((err: unknown) => {
         this.log.error('could not republish %s - %e', entry.view.agent, err)
@@ -483,16 +489,37 @@ class RegistryService implements Registry, Startable {
     for (const skill of before) {
       if (!this.provided.has(skill)) await this.components.dht.cancelReprovide(skillCid(skill), options)
     }
+    for (const skill of this.unprovided) if (!this.provided.has(skill)) this.unprovided.delete(skill)
+    await this.announce([...new Set([...added, ...this.unprovided])], options)
+  }
+
+  /** Announces this node as a provider of `skills`; those it cannot announce now (no peers, a failure) wait for the next republish. */
+  private async announce(skills: string[], options: AbortOptions): Promise<void> {
+    if (skills.length === 0) return
+    if (this.alone()) {
+      for (const skill of skills) this.unprovided.add(skill)
+      return
+    }
     const signal = withTimeout(this.lookupTimeout, options.signal)
-    await eachLimited(added, 4, async skill => {
+    await eachLimited(skills, 4, async skill => {
       try {
         for await (const _event of this.components.dht.provide(skillCid(skill), { signal })) {
           // drain: the provide completes when the closest peers hold the provider record
         }
+        this.unprovided.delete(skill)
       } catch (err) {
+        this.unprovided.add(skill)
         this.log.error('could not provide skill %s - %e', skill, err)
       }
     })
+  }
+
+  /**
+   * Whether this node has no connection at all: a DHT query would only wait for peers until it
+   * times out, so lookups answer from what this node holds and puts wait for the next republish.
+   */
+  private alone(): boolean {
+    return this.components.connectionManager.getConnections().length === 0
   }
 
   async unpublish(principal: string, options: AbortOptions = {}): Promise<void> {
@@ -539,10 +566,11 @@ class RegistryService implements Registry, Startable {
     let found: Uint8Array | undefined
     if (options.stats != null) options.stats.self ??= this.self
     try {
-      for await (const event of this.components.dht.get(utf8(keyText), { signal })) {
-        options.stats?.observe(event)
-        if (event.name === 'VALUE') found = event.value
-      }
+      if (!this.alone())
+        for await (const event of this.components.dht.get(utf8(keyText), { signal })) {
+          options.stats?.observe(event)
+          if (event.name === 'VALUE') found = event.value
+        }
     } catch (err) {
       options.signal?.throwIfAborted()
       // the value can be found and still a correction to a stale peer fail afterwards
