@@ -68,7 +68,7 @@ describe('agents across member nodes', function () {
     for (const n of nodes) await n.spki.addAclEntry(root.id, tag('(cyberspace)'))
     // every node is a member that may run the cluster key and host, spawn and derive agents
     for (const n of nodes)
-      await grantAll(principalFromPeerId(n.peerId), '(cyberspace (* set member (cluster) (agent) (log)))')
+      await grantAll(principalFromPeerId(n.peerId), '(cyberspace (* set member (cluster) (agent)))')
     const ids = nodes.map(n => principalFromPeerId(n.peerId))
     for (const n of nodes.slice(1)) await n.spki.addAclEntry(ids[0], tag('(cyberspace (cluster))'))
     await nodes[0].cluster.init(ids.slice(1), 2)
