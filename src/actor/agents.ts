@@ -30,6 +30,7 @@
  * await node.agents.request(other.principal, echo.principal, 'ping', { hello: 1 })
  */
 import { privateKeyFromRaw } from '@libp2p/crypto/keys'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { Key } from 'interface-datastore'
 import { isPrincipalId, principalFromPeerId, principalPublicKey } from '../crypto/principal.ts'
 import { seedSigner } from '../crypto/sign.ts'
@@ -68,7 +69,7 @@ import type { AgentRecordView, Registry } from '../registry/service.ts'
 import type { Spki } from '../spki/service.ts'
 import type { Tag } from '../spki/tag.ts'
 import type { Cluster } from '../threshold/service.ts'
-import type { AbortOptions, ComponentLogger, Libp2p, Logger, PrivateKey } from '@libp2p/interface'
+import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId, PrivateKey } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
 
 /** The replicated directory of agents: agent principal → where and what it is. */
@@ -867,6 +868,7 @@ export class AgentsService extends EventTarget implements Agents {
       }
       await this.directory?.set([principal], { ...entry, host: this.self, since: this.now() }, options)
       this.hosted.set(principal, hosted)
+      this.replicate(hosted)
       await this.trustOwnMailbox(principal)
       this.armLease(hosted)
       this.services.mailbox.attach(this.hostedAgent(hosted))
@@ -950,7 +952,10 @@ export class AgentsService extends EventTarget implements Agents {
         const current = hosted.current
         await hosted.session.record(change, {
           ...options,
-          handled: current == null ? undefined : { from: current.from, id: current.id }
+          handled: current == null ? undefined : { from: current.from, id: current.id },
+          // acknowledged means replicated: a successor resumes with every change whose message was acked
+          // (none to wait for when no other member runs the kind: then nobody could take the agent over)
+          replicas: hosted.info.key === 'cluster' ? Math.min(1, hosted.session.followers().length) : 0
         })
       },
       checkpoint: async options => {
@@ -1112,6 +1117,27 @@ export class AgentsService extends EventTarget implements Agents {
     if (typeof this.scanTimer === 'object' && 'unref' in this.scanTimer) this.scanTimer.unref()
   }
 
+  /**
+   * The members that follow agent `principal`'s session while this node hosts it: the first
+   * `followers` live members offering its kind, by rendezvous rank, other than this node. The same
+   * ranking every other node computes when it decides whether to follow (see reconcile).
+   */
+  private followersOf(principal: PrincipalId, kind: string): PeerId[] {
+    const live = this.services.membership
+      .members()
+      .filter(m => (m.state === 'alive' || m.state === 'suspect') && !m.self && offeredKinds(m.meta).includes(kind))
+      .map(m => m.peerId)
+    return rank(principal, live)
+      .slice(0, this.followers)
+      .map(id => peerIdFromString(id))
+  }
+
+  /** Names the session's followers, so a record is acknowledged once one of them holds it. */
+  private replicate(hosted: Hosted): void {
+    if (hosted.info.key !== 'cluster') return
+    hosted.session.replicateTo(this.followersOf(hosted.info.principal, hosted.info.kind))
+  }
+
   async reconcile(options: AbortOptions = {}): Promise<void> {
     if (!this.running) return
     const membership = this.services.membership
@@ -1131,6 +1157,7 @@ export class AgentsService extends EventTarget implements Agents {
     const liveIds = new Set(live.map(m => m.peerId))
     const offering = (kind: string): string[] =>
       live.filter(m => offeredKinds(m.meta).includes(kind)).map(m => m.peerId)
+    for (const hosted of this.hosted.values()) this.replicate(hosted)
     let attempts = 0
     for (const [principal, entry] of this.entries()) {
       options.signal?.throwIfAborted()
