@@ -457,6 +457,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   private async deleteHistory(from: CID[], options: AbortOptions): Promise<number> {
     const stack = [...from]
     const seen = new Set<string>()
+    const doomed: CID[] = []
     let removed = 0
     while (stack.length > 0) {
       options.signal?.throwIfAborted()
@@ -469,9 +470,10 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       // a snapshot may name anything as a head: never delete (or walk) another log's history
       if (event.log !== this.id) continue
       stack.push(...event.parents)
-      await this.init.blockstore.delete(cid, options)
-      removed++
+      doomed.push(cid)
     }
+    // one write lock for all of them (Helia's blockstore takes one per delete)
+    for await (const _ of this.init.blockstore.deleteMany(doomed, options)) removed++
     return removed
   }
 
