@@ -12,7 +12,7 @@
  * - Directory: the replicated document `cyberspace.agents` maps each agent to its kind, id, key
  *   source and host; members read and write it, and every member follows it.
  * - Lease: the agent's registry record (its A2A card) is its lease, with a short ttl the registry
- *   renews at half life. A host that could not renew stops its copy before the record expires
+ *   renews a third into its life. A host that could not renew stops its copy before the record expires
  *   (placement.ts's skew margin); a host that sees the directory name another host for an agent it
  *   runs stops its copy at once.
  * - Migration: when an agent's lease has lapsed and its host is not running it, the first live member
@@ -40,6 +40,7 @@ import { checkAgentName } from '../threshold/derive.ts'
 import { RecentMap } from '../recent-map.ts'
 import {
   AgentNotFoundHereError,
+  AgentRetiredError,
   AgentRunningError,
   AgentUnauthorizedError,
   InvalidAgentOptionError,
@@ -53,6 +54,7 @@ import {
 import { ActorStoppedError, HandlerTimeoutError, MailboxFullError } from './errors.ts'
 import { kindsMeta, leaseDeadline, mayTakeOver, offeredKinds, rank, LEASE_SKEW_MS } from './placement.ts'
 import { Sessions } from './session.ts'
+import { isMemberDocument, sessionOwner } from '../log/service.ts'
 import { Supervisor } from './supervisor.ts'
 import type { ExitReason } from './actor.ts'
 import type { HostedAgent, InboundMessage } from './directory.ts'
@@ -76,8 +78,10 @@ import type { Datastore } from 'interface-datastore'
 export const AGENT_DIRECTORY = 'cyberspace.agents'
 /** The kind of agents whose behaviour is a program attached through the node's API. */
 export const EXTERNAL_KIND = 'external'
-/** Takeovers one placement pass starts at most (the rest wait for the next pass). */
-const MAX_TAKEOVERS_PER_PASS = 8
+/** Takeovers this node starts per scan interval at most (the rest wait): each costs t members a derivation. */
+const MAX_TAKEOVERS_PER_INTERVAL = 4
+/** A state field the agents service writes when an agent is stopped for good: no successor brings it back. */
+export const STOPPED_FIELD = '$stopped'
 /** Where a local agent's key is kept in the node's datastore. */
 const KEY_PREFIX = '/cyberspace/agent-keys/'
 
@@ -164,7 +168,7 @@ export interface PendingMessage extends InboundMessage {
 }
 
 export interface AgentsInit {
-  /** Life of an agent's registry record (its lease), in ms; default 20 s. Renewed at half life. */
+  /** Life of an agent's registry record (its lease), in ms; default 20 s. Renewed a third into its life. */
   leaseTtl?: number
   /** Clock skew between hosts that the lease allows for, in ms; default 2 s. */
   leaseSkew?: number
@@ -236,7 +240,7 @@ export interface Agents extends EventTarget {
   tool(principal: PrincipalId, name: string, args?: Record<string, unknown>, options?: AbortOptions): Promise<unknown>
   /** The next messages an external agent has to handle, waiting up to `wait` ms for one. */
   inbox(principal: PrincipalId, options?: AbortOptions & { wait?: number; max?: number }): Promise<PendingMessage[]>
-  /** Answers (or, for one-way messages, acknowledges) a message an external agent took from its inbox. */
+  /** Answers a message an external agent took from its inbox (a one-way message: confirms it was handled). */
   reply(principal: PrincipalId, messageId: string, body: unknown, options?: { error?: string }): void
   /** One pass of the placement loop now (takeovers, follows); normally it runs every scanInterval. */
   reconcile(options?: AbortOptions): Promise<void>
@@ -266,6 +270,10 @@ interface Hosted {
   leaseTimer?: ReturnType<typeof setTimeout>
   external?: ExternalInbox
   stopping: boolean
+  /** The seq of the record this node last published for it (its lease). */
+  seq: number
+  /** A check of a changed directory entry is under way. */
+  checking?: boolean
 }
 
 /** The messages waiting for an external program, and the answers it owes. */
@@ -281,9 +289,9 @@ class ExternalInbox {
     this.now = now
   }
 
-  /** Hands `message` to the program; resolves with its answer (a request) or once taken (one-way). */
+  /** Hands `message` to the program; resolves with its answer (for a one-way message, its confirmation). */
   async deliver(message: InboundMessage, signal: AbortSignal): Promise<unknown> {
-    if (this.waiting.length + this.owed.size >= this.max)
+    if (this.owed.size >= this.max)
       throw new MailboxFullError(this.max, `the external agent ${message.to} has ${this.max} messages unanswered`)
     return await new Promise<unknown>((resolve, reject) => {
       const entry = { ...message, received: this.now() }
@@ -326,10 +334,9 @@ class ExternalInbox {
     }
     // a client gone while it waited takes nothing: what it did not get stays for the next one
     if (signal?.aborted === true) return []
-    const taken = this.waiting.splice(0, max)
-    // a one-way message is handled once the program has it
-    for (const m of taken) if (!m.request) this.answer(m.id, undefined)
-    return taken
+    // every message stays owed until the program answers it (a one-way one with an empty reply): a
+    // program that took a message and died never had it acknowledged for it, and its sender retries
+    return this.waiting.splice(0, max)
   }
 
   answer(id: string, body: unknown, error?: Error): void {
@@ -410,6 +417,10 @@ export class AgentsService extends EventTarget implements Agents {
   private readonly starting = new Set<PrincipalId>()
   /** When to look at an agent again (its lease had not lapsed yet), ms. */
   private readonly notBefore = new RecentMap<PrincipalId, number>(4096)
+  /** When to look at the lease of an agent whose named host is alive again, ms. */
+  private readonly watchAt = new RecentMap<PrincipalId, number>(4096)
+  private takeoverWindow = 0
+  private takeoversLeft = MAX_TAKEOVERS_PER_INTERVAL
   private readonly sessions: Sessions
   private readonly leaseTtl: number
   private readonly leaseSkew: number
@@ -597,11 +608,23 @@ export class AgentsService extends EventTarget implements Agents {
   async stop(principal: PrincipalId, options: AbortOptions = {}): Promise<void> {
     const hosted = this.hosted.get(principal)
     if (hosted == null) throw new AgentNotFoundHereError(`agent ${principal} does not run on this node`)
+    // the session says so first (replicated like any record): a successor that finds the entry
+    // written back by someone does not bring the agent back
+    await hosted.session.record({ [STOPPED_FIELD]: true }, { ...options, replicas: this.replicasOf(hosted) })
     await this.stopHere(hosted, 'normal')
     await this.directory?.batch(m => m.delete([principal]), options)
     await this.services.registry.unpublish(principal, options).catch(err => {
       this.log('could not withdraw the record of %s - %e', principal, err)
     })
+    if (hosted.info.key === 'local') {
+      // a local key is never used again: a later spawn of the same kind and id is a new principal
+      await this.components.datastore.delete(new Key(`${KEY_PREFIX}${hosted.info.kind}/${hosted.info.id}`), options)
+    }
+  }
+
+  /** Followers that must hold a record before it is acknowledged: one, where one could take the agent over. */
+  private replicasOf(hosted: Hosted): number {
+    return hosted.info.key === 'cluster' ? Math.min(1, hosted.session.followers().length) : 0
   }
 
   private infoOf(hosted: Hosted): AgentInfo {
@@ -685,22 +708,30 @@ export class AgentsService extends EventTarget implements Agents {
           requester: agent.principal
         })
     })
+    // the node's own documents (agent sessions, the directory) are never a tool's to touch: a
+    // session is written only by its agent's key, which the node holds for every agent it hosts
+    const doc = (args: Record<string, unknown>): string => {
+      const name = str(args, 'doc')
+      if (sessionOwner(name) !== undefined || isMemberDocument(name))
+        throw new AgentUnauthorizedError(`${name} is a document of the node's own: no tool reads or writes it`)
+      return name
+    }
     this.defineTool('doc.set', {
-      scope: args => [str(args, 'doc')],
-      tags: args => [logTag('append', str(args, 'doc'))],
+      scope: args => [doc(args)],
+      tags: args => [logTag('append', doc(args))],
       run: async (args, _agent, options) => {
-        const doc = (await this.components.state.open(str(args, 'doc'), 'or-map', options)) as OrMapDocument
-        const cid = await doc.set(str(args, 'key'), args.value ?? null, options)
+        const document = (await this.components.state.open(doc(args), 'or-map', options)) as OrMapDocument
+        const cid = await document.set(str(args, 'key'), args.value ?? null, options)
         return { cid: cid?.toString() }
       }
     })
     this.defineTool('doc.get', {
-      scope: args => [str(args, 'doc')],
-      tags: args => [logTag('read', str(args, 'doc'))],
+      scope: args => [doc(args)],
+      tags: args => [logTag('read', doc(args))],
       run: async (args, _agent, options) => {
-        const doc = await this.components.state.find(str(args, 'doc'), options)
-        if (doc == null) return null
-        const value = doc.value() as Record<string, unknown>
+        const document = await this.components.state.find(doc(args), options)
+        if (document == null) return null
+        const value = document.value() as Record<string, unknown>
         return value?.[str(args, 'key')] ?? null
       }
     })
@@ -773,11 +804,12 @@ export class AgentsService extends EventTarget implements Agents {
     } else {
       const storeKey = new Key(`${KEY_PREFIX}${kind}/${id}`)
       if (await this.components.datastore.has(storeKey, options)) {
-        seed = await this.components.datastore.get(storeKey, options)
+        // a copy: the store may hand out (and keep) the very buffer, which is zeroed below
+        seed = (await this.components.datastore.get(storeKey, options)).slice()
       } else {
         if (!create) throw new AgentNotFoundHereError(`this node holds no key of local agent ${kind}/${id}`)
         seed = crypto.getRandomValues(new Uint8Array(32))
-        await this.components.datastore.put(storeKey, seed, options)
+        await this.components.datastore.put(storeKey, seed.slice(), options)
       }
     }
     try {
@@ -796,13 +828,25 @@ export class AgentsService extends EventTarget implements Agents {
 
   /** The agent's current record in the DHT, or undefined when none is current or findable. */
   private async currentRecord(principal: PrincipalId, options: AbortOptions): Promise<AgentRecordView | undefined> {
+    const lease = await this.lease(principal, options)
+    return lease.state === 'live' ? lease.record : undefined
+  }
+
+  /** The agent's lease: its live record, a record known to have expired (and when), or none found. */
+  private async lease(
+    principal: PrincipalId,
+    options: AbortOptions
+  ): Promise<
+    { state: 'live'; record: AgentRecordView } | { state: 'expired'; expires: number } | { state: 'missing' }
+  > {
     try {
-      return await this.services.registry.get(principal, { signal: options.signal })
+      return { state: 'live', record: await this.services.registry.get(principal, { signal: options.signal }) }
     } catch (err) {
       options.signal?.throwIfAborted()
       const name = (err as Error).name
-      if (name === 'AgentNotFoundError' || name === 'AgentRecordExpiredError' || name === 'HostNotMemberError')
-        return undefined
+      if (name === 'AgentRecordExpiredError')
+        return { state: 'expired', expires: (err as { expires?: number }).expires ?? 0 }
+      if (name === 'AgentNotFoundError' || name === 'HostNotMemberError') return { state: 'missing' }
       throw err
     }
   }
@@ -835,6 +879,14 @@ export class AgentsService extends EventTarget implements Agents {
       } else {
         session = await this.sessions.open(signer, options)
       }
+      if (session.get(STOPPED_FIELD) === true) {
+        if (resume) {
+          this.notBefore.set(principal, this.now() + 10 * this.leaseTtl)
+          throw new AgentRetiredError(`agent ${principal} was stopped for good: spawn it again to bring it back`)
+        }
+        // spawned again on purpose: its state goes on from where it stopped
+        await session.record({ [STOPPED_FIELD]: undefined }, options)
+      }
       const info: AgentInfo = {
         principal,
         kind: entry.kind,
@@ -852,6 +904,7 @@ export class AgentsService extends EventTarget implements Agents {
         session,
         definition,
         stopping: false,
+        seq: 0,
         external: entry.kind === EXTERNAL_KIND ? new ExternalInbox(this.maxPending, this.now) : undefined
       }
       // the lease first: a record with a seq higher than any in the DHT, then check it is the one that holds
@@ -861,6 +914,7 @@ export class AgentsService extends EventTarget implements Agents {
         privateKey: agentKey.privateKey
       })
       info.leaseExpires = published.expires
+      hosted.seq = published.seq
       const now = await this.currentRecord(principal, options)
       if (now != null && now.host !== this.self && now.seq > published.seq) {
         this.services.registry.forget(principal)
@@ -947,15 +1001,21 @@ export class AgentsService extends EventTarget implements Agents {
       kind,
       id,
       signal,
-      state: () => hosted.session.state().fields,
+      state: () => {
+        const fields = { ...hosted.session.state().fields }
+        delete fields[STOPPED_FIELD]
+        return fields
+      },
       record: async (change, options = {}) => {
+        if (change != null && typeof change === 'object' && Object.keys(change).some(k => k.startsWith('$')))
+          throw new InvalidAgentOptionError("state fields starting with $ are the node's own")
         const current = hosted.current
         await hosted.session.record(change, {
           ...options,
           handled: current == null ? undefined : { from: current.from, id: current.id },
           // acknowledged means replicated: a successor resumes with every change whose message was acked
           // (none to wait for when no other member runs the kind: then nobody could take the agent over)
-          replicas: hosted.info.key === 'cluster' ? Math.min(1, hosted.session.followers().length) : 0
+          replicas: this.replicasOf(hosted)
         })
       },
       checkpoint: async options => {
@@ -1043,6 +1103,7 @@ export class AgentsService extends EventTarget implements Agents {
         const renewed = this.services.registry.published().find(v => v.agent === hosted.info.principal)
         if (renewed != null && leaseDeadline(renewed.expires, this.leaseSkew) > this.now()) {
           hosted.info.leaseExpires = renewed.expires
+          hosted.seq = renewed.seq
           this.armLease(hosted)
           return
         }
@@ -1056,14 +1117,49 @@ export class AgentsService extends EventTarget implements Agents {
     if (typeof hosted.leaseTimer === 'object' && 'unref' in hosted.leaseTimer) hosted.leaseTimer.unref()
   }
 
+  /**
+   * A directory entry that names another host for an agent running here is only a claim (any member
+   * may write the directory): the agent's record decides. A newer record hosted elsewhere fences the
+   * copy here; otherwise this node writes its entry back.
+   */
   private fenceByDirectory(): void {
     const entries = this.entries()
     for (const hosted of this.hosted.values()) {
       const entry = entries.get(hosted.info.principal)
-      if (entry != null && entry.host !== this.self && !hosted.stopping) {
-        void this.fence(hosted, `the directory names ${entry.host} as its host`)
+      if (hosted.stopping || hosted.checking === true) continue
+      if (
+        entry != null &&
+        entry.host === this.self &&
+        entry.kind === hosted.info.kind &&
+        entry.id === hosted.info.id &&
+        entry.key === hosted.info.key
+      )
+        continue
+      hosted.checking = true
+      void this.checkClaim(hosted, entry)
+        .catch(err => this.log('could not check the directory entry of %s - %e', hosted.info.principal, err))
+        .finally(() => {
+          hosted.checking = false
+        })
+    }
+  }
+
+  private async checkClaim(hosted: Hosted, entry: DirectoryEntry | undefined): Promise<void> {
+    const principal = hosted.info.principal
+    if (entry != null && entry.host !== this.self) {
+      const record = await this.currentRecord(principal, {})
+      if (record != null && record.host === entry.host && record.seq > hosted.seq) {
+        await this.fence(hosted, `${entry.host} holds its lease now (record seq ${record.seq})`)
+        return
       }
     }
+    if (hosted.stopping || !this.running) return
+    this.log('the directory entry of %s was changed or removed: writing it back', principal)
+    await this.directory?.set(
+      [principal],
+      { kind: hosted.info.kind, id: hosted.info.id, key: hosted.info.key, host: this.self, since: this.now() },
+      {}
+    )
   }
 
   private emitChange(hosted: Hosted): void {
@@ -1077,10 +1173,15 @@ export class AgentsService extends EventTarget implements Agents {
     if (hosted == null) return
     if (event.type === 'crashed') hosted.info.lastExit = event.reason.name
     if (event.type === 'escalated') {
-      // the agent's own supervisor gave up: it stays down, crashed, until stopped or spawned again
+      // the agent's own supervisor gave up: the node lets go of its lease (its directory entry stays),
+      // so once the record lapses the first candidate — this node or another — starts it afresh
       hosted.info.status = 'crashed'
       hosted.info.lastExit = event.reason.name
       this.log.error('agent %s crashed too often: %s', principal, event.reason.message)
+      this.notBefore.set(principal, hosted.info.leaseExpires + 2 * this.leaseSkew + this.leaseTtl)
+      this.services.registry.forget(principal)
+      void this.stopHere(hosted, event.reason)
+      return
     }
     if (event.type === 'restarted') hosted.info.restarts++
     this.emitChange(hosted)
@@ -1158,7 +1259,6 @@ export class AgentsService extends EventTarget implements Agents {
     const offering = (kind: string): string[] =>
       live.filter(m => offeredKinds(m.meta).includes(kind)).map(m => m.peerId)
     for (const hosted of this.hosted.values()) this.replicate(hosted)
-    let attempts = 0
     for (const [principal, entry] of this.entries()) {
       options.signal?.throwIfAborted()
       if (!this.definitions.has(entry.kind) || this.hosted.has(principal) || this.starting.has(principal)) continue
@@ -1178,36 +1278,75 @@ export class AgentsService extends EventTarget implements Agents {
       } else if (!follow && followed && entry.host !== this.self) {
         await this.sessions.unfollow(principal, options).catch(() => {})
       }
-      // takeover: only when the host is not running it (dead, gone, or this node after a restart)
-      const hostRuns = entry.host !== this.self && liveIds.has(entry.host)
-      if (hostRuns) continue
       if (entry.key === 'local' && entry.host !== this.self) continue
-      const order = entry.host === this.self ? [this.self] : rank(principal, candidates)
-      if (order[0] !== this.self) continue
       const wait = this.notBefore.get(principal)
       if (wait != null && this.now() < wait) continue
-      // a bounded number of takeovers per pass: each derives a key with t members' help
-      if (++attempts > MAX_TAKEOVERS_PER_PASS) {
-        this.rescan = true
+      // once the lease lapsed, the first live candidate takes the agent (its old host too, if alive);
+      // while the named host lives, the first other candidate watches its lease now and then
+      const first = rank(principal, candidates)[0] === this.self
+      const watcher = others[0] === this.self
+      if (entry.host !== this.self && !first && !watcher) continue
+      const hostLive = entry.host !== this.self && liveIds.has(entry.host)
+      if (hostLive) {
+        const next = this.watchAt.get(principal)
+        if (next != null && this.now() < next) continue
+        this.watchAt.set(principal, this.now() + this.leaseTtl / 2)
+      }
+      // takeovers are rationed per scan interval: each derives a key with t members' help
+      if (!this.takeTakeoverToken()) {
+        this.scheduleScan(this.scanInterval)
         break
       }
-      await this.takeOver(principal, entry, options).catch(err => {
+      await this.takeOver(principal, entry, { first, hostLive }, options).catch(err => {
         options.signal?.throwIfAborted()
         // not again before a while: a takeover that failed (no quorum, a bad entry) costs the helpers too
-        this.notBefore.set(principal, this.now() + this.leaseTtl)
+        if (!this.notBefore.has(principal)) this.notBefore.set(principal, this.now() + this.leaseTtl)
         this.log('could not take %s over - %e', principal, err)
       })
     }
   }
 
-  private async takeOver(principal: PrincipalId, entry: DirectoryEntry, options: AbortOptions): Promise<void> {
-    const record = await this.currentRecord(principal, options)
-    if (record != null && record.host !== this.self) {
-      if (!mayTakeOver(record.expires, this.now(), this.leaseSkew)) {
-        this.notBefore.set(principal, record.expires + this.leaseSkew)
-        this.scheduleScan(Math.max(0, record.expires + this.leaseSkew - this.now()))
+  /** One of MAX_TAKEOVERS_PER_INTERVAL takeovers this scan interval, if one is left. */
+  private takeTakeoverToken(): boolean {
+    const now = this.now()
+    if (now - this.takeoverWindow >= this.scanInterval) {
+      this.takeoverWindow = now
+      this.takeoversLeft = MAX_TAKEOVERS_PER_INTERVAL
+    }
+    if (this.takeoversLeft <= 0) return false
+    this.takeoversLeft--
+    return true
+  }
+
+  /**
+   * Runs the agent here if its lease allows: the registry record, signed by the agent's key, is what
+   * holds — the directory only says where to look. A live record of another host means wait for its
+   * expiry; this node's own live record (a restart within the lease) means resume now; a record
+   * known to have expired means the first candidate takes over; no record at all while the named
+   * host looks alive tells nothing, so nothing is done.
+   */
+  private async takeOver(
+    principal: PrincipalId,
+    entry: DirectoryEntry,
+    rankOf: { first: boolean; hostLive: boolean },
+    options: AbortOptions
+  ): Promise<void> {
+    const lease = await this.lease(principal, options)
+    const now = this.now()
+    if (lease.state === 'live') {
+      const own = lease.record.host === this.self && entry.host === this.self
+      if (!own) {
+        this.notBefore.set(principal, lease.record.expires + this.leaseSkew)
+        this.scheduleScan(Math.max(0, lease.record.expires + this.leaseSkew - now))
         return
       }
+    } else {
+      if (lease.state === 'missing' && rankOf.hostLive) return
+      if (lease.state === 'expired' && !mayTakeOver(lease.expires, now, this.leaseSkew)) {
+        this.notBefore.set(principal, lease.expires + this.leaseSkew)
+        return
+      }
+      if (!rankOf.first) return
     }
     const agentKey = await this.agentKey(entry.kind, entry.id, entry.key, false, options)
     const signer = agentKey.signer
