@@ -68,10 +68,10 @@ import { readBlock } from './blocks.ts'
 import {
   BlockNotFoundError,
   HistoryTooLongError,
-  RequestRefusedError,
   LogClosedError,
   LogTypeMismatchError,
   MemberDocumentError,
+  RequestRefusedError,
   SessionDocumentError,
   TooManyHoldsError,
   UnauthorizedEventError,
