@@ -1,12 +1,14 @@
 /**
  * `cyberspace agents …`: the agents the running node hosts (spawn, list, send, request, stop,
- * attach an external agent's mailbox, reply for it) and the agent registry in the cluster DHT
- * (get, find, publish). Everything talks to the running node through its control API.
+ * attach an external agent's mailbox, reply for it, mint, list and revoke its tokens) and the agent
+ * registry in the cluster DHT (get, find, publish). Everything talks to the running node through
+ * its control API, with the operator's token.
  *
  * @example
  * cyberspace agents spawn echo --id echo-1
  * cyberspace agents request z6MkCaller… z6MkEcho… ping --body '{"n": 1}'
  * cyberspace agents attach helper --json
+ * cyberspace agents token z6MkHelper…          # a token for the program attached as helper
  * cyberspace agents get "cluster's reviewer"
  */
 import { readFile } from 'node:fs/promises'
@@ -20,9 +22,13 @@ import type {
   HostedAgentView,
   HostedPage,
   InboxView,
+  MintedTokenView,
   PendingMessageView,
-  SendResult
+  SendResult,
+  TokenPage
 } from './api/agent-routes.ts'
+import type { AgentTokenInfo } from './api/agent-tokens.ts'
+import type { ApiClient } from './api/client.ts'
 import type { AgentInfo } from '../src/actor/agents.ts'
 import type { GroupHelp } from './cli.ts'
 
@@ -31,6 +37,8 @@ const JSON_OPTION: [string, string] = ['--json', 'print JSON instead of text']
 const MAX_CARD_FILE_BYTES = 64 * 1024
 /** A message id, as protocols/mailbox/codec.ts's ID_PATTERN (not imported: the CLI loads no codec). */
 const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+/** A token id, as agent-tokens.ts's TOKEN_ID. */
+const TOKEN_ID = /^[A-Za-z0-9_-]{12}$/
 /**
  * Longest life of a message sent through the control API, in ms: the API client gives up at 60 s.
  * The API (agent-routes.ts) enforces it; it lives here so the CLI loads none of the node's stack.
@@ -60,7 +68,7 @@ export const AGENTS_HELP: GroupHelp = {
       args: '<kind> [--id <id>] [--key cluster|local]',
       summary: 'start an agent of a kind this node runs; prints its principal',
       details: [
-        "A cluster agent's key is derived by t members (it can move to another member when this node dies); a local one's key stays on this node. For the kind external, an id that runs here already is attached to."
+        "A cluster agent's key is derived by t members (it can move to another member when this node dies); a local one's key stays on this node. For the kind external, an id that runs here already is attached to; its program needs a token of its own: agents token <agent>."
       ],
       options: [
         ['--id <id>', 'unique within the kind: 1-64 of a-z 0-9 . _ - (default random)'],
@@ -104,9 +112,9 @@ export const AGENTS_HELP: GroupHelp = {
     {
       name: 'agents attach',
       args: '<agent|id> [--json]',
-      summary: "print an external agent's mailbox as it arrives (Ctrl-C stops); answers nothing itself",
+      summary: "print an external agent's mailbox as it arrives (Ctrl-C stops); answers no request itself",
       details: [
-        'Given an id, attaches to the external agent of that id here, starting it if it does not run. A request waits for agents reply; unanswered, it times out at its sender.'
+        'Given an id, attaches to the external agent of that id here, starting it if it does not run. A one-way message is confirmed once printed (its sender learns it was handled); a request waits for agents reply and, unanswered, times out at its sender.'
       ],
       options: [['--json', 'one JSON object per message (JSON lines)']],
       example: 'agents attach helper --json'
@@ -114,13 +122,40 @@ export const AGENTS_HELP: GroupHelp = {
     {
       name: 'agents reply',
       args: '<agent> <message-id> [--body <json> | --error <text>]',
-      summary: 'answer a request an external agent received (attach printed its id)',
+      summary: 'answer a request an external agent received, or confirm a one-way message (attach printed its id)',
+      details: [
+        "Without --body or --error, a one-way message is confirmed (its sender's send returns) and a request is answered with null."
+      ],
       options: [
         ['--body <json>', 'the response as JSON; default null'],
         ['--error <text>', 'answer with an error instead (the sender gets ExternalAgentError)'],
         JSON_OPTION
       ],
       example: 'agents reply z6MkHelper… 5f0c… --body \'{"ok": true}\''
+    },
+    {
+      name: 'agents token',
+      args: '<agent>',
+      summary: 'mint a bearer token for the program attached as an external agent; prints it (shown once)',
+      details: [
+        "The token acts only as that agent: its messages, inbox, replies and tools, and reads of the registry; any other route answers 403. Earlier tokens stay valid until revoked; all of an agent's end when it stops or the node restarts."
+      ],
+      options: [JSON_OPTION],
+      example: 'agents token z6MkHelper…'
+    },
+    {
+      name: 'agents tokens',
+      args: '[<agent>] [--json]',
+      summary: "the agents' tokens this node accepts: id, agent, created, last used (never the secret)",
+      options: [JSON_OPTION],
+      example: 'agents tokens z6MkHelper…'
+    },
+    {
+      name: 'agents revoke-token',
+      args: '<agent> | --id <token-id>',
+      summary: 'revoke every token of an agent, or one by id; they answer 401 from now on',
+      options: [['--id <token-id>', 'only this token (agents tokens lists them)'], JSON_OPTION],
+      example: 'agents revoke-token z6MkHelper…'
     },
     {
       name: 'agents get',
@@ -179,7 +214,20 @@ export interface AgentFlags {
 type Out = (line: string) => void
 
 /** The commands of AGENTS_HELP: cli.ts passes no other. */
-type AgentsVerb = 'list' | 'spawn' | 'send' | 'request' | 'stop' | 'attach' | 'reply' | 'get' | 'find' | 'publish'
+type AgentsVerb =
+  | 'list'
+  | 'spawn'
+  | 'send'
+  | 'request'
+  | 'stop'
+  | 'attach'
+  | 'reply'
+  | 'token'
+  | 'tokens'
+  | 'revoke-token'
+  | 'get'
+  | 'find'
+  | 'publish'
 
 /** A duration (`90s`, `30m`, `1h`, `7d`, `500ms`, or plain ms) in ms; `flag` names it in the error. */
 export function parseDuration(text: string, flag = '--ttl'): number {
@@ -273,7 +321,9 @@ export async function agentsCommand(dataDir: string, args: string[], flags: Agen
       ).post<HostedAgentView>('agents', {
         kind,
         id: flags.id,
-        key: flags.key
+        key: flags.key,
+        // the CLI prints no secret it was not asked for: agents token mints one
+        token: false
       })
       if (json) out(JSON.stringify(info))
       else printHosted(out, info)
@@ -330,6 +380,44 @@ export async function agentsCommand(dataDir: string, args: string[], flags: Agen
     case 'attach': {
       const [target] = only(1, 'attach <agent|id> [--json]')
       return await attach(dataDir, target, json, out)
+    }
+    case 'token': {
+      const [agent] = only(1, 'token <agent> [--json]')
+      principalArg(agent, '<agent>')
+      const minted = await (await connectApi(dataDir)).post<MintedTokenView>('agents/token', { agent })
+      if (json) out(JSON.stringify(minted))
+      else {
+        out(minted.token)
+        out(
+          `# token ${minted.id} for ${minted.agent}, shown once; ${minted.tokens} in all (revoke: ${CLI} agents revoke-token --id ${minted.id})`
+        )
+      }
+      return 0
+    }
+    case 'tokens': {
+      if (rest.length > 1) throw new UsageError('usage: cyberspace agents tokens [<agent>] [--json]')
+      const agent = rest[0] === undefined ? undefined : principalArg(rest[0], '<agent>')
+      const tokens = await listTokens(await connectApi(dataDir), agent)
+      if (json) out(JSON.stringify(tokens))
+      else if (tokens.length === 0) out(`# no agent tokens: ${CLI} agents token <agent> mints one`)
+      else for (const t of tokens) out(tokenLine(t))
+      return 0
+    }
+    case 'revoke-token': {
+      const usage = 'usage: cyberspace agents revoke-token <agent> | --id <token-id>'
+      if (rest.length > 1 || (rest.length === 1) === (flags.id != null)) throw new UsageError(usage)
+      const agent = rest[0] === undefined ? undefined : principalArg(rest[0], '<agent>')
+      if (flags.id != null && !TOKEN_ID.test(flags.id))
+        throw new UsageError(
+          `--id "${flags.id.slice(0, 80)}" is not a token id (12 of A-Z a-z 0-9 _ -): see ${CLI} agents tokens`
+        )
+      const { revoked } = await (
+        await connectApi(dataDir)
+      ).post<{ revoked: AgentTokenInfo[] }>('agents/tokens/revoke', agent == null ? { id: flags.id } : { agent })
+      if (json) out(JSON.stringify(revoked))
+      else if (revoked.length === 0) out(`# no such token: nothing revoked (see ${CLI} agents tokens)`)
+      else for (const t of revoked) out(`revoked ${t.id} of ${t.agent}`)
+      return 0
     }
     case 'get': {
       const [agent] = only(1, 'get <principal|name> [--json]')
@@ -389,7 +477,8 @@ async function attach(dataDir: string, target: string, json: boolean, out: Out):
     )
   const api = await connectApi(dataDir)
   if (byId) {
-    agent = (await api.post<HostedAgentView>('agents', { kind: 'external', id: target })).principal
+    // no token: attach reads with the operator's and prints nothing secret
+    agent = (await api.post<HostedAgentView>('agents', { kind: 'external', id: target, token: false })).principal
   }
   const stopped = new AbortController()
   const stop = (): void => {
@@ -413,15 +502,53 @@ async function attach(dataDir: string, target: string, json: boolean, out: Out):
         throw err
       }
       if (first && !json)
-        out(`# attached to ${agent}: answer requests with ${CLI} agents reply ${agent} <message-id> --body <json>`)
+        out(
+          `# attached to ${agent}: one-way messages are confirmed once printed; answer requests with ${CLI} agents reply ${agent} <message-id> --body <json>`
+        )
       first = false
-      for (const m of page.messages) out(json ? JSON.stringify(m) : messageLine(m))
+      for (const m of page.messages) {
+        out(json ? JSON.stringify(m) : messageLine(m))
+        if (!m.request) await confirm(api, agent, m.id)
+      }
     }
     return 0
   } finally {
     process.off('SIGINT', stop)
     process.off('SIGTERM', stop)
   }
+}
+
+/**
+ * Confirms a one-way message attach printed: until then it stays owed, and its sender waits. One
+ * that is no longer owed (its handler deadline passed) has nothing left to confirm.
+ */
+async function confirm(api: ApiClient, agent: string, id: string): Promise<void> {
+  try {
+    await api.post('agents/reply', { agent, id })
+  } catch (err) {
+    if ((err as { errorName?: string }).errorName !== 'NoSuchPendingMessageError') throw err
+  }
+}
+
+/** Every token the node holds (of `agent`, if given), page by page within a bounded number of requests. */
+async function listTokens(api: ApiClient, agent: string | undefined): Promise<AgentTokenInfo[]> {
+  const tokens: AgentTokenInfo[] = []
+  let cursor: string | null = null
+  for (let pages = 0; pages < 100; pages++) {
+    const query: Record<string, string> = { limit: '100' }
+    if (agent != null) query.agent = agent
+    if (cursor != null) query.cursor = cursor
+    const page: TokenPage = await api.get<TokenPage>('agents/tokens', query)
+    tokens.push(...page.tokens)
+    cursor = page.next
+    if (cursor == null) break
+  }
+  return tokens
+}
+
+function tokenLine(t: AgentTokenInfo): string {
+  const used = t.lastUsed == null ? 'never used' : `last used ${new Date(t.lastUsed).toISOString()}`
+  return `${t.id}  ${t.agent}  created ${new Date(t.created).toISOString()}  ${used}`
 }
 
 function messageLine(m: PendingMessageView): string {

@@ -1,18 +1,26 @@
 /**
  * Control-API routes for agents (`cyberspace agents …`): the agents this node hosts (spawn, attach,
- * list, stop, send, request, call a tool as the agent, within its own authority), the mailbox of an external agent (long poll, server-sent events,
- * replies), and the agent registry (get by principal or SDSI name, find by skill, publish a card).
+ * list, stop, send, request, call a tool as the agent, within its own authority), the mailbox of an
+ * external agent (long poll, server-sent events, replies and confirmations), the tokens of external
+ * agents (mint, list, revoke), and the agent registry (get by principal or SDSI name, find by skill,
+ * publish a card).
+ *
+ * Attaching an external agent answers a token bound to it (agent-tokens.ts): with it, its program
+ * calls only AGENT_TOKEN_ROUTES, and only as its own agent; every other route needs the operator's.
  *
  * Message bodies are JSON in, JSON out, read and written as DAG-JSON: numbers, strings, booleans,
  * null, arrays and objects map to their dag-cbor kinds (whole numbers as integers, others as
  * floats), `{"/": {"bytes": "<base64>"}}` to bytes and `{"/": "<cid>"}` to a link.
  *
  * @example
- * POST /api/v0/agents { "kind": "external", "id": "helper" }             → { "principal": "z6Mk…", "attached": false, … }
+ * POST /api/v0/agents { "kind": "external", "id": "helper" }             → { "principal": "z6Mk…", "attached": false, "token": "…", … }
  * POST /api/v0/agents/send { "from": "z6Mk…", "to": "z6Mk…", "type": "ask", "body": {…}, "request": true } → { "id": …, "response": … }
  * GET  /api/v0/agents/inbox?agent=z6Mk…&wait=25000                        → { "agent": "z6Mk…", "messages": [{ "id": …, "request": true, … }] }
  * GET  /api/v0/agents/inbox/events?agent=z6Mk…                             → text/event-stream, one `message` event per message
  * POST /api/v0/agents/reply { "agent": "z6Mk…", "id": "…", "body": {…} }  → { "agent": "z6Mk…", "id": "…", "answered": true }
+ * POST /api/v0/agents/reply { "agent": "z6Mk…", "id": "…" }               → the same: a one-way message confirmed
+ * GET  /api/v0/agents/tokens?agent=z6Mk…                                   → { "tokens": [{ "id": …, "agent": …, "created": …, "lastUsed": … }], "next": null }
+ * POST /api/v0/agents/tokens/revoke { "agent": "z6Mk…" } (or { "id": … })  → { "revoked": [{ "id": …, … }] }
  * POST /api/v0/agents/tool { "agent": "z6Mk…", "name": "doc.get", "args": { "doc": "notes", "key": "k" } } → { "result": … }
  * GET  /api/v0/agents/get?agent=cluster%27s%20reviewer                     → { "agents": [{ "agent": "z6Mk…", "host": "12D3Koo…", … }] }
  * GET  /api/v0/agents?skill=code-review&limit=20&cursor=z6Mk…              → { "skill": "code-review", "agents": [...], "next": … }
@@ -26,6 +34,8 @@ import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { CLI } from './client.ts'
 import { MAX_INBOX_WAIT, MAX_SEND_TIMEOUT } from '../agent-commands.ts'
 import { booleanField, HttpError, optionalString, readJson, send, stringField } from './http.ts'
+import { actingAs, AgentTokens, ApiTokenError, OPERATOR, operatorOnly, TOKEN_ID } from './agent-tokens.ts'
+import type { AgentTokenInfo, Caller, MintedAgentToken } from './agent-tokens.ts'
 import { dataValue, jsonValue } from './state-routes.ts'
 import type { Route } from './http.ts'
 import type { AgentCard } from '../../protocols/registry/codec.ts'
@@ -55,7 +65,23 @@ const STREAM_BATCH = 16
 const MAX_REPLY_ERROR = 1024
 
 /** A route that writes its own response (a stream, or JSON after waiting on the connection). */
-export type StreamRoute = (req: IncomingMessage, url: URL, res: ServerResponse) => Promise<void>
+export type StreamRoute = (req: IncomingMessage, url: URL, res: ServerResponse, caller?: Caller) => Promise<void>
+
+/**
+ * The routes an agent's token may call, each only about its own agent (the route checks the agent
+ * it names): its messages, inbox and replies, its tools, its own entry among the hosted agents,
+ * and reads of the registry. Every other route answers an agent's token 403 AgentTokenScopeError.
+ */
+export const AGENT_TOKEN_ROUTES: ReadonlySet<string> = new Set([
+  'POST agents/send',
+  'POST agents/reply',
+  'POST agents/tool',
+  'GET agents/inbox',
+  'GET agents/inbox/events',
+  'GET agents/hosted',
+  'GET agents/get',
+  'GET agents'
+])
 
 export interface AgentView {
   agent: string
@@ -78,8 +104,26 @@ export interface AgentPage {
   skipped: Array<{ peer: string; name: string; message: string }>
 }
 
-/** An agent this node hosts, as `POST agents` answers it: `attached` when an external agent ran already. */
-export type HostedAgentView = AgentInfo & { attached?: boolean }
+/**
+ * An agent this node hosts, as `POST agents` answers it: `attached` when an external agent ran
+ * already. For an external agent also a new token bound to it (shown this once), its id, and how
+ * many tokens the agent holds now: earlier ones stay valid until revoked.
+ */
+export type HostedAgentView = AgentInfo & {
+  attached?: boolean
+  token?: string
+  tokenId?: string
+  tokens?: number
+}
+
+/** What minting a token answers: the secret (shown this once) and how many tokens the agent holds now. */
+export type MintedTokenView = MintedAgentToken & { tokens: number }
+
+export interface TokenPage {
+  tokens: AgentTokenInfo[]
+  /** The cursor of the next page (a token id), or null on the last one. */
+  next: string | null
+}
 
 export interface HostedPage {
   agents: AgentInfo[]
@@ -193,7 +237,45 @@ function keyField(value: unknown): KeySource | undefined {
   return value
 }
 
-export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
+/** An external agent hosted here, or the named error saying why `agent` is none. */
+function requireExternal(node: CyberspaceNode, agent: PrincipalId): AgentInfo {
+  const info = node.agents.get(agent)
+  if (info == null) throw new AgentNotFoundHereError(`agent ${agent} does not run on this node`)
+  if (!info.external)
+    throw new NotExternalAgentError(
+      `agent ${agent} is of kind ${info.kind}, not ${EXTERNAL_KIND}: nothing attaches to it`
+    )
+  return info
+}
+
+/**
+ * Revokes the tokens of an agent once it no longer runs here (stopped, crashed for good, or moved
+ * to another node): a token outlives neither. Returns what stops the watching.
+ */
+export function revokeTokensOfStoppedAgents(node: CyberspaceNode, tokens: AgentTokens): () => void {
+  const onChange = (evt: Event): void => {
+    const info = (evt as CustomEvent<AgentInfo>).detail
+    if (node.agents.get(info.principal) == null) tokens.revoke({ agent: info.principal })
+  }
+  node.agents.addEventListener('change', onChange)
+  return () => {
+    node.agents.removeEventListener('change', onChange)
+  }
+}
+
+export interface AgentRoutesOptions {
+  /** The tokens `POST agents` mints for external agents; a store of its own when absent. */
+  tokens?: AgentTokens
+}
+
+export function agentRoutes(node: CyberspaceNode, options: AgentRoutesOptions = {}): Record<string, Route> {
+  const tokens = options.tokens ?? new AgentTokens()
+  /** The agent as attached: with a new token bound to it, unless the operator asked for none. */
+  const attached = (info: AgentInfo, again: boolean, mint: boolean): HostedAgentView => {
+    if (!mint) return { ...info, attached: again }
+    const minted = tokens.mint(info.principal)
+    return { ...info, attached: again, token: minted.token, tokenId: minted.id, tokens: tokens.count(info.principal) }
+  }
   return {
     // ---------------------------------------------------------------- agents hosted here
     'POST agents': async req => {
@@ -203,20 +285,25 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
       const kind = stringField(body, 'kind', 64)
       const id = optionalString(body, 'id', 64)
       const key = keyField(body.key)
+      if (body.token !== undefined && typeof body.token !== 'boolean')
+        throw new HttpError(400, 'token must be true or false: whether to mint a token for the external agent')
+      if (body.token === true && kind !== EXTERNAL_KIND)
+        throw new HttpError(400, `tokens are for agents of kind ${EXTERNAL_KIND}: a program acts as them`)
+      const mint = kind === EXTERNAL_KIND && body.token !== false
       const attachable = (): AgentInfo | undefined =>
         kind === EXTERNAL_KIND && id != null
           ? node.agents.list().find(a => a.kind === kind && a.id === id && (key == null || a.key === key))
           : undefined
       const running = attachable()
-      if (running != null) return { ...running, attached: true } satisfies HostedAgentView
+      if (running != null) return attached(running, true, mint)
       try {
         const info = await node.agents.spawn(kind, { id, key, signal: AbortSignal.timeout(SPAWN_TIMEOUT) })
-        return { ...info, attached: false } satisfies HostedAgentView
+        return attached(info, false, mint)
       } catch (err) {
         const name = (err as Error).name
         // two programs attaching at once: the second attaches to what the first started
         const now = name === 'AgentRunningError' ? attachable() : undefined
-        if (now != null) return { ...now, attached: true } satisfies HostedAgentView
+        if (now != null) return attached(now, true, mint)
         if (name === 'UnknownKindError')
           throw new UnknownKindError(
             `this node runs no agents of kind ${kind} (it runs ${node.agents.kinds().join(', ')}): start it with --kind ${kind}`
@@ -224,12 +311,15 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
         throw err
       }
     },
-    'GET agents/hosted': async (_req, url) => {
+    'GET agents/hosted': async (_req, url, caller = OPERATOR) => {
       const limit = pageSize(url.searchParams.get('limit'))
       const cursor = url.searchParams.get('cursor')
       if (cursor != null && !isPrincipalId(cursor))
         throw new HttpError(400, 'cursor must be the next value of the previous page (a principal id)')
-      const after = node.agents.list().filter(a => cursor == null || a.principal > cursor)
+      // an agent's token sees only its own agent
+      const visible =
+        caller.kind === 'agent' ? node.agents.list().filter(a => a.principal === caller.agent) : node.agents.list()
+      const after = visible.filter(a => cursor == null || a.principal > cursor)
       const page = after.slice(0, limit)
       const body: HostedPage = {
         agents: page,
@@ -240,11 +330,13 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
     'POST agents/stop': async req => {
       const agent = principalField((await readJson(req)).agent, 'agent')
       await node.agents.stop(agent, { signal: AbortSignal.timeout(REGISTRY_TIMEOUT) })
+      tokens.revoke({ agent })
       return { agent, stopped: true }
     },
-    'POST agents/send': async req => {
+    'POST agents/send': async (req, _url, caller = OPERATOR) => {
       const body = await readJson(req)
       const from = principalField(body.from, 'from')
+      actingAs(caller, from, 'send as')
       const to = stringField(body, 'to', MAX_AGENT_QUERY)
       const type = stringField(body, 'type', MAX_TYPE_LENGTH)
       const request = booleanField(body, 'request')
@@ -260,9 +352,10 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
       const receipt = await node.agents.send(from, to, type, value, { id, timeout })
       return { id: receipt.id, to: receipt.to, local: receipt.local } satisfies SendResult
     },
-    'POST agents/reply': async req => {
+    'POST agents/reply': async (req, _url, caller = OPERATOR) => {
       const body = await readJson(req)
       const agent = principalField(body.agent, 'agent')
+      actingAs(caller, agent, 'answer for')
       const id = stringField(body, 'id', MAX_ID_LENGTH)
       const error = optionalString(body, 'error', MAX_REPLY_ERROR)
       if (error != null && body.body !== undefined)
@@ -270,9 +363,10 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
       node.agents.reply(agent, id, bodyValue(body), error == null ? {} : { error })
       return { agent, id, answered: true }
     },
-    'POST agents/tool': async req => {
+    'POST agents/tool': async (req, _url, caller = OPERATOR) => {
       const body = await readJson(req)
       const agent = principalField(body.agent, 'agent')
+      actingAs(caller, agent, 'call tools as')
       const name = stringField(body, 'name', 64)
       const args = body.args === undefined ? {} : dataValue(body.args)
       if (args == null || typeof args !== 'object' || Array.isArray(args) || args instanceof Uint8Array)
@@ -281,6 +375,38 @@ export function agentRoutes(node: CyberspaceNode): Record<string, Route> {
         signal: AbortSignal.timeout(MAX_SEND_TIMEOUT)
       })
       return { agent, name, result: answerJson(result, `tool ${name}`) }
+    },
+
+    // ---------------------------------------------------------------- external agents' tokens (the operator's)
+    'POST agents/token': async (req, _url, caller = OPERATOR) => {
+      operatorOnly(caller, 'POST agents/token')
+      const agent = principalField((await readJson(req)).agent, 'agent')
+      requireExternal(node, agent)
+      const minted = tokens.mint(agent)
+      return { ...minted, tokens: tokens.count(agent) } satisfies MintedTokenView
+    },
+    'GET agents/tokens': async (_req, url, caller = OPERATOR) => {
+      operatorOnly(caller, 'GET agents/tokens')
+      const limit = pageSize(url.searchParams.get('limit'))
+      const cursor = url.searchParams.get('cursor')
+      if (cursor != null && !TOKEN_ID.test(cursor))
+        throw new HttpError(400, 'cursor must be the next value of the previous page (a token id)')
+      const agent = url.searchParams.get('agent')
+      if (agent != null) principalField(agent, 'agent')
+      const after = tokens.list().filter(t => (agent == null || t.agent === agent) && (cursor == null || t.id > cursor))
+      const page = after.slice(0, limit)
+      return { tokens: page, next: after.length > limit ? page[page.length - 1].id : null } satisfies TokenPage
+    },
+    'POST agents/tokens/revoke': async (req, _url, caller = OPERATOR) => {
+      operatorOnly(caller, 'POST agents/tokens/revoke')
+      const body = await readJson(req)
+      if ((body.agent === undefined) === (body.id === undefined))
+        throw new HttpError(400, 'name the tokens to revoke: { agent } for all of an agent’s, or { id } for one')
+      const agent = body.agent === undefined ? undefined : principalField(body.agent, 'agent')
+      const id = body.id === undefined ? undefined : stringField(body, 'id', 12)
+      if (id != null && !TOKEN_ID.test(id))
+        throw new HttpError(400, `id must be a token id (12 of A-Z a-z 0-9 _ -): see ${CLI} agents tokens`)
+      return { revoked: tokens.revoke({ agent, id }) }
     },
 
     // ---------------------------------------------------------------- the registry
@@ -354,6 +480,24 @@ function closedSignal(res: ServerResponse): AbortSignal {
   return controller.signal
 }
 
+/**
+ * Aborted when the caller's token is revoked (never for the operator), with ApiTokenError; the
+ * listener goes when the response closes.
+ */
+function revokedSignal(tokens: AgentTokens, caller: Caller, res: ServerResponse): AbortSignal {
+  const controller = new AbortController()
+  if (caller.kind !== 'agent') return controller.signal
+  const onRevoke = (): void => {
+    if (!tokens.has(caller.tokenId))
+      controller.abort(new ApiTokenError(`the token of agent ${caller.agent} was revoked`))
+  }
+  tokens.addEventListener('revoke', onRevoke)
+  res.once('close', () => {
+    tokens.removeEventListener('revoke', onRevoke)
+  })
+  return controller.signal
+}
+
 /** Resolves once `res` can take more, or the client went away. */
 async function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
   if (!res.writableNeedDrain || signal.aborted) return
@@ -377,8 +521,12 @@ function sseEvent(event: string, data: unknown, id?: string): string {
  * The routes that wait on the connection: an external agent's inbox by long poll and as an event
  * stream. Each holds one of MAX_INBOX_WAITERS places while it waits.
  */
-export function agentStreams(node: CyberspaceNode, options: { heartbeat?: number } = {}): Record<string, StreamRoute> {
+export function agentStreams(
+  node: CyberspaceNode,
+  options: { heartbeat?: number; tokens?: AgentTokens } = {}
+): Record<string, StreamRoute> {
   const heartbeat = options.heartbeat ?? HEARTBEAT_MS
+  const tokens = options.tokens ?? new AgentTokens()
   let waiters = 0
   const place = (): (() => void) => {
     if (waiters >= MAX_INBOX_WAITERS)
@@ -391,30 +539,35 @@ export function agentStreams(node: CyberspaceNode, options: { heartbeat?: number
     }
   }
   return {
-    'GET agents/inbox': async (_req, url, res) => {
+    'GET agents/inbox': async (_req, url, res, caller = OPERATOR) => {
       const agent = principalField(url.searchParams.get('agent'), 'agent')
+      actingAs(caller, agent, 'read the inbox of')
       const wait = wholeNumber(url.searchParams.get('wait') ?? undefined, 'wait (ms)', 0, MAX_INBOX_WAIT, 0)
       const max = wholeNumber(url.searchParams.get('max') ?? undefined, 'max', 1, MAX_INBOX_TAKE, MAX_INBOX_TAKE)
       const release = place()
       try {
-        const messages = await node.agents.inbox(agent, { wait, max, signal: closedSignal(res) })
+        const revoked = revokedSignal(tokens, caller, res)
+        const messages = await node.agents.inbox(agent, {
+          wait,
+          max,
+          signal: AbortSignal.any([closedSignal(res), revoked])
+        })
+        // a token revoked while it waited takes nothing, and learns why
+        if (revoked.aborted) throw revoked.reason
         const body: InboxView = { agent, messages: messages.map(pendingView) }
         send(res, 200, 'application/json', JSON.stringify(body))
       } finally {
         release()
       }
     },
-    'GET agents/inbox/events': async (_req, url, res) => {
+    'GET agents/inbox/events': async (_req, url, res, caller = OPERATOR) => {
       const agent = principalField(url.searchParams.get('agent'), 'agent')
+      actingAs(caller, agent, 'read the inbox of')
       // the checks inbox() makes, before the stream starts: afterwards only an event can say what went wrong
-      const info = node.agents.get(agent)
-      if (info == null) throw new AgentNotFoundHereError(`agent ${agent} does not run on this node`)
-      if (!info.external)
-        throw new NotExternalAgentError(
-          `agent ${agent} is of kind ${info.kind}, not ${EXTERNAL_KIND}: nothing attaches to it`
-        )
+      requireExternal(node, agent)
       const release = place()
-      const signal = closedSignal(res)
+      const revoked = revokedSignal(tokens, caller, res)
+      const signal = AbortSignal.any([closedSignal(res), revoked])
       try {
         res.writeHead(200, {
           'content-type': 'text/event-stream; charset=utf-8',
@@ -437,6 +590,10 @@ export function agentStreams(node: CyberspaceNode, options: { heartbeat?: number
           }
           if (messages.length === 0) res.write(': heartbeat\n\n')
           for (const message of messages) res.write(sseEvent('message', pendingView(message), message.id))
+        }
+        if (revoked.aborted) {
+          const e = revoked.reason as Error
+          res.end(sseEvent('end', { name: e.name, message: e.message }))
         }
       } finally {
         release()

@@ -6,14 +6,18 @@
  * const body = await readJson(req)
  * const name = stringField(body, 'name', 64) // HttpError 400 if missing or too long
  */
+import type { Caller } from './agent-tokens.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
 /** Where the control API's endpoints live. */
 export const API_PREFIX = '/api/v0/'
 export const MAX_BODY_BYTES = 64 * 1024
 
-/** A control-API endpoint: the JSON-able result of one request. */
-export type Route = (req: IncomingMessage, url: URL) => Promise<unknown>
+/**
+ * A control-API endpoint: the JSON-able result of one request. `caller` is who sent it (the server
+ * always says; a route called in-process without one acts for the operator).
+ */
+export type Route = (req: IncomingMessage, url: URL, caller?: Caller) => Promise<unknown>
 
 export class HttpError extends Error {
   readonly status: number

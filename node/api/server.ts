@@ -3,9 +3,11 @@
  *
  * Bound to 127.0.0.1 only. Every request must carry a Host header naming that loopback address
  * (so a DNS-rebinding page cannot reach it under another name); `/api/` requests must also carry
- * the bearer token from the data directory and, if they carry an Origin, it must be the API's own
- * (so a web page elsewhere cannot drive the node). The page (`/`, `/bundle.js`) and
- * `/bootstrap.json` are public: the page is a peer of its own and needs no authority.
+ * a bearer token and, if they carry an Origin, it must be the API's own (so a web page elsewhere
+ * cannot drive the node). The operator's token (`api-token` in the data directory) may call every
+ * route; an agent's token (agent-tokens.ts, minted when a program attaches as an external agent)
+ * only the routes of AGENT_TOKEN_ROUTES, and there only as its own agent. The page (`/`,
+ * `/bundle.js`) and `/bootstrap.json` are public: the page is a peer of its own and needs no authority.
  *
  * @example
  * const api = await startApiServer({ node, token, port: 4100, pageDir: 'dist/browser' })
@@ -19,7 +21,15 @@ import { WebSockets } from '@multiformats/multiaddr-matcher'
 import { MAX_NAME_LENGTH, MAX_VALUE_BYTES, valueKey } from '../../protocols/values/codec.ts'
 import { clusterRoutes, CLUSTER_ERROR_STATUS } from './cluster-routes.ts'
 import { membershipRoutes, MEMBERSHIP_ERROR_STATUS } from './membership-routes.ts'
-import { agentRoutes, agentStreams, AGENT_ERROR_STATUS } from './agent-routes.ts'
+import {
+  agentRoutes,
+  agentStreams,
+  AGENT_ERROR_STATUS,
+  AGENT_TOKEN_ROUTES,
+  revokeTokensOfStoppedAgents
+} from './agent-routes.ts'
+import { AgentTokens, ApiTokenError, OPERATOR, operatorOnly } from './agent-tokens.ts'
+import type { Caller } from './agent-tokens.ts'
 import type { StreamRoute } from './agent-routes.ts'
 import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
 import { stateRoutes, STATE_ERROR_STATUS } from './state-routes.ts'
@@ -54,6 +64,8 @@ export interface ApiServerInit {
 export interface ApiServer {
   url: string
   port: number
+  /** The agents' tokens this API accepts besides the operator's. */
+  tokens: AgentTokens
   close(): Promise<void>
 }
 
@@ -124,6 +136,7 @@ const PAGE_FILES: Record<string, { file: string; type: string }> = {
 export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   const { node } = init
   const expectedToken = Buffer.from(init.token)
+  const tokens = new AgentTokens()
   const topics = new Map<string, TopicBuffer>()
   let port = 0
 
@@ -148,6 +161,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   }
   node.pubsub.addEventListener('message', onMessage)
   const state = stateRoutes(node)
+  const stopRevoking = revokeTokensOfStoppedAgents(node, tokens)
 
   const routes: Record<string, Route> = {
     'GET id': async () => ({
@@ -215,11 +229,26 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     ...spkiRoutes(node),
     ...clusterRoutes(node),
     ...membershipRoutes(node, { onLeave: init.onLeave }),
-    ...agentRoutes(node),
+    ...agentRoutes(node, { tokens }),
     ...state.routes
   }
   /** Routes that write their own response (event streams, long polls that watch the connection). */
-  const streams: Record<string, StreamRoute> = agentStreams(node)
+  const streams: Record<string, StreamRoute> = agentStreams(node, { tokens })
+
+  /** Who sends the request: the operator's token, or an agent's that is live; else 401. */
+  function callerOf(req: IncomingMessage): Caller {
+    const auth = req.headers.authorization ?? ''
+    const text = auth.startsWith('Bearer ') ? auth.slice(7) : ''
+    const given = Buffer.from(text)
+    if (given.length === expectedToken.length && timingSafeEqual(given, expectedToken)) return OPERATOR
+    const token = tokens.verify(text)
+    if (token != null) return { kind: 'agent', agent: token.agent, tokenId: token.id }
+    throw new ApiTokenError(
+      text === ''
+        ? 'no bearer token: send Authorization: Bearer <token> (api-token in the data directory, or an agent token)'
+        : 'wrong or revoked token (see api-token in the data directory; an agent token ends when revoked, when its agent stops, or when the node restarts)'
+    )
+  }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const allowedHosts = [`127.0.0.1:${port}`, `localhost:${port}`]
@@ -233,19 +262,19 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
         throw new HttpError(403, 'forbidden origin')
       }
       if (req.headers['sec-fetch-site'] === 'cross-site') throw new HttpError(403, 'forbidden cross-site request')
-      const auth = req.headers.authorization ?? ''
-      const given = Buffer.from(auth.startsWith('Bearer ') ? auth.slice(7) : '')
-      if (given.length !== expectedToken.length || !timingSafeEqual(given, expectedToken)) {
-        throw new HttpError(401, 'missing or wrong token (see api-token in the data directory)')
-      }
-      const stream = streams[`${req.method ?? ''} ${url.pathname.slice(API_PREFIX.length)}`]
+      const caller = callerOf(req)
+      const key = `${req.method ?? ''} ${url.pathname.slice(API_PREFIX.length)}`
+      const stream = streams[key]
+      const route = routes[key]
+      if (stream == null && route == null)
+        throw new HttpError(404, `no such endpoint: ${req.method ?? ''} ${url.pathname}`)
+      // an agent's token reaches only its agent's routes; each of them checks the agent it names
+      if (!AGENT_TOKEN_ROUTES.has(key)) operatorOnly(caller, key)
       if (stream != null) {
-        await stream(req, url, res)
+        await stream(req, url, res, caller)
         return
       }
-      const route = routes[`${req.method ?? ''} ${url.pathname.slice(API_PREFIX.length)}`]
-      if (route == null) throw new HttpError(404, `no such endpoint: ${req.method ?? ''} ${url.pathname}`)
-      const result = await route(req, url)
+      const result = await route(req, url, caller)
       send(res, 200, 'application/json', JSON.stringify(result))
       return
     }
@@ -306,9 +335,11 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    tokens,
     close: async () => {
       node.pubsub.removeEventListener('message', onMessage)
       state.close()
+      stopRevoking()
       server.closeAllConnections()
       await new Promise<void>(resolve => {
         server.close(() => {
