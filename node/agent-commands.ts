@@ -38,7 +38,7 @@ const MAX_CARD_FILE_BYTES = 64 * 1024
 /** A message id, as protocols/mailbox/codec.ts's ID_PATTERN (not imported: the CLI loads no codec). */
 const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /** A token id, as agent-tokens.ts's TOKEN_ID. */
-const TOKEN_ID = /^[A-Za-z0-9_-]{12}$/
+const TOKEN_ID = /^[0-9a-f]{16}$/
 /**
  * Longest life of a message sent through the control API, in ms: the API client gives up at 60 s.
  * The API (agent-routes.ts) enforces it; it lives here so the CLI loads none of the node's stack.
@@ -409,7 +409,7 @@ export async function agentsCommand(dataDir: string, args: string[], flags: Agen
       const agent = rest[0] === undefined ? undefined : principalArg(rest[0], '<agent>')
       if (flags.id != null && !TOKEN_ID.test(flags.id))
         throw new UsageError(
-          `--id "${flags.id.slice(0, 80)}" is not a token id (12 of A-Z a-z 0-9 _ -): see ${CLI} agents tokens`
+          `--id "${flags.id.slice(0, 80)}" is not a token id (16 of 0-9 a-f): see ${CLI} agents tokens`
         )
       const { revoked } = await (
         await connectApi(dataDir)

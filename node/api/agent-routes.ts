@@ -403,9 +403,9 @@ export function agentRoutes(node: CyberspaceNode, options: AgentRoutesOptions = 
       if ((body.agent === undefined) === (body.id === undefined))
         throw new HttpError(400, 'name the tokens to revoke: { agent } for all of an agent’s, or { id } for one')
       const agent = body.agent === undefined ? undefined : principalField(body.agent, 'agent')
-      const id = body.id === undefined ? undefined : stringField(body, 'id', 12)
+      const id = body.id === undefined ? undefined : stringField(body, 'id', 16)
       if (id != null && !TOKEN_ID.test(id))
-        throw new HttpError(400, `id must be a token id (12 of A-Z a-z 0-9 _ -): see ${CLI} agents tokens`)
+        throw new HttpError(400, `id must be a token id (16 of 0-9 a-f): see ${CLI} agents tokens`)
       return { revoked: tokens.revoke({ agent, id }) }
     },
 

@@ -28,8 +28,8 @@ export const MAX_TOKENS_PER_AGENT = 16
 export const MAX_AGENT_TOKENS = 4096
 /** A token as text: base64url of AGENT_TOKEN_BYTES, no padding. */
 const TOKEN_TEXT = /^[A-Za-z0-9_-]{43}$/
-/** A token id as text: base64url of 9 random bytes. */
-export const TOKEN_ID = /^[A-Za-z0-9_-]{12}$/
+/** A token id as text: 8 random bytes in hex (never a leading "-" that a command line would take for a flag). */
+export const TOKEN_ID = /^[0-9a-f]{16}$/
 
 /** Who a control-API request comes from: the node's operator, or a program holding an agent's token. */
 export type Caller = { kind: 'operator' } | { kind: 'agent'; agent: PrincipalId; tokenId: string }
@@ -112,8 +112,8 @@ export class AgentTokens extends EventTarget {
     if (this.byId.size >= MAX_AGENT_TOKENS)
       throw new AgentTokenLimitError(`this node holds ${this.byId.size} agent tokens already: revoke some first`)
     const token = randomBytes(AGENT_TOKEN_BYTES).toString('base64url')
-    let id = randomBytes(9).toString('base64url')
-    while (this.byId.has(id)) id = randomBytes(9).toString('base64url')
+    let id = randomBytes(8).toString('hex')
+    while (this.byId.has(id)) id = randomBytes(8).toString('hex')
     const hash = hashOf(token)
     const stored: StoredToken = { info: { id, agent, created: this.now(), lastUsed: null }, hash }
     this.byHash.set(hash.toString('hex'), stored)

@@ -125,7 +125,7 @@ describe('attack: a program attached as one external agent acting as another', f
   it('attaching hands each program a token of its own, shown once: 32 random bytes, listed by the operator without the secret', () => {
     for (const a of [x, y]) {
       assert.match(a.token ?? '', /^[A-Za-z0-9_-]{43}$/, 'base64url of 32 bytes')
-      assert.match(a.tokenId ?? '', /^[A-Za-z0-9_-]{12}$/)
+      assert.match(a.tokenId ?? '', /^[0-9a-f]{16}$/)
       assert.equal(a.tokens, 1)
     }
     assert.notEqual(x.token, y.token)

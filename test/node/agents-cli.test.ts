@@ -1,8 +1,8 @@
 /**
  * `cyberspace agents …` for the agents a node hosts, through the real CLI against two member node
  * processes on 127.0.0.1 (A runs the built-in kinds, B a kind from a module): spawn, list, send,
- * request, stop, attach and reply, each verb's help, bad usage (exit 2, one line naming the fix) and
- * refusals (exit 1, naming what is wrong).
+ * request, stop, attach and reply, an external agent's tokens (mint, list, revoke), each verb's help,
+ * bad usage (exit 2, one line naming the fix) and refusals (exit 1, naming what is wrong).
  */
 import { strict as assert } from 'node:assert'
 import { writeFile } from 'node:fs/promises'
@@ -16,8 +16,11 @@ import { signedCertToSexp } from '../../src/spki/cert.ts'
 import { toAdvanced } from '../../src/spki/sexp.ts'
 import { admit } from '../helpers/members.ts'
 import { cliOk, cliOn, removeDir, spawnNode, startCli, stopNodes, tempDir, waitUntil } from '../helpers/processes.ts'
+import { apiClient } from '../../node/api/client.ts'
 import { grant, key } from '../spki/fixtures.ts'
-import type { HostedAgentView, PendingMessageView } from '../../node/api/agent-routes.ts'
+import type { HostedAgentView, MintedTokenView, PendingMessageView } from '../../node/api/agent-routes.ts'
+import type { AgentTokenInfo } from '../../node/api/agent-tokens.ts'
+import type { ApiError } from '../../node/errors.ts'
 import type { AgentInfo } from '../../src/actor/agents.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { MembersView } from '../../node/api/membership-routes.ts'
@@ -53,6 +56,7 @@ describe('cyberspace agents: hosted agents through the CLI against node processe
   let dir: string
   let echo: HostedAgentView
   let counter: HostedAgentView
+  let helper: AgentInfo | undefined
 
   /** The root grants `tagText` to `principal`; both nodes import the certificate. */
   async function grantBoth(principal: string, tagText: string): Promise<void> {
@@ -163,7 +167,6 @@ describe('cyberspace agents: hosted agents through the CLI against node processe
   it('attach prints an external agent’s mailbox as JSON lines; reply answers a request for it', async () => {
     const attach = startCli(['agents', 'attach', 'helper', '--json', '--data-dir', a.dataDir], 120_000)
     try {
-      let helper: AgentInfo | undefined
       await waitUntil(
         'attach started the external agent helper',
         async () => {
@@ -176,7 +179,7 @@ describe('cyberspace agents: hosted agents through the CLI against node processe
       )
       assert.ok(helper != null)
       assert.equal(helper.external, true)
-      // a one-way message is printed as it arrives (and acknowledged once handed over)
+      // a one-way message is printed as it arrives, and attach confirms it then: only that returns the send
       await cliOk(a, 'agents', 'send', echo.principal, helper.principal, 'note', '--body', '{"n": 7}')
       const request = startCli(
         [
@@ -227,6 +230,51 @@ describe('cyberspace agents: hosted agents through the CLI against node processe
     }
     const ended = await attach.exited
     assert.equal(ended.code, 0, ended.stderr)
+    // attach minted no token and printed none: it reads with the operator's
+    assert.deepEqual(JSON.parse(await cliOk(a, 'agents', 'tokens', '--json')), [])
+    assert.doesNotMatch(ended.stdout, /token/)
+  })
+
+  it("mints a token for an external agent's program, lists tokens without secrets, and revokes them", async () => {
+    assert.ok(helper != null)
+    const text = await cliOk(a, 'agents', 'token', helper.principal)
+    const [token, note] = text.trim().split('\n')
+    assert.match(token, /^[A-Za-z0-9_-]{43}$/)
+    const id =
+      /^# token ([0-9a-f]{16}) for (z6Mk\w+), shown once; 1 in all \(revoke: .* agents revoke-token --id \1\)$/.exec(
+        note
+      )
+    assert.ok(id != null, note)
+    assert.equal(id[2], helper.principal)
+    const second = JSON.parse(await cliOk(a, 'agents', 'token', helper.principal, '--json')) as MintedTokenView
+    assert.equal(second.tokens, 2)
+    // the program with the token acts as its agent, and only as it
+    const program = apiClient(a.api.url, token)
+    await program.get('agents/inbox', { agent: helper.principal })
+    const listed = JSON.parse(await cliOk(a, 'agents', 'tokens', helper.principal, '--json')) as AgentTokenInfo[]
+    assert.deepEqual(listed.map(t => t.id).sort(), [id[1], second.id].sort())
+    assert.ok(listed.find(t => t.id === id[1])?.lastUsed != null, 'the first token was used')
+    const lines = await cliOk(a, 'agents', 'tokens')
+    assert.ok(!lines.includes(token) && !lines.includes(second.token), 'no secret is listed')
+    assert.match(lines, new RegExp(`^${id[1]}  ${helper.principal}  created \\S+  last used \\S+$`, 'm'))
+    assert.match(lines, new RegExp(`^${second.id}  ${helper.principal}  created \\S+  never used$`, 'm'))
+    assert.equal(await cliOk(a, 'agents', 'revoke-token', '--id', id[1]), `revoked ${id[1]} of ${helper.principal}\n`)
+    try {
+      await program.get('agents/inbox', { agent: helper.principal })
+      assert.fail('a revoked token still works')
+    } catch (err) {
+      assert.equal((err as ApiError).status, 401)
+      assert.equal((err as ApiError).errorName, 'ApiTokenError')
+    }
+    assert.equal(
+      await cliOk(a, 'agents', 'revoke-token', helper.principal),
+      `revoked ${second.id} of ${helper.principal}\n`
+    )
+    assert.match(await cliOk(a, 'agents', 'revoke-token', helper.principal), /^# no such token: nothing revoked/)
+    // only external agents get tokens
+    const refused = await cliOn(a, 'agents', 'token', echo.principal)
+    assert.equal(refused.code, 1)
+    assert.match(refused.stderr, /is of kind echo, not external/)
   })
 
   it('stops an agent for good; a second stop names it as not running here', async () => {
@@ -256,6 +304,12 @@ describe('cyberspace agents: hosted agents through the CLI against node processe
       [['agents', 'reply', echo.principal], /usage: cyberspace agents reply <agent> <message-id>/],
       [['agents', 'reply', echo.principal, 'm1', '--body', '1', '--error', 'no'], /pass --body or --error, not both/],
       [['agents', 'attach', 'Not An Id'], /neither an agent principal .* nor an external agent id/],
+      [['agents', 'token'], /^cyberspace: usage: cyberspace agents token <agent>/],
+      [['agents', 'token', 'helper'], /<agent> "helper" is not an agent principal/],
+      [['agents', 'tokens', 'a', 'b'], /usage: cyberspace agents tokens \[<agent>\]/],
+      [['agents', 'revoke-token'], /usage: cyberspace agents revoke-token <agent> \| --id <token-id>/],
+      [['agents', 'revoke-token', echo.principal, '--id', '0123456789abcdef'], /usage: cyberspace agents revoke-token/],
+      [['agents', 'revoke-token', '--id', 'short'], /--id "short" is not a token id/],
       [['agents', 'frobnicate'], /unknown command "agents frobnicate" \(see cyberspace agents --help\)/],
       [
         ['start', '--kind', 'nosuch'],
@@ -283,7 +337,21 @@ describe('cyberspace agents: hosted agents through the CLI against node processe
       assert.match(r.stdout, new RegExp(`\\nexample:\\n {2}npx --no-install cyberspace ${c.name} `))
     }
     const verbs = AGENTS_HELP.commands.map(c => c.name.split(' ')[1])
-    assert.deepEqual(verbs, ['list', 'spawn', 'send', 'request', 'stop', 'attach', 'reply', 'get', 'find', 'publish'])
+    assert.deepEqual(verbs, [
+      'list',
+      'spawn',
+      'send',
+      'request',
+      'stop',
+      'attach',
+      'reply',
+      'token',
+      'tokens',
+      'revoke-token',
+      'get',
+      'find',
+      'publish'
+    ])
     const real = await cliOn(a, 'agents', 'attach', '--help')
     assert.equal(real.code, 0)
     assert.match(real.stdout, /^usage: cyberspace agents attach <agent\|id> \[--json\]\n/)
