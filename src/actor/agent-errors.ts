@@ -59,3 +59,9 @@ export class LeaseLostError extends Error {
   static name = 'LeaseLostError'
   name = 'LeaseLostError'
 }
+
+/** The agent was stopped for good: a successor does not bring it back (a spawn of the same kind and id does). */
+export class AgentRetiredError extends Error {
+  static name = 'AgentRetiredError'
+  name = 'AgentRetiredError'
+}

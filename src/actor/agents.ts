@@ -54,7 +54,7 @@ import {
 import { ActorStoppedError, HandlerTimeoutError, MailboxFullError } from './errors.ts'
 import { kindsMeta, leaseDeadline, mayTakeOver, offeredKinds, rank, LEASE_SKEW_MS } from './placement.ts'
 import { Sessions } from './session.ts'
-import { isMemberDocument, sessionOwner } from '../log/service.ts'
+import { AGENT_DIRECTORY, isMemberDocument, sessionOwner } from '../log/service.ts'
 import { Supervisor } from './supervisor.ts'
 import type { ExitReason } from './actor.ts'
 import type { HostedAgent, InboundMessage } from './directory.ts'
@@ -74,14 +74,15 @@ import type { Cluster } from '../threshold/service.ts'
 import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId, PrivateKey } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
 
-/** The replicated directory of agents: agent principal → where and what it is. */
-export const AGENT_DIRECTORY = 'cyberspace.agents'
+export { AGENT_DIRECTORY }
 /** The kind of agents whose behaviour is a program attached through the node's API. */
 export const EXTERNAL_KIND = 'external'
 /** Takeovers this node starts per scan interval at most (the rest wait): each costs t members a derivation. */
 const MAX_TAKEOVERS_PER_INTERVAL = 4
 /** A state field the agents service writes when an agent is stopped for good: no successor brings it back. */
 export const STOPPED_FIELD = '$stopped'
+/** Where the node notes the agents it runs (so that after a restart it brings back those, and only those). */
+const RAN_PREFIX = '/cyberspace/agents-ran/'
 /** Where a local agent's key is kept in the node's datastore. */
 const KEY_PREFIX = '/cyberspace/agent-keys/'
 
@@ -612,6 +613,7 @@ export class AgentsService extends EventTarget implements Agents {
     // written back by someone does not bring the agent back
     await hosted.session.record({ [STOPPED_FIELD]: true }, { ...options, replicas: this.replicasOf(hosted) })
     await this.stopHere(hosted, 'normal')
+    await this.noteRan(principal, false)
     await this.directory?.batch(m => m.delete([principal]), options)
     await this.services.registry.unpublish(principal, options).catch(err => {
       this.log('could not withdraw the record of %s - %e', principal, err)
@@ -826,6 +828,17 @@ export class AgentsService extends EventTarget implements Agents {
     }
   }
 
+  /** Whether this node noted that it runs `principal` (and has not stopped or lost it since). */
+  private async ranHere(principal: PrincipalId, options: AbortOptions): Promise<boolean> {
+    return await this.components.datastore.has(new Key(`${RAN_PREFIX}${principal}`), options)
+  }
+
+  private async noteRan(principal: PrincipalId, ran: boolean): Promise<void> {
+    const key = new Key(`${RAN_PREFIX}${principal}`)
+    if (ran) await this.components.datastore.put(key, new Uint8Array([1]))
+    else await this.components.datastore.delete(key)
+  }
+
   /** The agent's current record in the DHT, or undefined when none is current or findable. */
   private async currentRecord(principal: PrincipalId, options: AbortOptions): Promise<AgentRecordView | undefined> {
     const lease = await this.lease(principal, options)
@@ -837,15 +850,19 @@ export class AgentsService extends EventTarget implements Agents {
     principal: PrincipalId,
     options: AbortOptions
   ): Promise<
-    { state: 'live'; record: AgentRecordView } | { state: 'expired'; expires: number } | { state: 'missing' }
+    | { state: 'live'; record: AgentRecordView }
+    | { state: 'expired'; expires: number; card?: string }
+    | { state: 'missing' }
   > {
     try {
       return { state: 'live', record: await this.services.registry.get(principal, { signal: options.signal }) }
     } catch (err) {
       options.signal?.throwIfAborted()
       const name = (err as Error).name
-      if (name === 'AgentRecordExpiredError')
-        return { state: 'expired', expires: (err as { expires?: number }).expires ?? 0 }
+      if (name === 'AgentRecordExpiredError') {
+        const expired = err as { expires?: number; record?: { card?: { name?: string } } }
+        return { state: 'expired', expires: expired.expires ?? 0, card: expired.record?.card?.name }
+      }
       if (name === 'AgentNotFoundError' || name === 'HostNotMemberError') return { state: 'missing' }
       throw err
     }
@@ -921,6 +938,7 @@ export class AgentsService extends EventTarget implements Agents {
         throw new AgentRunningError(`agent ${principal} was taken by ${now.host} meanwhile`)
       }
       await this.directory?.set([principal], { ...entry, host: this.self, since: this.now() }, options)
+      await this.noteRan(principal, true)
       this.hosted.set(principal, hosted)
       this.replicate(hosted)
       await this.trustOwnMailbox(principal)
@@ -1035,7 +1053,11 @@ export class AgentsService extends EventTarget implements Agents {
         if (hosted.stopping)
           throw new ActorStoppedError(hosted.info.principal, 'shutdown', `agent ${hosted.info.principal} is stopping`)
         // a one-way message this agent recorded as handled before it moved is not handled again
-        if (!message.request && hosted.session.lastHandled(message.from) === message.id) return undefined
+        if (!message.request && hosted.session.lastHandled(message.from) === message.id) {
+          // handled before (its record may still be only here): acknowledged once replicated like any other
+          await hosted.session.replicate({ signal: options.signal, replicas: this.replicasOf(hosted) })
+          return undefined
+        }
         if (hosted.external != null) {
           // the program answers each message in its own time, within the handler deadline; its error
           // answers go back to the sender and are no crash of the agent
@@ -1059,14 +1081,15 @@ export class AgentsService extends EventTarget implements Agents {
     }
   }
 
-  private async stopHere(hosted: Hosted, why: 'normal' | Error): Promise<void> {
+  /** `exited`: its supervisor is gone already (it gave up), so there is nothing to terminate. */
+  private async stopHere(hosted: Hosted, why: 'normal' | Error, exited = false): Promise<void> {
     if (hosted.stopping) return
     hosted.stopping = true
     clearTimeout(hosted.leaseTimer)
     this.services.mailbox.detach(hosted.info.principal)
     hosted.external?.close()
     try {
-      await this.root?.terminateChild(hosted.info.principal)
+      if (!exited) await this.root?.terminateChild(hosted.info.principal)
     } catch (err) {
       this.log('stopping %s - %e', hosted.info.principal, err)
     }
@@ -1090,6 +1113,7 @@ export class AgentsService extends EventTarget implements Agents {
   private async fence(hosted: Hosted, reason: string): Promise<void> {
     this.log.error('agent %s stops here: %s', hosted.info.principal, reason)
     this.services.registry.forget(hosted.info.principal)
+    await this.noteRan(hosted.info.principal, false).catch(() => {})
     await this.stopHere(hosted, new LeaseLostError(reason))
   }
 
@@ -1180,7 +1204,7 @@ export class AgentsService extends EventTarget implements Agents {
       this.log.error('agent %s crashed too often: %s', principal, event.reason.message)
       this.notBefore.set(principal, hosted.info.leaseExpires + 2 * this.leaseSkew + this.leaseTtl)
       this.services.registry.forget(principal)
-      void this.stopHere(hosted, event.reason)
+      void this.stopHere(hosted, event.reason, true)
       return
     }
     if (event.type === 'restarted') hosted.info.restarts++
@@ -1333,20 +1357,32 @@ export class AgentsService extends EventTarget implements Agents {
   ): Promise<void> {
     const lease = await this.lease(principal, options)
     const now = this.now()
+    const name = `${entry.kind}/${entry.id}`
+    const ranHere = await this.ranHere(principal, options)
     if (lease.state === 'live') {
-      const own = lease.record.host === this.self && entry.host === this.self
-      if (!own) {
+      if (!(lease.record.host === this.self && ranHere)) {
         this.notBefore.set(principal, lease.record.expires + this.leaseSkew)
         this.scheduleScan(Math.max(0, lease.record.expires + this.leaseSkew - now))
         return
       }
-    } else {
-      if (lease.state === 'missing' && rankOf.hostLive) return
-      if (lease.state === 'expired' && !mayTakeOver(lease.expires, now, this.leaseSkew)) {
+    } else if (lease.state === 'expired') {
+      // the record, signed by the agent's key, names what it is: an entry that says otherwise is not followed
+      if (lease.card !== name) {
+        this.notBefore.set(principal, now + 10 * this.leaseTtl)
+        throw new InvalidAgentOptionError(`the directory says ${principal} is ${name}; its record says ${lease.card}`)
+      }
+      if (!mayTakeOver(lease.expires, now, this.leaseSkew)) {
         this.notBefore.set(principal, lease.expires + this.leaseSkew)
         return
       }
-      if (!rankOf.first) return
+      if (!rankOf.first && !ranHere) return
+    } else {
+      // no record known: nothing says such an agent ever ran (a member can write any entry), except this
+      // node's own store of the agents it ran — after a restart it brings those back
+      if (!ranHere) {
+        this.notBefore.set(principal, now + this.leaseTtl)
+        return
+      }
     }
     const agentKey = await this.agentKey(entry.kind, entry.id, entry.key, false, options)
     const signer = agentKey.signer

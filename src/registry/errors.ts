@@ -21,6 +21,15 @@ export class AgentRecordSignatureError extends Error {
 export class AgentRecordExpiredError extends Error {
   static name = 'AgentRecordExpiredError'
   name = 'AgentRecordExpiredError'
+  /** When the newest record known expired, ms since the epoch (0 when not known). */
+  readonly expires: number
+  /** That record, verified when it was current. */
+  readonly record?: { agent: string; host: string; seq: number; expires: number; card: { name: string } }
+  constructor(message: string, expires = 0, record?: AgentRecordExpiredError['record']) {
+    super(message)
+    this.expires = expires
+    this.record = record
+  }
 }
 
 /** An agent record has a lower sequence number than one already seen for the same agent. */

@@ -4,7 +4,7 @@
  *
  * - `publish(card)` signs a record for an agent key this node holds (default: the node's own),
  *   puts it under `/cyberspace-agent/<key hash>`, announces this node as a provider of every skill
- *   id and tag the card declares, and republishes it at half its lifetime with a higher seq until
+ *   id and tag the card declares, and republishes it a third into its lifetime with a higher seq until
  *   `unpublish`.
  * - `get(principal)` reads the record from the DHT (the highest valid seq wins; one older than a
  *   record this node has seen is refused), and returns it only if its host holds
@@ -441,28 +441,33 @@ class RegistryService implements Registry, Startable {
     return highest
   }
 
-  /** Republishes `entry` at half its lifetime with a higher seq, until unpublished or stopped. */
+  /** Republishes `entry` a third into its lifetime with a higher seq, until unpublished or stopped. */
   private schedule(entry: Hosted): void {
-    const timer = setTimeout(() => {
-      if (!this.running || this.hosted.get(entry.view.agent) !== entry) return
-      this.serialized(entry.view.agent, async () => {
+    const timer = setTimeout(
+      () => {
         if (!this.running || this.hosted.get(entry.view.agent) !== entry) return
-        entry.view = await this.putRecord(entry.signer, entry.card, entry.ttl, {})
-        await this.announce([...this.unprovided], {})
-        this.schedule(entry)
-      }).catch((err: unknown) => {
-        this.log.error('could not republish %s - %e', entry.view.agent, err)
-        // try again soon, while the record still lives
-        if (this.running && this.hosted.get(entry.view.agent) === entry) {
-          entry.timer = setTimeout(
-            () => {
-              this.schedule(entry)
-            },
-            Math.min(5000, entry.ttl / 8)
-          )
-        }
-      })
-    }, entry.ttl / 2)
+        this.serialized(entry.view.agent, async () => {
+          if (!this.running || this.hosted.get(entry.view.agent) !== entry) return
+          entry.view = await this.putRecord(entry.signer, entry.card, entry.ttl, {})
+          await this.announce([...this.unprovided], {})
+          this.schedule(entry)
+        }).catch((err: unknown) => {
+          this.log.error('could not republish %s - %e', entry.view.agent, err)
+          // try again soon, while the record still lives
+          if (this.running && this.hosted.get(entry.view.agent) === entry) {
+            entry.timer = setTimeout(
+              () => {
+                this.schedule(entry)
+              },
+              Math.min(5000, entry.ttl / 8)
+            )
+          }
+        })
+        // a third into the record's life, counted from when it was signed (not from when its put
+        // ended): a slow put leaves two thirds of the life for the next one to land
+      },
+      Math.max(0, entry.view.expires - (2 * entry.ttl) / 3 - Date.now())
+    )
     if (typeof timer === 'object' && 'unref' in timer) timer.unref()
     entry.timer = timer
   }
@@ -590,7 +595,11 @@ class RegistryService implements Registry, Startable {
       if (view.expires > Date.now()) candidates.push(view)
       else
         errors.push(
-          new AgentRecordExpiredError(`the record of ${agent} expired at ${new Date(view.expires).toISOString()}`)
+          new AgentRecordExpiredError(
+            `the record of ${agent} expired at ${new Date(view.expires).toISOString()}`,
+            view.expires,
+            view
+          )
         )
     }
     let best: AgentRecordView | undefined
