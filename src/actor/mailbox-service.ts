@@ -193,6 +193,10 @@ export function mailboxSendTag(recipient: PrincipalId, type: string): ReturnType
 }
 
 /** Errors whose answer means "try again": the message may still be delivered. */
+/** Refusals that say the receiver is busy right now (no loss): retried without counting as an attempt. */
+const BACKPRESSURE = new Set(['MailboxRateLimitedError', 'MailboxBusyError'])
+/** Most backpressure answers one message waits out before they count as attempts again. */
+const MAX_BACKPRESSURE_WAITS = 16
 const RETRYABLE = new Set(['MailboxRateLimitedError', 'SequenceGapError', 'MessagePendingError', 'MailboxBusyError'])
 
 /** The classes a refusal's name surfaces as at the caller. */
@@ -683,10 +687,11 @@ class MailboxService implements Mailbox, Startable {
     let fresh = false
     let movedOnce = false
     let lost = 0
+    let waited = 0
     let last: Error | undefined
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      if (attempt > 1) {
-        const delay = backoffDelay(attempt - 1, this.retryBackoff, Math.random())
+      if (attempt > 1 || waited > 0) {
+        const delay = backoffDelay(attempt - 1 + waited, this.retryBackoff, Math.random())
         if (this.now() + delay >= unsigned.expires) throw timedOut(last)
         await sleep(delay, signal)
         const low = Math.min(...pair.pending)
@@ -734,6 +739,12 @@ class MailboxService implements Mailbox, Startable {
         }
         last = refusalError(answer, unsigned.to)
         if (!RETRYABLE.has(answer.name)) throw last
+        if (BACKPRESSURE.has(answer.name) && waited < MAX_BACKPRESSURE_WAITS) {
+          // the recipient's node is busy, not lossy: wait (longer each time) without spending an
+          // attempt; the message's expiry still bounds it
+          waited++
+          attempt--
+        }
       }
     }
     throw new DeliveryFailedError(
