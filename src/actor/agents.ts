@@ -34,7 +34,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { Key } from 'interface-datastore'
 import { isPrincipalId, principalFromPeerId, principalPublicKey } from '../crypto/principal.ts'
 import { seedSigner } from '../crypto/sign.ts'
-import { atom } from '../spki/sexp.ts'
+import { atom, parseAdvanced } from '../spki/sexp.ts'
+import { spkiTime } from '../spki/cert.ts'
 import { parseTag } from '../spki/tag.ts'
 import { checkAgentName } from '../threshold/derive.ts'
 import { RecentMap } from '../recent-map.ts'
@@ -124,6 +125,13 @@ export interface AgentDefinition {
   handlerTimeout?: number
   /** Mailbox capacity; default the service's. */
   capacity?: number
+  /**
+   * For an agent that acts for the cluster: the tag (advanced form) of the certificate the cluster
+   * issues it at spawn — signed by t members, valid `clusterCertTtl` — so its chain starts at the
+   * cluster key. Only for cluster agents; the spawning node must be one the members let coordinate
+   * cluster certificates.
+   */
+  clusterTag?: string
 }
 
 export interface AgentTool {
@@ -186,6 +194,8 @@ export interface AgentsInit {
   period?: number
   /** Restart backoff of an agent, ms; default 100 ms doubling to 10 s, jitter 0.2. */
   backoff?: { min: number; max: number; randomFactor?: number }
+  /** Life of the certificate the cluster issues an agent that acts for it, in ms; default 30 days. */
+  clusterCertTtl?: number
   /** Most agents this node hosts; default 1000. */
   maxAgents?: number
   /** Messages an external agent holds before its mailbox pushes back; default 256. */
@@ -433,6 +443,7 @@ export class AgentsService extends EventTarget implements Agents {
   private readonly period: number
   private readonly backoff: { min: number; max: number; randomFactor?: number }
   private readonly maxAgents: number
+  private readonly clusterCertTtl: number
   private readonly maxPending: number
   private readonly now: () => number
   private root?: Supervisor
@@ -473,6 +484,13 @@ export class AgentsService extends EventTarget implements Agents {
     this.period = checkTiming(init.period, 'period', 1, 24 * 3600_000, 60_000)
     this.backoff = init.backoff ?? { min: 100, max: 10_000, randomFactor: 0.2 }
     this.maxAgents = checkTiming(init.maxAgents, 'maxAgents', 1, 100_000, 1000)
+    this.clusterCertTtl = checkTiming(
+      init.clusterCertTtl,
+      'clusterCertTtl',
+      60_000,
+      365 * 24 * 3600_000,
+      30 * 24 * 3600_000
+    )
     this.maxPending = checkTiming(init.maxPending, 'maxPending', 1, 100_000, 256)
     this.now = init.now ?? Date.now
     this.startedAt = this.now()
@@ -594,7 +612,39 @@ export class AgentsService extends EventTarget implements Agents {
       throw new AgentRunningError(
         `agent ${kind}/${id} (${principal}) runs on ${record.host} (its lease ends ${new Date(record.expires).toISOString()})`
       )
+    if (definition.clusterTag !== undefined) await this.issueClusterCert(principal, key, definition.clusterTag, options)
     return await this.startHere({ kind, id, key, host: this.self, since: this.now() }, agentKey, false, options)
+  }
+
+  /** The cluster (t members) certifies an agent that acts for it; the certificate is kept in this node's store. */
+  private async issueClusterCert(
+    principal: PrincipalId,
+    key: KeySource,
+    tagText: string,
+    options: AbortOptions
+  ): Promise<void> {
+    const cluster = this.services.cluster.info()
+    if (key !== 'cluster' || cluster == null)
+      throw new NoClusterKeyError(
+        `an agent that acts for the cluster needs a cluster key (spawn it with key cluster on a member holding a share)`
+      )
+    let tag: Tag
+    try {
+      tag = parseTag(parseAdvanced(tagText))
+    } catch (err) {
+      throw new InvalidAgentOptionError(`clusterTag ${tagText.slice(0, 80)}: ${(err as Error).message}`)
+    }
+    await this.services.cluster.issue(
+      {
+        type: 'auth',
+        issuer: cluster.principal,
+        subject: { kind: 'key', principal },
+        propagate: false,
+        tag,
+        validity: { notBefore: spkiTime(this.now() - 60_000), notAfter: spkiTime(this.now() + this.clusterCertTtl) }
+      },
+      options
+    )
   }
 
   list(): AgentInfo[] {

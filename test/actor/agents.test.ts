@@ -172,6 +172,29 @@ describe('agents across member nodes', function () {
     assert.equal(nodes[1].agents.get(child.principal as PrincipalId), undefined)
   })
 
+  it('an agent that acts for the cluster gets a certificate from the cluster key at spawn, signed by t members', async () => {
+    nodes[0].agents.define('delegate', {
+      clusterTag: '(cyberspace (log (append board)))',
+      behaviour: () => ({ handle: () => null })
+    })
+    const cluster = nodes[0].cluster.info()
+    assert.ok(cluster != null)
+    const board = tag('(cyberspace (log (append board)))')
+    const spawned = await nodes[0].agents.spawn('delegate', { id: 'd-1' })
+    // a verifier that trusts the cluster key finds the chain: one certificate, issued by the cluster
+    await nodes[0].spki.addAclEntry(cluster.principal, tag('(cyberspace)'))
+    const grant = await nodes[0].spki.authorize(spawned.principal, board)
+    assert.ok(grant != null)
+    await rejects(
+      nodes[0].spki.authorize(spawned.principal, tag('(cyberspace (log (append other)))')),
+      'ChainNotFoundError'
+    )
+    // a local agent cannot act for the cluster
+    await rejects(nodes[0].agents.spawn('delegate', { id: 'd-2', key: 'local' }), 'NoClusterKeyError')
+    await nodes[0].agents.stop(spawned.principal)
+    await nodes[0].spki.removeAclEntry(cluster.principal)
+  })
+
   it('resumes on another node under the same principal, with its state, once its host stops', async () => {
     await nodes[0].stop()
     await waitUntil(
