@@ -15,6 +15,7 @@
  * (default 5), MEMBERSHIP_BENCH_SYSTEMS (default "serf,cyberspace,dht"; add "agents" for registry
  * lookups among 50 in-process members — on 2 cores their setup alone outlasts 10 minutes today).
  */
+import { detectionBound } from '../src/membership/service.ts'
 import { loadavg } from 'node:os'
 import { startCyberspaceCluster } from './cyberspace-members.ts'
 import { measureDhtLookups } from './dht-lookup.ts'
@@ -243,6 +244,15 @@ const benchmark: Benchmark = {
       line('detect+spread, all survivors max (ms)', d => d.max)
       line('detect+spread, each survivor p50 (ms)', d => d.survivorP50)
       line('detect+spread, each survivor p99 (ms)', d => d.survivorP99)
+      // the stated bound (src/membership/service.ts detectionBound): Cyberspace's max over it
+      const stated = detectionBound(n)
+      rows.push([
+        `stated bound ${stated} ms: Cyberspace max / bound`,
+        n,
+        '-',
+        cd?.max == null ? csMissing : `${cd.max} ms`,
+        cd?.max == null ? '-' : cd.max / stated
+      ])
       rows.push([
         'trials where all survivors listed both dead',
         n,
