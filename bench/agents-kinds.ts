@@ -1,6 +1,7 @@
 /**
  * What the agents benchmark's nodes run, in the parent process and in the child node processes
- * (bench/agents-node.ts) alike: the two kinds (`counter`, `echo`), the two floor protocols
+ * (bench/agents-node.ts) alike: the two kinds (`counter`, which checkpoints when asked, and the
+ * node's built-in `echo` from node/kinds.ts), the two floor protocols
  * (ECHO_PROTOCOL: one frame per stream, answered, then the stream closes — the mailbox's shape;
  * ECHO_STREAM_PROTOCOL: every frame of one stream answered in turn) and the timings a node of a
  * run is started with.
@@ -10,6 +11,7 @@
  * await serveEcho(node)
  */
 import { lpStream } from '@libp2p/utils'
+import { BUILT_IN_KINDS } from '../node/kinds.ts'
 import type { AgentDefinition, AgentsInit } from '../src/actor/agents.ts'
 import type { MailboxInit } from '../src/actor/mailbox-service.ts'
 import type { MembershipInit } from '../src/membership/service.ts'
@@ -79,8 +81,5 @@ export function counterKind(host: string): AgentDefinition {
   }
 }
 
-/** Answers with what it is sent. */
-export const echoKind: AgentDefinition = {
-  description: 'answers with what it is sent',
-  behaviour: () => ({ handle: message => message.body })
-}
+/** The built-in `echo` (`cyberspace start --kind echo`): answers a request with its body. It needs no host. */
+export const echoKind: AgentDefinition = BUILT_IN_KINDS.echo({ host: '' })
