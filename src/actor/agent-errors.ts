@@ -65,3 +65,9 @@ export class AgentRetiredError extends Error {
   static name = 'AgentRetiredError'
   name = 'AgentRetiredError'
 }
+
+/** An error the program attached to an external agent answers with. */
+export class ExternalAgentError extends Error {
+  static name = 'ExternalAgentError'
+  name = 'ExternalAgentError'
+}

@@ -10,15 +10,18 @@
  *   help; src/threshold/derive.ts), so a successor derives it again; a local agent's key is random,
  *   kept in this node's datastore, and the agent never moves.
  * - Directory: the replicated document `cyberspace.agents` maps each agent to its kind, id, key
- *   source and host; members read and write it, and every member follows it.
- * - Lease: the agent's registry record (its A2A card) is its lease, with a short ttl the registry
- *   renews a third into its life. A host that could not renew stops its copy before the record expires
- *   (placement.ts's skew margin); a host that sees the directory name another host for an agent it
- *   runs stops its copy at once.
- * - Migration: when an agent's lease has lapsed and its host is not running it, the first live member
- *   offering its kind by rendezvous rank (placement.ts) derives the key again, resumes the session
- *   (it followed it ahead of time), publishes a record with a higher seq, names itself in the
- *   directory, and starts the agent.
+ *   source and host; members read and write it, and every member follows it. Since any member may
+ *   write it, it only says where to look: a host writes back a changed or deleted entry of an agent
+ *   it runs.
+ * - Lease: the agent's registry record (its A2A card, signed by the agent) is its lease and what
+ *   decides, with a short ttl the registry renews a third into its life. A host that could not renew
+ *   stops its copy before the record expires (placement.ts's skew margin), and one that sees a newer
+ *   record hosted elsewhere stops at once.
+ * - Migration: once an agent's lease has lapsed, the first live member offering its kind by
+ *   rendezvous rank (placement.ts) — on a record naming the entry's kind and id — derives the key
+ *   again, resumes the session (it followed it ahead of time; records are acknowledged once a
+ *   follower holds them), publishes a record with a higher seq, names itself in the directory, and
+ *   starts the agent. A node that restarts brings back the agents it noted it ran.
  * - Tools: whatever an agent asks its node to do goes through `tool(name, args)`, checked against the
  *   agent's own chain: `(cyberspace (tool <name> <scope>))` plus the tags of what the tool does.
  * - External agents (kind `external`): a program attached through the node's API receives the agent's
@@ -44,6 +47,7 @@ import {
   AgentRetiredError,
   AgentRunningError,
   AgentUnauthorizedError,
+  ExternalAgentError,
   InvalidAgentOptionError,
   LeaseLostError,
   NoClusterKeyError,
@@ -53,7 +57,7 @@ import {
   UnknownToolError
 } from './agent-errors.ts'
 import { ActorStoppedError, HandlerTimeoutError, MailboxFullError } from './errors.ts'
-import { kindsMeta, leaseDeadline, mayTakeOver, offeredKinds, rank, LEASE_SKEW_MS } from './placement.ts'
+import { kindsMeta, leaseDeadline, mayTakeOver, offeredKinds, rank, successors, LEASE_SKEW_MS } from './placement.ts'
 import { Sessions } from './session.ts'
 import { AGENT_DIRECTORY, isMemberDocument, sessionOwner } from '../log/service.ts'
 import { Supervisor } from './supervisor.ts'
@@ -369,12 +373,6 @@ class ExternalInbox {
   }
 }
 
-/** An error the program attached to an external agent answers with. */
-export class ExternalAgentError extends Error {
-  static name = 'ExternalAgentError'
-  name = 'ExternalAgentError'
-}
-
 /** `(cyberspace (<a> (<b> <c>…)))`-shaped tags built from atoms, so no text is ever parsed. */
 function nestedTag(path: string[]): Tag {
   // (cyberspace (agent (spawn echo))): the first word heads the outer list, the rest nest once
@@ -392,6 +390,15 @@ export const toolTag = (name: string, scope: string[] = []): Tag =>
 export const ownMailboxTag = (agent: PrincipalId): Tag => nestedTag(['mailbox', 'send', agent])
 /** `(cyberspace (log (<action> <doc>)))` */
 const logTag = (action: 'append' | 'read', doc: string): Tag => nestedTag(['log', action, doc])
+
+/** A kind's clusterTag, parsed; InvalidAgentOptionError naming what is wrong. */
+function clusterTagOf(text: string): Tag {
+  try {
+    return parseTag(parseAdvanced(text))
+  } catch (err) {
+    throw new InvalidAgentOptionError(`clusterTag ${String(text).slice(0, 80)}: ${(err as Error).message}`)
+  }
+}
 
 function checkTiming(value: unknown, field: string, min: number, max: number, fallback: number): number {
   if (value === undefined) return fallback
@@ -563,6 +570,7 @@ export class AgentsService extends EventTarget implements Agents {
     checkAgentName(kind, 'x')
     if (definition == null || typeof definition.behaviour !== 'function')
       throw new InvalidAgentOptionError(`kind ${kind}: behaviour must be a function`)
+    if (definition.clusterTag !== undefined) clusterTagOf(definition.clusterTag)
     this.definitions.set(kind, definition)
     if (this.running) void this.advertiseKinds().catch(err => this.log.error('could not advertise kinds - %e', err))
   }
@@ -628,12 +636,7 @@ export class AgentsService extends EventTarget implements Agents {
       throw new NoClusterKeyError(
         `an agent that acts for the cluster needs a cluster key (spawn it with key cluster on a member holding a share)`
       )
-    let tag: Tag
-    try {
-      tag = parseTag(parseAdvanced(tagText))
-    } catch (err) {
-      throw new InvalidAgentOptionError(`clusterTag ${tagText.slice(0, 80)}: ${(err as Error).message}`)
-    }
+    const tag = clusterTagOf(tagText)
     await this.services.cluster.issue(
       {
         type: 'auth',
@@ -1300,9 +1303,9 @@ export class AgentsService extends EventTarget implements Agents {
   private followersOf(principal: PrincipalId, kind: string): PeerId[] {
     const live = this.services.membership
       .members()
-      .filter(m => (m.state === 'alive' || m.state === 'suspect') && !m.self && offeredKinds(m.meta).includes(kind))
+      .filter(m => (m.state === 'alive' || m.state === 'suspect') && offeredKinds(m.meta).includes(kind))
       .map(m => m.peerId)
-    return rank(principal, live)
+    return successors(principal, live, this.self)
       .slice(0, this.followers)
       .map(id => peerIdFromString(id))
   }
@@ -1339,10 +1342,7 @@ export class AgentsService extends EventTarget implements Agents {
       const candidates = offering(entry.kind)
       if (!candidates.includes(this.self)) candidates.push(this.self)
       // followers: the first `followers` candidates other than the host hold the session ahead of time
-      const others = rank(
-        principal,
-        candidates.filter(c => c !== entry.host)
-      )
+      const others = successors(principal, candidates, entry.host)
       const follow = others.slice(0, this.followers).includes(this.self)
       const followed = this.sessions.following().includes(principal)
       if (follow && !followed && entry.key === 'cluster') {
@@ -1371,7 +1371,7 @@ export class AgentsService extends EventTarget implements Agents {
         this.scheduleScan(this.scanInterval)
         break
       }
-      await this.takeOver(principal, entry, { first, hostLive }, options).catch(err => {
+      await this.takeOver(principal, entry, { first }, options).catch(err => {
         options.signal?.throwIfAborted()
         // not again before a while: a takeover that failed (no quorum, a bad entry) costs the helpers too
         if (!this.notBefore.has(principal)) this.notBefore.set(principal, this.now() + this.leaseTtl)
@@ -1402,7 +1402,7 @@ export class AgentsService extends EventTarget implements Agents {
   private async takeOver(
     principal: PrincipalId,
     entry: DirectoryEntry,
-    rankOf: { first: boolean; hostLive: boolean },
+    rankOf: { first: boolean },
     options: AbortOptions
   ): Promise<void> {
     const lease = await this.lease(principal, options)
@@ -1443,8 +1443,4 @@ export class AgentsService extends EventTarget implements Agents {
     }
     await this.startHere(entry, agentKey, true, options)
   }
-}
-
-export function agents(init: AgentsInit = {}): (components: AgentsComponents) => AgentsService {
-  return components => new AgentsService(components, init)
 }

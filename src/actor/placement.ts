@@ -43,6 +43,19 @@ export function rank<T extends string>(agent: PrincipalId, candidates: Iterable<
   return weighted.map(x => x.c)
 }
 
+/**
+ * The members after `host` in line for `agent`: `offering` (live members running its kind) without
+ * the host, by rank. The first `followers` of them hold the agent's session while the host runs it,
+ * and the first takes the agent over when the host is gone — the host and every other node compute
+ * the same list from the same view.
+ */
+export function successors<T extends string>(agent: PrincipalId, offering: Iterable<T>, host: string): T[] {
+  return rank(
+    agent,
+    [...offering].filter(c => c !== host)
+  )
+}
+
 /** The kinds a member's metadata says it runs. */
 export function offeredKinds(meta: Readonly<Record<string, string>> | undefined): string[] {
   const text = meta?.[KINDS_META_KEY]
