@@ -1102,6 +1102,8 @@ export class AgentsService extends EventTarget implements Agents {
     return {
       principal: hosted.info.principal,
       signer: hosted.signer,
+      // the actor's own deadline is the kind's: the mailbox gives the handler as long
+      handlerTimeout: hosted.definition.handlerTimeout ?? this.handlerTimeout,
       receive: async (message, options = {}) => {
         if (hosted.stopping)
           throw new ActorStoppedError(hosted.info.principal, 'shutdown', `agent ${hosted.info.principal} is stopping`)

@@ -34,6 +34,8 @@ export interface HostedAgent {
   readonly principal: PrincipalId
   /** Signs what the agent sends, and its replies. */
   readonly signer: Signer
+  /** The deadline its handler gets, in ms; default the mailbox service's (never past the message's expiry). */
+  readonly handlerTimeout?: number
   /**
    * Hands the message to the agent; resolves once the behaviour handled it (with its response for
    * a request). Rejects with MailboxFullError when the mailbox is full (backpressure). The signal

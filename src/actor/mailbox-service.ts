@@ -1124,7 +1124,7 @@ class MailboxService implements Mailbox, Startable {
     const now = this.now()
     if (envelope.expires <= now)
       return { bytes: errorBytes(new MessageExpiredError(`${envelope.id} expired waiting for its turn`)), keep: false }
-    const deadline = Math.min(this.handlerTimeout, envelope.expires - now)
+    const deadline = Math.min(agent.handlerTimeout ?? this.handlerTimeout, envelope.expires - now)
     const signal = AbortSignal.any([AbortSignal.timeout(deadline), this.shutdown.signal])
     const message: InboundMessage = {
       id: envelope.id,
