@@ -455,6 +455,7 @@ export class AgentsService extends EventTarget implements Agents {
   private readonly now: () => number
   private root?: Supervisor
   private directory?: OrMapDocument
+  private opening?: Promise<OrMapDocument>
   private scanTimer?: ReturnType<typeof setTimeout>
   private scanning?: Promise<void>
   private rescan = false
@@ -537,8 +538,9 @@ export class AgentsService extends EventTarget implements Agents {
       this.onSupervision(event)
     })
     await this.root.start()
-    this.directory = (await this.components.state.open(AGENT_DIRECTORY, 'or-map')) as OrMapDocument
-    this.directory.addEventListener('change', this.onDirectoryChange)
+    // the directory is opened once this node has to do with agents (it runs a kind, or spawns one),
+    // or if it held it before: a node without agents neither stores nor syncs it
+    if ((await this.components.state.find(AGENT_DIRECTORY)) != null) await this.openDirectory()
     this.services.membership.addEventListener('member:change', this.onMemberChange)
     this.services.membership.addEventListener('member:remove', this.onMemberChange)
     await this.advertiseKinds()
@@ -572,7 +574,14 @@ export class AgentsService extends EventTarget implements Agents {
       throw new InvalidAgentOptionError(`kind ${kind}: behaviour must be a function`)
     if (definition.clusterTag !== undefined) clusterTagOf(definition.clusterTag)
     this.definitions.set(kind, definition)
-    if (this.running) void this.advertiseKinds().catch(err => this.log.error('could not advertise kinds - %e', err))
+    if (this.running && kind !== EXTERNAL_KIND) {
+      void this.openDirectory()
+        .then(async () => {
+          await this.advertiseKinds()
+          this.scheduleScan(0)
+        })
+        .catch(err => this.log.error('could not advertise kinds - %e', err))
+    }
   }
 
   kinds(): string[] {
@@ -585,12 +594,32 @@ export class AgentsService extends EventTarget implements Agents {
     this.tools.set(name, tool)
   }
 
+  /** The agent directory, opened (and followed) the first time it is needed. */
+  private async openDirectory(): Promise<OrMapDocument> {
+    this.opening ??= (async () => {
+      const directory = (await this.components.state.open(AGENT_DIRECTORY, 'or-map')) as OrMapDocument
+      directory.addEventListener('change', this.onDirectoryChange)
+      this.directory = directory
+      return directory
+    })()
+    return await this.opening
+  }
+
+  /** The kinds a successor could take over: the ones defined here, but external (its program attaches to one node). */
+  private movableKinds(): string[] {
+    return this.kinds().filter(k => k !== EXTERNAL_KIND)
+  }
+
   private async advertiseKinds(): Promise<void> {
     const membership = this.services.membership
     if (!membership.isMember()) return
     const mine = membership.member(principalFromPeerId(this.components.libp2p.peerId))
-    const meta = { ...(mine?.meta ?? {}), kinds: kindsMeta(this.definitions.keys()) }
-    if (mine?.meta?.kinds === meta.kinds) return
+    const kinds = kindsMeta(this.movableKinds())
+    const current = mine?.meta?.kinds
+    if ((current ?? '') === kinds) return
+    const meta = { ...(mine?.meta ?? {}) }
+    if (kinds === '') delete meta.kinds
+    else meta.kinds = kinds
     await membership.setMeta(meta)
   }
 
@@ -990,7 +1019,7 @@ export class AgentsService extends EventTarget implements Agents {
         this.services.registry.forget(principal)
         throw new AgentRunningError(`agent ${principal} was taken by ${now.host} meanwhile`)
       }
-      await this.directory?.set([principal], { ...entry, host: this.self, since: this.now() }, options)
+      await (await this.openDirectory()).set([principal], { ...entry, host: this.self, since: this.now() }, options)
       await this.noteRan(principal, true)
       this.hosted.set(principal, hosted)
       this.replicate(hosted)
@@ -1321,7 +1350,8 @@ export class AgentsService extends EventTarget implements Agents {
   async reconcile(options: AbortOptions = {}): Promise<void> {
     if (!this.running) return
     const membership = this.services.membership
-    if (!membership.isMember()) return
+    // nothing to place before this node has to do with agents (see openDirectory)
+    if (!membership.isMember() || this.directory == null) return
     if (!this.settled) {
       // a node that just (re)started may hold a stale directory: hear it from a peer first
       if (this.now() - this.startedAt < this.leaseTtl) {

@@ -78,7 +78,16 @@ import type { SignedCert } from '../spki/cert.ts'
 import type { Membership } from '../membership/service.ts'
 import type { Spki } from '../spki/service.ts'
 import type { Cluster } from '../threshold/service.ts'
-import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Startable } from '@libp2p/interface'
+import type {
+  AbortOptions,
+  ComponentLogger,
+  Libp2pEvents,
+  Logger,
+  PeerId,
+  PrivateKey,
+  Startable,
+  TypedEventTarget
+} from '@libp2p/interface'
 import type { AddressManager, ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import type { KadDHT, QueryEvent } from '@libp2p/kad-dht'
 
@@ -120,7 +129,12 @@ export interface RegistryComponents {
   cluster?: Cluster
   /** This node's membership view: a provider in it is a member known without asking anyone. */
   membership?: Membership
+  /** libp2p's events: a lookup on a node with no connection waits a moment for its first one. */
+  events?: TypedEventTarget<Libp2pEvents>
 }
+
+/** How long a lookup on a node with no connection waits for one (a node still bootstrapping) before answering from what it holds. */
+const ALONE_WAIT_MS = 2000
 
 /** A card as a publisher gives it: the libp2p interface, modes and capabilities are filled in. */
 export type AgentCardInput = Omit<
@@ -527,6 +541,23 @@ class RegistryService implements Registry, Startable {
     return this.components.connectionManager.getConnections().length === 0
   }
 
+  /** Whether this node has a connection, waiting up to ALONE_WAIT_MS for a first one (a node still bootstrapping). */
+  private async connected(signal: AbortSignal): Promise<boolean> {
+    const events = this.components.events
+    if (!this.alone() || events == null) return !this.alone()
+    return await new Promise<boolean>(resolve => {
+      const done = (): void => {
+        clearTimeout(timer)
+        events.removeEventListener('connection:open', done)
+        signal.removeEventListener('abort', done)
+        resolve(!this.alone())
+      }
+      const timer = setTimeout(done, ALONE_WAIT_MS)
+      events.addEventListener('connection:open', done)
+      signal.addEventListener('abort', done, { once: true })
+    })
+  }
+
   async unpublish(principal: string, options: AbortOptions = {}): Promise<void> {
     const agent = parsePrincipal(principal)
     await this.serialized(agent, async () => {
@@ -571,7 +602,7 @@ class RegistryService implements Registry, Startable {
     let found: Uint8Array | undefined
     if (options.stats != null) options.stats.self ??= this.self
     try {
-      if (!this.alone())
+      if (await this.connected(signal))
         for await (const event of this.components.dht.get(utf8(keyText), { signal })) {
           options.stats?.observe(event)
           if (event.name === 'VALUE') found = event.value

@@ -92,7 +92,7 @@ describe('attack: forged directory entries against the agent-key derivations', f
     })
     const before = derivations
     // the entries spread; every node's placement pass runs on each directory change
-    await waitUntil('the forged entries cost derivations', () => derivations - before > MAX_PER_WRITER, 20_000).catch(
+    await waitUntil('the forged entries cost derivations', () => derivations - before > MAX_PER_WRITER, 8_000).catch(
       () => {}
     )
     const spent = derivations - before

@@ -27,7 +27,11 @@ describe('attack: a crash of the program attached to an external agent', functio
   }
 
   before(async () => {
-    const options = { membershipOptions: { probeInterval: 300, probeTimeout: 150 } }
+    // a short handler deadline: the message nobody confirms ends there, not at the default 30 s
+    const options = {
+      membershipOptions: { probeInterval: 300, probeTimeout: 150 },
+      agentsOptions: { handlerTimeout: 3000 }
+    }
     host = await memoryNode(options)
     peer = await memoryNode({ ...options, bootstrap: [host.multiaddrs()[0]] })
     await waitUntil('connected', () => host.peers().length === 1)
@@ -47,12 +51,12 @@ describe('attack: a crash of the program attached to an external agent', functio
     const caller = (await host.agents.spawn('caller', { id: 'caller-1', key: 'local' })).principal
     await grantAll(caller, '(cyberspace (mailbox (send)))')
     let acknowledged = false
-    const sent = host.agents.send(caller, external, 'job', { n: 1 }, { timeout: 20_000 }).then(r => {
+    const sent = host.agents.send(caller, external, 'job', { n: 1 }, { timeout: 6_000 }).then(r => {
       acknowledged = true
       return r
     })
     // the program's long poll is answered (or an event written to its stream) ... and the program dies
-    const taken = await host.agents.inbox(external, { wait: 10_000 })
+    const taken = await host.agents.inbox(external, { wait: 2_000 })
     assert.deepEqual(
       taken.map(m => m.body),
       [{ n: 1 }]
