@@ -174,6 +174,16 @@ export interface AgentInfo {
   lastExit?: string
 }
 
+/** An agent hosted on this node, as code outside its behaviour acts through it. */
+export interface Agent {
+  readonly principal: PrincipalId
+  info(): AgentInfo | undefined
+  send(to: PrincipalId | string, type: string, body: unknown, options?: SendOptions): Promise<Receipt>
+  request(to: PrincipalId | string, type: string, body: unknown, options?: SendOptions): Promise<unknown>
+  tool(name: string, args?: Record<string, unknown>, options?: AbortOptions): Promise<unknown>
+  stop(options?: AbortOptions): Promise<void>
+}
+
 /** A message an external agent has to handle: answered with `reply` when it is a request. */
 export interface PendingMessage extends InboundMessage {
   /** When it was handed over, ms. */
@@ -235,6 +245,8 @@ export interface Agents extends EventTarget {
   spawn(kind: string, options?: SpawnOptions): Promise<AgentInfo>
   list(): AgentInfo[]
   get(principal: PrincipalId): AgentInfo | undefined
+  /** A handle on an agent hosted here, to act as it: `agent.send`, `agent.request`, `agent.tool`, `agent.stop`. */
+  agent(principal: PrincipalId): Agent | undefined
   /** Stops an agent for good: removed from the directory, its record withdrawn. */
   stop(principal: PrincipalId, options?: AbortOptions): Promise<void>
   send(
@@ -681,6 +693,20 @@ export class AgentsService extends EventTarget implements Agents {
 
   list(): AgentInfo[] {
     return [...this.hosted.values()].map(h => this.infoOf(h)).sort((a, b) => (a.principal < b.principal ? -1 : 1))
+  }
+
+  agent(principal: PrincipalId): Agent | undefined {
+    if (!this.hosted.has(principal)) return undefined
+    return {
+      principal,
+      info: () => this.get(principal),
+      send: async (to, type, body, options) => await this.send(principal, to, type, body, options),
+      request: async (to, type, body, options) => await this.request(principal, to, type, body, options),
+      tool: async (name, args, options) => await this.tool(principal, name, args, options),
+      stop: async options => {
+        await this.stop(principal, options)
+      }
+    }
   }
 
   get(principal: PrincipalId): AgentInfo | undefined {

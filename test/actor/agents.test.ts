@@ -118,7 +118,11 @@ describe('agents across member nodes', function () {
   it('delivers a request from an agent on another node only once the sender is authorized', async () => {
     await rejects(nodes[1].agents.request(callerAgent, counterAgent, 'count', {}), 'UnauthorizedSenderError')
     await grantAll(callerAgent, '(cyberspace (mailbox (send)))')
-    assert.deepEqual(await nodes[1].agents.request(callerAgent, counterAgent, 'count', {}), {
+    // as the issue spells it: a handle on the agent, agent.request
+    const agent = nodes[1].agents.agent(callerAgent)
+    assert.ok(agent != null)
+    assert.equal(nodes[0].agents.agent(callerAgent), undefined, 'a handle only where the agent runs')
+    assert.deepEqual(await agent.request(counterAgent, 'count', {}), {
       n: 1,
       host: nodes[0].peerId.toString()
     })
