@@ -63,6 +63,7 @@ import { AGENT_DIRECTORY, isMemberDocument, sessionOwner } from '../log/service.
 import { Supervisor } from './supervisor.ts'
 import type { ExitReason } from './actor.ts'
 import type { HostedAgent, InboundMessage } from './directory.ts'
+import { mailboxSendTag } from './mailbox-service.ts'
 import type { Mailbox, Receipt, SendOptions } from './mailbox-service.ts'
 import type { AgentSession, SessionChange, SessionInit } from './session.ts'
 import type { SupervisionEvent } from './supervisor.ts'
@@ -398,8 +399,6 @@ export const spawnTag = (kind: string): Tag => nestedTag(['agent', 'spawn', kind
 /** `(cyberspace (tool <name> …scope))` */
 export const toolTag = (name: string, scope: string[] = []): Tag =>
   parseTag([atom('cyberspace'), [atom('tool'), atom(name), ...scope.map(s => atom(s))]])
-/** `(cyberspace (mailbox (send <agent>)))`: anything sent to `agent`. */
-export const ownMailboxTag = (agent: PrincipalId): Tag => nestedTag(['mailbox', 'send', agent])
 /** `(cyberspace (log (<action> <doc>)))` */
 const logTag = (action: 'append' | 'read', doc: string): Tag => nestedTag(['log', action, doc])
 
@@ -1216,7 +1215,7 @@ export class AgentsService extends EventTarget implements Agents {
   private async trustOwnMailbox(principal: PrincipalId): Promise<void> {
     const spki = this.services.spki
     if (spki.acl().some(e => e.principal === principal)) return
-    await spki.addAclEntry(principal, ownMailboxTag(principal))
+    await spki.addAclEntry(principal, mailboxSendTag(principal))
   }
 
   /** Stops the agent (without touching the directory or withdrawing its record) when its lease is lost. */

@@ -2,7 +2,7 @@
  * What the mailbox service sees of the agents a node hosts: each one's principal, the key it signs
  * with, and `receive`, which hands it a message (already decoded within limits, signature checked,
  * sender authorized, deduplicated and in order) and resolves once its behaviour handled it. The
- * agents service implements `AgentDirectory`; tests implement `HostedAgent` with small recorders.
+ * agents service attaches one per agent it runs; tests implement `HostedAgent` with small recorders.
  *
  * @example
  * const agent: HostedAgent = {
@@ -42,8 +42,4 @@ export interface HostedAgent {
    * fires at the handler's deadline.
    */
   receive(message: InboundMessage, options?: AbortOptions): Promise<unknown>
-}
-
-export interface AgentDirectory {
-  get(principal: PrincipalId): HostedAgent | undefined
 }

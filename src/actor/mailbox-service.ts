@@ -88,14 +88,12 @@ import type { PrincipalId } from '../crypto/principal.ts'
 import type { Registry } from '../registry/service.ts'
 import type { Spki } from '../spki/service.ts'
 import type { BackoffOptions } from './backoff.ts'
-import type { AgentDirectory, HostedAgent, InboundMessage } from './directory.ts'
+import type { HostedAgent, InboundMessage } from './directory.ts'
 import type { AbortOptions, ComponentLogger, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 
 export interface MailboxInit {
   protocol?: string
-  /** Agents hosted here, besides those `attach`ed (the agents service implements it). */
-  directory?: AgentDirectory
   /** Default life of a message, in ms: a send or request not acknowledged by then fails; default 30 s, at most 10 min. */
   timeout?: number
   /** How long one delivery attempt waits for its answer, in ms; default 10 s. */
@@ -187,9 +185,10 @@ export interface Mailbox {
   ): Promise<unknown>
 }
 
-/** The tag a sender needs to send `type` to `recipient`. */
-export function mailboxSendTag(recipient: PrincipalId, type: string): ReturnType<typeof parseTag> {
-  return parseTag([atom('cyberspace'), [atom('mailbox'), [atom('send'), atom(recipient), atom(type)]]])
+/** The tag a sender needs to send `type` to `recipient`; without a type, anything sent to `recipient`. */
+export function mailboxSendTag(recipient: PrincipalId, type?: string): ReturnType<typeof parseTag> {
+  const send = [atom('send'), atom(recipient), ...(type === undefined ? [] : [atom(type)])]
+  return parseTag([atom('cyberspace'), [atom('mailbox'), send]])
 }
 
 /** Errors whose answer means "try again": the message may still be delivered. */
@@ -523,7 +522,7 @@ class MailboxService implements Mailbox, Startable {
   }
 
   private agent(principal: PrincipalId): HostedAgent | undefined {
-    return this.attached.get(principal) ?? this.init.directory?.get(principal)
+    return this.attached.get(principal)
   }
 
   // --- sending ---
