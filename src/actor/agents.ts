@@ -111,6 +111,8 @@ export interface AgentContext {
   request(to: PrincipalId | string, type: string, body: unknown, options?: SendOptions): Promise<unknown>
   /** Asks the node to do something, within the agent's own authority. */
   tool(name: string, args?: Record<string, unknown>, options?: AbortOptions): Promise<unknown>
+  /** The agent's own key: what it writes elsewhere (a board's operations, swarm messages) it signs with this. */
+  readonly signer: Signer
 }
 
 /** An agent's behaviour: `handle` answers one message at a time (its value answers a request). */
@@ -178,6 +180,8 @@ export interface AgentInfo {
 /** An agent hosted on this node, as code outside its behaviour acts through it. */
 export interface Agent {
   readonly principal: PrincipalId
+  /** The agent's own key, to act as it (a board's operations, swarm messages). */
+  readonly signer: Signer
   info(): AgentInfo | undefined
   send(to: PrincipalId | string, type: string, body: unknown, options?: SendOptions): Promise<Receipt>
   request(to: PrincipalId | string, type: string, body: unknown, options?: SendOptions): Promise<unknown>
@@ -695,9 +699,11 @@ export class AgentsService extends EventTarget implements Agents {
   }
 
   agent(principal: PrincipalId): Agent | undefined {
-    if (!this.hosted.has(principal)) return undefined
+    const hosted = this.hosted.get(principal)
+    if (hosted == null) return undefined
     return {
       principal,
+      signer: hosted.signer,
       info: () => this.get(principal),
       send: async (to, type, body, options) => await this.send(principal, to, type, body, options),
       request: async (to, type, body, options) => await this.request(principal, to, type, body, options),
@@ -1148,7 +1154,8 @@ export class AgentsService extends EventTarget implements Agents {
       },
       send: async (to, type, body, options) => await this.send(principal, to, type, body, options),
       request: async (to, type, body, options) => await this.request(principal, to, type, body, options),
-      tool: async (name, args, options) => await this.tool(principal, name, args, options)
+      tool: async (name, args, options) => await this.tool(principal, name, args, options),
+      signer: hosted.signer
     }
   }
 

@@ -1,0 +1,265 @@
+/**
+ * The shapes of coordination: work items on boards, the operations that change them, how a board's
+ * operations are settled, and what the work service offers (`node.work`). The wire form of an
+ * operation is in protocols/work/ (codec and limits); the deterministic fold that turns a board's
+ * operations into items is src/work/board.ts; the service that binds boards to the replicated log,
+ * authority and agents is src/work/service.ts.
+ *
+ * @example
+ * const board = await node.work.board('release', { mode: 'eventual' })
+ * await board.create({ item: 'goal', title: 'ship 1.0', kind: 'goal' }, { as: coordinator })
+ * await board.create({ item: 't1', parent: 'goal', title: 'tests', kind: 'task', deps: [] }, { as: coordinator })
+ * const outcome = await board.claim('t1', { as: implementer }) // { accepted: true } or a named error
+ */
+import type { HlcTimestamp } from '../clock/hlc.ts'
+import type { PrincipalId } from '../crypto/principal.ts'
+import type { Signer } from '../crypto/sign.ts'
+import type { AbortOptions } from '@libp2p/interface'
+
+/** A2A task states; the last four are terminal (final: nothing changes a terminal item but `delete`). */
+export const ITEM_STATUSES = [
+  'submitted',
+  'working',
+  'input-required',
+  'auth-required',
+  'completed',
+  'failed',
+  'canceled',
+  'rejected'
+] as const
+export type ItemStatus = (typeof ITEM_STATUSES)[number]
+export const TERMINAL_STATUSES: ReadonlySet<ItemStatus> = new Set(['completed', 'failed', 'canceled', 'rejected'])
+
+/** What a board's operations are called; each is also the action of its authority tag. */
+export const WORK_ACTIONS = [
+  'create',
+  'update',
+  'delete',
+  'assign',
+  'claim',
+  'release',
+  'progress',
+  'complete',
+  'fail',
+  'cancel',
+  'handoff'
+] as const
+export type WorkAction = (typeof WORK_ACTIONS)[number]
+/** Actions an authority tag may name: every operation, and `read`. */
+export type WorkRight = WorkAction | 'read'
+
+/** LOCAL: this node only. EVENTUAL: replicated, conflicts settled by the fold. STRONG: through an ordered log (a later issue). */
+export type ConsistencyMode = 'local' | 'eventual' | 'strong'
+
+export interface Artifact {
+  /** A CID (string) of the artifact's bytes or DAG. */
+  cid: string
+  name: string
+  mediaType: string
+}
+
+export interface Progress {
+  /** 0..100. */
+  percent: number
+  message?: string
+}
+
+/** One operation, as written in a board's log (protocols/work/codec.ts decodes it with limits). */
+export type WorkOp =
+  | {
+      op: 'create'
+      item: string
+      parent?: string
+      title: string
+      description?: string
+      kind: string
+      skills?: string[]
+      /** Items that must be completed before this one is ready; each must exist when it is created. Fixed at creation. */
+      deps?: string[]
+      priority?: number
+      /** Assigned at creation (needs the `assign` right too). */
+      assignee?: PrincipalId
+    }
+  | { op: 'update'; item: string; title?: string; description?: string; priority?: number; skills?: string[] }
+  | { op: 'delete'; item: string }
+  /** Sets (or with `null` clears) the assignee of a non-terminal item; a working item goes back to submitted when cleared. */
+  | { op: 'assign'; item: string; assignee: PrincipalId | null }
+  | { op: 'claim'; item: string }
+  | { op: 'release'; item: string; reason?: string }
+  /** By the assignee; may also move the status between working, input-required and auth-required. */
+  | {
+      op: 'progress'
+      item: string
+      percent: number
+      message?: string
+      status?: 'working' | 'input-required' | 'auth-required'
+    }
+  | { op: 'complete'; item: string; result?: unknown; artifacts?: Artifact[] }
+  /** By the assignee: failed, or `rejected: true` for work the assignee declines as not doable. */
+  | { op: 'fail'; item: string; error: string; rejected?: boolean }
+  | { op: 'cancel'; item: string; reason?: string }
+  /** By the assignee: `to` becomes the assignee, with the work's state so far. */
+  | { op: 'handoff'; item: string; to: PrincipalId; state?: unknown }
+
+/** Where an operation sits in the one order every replica folds in: HLC, then actor, then index in its event. */
+export interface OpStamp {
+  hlc: HlcTimestamp
+  actor: PrincipalId
+  /** Index of the operation in its event (several operations can share one event). */
+  index: number
+}
+
+export interface StampedOp extends OpStamp {
+  body: WorkOp
+}
+
+/** Why the fold did not apply an operation (the same on every replica). */
+export type RefusalReason =
+  | 'unknown-item'
+  | 'exists'
+  | 'unknown-parent'
+  | 'unknown-dependency'
+  | 'too-deep'
+  | 'not-ready'
+  | 'already-claimed'
+  | 'not-assignee'
+  | 'terminal'
+  | 'bad-transition'
+  | 'deleted'
+
+export interface HistoryEntry {
+  hlc: HlcTimestamp
+  actor: PrincipalId
+  op: WorkAction
+  /** Status after the operation. */
+  status: ItemStatus
+  assignee?: PrincipalId
+  message?: string
+}
+
+export interface WorkItem {
+  id: string
+  parent?: string
+  /** Ancestor ids and this id joined by '/', e.g. `goal/t1`: what path-scoped rights match. */
+  path: string
+  title: string
+  description?: string
+  kind: string
+  status: ItemStatus
+  assignee?: PrincipalId
+  skills: string[]
+  deps: string[]
+  /** Whether every dependency is completed. */
+  ready: boolean
+  priority: number
+  progress?: Progress
+  result?: unknown
+  error?: string
+  artifacts: Artifact[]
+  /** State a handoff carried to the current assignee. */
+  handoff?: { from: PrincipalId; state?: unknown }
+  created: HlcTimestamp
+  updated: HlcTimestamp
+  createdBy: PrincipalId
+  deleted: boolean
+  history: HistoryEntry[]
+}
+
+/** What became of one submitted operation once folded where it was submitted. */
+export interface OpOutcome {
+  accepted: boolean
+  reason?: RefusalReason
+  /** For a lost claim: who holds the item. */
+  winner?: PrincipalId
+}
+
+/** Something that changed on a board, in fold order. */
+export type BoardChange =
+  | { type: 'applied'; board: string; item: string; stamp: OpStamp; op: WorkAction; status: ItemStatus }
+  /**
+   * An operation that was applied until an earlier one (by HLC) arrived and took its place — the
+   * loser of a concurrent claim is told this way — or that was refused when it arrived.
+   */
+  | {
+      type: 'refused'
+      board: string
+      item: string
+      stamp: OpStamp
+      op: WorkAction
+      reason: RefusalReason
+      winner?: PrincipalId
+    }
+
+/** Who acts, and how long to wait for the outcome. */
+export interface ActOptions extends AbortOptions {
+  /** The acting principal's key: an agent's signer (`node.agents` hands them to hosted agents). */
+  as: Signer
+}
+
+export interface ListOptions extends AbortOptions {
+  /** The reader: checked for `(work <board> read …)`; default this node (which reads as a member). */
+  as?: PrincipalId
+  status?: ItemStatus | ItemStatus[]
+  assignee?: PrincipalId
+  parent?: string
+  kind?: string
+  /** Only items whose dependencies are all completed and that nobody holds. */
+  ready?: boolean
+  /** Page: items after this id (ids sort as strings), at most `limit` (default 100, at most 1000). */
+  after?: string
+  limit?: number
+}
+
+/**
+ * One board, whatever its mode. Each operation checks the actor's authority and the transition
+ * here first (a named error, nothing written), then writes it; the fold on every replica checks
+ * it again. For EVENTUAL, a concurrent operation can still lose after it was written: the returned
+ * outcome is as folded here, and a later loss is a `refused` change naming the actor.
+ */
+export interface Board {
+  readonly name: string
+  readonly mode: ConsistencyMode
+  item(id: string, options?: { as?: PrincipalId }): WorkItem | undefined
+  items(options?: ListOptions): WorkItem[]
+  create(op: Omit<Extract<WorkOp, { op: 'create' }>, 'op'>, options: ActOptions): Promise<OpOutcome>
+  update(op: Omit<Extract<WorkOp, { op: 'update' }>, 'op'>, options: ActOptions): Promise<OpOutcome>
+  delete(item: string, options: ActOptions): Promise<OpOutcome>
+  assign(item: string, assignee: PrincipalId | null, options: ActOptions): Promise<OpOutcome>
+  claim(item: string, options: ActOptions): Promise<OpOutcome>
+  release(item: string, options: ActOptions & { reason?: string }): Promise<OpOutcome>
+  progress(item: string, progress: Omit<Extract<WorkOp, { op: 'progress' }>, 'op' | 'item'>, options: ActOptions): Promise<OpOutcome>
+  complete(item: string, result: { result?: unknown; artifacts?: Artifact[] }, options: ActOptions): Promise<OpOutcome>
+  fail(item: string, error: string, options: ActOptions & { rejected?: boolean }): Promise<OpOutcome>
+  cancel(item: string, options: ActOptions & { reason?: string }): Promise<OpOutcome>
+  handoff(item: string, to: PrincipalId, options: ActOptions & { state?: unknown }): Promise<OpOutcome>
+  /** Several operations by one actor in one event: all are written, each folded on its own. */
+  submit(ops: WorkOp[], options: ActOptions): Promise<OpOutcome[]>
+  addEventListener(type: 'change', listener: (e: CustomEvent<BoardChange>) => void): void
+  removeEventListener(type: 'change', listener: (e: CustomEvent<BoardChange>) => void): void
+}
+
+export interface BoardOptions extends AbortOptions {
+  /** Default 'eventual'. A board keeps the mode it was first opened with. */
+  mode?: ConsistencyMode
+}
+
+/** A board as listed. */
+export interface BoardInfo {
+  name: string
+  mode: ConsistencyMode
+  /** Items, deleted ones excluded. */
+  items: number
+  /** Operations folded (applied and refused). */
+  ops: number
+}
+
+/**
+ * The work service (`node.work`): boards, and (see fleet.ts, events.ts, swarm.ts) the fleet's
+ * heartbeats, the HLC event journal and the swarm's messages.
+ */
+export interface WorkBoards {
+  /** Opens (or creates) a board; a board keeps the mode it was first opened with (BoardModeMismatchError). */
+  board(name: string, options?: BoardOptions): Promise<Board>
+  /** The boards open or stored on this node. */
+  boards(options?: AbortOptions): Promise<BoardInfo[]>
+}
