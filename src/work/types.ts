@@ -64,42 +64,48 @@ export interface Progress {
   message?: string
 }
 
+/**
+ * What every operation names about its item: the id, the item's kind and its path (ancestor ids and
+ * the id, joined by '/'). Authority is decided from these before an event is applied (a replica may
+ * not hold the item yet), and the fold refuses an operation whose kind or path is not the item's
+ * ('bad-scope'); for `create`, the path is the parent's path plus the id.
+ */
+export interface OpScope {
+  item: string
+  kind: string
+  path: string
+}
+
 /** One operation, as written in a board's log (protocols/work/codec.ts decodes it with limits). */
-export type WorkOp =
-  | {
-      op: 'create'
-      item: string
-      parent?: string
-      title: string
-      description?: string
-      kind: string
-      skills?: string[]
-      /** Items that must be completed before this one is ready; each must exist when it is created. Fixed at creation. */
-      deps?: string[]
-      priority?: number
-      /** Assigned at creation (needs the `assign` right too). */
-      assignee?: PrincipalId
-    }
-  | { op: 'update'; item: string; title?: string; description?: string; priority?: number; skills?: string[] }
-  | { op: 'delete'; item: string }
-  /** Sets (or with `null` clears) the assignee of a non-terminal item; a working item goes back to submitted when cleared. */
-  | { op: 'assign'; item: string; assignee: PrincipalId | null }
-  | { op: 'claim'; item: string }
-  | { op: 'release'; item: string; reason?: string }
-  /** By the assignee; may also move the status between working, input-required and auth-required. */
-  | {
-      op: 'progress'
-      item: string
-      percent: number
-      message?: string
-      status?: 'working' | 'input-required' | 'auth-required'
-    }
-  | { op: 'complete'; item: string; result?: unknown; artifacts?: Artifact[] }
-  /** By the assignee: failed, or `rejected: true` for work the assignee declines as not doable. */
-  | { op: 'fail'; item: string; error: string; rejected?: boolean }
-  | { op: 'cancel'; item: string; reason?: string }
-  /** By the assignee: `to` becomes the assignee, with the work's state so far. */
-  | { op: 'handoff'; item: string; to: PrincipalId; state?: unknown }
+export type WorkOp = OpScope &
+  (
+    | {
+        op: 'create'
+        parent?: string
+        title: string
+        description?: string
+        skills?: string[]
+        /** Items that must be completed before this one is ready; each must exist when it is created. Fixed at creation. */
+        deps?: string[]
+        priority?: number
+        /** Assigned at creation (needs the `assign` right too). */
+        assignee?: PrincipalId
+      }
+    | { op: 'update'; title?: string; description?: string; priority?: number; skills?: string[] }
+    | { op: 'delete' }
+    /** Sets (or with `null` clears) the assignee of a non-terminal item; a working item goes back to submitted when cleared. */
+    | { op: 'assign'; assignee: PrincipalId | null }
+    | { op: 'claim' }
+    | { op: 'release'; reason?: string }
+    /** By the assignee; may also move the status between working, input-required and auth-required. */
+    | { op: 'progress'; percent: number; message?: string; status?: 'working' | 'input-required' | 'auth-required' }
+    | { op: 'complete'; result?: unknown; artifacts?: Artifact[] }
+    /** By the assignee: failed, or `rejected: true` for work the assignee declines as not doable. */
+    | { op: 'fail'; error: string; rejected?: boolean }
+    | { op: 'cancel'; reason?: string }
+    /** By the assignee: `to` becomes the assignee, with the work's state so far. */
+    | { op: 'handoff'; to: PrincipalId; state?: unknown }
+  )
 
 /** Where an operation sits in the one order every replica folds in: HLC, then actor, then index in its event. */
 export interface OpStamp {
@@ -126,6 +132,7 @@ export type RefusalReason =
   | 'terminal'
   | 'bad-transition'
   | 'deleted'
+  | 'bad-scope'
 
 export interface HistoryEntry {
   hlc: HlcTimestamp
@@ -197,7 +204,7 @@ export interface ActOptions extends AbortOptions {
 }
 
 export interface ListOptions extends AbortOptions {
-  /** The reader: checked for `(work <board> read …)`; default this node (which reads as a member). */
+  /** The reader, for `read`: each item is checked for `(work <board> read <kind> <path>)`. */
   as?: PrincipalId
   status?: ItemStatus | ItemStatus[]
   assignee?: PrincipalId
@@ -219,20 +226,29 @@ export interface ListOptions extends AbortOptions {
 export interface Board {
   readonly name: string
   readonly mode: ConsistencyMode
-  item(id: string, options?: { as?: PrincipalId }): WorkItem | undefined
+  /** This node's view of an item (no reader check: for code running in this node). */
+  item(id: string): WorkItem | undefined
+  /** This node's view, filtered and paged (no reader check; `as` is ignored: use `read`). */
   items(options?: ListOptions): WorkItem[]
-  create(op: Omit<Extract<WorkOp, { op: 'create' }>, 'op'>, options: ActOptions): Promise<OpOutcome>
-  update(op: Omit<Extract<WorkOp, { op: 'update' }>, 'op'>, options: ActOptions): Promise<OpOutcome>
+  /** Items as `options.as` may read them: each by its `(work <board> read <kind> <path>)` grant. */
+  read(options: ListOptions & { as: PrincipalId }): Promise<WorkItem[]>
+  /** Creates an item; its path is the parent's (as this node sees it) plus the id. */
+  create(op: Omit<Extract<WorkOp, { op: 'create' }>, 'op' | 'path'>, options: ActOptions): Promise<OpOutcome>
+  update(op: Omit<Extract<WorkOp, { op: 'update' }>, 'op' | 'kind' | 'path'>, options: ActOptions): Promise<OpOutcome>
   delete(item: string, options: ActOptions): Promise<OpOutcome>
   assign(item: string, assignee: PrincipalId | null, options: ActOptions): Promise<OpOutcome>
   claim(item: string, options: ActOptions): Promise<OpOutcome>
   release(item: string, options: ActOptions & { reason?: string }): Promise<OpOutcome>
-  progress(item: string, progress: Omit<Extract<WorkOp, { op: 'progress' }>, 'op' | 'item'>, options: ActOptions): Promise<OpOutcome>
+  progress(
+    item: string,
+    progress: Omit<Extract<WorkOp, { op: 'progress' }>, 'op' | 'item' | 'kind' | 'path'>,
+    options: ActOptions
+  ): Promise<OpOutcome>
   complete(item: string, result: { result?: unknown; artifacts?: Artifact[] }, options: ActOptions): Promise<OpOutcome>
   fail(item: string, error: string, options: ActOptions & { rejected?: boolean }): Promise<OpOutcome>
   cancel(item: string, options: ActOptions & { reason?: string }): Promise<OpOutcome>
   handoff(item: string, to: PrincipalId, options: ActOptions & { state?: unknown }): Promise<OpOutcome>
-  /** Several operations by one actor in one event: all are written, each folded on its own. */
+  /** Several operations (each naming its item's kind and path) by one actor in one event: all are written, each folded on its own. */
   submit(ops: WorkOp[], options: ActOptions): Promise<OpOutcome[]>
   addEventListener(type: 'change', listener: (e: CustomEvent<BoardChange>) => void): void
   removeEventListener(type: 'change', listener: (e: CustomEvent<BoardChange>) => void): void
