@@ -66,7 +66,11 @@ export const CARD_LIMITS = {
   example: 512,
   examples: 8,
   /** Distinct skill keys (ids and tags, lowercased) in one card: how many provider records it needs. */
-  skillKeys: 32
+  skillKeys: 32,
+  extensions: 8,
+  extensionParams: 16,
+  paramKey: 64,
+  paramValue: 256
 } as const
 /** Most records in one `records` answer and certificates in one `certs` answer. */
 export const MAX_LIST_RECORDS = 16
@@ -100,6 +104,16 @@ export interface AgentCapabilities {
   streaming?: boolean
   pushNotifications?: boolean
   extendedAgentCard?: boolean
+  /** A2A extensions the agent supports, by URI; `params` here are strings only. */
+  extensions?: AgentExtension[]
+}
+
+/** An A2A agent extension: what it is (a URI) and its parameters. */
+export interface AgentExtension {
+  uri: string
+  description?: string
+  required?: boolean
+  params?: Record<string, string>
 }
 
 export interface AgentSkill {
@@ -218,6 +232,28 @@ function checkSkill(x: unknown, what: string): AgentSkill {
   return out
 }
 
+function checkExtension(x: unknown, what: string): AgentExtension {
+  if (!isMap(x)) return failCard(`${what} must be a map`)
+  checkKeys(x, ['uri'], ['description', 'required', 'params'], what)
+  const out: AgentExtension = { uri: text(x.uri, CARD_LIMITS.url, `${what}.uri`) }
+  if (x.description !== undefined)
+    out.description = text(x.description, CARD_LIMITS.skillDescription, `${what}.description`, { lines: true })
+  if (x.required !== undefined) out.required = bool(x.required, `${what}.required`)
+  if (x.params !== undefined) {
+    const params = x.params
+    if (!isMap(params)) return failCard(`${what}.params must be a map`)
+    const keys = Object.keys(params)
+    if (keys.length > CARD_LIMITS.extensionParams)
+      failCard(`${what}.params has at most ${CARD_LIMITS.extensionParams} entries`)
+    out.params = {}
+    for (const k of keys.sort()) {
+      text(k, CARD_LIMITS.paramKey, `${what}.params key`)
+      out.params[k] = text(params[k], CARD_LIMITS.paramValue, `${what}.params.${k}`, { empty: true })
+    }
+  }
+  return out
+}
+
 /**
  * Checks an agent card against the card rules and returns a clean copy: exactly the known fields,
  * optional ones only when present, every count and length within CARD_LIMITS. Throws
@@ -242,11 +278,13 @@ export function checkAgentCard(x: unknown): AgentCard {
   )
   const caps = x.capabilities
   if (!isMap(caps)) return failCard('capabilities must be a map')
-  checkKeys(caps, [], ['streaming', 'pushNotifications', 'extendedAgentCard'], 'capabilities')
+  checkKeys(caps, [], ['streaming', 'pushNotifications', 'extendedAgentCard', 'extensions'], 'capabilities')
   const capabilities: AgentCapabilities = {}
   for (const k of ['streaming', 'pushNotifications', 'extendedAgentCard'] as const) {
     if (caps[k] !== undefined) capabilities[k] = bool(caps[k], `capabilities.${k}`)
   }
+  if (caps.extensions !== undefined)
+    capabilities.extensions = list(caps.extensions, CARD_LIMITS.extensions, 'capabilities.extensions', checkExtension)
   const card: AgentCard = {
     name: text(x.name, CARD_LIMITS.name, 'name'),
     description: text(x.description, CARD_LIMITS.description, 'description', { lines: true }),
@@ -524,4 +562,34 @@ export function encodeRegistryMessage(msg: RegistryMessage): Uint8Array {
 
 export function decodeRegistryMessage(bytes: Uint8Array): RegistryMessage {
   return decodeChecked(bytes, MAX_REGISTRY_MESSAGE_BYTES, checkRegistryMessage, failMessage)
+}
+
+/**
+ * The A2A extension by which a card says what shard an agent is (the fleet design's shard types):
+ * `params.type` one of SHARD_TYPES, `params.scope` what it covers (a domain, a region, a workload kind).
+ */
+export const SHARD_EXTENSION_URI = 'urn:cyberspace:shard:1'
+export const SHARD_TYPES = ['domain', 'geographic', 'workload', 'swat', 'replica'] as const
+export type ShardType = (typeof SHARD_TYPES)[number]
+
+export interface Shard {
+  type: ShardType
+  scope: string
+}
+
+/** The card's shard extension as a Shard, or undefined without one (or with a type this version does not know). */
+export function shardOfCard(card: AgentCard): Shard | undefined {
+  const ext = card.capabilities.extensions?.find(e => e.uri === SHARD_EXTENSION_URI)
+  const type = ext?.params?.type
+  if (type == null || !(SHARD_TYPES as readonly string[]).includes(type)) return undefined
+  return { type: type as ShardType, scope: ext?.params?.scope ?? '' }
+}
+
+/** The card extension saying an agent is `shard`. */
+export function shardExtension(shard: Shard): AgentExtension {
+  return {
+    uri: SHARD_EXTENSION_URI,
+    description: `a ${shard.type} shard`,
+    params: { type: shard.type, scope: shard.scope }
+  }
 }

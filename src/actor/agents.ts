@@ -35,6 +35,7 @@
 import { privateKeyFromRaw } from '@libp2p/crypto/keys'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { Key } from 'interface-datastore'
+import { shardExtension, SHARD_TYPES } from '../../protocols/registry/codec.ts'
 import { isPrincipalId, principalFromPeerId, principalPublicKey } from '../crypto/principal.ts'
 import { seedSigner } from '../crypto/sign.ts'
 import { atom, parseAdvanced } from '../spki/sexp.ts'
@@ -69,6 +70,7 @@ import type { AgentSession, SessionChange, SessionInit } from './session.ts'
 import type { SupervisionEvent } from './supervisor.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Signer } from '../crypto/sign.ts'
+import type { Shard } from '../../protocols/registry/codec.ts'
 import type { State } from '../log/service.ts'
 import type { OrMapDocument } from '../log/documents.ts'
 import type { Membership } from '../membership/service.ts'
@@ -139,6 +141,8 @@ export interface AgentDefinition {
    * cluster certificates.
    */
   clusterTag?: string
+  /** What shard agents of this kind are (the fleet design's types), said in their card's shard extension. */
+  shard?: Shard
 }
 
 export interface AgentTool {
@@ -175,6 +179,8 @@ export interface AgentInfo {
   external: boolean
   /** Why the agent stopped or crashed last, if it did. */
   lastExit?: string
+  /** The shard its kind declares, if any. */
+  shard?: Shard
 }
 
 /** An agent hosted on this node, as code outside its behaviour acts through it. */
@@ -588,6 +594,13 @@ export class AgentsService extends EventTarget implements Agents {
     if (definition == null || typeof definition.behaviour !== 'function')
       throw new InvalidAgentOptionError(`kind ${kind}: behaviour must be a function`)
     if (definition.clusterTag !== undefined) clusterTagOf(definition.clusterTag)
+    const shard = definition.shard
+    if (shard !== undefined) {
+      if (!(SHARD_TYPES as readonly string[]).includes(shard?.type))
+        throw new InvalidAgentOptionError(`kind ${kind}: shard.type must be one of ${SHARD_TYPES.join(', ')}`)
+      if (typeof shard.scope !== 'string' || shard.scope.length > 256)
+        throw new InvalidAgentOptionError(`kind ${kind}: shard.scope must be a string of at most 256 characters`)
+    }
     this.definitions.set(kind, definition)
     if (this.running && kind !== EXTERNAL_KIND) {
       void this.openDirectory()
@@ -748,7 +761,13 @@ export class AgentsService extends EventTarget implements Agents {
     let status: AgentStatus = hosted.info.status
     if (hosted.stopping) status = 'stopping'
     else if (worker != null) status = worker.status === 'stopped' ? 'crashed' : worker.status
-    return { ...hosted.info, status, restarts: worker?.restarts ?? hosted.info.restarts }
+    const shard = hosted.definition.shard
+    return {
+      ...hosted.info,
+      status,
+      restarts: worker?.restarts ?? hosted.info.restarts,
+      ...(shard != null ? { shard: { ...shard } } : {})
+    }
   }
 
   // ------------------------------------------------------------------ messaging and tools
@@ -1094,6 +1113,7 @@ export class AgentsService extends EventTarget implements Agents {
       name: `${entry.kind}/${entry.id}`,
       description: definition.description ?? `a Cyberspace agent of kind ${entry.kind}`,
       version: '1.0.0',
+      ...(definition.shard != null ? { capabilities: { extensions: [shardExtension(definition.shard)] } } : {}),
       skills: [
         { id: `kind:${entry.kind}`, name: entry.kind, description: `agents of kind ${entry.kind}`, tags: [entry.kind] },
         ...(definition.skills ?? [])

@@ -25,6 +25,9 @@ import {
   MAX_AGENT_RECORD_BYTES,
   MAX_LIST_RECORDS,
   MAX_REGISTRY_MESSAGE_BYTES,
+  SHARD_EXTENSION_URI,
+  shardExtension,
+  shardOfCard,
   skillCid
 } from '../../protocols/registry/codec.ts'
 import { peerIdFromPrincipal } from '../../src/crypto/principal.ts'
@@ -153,6 +156,27 @@ describe('agent records: format, limits and validation', () => {
       ],
       ['a skill id twice', { ...good, skills: [good.skills[0], good.skills[0]] }],
       ['a boolean capability as text', { ...good, capabilities: { streaming: 'yes' } }],
+      ['an extension without a uri', { ...good, capabilities: { extensions: [{ params: {} }] } }],
+      [
+        'an extension param that is not text',
+        { ...good, capabilities: { extensions: [{ uri: 'u', params: { a: 1 } }] } }
+      ],
+      [
+        'too many extensions',
+        {
+          ...good,
+          capabilities: { extensions: Array.from({ length: CARD_LIMITS.extensions + 1 }, (_, i) => ({ uri: `u${i}` })) }
+        }
+      ],
+      [
+        'too many extension params',
+        {
+          ...good,
+          capabilities: {
+            extensions: [{ uri: 'u', params: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }]
+          }
+        }
+      ],
       ['no interfaces', { ...good, supportedInterfaces: [] }],
       [
         'too many skill keys',
@@ -169,6 +193,21 @@ describe('agent records: format, limits and validation', () => {
     for (const [what, value] of bad) {
       assert.throws(() => checkAgentCard(value), { name: 'InvalidAgentCardError' }, what)
     }
+  })
+
+  it('a card says its shard through the shard extension, and keeps it through a check', () => {
+    const shard = { type: 'replica' as const, scope: 'workload:build' }
+    const withShard = checkAgentCard({
+      ...card(alice.principal),
+      capabilities: { extensions: [shardExtension(shard)] }
+    })
+    assert.deepEqual(shardOfCard(withShard), shard)
+    assert.equal(shardOfCard(card(alice.principal)), undefined)
+    const unknownType = {
+      ...withShard,
+      capabilities: { extensions: [{ uri: SHARD_EXTENSION_URI, params: { type: 'moon' } }] }
+    }
+    assert.equal(shardOfCard(checkAgentCard(unknownType)), undefined)
   })
 
   it('refuses malformed records with named errors', async () => {
