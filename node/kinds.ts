@@ -19,11 +19,14 @@ import { AGENT_NAME_PATTERN } from '../protocols/frost/codec.ts'
 import { EXTERNAL_KIND } from '../src/actor/agents.ts'
 import { UsageError } from './errors.ts'
 import type { AgentDefinition } from '../src/actor/agents.ts'
+import type { WorkBoards } from '../src/work/types.ts'
 
 /** What a kind knows of the node that runs it. */
 export interface KindHost {
   /** The node's peer id. */
   host: string
+  /** The node's boards (`node.work`): what its agents act on, each as itself (`agent.signer`). */
+  work?: WorkBoards
 }
 
 /** A kind as loaded: its definition once the node's peer id is known. */
@@ -66,7 +69,7 @@ export function isModuleSpec(spec: string): boolean {
 export function kindsOfModule(spec: string, exported: unknown): Map<string, Kind> {
   const fail = (what: string): never => {
     throw new UsageError(
-      `--kind ${spec}: ${what}; its default export must be an object mapping kind names to agent definitions ({ behaviour(agent) { return { handle(message) { … } } } })`
+      `--kind ${spec}: ${what}; its default export must be an object mapping kind names to agent definitions ({ behaviour(agent) { return { handle(message) { … } } } }) or to functions of the node ({ host, work }) returning one`
     )
   }
   if (exported == null || typeof exported !== 'object' || Array.isArray(exported))
@@ -79,6 +82,20 @@ export function kindsOfModule(spec: string, exported: unknown): Map<string, Kind
   for (const [name, definition] of entries) {
     if (!AGENT_NAME_PATTERN.test(name)) fail(`kind name ${JSON.stringify(name)} is not 1-64 of a-z 0-9 . _ -`)
     if (name === EXTERNAL_KIND) fail(`kind ${EXTERNAL_KIND} is the node's own (programs attached through the API)`)
+    // a function is called with what the kind knows of its node (KindHost) and gives the definition
+    if (typeof definition === 'function') {
+      kinds.set(name, host => {
+        const made: unknown = (definition as (host: KindHost) => unknown)(host)
+        if (
+          made == null ||
+          typeof made !== 'object' ||
+          typeof (made as { behaviour?: unknown }).behaviour !== 'function'
+        )
+          fail(`kind ${name}'s function returned no definition with a behaviour function`)
+        return made as AgentDefinition
+      })
+      continue
+    }
     if (
       definition == null ||
       typeof definition !== 'object' ||

@@ -378,6 +378,14 @@ describe('cyberspace agents: hosted agents through the CLI against node processe
     await assert.rejects(loadKinds(['echo', 'echo']), /kind echo is defined twice/)
     const kinds = await loadKinds(['counter', './kinds.mjs'], dir)
     assert.deepEqual([...kinds.keys()], ['counter', 'shout'])
+    // a function of the node gives the definition, called with what the kind knows of its node
+    await writeFile(
+      join(dir, 'fn.mjs'),
+      'export default { host: ({ host }) => ({ description: host, behaviour() {} }), empty: () => 1 }\n'
+    )
+    const made = await loadKinds([join(dir, 'fn.mjs')])
+    assert.equal(made.get('host')?.({ host: 'peer-1' }).description, 'peer-1')
+    assert.throws(() => made.get('empty')?.({ host: 'peer-1' }), /kind empty's function returned no definition/)
     const r = await run('start', '--kind', join(dir, 'array.mjs'), '--data-dir', join(dir, 'unused'))
     assert.equal(r.code, 2)
     assert.match(
