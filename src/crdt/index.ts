@@ -11,6 +11,7 @@
 import { gCounter } from './g-counter.ts'
 import { lwwRegister } from './lww-register.ts'
 import { mvRegister } from './mv-register.ts'
+import { opLog } from './op-log.ts'
 import { orMap } from './or-map.ts'
 import { orSet } from './or-set.ts'
 import { pnCounter } from './pn-counter.ts'
@@ -18,6 +19,7 @@ import { text } from './text.ts'
 import type { GCounterType } from './g-counter.ts'
 import type { LwwRegisterType } from './lww-register.ts'
 import type { MvRegisterType } from './mv-register.ts'
+import type { OpLogType } from './op-log.ts'
 import type { OrMapType } from './or-map.ts'
 import type { OrSetType } from './or-set.ts'
 import type { PnCounterType } from './pn-counter.ts'
@@ -32,6 +34,7 @@ export interface CrdtTypes {
   'mv-register': MvRegisterType
   'or-map': OrMapType
   text: TextType
+  'op-log': OpLogType
 }
 
 /** A type seen without its state, delta and value types, e.g. by a log that only stores and merges. */
@@ -44,10 +47,12 @@ export const crdtTypes: CrdtTypes = {
   'lww-register': lwwRegister,
   'mv-register': mvRegister,
   'or-map': orMap,
-  text
+  text,
+  'op-log': opLog
 } satisfies { [name in CrdtName]: AnyCrdtType }
 
-export { gCounter, lwwRegister, mvRegister, orMap, orSet, pnCounter, text }
+export { gCounter, lwwRegister, mvRegister, opLog, orMap, orSet, pnCounter, text }
+export { compareOpLogEntries, MAX_ACTOR_LENGTH, opLogEntries, OpLogState } from './op-log.ts'
 export { Causal, CausalContext, DotFun, DotMap, dotKey, dotSet, joinStores, parseDotKey } from './causal.ts'
 export {
   DEFAULT_LIMITS,
@@ -65,6 +70,7 @@ export type { GCounterState, GCounterType } from './g-counter.ts'
 export type { LwwEntry, LwwRegisterState, LwwRegisterType } from './lww-register.ts'
 export type { MvRegisterState, MvRegisterType } from './mv-register.ts'
 export type { CounterTotals, FieldKind, LwwField, MapPath, MapStore, OrMapState, OrMapType } from './or-map.ts'
+export type { OpLogDelta, OpLogEntry, OpLogType } from './op-log.ts'
 export type { OrSetState, OrSetType, SetStore } from './or-set.ts'
 export type { PnCounterState, PnCounterType } from './pn-counter.ts'
 export type { TextType } from './text.ts'

@@ -15,7 +15,8 @@
  */
 import type { HlcTimestamp } from '../clock/hlc.ts'
 
-export type CrdtName = 'g-counter' | 'pn-counter' | 'or-set' | 'lww-register' | 'mv-register' | 'or-map' | 'text'
+export type CrdtName =
+  'g-counter' | 'pn-counter' | 'or-set' | 'lww-register' | 'mv-register' | 'or-map' | 'text' | 'op-log'
 
 /** Who is changing a replica, and when: the author's replica id (its principal id) and an HLC timestamp. */
 export interface MutationContext {

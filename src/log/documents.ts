@@ -13,15 +13,17 @@ import { TypedEventEmitter } from 'main-event'
 import { gCounter } from '../crdt/g-counter.ts'
 import { lwwRegister } from '../crdt/lww-register.ts'
 import { mvRegister } from '../crdt/mv-register.ts'
+import { opLog } from '../crdt/op-log.ts'
 import { orMap } from '../crdt/or-map.ts'
 import { orSet } from '../crdt/or-set.ts'
 import { pnCounter } from '../crdt/pn-counter.ts'
 import { text } from '../crdt/text.ts'
-import type { Batch, ChangeDetail, Log } from './log.ts'
+import type { AppendOptions, Batch, ChangeDetail, Log } from './log.ts'
 import type { CrdtName } from '../crdt/types.ts'
 import type { GCounterState } from '../crdt/g-counter.ts'
 import type { LwwRegisterState } from '../crdt/lww-register.ts'
 import type { MvRegisterState } from '../crdt/mv-register.ts'
+import type { OpLogEntry, OpLogState } from '../crdt/op-log.ts'
 import type { MapPath, OrMapState } from '../crdt/or-map.ts'
 import type { OrSetState } from '../crdt/or-set.ts'
 import type { PnCounterState } from '../crdt/pn-counter.ts'
@@ -194,6 +196,82 @@ export class TextDocument extends Document<YDoc, TextDelta, string> {
   }
 }
 
+/**
+ * An op-log document: entries `{ hlc, actor, index, body }` that writers append and every replica
+ * reads in one order (HLC, actor, index). Each `append` is one event signed by its writer — the
+ * node, or the `signer` it names (an agent writing from this node) — and its entries carry that
+ * event's HLC and author, so an entry's actor is always the principal that signed it.
+ *
+ * A consumer that folds entries incrementally keeps its position in `arrived()` and reads `epoch`
+ * before it: while `epoch` is the one it read last, `arrived()` only grew (new entries at its end,
+ * in the order this replica received them, which is not the one order); once `epoch` changes —
+ * the log rebuilt its state from disk after a failed write, or an author that signed two events at
+ * one HLC had an entry replaced (see src/crdt/op-log.ts) — it folds again from position 0.
+ *
+ * @example
+ * const board = await node.state.open('work.release', 'op-log')
+ * const appended = await board.append([{ op: 'claim', item: 't1' }], { signer: agent })
+ * board.entries()      // every entry, in HLC, actor, index order
+ */
+export class OpLogDocument extends Document<OpLogState, OpLogState, readonly OpLogEntry[]> {
+  private seen: readonly OpLogEntry[]
+  private epochs = 0
+
+  constructor(log: Log<OpLogState, OpLogState, readonly OpLogEntry[]>) {
+    super(log)
+    this.seen = log.current().arrival
+  }
+
+  /**
+   * Every entry in the one order (HLC, actor, index). Later entries that sort last may be appended
+   * to the returned array; it is never reordered (an entry that sorts earlier makes a new one).
+   */
+  entries(): readonly OpLogEntry[] {
+    return this.value()
+  }
+
+  /** Every entry, in the order this replica received them; it only grows while `epoch` stays the same. */
+  arrived(): readonly OpLogEntry[] {
+    return this.log.current().arrival
+  }
+
+  /** How many entries the document holds. */
+  get size(): number {
+    return this.log.current().size
+  }
+
+  /** Changes whenever `arrived()` starts over (see the class comment); never goes back. */
+  get epoch(): number {
+    const arrival = this.log.current().arrival
+    if (arrival !== this.seen) {
+      this.seen = arrival
+      this.epochs++
+    }
+    return this.epochs
+  }
+
+  /**
+   * Appends `bodies` (dag-cbor data model values, each at most 64 KiB encoded) as one event,
+   * signed by `options.signer` if given (it must be authorized to write this document) or by the
+   * document's signer. Resolves to the event's CID and its entries, or undefined for no bodies.
+   * The event is authorized with its entries before anything is applied: a refusal
+   * (UnauthorizedEventError) leaves the document as it was.
+   */
+  async append(
+    bodies: readonly unknown[],
+    options: AppendOptions = {}
+  ): Promise<{ cid: CID; entries: OpLogEntry[] } | undefined> {
+    if (bodies.length === 0) return undefined
+    let delta: OpLogState | undefined
+    const block = await this.log.appendDeltas((state, ctx) => {
+      delta = opLog.append(state, ctx, bodies)
+      return [delta]
+    }, options)
+    if (block == null || delta == null) return undefined
+    return { cid: block.cid, entries: [...delta.arrival] }
+  }
+}
+
 export interface DocumentTypes {
   'g-counter': GCounterDocument
   'pn-counter': PnCounterDocument
@@ -202,6 +280,7 @@ export interface DocumentTypes {
   'mv-register': MvRegisterDocument
   'or-map': OrMapDocument
   text: TextDocument
+  'op-log': OpLogDocument
 }
 
 export const documentClasses: { [T in CrdtName]: new (log: Log<any, any, any>) => DocumentTypes[T] } = {
@@ -211,5 +290,6 @@ export const documentClasses: { [T in CrdtName]: new (log: Log<any, any, any>) =
   'lww-register': LwwRegisterDocument,
   'mv-register': MvRegisterDocument,
   'or-map': OrMapDocument,
-  text: TextDocument
+  text: TextDocument,
+  'op-log': OpLogDocument
 }

@@ -75,12 +75,24 @@ export type LogAction = 'append' | 'snapshot'
 /**
  * Resolves if `author` may do `action` on this log; throws (UnauthorizedEventError, …) if not.
  * `providers` are the peers the event or snapshot came from (to ask for a proof), if known.
+ * `deltas` are the event's deltas, decoded (an append's, before it is signed; a received one's,
+ * before it is applied), for callbacks that decide by what an event writes; a merge event's list
+ * is empty. `append` also asks once before it builds its event, without them: a callback that
+ * decides by the deltas lets that call through and decides on the second.
  */
 export type Authorize = (
   author: PrincipalId,
   action: LogAction,
-  options: AbortOptions & { providers?: PeerId[] }
+  options: AbortOptions & { providers?: PeerId[]; deltas?: unknown[] }
 ) => Promise<void>
+
+export interface AppendOptions extends AbortOptions {
+  /**
+   * Signs this event (and the merge events folded before it) instead of the log's signer: several
+   * principals write one log from one replica, each event authorized for its own signer.
+   */
+  signer?: Signer
+}
 
 export interface LogLimits {
   crdt?: CrdtLimits
@@ -304,7 +316,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
 
   /**
    * Signs this replica's later appends and snapshots with `signer` (e.g. an agent's own key for its
-   * session). Each append and snapshot is checked with the authorize callback for its signer.
+   * session). Each append and snapshot is checked with the authorize callback for its signer. One
+   * append can name its own signer instead (`AppendOptions.signer`).
    */
   useSigner(signer: Signer): void {
     this.signer = signer
@@ -353,14 +366,54 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
 
   /**
    * Appends one event holding every delta the builder pushes, atomically: all of them are in the
-   * state and on disk, or (if signing or writing fails) none is.
+   * state and on disk, or (if authorizing, signing or writing fails) none is. The deltas are merged
+   * as they are pushed (a later mutator of the batch sees the earlier ones), so a refusal of the
+   * built event replays the state from disk: where that is costly, use `appendDeltas`.
    */
-  async append(build: (batch: Batch<S, D>) => void, options: AbortOptions = {}): Promise<Block<Event> | undefined> {
+  async append(build: (batch: Batch<S, D>) => void, options: AppendOptions = {}): Promise<Block<Event> | undefined> {
     this.checkOpen()
     // what every other replica will check, checked here first: an event they would all refuse is
-    // not applied here either
-    const signer = this.signer
+    // not applied here either (an author refused whatever it writes costs no rebuild)
+    const signer = options.signer ?? this.signer
     await this.init.authorize(signer.principal, 'append', { signal: options.signal })
+    return await this.appendEvent(signer, options, true, (state, ctx) => {
+      const deltas: D[] = []
+      build({
+        state,
+        ctx,
+        push: delta => {
+          this.type.merge(this.state, delta)
+          deltas.push(delta)
+        }
+      })
+      return deltas
+    })
+  }
+
+  /**
+   * Appends one event of the deltas `make` returns, made from the state as it is (none of them is
+   * merged before `make` returns, so they must not build on each other: e.g. the op-log's one
+   * delta). They are authorized before anything is merged, so a refusal costs nothing. Resolves to
+   * the event, or undefined if `make` returned no delta.
+   */
+  async appendDeltas(
+    make: (state: S, ctx: MutationContext) => D[],
+    options: AppendOptions = {}
+  ): Promise<Block<Event> | undefined> {
+    this.checkOpen()
+    return await this.appendEvent(options.signer ?? this.signer, options, false, make)
+  }
+
+  /**
+   * One append: ticks the clock, gets the deltas (`merged`: `produce` merges them itself), has
+   * them authorized, signs the event (after merge events if the heads are too many), stores it.
+   */
+  private async appendEvent(
+    signer: Signer,
+    options: AbortOptions,
+    merged: boolean,
+    produce: (state: S, ctx: MutationContext) => D[]
+  ): Promise<Block<Event> | undefined> {
     return await this.exclusive(async () => {
       options.signal?.throwIfAborted()
       // one merge event per MAX_PARENTS heads beyond the first MAX_PARENTS, each earlier than the event
@@ -369,20 +422,24 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
         mergeClocks.push(this.init.clock.tick())
       }
       const hlc = this.init.clock.tick()
-      const deltas: D[] = []
-      const batch: Batch<S, D> = {
-        state: this.state,
-        ctx: { replica: signer.principal, hlc },
-        push: delta => {
-          this.type.merge(this.state, delta)
-          deltas.push(delta)
-        }
+      const ctx: MutationContext = { replica: signer.principal, hlc }
+      let deltas: D[] = []
+      if (!merged) {
+        // nothing is in the state yet: a refusal here leaves it as it was
+        deltas = produce(this.state, ctx)
+        if (deltas.length === 0) return undefined
+        await this.init.authorize(signer.principal, 'append', { signal: options.signal, deltas })
       }
       let block: Block<Event>
       const merges: Array<Block<Event>> = []
       try {
-        build(batch)
-        if (deltas.length === 0) return undefined
+        if (merged) {
+          deltas = produce(this.state, ctx)
+          if (deltas.length === 0) return undefined
+          await this.init.authorize(signer.principal, 'append', { signal: options.signal, deltas })
+        } else {
+          for (const delta of deltas) this.type.merge(this.state, delta)
+        }
         // fold the frontier until it fits in one event's parents: every head is in the event's past
         let frontier = this.heads()
         for (const mergeHlc of mergeClocks) {
@@ -860,7 +917,8 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     try {
       await this.init.authorize(event.author as PrincipalId, 'append', {
         signal: options.signal,
-        providers: options.proofProviders ?? options.providers
+        providers: options.proofProviders ?? options.providers,
+        deltas
       })
     } catch (err) {
       options.signal?.throwIfAborted()

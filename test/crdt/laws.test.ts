@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import { CID } from 'multiformats/cid'
 import { identity } from 'multiformats/hashes/identity'
 import { Hlc } from '../../src/clock/hlc.ts'
-import { gCounter, lwwRegister, mvRegister, orMap, orSet, pnCounter, text } from '../../src/crdt/index.ts'
+import { gCounter, lwwRegister, mvRegister, opLog, orMap, orSet, pnCounter, text } from '../../src/crdt/index.ts'
 import { cbor, prng, REPLICAS, viaBytes } from './fixtures.ts'
 import type { CrdtType, MutationContext } from '../../src/crdt/index.ts'
 
@@ -203,6 +203,13 @@ describe('CRDT laws (property tests)', () => {
           return orMap[kind](s, ctx, path, arg)
       }
     },
+    canonical: true
+  })
+
+  lawsOf('op-log', {
+    type: opLog,
+    op: fc.array(value, { minLength: 1, maxLength: 3 }),
+    apply: (s, ctx, bodies) => opLog.append(s, ctx, bodies),
     canonical: true
   })
 
