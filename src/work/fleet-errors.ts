@@ -1,0 +1,46 @@
+/** Named errors of the fleet (heartbeats, fleet status) and of the event journal. Tests match on `.name`. */
+import type { HlcTimestamp } from '../clock/hlc.ts'
+
+/** A heartbeat (or a row given to publish) breaks the wire rules of protocols/fleet. */
+export { InvalidHeartbeatError } from '../../protocols/fleet/codec.ts'
+
+/** A fleet option is out of range (interval, namespace, a rows callback that is not a function…). */
+export class InvalidFleetOptionError extends Error {
+  static name = 'InvalidFleetOptionError'
+  name = 'InvalidFleetOptionError'
+}
+
+/** The fleet is not running here, or this node holds no member chain, so it publishes no heartbeat. */
+export class FleetNotTakingPartError extends Error {
+  static name = 'FleetNotTakingPartError'
+  name = 'FleetNotTakingPartError'
+}
+
+/** An event given to the journal is malformed: bad hlc, unknown source, type or subject too long. */
+export class InvalidEventError extends Error {
+  static name = 'InvalidEventError'
+  name = 'InvalidEventError'
+}
+
+/** A query of the journal is malformed: a cursor it did not issue, a bad hlc, a limit out of range. */
+export class InvalidEventQueryError extends Error {
+  static name = 'InvalidEventQueryError'
+  name = 'InvalidEventQueryError'
+}
+
+/** The journal no longer holds every event after the point asked for: `oldest` is the oldest hlc it keeps. */
+export class EventsTruncatedError extends Error {
+  static name = 'EventsTruncatedError'
+  name = 'EventsTruncatedError'
+  readonly oldest: HlcTimestamp | undefined
+
+  constructor(oldest: HlcTimestamp | undefined, message?: string) {
+    super(
+      message ??
+        (oldest == null
+          ? 'events after that point were dropped and none are kept'
+          : `events after that point were dropped: the oldest kept is [${oldest[0]}, ${oldest[1]}]`)
+    )
+    this.oldest = oldest
+  }
+}
