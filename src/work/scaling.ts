@@ -30,7 +30,7 @@
  * @example
  * const scaling = createScaling({ policies: [{ kind: 'worker', min: 1, max: 4, target: 0.8 }] }, {
  *   self: node.peerId.toString(), openLog: scalingDocument(node.state),
- *   fleet, swarm, members: () => membersOf(node.membership.members()), agents: node.agents,
+ *   fleet: fleetView(fleet), swarm: swarmView(swarm), members: () => membersOf(node.membership.members()), agents: node.agents,
  *   retire: p => node.work.retire(p), record: e => journal.record(e), logger })
  * await scaling.start()
  * scaling.decisions() // every decision, its status and, for a loser, the winner
@@ -39,7 +39,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { AGENT_NAME_PATTERN } from '../../protocols/frost/codec.ts'
 import { isHlc } from '../clock/hlc.ts'
 import { compareOpLogEntries } from '../crdt/op-log.ts'
-import { isPrincipalId, principalFromPeerId } from '../crypto/principal.ts'
+import { isPrincipalId, peerIdFromPrincipal, principalFromPeerId } from '../crypto/principal.ts'
 import { offeredKinds, rank } from '../actor/placement.ts'
 import { RecentMap } from '../recent-map.ts'
 import { InvalidScalingOptionError, InvalidScalingPolicyError, ScalingNotRunningError } from './scaling-errors.ts'
@@ -877,6 +877,82 @@ export function membersOf(
   return members
     .filter(m => m.state === 'alive')
     .map(m => ({ peerId: m.peerId, kinds: offeredKinds(m.meta), load: loads.get(m.peerId) }))
+}
+
+/** What `fleetView` reads of the fleet (src/work/fleet.ts `Fleet`): rows with their host's principal, and member summaries. */
+export interface FleetLike {
+  rows(): ReadonlyArray<{
+    agent: PrincipalId
+    kind: string
+    status: ScalingRow['status']
+    load: number
+    host: string
+    stale: boolean
+  }>
+  status(): { members: ReadonlyArray<{ member: string; summary: string }> }
+}
+
+const peerOfPrincipal = new RecentMap<string, string | null>(1024)
+
+/** The peer id of a member's principal (a fleet row names its host by principal; decisions by peer id). */
+function peerIdOf(principal: string): string | undefined {
+  let peer = peerOfPrincipal.get(principal)
+  if (peer === undefined) {
+    try {
+      peer = peerIdFromPrincipal(principal as PrincipalId).toString()
+    } catch {
+      peer = null
+    }
+    peerOfPrincipal.set(principal, peer)
+  }
+  return peer ?? undefined
+}
+
+/** A member's load from its fleet summary line (`n=3 a=2 i=1 o=0 r=0 load=0.71`). */
+export function summaryLoad(summary: string): number | undefined {
+  const match = /(?:^|\s)load=(\d+(?:\.\d+)?)(?:\s|$)/.exec(summary)
+  if (match == null) return undefined
+  const load = Number(match[1])
+  return Number.isFinite(load) ? load : undefined
+}
+
+/** The fleet as the loop reads it: fresh rows with their host's peer id, and each member's summary load. */
+export function fleetView(fleet: FleetLike): ScalingFleet {
+  return {
+    rows: () => {
+      const out: ScalingRow[] = []
+      for (const r of fleet.rows()) {
+        if (r.stale) continue
+        const host = peerIdOf(r.host)
+        if (host === undefined) continue
+        out.push({ agent: r.agent, kind: r.kind, status: r.status, load: r.load, host })
+      }
+      return out
+    },
+    memberLoads: () => {
+      const loads = new Map<string, number>()
+      for (const m of fleet.status().members) {
+        const peer = peerIdOf(m.member)
+        const load = summaryLoad(m.summary)
+        if (peer !== undefined && load !== undefined) loads.set(peer, load)
+      }
+      return loads
+    }
+  }
+}
+
+/** What `swarmView` reads of the swarm (src/work/swarm.ts `Swarm`). */
+export interface SwarmLike {
+  needs(): ReadonlyArray<{ from: PrincipalId; id: string; skill: string; urgency: ScalingNeed['urgency'] }>
+  offers(): ReadonlyArray<{ from: PrincipalId; skills: readonly string[]; load: number }>
+}
+
+/** The swarm as the loop reads it: open needs named `<from>/<id>`, and the live offers. */
+export function swarmView(swarm: SwarmLike): ScalingSwarm {
+  return {
+    needs: () => swarm.needs().map(n => ({ key: `${n.from}/${n.id}`, skill: n.skill, urgency: n.urgency })),
+    offers: () => swarm.offers().map(o => ({ from: o.from, skills: o.skills, load: o.load }))
+  }
 }
 
 export class ScalingService implements Scaling {

@@ -15,11 +15,14 @@ import {
   checkPolicy,
   createScaling,
   familyOf,
+  fleetView,
   membersOf,
   parseScalingEntry,
   ScalingPlanner,
   settle,
-  shardOf
+  shardOf,
+  summaryLoad,
+  swarmView
 } from '../../src/work/scaling.ts'
 import { defaultLogger } from '@libp2p/logger'
 import type { HlcTimestamp } from '../../src/clock/hlc.ts'
@@ -336,6 +339,36 @@ describe('work/scaling: the planner', () => {
         p.plan(view({ now, rows: withIt, offers, members, entries })).filter(d => d.reason === 'rebalance').length,
         0
       )
+  })
+})
+
+describe('work/scaling: reading the fleet and the swarm', () => {
+  it('takes fresh rows with their host as a peer id, and member loads from their summaries', () => {
+    const fresh = randomPrincipal()
+    const stale = randomPrincipal()
+    const view = fleetView({
+      rows: () => [
+        { agent: fresh, kind: 'w', status: 'active', load: 0.7, host: A.principal, stale: false },
+        { agent: stale, kind: 'w', status: 'active', load: 0.7, host: B.principal, stale: true }
+      ],
+      status: () => ({
+        members: [
+          { member: A.principal, summary: 'n=1 a=1 i=0 o=0 r=0 load=0.70' },
+          { member: B.principal, summary: 'n=0 a=0 i=0 o=0 r=0 load=garbage' }
+        ]
+      })
+    })
+    assert.deepEqual(view.rows(), [{ agent: fresh, kind: 'w', status: 'active', load: 0.7, host: A.peer }])
+    assert.deepEqual([...view.memberLoads()], [[A.peer, 0.7]])
+    assert.equal(summaryLoad('load=1.5'), 1.5)
+    assert.equal(summaryLoad('n=2 load=-1'), undefined)
+    const from = randomPrincipal()
+    const swarm = swarmView({
+      needs: () => [{ from, id: 'ab12', skill: 'x', urgency: 'high' }],
+      offers: () => [{ from, skills: ['x'], load: 0.2 }]
+    })
+    assert.deepEqual(swarm.needs(), [{ key: `${from}/ab12`, skill: 'x', urgency: 'high' }])
+    assert.deepEqual(swarm.offers(), [{ from, skills: ['x'], load: 0.2 }])
   })
 })
 
