@@ -827,6 +827,8 @@ export interface ScalingInit {
   realizeGrace?: number
   /** How long a winning decision may wait for a target that is no longer a live member before it is marked failed, ms; default 30 s. */
   abandonAfter?: number
+  /** How long a winning decision may wait for its target to carry it out before it is marked failed, ms; default 5 min. */
+  carryTimeout?: number
   now?: () => number
   newId?(reason: ScalingReason): string
 }
@@ -963,6 +965,7 @@ export class ScalingService implements Scaling {
   private readonly interval: number
   private readonly settleMs: number
   private readonly abandonAfter: number
+  private readonly carryTimeout: number
   private readonly now: () => number
   private doc?: ScalingLog
   private settled?: Settlement
@@ -989,6 +992,7 @@ export class ScalingService implements Scaling {
     this.interval = checkMs(init.interval, 'interval', 10, 86_400_000, 10_000)
     this.settleMs = checkMs(init.settle, 'settle', 0, 600_000, 2_000)
     this.abandonAfter = checkMs(init.abandonAfter, 'abandonAfter', 0, 86_400_000, 30_000)
+    this.carryTimeout = checkMs(init.carryTimeout, 'carryTimeout', 0, 86_400_000, 300_000)
     const swatAfter = checkMs(init.swatAfter, 'swatAfter', 0, 86_400_000, 15_000)
     const realizeGrace = checkMs(init.realizeGrace, 'realizeGrace', 0, 86_400_000, 90_000)
     this.now = init.now ?? Date.now
@@ -1045,14 +1049,12 @@ export class ScalingService implements Scaling {
     return await this.serial(async () => {
       const doc = this.doc
       if (doc == null) return []
-      const view = this.view()
-      const decisions = this.planner.plan(view)
-      const abandoned = this.abandoned(view)
-      const bodies: unknown[] = [...decisions, ...abandoned]
-      if (bodies.length > 0) {
-        await doc.append(bodies, options)
-        this.settled = undefined
-        this.recordNew()
+      // winners nobody will carry out are given up first, so this pass can decide their change again
+      const abandoned = this.abandoned(this.view())
+      if (abandoned.length > 0) await this.append(abandoned, options)
+      const decisions = this.planner.plan(this.view())
+      if (decisions.length > 0) {
+        await this.append(decisions, options)
         for (const d of decisions)
           this.log('decided %s %s of %s on %s (%s)', d.decision, d.slot, d.kind, d.target, d.reason)
       }
@@ -1094,15 +1096,20 @@ export class ScalingService implements Scaling {
     }
   }
 
-  /** Winners addressed to a member that is no longer alive and never said it carried them out: marked failed. */
+  /**
+   * Winners never carried out, addressed to a member that is no longer alive (after abandonAfter) or
+   * to one that has not acted (after carryTimeout): marked failed, so their change can be decided again.
+   */
   private abandoned(view: ScalingView): FailedEntry[] {
     const alive = new Set(view.members.map(m => m.peerId))
     alive.add(this.components.self)
     const out: FailedEntry[] = []
     for (const d of view.settled.decisions) {
-      if (d.status !== 'won' || alive.has(d.decision.target)) continue
-      if (view.now - d.hlc[0] < this.abandonAfter) continue
-      out.push({ failed: d.decision.slot, id: d.decision.id, error: 'target-gone' })
+      if (d.status !== 'won') continue
+      const age = view.now - d.hlc[0]
+      const gone = !alive.has(d.decision.target) && age >= this.abandonAfter
+      if (!gone && age < this.carryTimeout) continue
+      out.push({ failed: d.decision.slot, id: d.decision.id, error: gone ? 'target-gone' : 'not-carried-out' })
     }
     return out
   }
@@ -1147,6 +1154,11 @@ export class ScalingService implements Scaling {
         }
         await this.perform(d, options)
       } else if (d.status === 'lost') await this.undo(d, options)
+      else if (d.status === 'failed' && d.decision.decision === 'spawn') {
+        // marked failed while (or after) this member spawned it: the agent goes, the change is decided again
+        const agent = this.carried.get(id)?.agent ?? d.agent
+        if (agent !== undefined && this.components.agents.get(agent) != null) await this.undo(d, options)
+      }
     }
     if (wake !== undefined) this.scheduleCarry(Math.max(0, wake - this.now()))
   }
@@ -1201,9 +1213,13 @@ export class ScalingService implements Scaling {
         d.agent ??
         agents.list().find(a => a.kind === decision.kind && a.id === decision.id)?.principal
       if (agent !== undefined && agents.get(agent) != null) {
-        await agents.stop(agent, options).catch(err => {
-          this.log.error('could not stop %s, spawned for the losing %s - %e', agent, decision.slot, err)
-        })
+        try {
+          await agents.stop(agent, options)
+        } catch (err) {
+          // said once it is done: the next pass tries again
+          this.log.error('could not stop %s, spawned for %s that did not stand - %e', agent, decision.slot, err)
+          return
+        }
       }
     } else if (carried != null && carried.id !== '') {
       // it retired an agent it should not have: the agent comes back (a cluster agent under the same principal)
@@ -1213,7 +1229,7 @@ export class ScalingService implements Scaling {
         this.log.error('could not bring back %s retired for the losing %s - %e', carried.agent, decision.slot, err)
       }
     }
-    this.log('undid %s %s: %s won', decision.decision, decision.slot, d.winner ?? 'another decision')
+    this.log('undid %s %s (%s, winner %s)', decision.decision, decision.slot, d.status, d.winner ?? 'none')
     await this.append([{ undo: decision.slot, id: decision.id, ...(agent === undefined ? {} : { agent }) }], options)
     this.carried.delete(decision.id)
   }

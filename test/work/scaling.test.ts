@@ -587,6 +587,7 @@ describe('work/scaling: the loop on three members over a replicated log', () => 
     const original = randomPrincipal()
     const rows: ScalingRow[] = [row(original, A, 0.95)]
     const events: ScalingEvent[] = []
+    const dead = new Set<string>()
     const members = [A, B, C].map(m => {
       const agents = new FakeAgents()
       const doc = net.replica(m.principal, clocks[m.principal])
@@ -596,6 +597,8 @@ describe('work/scaling: the loop on three members over a replicated log', () => 
           policies: [{ kind: 'w', min: 1, max: 3, target: 0.8, sustain: 0 }],
           settle: settleMs,
           interval: 3_600_000,
+          abandonAfter: 30_000,
+          carryTimeout: 300_000,
           now: () => now
         },
         {
@@ -609,7 +612,10 @@ describe('work/scaling: the loop on three members over a replicated log', () => 
                 [B.peer, 0.5]
               ])
           },
-          members: () => membersOf([A, B, C].map(x => ({ peerId: x.peer, state: 'alive', meta: { kinds: 'w' } }))),
+          members: () =>
+            membersOf(
+              [A, B, C].map(x => ({ peerId: x.peer, state: dead.has(x.peer) ? 'dead' : 'alive', meta: { kinds: 'w' } }))
+            ),
           agents,
           retire: async p => {
             retired.push(p)
@@ -624,7 +630,7 @@ describe('work/scaling: the loop on three members over a replicated log', () => 
       return { ...m, agents, doc, scaling, retired }
     })
     for (const x of members) await x.scaling.start()
-    return { net, members, rows, events, advance: (ms: number) => (now += ms), original }
+    return { net, members, rows, events, dead, advance: (ms: number) => (now += ms), original }
   }
 
   it('two members deciding at once: one replica results, the loser says so', async () => {
@@ -738,6 +744,56 @@ describe('work/scaling: the loop on three members over a replicated log', () => 
       const [again] = await a.scaling.tick()
       assert.equal(again.slot, first.slot)
       assert.equal(again.gen, first.gen, 'the failed generation is open again')
+    } finally {
+      for (const m of members) await m.scaling.stop()
+    }
+  })
+
+  it('a winner whose target died is marked failed after abandonAfter and the change goes to a live member', async () => {
+    const { net, members, dead, advance } = await cluster(0)
+    const [a] = members
+    try {
+      const [first] = await a.scaling.tick()
+      const target = members.find(m => m.peer === first.target)
+      assert.ok(target != null && target !== a)
+      // the target dies before hearing of it
+      dead.add(target.peer)
+      net.inFlight.splice(0, net.inFlight.length, ...net.inFlight.filter(m => m.to !== target.doc))
+      assert.deepEqual(await a.scaling.tick(), [], 'not before abandonAfter')
+      advance(30_000)
+      const [again] = await a.scaling.tick()
+      const failed = a.scaling.decisions().find(x => x.decision.id === first.id)
+      assert.equal(failed?.status, 'failed')
+      assert.equal(failed?.error, 'target-gone')
+      assert.equal(again.gen, first.gen)
+      assert.notEqual(again.target, target.peer)
+    } finally {
+      for (const m of members) await m.scaling.stop()
+    }
+  })
+
+  it('a target that spawned a decision later marked failed (it took too long) stops that agent and says so', async () => {
+    const { net, members, advance } = await cluster(0)
+    const [a] = members
+    try {
+      const [first] = await a.scaling.tick()
+      const target = members.find(m => m.peer === first.target)
+      assert.ok(target != null)
+      // A gives up on it before the target acts; then the target hears both
+      advance(300_000)
+      await a.scaling.tick()
+      assert.equal(a.scaling.decisions().find(x => x.decision.id === first.id)?.status, 'failed')
+      net.deliver(m => m.to === target.doc && m.entries.length === 1 && 'decision' in (m.entries[0].body as object))
+      await target.scaling.carryOut()
+      assert.deepEqual(target.agents.spawned, [first.id], 'it heard the decision alone and carried it out')
+      net.deliver(m => m.to === target.doc)
+      await target.scaling.carryOut()
+      assert.equal(target.agents.stopped.length, 1, 'the agent of a failed decision goes')
+      assert.equal(target.agents.list().filter(x => x.id === first.id).length, 0)
+      net.deliver()
+      const undone = a.scaling.decisions().find(x => x.decision.id === first.id)
+      assert.equal(undone?.status, 'failed')
+      assert.equal(undone?.agent, target.agents.stopped[0], 'its undo names the agent stopped')
     } finally {
       for (const m of members) await m.scaling.stop()
     }
