@@ -143,3 +143,18 @@ export class RequestRefusedError extends Error {
     this.reason = reason
   }
 }
+
+/**
+ * A local document is never replicated: it cannot be public, be held or replicated by peers, and a
+ * session document or the agent directory cannot be local.
+ */
+export class LocalDocumentError extends Error {
+  static name = 'LocalDocumentError'
+  name = 'LocalDocumentError'
+}
+
+/** A document rule's prefix is malformed, already has a rule, or would cover a session document or the agent directory. */
+export class InvalidRuleError extends Error {
+  static name = 'InvalidRuleError'
+  name = 'InvalidRuleError'
+}

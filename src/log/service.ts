@@ -26,6 +26,13 @@
  *   is appended to and read by members (`(cyberspace member)`) as well as by holders of its log
  *   tags; it is never public, so its events are never inline on gossip. Its snapshots still need
  *   the snapshot tag.
+ * - document rules (`addRule(prefix, rule)`): for documents whose name starts with the prefix, the
+ *   rule decides every append — including this node's own — from the event's author and decoded
+ *   deltas, in place of the append tag; members read and replicate them (or holders of the read
+ *   tag), they are never public; snapshots still need the snapshot tag. A folder (work boards)
+ *   decides per operation this way.
+ * - local documents (`open(name, type, { local: true })`, remembered): never announced, never in a
+ *   heads exchange either way, never served (no peer may read them) and never joined from a peer.
  *
  * Fairness: what a peer offers waits in bounded queues and joins start within per-document and
  * per-peer budgets (src/log/joins.ts); every join ends within `joinTimeout`.
@@ -69,6 +76,8 @@ import {
   BlockNotFoundError,
   HistoryTooLongError,
   LogClosedError,
+  InvalidRuleError,
+  LocalDocumentError,
   LogTypeMismatchError,
   MemberDocumentError,
   RequestRefusedError,
@@ -150,6 +159,32 @@ export interface OpenOptions extends AbortOptions {
    * agent's signer (UnauthorizedEventError otherwise).
    */
   signer?: Signer | null
+  /**
+   * True: this node's only — never announced, offered, served or joined from a peer (a LOCAL
+   * board); false: replicated as usual. Remembered; left as it was when not given. A local
+   * document cannot be public (LocalDocumentError), nor a session document or the agent directory
+   * be local.
+   */
+  local?: boolean
+}
+
+/**
+ * How the documents under a name prefix are written and read (`State.addRule`): the rule decides
+ * each append in place of the `(cyberspace (log (append <name>)))` check.
+ */
+export interface DocumentRule {
+  /**
+   * Resolves if `author` may append an event of document `name` writing `deltas` (decoded: for an
+   * op-log, `opLogEntries(deltas)` are its entries; empty for a merge event that only folds heads);
+   * throws UnauthorizedEventError if not — `{ permanent: true }` when no grant can ever change
+   * that (a malformed entry): the event is then refused for good, with every event after it. Asked
+   * for this node's own appends too (before signing, with nothing applied yet for an op-log) and
+   * for every received event (after its signature is checked, before it is applied); `options`
+   * carries the peers it came from, to ask for a proof.
+   */
+  authorizeAppend(name: string, author: PrincipalId, deltas: unknown[], options: FetchOptions): Promise<void>
+  /** Who reads and replicates such documents besides holders of their read tag: members. Never public. */
+  readers: 'members'
 }
 
 export interface ReplicateOptions extends AbortOptions {
@@ -177,6 +212,17 @@ export interface State {
   stored(options?: AbortOptions): Promise<Array<{ name: string; type: CrdtName }>>
   /** Whether document `name` is served to any peer (see `OpenOptions.public`). */
   isPublic(name: string): boolean
+  /** Whether document `name` is open here as a local document (see `OpenOptions.local`). */
+  isLocal(name: string): boolean
+  /**
+   * Makes `rule` decide appends to, and readers of, every document whose name starts with `prefix`
+   * (the longest matching prefix wins), from now on, open documents included. Throws
+   * InvalidRuleError for a prefix that already has a rule, is not the start of a document name, or
+   * would cover session documents or the agent directory.
+   */
+  addRule(prefix: string, rule: DocumentRule): void
+  /** Removes the rule of `prefix`; false if there was none. */
+  removeRule(prefix: string): boolean
   /** Stops replicating document `name` and deletes its blocks and record; false if this node has none. */
   delete(name: string, options?: AbortOptions): Promise<boolean>
   /** One round of anti-entropy: exchange heads with `peer`, or with a few connected peers. */
@@ -272,6 +318,8 @@ interface OpenDocument {
   doc: Document<any, any, any>
   log: Log<any, any, any>
   public: boolean
+  /** Never announced, offered, served or joined (see `OpenOptions.local`). */
+  local: boolean
   /** The agent, for a session document. */
   owner?: PrincipalId
   /** For a session document: the peer that last announced its agent's events (its host). */
@@ -312,6 +360,8 @@ export class StateService implements State {
   private readonly holding = new Map<string, number>()
   /** By `<document> <peer>`: the heads that peer last confirmed it holds. */
   private readonly confirmedAt = new RecentMap<string, Set<string>>(MAX_CONFIRMED)
+  /** Document rules by name prefix. */
+  private readonly rules = new Map<string, DocumentRule>()
 
   constructor(components: StateComponents, init: StateInit = {}) {
     this.components = components
@@ -403,8 +453,14 @@ export class StateService implements State {
     if (owner != null && options.public === true) {
       throw new SessionDocumentError(`session document ${name} is read by members only: it cannot be public`)
     }
-    if (isMemberDocument(name) && options.public === true) {
+    if ((isMemberDocument(name) || this.ruleOf(name) != null) && options.public === true) {
       throw new MemberDocumentError(`document ${name} is read by members only: it cannot be public`)
+    }
+    if (options.local === true && (owner != null || isMemberDocument(name))) {
+      throw new LocalDocumentError(`document ${name} is shared by members: it cannot be local`)
+    }
+    if (options.public === true && options.local === true) {
+      throw new LocalDocumentError(`document ${name} cannot be both local and public`)
     }
     if (owner != null && options.signer != null && options.signer.principal !== owner) {
       throw new UnauthorizedEventError(
@@ -419,6 +475,21 @@ export class StateService implements State {
       throw new LogTypeMismatchError(`document ${name} is open as a ${open.doc.type}, not a ${type}`)
     }
     if (options.signer !== undefined) open.log.useSigner(options.signer ?? this.components.signer)
+    if (options.public === true && options.local == null && open.local) {
+      throw new LocalDocumentError(`document ${name} is local: it cannot be public`)
+    }
+    if (options.local != null && options.local !== open.local) {
+      const key = localKey(name)
+      if (options.local) await this.components.datastore.put(key, Uint8Array.of(1), options)
+      else await this.components.datastore.delete(key, options)
+      open.local = options.local
+      // a local document is served to no one: it stops being public
+      if (open.local && open.public) {
+        await this.components.datastore.delete(publicKey(name), options)
+        open.public = false
+      }
+      if (!open.local) this.sync().catch(err => this.log('sync of %s, no longer local, failed - %e', name, err))
+    }
     if (options.public != null && options.public !== open.public) {
       const key = publicKey(name)
       if (options.public) await this.components.datastore.put(key, Uint8Array.of(1), options)
@@ -445,7 +516,49 @@ export class StateService implements State {
   }
 
   isPublic(name: string): boolean {
-    return this.docs.get(name)?.public ?? false
+    const open = this.docs.get(name)
+    return open != null && this.served(open)
+  }
+
+  isLocal(name: string): boolean {
+    return this.docs.get(name)?.local ?? false
+  }
+
+  addRule(prefix: string, rule: DocumentRule): void {
+    if (typeof prefix !== 'string' || !RULE_PREFIX_PATTERN.test(prefix)) {
+      throw new InvalidRuleError(`a rule's prefix is 1-64 characters of a-z 0-9 . _ - starting with a letter or digit`)
+    }
+    if (this.rules.has(prefix)) throw new InvalidRuleError(`prefix ${prefix} has a rule already`)
+    if (SESSION_PREFIX.startsWith(prefix) || prefix.startsWith(SESSION_PREFIX) || AGENT_DIRECTORY.startsWith(prefix)) {
+      throw new InvalidRuleError(`prefix ${prefix} would cover session documents or the agent directory`)
+    }
+    if (typeof rule?.authorizeAppend !== 'function' || rule.readers !== 'members') {
+      throw new InvalidRuleError(`a rule has authorizeAppend and readers 'members'`)
+    }
+    this.rules.set(prefix, rule)
+  }
+
+  removeRule(prefix: string): boolean {
+    return this.rules.delete(prefix)
+  }
+
+  /** The rule of the longest prefix of `name` that has one. */
+  private ruleOf(name: string): DocumentRule | undefined {
+    let best: string | undefined
+    for (const prefix of this.rules.keys()) {
+      if (name.startsWith(prefix) && (best == null || prefix.length > best.length)) best = prefix
+    }
+    return best == null ? undefined : this.rules.get(best)
+  }
+
+  /** Whether members read document `name` (and it is never public): the agent directory, sessions, rule documents. */
+  private membersRead(name: string): boolean {
+    return isMemberDocument(name) || sessionOwner(name) != null || this.ruleOf(name) != null
+  }
+
+  /** Whether an open document is served to any peer: public, and neither local nor read by members only. */
+  private served(open: OpenDocument): boolean {
+    return open.public && !open.local && !this.membersRead(open.name)
   }
 
   async delete(name: string, options: AbortOptions = {}): Promise<boolean> {
@@ -479,6 +592,7 @@ export class StateService implements State {
     }
     await log.destroy(options)
     await this.components.datastore.delete(publicKey(name), options)
+    await this.components.datastore.delete(localKey(name), options)
     this.log('deleted document %s', name)
     return true
   }
@@ -510,6 +624,7 @@ export class StateService implements State {
   async hold(name: string, peer: PeerId, options: HoldOptions = {}): Promise<CID[]> {
     const open = this.docs.get(name)
     if (open == null) throw new LogClosedError(`document ${name} is not open here`)
+    if (open.local) throw new LocalDocumentError(`document ${name} is local: no peer holds it`)
     if (peer.equals(this.components.libp2p.peerId))
       throw new RequestRefusedError('Self', 'this node does not ask itself to hold a document')
     const heads = (options.heads ?? open.log.heads()).slice(0, MAX_HEADS_PER_LOG)
@@ -533,6 +648,7 @@ export class StateService implements State {
   private replicatorOf(name: string): Replicator {
     const open = this.docs.get(name)
     if (open == null) throw new LogClosedError(`document ${name} is not open here`)
+    if (open.local) throw new LocalDocumentError(`document ${name} is local: no peer holds it`)
     open.replicator ??= new Replicator({
       heads: () => open.log.heads(),
       push: async (peer, heads, signal) => await this.hold(name, peer, { heads, signal })
@@ -641,11 +757,18 @@ export class StateService implements State {
     const log = await Log.open(this.logInit(name, type))
     const owner = sessionOwner(name) ?? undefined
     // a session document or the agent directory is never public, whatever a datastore says
+    const isLocal = options.local ?? (await this.components.datastore.has(localKey(name)))
     const isPublic =
       owner == null &&
       !isMemberDocument(name) &&
+      !isLocal &&
       (options.public ?? (await this.components.datastore.has(publicKey(name))))
-    if (options.public === true) await this.components.datastore.put(publicKey(name), Uint8Array.of(1))
+    // remembered as asked for: a flag asked off is deleted, or the next start would bring it back
+    const { datastore } = this.components
+    if (options.public === true && !isLocal) await datastore.put(publicKey(name), Uint8Array.of(1))
+    else if (options.public === false || isLocal) await datastore.delete(publicKey(name))
+    if (options.local === true) await datastore.put(localKey(name), Uint8Array.of(1))
+    else if (options.local === false) await datastore.delete(localKey(name))
     if (!this.started) {
       // stopped while the log was replaying: do not leave it open behind the service's back
       log.close()
@@ -657,6 +780,7 @@ export class StateService implements State {
       doc,
       log,
       public: isPublic,
+      local: isLocal,
       owner
     }
     log.addEventListener('change', e => {
@@ -665,7 +789,7 @@ export class StateService implements State {
     this.docs.set(name, open)
     this.joins.add(name)
     // catch up with whoever is connected now rather than at the next periodic round
-    if (!this.reopening) this.sync().catch(err => this.log('initial sync of %s failed - %e', name, err))
+    if (!this.reopening && !isLocal) this.sync().catch(err => this.log('initial sync of %s failed - %e', name, err))
     return open
   }
 
@@ -680,7 +804,7 @@ export class StateService implements State {
     name: string,
     principal: PrincipalId,
     action: Action,
-    options: FetchOptions = {}
+    options: FetchOptions & { deltas?: unknown[] } = {}
   ): Promise<void> {
     const owner = sessionOwner(name)
     if (owner !== undefined && action !== 'read') {
@@ -689,6 +813,17 @@ export class StateService implements State {
         `${principal} may not ${action} to session document ${name}: only ${owner ?? 'its agent'} signs it`,
         { permanent: true }
       )
+    }
+    // a rule decides appends by what they write, this node's own included; it needs the deltas
+    // (an append asks once before building its event, without them: the second ask decides)
+    const rule = action === 'append' ? this.ruleOf(name) : undefined
+    if (rule != null) {
+      if (options.deltas === undefined) return
+      await rule.authorizeAppend(name, principal, options.deltas, {
+        signal: options.signal,
+        providers: options.providers
+      })
+      return
     }
     if (principal === this.self) return
     let member = ''
@@ -746,8 +881,11 @@ export class StateService implements State {
   private async mayRead(peer: PeerId, name: string, signal?: AbortSignal): Promise<boolean> {
     const owner = sessionOwner(name)
     if (owner === null) return false
-    const members = owner != null || isMemberDocument(name)
-    if (!members && this.docs.get(name)?.public === true) return true
+    const open = this.docs.get(name)
+    // a local document is no peer's to read
+    if (open?.local === true) return false
+    const members = this.membersRead(name)
+    if (open != null && this.served(open)) return true
     const principal = principalFromPeerId(peer)
     if (members && principal !== this.self) {
       try {
@@ -775,10 +913,11 @@ export class StateService implements State {
   // --- gossip ---
 
   private announce(open: OpenDocument, cid: CID, bytes: Uint8Array): void {
+    if (open.local) return
     const pubsub = this.components.libp2p.services.pubsub
     if (pubsub.getSubscribers(this.topic).length === 0) return
     // every subscriber sees the message: content goes inline only where anyone may read it
-    const message = eventAnnouncement(open.name, cid, open.public ? bytes : null)
+    const message = eventAnnouncement(open.name, cid, this.served(open) ? bytes : null)
     pubsub.publish(this.topic, encodeDeltaMessage(message)).catch(err => {
       this.log('could not announce %c - %e', cid, err)
     })
@@ -796,10 +935,12 @@ export class StateService implements State {
       return
     }
     const { log: name, cid, block } = announcement
-    if (!this.docs.has(name) || this.docs.get(name)?.log.has(cid) === true) return
+    const held = this.docs.get(name)
+    // a local document takes nothing from peers
+    if (held == null || held.local || held.log.has(cid)) return
     // inline blocks are used only where they may be sent at all: public documents
     const blocks = new Map<string, Uint8Array>()
-    if (block != null && this.docs.get(name)?.public === true) blocks.set(cid.toString(), block)
+    if (block != null && this.served(held)) blocks.set(cid.toString(), block)
     // charged to the peer that signed the announcement, not to the honest neighbour that relayed
     // it: junk from an outsider fills only the outsider's queue. The author holds the event and
     // its history; if it is not connected, the forwarding peer is asked for it.
@@ -847,7 +988,7 @@ export class StateService implements State {
     const out: LogHeads[] = []
     for (const name of names) {
       const open = this.docs.get(name)
-      if (open == null) continue
+      if (open == null || open.local) continue
       const snapshots = open.log.snapshots()
       out.push({
         log: name,
@@ -909,6 +1050,7 @@ export class StateService implements State {
    */
   private offerHeads(name: string, peer: PeerId, verified: boolean, heads: CID[], snapshot: CID | null): void {
     const open = this.docs.get(name)
+    if (open == null || open.local) return
     if (
       open?.owner != null &&
       verified &&
@@ -946,7 +1088,7 @@ export class StateService implements State {
       return encodeHeadsMessage(await this.answerHold(request, from, signal))
     }
     if (request.type !== 'heads') throw new InvalidHeadsMessageError(`a ${request.type} message is not a request`)
-    const held = request.logs.filter(l => this.docs.has(l.log))
+    const held = request.logs.filter(l => this.docs.has(l.log) && this.docs.get(l.log)?.local !== true)
     const allowed = new Set(
       await this.readable(
         from,
@@ -1088,6 +1230,8 @@ export class StateService implements State {
 
   /** Joins an offer's heads; from its snapshot if the history behind them is gone. */
   private async runJoin(open: OpenDocument, offer: Offer): Promise<void> {
+    // offered before it became local: a local document takes nothing from peers
+    if (open.local) return
     const heads = offer.heads.values().filter(h => !open.log.has(h))
     if (heads.length === 0) return
     const providers = [offer.provider, ...offer.providers]
@@ -1142,6 +1286,13 @@ function isCrdtName(type: string): type is CrdtName {
 function publicKey(name: string): Key {
   return new Key(`/cyberspace/state/public/${name}`)
 }
+
+function localKey(name: string): Key {
+  return new Key(`/cyberspace/state/local/${name}`)
+}
+
+/** What a rule's prefix may be: the start of a document name. */
+const RULE_PREFIX_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
 
 /** A uniformly random permutation of `items` (Fisher–Yates), as a new array. */
 function shuffled<T>(items: Iterable<T>): T[] {

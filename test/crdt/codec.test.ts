@@ -73,6 +73,7 @@ describe('crdt codecs', () => {
       'g-counter',
       'lww-register',
       'mv-register',
+      'op-log',
       'or-map',
       'or-set',
       'pn-counter',
