@@ -41,6 +41,7 @@ import { registry } from './registry/service.ts'
 import { StateService } from './log/service.ts'
 import { mailbox } from './actor/mailbox-service.ts'
 import { AgentsService } from './actor/agents.ts'
+import { WorkService } from './work/service.ts'
 import { seedSigner } from './crypto/sign.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
 import type { Spki, SpkiInit } from './spki/service.ts'
@@ -51,6 +52,7 @@ import type { Registry, RegistryInit } from './registry/service.ts'
 import type { State, StateInit } from './log/service.ts'
 import type { Mailbox, MailboxInit } from './actor/mailbox-service.ts'
 import type { Agents, AgentsInit } from './actor/agents.ts'
+import type { WorkInit } from './work/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
 import type { AbortOptions, ComponentLogger, ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
@@ -113,6 +115,8 @@ export interface CreateNodeOptions {
   mailboxOptions?: MailboxInit
   /** Agents settings (lease, followers, supervision, limits). */
   agentsOptions?: AgentsInit
+  /** Coordination settings (heartbeat interval, swarm limits, scaling policies, event journal size). */
+  workOptions?: WorkInit
   /** Answer DHT queries (true where the node is dialable, e.g. a Node process with listeners). */
   dhtServer: boolean
   /**
@@ -159,6 +163,8 @@ export interface CyberspaceNode {
   readonly mailbox: Mailbox
   /** The agents this node hosts (actors with their own keys, supervised, resumable): see src/actor/agents.ts. Available once started. */
   readonly agents: Agents
+  /** Boards of work items, the swarm's messages, fleet heartbeats, scaling and the event journal: see src/work/service.ts. Available once started. */
+  readonly work: WorkService
   start(): Promise<void>
   stop(): Promise<void>
   isStarted(): boolean
@@ -255,6 +261,7 @@ class Node implements CyberspaceNode {
   private lastValueSeq = 0
   private stateService?: StateService
   private agentsService?: AgentsService
+  private workService?: WorkService
 
   constructor(peerId: PeerId, helia: Helia & { libp2p: Libp2p<CyberspaceServices> }, options: CreateNodeOptions) {
     this.peerId = peerId
@@ -307,6 +314,11 @@ class Node implements CyberspaceNode {
     return this.agentsService
   }
 
+  get work(): WorkService {
+    if (!this.started || this.workService == null) throw new NodeNotStartedError('the node is not started')
+    return this.workService
+  }
+
   isStarted(): boolean {
     return this.started
   }
@@ -337,11 +349,29 @@ class Node implements CyberspaceNode {
       this.options.agentsOptions
     )
     await this.agentsService.start()
+    const { services } = this.helia.libp2p
+    this.workService = new WorkService(
+      {
+        peerId: this.peerId,
+        signer: await seedSigner(this.options.privateKey.raw),
+        state: this.stateService,
+        spki: services.spki,
+        membership: services.membership,
+        pubsub: services.pubsub,
+        mailbox: services.mailbox,
+        agents: this.agentsService,
+        logger: this.helia.logger
+      },
+      this.options.workOptions
+    )
+    await this.workService.start()
   }
 
   async stop(): Promise<void> {
     if (!this.started) return
     this.started = false
+    await this.workService?.stop()
+    this.workService = undefined
     await this.agentsService?.shutdown()
     this.agentsService = undefined
     await this.stateService?.stop()

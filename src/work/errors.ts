@@ -177,3 +177,21 @@ export class WorkUnauthorizedError extends Error {
   static name = 'WorkUnauthorizedError'
   name = 'WorkUnauthorizedError'
 }
+
+/** The work service was used before `start` or after `stop`. */
+export class WorkNotStartedError extends Error {
+  static name = 'WorkNotStartedError'
+  name = 'WorkNotStartedError'
+}
+
+/** An agent named as the actor or the subject is not hosted on this node. */
+export class AgentNotHostedError extends Error {
+  static name = 'AgentNotHostedError'
+  name = 'AgentNotHostedError'
+}
+
+/** An option or report the work service cannot take, naming the field. */
+export class InvalidWorkOptionError extends Error {
+  static name = 'InvalidWorkOptionError'
+  name = 'InvalidWorkOptionError'
+}

@@ -250,8 +250,22 @@ export interface Board {
   handoff(item: string, to: PrincipalId, options: ActOptions & { state?: unknown }): Promise<OpOutcome>
   /** Several operations (each naming its item's kind and path) by one actor in one event: all are written, each folded on its own. */
   submit(ops: WorkOp[], options: ActOptions): Promise<OpOutcome[]>
+  /**
+   * Watches the assignees of items in progress and releases (assign to none) the items of one that
+   * is gone — no heartbeat from it, or its host is dead — so another agent claims them. Acts as
+   * `options.as`, which needs the `assign` right. Runs until `options.signal` aborts.
+   */
+  watchAssignees(options: WatchOptions): void
   addEventListener(type: 'change', listener: (e: CustomEvent<BoardChange>) => void): void
   removeEventListener(type: 'change', listener: (e: CustomEvent<BoardChange>) => void): void
+}
+
+export interface WatchOptions {
+  as: Signer
+  /** Ends the watch. */
+  signal: AbortSignal
+  /** How often to look, in ms; default 5 s. */
+  interval?: number
 }
 
 export interface BoardOptions extends AbortOptions {
