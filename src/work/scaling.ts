@@ -20,6 +20,13 @@
  *   always says so. A decision whose spawn or retire failed, or whose target is gone, is marked
  *   `{ failed }` and its generation is open again. Since the target acts from the document, a decision
  *   is carried out exactly once even when its decider dies.
+ * - Swat: an urgent (high, critical) need that no offer covers for `swatAfter` gets one agent of the
+ *   policy's swat kind for its skill (family `swat:<need>`), retired once the need is no longer open.
+ *   Rebalance: an agent of a policy's kind overloaded for `sustain` while it offers a skill the policy
+ *   rebalances gets a new agent of the dedicated kind for that skill (shard domain), one while it runs.
+ * - A target checks a winning decision against its own policy and view before acting (a spawn past
+ *   `max`, a retire below `min`, a swat agent for a need it does not know: marked failed), and acts on
+ *   at most 8 decisions per pass, so what one member writes cannot make another spawn without bound.
  * - Each member runs the loop for each policy every `interval`: the kind's load is the mean load of
  *   its fleet rows; above `target` for `sustain` and below `max` → spawn a replica on the least-loaded
  *   member offering the kind (member load from the fleet summaries, ties by rendezvous rank); below
@@ -58,6 +65,8 @@ export type ScalingReason = (typeof SCALING_REASONS)[number]
 
 /** Needs of these urgencies get a swat agent when no offer covers them. */
 const URGENT = new Set(['high', 'critical'])
+/** Decisions a target carries out or undoes in one pass at most (the rest wait for the next). */
+const MAX_ACTS_PER_PASS = 8
 const MAX_POLICY_ENTRIES = 64
 const MAX_SLOT_CHARS = 320
 const MAX_SKILL_CHARS = 64
@@ -966,6 +975,7 @@ export class ScalingService implements Scaling {
   private readonly settleMs: number
   private readonly abandonAfter: number
   private readonly carryTimeout: number
+  private readonly realizeGrace: number
   private readonly now: () => number
   private doc?: ScalingLog
   private settled?: Settlement
@@ -995,6 +1005,7 @@ export class ScalingService implements Scaling {
     this.carryTimeout = checkMs(init.carryTimeout, 'carryTimeout', 0, 86_400_000, 300_000)
     const swatAfter = checkMs(init.swatAfter, 'swatAfter', 0, 86_400_000, 15_000)
     const realizeGrace = checkMs(init.realizeGrace, 'realizeGrace', 0, 86_400_000, 90_000)
+    this.realizeGrace = realizeGrace
     this.now = init.now ?? Date.now
     if (typeof components.openLog !== 'function') throw new InvalidScalingOptionError('openLog must be a function')
     if (typeof components.retire !== 'function') throw new InvalidScalingOptionError('retire must be a function')
@@ -1047,8 +1058,7 @@ export class ScalingService implements Scaling {
   async tick(options: AbortOptions = {}): Promise<ScalingDecision[]> {
     if (!this.running || this.doc == null) throw new ScalingNotRunningError('the scaling loop is not running')
     return await this.serial(async () => {
-      const doc = this.doc
-      if (doc == null) return []
+      if (this.doc == null) return []
       // winners nobody will carry out are given up first, so this pass can decide their change again
       const abandoned = this.abandoned(this.view())
       if (abandoned.length > 0) await this.append(abandoned, options)
@@ -1136,9 +1146,15 @@ export class ScalingService implements Scaling {
   private async carryDue(options: AbortOptions): Promise<void> {
     const self = this.components.self
     let wake: number | undefined
+    let acts = 0
     for (const d of this.settlement().decisions) {
       if (!this.running) return
       if (d.decision.target !== self) continue
+      if (acts >= MAX_ACTS_PER_PASS) {
+        // bounded work per pass, whatever members wrote: the rest in the next one
+        wake = this.now()
+        break
+      }
       const id = d.decision.id
       if (d.status === 'won') {
         const now = this.now()
@@ -1152,12 +1168,18 @@ export class ScalingService implements Scaling {
           wake = Math.min(wake ?? due, due)
           continue
         }
+        acts++
         await this.perform(d, options)
-      } else if (d.status === 'lost') await this.undo(d, options)
-      else if (d.status === 'failed' && d.decision.decision === 'spawn') {
+      } else if (d.status === 'lost') {
+        acts++
+        await this.undo(d, options)
+      } else if (d.status === 'failed' && d.decision.decision === 'spawn') {
         // marked failed while (or after) this member spawned it: the agent goes, the change is decided again
         const agent = this.carried.get(id)?.agent ?? d.agent
-        if (agent !== undefined && this.components.agents.get(agent) != null) await this.undo(d, options)
+        if (agent !== undefined && this.components.agents.get(agent) != null) {
+          acts++
+          await this.undo(d, options)
+        }
       }
     }
     if (wake !== undefined) this.scheduleCarry(Math.max(0, wake - this.now()))
@@ -1169,9 +1191,49 @@ export class ScalingService implements Scaling {
     this.recordNew()
   }
 
+  /**
+   * Why this member, as target, will not carry a winning decision out, if it will not: another member
+   * may have decided from an older view, or be mistaken or hostile — the target checks the decision
+   * against its own policy and view before acting.
+   */
+  private refusal(decision: ScalingDecision): string | undefined {
+    if (decision.decision === 'spawn' && decision.reason === 'swat') {
+      const swarm = this.components.swarm
+      if (swarm != null && !swarm.needs().some(n => n.key === decision.need)) return 'no-such-need'
+      return undefined
+    }
+    const policy = this.policyMap.get(decision.kind)
+    if (policy == null || decision.reason === 'swat' || decision.reason === 'rebalance') return undefined
+    const rows = this.components.fleet.rows().filter(r => r.kind === decision.kind && r.status !== 'retiring')
+    let n = rows.length
+    if (decision.decision === 'spawn') {
+      // replicas spawned lately that the rows do not show yet count too
+      const now = this.now()
+      const shown = new Set(rows.map(r => r.agent))
+      for (const d of this.settlement().decisions) {
+        if (d.family !== `scale:${decision.kind}` || d.decision.decision !== 'spawn' || d.agent === undefined) continue
+        if (
+          (d.status === 'done' || d.status === 'lost') &&
+          !shown.has(d.agent) &&
+          now - (d.doneAt ?? 0) < this.realizeGrace
+        )
+          n++
+      }
+      if (n >= policy.max) return 'over-max'
+    }
+    if (decision.decision === 'retire' && n <= policy.min) return 'at-min'
+    return undefined
+  }
+
   private async perform(d: SettledDecision, options: AbortOptions): Promise<void> {
     const { decision } = d
     const agents = this.components.agents
+    const refused = this.carried.has(decision.id) ? undefined : this.refusal(decision)
+    if (refused !== undefined) {
+      this.log('refused to carry out %s %s: %s', decision.decision, decision.slot, refused)
+      await this.append([{ failed: decision.slot, id: decision.id, error: refused }], options)
+      return
+    }
     try {
       if (decision.decision === 'spawn') {
         let agent = this.carried.get(decision.id)?.agent

@@ -799,6 +799,36 @@ describe('work/scaling: the loop on three members over a replicated log', () => 
     }
   })
 
+  it('a flood of spawn decisions from one member: the target spawns up to max and marks the rest failed, at most 8 per pass', async () => {
+    const { net, members } = await cluster(0)
+    const [, b, c] = members
+    try {
+      const flood = Array.from({ length: 12 }, (_, gen) => ({
+        decision: 'spawn',
+        kind: 'w',
+        slot: `grow:w:${gen + 1}`,
+        gen,
+        target: c.peer,
+        reason: 'load',
+        id: `r-flood-${gen}`
+      }))
+      await b.doc.append(flood)
+      net.deliver()
+      await c.scaling.carryOut()
+      const acted = (): number => c.scaling.decisions().filter(d => d.status === 'done' || d.status === 'failed').length
+      assert.equal(acted(), 8, 'one pass acts on 8')
+      for (let i = 0; i < 3; i++) await c.scaling.carryOut()
+      assert.equal(acted(), 12)
+      // max 3 with the original running: two replicas, whatever was written
+      assert.deepEqual(c.agents.spawned, ['r-flood-0', 'r-flood-1'])
+      const failed = c.scaling.decisions().filter(d => d.status === 'failed')
+      assert.equal(failed.length, 10)
+      assert.ok(failed.every(d => d.error === 'over-max'))
+    } finally {
+      for (const m of members) await m.scaling.stop()
+    }
+  })
+
   it('a retire decision is carried out by the agent’s host through retire()', async () => {
     const { net, members, rows, original } = await cluster(0)
     const [a] = members
