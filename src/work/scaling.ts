@@ -978,6 +978,7 @@ export class ScalingService implements Scaling {
   private readonly realizeGrace: number
   private readonly now: () => number
   private doc?: ScalingLog
+  private opening?: Promise<ScalingLog>
   private settled?: Settlement
   private running = false
   private timer?: ReturnType<typeof setTimeout>
@@ -1018,12 +1019,36 @@ export class ScalingService implements Scaling {
 
   async start(): Promise<void> {
     if (this.running) return
-    this.doc = await this.components.openLog()
-    this.doc.addEventListener('change', this.onChange)
     this.running = true
-    this.recordNew()
+    await this.openIfNeeded()
     this.scheduleTick(this.interval)
-    this.scheduleCarry(0)
+  }
+
+  /**
+   * The decisions document, opened the first time this member has to do with scaling: it has a
+   * policy (it decides), or it runs a kind (it may be a target). A node with neither stores and
+   * syncs nothing for scaling.
+   */
+  private async openIfNeeded(): Promise<ScalingLog | undefined> {
+    if (this.doc != null) return this.doc
+    if (!this.running) return undefined
+    const self = this.components.self
+    const runsKinds = this.components.members().some(m => m.peerId === self && m.kinds.length > 0)
+    if (this.policyMap.size === 0 && !runsKinds) return undefined
+    this.opening ??= (async () => {
+      try {
+        const doc = await this.components.openLog()
+        doc.addEventListener('change', this.onChange)
+        this.doc = doc
+        this.settled = undefined
+        this.recordNew()
+        this.scheduleCarry(0)
+        return doc
+      } finally {
+        this.opening = undefined
+      }
+    })()
+    return await this.opening
   }
 
   async stop(): Promise<void> {
@@ -1031,8 +1056,10 @@ export class ScalingService implements Scaling {
     this.running = false
     clearTimeout(this.timer)
     clearTimeout(this.carryTimer)
-    this.doc?.removeEventListener('change', this.onChange)
+    await this.opening?.catch(() => {})
     await this.chain.catch(() => {})
+    this.doc?.removeEventListener('change', this.onChange)
+    this.doc = undefined
   }
 
   policies(): ResolvedPolicy[] {
@@ -1043,6 +1070,7 @@ export class ScalingService implements Scaling {
     const resolved = checkPolicy(policy)
     this.policyMap.set(resolved.kind, resolved)
     this.planner.setPolicies(this.policies())
+    this.openIfNeeded().catch(err => this.log.error('could not open %s - %e', SCALING_DOCUMENT, err))
     return resolved
   }
 
@@ -1056,9 +1084,9 @@ export class ScalingService implements Scaling {
   }
 
   async tick(options: AbortOptions = {}): Promise<ScalingDecision[]> {
-    if (!this.running || this.doc == null) throw new ScalingNotRunningError('the scaling loop is not running')
+    if (!this.running) throw new ScalingNotRunningError('the scaling loop is not running')
     return await this.serial(async () => {
-      if (this.doc == null) return []
+      if ((await this.openIfNeeded()) == null) return []
       // winners nobody will carry out are given up first, so this pass can decide their change again
       const abandoned = this.abandoned(this.view())
       if (abandoned.length > 0) await this.append(abandoned, options)
@@ -1076,6 +1104,7 @@ export class ScalingService implements Scaling {
   async carryOut(options: AbortOptions = {}): Promise<void> {
     if (!this.running) throw new ScalingNotRunningError('the scaling loop is not running')
     await this.serial(async () => {
+      if ((await this.openIfNeeded()) == null) return
       await this.carryDue(options)
     })
   }

@@ -829,6 +829,42 @@ describe('work/scaling: the loop on three members over a replicated log', () => 
     }
   })
 
+  it('a member with no policy and no kind opens no decisions document until it has one', async () => {
+    let opened = 0
+    const net = new FakeNet()
+    const doc = net.replica(A.principal, () => 1_000)
+    let kinds: string[] = []
+    const scaling = createScaling(
+      { interval: 3_600_000 },
+      {
+        self: A.peer,
+        openLog: async () => {
+          opened++
+          return doc
+        },
+        fleet: { rows: () => [], memberLoads: () => new Map() },
+        members: () => [{ peerId: A.peer, kinds }],
+        agents: new FakeAgents(),
+        retire: async () => {},
+        logger: defaultLogger()
+      }
+    )
+    try {
+      await scaling.start()
+      assert.deepEqual(await scaling.tick(), [])
+      assert.deepEqual(scaling.decisions(), [])
+      assert.equal(opened, 0)
+      kinds = ['w']
+      await scaling.tick()
+      assert.equal(opened, 1, 'it runs a kind: it may be a target')
+      await scaling.tick()
+      assert.equal(opened, 1)
+    } finally {
+      await scaling.stop()
+    }
+    await assert.rejects(scaling.tick(), { name: 'ScalingNotRunningError' })
+  })
+
   it('a retire decision is carried out by the agent’s host through retire()', async () => {
     const { net, members, rows, original } = await cluster(0)
     const [a] = members
