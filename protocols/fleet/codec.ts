@@ -73,7 +73,7 @@ export interface Heartbeat {
 
 export type UnsignedHeartbeat = Omit<Heartbeat, 'sig'>
 
-const HEARTBEAT_FIELDS = 'host,hlc,rows,sig,type,v'
+const HEARTBEAT_FIELDS = 'hlc,host,rows,sig,type,v'
 const ROW_FIELDS = 'agent,done,failed,hlc,kind,latency,load,status'
 
 function fail(what: string): never {
