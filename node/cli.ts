@@ -25,6 +25,15 @@ import { CLUSTER_HELP, clusterCommand } from './cluster-commands.ts'
 import { STATE_HELP, stateCommand } from './state-commands.ts'
 import { LEAVE_HELP, leaveCommand, MEMBERS_HELP, membersCommand } from './membership-commands.ts'
 import { AGENTS_HELP, agentsCommand } from './agent-commands.ts'
+import {
+  EVENTS_HELP,
+  eventsCommand,
+  FLEET_HELP,
+  fleetCommand,
+  WORK_HELP,
+  WORK_OPTIONS,
+  workCommand
+} from './work-commands.ts'
 import type { BufferedMessage } from './api/server.ts'
 import type { BootstrapRetry } from '../src/network/bootstrap.ts'
 import type { PeerSummary } from '../src/node.ts'
@@ -145,7 +154,10 @@ export const HELP: Array<CommandHelp | GroupHelp> = [
   ACL_HELP,
   CLUSTER_HELP,
   AGENTS_HELP,
-  STATE_HELP
+  STATE_HELP,
+  WORK_HELP,
+  FLEET_HELP,
+  EVENTS_HELP
 ]
 
 const GLOBAL_OPTIONS: Array<[string, string]> = [
@@ -258,6 +270,7 @@ const OPTIONS = {
   body: { type: 'string' },
   timeout: { type: 'string' },
   error: { type: 'string' },
+  ...WORK_OPTIONS,
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -337,6 +350,12 @@ export async function main(
         return await agentsCommand(dataDir, rest, values, out)
       case 'state':
         return await stateCommand(dataDir, rest, values, out)
+      case 'work':
+        return await workCommand(dataDir, rest, values, out)
+      case 'fleet':
+        return await fleetCommand(dataDir, rest, values, out)
+      case 'events':
+        return await eventsCommand(dataDir, rest, values, out)
       default:
         throw new UsageError(`unknown command "${command}" (see cyberspace --help)`)
     }

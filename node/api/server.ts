@@ -33,6 +33,7 @@ import type { Caller } from './agent-tokens.ts'
 import type { StreamRoute } from './agent-routes.ts'
 import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
 import { stateRoutes, STATE_ERROR_STATUS } from './state-routes.ts'
+import { workRoutes, workStreams, WORK_ERROR_STATUS, WORK_TOKEN_ROUTES } from './work-routes.ts'
 import type { Route } from './http.ts'
 import { API_PREFIX, HttpError, MAX_BODY_BYTES, readJson, send, stringField } from './http.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
@@ -93,7 +94,8 @@ const ERROR_STATUS: Record<string, number> = {
   ...CLUSTER_ERROR_STATUS,
   ...MEMBERSHIP_ERROR_STATUS,
   ...AGENT_ERROR_STATUS,
-  ...STATE_ERROR_STATUS
+  ...STATE_ERROR_STATUS,
+  ...WORK_ERROR_STATUS
 }
 
 /** Structured fields of an error that clients may act on (the members that refused, a remote error's name). */
@@ -230,10 +232,11 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     ...clusterRoutes(node),
     ...membershipRoutes(node, { onLeave: init.onLeave }),
     ...agentRoutes(node, { tokens }),
-    ...state.routes
+    ...state.routes,
+    ...workRoutes(node)
   }
   /** Routes that write their own response (event streams, long polls that watch the connection). */
-  const streams: Record<string, StreamRoute> = agentStreams(node, { tokens })
+  const streams: Record<string, StreamRoute> = { ...agentStreams(node, { tokens }), ...workStreams(node) }
 
   /** Who sends the request: the operator's token, or an agent's that is live; else 401. */
   function callerOf(req: IncomingMessage): Caller {
@@ -269,7 +272,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       if (stream == null && route == null)
         throw new HttpError(404, `no such endpoint: ${req.method ?? ''} ${url.pathname}`)
       // an agent's token reaches only its agent's routes; each of them checks the agent it names
-      if (!AGENT_TOKEN_ROUTES.has(key)) operatorOnly(caller, key)
+      if (!AGENT_TOKEN_ROUTES.has(key) && !WORK_TOKEN_ROUTES.has(key)) operatorOnly(caller, key)
       if (stream != null) {
         await stream(req, url, res, caller)
         return

@@ -1,0 +1,743 @@
+/**
+ * Control-API routes for coordination (`cyberspace work …`, `fleet`, `events`): the boards this node
+ * holds, their items (filtered, paged), operations performed as an agent hosted here (signed by its
+ * key, authorized by its chain), the fleet's heartbeats, and the journal of events in HLC order —
+ * paged, by long poll, or as a stream of server-sent events resumable from an HLC.
+ *
+ * An agent's token (agent-tokens.ts) may call WORK_TOKEN_ROUTES, and only as its own agent: its
+ * operations, and reads with its own rights. Everything else needs the operator's token.
+ *
+ * Results and handoff states are JSON in, JSON out, as DAG-JSON (`{"/": "<cid>"}` is a link,
+ * `{"/": {"bytes": "<base64>"}}` bytes). An HLC is `[wall, logical]` in bodies and `wall.logical`
+ * in query strings and event ids.
+ *
+ * @example
+ * POST /api/v0/work/boards { "board": "release", "mode": "eventual" }   → { "name": "release", "mode": "eventual", "items": 0, "ops": 0 }
+ * POST /api/v0/work/op { "board": "release", "as": "z6Mk…", "op": { "op": "claim", "item": "t1" } }
+ *   → { "board": "release", "op": "claim", "outcome": { "accepted": true }, "item": { "id": "t1", "status": "working", … } }
+ * GET  /api/v0/work/items?board=release&ready=true&limit=50&after=t1       → { "board": "release", "items": [...], "next": "t9" }
+ * GET  /api/v0/work/item?board=release&item=t1                             → { "id": "t1", "status": "working", "history": [...], … }
+ * GET  /api/v0/fleet                                                       → { "totals": {...}, "members": [...], "agents": [...] }
+ * GET  /api/v0/events?since=1763700000000.0&limit=100&wait=25000           → { "events": [...], "next": null, "cursor": "…" }
+ * GET  /api/v0/events/stream?since=1763700000000.0                         → text/event-stream, one `event` per entry, id: wall.logical
+ */
+import { AgentNotFoundHereError } from '../../src/actor/agent-errors.ts'
+import { isPrincipalId } from '../../src/crypto/principal.ts'
+import { refusalError, WorkUnauthorizedError } from '../../src/work/errors.ts'
+import { workTag } from '../../src/work/tags.ts'
+import { CLI } from './client.ts'
+import { HttpError, optionalString, readJson, send, stringField } from './http.ts'
+import { actingAs, OPERATOR } from './agent-tokens.ts'
+import { dataValue, jsonValue } from './state-routes.ts'
+import {
+  BOARD_NAME,
+  hlcText,
+  ITEM_ID,
+  MAX_EVENTS_PAGE,
+  MAX_EVENTS_WAIT,
+  MAX_ITEMS_PAGE,
+  parseHlcText
+} from '../work-commands.ts'
+import type { Caller } from './agent-tokens.ts'
+import type { StreamRoute } from './agent-routes.ts'
+import type { Route } from './http.ts'
+import type { HlcTimestamp } from '../../src/clock/hlc.ts'
+import type { EventJournal, JournalEvent } from '../../src/work/events.ts'
+import type { FleetDropReason, FleetStatus } from '../../src/work/fleet.ts'
+import type { ServerResponse } from 'node:http'
+import type { PrincipalId } from '../../src/crypto/principal.ts'
+import type { Signer } from '../../src/crypto/sign.ts'
+import type { CyberspaceNode } from '../../src/node.ts'
+import type {
+  Board,
+  BoardInfo,
+  ConsistencyMode,
+  ItemStatus,
+  ListOptions,
+  OpOutcome,
+  WorkAction,
+  WorkItem
+} from '../../src/work/types.ts'
+
+/** Default items of one page. */
+const DEFAULT_ITEMS_PAGE = 100
+/** Default events of one page. */
+const DEFAULT_EVENTS_PAGE = 100
+/** Long polls and streams of the journal open at once (the API takes 64 connections in all). */
+export const MAX_EVENT_WAITERS = 16
+/** How often an idle event stream carries a comment, in ms, so proxies and clients see it alive. */
+export const EVENTS_HEARTBEAT_MS = 15_000
+/** Events a stream holds for a reader that does not keep up; past it the stream ends (resume with Last-Event-ID). */
+export const MAX_STREAM_BACKLOG = 10_000
+/** How long one operation through the API may take (an eventual board writes to this node's disk). */
+const OP_TIMEOUT = 30_000
+/** Longest title, description, message and similar texts, as protocols/work/codec.ts limits them. */
+const MAX_TEXT = 4000
+
+/**
+ * The routes an agent's token may call, only as its own agent: operations (`as` must be it) and
+ * reads (with its own read rights). The server consults this set beside AGENT_TOKEN_ROUTES.
+ */
+export const WORK_TOKEN_ROUTES: ReadonlySet<string> = new Set([
+  'POST work/op',
+  'GET work/boards',
+  'GET work/items',
+  'GET work/item'
+])
+
+const STATUSES: readonly ItemStatus[] = [
+  'submitted',
+  'working',
+  'input-required',
+  'auth-required',
+  'completed',
+  'failed',
+  'canceled',
+  'rejected'
+]
+
+/** What the API accepts as `op.op`. */
+const API_ACTIONS: readonly WorkAction[] = [
+  'create',
+  'update',
+  'delete',
+  'assign',
+  'claim',
+  'release',
+  'progress',
+  'complete',
+  'fail',
+  'cancel',
+  'handoff'
+]
+
+/** A work item as the API answers it: results and handoff states as DAG-JSON. */
+export type WorkItemView = Omit<WorkItem, 'result' | 'handoff'> & {
+  result?: unknown
+  handoff?: { from: PrincipalId; state?: unknown }
+}
+
+export interface BoardPage {
+  boards: BoardInfo[]
+  /** The cursor of the next page (a board name), or null on the last one. */
+  next: string | null
+}
+
+/** What `POST work/boards` answers: the board as it is now. */
+export type OpenedBoard = BoardInfo
+
+export interface ItemPage {
+  board: string
+  items: WorkItemView[]
+  /** The cursor of the next page (an item id, passed as `after`), or null on the last one. */
+  next: string | null
+}
+
+/** What `POST work/op` answers: what became of the operation, and the item after it. */
+export interface WorkOpResult {
+  board: string
+  op: WorkAction
+  /** As folded on this node; for a refusal also the name of the board's error for it. */
+  outcome: OpOutcome & { error?: string }
+  /** The item after the operation (null once deleted). */
+  item: WorkItemView | null
+}
+
+/** The fleet as `GET fleet` answers it: totals, members' summaries, one row per agent, and heartbeats dropped by reason. */
+export type FleetView = FleetStatus & { drops: Record<FleetDropReason, number> }
+
+/** One entry of the event journal; `data` as DAG-JSON. */
+export interface EventView {
+  hlc: [number, number]
+  source: string
+  type: string
+  subject: string
+  data: unknown
+  /** What makes it one entry across replicas (a board event's CID and index), if it has such. */
+  id?: string
+}
+
+export interface EventPage {
+  events: EventView[]
+  /** The cursor of the next page when more events are kept now, else null. */
+  next: string | null
+  /**
+   * Where this page ends (after its last event, or where it was asked to start): pass it as
+   * `cursor` to go on from there, e.g. in the next long poll. Null only for an empty journal read
+   * from its start.
+   */
+  cursor: string | null
+}
+
+/** HTTP status of the work service's named errors. */
+export const WORK_ERROR_STATUS: Record<string, number> = {
+  InvalidWorkOpError: 400,
+  InvalidBoardNameError: 400,
+  ItemNotFoundError: 404,
+  // the board's refusals: the operation conflicts with the item's state
+  ItemExistsError: 409,
+  UnknownParentError: 409,
+  UnknownDependencyError: 409,
+  TooDeepError: 409,
+  ItemNotReadyError: 409,
+  ItemAlreadyClaimedError: 409,
+  NotAssigneeError: 409,
+  ItemTerminalError: 409,
+  InvalidTransitionError: 409,
+  ItemDeletedError: 409,
+  ScopeMismatchError: 409,
+  BoardModeMismatchError: 409,
+  StrongModeUnavailableError: 501,
+  WorkNotStartedError: 503,
+  AgentNotHostedError: 404,
+  InvalidWorkOptionError: 400,
+  // authority: the actor's chain does not grant the operation's tag
+  WorkUnauthorizedError: 403,
+  // the event journal: a point older than what it keeps is gone (the message names the oldest kept)
+  EventsTruncatedError: 410,
+  InvalidEventQueryError: 400
+}
+
+export function workItemView(item: WorkItem): WorkItemView {
+  const { result, handoff, ...rest } = item
+  return {
+    ...rest,
+    ...(result !== undefined ? { result: jsonValue(result) } : {}),
+    ...(handoff != null
+      ? { handoff: { from: handoff.from, ...(handoff.state !== undefined ? { state: jsonValue(handoff.state) } : {}) } }
+      : {})
+  }
+}
+
+function boardParam(value: unknown, field = 'board'): string {
+  if (typeof value !== 'string' || !BOARD_NAME.test(value))
+    throw new HttpError(400, `${field} must be a board name: 1-64 of a-z 0-9 . _ -, starting with a letter or digit`)
+  return value
+}
+
+function itemParam(value: unknown, field = 'item'): string {
+  if (typeof value !== 'string' || !ITEM_ID.test(value))
+    throw new HttpError(400, `${field} must be an item id: 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit`)
+  return value
+}
+
+function principalParam(value: unknown, field: string): PrincipalId {
+  if (typeof value !== 'string' || !isPrincipalId(value))
+    throw new HttpError(400, `${field} must be an agent principal (z6Mk…): see ${CLI} agents list`)
+  return value
+}
+
+function modeParam(value: unknown): ConsistencyMode | undefined {
+  if (value === undefined || value === null) return undefined
+  if (value !== 'local' && value !== 'eventual' && value !== 'strong')
+    throw new HttpError(400, 'mode must be local or eventual (strong comes with the ordered log)')
+  return value
+}
+
+function pageSize(text: string | null, fallback: number, max: number): number {
+  if (text == null) return fallback
+  if (!/^\d{1,4}$/.test(text) || Number(text) < 1 || Number(text) > max)
+    throw new HttpError(400, `limit must be a whole number from 1 to ${max}`)
+  return Number(text)
+}
+
+function optionalText(op: Record<string, unknown>, field: string): string | undefined {
+  return optionalString(op, field, MAX_TEXT)
+}
+
+function integerField(op: Record<string, unknown>, field: string, min: number, max: number): number | undefined {
+  const value = op[field]
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max)
+    throw new HttpError(400, `op.${field} must be a whole number from ${min} to ${max}`)
+  return value
+}
+
+function idsField(
+  op: Record<string, unknown>,
+  field: string,
+  check: (v: unknown, f: string) => string
+): string[] | undefined {
+  const value = op[field]
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || value.length > 64) throw new HttpError(400, `op.${field} must be a list of at most 64`)
+  return value.map((v, i) => check(v, `op.${field}[${i}]`))
+}
+
+const skillParam = (v: unknown, field: string): string => {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 64)
+    throw new HttpError(400, `${field} must be a string of 1-64 characters`)
+  return v
+}
+
+/**
+ * Performs one operation (`op`, as JSON) on `board` as `signer`. Fields are checked here for their
+ * types; the service checks the operation's wire form and limits (InvalidWorkOpError), the actor's
+ * authority and the transition before anything is written.
+ */
+async function perform(board: Board, op: Record<string, unknown>, as: Signer): Promise<OpOutcome> {
+  const action = op.op as WorkAction
+  const item = itemParam(op.item, 'op.item')
+  const options = { as, signal: AbortSignal.timeout(OP_TIMEOUT) }
+  switch (action) {
+    case 'create':
+      return await board.create(
+        {
+          item,
+          title: stringField(op, 'title', MAX_TEXT),
+          kind: itemParam(op.kind, 'op.kind'),
+          ...(op.parent !== undefined ? { parent: itemParam(op.parent, 'op.parent') } : {}),
+          ...(op.description !== undefined ? { description: optionalText(op, 'description') } : {}),
+          ...(op.skills !== undefined ? { skills: idsField(op, 'skills', skillParam) } : {}),
+          ...(op.deps !== undefined ? { deps: idsField(op, 'deps', itemParam) } : {}),
+          ...(op.priority !== undefined ? { priority: integerField(op, 'priority', -1000, 1000) } : {}),
+          ...(op.assignee !== undefined ? { assignee: principalParam(op.assignee, 'op.assignee') } : {})
+        },
+        options
+      )
+    case 'update':
+      return await board.update(
+        {
+          item,
+          ...(op.title !== undefined ? { title: stringField(op, 'title', MAX_TEXT) } : {}),
+          ...(op.description !== undefined ? { description: optionalText(op, 'description') } : {}),
+          ...(op.priority !== undefined ? { priority: integerField(op, 'priority', -1000, 1000) } : {}),
+          ...(op.skills !== undefined ? { skills: idsField(op, 'skills', skillParam) } : {})
+        },
+        options
+      )
+    case 'delete':
+      return await board.delete(item, options)
+    case 'assign':
+      return await board.assign(item, op.assignee === null ? null : principalParam(op.assignee, 'op.assignee'), options)
+    case 'claim':
+      return await board.claim(item, options)
+    case 'release':
+      return await board.release(item, { ...options, reason: optionalText(op, 'reason') })
+    case 'cancel':
+      return await board.cancel(item, { ...options, reason: optionalText(op, 'reason') })
+    case 'progress': {
+      const status = op.status
+      if (status !== undefined && status !== 'working' && status !== 'input-required' && status !== 'auth-required')
+        throw new HttpError(400, 'op.status must be working, input-required or auth-required')
+      const percent = integerField(op, 'percent', 0, 100)
+      if (percent === undefined) throw new HttpError(400, 'op.percent must be a whole number from 0 to 100')
+      return await board.progress(
+        item,
+        {
+          percent,
+          ...(op.message !== undefined ? { message: optionalText(op, 'message') } : {}),
+          ...(status !== undefined ? { status } : {})
+        },
+        options
+      )
+    }
+    case 'complete': {
+      if (op.artifacts !== undefined && !Array.isArray(op.artifacts))
+        throw new HttpError(400, 'op.artifacts must be a list of { cid, name, mediaType }')
+      return await board.complete(
+        item,
+        {
+          ...(op.result !== undefined ? { result: dataValue(op.result) } : {}),
+          ...(op.artifacts !== undefined
+            ? { artifacts: op.artifacts as Array<{ cid: string; name: string; mediaType: string }> }
+            : {})
+        },
+        options
+      )
+    }
+    case 'fail': {
+      if (op.rejected !== undefined && typeof op.rejected !== 'boolean')
+        throw new HttpError(400, 'op.rejected must be true or false')
+      return await board.fail(item, stringField(op, 'error', MAX_TEXT), {
+        ...options,
+        ...(op.rejected === true ? { rejected: true } : {})
+      })
+    }
+    case 'handoff':
+      return await board.handoff(item, principalParam(op.to, 'op.to'), {
+        ...options,
+        ...(op.state !== undefined ? { state: dataValue(op.state) } : {})
+      })
+    default:
+      throw new HttpError(400, `op.op must be one of ${API_ACTIONS.join(', ')}`)
+  }
+}
+
+/** The signer of `as`, an agent hosted on this node, or AgentNotFoundHereError (404) naming how to find one. */
+function actorOf(node: CyberspaceNode, as: PrincipalId): Signer {
+  const signer = node.agents.agent(as)?.signer
+  if (signer == null)
+    throw new AgentNotFoundHereError(
+      `agent ${as} does not run on this node: an operation acts as an agent hosted here (see ${CLI} agents list)`
+    )
+  return signer
+}
+
+/** The reader of a read: an agent's token reads as its agent; the operator as `as` if given, else as this node. */
+function readerOf(caller: Caller, asParam: string | null): PrincipalId | undefined {
+  const as = asParam == null ? undefined : principalParam(asParam, 'as')
+  if (caller.kind === 'agent') {
+    if (as != null) actingAs(caller, as, 'read as')
+    return caller.agent
+  }
+  return as
+}
+
+export function workRoutes(node: CyberspaceNode): Record<string, Route> {
+  /** What this node holds of the board `name`, if anything. */
+  const infoOf = async (name: string): Promise<BoardInfo | undefined> =>
+    (await node.work.boards({ signal: AbortSignal.timeout(OP_TIMEOUT) })).find(b => b.name === name)
+
+  /** A board this node holds (reading never opens one), or 404 naming how to open it. */
+  const held = async (name: string): Promise<Board> => {
+    const info = await infoOf(name)
+    if (info == null)
+      throw new HttpError(
+        404,
+        `this node holds no board ${name}: open it with ${CLI} work open ${name} (or create an item on it)`
+      )
+    return await node.work.board(name, { mode: info.mode, signal: AbortSignal.timeout(OP_TIMEOUT) })
+  }
+
+  return {
+    'GET work/boards': async (_req, url) => {
+      const limit = pageSize(url.searchParams.get('limit'), DEFAULT_ITEMS_PAGE, MAX_ITEMS_PAGE)
+      const after = url.searchParams.get('after')
+      if (after != null) boardParam(after, 'after')
+      const boards = (await node.work.boards({ signal: AbortSignal.timeout(OP_TIMEOUT) }))
+        .filter(b => after == null || b.name > after)
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      const page = boards.slice(0, limit)
+      return { boards: page, next: boards.length > limit ? page[page.length - 1].name : null } satisfies BoardPage
+    },
+    'POST work/boards': async req => {
+      const body = await readJson(req)
+      const name = boardParam(body.board)
+      const mode = modeParam(body.mode)
+      const board = await node.work.board(name, { mode, signal: AbortSignal.timeout(OP_TIMEOUT) })
+      const info = (await node.work.boards()).find(b => b.name === name)
+      return (info ?? { name, mode: board.mode, items: 0, ops: 0 }) satisfies OpenedBoard
+    },
+    'GET work/items': async (_req, url, caller = OPERATOR) => {
+      const params = url.searchParams
+      const name = boardParam(params.get('board'))
+      const limit = pageSize(params.get('limit'), DEFAULT_ITEMS_PAGE, MAX_ITEMS_PAGE)
+      // one more than the page: whether there is a next one
+      const options: ListOptions = { limit: limit + 1, signal: AbortSignal.timeout(OP_TIMEOUT) }
+      const status = params.get('status')
+      if (status != null) {
+        const statuses = status.split(',')
+        if (statuses.length > STATUSES.length || !statuses.every(s => (STATUSES as string[]).includes(s)))
+          throw new HttpError(400, `status must be one or more of ${STATUSES.join(',')}`)
+        options.status = statuses as ItemStatus[]
+      }
+      const assignee = params.get('assignee')
+      if (assignee != null) options.assignee = principalParam(assignee, 'assignee')
+      const parent = params.get('parent')
+      if (parent != null) options.parent = itemParam(parent, 'parent')
+      const kind = params.get('kind')
+      if (kind != null) options.kind = itemParam(kind, 'kind')
+      const ready = params.get('ready')
+      if (ready != null && ready !== 'true' && ready !== 'false')
+        throw new HttpError(400, 'ready must be true or false')
+      if (ready === 'true') options.ready = true
+      const after = params.get('after')
+      if (after != null) options.after = itemParam(after, 'after')
+      const reader = readerOf(caller, params.get('as'))
+      const board = await held(name)
+      // the node's own view, or what the reader's grants let it read, item by item
+      const items = reader == null ? board.items(options) : await board.read({ ...options, as: reader })
+      const page = items.slice(0, limit)
+      return {
+        board: name,
+        items: page.map(workItemView),
+        next: items.length > limit ? page[page.length - 1].id : null
+      } satisfies ItemPage
+    },
+    'GET work/item': async (_req, url, caller = OPERATOR) => {
+      const params = url.searchParams
+      const name = boardParam(params.get('board'))
+      const id = itemParam(params.get('item'))
+      const reader = readerOf(caller, params.get('as'))
+      const board = await held(name)
+      const item = board.item(id)
+      if (item == null) throw new HttpError(404, `board ${name} has no item ${id} (see ${CLI} work list ${name})`)
+      if (reader != null) {
+        try {
+          await node.spki.authorize(reader, workTag(name, 'read', item.kind, item.path), {
+            signal: AbortSignal.timeout(OP_TIMEOUT)
+          })
+        } catch (err) {
+          throw new WorkUnauthorizedError(
+            `${reader} may not read ${item.path} on board ${name}: it needs (cyberspace (work ${name} read ${item.kind} ${item.path})) (${(err as Error).message})`
+          )
+        }
+      }
+      return workItemView(item)
+    },
+    'POST work/op': async (req, _url, caller = OPERATOR) => {
+      const body = await readJson(req)
+      const name = boardParam(body.board)
+      const as = principalParam(body.as, 'as')
+      actingAs(caller, as, 'act on boards as')
+      const op = body.op
+      if (op == null || typeof op !== 'object' || Array.isArray(op))
+        throw new HttpError(
+          400,
+          `op must be a JSON object like { "op": "claim", "item": "t1" }, op.op one of ${API_ACTIONS.join(', ')}`
+        )
+      const fields = op as Record<string, unknown>
+      if (!(API_ACTIONS as unknown[]).includes(fields.op))
+        throw new HttpError(400, `op.op must be one of ${API_ACTIONS.join(', ')}`)
+      const action = fields.op as WorkAction
+      const signer = actorOf(node, as)
+      const mode = modeParam(body.mode)
+      // only a create opens a board this node does not hold (eventual unless `mode` says); any other operation needs its items
+      const board =
+        action === 'create'
+          ? await node.work.board(name, {
+              mode: mode ?? (await infoOf(name))?.mode,
+              signal: AbortSignal.timeout(OP_TIMEOUT)
+            })
+          : await held(name)
+      const outcome = await perform(board, fields, signer)
+      const id = fields.item as string
+      const after = board.item(id)
+      const refused =
+        !outcome.accepted && outcome.reason != null
+          ? { error: refusalError(outcome.reason, { item: id, op: action, winner: outcome.winner }).name }
+          : {}
+      return {
+        board: name,
+        op: action,
+        outcome: { ...outcome, ...refused },
+        item: after == null ? null : workItemView(after)
+      } satisfies WorkOpResult
+    },
+
+    // ---------------------------------------------------------------- the fleet and the journal
+    'GET fleet': async () => {
+      const status = node.work.fleet.status()
+      return { ...status, drops: node.work.fleet.drops() } satisfies FleetView
+    }
+  }
+}
+
+/** An entry of the journal as the API answers it: data as DAG-JSON (null if it has none). */
+export function eventView(e: JournalEvent): EventView {
+  let data: unknown = null
+  try {
+    data = jsonValue(e.data)
+  } catch {}
+  return {
+    hlc: [e.hlc[0], e.hlc[1]],
+    source: e.source,
+    type: e.type,
+    subject: e.subject,
+    data,
+    ...(e.id !== undefined ? { id: e.id } : {})
+  }
+}
+
+function waitParam(text: string | null): number {
+  if (text == null) return 0
+  if (!/^\d{1,6}$/.test(text) || Number(text) > MAX_EVENTS_WAIT)
+    throw new HttpError(400, `wait must be a whole number of ms from 0 to ${MAX_EVENTS_WAIT}`)
+  return Number(text)
+}
+
+function hlcParam(text: string, field: string): HlcTimestamp {
+  const hlc = parseHlcText(text)
+  if (hlc == null)
+    throw new HttpError(400, `${field} must be an HLC: wall.logical (1763700000000.3) or a wall in ms (1763700000000)`)
+  return hlc
+}
+
+/** Where a read of the journal starts: after a cursor of an earlier page, after an HLC, or (neither) at the oldest kept. */
+function startOf(params: URLSearchParams): HlcTimestamp | string | undefined {
+  const cursor = params.get('cursor')
+  const since = params.get('since')
+  if (cursor != null && since != null)
+    throw new HttpError(400, 'pass since (an HLC) or cursor (from an earlier page), not both')
+  if (cursor != null) {
+    if (cursor.length === 0 || cursor.length > 4096) throw new HttpError(400, 'cursor must be one a page answered')
+    return cursor
+  }
+  return since == null ? undefined : hlcParam(since, 'since')
+}
+
+/** A page of the journal after `from` (an HLC or a cursor). */
+function pageOf(
+  journal: EventJournal,
+  from: HlcTimestamp | string | undefined,
+  limit: number
+): ReturnType<EventJournal['since']> {
+  return typeof from === 'string' ? journal.since(undefined, { limit, after: from }) : journal.since(from, { limit })
+}
+
+/** Aborted when the client goes away (or the response is done). */
+function closedSignal(res: ServerResponse): AbortSignal {
+  const controller = new AbortController()
+  res.once('close', () => {
+    controller.abort(new Error('the client went away'))
+  })
+  return controller.signal
+}
+
+/** Resolves once `res` can take more, or the client went away. */
+async function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  if (!res.writableNeedDrain || signal.aborted) return
+  await new Promise<void>(resolve => {
+    const done = (): void => {
+      res.off('drain', done)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    res.once('drain', done)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/**
+ * The routes that wait on the connection: a long poll of the journal (`GET events` with `wait`)
+ * and the journal as server-sent events. Each holds one of MAX_EVENT_WAITERS places while it waits.
+ */
+export function workStreams(node: CyberspaceNode, options: { heartbeat?: number } = {}): Record<string, StreamRoute> {
+  const heartbeat = options.heartbeat ?? EVENTS_HEARTBEAT_MS
+  let waiters = 0
+  const place = (): (() => void) => {
+    if (waiters >= MAX_EVENT_WAITERS)
+      throw new HttpError(429, `${MAX_EVENT_WAITERS} event streams and polls are open already: close one first`)
+    waiters++
+    let released = false
+    return () => {
+      if (!released) waiters--
+      released = true
+    }
+  }
+
+  return {
+    'GET events': async (_req, url, res) => {
+      const params = url.searchParams
+      const limit = pageSize(params.get('limit'), DEFAULT_EVENTS_PAGE, MAX_EVENTS_PAGE)
+      const wait = waitParam(params.get('wait'))
+      const from = startOf(params)
+      const journal = node.work.events
+      let page = pageOf(journal, from, limit)
+      if (page.events.length === 0 && wait > 0) {
+        // a long poll: wait for the first event after the point asked, at most `wait` ms
+        const release = place()
+        try {
+          const closed = closedSignal(res)
+          const stop = AbortSignal.any([closed, AbortSignal.timeout(wait)])
+          await new Promise<void>(resolve => {
+            let unsubscribe: (() => void) | undefined
+            let finished = false
+            const done = (): void => {
+              if (finished) return
+              finished = true
+              stop.removeEventListener('abort', done)
+              unsubscribe?.()
+              resolve()
+            }
+            stop.addEventListener('abort', done, { once: true })
+            const off = journal.subscribe(from, done, { signal: stop })
+            unsubscribe = off
+            // the subscription replays at once what arrived since the page above: then it is done already
+            if (finished as boolean) off()
+          })
+          if (closed.aborted) return
+          page = pageOf(journal, from, limit)
+        } finally {
+          release()
+        }
+      }
+      const body: EventPage = {
+        events: page.events.map(eventView),
+        next: page.more ? (page.cursor ?? null) : null,
+        cursor: page.cursor ?? null
+      }
+      send(res, 200, 'application/json', JSON.stringify(body))
+    },
+    'GET events/stream': async (req, url, res) => {
+      let from = startOf(url.searchParams)
+      // a reconnecting EventSource says where it was: the HLC of the last event it had
+      const lastId = req.headers['last-event-id']
+      if (typeof lastId === 'string' && lastId !== '') from = hlcParam(lastId, 'Last-Event-ID')
+      const journal = node.work.events
+      // a point older than what is kept answers 410 before the stream starts
+      pageOf(journal, from, 1)
+      const release = place()
+      const signal = closedSignal(res)
+      const backlog: JournalEvent[] = []
+      let wake: (() => void) | undefined
+      let overflow = false
+      let unsubscribe = (): void => {}
+      try {
+        res.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff'
+        })
+        res.write(
+          `: events after ${from == null ? 'the oldest kept' : typeof from === 'string' ? 'the cursor' : hlcText(from)}\n\n`
+        )
+        // what is kept already, page by page (a slow reader holds the next page back), then live
+        let cursor = from
+        for (;;) {
+          const page = pageOf(journal, cursor, MAX_EVENTS_PAGE)
+          for (const e of page.events) res.write(sseEvent(e))
+          cursor = page.cursor ?? cursor
+          if (!page.more || signal.aborted) break
+          await drained(res, signal)
+        }
+        unsubscribe = journal.subscribe(
+          cursor,
+          e => {
+            if (backlog.length >= MAX_STREAM_BACKLOG) overflow = true
+            else backlog.push(e)
+            wake?.()
+          },
+          { signal }
+        )
+        while (!signal.aborted) {
+          if (overflow) {
+            res.end(
+              `event: end\ndata: ${JSON.stringify({ name: 'SlowReaderError', message: `the reader fell ${MAX_STREAM_BACKLOG} events behind: reconnect with Last-Event-ID to go on` })}\n\n`
+            )
+            return
+          }
+          if (backlog.length === 0) {
+            const idle = await new Promise<boolean>(resolve => {
+              const timer = setTimeout(() => {
+                resolve(true)
+              }, heartbeat)
+              const done = (): void => {
+                clearTimeout(timer)
+                signal.removeEventListener('abort', done)
+                resolve(false)
+              }
+              wake = done
+              signal.addEventListener('abort', done, { once: true })
+            })
+            wake = undefined
+            if (idle && !signal.aborted) res.write(': heartbeat\n\n')
+            continue
+          }
+          for (const e of backlog.splice(0, backlog.length)) res.write(sseEvent(e))
+          await drained(res, signal)
+        }
+      } finally {
+        unsubscribe()
+        release()
+        if (!res.writableEnded) res.end()
+      }
+    }
+  }
+}
+
+/** One entry as a server-sent event: `id` its HLC (wall.logical), `data` one line of JSON. */
+function sseEvent(e: JournalEvent): string {
+  return `id: ${hlcText(e.hlc)}\ndata: ${JSON.stringify(eventView(e))}\n\n`
+}
