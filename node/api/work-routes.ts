@@ -364,6 +364,28 @@ async function perform(board: Board, op: Record<string, unknown>, as: Signer): P
   }
 }
 
+/** Items the service's `read` considers per call: a window of the board, of which it returns the readable ones. */
+const READ_WINDOW = 1000
+/** Windows one request looks through for a page of readable items (100,000 items). */
+const MAX_READ_WINDOWS = 100
+
+/**
+ * Up to `want` items `reader` may read, from `options.after` on: window after window of the board,
+ * so a page is full even when many items before the readable ones are not readable.
+ */
+async function readable(board: Board, options: ListOptions, reader: PrincipalId, want: number): Promise<WorkItem[]> {
+  const out: WorkItem[] = []
+  let after = options.after
+  for (let window = 0; window < MAX_READ_WINDOWS && out.length < want; window++) {
+    out.push(...(await board.read({ ...options, after, limit: want - out.length, as: reader })))
+    if (out.length >= want) break
+    const seen = board.items({ ...options, after, limit: READ_WINDOW })
+    if (seen.length < READ_WINDOW) break
+    after = seen[seen.length - 1].id
+  }
+  return out
+}
+
 /** The signer of `as`, an agent hosted on this node, or AgentNotFoundHereError (404) naming how to find one. */
 function actorOf(node: CyberspaceNode, as: PrincipalId): Signer {
   const signer = node.agents.agent(as)?.signer
@@ -447,7 +469,7 @@ export function workRoutes(node: CyberspaceNode): Record<string, Route> {
       const reader = readerOf(caller, params.get('as'))
       const board = await held(name)
       // the node's own view, or what the reader's grants let it read, item by item
-      const items = reader == null ? board.items(options) : await board.read({ ...options, as: reader })
+      const items = reader == null ? board.items(options) : await readable(board, options, reader, limit + 1)
       const page = items.slice(0, limit)
       return {
         board: name,
