@@ -212,6 +212,18 @@ export function fleetSummary(rows: ReadonlyArray<Pick<HeartbeatRow, 'status' | '
   return `n=${rows.length} a=${count.active} i=${count.idle} o=${count.overloaded} r=${count.retiring} load=${mean.toFixed(2)}`
 }
 
+/** A component that may be absent, also from libp2p's components (which throw for a name they lack). */
+function optional<K extends keyof FleetComponents>(
+  components: FleetComponents,
+  name: K
+): FleetComponents[K] | undefined {
+  try {
+    return components[name] ?? undefined
+  } catch {
+    return undefined
+  }
+}
+
 const byKindThenAgent = (a: { kind: string; agent: string }, b: { kind: string; agent: string }): number =>
   a.kind !== b.kind ? (a.kind < b.kind ? -1 : 1) : a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0
 
@@ -229,6 +241,9 @@ export class FleetService implements Fleet, Startable {
   private readonly summaryInMeta: boolean
   private readonly maxHosts: number
   private readonly forgetAfter: number
+  private readonly agents?: Agents
+  private readonly signerGiven?: Signer
+  private readonly privateKey?: PrivateKey
   private readonly table = new Map<PrincipalId, HostEntry>()
   /** Where each agent was last reported, and in what status (for the journal's move and status events). */
   private readonly whereabouts = new Map<PrincipalId, { host: PrincipalId; status: AgentLoadStatus }>()
@@ -273,9 +288,13 @@ export class FleetService implements Fleet, Startable {
       throw new InvalidFleetOptionError('forgetAfter is an integer of ms, at least 3 intervals')
     this.forgetAfter = forgetAfter
     this.self = principalFromPeerId(components.peerId)
-    if (components.privateKey == null && components.signer == null)
+    // libp2p hands services a proxy that throws for a component it does not have (signer, agents)
+    this.signerGiven = optional(components, 'signer')
+    this.agents = optional(components, 'agents')
+    this.privateKey = optional(components, 'privateKey')
+    if (this.privateKey == null && this.signerGiven == null)
       throw new InvalidFleetOptionError("the fleet needs the node's privateKey or signer")
-    if (components.signer != null && components.signer.principal !== this.self)
+    if (this.signerGiven != null && this.signerGiven.principal !== this.self)
       throw new InvalidFleetOptionError("the signer must hold the node's own key: heartbeats are signed by their host")
     this.now = init.now ?? Date.now
     this.clock = init.clock ?? new Hlc({ now: this.now })
@@ -294,10 +313,15 @@ export class FleetService implements Fleet, Startable {
   async start(): Promise<void> {
     if (this.started) return
     this.shutdown = new AbortController()
-    const signer = this.components.signer ?? (await seedSigner((this.components.privateKey as PrivateKey).raw))
+    const signer = this.signerGiven ?? (await seedSigner((this.privateKey as PrivateKey).raw))
     if (signer.principal !== this.self)
       throw new InvalidFleetOptionError("the fleet signs with the node's own key: privateKey is not the peer id's")
     this.signer = signer
+    // two fleets on one topic would replace each other's validator (and the first to stop would remove both)
+    if (this.components.pubsub.topicValidators.has(this.topic))
+      throw new InvalidFleetOptionError(
+        `a fleet already runs on ${this.topic} on this node: give this one another namespace`
+      )
     this.components.pubsub.topicValidators.set(this.topic, this.validate)
     this.components.membership.addEventListener('member:change', this.onMemberChange)
     this.components.membership.addEventListener('member:remove', this.onMemberRemove)
@@ -312,7 +336,8 @@ export class FleetService implements Fleet, Startable {
     clearTimeout(this.timer)
     this.components.membership.removeEventListener('member:change', this.onMemberChange)
     this.components.membership.removeEventListener('member:remove', this.onMemberRemove)
-    this.components.pubsub.topicValidators.delete(this.topic)
+    if (this.components.pubsub.topicValidators.get(this.topic) === this.validate)
+      this.components.pubsub.topicValidators.delete(this.topic)
     if (this.subscribed) {
       try {
         this.components.pubsub.unsubscribe(this.topic)
@@ -422,8 +447,7 @@ export class FleetService implements Fleet, Startable {
       this.log.error('the rows callback returned no list')
       return []
     }
-    const hosted =
-      this.components.agents == null ? undefined : new Set(this.components.agents.list().map(a => a.principal))
+    const hosted = this.agents == null ? undefined : new Set(this.agents.list().map(a => a.principal))
     const seen = new Set<string>()
     const rows: HeartbeatRow[] = []
     for (const given of input) {
@@ -461,7 +485,7 @@ export class FleetService implements Fleet, Startable {
 
   /** Every agent hosted here, idle (retiring while it stops), with zero counts. */
   private defaultRows(): HeartbeatRowInput[] {
-    const agents = this.components.agents
+    const agents = this.agents
     if (agents == null) return []
     return agents
       .list()

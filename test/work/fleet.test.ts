@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert'
 import * as dagCbor from '@ipld/dag-cbor'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import {
@@ -16,9 +17,12 @@ import { EventJournal } from '../../src/work/events.ts'
 import { fleet, FLEET_META_KEY, fleetSummary } from '../../src/work/fleet.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import { key } from '../spki/fixtures.ts'
-import { converged, membershipOf, principalOf, signerOf, startCluster } from '../membership/fixtures.ts'
+import { membership } from '../../src/membership/service.ts'
+import { memoryNode } from '../helpers/memory-node.ts'
+import { admit, converged, FAST, membershipOf, principalOf } from '../membership/fixtures.ts'
 import type { Heartbeat, HeartbeatRow } from '../../protocols/fleet/codec.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
+import type { Signer } from '../../src/crypto/sign.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Fleet, HeartbeatRowInput } from '../../src/work/fleet.ts'
 import type { JournalEvent } from '../../src/work/events.ts'
@@ -107,10 +111,34 @@ describe('fleet: the heartbeat codec', function () {
 
 type FleetUnderTest = Fleet & Startable
 
+/**
+ * Members as the membership fixtures make them, but the fleet each node's work service runs (on the
+ * default namespace) keeps out of membership metadata: the tests' own fleets write the `fleet` key.
+ */
+async function startMembers(n: number): Promise<TestCluster & { signers: Map<CyberspaceNode, Signer> }> {
+  const root = await key()
+  const nodes: CyberspaceNode[] = []
+  const signers = new Map<CyberspaceNode, Signer>()
+  for (let i = 0; i < n; i++) {
+    const privateKey = await generateKeyPair('Ed25519')
+    const node = await memoryNode({
+      privateKey,
+      services: { membership: membership(FAST) as never },
+      bootstrap: nodes.length === 0 ? [] : [nodes[0].multiaddrs()[0]],
+      workOptions: { fleet: { summaryInMeta: false } }
+    })
+    signers.set(node, await seedSigner(privateKey.raw))
+    nodes.push(node)
+  }
+  const certs = new Map()
+  for (const node of nodes) await admit(node, root, certs)
+  return { root, nodes, certs, signers }
+}
+
 /** Three members on the memory transport; each hosts local agents and runs the fleet every 400 ms. */
 describe('fleet: heartbeats among three members', function () {
   this.timeout(120_000)
-  let cluster: TestCluster
+  let cluster: Awaited<ReturnType<typeof startMembers>>
   let a: CyberspaceNode, b: CyberspaceNode, c: CyberspaceNode
   const fleets = new Map<CyberspaceNode, FleetUnderTest>()
   const journal = new EventJournal()
@@ -122,7 +150,7 @@ describe('fleet: heartbeats among three members', function () {
   const agentsOf = new Map<CyberspaceNode, PrincipalId[]>()
 
   before(async () => {
-    cluster = await startCluster(3)
+    cluster = await startMembers(3)
     ;[a, b, c] = cluster.nodes
     await converged(cluster.nodes)
     stopWatchingAgents = journal.watchAgents(a.agents, clockOfA)
@@ -146,6 +174,8 @@ describe('fleet: heartbeats among three members', function () {
     for (const node of cluster.nodes) {
       const f = fleet({
         interval: INTERVAL,
+        // the work service runs a fleet on the default namespace of every node: these are the test's own
+        namespace: 'three-members',
         // a silent member is not forgotten during the test: only its death removes its rows
         forgetAfter: 600_000,
         clock: node === a ? clockOfA : undefined,
@@ -153,7 +183,7 @@ describe('fleet: heartbeats among three members', function () {
         rows: node === c ? () => cRows : undefined
       })({
         peerId: node.peerId,
-        signer: await signerOf(node),
+        signer: cluster.signers.get(node)!,
         pubsub: node.pubsub,
         membership: membershipOf(node),
         logger: node.libp2p.logger,
@@ -340,3 +370,55 @@ describe('fleet: heartbeats among three members', function () {
 })
 
 const EXPECTED_SHA256 = 'dac252e2d07b41a36ad0ae2eff02bbe6d36905d5c23eeff6721270dcef176178'
+
+describe('fleet: as a libp2p service (no agents component)', function () {
+  this.timeout(60_000)
+  let nodes: CyberspaceNode[] = []
+
+  after(async () => {
+    await Promise.all(nodes.map(async n => await n.stop()))
+  })
+
+  it('starts with the node, publishes once the node becomes a member, and peers list its empty summary', async () => {
+    const first = await memoryNode({
+      services: {
+        membership: membership(FAST) as never,
+        fleet: fleet({ interval: 300, namespace: 'as-service' }) as never
+      }
+    })
+    const second = await memoryNode({
+      services: {
+        membership: membership(FAST) as never,
+        fleet: fleet({ interval: 300, namespace: 'as-service' }) as never
+      },
+      bootstrap: [first.multiaddrs()[0]]
+    })
+    nodes = [first, second]
+    const fleetOf = (n: CyberspaceNode): Fleet => (n.libp2p.services as unknown as { fleet: Fleet }).fleet
+    // not members yet: nothing to publish
+    await assert.rejects(fleetOf(first).beat(), { name: 'FleetNotTakingPartError' })
+    const root = await key()
+    for (const n of nodes) await admit(n, root)
+    await converged(nodes)
+    await waitUntil(
+      'each lists the other with a heartbeat',
+      () =>
+        nodes.every(n =>
+          nodes.every(o =>
+            fleetOf(n)
+              .status()
+              .members.some(m => m.member === principalOf(o) && m.at > 0)
+          )
+        ),
+      30_000,
+      50
+    )
+    assert.deepEqual(
+      fleetOf(first)
+        .status()
+        .members.map(m => m.summary),
+      ['n=0 a=0 i=0 o=0 r=0 load=0.00', 'n=0 a=0 i=0 o=0 r=0 load=0.00']
+    )
+    assert.deepEqual(fleetOf(first).status().totals.agents, 0)
+  })
+})
