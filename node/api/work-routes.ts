@@ -24,6 +24,7 @@
 import { AgentNotFoundHereError } from '../../src/actor/agent-errors.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { refusalError, WorkUnauthorizedError } from '../../src/work/errors.ts'
+import { EventsTruncatedError } from '../../src/work/fleet-errors.ts'
 import { workTag } from '../../src/work/tags.ts'
 import { CLI } from './client.ts'
 import { HttpError, optionalString, readJson, send, stringField } from './http.ts'
@@ -589,13 +590,27 @@ function startOf(params: URLSearchParams): HlcTimestamp | string | undefined {
   return since == null ? undefined : hlcParam(since, 'since')
 }
 
-/** A page of the journal after `from` (an HLC or a cursor). */
+/**
+ * A page of the journal after `from` (an HLC or a cursor). A point older than what the journal
+ * keeps is refused (EventsTruncatedError, 410) with the oldest HLC kept, as `since` takes it.
+ */
 function pageOf(
   journal: EventJournal,
   from: HlcTimestamp | string | undefined,
   limit: number
 ): ReturnType<EventJournal['since']> {
-  return typeof from === 'string' ? journal.since(undefined, { limit, after: from }) : journal.since(from, { limit })
+  try {
+    return typeof from === 'string' ? journal.since(undefined, { limit, after: from }) : journal.since(from, { limit })
+  } catch (err) {
+    if (!(err instanceof EventsTruncatedError)) throw err
+    const oldest = err.oldest
+    throw new EventsTruncatedError(
+      oldest,
+      oldest == null
+        ? 'the events after that point were dropped, and none are kept now: read from the start (no --since)'
+        : `the events after that point were dropped (the journal keeps the newest ${journal.maxEntries}): the oldest kept is ${hlcText(oldest)}: go on from there (events --since ${hlcText(oldest)}; since= through the API) or read from the start`
+    )
+  }
 }
 
 /** Aborted when the client goes away (or the response is done). */

@@ -488,6 +488,39 @@ describe('control API: work, fleet and events routes', function () {
       )
     })
 
+    it('refuses a point older than the journal keeps (410), naming the oldest HLC kept', async () => {
+      const small = await memoryNode({ workOptions: { events: { maxEntries: 3 } } })
+      const smallServer = await startApiServer({ node: small, token: TOKEN, port: 0, pageDir: '/nonexistent' })
+      try {
+        const client = apiClient(smallServer.url, TOKEN)
+        for (let i = 1; i <= 5; i++)
+          small.work.events.record({ hlc: [1000 + i, 0], source: 'swarm', type: 'offer', subject: `s${i}` })
+        const kept = await client.get<EventPage>('events')
+        assert.deepEqual(
+          kept.events.map(e => e.subject),
+          ['s3', 's4', 's5']
+        )
+        await refused(
+          client.get('events', { since: '1001.0' }),
+          410,
+          'EventsTruncatedError',
+          /the oldest kept is 1003\.0: go on from there \(events --since 1003\.0;/
+        )
+        const res = await fetch(`${smallServer.url}/api/v0/events/stream?since=1001`, {
+          headers: { authorization: `Bearer ${TOKEN}` }
+        })
+        assert.equal(res.status, 410, 'refused before the stream starts')
+        assert.equal(((await res.json()) as { name: string }).name, 'EventsTruncatedError')
+        assert.deepEqual(
+          (await client.get<EventPage>('events', { since: '1003.0' })).events.map(e => e.subject),
+          ['s4', 's5']
+        )
+      } finally {
+        await smallServer.close()
+        await small.stop()
+      }
+    })
+
     it(`holds at most ${MAX_EVENT_WAITERS} long polls and streams open at once`, async () => {
       const end = (await api.get<EventPage>('events', { since: hlcText(start), limit: '1000' })).cursor as string
       const controller = new AbortController()
