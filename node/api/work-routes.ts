@@ -437,7 +437,8 @@ export function workRoutes(node: CyberspaceNode): Record<string, Route> {
     'POST work/boards': async req => {
       const body = await readJson(req)
       const name = boardParam(body.board)
-      const mode = modeParam(body.mode)
+      // without a mode: the one it has, or eventual for a new board
+      const mode = modeParam(body.mode) ?? (await infoOf(name))?.mode
       const board = await node.work.board(name, { mode, signal: AbortSignal.timeout(OP_TIMEOUT) })
       const info = (await node.work.boards()).find(b => b.name === name)
       return (info ?? { name, mode: board.mode, items: 0, ops: 0 }) satisfies OpenedBoard

@@ -101,6 +101,8 @@ describe('control API: work, fleet and events routes', function () {
       'BoardModeMismatchError',
       /scratch is local, not eventual/
     )
+    // opened again without a mode: the one it has
+    assert.equal((await api.post<OpenedBoard>('work/boards', { board: 'scratch' })).mode, 'local')
     await refused(api.post('work/boards', { board: 'later', mode: 'strong' }), 501, 'StrongModeUnavailableError')
     await refused(api.post('work/boards', { board: 'Bad Name' }), 400, 'Error', /board must be a board name/)
     await refused(api.post('work/boards', { board: 'x', mode: 'fast' }), 400, 'Error', /mode must be local or eventual/)
