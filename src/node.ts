@@ -42,6 +42,7 @@ import { StateService } from './log/service.ts'
 import { mailbox } from './actor/mailbox-service.ts'
 import { AgentsService } from './actor/agents.ts'
 import { WorkService } from './work/service.ts'
+import { fleetTopic } from '../protocols/fleet/codec.ts'
 import { seedSigner } from './crypto/sign.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
 import type { Spki, SpkiInit } from './spki/service.ts'
@@ -233,7 +234,9 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
           IPColocationFactorWeight: 0,
           topics: {
             [MEMBERSHIP_TOPIC]: MEMBERSHIP_TOPIC_SCORE_PARAMS,
-            [CRL_TOPIC]: MEMBERSHIP_TOPIC_SCORE_PARAMS
+            [CRL_TOPIC]: MEMBERSHIP_TOPIC_SCORE_PARAMS,
+            // a rejected heartbeat (malformed, forged) costs the peer that forwarded it
+            [fleetTopic(options.workOptions?.fleet?.namespace)]: MEMBERSHIP_TOPIC_SCORE_PARAMS
           }
         }
       }),

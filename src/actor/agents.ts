@@ -36,7 +36,7 @@ import { privateKeyFromRaw } from '@libp2p/crypto/keys'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { Key } from 'interface-datastore'
 import { shardExtension, SHARD_TYPES } from '../../protocols/registry/codec.ts'
-import { isPrincipalId, principalFromPeerId, principalPublicKey } from '../crypto/principal.ts'
+import { isPrincipalId, principalPublicKey } from '../crypto/principal.ts'
 import { seedSigner } from '../crypto/sign.ts'
 import { atom, parseAdvanced } from '../spki/sexp.ts'
 import { spkiTime } from '../spki/cert.ts'
@@ -58,7 +58,16 @@ import {
   UnknownToolError
 } from './agent-errors.ts'
 import { ActorStoppedError, HandlerTimeoutError, MailboxFullError } from './errors.ts'
-import { kindsMeta, leaseDeadline, mayTakeOver, offeredKinds, rank, successors, LEASE_SKEW_MS } from './placement.ts'
+import {
+  KINDS_META_KEY,
+  kindsMeta,
+  leaseDeadline,
+  mayTakeOver,
+  offeredKinds,
+  rank,
+  successors,
+  LEASE_SKEW_MS
+} from './placement.ts'
 import { Sessions } from './session.ts'
 import { AGENT_DIRECTORY, isMemberDocument, sessionOwner } from '../log/service.ts'
 import { Supervisor } from './supervisor.ts'
@@ -641,14 +650,9 @@ export class AgentsService extends EventTarget implements Agents {
   private async advertiseKinds(): Promise<void> {
     const membership = this.services.membership
     if (!membership.isMember()) return
-    const mine = membership.member(principalFromPeerId(this.components.libp2p.peerId))
     const kinds = kindsMeta(this.movableKinds())
-    const current = mine?.meta?.kinds
-    if ((current ?? '') === kinds) return
-    const meta = { ...(mine?.meta ?? {}) }
-    if (kinds === '') delete meta.kinds
-    else meta.kinds = kinds
-    await membership.setMeta(meta)
+    if ((membership.ownMeta()[KINDS_META_KEY] ?? '') === kinds) return
+    await membership.updateMeta({ [KINDS_META_KEY]: kinds === '' ? undefined : kinds })
   }
 
   // ------------------------------------------------------------------ spawn, stop, list

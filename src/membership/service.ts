@@ -198,6 +198,14 @@ export interface Membership extends TypedEventTarget<MembershipEvents> {
   member(principal: PrincipalId): MemberView | undefined
   /** Publishes new metadata: bumps the incarnation and spreads a signed alive. Throws InvalidMetaError. */
   setMeta(meta: Record<string, string>, options?: AbortOptions): Promise<void>
+  /**
+   * Changes some keys of this member's metadata (a key to `undefined` removes it) and publishes
+   * the result, keeping every other key: several writers (the agents' kinds, the fleet's summary)
+   * each own their keys. The merge happens at once, so concurrent calls never lose each other's keys.
+   */
+  updateMeta(patch: Record<string, string | undefined>, options?: AbortOptions): Promise<void>
+  /** This member's metadata as it will next publish it. */
+  ownMeta(): Record<string, string>
   /** Signs `left`, spreads it (probe piggyback and topic), then stops taking part. */
   leave(options?: AbortOptions): Promise<void>
   /** Re-checks every member's chain now: a member whose chain no longer holds is removed from the view. */
@@ -650,6 +658,19 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     options.signal?.throwIfAborted()
     this.meta = copy
     if (this.active) await this.announce()
+  }
+
+  async updateMeta(patch: Record<string, string | undefined>, options: AbortOptions = {}): Promise<void> {
+    const next = { ...this.meta }
+    for (const [k, v] of Object.entries(patch)) {
+      if (v === undefined) delete next[k]
+      else next[k] = v
+    }
+    await this.setMeta(next, options)
+  }
+
+  ownMeta(): Record<string, string> {
+    return { ...this.meta }
   }
 
   async leave(options: AbortOptions = {}): Promise<void> {

@@ -505,13 +505,12 @@ export class FleetService implements Fleet, Startable {
   private async publishSummary(rows: HeartbeatRow[]): Promise<void> {
     if (!this.summaryInMeta || this.metaWriting) return
     const membership = this.components.membership
-    const current = membership.member(this.self)?.meta ?? {}
     const summary = fleetSummary(rows)
-    if (current[FLEET_META_KEY] === summary) return
+    if (membership.ownMeta()[FLEET_META_KEY] === summary) return
     this.metaWriting = true
     try {
-      // setMeta replaces the whole map: keep every other key (kinds, role…)
-      await membership.setMeta({ ...current, [FLEET_META_KEY]: summary })
+      // only this key: the other keys (kinds, role…) are their writers'
+      await membership.updateMeta({ [FLEET_META_KEY]: summary })
     } catch (err) {
       this.log.error('could not publish the fleet summary in membership metadata - %e', err)
     } finally {
