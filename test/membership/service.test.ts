@@ -121,4 +121,23 @@ describe('membership: SWIM with Lifeguard among in-process members', function ()
       { name: 'InvalidMetaError' }
     )
   })
+
+  it('concurrent updateMeta calls each change only their keys, and none is lost', async () => {
+    const [a, b] = cluster.nodes
+    await Promise.all([
+      membershipOf(a).updateMeta({ kinds: 'echo' }),
+      membershipOf(a).updateMeta({ fleet: 'n=1' }),
+      membershipOf(a).updateMeta({ load: undefined })
+    ])
+    assert.deepEqual(membershipOf(a).ownMeta(), { fleet: 'n=1', kinds: 'echo', role: 'builder' })
+    await waitUntil(
+      'b sees both keys',
+      () => {
+        const meta = membershipOf(b).member(principalOf(a))?.meta
+        return meta?.kinds === 'echo' && meta?.fleet === 'n=1' && meta.load == null
+      },
+      10_000,
+      50
+    )
+  })
 })
