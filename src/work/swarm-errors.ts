@@ -57,3 +57,9 @@ export class SwarmNotRunningError extends Error {
   static name = 'SwarmNotRunningError'
   name = 'SwarmNotRunningError'
 }
+
+/** Another swarm (or anything else) already validates this topic on this node: give this one another namespace. */
+export class SwarmTopicInUseError extends Error {
+  static name = 'SwarmTopicInUseError'
+  name = 'SwarmTopicInUseError'
+}

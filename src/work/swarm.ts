@@ -67,6 +67,7 @@ import {
   SwarmNotRunningError,
   SwarmRateLimitedError,
   SwarmSignatureError,
+  SwarmTopicInUseError,
   UnauthorizedSwarmSenderError
 } from './swarm-errors.ts'
 import type {
@@ -99,8 +100,10 @@ export interface SwarmInit {
   ttl?: number
   /** Messages one forwarding peer may hand this node a minute (topic or direct); default 6000, bursts of 600. */
   messagesPerPeerPerMinute?: number
-  /** Validations in flight per forwarding peer; default 8 (more are ignored). */
+  /** Validations in flight per forwarding peer; default 8 (more wait their turn). */
   validationsPerPeer?: number
+  /** Messages of one forwarding peer waiting for a validation slot; default 64 (more are ignored). */
+  queuedPerPeer?: number
   /** Refused messages a peer may send a minute before its messages are dropped unchecked for a while; default 30. */
   refusalsPerPeerPerMinute?: number
   /** Messages one sending agent may have delivered here a minute; default 1200, bursts of 120. */
@@ -509,6 +512,48 @@ class ExpiringTable<V extends { expires: number }> {
   }
 }
 
+/**
+ * Validations in flight per peer: at most `active` at once, at most `queued` more waiting their
+ * turn (gossipsub hands over a burst at once; an honest relay's burst waits rather than being lost),
+ * and beyond that refused. Keys with nothing active or waiting are forgotten.
+ */
+class ValidationGate {
+  private readonly active: number
+  private readonly queued: number
+  private readonly peers = new Map<string, { active: number; waiting: Array<() => void> }>()
+
+  constructor(active: number, queued: number) {
+    this.active = Math.max(1, active)
+    this.queued = Math.max(0, queued)
+  }
+
+  /** Resolves true once `key` has a slot (call `leave` after), false when its queue is full. */
+  async enter(key: string): Promise<boolean> {
+    let peer = this.peers.get(key)
+    if (peer == null) {
+      peer = { active: 0, waiting: [] }
+      this.peers.set(key, peer)
+    }
+    if (peer.active < this.active) {
+      peer.active++
+      return true
+    }
+    if (peer.waiting.length >= this.queued) return false
+    const waiting = peer.waiting
+    await new Promise<void>(resolve => waiting.push(resolve))
+    return true
+  }
+
+  leave(key: string): void {
+    const peer = this.peers.get(key)
+    if (peer == null) return
+    const next = peer.waiting.shift()
+    // the slot passes to the next in line
+    if (next != null) next()
+    else if (--peer.active === 0) this.peers.delete(key)
+  }
+}
+
 /** A refusal on its way out of the checks: the error, and what was known of the message. */
 class Refused extends Error {
   readonly error: Error
@@ -531,6 +576,7 @@ class SwarmService extends TypedEventEmitter<SwarmEvents> implements Swarm, Star
   private readonly proofTimeout: number
   private readonly maxRefusalsKept: number
   private readonly peerMessages: PeerBudget
+  private readonly validations: ValidationGate
   private readonly peerRefusals: PeerBudget
   private readonly agentMessages: PeerBudget
   private readonly refusalsPerPeerPerMinute: number
@@ -579,13 +625,8 @@ class SwarmService extends TypedEventEmitter<SwarmEvents> implements Swarm, Star
     this.proofTimeout = init.proofTimeout ?? 5000
     this.maxRefusalsKept = Math.max(1, init.maxRefusalsKept ?? 256)
     const perPeer = init.messagesPerPeerPerMinute ?? 6000
-    this.peerMessages = new PeerBudget(
-      perPeer,
-      init.validationsPerPeer ?? 8,
-      this.now,
-      1024,
-      Math.max(1, Math.ceil(perPeer / 10))
-    )
+    this.peerMessages = new PeerBudget(perPeer, Infinity, this.now, 1024, Math.max(1, Math.ceil(perPeer / 10)))
+    this.validations = new ValidationGate(init.validationsPerPeer ?? 8, init.queuedPerPeer ?? 64)
     this.refusalsPerPeerPerMinute = init.refusalsPerPeerPerMinute ?? 30
     this.peerRefusals = new PeerBudget(this.refusalsPerPeerPerMinute, Infinity, this.now)
     const perAgent = init.messagesPerAgentPerMinute ?? 1200
@@ -604,8 +645,14 @@ class SwarmService extends TypedEventEmitter<SwarmEvents> implements Swarm, Star
   readonly [Symbol.toStringTag] = 'cyberspace/swarm'
 
   async start(): Promise<void> {
-    this.shutdown = new AbortController()
     const { pubsub } = this.components
+    // two swarms on one topic would replace each other's validator (and the first to stop would remove both)
+    const validator = pubsub.topicValidators.get(this.topic)
+    if (validator != null && validator !== this.validate)
+      throw new SwarmTopicInUseError(
+        `${this.topic} is validated by another service on this node: use another namespace`
+      )
+    this.shutdown = new AbortController()
     // gossipsub penalises rejected messages only on topics it scores; the node configures its own
     // topics (node.ts), and a namespace it did not know gets these params here (the GossipSub
     // interface has no setter: this reaches into @libp2p/gossipsub's peer score, and does nothing
@@ -778,7 +825,17 @@ class SwarmService extends TypedEventEmitter<SwarmEvents> implements Swarm, Star
         via,
         peer
       )
+    if (!(await this.validations.enter(budgetKey)))
+      throw this.record(
+        new Refused(new SwarmRateLimitedError(`${budgetKey} has too many messages waiting to be checked`)),
+        via,
+        peer
+      )
     try {
+      // its refusals may have run out while this one waited
+      const cooled = this.cooling.get(budgetKey)
+      if (cooled != null && cooled > this.now())
+        throw new Refused(new SwarmRateLimitedError(`${budgetKey} sent too many refused messages: dropped unchecked`))
       const message = await this.check(bytes, via, peer, expect)
       this.deliver(message)
       return message
@@ -788,7 +845,7 @@ class SwarmService extends TypedEventEmitter<SwarmEvents> implements Swarm, Star
         this.cooling.set(budgetKey, this.now() + 60_000 / Math.max(1, this.refusalsPerPeerPerMinute))
       throw this.record(refused, via, peer)
     } finally {
-      this.peerMessages.release(budgetKey)
+      this.validations.leave(budgetKey)
     }
   }
 

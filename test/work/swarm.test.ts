@@ -11,6 +11,7 @@ import { SWARM_SIGNING_DOMAIN, swarmSigningBody, swarmTopic } from '../../protoc
 import { encodeSwarmMessage } from '../../protocols/swarm/codec.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
 import { EntityTable, ReplayWindow, swarm } from '../../src/work/swarm.ts'
+import { defaultLogger } from '@libp2p/logger'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import { grant, key, tag } from '../spki/fixtures.ts'
@@ -21,8 +22,11 @@ import type { Signer } from '../../src/crypto/sign.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Swarm, SwarmStamp } from '../../src/work/swarm.ts'
 import type { Key } from '../spki/fixtures.ts'
+import type { Startable } from '@libp2p/interface'
 
-const TOPIC = swarmTopic()
+/** Its own namespace: the work service of every node runs a swarm on the default one. */
+const NAMESPACE = 'swarm-test'
+const TOPIC = swarmTopic(NAMESPACE)
 
 /** A message signed by `signer` with the HLC the test chooses (what an agent's node would have made). */
 async function craft(
@@ -75,7 +79,7 @@ describe('swarm between nodes', function () {
 
   before(async () => {
     root = await key()
-    const init = { messagesPerAgentPerMinute: 6000 }
+    const init = { namespace: NAMESPACE, messagesPerAgentPerMinute: 6000 }
     a = await memoryNode({ services: { swarm: swarm(init) as never } })
     b = await memoryNode({ bootstrap: [a.multiaddrs()[0]], services: { swarm: swarm(init) as never } })
     c = await memoryNode({
@@ -122,6 +126,12 @@ describe('swarm between nodes', function () {
       30_000,
       50
     )
+  })
+
+  afterEach(function () {
+    // what each node made of the swarm, when a test failed
+    if (this.currentTest?.state === 'failed')
+      for (const [i, s] of swarms.entries()) console.log('node', i, s.stats(), s.refusals().slice(-5))
   })
 
   after(async () => {
@@ -311,6 +321,28 @@ describe('swarm between nodes', function () {
     } finally {
       bob.behaviour = () => undefined
     }
+  })
+
+  it('refuses to start a second swarm on a topic this node already validates', async () => {
+    const second = swarm({ namespace: NAMESPACE })({
+      pubsub: a.pubsub,
+      spki: a.spki,
+      logger: defaultLogger()
+    }) as Swarm & Startable
+    await rejects(
+      (async () => {
+        await second.start()
+      })(),
+      'SwarmTopicInUseError'
+    )
+    // the first still runs: a message published now is delivered everywhere
+    const sent = await sa.publish({ type: 'offer', body: { skills: ['code'], load: 1 } }, { as: alice.signer })
+    await waitUntil(
+      'every node delivered it',
+      () => swarms.every(s => seen.get(s)?.some(m => m.id === sent.message.id)),
+      20_000,
+      20
+    )
   })
 
   it('refuses to publish what its own node cannot prove, or what breaks the format, sending nothing', async () => {
