@@ -15,6 +15,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { isTimestamp } from '../log/codec.ts'
+import { BOARD_PATTERN, ITEM_ID_PATTERN } from '../work/codec.ts'
 import { isBytes, unsignedBody } from '../wire.ts'
 
 export const SWARM_VERSION = 1
@@ -51,10 +52,6 @@ export const MAX_HANDOFF_STATE_BYTES = 64 * 1024
 export const SWARM_ID_PATTERN = /^[0-9a-f]{32}$/
 /** A skill: what OFFER and NEED name, and a subject of their authority tags. */
 export const SKILL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$/
-/** A board name (as protocols/work names boards). */
-export const BOARD_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
-/** An item id on a board (as protocols/work names items). */
-export const ITEM_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /** The entity a STATE_DELTA is about. */
 export const ENTITY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/
 /** A field name of a STATE_DELTA. */
@@ -228,13 +225,13 @@ function checkBody(type: SwarmType, x: unknown): void {
       if (x.description !== undefined) checkDescription(x.description, 'body.description')
       if (x.board !== undefined) checkText(x.board, BOARD_PATTERN, 'body.board', 'is a board name')
       if (x.item !== undefined) {
-        checkText(x.item, ITEM_PATTERN, 'body.item', 'is an item id')
+        checkText(x.item, ITEM_ID_PATTERN, 'body.item', 'is an item id')
         if (x.board === undefined) fail('body.item', 'comes with a board')
       }
       return
     case 'request':
       checkText(x.board, BOARD_PATTERN, 'body.board', 'is a board name')
-      checkText(x.item, ITEM_PATTERN, 'body.item', 'is an item id')
+      checkText(x.item, ITEM_ID_PATTERN, 'body.item', 'is an item id')
       if (x.skill !== undefined) checkText(x.skill, SKILL_PATTERN, 'body.skill', 'is a skill')
       if (x.description !== undefined) checkDescription(x.description, 'body.description')
       return
@@ -254,7 +251,7 @@ function checkBody(type: SwarmType, x: unknown): void {
     }
     case 'handoff':
       checkText(x.board, BOARD_PATTERN, 'body.board', 'is a board name')
-      checkText(x.item, ITEM_PATTERN, 'body.item', 'is an item id')
+      checkText(x.item, ITEM_ID_PATTERN, 'body.item', 'is an item id')
       if (x.state !== undefined) checkValue(x.state, MAX_HANDOFF_STATE_BYTES, 'body.state')
   }
 }

@@ -55,8 +55,6 @@ import { verifyAs } from '../crypto/sign.ts'
 import { PeerBudget } from '../peer-budget.ts'
 import { RecentMap } from '../recent-map.ts'
 import { spkiTimeMs } from '../spki/cert.ts'
-import { atom } from '../spki/sexp.ts'
-import { parseTag } from '../spki/tag.ts'
 import {
   ClockDriftError,
   DuplicateSwarmMessageError,
@@ -70,6 +68,7 @@ import {
   SwarmTopicInUseError,
   UnauthorizedSwarmSenderError
 } from './swarm-errors.ts'
+import { swarmTag } from './tags.ts'
 import type {
   SwarmBodies,
   SwarmMessage,
@@ -82,7 +81,6 @@ import type { HlcTimestamp } from '../clock/hlc.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Signer } from '../crypto/sign.ts'
 import type { Spki } from '../spki/service.ts'
-import type { Tag } from '../spki/tag.ts'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
 import type { TopicScoreParams } from '@libp2p/gossipsub/score'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, Startable, TypedEventTarget } from '@libp2p/interface'
@@ -288,11 +286,6 @@ export const SWARM_TOPIC_SCORE_PARAMS: TopicScoreParams = {
   // squared: one rejected message costs a peer a little, a handful graylists it
   invalidMessageDeliveriesWeight: -20,
   invalidMessageDeliveriesDecay: 0.5
-}
-
-/** The tag a sender needs for one subject of a message: `(cyberspace (swarm <type> <subject>))`. */
-function swarmAuthorityTag(type: SwarmType, subject: string): Tag {
-  return parseTag([atom('cyberspace'), [atom('swarm'), atom(type), atom(subject)]])
 }
 
 const URGENCY_RANK: Record<Urgency, number> = Object.fromEntries(URGENCIES.map((u, i) => [u, i])) as Record<
@@ -734,7 +727,7 @@ class SwarmService extends TypedEventEmitter<SwarmEvents> implements Swarm, Star
     // reject (and penalise this node for) a message it cannot prove
     for (const subject of swarmSubjects(unsigned)) {
       try {
-        await this.components.spki.authorize(signer.principal, swarmAuthorityTag(unsigned.type, subject), {
+        await this.components.spki.authorize(signer.principal, swarmTag(unsigned.type, subject), {
           signal: options.signal
         })
       } catch (err) {
@@ -975,7 +968,7 @@ class SwarmService extends TypedEventEmitter<SwarmEvents> implements Swarm, Star
       throw new UnauthorizedSwarmSenderError(refusal.message)
     this.counters.authorizations++
     try {
-      const grant = await spki.authorizeOrProve(from, swarmAuthorityTag(type, subject), {
+      const grant = await spki.authorizeOrProve(from, swarmTag(type, subject), {
         signal: this.shutdown.signal,
         timeout: this.proofTimeout,
         providers: peer == null ? [] : [peer],
