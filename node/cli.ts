@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { parseMultiaddrs } from '../src/network/multiaddrs.ts'
 import { checkMeta } from '../protocols/membership/codec.ts'
+import { DEFAULT_FLEET_INTERVAL, MAX_FLEET_INTERVAL, MIN_FLEET_INTERVAL } from '../protocols/fleet/codec.ts'
 import { CLI, connectApi } from './api/client.ts'
 import { DEFAULT_DATA_DIR, TOKEN_FILE } from './data-dir.ts'
 import { ApiError, ExplainedError, plainMessage, UsageError } from './errors.ts'
@@ -82,7 +83,11 @@ const START_HELP: CommandHelp = {
     ['--meta <key=value>', 'metadata this member publishes about itself (role, zone…); repeatable'],
     [
       '--kind <name|module>',
-      'a kind of agent this node runs: built in echo or counter, or a module (./kinds.mjs) whose default export maps kind names to definitions; repeatable (external is always there)'
+      'a kind of agent this node runs: built in echo or counter, or a module (./kinds.mjs) whose default export maps kind names to definitions (or to functions of the node, { host, work }, giving one); repeatable (external is always there)'
+    ],
+    [
+      '--heartbeat-interval <ms>',
+      `how often the node publishes its agents' heartbeats (fleet status), ${MIN_FLEET_INTERVAL}-${MAX_FLEET_INTERVAL} ms; default ${DEFAULT_FLEET_INTERVAL}; members should agree on it`
     ]
   ],
   example: 'start --bootstrap /ip4/192.168.1.5/tcp/4101/p2p/12D3KooW…'
@@ -265,6 +270,7 @@ const OPTIONS = {
   limit: { type: 'string' },
   cursor: { type: 'string' },
   kind: { type: 'string', multiple: true },
+  'heartbeat-interval': { type: 'string' },
   id: { type: 'string' },
   key: { type: 'string' },
   body: { type: 'string' },
@@ -430,7 +436,14 @@ function noMore(rest: string[], command: string): void {
 
 async function start(
   dataDir: string,
-  values: { listen?: string[]; bootstrap?: string[]; 'api-port'?: string; meta?: string[]; kind?: string[] },
+  values: {
+    listen?: string[]
+    bootstrap?: string[]
+    'api-port'?: string
+    meta?: string[]
+    kind?: string[]
+    'heartbeat-interval'?: string
+  },
   rest: string[],
   out: Out,
   err: Out
@@ -443,6 +456,16 @@ async function start(
   if (!/^\d+$/.test(apiPortText) || apiPort > 65535)
     throw new UsageError(`invalid --api-port "${apiPortText}": expected 0-65535`)
 
+  const heartbeatText = values['heartbeat-interval']
+  const heartbeat = heartbeatText == null ? undefined : Number(heartbeatText)
+  if (
+    heartbeat !== undefined &&
+    (!/^\d+$/.test(heartbeatText as string) || heartbeat < MIN_FLEET_INTERVAL || heartbeat > MAX_FLEET_INTERVAL)
+  )
+    throw new UsageError(
+      `invalid --heartbeat-interval "${heartbeatText}": expected ${MIN_FLEET_INTERVAL}-${MAX_FLEET_INTERVAL} ms`
+    )
+
   const meta = parseMeta(values.meta ?? [])
   // the kinds load before the node starts: a bad module fails the command, not the node later
   const { loadKinds } = await import('./kinds.ts')
@@ -454,10 +477,18 @@ async function start(
   const leaving = new Promise<void>(resolve => {
     left = resolve
   })
-  const running = await startNodeProcess({ dataDir, listen, bootstrap, apiPort, meta, onLeave: () => left() })
+  const running = await startNodeProcess({
+    dataDir,
+    listen,
+    bootstrap,
+    apiPort,
+    meta,
+    ...(heartbeat !== undefined ? { workOptions: { fleet: { interval: heartbeat } } } : {}),
+    onLeave: () => left()
+  })
   const { node, api } = running
   const peerId = node.peerId.toString()
-  for (const [name, kind] of kinds) node.agents.define(name, kind({ host: peerId }))
+  for (const [name, kind] of kinds) node.agents.define(name, kind({ host: peerId, work: node.work }))
   for (const warning of running.dataDir.warnings) err(`warning: ${warning}`)
   out(`cyberspace node ${peerId}`)
   out(`data directory  ${running.dataDir.path}${running.dataDir.createdKey ? ' (new identity)' : ''}`)

@@ -18,6 +18,7 @@ import { startApiServer } from './api/server.ts'
 import { API_FILE, createApiToken, fileShareStore, openDataDir, writeFileAtomic } from './data-dir.ts'
 import { DataDirError } from './errors.ts'
 import { DurableBlockstore, nodeFs, SyncedLevelDatastore, syncDirectory } from './stores.ts'
+import type { WorkInit } from '../src/work/service.ts'
 import type { ApiServer } from './api/server.ts'
 import type { DataDir } from './data-dir.ts'
 import type { BootstrapInit } from '../src/network/bootstrap.ts'
@@ -39,6 +40,8 @@ export interface NodeProcessOptions {
   meta?: Record<string, string>
   /** Called when the node has left the cluster through the control API (`cyberspace leave`). */
   onLeave?: () => void
+  /** Coordination settings (`start --heartbeat-interval`). */
+  workOptions?: WorkInit
 }
 
 export interface RunningNode {
@@ -93,6 +96,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       dhtServer: true,
       clusterOptions: { store: fileShareStore(dataDir.path) },
       membershipOptions: { meta: options.meta },
+      workOptions: options.workOptions,
       // libp2p's defaults (5 inbound connections per second per host, 10 pending) assume every
       // peer has its own address; cluster members often share one (several agents on a machine,
       // a LAN behind one NAT), and a joining burst would be refused and left to backoff

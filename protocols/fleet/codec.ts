@@ -16,6 +16,11 @@ import { decodeChecked, encodeChecked, isBytes, isListOf, isPrincipalText } from
 import type { Timestamp } from '../log/codec.ts'
 
 /** The domain a heartbeat is signed under. */
+/** Time between two heartbeats of a member, ms: the default, and the range a node accepts. Members should agree on it. */
+export const DEFAULT_FLEET_INTERVAL = 30_000
+export const MIN_FLEET_INTERVAL = 20
+export const MAX_FLEET_INTERVAL = 3_600_000
+
 export const HEARTBEAT_DOMAIN = 'cyberspace/fleet/v1'
 checkDomain(HEARTBEAT_DOMAIN)
 

@@ -28,12 +28,15 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import {
   checkHeartbeatRow,
   decodeHeartbeat,
+  DEFAULT_FLEET_INTERVAL,
   DEFAULT_NAMESPACE,
   encodeHeartbeat,
   fleetTopic,
   HEARTBEAT_DOMAIN,
+  MAX_FLEET_INTERVAL,
   MAX_HEARTBEAT_BYTES,
-  MAX_HEARTBEAT_ROWS
+  MAX_HEARTBEAT_ROWS,
+  MIN_FLEET_INTERVAL
 } from '../../protocols/fleet/codec.ts'
 import { unsignedBody } from '../../protocols/wire.ts'
 import { compareHlc, Hlc } from '../clock/hlc.ts'
@@ -52,14 +55,18 @@ import type { EventJournal } from './events.ts'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Startable } from '@libp2p/interface'
 
-export { AGENT_LOAD_STATUSES, fleetTopic, MAX_HEARTBEAT_ROWS } from '../../protocols/fleet/codec.ts'
+export {
+  AGENT_LOAD_STATUSES,
+  DEFAULT_FLEET_INTERVAL,
+  fleetTopic,
+  MAX_FLEET_INTERVAL,
+  MAX_HEARTBEAT_ROWS,
+  MIN_FLEET_INTERVAL
+} from '../../protocols/fleet/codec.ts'
 export type { AgentLoadStatus, HeartbeatRow } from '../../protocols/fleet/codec.ts'
 
 /** The membership metadata key of a node's fleet summary. */
 export const FLEET_META_KEY = 'fleet'
-export const DEFAULT_FLEET_INTERVAL = 30_000
-export const MIN_FLEET_INTERVAL = 20
-export const MAX_FLEET_INTERVAL = 3_600_000
 /** Rows whose last heartbeat is older than this many intervals are stale; older than FORGET_AFTER intervals (by default), gone. */
 export const STALE_AFTER = 3
 export const FORGET_AFTER = 10

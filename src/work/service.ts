@@ -46,6 +46,7 @@ import { opLogEntries } from '../crdt/op-log.ts'
 import { Hlc } from '../clock/hlc.ts'
 import { MEMBER_TAG } from '../membership/service.ts'
 import { EventJournal } from './events.ts'
+import { RecentMap } from '../recent-map.ts'
 import { FleetService } from './fleet.ts'
 import { createScaling, fleetView, membersOf, scalingDocument, SCALING_DOCUMENT, swarmView } from './scaling.ts'
 import { swarm as createSwarm } from './swarm.ts'
@@ -160,6 +161,8 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
       const op = stamped(entry)
       if (op != null) ops.push(op)
     }
+    // each operation is an event once, whatever it became: the same on every replica
+    for (const op of ops) this.service.recordOp(this.name, op)
     for (const change of this.state.add(ops)) {
       this.safeDispatchEvent('change', { detail: change })
       this.service.changed(change, this.state.item(change.item))
@@ -407,6 +410,8 @@ export class WorkService implements WorkBoards {
   private readonly opening = new Map<string, Promise<OpenBoard>>()
   private readonly stats = new Map<PrincipalId, AgentStats>()
   private readonly retiring = new Set<PrincipalId>()
+  /** Operations the fold refused, by key: a later `applied` change of one is a reinstatement. */
+  private readonly refusedOps = new RecentMap<string, true>(65_536)
   private readonly stopWatching: Array<() => void> = []
   private fleetService?: FleetService
   private swarmService?: Swarm & { start?(): Promise<void> | void; stop?(): Promise<void> | void }
@@ -633,20 +638,52 @@ export class WorkService implements WorkBoards {
   }
 
   /** A board change: recorded in the journal, counted for heartbeats, and told to a losing agent hosted here. */
+  /**
+   * A board operation as a journal event (type: its action), recorded once whatever the fold made of
+   * it, so every replica's journal lists the same operations in the same order.
+   */
+  recordOp(board: string, op: StampedOp): void {
+    this.events.record({
+      hlc: op.hlc,
+      source: 'board',
+      type: op.body.op,
+      subject: `${board}/${op.body.item}`,
+      id: `${board}/${op.hlc[0]}.${op.hlc[1]}/${op.actor}/${op.index}`,
+      data: { actor: op.actor, index: op.index }
+    })
+  }
+
+  /**
+   * A change of an operation's outcome. A refusal is a journal event (`refused`, naming the reason
+   * and, for a lost claim, the winner); an operation refused before and applied once an earlier one
+   * arrived is `reinstated`. These are this replica's observations: one that saw the operations in
+   * order never saw the refusal it did not make.
+   */
   changed(change: BoardChange, item: WorkItem | undefined): void {
     const { stamp } = change
     const key = `${change.board}/${stamp.hlc[0]}.${stamp.hlc[1]}/${stamp.actor}/${stamp.index}`
-    this.events.record({
-      hlc: stamp.hlc,
-      source: 'board',
-      type: change.type === 'applied' ? change.op : 'refused',
-      subject: `${change.board}/${change.item}`,
-      id: change.type === 'applied' ? key : `${key}/refused`,
-      data:
-        change.type === 'applied'
-          ? { actor: stamp.actor, index: stamp.index, status: change.status }
-          : { actor: stamp.actor, index: stamp.index, op: change.op, reason: change.reason, winner: change.winner }
-    })
+    const subject = `${change.board}/${change.item}`
+    if (change.type === 'refused') {
+      this.refusedOps.set(key, true)
+      this.events.record({
+        hlc: stamp.hlc,
+        source: 'board',
+        type: 'refused',
+        subject,
+        id: `${key}/refused`,
+        data: { actor: stamp.actor, index: stamp.index, op: change.op, reason: change.reason, winner: change.winner }
+      })
+    } else if (this.refusedOps.has(key)) {
+      this.refusedOps.delete(key)
+      this.events.record({
+        hlc: stamp.hlc,
+        source: 'board',
+        type: 'reinstated',
+        subject,
+        id: `${key}/reinstated`,
+        data: { actor: stamp.actor, index: stamp.index, op: change.op, status: change.status }
+      })
+    }
     const { agents } = this.components
     if (change.type === 'applied') {
       if ((change.op === 'complete' || change.op === 'fail') && agents.get(stamp.actor) != null) {

@@ -136,7 +136,7 @@ describe('work boards across member nodes', function () {
     const ops = nodes.map(n =>
       n.work.events
         .since(undefined, { limit: 1000 })
-        .events.filter(e => e.source === 'board')
+        .events.filter(e => e.source === 'board' && e.type !== 'refused' && e.type !== 'reinstated')
         .map(e => `${e.type} ${e.subject}`)
     )
     assert.deepEqual(ops[1], ops[0])
