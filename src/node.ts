@@ -43,6 +43,8 @@ import { mailbox } from './actor/mailbox-service.ts'
 import { AgentsService } from './actor/agents.ts'
 import { WorkService } from './work/service.ts'
 import { fleetTopic } from '../protocols/fleet/codec.ts'
+import { swarmTopic } from '../protocols/swarm/codec.ts'
+import { SWARM_TOPIC_SCORE_PARAMS } from './work/swarm.ts'
 import { seedSigner } from './crypto/sign.ts'
 import type { Bootstrap, BootstrapInit } from './network/bootstrap.ts'
 import type { Spki, SpkiInit } from './spki/service.ts'
@@ -236,7 +238,8 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
             [MEMBERSHIP_TOPIC]: MEMBERSHIP_TOPIC_SCORE_PARAMS,
             [CRL_TOPIC]: MEMBERSHIP_TOPIC_SCORE_PARAMS,
             // a rejected heartbeat (malformed, forged) costs the peer that forwarded it
-            [fleetTopic(options.workOptions?.fleet?.namespace)]: MEMBERSHIP_TOPIC_SCORE_PARAMS
+            [fleetTopic(options.workOptions?.fleet?.namespace)]: MEMBERSHIP_TOPIC_SCORE_PARAMS,
+            [swarmTopic(options.workOptions?.swarm?.namespace)]: SWARM_TOPIC_SCORE_PARAMS
           }
         }
       }),

@@ -15,7 +15,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { isTimestamp } from '../log/codec.ts'
-import { BOARD_PATTERN, ITEM_ID_PATTERN } from '../work/codec.ts'
+import { BOARD_PATTERN, ITEM_ID_PATTERN, SKILL_PATTERN } from '../work/codec.ts'
 import { isBytes, unsignedBody } from '../wire.ts'
 
 export const SWARM_VERSION = 1
@@ -51,7 +51,7 @@ export const MAX_HANDOFF_STATE_BYTES = 64 * 1024
 /** A message id: 16 random bytes, lowercase hex. */
 export const SWARM_ID_PATTERN = /^[0-9a-f]{32}$/
 /** A skill: what OFFER and NEED name, and a subject of their authority tags. */
-export const SKILL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$/
+export { SKILL_PATTERN }
 /** The entity a STATE_DELTA is about. */
 export const ENTITY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/
 /** A field name of a STATE_DELTA. */

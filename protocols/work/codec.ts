@@ -19,6 +19,8 @@ import type { WorkOp } from '../../src/work/types.ts'
 export const BOARD_DOCUMENT_PREFIX = 'work.'
 /** A board name: lower-case letters, digits, `.`, `_`, `-`; 1–64, starting with a letter or digit. */
 export const BOARD_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
+/** A skill, as items require it and the swarm offers it (an atom of an SPKI tag: no spaces). */
+export const SKILL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$/
 /** An item id (and an item kind): 1–64 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit. */
 export const ITEM_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /** A kind is spelled like an id. */
@@ -233,7 +235,13 @@ function checkArtifact(x: unknown, field: string): void {
 
 function checkSkills(x: unknown): void {
   const skills = list(x, 'skills', MAX_SKILLS)
-  skills.forEach((s, i) => text(s, `skills[${i}]`, 1, MAX_SKILL_LENGTH))
+  skills.forEach((s, i) => {
+    if (typeof s !== 'string' || !SKILL_PATTERN.test(s))
+      fail(
+        `skills[${i}]`,
+        `must be a skill: 1-${MAX_SKILL_LENGTH} of A-Z a-z 0-9 . _ : / - starting with a letter or digit`
+      )
+  })
   unique(skills as string[], 'skills')
 }
 

@@ -12,16 +12,18 @@
  * opTag('release', op)                              // the tag of op's action, kind and path
  * swarmTag('offer', 'typescript')                   // (cyberspace (swarm offer typescript))
  */
+import { SWARM_TYPES } from '../../protocols/swarm/codec.ts'
 import { checkBoardName } from '../../protocols/work/codec.ts'
 import { atom } from '../spki/sexp.ts'
 import { ALL, parseTag, tagToSexp } from '../spki/tag.ts'
 import type { Sexp } from '../spki/sexp.ts'
 import type { Tag } from '../spki/tag.ts'
+import type { SwarmType } from '../../protocols/swarm/codec.ts'
 import type { WorkOp, WorkRight } from './types.ts'
 
 /** The swarm's message types (protocols/swarm/), each the second word of its tag. */
-export const SWARM_TYPES = ['offer', 'need', 'request', 'state-delta', 'handoff'] as const
-export type SwarmType = (typeof SWARM_TYPES)[number]
+export { SWARM_TYPES }
+export type { SwarmType }
 
 const ANY: Sexp = tagToSexp(ALL)
 

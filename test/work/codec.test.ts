@@ -176,6 +176,9 @@ describe('work protocol codec', () => {
     refused({ ...create, skills: Array.from({ length: MAX_SKILLS + 1 }, (_, i) => `s${i}`) }, 'skills')
     refused({ ...create, skills: ['x'.repeat(65)] }, 'skills[0]')
     refused({ ...create, skills: [''] }, 'skills[0]')
+    // a skill is what the swarm offers and a tag names: no spaces, no parentheses
+    refused({ ...create, skills: ['code review'] }, 'skills[0]')
+    refused({ ...create, skills: ['ts', '(x)'] }, 'skills[1]')
     refused({ ...create, skills: ['ts', 'ts'] }, 'skills')
     refused({ ...create, skills: 'ts' }, 'skills')
     refused({ ...create, deps: Array.from({ length: MAX_DEPS + 1 }, (_, i) => `d${i}`) }, 'deps')
