@@ -291,7 +291,16 @@ export interface Agents extends EventTarget {
   reply(principal: PrincipalId, messageId: string, body: unknown, options?: { error?: string }): void
   /** One pass of the placement loop now (takeovers, follows); normally it runs every scanInterval. */
   reconcile(options?: AbortOptions): Promise<void>
+  /**
+   * Checks every message whose type starts with `prefix` before any hosted agent sees it: `check`
+   * returns the message the agent gets (e.g. with its body decoded and verified) or throws the
+   * refusal the sender is answered with. One check per prefix; returns its removal.
+   */
+  intercept(prefix: string, check: InboundCheck): () => void
 }
+
+/** What `intercept` runs on a message before the agent sees it. */
+export type InboundCheck = (message: InboundMessage, options: AbortOptions) => Promise<InboundMessage>
 
 interface DirectoryEntry {
   kind: string
@@ -460,6 +469,8 @@ export class AgentsService extends EventTarget implements Agents {
   private readonly log: Logger
   private readonly definitions = new Map<string, AgentDefinition>()
   private readonly tools = new Map<string, AgentTool>()
+  /** Checks of inbound messages by type prefix (`intercept`). */
+  private readonly checks = new Map<string, InboundCheck>()
   private readonly hosted = new Map<PrincipalId, Hosted>()
   /** Agents being started or taken over here: one attempt at a time per agent. */
   private readonly starting = new Set<PrincipalId>()
@@ -1189,9 +1200,10 @@ export class AgentsService extends EventTarget implements Agents {
       signer: hosted.signer,
       // the actor's own deadline is the kind's: the mailbox gives the handler as long
       handlerTimeout: hosted.definition.handlerTimeout ?? this.handlerTimeout,
-      receive: async (message, options = {}) => {
+      receive: async (received, options = {}) => {
         if (hosted.stopping)
           throw new ActorStoppedError(hosted.info.principal, 'shutdown', `agent ${hosted.info.principal} is stopping`)
+        const message = await this.checkInbound(received, options)
         // a one-way message this agent recorded as handled before it moved is not handled again
         if (!message.request && hosted.session.lastHandled(message.from) === message.id) {
           // handled before (its record may still be only here): acknowledged once replicated like any other
@@ -1219,6 +1231,21 @@ export class AgentsService extends EventTarget implements Agents {
         return undefined
       }
     }
+  }
+
+  intercept(prefix: string, check: InboundCheck): () => void {
+    if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 64)
+      throw new InvalidAgentOptionError('an intercepted type prefix is 1-64 characters')
+    if (this.checks.has(prefix)) throw new InvalidAgentOptionError(`messages of ${prefix}… are intercepted already`)
+    this.checks.set(prefix, check)
+    return () => {
+      if (this.checks.get(prefix) === check) this.checks.delete(prefix)
+    }
+  }
+
+  private async checkInbound(message: InboundMessage, options: AbortOptions): Promise<InboundMessage> {
+    for (const [prefix, check] of this.checks) if (message.type.startsWith(prefix)) return await check(message, options)
+    return message
   }
 
   /** `exited`: its supervisor is gone already (it gave up), so there is nothing to terminate. */

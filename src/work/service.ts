@@ -50,6 +50,7 @@ import { RecentMap } from '../recent-map.ts'
 import { FleetService } from './fleet.ts'
 import { createScaling, fleetView, membersOf, scalingDocument, SCALING_DOCUMENT, swarmView } from './scaling.ts'
 import { swarm as createSwarm } from './swarm.ts'
+import { InvalidSwarmMessageError, SWARM_MAILBOX_TYPE_PREFIX } from '../../protocols/swarm/codec.ts'
 import type { OpLogDocument } from '../log/documents.ts'
 import type { OpLogEntry } from '../crdt/op-log.ts'
 import type { State } from '../log/service.ts'
@@ -460,6 +461,24 @@ export class WorkService implements WorkBoards {
     this.stopWatching.push(this.events.watchAgents(agents, this.clock))
     this.swarmService = createSwarm({ ...this.init.swarm, clock: this.clock })({ pubsub, spki, logger, mailbox })
     await this.swarmService.start?.()
+    // a directed swarm message reaches a hosted agent checked and decoded (a forged or replayed one never does)
+    const swarmService = this.swarmService
+    this.stopWatching.push(
+      agents.intercept(SWARM_MAILBOX_TYPE_PREFIX, async (message, options) => {
+        if (!(message.body instanceof Uint8Array))
+          throw new InvalidSwarmMessageError(
+            'body',
+            `a ${message.type} message carries the encoded swarm message as bytes`
+          )
+        const checked = await swarmService.acceptDirect(message.body, undefined, {
+          from: message.from,
+          to: message.to,
+          type: message.type,
+          signal: options.signal
+        })
+        return { ...message, body: checked }
+      })
+    )
     this.fleetService = new FleetService(
       { peerId, signer, pubsub, membership, logger, agents },
       { ...this.init.fleet, rows: () => this.heartbeatRows(), journal: this.events, clock: this.clock }

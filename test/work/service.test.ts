@@ -195,6 +195,29 @@ describe('work boards across member nodes', function () {
     await rejects(nodes[0].work.board('ordered', { mode: 'strong' }), 'StrongModeUnavailableError')
   })
 
+  it('a directed swarm message reaches the named agent checked and decoded; a forged one never reaches it', async () => {
+    await grantAll(principal('coordinator'), '(cyberspace (* set (mailbox (send)) (swarm handoff)))')
+    const before = (inboxes.get(principal('impl-1')) ?? []).length
+    await nodes[0].work.swarm.publish(
+      { type: 'handoff', body: { board: BOARD, item: 't1', state: { step: 3 } } },
+      { ...as('coordinator'), to: principal('impl-1') }
+    )
+    await waitUntil('impl-1 to get the handoff', () => (inboxes.get(principal('impl-1')) ?? []).length > before)
+    const got = (inboxes.get(principal('impl-1')) ?? []).at(-1) as InboundMessage
+    assert.equal(got.type, 'swarm.handoff')
+    const message = got.body as { type: string; from: string; body: { item: string; state: unknown } }
+    assert.equal(message.type, 'handoff')
+    assert.equal(message.from, principal('coordinator'))
+    assert.deepEqual(message.body.state, { step: 3 })
+    // the same type through the mailbox with bytes that are no swarm message: refused, never handed over
+    const refused = await rejects(
+      nodes[0].agents.send(principal('coordinator'), principal('impl-1'), 'swarm.handoff', new Uint8Array([1, 2, 3])),
+      'HandlerFailedError'
+    )
+    assert.match(refused.message, /InvalidSwarmMessageError/)
+    assert.equal((inboxes.get(principal('impl-1')) ?? []).length, before + 1)
+  })
+
   it('a retiring agent hands its item to another agent of its kind and stops', async () => {
     await boards[0].create({ item: 'r1', kind: 'task', title: 'to hand on' }, as('coordinator'))
     await converged('r1', x => x != null)
