@@ -25,7 +25,6 @@ import { AgentNotFoundHereError } from '../../src/actor/agent-errors.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { refusalError, WorkUnauthorizedError } from '../../src/work/errors.ts'
 import { EventsTruncatedError } from '../../src/work/fleet-errors.ts'
-import { workTag } from '../../src/work/tags.ts'
 import { CLI } from './client.ts'
 import { HttpError, optionalString, readJson, send, stringField } from './http.ts'
 import { actingAs, OPERATOR } from './agent-tokens.ts'
@@ -365,28 +364,10 @@ async function perform(board: Board, op: Record<string, unknown>, as: Signer): P
   }
 }
 
-/** Items the service's `read` considers per call: a window of the board, of which it returns the readable ones. */
-const READ_WINDOW = 1000
-/** Windows one request looks through for a page of readable items (100,000 items). */
-const MAX_READ_WINDOWS = 100
-
 /**
  * Up to `want` items `reader` may read, from `options.after` on: window after window of the board,
  * so a page is full even when many items before the readable ones are not readable.
  */
-async function readable(board: Board, options: ListOptions, reader: PrincipalId, want: number): Promise<WorkItem[]> {
-  const out: WorkItem[] = []
-  let after = options.after
-  for (let window = 0; window < MAX_READ_WINDOWS && out.length < want; window++) {
-    out.push(...(await board.read({ ...options, after, limit: want - out.length, as: reader })))
-    if (out.length >= want) break
-    const seen = board.items({ ...options, after, limit: READ_WINDOW })
-    if (seen.length < READ_WINDOW) break
-    after = seen[seen.length - 1].id
-  }
-  return out
-}
-
 /** The signer of `as`, an agent hosted on this node, or AgentNotFoundHereError (404) naming how to find one. */
 function actorOf(node: CyberspaceNode, as: PrincipalId): Signer {
   const signer = node.agents.agent(as)?.signer
@@ -470,8 +451,13 @@ export function workRoutes(node: CyberspaceNode): Record<string, Route> {
       if (after != null) options.after = itemParam(after, 'after')
       const reader = readerOf(caller, params.get('as'))
       const board = await held(name)
-      // the node's own view, or what the reader's grants let it read, item by item
-      const items = reader == null ? board.items(options) : await readable(board, options, reader, limit + 1)
+      // what the reader's grants let it read (a page that ends early names where to go on)
+      if (reader != null) {
+        const read = await board.read({ ...options, limit, as: reader })
+        return { board: name, items: read.items.map(workItemView), next: read.next } satisfies ItemPage
+      }
+      // the node's own view
+      const items = board.items(options)
       const page = items.slice(0, limit)
       return {
         board: name,
@@ -486,18 +472,12 @@ export function workRoutes(node: CyberspaceNode): Record<string, Route> {
       const reader = readerOf(caller, params.get('as'))
       const board = await held(name)
       const item = board.item(id)
-      if (item == null) throw new HttpError(404, `board ${name} has no item ${id} (see ${CLI} work list ${name})`)
-      if (reader != null) {
-        try {
-          await node.spki.authorize(reader, workTag(name, 'read', item.kind, item.path), {
-            signal: AbortSignal.timeout(OP_TIMEOUT)
-          })
-        } catch (err) {
-          throw new WorkUnauthorizedError(
-            `${reader} may not read ${item.path} on board ${name}: it needs (cyberspace (work ${name} read ${item.kind} ${item.path})) (${(err as Error).message})`
-          )
-        }
-      }
+      // an item the reader may not read is answered as one that does not exist: nothing of it is told
+      if (item == null || (reader != null && !(await node.work.mayRead(name, reader, item))))
+        throw new HttpError(
+          404,
+          `board ${name} has no item ${id}${reader != null ? ` that ${reader} may read` : ''} (see ${CLI} work list ${name})`
+        )
       return workItemView(item)
     },
     'POST work/op': async (req, _url, caller = OPERATOR) => {
@@ -525,9 +505,19 @@ export function workRoutes(node: CyberspaceNode): Record<string, Route> {
               signal: AbortSignal.timeout(OP_TIMEOUT)
             })
           : await held(name)
-      const outcome = await perform(board, fields, signer)
+      let outcome: OpOutcome
+      try {
+        outcome = await perform(board, fields, signer)
+      } catch (err) {
+        // the chain's refusal names the tag, and so the item's kind and path: only for a reader of it
+        const existing = board.item(fields.item as string)
+        if (err instanceof WorkUnauthorizedError && existing != null && !(await node.work.mayRead(name, as, existing)))
+          throw new WorkUnauthorizedError(`${as} may not ${action} ${existing.id} on board ${name}`)
+        throw err
+      }
       const id = fields.item as string
-      const after = board.item(id)
+      const seen = board.item(id)
+      const after = seen != null && (await node.work.mayRead(name, as, seen)) ? seen : undefined
       const refused =
         !outcome.accepted && outcome.reason != null
           ? { error: refusalError(outcome.reason, { item: id, op: action, winner: outcome.winner }).name }

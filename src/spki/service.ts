@@ -175,7 +175,11 @@ export interface Spki extends TypedEventTarget<SpkiEvents> {
    */
   revoke(hashes: Uint8Array[]): Promise<SignedCrl>
   /** Whether `principal` holds `tag` by this node's ACL, from `proof` or else from the local store. */
-  authorize(principal: PrincipalId, tag: Tag, options?: AbortOptions & { proof?: Proof }): Promise<DiscoveredGrant>
+  authorize(
+    principal: PrincipalId,
+    tag: Tag,
+    options?: AbortOptions & { proof?: Proof; at?: number }
+  ): Promise<DiscoveredGrant>
   /** Asks `peer` to prove that it (or `principal`) holds `tag`, and checks the proof against this node's ACL. */
   prove(peer: PeerId, tag: Tag, options?: AbortOptions & { principal?: PrincipalId }): Promise<DiscoveredGrant>
   /**
@@ -200,6 +204,8 @@ export interface AuthorizeOrProveOptions extends AbortOptions {
    * the principal's own node, and only if connected.
    */
   providers?: PeerId[]
+  /** The moment (ms) the chain must be valid at: when the act it authorizes was done (default now). */
+  at?: number
 }
 
 const CERTS_PREFIX = '/cyberspace/spki/certs/'
@@ -652,7 +658,7 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
   async authorize(
     principal: PrincipalId,
     tag: Tag,
-    options: AbortOptions & { proof?: Proof } = {}
+    options: AbortOptions & { proof?: Proof; at?: number } = {}
   ): Promise<DiscoveredGrant> {
     options.signal?.throwIfAborted()
     const roots = this.rootsFor(tag)
@@ -663,7 +669,7 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
         `no ACL root of this node covers ${tagText(tag)}, so nothing grants it to ${principal}: trust a root for it with \`cyberspace acl add\``
       )
     }
-    const opts = this.discoverOptions()
+    const opts = { ...this.discoverOptions(), ...(options.at !== undefined ? { now: options.at } : {}) }
     if (options.proof != null) return await verifyProof(options.proof, roots, principal, tag, opts)
     const pool = this.certs()
     try {
@@ -763,7 +769,8 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
     tag: Tag,
     options: AuthorizeOrProveOptions = {}
   ): Promise<DiscoveredGrant> {
-    const key = `${principal} ${tagKey(normalizeTag(tag))}`
+    const key = `${principal} ${tagKey(normalizeTag(tag))}${options.at !== undefined ? ` @${options.at}` : ''}`
+    const at = options.at
     const epoch = this.epoch
     // a local miss at this epoch is remembered briefly, so a flood of checks costs one chain search
     let local: Error
@@ -773,7 +780,7 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
       local = miss.error
     } else {
       try {
-        return await this.authorize(principal, tag, { signal: options.signal })
+        return await this.authorize(principal, tag, { signal: options.signal, at })
       } catch (err) {
         options.signal?.throwIfAborted()
         local = err as Error
@@ -789,7 +796,7 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
     const shown = this.shownProofs.get(key)
     if (shown != null) {
       try {
-        return await this.authorize(principal, tag, { signal: options.signal, proof: shown })
+        return await this.authorize(principal, tag, { signal: options.signal, proof: shown, at })
       } catch {
         options.signal?.throwIfAborted()
         this.shownProofs.delete(key)

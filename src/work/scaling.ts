@@ -417,6 +417,12 @@ export function settle(entries: readonly ScalingLogEntry[], options: SettleOptio
       continue
     }
     if ('failed' in entry) {
+      // another member may give up on a decision its target has not carried out; once the target
+      // said done (earlier in the one order), only the target may say it failed
+      if (done.has(entry.id) && !sameMember(at.actor, d.decision.target)) {
+        ignored++
+        continue
+      }
       if (!failed.has(entry.id)) failed.set(entry.id, entry.error)
       continue
     }
@@ -1231,8 +1237,26 @@ export class ScalingService implements Scaling {
       if (swarm != null && !swarm.needs().some(n => n.key === decision.need)) return 'no-such-need'
       return undefined
     }
+    if (decision.decision === 'retire') {
+      // scaling retires only what a scaling spawn of this member's put here, of the kind named
+      const info = this.components.agents.get(decision.agent)
+      if (info == null) return 'not-hosted'
+      if (info.kind !== decision.kind) return 'wrong-kind'
+      const spawn = this.settlement().decisions.find(
+        d => d.decision.decision === 'spawn' && d.status === 'done' && d.agent === decision.agent
+      )
+      if (spawn == null) return 'not-scaled'
+      if (decision.reason === 'swat' && spawn.decision.reason !== 'swat') return 'not-swat'
+      if (decision.reason === 'swat') return undefined
+    }
+    if (decision.decision === 'spawn' && decision.reason === 'rebalance') {
+      const asked = [...this.policyMap.values()].some(p =>
+        p.rebalance.some(r => r.skill === decision.scope && r.kind === decision.kind)
+      )
+      return asked ? undefined : 'no-such-rebalance'
+    }
     const policy = this.policyMap.get(decision.kind)
-    if (policy == null || decision.reason === 'swat' || decision.reason === 'rebalance') return undefined
+    if (policy == null) return 'no-policy'
     const rows = this.components.fleet.rows().filter(r => r.kind === decision.kind && r.status !== 'retiring')
     let n = rows.length
     if (decision.decision === 'spawn') {

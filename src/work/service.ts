@@ -41,7 +41,7 @@ import {
   WorkNotStartedError,
   WorkUnauthorizedError
 } from './errors.ts'
-import { opTag, workTag } from './tags.ts'
+import { opTag, opTags, workTag } from './tags.ts'
 import { opLogEntries } from '../crdt/op-log.ts'
 import { Hlc } from '../clock/hlc.ts'
 import { MEMBER_TAG } from '../membership/service.ts'
@@ -75,6 +75,7 @@ import type {
   ConsistencyMode,
   ListOptions,
   OpOutcome,
+  ReadPage,
   StampedOp,
   WorkBoards,
   WorkItem,
@@ -113,6 +114,8 @@ export interface AgentReport {
 
 /** Most items one page holds. */
 const MAX_PAGE = 1000
+/** Checks of single items one read (one API request) makes at most. */
+const READ_CHECKS = 64
 
 function pageLimit(limit: number | undefined): number {
   return Math.min(Math.max(limit ?? 100, 1), MAX_PAGE)
@@ -148,8 +151,11 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
 
   /** Folds what arrived since the last call; a rebuilt document state is folded again from scratch. */
   private catchUp(): void {
+    // folded again from scratch (an entry replaced, or the log rebuilt): report only what differs
+    let before: BoardState | undefined
     if (this.doc.epoch !== this.epoch) {
       this.epoch = this.doc.epoch
+      before = this.state
       this.state = new BoardState(this.name)
       this.taken = 0
     }
@@ -165,6 +171,7 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
     // each operation is an event once, whatever it became: the same on every replica
     for (const op of ops) this.service.recordOp(this.name, op)
     for (const change of this.state.add(ops)) {
+      if (before != null && sameOutcome(before.outcome(change.stamp), change)) continue
       this.safeDispatchEvent('change', { detail: change })
       this.service.changed(change, this.state.item(change.item))
     }
@@ -222,25 +229,45 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
   }
 
   items(options: ListOptions = {}): WorkItem[] {
-    return this.list(options, () => true)
+    return this.list(options)
   }
 
-  async read(options: ListOptions & { as: PrincipalId }): Promise<WorkItem[]> {
-    // the grants decide per kind and path; checked once each, before the (synchronous) walk
-    const candidates = this.list({ ...options, limit: MAX_PAGE }, () => true)
-    const allowed = new Set<string>()
-    for (const item of candidates) {
-      const key = `${item.kind} ${item.path}`
-      if (!allowed.has(key) && (await this.service.mayRead(this.name, options.as, item, options))) allowed.add(key)
+  async read(options: ListOptions & { as: PrincipalId }): Promise<ReadPage> {
+    const limit = pageLimit(options.limit)
+    // the whole board, then each kind, one check each; single items only where neither grants, and
+    // only READ_CHECKS of them: a reader who may read nothing costs a few checks, not one per item
+    const whole = await this.service.mayReadTag(options.as, workTag(this.name, 'read'), options)
+    let checks = READ_CHECKS
+    const kinds = new Map<string, boolean>()
+    const items: WorkItem[] = []
+    /** The last item looked at: where a page that ends early goes on from. */
+    let last = options.after
+    for (const item of this.matching(options)) {
+      let allowed = whole
+      if (!allowed) {
+        let kind = kinds.get(item.kind)
+        if (kind === undefined) {
+          kind = await this.service.mayReadTag(options.as, workTag(this.name, 'read', item.kind), options)
+          kinds.set(item.kind, kind)
+        }
+        allowed = kind
+      }
+      if (!allowed) {
+        // out of checks: the page ends here, and the next one goes on after this item's predecessor
+        if (checks <= 0) return { items, next: last ?? null, partial: true }
+        checks--
+        allowed = await this.service.mayRead(this.name, options.as, item, options)
+      }
+      if (allowed && items.length === limit) return { items, next: items[limit - 1].id, partial: false }
+      last = item.id
+      if (allowed) items.push(item)
     }
-    const limit = pageLimit(options.limit)
-    return candidates.filter(item => allowed.has(`${item.kind} ${item.path}`)).slice(0, limit)
+    return { items, next: null, partial: false }
   }
 
-  private list(options: ListOptions, keep: (item: WorkItem) => boolean): WorkItem[] {
-    const limit = pageLimit(options.limit)
+  /** The items `options` selects, in id order from `options.after`, deleted ones left out. */
+  private *matching(options: ListOptions): Generator<WorkItem> {
     const statuses = options.status == null ? undefined : new Set([options.status].flat())
-    const out: WorkItem[] = []
     for (const item of this.state.sortedItems(options.after)) {
       if (item.deleted) continue
       if (statuses != null && !statuses.has(item.status)) continue
@@ -248,7 +275,14 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
       if (options.parent != null && item.parent !== options.parent) continue
       if (options.kind != null && item.kind !== options.kind) continue
       if (options.ready === true && !(item.ready && item.status === 'submitted' && item.assignee == null)) continue
-      if (!keep(item)) continue
+      yield item
+    }
+  }
+
+  private list(options: ListOptions): WorkItem[] {
+    const limit = pageLimit(options.limit)
+    const out: WorkItem[] = []
+    for (const item of this.matching(options)) {
       out.push(item)
       if (out.length >= limit) break
     }
@@ -342,7 +376,7 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
     // authority first: an actor without the right learns nothing of the board's state
     for (const body of bodies) {
       try {
-        await this.service.authorize(actor, opTag(this.name, decodeWorkOp(body)), options)
+        for (const tag of opTags(this.name, decodeWorkOp(body))) await this.service.authorize(actor, tag, options)
       } catch (err) {
         options.signal?.throwIfAborted()
         throw new WorkUnauthorizedError(
@@ -377,6 +411,13 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
   info(): BoardInfo {
     return { name: this.name, mode: this.mode, items: this.state.liveItems, ops: this.state.opCount }
   }
+}
+
+/** Whether `change` says what `outcome` (an operation's outcome before a refold) said already. */
+function sameOutcome(outcome: OpOutcome | undefined, change: BoardChange): boolean {
+  if (outcome == null) return false
+  if (change.type === 'applied') return outcome.accepted
+  return !outcome.accepted && outcome.reason === change.reason && outcome.winner === change.winner
 }
 
 /** A document entry as a stamped operation; an entry whose body is no operation is skipped (the rule refuses such events). */
@@ -769,6 +810,17 @@ export class WorkService implements WorkBoards {
     })
   }
 
+  /** Whether `reader` holds `tag` by this node's ACL. */
+  async mayReadTag(reader: PrincipalId, tag: ReturnType<typeof workTag>, options: AbortOptions = {}): Promise<boolean> {
+    try {
+      await this.components.spki.authorize(reader, tag, options)
+      return true
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      return false
+    }
+  }
+
   /** Whether `reader` holds `(work <board> read <kind> <path>)` for `item` by this node's ACL. */
   async mayRead(board: string, reader: PrincipalId, item: WorkItem, options: AbortOptions = {}): Promise<boolean> {
     try {
@@ -795,7 +847,11 @@ export class WorkService implements WorkBoards {
     const board = boardOfDocument(name)
     if (board == null) throw new UnauthorizedEventError(`${name} names no board`, { permanent: true })
     const tags = new Map<string, ReturnType<typeof opTag>>()
-    for (const entry of opLogEntries(deltas)) {
+    const entries = opLogEntries(deltas)
+    // authority as of the event's own time (its entries carry its HLC): every replica, whenever it
+    // receives the event, decides the same; an event with no entries (a merge) is decided now
+    const at = entries[0]?.hlc[0]
+    for (const entry of entries) {
       let op: WorkOp
       try {
         op = decodeWorkOp(entry.body)
@@ -804,8 +860,7 @@ export class WorkService implements WorkBoards {
           permanent: true
         })
       }
-      const tag = opTag(board, op)
-      tags.set(JSON.stringify(tag), tag)
+      for (const tag of opTags(board, op)) tags.set(JSON.stringify(tag), tag)
     }
     if (tags.size === 0) {
       const tag = workTag(board, 'read')
@@ -815,7 +870,8 @@ export class WorkService implements WorkBoards {
       try {
         await this.components.spki.authorizeOrProve(author, tag, {
           signal: options.signal,
-          providers: options.providers
+          providers: options.providers,
+          at
         })
       } catch (err) {
         options.signal?.throwIfAborted()

@@ -49,6 +49,16 @@ export function opTag(board: string, op: WorkOp): Tag {
   return workTag(board, op.op, op.kind, op.path)
 }
 
+/**
+ * Every tag an operation needs: its own, and for a create that names an assignee also the
+ * `assign` right on the new item (an assignee given at creation is an assign in effect).
+ */
+export function opTags(board: string, op: WorkOp): Tag[] {
+  const tags = [opTag(board, op)]
+  if (op.op === 'create' && op.assignee !== undefined) tags.push(workTag(board, 'assign', op.kind, op.path))
+  return tags
+}
+
 /** `(cyberspace (swarm <type> <subject>))`: what sending a swarm message of `type` about `subject` needs. */
 export function swarmTag(type: SwarmType, subject: string): Tag {
   if (!(SWARM_TYPES as readonly string[]).includes(type))

@@ -230,8 +230,11 @@ export interface Board {
   item(id: string): WorkItem | undefined
   /** This node's view, filtered and paged (no reader check; `as` is ignored: use `read`). */
   items(options?: ListOptions): WorkItem[]
-  /** Items as `options.as` may read them: each by its `(work <board> read <kind> <path>)` grant. */
-  read(options: ListOptions & { as: PrincipalId }): Promise<WorkItem[]>
+  /**
+   * A page of the items `options.as` may read, each by a `(work <board> read <kind> <path>)` grant
+   * (checked for the whole board, then per kind, then — a bounded number per call — per item).
+   */
+  read(options: ListOptions & { as: PrincipalId }): Promise<ReadPage>
   /** Creates an item; its path is the parent's (as this node sees it) plus the id. */
   create(op: Omit<Extract<WorkOp, { op: 'create' }>, 'op' | 'path'>, options: ActOptions): Promise<OpOutcome>
   update(op: Omit<Extract<WorkOp, { op: 'update' }>, 'op' | 'kind' | 'path'>, options: ActOptions): Promise<OpOutcome>
@@ -258,6 +261,18 @@ export interface Board {
   watchAssignees(options: WatchOptions): void
   addEventListener(type: 'change', listener: (e: CustomEvent<BoardChange>) => void): void
   removeEventListener(type: 'change', listener: (e: CustomEvent<BoardChange>) => void): void
+}
+
+/** A page of `read`. */
+export interface ReadPage {
+  items: WorkItem[]
+  /** Pass as `after` for the next page; null when there is none. */
+  next: string | null
+  /**
+   * The page ended early: its per-call budget of single-item checks ran out (a reader whose grants
+   * name paths, not kinds), so it may hold fewer than `limit` items while more follow.
+   */
+  partial: boolean
 }
 
 export interface WatchOptions {

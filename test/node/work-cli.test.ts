@@ -416,7 +416,7 @@ describe('cyberspace work, fleet and events against node processes', function ()
       'the agents’ starts are there too'
     )
     const claim = board.find(e => e.subject === `${BOARD}/t1` && e.type === 'claim')
-    assert.deepEqual(claim?.data, { actor: impl, index: 0, status: 'working' })
+    assert.deepEqual(claim?.data, { actor: impl, index: 0 })
     // text: one line each, starting with the HLC as --since takes it; --since that line's HLC goes on after it
     const lines = (await cliOk(a, 'events', '--since', start)).trim().split('\n')
     assert.equal(lines.length, events.length)

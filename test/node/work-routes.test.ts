@@ -295,12 +295,8 @@ describe('control API: work, fleet and events routes', function () {
       mine.items.map(i => i.id),
       ['t1', 't2', 't3', 't4', 't5', 't6']
     )
-    await refused(
-      helperApi.get('work/item', { board: BOARD, item: 'goal' }),
-      403,
-      'WorkUnauthorizedError',
-      /may not read goal on board b1/
-    )
+    // an item it may not read is answered as one that does not exist
+    await refused(helperApi.get('work/item', { board: BOARD, item: 'goal' }), 404, 'Error', /has no item goal that/)
     assert.equal((await helperApi.get<WorkItemView>('work/item', { board: BOARD, item: 't3' })).id, 't3')
     // the operator reads as the node, or as an agent it names
     assert.equal((await api.get<ItemPage>('work/items', { board: BOARD, as: helper })).items.length, 6)
@@ -340,13 +336,24 @@ describe('control API: work, fleet and events routes', function () {
       await board.submit(ops, { as: signer })
     }
     assert.equal((await api.get<ItemPage>('work/items', { board: BOARD, limit: '500' })).items.length, 500)
-    const page = await helperApi.get<ItemPage>('work/items', { board: BOARD, limit: '500' })
-    assert.deepEqual(
-      page.items.map(i => i.id),
-      ['t1', 't2', 't3', 't4', 't5', 't6']
-    )
-    assert.equal(page.next, null)
-    const two = await helperApi.get<ItemPage>('work/items', { board: BOARD, limit: '2' })
+    // a reader whose grant names a kind it does not hold there costs a bounded number of checks per
+    // request: its pages end early with a `next` to go on from, until the readable items come
+    const seen: string[] = []
+    let after: string | null = null
+    let requests = 0
+    for (; requests < 40; requests++) {
+      const page: ItemPage = await helperApi.get<ItemPage>('work/items', {
+        board: BOARD,
+        limit: '500',
+        ...(after != null ? { after } : {})
+      })
+      seen.push(...page.items.map(i => i.id))
+      after = page.next
+      if (after == null) break
+    }
+    assert.deepEqual(seen, ['t1', 't2', 't3', 't4', 't5', 't6'])
+    assert.ok(requests > 1 && requests < 40, `${requests} requests`)
+    const two = await helperApi.get<ItemPage>('work/items', { board: BOARD, limit: '2', after: 'goal' })
     assert.deepEqual([two.items.map(i => i.id), two.next], [['t1', 't2'], 't2'])
   })
 
@@ -394,7 +401,8 @@ describe('control API: work, fleet and events routes', function () {
         assert.ok(p[0] < q[0] || (p[0] === q[0] && p[1] <= q[1]))
       }
       const claim = all.events.find(e => e.type === 'claim')
-      assert.deepEqual(claim?.data, { actor: coord, index: 0, status: 'working' })
+      // an operation as written (what became of it is the item's, or a refused event)
+      assert.deepEqual(claim?.data, { actor: coord, index: 0 })
       // a bare wall means .0
       assert.deepEqual(await api.get<EventPage>('events', { since: String(start[0]), limit: '1000' }), all)
       await refused(api.get('events', { since: 'noon' }), 400, 'Error', /since must be an HLC/)

@@ -146,7 +146,7 @@ describe('work boards across member nodes', function () {
 
   it('a validator reads and cannot write; an implementer cannot act beyond its tasks', async () => {
     const [a, b] = boards
-    const read = await a.read({ as: principal('validator') })
+    const read = (await a.read({ as: principal('validator') })).items
     assert.deepEqual(read.map(i => i.id).sort(), ['goal', 't1', 't2'])
     await rejects(a.create({ item: 'v1', kind: 'task', title: 'sneaky' }, as('validator')), 'WorkUnauthorizedError')
     await rejects(a.cancel('t2', as('validator')), 'WorkUnauthorizedError')
@@ -156,7 +156,7 @@ describe('work boards across member nodes', function () {
     await converged('g2', x => x != null)
     await rejects(b.claim('g2', as('impl-1')), 'WorkUnauthorizedError')
     // an implementer reads tasks only
-    const theirs = await b.read({ as: principal('impl-1') })
+    const theirs = (await b.read({ as: principal('impl-1') })).items
     assert.ok(theirs.every(i => i.kind === 'task'))
     assert.equal(b.item('g2')?.status, 'submitted')
   })
