@@ -5,10 +5,12 @@
  *
  * @example
  * GET /api/v0/members?state=dead → { "members": [{ "principal": "z6Mk…", "state": "dead", … }], "self": { … } }
- * POST /api/v0/members/meta { "meta": { "role": "builder" } } → the member's own entry, at its new incarnation
+ * POST /api/v0/members/meta { "meta": { "role": "builder", "zone": null } } → the member's own entry, at its new incarnation (keys given change, null removes one)
  * POST /api/v0/members/leave → { "left": true, "principal": "z6Mk…", "incarnation": 3 }
  */
 import { HttpError, readJson } from './http.ts'
+import { KINDS_META_KEY } from '../../src/actor/placement.ts'
+import { FLEET_META_KEY } from '../../src/work/fleet.ts'
 import type { Route } from './http.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { MemberState, MemberView } from '../../src/membership/service.ts'
@@ -17,6 +19,9 @@ const NOT_A_MEMBER =
   "this node is not a member: it holds no valid chain to (cyberspace member); on a cluster member run: cluster issue <this peer id> '(cyberspace member)'"
 
 export const MEMBER_STATES: readonly MemberState[] = ['alive', 'suspect', 'dead', 'left']
+
+/** Metadata keys the node's services write (the kinds it runs, its fleet summary): not the operator's to set. */
+const NODE_META_KEYS: readonly string[] = [KINDS_META_KEY, FLEET_META_KEY]
 
 export interface MembersView {
   /** Whether this node takes part (it holds a chain to (cyberspace member) by its own ACL). */
@@ -55,8 +60,15 @@ export function membershipRoutes(node: CyberspaceNode, init: MembershipRoutesIni
       if (meta == null || typeof meta !== 'object' || Array.isArray(meta))
         throw new HttpError(400, 'meta must be an object of strings')
       if (!node.membership.isMember()) throw new HttpError(409, NOT_A_MEMBER)
+      // the keys given change (null removes one); the node's own keys are its services'
+      const patch: Record<string, string | undefined> = {}
+      for (const [k, v] of Object.entries(meta as Record<string, unknown>)) {
+        if (NODE_META_KEYS.includes(k))
+          throw new HttpError(400, `meta key ${k} is the node's own (${NODE_META_KEYS.join(', ')}): choose another key`)
+        patch[k] = v === null ? undefined : (v as string)
+      }
       // the service checks counts, lengths and that every value is a string (InvalidMetaError)
-      await node.membership.setMeta(meta as Record<string, string>)
+      await node.membership.updateMeta(patch)
       return node.membership.members().find(m => m.self)
     },
     'POST members/leave': async req => {

@@ -19,7 +19,7 @@
  * GET  /api/v0/work/item?board=release&item=t1                             → { "id": "t1", "status": "working", "history": [...], … }
  * GET  /api/v0/fleet                                                       → { "totals": {...}, "members": [...], "agents": [...] }
  * GET  /api/v0/events?since=1763700000000.0&limit=100&wait=25000           → { "events": [...], "next": null, "cursor": "…" }
- * GET  /api/v0/events/stream?since=1763700000000.0                         → text/event-stream, one `event` per entry, id: wall.logical
+ * GET  /api/v0/events/stream?since=1763700000000.0                         → text/event-stream, one `event` per entry, id: the cursor after it (Last-Event-ID resumes exactly)
  */
 import { AgentNotFoundHereError } from '../../src/actor/agent-errors.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
@@ -42,6 +42,7 @@ import type { Caller } from './agent-tokens.ts'
 import type { StreamRoute } from './agent-routes.ts'
 import type { Route } from './http.ts'
 import type { HlcTimestamp } from '../../src/clock/hlc.ts'
+import { cursorOf } from '../../src/work/events.ts'
 import type { EventJournal, JournalEvent } from '../../src/work/events.ts'
 import type { FleetDropReason, FleetStatus } from '../../src/work/fleet.ts'
 import type { ServerResponse } from 'node:http'
@@ -690,9 +691,11 @@ export function workStreams(node: CyberspaceNode, options: { heartbeat?: number 
     },
     'GET events/stream': async (req, url, res) => {
       let from = startOf(url.searchParams)
-      // a reconnecting EventSource says where it was: the HLC of the last event it had
+      // a reconnecting EventSource says where it was: the cursor after the last event it had (an
+      // HLC, wall.logical, is taken too)
       const lastId = req.headers['last-event-id']
-      if (typeof lastId === 'string' && lastId !== '') from = hlcParam(lastId, 'Last-Event-ID')
+      if (typeof lastId === 'string' && lastId !== '')
+        from = /^\d+(\.\d+)?$/.test(lastId) ? hlcParam(lastId, 'Last-Event-ID') : lastId.slice(0, 4096)
       const journal = node.work.events
       // a point older than what is kept answers 410 before the stream starts
       pageOf(journal, from, 1)
@@ -766,6 +769,7 @@ export function workStreams(node: CyberspaceNode, options: { heartbeat?: number 
 }
 
 /** One entry as a server-sent event: `id` its HLC (wall.logical), `data` one line of JSON. */
+/** One SSE event: its id is the journal's cursor after it, so a reconnect resumes exactly (entries sharing an HLC included). */
 function sseEvent(e: JournalEvent): string {
-  return `id: ${hlcText(e.hlc)}\ndata: ${JSON.stringify(eventView(e))}\n\n`
+  return `id: ${cursorOf(e)}\ndata: ${JSON.stringify(eventView(e))}\n\n`
 }

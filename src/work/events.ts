@@ -128,6 +128,11 @@ const positionOf = (e: JournalEvent): Position => ({
 /** The position right after every entry at `hlc`. */
 const afterHlc = (hlc: HlcTimestamp): Position => ({ hlc, source: AFTER_ALL, subject: '', type: '', id: '', seq: 0 })
 
+/** The cursor right after `event`: what a reader that had it resumes from (an SSE id, say) — exact, unlike its HLC. */
+export function cursorOf(event: JournalEvent): string {
+  return encodeCursor(positionOf(event))
+}
+
 function encodeCursor(p: Position): string {
   return base64url.encode(
     new TextEncoder().encode(JSON.stringify([p.hlc[0], p.hlc[1], p.source, p.subject, p.type, p.id, p.seq]))

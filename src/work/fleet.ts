@@ -512,7 +512,8 @@ export class FleetService implements Fleet, Startable {
   private async publishSummary(rows: HeartbeatRow[]): Promise<void> {
     if (!this.summaryInMeta || this.metaWriting) return
     const membership = this.components.membership
-    const summary = fleetSummary(rows)
+    // a member that hosts no agent says nothing (its metadata stays the operator's)
+    const summary = rows.length === 0 ? undefined : fleetSummary(rows)
     if (membership.ownMeta()[FLEET_META_KEY] === summary) return
     this.metaWriting = true
     try {

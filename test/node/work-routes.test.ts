@@ -425,7 +425,7 @@ describe('control API: work, fleet and events routes', function () {
       assert.ok(boardEvents(page.events).includes(`complete ${BOARD}/e1`), JSON.stringify(page.events))
     })
 
-    it('streams the journal as server-sent events with HLC ids, resumable with Last-Event-ID', async () => {
+    it('streams the journal as server-sent events with cursor ids, resumable exactly with Last-Event-ID', async () => {
       /** Reads the stream until `count` events, then closes it. */
       const read = async (
         headers: Record<string, string>,
@@ -468,7 +468,9 @@ describe('control API: work, fleet and events routes', function () {
         page.events,
         'the stream replays what the page holds, in order'
       )
-      for (const s of streamed) assert.equal(s.id, hlcText(s.event.hlc))
+      // each id is the cursor after its event: reading from it gives exactly the events after it
+      const after = await api.get<EventPage>('events', { cursor: streamed[0].id, limit: '1000' })
+      assert.deepEqual(after.events, page.events.slice(1))
       // live: an event after the replay arrives on the open stream
       const live = read({}, page.events.length + 1)
       setTimeout(() => {
@@ -479,11 +481,13 @@ describe('control API: work, fleet and events routes', function () {
         `${withLive[withLive.length - 1].event.type} ${withLive[withLive.length - 1].event.subject}`,
         `create ${BOARD}/e2`
       )
-      // a reconnecting reader goes on after the last id it had: later events only
+      // a reconnecting reader goes on right after the last id it had
+      const resumed = await read({ 'last-event-id': withLive[1].id }, 1)
+      assert.deepEqual(resumed[0].event, withLive[2].event)
+      // an HLC as the id is taken too: later events only
       const cut = withLive[1].event.hlc
-      const resumed = await read({ 'last-event-id': hlcText(cut) }, 1)
-      const first = resumed[0].event.hlc
-      assert.ok(first[0] > cut[0] || (first[0] === cut[0] && first[1] > cut[1]), 'resumed after the last id')
+      const byHlc = (await read({ 'last-event-id': hlcText(cut) }, 1))[0].event.hlc
+      assert.ok(byHlc[0] > cut[0] || (byHlc[0] === cut[0] && byHlc[1] > cut[1]), 'resumed after the HLC')
       await refused(
         (async () => {
           const res = await fetch(`${server.url}/api/v0/events/stream`, {
@@ -493,8 +497,8 @@ describe('control API: work, fleet and events routes', function () {
           throw Object.assign(new Error(body.error), { status: res.status, errorName: body.name })
         })(),
         400,
-        'Error',
-        /Last-Event-ID must be an HLC/
+        'InvalidEventQueryError',
+        /cursor is not one this journal issued/
       )
     })
 
