@@ -42,6 +42,7 @@ import { StateService } from './log/service.ts'
 import { mailbox } from './actor/mailbox-service.ts'
 import { AgentsService } from './actor/agents.ts'
 import { WorkService } from './work/service.ts'
+import { Hlc } from './clock/hlc.ts'
 import { fleetTopic } from '../protocols/fleet/codec.ts'
 import { swarmTopic } from '../protocols/swarm/codec.ts'
 import { SWARM_TOPIC_SCORE_PARAMS } from './work/swarm.ts'
@@ -334,6 +335,8 @@ class Node implements CyberspaceNode {
     await this.helia.start()
     this.started = true
     if (this.options.dhtServer) await this.dht.setMode('server')
+    // one clock for what this node stamps: board operations, swarm messages, heartbeats, events
+    const clock = this.options.stateOptions?.clock ?? new Hlc()
     this.stateService = new StateService(
       {
         libp2p: this.helia.libp2p,
@@ -342,7 +345,7 @@ class Node implements CyberspaceNode {
         signer: await seedSigner(this.options.privateKey.raw),
         logger: this.helia.logger
       },
-      this.options.stateOptions
+      { ...this.options.stateOptions, clock }
     )
     await this.stateService.start()
     this.agentsService = new AgentsService(
@@ -366,7 +369,8 @@ class Node implements CyberspaceNode {
         pubsub: services.pubsub,
         mailbox: services.mailbox,
         agents: this.agentsService,
-        logger: this.helia.logger
+        logger: this.helia.logger,
+        clock
       },
       this.options.workOptions
     )

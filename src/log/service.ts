@@ -114,6 +114,12 @@ import type { Datastore } from 'interface-datastore'
 import type { CID } from 'multiformats/cid'
 
 export interface StateInit extends JoinLimits {
+  /**
+   * The node's hybrid logical clock: its events are stamped with it and remote ones received into
+   * it. Default a clock of its own; a node shares one between its services, so what they stamp is
+   * in one causal order.
+   */
+  clock?: Hlc
   /** The heads protocol id; default `/cyberspace/heads/2.0.0`. */
   protocol?: string
   /** The heads protocol id that also serves `hold`; default `/cyberspace/heads/2.1.0`. */
@@ -335,7 +341,7 @@ export class StateService implements State {
   private readonly protocol: string
   private readonly topic: string
   private readonly timeout: number
-  private readonly clock = new Hlc()
+  private readonly clock: Hlc
   /** Block requests to one peer for one log in the same turn go out as one `want`. */
   private readonly wants: WantBatcher
   /** Ancestors a peer sent ahead of being asked, by `<log> <cid>` (their hashes were checked). */
@@ -371,6 +377,7 @@ export class StateService implements State {
     this.holdProtocol = init.holdProtocol ?? HEADS_HOLD_PROTOCOL
     this.topic = deltasTopic(init.namespace ?? 'default')
     this.timeout = init.timeout ?? 10_000
+    this.clock = init.clock ?? new Hlc()
     this.self = components.signer.principal
     this.joins = new JoinScheduler(init, {
       has: (doc, cid) => this.docs.get(doc)?.log.has(cid) ?? true,

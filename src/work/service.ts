@@ -63,7 +63,7 @@ import type { Mailbox } from '../actor/mailbox-service.ts'
 import type { EventJournalInit } from './events.ts'
 import type { Fleet, FleetInit, HeartbeatRowInput } from './fleet.ts'
 import type { Scaling, ScalingInit } from './scaling.ts'
-import type { Swarm, SwarmInit } from './swarm.ts'
+import type { Swarm, SwarmInit, SwarmMessage } from './swarm.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type {
   ActOptions,
@@ -95,6 +95,8 @@ export interface WorkComponents {
   mailbox: Mailbox
   agents: Agents
   logger: ComponentLogger
+  /** The node's clock, shared with the state service: swarm messages, heartbeats and board operations in one causal order. */
+  clock?: Hlc
 }
 
 export interface WorkInit {
@@ -447,7 +449,7 @@ export class WorkService implements WorkBoards {
   private readonly components: WorkComponents
   private readonly init: WorkInit
   private readonly log: Logger
-  private readonly clock = new Hlc()
+  private readonly clock: Hlc
   private readonly open = new Map<string, OpenBoard>()
   private readonly opening = new Map<string, Promise<OpenBoard>>()
   private readonly stats = new Map<PrincipalId, AgentStats>()
@@ -464,6 +466,7 @@ export class WorkService implements WorkBoards {
     this.components = components
     this.init = init
     this.log = components.logger.forComponent('cyberspace:work')
+    this.clock = components.clock ?? new Hlc()
     this.events = new EventJournal(init.events)
   }
 
@@ -502,6 +505,12 @@ export class WorkService implements WorkBoards {
     this.stopWatching.push(this.events.watchAgents(agents, this.clock))
     this.swarmService = createSwarm({ ...this.init.swarm, clock: this.clock })({ pubsub, spki, logger, mailbox })
     await this.swarmService.start?.()
+    // every message the swarm delivers (or this node publishes) is an event, with its own HLC
+    const onSwarm = (e: CustomEvent<SwarmMessage>): void => {
+      this.recordSwarm(e.detail)
+    }
+    this.swarmService.addEventListener('message', onSwarm)
+    this.stopWatching.push(() => this.swarmService?.removeEventListener('message', onSwarm))
     // a directed swarm message reaches a hosted agent checked and decoded (a forged or replayed one never does)
     const swarmService = this.swarmService
     this.stopWatching.push(
@@ -698,6 +707,26 @@ export class WorkService implements WorkBoards {
   }
 
   /** A board change: recorded in the journal, counted for heartbeats, and told to a losing agent hosted here. */
+  /** A swarm message as a journal event: subject the entity, `skill:<skills>` or `<board>/<item>` it is about. */
+  private recordSwarm(m: SwarmMessage): void {
+    const subject =
+      m.type === 'state-delta'
+        ? m.body.entity
+        : m.type === 'need'
+          ? `skill:${m.body.skill}`
+          : m.type === 'offer'
+            ? `skill:${m.body.skills.join(',')}`
+            : `${m.body.board}/${m.body.item}`
+    this.events.record({
+      hlc: m.hlc,
+      source: 'swarm',
+      type: m.type,
+      subject: subject.slice(0, 512),
+      id: `swarm/${m.from}/${m.id}`,
+      data: { from: m.from, ...(m.to === undefined ? {} : { to: m.to }), body: m.body }
+    })
+  }
+
   /**
    * A board operation as a journal event (type: its action), recorded once whatever the fold made of
    * it, so every replica's journal lists the same operations in the same order.

@@ -41,39 +41,6 @@ async function rejects(promise: Promise<unknown>, name: string): Promise<void> {
   })
 }
 
-/** What a swarm message is about, as the journal's subject. */
-function swarmSubject(m: SwarmMessage): string {
-  switch (m.type) {
-    case 'state-delta':
-      return m.body.entity
-    case 'need':
-      return `skill:${m.body.skill}`
-    case 'offer':
-      return `skill:${m.body.skills.join(',')}`
-    default:
-      return `${m.body.board}/${m.body.item}`
-  }
-}
-
-/**
- * WORKAROUND (the work service does not journal swarm messages; EVENT_SOURCES has 'swarm' but
- * nothing records it): every message the node's swarm delivers, as a journal entry with the
- * message's HLC — the change proposed for src/work/service.ts, made from outside.
- */
-function journalSwarm(node: CyberspaceNode): void {
-  node.work.swarm.addEventListener('message', e => {
-    const m = e.detail
-    node.work.events.record({
-      hlc: m.hlc,
-      source: 'swarm',
-      type: m.type,
-      subject: swarmSubject(m),
-      id: `swarm/${m.from}/${m.id}`,
-      data: { from: m.from, ...(m.to === undefined ? {} : { to: m.to }), body: m.body }
-    })
-  })
-}
-
 /** A message signed by `signer` that says it is from `from` (default: the signer): a forgery when they differ. */
 async function craft(
   signer: Signer,
@@ -146,7 +113,6 @@ describe('the shard scenario: detect → STATE_DELTA → NEED → OFFER → REQU
     const at = [nodes[0].multiaddrs()[0]]
     for (let i = 1; i < 3; i++) nodes.push(await memoryNode({ ...options, bootstrap: at }))
     await waitUntil('every node connected to the first', () => nodes[0].peers().length === 2)
-    for (const n of nodes) journalSwarm(n)
     root = await key()
     for (const n of nodes) await n.spki.addAclEntry(root.id, tag('(cyberspace)'))
     for (const n of nodes) await grantAll(principalFromPeerId(n.peerId), '(cyberspace (* set member (agent)))')
