@@ -19,14 +19,14 @@ import { AGENT_NAME_PATTERN } from '../protocols/frost/codec.ts'
 import { EXTERNAL_KIND } from '../src/actor/agents.ts'
 import { UsageError } from './errors.ts'
 import type { AgentDefinition } from '../src/actor/agents.ts'
-import type { WorkBoards } from '../src/work/types.ts'
+import type { Work } from '../src/work/service.ts'
 
 /** What a kind knows of the node that runs it. */
 export interface KindHost {
   /** The node's peer id. */
   host: string
-  /** The node's boards (`node.work`): what its agents act on, each as itself (`agent.signer`). */
-  work?: WorkBoards
+  /** The node's coordination (`node.work`): boards, the swarm, the fleet — what its agents act on, each as itself (`agent.signer`). */
+  work?: Work
 }
 
 /** A kind as loaded: its definition once the node's peer id is known. */

@@ -56,7 +56,7 @@ import type { Registry, RegistryInit } from './registry/service.ts'
 import type { State, StateInit } from './log/service.ts'
 import type { Mailbox, MailboxInit } from './actor/mailbox-service.ts'
 import type { Agents, AgentsInit } from './actor/agents.ts'
-import type { WorkInit } from './work/service.ts'
+import type { Work, WorkInit } from './work/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
 import type { AbortOptions, ComponentLogger, ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
@@ -168,7 +168,7 @@ export interface CyberspaceNode {
   /** The agents this node hosts (actors with their own keys, supervised, resumable): see src/actor/agents.ts. Available once started. */
   readonly agents: Agents
   /** Boards of work items, the swarm's messages, fleet heartbeats, scaling and the event journal: see src/work/service.ts. Available once started. */
-  readonly work: WorkService
+  readonly work: Work
   start(): Promise<void>
   stop(): Promise<void>
   isStarted(): boolean
@@ -321,7 +321,7 @@ class Node implements CyberspaceNode {
     return this.agentsService
   }
 
-  get work(): WorkService {
+  get work(): Work {
     if (!this.started || this.workService == null) throw new NodeNotStartedError('the node is not started')
     return this.workService
   }

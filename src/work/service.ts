@@ -58,6 +58,7 @@ import type { Agents } from '../actor/agents.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Signer } from '../crypto/sign.ts'
 import type { Spki } from '../spki/service.ts'
+import type { Tag } from '../spki/tag.ts'
 import type { Membership } from '../membership/service.ts'
 import type { Mailbox } from '../actor/mailbox-service.ts'
 import type { EventJournalInit } from './events.ts'
@@ -106,6 +107,36 @@ export interface WorkInit {
   events?: EventJournalInit
 }
 
+/**
+ * The work service as a node offers it (`node.work`): boards, the event journal, the fleet, the
+ * swarm, scaling, and what an operator does with its agents' work.
+ */
+export interface Work extends WorkBoards {
+  /** Every change to boards, agents, membership, the swarm and the fleet, in HLC order. */
+  readonly events: EventJournal
+  readonly fleet: Fleet
+  readonly swarm: Swarm
+  readonly scaling: Scaling
+  /** What a hosted agent says of its own load, for its next heartbeats. */
+  report(agent: PrincipalId, report: AgentReport): void
+  /** Hands a hosted agent's items in progress on (or releases them), says so, and stops it. */
+  retire(agent: PrincipalId, options?: AbortOptions): Promise<{ handedOff: number; released: number }>
+  /** Whether `reader` holds `(work <board> read <kind> <path>)` for `item` by this node's ACL. */
+  mayRead(board: string, reader: PrincipalId, item: WorkItem, options?: AbortOptions): Promise<boolean>
+}
+
+/** What an open board asks of the service that opened it. */
+interface BoardHost {
+  recordOp(board: string, op: StampedOp): void
+  changed(change: BoardChange, item: WorkItem | undefined): void
+  isAlive(agent: PrincipalId): boolean
+  goneGrace(): number
+  note(what: string, err: unknown): void
+  mayReadTag(reader: PrincipalId, tag: Tag, options?: AbortOptions): Promise<boolean>
+  mayRead(board: string, reader: PrincipalId, item: WorkItem, options?: AbortOptions): Promise<boolean>
+  authorize(principal: PrincipalId, tag: Tag, options?: AbortOptions): Promise<void>
+}
+
 /** What an agent reports of itself for its heartbeat (`work.report`); the rest the service counts. */
 export interface AgentReport {
   /** Load factor: 1 is full. Default: its items in progress over `capacity`. */
@@ -132,14 +163,14 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
   readonly name: string
   readonly mode: ConsistencyMode
   private readonly doc: OpLogDocument
-  private readonly service: WorkService
+  private readonly service: BoardHost
   private state: BoardState
   /** How many of the document's arrived entries the fold has taken. */
   private taken = 0
   private epoch: number
   private queue: Promise<unknown> = Promise.resolve()
 
-  constructor(name: string, mode: ConsistencyMode, doc: OpLogDocument, service: WorkService) {
+  constructor(name: string, mode: ConsistencyMode, doc: OpLogDocument, service: BoardHost) {
     super()
     this.name = name
     this.mode = mode
@@ -444,7 +475,7 @@ interface AgentStats {
 /** How long an assignee may be without a fresh heartbeat before its items are released; at least this, in ms. */
 const MIN_GONE_GRACE = 3000
 
-export class WorkService implements WorkBoards {
+export class WorkService implements Work {
   readonly events: EventJournal
   private readonly components: WorkComponents
   private readonly init: WorkInit
@@ -461,6 +492,20 @@ export class WorkService implements WorkBoards {
   private swarmService?: Swarm & { start?(): Promise<void> | void; stop?(): Promise<void> | void }
   private scalingService?: Scaling
   private shutdown = new AbortController()
+
+  /** What the boards this service opens may ask of it. */
+  private readonly host: BoardHost = {
+    recordOp: (board, op) => this.recordOp(board, op),
+    changed: (change, item) => this.changed(change, item),
+    isAlive: agent => this.isAlive(agent),
+    goneGrace: () => this.goneGrace(),
+    note: (what, err) => this.log('%s - %e', what, err),
+    mayReadTag: async (reader, tag, options) => await this.mayReadTag(reader, tag, options),
+    mayRead: async (board, reader, item, options) => await this.mayRead(board, reader, item, options),
+    authorize: async (principal, tag, options) => {
+      await this.components.spki.authorize(principal, tag, options)
+    }
+  }
 
   constructor(components: WorkComponents, init: WorkInit = {}) {
     this.components = components
@@ -581,7 +626,7 @@ export class WorkService implements WorkBoards {
           signal: options.signal,
           ...(stored ? {} : { local: mode === 'local' })
         })
-        const board = new OpenBoard(name, state.isLocal(docName) ? 'local' : 'eventual', doc, this)
+        const board = new OpenBoard(name, state.isLocal(docName) ? 'local' : 'eventual', doc, this.host)
         this.open.set(name, board)
         return board
       })()
@@ -686,23 +731,14 @@ export class WorkService implements WorkBoards {
     return rows[0]?.agent
   }
 
-  /** Resolves if this node's ACL grants `tag` to `principal` (a proof is not asked of anyone). */
-  async authorize(principal: PrincipalId, tag: ReturnType<typeof opTag>, options: AbortOptions = {}): Promise<void> {
-    await this.components.spki.authorize(principal, tag, options)
-  }
-
-  note(what: string, err: unknown): void {
-    this.log('%s - %e', what, err)
-  }
-
   /** Whether `agent` is hosted here or has a fresh heartbeat. */
-  isAlive(agent: PrincipalId): boolean {
+  private isAlive(agent: PrincipalId): boolean {
     if (this.components.agents.get(agent) != null) return true
     return this.fleetService?.rows().some(r => r.agent === agent && !r.stale) ?? false
   }
 
   /** How long an assignee may go without a sign of life before its items are released. */
-  goneGrace(): number {
+  private goneGrace(): number {
     return Math.max(MIN_GONE_GRACE, 2 * (this.fleetService?.interval ?? 0))
   }
 
@@ -731,7 +767,7 @@ export class WorkService implements WorkBoards {
    * A board operation as a journal event (type: its action), recorded once whatever the fold made of
    * it, so every replica's journal lists the same operations in the same order.
    */
-  recordOp(board: string, op: StampedOp): void {
+  private recordOp(board: string, op: StampedOp): void {
     this.events.record({
       hlc: op.hlc,
       source: 'board',
@@ -748,7 +784,7 @@ export class WorkService implements WorkBoards {
    * arrived is `reinstated`. These are this replica's observations: one that saw the operations in
    * order never saw the refusal it did not make.
    */
-  changed(change: BoardChange, item: WorkItem | undefined): void {
+  private changed(change: BoardChange, item: WorkItem | undefined): void {
     const { stamp } = change
     const key = `${change.board}/${stamp.hlc[0]}.${stamp.hlc[1]}/${stamp.actor}/${stamp.index}`
     const subject = `${change.board}/${change.item}`
@@ -840,7 +876,11 @@ export class WorkService implements WorkBoards {
   }
 
   /** Whether `reader` holds `tag` by this node's ACL. */
-  async mayReadTag(reader: PrincipalId, tag: ReturnType<typeof workTag>, options: AbortOptions = {}): Promise<boolean> {
+  private async mayReadTag(
+    reader: PrincipalId,
+    tag: ReturnType<typeof workTag>,
+    options: AbortOptions = {}
+  ): Promise<boolean> {
     try {
       await this.components.spki.authorize(reader, tag, options)
       return true
