@@ -26,7 +26,7 @@ import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { refusalError, WorkUnauthorizedError } from '../../src/work/errors.ts'
 import { EventsTruncatedError } from '../../src/work/fleet-errors.ts'
 import { CLI } from './client.ts'
-import { HttpError, optionalString, readJson, send, stringField } from './http.ts'
+import { HttpError, readJson, send } from './http.ts'
 import { actingAs, OPERATOR } from './agent-tokens.ts'
 import { dataValue, jsonValue } from './state-routes.ts'
 import {
@@ -43,6 +43,7 @@ import type { StreamRoute } from './agent-routes.ts'
 import type { Route } from './http.ts'
 import type { HlcTimestamp } from '../../src/clock/hlc.ts'
 import { cursorOf } from '../../src/work/events.ts'
+import { ITEM_STATUSES, WORK_ACTIONS } from '../../src/work/types.ts'
 import type { EventJournal, JournalEvent } from '../../src/work/events.ts'
 import type { FleetDropReason, FleetStatus } from '../../src/work/fleet.ts'
 import type { ServerResponse } from 'node:http'
@@ -56,6 +57,7 @@ import type {
   ItemStatus,
   ListOptions,
   OpOutcome,
+  UnscopedWorkOp,
   WorkAction,
   WorkItem
 } from '../../src/work/types.ts'
@@ -72,8 +74,6 @@ export const EVENTS_HEARTBEAT_MS = 15_000
 export const MAX_STREAM_BACKLOG = 10_000
 /** How long one operation through the API may take (an eventual board writes to this node's disk). */
 const OP_TIMEOUT = 30_000
-/** Longest title, description, message and similar texts, as protocols/work/codec.ts limits them. */
-const MAX_TEXT = 4000
 
 /**
  * The routes an agent's token may call, only as its own agent: operations (`as` must be it) and
@@ -86,31 +86,10 @@ export const WORK_TOKEN_ROUTES: ReadonlySet<string> = new Set([
   'GET work/item'
 ])
 
-const STATUSES: readonly ItemStatus[] = [
-  'submitted',
-  'working',
-  'input-required',
-  'auth-required',
-  'completed',
-  'failed',
-  'canceled',
-  'rejected'
-]
+const STATUSES: readonly ItemStatus[] = ITEM_STATUSES
 
 /** What the API accepts as `op.op`. */
-const API_ACTIONS: readonly WorkAction[] = [
-  'create',
-  'update',
-  'delete',
-  'assign',
-  'claim',
-  'release',
-  'progress',
-  'complete',
-  'fail',
-  'cancel',
-  'handoff'
-]
+const API_ACTIONS: readonly WorkAction[] = WORK_ACTIONS
 
 /** A work item as the API answers it: results and handoff states as DAG-JSON. */
 export type WorkItemView = Omit<WorkItem, 'result' | 'handoff'> & {
@@ -242,133 +221,23 @@ function pageSize(text: string | null, fallback: number, max: number): number {
   return Number(text)
 }
 
-function optionalText(op: Record<string, unknown>, field: string): string | undefined {
-  return optionalString(op, field, MAX_TEXT)
-}
-
-function integerField(op: Record<string, unknown>, field: string, min: number, max: number): number | undefined {
-  const value = op[field]
-  if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max)
-    throw new HttpError(400, `op.${field} must be a whole number from ${min} to ${max}`)
-  return value
-}
-
-function idsField(
-  op: Record<string, unknown>,
-  field: string,
-  check: (v: unknown, f: string) => string
-): string[] | undefined {
-  const value = op[field]
-  if (value === undefined) return undefined
-  if (!Array.isArray(value) || value.length > 64) throw new HttpError(400, `op.${field} must be a list of at most 64`)
-  return value.map((v, i) => check(v, `op.${field}[${i}]`))
-}
-
-const skillParam = (v: unknown, field: string): string => {
-  if (typeof v !== 'string' || v.length === 0 || v.length > 64)
-    throw new HttpError(400, `${field} must be a string of 1-64 characters`)
-  return v
-}
-
 /**
- * Performs one operation (`op`, as JSON) on `board` as `signer`. Fields are checked here for their
- * types; the service checks the operation's wire form and limits (InvalidWorkOpError), the actor's
- * authority and the transition before anything is written.
+ * Performs one operation (`op`, as JSON) on `board` as `signer`; the service checks its wire form
+ * and limits (InvalidWorkOpError), the actor's authority and the transition before anything is written.
  */
 async function perform(board: Board, op: Record<string, unknown>, as: Signer): Promise<OpOutcome> {
-  const action = op.op as WorkAction
-  const item = itemParam(op.item, 'op.item')
-  const options = { as, signal: AbortSignal.timeout(OP_TIMEOUT) }
-  switch (action) {
-    case 'create':
-      return await board.create(
-        {
-          item,
-          title: stringField(op, 'title', MAX_TEXT),
-          kind: itemParam(op.kind, 'op.kind'),
-          ...(op.parent !== undefined ? { parent: itemParam(op.parent, 'op.parent') } : {}),
-          ...(op.description !== undefined ? { description: optionalText(op, 'description') } : {}),
-          ...(op.skills !== undefined ? { skills: idsField(op, 'skills', skillParam) } : {}),
-          ...(op.deps !== undefined ? { deps: idsField(op, 'deps', itemParam) } : {}),
-          ...(op.priority !== undefined ? { priority: integerField(op, 'priority', -1000, 1000) } : {}),
-          ...(op.assignee !== undefined ? { assignee: principalParam(op.assignee, 'op.assignee') } : {})
-        },
-        options
-      )
-    case 'update':
-      return await board.update(
-        {
-          item,
-          ...(op.title !== undefined ? { title: stringField(op, 'title', MAX_TEXT) } : {}),
-          ...(op.description !== undefined ? { description: optionalText(op, 'description') } : {}),
-          ...(op.priority !== undefined ? { priority: integerField(op, 'priority', -1000, 1000) } : {}),
-          ...(op.skills !== undefined ? { skills: idsField(op, 'skills', skillParam) } : {})
-        },
-        options
-      )
-    case 'delete':
-      return await board.delete(item, options)
-    case 'assign':
-      return await board.assign(item, op.assignee === null ? null : principalParam(op.assignee, 'op.assignee'), options)
-    case 'claim':
-      return await board.claim(item, options)
-    case 'release':
-      return await board.release(item, { ...options, reason: optionalText(op, 'reason') })
-    case 'cancel':
-      return await board.cancel(item, { ...options, reason: optionalText(op, 'reason') })
-    case 'progress': {
-      const status = op.status
-      if (status !== undefined && status !== 'working' && status !== 'input-required' && status !== 'auth-required')
-        throw new HttpError(400, 'op.status must be working, input-required or auth-required')
-      const percent = integerField(op, 'percent', 0, 100)
-      if (percent === undefined) throw new HttpError(400, 'op.percent must be a whole number from 0 to 100')
-      return await board.progress(
-        item,
-        {
-          percent,
-          ...(op.message !== undefined ? { message: optionalText(op, 'message') } : {}),
-          ...(status !== undefined ? { status } : {})
-        },
-        options
-      )
-    }
-    case 'complete': {
-      if (op.artifacts !== undefined && !Array.isArray(op.artifacts))
-        throw new HttpError(400, 'op.artifacts must be a list of { cid, name, mediaType }')
-      return await board.complete(
-        item,
-        {
-          ...(op.result !== undefined ? { result: dataValue(op.result) } : {}),
-          ...(op.artifacts !== undefined
-            ? { artifacts: op.artifacts as Array<{ cid: string; name: string; mediaType: string }> }
-            : {})
-        },
-        options
-      )
-    }
-    case 'fail': {
-      if (op.rejected !== undefined && typeof op.rejected !== 'boolean')
-        throw new HttpError(400, 'op.rejected must be true or false')
-      return await board.fail(item, stringField(op, 'error', MAX_TEXT), {
-        ...options,
-        ...(op.rejected === true ? { rejected: true } : {})
-      })
-    }
-    case 'handoff':
-      return await board.handoff(item, principalParam(op.to, 'op.to'), {
-        ...options,
-        ...(op.state !== undefined ? { state: dataValue(op.state) } : {})
-      })
-    default:
-      throw new HttpError(400, `op.op must be one of ${API_ACTIONS.join(', ')}`)
-  }
+  const action = op.op
+  if (typeof action !== 'string' || !(API_ACTIONS as readonly string[]).includes(action))
+    throw new HttpError(400, `op.op must be one of ${API_ACTIONS.join(', ')}`)
+  itemParam(op.item, 'op.item')
+  // every field is checked by the work protocol's codec (InvalidWorkOpError, 400) as every replica
+  // checks it; results and handoff states come as DAG-JSON (bytes and links as dag-cbor has them)
+  const fields: Record<string, unknown> = { ...op }
+  if (fields.result !== undefined) fields.result = dataValue(fields.result)
+  if (fields.state !== undefined) fields.state = dataValue(fields.state)
+  return await board.perform(fields as UnscopedWorkOp, { as, signal: AbortSignal.timeout(OP_TIMEOUT) })
 }
 
-/**
- * Up to `want` items `reader` may read, from `options.after` on: window after window of the board,
- * so a page is full even when many items before the readable ones are not readable.
- */
 /** The signer of `as`, an agent hosted on this node, or AgentNotFoundHereError (404) naming how to find one. */
 function actorOf(node: CyberspaceNode, as: PrincipalId): Signer {
   const signer = node.agents.agent(as)?.signer

@@ -78,6 +78,7 @@ import type {
   OpOutcome,
   ReadPage,
   StampedOp,
+  UnscopedWorkOp,
   WorkBoards,
   WorkItem,
   WatchOptions,
@@ -329,14 +330,19 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
     return { item: id, kind: item.kind, path: item.path }
   }
 
-  async create(op: Omit<Extract<WorkOp, { op: 'create' }>, 'op' | 'path'>, options: ActOptions): Promise<OpOutcome> {
+  async perform(op: UnscopedWorkOp, options: ActOptions): Promise<OpOutcome> {
+    if (op.op !== 'create') return await this.one({ ...op, ...this.scope(op.item) } as WorkOp, options)
     let path = op.item
     if (op.parent != null) {
       const parent = this.state.item(op.parent)
       if (parent == null) throw new UnknownParentError(`board ${this.name} has no item ${op.parent} to be a parent`)
       path = `${parent.path}/${op.item}`
     }
-    return await this.one({ ...op, op: 'create', path }, options)
+    return await this.one({ ...op, path }, options)
+  }
+
+  async create(op: Omit<Extract<WorkOp, { op: 'create' }>, 'op' | 'path'>, options: ActOptions): Promise<OpOutcome> {
+    return await this.perform({ ...op, op: 'create' }, options)
   }
 
   async update(
@@ -404,12 +410,12 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
   private async write(ops: WorkOp[], options: ActOptions): Promise<OpOutcome[]> {
     options.signal?.throwIfAborted()
     const actor = options.as.principal
-    // the wire form first: what another replica would refuse as malformed is refused here
-    const bodies = ops.map(op => encodeWorkOp(decodeWorkOp(encodeWorkOp(op))))
+    // the wire form first (checked as every replica will): what they would refuse as malformed is refused here
+    const bodies = ops.map(encodeWorkOp)
     // authority first: an actor without the right learns nothing of the board's state
     for (const body of bodies) {
       try {
-        for (const tag of opTags(this.name, decodeWorkOp(body))) await this.service.authorize(actor, tag, options)
+        for (const tag of opTags(this.name, body)) await this.service.authorize(actor, tag, options)
       } catch (err) {
         options.signal?.throwIfAborted()
         throw new WorkUnauthorizedError(
@@ -419,8 +425,7 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
     }
     // the transition as of now; an op on an item an earlier op of the batch touches is left to the fold
     const touched = new Set<string>()
-    for (const body of bodies) {
-      const op = decodeWorkOp(body)
+    for (const op of bodies) {
       if (!touched.has(op.item)) this.state.check(op, actor)
       touched.add(op.item)
     }

@@ -107,6 +107,15 @@ export type WorkOp = OpScope &
     | { op: 'handoff'; to: PrincipalId; state?: unknown }
   )
 
+/** An operation without the scope this node fills in: a create names its kind (its path comes from its parent), others neither. */
+export type UnscopedWorkOp = WorkOp extends infer O
+  ? O extends { op: 'create' }
+    ? Omit<O, 'path'>
+    : O extends WorkOp
+      ? Omit<O, 'kind' | 'path'>
+      : never
+  : never
+
 /** Where an operation sits in the one order every replica folds in: HLC, then actor, then index in its event. */
 export interface OpStamp {
   hlc: HlcTimestamp
@@ -251,6 +260,8 @@ export interface Board {
   fail(item: string, error: string, options: ActOptions & { rejected?: boolean }): Promise<OpOutcome>
   cancel(item: string, options: ActOptions & { reason?: string }): Promise<OpOutcome>
   handoff(item: string, to: PrincipalId, options: ActOptions & { state?: unknown }): Promise<OpOutcome>
+  /** One operation of any kind, its item's kind and path filled in as this node sees them (a create's from its parent). */
+  perform(op: UnscopedWorkOp, options: ActOptions): Promise<OpOutcome>
   /** Several operations (each naming its item's kind and path) by one actor in one event: all are written, each folded on its own. */
   submit(ops: WorkOp[], options: ActOptions): Promise<OpOutcome[]>
   /**

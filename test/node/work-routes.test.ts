@@ -147,18 +147,20 @@ describe('control API: work, fleet and events routes', function () {
     await refused(api.post('work/op', { board: BOARD, as: coord }), 400, 'Error', /op must be a JSON object/)
     await refused(op(coord, { op: 'steal', item: 'goal' }), 400, 'Error', /op.op must be one of create, update/)
     await refused(op(coord, { op: 'claim', item: '../x' }), 400, 'Error', /op.item must be an item id/)
+    // the fields are checked by the work protocol's codec, as every replica checks them
     await refused(
       op(coord, { op: 'progress', item: 'goal', percent: 101 }),
       400,
-      'Error',
-      /op.percent must be a whole number from 0 to 100/
+      'InvalidWorkOpError',
+      /percent: must be a number from 0 to 100/
     )
     await refused(
       op(coord, { op: 'progress', item: 'goal', percent: 5, status: 'done' }),
       400,
-      'Error',
-      /op.status must be/
+      'InvalidWorkOpError',
+      /status/
     )
+    await refused(op(coord, { op: 'claim', item: 'goal', extra: 1 }), 400, 'InvalidWorkOpError', /extra/)
     await refused(
       op(coord, { op: 'create', item: 'long', title: 'x'.repeat(201), kind: 'task' }),
       400,
@@ -168,8 +170,8 @@ describe('control API: work, fleet and events routes', function () {
     await refused(
       op(coord, { op: 'create', item: 'd', title: 'x', kind: 'task', deps: 'goal' }),
       400,
-      'Error',
-      /op.deps must be a list/
+      'InvalidWorkOpError',
+      /deps/
     )
     await refused(op(coord, { op: 'claim', item: 'nothing' }), 404, 'ItemNotFoundError')
     await refused(
