@@ -48,7 +48,15 @@ import { MEMBER_TAG } from '../membership/service.ts'
 import { EventJournal } from './events.ts'
 import { RecentMap } from '../recent-map.ts'
 import { FleetService } from './fleet.ts'
-import { createScaling, fleetView, membersOf, scalingDocument, SCALING_DOCUMENT, swarmView } from './scaling.ts'
+import {
+  createScaling,
+  fleetView,
+  membersOf,
+  parseScalingEntry,
+  scalingDocument,
+  SCALING_DOCUMENT,
+  swarmView
+} from './scaling.ts'
 import { swarm as createSwarm } from './swarm.ts'
 import { InvalidSwarmMessageError, SWARM_MAILBOX_TYPE_PREFIX } from '../../protocols/swarm/codec.ts'
 import type { OpLogDocument } from '../log/documents.ts'
@@ -545,12 +553,27 @@ export class WorkService implements Work {
       }
     })
     // scaling decisions: written and read by members
+    // scaling decisions: members write and read them; anything but a scaling entry is refused for good
     state.addRule(SCALING_DOCUMENT, {
       readers: 'members',
-      authorizeAppend: async (_name, author, _deltas, options) => {
+      authorizeAppend: async (_name, author, deltas, options) => {
+        for (const entry of opLogEntries(deltas)) {
+          if (parseScalingEntry(entry.body) == null)
+            throw new UnauthorizedEventError(`an entry of ${SCALING_DOCUMENT} is no scaling entry`, { permanent: true })
+        }
         await spki.authorizeOrProve(author, MEMBER_TAG, { signal: options.signal, providers: options.providers })
       }
     })
+    // work.* messages (work.lost) are what this node tells its own agents: from an agent to itself only
+    this.stopWatching.push(
+      agents.intercept('work.', async message => {
+        if (message.from !== message.to)
+          throw new WorkUnauthorizedError(
+            `${message.type} is what an agent's node tells it, not another agent's to send`
+          )
+        return message
+      })
+    )
     this.stopWatching.push(this.events.watchMembership(membership, this.clock))
     this.stopWatching.push(this.events.watchAgents(agents, this.clock))
     this.swarmService = createSwarm({ ...this.init.swarm, clock: this.clock })({ pubsub, spki, logger, mailbox })

@@ -84,7 +84,7 @@ describe('work: coordination across three node processes', function () {
 
   before(async () => {
     root = await key()
-    const env = { CYBERSPACE_TEST_WORK_MS: '3000' }
+    const env = { CYBERSPACE_TEST_WORK_MS: '2000' }
     const a = await spawnNode({ extraArgs: ARGS, env })
     nodes = [
       a,
@@ -188,15 +188,17 @@ describe('work: coordination across three node processes', function () {
   })
 
   it('50 agents on three processes claim one item at once: the losers are told and every replica converges to one assignee', async () => {
-    const claimers: string[] = []
-    for (let i = 0; i < 50; i++) {
-      const node = nodes[i % 3]
-      const id = `claimer-${i}`
-      await spawnAgent(node, 'echo', id)
-      claimers.push(id)
-    }
+    const claimers = Array.from({ length: 50 }, (_, i) => `claimer-${i}`)
+    // each node spawns its third at once; then each gets its grant
+    await Promise.all(
+      nodes.map(async (node, n) => {
+        for (const id of claimers.filter((_, i) => i % 3 === n)) await spawnAgent(node, 'echo', id)
+      })
+    )
     // of a kind the implementers leave alone
-    for (const id of claimers) await grantAll(principal(id), `(cyberspace (work ${BOARD} (* set claim read) contest))`)
+    await Promise.all(
+      claimers.map(async id => await grantAll(principal(id), `(cyberspace (work ${BOARD} (* set claim read) contest))`))
+    )
     await op('coordinator', { op: 'create', item: 'contested', kind: 'contest', title: 'everyone wants it' })
     await waitUntil('every process to hold the item', async () => {
       for (const n of nodes) if ((await item(n, 'contested')) == null) return false

@@ -218,6 +218,17 @@ describe('work boards across member nodes', function () {
     assert.equal((inboxes.get(principal('impl-1')) ?? []).length, before + 1)
   })
 
+  it('work.lost comes only from an agent to itself (its node), and the scaling document takes only scaling entries', async () => {
+    const forged = await rejects(
+      nodes[0].agents.send(principal('coordinator'), principal('impl-1'), 'work.lost', { board: BOARD, item: 't1' }),
+      'HandlerFailedError'
+    )
+    assert.match(forged.message, /WorkUnauthorizedError/)
+    const scaling = await nodes[0].state.open('cyberspace.scaling', 'op-log')
+    await rejects(scaling.append([{ junk: 'x'.repeat(100) }]), 'UnauthorizedEventError')
+    assert.equal(scaling.size, 0)
+  })
+
   it('a retiring agent hands its item to another agent of its kind and stops', async () => {
     await boards[0].create({ item: 'r1', kind: 'task', title: 'to hand on' }, as('coordinator'))
     await converged('r1', x => x != null)
