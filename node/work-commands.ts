@@ -16,6 +16,7 @@
  * cyberspace fleet
  * cyberspace events --since 1763700000000.0 --follow
  */
+import { formatHlc, parseHlc } from '../src/clock/hlc.ts'
 import { isPrincipalId } from '../src/crypto/principal.ts'
 import { CLI, connectApi } from './api/client.ts'
 import { ApiError, UsageError } from './errors.ts'
@@ -45,8 +46,6 @@ const AS_OPTION: [string, string] = [
 export const BOARD_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/
 /** An item id, as protocols/work/codec.ts checks it. */
 export const ITEM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
-/** Largest logical part of an HLC (protocols/log/codec.ts's MAX_LOGICAL). */
-const MAX_LOGICAL = 0xffff_ffff
 /** Items one page of `work list` asks for; the API takes at most MAX_ITEMS_PAGE. */
 export const MAX_ITEMS_PAGE = 500
 /** Events one page of `events` asks for; the API takes at most MAX_EVENTS_PAGE. */
@@ -286,24 +285,6 @@ export interface WorkFlags {
   error?: string
   state?: string
   limit?: string
-}
-
-/**
- * An HLC as the command line and the API write it: `wall.logical`, or a bare wall in ms. Returns
- * undefined for anything else.
- */
-export function parseHlcText(text: string): [number, number] | undefined {
-  const match = /^(\d{1,15})(?:\.(\d{1,10}))?$/.exec(text)
-  if (match == null) return undefined
-  const wall = Number(match[1])
-  const logical = match[2] === undefined ? 0 : Number(match[2])
-  if (!Number.isSafeInteger(wall) || logical > MAX_LOGICAL) return undefined
-  return [wall, logical]
-}
-
-/** An HLC as `wall.logical`, the form events prints and --since takes. */
-export function hlcText(hlc: readonly [number, number]): string {
-  return `${hlc[0]}.${hlc[1]}`
 }
 
 function boardArg(text: string): string {
@@ -645,10 +626,10 @@ function printItem(out: Out, board: string, i: WorkItemView): void {
   if (i.error != null) out(`  error       ${i.error}`)
   for (const a of i.artifacts) out(`  artifact    ${a.name} ${a.mediaType} ${a.cid}`)
   if (i.handoff != null) out(`  handed by   ${i.handoff.from}`)
-  out(`  created     ${hlcText(i.created)} by ${i.createdBy}`)
-  out(`  updated     ${hlcText(i.updated)}`)
+  out(`  created     ${formatHlc(i.created)} by ${i.createdBy}`)
+  out(`  updated     ${formatHlc(i.updated)}`)
   for (const h of i.history)
-    out(`  ${hlcText(h.hlc)}  ${h.op} by ${h.actor} → ${h.status}${h.message == null ? '' : `: ${h.message}`}`)
+    out(`  ${formatHlc(h.hlc)}  ${h.op} by ${h.actor} → ${h.status}${h.message == null ? '' : `: ${h.message}`}`)
 }
 
 export async function fleetCommand(dataDir: string, args: string[], flags: WorkFlags, out: Out): Promise<number> {
@@ -680,12 +661,12 @@ export async function eventsCommand(dataDir: string, args: string[], flags: Work
     throw new UsageError(`events: unexpected argument "${args[0].slice(0, 80)}" (see cyberspace events --help)`)
   let since: string | undefined
   if (flags.since != null) {
-    const hlc = parseHlcText(flags.since)
+    const hlc = parseHlc(flags.since)
     if (hlc == null)
       throw new UsageError(
         `--since ${flags.since.slice(0, 80)} is not an HLC: pass wall.logical (1763700000000.3) or a wall in ms`
       )
-    since = hlcText(hlc)
+    since = formatHlc(hlc)
   }
   const max = wholeFlag(flags.limit, '--limit', 1, MAX_EVENTS_PAGE * MAX_PAGES)
   if (max != null && flags.follow === true) throw new UsageError('--limit and --follow do not go together')
@@ -754,5 +735,5 @@ async function follow(
 }
 
 function eventLine(e: EventView): string {
-  return `${hlcText(e.hlc)}  ${e.source}  ${e.type}  ${e.subject}${e.data == null ? '' : `  ${JSON.stringify(e.data)}`}`
+  return `${formatHlc(e.hlc)}  ${e.source}  ${e.type}  ${e.subject}${e.data == null ? '' : `  ${JSON.stringify(e.data)}`}`
 }

@@ -33,7 +33,7 @@ import { AgentNotFoundHereError, NotExternalAgentError, UnknownKindError } from 
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { CLI } from './client.ts'
 import { MAX_INBOX_WAIT, MAX_SEND_TIMEOUT } from '../agent-commands.ts'
-import { booleanField, HttpError, optionalString, readJson, send, stringField } from './http.ts'
+import { booleanField, closedSignal, drained, HttpError, optionalString, readJson, send, stringField } from './http.ts'
 import { actingAs, AgentTokens, ApiTokenError, OPERATOR, operatorOnly, TOKEN_ID } from './agent-tokens.ts'
 import type { AgentTokenInfo, Caller, MintedAgentToken } from './agent-tokens.ts'
 import { dataValue, jsonValue } from './state-routes.ts'
@@ -471,15 +471,6 @@ function randomId(): string {
   return Array.from(bytes, b => b.toString(16).padStart(2, '0')).join('')
 }
 
-/** Aborted when the client goes away (or the response is done). */
-function closedSignal(res: ServerResponse): AbortSignal {
-  const controller = new AbortController()
-  res.once('close', () => {
-    controller.abort(new Error('the client went away'))
-  })
-  return controller.signal
-}
-
 /**
  * Aborted when the caller's token is revoked (never for the operator), with ApiTokenError; the
  * listener goes when the response closes.
@@ -496,20 +487,6 @@ function revokedSignal(tokens: AgentTokens, caller: Caller, res: ServerResponse)
     tokens.removeEventListener('revoke', onRevoke)
   })
   return controller.signal
-}
-
-/** Resolves once `res` can take more, or the client went away. */
-async function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
-  if (!res.writableNeedDrain || signal.aborted) return
-  await new Promise<void>(resolve => {
-    const done = (): void => {
-      res.off('drain', done)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    res.once('drain', done)
-    signal.addEventListener('abort', done, { once: true })
-  })
 }
 
 /** One server-sent event: `event`, `id` (a message id: no line breaks) and `data` as one line of JSON. */

@@ -77,3 +77,26 @@ export function booleanField(body: Record<string, unknown>, field: string): bool
   if (typeof value !== 'boolean') throw new HttpError(400, `${field} must be true or false`)
   return value
 }
+
+/** Aborted when the client goes away (or the response is done): what a stream or long poll waits on. */
+export function closedSignal(res: ServerResponse): AbortSignal {
+  const controller = new AbortController()
+  res.once('close', () => {
+    controller.abort(new Error('the client went away'))
+  })
+  return controller.signal
+}
+
+/** Resolves once `res` can take more, or the client went away. */
+export async function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  if (!res.writableNeedDrain || signal.aborted) return
+  await new Promise<void>(resolve => {
+    const done = (): void => {
+      res.off('drain', done)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    res.once('drain', done)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}

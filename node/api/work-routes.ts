@@ -26,18 +26,11 @@ import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { refusalError, WorkUnauthorizedError } from '../../src/work/errors.ts'
 import { EventsTruncatedError } from '../../src/work/fleet-errors.ts'
 import { CLI } from './client.ts'
-import { HttpError, readJson, send } from './http.ts'
+import { closedSignal, drained, HttpError, readJson, send } from './http.ts'
 import { actingAs, OPERATOR } from './agent-tokens.ts'
 import { dataValue, jsonValue } from './state-routes.ts'
-import {
-  BOARD_NAME,
-  hlcText,
-  ITEM_ID,
-  MAX_EVENTS_PAGE,
-  MAX_EVENTS_WAIT,
-  MAX_ITEMS_PAGE,
-  parseHlcText
-} from '../work-commands.ts'
+import { BOARD_NAME, ITEM_ID, MAX_EVENTS_PAGE, MAX_EVENTS_WAIT, MAX_ITEMS_PAGE } from '../work-commands.ts'
+import { formatHlc, parseHlc } from '../../src/clock/hlc.ts'
 import type { Caller } from './agent-tokens.ts'
 import type { StreamRoute } from './agent-routes.ts'
 import type { Route } from './http.ts'
@@ -46,7 +39,6 @@ import { cursorOf } from '../../src/work/events.ts'
 import { ITEM_STATUSES, WORK_ACTIONS } from '../../src/work/types.ts'
 import type { EventJournal, JournalEvent } from '../../src/work/events.ts'
 import type { FleetDropReason, FleetStatus } from '../../src/work/fleet.ts'
-import type { ServerResponse } from 'node:http'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { Signer } from '../../src/crypto/sign.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
@@ -432,7 +424,7 @@ function waitParam(text: string | null): number {
 }
 
 function hlcParam(text: string, field: string): HlcTimestamp {
-  const hlc = parseHlcText(text)
+  const hlc = parseHlc(text)
   if (hlc == null)
     throw new HttpError(400, `${field} must be an HLC: wall.logical (1763700000000.3) or a wall in ms (1763700000000)`)
   return hlc
@@ -469,32 +461,9 @@ function pageOf(
       oldest,
       oldest == null
         ? 'the events after that point were dropped, and none are kept now: read from the start (no --since)'
-        : `the events after that point were dropped (the journal keeps the newest ${journal.maxEntries}): the oldest kept is ${hlcText(oldest)}: go on from there (events --since ${hlcText(oldest)}; since= through the API) or read from the start`
+        : `the events after that point were dropped (the journal keeps the newest ${journal.maxEntries}): the oldest kept is ${formatHlc(oldest)}: go on from there (events --since ${formatHlc(oldest)}; since= through the API) or read from the start`
     )
   }
-}
-
-/** Aborted when the client goes away (or the response is done). */
-function closedSignal(res: ServerResponse): AbortSignal {
-  const controller = new AbortController()
-  res.once('close', () => {
-    controller.abort(new Error('the client went away'))
-  })
-  return controller.signal
-}
-
-/** Resolves once `res` can take more, or the client went away. */
-async function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
-  if (!res.writableNeedDrain || signal.aborted) return
-  await new Promise<void>(resolve => {
-    const done = (): void => {
-      res.off('drain', done)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    res.once('drain', done)
-    signal.addEventListener('abort', done, { once: true })
-  })
 }
 
 /**
@@ -581,7 +550,7 @@ export function workStreams(node: CyberspaceNode, options: { heartbeat?: number 
           'x-content-type-options': 'nosniff'
         })
         res.write(
-          `: events after ${from == null ? 'the oldest kept' : typeof from === 'string' ? 'the cursor' : hlcText(from)}\n\n`
+          `: events after ${from == null ? 'the oldest kept' : typeof from === 'string' ? 'the cursor' : formatHlc(from)}\n\n`
         )
         // what is kept already, page by page (a slow reader holds the next page back), then live
         let cursor = from

@@ -41,6 +41,21 @@ export function checkHlc(x: unknown, field = 'hlc'): asserts x is HlcTimestamp {
   }
 }
 
+/** A timestamp as text, `wall.logical`: the form the CLI prints and `--since` / `since=` take. */
+export function formatHlc(hlc: HlcTimestamp): string {
+  return `${hlc[0]}.${hlc[1]}`
+}
+
+/** `wall.logical`, or a bare wall in ms (logical 0), as a timestamp; undefined if it is neither. */
+export function parseHlc(text: string): [number, number] | undefined {
+  const match = /^(\d{1,15})(?:\.(\d{1,10}))?$/.exec(text)
+  if (match == null) return undefined
+  const wall = Number(match[1])
+  const logical = match[2] === undefined ? 0 : Number(match[2])
+  if (!Number.isSafeInteger(wall) || logical > MAX_LOGICAL) return undefined
+  return [wall, logical]
+}
+
 export function compareHlc(a: HlcTimestamp, b: HlcTimestamp): -1 | 0 | 1 {
   if (a[0] !== b[0]) return a[0] < b[0] ? -1 : 1
   if (a[1] !== b[1]) return a[1] < b[1] ? -1 : 1

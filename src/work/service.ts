@@ -43,7 +43,7 @@ import {
 } from './errors.ts'
 import { opTag, opTags, workTag } from './tags.ts'
 import { opLogEntries } from '../crdt/op-log.ts'
-import { Hlc } from '../clock/hlc.ts'
+import { formatHlc, Hlc } from '../clock/hlc.ts'
 import { MEMBER_TAG } from '../membership/service.ts'
 import { EventJournal } from './events.ts'
 import { RecentMap } from '../recent-map.ts'
@@ -84,6 +84,7 @@ import type {
   ConsistencyMode,
   ListOptions,
   OpOutcome,
+  OpStamp,
   ReadPage,
   StampedOp,
   UnscopedWorkOp,
@@ -801,7 +802,7 @@ export class WorkService implements Work {
       source: 'board',
       type: op.body.op,
       subject: `${board}/${op.body.item}`,
-      id: `${board}/${op.hlc[0]}.${op.hlc[1]}/${op.actor}/${op.index}`,
+      id: opKey(board, op),
       data: { actor: op.actor, index: op.index }
     })
   }
@@ -814,7 +815,7 @@ export class WorkService implements Work {
    */
   private changed(change: BoardChange, item: WorkItem | undefined): void {
     const { stamp } = change
-    const key = `${change.board}/${stamp.hlc[0]}.${stamp.hlc[1]}/${stamp.actor}/${stamp.index}`
+    const key = opKey(change.board, stamp)
     const subject = `${change.board}/${change.item}`
     if (change.type === 'refused') {
       this.refusedOps.set(key, true)
@@ -976,6 +977,11 @@ export class WorkService implements Work {
       }
     }
   }
+}
+
+/** An operation's key in the journal: its board and stamp. */
+function opKey(board: string, stamp: OpStamp): string {
+  return `${board}/${formatHlc(stamp.hlc)}/${stamp.actor}/${stamp.index}`
 }
 
 /** Statuses of an item someone works on. */

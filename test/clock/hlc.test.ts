@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { compareHlc, Hlc, isHlc, MAX_LOGICAL } from '../../src/clock/hlc.ts'
+import { compareHlc, formatHlc, Hlc, isHlc, MAX_LOGICAL, parseHlc } from '../../src/clock/hlc.ts'
 import type { HlcTimestamp } from '../../src/clock/hlc.ts'
 
 describe('clock/hlc', () => {
@@ -96,6 +96,19 @@ describe('clock/hlc', () => {
           }
         }
       )
+    )
+  })
+
+  it('writes a timestamp as wall.logical and reads it back, or a bare wall; refuses anything else', () => {
+    assert.equal(formatHlc([1767000000000, 3]), '1767000000000.3')
+    assert.deepEqual(parseHlc('1767000000000.3'), [1767000000000, 3])
+    assert.deepEqual(parseHlc('1767000000000'), [1767000000000, 0])
+    for (const bad of ['', 'noon', '1.2.3', '-1', '1.', `1.${MAX_LOGICAL + 1}`, '9'.repeat(16)])
+      assert.equal(parseHlc(bad), undefined, bad)
+    fc.assert(
+      fc.property(fc.nat(), fc.integer({ min: 0, max: MAX_LOGICAL }), (wall, logical) => {
+        assert.deepEqual(parseHlc(formatHlc([wall, logical])), [wall, logical])
+      })
     )
   })
 })

@@ -8,7 +8,8 @@
  */
 import { strict as assert } from 'node:assert'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { EVENTS_HELP, FLEET_HELP, parseHlcText, WORK_HELP } from '../../node/work-commands.ts'
+import { parseHlc as parseHlcText } from '../../src/clock/hlc.ts'
+import { EVENTS_HELP, FLEET_HELP, WORK_HELP } from '../../node/work-commands.ts'
 import { main } from '../../node/cli.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
 import { signedCertToSexp } from '../../src/spki/cert.ts'
