@@ -53,6 +53,7 @@ import {
 } from '../../protocols/mailbox/codec.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
 import { isPrincipalId, parsePrincipal, principalPublicKey } from '../crypto/principal.ts'
+import * as dagCbor from '@ipld/dag-cbor'
 import { verifyAs } from '../crypto/sign.ts'
 import { requestOnce } from '../network/rpc.ts'
 import { PeerBudget } from '../peer-budget.ts'
@@ -1150,15 +1151,18 @@ class MailboxService implements Mailbox, Startable {
         return { bytes: errorBytes(e), keep: true, place: `${envelope.session} ${envelope.seq}` }
       return { bytes: errorBytes(e), keep: true }
     }
-    const unsigned: UnsignedReply = {
-      v: 1,
-      id: envelope.id,
-      from: envelope.to,
-      to: envelope.from,
-      kind: envelope.kind === 'send' ? 'ack' : 'response',
-      body: envelope.kind === 'send' ? null : (result ?? null)
-    }
     try {
+      // the answer as it was when the handler returned: a copy, so what the behaviour changes
+      // afterwards (while this signs) is neither signed nor sent
+      const body = envelope.kind === 'send' ? null : dagCbor.decode(dagCbor.encode(result ?? null))
+      const unsigned: UnsignedReply = {
+        v: 1,
+        id: envelope.id,
+        from: envelope.to,
+        to: envelope.from,
+        kind: envelope.kind === 'send' ? 'ack' : 'response',
+        body
+      }
       checkBody(unsigned.body)
       const sig = await agent.signer.sign(MAILBOX_REPLY_SIGNING_DOMAIN, replySigningBody(unsigned))
       return { bytes: encodeMailboxMessage({ v: 1, type: 'reply', reply: { ...unsigned, sig } }), keep: true }

@@ -93,6 +93,19 @@ describe('mailbox local delivery', function () {
     assert.equal(node.peers().length, 0)
   })
 
+  it('answers with the value the handler returned, even if the handler changes that object right after', async () => {
+    const live = { n: 1, items: ['a'] }
+    bob.behaviour = () => {
+      // the behaviour goes on changing what it returned while the reply is being signed
+      setTimeout(() => {
+        live.n = 2
+        live.items.push('b')
+      }, 0)
+      return live
+    }
+    assert.deepEqual(await box.request(alice.principal, bob.principal, 'ask', null), { n: 1, items: ['a'] })
+  })
+
   it('refuses an unauthorized local sender, and the behaviour never runs', async () => {
     const before = bob.started.length
     await rejects(box.send(carol.principal, bob.principal, 'note', 'sneaky'), 'UnauthorizedSenderError')
