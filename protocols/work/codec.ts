@@ -13,7 +13,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { base58btc } from 'multiformats/bases/base58'
 import { CID } from 'multiformats/cid'
-import type { WorkOp } from '../../src/work/types.ts'
+import type { WorkOp } from './types.ts'
 
 /** Prefix of a board's document name: `work.<board>`. */
 export const BOARD_DOCUMENT_PREFIX = 'work.'
