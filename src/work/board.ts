@@ -348,6 +348,18 @@ export class BoardState {
     return slot?.item === undefined ? undefined : this.materialize(slot)
   }
 
+  /**
+   * The items someone works on (working, input-required, auth-required) with their assignee,
+   * without building each item: what heartbeats and the assignee watch look at often.
+   */
+  *inProgress(): IterableIterator<{ id: string; assignee: PrincipalId }> {
+    for (const slot of this.slots.values()) {
+      const item = slot.item
+      if (item === undefined || item.deleted || item.assignee === undefined) continue
+      if (item.status >= WORKING && item.status < COMPLETED) yield { id: slot.id, assignee: item.assignee }
+    }
+  }
+
   /** Every item, in no particular order; deleted ones only with `{ deleted: true }`. */
   *items(options: { deleted?: boolean } = {}): IterableIterator<WorkItem> {
     for (const slot of this.slots.values()) {

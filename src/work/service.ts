@@ -223,10 +223,7 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
   /** How many items each assignee has in progress here. */
   inProgress(): Map<PrincipalId, number> {
     const out = new Map<PrincipalId, number>()
-    for (const item of this.state.items()) {
-      if (item.deleted || item.assignee == null || !IN_PROGRESS.has(item.status)) continue
-      out.set(item.assignee, (out.get(item.assignee) ?? 0) + 1)
-    }
+    for (const { assignee } of this.state.inProgress()) out.set(assignee, (out.get(assignee) ?? 0) + 1)
     return out
   }
 
@@ -239,10 +236,8 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
     const look = async (): Promise<void> => {
       const now = Date.now()
       const seen = new Set<PrincipalId>()
-      for (const item of this.state.items()) {
+      for (const { id, assignee } of [...this.state.inProgress()]) {
         if (options.signal.aborted) return
-        const assignee = item.assignee
-        if (item.deleted || assignee == null || !IN_PROGRESS.has(item.status)) continue
         seen.add(assignee)
         if (this.service.isAlive(assignee)) {
           missing.delete(assignee)
@@ -252,10 +247,10 @@ class OpenBoard extends TypedEventEmitter<BoardEvents> implements Board {
         missing.set(assignee, since)
         if (now - since < this.service.goneGrace()) continue
         try {
-          await this.assign(item.id, null, { as: options.as, signal: options.signal })
+          await this.assign(id, null, { as: options.as, signal: options.signal })
         } catch (err) {
           // someone else released or finished it meanwhile, or the watcher may not: said in the log
-          this.service.note(`could not release ${item.id} of ${this.name} from ${assignee}`, err)
+          this.service.note(`could not release ${id} of ${this.name} from ${assignee}`, err)
         }
       }
       for (const assignee of [...missing.keys()]) if (!seen.has(assignee)) missing.delete(assignee)
