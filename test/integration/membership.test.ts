@@ -198,7 +198,9 @@ describe('membership: SWIM with Lifeguard among 12 node processes', function () 
       async () => (await Promise.all(others.map(view))).every(v => v.members.every(m => m.peerId !== revoked.peerId)),
       60_000
     )
-    // the revoked member knows it is out: it refuses to announce itself, and nothing it sent changes a view
+    // the revoked member knows it is out once the CRL reaches it too (it spreads by gossip): it then
+    // refuses to announce itself, and nothing it sent changes a view
+    await waitUntil('the revoked member to hold the CRL', async () => (await view(revoked)).member === false, 60_000)
     await assert.rejects(revoked.api.post('members/meta', { meta: { role: 'back' } }), /not a member/)
     await sleep(3000)
     for (const v of await Promise.all(others.map(view))) assert.ok(v.members.every(m => m.peerId !== revoked.peerId))
