@@ -32,7 +32,7 @@ describe('membership: SWIM with Lifeguard among in-process members', function ()
     }
   })
 
-  it('a member that stops answering is suspected, then marked dead by every other; no live member is ever marked dead', async () => {
+  it('a member that stops answering is suspected, then marked dead by every other; no live member is ever marked dead, and a live member suspected under load refutes it', async () => {
     const [a, b, c, d, victim] = cluster.nodes
     const live = [a, b, c, d]
     const recorder = new Recorder(live)
@@ -48,8 +48,17 @@ describe('membership: SWIM with Lifeguard among in-process members', function ()
       'it was suspected before it was declared dead'
     )
     for (const n of live) assert.deepEqual(recorder.showed(principalOf(n), 'dead'), [], 'a live member was marked dead')
-    for (const n of live)
-      assert.deepEqual(recorder.showed(principalOf(n), 'suspect'), [], 'a live member was suspected')
+    // a live member may be suspected when a loaded machine delays its answers (SWIM allows it;
+    // Lifeguard makes it rarer): what must hold is that it refuted the suspicion and stays alive
+    const suspectedLive = live.filter(n => recorder.showed(principalOf(n), 'suspect').length > 0)
+    if (suspectedLive.length > 0)
+      await waitUntil(
+        'every suspected live member refutes it',
+        () => live.every(o => sees(o, live, 'alive')),
+        30_000,
+        50
+      )
+    for (const n of live) assert.ok(sees(n, live, 'alive'), 'every live member sees every live member alive')
   })
 
   it('a graceful leave is seen as left, never dead; a restart rejoins above the left incarnation', async () => {
