@@ -35,7 +35,6 @@ import type { Caller } from './agent-tokens.ts'
 import type { StreamRoute } from './agent-routes.ts'
 import type { Route } from './http.ts'
 import type { HlcTimestamp } from '../../src/clock/hlc.ts'
-import { cursorOf } from '../../src/work/events.ts'
 import { ITEM_STATUSES, WORK_ACTIONS } from '../../src/work/types.ts'
 import type { EventJournal, JournalEvent } from '../../src/work/events.ts'
 import type { FleetDropReason, FleetStatus } from '../../src/work/fleet.ts'
@@ -167,6 +166,8 @@ export const WORK_ERROR_STATUS: Record<string, number> = {
   WorkUnauthorizedError: 403,
   // the event journal: a point older than what it keeps is gone (the message names the oldest kept)
   EventsTruncatedError: 410,
+  // a cursor of another run of the node: the journal starts anew at each start
+  EventCursorExpiredError: 410,
   InvalidEventQueryError: 400
 }
 
@@ -556,7 +557,7 @@ export function workStreams(node: CyberspaceNode, options: { heartbeat?: number 
         let cursor = from
         for (;;) {
           const page = pageOf(journal, cursor, MAX_EVENTS_PAGE)
-          for (const e of page.events) res.write(sseEvent(e))
+          for (const e of page.events) res.write(sseEvent(journal, e))
           cursor = page.cursor ?? cursor
           if (!page.more || signal.aborted) break
           await drained(res, signal)
@@ -594,7 +595,7 @@ export function workStreams(node: CyberspaceNode, options: { heartbeat?: number 
             if (idle && !signal.aborted) res.write(': heartbeat\n\n')
             continue
           }
-          for (const e of backlog.splice(0, backlog.length)) res.write(sseEvent(e))
+          for (const e of backlog.splice(0, backlog.length)) res.write(sseEvent(journal, e))
           await drained(res, signal)
         }
       } finally {
@@ -606,8 +607,7 @@ export function workStreams(node: CyberspaceNode, options: { heartbeat?: number 
   }
 }
 
-/** One entry as a server-sent event: `id` its HLC (wall.logical), `data` one line of JSON. */
 /** One SSE event: its id is the journal's cursor after it, so a reconnect resumes exactly (entries sharing an HLC included). */
-function sseEvent(e: JournalEvent): string {
-  return `id: ${cursorOf(e)}\ndata: ${JSON.stringify(eventView(e))}\n\n`
+function sseEvent(journal: EventJournal, e: JournalEvent): string {
+  return `id: ${journal.cursorOf(e)}\ndata: ${JSON.stringify(eventView(e))}\n\n`
 }

@@ -13,6 +13,10 @@
  * A reader that resumes from an HLC it saw misses late entries below that HLC: resume from the
  * `cursor` of the page (it is a position, not a time) and page again for anything older.
  *
+ * The journal lives in memory and starts anew with each run of the node. A cursor names the run
+ * that issued it (`run`, random at construction); a cursor of another run is refused with
+ * EventCursorExpiredError, which carries the cursor's HLC: resume from that HLC (`since`).
+ *
  * @example
  * const journal = new EventJournal()
  * const stopWatching = journal.watchMembership(node.membership, clock)
@@ -21,13 +25,32 @@
  * const stop = journal.subscribe(page.cursor, e => send(e), { signal })
  */
 import { base64url } from 'multiformats/bases/base64'
-import { compareHlc, isHlc } from '../clock/hlc.ts'
+import { compareHlc, formatHlc, isHlc } from '../clock/hlc.ts'
 import { RecentMap } from '../recent-map.ts'
 import { EventsTruncatedError, InvalidEventError, InvalidEventQueryError } from './fleet-errors.ts'
 import type { HlcTimestamp } from '../clock/hlc.ts'
 import type { Hlc } from '../clock/hlc.ts'
 import type { AgentInfo, Agents } from '../actor/agents.ts'
 import type { Membership, MemberView } from '../membership/service.ts'
+
+/**
+ * A cursor from another run of the node (the journal starts anew at each start): `hlc` is where it
+ * pointed, the point to resume from with `since`. (Beside the journal's other errors in spirit:
+ * fleet-errors.ts holds those.)
+ */
+export class EventCursorExpiredError extends Error {
+  static name = 'EventCursorExpiredError'
+  name = 'EventCursorExpiredError'
+  readonly hlc: HlcTimestamp
+
+  constructor(hlc: HlcTimestamp, message?: string) {
+    super(
+      message ??
+        `the cursor is from another run of the node (its journal starts anew at each start): resume from its hlc, since ${formatHlc(hlc)}`
+    )
+    this.hlc = hlc
+  }
+}
 
 export const EVENT_SOURCES = ['agent', 'board', 'fleet', 'membership', 'swarm'] as const
 /** What an event is about: a board's items, a hosted agent, the member view, a swarm message, fleet heartbeats. */
@@ -68,6 +91,8 @@ export interface JournalEvent {
 }
 
 export interface EventJournalInit {
+  /** Names this run in the cursors it issues; default 8 random bytes (base64url). */
+  run?: string
   /** Most entries kept; the oldest go first. Default 100,000. */
   maxEntries?: number
   /** Called with what a subscriber's listener threw (the listener stays subscribed). */
@@ -128,18 +153,21 @@ const positionOf = (e: JournalEvent): Position => ({
 /** The position right after every entry at `hlc`. */
 const afterHlc = (hlc: HlcTimestamp): Position => ({ hlc, source: AFTER_ALL, subject: '', type: '', id: '', seq: 0 })
 
-/** The cursor right after `event`: what a reader that had it resumes from (an SSE id, say) — exact, unlike its HLC. */
-export function cursorOf(event: JournalEvent): string {
-  return encodeCursor(positionOf(event))
-}
+/** Longest run name. */
+export const MAX_RUN_LENGTH = 64
 
-function encodeCursor(p: Position): string {
+function encodeCursor(run: string, p: Position): string {
   return base64url.encode(
-    new TextEncoder().encode(JSON.stringify([p.hlc[0], p.hlc[1], p.source, p.subject, p.type, p.id, p.seq]))
+    new TextEncoder().encode(JSON.stringify([run, p.hlc[0], p.hlc[1], p.source, p.subject, p.type, p.id, p.seq]))
   )
 }
 
-function decodeCursor(cursor: string): Position {
+/**
+ * A cursor's position, if `run` issued it. A well-formed cursor of another run (or of the earlier
+ * format, which named none) throws EventCursorExpiredError with its HLC; anything else
+ * InvalidEventQueryError.
+ */
+function decodeCursor(cursor: string, run: string): Position {
   const bad = (): never => {
     throw new InvalidEventQueryError('the cursor is not one this journal issued')
   }
@@ -150,8 +178,10 @@ function decodeCursor(cursor: string): Position {
   } catch {
     return bad()
   }
-  if (!Array.isArray(parsed) || parsed.length !== 7) return bad()
-  const [wall, logical, source, subject, type, id, seq] = parsed as unknown[]
+  if (!Array.isArray(parsed) || (parsed.length !== 8 && parsed.length !== 7)) return bad()
+  const fields = parsed as unknown[]
+  const issuer = fields.length === 8 ? fields[0] : undefined
+  const [wall, logical, source, subject, type, id, seq] = fields.slice(fields.length - 7)
   const hlc = [wall, logical]
   if (!isHlc(hlc)) return bad()
   if (typeof source !== 'string' || !(source === AFTER_ALL || (EVENT_SOURCES as readonly string[]).includes(source)))
@@ -160,7 +190,14 @@ function decodeCursor(cursor: string): Position {
   if (typeof type !== 'string' || type.length > MAX_EVENT_TYPE) return bad()
   if (typeof id !== 'string' || id.length > MAX_EVENT_ID) return bad()
   if (!Number.isSafeInteger(seq) || (seq as number) < 0) return bad()
+  if (issuer !== undefined && (typeof issuer !== 'string' || issuer.length === 0 || issuer.length > MAX_RUN_LENGTH))
+    return bad()
+  if (issuer !== run) throw new EventCursorExpiredError([hlc[0], hlc[1]])
   return { hlc, source, subject, type, id, seq: seq as number }
+}
+
+function randomRun(): string {
+  return base64url.baseEncode(globalThis.crypto.getRandomValues(new Uint8Array(8)))
 }
 
 function checkInput(e: EventInput): void {
@@ -183,6 +220,8 @@ interface Subscriber {
 
 export class EventJournal {
   readonly maxEntries: number
+  /** Names this run of the journal in its cursors. */
+  readonly run: string
   private readonly onListenerError?: (err: unknown) => void
   /** Kept entries in order, from `head` on (the slots before it were dropped and are compacted away in batches). */
   private entries: JournalEvent[] = []
@@ -197,7 +236,16 @@ export class EventJournal {
     const max = init.maxEntries ?? DEFAULT_MAX_EVENTS
     if (!Number.isSafeInteger(max) || max < 1) throw new InvalidEventQueryError('maxEntries is a positive integer')
     this.maxEntries = max
+    const run = init.run ?? randomRun()
+    if (typeof run !== 'string' || run.length === 0 || run.length > MAX_RUN_LENGTH)
+      throw new InvalidEventQueryError(`run is 1-${MAX_RUN_LENGTH} characters`)
+    this.run = run
     this.onListenerError = init.onListenerError
+  }
+
+  /** The cursor right after `event`: what a reader that had it resumes from (an SSE id, say) — exact, unlike its HLC. */
+  cursorOf(event: JournalEvent): string {
+    return encodeCursor(this.run, positionOf(event))
   }
 
   /** Entries kept. */
@@ -256,7 +304,8 @@ export class EventJournal {
   /**
    * Events strictly after `hlc` (all kept when absent) or after `options.after` (a cursor), in
    * order, at most `limit`. Throws EventsTruncatedError if events after that point were dropped,
-   * InvalidEventQueryError for a bad hlc, cursor or limit.
+   * EventCursorExpiredError for a cursor of another run, InvalidEventQueryError for a bad hlc,
+   * cursor or limit.
    */
   since(hlc?: HlcTimestamp, options: SinceOptions = {}): EventPage {
     const limit = options.limit ?? DEFAULT_PAGE
@@ -266,7 +315,8 @@ export class EventJournal {
     const start = from == null ? this.head : this.upperBound(from)
     const events = this.entries.slice(start, start + limit)
     const last = events[events.length - 1]
-    const cursor = last != null ? encodeCursor(positionOf(last)) : from != null ? encodeCursor(from) : undefined
+    const cursor =
+      last != null ? encodeCursor(this.run, positionOf(last)) : from != null ? encodeCursor(this.run, from) : undefined
     return { events, cursor, more: start + limit < this.entries.length }
   }
 
@@ -395,7 +445,7 @@ export class EventJournal {
   /** Resolves a reader's starting point; throws EventsTruncatedError when events after it were dropped. */
   private startingPoint(after: HlcTimestamp | string | undefined): Position | undefined {
     let from: Position | undefined
-    if (typeof after === 'string') from = decodeCursor(after)
+    if (typeof after === 'string') from = decodeCursor(after, this.run)
     else if (after !== undefined) {
       if (!isHlc(after)) throw new InvalidEventQueryError('hlc must be [wall, logical] of non-negative integers')
       from = afterHlc(after)
