@@ -199,7 +199,7 @@ export function pendingView(message: PendingMessage): PendingMessageView {
 /** Whether the text is an SDSI name (`cluster's reviewer`) rather than a principal or peer id. */
 export const isAgentName = (text: string): boolean => /'s\s/.test(text)
 
-function registryOf(node: CyberspaceNode): Registry {
+export function registryOf(node: CyberspaceNode): Registry {
   const registry = node.libp2p.services.registry as Registry | undefined
   if (registry == null) throw new HttpError(503, 'this node runs no agent registry')
   return registry
@@ -238,7 +238,7 @@ function keyField(value: unknown): KeySource | undefined {
 }
 
 /** An external agent hosted here, or the named error saying why `agent` is none. */
-function requireExternal(node: CyberspaceNode, agent: PrincipalId): AgentInfo {
+export function requireExternal(node: CyberspaceNode, agent: PrincipalId): AgentInfo {
   const info = node.agents.get(agent)
   if (info == null) throw new AgentNotFoundHereError(`agent ${agent} does not run on this node`)
   if (!info.external)
@@ -268,14 +268,68 @@ export interface AgentRoutesOptions {
   tokens?: AgentTokens
 }
 
-export function agentRoutes(node: CyberspaceNode, options: AgentRoutesOptions = {}): Record<string, Route> {
-  const tokens = options.tokens ?? new AgentTokens()
+/**
+ * Starts an agent of `kind` here, or — for an external agent whose `id` runs already — attaches to
+ * it; for an external agent with `mint`, with a new token bound to it (shown this once).
+ */
+export async function attachAgent(
+  node: CyberspaceNode,
+  tokens: AgentTokens,
+  request: { kind: string; id?: string; key?: KeySource; mint: boolean }
+): Promise<HostedAgentView> {
+  const { kind, id, key, mint } = request
   /** The agent as attached: with a new token bound to it, unless the operator asked for none. */
-  const attached = (info: AgentInfo, again: boolean, mint: boolean): HostedAgentView => {
+  const attached = (info: AgentInfo, again: boolean): HostedAgentView => {
     if (!mint) return { ...info, attached: again }
     const minted = tokens.mint(info.principal)
     return { ...info, attached: again, token: minted.token, tokenId: minted.id, tokens: tokens.count(info.principal) }
   }
+  const attachable = (): AgentInfo | undefined =>
+    kind === EXTERNAL_KIND && id != null
+      ? node.agents.list().find(a => a.kind === kind && a.id === id && (key == null || a.key === key))
+      : undefined
+  const running = attachable()
+  if (running != null) return attached(running, true)
+  try {
+    const info = await node.agents.spawn(kind, { id, key, signal: AbortSignal.timeout(SPAWN_TIMEOUT) })
+    return attached(info, false)
+  } catch (err) {
+    const name = (err as Error).name
+    // two programs attaching at once: the second attaches to what the first started
+    const now = name === 'AgentRunningError' ? attachable() : undefined
+    if (now != null) return attached(now, true)
+    if (name === 'UnknownKindError')
+      throw new UnknownKindError(
+        `this node runs no agents of kind ${kind} (it runs ${node.agents.kinds().join(', ')}): start it with --kind ${kind}`
+      )
+    throw err
+  }
+}
+
+/** What a message sent through the API says: its recipient, type, body (as stored values), whether it is a request. */
+export interface OutgoingMessage {
+  to: string
+  type: string
+  body: unknown
+  request: boolean
+  /** ms */
+  timeout: number
+  id: string
+}
+
+/** Sends `message` as the hosted agent `from`: a receipt for a one-way message, the answer (as DAG-JSON) for a request. */
+export async function sendAs(node: CyberspaceNode, from: PrincipalId, message: OutgoingMessage): Promise<SendResult> {
+  const { to, type, body, request, timeout, id } = message
+  if (request) {
+    const response = await node.agents.request(from, to, type, body, { id, timeout })
+    return { id, response: answerJson(response, `request ${id}`) }
+  }
+  const receipt = await node.agents.send(from, to, type, body, { id, timeout })
+  return { id: receipt.id, to: receipt.to, local: receipt.local }
+}
+
+export function agentRoutes(node: CyberspaceNode, options: AgentRoutesOptions = {}): Record<string, Route> {
+  const tokens = options.tokens ?? new AgentTokens()
   return {
     // ---------------------------------------------------------------- agents hosted here
     'POST agents': async req => {
@@ -289,27 +343,7 @@ export function agentRoutes(node: CyberspaceNode, options: AgentRoutesOptions = 
         throw new HttpError(400, 'token must be true or false: whether to mint a token for the external agent')
       if (body.token === true && kind !== EXTERNAL_KIND)
         throw new HttpError(400, `tokens are for agents of kind ${EXTERNAL_KIND}: a program acts as them`)
-      const mint = kind === EXTERNAL_KIND && body.token !== false
-      const attachable = (): AgentInfo | undefined =>
-        kind === EXTERNAL_KIND && id != null
-          ? node.agents.list().find(a => a.kind === kind && a.id === id && (key == null || a.key === key))
-          : undefined
-      const running = attachable()
-      if (running != null) return attached(running, true, mint)
-      try {
-        const info = await node.agents.spawn(kind, { id, key, signal: AbortSignal.timeout(SPAWN_TIMEOUT) })
-        return attached(info, false, mint)
-      } catch (err) {
-        const name = (err as Error).name
-        // two programs attaching at once: the second attaches to what the first started
-        const now = name === 'AgentRunningError' ? attachable() : undefined
-        if (now != null) return attached(now, true, mint)
-        if (name === 'UnknownKindError')
-          throw new UnknownKindError(
-            `this node runs no agents of kind ${kind} (it runs ${node.agents.kinds().join(', ')}): start it with --kind ${kind}`
-          )
-        throw err
-      }
+      return await attachAgent(node, tokens, { kind, id, key, mint: kind === EXTERNAL_KIND && body.token !== false })
     },
     'GET agents/hosted': async (_req, url, caller = OPERATOR) => {
       const limit = pageSize(url.searchParams.get('limit'))
@@ -344,13 +378,7 @@ export function agentRoutes(node: CyberspaceNode, options: AgentRoutesOptions = 
       const id = optionalString(body, 'id', MAX_ID_LENGTH) ?? randomId()
       if (!ID_PATTERN.test(id))
         throw new HttpError(400, 'id must be 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit')
-      const value = bodyValue(body)
-      if (request) {
-        const response = await node.agents.request(from, to, type, value, { id, timeout })
-        return { id, response: answerJson(response, `request ${id}`) } satisfies SendResult
-      }
-      const receipt = await node.agents.send(from, to, type, value, { id, timeout })
-      return { id: receipt.id, to: receipt.to, local: receipt.local } satisfies SendResult
+      return await sendAs(node, from, { to, type, body: bodyValue(body), request, timeout, id })
     },
     'POST agents/reply': async (req, _url, caller = OPERATOR) => {
       const body = await readJson(req)
@@ -466,7 +494,7 @@ export function agentRoutes(node: CyberspaceNode, options: AgentRoutesOptions = 
   }
 }
 
-function randomId(): string {
+export function randomId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16))
   return Array.from(bytes, b => b.toString(16).padStart(2, '0')).join('')
 }
@@ -475,7 +503,7 @@ function randomId(): string {
  * Aborted when the caller's token is revoked (never for the operator), with ApiTokenError; the
  * listener goes when the response closes.
  */
-function revokedSignal(tokens: AgentTokens, caller: Caller, res: ServerResponse): AbortSignal {
+export function revokedSignal(tokens: AgentTokens, caller: Caller, res: ServerResponse): AbortSignal {
   const controller = new AbortController()
   if (caller.kind !== 'agent') return controller.signal
   const onRevoke = (): void => {

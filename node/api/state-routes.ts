@@ -24,11 +24,12 @@ import {
   PnCounterDocument,
   TextDocument
 } from '../../src/log/documents.ts'
+import { STATE_OPS } from '../../src/api/schema.ts'
 import { booleanField, HttpError, readJson, stringField } from './http.ts'
 import type { Route } from './http.ts'
 import type { CrdtName } from '../../src/crdt/types.ts'
 import type { Document } from '../../src/log/documents.ts'
-import type { ChangeDetail } from '../../src/log/log.ts'
+import type { AppendOptions, ChangeDetail } from '../../src/log/log.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { IncomingMessage } from 'node:http'
 import type { CID } from 'multiformats/cid'
@@ -42,7 +43,8 @@ export const MAX_WATCH_WAIT_MS = 30_000
 /** Watch requests held open at once (each holds one of the API's connections); more are answered at once. */
 export const MAX_WATCH_WAITERS = 16
 
-export const STATE_OPS = ['set', 'assign', 'increment', 'decrement', 'add', 'remove', 'delete', 'clear'] as const
+/** The updates a document takes (one home: the public API's schema, src/api/schema.ts). */
+export { STATE_OPS }
 export type StateOp = (typeof STATE_OPS)[number]
 
 export interface DocumentView {
@@ -77,7 +79,7 @@ export interface WatchView extends DocumentView {
   missed: number
 }
 
-type AnyDocument = Document<any, any, any>
+export type AnyDocument = Document<any, any, any>
 
 interface Watched {
   changes: ChangeView[]
@@ -106,7 +108,7 @@ export function dataValue(json: unknown): unknown {
   }
 }
 
-function documentView(node: CyberspaceNode, doc: AnyDocument): DocumentView {
+export function documentView(node: CyberspaceNode, doc: AnyDocument): DocumentView {
   return {
     name: doc.name,
     type: doc.type,
@@ -151,12 +153,17 @@ function amountParam(value: unknown): number {
   return value
 }
 
-/** Applies one update; resolves to the event's CID (undefined if it changed nothing). */
-async function update(
+/**
+ * Applies one update (`op`, at `path` for a map, with `body.value` as DAG-JSON); resolves to the
+ * event's CID (undefined if it changed nothing). `options.signer` writes as that key (an agent
+ * hosted here) instead of the node's: the log checks its authority to append.
+ */
+export async function applyUpdate(
   doc: AnyDocument,
   op: StateOp,
   path: string[] | undefined,
-  body: Record<string, unknown>
+  body: Record<string, unknown>,
+  options: AppendOptions = {}
 ): Promise<CID | undefined> {
   const value = (): unknown => {
     if (!Object.hasOwn(body, 'value')) throw new HttpError(400, `${op} needs a value`)
@@ -166,38 +173,39 @@ async function update(
     if (path == null) throw new HttpError(400, `${op} on a map needs a path`)
     switch (op) {
       case 'set':
-        return await doc.set(path, value())
+        return await doc.set(path, value(), options)
       case 'assign':
-        return await doc.assign(path, value())
+        return await doc.assign(path, value(), options)
       case 'increment':
-        return await doc.increment(path, amountParam(body.value))
+        return await doc.increment(path, amountParam(body.value), options)
       case 'decrement':
-        return await doc.decrement(path, amountParam(body.value))
+        return await doc.decrement(path, amountParam(body.value), options)
       case 'add':
-        return await doc.add(path, value())
+        return await doc.add(path, value(), options)
       case 'remove':
-        return await doc.removeElement(path, value())
+        return await doc.removeElement(path, value(), options)
       case 'delete':
-        return await doc.delete(path)
+        return await doc.delete(path, options)
       case 'clear':
         break
     }
   } else if (path != null) {
     throw new HttpError(400, `a ${doc.type} has no fields: only maps take a path`)
   } else if (doc instanceof LwwRegisterDocument || doc instanceof MvRegisterDocument) {
-    if (op === 'set') return await doc.set(value())
+    if (op === 'set') return await doc.set(value(), options)
   } else if (doc instanceof GCounterDocument || doc instanceof PnCounterDocument) {
-    if (op === 'increment') return await doc.increment(amountParam(body.value))
-    if (op === 'decrement' && doc instanceof PnCounterDocument) return await doc.decrement(amountParam(body.value))
+    if (op === 'increment') return await doc.increment(amountParam(body.value), options)
+    if (op === 'decrement' && doc instanceof PnCounterDocument)
+      return await doc.decrement(amountParam(body.value), options)
   } else if (doc instanceof OrSetDocument) {
-    if (op === 'add') return await doc.add(value())
-    if (op === 'remove') return await doc.remove(value())
-    if (op === 'clear') return await doc.clear()
+    if (op === 'add') return await doc.add(value(), options)
+    if (op === 'remove') return await doc.remove(value(), options)
+    if (op === 'clear') return await doc.clear(options)
   } else if (doc instanceof TextDocument) {
     if (op === 'set') {
       const chars = value()
       if (typeof chars !== 'string') throw new HttpError(400, 'the value of a text is a string')
-      return await doc.replace(chars)
+      return await doc.replace(chars, options)
     }
   }
   throw new HttpError(400, `${op} does not apply to a ${doc.type} (see the state section of the README)`)
@@ -315,7 +323,7 @@ export function stateRoutes(node: CyberspaceNode): { routes: Record<string, Rout
       const op = stringField(body, 'op', 16) as StateOp
       if (!STATE_OPS.includes(op)) throw new HttpError(400, `op must be one of ${STATE_OPS.join(', ')}`)
       const doc = await opened(nameParam(body.name), typeParam(body.type), booleanField(body, 'public'))
-      const cid = await update(doc, op, pathParam(body.path), body)
+      const cid = await applyUpdate(doc, op, pathParam(body.path), body)
       return { ...documentView(node, doc), cid: cid?.toString() ?? null }
     },
     'GET state/watch': async (req, url) => {

@@ -232,7 +232,7 @@ async function perform(board: Board, op: Record<string, unknown>, as: Signer): P
 }
 
 /** The signer of `as`, an agent hosted on this node, or AgentNotFoundHereError (404) naming how to find one. */
-function actorOf(node: CyberspaceNode, as: PrincipalId): Signer {
+export function actorOf(node: CyberspaceNode, as: PrincipalId): Signer {
   const signer = node.agents.agent(as)?.signer
   if (signer == null)
     throw new AgentNotFoundHereError(
@@ -251,20 +251,72 @@ function readerOf(caller: Caller, asParam: string | null): PrincipalId | undefin
   return as
 }
 
+/** What this node holds of the board `name`, if anything. */
+export async function boardInfo(node: CyberspaceNode, name: string): Promise<BoardInfo | undefined> {
+  return (await node.work.boards({ signal: AbortSignal.timeout(OP_TIMEOUT) })).find(b => b.name === name)
+}
+
+/** The board `name` in the mode it has, if this node holds it (reading never opens a new one). */
+export async function heldBoard(node: CyberspaceNode, name: string): Promise<Board | undefined> {
+  const info = await boardInfo(node, name)
+  if (info == null) return undefined
+  return await node.work.board(name, { mode: info.mode, signal: AbortSignal.timeout(OP_TIMEOUT) })
+}
+
+/** What became of an operation performed through the API, and the item after it if the actor may read it. */
+export interface PerformedOp {
+  /** As folded on this node; for a refusal also the name of the board's error for it. */
+  outcome: OpOutcome & { error?: string }
+  item: WorkItem | undefined
+}
+
+/**
+ * Performs `fields` (one operation as JSON: `op`, `item` and its fields) on `board` as the hosted
+ * agent `as` (`signer` its key). What the board refuses before writing throws its named error; an
+ * authority refusal names the item's scope only to a reader of it. A refusal by the fold answers
+ * `accepted: false` with the reason and the error's name. The item after it is told only to a reader.
+ */
+export async function performAs(
+  node: CyberspaceNode,
+  board: Board,
+  fields: Record<string, unknown>,
+  as: PrincipalId,
+  signer: Signer
+): Promise<PerformedOp> {
+  const name = board.name
+  const action = fields.op as WorkAction
+  const id = fields.item as string
+  let outcome: OpOutcome
+  try {
+    outcome = await perform(board, fields, signer)
+  } catch (err) {
+    // the chain's refusal names the tag, and so the item's kind and path: only for a reader of it
+    const existing = board.item(id)
+    if (err instanceof WorkUnauthorizedError && existing != null && !(await node.work.mayRead(name, as, existing)))
+      throw new WorkUnauthorizedError(`${as} may not ${action} ${existing.id} on board ${name}`)
+    throw err
+  }
+  const seen = board.item(id)
+  const after = seen != null && (await node.work.mayRead(name, as, seen)) ? seen : undefined
+  const refused =
+    !outcome.accepted && outcome.reason != null
+      ? { error: refusalError(outcome.reason, { item: id, op: action, winner: outcome.winner }).name }
+      : {}
+  return { outcome: { ...outcome, ...refused }, item: after }
+}
+
 export function workRoutes(node: CyberspaceNode): Record<string, Route> {
-  /** What this node holds of the board `name`, if anything. */
-  const infoOf = async (name: string): Promise<BoardInfo | undefined> =>
-    (await node.work.boards({ signal: AbortSignal.timeout(OP_TIMEOUT) })).find(b => b.name === name)
+  const infoOf = async (name: string): Promise<BoardInfo | undefined> => await boardInfo(node, name)
 
   /** A board this node holds (reading never opens one), or 404 naming how to open it. */
   const held = async (name: string): Promise<Board> => {
-    const info = await infoOf(name)
-    if (info == null)
+    const board = await heldBoard(node, name)
+    if (board == null)
       throw new HttpError(
         404,
         `this node holds no board ${name}: open it with ${CLI} work open ${name} (or create an item on it)`
       )
-    return await node.work.board(name, { mode: info.mode, signal: AbortSignal.timeout(OP_TIMEOUT) })
+    return board
   }
 
   return {
@@ -368,27 +420,11 @@ export function workRoutes(node: CyberspaceNode): Record<string, Route> {
               signal: AbortSignal.timeout(OP_TIMEOUT)
             })
           : await held(name)
-      let outcome: OpOutcome
-      try {
-        outcome = await perform(board, fields, signer)
-      } catch (err) {
-        // the chain's refusal names the tag, and so the item's kind and path: only for a reader of it
-        const existing = board.item(fields.item as string)
-        if (err instanceof WorkUnauthorizedError && existing != null && !(await node.work.mayRead(name, as, existing)))
-          throw new WorkUnauthorizedError(`${as} may not ${action} ${existing.id} on board ${name}`)
-        throw err
-      }
-      const id = fields.item as string
-      const seen = board.item(id)
-      const after = seen != null && (await node.work.mayRead(name, as, seen)) ? seen : undefined
-      const refused =
-        !outcome.accepted && outcome.reason != null
-          ? { error: refusalError(outcome.reason, { item: id, op: action, winner: outcome.winner }).name }
-          : {}
+      const { outcome, item: after } = await performAs(node, board, fields, as, signer)
       return {
         board: name,
         op: action,
-        outcome: { ...outcome, ...refused },
+        outcome,
         item: after == null ? null : workItemView(after)
       } satisfies WorkOpResult
     },

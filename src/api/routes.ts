@@ -21,8 +21,13 @@ import {
   BoardName,
   CancelTask,
   CompleteTask,
+  Certificate,
   ConsistencyMode,
   CreateWorknode,
+  DocumentName,
+  DocumentType,
+  DocumentUpdate,
+  DocumentView,
   EventPage,
   FailTask,
   HandoffTask,
@@ -58,6 +63,8 @@ export interface RouteSpec {
   /** OpenAPI path template: `/api/agents/{id}/tasks`. */
   path: string
   summary: string
+  /** More than the summary says: how it answers in cases a client must know (OpenAPI `description`). */
+  description?: string
   /** The OpenAPI tag it is listed under. */
   tag: string
   auth: Auth
@@ -75,18 +82,27 @@ const Ref = z.object({ id: TaskRef })
 const Paging = { limit: limitParam(500, 100), after: z.string().max(200).optional() }
 const Wait = z.coerce.number().int().min(0).max(60_000).default(0)
 
+/** How every work operation answers: refusals before and after writing. */
+const OP_REFUSALS =
+  'Acts as `as` (an agent hosted on this node; with an agent token its own agent). What the board refuses before ' +
+  'anything is written (a claimed item, a wrong transition, no right) answers a problem: 409 with the error named, ' +
+  '403 WorkUnauthorizedError, 404 for an unknown board or item. An operation written and then refused by the fold ' +
+  '(it lost to a concurrent one) answers 200 with `outcome.accepted: false`, its `reason` and `error` named. ' +
+  '`item` is the item after it, null if the actor may not read it (or it was deleted).'
+
 /** One route per work action on a task: POST /api/tasks/{id}/<action>. */
-function taskAction(action: string, summary: string, body: z.ZodType): RouteSpec {
+function taskAction<B extends z.ZodType>(action: string, summary: string, body: B) {
   return {
-    method: 'POST',
+    method: 'POST' as const,
     path: `/api/tasks/{id}/${action}`,
     summary,
+    description: OP_REFUSALS,
     tag: 'work',
-    auth: 'agent',
+    auth: 'agent' as const,
     params: Ref,
     body,
     response: OpResult
-  }
+  } satisfies RouteSpec
 }
 
 export const ROUTES = {
@@ -297,6 +313,7 @@ export const ROUTES = {
     method: 'POST',
     path: '/api/worknodes',
     summary: 'Create a work item (a goal, a task) on a board',
+    description: OP_REFUSALS,
     tag: 'work',
     auth: 'agent',
     body: CreateWorknode,
@@ -315,6 +332,7 @@ export const ROUTES = {
     method: 'PUT',
     path: '/api/worknodes/{id}',
     summary: "Change a work item's title, description, priority or skills",
+    description: OP_REFUSALS,
     tag: 'work',
     auth: 'agent',
     params: Ref,
@@ -325,6 +343,7 @@ export const ROUTES = {
     method: 'DELETE',
     path: '/api/worknodes/{id}',
     summary: 'Delete a work item',
+    description: OP_REFUSALS,
     tag: 'work',
     auth: 'agent',
     params: Ref,
@@ -370,30 +389,45 @@ export const ROUTES = {
   listDocuments: {
     method: 'GET',
     path: '/api/documents',
-    summary: 'The shared documents this node holds',
+    summary: 'The shared documents this node holds that the caller may read',
+    description:
+      "An agent token lists the public documents and those its chain grants (cyberspace (log (read <name>))); the node's own documents (agent sessions, the agent directory) are never listed to it.",
     tag: 'documents',
     auth: 'agent',
     query: z.object(Paging),
-    response: page('documents', z.object({ name: z.string(), type: z.string() }).loose())
+    response: page(
+      'documents',
+      z.object({ name: z.string(), type: z.string(), open: z.boolean(), public: z.boolean() })
+    )
   },
   getDocument: {
     method: 'GET',
     path: '/api/documents/{name}',
     summary: "A document's value",
+    description: 'A document the caller may not read answers 404, as one this node does not hold.',
     tag: 'documents',
     auth: 'agent',
-    params: z.object({ name: z.string().min(1).max(128) }),
-    response: z.object({ name: z.string(), type: z.string(), value: JsonValue }).loose()
+    params: z.object({ name: DocumentName }),
+    response: DocumentView
   },
   updateDocument: {
     method: 'POST',
     path: '/api/documents/{name}',
     summary: 'Apply an update to a document (as an agent hosted here, or the node)',
+    description:
+      'With `type` the document is opened (created and replicated from then on) if this node has none; without it, it must exist. ' +
+      'An agent writes as itself (its chain must grant (cyberspace (log (append <name>)))); the operator writes as `as` if given, else as the node. ' +
+      '`public` makes a new document readable by any peer.',
     tag: 'documents',
     auth: 'agent',
-    params: z.object({ name: z.string().min(1).max(128) }),
-    body: z.object({ as: Principal.optional(), type: z.string().min(1).max(32).optional(), update: JsonValue }),
-    response: z.object({ name: z.string(), type: z.string(), value: JsonValue }).loose()
+    params: z.object({ name: DocumentName }),
+    body: z.object({
+      as: Principal.optional(),
+      type: DocumentType.optional(),
+      public: z.boolean().optional(),
+      update: DocumentUpdate
+    }),
+    response: DocumentView.extend({ cid: z.string().nullable() })
   },
 
   // ---------------------------------------------------------------- certificates
@@ -403,8 +437,10 @@ export const ROUTES = {
     summary: 'The SPKI certificates this node holds',
     tag: 'certificates',
     auth: 'agent',
+    description:
+      'An agent token sees the certificates whose issuer or subject is its own agent; the operator every one. Paged by hash.',
     query: z.object({ subject: Principal.optional(), ...Paging }),
-    response: page('certificates', z.object({ hash: z.string(), issuer: z.string(), subject: z.string() }).loose())
+    response: page('certificates', Certificate)
   },
   issueCertificate: {
     method: 'POST',
@@ -412,13 +448,17 @@ export const ROUTES = {
     summary: "Issue a certificate with this node's key",
     tag: 'certificates',
     auth: 'operator',
+    description:
+      "`subject`: a principal, a peer id or an SDSI name; `tag` an S-expression; `notBefore`/`notAfter` a time as the CLI takes it (`+30d`, `2026-01-01`, …); `onlineCrl` makes verifiers hold this node's current CRL.",
     body: z.object({
-      subject: z.string().min(1).max(512),
-      tag: z.string().min(1).max(4096),
+      subject: z.string().min(1).max(4096),
+      tag: z.string().min(1).max(16_384),
       propagate: z.boolean().default(false),
-      notAfter: z.number().int().optional()
+      notBefore: z.string().min(1).max(64).optional(),
+      notAfter: z.string().min(1).max(64).optional(),
+      onlineCrl: z.boolean().optional()
     }),
-    response: z.object({ hash: z.string() }).loose()
+    response: Certificate
   }
 } as const satisfies Record<string, RouteSpec>
 

@@ -28,6 +28,7 @@ import {
 } from '../../protocols/work/codec.ts'
 import { ITEM_STATUSES, WORK_ACTIONS } from '../../protocols/work/types.ts'
 import { MAX_ID_LENGTH, MAX_TYPE_LENGTH } from '../../protocols/mailbox/codec.ts'
+import { MAX_DEPTH, MAX_KEY_LENGTH } from '../crdt/codec.ts'
 
 // ------------------------------------------------------------------ names and references
 
@@ -323,10 +324,22 @@ export const Reply = z.object({
   error: z.string().min(1).max(1000).optional()
 })
 
+/** A member as this node's view holds it (src/membership/service.ts MemberView). */
 export const Member = z
   .object({
-    peer: z.string(),
-    status: z.string()
+    principal: Principal,
+    peerId: z.string(),
+    state: z.enum(['alive', 'suspect', 'dead', 'left']),
+    incarnation: z.number().int(),
+    /** The multiaddrs it announced (signed). */
+    addrs: z.array(z.string()),
+    /** When this node last had direct word from it, ms since the epoch. */
+    lastHeard: z.number(),
+    /** When it entered `state` in this view, ms since the epoch. */
+    since: z.number(),
+    meta: z.record(z.string(), z.string()),
+    /** This node itself. */
+    self: z.boolean()
   })
   .loose()
 
@@ -337,6 +350,70 @@ export const WhoAmI = z.object({
   principal: Principal,
   node: z.string(),
   tokenId: z.string().optional()
+})
+
+// ------------------------------------------------------------------ documents
+
+/** A document's name (a log id). */
+export const DocumentName = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9._-]{0,63}$/,
+    'must be a document name: 1-64 of a-z 0-9 . _ - starting with a letter or digit'
+  )
+
+/** The CRDT types a document may have through the API (an op-log is a board's: see /api/worknodes). */
+export const DOCUMENT_TYPES = [
+  'g-counter',
+  'pn-counter',
+  'or-set',
+  'lww-register',
+  'mv-register',
+  'or-map',
+  'text'
+] as const
+export const DocumentType = z.enum(DOCUMENT_TYPES)
+
+/** What an update of a document does; which apply depends on its type (see DocumentUpdate). */
+export const STATE_OPS = ['set', 'assign', 'increment', 'decrement', 'add', 'remove', 'delete', 'clear'] as const
+
+/**
+ * One update of a document. By type: a register `set`s a value; a counter `increment`s (a
+ * pn-counter also `decrement`s) by `value` (a whole number ≥ 1, default 1); an or-set `add`s,
+ * `remove`s a value or is `clear`ed; a text is `set` to a string; a map takes every op but clear
+ * at a `path` of field names (`set` last-writer-wins, `assign` multi-value, `add`/`remove` an
+ * element of the set there, `increment`/`decrement` the counter there, `delete` the field).
+ */
+export const DocumentUpdate = z.object({
+  op: z.enum(STATE_OPS),
+  path: z.array(z.string().min(1).max(MAX_KEY_LENGTH)).min(1).max(MAX_DEPTH).optional(),
+  value: JsonValue.optional()
+})
+
+export const DocumentView = z.object({
+  name: z.string(),
+  type: z.string(),
+  /** As DAG-JSON. */
+  value: JsonValue,
+  heads: z.array(z.string()),
+  /** Events applied since its base snapshot. */
+  events: z.number().int(),
+  /** Served to any peer, not only to readers the ACL grants. */
+  public: z.boolean()
+})
+
+// ------------------------------------------------------------------ certificates
+
+/** An SPKI certificate this node holds, in both text forms. */
+export const Certificate = z.object({
+  /** sha256 of its canonical (cert …), hex: what a CRL names it by. */
+  hash: z.string(),
+  type: z.enum(['auth', 'name']),
+  issuer: Principal,
+  /** A principal for a key subject, else the subject's S-expression. */
+  subject: z.string(),
+  advanced: z.string(),
+  transport: z.string()
 })
 
 /** A page of anything: `next` is the cursor for `after`, null on the last page. */
