@@ -18,6 +18,9 @@ import { ApiError, NodeNotRunningError } from '../errors.ts'
  */
 export const CLI = 'npx --no-install cyberspace'
 
+/** The members every problem has; the rest are the error's own fields (`members`, `remoteName`…). */
+const PROBLEM_MEMBERS = new Set(['type', 'title', 'status', 'detail', 'instance', 'name', 'error'])
+
 export interface ApiClient {
   url: string
   get<T = unknown>(path: string, query?: Record<string, string>, options?: { signal?: AbortSignal }): Promise<T>
@@ -76,8 +79,12 @@ export function apiClient(url: string, token: string): ApiClient {
       parsed = { error: text }
     }
     if (!res.ok) {
-      const { error, name, ...details } = (parsed ?? {}) as { error?: string; name?: string }
-      throw new ApiError(error ?? `HTTP ${res.status}`, res.status, name, details)
+      // problem details (RFC 9457): `detail` says what went wrong; nodes before them sent `error`
+      const problem = (parsed ?? {}) as Record<string, unknown>
+      const { detail, error, name } = problem
+      const message = typeof detail === 'string' ? detail : typeof error === 'string' ? error : `HTTP ${res.status}`
+      const details = Object.fromEntries(Object.entries(problem).filter(([k]) => !PROBLEM_MEMBERS.has(k)))
+      throw new ApiError(message, res.status, typeof name === 'string' ? name : undefined, details)
     }
     return parsed as T
   }

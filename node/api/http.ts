@@ -1,17 +1,22 @@
 /**
- * HTTP plumbing shared by the control API's routes: errors that carry a status, bounded JSON
- * bodies, typed fields.
+ * HTTP plumbing shared by the node's API (the public routes under /api/ and the CLI's control API
+ * under /api/v0/): errors that carry a status, RFC 9457 problem details for every error the port
+ * answers, bounded JSON bodies, typed fields.
  *
  * @example
  * const body = await readJson(req)
  * const name = stringField(body, 'name', 64) // HttpError 400 if missing or too long
+ * sendProblem(res, problemOf(err, 404, { instance: url.pathname }))
  */
+import { STATUS_CODES } from 'node:http'
 import type { Caller } from './agent-tokens.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
 /** Where the control API's endpoints live. */
 export const API_PREFIX = '/api/v0/'
 export const MAX_BODY_BYTES = 64 * 1024
+/** The content type of every error the API answers (RFC 9457). */
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
 /**
  * A control-API endpoint: the JSON-able result of one request. `caller` is who sent it (the server
@@ -19,11 +24,85 @@ export const MAX_BODY_BYTES = 64 * 1024
  */
 export type Route = (req: IncomingMessage, url: URL, caller?: Caller) => Promise<unknown>
 
+/** An error answered with `status`; `headers` go with the answer (e.g. `allow` on a 405). */
 export class HttpError extends Error {
   readonly status: number
-  constructor(status: number, message: string) {
+  readonly headers: Record<string, string>
+  constructor(status: number, message: string, headers: Record<string, string> = {}) {
     super(message)
     this.status = status
+    this.headers = headers
+  }
+}
+
+/** One field of a request that failed validation: `body.title`, `query.limit`, `params.id`. */
+export interface FieldError {
+  field: string
+  message: string
+}
+
+/** The request is malformed: its JSON, or fields its route's schema refuses (each named in `errors`). */
+export class InvalidRequestError extends HttpError {
+  static name = 'InvalidRequestError'
+  name = 'InvalidRequestError'
+  readonly errors: FieldError[]
+  constructor(message: string, errors: FieldError[] = []) {
+    super(400, message)
+    this.errors = errors
+  }
+}
+
+/** No route has this path. */
+export class RouteNotFoundError extends HttpError {
+  static name = 'RouteNotFoundError'
+  name = 'RouteNotFoundError'
+  constructor(message: string) {
+    super(404, message)
+  }
+}
+
+/** A route has this path, but not for this method: `allow` lists the methods it has. */
+export class MethodNotAllowedError extends HttpError {
+  static name = 'MethodNotAllowedError'
+  name = 'MethodNotAllowedError'
+  constructor(message: string, allow: string[]) {
+    super(405, message, { allow: allow.join(', ') })
+  }
+}
+
+/** A body that is not `application/json`. */
+export class UnsupportedMediaTypeError extends HttpError {
+  static name = 'UnsupportedMediaTypeError'
+  name = 'UnsupportedMediaTypeError'
+  constructor(message: string) {
+    super(415, message)
+  }
+}
+
+/** A body larger than the API takes (MAX_BODY_BYTES). */
+export class BodyTooLargeError extends HttpError {
+  static name = 'BodyTooLargeError'
+  name = 'BodyTooLargeError'
+  constructor(message: string) {
+    super(413, message)
+  }
+}
+
+/** A request under a name or from a page the API does not serve (DNS rebinding, cross-site). */
+export class ForbiddenHostError extends HttpError {
+  static name = 'ForbiddenHostError'
+  name = 'ForbiddenHostError'
+  constructor(message: string) {
+    super(403, message)
+  }
+}
+
+/** A route of the table that this node has no handler for (yet). */
+export class RouteNotImplementedError extends HttpError {
+  static name = 'RouteNotImplementedError'
+  name = 'RouteNotImplementedError'
+  constructor(message: string) {
+    super(501, message)
   }
 }
 
@@ -37,25 +116,34 @@ export function send(res: ServerResponse, status: number, type: string, body: st
   res.end(body)
 }
 
-export async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+/**
+ * The request's body as JSON, at most `limit` bytes: 415 unless it says `application/json`, 413
+ * past the limit (it stops reading there), 400 InvalidRequestError unless it parses.
+ */
+export async function readJsonValue(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<unknown> {
   if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
-    throw new HttpError(415, 'expected content-type application/json')
+    throw new UnsupportedMediaTypeError('expected content-type application/json')
   }
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > limit) throw new BodyTooLargeError(`body larger than ${limit} bytes`)
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of req) {
     size += (chunk as Buffer).length
-    if (size > MAX_BODY_BYTES) throw new HttpError(413, `body larger than ${MAX_BODY_BYTES} bytes`)
+    if (size > limit) throw new BodyTooLargeError(`body larger than ${limit} bytes`)
     chunks.push(chunk as Buffer)
   }
-  let body: unknown
   try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
   } catch {
-    throw new HttpError(400, 'body is not JSON')
+    throw new InvalidRequestError('body is not JSON', [{ field: 'body', message: 'is not JSON' }])
   }
+}
+
+export async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const body = await readJsonValue(req)
   if (body == null || typeof body !== 'object' || Array.isArray(body))
-    throw new HttpError(400, 'body must be a JSON object')
+    throw new InvalidRequestError('body must be a JSON object', [{ field: 'body', message: 'must be a JSON object' }])
   return body as Record<string, unknown>
 }
 
@@ -99,4 +187,113 @@ export async function drained(res: ServerResponse, signal: AbortSignal): Promise
     res.once('drain', done)
     signal.addEventListener('abort', done, { once: true })
   })
+}
+
+// ------------------------------------------------------------------ problem details (RFC 9457)
+
+/** An error as RFC 9457 problem details, with the node's structured fields as extension members. */
+export interface ProblemDetails {
+  /** `urn:cyberspace:error:<name>` for a named error, `about:blank` for one that only has a status. */
+  type: string
+  title: string
+  status: number
+  detail: string
+  /** The node's error name (what the SDKs raise); `Error` when it has none. */
+  name: string
+  instance?: string
+  errors?: FieldError[]
+  [extension: string]: unknown
+}
+
+/** Titles that read better than the name split into words. */
+const TITLES: Record<string, string> = {
+  ApiTokenError: 'Missing, wrong or revoked token',
+  AgentTokenScopeError: 'Beyond what this token may do',
+  InvalidRequestError: 'Invalid request',
+  RouteNotFoundError: 'No such route',
+  MethodNotAllowedError: 'Method not allowed',
+  ForbiddenHostError: 'Forbidden host or origin'
+}
+
+/** `ItemNotFoundError` → `Item not found`. */
+function titleOf(name: string): string {
+  const words = name
+    .replace(/Error$/, '')
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
+    .split(' ')
+  return words.map((w, i) => (i === 0 || /^[A-Z0-9]{2,}$/.test(w) ? w : w.toLowerCase())).join(' ')
+}
+
+/** Structured fields of an error that clients may act on (the members that refused, a remote error's name). */
+const ERROR_FIELDS = ['members', 'reasons', 'remoteName', 'culprit', 'certHash'] as const
+
+/** An error's structured fields, as JSON: nested errors become `{ name, message }`, maps objects. */
+export function errorFields(err: unknown): Record<string, unknown> {
+  const fields: Record<string, unknown> = {}
+  if (err == null || typeof err !== 'object') return fields
+  for (const field of ERROR_FIELDS) {
+    const value = (err as Record<string, unknown>)[field]
+    if (value !== undefined) fields[field] = jsonSafe(value, 0)
+  }
+  return fields
+}
+
+function jsonSafe(value: unknown, depth: number): unknown {
+  if (depth > 4) return null
+  if (value == null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+    return value
+  if (value instanceof Error) return { name: value.name, message: value.message }
+  if (value instanceof Map)
+    return Object.fromEntries([...value].slice(0, 256).map(([k, v]) => [String(k), jsonSafe(v, depth + 1)]))
+  if (Array.isArray(value)) return value.slice(0, 256).map(v => jsonSafe(v, depth + 1))
+  if (typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value)
+        .slice(0, 64)
+        .map(([k, v]) => [k, jsonSafe(v, depth + 1)])
+    )
+  return String(value)
+}
+
+/**
+ * `err` as problem details answered with `status`. A named error (any name but `Error`) gets the
+ * type `urn:cyberspace:error:<name>`; an error that only carries a status gets `about:blank` and the
+ * status's phrase as its title, as RFC 9457 §4.2.1 says. `legacy` adds `error` (the detail again),
+ * which the control API's clients before problem details read.
+ */
+export function problemOf(
+  err: unknown,
+  status: number,
+  options: { instance?: string; legacy?: boolean } = {}
+): ProblemDetails {
+  const e = err instanceof Error ? err : new Error(String(err))
+  const named = /^[A-Za-z][A-Za-z0-9]{0,63}$/.test(e.name) && e.name !== 'Error'
+  const name = named ? e.name : 'Error'
+  const detail = e.message === '' ? (STATUS_CODES[status] ?? 'Error') : e.message
+  const problem: ProblemDetails = {
+    ...errorFields(e),
+    type: named ? `urn:cyberspace:error:${name}` : 'about:blank',
+    title: named ? (TITLES[name] ?? titleOf(name)) : (STATUS_CODES[status] ?? 'Error'),
+    status,
+    detail,
+    name
+  }
+  if (options.instance != null) problem.instance = options.instance
+  if (e instanceof InvalidRequestError && e.errors.length > 0) problem.errors = e.errors
+  if (options.legacy === true) problem.error = detail
+  return problem
+}
+
+/** Answers `problem` as `application/problem+json`, with `headers` (e.g. `allow`). */
+export function sendProblem(res: ServerResponse, problem: ProblemDetails, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify(problem)
+  res.writeHead(problem.status, {
+    ...headers,
+    'content-type': PROBLEM_CONTENT_TYPE,
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    'content-length': Buffer.byteLength(body)
+  })
+  res.end(body)
 }

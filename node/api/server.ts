@@ -35,7 +35,20 @@ import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
 import { stateRoutes, STATE_ERROR_STATUS } from './state-routes.ts'
 import { workRoutes, workStreams, WORK_ERROR_STATUS, WORK_TOKEN_ROUTES } from './work-routes.ts'
 import type { Route } from './http.ts'
-import { API_PREFIX, HttpError, MAX_BODY_BYTES, readJson, send, stringField } from './http.ts'
+import {
+  API_PREFIX,
+  errorFields,
+  ForbiddenHostError,
+  HttpError,
+  MAX_BODY_BYTES,
+  MethodNotAllowedError,
+  problemOf,
+  readJson,
+  RouteNotFoundError,
+  send,
+  sendProblem,
+  stringField
+} from './http.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Message } from '@libp2p/gossipsub'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
@@ -85,7 +98,7 @@ interface TopicBuffer {
 }
 
 /** HTTP status for the named errors the node raises on bad requests. */
-const ERROR_STATUS: Record<string, number> = {
+export const ERROR_STATUS: Record<string, number> = {
   ValueNotFoundError: 404,
   InvalidValueRecordError: 400,
   InvalidParametersError: 400,
@@ -98,35 +111,12 @@ const ERROR_STATUS: Record<string, number> = {
   ...WORK_ERROR_STATUS
 }
 
-/** Structured fields of an error that clients may act on (the members that refused, a remote error's name). */
-const ERROR_FIELDS = ['members', 'reasons', 'remoteName', 'culprit', 'certHash'] as const
+export { errorFields }
 
-/** An error's structured fields, as JSON: nested errors become `{ name, message }`, maps objects. */
-export function errorFields(err: unknown): Record<string, unknown> {
-  const fields: Record<string, unknown> = {}
-  if (err == null || typeof err !== 'object') return fields
-  for (const field of ERROR_FIELDS) {
-    const value = (err as Record<string, unknown>)[field]
-    if (value !== undefined) fields[field] = jsonSafe(value, 0)
-  }
-  return fields
-}
-
-function jsonSafe(value: unknown, depth: number): unknown {
-  if (depth > 4) return null
-  if (value == null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
-    return value
-  if (value instanceof Error) return { name: value.name, message: value.message }
-  if (value instanceof Map)
-    return Object.fromEntries([...value].slice(0, 256).map(([k, v]) => [String(k), jsonSafe(v, depth + 1)]))
-  if (Array.isArray(value)) return value.slice(0, 256).map(v => jsonSafe(v, depth + 1))
-  if (typeof value === 'object')
-    return Object.fromEntries(
-      Object.entries(value)
-        .slice(0, 64)
-        .map(([k, v]) => [k, jsonSafe(v, depth + 1)])
-    )
-  return String(value)
+/** The status an error is answered with: its own (HttpError), its name's in ERROR_STATUS, else 500. */
+export function statusOf(err: unknown): number {
+  if (err instanceof HttpError) return err.status
+  return ERROR_STATUS[(err as Error | undefined)?.name ?? ''] ?? 500
 }
 
 const PAGE_FILES: Record<string, { file: string; type: string }> = {
@@ -256,21 +246,23 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const allowedHosts = [`127.0.0.1:${port}`, `localhost:${port}`]
     if (!allowedHosts.includes(req.headers.host ?? '')) {
-      throw new HttpError(403, 'forbidden host')
+      throw new ForbiddenHostError(
+        `forbidden host ${JSON.stringify(req.headers.host ?? '')}: call this API as ${allowedHosts.join(' or ')}`
+      )
     }
     const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`)
     if (url.pathname.startsWith(API_PREFIX)) {
       const origin = req.headers.origin
       if (origin != null && !allowedHosts.map(h => `http://${h}`).includes(origin)) {
-        throw new HttpError(403, 'forbidden origin')
+        throw new ForbiddenHostError(`forbidden origin ${origin}`)
       }
-      if (req.headers['sec-fetch-site'] === 'cross-site') throw new HttpError(403, 'forbidden cross-site request')
+      if (req.headers['sec-fetch-site'] === 'cross-site') throw new ForbiddenHostError('forbidden cross-site request')
       const caller = callerOf(req)
       const key = `${req.method ?? ''} ${url.pathname.slice(API_PREFIX.length)}`
       const stream = streams[key]
       const route = routes[key]
       if (stream == null && route == null)
-        throw new HttpError(404, `no such endpoint: ${req.method ?? ''} ${url.pathname}`)
+        throw new RouteNotFoundError(`no such endpoint: ${req.method ?? ''} ${url.pathname}`)
       // an agent's token reaches only its agent's routes; each of them checks the agent it names
       if (!AGENT_TOKEN_ROUTES.has(key) && !WORK_TOKEN_ROUTES.has(key)) operatorOnly(caller, key)
       if (stream != null) {
@@ -281,7 +273,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       send(res, 200, 'application/json', JSON.stringify(result))
       return
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed')
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      throw new MethodNotAllowedError(`${req.method ?? ''} ${url.pathname}: only GET and HEAD here`, ['GET', 'HEAD'])
     if (url.pathname === '/bootstrap.json') {
       const multiaddrs = node
         .multiaddrs()
@@ -295,7 +288,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       return
     }
     const page = PAGE_FILES[url.pathname]
-    if (page == null) throw new HttpError(404, 'not found')
+    if (page == null) throw new RouteNotFoundError(`not found: ${url.pathname}`)
     let body: Buffer
     try {
       body = await readFile(join(init.pageDir, page.file))
@@ -307,16 +300,17 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
 
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
-      const name = (err as Error).name
-      const status = err instanceof HttpError ? err.status : (ERROR_STATUS[name] ?? 500)
-      if (!res.headersSent)
-        send(
-          res,
-          status,
-          'application/json',
-          JSON.stringify({ ...errorFields(err), error: (err as Error).message, name })
-        )
-      else res.destroy()
+      if (res.headersSent) {
+        res.destroy()
+        return
+      }
+      const status = statusOf(err)
+      const path = (req.url ?? '/').split('?')[0]
+      sendProblem(
+        res,
+        problemOf(err, status, { instance: path.slice(0, 256), legacy: path.startsWith(API_PREFIX) }),
+        err instanceof HttpError ? err.headers : {}
+      )
     })
   })
   server.requestTimeout = 60_000
