@@ -1,0 +1,748 @@
+/**
+ * The TypeScript SDK (src/api/client.ts). Its own protocol handling against a small node:http
+ * server written here (what it sends; problems, dead and silent servers, oversized answers; the
+ * event stream's reconnection with Last-Event-ID, the server's retry, missed events, 410, idle
+ * connections, early exits), every route against a real node's public API on 127.0.0.1, and that
+ * it bundles for the browser.
+ */
+import { strict as assert } from 'node:assert'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import { fileURLToPath } from 'node:url'
+import * as esbuild from 'esbuild'
+import {
+  ApiNetworkError,
+  ApiProblemError,
+  ApiTimeoutError,
+  CLIENT_METHODS,
+  Client,
+  EventStreamLostError,
+  EventsMissedError,
+  InvalidCallError,
+  InvalidResponseError,
+  ResponseTooLargeError
+} from '../../src/api/client.ts'
+import { ROUTES } from '../../src/api/routes.ts'
+import type { ApiEvent } from '../../src/api/client.ts'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+const TOKEN = 'test-t0ken'
+const AGENT = 'z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK'
+
+interface Seen {
+  method: string
+  url: string
+  headers: IncomingMessage['headers']
+  body: string
+}
+
+/** A node:http server on 127.0.0.1 answering with `handler`, recording every request. */
+async function localServer(
+  handler: (req: IncomingMessage, res: ServerResponse, seen: Seen, n: number) => void | Promise<void>
+): Promise<{ url: string; seen: Seen[]; closed: number; server: Server; close: () => Promise<void> }> {
+  const seen: Seen[] = []
+  const state = { closed: 0 }
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const s = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString()
+      }
+      seen.push(s)
+      res.on('close', () => {
+        state.closed++
+      })
+      void Promise.resolve(handler(req, res, s, seen.length)).catch(err => {
+        res.destroy(err as Error)
+      })
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    seen,
+    get closed() {
+      return state.closed
+    },
+    server,
+    close: async () => {
+      server.closeAllConnections()
+      server.close()
+      await once(server, 'close')
+    }
+  }
+}
+
+function json(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+function sseHead(res: ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' })
+}
+
+/** An event of the journal as the server sends it, with cursor `c<n>`. */
+function journalEvent(n: number): ApiEvent {
+  return {
+    cursor: `c${n}`,
+    hlc: [1_763_700_000_000 + n, 0],
+    source: 'board',
+    type: 'claim',
+    subject: `b/t${n}`,
+    data: { n }
+  }
+}
+
+function sse(n: number): string {
+  return `id: c${n}\ndata: ${JSON.stringify(journalEvent(n))}\n\n`
+}
+
+/** Reads `client.subscribe(options)` until `count` events, or until it throws (returned as `error`). */
+async function collect(
+  client: Client,
+  count: number,
+  options: Parameters<Client['subscribe']>[0] = {}
+): Promise<{ events: ApiEvent[]; error?: Error }> {
+  const events: ApiEvent[] = []
+  try {
+    for await (const e of client.subscribe({ retryDelay: 10, ...options })) {
+      events.push(e)
+      if (events.length >= count) break
+    }
+  } catch (err) {
+    return { events, error: err as Error }
+  }
+  return { events }
+}
+
+describe('TypeScript SDK', function () {
+  this.timeout(30_000)
+
+  describe('requests and answers', () => {
+    it('fills the path (percent-encoded), sends the query as text, the JSON body and the token, and answers the JSON', async () => {
+      const server = await localServer((_req, res) => {
+        json(res, 200, { ok: true })
+      })
+      try {
+        const client = new Client({ url: server.url + '/', token: TOKEN })
+        assert.deepEqual(await client.completeTask('rel-1:t 1/x', { result: { n: 1 } }), { ok: true })
+        await client.listWorknodes('rel-1', { status: 'submitted', ready: true, limit: 5, after: undefined })
+        await client.getDocument('notes?x=1#y')
+        await client.inbox(AGENT, { wait: 0 })
+        await client.deleteWorknode('b:t1', { as: AGENT })
+        await client.mintToken(AGENT)
+        const [complete, list, doc, inbox, del, mint] = server.seen
+        assert.equal(complete.method, 'POST')
+        assert.equal(complete.url, '/api/tasks/rel-1%3At%201%2Fx/complete')
+        assert.equal(complete.headers.authorization, `Bearer ${TOKEN}`)
+        assert.equal(complete.headers['content-type'], 'application/json')
+        assert.deepEqual(JSON.parse(complete.body), { result: { n: 1 } })
+        assert.equal(list.method, 'GET')
+        assert.equal(list.url, '/api/worknodes?status=submitted&ready=true&limit=5&board=rel-1')
+        assert.equal(list.body, '')
+        assert.equal(list.headers['content-type'], undefined)
+        assert.equal(doc.url, '/api/documents/notes%3Fx%3D1%23y')
+        assert.equal(inbox.url, `/api/agents/${AGENT}/inbox?wait=0`)
+        assert.equal(del.method, 'DELETE')
+        assert.equal(del.url, `/api/worknodes/b%3At1?as=${AGENT}`)
+        // a POST without a body schema sends no body
+        assert.equal(mint.method, 'POST')
+        assert.equal(mint.body, '')
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('sends {} for a route with a body the caller left out, and keeps a path prefix of the url', async () => {
+      const server = await localServer((_req, res) => {
+        json(res, 200, {})
+      })
+      try {
+        await new Client({ url: `${server.url}/cs/`, token: TOKEN }).claimTask('b:t1')
+        assert.equal(server.seen[0].url, '/cs/api/tasks/b%3At1/claim')
+        assert.equal(server.seen[0].body, '{}')
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('uses the fetch it is given', async () => {
+      const calls: string[] = []
+      const client = new Client({
+        url: 'http://example.invalid',
+        fetch: async input => {
+          calls.push(String(input))
+          return new Response(JSON.stringify({ caller: 'agent' }), { headers: { 'content-type': 'application/json' } })
+        }
+      })
+      assert.deepEqual(await client.whoami(), { caller: 'agent' })
+      assert.deepEqual(calls, ['http://example.invalid/api/whoami'])
+    })
+
+    it('refuses path parameters a URL would read as path steps, and missing ones, before sending', async () => {
+      let sent = 0
+      const client = new Client({
+        url: 'http://example.invalid',
+        fetch: async () => {
+          sent++
+          return new Response('{}')
+        }
+      })
+      for (const bad of ['', '.', '..']) {
+        await assert.rejects(client.getDocument(bad), { name: 'InvalidCallError' })
+      }
+      await assert.rejects(client.call('getWorknode', {} as never), InvalidCallError)
+      await assert.rejects(client.call('nope' as never), { name: 'InvalidCallError' })
+      await assert.rejects(client.call('eventStream' as never), { name: 'InvalidCallError' })
+      assert.equal(sent, 0)
+      assert.throws(() => new Client({ url: 'ftp://x' }), { name: 'InvalidCallError' })
+      assert.throws(() => new Client({ url: 'not a url' }), { name: 'InvalidCallError' })
+      assert.throws(() => new Client({ url: 'http://x', timeout: 0 }), { name: 'InvalidCallError' })
+    })
+
+    it('has a method for every route of the table', () => {
+      assert.deepEqual(Object.keys(CLIENT_METHODS).sort(), Object.keys(ROUTES).sort())
+      for (const method of Object.values(CLIENT_METHODS)) {
+        assert.equal(typeof Client.prototype[method], 'function', method)
+      }
+    })
+  })
+
+  describe('errors', () => {
+    it('throws a problem as ApiProblemError named by the node, with every field and the whole body', async () => {
+      const problem = {
+        type: 'urn:cyberspace:error:InvalidRequestError',
+        title: 'The request is not valid',
+        status: 400,
+        detail: 'body.title: must be 1-200 characters',
+        name: 'InvalidRequestError',
+        errors: [{ field: 'body.title', message: 'must be 1-200 characters' }],
+        extra: 7
+      }
+      const server = await localServer((_req, res) => {
+        json(res, 400, problem, 'application/problem+json')
+      })
+      try {
+        const err = await new Client({ url: server.url }).createWorknode({ board: 'b', title: '' }).then(
+          () => assert.fail('expected a problem'),
+          (e: unknown) => e as ApiProblemError
+        )
+        assert.ok(err instanceof ApiProblemError)
+        assert.equal(err.name, 'InvalidRequestError')
+        assert.equal(err.status, 400)
+        assert.equal(err.type, problem.type)
+        assert.equal(err.title, problem.title)
+        assert.equal(err.detail, problem.detail)
+        assert.equal(err.message, problem.detail)
+        assert.deepEqual(err.errors, problem.errors)
+        assert.deepEqual(err.problem, problem)
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('makes a problem of an error answer that is not one (a proxy page, the old {error} shape)', async () => {
+      const server = await localServer((req, res) => {
+        if (req.url?.includes('whoami') === true) {
+          res.writeHead(502, { 'content-type': 'text/html' })
+          res.end('<html>Bad Gateway</html>')
+        } else json(res, 409, { error: 'the item is claimed', name: 'ItemClaimedError' })
+      })
+      try {
+        const client = new Client({ url: server.url })
+        await assert.rejects(client.whoami(), (err: ApiProblemError) => {
+          assert.ok(err instanceof ApiProblemError)
+          assert.equal(err.name, 'HttpError')
+          assert.equal(err.status, 502)
+          assert.match(err.detail, /502.*Bad Gateway/)
+          return true
+        })
+        await assert.rejects(client.claimTask('b:t1'), {
+          name: 'ItemClaimedError',
+          status: 409,
+          detail: 'the item is claimed'
+        })
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('names the URL when nothing answers', async () => {
+      const server = await localServer(() => {})
+      const { url } = server
+      await server.close()
+      await assert.rejects(new Client({ url }).whoami(), (err: ApiNetworkError) => {
+        assert.equal(err.name, 'ApiNetworkError')
+        assert.ok(err.message.includes(`${url}/api/whoami`), err.message)
+        assert.equal(err.url, `${url}/api/whoami`)
+        return true
+      })
+    })
+
+    it('times out a node that never answers, naming it; a long poll has its wait on top', async () => {
+      const server = await localServer((req, res) => {
+        if (req.url?.includes('events') === true) {
+          setTimeout(() => {
+            json(res, 200, { events: [], more: false })
+          }, 300)
+        }
+        // else: never answer
+      })
+      try {
+        const client = new Client({ url: server.url, timeout: 100 })
+        await assert.rejects(client.whoami(), (err: ApiTimeoutError) => {
+          assert.equal(err.name, 'ApiTimeoutError')
+          assert.match(err.message, /\/api\/whoami got no answer within 100 ms/)
+          return true
+        })
+        assert.deepEqual(await client.events({ wait: 5000 }), { events: [], more: false })
+      } finally {
+        await server.close()
+      }
+    })
+
+    it("passes the caller's abort through as it is", async () => {
+      const server = await localServer(() => {})
+      try {
+        const controller = new AbortController()
+        const reason = new Error('stop')
+        setTimeout(() => {
+          controller.abort(reason)
+        }, 50)
+        await assert.rejects(
+          new Client({ url: server.url }).whoami({ signal: controller.signal }),
+          err => err === reason
+        )
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('refuses an answer larger than maxResponseBytes, declared or streamed', async () => {
+      const server = await localServer((req, res) => {
+        const big = JSON.stringify({ pad: 'x'.repeat(5000) })
+        if (req.url?.includes('whoami') === true) {
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': big.length })
+          res.end(big)
+        } else {
+          res.writeHead(200, { 'content-type': 'application/json' }) // chunked: no length said
+          for (let i = 0; i < 10; i++) res.write(big)
+          res.end()
+        }
+      })
+      try {
+        const client = new Client({ url: server.url, maxResponseBytes: 1000 })
+        await assert.rejects(client.whoami(), ResponseTooLargeError)
+        await assert.rejects(client.node(), { name: 'ResponseTooLargeError' })
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('checks answers against the route schema only with validate: true', async () => {
+      const good = { caller: 'agent', principal: AGENT, node: 'n1' }
+      const server = await localServer((req, res) => {
+        if (req.url?.includes('whoami') === true) json(res, 200, good)
+        else if (req.url?.includes('node') === true) json(res, 200, { caller: 'robot' })
+        else {
+          res.writeHead(200, { 'content-type': 'application/json' })
+          res.end('{not json')
+        }
+      })
+      try {
+        const strict = new Client({ url: server.url, validate: true })
+        const lax = new Client({ url: server.url })
+        assert.deepEqual(await strict.whoami(), good)
+        // /api/node's answer lacks peerId and multiaddrs
+        await assert.rejects(strict.node(), (err: InvalidResponseError) => {
+          assert.equal(err.name, 'InvalidResponseError')
+          assert.match(err.message, /peerId/)
+          return true
+        })
+        assert.deepEqual(await lax.node(), { caller: 'robot' })
+        await assert.rejects(lax.fleet(), { name: 'InvalidResponseError' })
+      } finally {
+        await server.close()
+      }
+    })
+  })
+
+  describe('pages', () => {
+    it('walks every page following next, and stops at null', async () => {
+      const server = await localServer((req, res) => {
+        const after = new URL(req.url ?? '', 'http://x').searchParams.get('after')
+        const pages: Record<string, unknown> = {
+          '': { items: [1, 2], next: 'p2' },
+          p2: { items: [3], next: 'p3' },
+          p3: { items: [], next: 'p4' },
+          p4: { items: [4], next: null }
+        }
+        json(res, 200, pages[after ?? ''])
+      })
+      try {
+        const items: unknown[] = []
+        for await (const item of new Client({ url: server.url }).all('listWorknodes', {
+          query: { board: 'b', limit: 2 }
+        })) {
+          items.push(item)
+        }
+        assert.deepEqual(items, [1, 2, 3, 4])
+        assert.deepEqual(
+          server.seen.map(s => s.url),
+          [
+            '/api/worknodes?board=b&limit=2',
+            '/api/worknodes?board=b&limit=2&after=p2',
+            '/api/worknodes?board=b&limit=2&after=p3',
+            '/api/worknodes?board=b&limit=2&after=p4'
+          ]
+        )
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('stops paging when the loop breaks, and refuses a server that answers the same cursor again', async () => {
+      const server = await localServer((_req, res) => {
+        json(res, 200, { boards: [{ name: 'x' }], next: 'same' })
+      })
+      try {
+        const client = new Client({ url: server.url })
+        for await (const board of client.all('listBoards')) {
+          assert.deepEqual(board, { name: 'x' })
+          break
+        }
+        assert.equal(server.seen.length, 1)
+        const walk = async (): Promise<void> => {
+          for await (const board of client.all('listBoards')) void board
+        }
+        await assert.rejects(walk(), { name: 'InvalidResponseError' })
+        assert.equal(server.seen.length, 3)
+      } finally {
+        await server.close()
+      }
+    })
+  })
+
+  describe('the event stream', () => {
+    it('yields the events in order, sending since first and then Last-Event-ID after a drop', async () => {
+      const server = await localServer((_req, res, _seen, n) => {
+        sseHead(res)
+        if (n === 1) {
+          res.write(': hello\n\n' + sse(1) + sse(2))
+          // the connection breaks mid-event
+          res.write('id: c3\ndata: {"cur')
+          setTimeout(() => res.destroy(), 20)
+        } else res.write(sse(3) + sse(4))
+      })
+      try {
+        const client = new Client({ url: server.url, token: TOKEN })
+        const { events, error } = await collect(client, 4, { since: '1763700000000.0' })
+        assert.equal(error, undefined)
+        assert.deepEqual(
+          events.map(e => e.cursor),
+          ['c1', 'c2', 'c3', 'c4']
+        )
+        assert.deepEqual(events[0], journalEvent(1))
+        assert.equal(server.seen.length, 2)
+        assert.equal(server.seen[0].url, '/api/events/stream?since=1763700000000.0')
+        assert.equal(server.seen[0].headers['last-event-id'], undefined)
+        assert.equal(server.seen[0].headers.accept, 'text/event-stream')
+        assert.equal(server.seen[0].headers.authorization, `Bearer ${TOKEN}`)
+        // the half-sent c3 was not taken: it resumes after c2
+        assert.equal(server.seen[1].url, '/api/events/stream')
+        assert.equal(server.seen[1].headers['last-event-id'], 'c2')
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('starts after a cursor with Last-Event-ID, and moves on with an id-only event', async () => {
+      const server = await localServer((_req, res, _seen, n) => {
+        sseHead(res)
+        if (n === 1) res.end(sse(8) + 'id: c9\n\n')
+        else res.write(sse(10))
+      })
+      try {
+        const { events } = await collect(new Client({ url: server.url }), 2, { after: 'c7' })
+        assert.deepEqual(
+          events.map(e => e.cursor),
+          ['c8', 'c10']
+        )
+        assert.equal(server.seen[0].headers['last-event-id'], 'c7')
+        assert.equal(server.seen[1].headers['last-event-id'], 'c9')
+      } finally {
+        await server.close()
+      }
+    })
+
+    it("waits the server's retry rather than its own retryDelay", async function () {
+      // its own delay is capped at 30 s, less at most a quarter: waiting it would overrun this
+      this.timeout(15_000)
+      const server = await localServer((_req, res, _seen, n) => {
+        sseHead(res)
+        if (n === 1) res.end('retry: 20\n\n' + sse(1))
+        else res.write(sse(2))
+      })
+      try {
+        const { events } = await collect(new Client({ url: server.url }), 2, { retryDelay: 600_000 })
+        assert.deepEqual(
+          events.map(e => e.cursor),
+          ['c1', 'c2']
+        )
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('retries a busy node (503, 429), and gives up after retries connections in a row that deliver nothing', async () => {
+      const busy = await localServer((_req, res, _seen, n) => {
+        if (n <= 2) json(res, n === 1 ? 503 : 429, { name: 'BusyError', title: 'busy', detail: 'busy', status: 503 })
+        else {
+          sseHead(res)
+          res.write(sse(1))
+        }
+      })
+      const down = await localServer((_req, res) => {
+        json(res, 503, { name: 'ShuttingDownError', title: 'down', detail: 'the node is stopping', status: 503 })
+      })
+      try {
+        const up = await collect(new Client({ url: busy.url }), 1)
+        assert.deepEqual(
+          up.events.map(e => e.cursor),
+          ['c1']
+        )
+        assert.equal(busy.seen.length, 3)
+        const lost = await collect(new Client({ url: down.url }), 1, { retries: 3 })
+        assert.ok(lost.error instanceof EventStreamLostError, String(lost.error))
+        assert.equal(lost.error.name, 'EventStreamLostError')
+        assert.equal((lost.error.cause as ApiProblemError).name, 'ShuttingDownError')
+        assert.equal(down.seen.length, 4)
+      } finally {
+        await busy.close()
+        await down.close()
+      }
+    })
+
+    it('counts connections that end without an event toward the retries, and says where to resume', async () => {
+      const server = await localServer((_req, res, _seen, n) => {
+        sseHead(res)
+        res.end(n === 1 ? sse(1) : ': nothing\n\n')
+      })
+      try {
+        const { events, error } = await collect(new Client({ url: server.url }), 5, { retries: 2 })
+        assert.deepEqual(
+          events.map(e => e.cursor),
+          ['c1']
+        )
+        assert.equal(error?.name, 'EventStreamLostError')
+        assert.equal((error as EventStreamLostError).resume, 'c1')
+        // the first connection, then one that delivered nothing, then two more retries
+        assert.equal(server.seen.length, 4)
+        assert.ok(server.seen.slice(1).every(s => s.headers['last-event-id'] === 'c1'))
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('throws EventsMissedError with the count and the cursor to resume from, after the events before it', async () => {
+      const server = await localServer((_req, res) => {
+        sseHead(res)
+        res.end(sse(1) + sse(2) + `event: missed\ndata: ${JSON.stringify({ missed: 42, resume: 'c2' })}\n\n` + sse(3))
+      })
+      try {
+        const { events, error } = await collect(new Client({ url: server.url }), 10)
+        assert.deepEqual(
+          events.map(e => e.cursor),
+          ['c1', 'c2']
+        )
+        assert.ok(error instanceof EventsMissedError)
+        assert.equal(error.name, 'EventsMissedError')
+        assert.equal(error.missed, 42)
+        assert.equal(error.resume, 'c2')
+        // not a reconnection: the reader decides
+        assert.equal(server.seen.length, 1)
+      } finally {
+        await server.close()
+      }
+    })
+
+    it("throws a cursor of another run (410) as the node's named problem, without retrying", async () => {
+      const problem = {
+        type: 'urn:cyberspace:error:EventCursorExpiredError',
+        title: 'Event cursor expired',
+        status: 410,
+        detail: 'the cursor is from another run of the node: resume with since=1763700000000.0',
+        name: 'EventCursorExpiredError',
+        since: '1763700000000.0'
+      }
+      const server = await localServer((_req, res) => {
+        json(res, 410, problem, 'application/problem+json')
+      })
+      try {
+        const { error } = await collect(new Client({ url: server.url }), 1, { after: 'old-cursor' })
+        assert.ok(error instanceof ApiProblemError)
+        assert.equal(error.name, 'EventCursorExpiredError')
+        assert.equal(error.status, 410)
+        assert.equal(error.problem.since, '1763700000000.0')
+        assert.equal(server.seen.length, 1)
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('reconnects when the connection goes silent past idleTimeout', async () => {
+      const server = await localServer((_req, res, _seen, n) => {
+        sseHead(res)
+        if (n === 1)
+          res.write(sse(1)) // then nothing, connection open
+        else res.write(sse(2))
+      })
+      try {
+        const { events } = await collect(new Client({ url: server.url }), 2, { idleTimeout: 200 })
+        assert.deepEqual(
+          events.map(e => e.cursor),
+          ['c1', 'c2']
+        )
+        assert.equal(server.seen[1].headers['last-event-id'], 'c1')
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('reads a stream trickled byte by byte', async () => {
+      const text = ': hi\r\n\r\n' + sse(1) + `id: c2\r\ndata: ${JSON.stringify(journalEvent(2))}\r\n\r\n`
+      const server = await localServer(async (_req, res) => {
+        sseHead(res)
+        for (const ch of Buffer.from(text)) {
+          res.write(Buffer.from([ch]))
+          await new Promise(resolve => setImmediate(resolve))
+        }
+      })
+      try {
+        const { events } = await collect(new Client({ url: server.url }), 2)
+        assert.deepEqual(events, [journalEvent(1), journalEvent(2)])
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('refuses an event past maxEventLength, and one whose data is not JSON, without reconnecting', async () => {
+      const server = await localServer((req, res) => {
+        sseHead(res)
+        res.write(req.headers['last-event-id'] === 'big' ? `data: ${'x'.repeat(5000)}\n\n` : 'data: {oops\n\n')
+      })
+      try {
+        const big = await collect(new Client({ url: server.url }), 1, { after: 'big', maxEventLength: 1000 })
+        assert.equal(big.error?.name, 'SseEventTooLargeError')
+        const bad = await collect(new Client({ url: server.url }), 1)
+        assert.equal(bad.error?.name, 'InvalidResponseError')
+        assert.equal(server.seen.length, 2)
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('refuses an answer that is not an event stream', async () => {
+      const server = await localServer((_req, res) => {
+        json(res, 200, { events: [] })
+      })
+      try {
+        const { error } = await collect(new Client({ url: server.url }), 1)
+        assert.equal(error?.name, 'InvalidResponseError')
+        assert.match(error?.message ?? '', /application\/json, not text\/event-stream/)
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('closes the connection when the loop breaks, and when the signal aborts', async () => {
+      const server = await localServer((_req, res) => {
+        sseHead(res)
+        res.write(sse(1))
+      })
+      try {
+        await collect(new Client({ url: server.url }), 1)
+        for (let i = 0; i < 100 && server.closed < 1; i++) await new Promise(resolve => setTimeout(resolve, 20))
+        assert.equal(server.closed, 1)
+        const controller = new AbortController()
+        const reason = new Error('enough')
+        const events: ApiEvent[] = []
+        await assert.rejects(
+          (async () => {
+            for await (const e of new Client({ url: server.url }).subscribe({ signal: controller.signal })) {
+              events.push(e)
+              controller.abort(reason)
+            }
+          })(),
+          err => err === reason
+        )
+        assert.equal(events.length, 1)
+        for (let i = 0; i < 100 && server.closed < 2; i++) await new Promise(resolve => setTimeout(resolve, 20))
+        assert.equal(server.closed, 2)
+        assert.equal(server.seen.length, 2)
+      } finally {
+        await server.close()
+      }
+    })
+  })
+
+  describe('in the browser', () => {
+    it('bundles for the browser with no node: import', async () => {
+      const result = await esbuild.build({
+        entryPoints: [fileURLToPath(new URL('../../src/api/client.ts', import.meta.url))],
+        bundle: true,
+        platform: 'browser',
+        format: 'esm',
+        minify: true,
+        write: false,
+        metafile: true,
+        logLevel: 'silent'
+      })
+      assert.equal(result.errors.length, 0)
+      const inputs = Object.keys(result.metafile.inputs)
+      assert.ok(!inputs.some(i => i.startsWith('node:')), inputs.join(', '))
+      const code = result.outputFiles[0].text
+      assert.ok(code.includes('/api/events/stream'))
+    })
+  })
+})
+
+/**
+ * Compile-time checks (tsc --noEmit runs them): the methods take what the route table says.
+ * Never called.
+ */
+export function typeChecks(client: Client): void {
+  // @ts-expect-error a task reference is a string
+  void client.getWorknode(1)
+  // @ts-expect-error a status is one of the item statuses
+  void client.listWorknodes('b', { status: 'nope' })
+  // @ts-expect-error createWorknode needs a board and a title
+  void client.createWorknode({ title: 't' })
+  // @ts-expect-error progress needs a percent
+  void client.progressTask('b:t', { message: 'half' })
+  // @ts-expect-error the mode is one of local, eventual, strong
+  void client.openBoard('b', 'fast')
+  // @ts-expect-error getWorknode's params are required
+  void client.call('getWorknode')
+  void client.call('getWorknode', { params: { id: 'b:t' } }).then(item => {
+    const ref: string = item.ref
+    // @ts-expect-error an item's ref is a string
+    const wrong: number = item.ref
+    void ref
+    void wrong
+  })
+  void client.completeTask('b:t').then(r => {
+    const accepted: boolean = r.outcome.accepted
+    void accepted
+  })
+  void client.listWorknodes('b', { ready: true, limit: 10 })
+}
