@@ -1,0 +1,74 @@
+/**
+ * Named errors of the A2A binding. Those a request gets before its JSON-RPC call is read (an agent
+ * not hosted here, a body too large, too many streams) are HTTP errors the API answers as problem
+ * details; those of a call are A2A errors (`@a2a-js/sdk/errors`) the SDK's JSON-RPC transport turns
+ * into JSON-RPC error objects.
+ *
+ * @example
+ * throw new A2aAgentNotFoundError(`agent ${principal} is not hosted on this node`) // 404 problem
+ * throw new A2aForbiddenError(`${actor} may not create a2a tasks`)                 // JSON-RPC error -32040
+ */
+import { A2AError } from '@a2a-js/sdk/errors'
+import { HttpError } from '../api/http.ts'
+
+/**
+ * JSON-RPC code of a call the caller's chain does not allow: A2A defines none for it (its codes are
+ * -32001..-32009), so one of JSON-RPC's implementation-defined server errors (-32000..-32099).
+ */
+export const A2A_FORBIDDEN_CODE = -32040
+
+/** The path names no agent hosted on this node (404). */
+export class A2aAgentNotFoundError extends HttpError {
+  static name = 'A2aAgentNotFoundError'
+  name = 'A2aAgentNotFoundError'
+  constructor(message: string) {
+    super(404, message)
+  }
+}
+
+/** A JSON-RPC request body over the limit (413). */
+export class A2aBodyTooLargeError extends HttpError {
+  static name = 'A2aBodyTooLargeError'
+  name = 'A2aBodyTooLargeError'
+  constructor(message: string) {
+    super(413, message)
+  }
+}
+
+/** A request body that is not JSON by its content type (415). */
+export class A2aContentTypeError extends HttpError {
+  static name = 'A2aContentTypeError'
+  name = 'A2aContentTypeError'
+  constructor(message: string) {
+    super(415, message)
+  }
+}
+
+/** A method or path the binding does not serve (405 with Allow, or 404). */
+export class A2aRouteError extends HttpError {
+  static name = 'A2aRouteError'
+  name = 'A2aRouteError'
+}
+
+/** A caller holds as many task streams and blocking sends open as it may, or the node does (429). */
+export class A2aStreamLimitError extends HttpError {
+  static name = 'A2aStreamLimitError'
+  name = 'A2aStreamLimitError'
+  constructor(message: string) {
+    super(429, message)
+  }
+}
+
+/**
+ * The caller's chain does not grant what the call does (creating or cancelling the task's work
+ * item). A JSON-RPC error with code A2A_FORBIDDEN_CODE; reads the caller may not make are answered
+ * as tasks that do not exist instead, so nothing of them is told.
+ */
+export class A2aForbiddenError extends A2AError {
+  static name = 'A2aForbiddenError'
+  name = 'A2aForbiddenError'
+  reason = 'PERMISSION_DENIED'
+  /** What the SDK's JSON-RPC transport reads: the error is a JSON-RPC one, with this code. */
+  readonly transport = 'jsonrpc'
+  readonly envelopeCode = A2A_FORBIDDEN_CODE
+}

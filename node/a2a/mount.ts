@@ -1,0 +1,255 @@
+/**
+ * The A2A binding on the API's port (README.md in this folder): for each agent hosted here, its
+ * agent card at `/a2a/<principal>/.well-known/agent-card.json` (public, as cards are in the
+ * registry) and its A2A v1.0 JSON-RPC endpoint at `/a2a/<principal>` (a bearer token of this node
+ * required). The SDK's JSON-RPC transport (`JsonRpcTransportHandler`) reads each call and answers
+ * it through `AgentTasks` (tasks.ts), which keeps tasks as work items; this module is the HTTP
+ * around it: the agent, the body's limits, the version, and streams as server-sent events.
+ *
+ * @example
+ * const api = await startApiServer({ node, token, port: 4100, pageDir, mounts: a2aMounts({ node }) })
+ * // an A2A client: new ClientFactory().createFromUrl(`${api.url}/a2a/${principal}/`)
+ */
+import { AgentCard, A2A_VERSION_HEADER, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk'
+import { JsonRpcTransportHandler, ServerCallContext, validateVersion } from '@a2a-js/sdk/server'
+import { isPrincipalId } from '../../src/crypto/principal.ts'
+import { ApiTokenError } from '../api/agent-tokens.ts'
+import { closedSignal, drained, send } from '../api/http.ts'
+import { a2aCard, JSONRPC_BINDING } from './card.ts'
+import { A2aAgentNotFoundError, A2aBodyTooLargeError, A2aContentTypeError, A2aRouteError } from './errors.ts'
+import { A2aTasks, AgentTasks } from './tasks.ts'
+import type { A2aTasksInit } from './tasks.ts'
+import type { Caller } from '../api/agent-tokens.ts'
+import type { Mount } from '../api/v1/handler.ts'
+import type { PrincipalId } from '../../src/crypto/principal.ts'
+import type { User } from '@a2a-js/sdk/server'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+
+/** Where the binding lives on the API's port. */
+export const A2A_PREFIX = '/a2a'
+/** Where an agent's card is, under its path. */
+export const CARD_PATH = '/.well-known/agent-card.json'
+/** Bytes of one JSON-RPC request: a message's text is at most 4000 characters, parts and envelope fit well within. */
+export const MAX_A2A_BODY_BYTES = 64 * 1024
+/** How often an idle task stream carries a comment, in ms, so proxies and clients see it alive. */
+export const A2A_HEARTBEAT_MS = 15_000
+
+/** JSON-RPC 2.0's own error codes. */
+const PARSE_ERROR = -32700
+const INVALID_REQUEST = -32600
+
+export interface A2aMountsInit extends A2aTasksInit {
+  /**
+   * The API's URL as clients reach it, which cards name endpoints under (e.g. https://node.example:4100);
+   * default the origin of the request for the card.
+   */
+  url?: string
+  /** How often an idle stream carries a comment, in ms; default A2A_HEARTBEAT_MS. */
+  heartbeat?: number
+}
+
+/** The A2A binding, one object that serves both what is public (cards) and what needs a token (calls). */
+export interface A2aBinding {
+  readonly tasks: A2aTasks
+  /** Serves a request under A2A_PREFIX; `caller` is who the bearer token says, if it was given and is live. */
+  handle(req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller | undefined): Promise<void>
+}
+
+export function a2aBinding(init: A2aMountsInit): A2aBinding {
+  const { node } = init
+  const tasks = new A2aTasks(init)
+  const heartbeat = init.heartbeat ?? A2A_HEARTBEAT_MS
+
+  /** The registry card of an agent hosted here, or A2aAgentNotFoundError. */
+  const registryCard = (principal: string): NonNullable<ReturnType<typeof node.registry.published>[number]> => {
+    const hosted = isPrincipalId(principal) ? node.agents.get(principal) : undefined
+    const record = hosted == null ? undefined : node.registry.published().find(r => r.agent === principal)
+    if (record == null)
+      throw new A2aAgentNotFoundError(
+        `no agent ${principal.slice(0, 60)} is hosted on this node: an agent's A2A endpoint is on the node that hosts it (its record in the registry names the host)`
+      )
+    return record
+  }
+
+  const cardOf = (principal: PrincipalId, url: URL): AgentCard =>
+    a2aCard(registryCard(principal).card, `${init.url ?? url.origin}${A2A_PREFIX}/${principal}`)
+
+  return {
+    tasks,
+    async handle(req, res, url, caller) {
+      const rest = url.pathname.slice(A2A_PREFIX.length)
+      const match = /^\/([^/]+)(\/.*)?$/.exec(rest)
+      if (match == null)
+        throw new A2aRouteError(
+          404,
+          `no such endpoint: ${url.pathname} (an agent's card is at ${A2A_PREFIX}/<principal>${CARD_PATH})`
+        )
+      const principal = match[1] as PrincipalId
+      const tail = match[2] ?? ''
+      if (tail === CARD_PATH) {
+        if (req.method !== 'GET' && req.method !== 'HEAD')
+          throw new A2aRouteError(405, `${req.method ?? ''} ${url.pathname}: a card is read with GET`)
+        send(res, 200, 'application/json', JSON.stringify(AgentCard.toJSON(cardOf(principal, url))))
+        return
+      }
+      if (tail !== '' && tail !== '/')
+        throw new A2aRouteError(
+          404,
+          `no such endpoint: ${url.pathname} (agent ${principal.slice(0, 60)} answers JSON-RPC at ${A2A_PREFIX}/${principal.slice(0, 60)}, its card is at ${CARD_PATH} under it)`
+        )
+      // the agent first: an unknown agent is 404 whoever asks
+      const card = cardOf(principal, url)
+      if (req.method !== 'POST')
+        throw new A2aRouteError(
+          405,
+          `${req.method ?? ''} ${url.pathname}: A2A calls are JSON-RPC requests, sent with POST`
+        )
+      if (caller == null)
+        throw new ApiTokenError(
+          'no bearer token: send Authorization: Bearer <token> (an agent token of this node, or its operator token), as the agent card says'
+        )
+      await call(req, res, card, principal, caller)
+    }
+  }
+
+  async function call(
+    req: IncomingMessage,
+    res: ServerResponse,
+    card: AgentCard,
+    agent: PrincipalId,
+    caller: Caller
+  ): Promise<void> {
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
+    if (type !== 'application/json' && type !== 'application/a2a+json')
+      throw new A2aContentTypeError(
+        `a JSON-RPC request is sent as content-type application/json, not ${type === '' ? 'nothing' : type.slice(0, 80)}`
+      )
+    const text = await readBody(req, MAX_A2A_BODY_BYTES)
+    let body: unknown
+    try {
+      body = JSON.parse(text)
+    } catch (err) {
+      rpcError(res, null, PARSE_ERROR, `Parse error: the body is not JSON (${(err as Error).message})`)
+      return
+    }
+    if (Array.isArray(body)) {
+      rpcError(res, null, INVALID_REQUEST, 'Invalid Request: batches are not served; send one request per HTTP request')
+      return
+    }
+    if (body == null || typeof body !== 'object') {
+      rpcError(res, null, INVALID_REQUEST, 'Invalid Request: a JSON-RPC request is a JSON object')
+      return
+    }
+    const request = body as Record<string, unknown>
+    const id = typeof request.id === 'string' || typeof request.id === 'number' ? request.id : null
+    if (request.jsonrpc !== '2.0' || typeof request.method !== 'string') {
+      rpcError(res, id, INVALID_REQUEST, 'Invalid Request: a JSON-RPC 2.0 request has jsonrpc "2.0" and a method')
+      return
+    }
+    const version = req.headers[A2A_VERSION_HEADER.toLowerCase()]
+    const context = new ServerCallContext({
+      user: userOf(caller),
+      requestedVersion: typeof version === 'string' && version !== '' ? version : undefined
+    })
+    try {
+      // a request without the header asks for v0.3, which this binding does not speak
+      validateVersion(context.requestedVersion, card, JSONRPC_BINDING)
+    } catch (err) {
+      rpcError(res, id, JsonRpcTransportHandler.mapToJSONRPCError(err))
+      return
+    }
+    // a stream, or a send that waits for its task, holds a place while it lasts
+    const release = waits(request)
+      ? tasks.place(caller.kind === 'agent' ? `token:${caller.tokenId}` : 'operator')
+      : undefined
+    try {
+      const signal = closedSignal(res)
+      const transport = new JsonRpcTransportHandler(new AgentTasks(tasks, { caller, agent, card, signal }))
+      const answer = await transport.handle(request, context)
+      if (!(Symbol.asyncIterator in answer)) {
+        send(res, 200, 'application/json', JSON.stringify(answer))
+        return
+      }
+      // a stream: its first event (or its refusal) decides between an event stream and one JSON answer
+      const events = answer[Symbol.asyncIterator]()
+      let first: IteratorResult<unknown>
+      try {
+        first = await events.next()
+      } catch (err) {
+        rpcError(res, id, JsonRpcTransportHandler.mapToJSONRPCError(err))
+        return
+      }
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+        'x-accel-buffering': 'no'
+      })
+      const timer = setInterval(() => {
+        res.write(': heartbeat\n\n')
+      }, heartbeat)
+      try {
+        for (let next = first; next.done !== true && !signal.aborted; next = await events.next()) {
+          res.write(formatSSEEvent(next.value))
+          await drained(res, signal)
+        }
+      } catch (err) {
+        if (!res.writableEnded)
+          res.write(formatSSEErrorEvent({ jsonrpc: '2.0', id, error: JsonRpcTransportHandler.mapToJSONRPCError(err) }))
+      } finally {
+        clearInterval(timer)
+        await events.return?.(undefined)
+        if (!res.writableEnded) res.end()
+      }
+    } finally {
+      release?.()
+    }
+  }
+}
+
+/**
+ * The mounts of the binding on the API server. The cards are public and the calls need a token, on
+ * the same paths: the binding is mounted with `auth: 'public'` and told the caller the server
+ * resolved, if any.
+ */
+export function a2aMounts(init: A2aMountsInit): Mount[] {
+  const binding = a2aBinding(init)
+  return [{ prefix: A2A_PREFIX, auth: 'public', handle: binding.handle }]
+}
+
+/** Whether a JSON-RPC request holds its connection while its task goes on: streams, and blocking sends. */
+function waits(request: Record<string, unknown>): boolean {
+  if (request.method === 'SendStreamingMessage' || request.method === 'SubscribeToTask') return true
+  if (request.method !== 'SendMessage') return false
+  const params = request.params as { configuration?: { returnImmediately?: unknown } } | undefined
+  return params?.configuration?.returnImmediately !== true
+}
+
+function userOf(caller: Caller): User {
+  const userName = caller.kind === 'agent' ? caller.agent : 'operator'
+  return { isAuthenticated: true, userName }
+}
+
+function rpcError(
+  res: ServerResponse,
+  id: string | number | null,
+  code: number | { code: number; message: string; data?: unknown },
+  message = ''
+): void {
+  const error = typeof code === 'number' ? { code, message } : code
+  send(res, 200, 'application/json', JSON.stringify({ jsonrpc: '2.0', id, error }))
+}
+
+/** The body as text, at most `max` bytes (A2aBodyTooLargeError past it, before reading the rest). */
+async function readBody(req: IncomingMessage, max: number): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? '0')
+  if (declared > max) throw new A2aBodyTooLargeError(`a JSON-RPC request is at most ${max} bytes, not ${declared}`)
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > max) throw new A2aBodyTooLargeError(`a JSON-RPC request is at most ${max} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
