@@ -191,12 +191,15 @@ export class EventsMissedError extends Error {
   static name = 'EventsMissedError'
   name = 'EventsMissedError'
   readonly missed: number
-  /** The cursor to resume from. */
-  readonly resume: string
+  /**
+   * The cursor to resume from; undefined when the stream had passed no cursor yet (it started
+   * `since` an HLC, or at the oldest event kept): subscribe again as it started.
+   */
+  readonly resume: string | undefined
 
-  constructor(missed: number, resume: string) {
+  constructor(missed: number, resume: string | undefined) {
     super(
-      `the event stream ended: this reader fell ${missed} events behind; subscribe again with after: the resume cursor`
+      `the event stream ended: this reader fell ${missed} events behind; subscribe again ${resume == null ? 'as before' : 'with after: the resume cursor'}`
     )
     this.missed = missed
     this.resume = resume
@@ -468,6 +471,8 @@ export class Client {
           maxEventLength: options.maxEventLength
         })
         const reader = res.body.getReader()
+        /** Why the node said it ended the stream, if it did. */
+        let ended = ''
         for (;;) {
           const read = await withTimer(attempt, idleTimeout, async () => await reader.read())
           if (!read.ok) {
@@ -481,7 +486,7 @@ export class Client {
           }
           if (read.value.done) {
             parser.end()
-            lastError = new ApiNetworkError(target, `the event stream from ${target} ended`)
+            lastError = new ApiNetworkError(target, `the event stream from ${target} ended${ended}`)
             break
           }
           let refused: unknown
@@ -492,7 +497,10 @@ export class Client {
           }
           serverRetry = parser.retry ?? serverRetry
           for (const e of queue.splice(0)) {
-            if (e.type === 'missed') throw missedOf(e.data, e.id !== '' ? e.id : lastId)
+            if (e.type === 'missed') throw missedOf(e.data, lastId)
+            // the node ends a stream it cannot go on with (a revoked token, a journal that dropped
+            // what the reader had not read): the reconnection answers the problem with its status
+            if (e.type === 'end') ended = endOf(e.data)
             if (e.type !== 'message') continue
             const event = this.#event(target, e.data)
             if (e.id !== '') lastId = e.id
@@ -983,9 +991,10 @@ function problemOf(res: Response, text: string): ApiProblemError {
   })
 }
 
-function missedOf(data: string, fallback: string): EventsMissedError {
+/** `event: missed`'s `{ missed, resume }`; a resume of null means no cursor was passed yet (the last id read, if any). */
+function missedOf(data: string, lastId: string): EventsMissedError {
   let missed = Number.NaN
-  let resume = fallback
+  let resume = lastId === '' ? undefined : lastId
   try {
     const body = JSON.parse(data) as { missed?: unknown; resume?: unknown }
     if (typeof body.missed === 'number') missed = body.missed
@@ -994,6 +1003,16 @@ function missedOf(data: string, fallback: string): EventsMissedError {
     // the count stays unknown; the resume point is the last id read
   }
   return new EventsMissedError(missed, resume)
+}
+
+/** `event: end`'s `{ name, message }`, as the tail of an error message. */
+function endOf(data: string): string {
+  try {
+    const body = JSON.parse(data) as { name?: unknown; message?: unknown }
+    return `: ${String(body.name)}: ${String(body.message)}`.slice(0, 500)
+  } catch {
+    return ''
+  }
 }
 
 /**

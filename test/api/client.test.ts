@@ -575,6 +575,48 @@ describe('TypeScript SDK', function () {
       }
     })
 
+    it('takes a resume of null as "start again as before"', async () => {
+      const server = await localServer((_req, res) => {
+        sseHead(res)
+        res.end(`event: missed\ndata: ${JSON.stringify({ missed: 3, resume: null })}\n\n`)
+      })
+      try {
+        const { error } = await collect(new Client({ url: server.url }), 1, { since: '1763700000000.0' })
+        assert.ok(error instanceof EventsMissedError)
+        assert.equal(error.missed, 3)
+        assert.equal(error.resume, undefined)
+      } finally {
+        await server.close()
+      }
+    })
+
+    it("reconnects after the node's event: end, and throws the problem the reconnection answers (a revoked token)", async () => {
+      const server = await localServer((_req, res, _seen, n) => {
+        if (n === 1) {
+          sseHead(res)
+          res.end(
+            sse(1) +
+              `event: end\ndata: ${JSON.stringify({ name: 'ApiTokenError', message: 'the token was revoked' })}\n\n`
+          )
+        } else {
+          json(res, 401, { name: 'ApiTokenError', title: 'Unauthorized', status: 401, detail: 'the token was revoked' })
+        }
+      })
+      try {
+        const { events, error } = await collect(new Client({ url: server.url }), 5)
+        assert.deepEqual(
+          events.map(e => e.cursor),
+          ['c1']
+        )
+        assert.ok(error instanceof ApiProblemError)
+        assert.equal(error.name, 'ApiTokenError')
+        assert.equal(error.status, 401)
+        assert.equal(server.seen.length, 2)
+      } finally {
+        await server.close()
+      }
+    })
+
     it("throws a cursor of another run (410) as the node's named problem, without retrying", async () => {
       const problem = {
         type: 'urn:cyberspace:error:EventCursorExpiredError',
