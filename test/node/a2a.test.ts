@@ -350,6 +350,45 @@ describe('A2A binding', function () {
     assert.match(bogus.body.error.message, /contextId made-up names no task context here/)
   })
 
+  it('a blocking send answers when the agent asks for input, with what it asked; a new binding reads the task from the board', async () => {
+    const client = await a2aClient(`${endpoint}/`, requester.token as string)
+    const sent = client.sendMessage(textMessage('Tag the release'))
+    const taskId = await until(async () => {
+      const page = await workerApi.get<ItemPage>('work/items', {
+        board: 'a2a',
+        assignee: worker.principal,
+        status: 'submitted'
+      })
+      const item = page.items.find(i => i.title === 'Tag the release')
+      return item == null ? undefined : `a2a:${item.id}`
+    }, 'the task on the board')
+    await claimNext(taskId)
+    const asked = await workerApi.post<WorkOpResult>('work/op', {
+      board: 'a2a',
+      as: worker.principal,
+      op: { op: 'progress', item: taskId.slice(4), percent: 10, status: 'input-required', message: 'Which version?' }
+    })
+    assert.deepEqual(asked.outcome, { accepted: true })
+    const task = (await sent) as Task
+    assert.equal(task.status?.state, TaskState.TASK_STATE_INPUT_REQUIRED)
+    assert.equal(task.status?.message?.parts[0].content?.value, 'Which version?')
+    assert.equal(task.metadata?.progress, 10)
+    // nothing of a task is kept by the binding: another one (as after a restart of the API) reads it from the board
+    const fresh = await mountServer(a2aMounts({ node }), api.tokens)
+    try {
+      const again = await a2aClient(`${fresh.url}${A2A_PREFIX}/${worker.principal}/`, requester.token as string)
+      const read = await again.getTask({ tenant: '', id: taskId })
+      assert.equal(read.status?.state, TaskState.TASK_STATE_INPUT_REQUIRED)
+      assert.deepEqual(
+        read.history.map(m => m.parts[0].content?.value),
+        ['Tag the release', 'Which version?']
+      )
+    } finally {
+      fresh.server.closeAllConnections()
+      await new Promise(resolve => fresh.server.close(resolve))
+    }
+  })
+
   it('CancelTask cancels a task not yet ended, and refuses one that has', async () => {
     const client = await a2aClient(`${endpoint}/`, requester.token as string)
     const task = (await client.sendMessage(textMessage('never mind', { returnImmediately: true }))) as Task
@@ -512,6 +551,18 @@ describe('A2A binding', function () {
       textMessage('for the requester', { returnImmediately: true, as: requester.principal })
     )) as Task
     assert.equal(named.metadata?.createdBy, requester.principal)
+    const absent = await rpc(
+      endpoint,
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 4,
+        method: 'SendMessage',
+        params: SendMessageRequest.toJSON(textMessage('as nobody', { returnImmediately: true, as: (await key()).id }))
+      }),
+      { authorization: `Bearer ${TOKEN}` }
+    )
+    assert.equal(absent.body.error.code, -32602)
+    assert.match(absent.body.error.message, /does not run on this node/)
     // a task sent to one agent is not another's, even for the operator
     const other = `${a2a.url}${A2A_PREFIX}/${requester.principal}`
     const elsewhere = await rpc(
