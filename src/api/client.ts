@@ -255,6 +255,12 @@ export interface SubscribeOptions {
   idleTimeout?: number
   /** The longest event taken, in characters (default 1 MiB). */
   maxEventLength?: number
+  /**
+   * When the node ends the stream because this reader fell behind (`event: missed`), reconnect
+   * from where it stopped, so nothing is lost (default true, as the Python SDK); false throws
+   * EventsMissedError instead, for a reader that would rather know.
+   */
+  resumeMissed?: boolean
 }
 
 export const DEFAULT_TIMEOUT = 30_000
@@ -399,8 +405,11 @@ export class Client {
    * event's cursor goes as Last-Event-ID), waiting `retry` (the node's, else `retryDelay`) doubled
    * each failure, up to `retries` failures in a row; then EventStreamLostError.
    *
-   * Ends by throwing: EventsMissedError when the node ended the stream because this reader fell
-   * behind (resume from its `resume`); ApiProblemError for a refusal (401, 403, and 410
+   * When the node ends the stream because this reader fell behind (`event: missed`), it goes on
+   * from the cursor the node names (the events it could not send are still in the journal), or with
+   * `resumeMissed: false` throws EventsMissedError.
+   *
+   * Ends by throwing: ApiProblemError for a refusal (401, 403, and 410
    * `EventCursorExpiredError` for a cursor from another run of the node — its `problem` says the
    * HLC to go on `since`); SseEventTooLargeError for an event past `maxEventLength`. Breaking out
    * of the loop (or aborting `signal`) closes the connection.
@@ -413,6 +422,7 @@ export class Client {
     const retries = nonNegative(options.retries ?? DEFAULT_RETRIES, 'retries')
     const retryDelay = nonNegative(options.retryDelay ?? DEFAULT_RETRY_DELAY, 'retryDelay')
     const idleTimeout = positive(options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, 'idleTimeout')
+    const resumeMissed = options.resumeMissed ?? true
     const spec = ROUTES.eventStream
     const url = this.#url(spec.path, undefined, options.since != null ? { since: options.since } : undefined)
     let lastId = options.after ?? ''
@@ -473,7 +483,7 @@ export class Client {
         const reader = res.body.getReader()
         /** Why the node said it ended the stream, if it did. */
         let ended = ''
-        for (;;) {
+        reading: for (;;) {
           const read = await withTimer(attempt, idleTimeout, async () => await reader.read())
           if (!read.ok) {
             if (signal?.aborted === true) throw signal.reason
@@ -497,7 +507,14 @@ export class Client {
           }
           serverRetry = parser.retry ?? serverRetry
           for (const e of queue.splice(0)) {
-            if (e.type === 'missed') throw missedOf(e.data, lastId)
+            if (e.type === 'missed') {
+              const missed = missedOf(e.data, lastId)
+              if (!resumeMissed) throw missed
+              // the journal still holds what the node could not send: go on from where it stopped
+              lastId = missed.resume ?? ''
+              lastError = missed
+              break reading
+            }
             // the node ends a stream it cannot go on with (a revoked token, a journal that dropped
             // what the reader had not read): the reconnection answers the problem with its status
             if (e.type === 'end') ended = endOf(e.data)

@@ -553,13 +553,34 @@ describe('TypeScript SDK', function () {
       }
     })
 
-    it('throws EventsMissedError with the count and the cursor to resume from, after the events before it', async () => {
+    it('goes on from the cursor event: missed names, so nothing is lost', async () => {
+      const server = await localServer((_req, res, _seen, n) => {
+        sseHead(res)
+        if (n === 1)
+          res.end(sse(1) + sse(2) + `event: missed\ndata: ${JSON.stringify({ missed: 42, resume: 'c2' })}\n\n` + sse(9))
+        else res.write(sse(3) + sse(4))
+      })
+      try {
+        const { events, error } = await collect(new Client({ url: server.url }), 4)
+        assert.equal(error, undefined)
+        assert.deepEqual(
+          events.map(e => e.cursor),
+          ['c1', 'c2', 'c3', 'c4']
+        )
+        assert.equal(server.seen.length, 2)
+        assert.equal(server.seen[1].headers['last-event-id'], 'c2')
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('with resumeMissed: false throws EventsMissedError with the count and the cursor, after the events before it', async () => {
       const server = await localServer((_req, res) => {
         sseHead(res)
         res.end(sse(1) + sse(2) + `event: missed\ndata: ${JSON.stringify({ missed: 42, resume: 'c2' })}\n\n` + sse(3))
       })
       try {
-        const { events, error } = await collect(new Client({ url: server.url }), 10)
+        const { events, error } = await collect(new Client({ url: server.url }), 10, { resumeMissed: false })
         assert.deepEqual(
           events.map(e => e.cursor),
           ['c1', 'c2']
@@ -581,7 +602,10 @@ describe('TypeScript SDK', function () {
         res.end(`event: missed\ndata: ${JSON.stringify({ missed: 3, resume: null })}\n\n`)
       })
       try {
-        const { error } = await collect(new Client({ url: server.url }), 1, { since: '1763700000000.0' })
+        const { error } = await collect(new Client({ url: server.url }), 1, {
+          since: '1763700000000.0',
+          resumeMissed: false
+        })
         assert.ok(error instanceof EventsMissedError)
         assert.equal(error.missed, 3)
         assert.equal(error.resume, undefined)
