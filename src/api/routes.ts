@@ -288,7 +288,9 @@ export const ROUTES = {
     summary: 'Open (or create) a board in a consistency mode',
     tag: 'work',
     auth: 'operator',
-    body: z.object({ name: BoardName, mode: ConsistencyMode.default('eventual') }),
+    description:
+      'Without `mode`: the mode the board has, or eventual for a new one. A board keeps its mode (409 BoardModeMismatchError).',
+    body: z.object({ name: BoardName, mode: ConsistencyMode.optional() }),
     response: Board
   },
   getBoard: {

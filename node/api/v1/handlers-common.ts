@@ -1,0 +1,108 @@
+/**
+ * What the public API's handlers share: who acts (the `as` of a request, checked against the
+ * caller's token), who reads, DAG-JSON values named by their field, pages, and bounded places for
+ * the requests that wait on their connection.
+ *
+ * @example
+ * const { agent, signer } = acting(node, caller, body.as, 'body.as')   // 400 naming body.as for an operator without it
+ * const reader = readerOf(caller)                                       // the agent, or undefined: the node's own view
+ */
+import { actingAs } from '../agent-tokens.ts'
+import { HttpError } from '../http.ts'
+import { dataValue } from '../state-routes.ts'
+import { actorOf } from '../work-routes.ts'
+import { invalidField, TooManyWaitersError } from './handlers-errors.ts'
+import type { Caller } from '../agent-tokens.ts'
+import type { PrincipalId } from '../../../src/crypto/principal.ts'
+import type { Signer } from '../../../src/crypto/sign.ts'
+import type { CyberspaceNode } from '../../../src/node.ts'
+
+/** The agent a request acts as, and its key. */
+export interface Acting {
+  agent: PrincipalId
+  signer: Signer
+}
+
+/**
+ * The agent a request acts as: with an agent's token its own agent (`as`, if given, must name it:
+ * 403 AgentTokenScopeError otherwise); with the operator's token the agent `as` names, which is
+ * required (400 naming `field`). Either way an agent hosted on this node (404 AgentNotFoundHereError).
+ */
+export function acting(node: CyberspaceNode, caller: Caller, as: string | undefined, field: string): Acting {
+  let agent: PrincipalId
+  if (caller.kind === 'agent') {
+    if (as != null) actingAs(caller, as as PrincipalId, 'act as')
+    agent = caller.agent
+  } else {
+    if (as == null)
+      throw invalidField(
+        field,
+        "the operator's token acts as an agent hosted on this node: name it (as: z6Mk…, see GET /api/node/agents)"
+      )
+    agent = as as PrincipalId
+  }
+  return { agent, signer: actorOf(node, agent) }
+}
+
+/** Who reads: an agent's token reads with its agent's rights; the operator reads as the node (everything it holds). */
+export function readerOf(caller: Caller): PrincipalId | undefined {
+  return caller.kind === 'agent' ? caller.agent : undefined
+}
+
+/** A DAG-JSON value as the data model stores it; 400 naming `field` when it is not DAG-JSON. */
+export function dataOf(json: unknown, field: string): unknown {
+  try {
+    return dataValue(json)
+  } catch (err) {
+    throw invalidField(field, (err as Error).message)
+  }
+}
+
+/**
+ * Rethrows a v0 helper's unnamed 400 (an HttpError without a name of its own) as InvalidRequestError
+ * naming `field`; anything else as it is.
+ */
+export function namedBadInput(err: unknown, field: string): never {
+  if (err instanceof HttpError && err.status === 400 && err.name === 'Error') throw invalidField(field, err.message)
+  throw err
+}
+
+/** A page of `sorted` (ascending by `key`) after the cursor `after`, at most `limit`; `next` the last key, or null at the end. */
+export function pageOf<T>(
+  sorted: T[],
+  key: (item: T) => string,
+  after: string | undefined,
+  limit: number
+): { items: T[]; next: string | null } {
+  const rest = after == null ? sorted : sorted.filter(item => key(item) > after)
+  const items = rest.slice(0, limit)
+  return { items, next: rest.length > limit ? key(items[items.length - 1]) : null }
+}
+
+export function byText<T>(key: (item: T) => string): (a: T, b: T) => number {
+  return (a, b) => {
+    const x = key(a)
+    const y = key(b)
+    return x < y ? -1 : x > y ? 1 : 0
+  }
+}
+
+/**
+ * Places for requests that hold their connection (long polls, streams): at most `max` at once, the
+ * next one refused with TooManyWaitersError naming `what`. `take` returns the release (idempotent).
+ */
+export function waiterPlaces(max: number, what: string): { take: () => () => void; open: () => number } {
+  let open = 0
+  return {
+    take: () => {
+      if (open >= max) throw new TooManyWaitersError(`${max} ${what} are open already: close one first`)
+      open++
+      let released = false
+      return () => {
+        if (!released) open--
+        released = true
+      }
+    },
+    open: () => open
+  }
+}

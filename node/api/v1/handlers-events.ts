@@ -1,0 +1,344 @@
+/**
+ * The public API's event handlers: the node's journal (src/work/events.ts) in HLC order, as pages
+ * (after a cursor or since an HLC, with a long poll) and as server-sent events that resume from
+ * `Last-Event-ID`. Each event carries its `cursor`, the journal's position after it: an SSE `id`,
+ * and what `after` takes.
+ *
+ * Read with the caller's rights: the operator sees every event; an agent's token sees the events
+ * of the board items it may read (`(work <board> read …)` by this node's ACL; an item no longer
+ * there by the board's read right), its own agent's lifecycle, swarm messages sent to or by it,
+ * broadcast swarm offers, needs and state deltas (a request or handoff only if it may read the item
+ * named), membership and fleet events (what GET /api/members and /api/fleet show it anyway). A page
+ * for an agent may so hold fewer events than its limit while `more` is true.
+ *
+ * The journal is in memory and starts anew with each run of the node: a cursor of another run is
+ * refused (410 EventCursorExpiredError) with the HLC to resume from (`since=`); a point older than
+ * what the journal keeps likewise (410 EventsTruncatedError, naming the oldest kept).
+ *
+ * A stream holds at most `backlog` events for a reader that does not keep up; past it the stream
+ * says so — `event: missed` with `{ missed, resume }`, the events it did not send and the cursor
+ * to resume from (null: from the oldest kept) — and ends. A revoked token's stream ends with
+ * `event: end` naming ApiTokenError. An idle stream carries a comment every `heartbeat` ms.
+ *
+ * @example
+ * GET /api/events?since=1763700000000.0&limit=100&wait=25000 → { "events": [{ "cursor": "…", "hlc": [1763700000001, 0], … }], "cursor": "…", "more": false }
+ * GET /api/events/stream (Last-Event-ID: <cursor>)          → text/event-stream: `id: <cursor>` + `data: <event as JSON>` per event
+ */
+import { revokedSignal } from '../agent-routes.ts'
+import { drained } from '../http.ts'
+import { EVENTS_HEARTBEAT_MS, eventView, heldBoard, MAX_EVENT_WAITERS, MAX_STREAM_BACKLOG } from '../work-routes.ts'
+import { formatHlc, parseHlc } from '../../../src/clock/hlc.ts'
+import { EventCursorExpiredError, MAX_PAGE } from '../../../src/work/events.ts'
+import { EventsTruncatedError, InvalidEventQueryError } from '../../../src/work/fleet-errors.ts'
+import { workTag } from '../../../src/work/tags.ts'
+import { RecentMap } from '../../../src/recent-map.ts'
+import { invalidField } from './handlers-errors.ts'
+import { waiterPlaces } from './handlers-common.ts'
+import type { AgentTokens, Caller } from '../agent-tokens.ts'
+import type { Handlers } from './handler.ts'
+import type { Event } from '../../../src/api/schema.ts'
+import type { HlcTimestamp } from '../../../src/clock/hlc.ts'
+import type { PrincipalId } from '../../../src/crypto/principal.ts'
+import type { CyberspaceNode } from '../../../src/node.ts'
+import type { EventJournal, EventPage, JournalEvent } from '../../../src/work/events.ts'
+import type { Board } from '../../../src/work/types.ts'
+import type * as z from 'zod'
+
+export interface EventHandlersOptions {
+  /** ms between comments on an idle stream; default EVENTS_HEARTBEAT_MS (15 s). */
+  heartbeat?: number
+  /** Events a stream holds for a slow reader before it says what it missed and ends; default MAX_STREAM_BACKLOG. */
+  backlog?: number
+}
+
+/** Longest cursor taken (the journal's own bound). */
+const MAX_CURSOR_LENGTH = 4096
+/** Read decisions one reader's filter remembers (per board item, at one SPKI epoch). */
+const MAX_DECISIONS = 1024
+
+export type EventView = z.input<typeof Event>
+
+/** Where a read starts: after a cursor, after an HLC, or (neither) at the oldest event kept. */
+type Start = HlcTimestamp | string | undefined
+
+/** An event as the public API answers it: its cursor, then the journal's view of it. */
+export function publicEvent(journal: EventJournal, e: JournalEvent): EventView {
+  return { cursor: journal.cursorOf(e), ...eventView(e) }
+}
+
+/** The journal's refusals as the API says them: what to resume from, named by the field that was wrong. */
+function journalError(err: unknown, field: string): unknown {
+  if (err instanceof EventCursorExpiredError)
+    return new EventCursorExpiredError(
+      err.hlc,
+      `${field} is a cursor of another run of the node (its journal of events starts anew at each start): resume with since=${formatHlc(err.hlc)}, the events after that HLC`
+    )
+  if (err instanceof EventsTruncatedError) {
+    const oldest = err.oldest
+    return new EventsTruncatedError(
+      oldest,
+      oldest == null
+        ? 'the events after that point were dropped and none are kept now: read from the start (no since, no cursor)'
+        : `the events after that point were dropped (the journal keeps the newest events only): resume with since=${formatHlc(oldest)}, the oldest kept, or from the start`
+    )
+  }
+  if (err instanceof InvalidEventQueryError) return invalidField(field, err.message)
+  return err
+}
+
+/** A page of the journal after `from`; its refusals as journalError says them. */
+function pageAfter(journal: EventJournal, from: Start, limit: number, field: string): EventPage {
+  try {
+    return typeof from === 'string' ? journal.since(undefined, { limit, after: from }) : journal.since(from, { limit })
+  } catch (err) {
+    throw journalError(err, field)
+  }
+}
+
+function hlcOf(text: string, field: string): HlcTimestamp {
+  const hlc = parseHlc(text)
+  if (hlc == null) throw invalidField(field, 'must be an HLC: <wall ms>.<logical>, e.g. 1763700000000.0')
+  return hlc
+}
+
+/** Resolves at the first event after `after`, when `ms` have passed, or when `signal` aborts. */
+async function nextEvent(journal: EventJournal, after: Start, ms: number, signal: AbortSignal): Promise<void> {
+  const stop = AbortSignal.any([signal, AbortSignal.timeout(ms)])
+  await new Promise<void>((resolve, reject) => {
+    let finished = false
+    let off: (() => void) | undefined
+    const finish = (): void => {
+      if (finished) return
+      finished = true
+      stop.removeEventListener('abort', finish)
+      off?.()
+      resolve()
+    }
+    if (stop.aborted) return finish()
+    stop.addEventListener('abort', finish, { once: true })
+    try {
+      off = journal.subscribe(after, finish, { signal: stop })
+    } catch (err) {
+      stop.removeEventListener('abort', finish)
+      reject(journalError(err, 'after'))
+      return
+    }
+    // the subscription hands over at once what arrived since the last page: then it is done already
+    if (finished) off()
+  })
+}
+
+/**
+ * Whether `caller` may see an event (undefined: the operator, who sees every one). Decisions about
+ * board items are remembered at the SPKI epoch they were made in (a new grant or revocation changes
+ * the epoch, and so the decision).
+ */
+export function visibilityOf(
+  node: CyberspaceNode,
+  caller: Caller
+): ((e: JournalEvent, signal: AbortSignal) => Promise<boolean>) | undefined {
+  if (caller.kind !== 'agent') return undefined
+  const agent = caller.agent
+  const decisions = new RecentMap<string, { epoch: number; allowed: boolean }>(MAX_DECISIONS)
+  const boards = new RecentMap<string, Board>(64)
+
+  const mayReadItem = async (subject: string, signal: AbortSignal): Promise<boolean> => {
+    const slash = subject.indexOf('/')
+    if (slash <= 0) return false
+    const name = subject.slice(0, slash)
+    const id = subject.slice(slash + 1)
+    const epoch = node.spki.epoch
+    const known = decisions.get(subject)
+    if (known != null && known.epoch === epoch) return known.allowed
+    let board = boards.get(name)
+    if (board == null) {
+      board = await heldBoard(node, name)
+      if (board == null) return false
+      boards.set(name, board)
+    }
+    const item = board.item(id)
+    let allowed: boolean
+    if (item != null) allowed = await node.work.mayRead(name, agent, item, { signal })
+    else {
+      // gone (deleted, or not folded here): only a reader of the whole board sees what became of it
+      try {
+        await node.spki.authorize(agent, workTag(name, 'read'), { signal })
+        allowed = true
+      } catch {
+        signal.throwIfAborted()
+        allowed = false
+      }
+    }
+    decisions.set(subject, { epoch, allowed })
+    return allowed
+  }
+
+  return async (e, signal) => {
+    switch (e.source) {
+      case 'membership':
+      case 'fleet':
+        return true
+      case 'agent':
+        return e.subject === agent
+      case 'board':
+        return await mayReadItem(e.subject, signal)
+      case 'swarm': {
+        const data = (e.data ?? {}) as { from?: PrincipalId; to?: PrincipalId }
+        if (data.to !== undefined) return data.from === agent || data.to === agent
+        if (e.type === 'request' || e.type === 'handoff') return await mayReadItem(e.subject, signal)
+        return true
+      }
+    }
+    return false
+  }
+}
+
+export function eventHandlers(
+  node: CyberspaceNode,
+  tokens: AgentTokens,
+  options: EventHandlersOptions = {}
+): Pick<Handlers, 'events' | 'eventStream'> {
+  const heartbeat = options.heartbeat ?? EVENTS_HEARTBEAT_MS
+  const backlogMax = options.backlog ?? MAX_STREAM_BACKLOG
+  const places = waiterPlaces(MAX_EVENT_WAITERS, 'event streams and long polls')
+
+  return {
+    events: async ({ query, caller, signal }) => {
+      if (query.since != null && query.after != null)
+        throw invalidField('query.after', 'pass since (an HLC) or after (a cursor of an earlier page), not both')
+      if (query.after != null && query.after.length === 0)
+        throw invalidField('query.after', 'must be a cursor of an earlier page')
+      let from: Start = query.after ?? (query.since != null ? hlcOf(query.since, 'query.since') : undefined)
+      const field = query.after != null ? 'query.after' : 'query.since'
+      const journal = node.work.events
+      const visible = visibilityOf(node, caller)
+      const deadline = Date.now() + query.wait
+      let release: (() => void) | undefined
+      try {
+        for (;;) {
+          const page = pageAfter(journal, from, query.limit, field)
+          const shown: EventView[] = []
+          for (const e of page.events)
+            if (visible == null || (await visible(e, signal))) shown.push(publicEvent(journal, e))
+          from = page.cursor ?? from
+          const left = deadline - Date.now()
+          // a long poll waits (holding one of the places) for an event the caller may see, until its deadline
+          if (shown.length > 0 || page.more || left <= 0 || signal.aborted)
+            return { events: shown, ...(page.cursor != null ? { cursor: page.cursor } : {}), more: page.more }
+          release ??= places.take()
+          await nextEvent(journal, from, left, signal)
+        }
+      } finally {
+        release?.()
+      }
+    },
+
+    eventStream: async ({ query, caller, req, res, signal }) => {
+      let from: Start = query.since != null ? hlcOf(query.since, 'query.since') : undefined
+      let field = 'query.since'
+      // a reconnecting EventSource says where it was: the cursor of the last event it had (an HLC is taken too)
+      const lastId = req.headers['last-event-id']
+      if (typeof lastId === 'string' && lastId !== '') {
+        field = 'header Last-Event-ID'
+        if (/^\d+(\.\d+)?$/.test(lastId)) from = hlcOf(lastId, field)
+        else if (lastId.length > MAX_CURSOR_LENGTH)
+          throw invalidField(field, 'must be the id of an event of this stream')
+        else from = lastId
+      }
+      const journal = node.work.events
+      // a point the journal cannot read from answers a problem before the stream starts
+      pageAfter(journal, from, 1, field)
+      const release = places.take()
+      const revoked = revokedSignal(tokens, caller, res)
+      const stop = AbortSignal.any([signal, revoked])
+      const visible = visibilityOf(node, caller)
+      const backlog: JournalEvent[] = []
+      let dropped = 0
+      let wake: (() => void) | undefined
+      let unsubscribe = (): void => {}
+      /** The cursor after the last event this stream has dealt with (written, or not the caller's to see). */
+      let position: string | undefined = typeof from === 'string' ? from : undefined
+      const write = async (e: JournalEvent): Promise<void> => {
+        if (visible == null || (await visible(e, stop)))
+          res.write(`id: ${journal.cursorOf(e)}\ndata: ${JSON.stringify(publicEvent(journal, e))}\n\n`)
+        position = journal.cursorOf(e)
+      }
+      try {
+        res.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff'
+        })
+        res.write(
+          `: events after ${from == null ? 'the oldest kept' : typeof from === 'string' ? 'the cursor' : formatHlc(from)}\n\n`
+        )
+        try {
+          // what is kept already, page by page (a slow reader holds the next page back), then live
+          let cursor = from
+          for (;;) {
+            const page = pageAfter(journal, cursor, MAX_PAGE, field)
+            for (const e of page.events) {
+              if (stop.aborted) break
+              await write(e)
+            }
+            cursor = page.cursor ?? cursor
+            if (!page.more || stop.aborted) break
+            await drained(res, stop)
+          }
+          unsubscribe = journal.subscribe(
+            cursor,
+            e => {
+              if (backlog.length >= backlogMax) dropped++
+              else backlog.push(e)
+              wake?.()
+            },
+            { signal: stop }
+          )
+          while (!stop.aborted) {
+            if (dropped > 0) {
+              const missed = backlog.length + dropped
+              res.end(`event: missed\ndata: ${JSON.stringify({ missed, resume: position ?? null })}\n\n`)
+              return
+            }
+            if (backlog.length === 0) {
+              const idle = await new Promise<boolean>(resolve => {
+                const timer = setTimeout(() => {
+                  stop.removeEventListener('abort', done)
+                  resolve(true)
+                }, heartbeat)
+                const done = (): void => {
+                  clearTimeout(timer)
+                  stop.removeEventListener('abort', done)
+                  resolve(false)
+                }
+                wake = done
+                stop.addEventListener('abort', done, { once: true })
+              })
+              wake = undefined
+              if (idle && !stop.aborted) res.write(': heartbeat\n\n')
+              continue
+            }
+            for (const e of backlog.splice(0, backlog.length)) {
+              if (stop.aborted) break
+              await write(e)
+            }
+            await drained(res, stop)
+          }
+          if (revoked.aborted) {
+            const e = revoked.reason as Error
+            res.end(`event: end\ndata: ${JSON.stringify({ name: e.name, message: e.message })}\n\n`)
+          }
+        } catch (err) {
+          // once the stream has started, only an event can say what went wrong
+          if (signal.aborted) return
+          const e = journalError(err, field) as Error
+          res.end(`event: end\ndata: ${JSON.stringify({ name: e.name, message: e.message })}\n\n`)
+        }
+      } finally {
+        unsubscribe()
+        release()
+        if (!res.writableEnded) res.end()
+      }
+    }
+  }
+}

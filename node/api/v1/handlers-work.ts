@@ -1,0 +1,305 @@
+/**
+ * The public API's work handlers: boards, work nodes (items named `<board>:<item>`) and the actions
+ * on tasks, each performed as an agent hosted here (its key signs, its chain authorizes) and read
+ * with the caller's rights; an agent's tasks across the boards this node holds.
+ *
+ * How an operation answers (the routes' description says it to clients): what the board refuses
+ * before writing is a problem (409 with the board's error named, 403 WorkUnauthorizedError, 404 for
+ * an unknown board or item); an operation written and then refused by the fold (a lost race)
+ * answers 200 with `outcome.accepted: false` and the error named — as v0's `POST work/op` does.
+ *
+ * @example
+ * POST /api/worknodes { "board": "release", "title": "ship it", "as": "z6Mk…" }  → { "ref": "release:3f9c…", "op": "create", "outcome": { "accepted": true }, "item": { … } }
+ * POST /api/tasks/release:t1/claim {}                                          → { "ref": "release:t1", "op": "claim", "outcome": { "accepted": true }, "item": { "status": "working", … } }
+ * GET  /api/agents/z6Mk…/tasks?status=working&limit=50                         → { "tasks": [...], "next": "release:t9" }
+ */
+import { randomBytes } from 'node:crypto'
+import { AgentTokenScopeError } from '../agent-tokens.ts'
+import { boardInfo, heldBoard, performAs, workItemView } from '../work-routes.ts'
+import { splitTaskRef } from '../../../src/api/schema.ts'
+import { ItemNotFoundError } from '../../../src/work/errors.ts'
+import { acting, byText, dataOf, readerOf } from './handlers-common.ts'
+import { BoardNotFoundError, invalidField } from './handlers-errors.ts'
+import type { Caller } from '../agent-tokens.ts'
+import type { Handlers } from './handler.ts'
+import type * as z from 'zod'
+import type { OpResult, WorkItem as WorkItemSchema } from '../../../src/api/schema.ts'
+import type { PrincipalId } from '../../../src/crypto/principal.ts'
+import type { CyberspaceNode } from '../../../src/node.ts'
+import type { Board, ItemStatus, ListOptions, WorkAction, WorkItem } from '../../../src/work/types.ts'
+
+/** How long a board may take to open or list for one request. */
+const BOARD_TIMEOUT = 30_000
+/** Boards one page of an agent's tasks looks through at most; the page ends there, and `next` goes on. */
+export const MAX_TASK_BOARDS_PER_PAGE = 64
+
+export type ItemView = z.input<typeof WorkItemSchema>
+export type OpResultView = z.input<typeof OpResult>
+
+/** An item as the public API answers it: named `<board>:<item>`, results as DAG-JSON; lists leave out its history. */
+export function itemView(board: string, item: WorkItem, withHistory: boolean): ItemView {
+  const { history, created, updated, ...rest } = workItemView(item)
+  return {
+    ref: `${board}:${item.id}`,
+    board,
+    ...rest,
+    created: [created[0], created[1]],
+    updated: [updated[0], updated[1]],
+    ...(withHistory ? { history: history.map(h => ({ ...h, hlc: [h.hlc[0], h.hlc[1]] })) } : {})
+  }
+}
+
+/** The fields given, without those left out (the work codec takes no undefined). */
+function defined(fields: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined))
+}
+
+/** A new item id: 12 hex digits (what ItemId takes, unlikely to collide on one board). */
+function newItemId(): string {
+  return randomBytes(6).toString('hex')
+}
+
+export function workHandlers(
+  node: CyberspaceNode
+): Pick<
+  Handlers,
+  | 'listBoards'
+  | 'openBoard'
+  | 'getBoard'
+  | 'listWorknodes'
+  | 'createWorknode'
+  | 'getWorknode'
+  | 'updateWorknode'
+  | 'deleteWorknode'
+  | 'claimTask'
+  | 'assignTask'
+  | 'releaseTask'
+  | 'progressTask'
+  | 'completeTask'
+  | 'failTask'
+  | 'cancelTask'
+  | 'handoffTask'
+  | 'agentTasks'
+> {
+  /** A board this node holds, or BoardNotFoundError naming how one comes to be held. */
+  const held = async (name: string): Promise<Board> => {
+    const board = await heldBoard(node, name)
+    if (board == null)
+      throw new BoardNotFoundError(
+        `this node holds no board ${name}: open it (POST /api/boards) or create an item on it (POST /api/worknodes)`
+      )
+    return board
+  }
+
+  /** The item `id` of `board` as `reader` may see it (undefined: the node's view), or ItemNotFoundError: unreadable is missing. */
+  const readable = async (board: Board, id: string, reader: PrincipalId | undefined): Promise<WorkItem> => {
+    const item = board.item(id)
+    if (item == null || (reader != null && !(await node.work.mayRead(board.name, reader, item))))
+      throw new ItemNotFoundError(
+        `board ${board.name} has no item ${id}${reader != null ? ` that ${reader} may read` : ''} (GET /api/worknodes?board=${board.name} lists them)`
+      )
+    return item
+  }
+
+  /** Performs `op` on the item `ref` names as the agent the request acts as; answers what became of it. */
+  const act = async (
+    caller: Caller,
+    ref: string,
+    as: string | undefined,
+    asField: string,
+    op: WorkAction,
+    fields: Record<string, unknown>
+  ): Promise<OpResultView> => {
+    const { board: name, item: id } = splitTaskRef(ref)
+    const actor = acting(node, caller, as, asField)
+    const board = await held(name)
+    const performed = await performAs(node, board, defined({ ...fields, op, item: id }), actor.agent, actor.signer)
+    return {
+      ref,
+      op,
+      outcome: performed.outcome,
+      item: performed.item == null ? null : itemView(name, performed.item, false)
+    }
+  }
+
+  /** A task action: its body's fields (all but `as`) are the operation's. */
+  const taskAction =
+    (op: WorkAction, convert: (body: Record<string, unknown>) => Record<string, unknown> = b => b) =>
+    async ({
+      params,
+      body,
+      caller
+    }: {
+      params: { id: string }
+      body: Record<string, unknown> & { as?: string }
+      caller: Caller
+    }): Promise<OpResultView> => {
+      const { as, ...fields } = body
+      return await act(caller, params.id, as, 'body.as', op, convert(fields))
+    }
+
+  return {
+    listBoards: async ({ query }) => {
+      const boards = await node.work.boards({ signal: AbortSignal.timeout(BOARD_TIMEOUT) })
+      const after = query.after
+      const rest = boards.filter(b => after == null || b.name > after).sort(byText(b => b.name))
+      const page = rest.slice(0, query.limit)
+      return { boards: page, next: rest.length > query.limit ? page[page.length - 1].name : null }
+    },
+    openBoard: async ({ body }) => {
+      // without a mode: the one it has, or eventual for a new board
+      const mode = body.mode ?? (await boardInfo(node, body.name))?.mode
+      const board = await node.work.board(body.name, { mode, signal: AbortSignal.timeout(BOARD_TIMEOUT) })
+      return (await boardInfo(node, body.name)) ?? { name: body.name, mode: board.mode, items: 0, ops: 0 }
+    },
+    getBoard: async ({ params }) => {
+      const info = await boardInfo(node, params.board)
+      if (info == null)
+        throw new BoardNotFoundError(`this node holds no board ${params.board}: open it (POST /api/boards)`)
+      // a board only stored is opened to count its items
+      if (info.items >= 0) return info
+      await held(params.board)
+      return (await boardInfo(node, params.board)) ?? info
+    },
+
+    // ---------------------------------------------------------------- work nodes
+    listWorknodes: async ({ query, caller }) => {
+      const board = await held(query.board)
+      const options: ListOptions = {
+        ...(query.status != null ? { status: query.status } : {}),
+        ...(query.assignee != null ? { assignee: query.assignee as PrincipalId } : {}),
+        ...(query.kind != null ? { kind: query.kind } : {}),
+        ...(query.parent != null ? { parent: query.parent } : {}),
+        ...(query.ready === true ? { ready: true } : {}),
+        ...(query.after != null ? { after: query.after } : {}),
+        signal: AbortSignal.timeout(BOARD_TIMEOUT)
+      }
+      const reader = readerOf(caller)
+      if (reader != null) {
+        const read = await board.read({ ...options, limit: query.limit, as: reader })
+        return { items: read.items.map(i => itemView(board.name, i, false)), next: read.next }
+      }
+      // the node's view: one more than the page says whether there is a next one
+      const items = board.items({ ...options, limit: query.limit + 1 })
+      const page = items.slice(0, query.limit)
+      return {
+        items: page.map(i => itemView(board.name, i, false)),
+        next: items.length > query.limit ? page[page.length - 1].id : null
+      }
+    },
+    createWorknode: async ({ body, caller }) => {
+      const { as, board: name, id, kind, ...fields } = body
+      const actor = acting(node, caller, as, 'body.as')
+      const item = id ?? newItemId()
+      // a create opens a board this node does not hold (eventual), or the one it holds in its mode
+      const board = await node.work.board(name, {
+        mode: (await boardInfo(node, name))?.mode,
+        signal: AbortSignal.timeout(BOARD_TIMEOUT)
+      })
+      const performed = await performAs(
+        node,
+        board,
+        defined({ ...fields, kind, op: 'create', item }),
+        actor.agent,
+        actor.signer
+      )
+      return {
+        ref: `${name}:${item}`,
+        op: 'create',
+        outcome: performed.outcome,
+        item: performed.item == null ? null : itemView(name, performed.item, false)
+      }
+    },
+    getWorknode: async ({ params, caller }) => {
+      const { board: name, item: id } = splitTaskRef(params.id)
+      const board = await held(name)
+      return itemView(name, await readable(board, id, readerOf(caller)), true)
+    },
+    updateWorknode: async ({ params, body, caller }) => {
+      const { as, ...fields } = body
+      return await act(caller, params.id, as, 'body.as', 'update', fields)
+    },
+    deleteWorknode: async ({ params, query, caller }) =>
+      await act(caller, params.id, query.as, 'query.as', 'delete', {}),
+
+    // ---------------------------------------------------------------- task actions
+    claimTask: taskAction('claim'),
+    assignTask: taskAction('assign'),
+    releaseTask: taskAction('release'),
+    progressTask: taskAction('progress'),
+    completeTask: taskAction('complete', b => ({
+      ...b,
+      ...(b.result !== undefined ? { result: dataOf(b.result, 'body.result') } : {})
+    })),
+    failTask: taskAction('fail'),
+    cancelTask: taskAction('cancel'),
+    handoffTask: taskAction('handoff', b => ({
+      ...b,
+      ...(b.state !== undefined ? { state: dataOf(b.state, 'body.state') } : {})
+    })),
+
+    // ---------------------------------------------------------------- an agent's tasks
+    agentTasks: async ({ params, query, caller }) => {
+      const agent = params.id as PrincipalId
+      if (caller.kind === 'agent' && caller.agent !== agent)
+        throw new AgentTokenScopeError(
+          `this token is agent ${caller.agent}'s: it lists only its own tasks (GET /api/agents/${caller.agent}/tasks)`
+        )
+      const reader = readerOf(caller)
+      // where the page starts: after an item of a board (`<board>:<item>`), or at a board's start (`<board>:`)
+      let startBoard: string | undefined
+      let startAfter: string | undefined
+      if (query.after != null) {
+        const cursor = /^([a-z0-9][a-z0-9._-]{0,63}):([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$/.exec(query.after)
+        if (cursor == null)
+          throw invalidField('query.after', 'must be the next of an earlier page: <board>:<item> or <board>:')
+        startBoard = cursor[1]
+        startAfter = cursor[2]
+      }
+      if (query.board != null) {
+        if (startBoard != null && startBoard !== query.board)
+          throw invalidField('query.after', `names board ${startBoard}, not ${query.board}`)
+        if ((await boardInfo(node, query.board)) == null)
+          throw new BoardNotFoundError(`this node holds no board ${query.board}`)
+      }
+      const names = (await node.work.boards({ signal: AbortSignal.timeout(BOARD_TIMEOUT) }))
+        .map(b => b.name)
+        .filter(n => (query.board == null || n === query.board) && (startBoard == null || n >= startBoard))
+        .sort()
+      const tasks: ItemView[] = []
+      const status: ItemStatus | undefined = query.status
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i]
+        if (i >= MAX_TASK_BOARDS_PER_PAGE) return { tasks, next: `${name}:` }
+        const board = await held(name)
+        const after = name === startBoard ? startAfter : undefined
+        const want = query.limit - tasks.length
+        const options: ListOptions = {
+          assignee: agent,
+          ...(status != null ? { status } : {}),
+          ...(after != null ? { after } : {}),
+          signal: AbortSignal.timeout(BOARD_TIMEOUT)
+        }
+        let items: WorkItem[]
+        let next: string | null
+        if (reader != null) {
+          const read = await board.read({ ...options, limit: want, as: reader })
+          items = read.items
+          next = read.next
+        } else {
+          const found = board.items({ ...options, limit: want + 1 })
+          items = found.slice(0, want)
+          next = found.length > want ? items[items.length - 1].id : null
+        }
+        for (const item of items) tasks.push(itemView(name, item, false))
+        // this board has more (the page is full, or the reader's checks ran out): go on from there
+        if (next != null) return { tasks, next: `${name}:${next}` }
+        if (tasks.length >= query.limit) {
+          const following = names[i + 1]
+          return { tasks, next: following == null ? null : `${following}:` }
+        }
+      }
+      return { tasks, next: null }
+    }
+  }
+}
