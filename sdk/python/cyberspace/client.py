@@ -64,12 +64,12 @@ from .types import (
     Certificate,
     Document,
     DocumentInfo,
+    DocumentUpdate,
     Event,
     EventPage,
     Fleet,
     HostedAgent,
     Inbox,
-    IssuedCertificate,
     Member,
     MintedToken,
     NodeInfo,
@@ -79,6 +79,7 @@ from .types import (
     Sent,
     StoppedAgent,
     Token,
+    UpdatedDocument,
     WhoAmI,
     WorkItem,
 )
@@ -465,7 +466,10 @@ class Client:
         return self._pages("/api/boards", "boards", {"limit": limit})
 
     def open_board(self, name: str, mode: Optional[str] = None) -> Board:
-        """Operator: opens (or creates) board ``name`` in ``mode`` (``local`` or ``eventual``, the default)."""
+        """
+        Operator: opens (or creates) board ``name`` in ``mode`` (``local`` or ``eventual``); without
+        a mode, the one it has, or eventual for a new board. A board keeps its mode (409).
+        """
         return cast(Board, self.request("POST", "/api/boards", body=_without_none({"name": name, "mode": mode})))
 
     def get_board(self, name: str) -> Board:
@@ -689,25 +693,56 @@ class Client:
         return cast(Document, self._get(f"/api/documents/{_segment(name, 'name')}"))
 
     def update_document(
-        self, name: str, update: Any, *, type: Optional[str] = None, as_: Optional[str] = None
-    ) -> Document:
-        """Applies ``update`` to document ``name`` (as an agent hosted here, or the node)."""
-        body = _without_none({"as": as_, "type": type})
-        body["update"] = update
-        return cast(Document, self.request("POST", f"/api/documents/{_segment(name, 'name')}", body=body))
+        self,
+        name: str,
+        update: DocumentUpdate,
+        *,
+        type: Optional[str] = None,
+        public: Optional[bool] = None,
+        as_: Optional[str] = None,
+    ) -> UpdatedDocument:
+        """
+        Applies ``update`` (``{"op": "set", "value": …}``, ``{"op": "increment"}``, … see
+        ``DocumentUpdate``) to document ``name``. With ``type`` (``lww-register``, ``or-map``, …) a
+        document this node lacks is opened; ``public`` makes a new one readable by any peer. An
+        agent writes as itself; the operator as ``as_``, else as the node.
+        """
+        body = _without_none({"as": as_, "type": type, "public": public})
+        body["update"] = dict(update)
+        return cast(UpdatedDocument, self.request("POST", f"/api/documents/{_segment(name, 'name')}", body=body))
 
     # ------------------------------------------------------------------ certificates
 
     def list_certificates(self, *, subject: Optional[str] = None, limit: Optional[int] = None) -> Iterator[Certificate]:
-        """The SPKI certificates this node holds (those about ``subject``)."""
+        """The SPKI certificates this node holds (those about ``subject``); an agent's token sees its own."""
         return self._pages("/api/certificates", "certificates", {"subject": subject, "limit": limit})
 
     def issue_certificate(
-        self, subject: str, tag: str, *, propagate: Optional[bool] = None, not_after: Optional[int] = None
-    ) -> IssuedCertificate:
-        """Operator: issues a certificate granting ``tag`` (SPKI text) to ``subject`` with the node's key."""
-        body = _without_none({"subject": subject, "tag": tag, "propagate": propagate, "notAfter": not_after})
-        return cast(IssuedCertificate, self.request("POST", "/api/certificates", body=body))
+        self,
+        subject: str,
+        tag: str,
+        *,
+        propagate: Optional[bool] = None,
+        not_before: Optional[str] = None,
+        not_after: Optional[str] = None,
+        online_crl: Optional[bool] = None,
+    ) -> Certificate:
+        """
+        Operator: issues a certificate granting ``tag`` (an S-expression) to ``subject`` (a principal,
+        a peer id or an SDSI name) with the node's key; ``not_before``/``not_after`` as the CLI takes
+        a time (``+30d``, ``2026-01-01``).
+        """
+        body = _without_none(
+            {
+                "subject": subject,
+                "tag": tag,
+                "propagate": propagate,
+                "notBefore": not_before,
+                "notAfter": not_after,
+                "onlineCrl": online_crl,
+            }
+        )
+        return cast(Certificate, self.request("POST", "/api/certificates", body=body))
 
 
 def _expired(problem: ApiProblem, since: Optional[str]) -> CursorExpired:

@@ -40,10 +40,11 @@ __all__ = [
     "Fleet",
     "Document",
     "DocumentInfo",
+    "DocumentUpdate",
+    "UpdatedDocument",
     "Certificate",
     "StoppedAgent",
     "RevokedTokens",
-    "IssuedCertificate",
     "ItemStatus",
     "WorkAction",
     "ConsistencyMode",
@@ -263,8 +264,20 @@ class Replied(TypedDict):
 
 
 class Member(TypedDict):
-    peer: str
-    status: str
+    """A member of the cluster as this node's view holds it."""
+
+    principal: str
+    peerId: str
+    state: Literal["alive", "suspect", "dead", "left"]
+    incarnation: int
+    addrs: List[str]
+    lastHeard: float
+    """When this node last had direct word from it, ms since the epoch."""
+    since: float
+    """When it entered ``state`` in this view, ms since the epoch."""
+    meta: Dict[str, str]
+    self: bool
+    """This node itself."""
 
 
 class _WhoAmIRequired(TypedDict):
@@ -292,22 +305,52 @@ class Fleet(TypedDict):
 class DocumentInfo(TypedDict):
     name: str
     type: str
+    open: bool
+    public: bool
 
 
 class Document(TypedDict):
     name: str
     type: str
     value: Any
+    """As DAG-JSON."""
+    heads: List[str]
+    events: int
+    """Events applied since its base snapshot."""
+    public: bool
+
+
+class UpdatedDocument(Document):
+    cid: Optional[str]
+
+
+class _DocumentUpdateRequired(TypedDict):
+    op: Literal["set", "assign", "increment", "decrement", "add", "remove", "delete", "clear"]
+
+
+class DocumentUpdate(_DocumentUpdateRequired, total=False):
+    """
+    One update of a document. By type: a register ``set``s a value; a counter ``increment``s (a
+    pn-counter also ``decrement``s) by ``value`` (default 1); an or-set ``add``s, ``remove``s a
+    value or is ``clear``ed; a text is ``set`` to a string; an or-map takes every op but clear at a
+    ``path`` of field names.
+    """
+
+    path: List[str]
+    value: Any
 
 
 class Certificate(TypedDict):
+    """An SPKI certificate this node holds, in both text forms."""
+
     hash: str
+    """sha256 of its canonical (cert …), hex: what a CRL names it by."""
+    type: Literal["auth", "name"]
     issuer: str
     subject: str
-
-
-class IssuedCertificate(TypedDict):
-    hash: str
+    """A principal for a key subject, else the subject's S-expression."""
+    advanced: str
+    transport: str
 
 
 class StoppedAgent(TypedDict):
