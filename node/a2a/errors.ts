@@ -1,8 +1,9 @@
 /**
  * Named errors of the A2A binding. Those a request gets before its JSON-RPC call is read (an agent
- * not hosted here, a body too large, too many streams) are HTTP errors the API answers as problem
- * details; those of a call are A2A errors (`@a2a-js/sdk/errors`) the SDK's JSON-RPC transport turns
- * into JSON-RPC error objects.
+ * not hosted here, too many streams) are HTTP errors the API answers as problem details — with the
+ * API's own for what every route shares (RouteNotFoundError, MethodNotAllowedError,
+ * UnsupportedMediaTypeError, BodyTooLargeError in ../api/http.ts); those of a call are A2A errors
+ * (`@a2a-js/sdk/errors`) the SDK's JSON-RPC transport turns into JSON-RPC error objects.
  *
  * @example
  * throw new A2aAgentNotFoundError(`agent ${principal} is not hosted on this node`) // 404 problem
@@ -24,30 +25,6 @@ export class A2aAgentNotFoundError extends HttpError {
   constructor(message: string) {
     super(404, message)
   }
-}
-
-/** A JSON-RPC request body over the limit (413). */
-export class A2aBodyTooLargeError extends HttpError {
-  static name = 'A2aBodyTooLargeError'
-  name = 'A2aBodyTooLargeError'
-  constructor(message: string) {
-    super(413, message)
-  }
-}
-
-/** A request body that is not JSON by its content type (415). */
-export class A2aContentTypeError extends HttpError {
-  static name = 'A2aContentTypeError'
-  name = 'A2aContentTypeError'
-  constructor(message: string) {
-    super(415, message)
-  }
-}
-
-/** A method or path the binding does not serve (405 with Allow, or 404). */
-export class A2aRouteError extends HttpError {
-  static name = 'A2aRouteError'
-  name = 'A2aRouteError'
 }
 
 /** A caller holds as many task streams and blocking sends open as it may, or the node does (429). */

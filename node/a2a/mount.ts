@@ -14,9 +14,17 @@ import { AgentCard, A2A_VERSION_HEADER, formatSSEErrorEvent, formatSSEEvent } fr
 import { JsonRpcTransportHandler, ServerCallContext, validateVersion } from '@a2a-js/sdk/server'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { ApiTokenError } from '../api/agent-tokens.ts'
-import { closedSignal, drained, send } from '../api/http.ts'
+import {
+  BodyTooLargeError,
+  closedSignal,
+  drained,
+  MethodNotAllowedError,
+  RouteNotFoundError,
+  send,
+  UnsupportedMediaTypeError
+} from '../api/http.ts'
 import { a2aCard, JSONRPC_BINDING } from './card.ts'
-import { A2aAgentNotFoundError, A2aBodyTooLargeError, A2aContentTypeError, A2aRouteError } from './errors.ts'
+import { A2aAgentNotFoundError } from './errors.ts'
 import { A2aTasks, AgentTasks } from './tasks.ts'
 import type { A2aTasksInit } from './tasks.ts'
 import type { Caller } from '../api/agent-tokens.ts'
@@ -41,9 +49,10 @@ const INVALID_REQUEST = -32600
 export interface A2aMountsInit extends A2aTasksInit {
   /**
    * The API's URL as clients reach it, which cards name endpoints under (e.g. https://node.example:4100);
-   * default the origin of the request for the card.
+   * a function for a server that learns its port when it listens. Default: the origin of the request
+   * for the card, as the API server parsed it.
    */
-  url?: string
+  url?: string | (() => string)
   /** How often an idle stream carries a comment, in ms; default A2A_HEARTBEAT_MS. */
   heartbeat?: number
 }
@@ -72,7 +81,12 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
   }
 
   const cardOf = (principal: PrincipalId, url: URL): AgentCard =>
-    a2aCard(registryCard(principal).card, `${init.url ?? url.origin}${A2A_PREFIX}/${principal}`)
+    a2aCard(registryCard(principal).card, `${apiOrigin(url)}${A2A_PREFIX}/${principal}`)
+
+  const apiOrigin = (url: URL): string => {
+    const given = typeof init.url === 'function' ? init.url() : init.url
+    return given == null ? url.origin : new URL(given).origin
+  }
 
   return {
     tasks,
@@ -80,29 +94,30 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
       const rest = url.pathname.slice(A2A_PREFIX.length)
       const match = /^\/([^/]+)(\/.*)?$/.exec(rest)
       if (match == null)
-        throw new A2aRouteError(
-          404,
+        throw new RouteNotFoundError(
           `no such endpoint: ${url.pathname} (an agent's card is at ${A2A_PREFIX}/<principal>${CARD_PATH})`
         )
       const principal = match[1] as PrincipalId
       const tail = match[2] ?? ''
       if (tail === CARD_PATH) {
         if (req.method !== 'GET' && req.method !== 'HEAD')
-          throw new A2aRouteError(405, `${req.method ?? ''} ${url.pathname}: a card is read with GET`)
+          throw new MethodNotAllowedError(`${req.method ?? ''} ${url.pathname}: a card is read with GET`, [
+            'GET',
+            'HEAD'
+          ])
         send(res, 200, 'application/json', JSON.stringify(AgentCard.toJSON(cardOf(principal, url))))
         return
       }
       if (tail !== '' && tail !== '/')
-        throw new A2aRouteError(
-          404,
+        throw new RouteNotFoundError(
           `no such endpoint: ${url.pathname} (agent ${principal.slice(0, 60)} answers JSON-RPC at ${A2A_PREFIX}/${principal.slice(0, 60)}, its card is at ${CARD_PATH} under it)`
         )
       // the agent first: an unknown agent is 404 whoever asks
       const card = cardOf(principal, url)
       if (req.method !== 'POST')
-        throw new A2aRouteError(
-          405,
-          `${req.method ?? ''} ${url.pathname}: A2A calls are JSON-RPC requests, sent with POST`
+        throw new MethodNotAllowedError(
+          `${req.method ?? ''} ${url.pathname}: A2A calls are JSON-RPC requests, sent with POST`,
+          ['POST']
         )
       if (caller == null)
         throw new ApiTokenError(
@@ -121,7 +136,7 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
   ): Promise<void> {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
     if (type !== 'application/json' && type !== 'application/a2a+json')
-      throw new A2aContentTypeError(
+      throw new UnsupportedMediaTypeError(
         `a JSON-RPC request is sent as content-type application/json, not ${type === '' ? 'nothing' : type.slice(0, 80)}`
       )
     const text = await readBody(req, MAX_A2A_BODY_BYTES)
@@ -240,15 +255,15 @@ function rpcError(
   send(res, 200, 'application/json', JSON.stringify({ jsonrpc: '2.0', id, error }))
 }
 
-/** The body as text, at most `max` bytes (A2aBodyTooLargeError past it, before reading the rest). */
+/** The body as text, at most `max` bytes (BodyTooLargeError past it, before reading the rest). */
 async function readBody(req: IncomingMessage, max: number): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? '0')
-  if (declared > max) throw new A2aBodyTooLargeError(`a JSON-RPC request is at most ${max} bytes, not ${declared}`)
+  if (declared > max) throw new BodyTooLargeError(`a JSON-RPC request is at most ${max} bytes, not ${declared}`)
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of req) {
     size += (chunk as Buffer).length
-    if (size > max) throw new A2aBodyTooLargeError(`a JSON-RPC request is at most ${max} bytes`)
+    if (size > max) throw new BodyTooLargeError(`a JSON-RPC request is at most ${max} bytes`)
     chunks.push(chunk as Buffer)
   }
   return Buffer.concat(chunks).toString('utf8')

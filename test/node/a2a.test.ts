@@ -67,7 +67,10 @@ async function mountServer(mounts: Mount[], tokens: ApiServer['tokens']): Promis
         return
       }
       const status = err instanceof HttpError ? err.status : 500
-      res.writeHead(status, { 'content-type': 'application/problem+json' })
+      res.writeHead(status, {
+        'content-type': 'application/problem+json',
+        ...(err instanceof HttpError ? err.headers : {})
+      })
       res.end(JSON.stringify({ status, name: (err as Error).name, detail: (err as Error).message }))
     }
     const mount = mounts.find(m => url.pathname === m.prefix || url.pathname.startsWith(`${m.prefix}/`))
@@ -486,14 +489,18 @@ describe('A2A binding', function () {
       body: '{}'
     })
     assert.equal(form.status, 415)
+    assert.equal(((await form.json()) as { name: string }).name, 'UnsupportedMediaTypeError')
     const big = await fetch(endpoint, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'a2a-version': '1.0', ...auth },
       body: 'x'.repeat(MAX_A2A_BODY_BYTES + 1)
     })
     assert.equal(big.status, 413)
+    assert.equal(((await big.json()) as { name: string }).name, 'BodyTooLargeError')
     const get = await fetch(endpoint, { headers: auth })
     assert.equal(get.status, 405)
+    assert.equal(get.headers.get('allow'), 'POST')
+    await get.body?.cancel()
     // and the node goes on serving
     const ok = await rpc(
       endpoint,
