@@ -7,6 +7,7 @@
  */
 import { strict as assert } from 'node:assert'
 import { once } from 'node:events'
+import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
@@ -757,6 +758,19 @@ describe('TypeScript SDK', function () {
         assert.equal(server.seen.length, 2)
       } finally {
         await server.close()
+      }
+    })
+  })
+
+  describe('its guide', () => {
+    it('docs/api.md lists every route with its method, path and SDK method', async () => {
+      const guide = await readFile(new URL('../../docs/api.md', import.meta.url), 'utf8')
+      for (const [name, route] of Object.entries(ROUTES)) {
+        const method = CLIENT_METHODS[name as keyof typeof CLIENT_METHODS]
+        const row = guide.split('\n').find(l => l.startsWith('|') && l.includes(`\`${route.method} ${route.path}\``))
+        assert.ok(row != null, `docs/api.md has no row for ${route.method} ${route.path} (${name})`)
+        assert.ok(row.includes(`\`${method}\``), `docs/api.md's row for ${name} does not name ${method}`)
+        assert.ok(row.includes(`| ${route.auth} `), `docs/api.md's row for ${name} does not say ${route.auth}`)
       }
     })
   })
