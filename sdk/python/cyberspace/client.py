@@ -745,10 +745,19 @@ class Client:
         return cast(Certificate, self.request("POST", "/api/certificates", body=body))
 
 
+_SINCE_IN_DETAIL = re.compile(r"\bsince=(\d{1,16}\.\d{1,10})\b")
+
+
 def _expired(problem: ApiProblem, since: Optional[str]) -> CursorExpired:
-    """A 410 on the events routes; ``since`` the HLC to resume from: the node's, else the last event's."""
+    """
+    A 410 on the events routes. ``since``, the HLC to resume from: the one the node names (a
+    ``since`` or ``hlc`` member, else the ``since=`` its detail gives), else the last event's.
+    """
     body = problem.problem
     named: Any = body.get("since", body.get("hlc"))
+    if named is None:
+        said = _SINCE_IN_DETAIL.search(problem.detail)
+        named = said.group(1) if said else None
     try:
         if named is not None:
             since = hlc_text(named)
@@ -820,6 +829,7 @@ class EventStream(Iterator[Event]):
         self._retry_ms: Optional[int] = None
         self._last_hlc: Optional[str] = None
         self._failed: Optional[CyberspaceError] = None
+        self._reading = False
         self._connect()
 
     # -------------------------------------------------------------- connecting
@@ -924,6 +934,7 @@ class EventStream(Iterator[Event]):
                 continue
             assert self._parser is not None
             chunk = b""
+            self._reading = True
             try:
                 chunk = self._resp.read1(65536)
                 if not chunk:
@@ -933,6 +944,8 @@ class EventStream(Iterator[Event]):
             except (OSError, ValueError, http.client.HTTPException) as err:
                 # ValueError: the connection was closed under the read (close() from another thread)
                 self._last_error = ConnectionFailed(self._url, _describe(err))
+            finally:
+                self._reading = False
             if self._closed:
                 continue
             if not chunk:
@@ -995,6 +1008,8 @@ class EventStream(Iterator[Event]):
         self._closed = True
         self._wake.set()
         self._shutdown()
+        if not self._reading:
+            self._drop()  # else the reader drops it when its read returns
 
     def _shutdown(self) -> None:
         conn = self._conn

@@ -84,8 +84,9 @@ class ApiProblem(CyberspaceError):
     def _message(self) -> str:
         where = f" ({self.method} {self.url})" if self.url else ""
         text = f"{self.status} {self.name}: {self.detail}{where}"
-        if self.errors:
-            text += "; " + "; ".join(f"{e['field']}: {e['message']}" for e in self.errors)
+        untold = [e for e in self.errors if e["message"] not in self.detail]
+        if untold:
+            text += "; " + "; ".join(f"{e['field']}: {e['message']}" for e in untold)
         return text
 
 
@@ -93,8 +94,8 @@ class CursorExpired(ApiProblem):
     """
     The event cursor (``after`` or the stream's Last-Event-ID) is not one this node can resume from:
     it came from an earlier run of the node, or points before what the node still keeps (HTTP 410).
-    Resume with ``since=<hlc>`` instead: ``since`` holds the HLC text of the last event this client
-    had, when it had one.
+    Resume with ``since=<hlc>`` instead: ``since`` holds that HLC as text — the one the node names,
+    else that of the last event this client had — or None when neither is known.
     """
 
     since: Optional[str]
