@@ -24,6 +24,15 @@ export class NodeNotRunningError extends Error {
   name = 'NodeNotRunningError'
 }
 
+/**
+ * The API cannot listen as asked: an address that is not an IP, or an address off loopback with
+ * neither TLS (`--api-tls-cert`, `--api-tls-key`) nor `--api-insecure`.
+ */
+export class ApiBindError extends Error {
+  static name = 'ApiBindError'
+  name = 'ApiBindError'
+}
+
 /** The control API refused or failed a request. */
 export class ApiError extends Error {
   static name = 'ApiError'

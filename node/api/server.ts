@@ -1,13 +1,18 @@
 /**
- * The local control API of a node process, and the web page it serves.
+ * The API port of a node process: the public HTTP API (`/api/…`, routed by node/api/v1/router.ts
+ * from src/api/routes.ts), its OpenAPI document (`/api/openapi.json`), the CLI's control API
+ * (`/api/v0/…`), Prometheus metrics (`/metrics`), mounts (MCP at `/mcp`, A2A), and the web page.
  *
- * Bound to 127.0.0.1 only. Every request must carry a Host header naming that loopback address
- * (so a DNS-rebinding page cannot reach it under another name); `/api/` requests must also carry
- * a bearer token and, if they carry an Origin, it must be the API's own (so a web page elsewhere
- * cannot drive the node). The operator's token (`api-token` in the data directory) may call every
- * route; an agent's token (agent-tokens.ts, minted when a program attaches as an external agent)
- * only the routes of AGENT_TOKEN_ROUTES, and there only as its own agent. The page (`/`,
- * `/bundle.js`) and `/bootstrap.json` are public: the page is a peer of its own and needs no authority.
+ * Bound to 127.0.0.1 unless `host` says otherwise; off loopback it needs `tls` (then it answers
+ * https) or an explicit `insecure`. Every request must carry a Host header naming an address the
+ * API is bound to (loopback names always; the bound address; every address of the machine when
+ * bound to all of them; `publicHost`), so a DNS-rebinding page cannot reach it under another name.
+ * Requests to the API, the metrics and the mounts must carry an Origin of the API's own if any, and
+ * not come cross-site. The operator's token (`api-token` in the data directory) may call every
+ * route; an agent's token (agent-tokens.ts) only the routes its agent may, and only as its agent.
+ * The page (`/`, `/bundle.js`), `/bootstrap.json` and `/api/openapi.json` are public.
+ *
+ * Every error is answered as RFC 9457 problem details (http.ts `problemOf`).
  *
  * @example
  * const api = await startApiServer({ node, token, port: 4100, pageDir: 'dist/browser' })
@@ -15,6 +20,9 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
+import { createServer as createTlsServer } from 'node:https'
+import { isIP, isIPv6 } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WebSockets } from '@multiformats/multiaddr-matcher'
@@ -51,6 +59,12 @@ import {
 } from './http.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Message } from '@libp2p/gossipsub'
+import { openApiDocument } from '../../src/api/openapi.ts'
+import { ApiBindError } from '../errors.ts'
+import { ApiMetrics, METRICS_CONTENT_TYPE } from './metrics.ts'
+import { v1Router } from './v1/router.ts'
+import type { Handlers, Mount } from './v1/handler.ts'
+import type { RouteMatch } from './v1/router.ts'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 
 const utf8 = new TextDecoder()
@@ -73,11 +87,26 @@ export interface ApiServerInit {
   onError?: (err: Error) => void
   /** Called after `POST members/leave` spread this node's leave: the process should stop. */
   onLeave?: () => void
+  /** The address to listen on; 127.0.0.1 by default. Off loopback it needs `tls` or `insecure`. */
+  host?: string
+  /** Answer https with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer }
+  /** Plain HTTP off loopback, knowingly: tokens cross the network in clear. */
+  insecure?: boolean
+  /** A name clients reach the API by (DNS, a proxy's), accepted in Host and Origin besides its addresses. */
+  publicHost?: string
+  /** Served under their prefixes on this port (MCP, A2A), after the Host and Origin checks. */
+  mounts?: Mount[]
+  /** The public API's handlers, given the server's tokens; none by default (every route answers 501). */
+  handlers?: (context: { node: CyberspaceNode; tokens: AgentTokens }) => Partial<Handlers>
 }
 
 export interface ApiServer {
+  /** How a client on this machine reaches the API: http://127.0.0.1:<port>, or the https URL. */
   url: string
   port: number
+  /** Whether it answers https. */
+  tls: boolean
   /** The agents' tokens this API accepts besides the operator's. */
   tokens: AgentTokens
   close(): Promise<void>
@@ -119,6 +148,40 @@ export function statusOf(err: unknown): number {
   return ERROR_STATUS[(err as Error | undefined)?.name ?? ''] ?? 500
 }
 
+/** Addresses that mean every interface. */
+const WILDCARDS = new Set(['0.0.0.0', '::'])
+
+/** Whether `host` is a loopback address (or localhost). */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'))
+}
+
+/** A host as it stands in a URL or Host header: IPv6 in brackets. */
+function hostText(host: string): string {
+  return isIPv6(host) ? `[${host}]` : host
+}
+
+/**
+ * Refuses (ApiBindError) an address the API may not listen on as asked: not an IP (or localhost),
+ * or off loopback with neither TLS nor `insecure`. The message names both fixes.
+ */
+export function checkApiBind(options: { host?: string; tls?: unknown; insecure?: boolean; publicHost?: string }): void {
+  const host = options.host ?? '127.0.0.1'
+  if (host !== 'localhost' && isIP(host) === 0)
+    throw new ApiBindError(
+      `--api-host ${host} is not an IP address: give the address to listen on (0.0.0.0 for all), and the name clients use as --api-public-host`
+    )
+  if (
+    options.publicHost != null &&
+    !/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])$/.test(options.publicHost)
+  )
+    throw new ApiBindError(`--api-public-host ${options.publicHost} is not a host name`)
+  if (!isLoopback(host) && options.tls == null && options.insecure !== true)
+    throw new ApiBindError(
+      `the API would listen on ${host} off loopback in plain HTTP, where tokens cross the network in clear: pass --api-tls-cert <pem> --api-tls-key <pem> to answer https, or --api-insecure to accept plain HTTP`
+    )
+}
+
 const PAGE_FILES: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
@@ -154,6 +217,23 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   node.pubsub.addEventListener('message', onMessage)
   const state = stateRoutes(node)
   const stopRevoking = revokeTokensOfStoppedAgents(node, tokens)
+  checkApiBind(init)
+  const bindHost = init.host ?? '127.0.0.1'
+  const scheme = init.tls != null ? 'https' : 'http'
+  const mounts = [...(init.mounts ?? [])].sort((a, b) => b.prefix.length - a.prefix.length)
+  const metrics = new ApiMetrics({ node, tokens })
+  // TODO(v1Handlers): default to v1Handlers(node, { tokens }) once node/api/v1/handlers.ts is in
+  const router = v1Router({
+    handlers: init.handlers?.({ node, tokens }) ?? {},
+    authenticate: req => callerOf(req),
+    onStream: (route, delta) => {
+      metrics.stream(route, delta)
+    }
+  })
+  let openApiText: string | undefined
+  /** Host headers this API answers (`name:port`, lower case), set once it listens. */
+  let allowedHosts = new Set<string>()
+  let allowedOrigins = new Set<string>()
 
   const routes: Record<string, Route> = {
     'GET id': async () => ({
@@ -243,29 +323,68 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     )
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const allowedHosts = [`127.0.0.1:${port}`, `localhost:${port}`]
-    if (!allowedHosts.includes(req.headers.host ?? '')) {
+  /** What the metrics count a request under: its route's name, and whether it is a stream. */
+  interface Labels {
+    route: string
+    stream: boolean
+  }
+
+  /** Refuses a request from a page elsewhere: an Origin not the API's own, or a cross-site fetch. */
+  function sameOrigin(req: IncomingMessage): void {
+    const origin = req.headers.origin
+    if (origin != null && !allowedOrigins.has(origin.toLowerCase())) {
+      throw new ForbiddenHostError(`forbidden origin ${origin.slice(0, 200)}`)
+    }
+    if (req.headers['sec-fetch-site'] === 'cross-site') throw new ForbiddenHostError('forbidden cross-site request')
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse, labels: Labels): Promise<void> {
+    const host = (req.headers.host ?? '').toLowerCase()
+    if (!allowedHosts.has(host)) {
       throw new ForbiddenHostError(
-        `forbidden host ${JSON.stringify(req.headers.host ?? '')}: call this API as ${allowedHosts.join(' or ')}`
+        `forbidden host ${JSON.stringify(host.slice(0, 200))}: call this API as ${[...allowedHosts].slice(0, 4).join(' or ')}`
       )
     }
-    const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`)
-    if (url.pathname.startsWith(API_PREFIX)) {
-      const origin = req.headers.origin
-      if (origin != null && !allowedHosts.map(h => `http://${h}`).includes(origin)) {
-        throw new ForbiddenHostError(`forbidden origin ${origin}`)
-      }
-      if (req.headers['sec-fetch-site'] === 'cross-site') throw new ForbiddenHostError('forbidden cross-site request')
+    const url = new URL(req.url ?? '/', `${scheme}://127.0.0.1:${port}`)
+    const path = url.pathname
+    const method = req.method ?? ''
+    const mount = mounts.find(
+      m => path === m.prefix || path.startsWith(m.prefix.endsWith('/') ? m.prefix : `${m.prefix}/`)
+    )
+    if (mount != null) {
+      labels.route = mount.prefix
+      sameOrigin(req)
+      await mount.handle(req, res, url, mount.auth === 'agent' ? callerOf(req) : undefined)
+      return
+    }
+    if (path === '/api/openapi.json') {
+      labels.route = 'openapi'
+      if (method !== 'GET' && method !== 'HEAD')
+        throw new MethodNotAllowedError(`${method} ${path}: only GET and HEAD here`, ['GET', 'HEAD'])
+      openApiText ??= JSON.stringify(openApiDocument())
+      send(res, 200, 'application/json', openApiText)
+      return
+    }
+    if (path === '/metrics') {
+      labels.route = 'metrics'
+      if (method !== 'GET') throw new MethodNotAllowedError(`${method} ${path}: only GET here`, ['GET'])
+      sameOrigin(req)
+      operatorOnly(callerOf(req), 'GET /metrics')
+      send(res, 200, METRICS_CONTENT_TYPE, await metrics.render())
+      return
+    }
+    if (path.startsWith(API_PREFIX)) {
+      labels.route = 'v0'
+      sameOrigin(req)
       const caller = callerOf(req)
-      const key = `${req.method ?? ''} ${url.pathname.slice(API_PREFIX.length)}`
+      const key = `${method} ${path.slice(API_PREFIX.length)}`
       const stream = streams[key]
       const route = routes[key]
-      if (stream == null && route == null)
-        throw new RouteNotFoundError(`no such endpoint: ${req.method ?? ''} ${url.pathname}`)
+      if (stream == null && route == null) throw new RouteNotFoundError(`no such endpoint: ${method} ${path}`)
       // an agent's token reaches only its agent's routes; each of them checks the agent it names
       if (!AGENT_TOKEN_ROUTES.has(key) && !WORK_TOKEN_ROUTES.has(key)) operatorOnly(caller, key)
       if (stream != null) {
+        labels.stream = true
         await stream(req, url, res, caller)
         return
       }
@@ -273,8 +392,17 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       send(res, 200, 'application/json', JSON.stringify(result))
       return
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD')
-      throw new MethodNotAllowedError(`${req.method ?? ''} ${url.pathname}: only GET and HEAD here`, ['GET', 'HEAD'])
+    if (path === '/api' || path.startsWith('/api/')) {
+      const match: RouteMatch = router.match(method, path)
+      labels.route = match.name
+      labels.stream = match.spec.stream === true
+      sameOrigin(req)
+      await router.dispatch(match, req, res, url)
+      return
+    }
+    labels.route = 'page'
+    if (method !== 'GET' && method !== 'HEAD')
+      throw new MethodNotAllowedError(`${method} ${path}: only GET and HEAD here`, ['GET', 'HEAD'])
     if (url.pathname === '/bootstrap.json') {
       const multiaddrs = node
         .multiaddrs()
@@ -298,8 +426,14 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     send(res, 200, page.type, body)
   }
 
-  const server: Server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const started = performance.now()
+    const labels: Labels = { route: 'unmatched', stream: false }
+    res.once('close', () => {
+      const seconds = labels.stream ? undefined : (performance.now() - started) / 1000
+      metrics.request(labels.route, req.method ?? '', res.statusCode, seconds)
+    })
+    handle(req, res, labels).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy()
         return
@@ -312,13 +446,15 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
         err instanceof HttpError ? err.headers : {}
       )
     })
-  })
+  }
+  const server: Server =
+    init.tls != null ? createTlsServer({ cert: init.tls.cert, key: init.tls.key }, onRequest) : createServer(onRequest)
   server.requestTimeout = 60_000
   server.headersTimeout = 10_000
   server.maxConnections = MAX_API_CONNECTIONS
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(init.port, '127.0.0.1', () => {
+    server.listen(init.port, bindHost, () => {
       server.off('error', reject)
       resolve()
     })
@@ -329,14 +465,30 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   })
   const address = server.address()
   port = typeof address === 'object' && address != null ? address.port : init.port
+  const names = new Set(['127.0.0.1', 'localhost', '[::1]'])
+  if (WILDCARDS.has(bindHost)) {
+    // bound to every interface: each of the machine's addresses names it (an IP literal is no rebinding risk)
+    for (const list of Object.values(networkInterfaces()))
+      for (const a of list ?? []) names.add(hostText(a.address.split('%')[0]).toLowerCase())
+  } else names.add(hostText(bindHost).toLowerCase())
+  allowedHosts = new Set([...names].map(n => `${n}:${port}`))
+  if (init.publicHost != null) {
+    const name = init.publicHost.toLowerCase()
+    // behind a proxy on the scheme's own port the Host has no port
+    allowedHosts.add(`${name}:${port}`).add(name)
+  }
+  allowedOrigins = new Set([...allowedHosts].map(h => `${scheme}://${h}`))
+  const localHost = WILDCARDS.has(bindHost) ? '127.0.0.1' : hostText(bindHost)
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${scheme}://${localHost}:${port}`,
     port,
+    tls: init.tls != null,
     tokens,
     close: async () => {
       node.pubsub.removeEventListener('message', onMessage)
       state.close()
       stopRevoking()
+      await Promise.allSettled(mounts.map(async m => await m.close?.()))
       server.closeAllConnections()
       await new Promise<void>(resolve => {
         server.close(() => {
