@@ -1,10 +1,11 @@
 /**
  * The A2A binding on the API's port (README.md in this folder): for each agent hosted here, its
  * agent card at `/a2a/<principal>/.well-known/agent-card.json` (public, as cards are in the
- * registry) and its A2A v1.0 JSON-RPC endpoint at `/a2a/<principal>` (a bearer token of this node
- * required). The SDK's JSON-RPC transport (`JsonRpcTransportHandler`) reads each call and answers
- * it through `AgentTasks` (tasks.ts), which keeps tasks as work items; this module is the HTTP
- * around it: the agent, the body's limits, the version, and streams as server-sent events.
+ * registry) and its A2A JSON-RPC endpoint at `/a2a/<principal>` (a bearer token of this node
+ * required). The SDK's JSON-RPC transport reads each call — `JsonRpcTransportHandler` for v1.0
+ * (`A2A-Version: 1.0`), `LegacyJsonRpcTransportHandler` for v0.3 (no header) — and answers it
+ * through `AgentTasks` (tasks.ts), which keeps tasks as work items; this module is the HTTP around
+ * it: the agent, the body's limits, the version, and streams as server-sent events.
  *
  * @example
  * const api = await startApiServer({ node, token, port: 4100, pageDir, mounts: a2aMounts({ node }) })
@@ -12,6 +13,7 @@
  */
 import { AgentCard, A2A_VERSION_HEADER, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk'
 import { JsonRpcTransportHandler, ServerCallContext, validateVersion } from '@a2a-js/sdk/server'
+import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { ApiTokenError } from '../api/agent-tokens.ts'
 import {
@@ -23,7 +25,7 @@ import {
   send,
   UnsupportedMediaTypeError
 } from '../api/http.ts'
-import { a2aCard, JSONRPC_BINDING } from './card.ts'
+import { a2aCard, JSONRPC_BINDING, LEGACY_VERSION, legacyCardJson } from './card.ts'
 import { A2aAgentNotFoundError } from './errors.ts'
 import { A2aTasks, AgentTasks } from './tasks.ts'
 import type { A2aTasksInit } from './tasks.ts'
@@ -105,7 +107,11 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
             'GET',
             'HEAD'
           ])
-        send(res, 200, 'application/json', JSON.stringify(AgentCard.toJSON(cardOf(principal, url))))
+        const card = cardOf(principal, url)
+        // the card in the form of the version the client asks for: v0.3 when it does not say
+        res.setHeader('vary', A2A_VERSION_HEADER)
+        const legacy = versionOf(req) === LEGACY_VERSION
+        send(res, 200, 'application/json', JSON.stringify(legacy ? legacyCardJson(card) : AgentCard.toJSON(card)))
         return
       }
       if (tail !== '' && tail !== '/')
@@ -161,25 +167,27 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
       rpcError(res, id, INVALID_REQUEST, 'Invalid Request: a JSON-RPC 2.0 request has jsonrpc "2.0" and a method')
       return
     }
-    const version = req.headers[A2A_VERSION_HEADER.toLowerCase()]
-    const context = new ServerCallContext({
-      user: userOf(caller),
-      requestedVersion: typeof version === 'string' && version !== '' ? version : undefined
-    })
+    // a request without A2A-Version is a v0.3 one (A2A v1.0 says so): the SDK's v0.3 transport reads it
+    const version = versionOf(req)
+    const legacy = version === LEGACY_VERSION
+    const mapError = legacy
+      ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError
+      : JsonRpcTransportHandler.mapToJSONRPCError
+    const context = new ServerCallContext({ user: userOf(caller), requestedVersion: version })
     try {
-      // a request without the header asks for v0.3, which this binding does not speak
-      validateVersion(context.requestedVersion, card, JSONRPC_BINDING)
+      validateVersion(version, card, JSONRPC_BINDING)
     } catch (err) {
-      rpcError(res, id, JsonRpcTransportHandler.mapToJSONRPCError(err))
+      rpcError(res, id, mapError(err))
       return
     }
     // a stream, or a send that waits for its task, holds a place while it lasts
-    const release = waits(request)
+    const release = waits(request, legacy)
       ? tasks.place(caller.kind === 'agent' ? `token:${caller.tokenId}` : 'operator')
       : undefined
     try {
       const signal = closedSignal(res)
-      const transport = new JsonRpcTransportHandler(new AgentTasks(tasks, { caller, agent, card, signal }))
+      const handler = new AgentTasks(tasks, { caller, agent, card, signal })
+      const transport = legacy ? new LegacyJsonRpcTransportHandler(handler) : new JsonRpcTransportHandler(handler)
       const answer = await transport.handle(request, context)
       if (!(Symbol.asyncIterator in answer)) {
         send(res, 200, 'application/json', JSON.stringify(answer))
@@ -191,7 +199,7 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
       try {
         first = await events.next()
       } catch (err) {
-        rpcError(res, id, JsonRpcTransportHandler.mapToJSONRPCError(err))
+        rpcError(res, id, mapError(err))
         return
       }
       res.writeHead(200, {
@@ -209,8 +217,7 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
           await drained(res, signal)
         }
       } catch (err) {
-        if (!res.writableEnded)
-          res.write(formatSSEErrorEvent({ jsonrpc: '2.0', id, error: JsonRpcTransportHandler.mapToJSONRPCError(err) }))
+        if (!res.writableEnded) res.write(formatSSEErrorEvent({ jsonrpc: '2.0', id, error: mapError(err) }))
       } finally {
         clearInterval(timer)
         await events.return?.(undefined)
@@ -232,12 +239,25 @@ export function a2aMounts(init: A2aMountsInit): Mount[] {
   return [{ prefix: A2A_PREFIX, auth: 'public', handle: binding.handle }]
 }
 
-/** Whether a JSON-RPC request holds its connection while its task goes on: streams, and blocking sends. */
-function waits(request: Record<string, unknown>): boolean {
-  if (request.method === 'SendStreamingMessage' || request.method === 'SubscribeToTask') return true
-  if (request.method !== 'SendMessage') return false
-  const params = request.params as { configuration?: { returnImmediately?: unknown } } | undefined
-  return params?.configuration?.returnImmediately !== true
+/** The A2A version a request asks for: its A2A-Version, or v0.3 without one. */
+function versionOf(req: IncomingMessage): string {
+  const version = req.headers[A2A_VERSION_HEADER.toLowerCase()]
+  return typeof version === 'string' && version.trim() !== '' ? version.trim() : LEGACY_VERSION
+}
+
+/**
+ * Whether a JSON-RPC request holds its connection while its task goes on: streams, and sends that
+ * wait (v1.0 waits unless `returnImmediately`; v0.3 only when `blocking`).
+ */
+function waits(request: Record<string, unknown>, legacy: boolean): boolean {
+  const method = request.method
+  const params = request.params as { configuration?: { returnImmediately?: unknown; blocking?: unknown } } | undefined
+  if (legacy) {
+    if (method === 'message/stream' || method === 'tasks/resubscribe') return true
+    return method === 'message/send' && params?.configuration?.blocking === true
+  }
+  if (method === 'SendStreamingMessage' || method === 'SubscribeToTask') return true
+  return method === 'SendMessage' && params?.configuration?.returnImmediately !== true
 }
 
 function userOf(caller: Caller): User {

@@ -25,6 +25,7 @@ import { signedCertToSexp } from '../../src/spki/cert.ts'
 import { toAdvanced } from '../../src/spki/sexp.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { grant, key } from '../spki/fixtures.ts'
+import { LegacyJsonRpcTransport, parseLegacyAgentCard } from '@a2a-js/sdk/compat/v0_3/client'
 import type { Client } from '@a2a-js/sdk/client'
 import type { StreamResponse, Task } from '@a2a-js/sdk'
 import type { Caller } from '../../node/api/agent-tokens.ts'
@@ -220,13 +221,15 @@ describe('A2A binding', function () {
   })
 
   it("serves a hosted agent's card to anyone, naming its JSON-RPC endpoint and bearer authentication", async () => {
-    const res = await fetch(`${endpoint}/.well-known/agent-card.json`)
+    const res = await fetch(`${endpoint}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })
     assert.equal(res.status, 200)
+    assert.equal(res.headers.get('vary'), 'A2A-Version')
     const card = (await res.json()) as Record<string, any>
     assert.equal(card.name, 'external/worker')
     assert.deepEqual(card.supportedInterfaces[0], { url: endpoint, protocolBinding: 'JSONRPC', protocolVersion: '1.0' })
+    assert.deepEqual(card.supportedInterfaces[1], { url: endpoint, protocolBinding: 'JSONRPC', protocolVersion: '0.3' })
     // the registry's libp2p interface follows
-    assert.equal(card.supportedInterfaces[1].protocolBinding, 'urn:cyberspace:a2a:libp2p')
+    assert.equal(card.supportedInterfaces[2].protocolBinding, 'urn:cyberspace:a2a:libp2p')
     assert.equal(card.capabilities.streaming, true)
     assert.equal(card.securitySchemes.bearer.httpAuthSecurityScheme.scheme, 'Bearer')
     assert.deepEqual(card.securityRequirements, [{ schemes: { bearer: {} } }])
@@ -392,6 +395,63 @@ describe('A2A binding', function () {
     }
   })
 
+  it('speaks A2A v0.3 to a client that does not say A2A-Version: its card form, its method names', async () => {
+    const res = await fetch(`${endpoint}/.well-known/agent-card.json`)
+    const raw = (await res.json()) as Record<string, any>
+    assert.equal(raw.protocolVersion, '0.3.0')
+    assert.equal(raw.url, endpoint)
+    assert.equal(raw.preferredTransport, 'JSONRPC')
+    assert.deepEqual(raw.securitySchemes.bearer, {
+      type: 'http',
+      scheme: 'bearer',
+      description: raw.securitySchemes.bearer.description
+    })
+    assert.deepEqual(raw.security, [{ bearer: [] }])
+    assert.equal(parseLegacyAgentCard(raw).name, 'external/worker')
+    // the SDK's v0.3 transport: message/send (not blocking, as v0.3 defaults), tasks/resubscribe, tasks/get
+    const legacy = new LegacyJsonRpcTransport({ endpoint: raw.url, fetchImpl: bearerFetch(requester.token as string) })
+    const sent = await legacy.sendMessage(textMessage('the old way', { returnImmediately: true }))
+    assert.ok('id' in sent && 'status' in sent)
+    const task = sent as Task
+    assert.equal(task.status?.state, TaskState.TASK_STATE_SUBMITTED)
+    const stream = legacy.resubscribeTask({ tenant: '', id: task.id })
+    assert.equal((await stream.next()).value?.payload?.$case, 'task')
+    await claimNext(task.id)
+    const working = await stream.next()
+    assert.equal(
+      working.value?.payload?.$case === 'statusUpdate' ? working.value.payload.value.status?.state : undefined,
+      TaskState.TASK_STATE_WORKING
+    )
+    await complete(task.id, 'old but fine')
+    const rest: string[] = []
+    for await (const event of stream) rest.push(event.payload?.$case ?? '')
+    assert.deepEqual(rest, ['artifactUpdate', 'statusUpdate'])
+    const done = await legacy.getTask({ tenant: '', id: task.id })
+    assert.equal(done.status?.state, TaskState.TASK_STATE_COMPLETED)
+    assert.equal(done.artifacts[0].parts[0].content?.value, 'old but fine')
+    // on the wire: v0.3's shapes
+    const wire = await fetch(endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${requester.token as string}` },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tasks/get', params: { id: task.id } })
+    })
+    const body = (await wire.json()) as { result: Record<string, any> }
+    assert.equal(body.result.kind, 'task')
+    assert.equal(body.result.status.state, 'completed')
+    // a refusal keeps its code through the v0.3 transport
+    const refused = await fetch(endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${stranger.token as string}` },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'message/send',
+        params: { message: { kind: 'message', messageId: 'm', role: 'user', parts: [{ kind: 'text', text: 'hi' }] } }
+      })
+    })
+    assert.equal(((await refused.json()) as { error: { code: number } }).error.code, A2A_FORBIDDEN_CODE)
+  })
+
   it('CancelTask cancels a task not yet ended, and refuses one that has', async () => {
     const client = await a2aClient(`${endpoint}/`, requester.token as string)
     const task = (await client.sendMessage(textMessage('never mind', { returnImmediately: true }))) as Task
@@ -474,15 +534,17 @@ describe('A2A binding', function () {
       auth
     )
     assert.equal(bytes.body.error.code, -32005)
-    // v0.3 (no A2A-Version header) is not spoken: the version error names the one that is
-    const old = await fetch(endpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...auth },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'message/send', params: {} })
-    })
-    const oldBody = (await old.json()) as { error: { code: number; message: string } }
-    assert.equal(oldBody.error.code, -32009)
-    assert.match(oldBody.error.message, /1\.0/)
+    // a version it does not speak: the error names those it does
+    const future = await rpc(
+      endpoint,
+      JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'GetTask', params: { id: 'a2a:x' } }),
+      {
+        ...auth,
+        'a2a-version': '2.0'
+      }
+    )
+    assert.equal(future.body.error.code, -32009)
+    assert.match(future.body.error.message, /1\.0/)
     const form = await fetch(endpoint, {
       method: 'POST',
       headers: { 'content-type': 'text/plain', ...auth },
