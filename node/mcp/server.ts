@@ -33,8 +33,8 @@ import {
   TaskRef
 } from '../../src/api/schema.ts'
 import { ROUTES } from '../../src/api/routes.ts'
+import type { Client } from '../../src/api/client.ts'
 import { McpNoAgentError } from './errors.ts'
-import type { RouteName } from '../../src/api/routes.ts'
 import type { Board, HostedAgent } from '../../src/api/schema.ts'
 import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js'
 
@@ -43,25 +43,13 @@ export const MCP_SERVER_NAME = 'cyberspace'
 export const MCP_SERVER_VERSION = '0.1.0'
 /** Array elements and object members one tool call's arguments may hold in all. */
 export const MAX_TOOL_INPUT_ELEMENTS = 10_000
+/** What a send waits for beyond the message's own timeout (the node's answer on the way back). */
+const SEND_MARGIN_MS = 5_000
 /** Items a board resource lists (the first page; `list_work` pages on). */
 export const BOARD_RESOURCE_ITEMS = 200
 
-type Route<N extends RouteName> = (typeof ROUTES)[N]
-/** What a route answers, parsed. */
-export type Answer<N extends RouteName> = z.output<Route<N>['response']>
-
-/** One call of the public API: the route's path parameters, query and body. */
-export interface ApiCallInput {
-  params?: Record<string, string>
-  query?: Record<string, unknown>
-  body?: unknown
-  signal?: AbortSignal
-}
-
-/** What the MCP server needs of the TypeScript SDK's Client (src/api/client.ts): its generic call. */
-export interface ApiCaller {
-  call<N extends RouteName>(name: N, input: ApiCallInput): Promise<Answer<N>>
-}
+/** What the MCP server needs of the TypeScript SDK's Client: its typed call of a route. */
+export type ApiCaller = Pick<Client, 'call'>
 
 export interface McpServerInit {
   api: ApiCaller
@@ -150,7 +138,12 @@ export const TOOLS: ToolSpec[] = [
     output: ROUTES.send.response,
     annotations: MESSAGE,
     run: async ({ as, ...message }, { api, actor, signal }) =>
-      await api.call('send', { params: { id: actor(as) }, body: { ...message, request: false }, signal })
+      await api.call('send', {
+        params: { id: actor(as) },
+        body: { ...message, request: false },
+        timeout: message.timeout + SEND_MARGIN_MS,
+        signal
+      })
   }),
   tool({
     name: 'request',
@@ -161,7 +154,12 @@ export const TOOLS: ToolSpec[] = [
     output: ROUTES.send.response,
     annotations: MESSAGE,
     run: async ({ as, ...message }, { api, actor, signal }) =>
-      await api.call('send', { params: { id: actor(as) }, body: { ...message, request: true }, signal })
+      await api.call('send', {
+        params: { id: actor(as) },
+        body: { ...message, request: true },
+        timeout: message.timeout + SEND_MARGIN_MS,
+        signal
+      })
   }),
   tool({
     name: 'read_inbox',
@@ -193,7 +191,7 @@ export const TOOLS: ToolSpec[] = [
     input: ROUTES.listWorknodes.query,
     output: ROUTES.listWorknodes.response,
     annotations: READ,
-    run: async (query, { api, signal }) => await api.call('listWorknodes', { query: queryOf(query), signal })
+    run: async (query, { api, signal }) => await api.call('listWorknodes', { query, signal })
   }),
   tool({
     name: 'create_work',
@@ -251,7 +249,7 @@ export const TOOLS: ToolSpec[] = [
     name: 'write_document',
     title: 'Update a shared document',
     description:
-      "Apply an update to a shared document, as this agent: `update` is the document type's change (for a map, the keys to set); answers the value after it.",
+      'Apply one update to a shared document, as this agent: `update` is {op, path?, value?} as its type takes them (a register: set; a counter: increment/decrement; a set: add/remove; a map: any at a path). `type` opens a new document. Answers the value after it.',
     input: ROUTES.getDocument.params.extend(ROUTES.updateDocument.body.shape).extend({ as: As }),
     output: ROUTES.updateDocument.response,
     annotations: WRITE,
@@ -290,13 +288,6 @@ function taskAction(
         signal
       })
   })
-}
-
-/** A query for the SDK: booleans as the API's `true`/`false` (the schema parsed them into booleans). */
-function queryOf(query: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(query)) if (v !== undefined) out[k] = typeof v === 'boolean' ? String(v) : v
-  return out
 }
 
 const INSTRUCTIONS = [
