@@ -1,14 +1,14 @@
 /**
  * The A2A binding on the API's port (README.md in this folder): for each agent hosted here, its
  * agent card at `/a2a/<principal>/.well-known/agent-card.json` (public, as cards are in the
- * registry) and its A2A JSON-RPC endpoint at `/a2a/<principal>` (a bearer token of this node
- * required). The SDK's JSON-RPC transport reads each call — `JsonRpcTransportHandler` for v1.0
+ * registry) and its A2A JSON-RPC endpoint at `/a2a/jsonrpc/<principal>`, which the card names (a
+ * bearer token of this node required). The SDK's JSON-RPC transport reads each call — `JsonRpcTransportHandler` for v1.0
  * (`A2A-Version: 1.0`), `LegacyJsonRpcTransportHandler` for v0.3 (no header) — and answers it
  * through `AgentTasks` (tasks.ts), which keeps tasks as work items; this module is the HTTP around
  * it: the agent, the body's limits, the version, and streams as server-sent events.
  *
  * @example
- * const api = await startApiServer({ node, token, port: 4100, pageDir, mounts: a2aMounts({ node }) })
+ * const api = await startApiServer({ node, token, port: 4100, pageDir, mounts: api => a2aMounts({ node, url: api.url }) })
  * // an A2A client: new ClientFactory().createFromUrl(`${api.url}/a2a/${principal}/`)
  */
 import { AgentCard, A2A_VERSION_HEADER, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk'
@@ -35,8 +35,10 @@ import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { User } from '@a2a-js/sdk/server'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
-/** Where the binding lives on the API's port. */
+/** Where the agents' cards are on the API's port: `/a2a/<principal>/.well-known/agent-card.json`. */
 export const A2A_PREFIX = '/a2a'
+/** Where agents answer A2A JSON-RPC: `/a2a/jsonrpc/<principal>` (the card's interface url). */
+export const A2A_RPC_PREFIX = '/a2a/jsonrpc'
 /** Where an agent's card is, under its path. */
 export const CARD_PATH = '/.well-known/agent-card.json'
 /** Bytes of one JSON-RPC request: a message's text is at most 4000 characters, parts and envelope fit well within. */
@@ -59,11 +61,13 @@ export interface A2aMountsInit extends A2aTasksInit {
   heartbeat?: number
 }
 
-/** The A2A binding, one object that serves both what is public (cards) and what needs a token (calls). */
+/** The A2A binding: what is public (cards) and what needs a token (calls), each served on its own prefix. */
 export interface A2aBinding {
   readonly tasks: A2aTasks
-  /** Serves a request under A2A_PREFIX; `caller` is who the bearer token says, if it was given and is live. */
-  handle(req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller | undefined): Promise<void>
+  /** Serves a request under A2A_PREFIX: the agents' cards. */
+  cards(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void>
+  /** Serves a request under A2A_RPC_PREFIX, from `caller` (the API server has resolved the bearer token). */
+  calls(req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller | undefined): Promise<void>
 }
 
 export function a2aBinding(init: A2aMountsInit): A2aBinding {
@@ -82,44 +86,44 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
     return record
   }
 
-  const cardOf = (principal: PrincipalId, url: URL): AgentCard =>
-    a2aCard(registryCard(principal).card, `${apiOrigin(url)}${A2A_PREFIX}/${principal}`)
-
   const apiOrigin = (url: URL): string => {
     const given = typeof init.url === 'function' ? init.url() : init.url
     return given == null ? url.origin : new URL(given).origin
   }
 
+  const cardOf = (principal: PrincipalId, url: URL): AgentCard =>
+    a2aCard(registryCard(principal).card, `${apiOrigin(url)}${A2A_RPC_PREFIX}/${principal}`)
+
+  /** The principal a path names after `prefix`, and what follows it. */
+  const split = (url: URL, prefix: string): { principal: PrincipalId; tail: string } | undefined => {
+    const match = /^\/([^/]+)(\/.*)?$/.exec(url.pathname.slice(prefix.length))
+    return match == null ? undefined : { principal: match[1] as PrincipalId, tail: match[2] ?? '' }
+  }
+
   return {
     tasks,
-    async handle(req, res, url, caller) {
-      const rest = url.pathname.slice(A2A_PREFIX.length)
-      const match = /^\/([^/]+)(\/.*)?$/.exec(rest)
-      if (match == null)
+    async cards(req, res, url) {
+      const path = split(url, A2A_PREFIX)
+      if (path == null || path.tail !== CARD_PATH)
         throw new RouteNotFoundError(
-          `no such endpoint: ${url.pathname} (an agent's card is at ${A2A_PREFIX}/<principal>${CARD_PATH})`
+          `no such endpoint: ${url.pathname} (an agent's card is at ${A2A_PREFIX}/<principal>${CARD_PATH}; it names where the agent answers A2A calls, ${A2A_RPC_PREFIX}/<principal>)`
         )
-      const principal = match[1] as PrincipalId
-      const tail = match[2] ?? ''
-      if (tail === CARD_PATH) {
-        if (req.method !== 'GET' && req.method !== 'HEAD')
-          throw new MethodNotAllowedError(`${req.method ?? ''} ${url.pathname}: a card is read with GET`, [
-            'GET',
-            'HEAD'
-          ])
-        const card = cardOf(principal, url)
-        // the card in the form of the version the client asks for: v0.3 when it does not say
-        res.setHeader('vary', A2A_VERSION_HEADER)
-        const legacy = versionOf(req) === LEGACY_VERSION
-        send(res, 200, 'application/json', JSON.stringify(legacy ? legacyCardJson(card) : AgentCard.toJSON(card)))
-        return
-      }
-      if (tail !== '' && tail !== '/')
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        throw new MethodNotAllowedError(`${req.method ?? ''} ${url.pathname}: a card is read with GET`, ['GET', 'HEAD'])
+      const card = cardOf(path.principal, url)
+      // the card in the form of the version the client asks for: v0.3 when it does not say
+      res.setHeader('vary', A2A_VERSION_HEADER)
+      const legacy = versionOf(req) === LEGACY_VERSION
+      send(res, 200, 'application/json', JSON.stringify(legacy ? legacyCardJson(card) : AgentCard.toJSON(card)))
+    },
+    async calls(req, res, url, caller) {
+      const path = split(url, A2A_RPC_PREFIX)
+      if (path == null || (path.tail !== '' && path.tail !== '/'))
         throw new RouteNotFoundError(
-          `no such endpoint: ${url.pathname} (agent ${principal.slice(0, 60)} answers JSON-RPC at ${A2A_PREFIX}/${principal.slice(0, 60)}, its card is at ${CARD_PATH} under it)`
+          `no such endpoint: ${url.pathname} (an agent answers A2A JSON-RPC at ${A2A_RPC_PREFIX}/<principal>, as its card says)`
         )
       // the agent first: an unknown agent is 404 whoever asks
-      const card = cardOf(principal, url)
+      const card = cardOf(path.principal, url)
       if (req.method !== 'POST')
         throw new MethodNotAllowedError(
           `${req.method ?? ''} ${url.pathname}: A2A calls are JSON-RPC requests, sent with POST`,
@@ -129,7 +133,7 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
         throw new ApiTokenError(
           'no bearer token: send Authorization: Bearer <token> (an agent token of this node, or its operator token), as the agent card says'
         )
-      await call(req, res, card, principal, caller)
+      await call(req, res, card, path.principal, caller)
     }
   }
 
@@ -230,13 +234,16 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
 }
 
 /**
- * The mounts of the binding on the API server. The cards are public and the calls need a token, on
- * the same paths: the binding is mounted with `auth: 'public'` and told the caller the server
- * resolved, if any.
+ * The binding's mounts on the API server: the cards, public, under A2A_PREFIX; the calls, with a
+ * token the server checks first (401 without a live one), under the longer A2A_RPC_PREFIX (the
+ * server takes the longest prefix that matches; no principal is called `jsonrpc`).
  */
 export function a2aMounts(init: A2aMountsInit): Mount[] {
   const binding = a2aBinding(init)
-  return [{ prefix: A2A_PREFIX, auth: 'public', handle: binding.handle }]
+  return [
+    { prefix: A2A_RPC_PREFIX, auth: 'agent', handle: binding.calls },
+    { prefix: A2A_PREFIX, auth: 'public', handle: async (req, res, url) => await binding.cards(req, res, url) }
+  ]
 }
 
 /** The A2A version a request asks for: its A2A-Version, or v0.3 without one. */

@@ -7,7 +7,6 @@
  * streams.
  */
 import { strict as assert } from 'node:assert'
-import { createServer } from 'node:http'
 import { SendMessageRequest, TaskState } from '@a2a-js/sdk'
 import {
   ClientFactory,
@@ -15,11 +14,10 @@ import {
   DefaultAgentCardResolver,
   JsonRpcTransportFactory
 } from '@a2a-js/sdk/client'
-import { a2aMounts, A2A_PREFIX, MAX_A2A_BODY_BYTES } from '../../node/a2a/mount.ts'
+import { a2aMounts, A2A_PREFIX, A2A_RPC_PREFIX, MAX_A2A_BODY_BYTES } from '../../node/a2a/mount.ts'
 import { A2A_FORBIDDEN_CODE } from '../../node/a2a/errors.ts'
 import { MAX_STREAMS_PER_CALLER } from '../../node/a2a/tasks.ts'
 import { apiClient } from '../../node/api/client.ts'
-import { HttpError } from '../../node/api/http.ts'
 import { startApiServer } from '../../node/api/server.ts'
 import { signedCertToSexp } from '../../src/spki/cert.ts'
 import { toAdvanced } from '../../src/spki/sexp.ts'
@@ -28,16 +26,13 @@ import { grant, key } from '../spki/fixtures.ts'
 import { LegacyJsonRpcTransport, parseLegacyAgentCard } from '@a2a-js/sdk/compat/v0_3/client'
 import type { Client } from '@a2a-js/sdk/client'
 import type { StreamResponse, Task } from '@a2a-js/sdk'
-import type { Caller } from '../../node/api/agent-tokens.ts'
 import type { HostedAgentView } from '../../node/api/agent-routes.ts'
 import type { ApiClient } from '../../node/api/client.ts'
 import type { ApiServer } from '../../node/api/server.ts'
-import type { Mount } from '../../node/api/v1/handler.ts'
 import type { WorkItemView, WorkOpResult, ItemPage } from '../../node/api/work-routes.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Key } from '../spki/fixtures.ts'
-import type { Server } from 'node:http'
 
 const TOKEN = 'operator-t0ken'
 
@@ -53,52 +48,6 @@ async function until<T>(check: () => Promise<T | undefined>, what: string, tries
     await new Promise(resolve => setTimeout(resolve, delay))
   }
   throw new Error(`gave up waiting for ${what}${last != null ? ` (last: ${(last as Error).message})` : ''}`)
-}
-
-/**
- * The API server's side of a mount, until the server serves mounts itself: the bearer token
- * resolved when there is one (401 when it is wrong), errors as problem JSON.
- */
-async function mountServer(mounts: Mount[], tokens: ApiServer['tokens']): Promise<{ url: string; server: Server }> {
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', `http://${req.headers.host ?? '127.0.0.1'}`)
-    const fail = (err: unknown): void => {
-      if (res.headersSent) {
-        res.destroy()
-        return
-      }
-      const status = err instanceof HttpError ? err.status : 500
-      res.writeHead(status, {
-        'content-type': 'application/problem+json',
-        ...(err instanceof HttpError ? err.headers : {})
-      })
-      res.end(JSON.stringify({ status, name: (err as Error).name, detail: (err as Error).message }))
-    }
-    const mount = mounts.find(m => url.pathname === m.prefix || url.pathname.startsWith(`${m.prefix}/`))
-    if (mount == null) {
-      fail(new HttpError(404, 'not found'))
-      return
-    }
-    const auth = req.headers.authorization ?? ''
-    const text = auth.startsWith('Bearer ') ? auth.slice(7) : ''
-    let caller: Caller | undefined
-    if (text === TOKEN) caller = { kind: 'operator' }
-    else if (text !== '') {
-      const token = tokens.verify(text)
-      if (token == null) {
-        const err = new HttpError(401, 'wrong or revoked token')
-        err.name = 'ApiTokenError'
-        fail(err)
-        return
-      }
-      caller = { kind: 'agent', agent: token.agent, tokenId: token.id }
-    }
-    mount.handle(req, res, url, caller).catch(fail)
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  const port = typeof address === 'object' && address != null ? address.port : 0
-  return { url: `http://127.0.0.1:${port}`, server }
 }
 
 /** A fetch that sends `token` as the bearer. */
@@ -157,13 +106,14 @@ describe('A2A binding', function () {
   let api: ApiServer
   let operator: ApiClient
   let root: Key
-  let a2a: { url: string; server: Server }
   /** The agent tasks are sent to, its program's token and API client. */
   let worker: HostedAgentView
   let workerApi: ApiClient
   /** An agent that sends tasks, with rights on the board; and one with none. */
   let requester: HostedAgentView
   let stranger: HostedAgentView
+  /** The worker's path (its card is under it) and its JSON-RPC endpoint. */
+  let base: string
   let endpoint: string
 
   const grantTo = async (principal: PrincipalId, tagText: string): Promise<void> => {
@@ -199,7 +149,14 @@ describe('A2A binding', function () {
 
   before(async () => {
     node = await memoryNode()
-    api = await startApiServer({ node, token: TOKEN, port: 0, pageDir: '/nonexistent' })
+    // the node's API server, with the binding mounted as a node process mounts it
+    api = await startApiServer({
+      node,
+      token: TOKEN,
+      port: 0,
+      pageDir: '/nonexistent',
+      mounts: ({ url }) => a2aMounts({ node, url })
+    })
     operator = apiClient(api.url, TOKEN)
     root = await key()
     await operator.post('spki/acl', { principal: root.id, tag: '(cyberspace)' })
@@ -209,19 +166,17 @@ describe('A2A binding', function () {
     workerApi = apiClient(api.url, worker.token as string)
     await grantTo(worker.principal, '(cyberspace (work a2a))')
     await grantTo(requester.principal, '(cyberspace (work a2a))')
-    a2a = await mountServer(a2aMounts({ node }), api.tokens)
-    endpoint = `${a2a.url}${A2A_PREFIX}/${worker.principal}`
+    base = `${api.url}${A2A_PREFIX}/${worker.principal}`
+    endpoint = `${api.url}${A2A_RPC_PREFIX}/${worker.principal}`
   })
 
   after(async () => {
-    a2a.server.closeAllConnections()
-    await new Promise(resolve => a2a.server.close(resolve))
     await api.close()
     await node.stop()
   })
 
   it("serves a hosted agent's card to anyone, naming its JSON-RPC endpoint and bearer authentication", async () => {
-    const res = await fetch(`${endpoint}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })
+    const res = await fetch(`${base}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })
     assert.equal(res.status, 200)
     assert.equal(res.headers.get('vary'), 'A2A-Version')
     const card = (await res.json()) as Record<string, any>
@@ -235,12 +190,12 @@ describe('A2A binding', function () {
     assert.deepEqual(card.securityRequirements, [{ schemes: { bearer: {} } }])
     assert.ok(card.skills.some((s: { id: string }) => s.id === 'kind:external'))
     // the SDK's resolver reads it as a v1.0 card
-    const resolved = await new DefaultAgentCardResolver().resolve(`${endpoint}/`)
+    const resolved = await new DefaultAgentCardResolver().resolve(`${base}/`)
     assert.equal(resolved.supportedInterfaces[0].url, endpoint)
   })
 
   it('completes a task sent with the SDK client: the agent claims and completes its work item, GetTask shows the result as an artifact', async () => {
-    const client = await a2aClient(`${endpoint}/`, requester.token as string)
+    const client = await a2aClient(`${base}/`, requester.token as string)
     assert.equal(client.protocolVersion, '1.0')
     // a blocking send: it answers once the agent's program completed the item
     const sent = client.sendMessage(textMessage('Summarize the release notes\nin three lines'))
@@ -273,7 +228,7 @@ describe('A2A binding', function () {
   })
 
   it('SubscribeToTask streams the task, then working, then its artifact and completed', async () => {
-    const client = await a2aClient(`${endpoint}/`, requester.token as string)
+    const client = await a2aClient(`${base}/`, requester.token as string)
     const task = (await client.sendMessage(textMessage('follow me', { returnImmediately: true }))) as Task
     assert.equal(task.status?.state, TaskState.TASK_STATE_SUBMITTED)
     const seen: string[] = []
@@ -315,7 +270,7 @@ describe('A2A binding', function () {
   })
 
   it('SendStreamingMessage streams a new task to its end; a later message in its context joins it', async () => {
-    const client = await a2aClient(`${endpoint}/`, requester.token as string)
+    const client = await a2aClient(`${base}/`, requester.token as string)
     const states: string[] = []
     let taskId = ''
     const stream = client.sendMessageStream(textMessage('stream this'))
@@ -357,7 +312,7 @@ describe('A2A binding', function () {
   })
 
   it('a blocking send answers when the agent asks for input, with what it asked; a new binding reads the task from the board', async () => {
-    const client = await a2aClient(`${endpoint}/`, requester.token as string)
+    const client = await a2aClient(`${base}/`, requester.token as string)
     const sent = client.sendMessage(textMessage('Tag the release'))
     const taskId = await until(async () => {
       const page = await workerApi.get<ItemPage>('work/items', {
@@ -380,9 +335,15 @@ describe('A2A binding', function () {
     assert.equal(task.status?.message?.parts[0].content?.value, 'Which version?')
     assert.equal(task.metadata?.progress, 10)
     // nothing of a task is kept by the binding: another one (as after a restart of the API) reads it from the board
-    const fresh = await mountServer(a2aMounts({ node }), api.tokens)
+    const fresh = await startApiServer({
+      node,
+      token: TOKEN,
+      port: 0,
+      pageDir: '/nonexistent',
+      mounts: ({ url }) => a2aMounts({ node, url })
+    })
     try {
-      const again = await a2aClient(`${fresh.url}${A2A_PREFIX}/${worker.principal}/`, requester.token as string)
+      const again = await a2aClient(`${fresh.url}${A2A_PREFIX}/${worker.principal}/`, TOKEN)
       const read = await again.getTask({ tenant: '', id: taskId })
       assert.equal(read.status?.state, TaskState.TASK_STATE_INPUT_REQUIRED)
       assert.deepEqual(
@@ -390,13 +351,12 @@ describe('A2A binding', function () {
         ['Tag the release', 'Which version?']
       )
     } finally {
-      fresh.server.closeAllConnections()
-      await new Promise(resolve => fresh.server.close(resolve))
+      await fresh.close()
     }
   })
 
   it('speaks A2A v0.3 to a client that does not say A2A-Version: its card form, its method names', async () => {
-    const res = await fetch(`${endpoint}/.well-known/agent-card.json`)
+    const res = await fetch(`${base}/.well-known/agent-card.json`)
     const raw = (await res.json()) as Record<string, any>
     assert.equal(raw.protocolVersion, '0.3.0')
     assert.equal(raw.url, endpoint)
@@ -453,7 +413,7 @@ describe('A2A binding', function () {
   })
 
   it('CancelTask cancels a task not yet ended, and refuses one that has', async () => {
-    const client = await a2aClient(`${endpoint}/`, requester.token as string)
+    const client = await a2aClient(`${base}/`, requester.token as string)
     const task = (await client.sendMessage(textMessage('never mind', { returnImmediately: true }))) as Task
     const canceled = await client.cancelTask({ tenant: '', id: task.id, metadata: undefined })
     assert.equal(canceled.status?.state, TaskState.TASK_STATE_CANCELED)
@@ -471,16 +431,16 @@ describe('A2A binding', function () {
     const wrong = await rpc(endpoint, call, { authorization: 'Bearer not-a-token' })
     assert.equal(wrong.status, 401)
     // the SDK's client is told so
-    const client = await a2aClient(`${endpoint}/`, 'x'.repeat(43))
+    const client = await a2aClient(`${base}/`, 'x'.repeat(43))
     await assert.rejects(client.getTask({ tenant: '', id: 'a2a:x' }), /401/)
     const nobody = (await key()).id
-    const card = await fetch(`${a2a.url}${A2A_PREFIX}/${nobody}/.well-known/agent-card.json`)
+    const card = await fetch(`${api.url}${A2A_PREFIX}/${nobody}/.well-known/agent-card.json`)
     assert.equal(card.status, 404)
     assert.equal(((await card.json()) as { name: string }).name, 'A2aAgentNotFoundError')
-    const unknown = await rpc(`${a2a.url}${A2A_PREFIX}/${nobody}`, call, { authorization: `Bearer ${TOKEN}` })
+    const unknown = await rpc(`${api.url}${A2A_RPC_PREFIX}/${nobody}`, call, { authorization: `Bearer ${TOKEN}` })
     assert.equal(unknown.status, 404)
-    await assert.rejects(a2aClient(`${a2a.url}${A2A_PREFIX}/${nobody}/`, TOKEN), /404/)
-    const junk = await fetch(`${a2a.url}${A2A_PREFIX}/not-a-principal/.well-known/agent-card.json`)
+    await assert.rejects(a2aClient(`${api.url}${A2A_PREFIX}/${nobody}/`, TOKEN), /404/)
+    const junk = await fetch(`${api.url}${A2A_PREFIX}/not-a-principal/.well-known/agent-card.json`)
     assert.equal(junk.status, 404)
   })
 
@@ -573,7 +533,7 @@ describe('A2A binding', function () {
   })
 
   it("acts within the caller's chain: no task without the board's rights, no reading another's tasks without them", async () => {
-    const strangerClient = await a2aClient(`${endpoint}/`, stranger.token as string)
+    const strangerClient = await a2aClient(`${base}/`, stranger.token as string)
     const refused = await rpc(
       endpoint,
       JSON.stringify({
@@ -587,7 +547,7 @@ describe('A2A binding', function () {
     assert.equal(refused.body.error.code, A2A_FORBIDDEN_CODE)
     assert.match(refused.body.error.message, /stranger|z6Mk/)
     // the requester's task exists, but the stranger is told only that there is none it may read
-    const client = await a2aClient(`${endpoint}/`, requester.token as string)
+    const client = await a2aClient(`${base}/`, requester.token as string)
     const task = (await client.sendMessage(textMessage('private', { returnImmediately: true }))) as Task
     await assert.rejects(strangerClient.getTask({ tenant: '', id: task.id }), (err: Error) => {
       assert.equal(err.name, 'TaskNotFoundError')
@@ -610,7 +570,7 @@ describe('A2A binding', function () {
     )
     assert.equal(as.body.error.code, A2A_FORBIDDEN_CODE)
     // the operator reads every task, and sends as the agent addressed (or the one it names)
-    const operatorClient = await a2aClient(`${endpoint}/`, TOKEN)
+    const operatorClient = await a2aClient(`${base}/`, TOKEN)
     assert.equal((await operatorClient.getTask({ tenant: '', id: task.id })).id, task.id)
     const own = (await operatorClient.sendMessage(
       textMessage('from the operator', { returnImmediately: true })
@@ -633,7 +593,7 @@ describe('A2A binding', function () {
     assert.equal(absent.body.error.code, -32602)
     assert.match(absent.body.error.message, /does not run on this node/)
     // a task sent to one agent is not another's, even for the operator
-    const other = `${a2a.url}${A2A_PREFIX}/${requester.principal}`
+    const other = `${api.url}${A2A_RPC_PREFIX}/${requester.principal}`
     const elsewhere = await rpc(
       other,
       JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'GetTask', params: { id: task.id } }),
@@ -645,7 +605,7 @@ describe('A2A binding', function () {
   })
 
   it(`holds at most ${MAX_STREAMS_PER_CALLER} streams open per token (429 past it), and frees them when they end`, async () => {
-    const client = await a2aClient(`${endpoint}/`, requester.token as string)
+    const client = await a2aClient(`${base}/`, requester.token as string)
     const task = (await client.sendMessage(textMessage('watched', { returnImmediately: true }))) as Task
     const controllers: AbortController[] = []
     const subscribe = async (): Promise<Response> => {
