@@ -16,6 +16,7 @@ import { JsonRpcTransportHandler, ServerCallContext, validateVersion } from '@a2
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { ApiTokenError } from '../api/agent-tokens.ts'
+import { revokedSignal } from '../api/agent-routes.ts'
 import {
   BodyTooLargeError,
   closedSignal,
@@ -26,10 +27,10 @@ import {
   UnsupportedMediaTypeError
 } from '../api/http.ts'
 import { a2aCard, JSONRPC_BINDING, LEGACY_VERSION, legacyCardJson } from './card.ts'
-import { A2aAgentNotFoundError } from './errors.ts'
+import { A2aAgentNotFoundError, A2aForbiddenError } from './errors.ts'
 import { A2aTasks, AgentTasks } from './tasks.ts'
 import type { A2aTasksInit } from './tasks.ts'
-import type { Caller } from '../api/agent-tokens.ts'
+import type { AgentTokens, Caller } from '../api/agent-tokens.ts'
 import type { Mount } from '../api/v1/handler.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { User } from '@a2a-js/sdk/server'
@@ -57,6 +58,12 @@ export interface A2aMountsInit extends A2aTasksInit {
    * for the card, as the API server parsed it.
    */
   url?: string | (() => string)
+  /**
+   * The API server's agent tokens (or a function giving them, for a server that makes them as it
+   * starts): a stream or a blocking send of a token that is revoked meanwhile ends then, as the
+   * API's own streams do. Without them, such a call goes on until it ends or its client goes away.
+   */
+  tokens?: AgentTokens | (() => AgentTokens | undefined)
   /** How often an idle stream carries a comment, in ms; default A2A_HEARTBEAT_MS. */
   heartbeat?: number
 }
@@ -189,7 +196,9 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
       ? tasks.place(caller.kind === 'agent' ? `token:${caller.tokenId}` : 'operator')
       : undefined
     try {
-      const signal = closedSignal(res)
+      const tokens = typeof init.tokens === 'function' ? init.tokens() : init.tokens
+      const revoked = tokens != null ? revokedSignal(tokens, caller, res) : undefined
+      const signal = revoked != null ? AbortSignal.any([closedSignal(res), revoked]) : closedSignal(res)
       const handler = new AgentTasks(tasks, { caller, agent, card, signal })
       const transport = legacy ? new LegacyJsonRpcTransportHandler(handler) : new JsonRpcTransportHandler(handler)
       const answer = await transport.handle(request, context)
@@ -220,6 +229,17 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
           res.write(formatSSEEvent(next.value))
           await drained(res, signal)
         }
+        // the token was revoked: the stream ends saying so
+        if (revoked?.aborted === true && !res.writableEnded)
+          res.write(
+            formatSSEErrorEvent({
+              jsonrpc: '2.0',
+              id,
+              error: mapError(
+                new A2aForbiddenError(`the token of agent ${caller.kind === 'agent' ? caller.agent : ''} was revoked`)
+              )
+            })
+          )
       } catch (err) {
         if (!res.writableEnded) res.write(formatSSEErrorEvent({ jsonrpc: '2.0', id, error: mapError(err) }))
       } finally {

@@ -155,7 +155,7 @@ describe('A2A binding', function () {
       token: TOKEN,
       port: 0,
       pageDir: '/nonexistent',
-      mounts: ({ url }) => a2aMounts({ node, url })
+      mounts: ({ url }) => a2aMounts({ node, url, tokens: () => api?.tokens })
     })
     operator = apiClient(api.url, TOKEN)
     root = await key()
@@ -410,6 +410,21 @@ describe('A2A binding', function () {
       })
     })
     assert.equal(((await refused.json()) as { error: { code: number } }).error.code, A2A_FORBIDDEN_CODE)
+  })
+
+  it('a stream of a token revoked meanwhile ends, saying so', async () => {
+    const minted = api.tokens.mint(requester.principal)
+    const client = await a2aClient(`${base}/`, minted.token)
+    const task = (await client.sendMessage(textMessage('until revoked', { returnImmediately: true }))) as Task
+    const stream = client.resubscribeTask({ tenant: '', id: task.id })
+    assert.equal((await stream.next()).value?.payload?.$case, 'task')
+    api.tokens.revoke({ id: minted.id })
+    await assert.rejects(stream.next(), (err: Error) => {
+      assert.match(err.message, /was revoked/)
+      assert.match(err.message, new RegExp(String(A2A_FORBIDDEN_CODE)))
+      return true
+    })
+    await assert.rejects(client.getTask({ tenant: '', id: task.id }), /401/)
   })
 
   it('CancelTask cancels a task not yet ended, and refuses one that has', async () => {
