@@ -24,6 +24,18 @@ import {
   ResponseTooLargeError
 } from '../../src/api/client.ts'
 import { ROUTES } from '../../src/api/routes.ts'
+import { apiClient } from '../../node/api/client.ts'
+import { startApiServer } from '../../node/api/server.ts'
+import { v1Handlers } from '../../node/api/v1/handlers.ts'
+import { formatHlc } from '../../src/clock/hlc.ts'
+import { signedCertToSexp } from '../../src/spki/cert.ts'
+import { toAdvanced } from '../../src/spki/sexp.ts'
+import { EventJournal } from '../../src/work/events.ts'
+import { memoryNode } from '../helpers/memory-node.ts'
+import { grant, key } from '../spki/fixtures.ts'
+import type { ApiServer } from '../../node/api/server.ts'
+import type { PrincipalId } from '../../src/crypto/principal.ts'
+import type { CyberspaceNode } from '../../src/node.ts'
 import type { ApiEvent } from '../../src/api/client.ts'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -79,6 +91,16 @@ async function localServer(
       await once(server, 'close')
     }
   }
+}
+
+/**
+ * The list of a page. (The route table's page() types a page as any object, not by its field: this
+ * names the field until it does.)
+ */
+function rows<T = Record<string, unknown>>(page: unknown, field: string): T[] {
+  const list = (page as Record<string, unknown>)[field]
+  assert.ok(Array.isArray(list), `the page has no ${field}[]`)
+  return list as T[]
 }
 
 function json(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
@@ -759,6 +781,320 @@ describe('TypeScript SDK', function () {
       } finally {
         await server.close()
       }
+    })
+  })
+
+  describe('against a real node', function () {
+    this.timeout(60_000)
+    const BOARD = 'sdk'
+    let node: CyberspaceNode
+    let server: ApiServer
+    let operator: Client
+    let agent: Client
+    let agentId: string
+    let otherId: string
+    let start: string
+
+    /** The first `count` events from a point, page after page. */
+    const eventsOf = async (
+      client: Client,
+      from: { since?: string; after?: string },
+      count: number
+    ): Promise<ApiEvent[]> => {
+      const events: ApiEvent[] = []
+      let query: { since?: string; after?: string } = from
+      for (let pages = 0; events.length < count && pages < 100; pages++) {
+        const page = await client.events({ ...query, limit: 100 })
+        events.push(...page.events)
+        if (!page.more || page.cursor == null) break
+        query = { after: page.cursor }
+      }
+      return events.slice(0, count)
+    }
+
+    /** Fails unless `request` is refused with this status and problem name; answers the error. */
+    const refused = async (request: Promise<unknown>, status: number, name: string): Promise<ApiProblemError> => {
+      const err = await request.then(
+        answer => assert.fail(`expected ${status} ${name}, got ${JSON.stringify(answer)}`),
+        (e: unknown) => e
+      )
+      assert.ok(err instanceof ApiProblemError, String(err))
+      assert.equal(err.name, name, err.message)
+      assert.equal(err.status, status, err.message)
+      assert.equal(err.type, `urn:cyberspace:error:${name}`)
+      return err
+    }
+
+    before(async () => {
+      node = await memoryNode()
+      server = await startApiServer({
+        node,
+        token: TOKEN,
+        port: 0,
+        pageDir: '/nonexistent',
+        handlers: ({ node, tokens }) => v1Handlers(node, { tokens })
+      })
+      // every answer below is checked against its route's schema
+      operator = new Client({ url: server.url, token: TOKEN, validate: true })
+      const v0 = apiClient(server.url, TOKEN)
+      const root = await key()
+      await v0.post('spki/acl', { principal: root.id, tag: '(cyberspace)' })
+      const attached = await operator.attachAgent({ kind: 'external', id: 'ts-agent' })
+      const other = await operator.attachAgent({ kind: 'external', id: 'ts-other', token: false })
+      assert.ok(attached.token != null, 'attaching an external agent minted its token')
+      assert.equal(other.token, undefined)
+      agentId = attached.principal
+      otherId = other.principal
+      for (const principal of [agentId, otherId]) {
+        const cert = await grant(
+          root,
+          { kind: 'key', principal: principal as PrincipalId },
+          `(cyberspace (work ${BOARD}))`,
+          {
+            propagate: false
+          }
+        )
+        await v0.post('spki/import', { sexp: toAdvanced(signedCertToSexp(cert)) })
+      }
+      const mail = await grant(
+        root,
+        { kind: 'key', principal: agentId as PrincipalId },
+        `(cyberspace (mailbox (send ${otherId})))`,
+        {
+          propagate: false
+        }
+      )
+      await v0.post('spki/import', { sexp: toAdvanced(signedCertToSexp(mail)) })
+      agent = new Client({ url: server.url, token: attached.token, validate: true })
+      start = formatHlc(node.work.events.since(undefined, { limit: 1 }).events[0]?.hlc ?? [0, 0])
+      assert.deepEqual(await operator.openBoard(BOARD, 'eventual'), { name: BOARD, mode: 'eventual', items: 0, ops: 0 })
+    })
+
+    after(async () => {
+      await server?.close()
+      await node?.stop()
+    })
+
+    it('says who a token acts as', async () => {
+      const me = await agent.whoami()
+      assert.equal(me.caller, 'agent')
+      assert.equal(me.principal, agentId)
+      assert.equal(me.node, node.peerId.toString())
+      assert.equal((await operator.whoami()).caller, 'operator')
+      assert.equal((await operator.node()).peerId, node.peerId.toString())
+    })
+
+    it('works a task through its life: create, read, list, claim, progress, complete, and lists it among the agent tasks', async () => {
+      const created = await agent.createWorknode({ board: BOARD, id: 't1', title: 'write the SDK', skills: ['ts'] })
+      assert.equal(created.ref, `${BOARD}:t1`)
+      assert.deepEqual(created.outcome, { accepted: true })
+      assert.equal(created.item?.status, 'submitted')
+      assert.equal(created.item?.createdBy, agentId)
+      const claimed = await agent.claimTask(`${BOARD}:t1`)
+      assert.equal(claimed.item?.status, 'working')
+      assert.equal(claimed.item?.assignee, agentId)
+      await agent.progressTask(`${BOARD}:t1`, { percent: 50, message: 'half' })
+      const done = await agent.completeTask(`${BOARD}:t1`, { result: { lines: 700 } })
+      assert.equal(done.item?.status, 'completed')
+      assert.deepEqual(done.item?.result, { lines: 700 })
+      const item = await agent.getWorknode(`${BOARD}:t1`)
+      assert.deepEqual(
+        item.history?.map(h => h.op),
+        ['create', 'claim', 'progress', 'complete']
+      )
+      const listed = await agent.listWorknodes(BOARD, { status: 'completed' })
+      assert.ok(rows<{ ref: string }>(listed, 'items').some(i => i.ref === `${BOARD}:t1`))
+      const mine: unknown[] = []
+      for await (const task of agent.all('agentTasks', { params: { id: agentId }, query: { limit: 1 } }))
+        mine.push(task)
+      assert.ok(
+        mine.some(t => (t as { ref: string }).ref === `${BOARD}:t1`),
+        JSON.stringify(mine)
+      )
+      assert.ok(rows<{ name: string }>(await agent.listBoards(), 'boards').some(b => b.name === BOARD))
+      assert.equal((await agent.getBoard(BOARD)).mode, 'eventual')
+    })
+
+    it('hands over, fails, cancels, updates and deletes', async () => {
+      await agent.createWorknode({ board: BOARD, id: 't2', title: 'hand me over' })
+      await agent.claimTask(`${BOARD}:t2`)
+      const handed = await agent.handoffTask(`${BOARD}:t2`, { to: otherId as string, state: { step: 2 } })
+      assert.equal(handed.item?.assignee, otherId)
+      await agent.createWorknode({ board: BOARD, id: 't3', title: 'fail me' })
+      await agent.claimTask(`${BOARD}:t3`)
+      assert.equal((await agent.failTask(`${BOARD}:t3`, { error: 'no disk' })).item?.status, 'failed')
+      await agent.createWorknode({ board: BOARD, id: 't4', title: 'cancel me' })
+      const renamed = await agent.updateWorknode(`${BOARD}:t4`, { title: 'cancel me now' })
+      assert.equal(renamed.item?.title, 'cancel me now')
+      assert.equal((await agent.cancelTask(`${BOARD}:t4`, { reason: 'not needed' })).item?.status, 'canceled')
+      await agent.createWorknode({ board: BOARD, id: 't5', title: 'delete me' })
+      const deleted = await agent.deleteWorknode(`${BOARD}:t5`)
+      assert.equal(deleted.outcome.accepted, true)
+    })
+
+    it('acts as the agent the operator names, and refuses what a board or the token does not allow, by name', async () => {
+      await operator.createWorknode({ board: BOARD, id: 't6', title: 'contested', as: otherId })
+      assert.equal((await operator.claimTask(`${BOARD}:t6`, { as: otherId })).item?.assignee, otherId)
+      // claimed already
+      const taken = await agent.claimTask(`${BOARD}:t6`).then(
+        r => r,
+        (e: unknown) => e
+      )
+      if (taken instanceof ApiProblemError) assert.equal(taken.status, 409, taken.message)
+      else assert.equal((taken as { outcome: { accepted: boolean } }).outcome.accepted, false)
+      // the operator must say who acts
+      const noAs = await refused(operator.claimTask(`${BOARD}:t6`), 400, 'InvalidRequestError')
+      assert.deepEqual(
+        noAs.errors?.map(e => e.field),
+        ['body.as']
+      )
+      // an agent's token acts only as its agent, and calls no operator route
+      await refused(agent.claimTask(`${BOARD}:t6`, { as: otherId }), 403, 'AgentTokenScopeError')
+      await refused(agent.openBoard('elsewhere'), 403, 'AgentTokenScopeError')
+      // a malformed reference is named field by field, before anything is done
+      const bad = await refused(agent.getWorknode('not a ref'), 400, 'InvalidRequestError')
+      assert.deepEqual(
+        bad.errors?.map(e => e.field),
+        ['params.id']
+      )
+      const badBody = await refused(agent.createWorknode({ board: BOARD, title: '' }), 400, 'InvalidRequestError')
+      assert.deepEqual(
+        badBody.errors?.map(e => e.field),
+        ['body.title']
+      )
+      await refused(agent.getWorknode(`${BOARD}:nope`), 404, 'ItemNotFoundError')
+    })
+
+    it('streams the events in HLC order, and resumes after a cursor with exactly what followed', async () => {
+      const seen: ApiEvent[] = []
+      for await (const e of agent.subscribe({ since: start })) {
+        seen.push(e)
+        if (e.subject === `${BOARD}/t1` && e.type === 'complete') break
+      }
+      const ops = seen.filter(e => e.subject === `${BOARD}/t1`).map(e => e.type)
+      assert.deepEqual(ops, ['create', 'claim', 'progress', 'complete'])
+      for (let i = 1; i < seen.length; i++) {
+        const [a, b] = [seen[i - 1].hlc, seen[i].hlc]
+        assert.ok(a[0] < b[0] || (a[0] === b[0] && a[1] <= b[1]), `out of HLC order at ${i}`)
+      }
+      // what pages from the same point hold, the stream held (an agent's page is filtered after
+      // its limit, so it may hold fewer than asked: page on)
+      const paged = await eventsOf(agent, { since: start }, seen.length)
+      assert.deepEqual(
+        paged.map(e => e.cursor),
+        seen.map(e => e.cursor)
+      )
+      // resumed after the last one read: the next is the first event after it, none twice
+      const last = seen[seen.length - 1].cursor
+      const controller = new AbortController()
+      const resumed: ApiEvent[] = []
+      const reading = (async () => {
+        for await (const e of agent.subscribe({ after: last, signal: controller.signal })) {
+          resumed.push(e)
+          if (e.subject === `${BOARD}/t7`) break
+        }
+      })()
+      await agent.createWorknode({ board: BOARD, id: 't7', title: 'after the cursor' })
+      await reading
+      const cursors = new Set(seen.map(e => e.cursor))
+      assert.ok(
+        resumed.every(e => !cursors.has(e.cursor)),
+        'an event came twice'
+      )
+      const after = await eventsOf(agent, { after: last }, resumed.length)
+      assert.deepEqual(
+        after.map(e => e.cursor),
+        resumed.map(e => e.cursor)
+      )
+    })
+
+    it('refuses a cursor of another run of the node with 410 EventCursorExpiredError, naming the HLC to go on since', async () => {
+      const elsewhere = new EventJournal({ run: 'another-run' })
+      elsewhere.record({ hlc: [1_763_700_000_000, 3], source: 'board', type: 'create', subject: `${BOARD}/x` })
+      const cursor = elsewhere.cursorOf(elsewhere.since(undefined).events[0])
+      const streamed = await collect(agent, 1, { after: cursor })
+      assert.ok(streamed.error instanceof ApiProblemError, String(streamed.error))
+      assert.equal(streamed.error.name, 'EventCursorExpiredError')
+      assert.equal(streamed.error.status, 410)
+      assert.match(streamed.error.detail, /since=1763700000000\.3/)
+      await refused(agent.events({ after: cursor }), 410, 'EventCursorExpiredError')
+    })
+
+    it('mints, lists and revokes tokens; a revoked token gets 401, and its stream ends with it', async () => {
+      const minted = await operator.mintToken(agentId)
+      const second = new Client({ url: server.url, token: minted.token, validate: true })
+      assert.equal((await second.whoami()).tokenId, minted.id)
+      assert.ok(
+        rows<{ id: string }>(await operator.listTokens({ agent: agentId }), 'tokens').some(t => t.id === minted.id)
+      )
+      // a stream open when the token goes
+      const streaming = collect(second, 1_000_000, { since: formatHlc([Date.now(), 0]) })
+      await new Promise(resolve => setTimeout(resolve, 200))
+      assert.deepEqual(
+        (await operator.revokeToken(minted.id)).revoked.map((t: { id: string }) => t.id),
+        [minted.id]
+      )
+      await refused(second.whoami(), 401, 'ApiTokenError')
+      const { error } = await streaming
+      assert.ok(error instanceof ApiProblemError, String(error))
+      assert.equal(error.name, 'ApiTokenError')
+      await refused(operator.revokeToken(minted.id), 404, 'TokenNotFoundError')
+    })
+
+    it('sends a message as one agent, reads it in the inbox of another, and the confirmation ends the send', async () => {
+      // a message to an external agent is delivered once the agent confirms it (a reply)
+      const sending = agent.send(agentId, { to: otherId, type: 'note', body: { hello: 1 } })
+      const inbox = await operator.inbox(otherId, { wait: 20_000 })
+      const got = inbox.messages.find(m => m.type === 'note' && m.from === agentId)
+      assert.ok(got != null, JSON.stringify(inbox))
+      assert.deepEqual(got.body, { hello: 1 })
+      assert.equal(got.to, otherId)
+      const replied = await operator.reply(otherId, { message: got.id })
+      assert.deepEqual(replied, { agent: otherId, id: got.id, answered: true })
+      assert.equal((await sending).id, got.id)
+      // an agent's token reads only its own inbox
+      await refused(agent.inbox(otherId), 403, 'AgentTokenScopeError')
+    })
+
+    it('reads and writes documents with the rights of the caller', async () => {
+      const written = await operator.updateDocument('tally', {
+        type: 'g-counter',
+        update: { op: 'increment', value: 2 }
+      })
+      assert.equal(written.value, 2)
+      assert.equal((await operator.getDocument('tally')).value, 2)
+      assert.ok(rows<{ name: string }>(await operator.listDocuments(), 'documents').some(d => d.name === 'tally'))
+      // the agent's chain grants no reading of it: as if it were not there
+      await refused(agent.getDocument('tally'), 404, 'DocumentNotFoundError')
+      assert.ok(!rows<{ name: string }>(await agent.listDocuments(), 'documents').some(d => d.name === 'tally'))
+    })
+
+    it('lists certificates, hosted agents, members and the fleet', async () => {
+      const all = await operator.listCertificates()
+      assert.ok(rows<{ subject: string }>(all, 'certificates').some(c => c.subject === agentId))
+      const own = await agent.listCertificates()
+      assert.ok(rows(own, 'certificates').length > 0)
+      assert.ok(
+        rows<{ subject: string; issuer: string }>(own, 'certificates').every(
+          c => c.subject === agentId || c.issuer === agentId
+        )
+      )
+      const hosted = await agent.hostedAgents()
+      assert.deepEqual(
+        rows<{ principal: string }>(hosted, 'agents').map(a => a.principal),
+        [agentId]
+      )
+      assert.ok(rows(await operator.hostedAgents(), 'agents').length >= 2)
+      assert.ok(Array.isArray(rows(await agent.members(), 'members')))
+      assert.ok(typeof (await agent.fleet()).totals === 'object')
+    })
+
+    it('stops an agent: its tokens go with it', async () => {
+      const extra = await operator.attachAgent({ kind: 'external', id: 'ts-gone' })
+      const gone = new Client({ url: server.url, token: extra.token })
+      assert.equal((await gone.whoami()).principal, extra.principal)
+      assert.deepEqual(await operator.stopAgent(extra.principal), { agent: extra.principal, stopped: true })
+      await refused(gone.whoami(), 401, 'ApiTokenError')
     })
   })
 
