@@ -47,6 +47,9 @@ export const MAX_A2A_BODY_BYTES = 64 * 1024
 /** How often an idle task stream carries a comment, in ms, so proxies and clients see it alive. */
 export const A2A_HEARTBEAT_MS = 15_000
 
+/** Nesting of a request's JSON (the envelope is 5 deep to a part's data); deeper is refused before the SDK reads it. */
+export const MAX_A2A_JSON_DEPTH = 32
+
 /** JSON-RPC 2.0's own error codes. */
 const PARSE_ERROR = -32700
 const INVALID_REQUEST = -32600
@@ -172,6 +175,10 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
       rpcError(res, null, INVALID_REQUEST, 'Invalid Request: a JSON-RPC request is a JSON object')
       return
     }
+    if (depthOver(body, MAX_A2A_JSON_DEPTH)) {
+      rpcError(res, null, INVALID_REQUEST, `Invalid Request: JSON nested deeper than ${MAX_A2A_JSON_DEPTH} levels`)
+      return
+    }
     const request = body as Record<string, unknown>
     const id = typeof request.id === 'string' || typeof request.id === 'number' ? request.id : null
     if (request.jsonrpc !== '2.0' || typeof request.method !== 'string') {
@@ -264,6 +271,18 @@ export function a2aMounts(init: A2aMountsInit): Mount[] {
     { prefix: A2A_RPC_PREFIX, auth: 'agent', handle: binding.calls },
     { prefix: A2A_PREFIX, auth: 'public', handle: async (req, res, url) => await binding.cards(req, res, url) }
   ]
+}
+
+/** Whether `value` nests arrays and objects deeper than `max` (walked without recursion). */
+function depthOver(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]]
+  for (let next = stack.pop(); next != null; next = stack.pop()) {
+    const [v, depth] = next
+    if (v == null || typeof v !== 'object') continue
+    if (depth > max) return true
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])
+  }
+  return false
 }
 
 /** The A2A version a request asks for: its A2A-Version, or v0.3 without one. */

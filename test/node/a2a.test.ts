@@ -538,6 +538,16 @@ describe('A2A binding', function () {
     assert.equal(get.status, 405)
     assert.equal(get.headers.get('allow'), 'POST')
     await get.body?.cancel()
+    // a data part nested as deep as the body allows: refused before anything reads it
+    const depth = 30_000
+    const deep = await rpc(
+      endpoint,
+      `{"jsonrpc":"2.0","id":11,"method":"SendMessage","params":{"message":{"messageId":"m","role":"ROLE_USER","parts":[{"data":${'['.repeat(depth)}${']'.repeat(depth)}}]}}}`,
+      auth
+    )
+    assert.equal(deep.status, 200)
+    assert.equal(deep.body.error.code, -32600)
+    assert.match(deep.body.error.message, /nested deeper than 32/)
     // and the node goes on serving
     const ok = await rpc(
       endpoint,
