@@ -12,6 +12,7 @@
  * await main(['cert', 'issue', '--help'])
  */
 import { existsSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -19,6 +20,7 @@ import { parseMultiaddrs } from '../src/network/multiaddrs.ts'
 import { checkMeta } from '../protocols/membership/codec.ts'
 import { DEFAULT_FLEET_INTERVAL, MAX_FLEET_INTERVAL, MIN_FLEET_INTERVAL } from '../protocols/fleet/codec.ts'
 import { CLI, connectApi } from './api/client.ts'
+import { checkApiBind, isLoopback } from './api/http.ts'
 import { DEFAULT_DATA_DIR, TOKEN_FILE } from './data-dir.ts'
 import { ApiError, ExplainedError, plainMessage, UsageError } from './errors.ts'
 import { acl, ACL_HELP, cert, CERT_HELP, key, KEY_HELP } from './spki-commands.ts'
@@ -74,12 +76,18 @@ const START_HELP: CommandHelp = {
   summary: 'run a node in the foreground (Ctrl-C stops it)',
   details: [
     '`npm start -- <options>` does the same after building the web page the node serves.',
-    `Defaults: listen on ${DEFAULT_LISTEN.join(' and ')}, control API on 127.0.0.1:${DEFAULT_API_PORT}.`
+    `Defaults: listen on ${DEFAULT_LISTEN.join(' and ')}, API (public routes, control API, page, metrics) on 127.0.0.1:${DEFAULT_API_PORT}.`,
+    'Off loopback (--api-host) the API needs TLS (--api-tls-cert and --api-tls-key: it answers https) or --api-insecure (plain HTTP: tokens cross the network in clear).'
   ],
   options: [
     ['--listen <multiaddr>', 'an address to listen on; repeatable, and replaces the defaults'],
     ['--bootstrap <multiaddr>', 'a peer to join through, ending in /p2p/<peer-id>; repeatable'],
-    ['--api-port <port>', 'the control API and web page port on 127.0.0.1; 0 picks a free one'],
+    ['--api-port <port>', 'the API and web page port; 0 picks a free one'],
+    ['--api-host <addr>', 'the address the API listens on (default 127.0.0.1; 0.0.0.0 for every interface)'],
+    ['--api-tls-cert <pem>', "the API's TLS certificate (PEM file): it answers https; with --api-tls-key"],
+    ['--api-tls-key <pem>', "the API's TLS private key (PEM file)"],
+    ['--api-insecure', 'allow plain HTTP off loopback (tokens cross the network in clear)'],
+    ['--api-public-host <name>', 'a name clients reach the API by (DNS, a proxy), accepted in Host and Origin'],
     ['--meta <key=value>', 'metadata this member publishes about itself (role, zone…); repeatable'],
     [
       '--kind <name|module>',
@@ -248,6 +256,11 @@ const OPTIONS = {
   listen: { type: 'string', multiple: true },
   bootstrap: { type: 'string', multiple: true },
   'api-port': { type: 'string' },
+  'api-host': { type: 'string' },
+  'api-tls-cert': { type: 'string' },
+  'api-tls-key': { type: 'string' },
+  'api-insecure': { type: 'boolean' },
+  'api-public-host': { type: 'string' },
   json: { type: 'boolean' },
   propagate: { type: 'boolean' },
   'not-before': { type: 'string' },
@@ -440,6 +453,11 @@ async function start(
     listen?: string[]
     bootstrap?: string[]
     'api-port'?: string
+    'api-host'?: string
+    'api-tls-cert'?: string
+    'api-tls-key'?: string
+    'api-insecure'?: boolean
+    'api-public-host'?: string
     meta?: string[]
     kind?: string[]
     'heartbeat-interval'?: string
@@ -455,6 +473,19 @@ async function start(
   const apiPort = Number(apiPortText)
   if (!/^\d+$/.test(apiPortText) || apiPort > 65535)
     throw new UsageError(`invalid --api-port "${apiPortText}": expected 0-65535`)
+  const apiHost = values['api-host']
+  const certFile = values['api-tls-cert']
+  const keyFile = values['api-tls-key']
+  if ((certFile == null) !== (keyFile == null))
+    throw new UsageError('--api-tls-cert and --api-tls-key go together: pass both PEM files, or neither')
+  const apiTls = certFile != null && keyFile != null ? { certFile, keyFile } : undefined
+  const apiInsecure = values['api-insecure'] === true
+  const apiPublicHost = values['api-public-host']
+  try {
+    checkApiBind({ host: apiHost, tls: apiTls, insecure: apiInsecure, publicHost: apiPublicHost })
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
 
   const heartbeatText = values['heartbeat-interval']
   const heartbeat = heartbeatText == null ? undefined : Number(heartbeatText)
@@ -482,6 +513,10 @@ async function start(
     listen,
     bootstrap,
     apiPort,
+    apiHost,
+    apiTls,
+    apiInsecure,
+    apiPublicHost,
     meta,
     ...(heartbeat !== undefined ? { workOptions: { fleet: { interval: heartbeat } } } : {}),
     onLeave: () => left()
@@ -495,6 +530,12 @@ async function start(
   out('listening on')
   for (const ma of node.multiaddrs()) out(`  ${ma.toString()}`)
   out(`control API     ${api.url} (token in ${running.dataDir.path}/${TOKEN_FILE})`)
+  if (apiHost != null && !isLoopback(apiHost)) {
+    const shown = apiPublicHost ?? (isIP(apiHost) === 6 ? `[${apiHost}]` : apiHost)
+    out(`public API      ${api.tls ? 'https' : 'http'}://${shown}:${api.port}/api/ (OpenAPI at /api/openapi.json)`)
+    if (!api.tls)
+      err(`warning: the API answers plain HTTP on ${apiHost} (--api-insecure): tokens cross the network in clear`)
+  }
   out(`agent kinds     ${node.agents.kinds().join(', ')}`)
   if (existsSync(join(DEFAULT_PAGE_DIR, 'index.html'))) out(`web page        ${api.url}/`)
   else out(`web page        not built: run npm run build:browser (npm start builds it), then open ${api.url}/`)

@@ -1,13 +1,17 @@
 /**
  * The Node.js platform: a node process with TCP and WebSocket listeners, a circuit-relay-v2
  * server (so browser tabs can reach each other through it), durable disk stores (node/stores.ts) and a persisted
- * identity under its data directory, and the local control API.
+ * identity under its data directory, and its API port (the public API, the CLI's control API, the
+ * page, metrics and mounts such as MCP), on 127.0.0.1 unless `apiHost` says otherwise.
+ *
+ * `api.json` in the data directory tells the CLI where the API is: `url` (for a client on this
+ * machine), the process id, and with TLS the certificate (`cert`, PEM) its client pins.
  *
  * @example
  * const running = await startNodeProcess({ dataDir, listen, bootstrap: [], apiPort: 0 })
  * process.on('SIGINT', () => running.stop())
  */
-import { rm } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
@@ -16,10 +20,11 @@ import { webSockets } from '@libp2p/websockets'
 import { createNode } from '../src/node.ts'
 import { startApiServer } from './api/server.ts'
 import { API_FILE, createApiToken, fileShareStore, openDataDir, writeFileAtomic } from './data-dir.ts'
-import { DataDirError } from './errors.ts'
+import { ApiBindError, DataDirError } from './errors.ts'
+import { checkApiBind } from './api/http.ts'
 import { DurableBlockstore, nodeFs, SyncedLevelDatastore, syncDirectory } from './stores.ts'
 import type { WorkInit } from '../src/work/service.ts'
-import type { ApiServer } from './api/server.ts'
+import type { ApiServer, ApiServerInit } from './api/server.ts'
 import type { DataDir } from './data-dir.ts'
 import type { BootstrapInit } from '../src/network/bootstrap.ts'
 import type { CyberspaceNode } from '../src/node.ts'
@@ -33,8 +38,18 @@ export interface NodeProcessOptions {
   listen: Multiaddr[]
   bootstrap: Multiaddr[]
   bootstrapOptions?: Omit<BootstrapInit, 'list'>
-  /** Control API port on 127.0.0.1; 0 picks a free one. */
+  /** The API's port; 0 picks a free one. */
   apiPort: number
+  /** The address the API listens on; 127.0.0.1 by default. Off loopback: `apiTls` or `apiInsecure`. */
+  apiHost?: string
+  /** PEM files of the API's TLS certificate and key: it answers https. */
+  apiTls?: { certFile: string; keyFile: string }
+  /** Plain HTTP off loopback, knowingly. */
+  apiInsecure?: boolean
+  /** The name clients reach the API by, accepted in Host and Origin. */
+  apiPublicHost?: string
+  /** Served on the API port under their prefixes (MCP, A2A): see ApiServerInit.mounts. */
+  mounts?: ApiServerInit['mounts']
   pageDir?: string
   /** Metadata this node publishes as a member (`start --meta key=value`). */
   meta?: Record<string, string>
@@ -66,6 +81,14 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     }
   }
   try {
+    // the API's settings are checked (and its certificate read) before anything starts
+    checkApiBind({
+      host: options.apiHost,
+      tls: options.apiTls,
+      insecure: options.apiInsecure,
+      publicHost: options.apiPublicHost
+    })
+    const tls = options.apiTls == null ? undefined : await readTls(options.apiTls)
     // every put is on disk before it resolves: an append is acknowledged only once it is durable
     const blockstore = new DurableBlockstore(join(dataDir.path, 'blocks'))
     const datastore = new SyncedLevelDatastore(join(dataDir.path, 'datastore'))
@@ -124,6 +147,11 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       token,
       port: options.apiPort,
       pageDir: options.pageDir ?? DEFAULT_PAGE_DIR,
+      host: options.apiHost,
+      tls,
+      insecure: options.apiInsecure,
+      publicHost: options.apiPublicHost,
+      mounts: options.mounts,
       onLeave: options.onLeave,
       onError: err => {
         process.stderr.write(`control API error: ${err.message}\n`)
@@ -133,7 +161,9 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       await api.close()
     })
     const apiFile = join(dataDir.path, API_FILE)
-    await writeFileAtomic(apiFile, JSON.stringify({ url: api.url, pid: process.pid }) + '\n')
+    // with TLS the CLI's client pins this certificate: it sends its token to that server only
+    const apiInfo = { url: api.url, pid: process.pid, ...(tls != null ? { cert: tls.cert } : {}) }
+    await writeFileAtomic(apiFile, JSON.stringify(apiInfo) + '\n')
     cleanups.push(async () => {
       await rm(apiFile, { force: true })
     })
@@ -141,5 +171,24 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
   } catch (err) {
     await cleanup()
     throw err
+  }
+}
+
+/** The API's certificate and key, read: a file that cannot be read or is not PEM is named. */
+async function readTls(files: { certFile: string; keyFile: string }): Promise<{ cert: string; key: string }> {
+  const read = async (file: string, flag: string, label: string): Promise<string> => {
+    let text: string
+    try {
+      text = await readFile(file, 'utf8')
+    } catch (err) {
+      throw new ApiBindError(`cannot read ${flag} ${file}: ${(err as Error).message}`)
+    }
+    if (!new RegExp(`-----BEGIN [A-Z ]*${label}-----`).test(text))
+      throw new ApiBindError(`${flag} ${file} holds no PEM ${label.toLowerCase()}`)
+    return text
+  }
+  return {
+    cert: await read(files.certFile, '--api-tls-cert', 'CERTIFICATE'),
+    key: await read(files.keyFile, '--api-tls-key', 'PRIVATE KEY')
   }
 }

@@ -9,6 +9,8 @@
  * sendProblem(res, problemOf(err, 404, { instance: url.pathname }))
  */
 import { STATUS_CODES } from 'node:http'
+import { isIP } from 'node:net'
+import { ApiBindError } from '../errors.ts'
 import type { Caller } from './agent-tokens.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
@@ -187,6 +189,34 @@ export async function drained(res: ServerResponse, signal: AbortSignal): Promise
     res.once('drain', done)
     signal.addEventListener('abort', done, { once: true })
   })
+}
+
+// ------------------------------------------------------------------ where the API listens
+
+/** Whether `host` is a loopback address (or localhost). */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'))
+}
+
+/**
+ * Refuses (ApiBindError) an address the API may not listen on as asked: not an IP (or localhost),
+ * or off loopback with neither TLS nor `insecure`. The message names both fixes.
+ */
+export function checkApiBind(options: { host?: string; tls?: unknown; insecure?: boolean; publicHost?: string }): void {
+  const host = options.host ?? '127.0.0.1'
+  if (host !== 'localhost' && isIP(host) === 0)
+    throw new ApiBindError(
+      `--api-host ${host} is not an IP address: give the address to listen on (0.0.0.0 for all), and the name clients use as --api-public-host`
+    )
+  if (
+    options.publicHost != null &&
+    !/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])$/.test(options.publicHost)
+  )
+    throw new ApiBindError(`--api-public-host ${options.publicHost} is not a host name`)
+  if (!isLoopback(host) && options.tls == null && options.insecure !== true)
+    throw new ApiBindError(
+      `the API would listen on ${host} off loopback in plain HTTP, where tokens cross the network in clear: pass --api-tls-cert <pem> --api-tls-key <pem> to answer https, or --api-insecure to accept plain HTTP`
+    )
 }
 
 // ------------------------------------------------------------------ problem details (RFC 9457)

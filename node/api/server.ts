@@ -21,7 +21,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
 import { createServer as createTlsServer } from 'node:https'
-import { isIP, isIPv6 } from 'node:net'
+import { isIPv6 } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -45,6 +45,7 @@ import { workRoutes, workStreams, WORK_ERROR_STATUS, WORK_TOKEN_ROUTES } from '.
 import type { Route } from './http.ts'
 import {
   API_PREFIX,
+  checkApiBind,
   errorFields,
   ForbiddenHostError,
   HttpError,
@@ -95,8 +96,11 @@ export interface ApiServerInit {
   insecure?: boolean
   /** A name clients reach the API by (DNS, a proxy's), accepted in Host and Origin besides its addresses. */
   publicHost?: string
-  /** Served under their prefixes on this port (MCP, A2A), after the Host and Origin checks. */
-  mounts?: Mount[]
+  /**
+   * Served under their prefixes on this port (MCP, A2A), after the Host and Origin checks; or a
+   * function of the API's URL (known once it listens, when the port was 0) giving them.
+   */
+  mounts?: Mount[] | ((api: { url: string; port: number }) => Mount[])
   /** The public API's handlers, given the server's tokens; none by default (every route answers 501). */
   handlers?: (context: { node: CyberspaceNode; tokens: AgentTokens }) => Partial<Handlers>
 }
@@ -151,35 +155,9 @@ export function statusOf(err: unknown): number {
 /** Addresses that mean every interface. */
 const WILDCARDS = new Set(['0.0.0.0', '::'])
 
-/** Whether `host` is a loopback address (or localhost). */
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'))
-}
-
 /** A host as it stands in a URL or Host header: IPv6 in brackets. */
 function hostText(host: string): string {
   return isIPv6(host) ? `[${host}]` : host
-}
-
-/**
- * Refuses (ApiBindError) an address the API may not listen on as asked: not an IP (or localhost),
- * or off loopback with neither TLS nor `insecure`. The message names both fixes.
- */
-export function checkApiBind(options: { host?: string; tls?: unknown; insecure?: boolean; publicHost?: string }): void {
-  const host = options.host ?? '127.0.0.1'
-  if (host !== 'localhost' && isIP(host) === 0)
-    throw new ApiBindError(
-      `--api-host ${host} is not an IP address: give the address to listen on (0.0.0.0 for all), and the name clients use as --api-public-host`
-    )
-  if (
-    options.publicHost != null &&
-    !/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])$/.test(options.publicHost)
-  )
-    throw new ApiBindError(`--api-public-host ${options.publicHost} is not a host name`)
-  if (!isLoopback(host) && options.tls == null && options.insecure !== true)
-    throw new ApiBindError(
-      `the API would listen on ${host} off loopback in plain HTTP, where tokens cross the network in clear: pass --api-tls-cert <pem> --api-tls-key <pem> to answer https, or --api-insecure to accept plain HTTP`
-    )
 }
 
 const PAGE_FILES: Record<string, { file: string; type: string }> = {
@@ -189,6 +167,7 @@ const PAGE_FILES: Record<string, { file: string; type: string }> = {
 }
 
 export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
+  checkApiBind(init)
   const { node } = init
   const expectedToken = Buffer.from(init.token)
   const tokens = new AgentTokens()
@@ -217,10 +196,10 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   node.pubsub.addEventListener('message', onMessage)
   const state = stateRoutes(node)
   const stopRevoking = revokeTokensOfStoppedAgents(node, tokens)
-  checkApiBind(init)
   const bindHost = init.host ?? '127.0.0.1'
   const scheme = init.tls != null ? 'https' : 'http'
-  const mounts = [...(init.mounts ?? [])].sort((a, b) => b.prefix.length - a.prefix.length)
+  /** Longest prefix first; set once the server listens (before it answers anything). */
+  let mounts: Mount[] = []
   const metrics = new ApiMetrics({ node, tokens })
   // TODO(v1Handlers): default to v1Handlers(node, { tokens }) once node/api/v1/handlers.ts is in
   const router = v1Router({
@@ -447,18 +426,37 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       )
     })
   }
-  const server: Server =
-    init.tls != null ? createTlsServer({ cert: init.tls.cert, key: init.tls.key }, onRequest) : createServer(onRequest)
+  /** Lets go of what the API holds on the node (listeners, watches). */
+  const release = (): void => {
+    node.pubsub.removeEventListener('message', onMessage)
+    state.close()
+    stopRevoking()
+  }
+  let server: Server
+  try {
+    server =
+      init.tls != null
+        ? createTlsServer({ cert: init.tls.cert, key: init.tls.key }, onRequest)
+        : createServer(onRequest)
+  } catch (err) {
+    release()
+    throw new ApiBindError(`the API's TLS certificate and key do not work: ${(err as Error).message}`)
+  }
   server.requestTimeout = 60_000
   server.headersTimeout = 10_000
   server.maxConnections = MAX_API_CONNECTIONS
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(init.port, bindHost, () => {
-      server.off('error', reject)
-      resolve()
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(init.port, bindHost, () => {
+        server.off('error', reject)
+        resolve()
+      })
     })
-  })
+  } catch (err) {
+    release()
+    throw err
+  }
   // after listening, an error (e.g. EMFILE on accept) must not take the node down
   server.on('error', err => {
     init.onError?.(err)
@@ -479,15 +477,22 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   }
   allowedOrigins = new Set([...allowedHosts].map(h => `${scheme}://${h}`))
   const localHost = WILDCARDS.has(bindHost) ? '127.0.0.1' : hostText(bindHost)
+  const apiUrl = `${scheme}://${localHost}:${port}`
+  try {
+    const given = typeof init.mounts === 'function' ? init.mounts({ url: apiUrl, port }) : (init.mounts ?? [])
+    mounts = [...given].sort((a, b) => b.prefix.length - a.prefix.length)
+  } catch (err) {
+    release()
+    server.close()
+    throw err
+  }
   return {
-    url: `${scheme}://${localHost}:${port}`,
+    url: apiUrl,
     port,
     tls: init.tls != null,
     tokens,
     close: async () => {
-      node.pubsub.removeEventListener('message', onMessage)
-      state.close()
-      stopRevoking()
+      release()
       await Promise.allSettled(mounts.map(async m => await m.close?.()))
       server.closeAllConnections()
       await new Promise<void>(resolve => {
