@@ -927,6 +927,12 @@ describe('TypeScript SDK', function () {
       const renamed = await agent.updateWorknode(`${BOARD}:t4`, { title: 'cancel me now' })
       assert.equal(renamed.item?.title, 'cancel me now')
       assert.equal((await agent.cancelTask(`${BOARD}:t4`, { reason: 'not needed' })).item?.status, 'canceled')
+      await agent.createWorknode({ board: BOARD, id: 't8', title: 'assign me' })
+      assert.equal((await agent.assignTask(`${BOARD}:t8`, { assignee: agentId })).item?.assignee, agentId)
+      assert.equal((await agent.assignTask(`${BOARD}:t8`, { assignee: null })).item?.assignee, undefined)
+      await agent.claimTask(`${BOARD}:t8`)
+      const released = await agent.releaseTask(`${BOARD}:t8`, { reason: 'busy' })
+      assert.equal(released.item?.assignee, undefined)
       await agent.createWorknode({ board: BOARD, id: 't5', title: 'delete me' })
       const deleted = await agent.deleteWorknode(`${BOARD}:t5`)
       assert.equal(deleted.outcome.accepted, true)
@@ -1079,6 +1085,18 @@ describe('TypeScript SDK', function () {
           c => c.subject === agentId || c.issuer === agentId
         )
       )
+      const issued = await operator.issueCertificate({ subject: otherId, tag: '(cyberspace (work scratch))' })
+      assert.equal(issued.type, 'auth')
+      assert.equal(issued.subject, otherId)
+      assert.ok(
+        rows<{ hash: string }>(await operator.listCertificates({ subject: otherId }), 'certificates').some(
+          c => c.hash === issued.hash
+        )
+      )
+      await refused(agent.issueCertificate({ subject: agentId, tag: '(cyberspace)' }), 403, 'AgentTokenScopeError')
+      // this lone node is no cluster's member: its agents are in no registry
+      const record = await refused(agent.getAgent(agentId), 403, 'HostNotMemberError')
+      assert.ok(record.detail.length > 0)
       const hosted = await agent.hostedAgents()
       assert.deepEqual(
         rows<{ principal: string }>(hosted, 'agents').map(a => a.principal),
