@@ -586,7 +586,10 @@ export class Client {
     return await this.call('inbox', { params: { id: agentId }, query, ...options })
   }
 
-  /** Sends a message (or, with `request: true`, a request answered in `response`) as an agent hosted here. */
+  /**
+   * Sends a message (or, with `request: true`, a request answered in `response`) as an agent hosted
+   * here. A message to an external agent is done once that agent confirms it with `reply`.
+   */
   async send(agentId: string, message: RouteBody<'send'>, options?: RequestOptions): Promise<RouteResponse<'send'>> {
     // a request waits up to its own timeout for the answer
     const timeout =
@@ -641,7 +644,7 @@ export class Client {
     return await this.call('listBoards', { query, ...options })
   }
 
-  /** Opens (or creates) a board, eventual unless `mode` says otherwise (operator). */
+  /** Opens (or creates) a board (operator): without `mode`, the mode it has, or eventual for a new one. */
   async openBoard(
     name: string,
     mode?: RouteBody<'openBoard'>['mode'],
