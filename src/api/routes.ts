@@ -91,18 +91,22 @@ const OP_REFUSALS =
   '`item` is the item after it, null if the actor may not read it (or it was deleted).'
 
 /** One route per work action on a task: POST /api/tasks/{id}/<action>. */
-function taskAction<B extends z.ZodType>(action: string, summary: string, body: B) {
+function taskAction<B extends z.ZodType>(
+  action: string,
+  summary: string,
+  body: B
+): RouteSpec & { method: 'POST'; params: typeof Ref; body: B; response: typeof OpResult } {
   return {
-    method: 'POST' as const,
+    method: 'POST',
     path: `/api/tasks/{id}/${action}`,
     summary,
     description: OP_REFUSALS,
     tag: 'work',
-    auth: 'agent' as const,
+    auth: 'agent',
     params: Ref,
     body,
     response: OpResult
-  } satisfies RouteSpec
+  }
 }
 
 export const ROUTES = {
@@ -155,7 +159,10 @@ export const ROUTES = {
     tag: 'agents',
     auth: 'agent',
     query: z.object({ skill: Skill, ...Paging }),
-    response: page('agents', AgentRecord)
+    response: page('agents', AgentRecord).extend({
+      /** Providers of the skill left out, and why (a host that is no member, one that did not answer). */
+      skipped: z.array(z.object({ peer: z.string(), name: z.string(), message: z.string() })).optional()
+    })
   },
   getAgent: {
     method: 'GET',

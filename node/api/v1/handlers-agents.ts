@@ -79,7 +79,10 @@ export function agentHandlers(
       const records = result.records
       return {
         agents: records.map(agentRecord),
-        next: result.more && records.length > 0 ? records[records.length - 1].agent : null
+        next: result.more && records.length > 0 ? records[records.length - 1].agent : null,
+        ...(result.skipped.length > 0
+          ? { skipped: result.skipped.map(s => ({ peer: s.peer, name: s.error.name, message: s.error.message })) }
+          : {})
       }
     },
     getAgent: async ({ params }) =>

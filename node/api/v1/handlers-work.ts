@@ -122,9 +122,13 @@ export function workHandlers(
     }
   }
 
-  /** A task action: its body's fields (all but `as`) are the operation's. */
+  /**
+   * A task action: its body's fields (all but `as`) are the operation's. Values given as DAG-JSON
+   * (`dagJson`: a result, a handoff's state) are checked here, to name the field; performing the
+   * operation converts them.
+   */
   const taskAction =
-    (op: WorkAction, convert: (body: Record<string, unknown>) => Record<string, unknown> = b => b) =>
+    (op: WorkAction, dagJson?: 'result' | 'state') =>
     async ({
       params,
       body,
@@ -135,7 +139,8 @@ export function workHandlers(
       caller: Caller
     }): Promise<OpResultView> => {
       const { as, ...fields } = body
-      return await act(caller, params.id, as, 'body.as', op, convert(fields))
+      if (dagJson != null && fields[dagJson] !== undefined) dataOf(fields[dagJson], `body.${dagJson}`)
+      return await act(caller, params.id, as, 'body.as', op, fields)
     }
 
   return {
@@ -227,16 +232,10 @@ export function workHandlers(
     assignTask: taskAction('assign'),
     releaseTask: taskAction('release'),
     progressTask: taskAction('progress'),
-    completeTask: taskAction('complete', b => ({
-      ...b,
-      ...(b.result !== undefined ? { result: dataOf(b.result, 'body.result') } : {})
-    })),
+    completeTask: taskAction('complete', 'result'),
     failTask: taskAction('fail'),
     cancelTask: taskAction('cancel'),
-    handoffTask: taskAction('handoff', b => ({
-      ...b,
-      ...(b.state !== undefined ? { state: dataOf(b.state, 'body.state') } : {})
-    })),
+    handoffTask: taskAction('handoff', 'state'),
 
     // ---------------------------------------------------------------- an agent's tasks
     agentTasks: async ({ params, query, caller }) => {
