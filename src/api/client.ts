@@ -379,8 +379,9 @@ export class Client {
    */
   async *all<N extends PagedRouteName>(name: N, ...[input]: CallArgs<N>): AsyncGenerator<PageItem<N>, void, undefined> {
     const spec = ROUTES[name] as Spec<RouteName> | undefined
-    const shape = (spec?.response as { shape?: Record<string, unknown> } | undefined)?.shape
-    const field = shape == null ? undefined : Object.keys(shape).find(k => k !== 'next')
+    // the page's list: its first field that is an array (not an optional one beside it, like skipped)
+    const shape = (spec?.response as { shape?: Record<string, { type?: string }> } | undefined)?.shape
+    const field = shape == null ? undefined : Object.keys(shape).find(k => k !== 'next' && shape[k]?.type === 'array')
     if (field == null) throw new InvalidCallError(`${String(name)} is not a paged route`)
     const given = (input ?? {}) as { query?: Record<string, unknown> }
     let after = given.query?.after as string | undefined

@@ -433,6 +433,24 @@ describe('TypeScript SDK', function () {
       }
     })
 
+    it("walks a page's list, not another array beside it", async () => {
+      const server = await localServer((_req, res) => {
+        json(res, 200, {
+          agents: [{ agent: 'a' }],
+          next: null,
+          skipped: [{ peer: 'p', name: 'TimeoutError', message: 'slow' }]
+        })
+      })
+      try {
+        const found: unknown[] = []
+        for await (const a of new Client({ url: server.url }).all('findAgents', { query: { skill: 'x' } }))
+          found.push(a)
+        assert.deepEqual(found, [{ agent: 'a' }])
+      } finally {
+        await server.close()
+      }
+    })
+
     it('stops paging when the loop breaks, and refuses a server that answers the same cursor again', async () => {
       const server = await localServer((_req, res) => {
         json(res, 200, { boards: [{ name: 'x' }], next: 'same' })
