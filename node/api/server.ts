@@ -63,6 +63,7 @@ import type { Message } from '@libp2p/gossipsub'
 import { openApiDocument } from '../../src/api/openapi.ts'
 import { ApiBindError } from '../errors.ts'
 import { ApiMetrics, METRICS_CONTENT_TYPE } from './metrics.ts'
+import { v1Handlers } from './v1/handlers.ts'
 import { v1Router } from './v1/router.ts'
 import type { Handlers, Mount } from './v1/handler.ts'
 import type { RouteMatch } from './v1/router.ts'
@@ -101,7 +102,7 @@ export interface ApiServerInit {
    * function of the API's URL (known once it listens, when the port was 0) giving them.
    */
   mounts?: Mount[] | ((api: { url: string; port: number }) => Mount[])
-  /** The public API's handlers, given the server's tokens; none by default (every route answers 501). */
+  /** The public API's handlers, given the server's tokens; v1Handlers(node, { tokens }) by default. */
   handlers?: (context: { node: CyberspaceNode; tokens: AgentTokens }) => Partial<Handlers>
 }
 
@@ -201,9 +202,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   /** Longest prefix first; set once the server listens (before it answers anything). */
   let mounts: Mount[] = []
   const metrics = new ApiMetrics({ node, tokens })
-  // TODO(v1Handlers): default to v1Handlers(node, { tokens }) once node/api/v1/handlers.ts is in
   const router = v1Router({
-    handlers: init.handlers?.({ node, tokens }) ?? {},
+    handlers: init.handlers?.({ node, tokens }) ?? v1Handlers(node, { tokens }),
     authenticate: req => callerOf(req),
     onStream: (route, delta) => {
       metrics.stream(route, delta)
