@@ -364,7 +364,12 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       if (!AGENT_TOKEN_ROUTES.has(key) && !WORK_TOKEN_ROUTES.has(key)) operatorOnly(caller, key)
       if (stream != null) {
         labels.stream = true
-        await stream(req, url, res, caller)
+        metrics.stream('v0', 1)
+        try {
+          await stream(req, url, res, caller)
+        } finally {
+          metrics.stream('v0', -1)
+        }
         return
       }
       const result = await route(req, url, caller)
