@@ -285,6 +285,8 @@ export function eventHandlers(
             if (!page.more || stop.aborted) break
             await drained(res, stop)
           }
+          // where the replay ended (the point asked for, if nothing followed it): where a reader resumes
+          if (typeof cursor === 'string') position = cursor
           unsubscribe = journal.subscribe(
             cursor,
             e => {
