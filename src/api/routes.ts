@@ -86,8 +86,10 @@ const Wait = z.coerce.number().int().min(0).max(60_000).default(0)
 const OP_REFUSALS =
   'Acts as `as` (an agent hosted on this node; with an agent token its own agent). What the board refuses before ' +
   'anything is written (a claimed item, a wrong transition, no right) answers a problem: 409 with the error named, ' +
-  '403 WorkUnauthorizedError, 404 for an unknown board or item. An operation written and then refused by the fold ' +
-  '(it lost to a concurrent one) answers 200 with `outcome.accepted: false`, its `reason` and `error` named. ' +
+  '403 WorkUnauthorizedError, 404 for an unknown board or item. `outcome` is the operation as folded on this node ' +
+  'when it answers: one written and refused by the fold (an earlier concurrent operation had arrived) answers 200 ' +
+  'with `accepted: false`, its `reason` and `error` named; a loss learned later (an earlier operation arriving from ' +
+  "another replica) is a `refused` event in /api/events, and a work.lost message in the agent's inbox. " +
   '`item` is the item after it, null if the actor may not read it (or it was deleted).'
 
 /** One route per work action on a task: POST /api/tasks/{id}/<action>. */
