@@ -417,6 +417,11 @@ export const Certificate = z.object({
 })
 
 /** A page of anything: `next` is the cursor for `after`, null on the last page. */
-export function page<T extends z.ZodType>(field: string, item: T): z.ZodObject {
-  return z.object({ [field]: z.array(item), next: z.string().nullable() })
+export function page<F extends string, T extends z.ZodType>(field: F, item: T): z.ZodObject<PageShape<F, T>> {
+  return z.object({ [field]: z.array(item), next: z.string().nullable() } as PageShape<F, T>)
+}
+
+/** A page's fields, typed: the list under its own name, and `next`. */
+type PageShape<F extends string, T extends z.ZodType> = { [K in F]: z.ZodArray<T> } & {
+  next: z.ZodNullable<z.ZodString>
 }

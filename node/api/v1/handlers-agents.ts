@@ -137,7 +137,7 @@ export function agentHandlers(
       // an agent's token sees only its own agent
       const visible = node.agents.list().filter(a => caller.kind !== 'agent' || a.principal === caller.agent)
       const { items, next } = pageOf(visible.sort(byText(a => a.principal)), a => a.principal, query.after, query.limit)
-      return { agents: items, next }
+      return { agents: items.map(a => ({ ...a })), next }
     },
     attachAgent: async ({ body }) => {
       if (body.token === true && body.kind !== EXTERNAL_KIND)

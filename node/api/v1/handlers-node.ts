@@ -122,7 +122,7 @@ export function nodeHandlers(
     members: async ({ query }) => {
       const members = node.membership.members().sort(byText(m => m.principal))
       const { items, next } = pageOf(members, m => m.principal, query.after, query.limit)
-      return { members: items, next }
+      return { members: items.map(m => ({ ...m })), next }
     },
     fleet: async () => {
       const status = node.work.fleet.status()
