@@ -25,32 +25,19 @@
  * const stop = journal.subscribe(page.cursor, e => send(e), { signal })
  */
 import { base64url } from 'multiformats/bases/base64'
-import { compareHlc, formatHlc, isHlc } from '../clock/hlc.ts'
+import { compareHlc, isHlc } from '../clock/hlc.ts'
 import { RecentMap } from '../recent-map.ts'
-import { EventsTruncatedError, InvalidEventError, InvalidEventQueryError } from './fleet-errors.ts'
+import {
+  EventCursorExpiredError,
+  EventsTruncatedError,
+  InvalidEventError,
+  InvalidEventQueryError
+} from './fleet-errors.ts'
+export { EventCursorExpiredError } from './fleet-errors.ts'
 import type { HlcTimestamp } from '../clock/hlc.ts'
 import type { Hlc } from '../clock/hlc.ts'
 import type { AgentInfo, Agents } from '../actor/agents.ts'
 import type { Membership, MemberView } from '../membership/service.ts'
-
-/**
- * A cursor from another run of the node (the journal starts anew at each start): `hlc` is where it
- * pointed, the point to resume from with `since`. (Beside the journal's other errors in spirit:
- * fleet-errors.ts holds those.)
- */
-export class EventCursorExpiredError extends Error {
-  static name = 'EventCursorExpiredError'
-  name = 'EventCursorExpiredError'
-  readonly hlc: HlcTimestamp
-
-  constructor(hlc: HlcTimestamp, message?: string) {
-    super(
-      message ??
-        `the cursor is from another run of the node (its journal starts anew at each start): resume from its hlc, since ${formatHlc(hlc)}`
-    )
-    this.hlc = hlc
-  }
-}
 
 export const EVENT_SOURCES = ['agent', 'board', 'fleet', 'membership', 'swarm'] as const
 /** What an event is about: a board's items, a hosted agent, the member view, a swarm message, fleet heartbeats. */

@@ -1,4 +1,5 @@
 /** Named errors of the fleet (heartbeats, fleet status) and of the event journal. Tests match on `.name`. */
+import { formatHlc } from '../clock/hlc.ts'
 import type { HlcTimestamp } from '../clock/hlc.ts'
 
 /** A heartbeat (or a row given to publish) breaks the wire rules of protocols/fleet. */
@@ -42,5 +43,23 @@ export class EventsTruncatedError extends Error {
           : `events after that point were dropped: the oldest kept is [${oldest[0]}, ${oldest[1]}]`)
     )
     this.oldest = oldest
+  }
+}
+
+/**
+ * A cursor from another run of the node (the journal starts anew at each start): `hlc` is where it
+ * pointed, the point to resume from with `since`.
+ */
+export class EventCursorExpiredError extends Error {
+  static name = 'EventCursorExpiredError'
+  name = 'EventCursorExpiredError'
+  readonly hlc: HlcTimestamp
+
+  constructor(hlc: HlcTimestamp, message?: string) {
+    super(
+      message ??
+        `the cursor is from another run of the node (its journal starts anew at each start): resume from its hlc, since ${formatHlc(hlc)}`
+    )
+    this.hlc = hlc
   }
 }
