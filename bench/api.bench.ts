@@ -23,7 +23,8 @@
  * external agent attached on it (`POST /api/node/agents {kind: 'external'}`, its token), granted
  * everything on the two boards by a root key the node trusts.
  *
- * `npm run bench api -- --quick` (or API_BENCH_QUICK=1) scales the counts down by 4.
+ * `npm run bench api -- --quick` (or API_BENCH_QUICK=1) scales the counts down by 4. API_BENCH_PARTS
+ * (default `reads,writes,events,mcp`) picks what is measured; the floor's hello-world always is.
  */
 import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
@@ -73,6 +74,7 @@ const EVENTUAL = 'bench-eventual'
 const FLOOR = fileURLToPath(new URL('./api-floor.ts', import.meta.url))
 /** Longest the stream may take to deliver the writer's last event once written, ms. */
 const SSE_SETTLE_MS = 30_000
+const PARTS = new Set((process.env.API_BENCH_PARTS ?? 'reads,writes,events,mcp').split(','))
 
 interface Floor {
   proc: ChildProcess
@@ -106,8 +108,11 @@ interface Measure {
   perS?: number
   /** The row of the floor this one is set beside. */
   floor?: string
-  /** For rates: the floor's rate beside this one (floor / this is the ratio). */
-  unit?: string
+  /**
+   * 'events/s': a rate set beside its floor's rate (the floor's / this one's is the ratio); 'shown':
+   * a figure shown as it is, with no ratio (a time that may be negative, beside nothing).
+   */
+  unit?: 'events/s' | 'shown'
 }
 
 /** An MCP client connected over `transport`; calls `tool` and fails on an error result. */
@@ -161,17 +166,19 @@ async function streamWhileWriting(
   board: string,
   prefix: string,
   write: (i: number) => Promise<unknown>
-): Promise<{ live: Measure; writes: LoadResult }> {
+): Promise<{ sentToEvent: number[]; answeredToEvent: number[]; perS: number; writes: LoadResult }> {
   const events: SseEvent[] = []
   const res = await target.send('GET', streamPath, undefined, { accept: 'text/event-stream' })
   if (res.statusCode !== 200) throw new Error(`${streamPath} answered ${res.statusCode}`)
   const stream = readSse(res, e => events.push(e))
   const sent: number[] = []
+  const answered: number[] = []
   try {
     const t0 = performance.now()
     const writes = await inFlight(IN_FLIGHT, SSE_WRITES, async i => {
       sent[i] = performance.now()
       await write(i)
+      answered[i] = performance.now()
     })
     await waitUntil(
       `${SSE_WRITES} events on ${streamPath}`,
@@ -179,9 +186,15 @@ async function streamWhileWriting(
       SSE_SETTLE_MS
     )
     const seen = collect(events, board, prefix)
-    const lags = [...seen].map(([subject, at]) => at - sent[Number(subject.slice(board.length + 1 + prefix.length))])
+    const index = (subject: string): number => Number(subject.slice(board.length + 1 + prefix.length))
+    const sorted = (xs: number[]): number[] => xs.sort((a, b) => a - b)
     const last = Math.max(...seen.values())
-    return { live: { name: '', ms: lags.sort((a, b) => a - b), perS: seen.size / ((last - t0) / 1000) }, writes }
+    return {
+      sentToEvent: sorted([...seen].map(([subject, at]) => at - sent[index(subject)])),
+      answeredToEvent: sorted([...seen].map(([subject, at]) => at - answered[index(subject)])),
+      perS: seen.size / ((last - t0) / 1000),
+      writes
+    }
   } finally {
     stream.close()
   }
@@ -224,6 +237,222 @@ async function grantBoards(
   }
 }
 
+/** What every part measures with: the node's API as the agent, the floor, and where results go. */
+interface Context {
+  node: NodeProcess
+  /** The node's API with the agent's token. */
+  api: HttpTarget
+  agentToken: string
+  floor: Floor
+  bare: HttpTarget
+  add: (m: Measure) => void
+}
+
+const FLOOR_SEQ = 'floor: GET /hello (bare node:http, JSON)'
+const FLOOR_LOADED = `floor: GET /hello, ${IN_FLIGHT} in flight`
+
+async function measureFloor({ bare, add }: Context): Promise<void> {
+  const hello = async (): Promise<unknown> => await bare.json('GET', '/hello')
+  await sequential(WARMUP, hello)
+  add({ name: FLOOR_SEQ, ms: await sequential(READS, hello) })
+  add({ name: FLOOR_LOADED, ...(await inFlight(IN_FLIGHT, READS_LOADED, hello)) })
+}
+
+async function measureReads({ api, add }: Context): Promise<void> {
+  const reads: Array<[string, () => Promise<unknown>]> = [
+    ['GET /api/whoami', async () => await api.json('GET', '/api/whoami')],
+    [
+      `GET /api/worknodes (a page of ${LISTED} items)`,
+      async () => await api.json('GET', `/api/worknodes?board=${LOCAL}&limit=${LISTED}`)
+    ],
+    ['GET /api/worknodes/{id} (with its history)', async () => await api.json('GET', `/api/worknodes/${LOCAL}:r0`)]
+  ]
+  for (const [name, fn] of reads) {
+    await sequential(WARMUP, fn)
+    add({ name, ms: await sequential(READS, fn), floor: FLOOR_SEQ })
+    add({
+      name: `${name}, ${IN_FLIGHT} in flight`,
+      ...(await inFlight(IN_FLIGHT, READS_LOADED, fn)),
+      floor: FLOOR_LOADED
+    })
+  }
+  progress(`api: reads measured`)
+}
+
+async function measureWrites({ api, add }: Context): Promise<void> {
+  for (const board of [LOCAL, EVENTUAL]) {
+    const mode = board === LOCAL ? 'LOCAL' : 'EVENTUAL'
+    const create = async (i: number, prefix: string): Promise<unknown> =>
+      await api.json('POST', '/api/worknodes', { board, id: `${prefix}${i}`, title: `item ${i}`, kind: 'task' })
+    await sequential(WARMUP, async i => await create(i, 'warm'))
+    add({
+      name: `POST /api/worknodes (${mode})`,
+      ms: await sequential(WRITES, async i => await create(i, 'w')),
+      floor: FLOOR_SEQ
+    })
+    add({
+      name: `POST /api/tasks/{id}/claim (${mode})`,
+      ms: await sequential(WRITES, async i => await api.json('POST', `/api/tasks/${board}:w${i}/claim`, {})),
+      floor: FLOOR_SEQ
+    })
+    add({
+      name: `POST /api/tasks/{id}/complete (${mode})`,
+      ms: await sequential(
+        WRITES,
+        async i => await api.json('POST', `/api/tasks/${board}:w${i}/complete`, { result: { n: i } })
+      ),
+      floor: FLOOR_SEQ
+    })
+    add({
+      name: `POST /api/worknodes (${mode}), ${IN_FLIGHT} in flight`,
+      ...(await inFlight(IN_FLIGHT, WRITES_LOADED, async i => await create(i, 'l'))),
+      floor: FLOOR_LOADED
+    })
+    progress(`api: writes on ${mode} measured`)
+  }
+}
+
+async function measureEvents({ api, bare, add }: Context): Promise<void> {
+  const since = `${Date.now()}.0`
+  const floorLive = await streamWhileWriting(
+    bare,
+    '/stream',
+    'floor',
+    's',
+    async i => await bare.json('POST', '/emit', { source: 'board', type: 'create', subject: `floor/s${i}` })
+  )
+  const apiLive = await streamWhileWriting(
+    api,
+    `/api/events/stream?since=${since}`,
+    LOCAL,
+    's',
+    async i =>
+      await api.json('POST', '/api/worknodes', { board: LOCAL, id: `s${i}`, title: `streamed ${i}`, kind: 'task' })
+  )
+  const FLOOR_LIVE = `floor: SSE events/s while ${IN_FLIGHT} writers POST /emit (ms: write sent → event read)`
+  add({ name: FLOOR_LIVE, ms: floorLive.sentToEvent, perS: floorLive.perS, unit: 'events/s' })
+  add({
+    name: `GET /api/events/stream: events/s while ${IN_FLIGHT} writers create on LOCAL (ms: write sent → event read)`,
+    ms: apiLive.sentToEvent,
+    perS: apiLive.perS,
+    floor: FLOOR_LIVE,
+    unit: 'events/s'
+  })
+  // negative where the event is read before the write's answer
+  add({ name: 'floor: write answered → its event read (ms)', ms: floorLive.answeredToEvent, unit: 'shown' })
+  add({
+    name: 'GET /api/events/stream: write answered → its event read (ms)',
+    ms: apiLive.answeredToEvent,
+    unit: 'shown'
+  })
+  add({ name: `… the writers' creates meanwhile, ${IN_FLIGHT} in flight`, ...apiLive.writes, floor: FLOOR_LOADED })
+  const lastSubject = `${LOCAL}/s${SSE_WRITES - 1}`
+  const apiReplay = await replay(api, '/api/events/stream', e => e.data.includes(`"${lastSubject}"`))
+  const floorReplay = await replay(bare, `/stream?replay=${apiReplay.events}`, e => e.id === String(apiReplay.events))
+  const FLOOR_REPLAY = `floor: SSE replay of ${apiReplay.events} stored events (events/s)`
+  add({ name: FLOOR_REPLAY, perS: floorReplay.perS, unit: 'events/s' })
+  add({
+    name: `GET /api/events/stream replaying the journal from its start (${apiReplay.events} events/s)`,
+    perS: apiReplay.perS,
+    floor: FLOOR_REPLAY,
+    unit: 'events/s'
+  })
+  progress(`api: events measured`)
+}
+
+/** An MCP server to call: how to reach it, and the tool call measured. */
+interface McpTarget {
+  name: string
+  transport: () => Transport
+  tool: string
+  args: Record<string, unknown>
+  floor?: string
+}
+
+async function measureMcp({ node, floor, agentToken, add }: Context): Promise<void> {
+  const auth = { authorization: `Bearer ${agentToken}` }
+  const http = (): Transport =>
+    new StreamableHTTPClientTransport(new URL('/mcp', node.api.url), { requestInit: { headers: auth } })
+  const stdio = (): Transport =>
+    new StdioClientTransport({
+      command: process.execPath,
+      args: [CLI, 'mcp', '--url', node.api.url, '--token', agentToken],
+      stderr: 'pipe'
+    })
+  const FLOOR_HTTP = 'floor MCP over Streamable HTTP: hello'
+  const FLOOR_STDIO = 'floor MCP over stdio: hello'
+  const list = { board: LOCAL, limit: LISTED }
+  const targets: McpTarget[] = [
+    {
+      name: FLOOR_HTTP,
+      transport: () => new StreamableHTTPClientTransport(new URL('/mcp', floor.url)),
+      tool: 'hello',
+      args: {}
+    },
+    { name: 'MCP over Streamable HTTP (/mcp): whoami', transport: http, tool: 'whoami', args: {}, floor: FLOOR_HTTP },
+    {
+      name: `MCP over Streamable HTTP (/mcp): list_work (${LISTED} items)`,
+      transport: http,
+      tool: 'list_work',
+      args: list,
+      floor: FLOOR_HTTP
+    },
+    {
+      name: FLOOR_STDIO,
+      transport: () =>
+        new StdioClientTransport({ command: process.execPath, args: [FLOOR, '--stdio'], stderr: 'pipe' }),
+      tool: 'hello',
+      args: {}
+    },
+    { name: 'MCP over stdio (cyberspace mcp): whoami', transport: stdio, tool: 'whoami', args: {}, floor: FLOOR_STDIO },
+    {
+      name: `MCP over stdio (cyberspace mcp): list_work (${LISTED} items)`,
+      transport: stdio,
+      tool: 'list_work',
+      args: list,
+      floor: FLOOR_STDIO
+    }
+  ]
+  for (const target of targets) {
+    const client = await mcpClient(target.transport())
+    try {
+      const call = async (): Promise<unknown> => await client.call(target.tool, target.args)
+      await sequential(WARMUP, call)
+      add({ name: target.name, ms: await sequential(MCP_CALLS, call), floor: target.floor })
+    } finally {
+      await client.close()
+    }
+  }
+  progress(`api: MCP measured`)
+}
+
+/** The node process, its agent (attached, granted both boards) and the items the reads read. */
+async function startNode(): Promise<{ node: NodeProcess; operator: HttpTarget; api: HttpTarget; agentToken: string }> {
+  const node = await spawnNode({ startTimeoutMs: 60_000 })
+  try {
+    const root = await key()
+    await admit(node, root)
+    await node.api.post('spki/acl', { principal: root.id, tag: '(cyberspace)' })
+    const operator = new HttpTarget(node.api.url, (await readFile(join(node.dataDir, TOKEN_FILE), 'utf8')).trim())
+    const attached = await operator.json<{ principal: PrincipalId; token: string }>('POST', '/api/node/agents', {
+      kind: 'external',
+      id: 'bench-agent'
+    })
+    await grantBoards(node, root, attached.principal, [LOCAL, EVENTUAL])
+    await operator.json('POST', '/api/boards', { name: LOCAL, mode: 'local' })
+    await operator.json('POST', '/api/boards', { name: EVENTUAL, mode: 'eventual' })
+    const api = new HttpTarget(node.api.url, attached.token)
+    for (let i = 0; i < LISTED; i++)
+      await api.json('POST', '/api/worknodes', { board: LOCAL, id: `r${i}`, title: `read ${i}`, kind: 'task' })
+    await api.json('POST', `/api/tasks/${LOCAL}:r0/claim`, {})
+    await api.json('POST', `/api/tasks/${LOCAL}:r0/progress`, { percent: 50, message: 'half' })
+    return { node, operator, api, agentToken: attached.token }
+  } catch (err) {
+    await stopNodes([node])
+    throw err
+  }
+}
+
 const benchmark: Benchmark = {
   name: 'api',
   description:
@@ -231,221 +460,34 @@ const benchmark: Benchmark = {
   async run(): Promise<BenchResult> {
     const t0 = performance.now()
     const loads = [`start ${loadavg()[0].toFixed(1)}`]
-    const floor = await startFloor()
-    const nodes: NodeProcess[] = []
-    const closers: Array<() => Promise<void> | void> = []
     const measures = new Map<string, Measure>()
-    const add = (m: Measure): void => {
-      measures.set(m.name, m)
-    }
+    const floor = await startFloor()
+    const bare = new HttpTarget(floor.url)
+    let setupS = 0
     try {
-      // ---------------------------------------------------------------- the node, its agent, its boards
-      const node = await spawnNode({ startTimeoutMs: 60_000 })
-      nodes.push(node)
-      const root = await key()
-      await admit(node, root)
-      await node.api.post('spki/acl', { principal: root.id, tag: '(cyberspace)' })
-      const operatorToken = (await readFile(join(node.dataDir, TOKEN_FILE), 'utf8')).trim()
-      const operator = new HttpTarget(node.api.url, operatorToken)
-      closers.push(() => operator.close())
-      const attached = await operator.json<{ principal: PrincipalId; token: string }>('POST', '/api/node/agents', {
-        kind: 'external',
-        id: 'bench-agent'
-      })
-      await grantBoards(node, root, attached.principal, [LOCAL, EVENTUAL])
-      await operator.json('POST', '/api/boards', { name: LOCAL, mode: 'local' })
-      await operator.json('POST', '/api/boards', { name: EVENTUAL, mode: 'eventual' })
-      const api = new HttpTarget(node.api.url, attached.token)
-      closers.push(() => api.close())
-      for (let i = 0; i < LISTED; i++)
-        await api.json('POST', '/api/worknodes', { board: LOCAL, id: `r${i}`, title: `read ${i}`, kind: 'task' })
-      await api.json('POST', `/api/tasks/${LOCAL}:r0/claim`, {})
-      await api.json('POST', `/api/tasks/${LOCAL}:r0/progress`, { percent: 50, message: 'half' })
-      const setupS = (performance.now() - t0) / 1000
-      progress(`api: node ready, agent ${attached.principal.slice(0, 12)}…, ${LISTED} items (${setupS.toFixed(1)} s)`)
-
-      // ---------------------------------------------------------------- the floor
-      const bare = new HttpTarget(floor.url)
-      closers.push(() => bare.close())
-      const hello = async (): Promise<unknown> => await bare.json('GET', '/hello')
-      await sequential(WARMUP, hello)
-      add({ name: 'floor: GET /hello (bare node:http, JSON)', ms: await sequential(READS, hello) })
-      const helloLoaded = await inFlight(IN_FLIGHT, READS_LOADED, hello)
-      add({ name: `floor: GET /hello, ${IN_FLIGHT} in flight`, ...helloLoaded })
-      const FLOOR_SEQ = 'floor: GET /hello (bare node:http, JSON)'
-      const FLOOR_LOADED = `floor: GET /hello, ${IN_FLIGHT} in flight`
-
-      // ---------------------------------------------------------------- reads
-      const reads: Array<[string, () => Promise<unknown>]> = [
-        ['GET /api/whoami', async () => await api.json('GET', '/api/whoami')],
-        [
-          `GET /api/worknodes (${LISTED} items)`,
-          async () => await api.json('GET', `/api/worknodes?board=${LOCAL}&limit=${LISTED}`)
-        ],
-        ['GET /api/worknodes/{id} (with history)', async () => await api.json('GET', `/api/worknodes/${LOCAL}:r0`)]
-      ]
-      for (const [name, fn] of reads) {
-        await sequential(WARMUP, fn)
-        add({ name, ms: await sequential(READS, fn), floor: FLOOR_SEQ })
-        add({
-          name: `${name}, ${IN_FLIGHT} in flight`,
-          ...(await inFlight(IN_FLIGHT, READS_LOADED, fn)),
-          floor: FLOOR_LOADED
-        })
+      const { node, operator, api, agentToken } = await startNode()
+      setupS = (performance.now() - t0) / 1000
+      progress(`api: node ready with its agent and ${LISTED} items (${setupS.toFixed(1)} s)`)
+      const ctx: Context = { node, api, agentToken, floor, bare, add: m => measures.set(m.name, m) }
+      try {
+        await measureFloor(ctx)
+        if (PARTS.has('reads')) await measureReads(ctx)
+        if (PARTS.has('writes')) await measureWrites(ctx)
+        if (PARTS.has('events')) await measureEvents(ctx)
+        if (PARTS.has('mcp')) await measureMcp(ctx)
+      } finally {
+        api.close()
+        operator.close()
+        await stopNodes([node])
       }
-      progress(`api: reads measured`)
-
-      // ---------------------------------------------------------------- writes
-      for (const board of [LOCAL, EVENTUAL]) {
-        const mode = board === LOCAL ? 'LOCAL' : 'EVENTUAL'
-        const create = async (i: number, prefix: string): Promise<unknown> =>
-          await api.json('POST', '/api/worknodes', { board, id: `${prefix}${i}`, title: `item ${i}`, kind: 'task' })
-        await sequential(WARMUP, async i => await create(i, 'warm'))
-        add({
-          name: `POST /api/worknodes (${mode})`,
-          ms: await sequential(WRITES, async i => await create(i, 'w')),
-          floor: FLOOR_SEQ
-        })
-        add({
-          name: `POST /api/tasks/{id}/claim (${mode})`,
-          ms: await sequential(WRITES, async i => await api.json('POST', `/api/tasks/${board}:w${i}/claim`, {})),
-          floor: FLOOR_SEQ
-        })
-        add({
-          name: `POST /api/tasks/{id}/complete (${mode})`,
-          ms: await sequential(
-            WRITES,
-            async i => await api.json('POST', `/api/tasks/${board}:w${i}/complete`, { result: { n: i } })
-          ),
-          floor: FLOOR_SEQ
-        })
-        add({
-          name: `POST /api/worknodes (${mode}), ${IN_FLIGHT} in flight`,
-          ...(await inFlight(IN_FLIGHT, WRITES_LOADED, async i => await create(i, 'l'))),
-          floor: FLOOR_LOADED
-        })
-        progress(`api: writes on ${mode} measured`)
-      }
-
-      // ---------------------------------------------------------------- events through SSE
-      const since = `${Date.now()}.0`
-      const floorLive = await streamWhileWriting(
-        bare,
-        '/stream',
-        'floor',
-        's',
-        async i => await bare.json('POST', '/emit', { source: 'board', type: 'create', subject: `floor/s${i}` })
-      )
-      const FLOOR_SSE = `floor: SSE events while ${IN_FLIGHT} writers POST /emit`
-      add({ ...floorLive.live, name: FLOOR_SSE, unit: 'events/s' })
-      const apiLive = await streamWhileWriting(
-        api,
-        `/api/events/stream?since=${since}`,
-        LOCAL,
-        's',
-        async i =>
-          await api.json('POST', '/api/worknodes', { board: LOCAL, id: `s${i}`, title: `streamed ${i}`, kind: 'task' })
-      )
-      add({
-        ...apiLive.live,
-        name: `GET /api/events/stream while ${IN_FLIGHT} writers create (LOCAL)`,
-        floor: FLOOR_SSE,
-        unit: 'events/s'
-      })
-      const lastSubject = `${LOCAL}/s${SSE_WRITES - 1}`
-      const apiReplay = await replay(api, '/api/events/stream', e => e.data.includes(`"${lastSubject}"`))
-      const floorReplay = await replay(
-        bare,
-        `/stream?replay=${apiReplay.events}`,
-        e => e.id === String(apiReplay.events)
-      )
-      const FLOOR_REPLAY = `floor: SSE replay of ${apiReplay.events} stored events`
-      add({ name: FLOOR_REPLAY, perS: floorReplay.perS, unit: 'events/s' })
-      add({
-        name: `GET /api/events/stream replaying the journal (${apiReplay.events} events)`,
-        perS: apiReplay.perS,
-        floor: FLOOR_REPLAY,
-        unit: 'events/s'
-      })
-      progress(`api: events measured`)
-
-      // ---------------------------------------------------------------- MCP
-      const auth = { authorization: `Bearer ${attached.token}` }
-      const mcps: Array<[string, () => Transport, string, Record<string, unknown>]> = [
-        [
-          'floor MCP over Streamable HTTP: hello',
-          () => new StreamableHTTPClientTransport(new URL('/mcp', floor.url)),
-          'hello',
-          {}
-        ],
-        [
-          'MCP over Streamable HTTP (/mcp): whoami',
-          () => new StreamableHTTPClientTransport(new URL('/mcp', node.api.url), { requestInit: { headers: auth } }),
-          'whoami',
-          {}
-        ],
-        [
-          'MCP over Streamable HTTP (/mcp): list_work',
-          () => new StreamableHTTPClientTransport(new URL('/mcp', node.api.url), { requestInit: { headers: auth } }),
-          'list_work',
-          { board: LOCAL, limit: LISTED }
-        ],
-        [
-          'floor MCP over stdio: hello',
-          () => new StdioClientTransport({ command: process.execPath, args: [FLOOR, '--stdio'], stderr: 'pipe' }),
-          'hello',
-          {}
-        ],
-        [
-          'MCP over stdio (cyberspace mcp): whoami',
-          () =>
-            new StdioClientTransport({
-              command: process.execPath,
-              args: [CLI, 'mcp', '--url', node.api.url, '--token', attached.token],
-              stderr: 'pipe'
-            }),
-          'whoami',
-          {}
-        ],
-        [
-          'MCP over stdio (cyberspace mcp): list_work',
-          () =>
-            new StdioClientTransport({
-              command: process.execPath,
-              args: [CLI, 'mcp', '--url', node.api.url, '--token', attached.token],
-              stderr: 'pipe'
-            }),
-          'list_work',
-          { board: LOCAL, limit: LISTED }
-        ]
-      ]
-      for (const [name, transport, tool, args] of mcps) {
-        const client = await mcpClient(transport())
-        try {
-          await sequential(WARMUP, async () => await client.call(tool, args))
-          const isFloor = name.startsWith('floor')
-          const floorName = name.includes('stdio')
-            ? 'floor MCP over stdio: hello'
-            : 'floor MCP over Streamable HTTP: hello'
-          add({
-            name,
-            ms: await sequential(MCP_CALLS, async () => await client.call(tool, args)),
-            ...(isFloor ? {} : { floor: floorName })
-          })
-        } finally {
-          await client.close()
-        }
-      }
-      progress(`api: MCP measured`)
     } finally {
-      for (const close of closers) await close()
+      bare.close()
       floor.proc.kill('SIGTERM')
-      await stopNodes(nodes)
     }
     loads.push(`end ${loadavg()[0].toFixed(1)}`)
 
     // ---------------------------------------------------------------- the table
-    const helloP50 = percentile(measures.get('floor: GET /hello (bare node:http, JSON)')?.ms ?? [], 50)
+    const helloP50 = percentile(measures.get(FLOOR_SEQ)?.ms ?? [], 50)
     const rows: Array<Array<string | number>> = []
     const ratios: Record<string, number> = {}
     const shown = (v: number | undefined): number | string => (v != null && Number.isFinite(v) ? v : '-')
@@ -453,26 +495,28 @@ const benchmark: Benchmark = {
       const p50 = m.ms != null ? percentile(m.ms, 50) : undefined
       const p99 = m.ms != null ? percentile(m.ms, 99) : undefined
       const f = m.floor != null ? measures.get(m.floor) : undefined
+      // a rate: how many times the floor's rate; a latency: how many times the floor's p50
       let vsFloor: number | undefined
-      let vsHello: number | undefined
       if (f != null && m.unit === 'events/s' && f.perS != null && m.perS != null) vsFloor = f.perS / m.perS
       else if (f?.ms != null && p50 != null) vsFloor = p50 / percentile(f.ms, 50)
-      if (p50 != null && m.unit == null && !m.name.startsWith('floor: GET /hello')) vsHello = p50 / helloP50
+      const vsHello = p50 != null && m.unit == null && !m.name.startsWith('floor') ? p50 / helloP50 : undefined
       if (vsFloor != null)
-        ratios[m.unit === 'events/s' ? `${m.name}: floor events/s / this` : `${m.name}: p50 / floor p50`] = vsFloor
-      if (vsHello != null && (m.floor == null || !m.floor.startsWith('floor: GET /hello')))
-        ratios[`${m.name}: p50 / hello-world p50`] = vsHello
+        ratios[m.unit === 'events/s' ? `${m.name}: floor rate / this rate` : `${m.name}: p50 / its floor's p50`] =
+          vsFloor
+      if (vsHello != null && m.floor !== FLOOR_SEQ) ratios[`${m.name}: p50 / hello-world p50`] = vsHello
       rows.push([m.name, shown(p50), shown(p99), shown(m.perS), shown(vsFloor), shown(vsHello)])
     }
     return {
       setup: {
         mode: QUICK ? 'quick' : 'full',
-        node: '1 node process (CLI, durable stores, TCP 127.0.0.1, a member of its own cluster); an external agent attached on it, its token on every request, granted (cyberspace (work <board>)) on both boards by a root the node trusts',
+        node: '1 node process (CLI, durable stores, TCP 127.0.0.1, a member of its own cluster); an external agent attached on it (POST /api/node/agents), its token on every request, granted (cyberspace (work <board>)) on both boards by a root the node trusts',
         floor:
-          'bench/api-floor.ts: a bare node:http server in a process of its own (JSON hello-world; SSE broadcast of POST /emit; a stateless MCP server with one tool, over Streamable HTTP and stdio)',
+          'bench/api-floor.ts, a process of its own: bare node:http (JSON hello-world; POST /emit broadcast to SSE streams; a stored-event replay) and a bare stateless MCP server with one tool (@modelcontextprotocol/sdk) over Streamable HTTP and over stdio',
         client: `one keep-alive node:http agent per server; ${READS} reads and ${WRITES} writes of each kind one after another, ${READS_LOADED} reads / ${WRITES_LOADED} creates with ${IN_FLIGHT} in flight; ${SSE_WRITES} events written by ${IN_FLIGHT} writers while a stream reads; ${MCP_CALLS} calls of each MCP tool with @modelcontextprotocol/sdk's Client; ${WARMUP} uncounted calls before each`,
         latency:
-          'ms from the request sent to its whole answer read; for events, from the write sent to its event read off the stream',
+          'ms from the request sent to its whole answer read; for events, from the write sent (or answered) to its event read off the stream; "× its floor" is p50 / the floor p50, or for a rate the floor rate / this rate',
+        parts: [...PARTS].join(','),
+        setupS: Math.round(setupS),
         durationS: Math.round((performance.now() - t0) / 1000),
         loadAverage: loads.join(', ')
       },
