@@ -428,7 +428,7 @@ export const spawnTag = (kind: string): Tag => nestedTag(['agent', 'spawn', kind
 export const toolTag = (name: string, scope: string[] = []): Tag =>
   parseTag([atom('cyberspace'), [atom('tool'), atom(name), ...scope.map(s => atom(s))]])
 /** `(cyberspace (log (<action> <doc>)))` */
-const logTag = (action: 'append' | 'read', doc: string): Tag => nestedTag(['log', action, doc])
+export const logTag = (action: 'append' | 'read', doc: string): Tag => nestedTag(['log', action, doc])
 
 /** A kind's clusterTag, parsed; InvalidAgentOptionError naming what is wrong. */
 function clusterTagOf(text: string): Tag {

@@ -12,10 +12,10 @@
  * GET  /api/whoami                                   → { "caller": "agent", "principal": "z6Mk…", "node": "12D3Koo…", "tokenId": "…" }
  * POST /api/documents/notes { "type": "or-map", "update": { "op": "set", "path": ["k"], "value": 1 } } → { "name": "notes", "value": { "k": 1 }, "cid": "bafy…", … }
  */
+import { logTag } from '../../../src/actor/agents.ts'
 import { isMemberDocument, sessionOwner } from '../../../src/log/service.ts'
 import { subjectToSexp } from '../../../src/spki/cert.ts'
-import { atom, toAdvanced } from '../../../src/spki/sexp.ts'
-import { parseTag } from '../../../src/spki/tag.ts'
+import { toAdvanced } from '../../../src/spki/sexp.ts'
 import { HttpError } from '../http.ts'
 import { applyUpdate, documentView } from '../state-routes.ts'
 import { authCertField, certView } from '../spki-routes.ts'
@@ -36,11 +36,6 @@ import type * as z from 'zod'
 export const MAX_DOCUMENT_CHECKS = 256
 /** How long listing what is stored may take. */
 const STATE_TIMEOUT = 30_000
-
-/** `(cyberspace (log (<action> <name>)))`: the right to read or append to document `name`. */
-function logTag(action: 'read' | 'append', name: string): Tag {
-  return parseTag([atom('cyberspace'), [atom('log'), [atom(action), atom(name)]]])
-}
 
 /** A session document or the agent directory: written by the node for its agents, no token's business. */
 function isNodeOwn(name: string): boolean {
