@@ -73,7 +73,9 @@ export const DEFAULT_INFO: OpenApiInfo = {
   title: 'Cyberspace node API',
   version: '1',
   description:
-    "The HTTP API of a Cyberspace node: work items, agents, messages, events, documents and certificates. Authenticate with `Authorization: Bearer <token>`: the node's operator token, or an agent's token, which acts only as its agent."
+    "The HTTP API of a Cyberspace node: work items, agents, messages, events, documents and certificates. Authenticate with `Authorization: Bearer <token>`: the node's operator token, or an agent's token, which acts only as its agent. " +
+    'Requests are checked strictly: a query parameter given twice, or a query parameter or body field an operation does not list, is refused (400 InvalidRequestError naming it). ' +
+    'A request without a body is read as {}. Every error is an RFC 9457 problem (application/problem+json).'
 }
 
 const PROBLEM_REF = { $ref: '#/components/responses/Problem' }
