@@ -790,18 +790,21 @@ class RegistryService implements Registry, Startable {
     // the skill cannot crowd them out
     const candidates = Math.max(this.maxProviders, MAX_PROVIDER_CANDIDATES)
     const signal = withTimeout(this.lookupTimeout, options.signal)
-    try {
-      for await (const event of this.components.dht.findProviders(skillCid(skill), { signal })) {
-        if (event.name !== 'PROVIDER' && event.name !== 'PEER_RESPONSE') continue
-        for (const info of event.providers) {
+    // alone, the DHT has no one to ask: a lookup would only wait out its timeout
+    if (!this.alone()) {
+      try {
+        for await (const event of this.components.dht.findProviders(skillCid(skill), { signal })) {
+          if (event.name !== 'PROVIDER' && event.name !== 'PEER_RESPONSE') continue
+          for (const info of event.providers) {
+            if (providers.size >= candidates) break
+            providers.set(info.id.toString(), info.id)
+          }
           if (providers.size >= candidates) break
-          providers.set(info.id.toString(), info.id)
         }
-        if (providers.size >= candidates) break
+      } catch (err) {
+        options.signal?.throwIfAborted()
+        if (providers.size === 0 && (err as Error).name !== 'NotFoundError') throw err
       }
-    } catch (err) {
-      options.signal?.throwIfAborted()
-      if (providers.size === 0 && (err as Error).name !== 'NotFoundError') throw err
     }
     const ranked: Array<{ peer: PeerId; known: boolean }> = []
     for (const peer of providers.values())

@@ -153,8 +153,9 @@ describe('public API handlers over HTTP', function () {
   }
 
   before(async () => {
-    // alone, a registry lookup waits for peers that never come: a short wait keeps find quick
-    node = await memoryNode({ registryOptions: { lookupTimeout: 1000 } })
+    // alone, the registry asks no DHT peer: with a lookup timeout longer than mocha's, a find that
+    // waited for peers that never come would fail this suite
+    node = await memoryNode({ registryOptions: { lookupTimeout: 600_000 } })
     server = await startApiServer({
       node,
       token: OPERATOR,
