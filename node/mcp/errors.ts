@@ -1,5 +1,4 @@
 /** Named errors of the MCP server (`cyberspace mcp`, `/mcp`). Tests match on `.name`. */
-import { HttpError } from '../api/http.ts'
 
 /**
  * A tool that acts as an agent (send, inbox, reply) was called with neither `as` nor an agent the
@@ -14,22 +13,4 @@ export class McpNoAgentError extends Error {
 export class McpAgentMismatchError extends Error {
   static name = 'McpAgentMismatchError'
   name = 'McpAgentMismatchError'
-}
-
-/** A request to `/mcp` larger than MAX_MCP_BODY_BYTES (413). */
-export class McpBodyTooLargeError extends HttpError {
-  static name = 'McpBodyTooLargeError'
-  name = 'McpBodyTooLargeError'
-  constructor(message: string) {
-    super(413, message)
-  }
-}
-
-/** A path under `/mcp` other than `/mcp` itself (404). */
-export class McpNotFoundError extends HttpError {
-  static name = 'McpNotFoundError'
-  name = 'McpNotFoundError'
-  constructor(message: string) {
-    super(404, message)
-  }
 }
