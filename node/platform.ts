@@ -19,6 +19,8 @@ import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { createNode } from '../src/node.ts'
 import { startApiServer } from './api/server.ts'
+import { a2aMounts } from './a2a/mount.ts'
+import { mcpMount } from './mcp/http.ts'
 import { API_FILE, createApiToken, fileShareStore, openDataDir, writeFileAtomic } from './data-dir.ts'
 import { ApiBindError, DataDirError } from './errors.ts'
 import { checkApiBind } from './api/http.ts'
@@ -48,7 +50,7 @@ export interface NodeProcessOptions {
   apiInsecure?: boolean
   /** The name clients reach the API by, accepted in Host and Origin. */
   apiPublicHost?: string
-  /** Served on the API port under their prefixes (MCP, A2A): see ApiServerInit.mounts. */
+  /** Served on the API port under their prefixes, beside the MCP endpoint (/mcp) and the A2A binding (/a2a) every node serves: see ApiServerInit.mounts. */
   mounts?: ApiServerInit['mounts']
   pageDir?: string
   /** Metadata this node publishes as a member (`start --meta key=value`). */
@@ -151,7 +153,12 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       tls,
       insecure: options.apiInsecure,
       publicHost: options.apiPublicHost,
-      mounts: options.mounts,
+      // every node serves MCP at /mcp and its agents over A2A (cards public, calls with a token)
+      mounts: api => [
+        mcpMount({ apiUrl: api.url }),
+        ...a2aMounts({ node, url: api.url, tokens: api.tokens }),
+        ...(typeof options.mounts === 'function' ? options.mounts(api) : (options.mounts ?? []))
+      ],
       onLeave: options.onLeave,
       onError: err => {
         process.stderr.write(`control API error: ${err.message}\n`)

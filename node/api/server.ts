@@ -101,7 +101,7 @@ export interface ApiServerInit {
    * Served under their prefixes on this port (MCP, A2A), after the Host and Origin checks; or a
    * function of the API's URL (known once it listens, when the port was 0) giving them.
    */
-  mounts?: Mount[] | ((api: { url: string; port: number }) => Mount[])
+  mounts?: Mount[] | ((api: { url: string; port: number; tokens: AgentTokens }) => Mount[])
   /** The public API's handlers, given the server's tokens; v1Handlers(node, { tokens }) by default. */
   handlers?: (context: { node: CyberspaceNode; tokens: AgentTokens }) => Partial<Handlers>
 }
@@ -484,7 +484,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   const localHost = WILDCARDS.has(bindHost) ? '127.0.0.1' : hostText(bindHost)
   const apiUrl = `${scheme}://${localHost}:${port}`
   try {
-    const given = typeof init.mounts === 'function' ? init.mounts({ url: apiUrl, port }) : (init.mounts ?? [])
+    const given = typeof init.mounts === 'function' ? init.mounts({ url: apiUrl, port, tokens }) : (init.mounts ?? [])
     mounts = [...given].sort((a, b) => b.prefix.length - a.prefix.length)
   } catch (err) {
     release()
