@@ -255,8 +255,11 @@ function titleOf(name: string): string {
   return words.map((w, i) => (i === 0 || /^[A-Z0-9]{2,}$/.test(w) ? w : w.toLowerCase())).join(' ')
 }
 
-/** Structured fields of an error that clients may act on (the members that refused, a remote error's name). */
-const ERROR_FIELDS = ['members', 'reasons', 'remoteName', 'culprit', 'certHash'] as const
+/**
+ * Structured fields of an error that clients may act on: the members that refused, a remote error's
+ * name, the HLC to resume events from (`hlc` of a cursor from another run, `oldest` kept).
+ */
+const ERROR_FIELDS = ['members', 'reasons', 'remoteName', 'culprit', 'certHash', 'hlc', 'oldest'] as const
 
 /** An error's structured fields, as JSON: nested errors become `{ name, message }`, maps objects. */
 export function errorFields(err: unknown): Record<string, unknown> {

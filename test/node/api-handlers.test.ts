@@ -605,6 +605,7 @@ describe('public API handlers over HTTP', function () {
         }
       )
       assert.match(body.type, /EventCursorExpiredError$/)
+      assert.deepEqual(body.hlc, [1763700000000, 4], 'the HLC to resume from, as a field')
       // a cursor of the earlier format (before cursors named their run) is another run's too
       const old = base64url.encode(
         new TextEncoder().encode(JSON.stringify([1763700000000, 5, 'fleet', 'x', 'agent:move', '', 0]))
