@@ -240,8 +240,9 @@ async function grantBoards(
 /** What every part measures with: the node's API as the agent, the floor, and where results go. */
 interface Context {
   node: NodeProcess
-  /** The node's API with the agent's token. */
+  /** The node's API with the agent's token, and with the operator's. */
   api: HttpTarget
+  operator: HttpTarget
   agentToken: string
   floor: Floor
   bare: HttpTarget
@@ -312,7 +313,7 @@ async function measureWrites({ api, add }: Context): Promise<void> {
   }
 }
 
-async function measureEvents({ api, bare, add }: Context): Promise<void> {
+async function measureEvents({ api, operator, bare, add }: Context): Promise<void> {
   const since = `${Date.now()}.0`
   const floorLive = await streamWhileWriting(
     bare,
@@ -354,6 +355,14 @@ async function measureEvents({ api, bare, add }: Context): Promise<void> {
   add({
     name: `GET /api/events/stream replaying the journal from its start (${apiReplay.events} events/s)`,
     perS: apiReplay.perS,
+    floor: FLOOR_REPLAY,
+    unit: 'events/s'
+  })
+  // the operator's stream checks no read rights: what the checks cost shows apart
+  const operatorReplay = await replay(operator, '/api/events/stream', e => e.data.includes(`"${lastSubject}"`))
+  add({
+    name: `… the same replay with the operator's token, no read checks (${operatorReplay.events} events/s)`,
+    perS: operatorReplay.perS,
     floor: FLOOR_REPLAY,
     unit: 'events/s'
   })
@@ -468,7 +477,7 @@ const benchmark: Benchmark = {
       const { node, operator, api, agentToken } = await startNode()
       setupS = (performance.now() - t0) / 1000
       progress(`api: node ready with its agent and ${LISTED} items (${setupS.toFixed(1)} s)`)
-      const ctx: Context = { node, api, agentToken, floor, bare, add: m => measures.set(m.name, m) }
+      const ctx: Context = { node, api, operator, agentToken, floor, bare, add: m => measures.set(m.name, m) }
       try {
         await measureFloor(ctx)
         if (PARTS.has('reads')) await measureReads(ctx)
