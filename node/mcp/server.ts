@@ -18,7 +18,8 @@
  */
 import * as z from 'zod'
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js'
-import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
+import { toJsonSchemaCompat } from '@modelcontextprotocol/sdk/server/zod-json-schema-compat.js'
+import { ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js'
 import {
   Acting,
   BoardName,
@@ -36,7 +37,7 @@ import { ROUTES } from '../../src/api/routes.ts'
 import type { Client } from '../../src/api/client.ts'
 import { McpNoAgentError } from './errors.ts'
 import type { Board, HostedAgent } from '../../src/api/schema.ts'
-import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js'
+import type { CallToolResult, ListToolsResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js'
 
 /** The name the server gives MCP hosts, and its version (the package's). */
 export const MCP_SERVER_NAME = 'cyberspace'
@@ -334,6 +335,10 @@ export function cyberspaceMcpServer(init: McpServerInit): McpServer {
     )
   }
 
+  // the list is the same for every session: its JSON Schemas are made once, not at every tools/list
+  // (a stateless HTTP request builds a server of its own; making them took 100+ ms)
+  server.server.setRequestHandler(ListToolsRequestSchema, () => toolList())
+
   server.registerResource(
     'board',
     new ResourceTemplate('cyberspace://boards/{board}', {
@@ -395,6 +400,28 @@ export function cyberspaceMcpServer(init: McpServerInit): McpServer {
     }
   )
   return server
+}
+
+let listed: ListToolsResult | undefined
+
+/** tools/list's answer, as McpServer would make it (the SDK's own zod-to-JSON-Schema), made once. */
+function toolList(): ListToolsResult {
+  listed ??= {
+    tools: TOOLS.map(spec => ({
+      name: spec.name,
+      title: spec.title,
+      description: spec.description,
+      inputSchema: toJsonSchemaCompat(spec.input, { strictUnions: true, pipeStrategy: 'input' }) as {
+        type: 'object'
+      },
+      outputSchema: toJsonSchemaCompat(spec.output as z.ZodObject, { strictUnions: true, pipeStrategy: 'output' }) as {
+        type: 'object'
+      },
+      annotations: { title: spec.title, ...spec.annotations },
+      execution: { taskSupport: 'forbidden' as const }
+    }))
+  }
+  return listed
 }
 
 /** A tool's answer: the JSON as text (for hosts that read text) and as structured content. */

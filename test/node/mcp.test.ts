@@ -22,7 +22,7 @@ import { apiClient } from '../../node/api/client.ts'
 import { startApiServer } from '../../node/api/server.ts'
 import { TOKEN_FILE } from '../../node/data-dir.ts'
 import { MAX_MCP_BODY_BYTES, mcpMount } from '../../node/mcp/http.ts'
-import { TOOLS } from '../../node/mcp/server.ts'
+import { MAX_TOOL_INPUT_ELEMENTS, TOOLS } from '../../node/mcp/server.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { spawnNode, stopNodes } from '../helpers/processes.ts'
 import { grant, key } from '../spki/fixtures.ts'
@@ -256,6 +256,8 @@ describe('MCP server: cyberspace mcp over stdio, against a node process', functi
     await refused(mcp, 'progress_work', { ref: `${BOARD}:t1`, percent: 101 }, /Input validation error.*percent/s)
     await refused(mcp, 'create_work', { board: BOARD }, /Input validation error.*title/s)
     await refused(mcp, 'no_such_tool', {}, /no_such_tool not found/)
+    const huge = { op: 'set', value: new Array(MAX_TOOL_INPUT_ELEMENTS + 1).fill(0) }
+    await refused(mcp, 'write_document', { name: 'notes', update: huge }, /more than the maximum of 10000 elements/)
     assert.equal((await ok(mcp, 'whoami')).principal, coder.principal)
   })
 
