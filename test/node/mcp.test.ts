@@ -15,6 +15,8 @@ import { fileURLToPath } from 'node:url'
 import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js'
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { Client } from '../../src/api/client.ts'
 import { signedCertToSexp } from '../../src/spki/cert.ts'
 import { toAdvanced } from '../../src/spki/sexp.ts'
@@ -22,7 +24,7 @@ import { apiClient } from '../../node/api/client.ts'
 import { startApiServer } from '../../node/api/server.ts'
 import { TOKEN_FILE } from '../../node/data-dir.ts'
 import { MAX_MCP_BODY_BYTES, mcpMount } from '../../node/mcp/http.ts'
-import { MAX_TOOL_INPUT_ELEMENTS, TOOLS } from '../../node/mcp/server.ts'
+import { cyberspaceMcpServer, MAX_TOOL_INPUT_ELEMENTS, TOOLS } from '../../node/mcp/server.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { spawnNode, stopNodes } from '../helpers/processes.ts'
 import { grant, key } from '../spki/fixtures.ts'
@@ -503,5 +505,34 @@ describe('MCP server: /mcp over Streamable HTTP, mounted on the API server', fun
     assert.equal(JSON.parse(below.text).name, 'RouteNotFoundError')
     const mcp = await httpSession(f.peer.token)
     assert.equal((await ok(mcp, 'whoami')).principal, f.peer.principal, 'still serving')
+  })
+})
+
+describe('MCP server: the tool list', () => {
+  it('is what McpServer itself would list for the same tools (made once, not at every tools/list)', async () => {
+    const list = async (server: McpServer): Promise<unknown> => {
+      const [serverSide, clientSide] = InMemoryTransport.createLinkedPair()
+      await server.connect(serverSide)
+      const client = new McpClient({ name: 'list', version: '1.0.0' })
+      await client.connect(clientSide)
+      const answer = await client.listTools()
+      await client.close()
+      return JSON.parse(JSON.stringify(answer))
+    }
+    const plain = new McpServer({ name: 'plain', version: '1.0.0' })
+    for (const spec of TOOLS)
+      plain.registerTool(
+        spec.name,
+        {
+          title: spec.title,
+          description: spec.description,
+          inputSchema: spec.input,
+          outputSchema: spec.output,
+          annotations: { title: spec.title, ...spec.annotations }
+        },
+        async () => ({ content: [] })
+      )
+    const api = { call: async () => await Promise.reject(new Error('no API here')) }
+    assert.deepEqual(await list(cyberspaceMcpServer({ api })), await list(plain))
   })
 })
