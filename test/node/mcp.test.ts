@@ -321,6 +321,18 @@ describe('MCP server: cyberspace mcp over stdio, against a node process', functi
     await assert.rejects(mcp.readResource({ uri: 'cyberspace://boards/Not_A_Board!' }), /board/)
   })
 
+  it('the node process serves the same server at /mcp on its API port', async () => {
+    const transport = new StreamableHTTPClientTransport(new URL(`${apiUrl}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${coder.token}` } }
+    })
+    const client = new McpClient({ name: 'mcp-process-http', version: '1.0.0' })
+    await client.connect(transport, { timeout: 30_000 })
+    sessions.push(client)
+    assert.equal((await ok(client, 'whoami')).principal, coder.principal)
+    const page = await ok(client, 'list_work', { board: BOARD, limit: 500 })
+    assert.ok(page.items.some((i: { ref: string }) => i.ref === `${BOARD}:t1`))
+  })
+
   it("refuses to start without a token (exit 2), with a wrong one or another agent's --agent (exit 1); stdout stays empty", async () => {
     const env = { ...process.env }
     delete env.CYBERSPACE_TOKEN
