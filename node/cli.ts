@@ -28,6 +28,7 @@ import { CLUSTER_HELP, clusterCommand } from './cluster-commands.ts'
 import { STATE_HELP, stateCommand } from './state-commands.ts'
 import { LEAVE_HELP, leaveCommand, MEMBERS_HELP, membersCommand } from './membership-commands.ts'
 import { AGENTS_HELP, agentsCommand } from './agent-commands.ts'
+import { MCP_HELP, mcpCommand } from './mcp/stdio.ts'
 import {
   EVENTS_HELP,
   eventsCommand,
@@ -170,7 +171,8 @@ export const HELP: Array<CommandHelp | GroupHelp> = [
   STATE_HELP,
   WORK_HELP,
   FLEET_HELP,
-  EVENTS_HELP
+  EVENTS_HELP,
+  MCP_HELP
 ]
 
 const GLOBAL_OPTIONS: Array<[string, string]> = [
@@ -307,6 +309,14 @@ export async function main(
 ): Promise<number> {
   const debug = argv.includes('--debug')
   try {
+    // its own options; its stdout is the MCP protocol's alone
+    if (argv[0] === 'mcp') {
+      if (argv.includes('--help') || argv.includes('-h')) {
+        out(renderCommandHelp(MCP_HELP))
+        return 0
+      }
+      return await mcpCommand(argv.slice(1))
+    }
     let parsed
     try {
       parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })

@@ -35,7 +35,7 @@ import type { CyberspaceNode } from '../../src/node.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { NodeProcess } from '../helpers/processes.ts'
 
-const MCP_MAIN = fileURLToPath(new URL('../../node/mcp/stdio-main.ts', import.meta.url))
+const CYBERSPACE = fileURLToPath(new URL('../../node/bin/cyberspace.ts', import.meta.url))
 const BOARD = 'mcp'
 /** A board no agent here has a grant for. */
 const CLOSED_BOARD = 'closed'
@@ -143,7 +143,7 @@ describe('MCP server: cyberspace mcp over stdio, against a node process', functi
   ): Promise<{ client: McpClient; stderr: () => string }> {
     const transport = new StdioClientTransport({
       command: process.execPath,
-      args: [MCP_MAIN, '--url', apiUrl, ...extra],
+      args: [CYBERSPACE, 'mcp', '--url', apiUrl, ...extra],
       env: { ...(process.env as Record<string, string>), CYBERSPACE_TOKEN: token },
       stderr: 'pipe'
     })
@@ -341,7 +341,7 @@ describe('MCP server: cyberspace mcp over stdio, against a node process', functi
       token?: string
     ): Promise<{ code: number | null; stdout: string; stderr: string }> =>
       await new Promise(resolve => {
-        const proc = spawn(process.execPath, [MCP_MAIN, '--url', apiUrl, ...args], {
+        const proc = spawn(process.execPath, [CYBERSPACE, 'mcp', '--url', apiUrl, ...args], {
           env: token == null ? env : { ...env, CYBERSPACE_TOKEN: token },
           stdio: ['pipe', 'pipe', 'pipe']
         })
