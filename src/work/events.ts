@@ -1,28 +1,42 @@
 /**
  * The event journal: every change to boards, agents, membership, the swarm and the fleet that this
- * node has seen, as entries kept in one order — HLC, then source, subject, type, id — so the same
- * entries give the same sequence whatever order they arrived in. `since` pages through what is
- * after a point; `subscribe` replays what is after a point and then continues live, with no gap
- * and no duplicate where the replay ends. The journal is bounded: past `maxEntries` the oldest go,
- * and asking for a point older than what is kept throws EventsTruncatedError (naming the oldest hlc
- * kept) rather than answering with a silent gap.
+ * node has seen, as one **feed** — a single sequence, the same for every reader of this node, in
+ * HLC order (ties by source, subject, type, id). Readers page through it (`since`) or follow it
+ * (`subscribe`: what is after a point, then live, with no gap and no duplicate where the replay
+ * ends), and resume exactly from a `cursor`: a place in the feed.
  *
- * An entry that arrives with an HLC earlier than entries already kept (a remote board's operation
- * that travelled slowly) is inserted in order; a live subscriber is handed it when it arrives, so it
- * sees every entry after its starting point exactly once, in HLC order except such late ones.
- * A reader that resumes from an HLC it saw misses late entries below that HLC: resume from the
- * `cursor` of the page (it is a position, not a time) and page again for anything older.
+ * **Settling.** Entries do not reach the feed as they arrive: a remote board operation stamped
+ * before an entry already here (two nodes writing at once) would otherwise come after it. An entry
+ * waits until `settle` ms (default 500) have passed since its HLC time by this node's clock — since
+ * its arrival if it is stamped ahead of that clock — and then joins with every entry pending before
+ * it, in order. So entries that arrive within `settle` ms of their stamp (network delay plus clock
+ * skew) join in HLC order, and every reader sees at most `settle` ms of added delay. An entry that
+ * arrives later than that, after the feed has passed its place, is not dropped and not slipped into
+ * the middle (a reader past that place would never see it): it joins at the end marked `late: true`.
+ * With `settle: 0` entries join as they arrive (late ones marked).
  *
- * The journal lives in memory and starts anew with each run of the node. A cursor names the run
- * that issued it (`run`, random at construction); a cursor of another run is refused with
- * EventCursorExpiredError, which carries the cursor's HLC: resume from that HLC (`since`).
+ * **Reading.** A cursor resumes after its place: every entry that joined after it, late ones
+ * included, each once. `since(hlc)` reads the entries with an HLC after `hlc` — from the first
+ * in-order entry past it, leaving out late entries at or before it; a read that starts at an HLC
+ * (a page, a subscription) leaves those out throughout, while a cursor taken from it resumes by
+ * place alone.
+ *
+ * **Bounds.** The feed keeps `maxEntries` (the oldest go); a point before what is kept throws
+ * EventsTruncatedError, naming the HLC to resume from (`since`); an entry at or before one already
+ * dropped is not kept (it would be older than the journal holds, and may be one it held before).
+ * At most `maxPending` wait to settle (past it the oldest join at once). Entries with the same `id`
+ * are one entry. The journal lives in memory and starts anew with each run of the node: a cursor
+ * names the run that issued it (`run`) and a cursor of another run is refused with
+ * EventCursorExpiredError, which carries the HLC to resume from. `close()` lets what is pending join
+ * at once and stops the timer (entries recorded afterwards join as they come).
  *
  * @example
- * const journal = new EventJournal()
+ * const journal = new EventJournal()          // { settle: 500 }
  * const stopWatching = journal.watchMembership(node.membership, clock)
  * journal.record({ hlc: clock.tick(), source: 'board', type: 'claim', subject: 'release/t1', data: { actor }, id })
  * const page = journal.since([1767000000000, 0], { limit: 100 }) // { events, cursor, more }
- * const stop = journal.subscribe(page.cursor, e => send(e), { signal })
+ * const stop = journal.subscribe(page.cursor, e => send(e, journal.cursorOf(e)), { signal })
+ * journal.close()
  */
 import { base64url } from 'multiformats/bases/base64'
 import { compareHlc, isHlc } from '../clock/hlc.ts'
@@ -47,6 +61,11 @@ export type EventSource = (typeof EVENT_SOURCES)[number]
 export const DEFAULT_MAX_EVENTS = 100_000
 export const DEFAULT_PAGE = 100
 export const MAX_PAGE = 1000
+/** Default ms an entry waits after its HLC time before it joins the feed, and the most allowed. */
+export const DEFAULT_SETTLE = 500
+export const MAX_SETTLE = 60_000
+/** Default most entries waiting to settle. */
+export const DEFAULT_MAX_PENDING = 10_000
 /** Longest type, subject and id (characters). */
 export const MAX_EVENT_TYPE = 64
 export const MAX_EVENT_SUBJECT = 512
@@ -65,7 +84,7 @@ export interface EventInput {
   id?: string
 }
 
-/** An event as the journal keeps it. */
+/** An event as the journal keeps it, once it has joined the feed. */
 export interface JournalEvent {
   hlc: HlcTimestamp
   source: EventSource
@@ -73,8 +92,12 @@ export interface JournalEvent {
   subject: string
   data: unknown
   id?: string
+  /** It joined the feed after an entry with a later HLC (it arrived more than `settle` ms after its stamp). */
+  late?: true
   /** This journal's arrival number (local: it orders nothing but identical keys). */
   seq: number
+  /** Its place in this run's feed, from 0 (what `cursorOf` names). */
+  index: number
 }
 
 export interface EventJournalInit {
@@ -82,6 +105,12 @@ export interface EventJournalInit {
   run?: string
   /** Most entries kept; the oldest go first. Default 100,000. */
   maxEntries?: number
+  /** ms an entry waits after its HLC time (or its arrival, if stamped ahead) before it joins the feed; 0 to 60,000, default 500. */
+  settle?: number
+  /** Most entries waiting to settle; past it the oldest join at once. Default 10,000. */
+  maxPending?: number
+  /** This node's clock in ms, for settling; default Date.now (tests inject their own). */
+  now?: () => number
   /** Called with what a subscriber's listener threw (the listener stays subscribed). */
   onListenerError?: (err: unknown) => void
 }
@@ -97,7 +126,7 @@ export interface EventPage {
   events: JournalEvent[]
   /** Where the page ends: pass it as `after` (or to `subscribe`) to continue. Absent only when the page is empty and no point was given. */
   cursor?: string
-  /** Whether more events follow (the page was cut at its limit). */
+  /** Whether more of the feed follows (the page was cut at its limit). */
   more: boolean
 }
 
@@ -105,7 +134,7 @@ export interface WatchOptions {
   signal?: AbortSignal
 }
 
-/** A position in the order: strictly after it is what a reader asks for. */
+/** Where an entry sorts: hlc, then source, subject, type, id, and arrival for identical keys. */
 interface Position {
   hlc: HlcTimestamp
   source: string
@@ -115,18 +144,17 @@ interface Position {
   seq: number
 }
 
-/** Greater than every source name: a position at an hlc with this source is after every entry at that hlc. */
-const AFTER_ALL = '\uffff'
-
-function comparePositions(a: Position, b: Position): number {
+function compareKeys(a: Position, b: Position): number {
   const byHlc = compareHlc(a.hlc, b.hlc)
   if (byHlc !== 0) return byHlc
   if (a.source !== b.source) return a.source < b.source ? -1 : 1
   if (a.subject !== b.subject) return a.subject < b.subject ? -1 : 1
   if (a.type !== b.type) return a.type < b.type ? -1 : 1
   if (a.id !== b.id) return a.id < b.id ? -1 : 1
-  return a.seq - b.seq
+  return 0
 }
+
+const comparePositions = (a: Position, b: Position): number => compareKeys(a, b) || a.seq - b.seq
 
 const positionOf = (e: JournalEvent): Position => ({
   hlc: e.hlc,
@@ -137,24 +165,23 @@ const positionOf = (e: JournalEvent): Position => ({
   seq: e.seq
 })
 
-/** The position right after every entry at `hlc`. */
-const afterHlc = (hlc: HlcTimestamp): Position => ({ hlc, source: AFTER_ALL, subject: '', type: '', id: '', seq: 0 })
+const laterHlc = (a: HlcTimestamp, b: HlcTimestamp | undefined): HlcTimestamp =>
+  b != null && compareHlc(b, a) > 0 ? b : a
 
 /** Longest run name. */
 export const MAX_RUN_LENGTH = 64
 
-function encodeCursor(run: string, p: Position): string {
-  return base64url.encode(
-    new TextEncoder().encode(JSON.stringify([run, p.hlc[0], p.hlc[1], p.source, p.subject, p.type, p.id, p.seq]))
-  )
+/** A cursor: after the first `count` entries of the feed of `run`; `hlc` is where to resume in another run. */
+function encodeCursor(run: string, count: number, hlc: HlcTimestamp): string {
+  return base64url.encode(new TextEncoder().encode(JSON.stringify([run, count, hlc[0], hlc[1]])))
 }
 
 /**
- * A cursor's position, if `run` issued it. A well-formed cursor of another run (or of the earlier
- * format, which named none) throws EventCursorExpiredError with its HLC; anything else
- * InvalidEventQueryError.
+ * How many feed entries a cursor has read, if `run` issued it. A well-formed cursor of another run
+ * — or of an earlier format, which named a position by its keys rather than a place in the feed —
+ * throws EventCursorExpiredError with its HLC; anything else InvalidEventQueryError.
  */
-function decodeCursor(cursor: string, run: string): Position {
+function decodeCursor(cursor: string, run: string): number {
   const bad = (): never => {
     throw new InvalidEventQueryError('the cursor is not one this journal issued')
   }
@@ -165,22 +192,26 @@ function decodeCursor(cursor: string, run: string): Position {
   } catch {
     return bad()
   }
-  if (!Array.isArray(parsed) || (parsed.length !== 8 && parsed.length !== 7)) return bad()
+  if (!Array.isArray(parsed)) return bad()
   const fields = parsed as unknown[]
-  const issuer = fields.length === 8 ? fields[0] : undefined
+  const isRun = (x: unknown): boolean => typeof x === 'string' && x.length > 0 && x.length <= MAX_RUN_LENGTH
+  if (fields.length === 4) {
+    const [issuer, count, wall, logical] = fields
+    const hlc = [wall, logical]
+    if (!isRun(issuer) || !isHlc(hlc) || !Number.isSafeInteger(count) || (count as number) < 0) return bad()
+    if (issuer !== run) throw new EventCursorExpiredError([hlc[0], hlc[1]])
+    return count as number
+  }
+  // the earlier formats: [run?, wall, logical, source, subject, type, id, seq] — always another run's
+  if (fields.length !== 8 && fields.length !== 7) return bad()
+  if (fields.length === 8 && !isRun(fields[0])) return bad()
   const [wall, logical, source, subject, type, id, seq] = fields.slice(fields.length - 7)
   const hlc = [wall, logical]
   if (!isHlc(hlc)) return bad()
-  if (typeof source !== 'string' || !(source === AFTER_ALL || (EVENT_SOURCES as readonly string[]).includes(source)))
+  if (typeof source !== 'string' || typeof subject !== 'string' || typeof type !== 'string' || typeof id !== 'string')
     return bad()
-  if (typeof subject !== 'string' || subject.length > MAX_EVENT_SUBJECT) return bad()
-  if (typeof type !== 'string' || type.length > MAX_EVENT_TYPE) return bad()
-  if (typeof id !== 'string' || id.length > MAX_EVENT_ID) return bad()
   if (!Number.isSafeInteger(seq) || (seq as number) < 0) return bad()
-  if (issuer !== undefined && (typeof issuer !== 'string' || issuer.length === 0 || issuer.length > MAX_RUN_LENGTH))
-    return bad()
-  if (issuer !== run) throw new EventCursorExpiredError([hlc[0], hlc[1]])
-  return { hlc, source, subject, type, id, seq: seq as number }
+  throw new EventCursorExpiredError([hlc[0], hlc[1]])
 }
 
 function randomRun(): string {
@@ -200,60 +231,111 @@ function checkInput(e: EventInput): void {
     throw new InvalidEventError(`id is 1-${MAX_EVENT_ID} characters`)
 }
 
+/** An entry waiting to settle. */
+interface Pending {
+  event: JournalEvent
+  position: Position
+  /** When it may join the feed (this node's ms). */
+  due: number
+}
+
+/** Where a read starts: the feed index of its first entry, and the HLC it must be after, if it began at one. */
+interface Start {
+  index: number
+  floor?: HlcTimestamp
+}
+
 interface Subscriber {
-  from: Position | undefined
+  floor?: HlcTimestamp
   listener: (event: JournalEvent) => void
+  /** Entries that joined while its replay ran: handed over after it, in order. */
+  held?: JournalEvent[]
+}
+
+function checkInteger(value: number, min: number, max: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max)
+    throw new InvalidEventQueryError(`${name} is an integer from ${min} to ${max}`)
+  return value
 }
 
 export class EventJournal {
   readonly maxEntries: number
+  readonly maxPending: number
+  /** ms an entry waits after its HLC time before it joins the feed. */
+  readonly settle: number
   /** Names this run of the journal in its cursors. */
   readonly run: string
+  private readonly now: () => number
   private readonly onListenerError?: (err: unknown) => void
-  /** Kept entries in order, from `head` on (the slots before it were dropped and are compacted away in batches). */
-  private entries: JournalEvent[] = []
+  /** The feed from `head` on: the entry at slot `head + k` has index `base + k` (earlier slots were dropped, compacted away in batches). */
+  private feed: JournalEvent[] = []
   private head = 0
+  private base = 0
+  /** Indices of the feed's in-order (not late) entries, from `orderedHead` on: their positions increase. */
+  private ordered: number[] = []
+  private orderedHead = 0
+  /** The position of the last in-order entry: an entry that joins below it is late. */
+  private highWater?: Position
+  /** The greatest position dropped: nothing at or before it is kept any more. */
+  private floor?: Position
+  /** Entries waiting to settle, by position. */
+  private pending: Pending[] = []
   private readonly ids = new Map<string, JournalEvent>()
-  /** The position of the last entry dropped: nothing at or before it is kept any more. */
-  private dropped?: Position
   private nextSeq = 0
   private readonly subscribers = new Set<Subscriber>()
+  /** Entries to join, and whether a join is running (a listener that records joins after it). */
+  private joining: Pending[] = []
+  private inJoin = false
+  private timer?: ReturnType<typeof setTimeout>
+  private timerAt = Infinity
+  private closed = false
 
   constructor(init: EventJournalInit = {}) {
-    const max = init.maxEntries ?? DEFAULT_MAX_EVENTS
-    if (!Number.isSafeInteger(max) || max < 1) throw new InvalidEventQueryError('maxEntries is a positive integer')
-    this.maxEntries = max
+    this.maxEntries = checkInteger(init.maxEntries ?? DEFAULT_MAX_EVENTS, 1, Number.MAX_SAFE_INTEGER, 'maxEntries')
+    this.maxPending = checkInteger(init.maxPending ?? DEFAULT_MAX_PENDING, 1, Number.MAX_SAFE_INTEGER, 'maxPending')
+    this.settle = checkInteger(init.settle ?? DEFAULT_SETTLE, 0, MAX_SETTLE, 'settle')
     const run = init.run ?? randomRun()
     if (typeof run !== 'string' || run.length === 0 || run.length > MAX_RUN_LENGTH)
       throw new InvalidEventQueryError(`run is 1-${MAX_RUN_LENGTH} characters`)
     this.run = run
+    if (init.now !== undefined && typeof init.now !== 'function')
+      throw new InvalidEventQueryError('now is a function giving ms')
+    this.now = init.now ?? Date.now
     this.onListenerError = init.onListenerError
   }
 
-  /** The cursor right after `event`: what a reader that had it resumes from (an SSE id, say) — exact, unlike its HLC. */
+  /** The cursor right after `event` (an entry of this journal's feed): what a reader that had it resumes from (an SSE id, say). */
   cursorOf(event: JournalEvent): string {
-    return encodeCursor(this.run, positionOf(event))
+    if (!Number.isSafeInteger(event?.index) || event.index < 0)
+      throw new InvalidEventQueryError('the event is not one of this journal')
+    return encodeCursor(this.run, event.index + 1, event.hlc)
   }
 
-  /** Entries kept. */
+  /** Entries kept in the feed. */
   get size(): number {
-    return this.entries.length - this.head
+    return this.feed.length - this.head
   }
 
-  /** The hlc of the oldest entry kept. */
+  /** Entries waiting to settle. */
+  get pendingSize(): number {
+    return this.pending.length
+  }
+
+  /** The hlc of the first entry kept in the feed. */
   oldest(): HlcTimestamp | undefined {
-    return this.entries[this.head]?.hlc
+    return this.feed[this.head]?.hlc
   }
 
-  /** The hlc of the newest entry kept. */
+  /** The greatest hlc that has joined the feed (late entries are below it). */
   newest(): HlcTimestamp | undefined {
-    return this.entries.length > this.head ? this.entries[this.entries.length - 1].hlc : undefined
+    return this.highWater?.hlc
   }
 
   /**
-   * Keeps `input` in order and hands it to every subscriber whose starting point it is after.
-   * Returns false (and keeps nothing) for an id already kept, or an entry at or before what was
-   * dropped to stay within maxEntries. Throws InvalidEventError for a malformed entry.
+   * Takes `input` in: it joins the feed once settled (at once with `settle: 0`), and is then handed
+   * to every subscriber it is after the starting point of. Returns false (and keeps nothing) for an
+   * id already kept or pending, or an entry at or before what was dropped to stay within maxEntries.
+   * Throws InvalidEventError for a malformed entry.
    */
   record(input: EventInput): boolean {
     checkInput(input)
@@ -264,54 +346,86 @@ export class EventJournal {
       type: input.type,
       subject: input.subject,
       data: input.data,
-      seq: this.nextSeq
+      seq: this.nextSeq,
+      index: -1
     }
     if (input.id !== undefined) event.id = input.id
     const position = positionOf(event)
-    if (this.dropped != null && comparePositions(position, this.dropped) <= 0) return false
+    // the floor is compared without the arrival number: an entry dropped and recorded again stays out
+    if (this.floor != null && compareKeys(position, this.floor) <= 0) return false
     this.nextSeq++
-    const last = this.entries[this.entries.length - 1]
-    if (this.size === 0 || comparePositions(positionOf(last), position) < 0) this.entries.push(event)
-    else this.entries.splice(this.upperBound(position), 0, event)
     if (event.id !== undefined) this.ids.set(event.id, event)
-    if (this.size > this.maxEntries) {
-      this.dropOldest()
-      // a late entry older than everything kept goes at once
-      if (this.dropped != null && comparePositions(position, this.dropped) <= 0) return false
+    if (this.settle === 0 || this.closed) {
+      this.join([{ event, position, due: 0 }])
+      return true
     }
-    // a subscriber is handed what is after its starting point, once, as it arrives
-    for (const sub of [...this.subscribers]) {
-      if (!this.subscribers.has(sub)) continue
-      if (sub.from != null && comparePositions(position, sub.from) <= 0) continue
-      this.deliver(sub, event)
-    }
+    const now = this.now()
+    const entry: Pending = { event, position, due: Math.min(event.hlc[0], now) + this.settle }
+    const last = this.pending[this.pending.length - 1]
+    if (last == null || comparePositions(last.position, position) < 0) this.pending.push(entry)
+    else this.pending.splice(this.pendingUpperBound(position), 0, entry)
+    if (this.pending.length > this.maxPending) this.join(this.pending.splice(0, this.pending.length - this.maxPending))
+    if (entry.due <= now) this.settleDue()
+    else if (entry.due < this.timerAt) this.schedule()
     return true
   }
 
   /**
-   * Events strictly after `hlc` (all kept when absent) or after `options.after` (a cursor), in
-   * order, at most `limit`. Throws EventsTruncatedError if events after that point were dropped,
-   * EventCursorExpiredError for a cursor of another run, InvalidEventQueryError for a bad hlc,
-   * cursor or limit.
+   * Moves into the feed every pending entry whose time has come, with every entry pending before it
+   * (in order), and sets the timer for the next. The timer calls it; so may a test with its own `now`.
+   */
+  settleDue(): void {
+    const now = this.now()
+    let last = -1
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      if (this.pending[i].due <= now) {
+        last = i
+        break
+      }
+    }
+    if (last >= 0) this.join(this.pending.splice(0, last + 1))
+    this.schedule()
+  }
+
+  /** Lets every pending entry join the feed now and stops the timer; entries recorded afterwards join as they come. */
+  close(): void {
+    this.closed = true
+    this.clearTimer()
+    if (this.pending.length > 0) this.join(this.pending.splice(0))
+  }
+
+  /**
+   * A page of the feed: after `options.after` (a cursor: every entry that joined after it), or the
+   * entries with an HLC after `hlc` (all kept when absent), in feed order, at most `limit`. Throws
+   * EventsTruncatedError if entries after that point were dropped, EventCursorExpiredError for a
+   * cursor of another run, InvalidEventQueryError for a bad hlc, cursor or limit.
    */
   since(hlc?: HlcTimestamp, options: SinceOptions = {}): EventPage {
     const limit = options.limit ?? DEFAULT_PAGE
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE)
       throw new InvalidEventQueryError(`limit is 1-${MAX_PAGE}`)
-    const from = this.startingPoint(options.after ?? hlc)
-    const start = from == null ? this.head : this.upperBound(from)
-    const events = this.entries.slice(start, start + limit)
-    const last = events[events.length - 1]
-    const cursor =
-      last != null ? encodeCursor(this.run, positionOf(last)) : from != null ? encodeCursor(this.run, from) : undefined
-    return { events, cursor, more: start + limit < this.entries.length }
+    const start = this.startOf(options.after ?? hlc)
+    const end = this.base + this.size
+    const events: JournalEvent[] = []
+    let index = start.index
+    for (; index < end && events.length < limit; index++) {
+      const e = this.at(index)
+      if (this.admits(start.floor, e)) events.push(e)
+    }
+    let cursor: string | undefined
+    if (index > start.index) {
+      // after the last entry looked at; in another run, resume after its HLC (or the floor, if later)
+      cursor = encodeCursor(this.run, index, laterHlc(this.at(index - 1).hlc, start.floor))
+    } else if (typeof options.after === 'string') cursor = options.after
+    else if (start.floor != null) cursor = encodeCursor(this.run, index, start.floor)
+    return { events, cursor, more: index < end }
   }
 
   /**
-   * Hands `listener` every kept event after `after` (an hlc, a cursor, or absent for all kept) in
-   * order, then each new one as it is recorded, until the returned function is called or `signal`
-   * aborts. The replay and the switch to live happen in one step: no event is missed or handed twice.
-   * Throws as `since` does.
+   * Hands `listener` every kept entry after `after` (a cursor, an hlc, or absent for all kept) as
+   * `since` reads them, then each entry as it joins the feed (after an hlc: those with a later HLC),
+   * until the returned function is called or `signal` aborts. The replay and the switch to live
+   * happen in one step: no entry is missed or handed twice. Throws as `since` does.
    */
   subscribe(
     after: HlcTimestamp | string | undefined,
@@ -319,20 +433,29 @@ export class EventJournal {
     options: WatchOptions = {}
   ): () => void {
     if (typeof listener !== 'function') throw new InvalidEventQueryError('listener is a function')
-    const from = this.startingPoint(after)
+    const start = this.startOf(after)
     if (options.signal?.aborted === true) return () => {}
-    const backlog = this.entries.slice(from == null ? this.head : this.upperBound(from))
-    const sub: Subscriber = { from, listener }
+    const end = this.base + this.size
+    const sub: Subscriber = { listener, held: [] }
+    if (start.floor != null) sub.floor = start.floor
     this.subscribers.add(sub)
     const unsubscribe = (): void => {
       this.subscribers.delete(sub)
       options.signal?.removeEventListener('abort', unsubscribe)
     }
     options.signal?.addEventListener('abort', unsubscribe, { once: true })
+    // the replay reads the feed as it stood; what joins meanwhile (a listener that records) waits in `held`
+    const backlog: JournalEvent[] = []
+    for (let index = start.index; index < end; index++) {
+      const e = this.at(index)
+      if (this.admits(start.floor, e)) backlog.push(e)
+    }
     for (const event of backlog) {
       if (!this.subscribers.has(sub)) break
       this.deliver(sub, event)
     }
+    while (this.subscribers.has(sub) && sub.held != null && sub.held.length > 0) this.deliver(sub, sub.held.shift()!)
+    delete sub.held
     return unsubscribe
   }
 
@@ -417,44 +540,142 @@ export class EventJournal {
 
   // ---------------------------------------------------------------- internals
 
-  /** The first index whose entry is after `p`. */
-  private upperBound(p: Position): number {
-    let lo = this.head
-    let hi = this.entries.length
+  /** The feed entry at `index` (kept). */
+  private at(index: number): JournalEvent {
+    return this.feed[this.head + index - this.base]
+  }
+
+  /** Whether a read that began after `floor` (an hlc) takes `e`. */
+  private admits(floor: HlcTimestamp | undefined, e: JournalEvent): boolean {
+    return floor == null || compareHlc(e.hlc, floor) > 0
+  }
+
+  /**
+   * Resolves a reader's starting point; throws EventsTruncatedError when entries after it were
+   * dropped. After an hlc, the read starts at the first in-order entry with a later HLC (the
+   * in-order entries are sorted: a binary search). No late entry before that one has a later HLC
+   * than `hlc`: a late entry joined below the in-order entry before it, whose HLC is at most `hlc`
+   * (it precedes the start) — or, if that one was dropped, at most the floor's, which a read that
+   * got here is not before. Late entries after the start with an HLC at or before `hlc` are skipped
+   * as the read goes.
+   */
+  private startOf(after: HlcTimestamp | string | undefined): Start {
+    const end = this.base + this.size
+    if (typeof after === 'string') {
+      const count = decodeCursor(after, this.run)
+      if (count > end) throw new InvalidEventQueryError('the cursor is not one this journal issued')
+      if (count < this.base) throw new EventsTruncatedError(this.resumeHlc())
+      return { index: count }
+    }
+    if (after === undefined) return { index: this.base }
+    if (!isHlc(after)) throw new InvalidEventQueryError('hlc must be [wall, logical] of non-negative integers')
+    const hlc: HlcTimestamp = [after[0], after[1]]
+    if (this.floor != null && compareHlc(hlc, this.floor.hlc) < 0) throw new EventsTruncatedError(this.resumeHlc())
+    let lo = this.orderedHead
+    let hi = this.ordered.length
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
-      if (comparePositions(positionOf(this.entries[mid]), p) <= 0) lo = mid + 1
+      if (compareHlc(this.at(this.ordered[mid]).hlc, hlc) <= 0) lo = mid + 1
+      else hi = mid
+    }
+    return { index: lo < this.ordered.length ? this.ordered[lo] : end, floor: hlc }
+  }
+
+  /** The HLC a reader whose point was dropped resumes from: every entry kept with a later one is read. */
+  private resumeHlc(): HlcTimestamp | undefined {
+    return this.floor?.hlc ?? this.oldest()
+  }
+
+  /** The first pending slot whose entry is after `p`. */
+  private pendingUpperBound(p: Position): number {
+    let lo = 0
+    let hi = this.pending.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (comparePositions(this.pending[mid].position, p) <= 0) lo = mid + 1
       else hi = mid
     }
     return lo
   }
 
-  /** Resolves a reader's starting point; throws EventsTruncatedError when events after it were dropped. */
-  private startingPoint(after: HlcTimestamp | string | undefined): Position | undefined {
-    let from: Position | undefined
-    if (typeof after === 'string') from = decodeCursor(after, this.run)
-    else if (after !== undefined) {
-      if (!isHlc(after)) throw new InvalidEventQueryError('hlc must be [wall, logical] of non-negative integers')
-      from = afterHlc(after)
+  /** Appends settled entries (in position order) to the feed, marks the late ones, hands each to the subscribers. */
+  private join(batch: Pending[]): void {
+    for (const p of batch) this.joining.push(p)
+    if (this.inJoin) return
+    this.inJoin = true
+    try {
+      for (let k = 0; k < this.joining.length; k++) {
+        const { event, position } = this.joining[k]
+        event.index = this.base + this.size
+        if (this.highWater != null && comparePositions(position, this.highWater) < 0) event.late = true
+        else {
+          this.highWater = position
+          this.ordered.push(event.index)
+        }
+        this.feed.push(event)
+        // handed to those subscribed now, once: one that subscribes from a listener replays it already
+        for (const sub of [...this.subscribers]) {
+          if (!this.subscribers.has(sub) || !this.admits(sub.floor, event)) continue
+          if (sub.held != null) sub.held.push(event)
+          else this.deliver(sub, event)
+        }
+        if (this.size > this.maxEntries) this.dropOldest()
+      }
+    } finally {
+      this.joining = []
+      this.inJoin = false
     }
-    if (from != null && this.dropped != null && comparePositions(from, this.dropped) < 0)
-      throw new EventsTruncatedError(this.oldest())
-    return from
   }
 
   private dropOldest(): void {
     while (this.size > this.maxEntries) {
-      const gone = this.entries[this.head]
-      this.entries[this.head] = undefined as unknown as JournalEvent
+      const gone = this.feed[this.head]
+      this.feed[this.head] = undefined as unknown as JournalEvent
       this.head++
-      this.dropped = positionOf(gone)
-      if (gone.id !== undefined) this.ids.delete(gone.id)
+      this.base++
+      const position = positionOf(gone)
+      if (this.floor == null || comparePositions(position, this.floor) > 0) this.floor = position
+      if (gone.id !== undefined && this.ids.get(gone.id) === gone) this.ids.delete(gone.id)
     }
+    while (this.orderedHead < this.ordered.length && this.ordered[this.orderedHead] < this.base) this.orderedHead++
     // compact in batches: a shift per drop would be O(n) each
-    if (this.head > 1024 && this.head * 2 > this.entries.length) {
-      this.entries = this.entries.slice(this.head)
+    if (this.head > 1024 && this.head * 2 > this.feed.length) {
+      this.feed = this.feed.slice(this.head)
       this.head = 0
     }
+    if (this.orderedHead > 1024 && this.orderedHead * 2 > this.ordered.length) {
+      this.ordered = this.ordered.slice(this.orderedHead)
+      this.orderedHead = 0
+    }
+  }
+
+  /** Sets the timer for the earliest pending entry's time (unref'd where the runtime can, so it keeps no process alive). */
+  private schedule(): void {
+    if (this.closed || this.pending.length === 0) {
+      this.clearTimer()
+      return
+    }
+    let due = Infinity
+    for (const p of this.pending) if (p.due < due) due = p.due
+    if (this.timer != null && this.timerAt <= due) return
+    this.clearTimer()
+    this.timerAt = due
+    const timer = setTimeout(
+      () => {
+        this.timer = undefined
+        this.timerAt = Infinity
+        this.settleDue()
+      },
+      Math.max(0, due - this.now())
+    )
+    ;(timer as { unref?: () => void }).unref?.()
+    this.timer = timer
+  }
+
+  private clearTimer(): void {
+    if (this.timer != null) clearTimeout(this.timer)
+    this.timer = undefined
+    this.timerAt = Infinity
   }
 
   private deliver(sub: Subscriber, event: JournalEvent): void {

@@ -29,7 +29,11 @@ export class InvalidEventQueryError extends Error {
   name = 'InvalidEventQueryError'
 }
 
-/** The journal no longer holds every event after the point asked for: `oldest` is the oldest hlc it keeps. */
+/**
+ * The journal no longer holds every event after the point asked for (it keeps the newest only):
+ * `oldest` is where what it keeps begins, the HLC to resume from — `since(oldest)` reads every
+ * event kept after it.
+ */
 export class EventsTruncatedError extends Error {
   static name = 'EventsTruncatedError'
   name = 'EventsTruncatedError'
@@ -40,7 +44,7 @@ export class EventsTruncatedError extends Error {
       message ??
         (oldest == null
           ? 'events after that point were dropped and none are kept'
-          : `events after that point were dropped: the oldest kept is [${oldest[0]}, ${oldest[1]}]`)
+          : `events after that point were dropped: resume since ${formatHlc(oldest)}, where what is kept begins`)
     )
     this.oldest = oldest
   }
