@@ -289,6 +289,8 @@ export class EventJournal {
   private timer?: ReturnType<typeof setTimeout>
   private timerAt = Infinity
   private closed = false
+  /** Callers of `settled`, each waiting for the entries up to its arrival number to join. */
+  private readonly waiters = new Set<{ seq: number; resolve: () => void }>()
 
   constructor(init: EventJournalInit = {}) {
     this.maxEntries = checkInteger(init.maxEntries ?? DEFAULT_MAX_EVENTS, 1, Number.MAX_SAFE_INTEGER, 'maxEntries')
@@ -385,6 +387,29 @@ export class EventJournal {
     }
     if (last >= 0) this.join(this.pending.splice(0, last + 1))
     this.schedule()
+  }
+
+  /**
+   * Resolves once every entry recorded before the call has joined the feed (at once if none waits):
+   * what a reader that must see its own writes awaits before it reads. Rejects if `signal` aborts.
+   */
+  async settled(options: WatchOptions = {}): Promise<void> {
+    options.signal?.throwIfAborted()
+    if (this.pending.length === 0) return
+    const seq = this.nextSeq - 1
+    await new Promise<void>((resolve, reject) => {
+      const waiter = { seq, resolve: () => done() }
+      const onAbort = (): void => {
+        this.waiters.delete(waiter)
+        reject(options.signal?.reason)
+      }
+      const done = (): void => {
+        options.signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }
+      this.waiters.add(waiter)
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+    })
   }
 
   /** Lets every pending entry join the feed now and stops the timer; entries recorded afterwards join as they come. */
@@ -624,6 +649,15 @@ export class EventJournal {
     } finally {
       this.joining = []
       this.inJoin = false
+    }
+    if (this.waiters.size > 0) {
+      let waiting = Infinity
+      for (const p of this.pending) if (p.event.seq < waiting) waiting = p.event.seq
+      for (const w of [...this.waiters]) {
+        if (w.seq >= waiting) continue
+        this.waiters.delete(w)
+        w.resolve()
+      }
     }
   }
 

@@ -114,6 +114,7 @@ export interface WorkInit {
   fleet?: Omit<FleetInit, 'rows' | 'journal' | 'clock'>
   swarm?: Omit<SwarmInit, 'clock'>
   scaling?: ScalingInit
+  /** The event journal: its size, and `settle`, how long an entry waits to join in HLC order (default 500 ms). */
   events?: EventJournalInit
 }
 
@@ -627,6 +628,8 @@ export class WorkService implements Work {
     await this.fleetService?.stop()
     await this.swarmService?.stop?.()
     for (const stop of this.stopWatching.splice(0)) stop()
+    // what waits to settle joins the journal now, and its timer stops
+    this.events.close()
     this.components.state.removeRule(BOARD_DOCUMENT_PREFIX)
     this.components.state.removeRule(SCALING_DOCUMENT)
     this.open.clear()

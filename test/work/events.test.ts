@@ -548,6 +548,30 @@ describe('event journal: a feed in HLC order, settled, resumable by cursor, boun
     assert.deepEqual(ids(feedOf(journal)), ['a', 'b', 'c', 'd', 'e'])
   })
 
+  it('settled() resolves once what was recorded before it has joined the feed', async () => {
+    const { journal, clock } = journalAt({ settle: 100 })
+    await journal.settled() // nothing waits: at once
+    clock.t = 10
+    journal.record(ev(10, 0, 'a'))
+    let done = false
+    const waiting = journal.settled().then(() => {
+      done = true
+    })
+    clock.t = 60
+    journal.record(ev(60, 0, 'b')) // recorded after the call: not waited for
+    clock.t = 110
+    journal.settleDue()
+    await waiting
+    assert.equal(done, true)
+    assert.deepEqual(ids(feedOf(journal)), ['a'])
+    assert.equal(journal.pendingSize, 1)
+    const controller = new AbortController()
+    const aborted = journal.settled({ signal: controller.signal })
+    controller.abort()
+    await assert.rejects(aborted, { name: 'AbortError' })
+    journal.close()
+  })
+
   it('close lets what is pending join at once; entries recorded afterwards join as they come', () => {
     const { journal } = journalAt({ settle: 1000 })
     const got: string[] = []
