@@ -30,7 +30,7 @@ import { closedSignal, drained, HttpError, readJson, send } from './http.ts'
 import { actingAs, OPERATOR } from './agent-tokens.ts'
 import { dataValue, jsonValue } from './state-routes.ts'
 import { BOARD_NAME, ITEM_ID, MAX_EVENTS_PAGE, MAX_EVENTS_WAIT, MAX_ITEMS_PAGE } from '../work-commands.ts'
-import { formatHlc, parseHlc } from '../../src/clock/hlc.ts'
+import { compareHlc, formatHlc, parseHlc } from '../../src/clock/hlc.ts'
 import type { Caller } from './agent-tokens.ts'
 import type { StreamRoute } from './agent-routes.ts'
 import type { Route } from './http.ts'
@@ -126,6 +126,8 @@ export interface EventView {
   data: unknown
   /** What makes it one entry across replicas (a board event's CID and index), if it has such. */
   id?: string
+  /** It reached this node more than the journal's settle delay after its stamp, once later events had been shown: out of HLC order. */
+  late?: true
 }
 
 export interface EventPage {
@@ -449,7 +451,8 @@ export function eventView(e: JournalEvent): EventView {
     type: e.type,
     subject: e.subject,
     data,
-    ...(e.id !== undefined ? { id: e.id } : {})
+    ...(e.id !== undefined ? { id: e.id } : {}),
+    ...(e.late === true ? { late: true as const } : {})
   }
 }
 
@@ -498,7 +501,7 @@ function pageOf(
       oldest,
       oldest == null
         ? 'the events after that point were dropped, and none are kept now: read from the start (no --since)'
-        : `the events after that point were dropped (the journal keeps the newest ${journal.maxEntries}): the oldest kept is ${formatHlc(oldest)}: go on from there (events --since ${formatHlc(oldest)}; since= through the API) or read from the start`
+        : `the events after that point were dropped (the journal keeps the newest ${journal.maxEntries}): go on from where what is kept begins (events --since ${formatHlc(oldest)}; since= through the API) or read from the start`
     )
   }
 }
@@ -574,6 +577,9 @@ export function workStreams(node: CyberspaceNode, options: { heartbeat?: number 
       const journal = node.work.events
       // a point older than what is kept answers 410 before the stream starts
       pageOf(journal, from, 1)
+      // a stream that starts at an HLC shows only events after it, late ones included (the pages after the first go by cursor)
+      const floor = typeof from === 'object' ? from : undefined
+      const shown = (e: JournalEvent): boolean => floor == null || compareHlc(e.hlc, floor) > 0
       const release = place()
       const signal = closedSignal(res)
       const backlog: JournalEvent[] = []
@@ -593,7 +599,7 @@ export function workStreams(node: CyberspaceNode, options: { heartbeat?: number 
         let cursor = from
         for (;;) {
           const page = pageOf(journal, cursor, MAX_EVENTS_PAGE)
-          for (const e of page.events) res.write(sseEvent(journal, e))
+          for (const e of page.events) if (shown(e)) res.write(sseEvent(journal, e))
           cursor = page.cursor ?? cursor
           if (!page.more || signal.aborted) break
           await drained(res, signal)
@@ -601,6 +607,7 @@ export function workStreams(node: CyberspaceNode, options: { heartbeat?: number 
         unsubscribe = journal.subscribe(
           cursor,
           e => {
+            if (!shown(e)) return
             if (backlog.length >= MAX_STREAM_BACKLOG) overflow = true
             else backlog.push(e)
             wake?.()

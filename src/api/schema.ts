@@ -12,6 +12,9 @@
  */
 import * as z from 'zod'
 import {
+  BOARD_PATTERN,
+  ITEM_ID_PATTERN,
+  KIND_PATTERN,
   MAX_ARTIFACTS,
   MAX_ARTIFACT_NAME_LENGTH,
   MAX_CID_LENGTH,
@@ -24,7 +27,8 @@ import {
   MAX_REASON_LENGTH,
   MAX_SKILLS,
   MAX_SKILL_LENGTH,
-  MAX_TITLE_LENGTH
+  MAX_TITLE_LENGTH,
+  SKILL_PATTERN
 } from '../../protocols/work/codec.ts'
 import { ITEM_STATUSES, WORK_ACTIONS } from '../../protocols/work/types.ts'
 import { MAX_ID_LENGTH, MAX_TYPE_LENGTH } from '../../protocols/mailbox/codec.ts'
@@ -38,18 +42,25 @@ export const Principal = z
   .regex(/^z6Mk[1-9A-HJ-NP-Za-km-z]{44}$/, 'must be a principal: z6Mk… (48 characters)')
   .describe('A principal: an Ed25519 public key as multikey text, z6Mk…')
 
+// names are checked with the work protocol's own patterns (protocols/work/codec.ts), one home for each
+
 /** A board's name. */
 export const BoardName = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'must be a board name: 1-64 of a-z 0-9 . _ - starting with a letter or digit')
+  .regex(BOARD_PATTERN, 'must be a board name: 1-64 of a-z 0-9 . _ - starting with a letter or digit')
 
 /** An item's id on its board. */
 export const ItemId = z
   .string()
-  .regex(
-    /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
-    'must be an item id: 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit'
-  )
+  .regex(ITEM_ID_PATTERN, 'must be an item id: 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit')
+
+/** An item's kind (`task`, `goal`…): spelled like an id. */
+export const ItemKind = z
+  .string()
+  .regex(KIND_PATTERN, 'must be a kind: 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit')
+
+/** A pattern's body, without its anchors: `^…$` → `…`. */
+const unanchored = (pattern: RegExp): string => pattern.source.replace(/^\^/, '').replace(/\$$/, '')
 
 /**
  * A work node (an item: a goal, a task) named across boards: `<board>:<item>`. What `ref` of an
@@ -58,7 +69,7 @@ export const ItemId = z
 export const TaskRef = z
   .string()
   .regex(
-    /^[a-z0-9][a-z0-9._-]{0,63}:[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+    new RegExp(`^${unanchored(BOARD_PATTERN)}:${unanchored(ITEM_ID_PATTERN)}$`),
     'must be a task reference: <board>:<item>, e.g. release:t1'
   )
   .describe('A work item named across boards: <board>:<item>')
@@ -80,9 +91,10 @@ export const Hlc = z.tuple([z.number().int().nonnegative(), z.number().int().non
 /** A skill id. */
 export const Skill = z
   .string()
-  .min(1)
-  .max(MAX_SKILL_LENGTH)
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'must be a skill: A-Z a-z 0-9 . _ : / - starting with a letter or digit')
+  .regex(
+    SKILL_PATTERN,
+    `must be a skill: 1-${MAX_SKILL_LENGTH} of A-Z a-z 0-9 . _ : / - starting with a letter or digit`
+  )
 
 /** JSON, carried as DAG-JSON (`{"/": "<cid>"}` a link, `{"/": {"bytes": "<base64>"}}` bytes). */
 export const JsonValue = z.unknown().describe('Any JSON value, read as DAG-JSON')
@@ -199,7 +211,7 @@ export const CreateWorknode = Acting.extend({
   parent: ItemId.optional(),
   title: z.string().min(1).max(MAX_TITLE_LENGTH),
   description: z.string().max(MAX_DESCRIPTION_LENGTH).optional(),
-  kind: z.string().min(1).max(64).default('task'),
+  kind: ItemKind.default('task'),
   skills: z.array(Skill).max(MAX_SKILLS).optional(),
   deps: z.array(ItemId).max(MAX_DEPS).optional(),
   priority: z.number().int().min(0).max(MAX_PRIORITY).optional(),
@@ -234,7 +246,7 @@ export const HandoffTask = Acting.extend({ to: Principal, state: JsonValue.optio
 export const ItemFilter = z.object({
   status: ItemStatus.optional(),
   assignee: Principal.optional(),
-  kind: z.string().min(1).max(64).optional(),
+  kind: ItemKind.optional(),
   parent: ItemId.optional(),
   ready: BooleanParam.optional(),
   limit: limitParam(500, 100),
@@ -252,7 +264,14 @@ export const Event = z.object({
   type: z.string(),
   subject: z.string(),
   data: JsonValue,
-  id: z.string().optional()
+  id: z.string().optional(),
+  /** Out of HLC order: it reached the node more than the journal's settle delay after its stamp, after later events. */
+  late: z
+    .boolean()
+    .optional()
+    .describe(
+      'True when the event is out of HLC order: it reached this node more than the journal settle delay (500 ms by default) after its HLC time, after events with later HLCs had been delivered. It is still delivered, once, at its place in the journal; absent otherwise.'
+    )
 })
 
 export const EventPage = z.object({

@@ -1,8 +1,12 @@
 /**
- * The public API's event handlers: the node's journal (src/work/events.ts) in HLC order, as pages
- * (after a cursor or since an HLC, with a long poll) and as server-sent events that resume from
- * `Last-Event-ID`. Each event carries its `cursor`, the journal's position after it: an SSE `id`,
- * and what `after` takes.
+ * The public API's event handlers: the node's journal (src/work/events.ts) — its feed, in HLC
+ * order — as pages (after a cursor or since an HLC, with a long poll) and as server-sent events that
+ * resume from `Last-Event-ID`. Each event carries its `cursor`, its place in the feed: an SSE `id`,
+ * and what `after` takes; resuming from it reads every event that joined after it, once. An event
+ * joins the feed once settled (the journal's `settle` delay, 500 ms by default, after its HLC time),
+ * so events that reach the node within that delay join in HLC order; one that arrives later joins
+ * marked `late: true` rather than being lost. A read that starts `since` an HLC shows only events
+ * after it, late ones included.
  *
  * Read with the caller's rights: the operator sees every event; an agent's token sees the events
  * of the board items it may read (`(work <board> read …)` by this node's ACL; an item no longer
@@ -27,7 +31,7 @@
 import { revokedSignal } from '../agent-routes.ts'
 import { drained } from '../http.ts'
 import { EVENTS_HEARTBEAT_MS, eventView, heldBoard, MAX_EVENT_WAITERS, MAX_STREAM_BACKLOG } from '../work-routes.ts'
-import { formatHlc, parseHlc } from '../../../src/clock/hlc.ts'
+import { compareHlc, formatHlc, parseHlc } from '../../../src/clock/hlc.ts'
 import { EventCursorExpiredError, MAX_PAGE } from '../../../src/work/events.ts'
 import { EventsTruncatedError, InvalidEventQueryError } from '../../../src/work/fleet-errors.ts'
 import { workTag } from '../../../src/work/tags.ts'
@@ -79,7 +83,7 @@ function journalError(err: unknown, field: string): unknown {
       oldest,
       oldest == null
         ? 'the events after that point were dropped and none are kept now: read from the start (no since, no cursor)'
-        : `the events after that point were dropped (the journal keeps the newest events only): resume with since=${formatHlc(oldest)}, the oldest kept, or from the start`
+        : `the events after that point were dropped (the journal keeps the newest events only): resume with since=${formatHlc(oldest)}, where what is kept begins, or from the start`
     )
   }
   if (err instanceof InvalidEventQueryError) return invalidField(field, err.message)
@@ -93,6 +97,11 @@ function pageAfter(journal: EventJournal, from: Start, limit: number, field: str
   } catch (err) {
     throw journalError(err, field)
   }
+}
+
+/** Whether `e` is after `floor`, the HLC a read began since (every event, when it began elsewhere). */
+function after(floor: HlcTimestamp | undefined, e: JournalEvent): boolean {
+  return floor == null || compareHlc(e.hlc, floor) > 0
 }
 
 function hlcOf(text: string, field: string): HlcTimestamp {
@@ -210,6 +219,8 @@ export function eventHandlers(
         throw invalidField('query.after', 'must be a cursor of an earlier page')
       let from: Start = query.after ?? (query.since != null ? hlcOf(query.since, 'query.since') : undefined)
       const field = query.after != null ? 'query.after' : 'query.since'
+      // a read since an HLC shows only events after it, also on the pages it goes on to by cursor
+      const floor = typeof from === 'object' ? from : undefined
       const journal = node.work.events
       const visible = visibilityOf(node, caller)
       const deadline = Date.now() + query.wait
@@ -219,7 +230,7 @@ export function eventHandlers(
           const page = pageAfter(journal, from, query.limit, field)
           const shown: EventView[] = []
           for (const e of page.events)
-            if (visible == null || (await visible(e, signal))) shown.push(publicEvent(journal, e))
+            if (after(floor, e) && (visible == null || (await visible(e, signal)))) shown.push(publicEvent(journal, e))
           from = page.cursor ?? from
           const left = deadline - Date.now()
           // a long poll waits (holding one of the places) for an event the caller may see, until its deadline
@@ -248,6 +259,8 @@ export function eventHandlers(
       const journal = node.work.events
       // a point the journal cannot read from answers a problem before the stream starts
       pageAfter(journal, from, 1, field)
+      // a stream since an HLC shows only events after it, also once it goes on by cursor
+      const floor = typeof from === 'object' ? from : undefined
       const release = places.take()
       const revoked = revokedSignal(tokens, caller, res)
       const stop = AbortSignal.any([signal, revoked])
@@ -259,7 +272,7 @@ export function eventHandlers(
       /** The cursor after the last event this stream has dealt with (written, or not the caller's to see). */
       let position: string | undefined = typeof from === 'string' ? from : undefined
       const write = async (e: JournalEvent): Promise<void> => {
-        if (visible == null || (await visible(e, stop)))
+        if (after(floor, e) && (visible == null || (await visible(e, stop))))
           res.write(`id: ${journal.cursorOf(e)}\ndata: ${JSON.stringify(publicEvent(journal, e))}\n\n`)
         position = journal.cursorOf(e)
       }

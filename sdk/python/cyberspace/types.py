@@ -188,10 +188,13 @@ class _EventRequired(TypedDict):
 class Event(_EventRequired, total=False):
     """
     One entry of the node's event journal. ``cursor`` is where it sits: pass it as ``after`` (or as
-    the stream's Last-Event-ID) to go on after it.
+    the stream's Last-Event-ID) to go on after it. ``late`` is True when the event is out of HLC
+    order: it reached the node more than the journal's settle delay (500 ms by default) after its
+    HLC time, after later events had been delivered; it is still delivered, once.
     """
 
     id: str
+    late: bool
 
 
 class _EventPageRequired(TypedDict):
