@@ -67,18 +67,23 @@ export function namedBadInput(err: unknown, field: string): never {
   throw err
 }
 
-/** A page of `sorted` (ascending by `key`) after the cursor `after`, at most `limit`; `next` the last key, or null at the end. */
+/**
+ * A page of `list` in the order of `key` (sorted here: the cursor is a key, so a page is right
+ * whatever order the list came in), after the cursor `after`, at most `limit`; `next` the last
+ * key, or null at the end.
+ */
 export function pageOf<T>(
-  sorted: T[],
+  list: readonly T[],
   key: (item: T) => string,
   after: string | undefined,
   limit: number
 ): { items: T[]; next: string | null } {
-  const rest = after == null ? sorted : sorted.filter(item => key(item) > after)
+  const rest = (after == null ? [...list] : list.filter(item => key(item) > after)).sort(byText(key))
   const items = rest.slice(0, limit)
   return { items, next: rest.length > limit ? key(items[items.length - 1]) : null }
 }
 
+/** Compares by `key`, as text (code units): the order cursors are compared in. */
 export function byText<T>(key: (item: T) => string): (a: T, b: T) => number {
   return (a, b) => {
     const x = key(a)
@@ -91,7 +96,7 @@ export function byText<T>(key: (item: T) => string): (a: T, b: T) => number {
  * Places for requests that hold their connection (long polls, streams): at most `max` at once, the
  * next one refused with TooManyWaitersError naming `what`. `take` returns the release (idempotent).
  */
-export function waiterPlaces(max: number, what: string): { take: () => () => void; open: () => number } {
+export function waiterPlaces(max: number, what: string): { take: () => () => void } {
   let open = 0
   return {
     take: () => {
@@ -102,7 +107,6 @@ export function waiterPlaces(max: number, what: string): { take: () => () => voi
         if (!released) open--
         released = true
       }
-    },
-    open: () => open
+    }
   }
 }
