@@ -293,17 +293,26 @@ function versionOf(req: IncomingMessage): string {
 
 /**
  * Whether a JSON-RPC request holds its connection while its task goes on: streams, and sends that
- * wait (v1.0 waits unless `returnImmediately`; v0.3 only when `blocking`).
+ * wait (v1.0 waits unless `returnImmediately`; v0.3 only when `blocking`). A flag counts as the
+ * SDK's readers take it — any truthy value, not only `true` — so a send cannot wait without a place.
  */
 function waits(request: Record<string, unknown>, legacy: boolean): boolean {
   const method = request.method
-  const params = request.params as { configuration?: { returnImmediately?: unknown; blocking?: unknown } } | undefined
+  const params = request.params as
+    | {
+        configuration?: { returnImmediately?: unknown; return_immediately?: unknown; blocking?: unknown } | null
+      }
+    | null
+    | undefined
+  const configuration = params?.configuration
   if (legacy) {
     if (method === 'message/stream' || method === 'tasks/resubscribe') return true
-    return method === 'message/send' && params?.configuration?.blocking === true
+    // the v0.3 reader: returnImmediately = !blocking, blocking read with Boolean()
+    return method === 'message/send' && Boolean(configuration?.blocking)
   }
   if (method === 'SendStreamingMessage' || method === 'SubscribeToTask') return true
-  return method === 'SendMessage' && params?.configuration?.returnImmediately !== true
+  // the v1.0 reader: Boolean(returnImmediately), or of return_immediately when that is not set
+  return method === 'SendMessage' && !Boolean(configuration?.returnImmediately ?? configuration?.return_immediately)
 }
 
 function userOf(caller: Caller): User {

@@ -242,7 +242,7 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
     )
   })
 
-  it(`FINDING: a v0.3 message/send with a truthy non-boolean \`blocking\` waits, so it takes a stream place like blocking: true (429 past ${MAX_STREAMS_PER_CALLER})`, async () => {
+  it(`a send that waits by the SDK's reading of its flags (v0.3 \`blocking: 1\`, v1.0 \`returnImmediately: 0\`) takes a stream place like blocking: true (429 past ${MAX_STREAMS_PER_CALLER}); one that answers at once takes none`, async () => {
     const task = await sendTask(alice, worker, 'watched by many')
     const controllers: AbortController[] = []
     try {
@@ -270,6 +270,26 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
         429,
         `blocking: 1 waited ${BLOCKING_WAIT} ms for its task without a place (answered ${sneaky.status}): one token can hold every connection of the API`
       )
+      // v1.0, raw JSON as a client may send it: the SDK reads Boolean(returnImmediately ?? return_immediately)
+      const v1Send = (configuration: Record<string, unknown>, text: string): unknown => ({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'SendMessage',
+        params: { message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text }] }, configuration }
+      })
+      const falsy = await rpc(rpcUrl(worker), v1Send({ returnImmediately: 0 }, 'waits'), v1(alice))
+      assert.equal(falsy.status, 429, `returnImmediately: 0 waits: ${JSON.stringify(falsy.body)}`)
+      const snake = await rpc(rpcUrl(worker), v1Send({ return_immediately: 0 }, 'waits too'), v1(alice))
+      assert.equal(snake.status, 429, `return_immediately: 0 waits: ${JSON.stringify(snake.body)}`)
+      // answered at once, so no place is needed: not refused while every place is held
+      for (const configuration of [
+        { returnImmediately: 'yes' },
+        { returnImmediately: null, return_immediately: true }
+      ]) {
+        const at = await rpc(rpcUrl(worker), v1Send(configuration, 'at once'), v1(alice))
+        assert.equal(at.status, 200, `${JSON.stringify(configuration)}: ${JSON.stringify(at.body)}`)
+        assert.equal(at.body.result?.task?.status?.state, 'TASK_STATE_SUBMITTED', JSON.stringify(at.body))
+      }
     } finally {
       for (const c of controllers) c.abort()
     }
