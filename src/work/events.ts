@@ -11,8 +11,9 @@
  * its arrival if it is stamped ahead of that clock — and then joins with every entry pending before
  * it, in order. So entries that arrive within `settle` ms of their stamp (network delay plus clock
  * skew) join in HLC order, and every reader sees at most `settle` ms of added delay. An entry that
- * arrives later than that, after the feed has passed its place, is not dropped and not slipped into
- * the middle (a reader past that place would never see it): it joins at the end marked `late: true`.
+ * arrives later than that, after the feed has passed its HLC, is not dropped and not slipped into
+ * the middle (a reader past that place would never see it): it joins at the end marked `late: true`
+ * (late means out of HLC order; entries at one HLC that join apart keep the order they joined in).
  * With `settle: 0` entries join as they arrive (late ones marked).
  *
  * **Reading.** A cursor resumes after its place: every entry that joined after it, late ones
@@ -271,11 +272,11 @@ export class EventJournal {
   private feed: JournalEvent[] = []
   private head = 0
   private base = 0
-  /** Indices of the feed's in-order (not late) entries, from `orderedHead` on: their positions increase. */
+  /** Indices of the feed's in-order (not late) entries, from `orderedHead` on: their HLCs never decrease. */
   private ordered: number[] = []
   private orderedHead = 0
-  /** The position of the last in-order entry: an entry that joins below it is late. */
-  private highWater?: Position
+  /** The greatest HLC in the feed: an entry that joins with an earlier one is late. */
+  private highWater?: HlcTimestamp
   /** The greatest position dropped: nothing at or before it is kept any more. */
   private floor?: Position
   /** Entries waiting to settle, by position. */
@@ -330,7 +331,7 @@ export class EventJournal {
 
   /** The greatest hlc that has joined the feed (late entries are below it). */
   newest(): HlcTimestamp | undefined {
-    return this.highWater?.hlc
+    return this.highWater
   }
 
   /**
@@ -630,11 +631,12 @@ export class EventJournal {
     this.inJoin = true
     try {
       for (let k = 0; k < this.joining.length; k++) {
-        const { event, position } = this.joining[k]
+        const { event } = this.joining[k]
         event.index = this.base + this.size
-        if (this.highWater != null && comparePositions(position, this.highWater) < 0) event.late = true
+        // late: out of HLC order (entries at one HLC that joined apart are in order, ties aside)
+        if (this.highWater != null && compareHlc(event.hlc, this.highWater) < 0) event.late = true
         else {
-          this.highWater = position
+          this.highWater = event.hlc
           this.ordered.push(event.index)
         }
         this.feed.push(event)
