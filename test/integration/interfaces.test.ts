@@ -9,12 +9,13 @@
  *   SDK (sdk/python), run by the system's python3; it reads events with `client.events()`;
  * - agent C is driven with the TypeScript SDK (src/api/client.ts); it reads events with
  *   `client.subscribe()`.
- * C creates a goal with three tasks, each needing another agent's skill: t1 (A), t2 after t1 (B),
- * t3 after t1 and t2 (C). Each agent claims what it may when it is ready, reports progress and
- * completes it with a result; C completes the goal once every task is done. Then: every task was
- * completed once, by the agent with its skill, after its dependencies; every agent's event stream
- * showed the board's events in HLC order and all of them (the board's history in its node's journal
- * at the end, which is the same on every node); every node holds the same items.
+ * C creates a goal with four tasks, each needing an agent's skill: t1 (A); then t2 (B) and t3 (C),
+ * both after t1, worked at once on two nodes; t4 (A) after both. Each agent claims what it may when
+ * it is ready, reports progress and completes it with a result; C completes the goal once every
+ * task is done. Then: every task was completed once, by the agent with its skill, after its
+ * dependencies; every agent's event stream showed its node's feed of the board's events — the
+ * journal's one sequence for every reader of the node, in HLC order but for events it marks late —
+ * with nothing missing and nothing twice; every node holds the same items and the same events.
  */
 import { strict as assert } from 'node:assert'
 import { spawn } from 'node:child_process'
@@ -42,24 +43,16 @@ import type * as z from 'zod'
 const BOARD = 'e2e'
 const GOAL = 'goal'
 /**
- * The goal's tasks: each needs one agent's skill, and waits for the ones before it — so every
- * write follows the one before it (causally) and each node receives them in HLC order.
- * INTERFACES_DIAMOND=1 makes t2 and t3 concurrent instead (both after t1, and t4 of A after both):
- * writes on two nodes at once, which a node may receive out of HLC order.
+ * The goal's tasks, each needing one agent's skill: t1 first; then t2 and t3 at once, on two nodes
+ * (writes a third node may receive out of HLC order, which its journal settles); t4 once both are
+ * done.
  */
-const TASKS =
-  process.env.INTERFACES_DIAMOND === '1'
-    ? [
-        { id: 't1', skill: 'mcp', deps: [] as string[] },
-        { id: 't2', skill: 'python', deps: ['t1'] },
-        { id: 't3', skill: 'typescript', deps: ['t1'] },
-        { id: 't4', skill: 'mcp', deps: ['t2', 't3'] }
-      ]
-    : [
-        { id: 't1', skill: 'mcp', deps: [] as string[] },
-        { id: 't2', skill: 'python', deps: ['t1'] },
-        { id: 't3', skill: 'typescript', deps: ['t1', 't2'] }
-      ]
+const TASKS = [
+  { id: 't1', skill: 'mcp', deps: [] as string[] },
+  { id: 't2', skill: 'python', deps: ['t1'] },
+  { id: 't3', skill: 'typescript', deps: ['t1'] },
+  { id: 't4', skill: 'mcp', deps: ['t2', 't3'] }
+]
 const PYTHON_AGENT = fileURLToPath(new URL('./fixtures/interfaces_agent.py', import.meta.url))
 const PYTHON_SDK = fileURLToPath(new URL('../../sdk/python', import.meta.url))
 /** The longest the agents may take to finish the goal, ms. */
@@ -269,15 +262,33 @@ describe('interfaces: agents over MCP, the Python SDK and the TypeScript SDK on 
 
     // ------------------------------------------------------------ A: MCP over stdio (cyberspace mcp)
     mcp = new McpClient({ name: 'interfaces-test', version: '1.0.0' })
-    await mcp.connect(
-      new StdioClientTransport({
-        command: process.execPath,
-        args: [CLI, 'mcp', '--url', agentA.node.api.url, '--token', agentA.token],
-        stderr: 'pipe'
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      // --token=<t>: a token may start with '-', which a separate argument would pass off as an option
+      args: [CLI, 'mcp', '--url', agentA.node.api.url, `--token=${agentA.token}`],
+      stderr: 'pipe'
+    })
+    let mcpErr = ''
+    transport.stderr?.on('data', (d: Buffer) => {
+      mcpErr += d.toString()
+    })
+    /** A failure of the MCP server's process, with what it said on stderr. */
+    const mcpFailed = (err: unknown): Error =>
+      new Error(`agent A over MCP: ${(err as Error).message}; cyberspace mcp said: ${mcpErr.slice(-2000)}`, {
+        cause: err
       })
-    )
-    const tool = async <T>(name: string, args: Record<string, unknown>): Promise<T> =>
-      toolAnswer<T>(await (mcp as McpClient).callTool({ name, arguments: args }), name)
+    await mcp.connect(transport).catch((err: unknown) => {
+      throw mcpFailed(err)
+    })
+    const tool = async <T>(name: string, args: Record<string, unknown>): Promise<T> => {
+      let result: Awaited<ReturnType<McpClient['callTool']>>
+      try {
+        result = await (mcp as McpClient).callTool({ name, arguments: args })
+      } catch (err) {
+        throw mcpFailed(err)
+      }
+      return toolAnswer<T>(result, name)
+    }
     let goalSeenByA = false
     const watchA = (async () => {
       let after: string | undefined
@@ -307,9 +318,10 @@ describe('interfaces: agents over MCP, the Python SDK and the TypeScript SDK on 
         })
         for (const t of page.items) {
           if (t.assignee != null || !t.skills.includes(agentA.skill)) continue
-          const claimed = await (mcp as McpClient).callTool({ name: 'claim_work', arguments: { ref: t.ref } })
-          if (claimed.isError === true) {
-            agentA.refusals.push(`${t.ref}: ${JSON.stringify(claimed.content)}`)
+          try {
+            await tool('claim_work', { ref: t.ref })
+          } catch (err) {
+            agentA.refusals.push(`${t.ref}: ${(err as Error).message}`)
             continue
           }
           await tool('progress_work', { ref: t.ref, percent: 50, message: 'halfway, over MCP' })
@@ -384,29 +396,52 @@ describe('interfaces: agents over MCP, the Python SDK and the TypeScript SDK on 
     assert.deepEqual(views[0], final)
     assert.deepEqual(views[1], final)
     assert.deepEqual(views[2], final)
-    let histories: string[][] = []
-    await waitUntil('every node to hold the same board history', async () => {
-      histories = (await Promise.all(operators.map(history))).map(h => h.map(line))
-      return histories.every(h => JSON.stringify(h) === JSON.stringify(histories[0]))
+    // each node's feed of the board: the same events on every node (a late one may sit elsewhere)
+    let feeds: EventView[][] = []
+    const byHlc = (feed: EventView[]): string[] =>
+      [...feed].sort((a, b) => compareHlc(a.hlc, b.hlc) || (line(a) < line(b) ? -1 : 1)).map(line)
+    await waitUntil('every node to hold the same board events', async () => {
+      feeds = await Promise.all(operators.map(history))
+      return feeds.every(f => JSON.stringify(byHlc(f)) === JSON.stringify(byHlc(feeds[0])))
     }).catch(() => {})
-    assert.deepEqual(histories[1], histories[0])
-    assert.deepEqual(histories[2], histories[0])
-    // goal + 3 tasks created, each claimed, progressed (not the goal) and completed
-    const ops = histories[0].map(l => l.split(' ').slice(1).join(' '))
+    assert.deepEqual(byHlc(feeds[1]), byHlc(feeds[0]))
+    assert.deepEqual(byHlc(feeds[2]), byHlc(feeds[0]))
+    // the goal and every task created, claimed, progressed (not the goal) and completed, once each
+    const ops = byHlc(feeds[0]).map(l => l.split(' ').slice(1).join(' '))
     for (const id of [GOAL, ...TASKS.map(t => t.id)]) {
       for (const op of id === GOAL ? ['create', 'claim', 'complete'] : ['create', 'claim', 'progress', 'complete'])
-        assert.equal(ops.filter(o => o === `${op} ${BOARD}/${id}`).length, 1, `${op} of ${id} once in the history`)
+        assert.equal(ops.filter(o => o === `${op} ${BOARD}/${id}`).length, 1, `${op} of ${id} once on the board`)
     }
+    assert.equal(ops.length, 3 + 4 * TASKS.length, ops.join(', '))
 
-    // ------------------------------------------------------------ every agent saw the board's events in HLC order, none missing
-    for (const x of agents) {
+    // ------------------------------------------------------------ every agent saw its node's feed: in HLC order, none missing
+    for (const [i, x] of agents.entries()) {
       const seen = x.seen.filter(e => !PER_REPLICA.has(e.type))
-      for (let i = 1; i < seen.length; i++)
+      assert.deepEqual(
+        seen.map(line),
+        feeds[i].map(line),
+        `agent ${x.name} saw its node's feed of the board, once each`
+      )
+      // in HLC order, but for what the node marked late (it arrived past the journal's settle delay)
+      const inOrder = seen.filter(e => e.late !== true)
+      for (let k = 1; k < inOrder.length; k++)
         assert.ok(
-          compareHlc(seen[i].hlc, seen[i - 1].hlc) >= 0,
-          `agent ${x.name} saw ${line(seen[i])} after ${line(seen[i - 1])}`
+          compareHlc(inOrder[k].hlc, inOrder[k - 1].hlc) >= 0,
+          `agent ${x.name} saw ${line(inOrder[k])} after ${line(inOrder[k - 1])}`
         )
-      assert.deepEqual(seen.map(line), histories[0], `agent ${x.name} saw the board's history, in order`)
+      // a late event is one the feed shows after a later one (the mark is not given lightly)
+      for (const [k, e] of feeds[i].entries())
+        if (e.late === true)
+          assert.ok(
+            feeds[i].slice(0, k).some(before => compareHlc(before.hlc, e.hlc) > 0),
+            `node ${x.name} marks ${line(e)} late, yet nothing later came before it`
+          )
+      // and the node's feed itself puts nothing out of order unmarked
+      assert.deepEqual(
+        feeds[i].filter(e => e.late !== true).map(line),
+        byHlc(feeds[i].filter(e => e.late !== true)),
+        `node ${x.name}'s feed is in HLC order`
+      )
     }
   })
 })
