@@ -385,7 +385,8 @@ async function measureMcp({ node, floor, agentToken, add }: Context): Promise<vo
   const stdio = (): Transport =>
     new StdioClientTransport({
       command: process.execPath,
-      args: [CLI, 'mcp', '--url', node.api.url, '--token', agentToken],
+      // --token=<t>: a token may start with '-', which a separate argument would pass off as an option
+      args: [CLI, 'mcp', '--url', node.api.url, `--token=${agentToken}`],
       stderr: 'pipe'
     })
   const FLOOR_HTTP = 'floor MCP over Streamable HTTP: hello'
