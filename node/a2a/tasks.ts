@@ -395,14 +395,17 @@ export class AgentTasks implements A2ARequestHandler {
     if (message.contextId !== '') {
       const root = this.tasks.itemOf(message.contextId)
       const context = root == null ? undefined : board.item(root)
+      // a context is one conversation: between the agent addressed and the one that started it
       if (
         context == null ||
         context.parent != null ||
         context.kind !== A2A_KIND ||
+        context.history[0]?.assignee !== this.call.agent ||
+        context.createdBy !== signer.principal ||
         !(await this.contextReadable(context))
       )
         throw new RequestMalformedError(
-          `contextId ${message.contextId.slice(0, 140)} names no task context here: leave it out (a new task starts its own) or pass the contextId of an earlier task`
+          `contextId ${message.contextId.slice(0, 140)} names no task context here that ${signer.principal} started with agent ${this.call.agent}: leave it out (a new task starts its own) or pass the contextId of an earlier task sent to this agent by the same agent`
         )
       parent = context.id
     }
@@ -427,7 +430,10 @@ export class AgentTasks implements A2ARequestHandler {
     return { board, item }
   }
 
-  /** Whether the caller may read the context's root task (the operator may). */
+  /**
+   * Whether the caller may read the context's root task (the operator may). The root was sent to
+   * this request's agent by the agent the new task is created as (checked before).
+   */
   private async contextReadable(item: WorkItem): Promise<boolean> {
     const { caller } = this.call
     if (item.deleted) return false

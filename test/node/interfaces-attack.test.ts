@@ -302,7 +302,7 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
     }, 'a free place')
   })
 
-  it('FINDING: a message to one agent cannot join the context of a task sent to another agent', async () => {
+  it('a message joins only a context between the same two agents: not one of a task sent to another agent, nor one another caller started', async () => {
     const elsewhere = await sendTask(alice, worker2, 'for worker2')
     const joined = await rpc(
       rpcUrl(worker),
@@ -322,6 +322,29 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
       -32602,
       `accepted: a task addressed to worker now sits under worker2's task ${elsewhere.id} (${JSON.stringify(joined.body.result?.task?.contextId)})`
     )
+    // alice's conversation with worker: mallory may read every a2a task, yet does not join it
+    const own = await sendTask(alice, worker, 'for worker')
+    const inContext = (text: string): unknown => ({
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'SendMessage',
+      params: sendParams(text, { contextId: own.contextId, returnImmediately: true })
+    })
+    const intruder = await rpc(rpcUrl(worker), inContext('mallory joins'), v1(mallory))
+    assert.equal(intruder.body.error?.code, -32602, JSON.stringify(intruder.body))
+    // the same answer as for a context that does not exist
+    const none = await rpc(
+      rpcUrl(worker),
+      {
+        ...(inContext('nowhere') as object),
+        params: sendParams('nowhere', { contextId: 'a2a:nope', returnImmediately: true })
+      },
+      v1(alice)
+    )
+    assert.equal(none.body.error?.code, intruder.body.error?.code)
+    // alice goes on in her own
+    const followUp = await rpc(rpcUrl(worker), inContext('alice goes on'), v1(alice))
+    assert.equal(followUp.body.result?.task?.contextId, own.contextId, JSON.stringify(followUp.body))
   })
 
   it("a task is not read, followed or cancelled by a caller who may not read it, nor through another agent's endpoint", async () => {
