@@ -12,9 +12,11 @@
  * - Writes: `POST /api/worknodes` on a LOCAL and on an EVENTUAL board; `POST /api/tasks/{id}/claim`
  *   and `…/complete` on the items written: one after another, and IN_FLIGHT at once (creates).
  * - Events: `GET /api/events/stream` open while a writer creates SSE_WRITES items IN_FLIGHT at once:
- *   events per second received, and write sent → its event received (p50/p99); then a stream that
- *   replays the journal from its start: events per second. The floor: the same writer and reader on
- *   the bare server (`POST /emit` → every stream).
+ *   events per second received, and write sent (or answered) → its event received (p50/p99: the
+ *   journal holds every event back for its settle delay, 500 ms by default, so events from other
+ *   nodes join in HLC order); then a stream that replays the journal from its start, with the
+ *   agent's token and with the operator's (no read checks): events per second. The floor: the same
+ *   writer and reader on the bare server (`POST /emit` → every stream).
  * - MCP: tool calls one after another with `@modelcontextprotocol/sdk`'s Client, over Streamable
  *   HTTP (`/mcp` on the API port) and over stdio (`cyberspace mcp --url … --token …`): `whoami` and
  *   `list_work`, beside the bare MCP server's `hello`.
