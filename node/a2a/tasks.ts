@@ -28,6 +28,7 @@ import {
 } from '@a2a-js/sdk/errors'
 import { MAX_DESCRIPTION_LENGTH, MAX_TITLE_LENGTH } from '../../protocols/work/codec.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
+import { opTags } from '../../src/work/tags.ts'
 import { TERMINAL_STATUSES } from '../../src/work/types.ts'
 import { jsonValue } from '../api/state-routes.ts'
 import { A2aForbiddenError, A2aStreamLimitError } from './errors.ts'
@@ -58,6 +59,7 @@ import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { Signer } from '../../src/crypto/sign.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { HlcTimestamp } from '../../src/clock/hlc.ts'
+import type { WorkOp } from '../../protocols/work/types.ts'
 import type { Board, BoardChange, ConsistencyMode, ItemStatus, WorkItem } from '../../src/work/types.ts'
 
 /** The board A2A tasks live on, unless told otherwise. */
@@ -119,12 +121,36 @@ export class A2aTasks {
     this.blockingWait = init.blockingWait ?? BLOCKING_WAIT_MS
   }
 
-  /** The board, opened (created if need be) in the mode it has. */
-  async board(signal?: AbortSignal): Promise<Board> {
+  /** The board, opened (created if need be) in the mode it has: callers check first (openFor, heldBoard). */
+  private async board(signal?: AbortSignal): Promise<Board> {
     if (this.opened != null) return this.opened
     const held = (await this.node.work.boards({ signal })).find(b => b.name === this.boardName)
     this.opened = await this.node.work.board(this.boardName, { mode: held?.mode ?? this.mode, signal })
     return this.opened
+  }
+
+  /**
+   * The board, opened for `actor` to create the root task `item` assigned to `assignee`: when this
+   * node holds no board yet, the actor's chain must grant that create (and its assign) first, as
+   * the board would check it — a caller without the rights leaves no board behind
+   * (A2aForbiddenError). Opening a board for nothing is the operator's (POST /api/boards).
+   */
+  async openFor(actor: Signer, item: string, assignee: PrincipalId, signal?: AbortSignal): Promise<Board> {
+    if (this.opened != null) return this.opened
+    if (!(await this.node.work.boards({ signal })).some(b => b.name === this.boardName)) {
+      const op = { op: 'create', item, kind: A2A_KIND, path: item, title: item, assignee } as WorkOp
+      for (const tag of opTags(this.boardName, op)) {
+        try {
+          await this.node.spki.authorize(actor.principal, tag, { signal })
+        } catch (err) {
+          signal?.throwIfAborted()
+          throw new A2aForbiddenError(
+            `${actor.principal} may not create a task on board ${this.boardName} (this node holds none yet): ${(err as Error).message}`
+          )
+        }
+      }
+    }
+    return await this.board(signal)
   }
 
   /** The board if this node holds it: reading a task never creates the board. */
@@ -390,11 +416,12 @@ export class AgentTasks implements A2ARequestHandler {
     if (params.configuration?.taskPushNotificationConfig != null) throw noPush()
     const signer = this.actor(params.metadata)
     const text = messageText(message)
-    const board = await this.tasks.board(this.call.signal)
+    const id = randomUUID()
+    const held = await this.tasks.heldBoard(this.call.signal)
     let parent: string | undefined
     if (message.contextId !== '') {
       const root = this.tasks.itemOf(message.contextId)
-      const context = root == null ? undefined : board.item(root)
+      const context = root == null ? undefined : held?.item(root)
       // a context is one conversation: between the agent addressed and the one that started it
       if (
         context == null ||
@@ -409,7 +436,8 @@ export class AgentTasks implements A2ARequestHandler {
         )
       parent = context.id
     }
-    const id = randomUUID()
+    // a board not held yet is opened (created here) only for an actor who may create this task on it
+    const board = held ?? (await this.tasks.openFor(signer, id, this.call.agent, this.call.signal))
     try {
       await board.create(
         {

@@ -225,7 +225,7 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
 
   // ------------------------------------------------------------------ A2A
 
-  it('FINDING: a caller with no rights on the a2a board does not make the node open it', async () => {
+  it('a caller with no rights on the a2a board does not make the node open it', async () => {
     const boards = async (): Promise<string[]> =>
       (await operator.call('listBoards', { query: {} })).boards.map(b => b.name)
     assert.ok(!(await boards()).includes('a2a'), 'no board a2a before any A2A call')
