@@ -111,7 +111,9 @@ export class AgentTokens extends EventTarget {
       )
     if (this.byId.size >= MAX_AGENT_TOKENS)
       throw new AgentTokenLimitError(`this node holds ${this.byId.size} agent tokens already: revoke some first`)
-    const token = randomBytes(AGENT_TOKEN_BYTES).toString('base64url')
+    // never a leading "-", which a command line (`cyberspace mcp --token <t>`) would take for a flag
+    let token = randomBytes(AGENT_TOKEN_BYTES).toString('base64url')
+    while (token.startsWith('-')) token = randomBytes(AGENT_TOKEN_BYTES).toString('base64url')
     let id = randomBytes(8).toString('hex')
     while (this.byId.has(id)) id = randomBytes(8).toString('hex')
     const hash = hashOf(token)
