@@ -70,7 +70,7 @@ async function operatorTokenOf(node: NodeProcess): Promise<string> {
 
 /** The first page of the node's events, through the public API with the operator's token. */
 async function eventsPage(node: NodeProcess): Promise<{ events: Array<{ cursor: string; hlc: [number, number] }> }> {
-  const res = await fetch(`${node.api.url}/api/events?limit=5`, {
+  const res = await fetch(`${node.api.url}/api/events?limit=5&wait=10000`, {
     headers: { authorization: `Bearer ${await operatorTokenOf(node)}` }
   })
   const text = await res.text()

@@ -141,7 +141,8 @@ describe('fleet: heartbeats among three members', function () {
   let cluster: Awaited<ReturnType<typeof startMembers>>
   let a: CyberspaceNode, b: CyberspaceNode, c: CyberspaceNode
   const fleets = new Map<CyberspaceNode, FleetUnderTest>()
-  const journal = new EventJournal()
+  // entries join as they come: these tests read the journal right after what they wait for
+  const journal = new EventJournal({ settle: 0 })
   const clockOfA = new Hlc()
   let stopWatching: () => void
   let stopWatchingAgents: () => void

@@ -132,7 +132,8 @@ describe('work boards across member nodes', function () {
         ['create', 'claim', 'progress', 'complete']
       )
     }
-    // the journal of every node lists the same board operations in the same order
+    // the journal of every node lists the same board operations in the same order, once they have settled
+    await Promise.all(nodes.map(async n => await n.work.events.settled()))
     const ops = nodes.map(n =>
       n.work.events
         .since(undefined, { limit: 1000 })
