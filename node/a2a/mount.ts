@@ -14,6 +14,7 @@
 import { AgentCard, A2A_VERSION_HEADER, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk'
 import { JsonRpcTransportHandler, ServerCallContext, validateVersion } from '@a2a-js/sdk/server'
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server'
+import { depthOver } from '../../src/api/depth.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { ApiTokenError } from '../api/agent-tokens.ts'
 import { revokedSignal } from '../api/agent-routes.ts'
@@ -271,18 +272,6 @@ export function a2aMounts(init: A2aMountsInit): Mount[] {
     { prefix: A2A_RPC_PREFIX, auth: 'agent', handle: binding.calls },
     { prefix: A2A_PREFIX, auth: 'public', handle: async (req, res, url) => await binding.cards(req, res, url) }
   ]
-}
-
-/** Whether `value` nests arrays and objects deeper than `max` (walked without recursion). */
-function depthOver(value: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 1]]
-  for (let next = stack.pop(); next != null; next = stack.pop()) {
-    const [v, depth] = next
-    if (v == null || typeof v !== 'object') continue
-    if (depth > max) return true
-    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])
-  }
-  return false
 }
 
 /** The A2A version a request asks for: its A2A-Version, or v0.3 without one. */

@@ -7,7 +7,9 @@
  *
  * An API problem (401, 403, 404, a board's refusal…) becomes a tool result with `isError: true`
  * and the problem's detail, not a protocol error: the model reads it and can act on it. Arguments
- * that fail the schema get the SDK's validation error, naming the field.
+ * that fail the schema get the SDK's validation error, naming the field; arguments with more than
+ * MAX_TOOL_INPUT_ELEMENTS elements, or nested deeper than MAX_TOOL_INPUT_DEPTH, are refused before
+ * the tool runs.
  *
  * Served over stdio by `cyberspace mcp` (stdio.ts) and over Streamable HTTP at `/mcp` on the API's
  * port (http.ts); one McpServer per session (stdio) or per request (HTTP, stateless).
@@ -33,6 +35,7 @@ import {
   SendMessage,
   TaskRef
 } from '../../src/api/schema.ts'
+import { depthOver, MAX_JSON_DEPTH } from '../../src/api/depth.ts'
 import { ROUTES } from '../../src/api/routes.ts'
 import type { Client } from '../../src/api/client.ts'
 import { McpNoAgentError } from './errors.ts'
@@ -44,6 +47,8 @@ export const MCP_SERVER_NAME = 'cyberspace'
 export const MCP_SERVER_VERSION = '0.1.0'
 /** Array elements and object members one tool call's arguments may hold in all. */
 export const MAX_TOOL_INPUT_ELEMENTS = 10_000
+/** Levels of arrays and objects one tool call's arguments may nest (the arguments object is level 1). */
+export const MAX_TOOL_INPUT_DEPTH = MAX_JSON_DEPTH
 /** What a send waits for beyond the message's own timeout (the node's answer on the way back). */
 const SEND_MARGIN_MS = 5_000
 /** Items a board resource lists (the first page; `list_work` pages on). */
@@ -325,6 +330,14 @@ export function cyberspaceMcpServer(init: McpServerInit): McpServer {
         annotations: { title: spec.title, ...spec.annotations }
       },
       async (args: Record<string, unknown>, extra): Promise<CallToolResult> => {
+        // before anything recursive reads them (the API call's JSON.stringify overflowed its stack)
+        if (depthOver(args, MAX_TOOL_INPUT_DEPTH))
+          return toolError(
+            new McpError(
+              ErrorCode.InvalidParams,
+              `Invalid arguments for tool ${spec.name}: arguments nest deeper than ${MAX_TOOL_INPUT_DEPTH} levels of arrays and objects`
+            )
+          )
         try {
           const answer = await spec.run(args, { api, signal: extra.signal, actor, actingAs })
           return toolResult(spec, answer)

@@ -581,7 +581,7 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
     assert.equal((JSON.parse(text) as { error: { code: number } }).error.code, -32600)
   })
 
-  it('FINDING: MCP arguments nested deeper than any schema needs are refused by name, not by a stack overflow', async () => {
+  it('MCP arguments nested deeper than any schema needs are refused by name, not by a stack overflow', async () => {
     await operator.call('openBoard', { body: { name: OPEN_BOARD } })
     const call = async (id: number, name: string, args: string): Promise<any> => {
       const res = await fetch(`${api.url}/mcp`, {
@@ -620,6 +620,15 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
     assert.equal(item.status, 'working')
     const who = await call(4, 'whoami', '{}')
     assert.equal(who.body.result?.isError, undefined, JSON.stringify(who.body))
+    // within the bound (the arguments object is level 1, so 63 more): taken
+    const within = 16
+    const done = await call(
+      5,
+      'complete_work',
+      `{"ref":"${OPEN_BOARD}:deep","result":${'['.repeat(within)}1${']'.repeat(within)}}`
+    )
+    assert.equal(done.body.result?.isError, undefined, JSON.stringify(done.body).slice(0, 300))
+    assert.equal((await operator.call('getWorknode', { params: { id: `${OPEN_BOARD}:deep` } })).status, 'completed')
   })
 
   it('cyberspace mcp on stdio: nothing but JSON-RPC on stdout, through junk and bad calls', async () => {
