@@ -10,7 +10,8 @@
  * Answers are JSON (`enableJsonResponse`): no tool streams. GET (a server-to-client stream) and
  * DELETE (a session's end) answer 405: a stateless server has neither. What is wrong with the HTTP
  * request (path, method, size) is answered as the API answers it, a problem; what is wrong with the
- * JSON-RPC inside, as MCP clients expect it, a JSON-RPC error.
+ * JSON-RPC inside, as MCP clients expect it, a JSON-RPC error. A batch (a JSON array) is refused
+ * (-32600): each of its calls would be an API request of its own, run at once.
  *
  * @example
  * const mcp = mcpMount({ apiUrl: () => api.url })   // the API's URL, once it listens
@@ -70,6 +71,11 @@ export function mcpMount(init: McpMountInit): Mount {
         message = JSON.parse(body.toString('utf8'))
       } catch {
         jsonRpcError(res, 400, -32700, 'Parse error: the body is not JSON')
+        return
+      }
+      // each call of a batch would be an API request of its own, all at once: one request per POST
+      if (Array.isArray(message)) {
+        jsonRpcError(res, 400, -32600, 'Invalid Request: batches are not served; send one JSON-RPC message per POST')
         return
       }
       const token = bearerOf(req)

@@ -555,7 +555,7 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
     )
   })
 
-  it('FINDING: /mcp refuses a JSON-RPC batch instead of fanning it out into concurrent API calls', async () => {
+  it('/mcp refuses a JSON-RPC batch instead of fanning it out into concurrent API calls', async () => {
     const batch = Array.from({ length: 3 }, (_, i) => ({
       jsonrpc: '2.0',
       id: i + 1,
