@@ -26,7 +26,7 @@ import { TOKEN_FILE } from '../../node/data-dir.ts'
 import { MAX_MCP_BODY_BYTES, mcpMount } from '../../node/mcp/http.ts'
 import { cyberspaceMcpServer, MAX_TOOL_INPUT_ELEMENTS, TOOLS } from '../../node/mcp/server.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
-import { spawnNode, stopNodes } from '../helpers/processes.ts'
+import { spawnNode, stopNodes, waitUntil } from '../helpers/processes.ts'
 import { grant, key } from '../spki/fixtures.ts'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import type { ApiClient } from '../../node/api/client.ts'
@@ -219,10 +219,15 @@ describe('MCP server: cyberspace mcp over stdio, against a node process', functi
     assert.equal(item.status, 'completed')
     assert.deepEqual(item.result, { lines: 120 })
     assert.equal(item.assignee, coder.principal)
-    const events = await ok(mcp, 'events_since', { limit: 100 })
-    assert.ok(
-      events.events.some((e: { subject: string }) => e.subject.includes('t1')),
-      "the item's events are seen"
+    // events reach readers once settled (the journal's settle delay after their HLC time)
+    await waitUntil(
+      "the item's events are seen",
+      async () => {
+        const events = await ok(mcp, 'events_since', { limit: 100, wait: 2000 })
+        return events.events.some((e: { subject: string }) => e.subject.includes('t1'))
+      },
+      20_000,
+      100
     )
   })
 
