@@ -147,7 +147,8 @@ describe('scaling: load above target spawns one replica, idle replicas retire (t
       [winner.decision.id, 'w-0'].sort()
     )
     assert.ok(!running().some(a => a.id === loser.decision.id))
-    // the loser said so, in every member's journal
+    // the loser said so, in every member's journal (once what it holds has settled)
+    await Promise.all(nodes.map(async n => await n.work.events.settled()))
     for (const [i, n] of nodes.entries()) {
       const events = n.work.events.since(undefined, { limit: 1000 }).events.filter(e => e.type.startsWith('scaling.'))
       assert.ok(

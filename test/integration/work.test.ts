@@ -179,7 +179,10 @@ describe('work: coordination across three node processes', function () {
     let journals: string[][] = []
     await waitUntil('the journals to agree', async () => {
       journals = await Promise.all(nodes.map(boardEvents))
-      return journals.every(j => JSON.stringify(j) === JSON.stringify(journals[0]))
+      // an event reaches the journal's readers once settled: wait for all of them, not just agreement
+      return (
+        journals[0].length >= 1 + TASKS * 4 && journals.every(j => JSON.stringify(j) === JSON.stringify(journals[0]))
+      )
     }).catch(() => {})
     assert.deepEqual(journals[1], journals[0])
     assert.deepEqual(journals[2], journals[0])
