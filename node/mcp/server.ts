@@ -362,7 +362,8 @@ export function cyberspaceMcpServer(init: McpServerInit): McpServer {
             uri: `cyberspace://boards/${b.name}`,
             name: b.name,
             title: `board ${b.name}`,
-            description: `${b.items} items, ${b.mode} consistency`,
+            // -1: not counted (a board only stored, or one the agent reads only part of)
+            description: b.items >= 0 ? `${b.items} items, ${b.mode} consistency` : `${b.mode} consistency`,
             mimeType: 'application/json'
           }))
         }

@@ -148,6 +148,8 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
   let alice: Agent
   let mallory: Agent
   let stranger: Agent
+  /** The key the node's ACL trusts: it grants the agents their rights. */
+  let root: Awaited<ReturnType<typeof key>>
   const sessions: McpClient[] = []
 
   const rpcUrl = (agent: Agent): string => `${api.url}${A2A_RPC_PREFIX}/${agent.principal}`
@@ -198,7 +200,7 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
     })
     v0 = apiClient(api.url, TOKEN)
     operator = new Client({ url: api.url, token: TOKEN })
-    const root = await key()
+    root = await key()
     await v0.post('spki/acl', { principal: root.id, tag: '(cyberspace)' })
     const attach = async (id: string): Promise<Agent> => {
       const attached = await operator.call('attachAgent', { body: { kind: 'external', id } })
@@ -544,8 +546,9 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
     assert.match(textOf(doc), /NotFound/)
   })
 
-  it('FINDING: MCP resources/list names only the boards the agent may read', async () => {
+  it('MCP resources/list names only the boards the agent may read', async () => {
     await operator.call('openBoard', { body: { name: CLOSED_BOARD } })
+    await operator.call('openBoard', { body: { name: OPEN_BOARD } })
     const mcp = await mcpSession(alice.token)
     const { resources } = await mcp.listResources()
     const names = resources.map(r => r.name)
@@ -553,6 +556,29 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
       !names.includes(CLOSED_BOARD),
       `alice, with no grant on board ${CLOSED_BOARD}, is shown it: ${JSON.stringify(resources.find(r => r.name === CLOSED_BOARD))}`
     )
+    assert.ok(names.includes(OPEN_BOARD), `alice may read board ${OPEN_BOARD}: ${names.join(', ')}`)
+    // nor through the API: the board is answered as one the node does not hold
+    const asAlice = new Client({ url: api.url, token: alice.token })
+    await assert.rejects(asAlice.call('getBoard', { params: { board: CLOSED_BOARD } }), {
+      name: 'BoardNotFoundError',
+      status: 404
+    })
+    // a board alice may read only notes on: shown, without counts that would tell of the rest
+    const mixed = 'mixed'
+    await grantTo(worker.principal, root, `(cyberspace (work ${mixed}))`)
+    await grantTo(alice.principal, root, `(cyberspace (work ${mixed} read note))`)
+    for (const [id, kind] of [
+      ['n1', 'note'],
+      ['t1', 'task'],
+      ['t2', 'task']
+    ])
+      await operator.call('createWorknode', { body: { board: mixed, id, kind, title: id, as: worker.principal } })
+    const shown = (await mcp.listResources()).resources.find(r => r.name === mixed)
+    assert.ok(shown != null, 'a board alice may read part of is listed')
+    assert.doesNotMatch(shown.description ?? '', /items/, shown.description)
+    const board = await asAlice.call('getBoard', { params: { board: mixed } })
+    assert.deepEqual([board.items, board.ops], [-1, -1])
+    assert.equal((await operator.call('getBoard', { params: { board: mixed } })).items, 3)
   })
 
   it('/mcp refuses a JSON-RPC batch instead of fanning it out into concurrent API calls', async () => {

@@ -17,7 +17,8 @@ import { randomBytes } from 'node:crypto'
 import { AgentTokenScopeError } from '../agent-tokens.ts'
 import { boardInfo, heldBoard, performAs, workItemView } from '../work-routes.ts'
 import { splitTaskRef } from '../../../src/api/schema.ts'
-import { ItemNotFoundError } from '../../../src/work/errors.ts'
+import { ItemNotFoundError, WorkUnauthorizedError } from '../../../src/work/errors.ts'
+import { opTags, workTag } from '../../../src/work/tags.ts'
 import { acting, byText, dataOf, readerOf } from './handlers-common.ts'
 import { BoardNotFoundError, invalidField } from './handlers-errors.ts'
 import type { Caller } from '../agent-tokens.ts'
@@ -26,12 +27,15 @@ import type * as z from 'zod'
 import type { OpResult, WorkItem as WorkItemSchema } from '../../../src/api/schema.ts'
 import type { PrincipalId } from '../../../src/crypto/principal.ts'
 import type { CyberspaceNode } from '../../../src/node.ts'
-import type { Board, ItemStatus, ListOptions, WorkAction, WorkItem } from '../../../src/work/types.ts'
+import type { Board, BoardInfo, ItemStatus, ListOptions, WorkAction, WorkItem } from '../../../src/work/types.ts'
+import type { WorkOp } from '../../../protocols/work/types.ts'
 
 /** How long a board may take to open or list for one request. */
 const BOARD_TIMEOUT = 30_000
 /** Boards one page of an agent's tasks looks through at most; the page ends there, and `next` goes on. */
 export const MAX_TASK_BOARDS_PER_PAGE = 64
+/** Boards one page of GET /api/boards checks an agent's read rights on at most; the page ends there, and `next` goes on. */
+export const MAX_BOARD_CHECKS = 64
 
 export type ItemView = z.input<typeof WorkItemSchema>
 export type OpResultView = z.input<typeof OpResult>
@@ -91,6 +95,39 @@ export function workHandlers(
     return board
   }
 
+  /** Whether `principal` holds `tag` by this node's ACL. */
+  const holds = async (
+    principal: PrincipalId,
+    tag: ReturnType<typeof workTag>,
+    signal: AbortSignal
+  ): Promise<boolean> => {
+    try {
+      await node.spki.authorize(principal, tag, { signal })
+      return true
+    } catch {
+      signal.throwIfAborted()
+      return false
+    }
+  }
+
+  /**
+   * A board as `reader` may see it, or undefined when it may read nothing on it. A reader of the
+   * whole board (`(work <board> read)`) sees it as the node does; one who may read only some of
+   * its items (by kind or path) sees it without its counts (-1), which would tell of the others; a
+   * board only stored here (not open) is looked into only for a reader of the whole of it.
+   */
+  const visibleTo = async (
+    info: BoardInfo,
+    reader: PrincipalId,
+    signal: AbortSignal
+  ): Promise<BoardInfo | undefined> => {
+    if (await holds(reader, workTag(info.name, 'read'), signal)) return info
+    if (info.items < 0) return undefined
+    const board = await node.work.board(info.name, { mode: info.mode, signal })
+    const some = await board.read({ as: reader, limit: 1, signal })
+    return some.items.length > 0 ? { ...info, items: -1, ops: -1 } : undefined
+  }
+
   /** The item `id` of `board` as `reader` may see it (undefined: the node's view), or ItemNotFoundError: unreadable is missing. */
   const readable = async (board: Board, id: string, reader: PrincipalId | undefined): Promise<WorkItem> => {
     const item = board.item(id)
@@ -144,12 +181,28 @@ export function workHandlers(
     }
 
   return {
-    listBoards: async ({ query }) => {
-      const boards = await node.work.boards({ signal: AbortSignal.timeout(BOARD_TIMEOUT) })
+    listBoards: async ({ query, caller }) => {
+      const signal = AbortSignal.timeout(BOARD_TIMEOUT)
+      const boards = await node.work.boards({ signal })
       const after = query.after
       const rest = boards.filter(b => after == null || b.name > after).sort(byText(b => b.name))
-      const page = rest.slice(0, query.limit)
-      return { boards: page, next: rest.length > query.limit ? page[page.length - 1].name : null }
+      const reader = readerOf(caller)
+      if (reader == null) {
+        const page = rest.slice(0, query.limit)
+        return { boards: page, next: rest.length > query.limit ? page[page.length - 1].name : null }
+      }
+      // an agent's token: only the boards it may read something on, a bounded number of checks a page
+      const shown: BoardInfo[] = []
+      let checks = MAX_BOARD_CHECKS
+      let last: string | undefined
+      for (const info of rest) {
+        // full, or out of checks: the page ends, and the next goes on after the last looked at
+        if (shown.length === query.limit || checks-- <= 0) return { boards: shown, next: last ?? null }
+        const visible = await visibleTo(info, reader, signal)
+        if (visible != null) shown.push(visible)
+        last = info.name
+      }
+      return { boards: shown, next: null }
     },
     openBoard: async ({ body }) => {
       // without a mode: the one it has, or eventual for a new board
@@ -157,12 +210,20 @@ export function workHandlers(
       const board = await node.work.board(body.name, { mode, signal: AbortSignal.timeout(BOARD_TIMEOUT) })
       return (await boardInfo(node, body.name)) ?? { name: body.name, mode: board.mode, items: 0, ops: 0 }
     },
-    getBoard: async ({ params }) => {
+    getBoard: async ({ params, caller }) => {
+      const reader = readerOf(caller)
+      // a board an agent may read nothing on is answered as one this node does not hold
+      const missing = (): BoardNotFoundError =>
+        new BoardNotFoundError(
+          `this node holds no board ${params.board}${reader != null ? ` that ${reader} may read` : ''}: open it (POST /api/boards)`
+        )
       const info = await boardInfo(node, params.board)
-      if (info == null)
-        throw new BoardNotFoundError(`this node holds no board ${params.board}: open it (POST /api/boards)`)
+      if (info == null) throw missing()
+      const signal = AbortSignal.timeout(BOARD_TIMEOUT)
+      const visible = reader == null ? info : await visibleTo(info, reader, signal)
+      if (visible == null) throw missing()
       // a board only stored is opened to count its items
-      if (info.items >= 0) return info
+      if (visible.items >= 0 || visible !== info) return visible
       await held(params.board)
       return (await boardInfo(node, params.board)) ?? info
     },
@@ -196,11 +257,19 @@ export function workHandlers(
       const { as, board: name, id, kind, ...fields } = body
       const actor = acting(node, caller, as, 'body.as')
       const item = id ?? newItemId()
-      // a create opens a board this node does not hold (eventual), or the one it holds in its mode
-      const board = await node.work.board(name, {
-        mode: (await boardInfo(node, name))?.mode,
-        signal: AbortSignal.timeout(BOARD_TIMEOUT)
-      })
+      const signal = AbortSignal.timeout(BOARD_TIMEOUT)
+      const info = await boardInfo(node, name)
+      if (info == null) {
+        // a create opens a board this node does not hold (eventual) only for an actor who may make
+        // that item on it, checked as the board would: a refused one leaves no board behind
+        const path = fields.parent != null ? `${fields.parent}/${item}` : item
+        const op = { ...fields, op: 'create', item, kind, path } as WorkOp
+        for (const tag of opTags(name, op))
+          if (!(await holds(actor.agent, tag, signal)))
+            throw new WorkUnauthorizedError(`${actor.agent} may not create ${item} on board ${name}`)
+      }
+      // the board as held, in its mode
+      const board = await node.work.board(name, { mode: info?.mode, signal })
       const performed = await performAs(
         node,
         board,
