@@ -463,7 +463,14 @@ export class Client {
         }
         res = opened.value
         if (!res.ok) {
-          const err = problemOf(res, await readText(res, this.#maxBytes, `GET ${target}`).catch(() => ''))
+          // the refusal's body within the timeout too: a node that stalls in it does not hold the reader
+          const body = await withTimer(
+            attempt,
+            this.#timeout,
+            async () => await readText(res, this.#maxBytes, `GET ${target}`)
+          )
+          if (signal?.aborted === true) throw signal.reason
+          const err = problemOf(res, body.ok ? body.value : '')
           if (!RETRYABLE.has(res.status)) throw err
           lastError = err
           continue

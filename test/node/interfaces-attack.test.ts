@@ -868,7 +868,7 @@ describe('interfaces attack: the TypeScript SDK facing a hostile node', function
     assert.equal((outcome.error as Error)?.name, 'ApiTimeoutError')
   })
 
-  it('FINDING: subscribe() gives up on a refusal whose body never ends', async () => {
+  it('subscribe() gives up on a refusal whose body never ends', async () => {
     const node = await serve((_req, res) => {
       res.writeHead(503, { 'content-type': 'application/problem+json', 'content-length': '1000' })
       res.write('{"name":')
