@@ -6,7 +6,9 @@
  * stream as an async iterator that resumes after a dropped connection.
  *
  * Errors: an answer that is not 2xx throws ApiProblemError (its `name` is the node's error name:
- * switch on it); no answer throws ApiNetworkError or ApiTimeoutError naming the URL.
+ * switch on it); no answer throws ApiNetworkError or ApiTimeoutError naming the URL. Redirects are
+ * not followed (the API never redirects; one would carry a request's body elsewhere): a 3xx throws
+ * InvalidResponseError.
  *
  * Answers are not checked against their schemas unless `validate: true`: the node's own tests check
  * every answer against its schema, a check per answer costs the client a schema walk of every item,
@@ -335,10 +337,12 @@ export class Client {
     try {
       let res: Response
       try {
-        res = await this.#fetch(url, { method: spec.method, headers, body, signal })
+        // the API never redirects: a redirect is not followed (it could carry the body elsewhere)
+        res = await this.#fetch(url, { method: spec.method, headers, body, signal, redirect: 'manual' })
       } catch (err) {
         throw this.#failure(err, label, url, given.signal, timer.signal, timeout)
       }
+      await refuseRedirect(res, url, label)
       let text: string
       try {
         text = await readText(res, this.#maxBytes, label)
@@ -454,7 +458,7 @@ export class Client {
         const opened = await withTimer(
           attempt,
           this.#timeout,
-          async () => await this.#fetch(target, { headers, signal: attempt.signal })
+          async () => await this.#fetch(target, { headers, signal: attempt.signal, redirect: 'manual' })
         )
         if (!opened.ok) {
           lastError = this.#failure(opened.error, `GET ${target}`, target, signal, attempt.signal, this.#timeout)
@@ -462,6 +466,7 @@ export class Client {
           continue
         }
         res = opened.value
+        await refuseRedirect(res, target, `GET ${target}`)
         if (!res.ok) {
           // the refusal's body within the timeout too: a node that stalls in it does not hold the reader
           const body = await withTimer(
@@ -991,6 +996,21 @@ async function readText(res: Response, max: number, label: string): Promise<stri
     text += decoder.decode(value, { stream: true })
   }
   return text + decoder.decode()
+}
+
+/**
+ * Throws InvalidResponseError for a redirect (fetch with `redirect: 'manual'`: a 3xx in Node, an
+ * opaque redirect in browsers): the API never redirects, so one is a misconfigured URL or someone
+ * in the middle, and neither the token nor the body goes on to where it points.
+ */
+async function refuseRedirect(res: Response, url: string, label: string): Promise<void> {
+  if (res.type !== 'opaqueredirect' && (res.status < 300 || res.status > 399)) return
+  await res.body?.cancel().catch(() => {})
+  const location = res.headers.get('location')
+  throw new InvalidResponseError(
+    url,
+    `${label} answered a redirect${res.status !== 0 ? ` (${res.status})` : ''}${location != null ? ` to ${location.slice(0, 200)}` : ''}: the API never redirects, so it was not followed — check the client's url`
+  )
 }
 
 /** The error an answer that is not 2xx stands for: its problem, or one made from its status. */

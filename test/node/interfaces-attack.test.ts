@@ -760,16 +760,24 @@ async function hostile(
   script: (req: IncomingMessage, res: ServerResponse, n: number) => void | Promise<void>
 ): Promise<{
   url: string
-  requests: Array<{ method: string; url: string; headers: IncomingMessage['headers']; body: string }>
+  requests: Array<{ method: string; url: string; headers: IncomingMessage['headers']; body: string; at: number }>
   close: () => Promise<void>
 }> {
-  const requests: Array<{ method: string; url: string; headers: IncomingMessage['headers']; body: string }> = []
+  const requests: Array<{
+    method: string
+    url: string
+    headers: IncomingMessage['headers']
+    body: string
+    /** When its head arrived (performance.now()). */
+    at: number
+  }> = []
   const server: Server = createServer((req, res) => {
+    const at = performance.now()
     let body = ''
     req.on('data', (d: Buffer) => (body += d.toString()))
     req.on('end', () => {
       const n = requests.length
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body })
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, at })
       void Promise.resolve(script(req, res, n)).catch(() => res.destroy())
     })
   })
@@ -813,7 +821,7 @@ describe('interfaces attack: the TypeScript SDK facing a hostile node', function
       assert.equal(r.headers.authorization, undefined, 'the token followed the redirect')
   })
 
-  it("FINDING: a 307 is not followed: a request's body does not go to another origin", async () => {
+  it("a 307 is not followed: a request's body does not go to another origin", async () => {
     const elsewhere = await serve((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"outcome":{"accepted":true}}')
     })
@@ -830,7 +838,11 @@ describe('interfaces attack: the TypeScript SDK facing a hostile node', function
       0,
       `the SDK followed the redirect and posted ${elsewhere.requests[0]?.body ?? ''} to ${elsewhere.url} (${answer})`
     )
-    assert.notEqual(answer, 'answered', "another origin's answer was taken as the node's")
+    assert.equal(answer, 'InvalidResponseError', "another origin's answer was taken as the node's")
+    // the event stream neither: refused, not retried, not followed
+    await assert.rejects(client.subscribe({ retries: 3, retryDelay: 10 }).next(), { name: 'InvalidResponseError' })
+    assert.equal(elsewhere.requests.length, 0)
+    assert.equal(node.requests.length, 2)
   })
 
   it('an answer past maxResponseBytes is refused, declared or streamed without end', async () => {
