@@ -251,7 +251,7 @@ export interface SubscribeOptions {
   signal?: AbortSignal
   /** Reconnections in a row that deliver nothing before the stream is given up (default 5). */
   retries?: number
-  /** The first wait before reconnecting, in ms, doubled each failure up to 30 s (default 1 s; the node's `retry:` wins). */
+  /** The first wait before reconnecting, in ms, doubled each failure up to 30 s (default 1 s; the node's `retry:` wins, at least 100 ms). */
   retryDelay?: number
   /** No byte for this long means the connection is dead: reconnect (default 60 s; the node sends a comment every 15 s). */
   idleTimeout?: number
@@ -272,6 +272,8 @@ export const DEFAULT_RETRY_DELAY = 1000
 export const DEFAULT_IDLE_TIMEOUT = 60_000
 /** The longest wait between reconnections. */
 export const MAX_RETRY_DELAY = 30_000
+/** The shortest wait a node's `retry:` sets: `retry: 0` does not make the client reconnect in a hot loop. */
+export const MIN_SERVER_RETRY_DELAY = 100
 
 /** Statuses worth retrying a stream for: too many streams open, the node (or a proxy) busy. */
 const RETRYABLE = new Set([429, 502, 503, 504])
@@ -518,7 +520,7 @@ export class Client {
           } catch (err) {
             refused = err
           }
-          serverRetry = parser.retry ?? serverRetry
+          if (parser.retry != null) serverRetry = Math.max(MIN_SERVER_RETRY_DELAY, parser.retry)
           for (const e of queue.splice(0)) {
             if (e.type === 'missed') {
               const missed = missedOf(e.data, lastId)

@@ -29,7 +29,7 @@ import { apiClient } from '../../node/api/client.ts'
 import { startApiServer } from '../../node/api/server.ts'
 import { mcpMount } from '../../node/mcp/http.ts'
 import { MAX_DESCRIPTION_LENGTH } from '../../protocols/work/codec.ts'
-import { Client } from '../../src/api/client.ts'
+import { Client, MIN_SERVER_RETRY_DELAY } from '../../src/api/client.ts'
 import { signedCertToSexp } from '../../src/spki/cert.ts'
 import { toAdvanced } from '../../src/spki/sexp.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
@@ -843,6 +843,29 @@ describe('interfaces attack: the TypeScript SDK facing a hostile node', function
     await assert.rejects(client.subscribe({ retries: 3, retryDelay: 10 }).next(), { name: 'InvalidResponseError' })
     assert.equal(elsewhere.requests.length, 0)
     assert.equal(node.requests.length, 2)
+  })
+
+  it('a node that asks for `retry: 0` is reconnected to no sooner than MIN_SERVER_RETRY_DELAY (less its jitter)', async () => {
+    const node = await serve((_req, res, n) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      // each connection: retry 0, one event, the end (bounded: the client reads 4)
+      res.end(`retry: 0\n${event(`c${n}`)}`)
+    })
+    const client = new Client({ url: node.url, token: SECRET })
+    const stream = client.subscribe({ retries: 1, retryDelay: 10 })
+    const got: string[] = []
+    for (let i = 0; i < 4; i++) got.push(((await stream.next()).value as { cursor: string }).cursor)
+    await stream.return(undefined)
+    assert.deepEqual(got, ['c0', 'c1', 'c2', 'c3'])
+    // a lower bound, not a speed claim: timers do not fire early, the jitter takes at most a quarter
+    const floor = MIN_SERVER_RETRY_DELAY * 0.75 - 5
+    for (let i = 1; i < 4; i++) {
+      const gap = node.requests[i].at - node.requests[i - 1].at
+      assert.ok(
+        gap >= floor,
+        `reconnection ${i} came ${gap} ms after the one before (retry: 0 is taken as ${MIN_SERVER_RETRY_DELAY})`
+      )
+    }
   })
 
   it('an answer past maxResponseBytes is refused, declared or streamed without end', async () => {
