@@ -20,7 +20,7 @@ import { strict as assert } from 'node:assert'
 import { connect } from 'node:net'
 import { base64url } from 'multiformats/bases/base64'
 import { a2aMounts, A2A_RPC_PREFIX } from '../../node/a2a/mount.ts'
-import { AGENT_TOKEN_ROUTES } from '../../node/api/agent-routes.ts'
+import { AGENT_TOKEN_ROUTES, MAX_INBOX_WAITERS } from '../../node/api/agent-routes.ts'
 import { checkApiBind, MAX_BODY_BYTES } from '../../node/api/http.ts'
 import { startApiServer } from '../../node/api/server.ts'
 import { v1Handlers } from '../../node/api/v1/handlers.ts'
@@ -998,6 +998,30 @@ describe('the public API under attack', function () {
       } finally {
         for (const s of streams) s.close()
         await sleep(300)
+      }
+    })
+
+    it("FINDING: one agent's inbox long polls do not take every inbox place: another agent still polls its own", async () => {
+      const polls: Array<Promise<Answer>> = []
+      const stop = new AbortController()
+      try {
+        for (let i = 0; i < MAX_INBOX_WAITERS; i++)
+          polls.push(
+            fetch(new URL(`/api/agents/${bob.principal}/inbox?wait=20000`, server.url), {
+              headers: { authorization: `Bearer ${bob.token}` },
+              signal: stop.signal
+            }).then(
+              async res => ({ status: res.status, headers: res.headers, text: await res.text(), body: undefined }),
+              () => ({ status: 0, headers: new Headers(), text: '', body: undefined })
+            )
+          )
+        await sleep(500)
+        const hers = await call(alice.token, 'GET', `/api/agents/${alice.principal}/inbox`, { query: { wait: '100' } })
+        assert.equal(hers.status, 200, `alice's long poll of her own inbox was refused: ${hers.text.slice(0, 300)}`)
+      } finally {
+        stop.abort()
+        await Promise.all(polls)
+        await sleep(200)
       }
     })
   })
