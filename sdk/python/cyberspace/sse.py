@@ -3,7 +3,7 @@ A parser of server-sent events (``text/event-stream``) per the WHATWG HTML stand
 fed bytes as they arrive: lines end in CRLF, LF or CR (a CR at the end of one chunk and an LF at
 the start of the next are one line end); ``data:`` lines join with newlines; ``id:`` sets the last
 event id, which takes effect at the next blank line and stays until changed (one holding NUL is
-ignored); ``retry:`` takes only digits;
+ignored); ``retry:`` takes only ASCII digits, at most ``MAX_RETRY_DIGITS`` of them;
 lines starting with ``:`` are comments; an event is dispatched at a blank line, and one left
 unfinished when the stream ends is dropped. A leading UTF-8 byte order mark is skipped.
 
@@ -29,6 +29,8 @@ __all__ = ["SseEvent", "SseParser", "DEFAULT_MAX_EVENT_SIZE"]
 
 #: One event's data (and one line) at most, in bytes, unless the parser is told otherwise.
 DEFAULT_MAX_EVENT_SIZE = 1 << 20
+#: Digits of a ``retry:`` taken (up to ~115 days in ms); a longer one is ignored.
+MAX_RETRY_DIGITS = 10
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -146,7 +148,8 @@ class SseParser:
             if "\0" not in value:
                 self._id_buffer = value
         elif field == "retry":
-            if value and all("0" <= c <= "9" for c in value):
+            # ASCII digits only (str.isdigit takes others), and few enough: int() of thousands raises
+            if 0 < len(value) <= MAX_RETRY_DIGITS and all("0" <= c <= "9" for c in value):
                 self.retry = int(value)
         # any other field is ignored
 

@@ -179,7 +179,7 @@ class TimeoutTest(AttackCase):
 
 
 class EventStreamFieldsTest(AttackCase):
-    def test_FINDING_a_retry_of_thousands_of_digits_does_not_escape_as_a_ValueError(self) -> None:
+    def test_a_retry_of_thousands_of_digits_does_not_escape_as_a_ValueError(self) -> None:
         def script(c: Conn, n: int) -> None:
             c.stream()
             c.send(b"retry: " + b"9" * 5000 + b"\n\n" + event("c1"))
