@@ -24,12 +24,14 @@ from __future__ import annotations
 # pyright: reportPrivateUsage=false
 
 import http.client
+import io
 import json
 import os
 import re
 import socket
 import ssl
 import threading
+import time
 from collections import deque
 from typing import (
     Any,
@@ -156,6 +158,117 @@ def _without_none(fields: Mapping[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+class _Deadline:
+    """
+    When one request must be done by: every read and write of its socket waits at most until then,
+    so a node that drips its answer a byte at a time cannot stretch the request past ``seconds``.
+    ``lift(idle)`` ends it (an event stream, once open): each read then waits at most ``idle``.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at: Optional[float] = time.monotonic() + seconds
+        self.idle = seconds
+
+    def lift(self, idle: float) -> None:
+        self.at = None
+        self.idle = idle
+
+    def left(self) -> float:
+        """Seconds a socket operation may wait now; ``socket.timeout`` once the deadline has passed."""
+        if self.at is None:
+            return self.idle
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("the request's deadline passed")
+        return left
+
+
+class _DeadlineSocket:
+    """
+    A connected socket (plain or TLS) whose every read and write waits at most what its deadline
+    leaves. As a socket does, it stays open while a reader made by ``makefile`` is: http.client
+    closes the connection's socket once a response that ends with the connection holds it.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._readers = 0
+        self._closed = False
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._sock.settimeout(self._deadline.left())
+        return self._sock.recv_into(buffer, nbytes, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        # since Python 3.5 a socket's timeout bounds all of sendall, not each piece
+        self._sock.settimeout(self._deadline.left())
+        self._sock.sendall(data, flags)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        if mode != "rb":
+            raise ValueError(f"this socket is read as rb, not {mode}")
+        self._readers += 1
+        return io.BufferedReader(_SocketReader(self))
+
+    def close(self) -> None:
+        self._closed = True
+        if self._readers <= 0:
+            self._sock.close()
+
+    def _reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closed and self._readers <= 0:
+            self._sock.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # shutdown, fileno, … as the socket has them
+        return getattr(self._sock, name)
+
+
+class _SocketReader(io.RawIOBase):
+    """The raw reader of a _DeadlineSocket (what ``socket.makefile`` gives a plain socket)."""
+
+    def __init__(self, sock: _DeadlineSocket) -> None:
+        super().__init__()
+        self._sock: Optional[_DeadlineSocket] = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._sock is None:
+            raise ValueError("I/O operation on closed socket reader")
+        return self._sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            sock._reader_closed()
+        super().close()
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, deadline: _Deadline) -> None:
+        super().__init__(host, port, timeout=min(deadline.seconds, deadline.left()))
+        self.deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = cast(socket.socket, _DeadlineSocket(self.sock, self.deadline))
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, deadline: _Deadline, context: Optional[ssl.SSLContext]) -> None:
+        super().__init__(host, port, timeout=min(deadline.seconds, deadline.left()), context=context)
+        self.deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = cast(socket.socket, _DeadlineSocket(self.sock, self.deadline))
+
+
 def _describe(err: BaseException) -> str:
     text = str(err)
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
@@ -168,7 +281,9 @@ class Client:
     ``url`` is where the API listens (``api.json`` in the node's data directory names it, e.g.
     ``http://127.0.0.1:4102``); ``token`` an agent's token (``POST /api/node/agents`` with kind
     ``external`` mints one) or the node's operator token. ``timeout`` bounds every request, in
-    seconds; ``ssl_context`` is for an API served over TLS with a certificate of its own.
+    seconds — sending it and reading the whole answer, however slowly the node sends it (connecting
+    is bounded by it too, step by step); ``ssl_context`` is for an API served over TLS with a
+    certificate of its own.
     """
 
     def __init__(
@@ -219,10 +334,10 @@ class Client:
 
     # ------------------------------------------------------------------ transport
 
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+    def _connection(self, deadline: _Deadline) -> http.client.HTTPConnection:
         if self.scheme == "https":
-            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ssl_context)
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            return _HTTPSConnection(self.host, self.port, deadline, self.ssl_context)
+        return _HTTPConnection(self.host, self.port, deadline)
 
     def _headers(self, accept: str) -> Dict[str, str]:
         headers = {"Accept": accept, "User-Agent": self.user_agent}
@@ -243,26 +358,29 @@ class Client:
         target: str,
         headers: Dict[str, str],
         data: Optional[bytes],
-        timeout: float,
+        deadline: _Deadline,
     ) -> Tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """Sends one request; answers the connection and the response, whose body is left to read."""
+        """
+        Sends one request; answers the connection and the response, whose body is left to read
+        (within ``deadline``, which bounds the request from here to its answer's last byte).
+        """
         url = self.url + target[len(self.base_path) :]
-        conn = self._connection(timeout)
+        conn = self._connection(deadline)
         try:
             conn.request(method, target, body=data, headers=headers)
             return conn, conn.getresponse()
         except socket.timeout:
             conn.close()
-            raise RequestTimedOut(url, timeout) from None
+            raise RequestTimedOut(url, deadline.seconds) from None
         except (OSError, http.client.HTTPException) as err:
             conn.close()
             raise ConnectionFailed(url, _describe(err)) from err
 
-    def _read(self, resp: http.client.HTTPResponse, url: str, timeout: float) -> bytes:
+    def _read(self, resp: http.client.HTTPResponse, url: str, deadline: _Deadline) -> bytes:
         try:
             data = resp.read(self.max_response_bytes + 1)
         except socket.timeout:
-            raise RequestTimedOut(url, timeout) from None
+            raise RequestTimedOut(url, deadline.seconds) from None
         except (OSError, http.client.HTTPException) as err:
             raise ConnectionFailed(url, _describe(err), f"the answer from {url} broke off: {_describe(err)}") from err
         if len(data) > self.max_response_bytes:
@@ -308,9 +426,10 @@ class Client:
             except (TypeError, ValueError) as err:
                 raise ValueError(f"the body of {method} {path} is not JSON: {err}") from err
             headers["Content-Type"] = "application/json"
-        conn, resp = self._open(method, target, headers, data, wait)
+        deadline = _Deadline(wait)
+        conn, resp = self._open(method, target, headers, data, deadline)
         try:
-            raw = self._read(resp, url, wait)
+            raw = self._read(resp, url, deadline)
         finally:
             conn.close()
         if resp.status >= 400:
@@ -846,10 +965,12 @@ class EventStream(Iterator[Event]):
             query["since"] = self._since
         target = client._target("/api/events/stream", query)
         url = client.url + target[len(client.base_path) :]
-        conn, resp = client._open("GET", target, headers, None, self.read_timeout)
+        # until the stream is open (or refused, its body read), one deadline; then each read its own
+        deadline = _Deadline(self.read_timeout)
+        conn, resp = client._open("GET", target, headers, None, deadline)
         if resp.status != 200:
             try:
-                raw = client._read(resp, url, self.read_timeout)
+                raw = client._read(resp, url, deadline)
             finally:
                 conn.close()
             if resp.status >= 400:
@@ -862,6 +983,7 @@ class EventStream(Iterator[Event]):
         if kind != "text/event-stream":
             conn.close()
             raise InvalidResponse(url, f"the answer is {kind or 'untyped'}, not text/event-stream")
+        deadline.lift(self.read_timeout)
         self._conn, self._resp = conn, resp
         self._parser = SseParser(self.max_event_size, source=url)
         if self._closed:

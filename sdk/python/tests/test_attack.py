@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cyberspace import (  # noqa: E402
     ApiProblem,
     Client,
+    ConnectionFailed,
     CyberspaceError,
     EventTooLarge,
     InvalidResponse,
@@ -155,7 +156,7 @@ class AttackCase(unittest.TestCase):
 
 
 class TimeoutTest(AttackCase):
-    def test_FINDING_a_request_timeout_bounds_the_whole_answer_not_each_read(self) -> None:
+    def test_a_request_timeout_bounds_the_whole_answer_not_each_read(self) -> None:
         sent: List[int] = [0]
 
         def script(c: Conn, n: int) -> None:
@@ -176,6 +177,31 @@ class TimeoutTest(AttackCase):
             "the timeout bounds each socket read, not the request",
         )
         self.assertIsInstance(outcome.get("error"), RequestTimedOut)
+
+    def test_a_request_timeout_bounds_headers_that_drip_too(self) -> None:
+        def script(c: Conn, n: int) -> None:
+            c.send(b"HTTP/1.1 200 OK\r\n")
+            # one header line every 0.1 s (bounded: 300 lines, 30 s)
+            for i in range(300):
+                if c.done.wait(0.1) or not c.send(f"X-Drip-{i}: x\r\n".encode()):
+                    return
+
+        server = self.serve(script)
+        outcome = self.run_bounded(Client(server.url, TOKEN, timeout=0.5).whoami, 8.0)
+        self.assertNotIn("hung", outcome, "whoami() with timeout=0.5 s was still reading headers after 8 s")
+        self.assertIsInstance(outcome.get("error"), RequestTimedOut)
+
+    def test_a_refusal_that_drips_its_body_does_not_hold_the_event_stream(self) -> None:
+        def script(c: Conn, n: int) -> None:
+            c.head("503 Service Unavailable", {"Content-Type": "application/problem+json", "Content-Length": "400"})
+            for _ in range(300):
+                if c.done.wait(0.1) or not c.send(b" "):
+                    return
+
+        server = self.serve(script)
+        outcome = self.run_bounded(lambda: Client(server.url, TOKEN).events(max_retries=0, read_timeout=0.5), 8.0)
+        self.assertNotIn("hung", outcome, "events() with read_timeout=0.5 s was still reading a 503's body after 8 s")
+        self.assertIsInstance(outcome.get("error"), ConnectionFailed)
 
 
 class EventStreamFieldsTest(AttackCase):
