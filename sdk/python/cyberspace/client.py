@@ -100,6 +100,8 @@ DEFAULT_MAX_RESPONSE_BYTES = 32 << 20
 DEFAULT_MAX_RETRIES = 5
 #: Longest wait between two attempts, in seconds.
 MAX_RETRY_DELAY = 30.0
+#: Longest event cursor sent back as ``Last-Event-ID``, in characters.
+MAX_CURSOR_LENGTH = 4096
 
 HlcLike = Union[str, Sequence[int]]
 """An HLC: text ``"<wall_ms>.<logical>"`` or ``[wall_ms, logical]`` as events carry it."""
@@ -156,6 +158,11 @@ def _ms(seconds: Optional[float], what: str) -> Optional[int]:
 
 def _without_none(fields: Mapping[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _cursor_ok(cursor: str) -> bool:
+    """Whether ``cursor`` can go back to the node as a header value (``Last-Event-ID``)."""
+    return 0 < len(cursor) <= MAX_CURSOR_LENGTH and _HEADER_SAFE.match(cursor) is not None
 
 
 class _Deadline:
@@ -305,6 +312,8 @@ class Client:
             raise ValueError("token must be non-empty visible ASCII text")
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
+        if user_agent is not None and (not user_agent or not _HEADER_SAFE.match(user_agent)):
+            raise ValueError("user_agent must be non-empty visible ASCII text")
         try:
             port = parts.port
         except ValueError as err:
@@ -375,6 +384,10 @@ class Client:
         except (OSError, http.client.HTTPException) as err:
             conn.close()
             raise ConnectionFailed(url, _describe(err)) from err
+        except ValueError as err:
+            # a header http.client will not send (CR, LF, not Latin-1): its value came from the node
+            conn.close()
+            raise InvalidResponse(url, f"the request cannot be sent with what the node gave: {err}") from None
 
     def _read(self, resp: http.client.HTTPResponse, url: str, deadline: _Deadline) -> bytes:
         try:
@@ -959,12 +972,20 @@ class EventStream(Iterator[Event]):
         headers = client._headers("text/event-stream")
         headers["Cache-Control"] = "no-store"
         query: Dict[str, Any] = {}
-        if self._resume_mark is not None:
-            headers["Last-Event-ID"] = self._resume_mark
+        mark = self._resume_mark
+        if mark is not None:
+            headers["Last-Event-ID"] = mark
         elif self._since is not None:
             query["since"] = self._since
         target = client._target("/api/events/stream", query)
         url = client.url + target[len(client.base_path) :]
+        # a cursor (or resume point) the node sent that is no header value: nothing to resume with
+        if mark is not None and not _cursor_ok(mark):
+            raise InvalidResponse(
+                url,
+                f"the node's cursor {mark[:80]!r} cannot be sent back as Last-Event-ID (visible ASCII, "
+                f"at most {MAX_CURSOR_LENGTH} characters): the stream cannot resume after it",
+            )
         # until the stream is open (or refused, its body read), one deadline; then each read its own
         deadline = _Deadline(self.read_timeout)
         conn, resp = client._open("GET", target, headers, None, deadline)
@@ -1029,6 +1050,10 @@ class EventStream(Iterator[Event]):
             except ConnectionFailed as err:
                 self._failures += 1
                 self._last_error = err
+            except CyberspaceError:
+                # the node's own answer cannot be gone on with (a cursor that is no header value…)
+                self.close()
+                raise
 
     # -------------------------------------------------------------- reading
 

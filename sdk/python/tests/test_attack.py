@@ -222,7 +222,7 @@ class EventStreamFieldsTest(AttackCase):
             self.fail(f"a retry: field of 5000 digits escaped the iterator as {type(err).__name__}: {err}")
         self.assertEqual(first["cursor"], "c1")
 
-    def test_FINDING_a_cursor_that_is_no_header_value_ends_the_stream_with_a_cyberspace_error(self) -> None:
+    def test_a_cursor_that_is_no_header_value_ends_the_stream_with_a_cyberspace_error(self) -> None:
         for cursor in ["c\u20ac1", "c1\r\nX-Injected: yes"]:
             with self.subTest(cursor=cursor):
 
