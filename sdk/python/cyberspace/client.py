@@ -100,6 +100,8 @@ DEFAULT_MAX_RESPONSE_BYTES = 32 << 20
 DEFAULT_MAX_RETRIES = 5
 #: Longest wait between two attempts, in seconds.
 MAX_RETRY_DELAY = 30.0
+#: Shortest wait a node's ``retry:`` sets, in seconds: ``retry: 0`` does not make the stream reconnect in a hot loop.
+MIN_SERVER_RETRY_DELAY = 0.1
 #: Longest event cursor sent back as ``Last-Event-ID``, in characters.
 MAX_CURSOR_LENGTH = 4096
 
@@ -1104,7 +1106,7 @@ class EventStream(Iterator[Event]):
                 for sse in self._parser.feed(chunk):
                     self._dispatch(sse)
                 if self._parser.retry is not None:
-                    self._retry_ms = self._parser.retry
+                    self._retry_ms = max(self._parser.retry, int(MIN_SERVER_RETRY_DELAY * 1000))
             except CyberspaceError as err:
                 self.close()
                 self._drop()

@@ -5,8 +5,8 @@ redirects to another host, refusals that are retried, event-stream fields a clie
 Each case runs against a small scripted server on 127.0.0.1 that speaks raw HTTP/1.1. Runs
 without a node.
 
-A test named ``test_FINDING_…`` plays an attack that works today: it fails until the fix is in.
-The others are defences that hold, kept as regression tests.
+Each test plays an attack and states the defence that holds against it, kept as a regression test
+(those first written as ``test_FINDING_…`` failed until their fix was in).
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import os
 import socket
 import sys
 import threading
+import time
 import unittest
 from typing import Any, Callable, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from cyberspace.client import MIN_SERVER_RETRY_DELAY  # noqa: E402
 from cyberspace import (  # noqa: E402
     ApiProblem,
     Client,
@@ -115,7 +117,7 @@ class RawServer:
                 headers[name.strip().lower()] = value.strip()
             with self.lock:
                 n = len(self.requests)
-                request = {"method": method, "target": target, "headers": headers}
+                request = {"method": method, "target": target, "headers": headers, "at": time.monotonic()}
                 self.requests.append(request)
             self.script(Conn(sock, request, self.done), n)
         except OSError:
@@ -250,6 +252,20 @@ class EventStreamFieldsTest(AttackCase):
                     self.assertNotIn("x-injected", r["headers"], "a header was injected")
                 if got is not None:
                     self.assertEqual(got["cursor"], "c2")
+
+    def test_retry_0_is_taken_as_the_floor_not_a_hot_loop(self) -> None:
+        def script(c: Conn, n: int) -> None:
+            c.stream()
+            c.send(b"retry: 0\n" + event(f"c{n}"))  # then the connection ends (bounded: the client reads 4)
+
+        server = self.serve(script)
+        stream = Client(server.url, TOKEN).events(max_retries=1)
+        self.addCleanup(stream.close)
+        self.assertEqual([next(stream)["cursor"] for _ in range(4)], ["c0", "c1", "c2", "c3"])
+        # a lower bound, not a speed claim: the client waits at least the floor between connections
+        for before, after in zip(server.requests, server.requests[1:4]):
+            gap = after["at"] - before["at"]
+            self.assertGreaterEqual(gap, MIN_SERVER_RETRY_DELAY * 0.9, f"reconnected {gap:.3f} s after the last connection")
 
     def test_a_line_without_end_is_refused_at_max_event_size(self) -> None:
         def script(c: Conn, n: int) -> None:
