@@ -1,4 +1,5 @@
 /** Named errors of the MCP server (`cyberspace mcp`, `/mcp`). Tests match on `.name`. */
+import { HttpError } from '../api/http.ts'
 
 /**
  * A tool that acts as an agent (send, inbox, reply) was called with neither `as` nor an agent the
@@ -13,4 +14,16 @@ export class McpNoAgentError extends Error {
 export class McpAgentMismatchError extends Error {
   static name = 'McpAgentMismatchError'
   name = 'McpAgentMismatchError'
+}
+
+/**
+ * /mcp cannot call the API its tools act through: the API answers https and the mount was given no
+ * certificate to trust it by (`mcpMount({ cert })`), so no tool could run (503).
+ */
+export class McpApiTlsError extends HttpError {
+  static name = 'McpApiTlsError'
+  name = 'McpApiTlsError'
+  constructor(message: string) {
+    super(503, message)
+  }
 }

@@ -13,14 +13,24 @@
  * JSON-RPC inside, as MCP clients expect it, a JSON-RPC error. A batch (a JSON array) is refused
  * (-32600): each of its calls would be an API request of its own, run at once.
  *
+ * The tools reach the API over the network like any client: on an https API the mount needs the
+ * API's certificate (`cert`), which its client trusts and pins (as the CLI's client pins api.json's);
+ * without it every /mcp request is refused (McpApiTlsError, 503) saying so.
+ *
  * @example
  * const mcp = mcpMount({ apiUrl: () => api.url })   // the API's URL, once it listens
  * const api = await startApiServer({ …, mounts: [mcp] })
+ * mcpMount({ apiUrl: api.url, cert: tls.cert })     // an https API: its certificate
  */
+import { X509Certificate } from 'node:crypto'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+import { Readable } from 'node:stream'
+import { rootCertificates } from 'node:tls'
 import { logger } from '@libp2p/logger'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { Client } from '../../src/api/client.ts'
 import { BodyTooLargeError, MethodNotAllowedError, RouteNotFoundError } from '../api/http.ts'
+import { McpApiTlsError } from './errors.ts'
 import { cyberspaceMcpServer } from './server.ts'
 import type { ApiCaller } from './server.ts'
 import type { Caller } from '../api/agent-tokens.ts'
@@ -39,17 +49,31 @@ export interface McpMountInit {
    * that learns its port when it listens (read at the first request).
    */
   apiUrl: string | (() => string)
+  /**
+   * The API's certificate (PEM) when apiUrl is https: the tools' client trusts it as an anchor and
+   * talks only to a server showing exactly it (pinned by its SHA-256 fingerprint).
+   */
+  cert?: string | Buffer
   /** The API client of a token (default: the TypeScript SDK's Client on apiUrl). */
   connect?: (token: string) => ApiCaller
 }
 
 export function mcpMount(init: McpMountInit): Mount {
   let connectTo: ((token: string) => ApiCaller) | undefined
+  let agent: HttpsAgent | undefined
   const connect = (token: string): ApiCaller => {
     if (init.connect != null) return init.connect(token)
     if (connectTo == null) {
       const url = new URL(typeof init.apiUrl === 'string' ? init.apiUrl : init.apiUrl()).origin
-      connectTo = (t: string) => new Client({ url, token: t })
+      if (url.startsWith('https:')) {
+        if (init.cert == null)
+          throw new McpApiTlsError(
+            `/mcp cannot reach the API its tools act through: ${url} answers https, and the MCP mount was given no certificate to trust it by (mcpMount({ cert })); use cyberspace mcp on stdio meanwhile`
+          )
+        const pinned = pinnedFetch(init.cert)
+        agent = pinned.agent
+        connectTo = (t: string) => new Client({ url, token: t, fetch: pinned.fetch })
+      } else connectTo = (t: string) => new Client({ url, token: t })
     }
     return connectTo(token)
   }
@@ -57,6 +81,9 @@ export function mcpMount(init: McpMountInit): Mount {
   return {
     prefix: MCP_PATH,
     auth: 'agent',
+    async close() {
+      agent?.destroy()
+    },
     async handle(req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller | undefined): Promise<void> {
       if (url.pathname !== MCP_PATH && url.pathname !== `${MCP_PATH}/`)
         throw new RouteNotFoundError(`no such endpoint: ${url.pathname} (MCP is served at ${MCP_PATH})`)
@@ -98,6 +125,52 @@ export function mcpMount(init: McpMountInit): Mount {
       await transport.handleRequest(req, res, message)
     }
   }
+}
+
+/**
+ * A fetch for the API's own https server: it trusts `cert` (besides the system's CAs, so a
+ * certificate a CA issued works too) and then talks only to a server showing exactly that
+ * certificate; connections are kept alive for the next call. Answers a Response whose body streams.
+ */
+function pinnedFetch(cert: string | Buffer): { fetch: typeof globalThis.fetch; agent: HttpsAgent } {
+  const expected = new X509Certificate(cert).fingerprint256
+  const agent = new HttpsAgent({
+    keepAlive: true,
+    ca: [...rootCertificates, cert.toString()],
+    allowPartialTrustChain: true,
+    checkServerIdentity: (_host, peer) =>
+      peer.fingerprint256 === expected ? undefined : new Error('the API shows another certificate than it was given')
+  })
+  const fetch = async (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+    const target = new URL(typeof input === 'string' || input instanceof URL ? input : input.url)
+    const body = init.body
+    if (body != null && typeof body !== 'string') throw new TypeError('this fetch sends string bodies only')
+    if (init.redirect !== undefined && init.redirect !== 'manual')
+      throw new TypeError('this fetch follows no redirect (redirect: manual)')
+    return await new Promise<Response>((resolve, reject) => {
+      const req = httpsRequest(
+        target,
+        {
+          method: init.method ?? 'GET',
+          headers: Object.fromEntries(new Headers(init.headers)),
+          agent,
+          ...(init.signal != null ? { signal: init.signal } : {})
+        },
+        res => {
+          const headers = new Headers()
+          for (const [name, value] of Object.entries(res.headers))
+            for (const v of [value ?? []].flat()) headers.append(name, v)
+          const status = res.statusCode ?? 0
+          const empty = status === 204 || status === 304 || init.method === 'HEAD'
+          if (empty) res.resume()
+          resolve(new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, headers }))
+        }
+      )
+      req.once('error', reject)
+      req.end(body ?? undefined)
+    })
+  }
+  return { fetch: fetch as typeof globalThis.fetch, agent }
 }
 
 function bearerOf(req: IncomingMessage): string {

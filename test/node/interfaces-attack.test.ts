@@ -15,8 +15,12 @@
  * others are defences that hold, kept as regression tests.
  */
 import { strict as assert } from 'node:assert'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, request } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { SendMessageRequest } from '@a2a-js/sdk'
 import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js'
@@ -655,6 +659,95 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
     )
     assert.equal(done.body.result?.isError, undefined, JSON.stringify(done.body).slice(0, 300))
     assert.equal((await operator.call('getWorknode', { params: { id: `${OPEN_BOARD}:deep` } })).status, 'completed')
+  })
+
+  it('/mcp on an https API: its tools reach the API through the certificate they are given, pinned; without one it refuses saying so', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-tls-'))
+    const servers: ApiServer[] = []
+    try {
+      execFileSync(
+        'openssl',
+        ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2'].concat([
+          '-subj',
+          '/CN=api.example',
+          '-keyout',
+          join(dir, 'k.pem'),
+          '-out',
+          join(dir, 'c.pem')
+        ]),
+        { stdio: 'ignore' }
+      )
+      const tls = { cert: readFileSync(join(dir, 'c.pem'), 'utf8'), key: readFileSync(join(dir, 'k.pem'), 'utf8') }
+      const start = async (cert: string | undefined): Promise<ApiServer> => {
+        const server = await startApiServer({
+          node,
+          token: TOKEN,
+          port: 0,
+          pageDir: '/nonexistent',
+          tls,
+          mounts: ({ url }) => [mcpMount({ apiUrl: url, ...(cert != null ? { cert } : {}) })]
+        })
+        servers.push(server)
+        return server
+      }
+      /** One tools/call of whoami over https (the test trusts the certificate as the mount does). */
+      const whoami = async (server: ApiServer): Promise<{ status: number; body: any }> =>
+        await new Promise((resolve, reject) => {
+          const req = httpsRequest(
+            `${server.url}/mcp`,
+            {
+              method: 'POST',
+              ca: tls.cert,
+              checkServerIdentity: () => undefined,
+              headers: {
+                authorization: `Bearer ${TOKEN}`,
+                'content-type': 'application/json',
+                accept: 'application/json, text/event-stream',
+                'mcp-protocol-version': LATEST_PROTOCOL_VERSION
+              }
+            },
+            res => {
+              let text = ''
+              res.on('data', (d: Buffer) => (text += d.toString()))
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }))
+            }
+          )
+          req.on('error', reject)
+          req.end(
+            JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', arguments: {} } })
+          )
+        })
+      const served = await whoami(await start(tls.cert))
+      assert.equal(served.status, 200)
+      assert.equal(served.body.result?.isError, undefined, JSON.stringify(served.body).slice(0, 300))
+      assert.equal(JSON.parse(served.body.result.content[0].text).principal, node.spki.principal)
+      // another certificate: the tools' client does not send the token to the API (it cannot tell it is the node's)
+      const other = { ...tls }
+      execFileSync(
+        'openssl',
+        ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2'].concat([
+          '-subj',
+          '/CN=other',
+          '-keyout',
+          join(dir, 'k2.pem'),
+          '-out',
+          join(dir, 'c2.pem')
+        ]),
+        { stdio: 'ignore' }
+      )
+      other.cert = readFileSync(join(dir, 'c2.pem'), 'utf8')
+      const pinnedWrong = await whoami(await start(other.cert))
+      assert.equal(pinnedWrong.body.result?.isError, true, JSON.stringify(pinnedWrong.body).slice(0, 300))
+      assert.match(pinnedWrong.body.result.content[0].text, /ApiNetworkError/)
+      // no certificate: refused, naming what is missing
+      const refused = await whoami(await start(undefined))
+      assert.equal(refused.status, 503)
+      assert.equal(refused.body.name, 'McpApiTlsError')
+      assert.match(refused.body.detail, /mcpMount\(\{ cert \}\)/)
+    } finally {
+      await Promise.all(servers.map(async s => await s.close()))
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('cyberspace mcp on stdio: nothing but JSON-RPC on stdout, through junk and bad calls', async () => {
