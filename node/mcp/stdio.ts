@@ -44,7 +44,7 @@ export const MCP_HELP: CommandHelp = {
     'The same server answers Streamable HTTP at /mcp on the API port, with the bearer token of each request.'
   ],
   options: [
-    ['--token <token>', `the agent's bearer token (default: $${TOKEN_ENV})`],
+    ['--token <token>', `the agent's bearer token (default: $${TOKEN_ENV}, better: argv is visible to other users)`],
     ['--url <url>', "the node's API (default: api.json of --data-dir); plain http only to this machine"],
     [
       '--agent <principal>',
@@ -104,6 +104,10 @@ export async function mcpCommand(argv: string[], io: Partial<McpCommandIo> = {})
     stdout.write(renderCommandHelp(MCP_HELP) + '\n')
     return 0
   }
+  if (values.token != null)
+    err(
+      `cyberspace mcp: warning: --token shows the token to every user of this machine (ps, /proc); set ${TOKEN_ENV} instead`
+    )
   const token = values.token ?? env[TOKEN_ENV]
   if (token == null || token === '')
     throw new UsageError(

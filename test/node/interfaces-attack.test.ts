@@ -844,6 +844,31 @@ describe('interfaces attack: cyberspace mcp sends its token only to this machine
       assert.ok(!run.stderr.includes(token), 'the token is printed')
     }
   })
+
+  it('warns on stderr that --token is visible to other users, without printing it', async () => {
+    const token = 'B'.repeat(43)
+    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>(resolve => {
+      // refused before it connects (a URL the token may not go to): the warning comes first
+      const proc = spawn(process.execPath, [CYBERSPACE, 'mcp', '--token', token, '--url', 'ws://127.0.0.1:4100'], {
+        env: { ...process.env, CYBERSPACE_TOKEN: '' },
+        stdio: ['pipe', 'pipe', 'pipe']
+      })
+      let stdout = ''
+      let stderr = ''
+      proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+      proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000)
+      proc.once('close', (code: number | null) => {
+        clearTimeout(timer)
+        resolve({ code, stdout, stderr })
+      })
+    })
+    assert.equal(run.code, 2, run.stderr)
+    assert.equal(run.stdout, '')
+    const warning = run.stderr.split('\n').find(l => l.includes('--token'))
+    assert.ok(warning != null && /CYBERSPACE_TOKEN/.test(warning), run.stderr)
+    assert.ok(!run.stderr.includes(token), 'the token is printed')
+  })
 })
 
 // ------------------------------------------------------------------ the SDK facing a hostile node
