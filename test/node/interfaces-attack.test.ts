@@ -11,8 +11,9 @@
  * - The SDK: a node (or a man in the middle) answering with redirects, answers that never end,
  *   event-stream lines without an end, refusals with bodies that never end.
  *
- * A test named `FINDING: …` plays an attack that works today: it fails until the fix is in. The
- * others are defences that hold, kept as regression tests.
+ * Each test plays an attack and states the defence that holds against it, kept as a regression
+ * test (those first written as `FINDING: …` failed until their fix was in). A new attack that works
+ * is added as `FINDING: …` until it is fixed.
  */
 import { strict as assert } from 'node:assert'
 import { execFileSync, spawn } from 'node:child_process'

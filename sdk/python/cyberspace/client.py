@@ -907,8 +907,8 @@ class EventStream(Iterator[Event]):
     A dropped connection (the node restarted its API, a read timed out, the network broke) is
     reconnected with ``Last-Event-ID`` set to the cursor of the last event received, so the
     iteration goes on exactly after it, with no duplicate and no gap; ``max_retries`` failed
-    attempts in a row (waiting 1 s, 2 s, 4 s, … at most 30 s, or what the server's ``retry:``
-    says) raise ``ConnectionFailed``. A refusal on reconnecting raises ``ApiProblem`` (a cursor
+    attempts in a row (waiting 1 s, 2 s, 4 s, … at most 30 s, or from what the server's ``retry:``
+    says, at least 0.1 s) raise ``ConnectionFailed``. A refusal on reconnecting raises ``ApiProblem`` (a cursor
     the node cannot resume from, ``CursorExpired``: resume with ``since=error.since``). When the
     node ends the stream because this reader fell behind (``event: missed``), the stream reconnects
     from the cursor it names and goes on (nothing is lost while the node still keeps those events);
