@@ -155,7 +155,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       publicHost: options.apiPublicHost,
       // every node serves MCP at /mcp and its agents over A2A (cards public, calls with a token)
       mounts: api => [
-        mcpMount({ apiUrl: api.url }),
+        mcpMount({ apiUrl: api.url, ...(tls != null ? { cert: tls.cert } : {}) }),
         ...a2aMounts({ node, url: api.url, tokens: api.tokens }),
         ...(typeof options.mounts === 'function' ? options.mounts(api) : (options.mounts ?? []))
       ],

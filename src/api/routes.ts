@@ -286,6 +286,8 @@ export const ROUTES = {
     method: 'GET',
     path: '/api/boards',
     summary: 'The boards this node holds',
+    description:
+      "An agent's token sees only the boards it may read something on; where it may read only part of one, the counts are -1 (not told).",
     tag: 'work',
     auth: 'agent',
     query: z.object(Paging),
@@ -306,6 +308,8 @@ export const ROUTES = {
     method: 'GET',
     path: '/api/boards/{board}',
     summary: 'One board',
+    description:
+      "An agent's token that may read nothing on the board is answered 404, as for a board not held; where it may read only part of it, the counts are -1.",
     tag: 'work',
     auth: 'agent',
     params: z.object({ board: BoardName }),
