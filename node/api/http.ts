@@ -8,6 +8,7 @@
  * const name = stringField(body, 'name', 64) // HttpError 400 if missing or too long
  * sendProblem(res, problemOf(err, 404, { instance: url.pathname }))
  */
+import { depthOver, MAX_JSON_DEPTH } from '../../src/api/depth.ts'
 import { STATUS_CODES } from 'node:http'
 import { isIP } from 'node:net'
 import { ApiBindError } from '../errors.ts'
@@ -17,6 +18,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 /** Where the control API's endpoints live. */
 export const API_PREFIX = '/api/v0/'
 export const MAX_BODY_BYTES = 64 * 1024
+/** Levels a request body may nest: the deepest value a route carries (MAX_JSON_DEPTH) and its envelope. */
+export const MAX_BODY_DEPTH = MAX_JSON_DEPTH + 16
 /** The content type of every error the API answers (RFC 9457). */
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
@@ -135,11 +138,18 @@ export async function readJsonValue(req: IncomingMessage, limit = MAX_BODY_BYTES
     if (size > limit) throw new BodyTooLargeError(`body larger than ${limit} bytes`)
     chunks.push(chunk as Buffer)
   }
+  let value: unknown
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    value = JSON.parse(Buffer.concat(chunks).toString('utf8'))
   } catch {
     throw new InvalidRequestError('body is not JSON', [{ field: 'body', message: 'is not JSON' }])
   }
+  // what reads it next (schemas, DAG-JSON, codecs) recurses: a value nested thousands deep stops here
+  if (depthOver(value, MAX_BODY_DEPTH))
+    throw new InvalidRequestError(`body nests deeper than ${MAX_BODY_DEPTH} levels`, [
+      { field: 'body', message: `nests deeper than ${MAX_BODY_DEPTH} levels` }
+    ])
+  return value
 }
 
 export async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {

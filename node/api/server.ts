@@ -19,7 +19,7 @@
  * console.log(api.url)
  */
 import { timingSafeEqual } from 'node:crypto'
-import { createServer } from 'node:http'
+import { createServer, STATUS_CODES } from 'node:http'
 import { createServer as createTlsServer } from 'node:https'
 import { isIPv6 } from 'node:net'
 import { networkInterfaces } from 'node:os'
@@ -49,6 +49,7 @@ import {
   errorFields,
   ForbiddenHostError,
   HttpError,
+  isLoopback,
   MAX_BODY_BYTES,
   MethodNotAllowedError,
   problemOf,
@@ -76,7 +77,9 @@ export const MAX_BUFFERED_MESSAGES = 1000
 /** Bytes of message data buffered per topic (oldest dropped first), so at most 64 MiB in all. */
 export const MAX_BUFFERED_BYTES_PER_TOPIC = 4 * 1024 * 1024
 /** Concurrent HTTP connections the control API accepts. */
-export const MAX_API_CONNECTIONS = 64
+export const MAX_API_CONNECTIONS = 1024
+/** Connections one remote address (other than this machine's loopback) may hold at once. */
+export const MAX_CONNECTIONS_PER_ADDRESS = 32
 
 export interface ApiServerInit {
   node: CyberspaceNode
@@ -441,8 +444,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   try {
     server =
       init.tls != null
-        ? createTlsServer({ cert: init.tls.cert, key: init.tls.key }, onRequest)
-        : createServer(onRequest)
+        ? createTlsServer({ cert: init.tls.cert, key: init.tls.key, connectionsCheckingInterval: 1_000 }, onRequest)
+        : createServer({ connectionsCheckingInterval: 1_000 }, onRequest)
   } catch (err) {
     release()
     throw new ApiBindError(`the API's TLS certificate and key do not work: ${(err as Error).message}`)
@@ -450,6 +453,32 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   server.requestTimeout = 60_000
   server.headersTimeout = 10_000
   server.maxConnections = MAX_API_CONNECTIONS
+  // what Node's parser refuses (a header too large, a malformed request) is a problem too
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) {
+      socket.destroy()
+      return
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+    const body = JSON.stringify(problemOf(new HttpError(status, STATUS_CODES[status] ?? 'Bad request'), status))
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+    )
+  })
+  // one remote address holds a share of the connections, never all of them
+  const perAddress = new Map<string, number>()
+  server.on('connection', socket => {
+    const address = socket.remoteAddress ?? ''
+    if (isLoopback(address) || address === '::ffff:127.0.0.1') return
+    const held = (perAddress.get(address) ?? 0) + 1
+    perAddress.set(address, held)
+    socket.once('close', () => {
+      const n = (perAddress.get(address) ?? 1) - 1
+      if (n <= 0) perAddress.delete(address)
+      else perAddress.set(address, n)
+    })
+    if (held > MAX_CONNECTIONS_PER_ADDRESS) socket.destroy()
+  })
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)

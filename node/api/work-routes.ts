@@ -24,6 +24,7 @@
 import { AgentNotFoundHereError } from '../../src/actor/agent-errors.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { refusalError, WorkUnauthorizedError } from '../../src/work/errors.ts'
+import { workTag } from '../../src/work/tags.ts'
 import { EventsTruncatedError } from '../../src/work/fleet-errors.ts'
 import { CLI } from './client.ts'
 import { closedSignal, drained, HttpError, readJson, send } from './http.ts'
@@ -295,7 +296,13 @@ export async function performAs(
     // the chain's refusal names the tag, and so the item's kind and path: only for a reader of it
     const existing = board.item(id)
     if (err instanceof WorkUnauthorizedError && existing != null && !(await node.work.mayRead(name, as, existing)))
-      throw new WorkUnauthorizedError(`${as} may not ${action} ${existing.id} on board ${name}`)
+      throw new WorkUnauthorizedError(`${as} may not ${action} ${id} on board ${name}`)
+    // whether the item exists is the board's to tell: one who may read nothing of it hears the same either way
+    if (
+      (err instanceof WorkUnauthorizedError || (err as Error).name === 'ItemNotFoundError') &&
+      !(await mayReadBoard(node, as, name))
+    )
+      throw new WorkUnauthorizedError(`${as} may not ${action} ${id} on board ${name}`)
     throw err
   }
   const seen = board.item(id)
@@ -305,6 +312,35 @@ export async function performAs(
       ? { error: refusalError(outcome.reason, { item: id, op: action, winner: outcome.winner }).name }
       : {}
   return { outcome: { ...outcome, ...refused }, item: after }
+}
+
+/** Whether `as` may read board `name` as a whole. */
+export async function mayReadBoard(node: CyberspaceNode, as: PrincipalId, name: string): Promise<boolean> {
+  try {
+    await node.spki.authorize(as, workTag(name, 'read'), { signal: AbortSignal.timeout(OP_TIMEOUT) })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Refuses (WorkUnauthorizedError) a create by `as` on a board this node does not hold yet, unless its
+ * chain grants it: a board is opened (stored, subscribed) only for one who may create on it.
+ */
+export async function mayOpenByCreate(
+  node: CyberspaceNode,
+  as: PrincipalId,
+  name: string,
+  kind: string,
+  item: string
+): Promise<void> {
+  if ((await boardInfo(node, name)) != null) return
+  try {
+    await node.spki.authorize(as, workTag(name, 'create', kind, item), { signal: AbortSignal.timeout(OP_TIMEOUT) })
+  } catch {
+    throw new WorkUnauthorizedError(`${as} may not create ${item} on board ${name}`)
+  }
 }
 
 export function workRoutes(node: CyberspaceNode): Record<string, Route> {
@@ -415,6 +451,14 @@ export function workRoutes(node: CyberspaceNode): Record<string, Route> {
       const signer = actorOf(node, as)
       const mode = modeParam(body.mode)
       // only a create opens a board this node does not hold (eventual unless `mode` says); any other operation needs its items
+      if (action === 'create')
+        await mayOpenByCreate(
+          node,
+          as,
+          name,
+          typeof fields.kind === 'string' ? fields.kind : 'task',
+          String(fields.item)
+        )
       const board =
         action === 'create'
           ? await node.work.board(name, {

@@ -13,8 +13,9 @@
  * 6. a token reading what its agent may not: boards, events, documents, certificates, other
  *    agents' inboxes and tasks, metrics, and what error answers say.
  *
- * Tests named `FINDING: …` fail today: each plays an attack that works, and states the behaviour
- * the fix must give. The others are defences that hold, kept as regression tests.
+ * Each test plays an attack and states the defence that holds; those that were findings of the
+ * review failed before their fix (per-address connection caps, per-agent waiter places, stalled
+ * streams cut, revoked long polls ended, boards opened only for those who may create on them).
  */
 import { strict as assert } from 'node:assert'
 import { connect } from 'node:net'
@@ -584,7 +585,7 @@ describe('the public API under attack', function () {
       inboxStream.close()
     })
 
-    it('FINDING: a long poll of /api/events whose token is revoked while it waits answers 401, not the events that came after', async () => {
+    it('a long poll of /api/events whose token is revoked while it waits answers 401, not the events that came after', async () => {
       const carol = await attach('carol')
       const after = await endCursor(carol.token)
       const poll = call(carol.token, 'GET', '/api/events', { query: { after, wait: '20000' } })
@@ -750,7 +751,7 @@ describe('the public API under attack', function () {
       checkApiBind({ host: '0.0.0.0', tls: { cert: 'x', key: 'y' } })
     })
 
-    it('FINDING: 64 connections that never send a byte (no token) do not lock the operator out of the API', async () => {
+    it('64 connections that never send a byte (no token) do not lock the operator out of the API', async () => {
       const sockets: Socket[] = []
       try {
         for (let i = 0; i < 64; i++) {
@@ -783,7 +784,7 @@ describe('the public API under attack', function () {
   // ================================================================== 4. slow and greedy clients
 
   describe('a slow or greedy client', function () {
-    it('FINDING: a header too large or a malformed request is answered as a problem too, not a bare 431/400', async () => {
+    it('a header too large or a malformed request is answered as a problem too, not a bare 431/400', async () => {
       const port = server.port
       const big = await rawRequest(
         port,
@@ -911,7 +912,7 @@ describe('the public API under attack', function () {
         { raw: deep },
         400,
         'InvalidRequestError',
-        'body.result'
+        'body'
       )
       const deepish = `{"to":"${bob.principal}","type":"x","body":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`
       const answer = await call(alice.token, 'POST', `/api/agents/${alice.principal}/messages`, { raw: deepish })
@@ -979,7 +980,7 @@ describe('the public API under attack', function () {
       reopened.close()
     })
 
-    it("FINDING: one agent's token cannot take every event-stream place: the operator and other agents still get a stream", async () => {
+    it("one agent's token cannot take every event-stream place: the operator and other agents still get a stream", async () => {
       const streams: OpenStream[] = []
       try {
         // bob opens as many as the node allows in all (the later ones may be refused him)
@@ -1001,7 +1002,7 @@ describe('the public API under attack', function () {
       }
     })
 
-    it("FINDING: one agent's inbox long polls do not take every inbox place: another agent still polls its own", async () => {
+    it("one agent's inbox long polls do not take every inbox place: another agent still polls its own", async () => {
       const polls: Array<Promise<Answer>> = []
       const stop = new AbortController()
       try {
@@ -1174,7 +1175,7 @@ describe('the public API under attack', function () {
       assert.deepEqual(tasks.tasks, [])
     })
 
-    it('FINDING: whether an item exists on a board it may not read is not told by how an action is refused', async () => {
+    it('whether an item exists on a board it may not read is not told by how an action is refused', async () => {
       // t1 exists on the secret board, nope does not: bob may read neither, so both answers must be alike
       const there = await call(bob.token, 'POST', `/api/tasks/${SECRET}:t1/claim`, { body: {} })
       const absent = await call(bob.token, 'POST', `/api/tasks/${SECRET}:nope/claim`, { body: {} })
@@ -1194,7 +1195,7 @@ describe('the public API under attack', function () {
       )
     })
 
-    it('FINDING: a token with no right on a board does not make the node open it (v1 and v0)', async () => {
+    it('a token with no right on a board does not make the node open it (v1 and v0)', async () => {
       const boardsNow = async (): Promise<string[]> =>
         (await ok(OPERATOR, 'GET', '/api/boards', { query: { limit: '500' } })).boards.map(
           (b: { name: string }) => b.name
@@ -1222,7 +1223,7 @@ describe('the public API under attack', function () {
       assert.deepEqual(opened, [], `boards opened by a token with no right on them: ${opened.join(', ')}`)
     })
 
-    it('FINDING: the boards it may not read are not listed to it, nor their counts told', async () => {
+    it('the boards it may not read are not listed to it, nor their counts told', async () => {
       const listed = await ok(bob.token, 'GET', '/api/boards')
       assert.ok(
         !listed.boards.some((b: { name: string }) => b.name === SECRET),
@@ -1344,7 +1345,7 @@ describe('an event-stream reader that never reads', function () {
     return line == null ? 0 : Number(line.split(' ')[1])
   }
 
-  it('FINDING: streams replaying the journal to readers that do not read buffer a bounded amount, not every page', async () => {
+  it('streams replaying the journal to readers that do not read buffer a bounded amount, not every page', async () => {
     // 50 MB of events an agent's token may see, kept in the journal
     let wall = Date.now() - 60_000
     for (let i = 0; i < 200; i++)
@@ -1383,7 +1384,7 @@ describe('an event-stream reader that never reads', function () {
     }
   })
 
-  it('FINDING: a stream whose reader stopped reading and fell past its backlog ends, giving back its place', async () => {
+  it('a stream whose reader stopped reading and fell past its backlog ends, giving back its place', async () => {
     const socket = connect(server.port, '127.0.0.1')
     socket.on('error', () => {})
     try {

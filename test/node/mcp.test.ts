@@ -274,7 +274,7 @@ describe('MCP server: cyberspace mcp over stdio, against a node process', functi
       mcp,
       'create_work',
       { board: CLOSED_BOARD, id: 'x1', title: 'nope' },
-      /^WorkUnauthorizedError \(HTTP 403\): .*no chain grants/
+      /^WorkUnauthorizedError \(HTTP 403\): .*may not create x1 on board/
     )
     const page = await operator.call('listWorknodes', { query: { board: CLOSED_BOARD } })
     assert.deepEqual(page.items, [], 'nothing was created')

@@ -92,7 +92,7 @@ export function agentHandlers(
     inbox: async ({ params, query, caller, res, signal }) => {
       const agent = params.id as PrincipalId
       actingAs(caller, agent, 'read the inbox of')
-      const release = query.wait > 0 ? inboxPlaces.take() : undefined
+      const release = query.wait > 0 ? inboxPlaces.take(caller) : undefined
       try {
         const revoked = revokedSignal(tokens, caller, res)
         const messages = await node.agents.inbox(agent, {

@@ -93,20 +93,47 @@ export function byText<T>(key: (item: T) => string): (a: T, b: T) => number {
 }
 
 /**
- * Places for requests that hold their connection (long polls, streams): at most `max` at once, the
- * next one refused with TooManyWaitersError naming `what`. `take` returns the release (idempotent).
+ * Places for requests that hold their connection (long polls, streams): at most `max` at once; an
+ * agent's token at most `perAgent` of them, and agents together at most `max - reserved` (the rest
+ * are the operator's). The next one refused with TooManyWaitersError naming `what`. `take`
+ * returns the release (idempotent).
  */
-export function waiterPlaces(max: number, what: string): { take: () => () => void } {
+export function waiterPlaces(
+  max: number,
+  what: string,
+  options: { perAgent?: number; reserved?: number } = {}
+): { take: (caller?: Caller) => () => void; open: () => number } {
+  const perAgent = options.perAgent ?? Math.max(1, Math.floor(max / 4))
+  const reserved = options.reserved ?? Math.max(1, Math.floor(max / 8))
   let open = 0
+  let byAgents = 0
+  const held = new Map<string, number>()
   return {
-    take: () => {
+    take: (caller?: Caller) => {
+      const agent = caller?.kind === 'agent' ? caller.agent : undefined
       if (open >= max) throw new TooManyWaitersError(`${max} ${what} are open already: close one first`)
+      if (agent != null) {
+        if ((held.get(agent) ?? 0) >= perAgent)
+          throw new TooManyWaitersError(`agent ${agent} holds ${perAgent} ${what} already: close one first`)
+        if (byAgents >= max - reserved)
+          throw new TooManyWaitersError(`${max - reserved} ${what} of agents are open already`)
+        held.set(agent, (held.get(agent) ?? 0) + 1)
+        byAgents++
+      }
       open++
       let released = false
       return () => {
-        if (!released) open--
+        if (released) return
         released = true
+        open--
+        if (agent != null) {
+          byAgents--
+          const n = (held.get(agent) ?? 1) - 1
+          if (n <= 0) held.delete(agent)
+          else held.set(agent, n)
+        }
       }
-    }
+    },
+    open: () => open
   }
 }

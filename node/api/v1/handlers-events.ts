@@ -40,6 +40,7 @@ import { invalidField } from './handlers-errors.ts'
 import { waiterPlaces } from './handlers-common.ts'
 import type { AgentTokens, Caller } from '../agent-tokens.ts'
 import type { Handlers } from './handler.ts'
+import type { ServerResponse } from 'node:http'
 import type { Event } from '../../../src/api/schema.ts'
 import type { HlcTimestamp } from '../../../src/clock/hlc.ts'
 import type { PrincipalId } from '../../../src/crypto/principal.ts'
@@ -108,6 +109,23 @@ function hlcOf(text: string, field: string): HlcTimestamp {
   const hlc = parseHlc(text)
   if (hlc == null) throw invalidField(field, 'must be an HLC: <wall ms>.<logical>, e.g. 1763700000000.0')
   return hlc
+}
+
+/** Whether `res` drained (or needed not) within `ms`; true too when `signal` aborts. */
+async function drainedWithin(res: ServerResponse, signal: AbortSignal, ms: number): Promise<boolean> {
+  if (!res.writableNeedDrain || signal.aborted) return true
+  return await new Promise<boolean>(resolve => {
+    const done = (ok: boolean): void => {
+      clearTimeout(timer)
+      res.off('drain', onDrain)
+      signal.removeEventListener('abort', onDrain)
+      resolve(ok)
+    }
+    const onDrain = (): void => done(true)
+    const timer = setTimeout(() => done(false), ms)
+    res.once('drain', onDrain)
+    signal.addEventListener('abort', onDrain, { once: true })
+  })
 }
 
 /** Resolves at the first event after `after`, when `ms` have passed, or when `signal` aborts. */
@@ -210,9 +228,13 @@ export function eventHandlers(
   const heartbeat = options.heartbeat ?? EVENTS_HEARTBEAT_MS
   const backlogMax = options.backlog ?? MAX_STREAM_BACKLOG
   const places = waiterPlaces(MAX_EVENT_WAITERS, 'event streams and long polls')
+  const stall = Math.max(4 * heartbeat, 1000)
 
   return {
-    events: async ({ query, caller, signal }) => {
+    events: async ({ query, caller, res, signal: closed }) => {
+      // a token revoked while its poll waits ends the poll, refused
+      const revoked = revokedSignal(tokens, caller, res)
+      const signal = AbortSignal.any([closed, revoked])
       if (query.since != null && query.after != null)
         throw invalidField('query.after', 'pass since (an HLC) or after (a cursor of an earlier page), not both')
       if (query.after != null && query.after.length === 0)
@@ -232,11 +254,12 @@ export function eventHandlers(
           for (const e of page.events)
             if (after(floor, e) && (visible == null || (await visible(e, signal)))) shown.push(publicEvent(journal, e))
           from = page.cursor ?? from
+          if (revoked.aborted) throw revoked.reason
           const left = deadline - Date.now()
           // a long poll waits (holding one of the places) for an event the caller may see, until its deadline
           if (shown.length > 0 || page.more || left <= 0 || signal.aborted)
             return { events: shown, ...(page.cursor != null ? { cursor: page.cursor } : {}), more: page.more }
-          release ??= places.take()
+          release ??= places.take(caller)
           await nextEvent(journal, from, left, signal)
         }
       } finally {
@@ -261,7 +284,7 @@ export function eventHandlers(
       pageAfter(journal, from, 1, field)
       // a stream since an HLC shows only events after it, also once it goes on by cursor
       const floor = typeof from === 'object' ? from : undefined
-      const release = places.take()
+      const release = places.take(caller)
       const revoked = revokedSignal(tokens, caller, res)
       const stop = AbortSignal.any([signal, revoked])
       const visible = visibilityOf(node, caller)
@@ -293,6 +316,11 @@ export function eventHandlers(
             for (const e of page.events) {
               if (stop.aborted) break
               await write(e)
+              // a reader that reads nothing for a while is gone: it resumes from the last id it had
+              if (!(await drainedWithin(res, stop, stall))) {
+                res.destroy()
+                return
+              }
             }
             cursor = page.cursor ?? cursor
             if (!page.more || stop.aborted) break
@@ -311,6 +339,11 @@ export function eventHandlers(
           )
           while (!stop.aborted) {
             if (dropped > 0) {
+              // it could not even take what it was sent: it reads nothing, and will not read `missed`
+              if (res.writableNeedDrain) {
+                res.destroy()
+                return
+              }
               const missed = backlog.length + dropped
               res.end(`event: missed\ndata: ${JSON.stringify({ missed, resume: position ?? null })}\n\n`)
               return
@@ -337,7 +370,19 @@ export function eventHandlers(
               if (stop.aborted) break
               await write(e)
             }
-            await drained(res, stop)
+            // wait for the reader, and wake when it falls past its backlog meanwhile
+            while (res.writableNeedDrain && !stop.aborted && dropped === 0)
+              await new Promise<void>(resolve => {
+                const done = (): void => {
+                  res.off('drain', done)
+                  stop.removeEventListener('abort', done)
+                  wake = undefined
+                  resolve()
+                }
+                wake = done
+                res.once('drain', done)
+                stop.addEventListener('abort', done, { once: true })
+              })
           }
           if (revoked.aborted) {
             const e = revoked.reason as Error
