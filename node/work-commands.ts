@@ -24,16 +24,9 @@ import { ApiError, UsageError } from './errors.ts'
 import { parseBody } from './agent-commands.ts'
 import type { ApiClient } from './api/client.ts'
 import type { CommandHelp, GroupHelp } from './cli.ts'
-import type {
-  BoardPage,
-  EventPage,
-  EventView,
-  FleetView,
-  ItemPage,
-  OpenedBoard,
-  WorkItemView,
-  WorkOpResult
-} from './api/work-routes.ts'
+import type { EventPage } from '../src/api/schema.ts'
+import type * as z from 'zod'
+import type { BoardPage, FleetView, ItemPage, OpenedBoard, WorkItemView, WorkOpResult } from './api/work-routes.ts'
 
 type Out = (line: string) => void
 
@@ -49,11 +42,14 @@ export const BOARD_NAME = BOARD_PATTERN
 export const ITEM_ID = ITEM_ID_PATTERN
 /** Items one page of `work list` asks for; the API takes at most MAX_ITEMS_PAGE. */
 export const MAX_ITEMS_PAGE = 500
-/** Events one page of `events` asks for; the API takes at most MAX_EVENTS_PAGE. */
-export const MAX_EVENTS_PAGE = 1000
-/** Longest wait of one long poll of `GET events` (ms); the API client gives up at 60 s. */
-export const MAX_EVENTS_WAIT = 30_000
-/** How long one long poll of `events --follow` waits (ms). */
+/** Events one page of `events` asks for (the most GET /api/events answers). */
+const MAX_EVENTS_PAGE = 1000
+/**
+ * The public journal route, GET /api/events, as a path the control API's client resolves (it
+ * prefixes /api/v0/): the CLI reads the same feed as every agent, with the operator's token.
+ */
+const PUBLIC_EVENTS = '../events'
+/** How long one long poll of `events --follow` waits (ms); the API client gives up at 60 s. */
 const FOLLOW_POLL_MS = 25_000
 /** Pages `work list` and `work boards` read at most (500 items a page: 50,000 items). */
 const MAX_PAGES = 100
@@ -672,33 +668,45 @@ export async function eventsCommand(dataDir: string, args: string[], flags: Work
   const max = wholeFlag(flags.limit, '--limit', 1, MAX_EVENTS_PAGE * MAX_PAGES)
   if (max != null && flags.follow === true) throw new UsageError('--limit and --follow do not go together')
   const api = await connectApi(dataDir)
-  const print = (e: EventView): void => {
-    out(flags.json === true ? JSON.stringify(e) : eventLine(e))
+  const print = (e: PublicEvent): void => {
+    // the public feed's events carry their cursor; the CLI prints them as it always has, without it
+    const { cursor: _cursor, ...view } = e
+    out(flags.json === true ? JSON.stringify(view) : eventLine(view))
   }
   if (flags.follow !== true) {
     let printed = 0
-    let cursor: string | null = null
+    let after: string | undefined
     for (let pages = 0; pages < MAX_PAGES; pages++) {
       const want = Math.min(MAX_EVENTS_PAGE, (max ?? Infinity) - printed)
-      const query: Record<string, string> = { limit: String(want) }
-      if (cursor != null) query.cursor = cursor
-      else if (since != null) query.since = since
-      const page: EventPage = await api.get<EventPage>('events', query)
+      const page = await api.get<PublicEventPage>(PUBLIC_EVENTS, eventsQuery(since, after, { limit: String(want) }))
       page.events.forEach(print)
       printed += page.events.length
-      cursor = page.next
-      if (cursor == null || (max != null && printed >= max)) break
+      if (!page.more || page.cursor == null || (max != null && printed >= max)) break
+      after = page.cursor
     }
     return 0
   }
   return await follow(api, since, print, flags.json === true, out)
 }
 
+type PublicEventPage = z.output<typeof EventPage>
+type PublicEvent = PublicEventPage['events'][number]
+
+/** The query of one read of GET /api/events: after the cursor of the last page read, else since the HLC asked. */
+function eventsQuery(
+  since: string | undefined,
+  after: string | undefined,
+  query: Record<string, string>
+): Record<string, string> {
+  if (after != null) return { ...query, after }
+  return since != null ? { ...query, since } : query
+}
+
 /** Prints events as they come, by long poll from the last one printed, until SIGINT or SIGTERM. */
 async function follow(
   api: ApiClient,
   since: string | undefined,
-  print: (e: EventView) => void,
+  print: (e: PublicEvent) => void,
   json: boolean,
   out: Out
 ): Promise<number> {
@@ -709,22 +717,23 @@ async function follow(
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
   try {
-    let cursor: string | null = null
+    let after: string | undefined
     let first = true
     while (!stopped.signal.aborted) {
-      const query: Record<string, string> = { limit: String(MAX_EVENTS_PAGE), wait: String(first ? 0 : FOLLOW_POLL_MS) }
-      if (cursor != null) query.cursor = cursor
-      else if (since != null) query.since = since
-      let page: EventPage
+      const query = eventsQuery(since, after, {
+        limit: String(MAX_EVENTS_PAGE),
+        wait: String(first ? 0 : FOLLOW_POLL_MS)
+      })
+      let page: PublicEventPage
       try {
-        page = await api.get<EventPage>('events', query, { signal: stopped.signal })
+        page = await api.get<PublicEventPage>(PUBLIC_EVENTS, query, { signal: stopped.signal })
       } catch (err) {
         if (stopped.signal.aborted) break
         throw err
       }
       page.events.forEach(print)
-      // the page's end: where the next poll goes on from (it names the last event, or the start)
-      cursor = page.cursor ?? cursor
+      // the page's end: where the next poll goes on from (after its last event, or where it was asked to start)
+      after = page.cursor ?? after
       if (first && !json && page.events.length === 0) out('# waiting for events (Ctrl-C stops)')
       first = false
     }
@@ -735,6 +744,6 @@ async function follow(
   }
 }
 
-function eventLine(e: EventView): string {
+function eventLine(e: Omit<PublicEvent, 'cursor'>): string {
   return `${formatHlc(e.hlc)}  ${e.source}  ${e.type}  ${e.subject}${e.data == null ? '' : `  ${JSON.stringify(e.data)}`}`
 }

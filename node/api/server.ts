@@ -41,7 +41,7 @@ import type { Caller } from './agent-tokens.ts'
 import type { StreamRoute } from './agent-routes.ts'
 import { spkiRoutes, SPKI_ERROR_STATUS } from './spki-routes.ts'
 import { stateRoutes, STATE_ERROR_STATUS } from './state-routes.ts'
-import { workRoutes, workStreams, WORK_ERROR_STATUS, WORK_TOKEN_ROUTES } from './work-routes.ts'
+import { workRoutes, WORK_ERROR_STATUS, WORK_TOKEN_ROUTES } from './work-routes.ts'
 import type { Route } from './http.ts'
 import {
   API_PREFIX,
@@ -288,7 +288,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     ...workRoutes(node)
   }
   /** Routes that write their own response (event streams, long polls that watch the connection). */
-  const streams: Record<string, StreamRoute> = { ...agentStreams(node, { tokens }), ...workStreams(node) }
+  const streams: Record<string, StreamRoute> = agentStreams(node, { tokens })
 
   /** Who sends the request: the operator's token, or an agent's that is live; else 401. */
   function callerOf(req: IncomingMessage): Caller {

@@ -1,8 +1,8 @@
 /**
- * Control-API routes for coordination (`cyberspace work …`, `fleet`, `events`): the boards this node
+ * Control-API routes for coordination (`cyberspace work …`, `fleet`): the boards this node
  * holds, their items (filtered, paged), operations performed as an agent hosted here (signed by its
- * key, authorized by its chain), the fleet's heartbeats, and the journal of events in HLC order —
- * paged, by long poll, or as a stream of server-sent events resumable from an HLC.
+ * key, authorized by its chain), and the fleet's heartbeats. The journal of events is the public
+ * API's (GET /api/events, v1/handlers-events.ts); `cyberspace events` reads it there.
  *
  * An agent's token (agent-tokens.ts) may call WORK_TOKEN_ROUTES, and only as its own agent: its
  * operations, and reads with its own rights. Everything else needs the operator's token.
@@ -18,26 +18,20 @@
  * GET  /api/v0/work/items?board=release&ready=true&limit=50&after=t1       → { "board": "release", "items": [...], "next": "t9" }
  * GET  /api/v0/work/item?board=release&item=t1                             → { "id": "t1", "status": "working", "history": [...], … }
  * GET  /api/v0/fleet                                                       → { "totals": {...}, "members": [...], "agents": [...] }
- * GET  /api/v0/events?since=1763700000000.0&limit=100&wait=25000           → { "events": [...], "next": null, "cursor": "…" }
- * GET  /api/v0/events/stream?since=1763700000000.0                         → text/event-stream, one `event` per entry, id: the cursor after it (Last-Event-ID resumes exactly)
  */
 import { AgentNotFoundHereError } from '../../src/actor/agent-errors.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { refusalError, WorkUnauthorizedError } from '../../src/work/errors.ts'
 import { workTag } from '../../src/work/tags.ts'
-import { EventsTruncatedError } from '../../src/work/fleet-errors.ts'
 import { CLI } from './client.ts'
-import { closedSignal, drained, HttpError, readJson, send } from './http.ts'
+import { HttpError, readJson } from './http.ts'
 import { actingAs, OPERATOR } from './agent-tokens.ts'
 import { dataValue, jsonValue } from './state-routes.ts'
-import { BOARD_NAME, ITEM_ID, MAX_EVENTS_PAGE, MAX_EVENTS_WAIT, MAX_ITEMS_PAGE } from '../work-commands.ts'
-import { compareHlc, formatHlc, parseHlc } from '../../src/clock/hlc.ts'
+import { BOARD_NAME, ITEM_ID, MAX_ITEMS_PAGE } from '../work-commands.ts'
 import type { Caller } from './agent-tokens.ts'
-import type { StreamRoute } from './agent-routes.ts'
 import type { Route } from './http.ts'
-import type { HlcTimestamp } from '../../src/clock/hlc.ts'
 import { ITEM_STATUSES, WORK_ACTIONS } from '../../src/work/types.ts'
-import type { EventJournal, JournalEvent } from '../../src/work/events.ts'
+import type { JournalEvent } from '../../src/work/events.ts'
 import type { FleetDropReason, FleetStatus } from '../../src/work/fleet.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { Signer } from '../../src/crypto/sign.ts'
@@ -56,8 +50,6 @@ import type {
 
 /** Default items of one page. */
 const DEFAULT_ITEMS_PAGE = 100
-/** Default events of one page. */
-const DEFAULT_EVENTS_PAGE = 100
 /** Long polls and streams of the journal open at once (the API takes 64 connections in all). */
 export const MAX_EVENT_WAITERS = 16
 /** How often an idle event stream carries a comment, in ms, so proxies and clients see it alive. */
@@ -129,18 +121,6 @@ export interface EventView {
   id?: string
   /** It reached this node more than the journal's settle delay after its stamp, once later events had been shown: out of HLC order. */
   late?: true
-}
-
-export interface EventPage {
-  events: EventView[]
-  /** The cursor of the next page when more events are kept now, else null. */
-  next: string | null
-  /**
-   * Where this page ends (after its last event, or where it was asked to start): pass it as
-   * `cursor` to go on from there, e.g. in the next long poll. Null only for an empty journal read
-   * from its start.
-   */
-  cursor: string | null
 }
 
 /** HTTP status of the work service's named errors. */
@@ -475,7 +455,7 @@ export function workRoutes(node: CyberspaceNode): Record<string, Route> {
       } satisfies WorkOpResult
     },
 
-    // ---------------------------------------------------------------- the fleet and the journal
+    // ---------------------------------------------------------------- the fleet
     'GET fleet': async () => {
       const status = node.work.fleet.status()
       return { ...status, drops: node.work.fleet.drops() } satisfies FleetView
@@ -498,203 +478,4 @@ export function eventView(e: JournalEvent): EventView {
     ...(e.id !== undefined ? { id: e.id } : {}),
     ...(e.late === true ? { late: true as const } : {})
   }
-}
-
-function waitParam(text: string | null): number {
-  if (text == null) return 0
-  if (!/^\d{1,6}$/.test(text) || Number(text) > MAX_EVENTS_WAIT)
-    throw new HttpError(400, `wait must be a whole number of ms from 0 to ${MAX_EVENTS_WAIT}`)
-  return Number(text)
-}
-
-function hlcParam(text: string, field: string): HlcTimestamp {
-  const hlc = parseHlc(text)
-  if (hlc == null)
-    throw new HttpError(400, `${field} must be an HLC: wall.logical (1763700000000.3) or a wall in ms (1763700000000)`)
-  return hlc
-}
-
-/** Where a read of the journal starts: after a cursor of an earlier page, after an HLC, or (neither) at the oldest kept. */
-function startOf(params: URLSearchParams): HlcTimestamp | string | undefined {
-  const cursor = params.get('cursor')
-  const since = params.get('since')
-  if (cursor != null && since != null)
-    throw new HttpError(400, 'pass since (an HLC) or cursor (from an earlier page), not both')
-  if (cursor != null) {
-    if (cursor.length === 0 || cursor.length > 4096) throw new HttpError(400, 'cursor must be one a page answered')
-    return cursor
-  }
-  return since == null ? undefined : hlcParam(since, 'since')
-}
-
-/**
- * A page of the journal after `from` (an HLC or a cursor). A point older than what the journal
- * keeps is refused (EventsTruncatedError, 410) with the oldest HLC kept, as `since` takes it.
- */
-function pageOf(
-  journal: EventJournal,
-  from: HlcTimestamp | string | undefined,
-  limit: number
-): ReturnType<EventJournal['since']> {
-  try {
-    return typeof from === 'string' ? journal.since(undefined, { limit, after: from }) : journal.since(from, { limit })
-  } catch (err) {
-    if (!(err instanceof EventsTruncatedError)) throw err
-    const oldest = err.oldest
-    throw new EventsTruncatedError(
-      oldest,
-      oldest == null
-        ? 'the events after that point were dropped, and none are kept now: read from the start (no --since)'
-        : `the events after that point were dropped (the journal keeps the newest ${journal.maxEntries}): go on from where what is kept begins (events --since ${formatHlc(oldest)}; since= through the API) or read from the start`
-    )
-  }
-}
-
-/**
- * The routes that wait on the connection: a long poll of the journal (`GET events` with `wait`)
- * and the journal as server-sent events. Each holds one of MAX_EVENT_WAITERS places while it waits.
- */
-export function workStreams(node: CyberspaceNode, options: { heartbeat?: number } = {}): Record<string, StreamRoute> {
-  const heartbeat = options.heartbeat ?? EVENTS_HEARTBEAT_MS
-  let waiters = 0
-  const place = (): (() => void) => {
-    if (waiters >= MAX_EVENT_WAITERS)
-      throw new HttpError(429, `${MAX_EVENT_WAITERS} event streams and polls are open already: close one first`)
-    waiters++
-    let released = false
-    return () => {
-      if (!released) waiters--
-      released = true
-    }
-  }
-
-  return {
-    'GET events': async (_req, url, res) => {
-      const params = url.searchParams
-      const limit = pageSize(params.get('limit'), DEFAULT_EVENTS_PAGE, MAX_EVENTS_PAGE)
-      const wait = waitParam(params.get('wait'))
-      const from = startOf(params)
-      const journal = node.work.events
-      let page = pageOf(journal, from, limit)
-      if (page.events.length === 0 && wait > 0) {
-        // a long poll: wait for the first event after the point asked, at most `wait` ms
-        const release = place()
-        try {
-          const closed = closedSignal(res)
-          const stop = AbortSignal.any([closed, AbortSignal.timeout(wait)])
-          await new Promise<void>(resolve => {
-            let unsubscribe: (() => void) | undefined
-            let finished = false
-            const done = (): void => {
-              if (finished) return
-              finished = true
-              stop.removeEventListener('abort', done)
-              unsubscribe?.()
-              resolve()
-            }
-            stop.addEventListener('abort', done, { once: true })
-            const off = journal.subscribe(from, done, { signal: stop })
-            unsubscribe = off
-            // the subscription replays at once what arrived since the page above: then it is done already
-            if (finished as boolean) off()
-          })
-          if (closed.aborted) return
-          page = pageOf(journal, from, limit)
-        } finally {
-          release()
-        }
-      }
-      const body: EventPage = {
-        events: page.events.map(eventView),
-        next: page.more ? (page.cursor ?? null) : null,
-        cursor: page.cursor ?? null
-      }
-      send(res, 200, 'application/json', JSON.stringify(body))
-    },
-    'GET events/stream': async (req, url, res) => {
-      let from = startOf(url.searchParams)
-      // a reconnecting EventSource says where it was: the cursor after the last event it had (an
-      // HLC, wall.logical, is taken too)
-      const lastId = req.headers['last-event-id']
-      if (typeof lastId === 'string' && lastId !== '')
-        from = /^\d+(\.\d+)?$/.test(lastId) ? hlcParam(lastId, 'Last-Event-ID') : lastId.slice(0, 4096)
-      const journal = node.work.events
-      // a point older than what is kept answers 410 before the stream starts
-      pageOf(journal, from, 1)
-      // a stream that starts at an HLC shows only events after it, late ones included (the pages after the first go by cursor)
-      const floor = typeof from === 'object' ? from : undefined
-      const shown = (e: JournalEvent): boolean => floor == null || compareHlc(e.hlc, floor) > 0
-      const release = place()
-      const signal = closedSignal(res)
-      const backlog: JournalEvent[] = []
-      let wake: (() => void) | undefined
-      let overflow = false
-      let unsubscribe = (): void => {}
-      try {
-        res.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-store',
-          'x-content-type-options': 'nosniff'
-        })
-        res.write(
-          `: events after ${from == null ? 'the oldest kept' : typeof from === 'string' ? 'the cursor' : formatHlc(from)}\n\n`
-        )
-        // what is kept already, page by page (a slow reader holds the next page back), then live
-        let cursor = from
-        for (;;) {
-          const page = pageOf(journal, cursor, MAX_EVENTS_PAGE)
-          for (const e of page.events) if (shown(e)) res.write(sseEvent(journal, e))
-          cursor = page.cursor ?? cursor
-          if (!page.more || signal.aborted) break
-          await drained(res, signal)
-        }
-        unsubscribe = journal.subscribe(
-          cursor,
-          e => {
-            if (!shown(e)) return
-            if (backlog.length >= MAX_STREAM_BACKLOG) overflow = true
-            else backlog.push(e)
-            wake?.()
-          },
-          { signal }
-        )
-        while (!signal.aborted) {
-          if (overflow) {
-            res.end(
-              `event: end\ndata: ${JSON.stringify({ name: 'SlowReaderError', message: `the reader fell ${MAX_STREAM_BACKLOG} events behind: reconnect with Last-Event-ID to go on` })}\n\n`
-            )
-            return
-          }
-          if (backlog.length === 0) {
-            const idle = await new Promise<boolean>(resolve => {
-              const timer = setTimeout(() => {
-                resolve(true)
-              }, heartbeat)
-              const done = (): void => {
-                clearTimeout(timer)
-                signal.removeEventListener('abort', done)
-                resolve(false)
-              }
-              wake = done
-              signal.addEventListener('abort', done, { once: true })
-            })
-            wake = undefined
-            if (idle && !signal.aborted) res.write(': heartbeat\n\n')
-            continue
-          }
-          for (const e of backlog.splice(0, backlog.length)) res.write(sseEvent(journal, e))
-          await drained(res, signal)
-        }
-      } finally {
-        unsubscribe()
-        release()
-        if (!res.writableEnded) res.end()
-      }
-    }
-  }
-}
-
-/** One SSE event: its id is the journal's cursor after it, so a reconnect resumes exactly (entries sharing an HLC included). */
-function sseEvent(journal: EventJournal, e: JournalEvent): string {
-  return `id: ${journal.cursorOf(e)}\ndata: ${JSON.stringify(eventView(e))}\n\n`
 }

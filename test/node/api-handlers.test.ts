@@ -698,6 +698,92 @@ describe('public API handlers over HTTP', function () {
       }
     })
 
+    it('streams what a page holds, in order, then live events; resumes after an HLC as Last-Event-ID', async () => {
+      const end = await endCursor()
+      await ok('createWorknode', coordToken, '/api/worknodes', { body: { board: OTHER, id: 'o5', title: 'replayed' } })
+      await node.work.events.settled()
+      const page = await ok('events', OPERATOR, '/api/events', { query: { after: end, limit: '1000' } })
+      assert.ok(page.events.length >= 1)
+      const stream = await openStream(server.url, OPERATOR, { lastEventId: end })
+      try {
+        const replayed = await stream.events(page.events.length)
+        assert.deepEqual(
+          replayed.map(e => JSON.parse(e.data)),
+          page.events,
+          'the stream replays what the page holds, in order'
+        )
+        await ok('createWorknode', coordToken, '/api/worknodes', { body: { board: OTHER, id: 'o6', title: 'live' } })
+        await stream.until(text => text.includes(`"subject":"${OTHER}/o6"`))
+      } finally {
+        stream.close()
+      }
+      // an HLC as the id: only the events after it
+      const cut = page.events[0].hlc as [number, number]
+      const byHlc = await openStream(server.url, OPERATOR, { lastEventId: `${cut[0]}.${cut[1]}` })
+      try {
+        const [first] = await byHlc.events(1)
+        const hlc = JSON.parse(first.data).hlc as [number, number]
+        assert.ok(hlc[0] > cut[0] || (hlc[0] === cut[0] && hlc[1] > cut[1]), 'resumed after the HLC')
+      } finally {
+        byHlc.close()
+      }
+      await problem(
+        OPERATOR,
+        'GET',
+        '/api/events/stream',
+        { headers: { 'last-event-id': 'garbage' } },
+        400,
+        'InvalidRequestError',
+        { field: 'header Last-Event-ID' }
+      )
+    })
+
+    it('refuses a point older than the journal keeps with 410 EventsTruncatedError, naming the oldest HLC kept', async () => {
+      const small = await memoryNode({ workOptions: { events: { maxEntries: 3 } } })
+      const smallServer = await startApiServer({
+        node: small,
+        token: OPERATOR,
+        port: 0,
+        pageDir: '/nonexistent',
+        handlers: ({ node, tokens }) => v1Handlers(node, { tokens })
+      })
+      try {
+        for (let i = 1; i <= 5; i++)
+          small.work.events.record({ hlc: [1000 + i, 0], source: 'swarm', type: 'offer', subject: `s${i}` })
+        const get = async (
+          query: Record<string, string>,
+          headers: Record<string, string> = {},
+          path = '/api/events'
+        ) => {
+          const url = new URL(path, smallServer.url)
+          for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v)
+          const res = await fetch(url, { headers: { authorization: `Bearer ${OPERATOR}`, ...headers } })
+          return { status: res.status, body: (await res.json()) as Json }
+        }
+        const kept = await get({})
+        assert.equal(kept.status, 200)
+        assert.deepEqual(
+          kept.body.events.map((e: { subject: string }) => e.subject),
+          ['s3', 's4', 's5']
+        )
+        const gone = await get({ since: '1001.0' })
+        assert.equal(gone.status, 410)
+        assert.equal(gone.body.name, 'EventsTruncatedError')
+        assert.match(gone.body.detail, /resume with since=1002\.0/)
+        const stream = await get({ since: '1001.0' }, {}, '/api/events/stream')
+        assert.equal(stream.status, 410, 'refused before the stream starts')
+        assert.equal(stream.body.name, 'EventsTruncatedError')
+        assert.deepEqual(
+          (await get({ since: '1002.0' })).body.events.map((e: { subject: string }) => e.subject),
+          ['s3', 's4', 's5'],
+          'since the HLC named: every event kept'
+        )
+      } finally {
+        await smallServer.close()
+        await small.stop()
+      }
+    })
+
     it('tells a slow reader what it missed, and the cursor to resume from loses nothing', async () => {
       const stream = await openStream(server.url, OPERATOR, { lastEventId: await endCursor() })
       const sent: string[] = []

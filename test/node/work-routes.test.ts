@@ -2,15 +2,12 @@
  * The coordination routes of the control API, in process over real HTTP on 127.0.0.1: boards
  * (reads never open one, modes kept), operations as a hosted agent (bad input, unknown actors and
  * the board's refusals as problem JSON with their names), pages with `next`, an agent's token
- * acting only as its own agent and reading with its own rights, the fleet, and the event journal —
- * paged by HLC and cursor, long polled, and streamed as server-sent events resumable with
- * Last-Event-ID.
+ * acting only as its own agent and reading with its own rights, and the fleet. The event journal
+ * is the public API's (test/node/api-handlers.test.ts).
  */
 import { strict as assert } from 'node:assert'
 import { apiClient } from '../../node/api/client.ts'
 import { startApiServer } from '../../node/api/server.ts'
-import { MAX_EVENT_WAITERS } from '../../node/api/work-routes.ts'
-import { formatHlc as hlcText } from '../../src/clock/hlc.ts'
 import { signedCertToSexp } from '../../src/spki/cert.ts'
 import { toAdvanced } from '../../src/spki/sexp.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
@@ -20,8 +17,6 @@ import type { ApiClient } from '../../node/api/client.ts'
 import type { ApiServer } from '../../node/api/server.ts'
 import type {
   BoardPage,
-  EventPage,
-  EventView,
   FleetView,
   ItemPage,
   OpenedBoard,
@@ -35,7 +30,7 @@ import type { Key } from '../spki/fixtures.ts'
 const TOKEN = 'operator-t0ken'
 const BOARD = 'b1'
 
-describe('control API: work, fleet and events routes', function () {
+describe('control API: work and fleet routes', function () {
   this.timeout(60_000)
   let node: CyberspaceNode
   let server: ApiServer
@@ -316,12 +311,7 @@ describe('control API: work, fleet and events routes', function () {
       (await helperApi.get<BoardPage>('work/boards')).boards.map(b => b.name),
       [BOARD, 'scratch']
     )
-    for (const request of [
-      helperApi.post('work/boards', { board: 'mine' }),
-      helperApi.get('fleet'),
-      helperApi.get('events'),
-      helperApi.get('events/stream')
-    ])
+    for (const request of [helperApi.post('work/boards', { board: 'mine' }), helperApi.get('fleet')])
       await refused(request, 403, 'AgentTokenScopeError', /needs the node's operator token/)
   })
 
@@ -366,205 +356,5 @@ describe('control API: work, fleet and events routes', function () {
     assert.equal(typeof fleet.totals.load, 'number')
     assert.equal(fleet.drops.forged, 0)
     assert.ok(Array.isArray(fleet.members))
-  })
-
-  describe('events', () => {
-    let start: [number, number]
-    const boardEvents = (events: EventView[]): string[] =>
-      events.filter(e => e.source === 'board').map(e => `${e.type} ${e.subject}`)
-
-    before(() => {
-      start = [Date.now(), 0]
-    })
-
-    it('pages the journal after an HLC, then by cursor, in HLC order', async () => {
-      await op(coord, { op: 'create', item: 'e1', title: 'events', kind: 'task' })
-      await op(coord, { op: 'claim', item: 'e1' })
-      await op(coord, { op: 'progress', item: 'e1', percent: 10 })
-      // an event joins the journal once settled (its settle delay after its HLC time)
-      await node.work.events.settled()
-      const all = await api.get<EventPage>('events', { since: hlcText(start), limit: '1000' })
-      assert.deepEqual(boardEvents(all.events), [`create ${BOARD}/e1`, `claim ${BOARD}/e1`, `progress ${BOARD}/e1`])
-      assert.equal(all.next, null)
-      assert.ok(all.cursor != null)
-      const seen: EventView[] = []
-      let cursor: string | null = null
-      for (let pages = 0; pages < 20; pages++) {
-        const page: EventPage = await api.get<EventPage>(
-          'events',
-          cursor == null ? { since: hlcText(start), limit: '1' } : { cursor, limit: '1' }
-        )
-        seen.push(...page.events)
-        if (page.next == null) break
-        assert.equal(page.next, page.cursor)
-        cursor = page.next
-      }
-      assert.deepEqual(seen, all.events)
-      for (let i = 1; i < seen.length; i++) {
-        const [p, q] = [seen[i - 1].hlc, seen[i].hlc]
-        assert.ok(p[0] < q[0] || (p[0] === q[0] && p[1] <= q[1]))
-      }
-      const claim = all.events.find(e => e.type === 'claim')
-      // an operation as written (what became of it is the item's, or a refused event)
-      assert.deepEqual(claim?.data, { actor: coord, index: 0 })
-      // a bare wall means .0
-      assert.deepEqual(await api.get<EventPage>('events', { since: String(start[0]), limit: '1000' }), all)
-      await refused(api.get('events', { since: 'noon' }), 400, 'Error', /since must be an HLC/)
-      await refused(api.get('events', { since: hlcText(start), cursor: all.cursor ?? '' }), 400, 'Error', /not both/)
-      await refused(api.get('events', { cursor: 'bm90IGEgY3Vyc29y' }), 400, 'InvalidEventQueryError')
-      await refused(api.get('events', { wait: '30001' }), 400, 'Error', /wait must be/)
-    })
-
-    it('long-polls for the next event after a cursor, and answers at the deadline when none comes', async () => {
-      const end = (await api.get<EventPage>('events', { since: hlcText(start), limit: '1000' })).cursor as string
-      const empty = await api.get<EventPage>('events', { cursor: end, wait: '200' })
-      assert.deepEqual(empty.events, [])
-      assert.equal(empty.cursor, end)
-      const poll = api.get<EventPage>('events', { cursor: end, wait: '20000' })
-      setTimeout(() => {
-        void op(coord, { op: 'complete', item: 'e1', result: 'ok' })
-      }, 300)
-      const page = await poll
-      assert.ok(page.events.length >= 1)
-      assert.ok(boardEvents(page.events).includes(`complete ${BOARD}/e1`), JSON.stringify(page.events))
-    })
-
-    it('streams the journal as server-sent events with cursor ids, resumable exactly with Last-Event-ID', async () => {
-      /** Reads the stream until `count` events, then closes it. */
-      const read = async (
-        headers: Record<string, string>,
-        count: number
-      ): Promise<Array<{ id: string; event: EventView }>> => {
-        const controller = new AbortController()
-        const res = await fetch(`${server.url}/api/v0/events/stream?since=${hlcText(start)}`, {
-          headers: { authorization: `Bearer ${TOKEN}`, ...headers },
-          signal: AbortSignal.any([controller.signal, AbortSignal.timeout(20_000)])
-        })
-        assert.equal(res.status, 200)
-        assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/)
-        const out: Array<{ id: string; event: EventView }> = []
-        const decoder = new TextDecoder()
-        let text = ''
-        const reader = (res.body as ReadableStream<Uint8Array>).getReader()
-        try {
-          while (out.length < count) {
-            const { value, done } = await reader.read()
-            if (done) break
-            text += decoder.decode(value, { stream: true })
-            let end: number
-            while ((end = text.indexOf('\n\n')) >= 0 && out.length < count) {
-              const block = text.slice(0, end)
-              text = text.slice(end + 2)
-              const id = /^id: (.*)$/m.exec(block)?.[1]
-              const data = /^data: (.*)$/m.exec(block)?.[1]
-              if (id != null && data != null) out.push({ id, event: JSON.parse(data) as EventView })
-            }
-          }
-        } finally {
-          controller.abort()
-        }
-        return out
-      }
-      const page = await api.get<EventPage>('events', { since: hlcText(start), limit: '1000' })
-      const streamed = await read({}, page.events.length)
-      assert.deepEqual(
-        streamed.map(s => s.event),
-        page.events,
-        'the stream replays what the page holds, in order'
-      )
-      // each id is the cursor after its event: reading from it gives exactly the events after it
-      const after = await api.get<EventPage>('events', { cursor: streamed[0].id, limit: '1000' })
-      assert.deepEqual(after.events, page.events.slice(1))
-      // live: an event after the replay arrives on the open stream
-      const live = read({}, page.events.length + 1)
-      setTimeout(() => {
-        void op(coord, { op: 'create', item: 'e2', title: 'live', kind: 'task' })
-      }, 300)
-      const withLive = await live
-      assert.equal(
-        `${withLive[withLive.length - 1].event.type} ${withLive[withLive.length - 1].event.subject}`,
-        `create ${BOARD}/e2`
-      )
-      // a reconnecting reader goes on right after the last id it had
-      const resumed = await read({ 'last-event-id': withLive[1].id }, 1)
-      assert.deepEqual(resumed[0].event, withLive[2].event)
-      // an HLC as the id is taken too: later events only
-      const cut = withLive[1].event.hlc
-      const byHlc = (await read({ 'last-event-id': hlcText(cut) }, 1))[0].event.hlc
-      assert.ok(byHlc[0] > cut[0] || (byHlc[0] === cut[0] && byHlc[1] > cut[1]), 'resumed after the HLC')
-      await refused(
-        (async () => {
-          const res = await fetch(`${server.url}/api/v0/events/stream`, {
-            headers: { authorization: `Bearer ${TOKEN}`, 'last-event-id': 'garbage' }
-          })
-          const body = (await res.json()) as { error: string; name: string }
-          throw Object.assign(new Error(body.error), { status: res.status, errorName: body.name })
-        })(),
-        400,
-        'InvalidEventQueryError',
-        /cursor is not one this journal issued/
-      )
-    })
-
-    it('refuses a point older than the journal keeps (410), naming the oldest HLC kept', async () => {
-      const small = await memoryNode({ workOptions: { events: { maxEntries: 3 } } })
-      const smallServer = await startApiServer({ node: small, token: TOKEN, port: 0, pageDir: '/nonexistent' })
-      try {
-        const client = apiClient(smallServer.url, TOKEN)
-        for (let i = 1; i <= 5; i++)
-          small.work.events.record({ hlc: [1000 + i, 0], source: 'swarm', type: 'offer', subject: `s${i}` })
-        const kept = await client.get<EventPage>('events')
-        assert.deepEqual(
-          kept.events.map(e => e.subject),
-          ['s3', 's4', 's5']
-        )
-        await refused(
-          client.get('events', { since: '1001.0' }),
-          410,
-          'EventsTruncatedError',
-          /go on from where what is kept begins \(events --since 1002\.0;/
-        )
-        const res = await fetch(`${smallServer.url}/api/v0/events/stream?since=1001`, {
-          headers: { authorization: `Bearer ${TOKEN}` }
-        })
-        assert.equal(res.status, 410, 'refused before the stream starts')
-        assert.equal(((await res.json()) as { name: string }).name, 'EventsTruncatedError')
-        assert.deepEqual(
-          (await client.get<EventPage>('events', { since: '1002.0' })).events.map(e => e.subject),
-          ['s3', 's4', 's5'],
-          'since the HLC named: every event kept'
-        )
-      } finally {
-        await smallServer.close()
-        await small.stop()
-      }
-    })
-
-    it(`holds at most ${MAX_EVENT_WAITERS} long polls and streams open at once`, async () => {
-      await node.work.events.settled()
-      const end = (await api.get<EventPage>('events', { since: hlcText(start), limit: '1000' })).cursor as string
-      const controller = new AbortController()
-      const polls = Array.from(
-        { length: MAX_EVENT_WAITERS },
-        async () =>
-          await fetch(`${server.url}/api/v0/events?cursor=${encodeURIComponent(end)}&wait=20000`, {
-            headers: { authorization: `Bearer ${TOKEN}` },
-            signal: controller.signal
-          }).catch(() => undefined)
-      )
-      try {
-        // once the polls have arrived (each waits 20 s for an event that does not come), the next is refused at once
-        await new Promise(resolve => setTimeout(resolve, 1000))
-        const res = await fetch(`${server.url}/api/v0/events?cursor=${encodeURIComponent(end)}&wait=20000`, {
-          headers: { authorization: `Bearer ${TOKEN}` },
-          signal: AbortSignal.timeout(10_000)
-        })
-        assert.equal(res.status, 429)
-        assert.match(((await res.json()) as { error: string }).error, /16 event streams and polls are open already/)
-      } finally {
-        controller.abort()
-        await Promise.all(polls)
-      }
-    })
   })
 })
