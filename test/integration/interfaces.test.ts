@@ -436,12 +436,14 @@ describe('interfaces: agents over MCP, the Python SDK and the TypeScript SDK on 
             feeds[i].slice(0, k).some(before => compareHlc(before.hlc, e.hlc) > 0),
             `node ${x.name} marks ${line(e)} late, yet nothing later came before it`
           )
-      // and the node's feed itself puts nothing out of order unmarked
-      assert.deepEqual(
-        feeds[i].filter(e => e.late !== true).map(line),
-        byHlc(feeds[i].filter(e => e.late !== true)),
-        `node ${x.name}'s feed is in HLC order`
-      )
+      // and the node's feed itself puts nothing out of HLC order unmarked (events of one HLC, stamped
+      // on two nodes in the same millisecond, are not ordered by it)
+      const unmarked = feeds[i].filter(e => e.late !== true)
+      for (let k = 1; k < unmarked.length; k++)
+        assert.ok(
+          compareHlc(unmarked[k].hlc, unmarked[k - 1].hlc) >= 0,
+          `node ${x.name}'s feed is in HLC order: ${line(unmarked[k])} after ${line(unmarked[k - 1])}`
+        )
     }
   })
 })
