@@ -267,9 +267,21 @@ function titleOf(name: string): string {
 
 /**
  * Structured fields of an error that clients may act on: the members that refused, a remote error's
- * name, the HLC to resume events from (`hlc` of a cursor from another run, `oldest` kept).
+ * name, the HLC to resume events from (`hlc` of a cursor from another run, `oldest` kept), a work
+ * refusal's `reason` (`already-claimed`, `not-ready`…, as the board's refused events name it) and,
+ * for a claim refused, the `holder` of the item.
  */
-const ERROR_FIELDS = ['members', 'reasons', 'remoteName', 'culprit', 'certHash', 'hlc', 'oldest'] as const
+const ERROR_FIELDS = [
+  'members',
+  'reasons',
+  'remoteName',
+  'culprit',
+  'certHash',
+  'hlc',
+  'oldest',
+  'reason',
+  'holder'
+] as const
 
 /** An error's structured fields, as JSON: nested errors become `{ name, message }`, maps objects. */
 export function errorFields(err: unknown): Record<string, unknown> {

@@ -412,8 +412,27 @@ describe('public API handlers over HTTP', function () {
     const claimed = await ok('claimTask', coordToken, `/api/tasks/${BOARD}:t1/claim`, { body: {} })
     assert.deepEqual(claimed.outcome, { accepted: true })
     assert.equal(claimed.item.assignee, coord)
-    await problem(helperToken, 'POST', `/api/tasks/${BOARD}:t1/claim`, { body: {} }, 409, 'ItemAlreadyClaimedError')
-    await problem(helperToken, 'POST', `/api/tasks/${BOARD}:t5/claim`, { body: {} }, 409, 'ItemNotReadyError')
+    // a refusal says why, as the board's refused events do, and a claim refused says who holds the item
+    const held = await problem(
+      helperToken,
+      'POST',
+      `/api/tasks/${BOARD}:t1/claim`,
+      { body: {} },
+      409,
+      'ItemAlreadyClaimedError'
+    )
+    assert.equal(held.reason, 'already-claimed')
+    assert.equal(held.holder, coord)
+    const waiting = await problem(
+      helperToken,
+      'POST',
+      `/api/tasks/${BOARD}:t5/claim`,
+      { body: {} },
+      409,
+      'ItemNotReadyError'
+    )
+    assert.equal(waiting.reason, 'not-ready')
+    assert.equal(waiting.holder, undefined)
     await problem(helperToken, 'POST', `/api/tasks/${BOARD}:t1/complete`, { body: {} }, 409, 'NotAssigneeError')
     await problem(outsiderToken, 'POST', `/api/tasks/${BOARD}:t2/claim`, { body: {} }, 403, 'WorkUnauthorizedError')
     await problem(coordToken, 'POST', `/api/tasks/${BOARD}:nothing/claim`, { body: {} }, 404, 'ItemNotFoundError')
