@@ -28,7 +28,7 @@ import { CLUSTER_HELP, clusterCommand } from './cluster-commands.ts'
 import { STATE_HELP, stateCommand } from './state-commands.ts'
 import { LEAVE_HELP, leaveCommand, MEMBERS_HELP, membersCommand } from './membership-commands.ts'
 import { AGENTS_HELP, agentsCommand } from './agent-commands.ts'
-import { MCP_HELP, mcpCommand } from './mcp/stdio.ts'
+import { MCP_HELP } from './mcp/help.ts'
 import {
   EVENTS_HELP,
   eventsCommand,
@@ -309,12 +309,14 @@ export async function main(
 ): Promise<number> {
   const debug = argv.includes('--debug')
   try {
-    // its own options; its stdout is the MCP protocol's alone
+    // its own options; its stdout is the MCP protocol's alone. Loaded here: only this command
+    // needs the MCP SDK and zod, which take a few hundred ms to load
     if (argv[0] === 'mcp') {
       if (argv.includes('--help') || argv.includes('-h')) {
         out(renderCommandHelp(MCP_HELP))
         return 0
       }
+      const { mcpCommand } = await import('./mcp/stdio.ts')
       return await mcpCommand(argv.slice(1))
     }
     let parsed

@@ -23,62 +23,23 @@ import { API_FILE, DEFAULT_DATA_DIR } from '../data-dir.ts'
 import { NodeNotRunningError, UsageError } from '../errors.ts'
 import { McpAgentMismatchError } from './errors.ts'
 import { cyberspaceMcpServer } from './server.ts'
-import type { ApiCaller } from './server.ts'
-import type { CommandHelp } from '../cli.ts'
-import type { Readable, Writable } from 'node:stream'
+import { TOKEN_ENV } from './help.ts'
 
 const log = logger('cyberspace:mcp')
 
-/** The environment variable holding the token, so that it stays out of the process list. */
-export const TOKEN_ENV = 'CYBERSPACE_TOKEN'
 /** Bytes of one JSON-RPC message on stdin, at most (the SDK's default is 10 MiB). */
 export const MAX_STDIO_MESSAGE_BYTES = 1024 * 1024
-
-export const MCP_HELP: CommandHelp = {
-  name: 'mcp',
-  args: '[--token <token>] [--url <url>] [--agent <principal>]',
-  summary: "serve MCP over stdio for an MCP host (Claude Code, …): its tools act as the token's agent",
-  details: [
-    `The host spawns this command and speaks MCP on its stdin and stdout; logs go to stderr. The token is an agent's (agents spawn external --id <id>, then agents token <principal>), from --token or ${TOKEN_ENV}; the node is the one running on --data-dir, or --url.`,
-    'Tools: whoami, members, find_agents, send_message, request, read_inbox, reply, list_work, create_work, claim_work, progress_work, complete_work, fail_work, handoff_work, read_document, write_document, events_since. Resources: cyberspace://boards/{board}, cyberspace://agents/{principal}.',
-    'The same server answers Streamable HTTP at /mcp on the API port, with the bearer token of each request.'
-  ],
-  options: [
-    ['--token <token>', `the agent's bearer token (default: $${TOKEN_ENV}, better: argv is visible to other users)`],
-    ['--url <url>', "the node's API (default: api.json of --data-dir); plain http only to this machine"],
-    [
-      '--agent <principal>',
-      "with the operator's token, the hosted agent tools act as when they name none; with an agent's token, must be its agent"
-    ]
-  ],
-  example: `mcp --data-dir ~/.cyberspace   # with ${TOKEN_ENV} set`
-}
-
-export interface McpCommandIo {
-  stdin: Readable
-  stdout: Writable
-  /** One line for a person (stderr). */
-  err: (line: string) => void
-  env: Record<string, string | undefined>
-  /** The API client of a URL and token (the TypeScript SDK's). */
-  connect: (url: string, token: string) => ApiCaller
-}
 
 /**
  * Runs `cyberspace mcp` with `argv` (the words after `mcp`): resolves to the exit code once the
  * host closes stdin (or SIGTERM/SIGINT). Bad usage throws UsageError; a node that does not answer
  * or refuses the token throws its error before anything is served.
  */
-export async function mcpCommand(argv: string[], io: Partial<McpCommandIo> = {}): Promise<number> {
-  const stdin = io.stdin ?? process.stdin
-  const stdout = io.stdout ?? process.stdout
-  const err =
-    io.err ??
-    ((line: string) => {
-      process.stderr.write(line + '\n')
-    })
-  const env = io.env ?? process.env
-  const connect = io.connect ?? ((url: string, token: string) => new Client({ url, token }))
+export async function mcpCommand(argv: string[]): Promise<number> {
+  const { stdin, stdout, env } = process
+  const err = (line: string): void => {
+    process.stderr.write(line + '\n')
+  }
 
   let values
   try {
@@ -89,20 +50,13 @@ export async function mcpCommand(argv: string[], io: Partial<McpCommandIo> = {})
         url: { type: 'string' },
         agent: { type: 'string' },
         'data-dir': { type: 'string' },
-        debug: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' }
+        debug: { type: 'boolean' }
       },
       allowPositionals: false,
       strict: true
     }))
   } catch (e) {
     throw new UsageError(`mcp: ${(e as Error).message} (see cyberspace mcp --help)`)
-  }
-  if (values.help === true) {
-    // imported here: cli.ts imports this module for its table of commands
-    const { renderCommandHelp } = await import('../cli.ts')
-    stdout.write(renderCommandHelp(MCP_HELP) + '\n')
-    return 0
   }
   if (values.token != null)
     err(
@@ -117,7 +71,7 @@ export async function mcpCommand(argv: string[], io: Partial<McpCommandIo> = {})
     throw new UsageError(`mcp: --agent ${values.agent} is not a principal (z6Mk…, as agents list prints)`)
   const url = checkUrl(values.url ?? (await apiUrlOf(values['data-dir'] ?? DEFAULT_DATA_DIR)))
 
-  const api = connect(url, token)
+  const api = new Client({ url, token })
   const who = await api.call('whoami', { signal: AbortSignal.timeout(30_000) })
   let agent: string | undefined
   if (who.caller === 'agent') {
