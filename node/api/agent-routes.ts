@@ -33,7 +33,17 @@ import { AgentNotFoundHereError, NotExternalAgentError, UnknownKindError } from 
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { CLI } from './client.ts'
 import { MAX_INBOX_WAIT, MAX_SEND_TIMEOUT } from '../agent-commands.ts'
-import { booleanField, closedSignal, drained, HttpError, optionalString, readJson, send, stringField } from './http.ts'
+import {
+  booleanField,
+  closedSignal,
+  drained,
+  HttpError,
+  optionalString,
+  readJson,
+  send,
+  startEventStream,
+  stringField
+} from './http.ts'
 import { actingAs, AgentTokens, ApiTokenError, OPERATOR, operatorOnly, TOKEN_ID } from './agent-tokens.ts'
 import type { AgentTokenInfo, Caller, MintedAgentToken } from './agent-tokens.ts'
 import { dataValue, jsonValue } from './state-routes.ts'
@@ -574,11 +584,7 @@ export function agentStreams(
       const revoked = revokedSignal(tokens, caller, res)
       const signal = AbortSignal.any([closedSignal(res), revoked])
       try {
-        res.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-store',
-          'x-content-type-options': 'nosniff'
-        })
+        startEventStream(res)
         res.write(`: attached to ${agent}\n\n`)
         while (!signal.aborted) {
           // a slow reader: nothing more is taken from the inbox until it has read what was written

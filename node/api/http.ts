@@ -122,6 +122,23 @@ export function send(res: ServerResponse, status: number, type: string, body: st
 }
 
 /**
+ * The request's body, at most `limit` bytes: 413 BodyTooLargeError naming `what` past it, from its
+ * declared length or once that many bytes came (it stops reading there).
+ */
+export async function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES, what = 'body'): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > limit) throw new BodyTooLargeError(`${what} larger than ${limit} bytes`)
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > limit) throw new BodyTooLargeError(`${what} larger than ${limit} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks)
+}
+
+/**
  * The request's body as JSON, at most `limit` bytes: 415 unless it says `application/json`, 413
  * past the limit (it stops reading there), 400 InvalidRequestError unless it parses.
  */
@@ -129,18 +146,10 @@ export async function readJsonValue(req: IncomingMessage, limit = MAX_BODY_BYTES
   if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
     throw new UnsupportedMediaTypeError('expected content-type application/json')
   }
-  const declared = Number(req.headers['content-length'] ?? 0)
-  if (declared > limit) throw new BodyTooLargeError(`body larger than ${limit} bytes`)
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length
-    if (size > limit) throw new BodyTooLargeError(`body larger than ${limit} bytes`)
-    chunks.push(chunk as Buffer)
-  }
+  const body = await readBody(req, limit, 'body')
   let value: unknown
   try {
-    value = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    value = JSON.parse(body.toString('utf8'))
   } catch {
     throw new InvalidRequestError('body is not JSON', [{ field: 'body', message: 'is not JSON' }])
   }
@@ -176,6 +185,19 @@ export function booleanField(body: Record<string, unknown>, field: string): bool
   const value = body[field] ?? false
   if (typeof value !== 'boolean') throw new HttpError(400, `${field} must be true or false`)
   return value
+}
+
+/**
+ * Starts a stream of server-sent events on `res`: 200 with `text/event-stream`, never cached, and
+ * `x-accel-buffering: no` so a proxy in front (nginx) passes each event on as it is written.
+ */
+export function startEventStream(res: ServerResponse): void {
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    'x-accel-buffering': 'no'
+  })
 }
 
 /** Aborted when the client goes away (or the response is done): what a stream or long poll waits on. */

@@ -736,6 +736,17 @@ describe('public API handlers over HTTP', function () {
       } finally {
         stream.close()
       }
+      // the stream's head: not cached, and not held back by a buffering proxy in front (nginx)
+      const head = new AbortController()
+      const res = await fetch(new URL('/api/events/stream', server.url), {
+        headers: { authorization: `Bearer ${OPERATOR}`, 'last-event-id': end },
+        signal: head.signal
+      })
+      head.abort()
+      assert.equal(res.status, 200)
+      assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/)
+      assert.equal(res.headers.get('cache-control'), 'no-store')
+      assert.equal(res.headers.get('x-accel-buffering'), 'no')
       // an HLC as the id: only the events after it
       const cut = page.events[0].hlc as [number, number]
       const byHlc = await openStream(server.url, OPERATOR, { lastEventId: `${cut[0]}.${cut[1]}` })

@@ -29,7 +29,7 @@
  * GET /api/events/stream (Last-Event-ID: <cursor>)          → text/event-stream: `id: <cursor>` + `data: <event as JSON>` per event
  */
 import { revokedSignal } from '../agent-routes.ts'
-import { drained } from '../http.ts'
+import { drained, startEventStream } from '../http.ts'
 import { EVENTS_HEARTBEAT_MS, eventView, heldBoard, MAX_EVENT_WAITERS, MAX_STREAM_BACKLOG } from '../work-routes.ts'
 import { compareHlc, formatHlc, parseHlc } from '../../../src/clock/hlc.ts'
 import { EventCursorExpiredError, MAX_PAGE } from '../../../src/work/events.ts'
@@ -300,11 +300,7 @@ export function eventHandlers(
         position = journal.cursorOf(e)
       }
       try {
-        res.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-store',
-          'x-content-type-options': 'nosniff'
-        })
+        startEventStream(res)
         res.write(
           `: events after ${from == null ? 'the oldest kept' : typeof from === 'string' ? 'the cursor' : formatHlc(from)}\n\n`
         )
