@@ -22,13 +22,10 @@
  * const api = await startApiServer({ …, mounts: [mcp] })
  * mcpMount({ apiUrl: api.url, cert: tls.cert })     // an https API: its certificate
  */
-import { X509Certificate } from 'node:crypto'
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
-import { Readable } from 'node:stream'
-import { rootCertificates } from 'node:tls'
 import { logger } from '@libp2p/logger'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { Client } from '../../src/api/client.ts'
+import { pinnedFetch } from '../api/client.ts'
 import { BodyTooLargeError, MethodNotAllowedError, RouteNotFoundError } from '../api/http.ts'
 import { McpApiTlsError } from './errors.ts'
 import { cyberspaceMcpServer } from './server.ts'
@@ -36,6 +33,7 @@ import type { ApiCaller } from './server.ts'
 import type { Caller } from '../api/agent-tokens.ts'
 import type { Mount } from '../api/v1/handler.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Agent as HttpsAgent } from 'node:https'
 
 const log = logger('cyberspace:mcp:http')
 
@@ -70,7 +68,7 @@ export function mcpMount(init: McpMountInit): Mount {
           throw new McpApiTlsError(
             `/mcp cannot reach the API its tools act through: ${url} answers https, and the MCP mount was given no certificate to trust it by (mcpMount({ cert })); use cyberspace mcp on stdio meanwhile`
           )
-        const pinned = pinnedFetch(init.cert)
+        const pinned = pinnedFetch(init.cert, 'the MCP mount was given')
         agent = pinned.agent
         connectTo = (t: string) => new Client({ url, token: t, fetch: pinned.fetch })
       } else connectTo = (t: string) => new Client({ url, token: t })
@@ -125,52 +123,6 @@ export function mcpMount(init: McpMountInit): Mount {
       await transport.handleRequest(req, res, message)
     }
   }
-}
-
-/**
- * A fetch for the API's own https server: it trusts `cert` (besides the system's CAs, so a
- * certificate a CA issued works too) and then talks only to a server showing exactly that
- * certificate; connections are kept alive for the next call. Answers a Response whose body streams.
- */
-function pinnedFetch(cert: string | Buffer): { fetch: typeof globalThis.fetch; agent: HttpsAgent } {
-  const expected = new X509Certificate(cert).fingerprint256
-  const agent = new HttpsAgent({
-    keepAlive: true,
-    ca: [...rootCertificates, cert.toString()],
-    allowPartialTrustChain: true,
-    checkServerIdentity: (_host, peer) =>
-      peer.fingerprint256 === expected ? undefined : new Error('the API shows another certificate than it was given')
-  })
-  const fetch = async (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
-    const target = new URL(typeof input === 'string' || input instanceof URL ? input : input.url)
-    const body = init.body
-    if (body != null && typeof body !== 'string') throw new TypeError('this fetch sends string bodies only')
-    if (init.redirect !== undefined && init.redirect !== 'manual')
-      throw new TypeError('this fetch follows no redirect (redirect: manual)')
-    return await new Promise<Response>((resolve, reject) => {
-      const req = httpsRequest(
-        target,
-        {
-          method: init.method ?? 'GET',
-          headers: Object.fromEntries(new Headers(init.headers)),
-          agent,
-          ...(init.signal != null ? { signal: init.signal } : {})
-        },
-        res => {
-          const headers = new Headers()
-          for (const [name, value] of Object.entries(res.headers))
-            for (const v of [value ?? []].flat()) headers.append(name, v)
-          const status = res.statusCode ?? 0
-          const empty = status === 204 || status === 304 || init.method === 'HEAD'
-          if (empty) res.resume()
-          resolve(new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, headers }))
-        }
-      )
-      req.once('error', reject)
-      req.end(body ?? undefined)
-    })
-  }
-  return { fetch: fetch as typeof globalThis.fetch, agent }
 }
 
 function bearerOf(req: IncomingMessage): string {

@@ -4,7 +4,8 @@
  * node's public HTTP API, with an agent's token: every tool call is that agent's, authorized by its
  * chain on the node. Nothing but the protocol goes to stdout; what it has to say goes to stderr.
  *
- * The node is found through the data directory's api.json (or `--url`); the token comes from
+ * The node is found through the data directory's api.json (or `--url`), its certificate pinned when it
+ * answers https, as the CLI pins it; the token comes from
  * `--token` or the environment's CYBERSPACE_TOKEN (which keeps it out of the process list). The
  * operator's token works too, but then each acting tool needs `as` (or `--agent` names one).
  *
@@ -12,18 +13,18 @@
  * // claude mcp add cyberspace -e CYBERSPACE_TOKEN=… -- npx --no-install cyberspace mcp
  * process.exit(await mcpCommand(['--data-dir', '/home/me/.cyberspace']))
  */
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { logger } from '@libp2p/logger'
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { Client } from '../../src/api/client.ts'
 import { Principal } from '../../src/api/schema.ts'
-import { API_FILE, DEFAULT_DATA_DIR } from '../data-dir.ts'
+import { pinnedFetch, readApiInfo } from '../api/client.ts'
+import { DEFAULT_DATA_DIR } from '../data-dir.ts'
 import { NodeNotRunningError, UsageError } from '../errors.ts'
 import { McpAgentMismatchError } from './errors.ts'
 import { cyberspaceMcpServer } from './server.ts'
 import { TOKEN_ENV } from './help.ts'
+import type { ApiInfo } from '../api/client.ts'
 
 const log = logger('cyberspace:mcp')
 
@@ -69,9 +70,11 @@ export async function mcpCommand(argv: string[]): Promise<number> {
     )
   if (values.agent != null && !Principal.safeParse(values.agent).success)
     throw new UsageError(`mcp: --agent ${values.agent} is not a principal (z6Mk…, as agents list prints)`)
-  const url = checkUrl(values.url ?? (await apiUrlOf(values['data-dir'] ?? DEFAULT_DATA_DIR)))
-
-  const api = new Client({ url, token })
+  // api.json's URL, and its certificate when it answers https: pinned, as the CLI's client pins it
+  const { url, cert } =
+    values.url != null ? { url: checkUrl(values.url), cert: undefined } : await apiOf(values['data-dir'])
+  const pinned = cert != null ? pinnedFetch(cert, 'api.json holds') : undefined
+  const api = new Client({ url, token, ...(pinned != null ? { fetch: pinned.fetch } : {}) })
   const who = await api.call('whoami', { signal: AbortSignal.timeout(30_000) })
   let agent: string | undefined
   if (who.caller === 'agent') {
@@ -114,20 +117,17 @@ export async function mcpCommand(argv: string[]): Promise<number> {
     stdin.off('close', stop)
     process.off('SIGTERM', stop)
     process.off('SIGINT', stop)
+    pinned?.agent.destroy()
   }
   return 0
 }
 
-/** The API's URL from the data directory's api.json (written by the running node). */
-async function apiUrlOf(dataDir: string): Promise<string> {
+/** The API of the node running on `dataDir` (its api.json), or NodeNotRunningError saying to pass --url. */
+async function apiOf(dataDir = DEFAULT_DATA_DIR): Promise<ApiInfo> {
   try {
-    const info = JSON.parse(await readFile(join(dataDir, API_FILE), 'utf8')) as { url?: unknown }
-    if (typeof info.url !== 'string') throw new Error('api.json names no url')
-    return info.url
+    return await readApiInfo(dataDir)
   } catch (e) {
-    throw new NodeNotRunningError(
-      `mcp: no running node found for data directory ${dataDir} (${(e as Error).message}): start one (cyberspace start --data-dir ${dataDir}), or pass --url`
-    )
+    throw new NodeNotRunningError(`mcp: ${(e as Error).message}, or pass --url`)
   }
 }
 

@@ -17,7 +17,7 @@
  */
 import { strict as assert } from 'node:assert'
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, request } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
@@ -49,6 +49,24 @@ import type { AddressInfo } from 'node:net'
 
 const CYBERSPACE = fileURLToPath(new URL('../../node/bin/cyberspace.ts', import.meta.url))
 const TOKEN = 'operator-t0ken-for-attacks'
+
+/** A self-signed certificate and its key (openssl, ECDSA P-256), made in `dir`. */
+function selfSigned(dir: string, name: string): { cert: string; key: string } {
+  const [keyFile, certFile] = [join(dir, `${name}.key.pem`), join(dir, `${name}.pem`)]
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2'].concat([
+      '-subj',
+      `/CN=${name}`,
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile
+    ]),
+    { stdio: 'ignore' }
+  )
+  return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') }
+}
 /** How long a blocking A2A send waits here (short: a test that finds one blocking should not wait 25 s). */
 const BLOCKING_WAIT = 3_000
 /** A board MCP sessions work on, and one the attacking agent has no grant for. */
@@ -666,19 +684,7 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
     const dir = mkdtempSync(join(tmpdir(), 'mcp-tls-'))
     const servers: ApiServer[] = []
     try {
-      execFileSync(
-        'openssl',
-        ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2'].concat([
-          '-subj',
-          '/CN=api.example',
-          '-keyout',
-          join(dir, 'k.pem'),
-          '-out',
-          join(dir, 'c.pem')
-        ]),
-        { stdio: 'ignore' }
-      )
-      const tls = { cert: readFileSync(join(dir, 'c.pem'), 'utf8'), key: readFileSync(join(dir, 'k.pem'), 'utf8') }
+      const tls = selfSigned(dir, 'api.example')
       const start = async (cert: string | undefined): Promise<ApiServer> => {
         const server = await startApiServer({
           node,
@@ -723,20 +729,7 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
       assert.equal(served.body.result?.isError, undefined, JSON.stringify(served.body).slice(0, 300))
       assert.equal(JSON.parse(served.body.result.content[0].text).principal, node.spki.principal)
       // another certificate: the tools' client does not send the token to the API (it cannot tell it is the node's)
-      const other = { ...tls }
-      execFileSync(
-        'openssl',
-        ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2'].concat([
-          '-subj',
-          '/CN=other',
-          '-keyout',
-          join(dir, 'k2.pem'),
-          '-out',
-          join(dir, 'c2.pem')
-        ]),
-        { stdio: 'ignore' }
-      )
-      other.cert = readFileSync(join(dir, 'c2.pem'), 'utf8')
+      const other = selfSigned(dir, 'other')
       const pinnedWrong = await whoami(await start(other.cert))
       assert.equal(pinnedWrong.body.result?.isError, true, JSON.stringify(pinnedWrong.body).slice(0, 300))
       assert.match(pinnedWrong.body.result.content[0].text, /ApiNetworkError/)
@@ -747,6 +740,49 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
       assert.match(refused.body.detail, /mcpMount\(\{ cert \}\)/)
     } finally {
       await Promise.all(servers.map(async s => await s.close()))
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('cyberspace mcp on an https node: it talks to the API with the certificate api.json holds, pinned, and to no other', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-stdio-tls-'))
+    let server: ApiServer | undefined
+    try {
+      const tls = selfSigned(dir, 'api.example')
+      server = await startApiServer({ node, token: TOKEN, port: 0, pageDir: '/nonexistent', tls })
+      /** `cyberspace mcp --data-dir` with the operator's token and api.json naming the server and `cert`. */
+      const run = async (cert: string): Promise<{ code: number | null; stdout: string; stderr: string }> => {
+        writeFileSync(join(dir, 'api.json'), JSON.stringify({ url: server?.url, cert, pid: process.pid }))
+        return await new Promise(resolve => {
+          const proc = spawn(process.execPath, [CYBERSPACE, 'mcp', '--data-dir', dir], {
+            env: { ...process.env, CYBERSPACE_TOKEN: TOKEN },
+            stdio: ['pipe', 'pipe', 'pipe']
+          })
+          let stdout = ''
+          let stderr = ''
+          proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+          proc.stderr.on('data', (d: Buffer) => {
+            stderr += d.toString()
+            // it asked the node who the token is, and serves: the host going away ends it
+            if (stderr.includes('serving')) proc.stdin.end()
+          })
+          const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000)
+          proc.once('close', (code: number | null) => {
+            clearTimeout(timer)
+            resolve({ code, stdout, stderr })
+          })
+        })
+      }
+      const pinned = await run(tls.cert)
+      assert.equal(pinned.code, 0, pinned.stderr)
+      assert.match(pinned.stderr, new RegExp(`serving the node's operator on stdio, through ${server.url}`))
+      const wrong = await run(selfSigned(dir, 'other').cert)
+      assert.equal(wrong.code, 1, wrong.stderr)
+      // an unrelated certificate fails the chain before the pin is compared (api-bind.test.ts has both)
+      assert.match(wrong.stderr, /self-signed certificate|another certificate than api\.json holds/)
+      assert.equal(wrong.stdout, '')
+    } finally {
+      await server?.close()
       rmSync(dir, { recursive: true, force: true })
     }
   })
