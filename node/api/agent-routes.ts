@@ -48,6 +48,7 @@ import { actingAs, AgentTokens, ApiTokenError, OPERATOR, operatorOnly, TOKEN_ID 
 import type { AgentTokenInfo, Caller, MintedAgentToken } from './agent-tokens.ts'
 import { dataValue, jsonValue } from './state-routes.ts'
 import type { Route } from './http.ts'
+import type { WaiterPlaces } from './v1/handlers-common.ts'
 import type { AgentCard } from '../../protocols/registry/codec.ts'
 import type { AgentInfo, KeySource, PendingMessage } from '../../src/actor/agents.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
@@ -534,32 +535,23 @@ function sseEvent(event: string, data: unknown, id?: string): string {
 
 /**
  * The routes that wait on the connection: an external agent's inbox by long poll and as an event
- * stream. Each holds one of MAX_INBOX_WAITERS places while it waits.
+ * stream. Each holds one of `places` while it waits (the server's inbox pool, which the public
+ * API's inbox shares: MAX_INBOX_WAITERS in all, a quarter at most for one agent).
  */
 export function agentStreams(
   node: CyberspaceNode,
-  options: { heartbeat?: number; tokens?: AgentTokens } = {}
+  options: { places: WaiterPlaces; heartbeat?: number; tokens?: AgentTokens }
 ): Record<string, StreamRoute> {
   const heartbeat = options.heartbeat ?? HEARTBEAT_MS
   const tokens = options.tokens ?? new AgentTokens()
-  let waiters = 0
-  const place = (): (() => void) => {
-    if (waiters >= MAX_INBOX_WAITERS)
-      throw new HttpError(429, `${MAX_INBOX_WAITERS} inbox streams and polls are open already: close one first`)
-    waiters++
-    let released = false
-    return () => {
-      if (!released) waiters--
-      released = true
-    }
-  }
+  const places = options.places
   return {
     'GET agents/inbox': async (_req, url, res, caller = OPERATOR) => {
       const agent = principalField(url.searchParams.get('agent'), 'agent')
       actingAs(caller, agent, 'read the inbox of')
       const wait = wholeNumber(url.searchParams.get('wait') ?? undefined, 'wait (ms)', 0, MAX_INBOX_WAIT, 0)
       const max = wholeNumber(url.searchParams.get('max') ?? undefined, 'max', 1, MAX_INBOX_TAKE, MAX_INBOX_TAKE)
-      const release = place()
+      const release = places.take(caller)
       try {
         const revoked = revokedSignal(tokens, caller, res)
         const messages = await node.agents.inbox(agent, {
@@ -580,7 +572,7 @@ export function agentStreams(
       actingAs(caller, agent, 'read the inbox of')
       // the checks inbox() makes, before the stream starts: afterwards only an event can say what went wrong
       requireExternal(node, agent)
-      const release = place()
+      const release = places.take(caller)
       const revoked = revokedSignal(tokens, caller, res)
       const signal = AbortSignal.any([closedSignal(res), revoked])
       try {

@@ -64,7 +64,8 @@ import type { Message } from '@libp2p/gossipsub'
 import { openApiDocument } from '../../src/api/openapi.ts'
 import { ApiBindError } from '../errors.ts'
 import { ApiMetrics, METRICS_CONTENT_TYPE } from './metrics.ts'
-import { v1Handlers } from './v1/handlers.ts'
+import { apiPlaces, v1Handlers } from './v1/handlers.ts'
+import type { ApiPlaces } from './v1/handlers-common.ts'
 import { v1Router } from './v1/router.ts'
 import type { Handlers, Mount } from './v1/handler.ts'
 import type { RouteMatch } from './v1/router.ts'
@@ -105,8 +106,11 @@ export interface ApiServerInit {
    * function of the API's URL (known once it listens, when the port was 0) giving them.
    */
   mounts?: Mount[] | ((api: { url: string; port: number; tokens: AgentTokens }) => Mount[])
-  /** The public API's handlers, given the server's tokens; v1Handlers(node, { tokens }) by default. */
-  handlers?: (context: { node: CyberspaceNode; tokens: AgentTokens }) => Partial<Handlers>
+  /**
+   * The public API's handlers, given the server's tokens and its places for waiting requests
+   * (shared with the control API); v1Handlers(node, { tokens, places }) by default.
+   */
+  handlers?: (context: { node: CyberspaceNode; tokens: AgentTokens; places: ApiPlaces }) => Partial<Handlers>
 }
 
 export interface ApiServer {
@@ -205,8 +209,10 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   /** Longest prefix first; set once the server listens (before it answers anything). */
   let mounts: Mount[] = []
   const metrics = new ApiMetrics({ node, tokens })
+  /** The places of long polls and streams, one pool per kind, for the control API and the public API together. */
+  const places = apiPlaces()
   const router = v1Router({
-    handlers: init.handlers?.({ node, tokens }) ?? v1Handlers(node, { tokens }),
+    handlers: init.handlers?.({ node, tokens, places }) ?? v1Handlers(node, { tokens, places }),
     authenticate: req => callerOf(req),
     onStream: (route, delta) => {
       metrics.stream(route, delta)
@@ -288,7 +294,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     ...workRoutes(node)
   }
   /** Routes that write their own response (event streams, long polls that watch the connection). */
-  const streams: Record<string, StreamRoute> = agentStreams(node, { tokens })
+  const streams: Record<string, StreamRoute> = agentStreams(node, { tokens, places: places.inbox })
 
   /** Who sends the request: the operator's token, or an agent's that is live; else 401. */
   function callerOf(req: IncomingMessage): Caller {

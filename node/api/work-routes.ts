@@ -21,10 +21,11 @@
  */
 import { AgentNotFoundHereError } from '../../src/actor/agent-errors.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
-import { refusalError, WorkUnauthorizedError } from '../../src/work/errors.ts'
+import { ItemNotFoundError, refusalError, WorkUnauthorizedError } from '../../src/work/errors.ts'
 import { workTag } from '../../src/work/tags.ts'
 import { CLI } from './client.ts'
 import { HttpError, readJson } from './http.ts'
+import { BoardNotFoundError } from './v1/handlers-errors.ts'
 import { actingAs, OPERATOR } from './agent-tokens.ts'
 import { dataValue, jsonValue } from './state-routes.ts'
 import { BOARD_NAME, ITEM_ID, MAX_ITEMS_PAGE } from '../work-commands.ts'
@@ -330,8 +331,7 @@ export function workRoutes(node: CyberspaceNode): Record<string, Route> {
   const held = async (name: string): Promise<Board> => {
     const board = await heldBoard(node, name)
     if (board == null)
-      throw new HttpError(
-        404,
+      throw new BoardNotFoundError(
         `this node holds no board ${name}: open it with ${CLI} work open ${name} (or create an item on it)`
       )
     return board
@@ -407,8 +407,7 @@ export function workRoutes(node: CyberspaceNode): Record<string, Route> {
       const item = board.item(id)
       // an item the reader may not read is answered as one that does not exist: nothing of it is told
       if (item == null || (reader != null && !(await node.work.mayRead(name, reader, item))))
-        throw new HttpError(
-          404,
+        throw new ItemNotFoundError(
           `board ${name} has no item ${id}${reader != null ? ` that ${reader} may read` : ''} (see ${CLI} work list ${name})`
         )
       return workItemView(item)

@@ -15,6 +15,7 @@ import * as z from 'zod'
 import { base64url } from 'multiformats/bases/base64'
 import { startApiServer } from '../../node/api/server.ts'
 import { v1Handlers } from '../../node/api/v1/handlers.ts'
+import { MAX_INBOX_WAITERS } from '../../node/api/agent-routes.ts'
 import { MAX_EVENT_WAITERS } from '../../node/api/work-routes.ts'
 import { ROUTES } from '../../src/api/routes.ts'
 import { ItemId } from '../../src/api/schema.ts'
@@ -161,7 +162,8 @@ describe('public API handlers over HTTP', function () {
       token: OPERATOR,
       port: 0,
       pageDir: '/nonexistent',
-      handlers: ({ node, tokens }) => v1Handlers(node, { tokens, heartbeat: HEARTBEAT, backlog: BACKLOG })
+      handlers: ({ node, tokens, places }) =>
+        v1Handlers(node, { tokens, places, heartbeat: HEARTBEAT, backlog: BACKLOG })
     })
     root = await key()
     await node.spki.addAclEntry(root.id, tag('(cyberspace)'))
@@ -566,6 +568,46 @@ describe('public API handlers over HTTP', function () {
       404,
       'BoardNotFoundError'
     )
+  })
+
+  it(`holds at most ${MAX_INBOX_WAITERS} inbox long polls over the control API and the public API together, named TooManyWaitersError`, async () => {
+    const stop = new AbortController()
+    const polls: Array<Promise<number>> = []
+    const poll = (path: string): void => {
+      polls.push(
+        fetch(new URL(path, server.url), {
+          headers: { authorization: `Bearer ${OPERATOR}` },
+          signal: stop.signal
+        }).then(
+          async res => {
+            await res.text()
+            return res.status
+          },
+          () => 0
+        )
+      )
+    }
+    try {
+      // half the places through each API, each poll waiting 20 s for a message that does not come
+      for (let i = 0; i < MAX_INBOX_WAITERS; i++)
+        poll(
+          i % 2 === 0 ? `/api/v0/agents/inbox?agent=${outsider}&wait=20000` : `/api/agents/${outsider}/inbox?wait=20000`
+        )
+      let refused: Answer | undefined
+      for (let tries = 0; tries < 50 && refused == null; tries++) {
+        await new Promise(resolve => setTimeout(resolve, 100))
+        const res = await call(OPERATOR, 'GET', `/api/agents/${outsider}/inbox`, { query: { wait: '100' } })
+        if (res.status === 429) refused = res
+      }
+      assert.ok(refused != null, 'the public inbox was not refused once the places were taken over both APIs')
+      assert.equal(refused.body.name, 'TooManyWaitersError')
+      const v0 = await call(OPERATOR, 'GET', '/api/v0/agents/inbox', { query: { agent: outsider, wait: '100' } })
+      assert.equal(v0.status, 429)
+      assert.equal(v0.body.name, 'TooManyWaitersError', 'the control API names it too')
+    } finally {
+      stop.abort()
+      await Promise.all(polls)
+    }
   })
 
   describe('events', () => {

@@ -79,10 +79,10 @@ describe('control API: work and fleet routes', function () {
     await refused(
       api.get('work/items', { board: BOARD }),
       404,
-      'Error',
+      'BoardNotFoundError',
       /holds no board b1: open it with .* work open b1/
     )
-    await refused(api.get('work/item', { board: BOARD, item: 'x' }), 404, 'Error', /holds no board b1/)
+    await refused(api.get('work/item', { board: BOARD, item: 'x' }), 404, 'BoardNotFoundError', /holds no board b1/)
     assert.deepEqual(await api.get<BoardPage>('work/boards'), { boards: [], next: null })
     assert.deepEqual(await api.post<OpenedBoard>('work/boards', { board: 'scratch', mode: 'local' }), {
       name: 'scratch',
@@ -172,7 +172,7 @@ describe('control API: work and fleet routes', function () {
     await refused(
       api.post('work/op', { board: 'nope', as: coord, op: { op: 'claim', item: 'goal' } }),
       404,
-      'Error',
+      'BoardNotFoundError',
       /holds no board nope/
     )
     assert.equal((await api.get<BoardPage>('work/boards')).boards.find(b => b.name === BOARD)?.ops, before)
@@ -241,7 +241,7 @@ describe('control API: work and fleet routes', function () {
     assert.equal(rejected.item?.error, 'not doable')
     const deleted = await op(coord, { op: 'delete', item: 't7' })
     assert.equal(deleted.item, null, 'a deleted item is gone from the answer')
-    await refused(api.get('work/item', { board: BOARD, item: 't7' }), 404, 'Error', /has no item t7/)
+    await refused(api.get('work/item', { board: BOARD, item: 't7' }), 404, 'ItemNotFoundError', /has no item t7/)
   })
 
   it('pages items with next, filtered by status, assignee, parent, kind and readiness', async () => {
@@ -293,7 +293,12 @@ describe('control API: work and fleet routes', function () {
       ['t1', 't2', 't3', 't4', 't5', 't6']
     )
     // an item it may not read is answered as one that does not exist
-    await refused(helperApi.get('work/item', { board: BOARD, item: 'goal' }), 404, 'Error', /has no item goal that/)
+    await refused(
+      helperApi.get('work/item', { board: BOARD, item: 'goal' }),
+      404,
+      'ItemNotFoundError',
+      /has no item goal that/
+    )
     assert.equal((await helperApi.get<WorkItemView>('work/item', { board: BOARD, item: 't3' })).id, 't3')
     // the operator reads as the node, or as an agent it names
     assert.equal((await api.get<ItemPage>('work/items', { board: BOARD, as: helper })).items.length, 6)

@@ -18,7 +18,6 @@ import { isPrincipalId } from '../../../src/crypto/principal.ts'
 import {
   agentView,
   attachAgent,
-  MAX_INBOX_WAITERS,
   pendingView,
   randomId,
   registryOf,
@@ -27,9 +26,10 @@ import {
   sendAs
 } from '../agent-routes.ts'
 import { actingAs } from '../agent-tokens.ts'
-import { byText, dataOf, pageOf, waiterPlaces } from './handlers-common.ts'
+import { byText, dataOf, pageOf } from './handlers-common.ts'
 import { invalidField, TokenNotFoundError } from './handlers-errors.ts'
 import type { AgentTokens } from '../agent-tokens.ts'
+import type { WaiterPlaces } from './handlers-common.ts'
 import type { Handlers } from './handler.ts'
 import type { AgentRecord } from '../../../src/api/schema.ts'
 import type { PrincipalId } from '../../../src/crypto/principal.ts'
@@ -47,9 +47,11 @@ function agentRecord(view: Parameters<typeof agentView>[0]): z.input<typeof Agen
   return { ...rest, card: { ...card } }
 }
 
+/** The agents' handlers; `inboxPlaces` bounds the inbox long polls (the server's pool, shared with the control API). */
 export function agentHandlers(
   node: CyberspaceNode,
-  tokens: AgentTokens
+  tokens: AgentTokens,
+  inboxPlaces: WaiterPlaces
 ): Pick<
   Handlers,
   | 'findAgents'
@@ -64,8 +66,6 @@ export function agentHandlers(
   | 'mintToken'
   | 'revokeToken'
 > {
-  const inboxPlaces = waiterPlaces(MAX_INBOX_WAITERS, 'inbox long polls')
-
   return {
     // ---------------------------------------------------------------- the registry
     findAgents: async ({ query }) => {

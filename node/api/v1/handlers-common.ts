@@ -92,6 +92,24 @@ export function byText<T>(key: (item: T) => string): (a: T, b: T) => number {
   }
 }
 
+/** Bounded places for requests that hold their connection: `take` one (for `caller`), or be refused. */
+export interface WaiterPlaces {
+  /** A place for `caller`'s request, or TooManyWaitersError; returns the release (idempotent). */
+  take: (caller?: Caller) => () => void
+  /** Places held now. */
+  open: () => number
+}
+
+/**
+ * The API's places for waiting requests, one pool per kind, each shared by the control API (v0)
+ * and the public API: `inbox` (long polls and streams of an external agent's inbox), `events`
+ * (long polls and streams of the journal). So what waits on one port adds up to a known bound.
+ */
+export interface ApiPlaces {
+  inbox: WaiterPlaces
+  events: WaiterPlaces
+}
+
 /**
  * Places for requests that hold their connection (long polls, streams): at most `max` at once; an
  * agent's token at most `perAgent` of them, and agents together at most `max - reserved` (the rest
@@ -102,7 +120,7 @@ export function waiterPlaces(
   max: number,
   what: string,
   options: { perAgent?: number; reserved?: number } = {}
-): { take: (caller?: Caller) => () => void; open: () => number } {
+): WaiterPlaces {
   const perAgent = options.perAgent ?? Math.max(1, Math.floor(max / 4))
   const reserved = options.reserved ?? Math.max(1, Math.floor(max / 8))
   let open = 0

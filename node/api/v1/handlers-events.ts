@@ -39,6 +39,7 @@ import { RecentMap } from '../../../src/recent-map.ts'
 import { invalidField } from './handlers-errors.ts'
 import { waiterPlaces } from './handlers-common.ts'
 import type { AgentTokens, Caller } from '../agent-tokens.ts'
+import type { WaiterPlaces } from './handlers-common.ts'
 import type { Handlers } from './handler.ts'
 import type { ServerResponse } from 'node:http'
 import type { Event } from '../../../src/api/schema.ts'
@@ -54,6 +55,8 @@ export interface EventHandlersOptions {
   heartbeat?: number
   /** Events a stream holds for a slow reader before it says what it missed and ends; default MAX_STREAM_BACKLOG. */
   backlog?: number
+  /** The places of the journal's long polls and streams (the server's pool); MAX_EVENT_WAITERS of its own by default. */
+  places?: WaiterPlaces
 }
 
 /** Longest cursor taken (the journal's own bound). */
@@ -227,7 +230,7 @@ export function eventHandlers(
 ): Pick<Handlers, 'events' | 'eventStream'> {
   const heartbeat = options.heartbeat ?? EVENTS_HEARTBEAT_MS
   const backlogMax = options.backlog ?? MAX_STREAM_BACKLOG
-  const places = waiterPlaces(MAX_EVENT_WAITERS, 'event streams and long polls')
+  const places = options.places ?? waiterPlaces(MAX_EVENT_WAITERS, 'event streams and long polls')
   const stall = Math.max(4 * heartbeat, 1000)
 
   return {

@@ -16,25 +16,40 @@
  * const handlers = v1Handlers(node, { tokens: api.tokens })
  * await handlers.whoami({ caller: OPERATOR, … })   // { caller: 'operator', principal: 'z6Mk…', node: '12D3Koo…' }
  */
+import { MAX_INBOX_WAITERS } from '../agent-routes.ts'
+import { MAX_EVENT_WAITERS } from '../work-routes.ts'
+import { waiterPlaces } from './handlers-common.ts'
 import { agentHandlers } from './handlers-agents.ts'
 import { eventHandlers } from './handlers-events.ts'
 import { nodeHandlers } from './handlers-node.ts'
 import { workHandlers } from './handlers-work.ts'
 import type { AgentTokens } from '../agent-tokens.ts'
+import type { ApiPlaces } from './handlers-common.ts'
 import type { Handlers } from './handler.ts'
 import type { EventHandlersOptions } from './handlers-events.ts'
 import type { CyberspaceNode } from '../../../src/node.ts'
 
-export interface V1HandlersOptions extends EventHandlersOptions {
+export interface V1HandlersOptions extends Omit<EventHandlersOptions, 'places'> {
   /** The agents' tokens the API accepts (the server's): minted, listed and revoked here. */
   tokens: AgentTokens
+  /** The places of waiting requests, shared with the control API (the server's); apiPlaces() by default. */
+  places?: ApiPlaces
+}
+
+/** One pool of places per kind of waiting request, for one API port (the server makes one and shares it). */
+export function apiPlaces(): ApiPlaces {
+  return {
+    inbox: waiterPlaces(MAX_INBOX_WAITERS, 'inbox streams and long polls'),
+    events: waiterPlaces(MAX_EVENT_WAITERS, 'event streams and long polls')
+  }
 }
 
 export function v1Handlers(node: CyberspaceNode, options: V1HandlersOptions): Handlers {
+  const places = options.places ?? apiPlaces()
   return {
     ...nodeHandlers(node),
-    ...agentHandlers(node, options.tokens),
+    ...agentHandlers(node, options.tokens, places.inbox),
     ...workHandlers(node),
-    ...eventHandlers(node, options.tokens, options)
+    ...eventHandlers(node, options.tokens, { ...options, places: places.events })
   }
 }
