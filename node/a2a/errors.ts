@@ -1,40 +1,21 @@
 /**
- * Named errors of the A2A binding. Those a request gets before its JSON-RPC call is read (an agent
- * not hosted here, too many streams) are HTTP errors the API answers as problem details — with the
- * API's own for what every route shares (RouteNotFoundError, MethodNotAllowedError,
- * UnsupportedMediaTypeError, BodyTooLargeError in ../api/http.ts); those of a call are A2A errors
- * (`@a2a-js/sdk/errors`) the SDK's JSON-RPC transport turns into JSON-RPC error objects.
+ * Named errors of the A2A binding. Those a request gets before its JSON-RPC call is read are the
+ * API's own, answered as problem details: RouteNotFoundError, MethodNotAllowedError,
+ * UnsupportedMediaTypeError, BodyTooLargeError (../api/http.ts), AgentNotFoundHereError for an
+ * agent not hosted here, TooManyWaitersError for too many open streams
+ * (../api/v1/handlers-errors.ts). Those of a call are A2A errors (`@a2a-js/sdk/errors`) the SDK's
+ * JSON-RPC transport turns into JSON-RPC error objects; this file holds the one A2A lacks.
  *
  * @example
- * throw new A2aAgentNotFoundError(`agent ${principal} is not hosted on this node`) // 404 problem
  * throw new A2aForbiddenError(`${actor} may not create a2a tasks`)                 // JSON-RPC error -32040
  */
 import { A2AError } from '@a2a-js/sdk/errors'
-import { HttpError } from '../api/http.ts'
 
 /**
  * JSON-RPC code of a call the caller's chain does not allow: A2A defines none for it (its codes are
  * -32001..-32009), so one of JSON-RPC's implementation-defined server errors (-32000..-32099).
  */
 export const A2A_FORBIDDEN_CODE = -32040
-
-/** The path names no agent hosted on this node (404). */
-export class A2aAgentNotFoundError extends HttpError {
-  static name = 'A2aAgentNotFoundError'
-  name = 'A2aAgentNotFoundError'
-  constructor(message: string) {
-    super(404, message)
-  }
-}
-
-/** A caller holds as many task streams and blocking sends open as it may, or the node does (429). */
-export class A2aStreamLimitError extends HttpError {
-  static name = 'A2aStreamLimitError'
-  name = 'A2aStreamLimitError'
-  constructor(message: string) {
-    super(429, message)
-  }
-}
 
 /**
  * The caller's chain does not grant what the call does (creating or cancelling the task's work

@@ -27,8 +27,10 @@ import {
   send,
   UnsupportedMediaTypeError
 } from '../api/http.ts'
+import { INVALID_REQUEST, PARSE_ERROR, sendJsonRpcError } from '../api/jsonrpc.ts'
 import { a2aCard, JSONRPC_BINDING, LEGACY_VERSION, legacyCardJson } from './card.ts'
-import { A2aAgentNotFoundError, A2aForbiddenError } from './errors.ts'
+import { A2aForbiddenError } from './errors.ts'
+import { AgentNotFoundHereError } from '../../src/actor/agent-errors.ts'
 import { A2aTasks, AgentTasks } from './tasks.ts'
 import type { A2aTasksInit } from './tasks.ts'
 import type { AgentTokens, Caller } from '../api/agent-tokens.ts'
@@ -50,10 +52,6 @@ export const A2A_HEARTBEAT_MS = 15_000
 
 /** Nesting of a request's JSON (the envelope is 5 deep to a part's data); deeper is refused before the SDK reads it. */
 export const MAX_A2A_JSON_DEPTH = 32
-
-/** JSON-RPC 2.0's own error codes. */
-const PARSE_ERROR = -32700
-const INVALID_REQUEST = -32600
 
 export interface A2aMountsInit extends A2aTasksInit {
   /**
@@ -86,12 +84,12 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
   const tasks = new A2aTasks(init)
   const heartbeat = init.heartbeat ?? A2A_HEARTBEAT_MS
 
-  /** The registry card of an agent hosted here, or A2aAgentNotFoundError. */
+  /** The registry card of an agent hosted here, or AgentNotFoundHereError (404, as the API answers it). */
   const registryCard = (principal: string): NonNullable<ReturnType<typeof node.registry.published>[number]> => {
     const hosted = isPrincipalId(principal) ? node.agents.get(principal) : undefined
     const record = hosted == null ? undefined : node.registry.published().find(r => r.agent === principal)
     if (record == null)
-      throw new A2aAgentNotFoundError(
+      throw new AgentNotFoundHereError(
         `no agent ${principal.slice(0, 60)} is hosted on this node: an agent's A2A endpoint is on the node that hosts it (its record in the registry names the host)`
       )
     return record
@@ -165,25 +163,38 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
     try {
       body = JSON.parse(text)
     } catch (err) {
-      rpcError(res, null, PARSE_ERROR, `Parse error: the body is not JSON (${(err as Error).message})`)
+      sendJsonRpcError(res, {
+        code: PARSE_ERROR,
+        message: `Parse error: the body is not JSON (${(err as Error).message})`
+      })
       return
     }
     if (Array.isArray(body)) {
-      rpcError(res, null, INVALID_REQUEST, 'Invalid Request: batches are not served; send one request per HTTP request')
+      sendJsonRpcError(res, {
+        code: INVALID_REQUEST,
+        message: 'Invalid Request: batches are not served; send one request per HTTP request'
+      })
       return
     }
     if (body == null || typeof body !== 'object') {
-      rpcError(res, null, INVALID_REQUEST, 'Invalid Request: a JSON-RPC request is a JSON object')
+      sendJsonRpcError(res, { code: INVALID_REQUEST, message: 'Invalid Request: a JSON-RPC request is a JSON object' })
       return
     }
     if (depthOver(body, MAX_A2A_JSON_DEPTH)) {
-      rpcError(res, null, INVALID_REQUEST, `Invalid Request: JSON nested deeper than ${MAX_A2A_JSON_DEPTH} levels`)
+      sendJsonRpcError(res, {
+        code: INVALID_REQUEST,
+        message: `Invalid Request: JSON nested deeper than ${MAX_A2A_JSON_DEPTH} levels`
+      })
       return
     }
     const request = body as Record<string, unknown>
     const id = typeof request.id === 'string' || typeof request.id === 'number' ? request.id : null
     if (request.jsonrpc !== '2.0' || typeof request.method !== 'string') {
-      rpcError(res, id, INVALID_REQUEST, 'Invalid Request: a JSON-RPC 2.0 request has jsonrpc "2.0" and a method')
+      sendJsonRpcError(
+        res,
+        { code: INVALID_REQUEST, message: 'Invalid Request: a JSON-RPC 2.0 request has jsonrpc "2.0" and a method' },
+        id
+      )
       return
     }
     // a request without A2A-Version is a v0.3 one (A2A v1.0 says so): the SDK's v0.3 transport reads it
@@ -196,7 +207,7 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
     try {
       validateVersion(version, card, JSONRPC_BINDING)
     } catch (err) {
-      rpcError(res, id, mapError(err))
+      sendJsonRpcError(res, mapError(err), id)
       return
     }
     // a stream, or a send that waits for its task, holds a place while it lasts
@@ -220,7 +231,7 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
       try {
         first = await events.next()
       } catch (err) {
-        rpcError(res, id, mapError(err))
+        sendJsonRpcError(res, mapError(err), id)
         return
       }
       res.writeHead(200, {
@@ -307,16 +318,6 @@ function waits(request: Record<string, unknown>, legacy: boolean): boolean {
 function userOf(caller: Caller): User {
   const userName = caller.kind === 'agent' ? caller.agent : 'operator'
   return { isAuthenticated: true, userName }
-}
-
-function rpcError(
-  res: ServerResponse,
-  id: string | number | null,
-  code: number | { code: number; message: string; data?: unknown },
-  message = ''
-): void {
-  const error = typeof code === 'number' ? { code, message } : code
-  send(res, 200, 'application/json', JSON.stringify({ jsonrpc: '2.0', id, error }))
 }
 
 /** The body as text, at most `max` bytes (BodyTooLargeError past it, before reading the rest). */

@@ -31,7 +31,8 @@ import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { opTags } from '../../src/work/tags.ts'
 import { TERMINAL_STATUSES } from '../../src/work/types.ts'
 import { jsonValue } from '../api/state-routes.ts'
-import { A2aForbiddenError, A2aStreamLimitError } from './errors.ts'
+import { TooManyWaitersError } from '../api/v1/handlers-errors.ts'
+import { A2aForbiddenError } from './errors.ts'
 import type {
   AgentCard,
   Artifact,
@@ -72,8 +73,8 @@ export const BLOCKING_WAIT_MS = 25_000
 export const MAX_STREAMS_PER_CALLER = 4
 /** Task streams and blocking sends the node holds open at once (the API takes 64 connections in all). */
 export const MAX_STREAMS = 16
-/** Changes a stream holds for a reader that does not keep up; past it, it sends the task as it is then. */
-export const MAX_STREAM_BACKLOG = 256
+/** Changes of its task a task stream queues for a reader that does not keep up; past it, it sends the task as it is then. */
+export const MAX_QUEUED_TASK_CHANGES = 256
 /** Parts one message may carry. */
 export const MAX_PARTS = 32
 
@@ -173,15 +174,15 @@ export class A2aTasks {
     return /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id) ? id : undefined
   }
 
-  /** Takes one of the places for a stream or a blocking send of `holder` (A2aStreamLimitError when none is free); returns its release. */
+  /** Takes one of the places for a stream or a blocking send of `holder` (TooManyWaitersError, 429, when none is free); returns its release. */
   place(holder: string): () => void {
     const held = this.openBy.get(holder) ?? 0
     if (held >= MAX_STREAMS_PER_CALLER)
-      throw new A2aStreamLimitError(
+      throw new TooManyWaitersError(
         `this token holds ${held} A2A task streams and blocking sends open already: close one (or send with returnImmediately and poll GetTask)`
       )
     if (this.open >= MAX_STREAMS)
-      throw new A2aStreamLimitError(
+      throw new TooManyWaitersError(
         `this node holds ${this.open} A2A task streams and blocking sends open already: try again later`
       )
     this.open++
@@ -541,7 +542,7 @@ function stepOf(item: WorkItem): Step {
 /**
  * The task, then its changes as they are folded — a status update for each new status, status
  * message or progress, and when it completes its artifacts — until it ends or `signal` aborts. The
- * changes wait in a bounded backlog: a reader that falls MAX_STREAM_BACKLOG behind is sent the task
+ * changes wait in a bounded backlog: a reader that falls MAX_QUEUED_TASK_CHANGES behind is sent the task
  * as it is then instead.
  */
 async function* follow(
@@ -558,7 +559,7 @@ async function* follow(
     if (e.detail.item !== id || e.detail.type !== 'applied') return
     const item = board.item(id)
     if (item == null) return
-    if (backlog.length >= MAX_STREAM_BACKLOG) {
+    if (backlog.length >= MAX_QUEUED_TASK_CHANGES) {
       behind = true
       backlog.length = 0
     } else {

@@ -27,6 +27,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { Client } from '../../src/api/client.ts'
 import { pinnedFetch } from '../api/client.ts'
 import { BodyTooLargeError, MethodNotAllowedError, RouteNotFoundError } from '../api/http.ts'
+import { INVALID_REQUEST, PARSE_ERROR, sendJsonRpcError } from '../api/jsonrpc.ts'
 import { McpApiTlsError } from './errors.ts'
 import { cyberspaceMcpServer } from './server.ts'
 import type { ApiCaller } from './server.ts'
@@ -95,12 +96,20 @@ export function mcpMount(init: McpMountInit): Mount {
       try {
         message = JSON.parse(body.toString('utf8'))
       } catch {
-        jsonRpcError(res, 400, -32700, 'Parse error: the body is not JSON')
+        sendJsonRpcError(res, { code: PARSE_ERROR, message: 'Parse error: the body is not JSON' }, null, 400)
         return
       }
       // each call of a batch would be an API request of its own, all at once: one request per POST
       if (Array.isArray(message)) {
-        jsonRpcError(res, 400, -32600, 'Invalid Request: batches are not served; send one JSON-RPC message per POST')
+        sendJsonRpcError(
+          res,
+          {
+            code: INVALID_REQUEST,
+            message: 'Invalid Request: batches are not served; send one JSON-RPC message per POST'
+          },
+          null,
+          400
+        )
         return
       }
       const token = bearerOf(req)
@@ -144,15 +153,4 @@ async function readBody(req: IncomingMessage): Promise<Buffer> {
     chunks.push(chunk as Buffer)
   }
   return Buffer.concat(chunks)
-}
-
-/** A JSON-RPC error as MCP's transport answers one (id null: it answers no request). */
-function jsonRpcError(res: ServerResponse, status: number, code: number, message: string): void {
-  const body = JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null })
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'cache-control': 'no-store',
-    'content-length': Buffer.byteLength(body)
-  })
-  res.end(body)
 }

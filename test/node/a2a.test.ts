@@ -451,7 +451,7 @@ describe('A2A binding', function () {
     const nobody = (await key()).id
     const card = await fetch(`${api.url}${A2A_PREFIX}/${nobody}/.well-known/agent-card.json`)
     assert.equal(card.status, 404)
-    assert.equal(((await card.json()) as { name: string }).name, 'A2aAgentNotFoundError')
+    assert.equal(((await card.json()) as { name: string }).name, 'AgentNotFoundHereError')
     const unknown = await rpc(`${api.url}${A2A_RPC_PREFIX}/${nobody}`, call, { authorization: `Bearer ${TOKEN}` })
     assert.equal(unknown.status, 404)
     await assert.rejects(a2aClient(`${api.url}${A2A_PREFIX}/${nobody}/`, TOKEN), /404/)
@@ -657,7 +657,7 @@ describe('A2A binding', function () {
     }
     const over = await subscribe()
     assert.equal(over.status, 429)
-    assert.equal(((await over.json()) as { name: string }).name, 'A2aStreamLimitError')
+    assert.equal(((await over.json()) as { name: string }).name, 'TooManyWaitersError')
     // another token has places of its own
     const workerSub = await fetch(endpoint, {
       method: 'POST',

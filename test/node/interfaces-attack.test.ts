@@ -287,7 +287,7 @@ describe('interfaces attack: a node serving A2A and MCP', function () {
       // the defence: a blocking send past the token's places is refused at once
       const blocking = await rpc(rpcUrl(worker), legacySend('blocking', { blocking: true }), auth)
       assert.equal(blocking.status, 429)
-      assert.equal(blocking.body.name, 'A2aStreamLimitError')
+      assert.equal(blocking.body.name, 'TooManyWaitersError')
       // the SDK's v0.3 reader blocks for any truthy `blocking` (returnImmediately = !blocking)
       const sneaky = await rpc(rpcUrl(worker), legacySend('sneaky', { blocking: 1 }), auth)
       assert.equal(
