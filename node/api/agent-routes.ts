@@ -44,7 +44,7 @@ import {
   startEventStream,
   stringField
 } from './http.ts'
-import { actingAs, AgentTokens, ApiTokenError, OPERATOR, operatorOnly, TOKEN_ID } from './agent-tokens.ts'
+import { actingAs, AgentTokens, OPERATOR, operatorOnly, TOKEN_ID } from './agent-tokens.ts'
 import type { AgentTokenInfo, Caller, MintedAgentToken } from './agent-tokens.ts'
 import { dataValue, jsonValue } from './state-routes.ts'
 import type { Route } from './http.ts'
@@ -512,20 +512,13 @@ export function randomId(): string {
 
 /**
  * Aborted when the caller's token is revoked (never for the operator), with ApiTokenError; the
- * listener goes when the response closes.
+ * tokens forget the wait when the response closes.
  */
 export function revokedSignal(tokens: AgentTokens, caller: Caller, res: ServerResponse): AbortSignal {
-  const controller = new AbortController()
-  if (caller.kind !== 'agent') return controller.signal
-  const onRevoke = (): void => {
-    if (!tokens.has(caller.tokenId))
-      controller.abort(new ApiTokenError(`the token of agent ${caller.agent} was revoked`))
-  }
-  tokens.addEventListener('revoke', onRevoke)
-  res.once('close', () => {
-    tokens.removeEventListener('revoke', onRevoke)
-  })
-  return controller.signal
+  if (caller.kind !== 'agent') return new AbortController().signal
+  const wait = tokens.watch(caller.tokenId)
+  res.once('close', wait.release)
+  return wait.signal
 }
 
 /** One server-sent event: `event`, `id` (a message id: no line breaks) and `data` as one line of JSON. */

@@ -95,6 +95,8 @@ export class AgentTokens extends EventTarget {
   /** By the hex of the token's hash. */
   private readonly byHash = new Map<string, StoredToken>()
   private readonly byId = new Map<string, StoredToken>()
+  /** The open waits (streams, long polls) of each live token: aborted when it is revoked. */
+  private readonly waits = new Map<string, Set<AbortController>>()
   private readonly now: () => number
 
   constructor(options: { now?: () => number } = {}) {
@@ -149,6 +151,38 @@ export class AgentTokens extends EventTarget {
     return n
   }
 
+  /**
+   * A signal aborted with ApiTokenError when the token `id` is revoked (at once if it is not live);
+   * `release` forgets it, when the wait ends. The tokens keep the open waits themselves, so any
+   * number of streams costs no listener each.
+   */
+  watch(id: string): { signal: AbortSignal; release: () => void } {
+    const controller = new AbortController()
+    const stored = this.byId.get(id)
+    if (stored == null) {
+      controller.abort(new ApiTokenError(`the token ${id} was revoked`))
+      return { signal: controller.signal, release: () => {} }
+    }
+    let open = this.waits.get(id)
+    if (open == null) this.waits.set(id, (open = new Set()))
+    open.add(controller)
+    const waits = open
+    return {
+      signal: controller.signal,
+      release: () => {
+        waits.delete(controller)
+        if (waits.size === 0 && this.waits.get(id) === waits) this.waits.delete(id)
+      }
+    }
+  }
+
+  /** Open waits watched now (what `watch` holds until released or revoked). */
+  watching(): number {
+    let n = 0
+    for (const open of this.waits.values()) n += open.size
+    return n
+  }
+
   /** Revokes the token `id`, or every token of `agent`; returns what it revoked. */
   revoke(which: { id?: string; agent?: PrincipalId }): AgentTokenInfo[] {
     const revoked: AgentTokenInfo[] = []
@@ -160,6 +194,10 @@ export class AgentTokens extends EventTarget {
         this.byId.delete(stored.info.id)
         this.byHash.delete(stored.hash.toString('hex'))
         revoked.push({ ...stored.info })
+        const open = this.waits.get(stored.info.id)
+        this.waits.delete(stored.info.id)
+        for (const wait of open ?? [])
+          wait.abort(new ApiTokenError(`the token of agent ${stored.info.agent} was revoked`))
       }
     }
     if (revoked.length > 0) this.dispatchEvent(new CustomEvent('revoke', { detail: revoked }))

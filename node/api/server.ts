@@ -299,7 +299,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   /** Who sends the request: the operator's token, or an agent's that is live; else 401. */
   function callerOf(req: IncomingMessage): Caller {
     const auth = req.headers.authorization ?? ''
-    const text = auth.startsWith('Bearer ') ? auth.slice(7) : ''
+    // the scheme's name is case-insensitive (RFC 7235 §2.1): `bearer` is Bearer
+    const text = /^bearer +(.*)$/i.exec(auth)?.[1] ?? ''
     const given = Buffer.from(text)
     if (given.length === expectedToken.length && timingSafeEqual(given, expectedToken)) return OPERATOR
     const token = tokens.verify(text)

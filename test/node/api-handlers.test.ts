@@ -28,6 +28,7 @@ import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
 import type { Key } from '../spki/fixtures.ts'
 import type { IncomingMessage } from 'node:http'
+import { AgentTokens } from '../../node/api/agent-tokens.ts'
 
 const OPERATOR = 'operator-t0ken-for-the-handlers'
 const BOARD = 'b1'
@@ -608,6 +609,52 @@ describe('public API handlers over HTTP', function () {
       stop.abort()
       await Promise.all(polls)
     }
+  })
+
+  it('takes the bearer scheme in any case (RFC 7235): bearer and BEARER are Bearer', async () => {
+    for (const scheme of ['bearer', 'BEARER', 'bEaReR'])
+      assert.equal(
+        (await call(undefined, 'GET', '/api/whoami', { headers: { authorization: `${scheme} ${OPERATOR}` } })).status,
+        200,
+        scheme
+      )
+    assert.equal(
+      (await call(undefined, 'GET', '/api/v0/id', { headers: { authorization: `bearer ${OPERATOR}` } })).status,
+      200,
+      'the control API too'
+    )
+    await problem(
+      undefined,
+      'GET',
+      '/api/whoami',
+      { headers: { authorization: `Basic ${OPERATOR}` } },
+      401,
+      'ApiTokenError'
+    )
+  })
+
+  it("keeps agents' open streams without a revoke listener each: a dozen streams, no MaxListenersExceededWarning, all forgotten when closed", async () => {
+    const warnings: string[] = []
+    const onWarning = (w: Error): void => {
+      warnings.push(w.name)
+    }
+    process.on('warning', onWarning)
+    const streams: SseStream[] = []
+    try {
+      const end = await endCursor()
+      // a quarter of the places each: 4 streams for each of three agents
+      for (const token of [coordToken, helperToken, outsiderToken])
+        for (let i = 0; i < 4; i++) streams.push(await openStream(server.url, token, { lastEventId: end }))
+      assert.equal(server.tokens.watching(), 12)
+      await new Promise(resolve => setImmediate(resolve))
+      assert.ok(!warnings.includes('MaxListenersExceededWarning'), warnings.join(', '))
+    } finally {
+      for (const s of streams) s.close()
+      process.off('warning', onWarning)
+    }
+    for (let tries = 0; tries < 50 && server.tokens.watching() > 0; tries++)
+      await new Promise(resolve => setTimeout(resolve, 100))
+    assert.equal(server.tokens.watching(), 0, 'a closed stream is forgotten')
   })
 
   describe('events', () => {
@@ -1418,3 +1465,25 @@ async function openStream(
     close: () => res.destroy()
   }
 }
+
+describe('AgentTokens.watch', () => {
+  it("aborts exactly the revoked token's waits, with ApiTokenError; a token not live aborts at once; release forgets", () => {
+    const tokens = new AgentTokens()
+    const a = tokens.mint('z6MkAgentA' as PrincipalId)
+    const b = tokens.mint('z6MkAgentB' as PrincipalId)
+    const waitsA = Array.from({ length: 20 }, () => tokens.watch(a.id))
+    const waitB = tokens.watch(b.id)
+    assert.equal(tokens.watching(), 21)
+    waitsA[0].release()
+    assert.equal(tokens.watching(), 20)
+    tokens.revoke({ id: a.id })
+    assert.ok(waitsA.slice(1).every(w => w.signal.aborted))
+    assert.equal((waitsA[1].signal.reason as Error).name, 'ApiTokenError')
+    assert.equal(waitsA[0].signal.aborted, false, 'a released wait is not told')
+    assert.equal(waitB.signal.aborted, false, "another token's wait goes on")
+    assert.equal(tokens.watching(), 1)
+    const late = tokens.watch(a.id)
+    assert.equal(late.signal.aborted, true, 'a revoked token waits for nothing')
+    assert.equal(tokens.watching(), 1)
+  })
+})
