@@ -8,7 +8,7 @@
  * it: the agent, the body's limits, the version, and streams as server-sent events.
  *
  * @example
- * const api = await startApiServer({ node, token, port: 4100, pageDir, mounts: api => a2aMounts({ node, url: api.url }) })
+ * const api = await startApiServer({ node, token, port: 4100, pageDir, mounts: ({ url, tokens }) => a2aMounts({ node, url, tokens }) })
  * // an A2A client: new ClientFactory().createFromUrl(`${api.url}/a2a/${principal}/`)
  */
 import { AgentCard, A2A_VERSION_HEADER, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk'
@@ -16,7 +16,6 @@ import { JsonRpcTransportHandler, ServerCallContext, validateVersion } from '@a2
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server'
 import { depthOver } from '../../src/api/depth.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
-import { ApiTokenError } from '../api/agent-tokens.ts'
 import { revokedSignal } from '../api/agent-routes.ts'
 import {
   BodyTooLargeError,
@@ -56,30 +55,25 @@ export const MAX_A2A_JSON_DEPTH = 32
 export interface A2aMountsInit extends A2aTasksInit {
   /**
    * The API's URL as clients reach it, which cards name endpoints under (e.g. https://node.example:4100);
-   * a function for a server that learns its port when it listens. Default: the origin of the request
-   * for the card, as the API server parsed it.
+   * default: the origin of the request for the card, as the API server parsed it.
    */
-  url?: string | (() => string)
+  url?: string
   /**
-   * The API server's agent tokens (or a function giving them, for a server that makes them as it
-   * starts): a stream or a blocking send of a token that is revoked meanwhile ends then, as the
-   * API's own streams do. Without them, such a call goes on until it ends or its client goes away.
+   * The API server's agent tokens (startApiServer gives them to `mounts`): a stream or a blocking
+   * send of a token that is revoked meanwhile ends then, as the API's own streams do. Without them,
+   * such a call goes on until it ends or its client goes away.
    */
-  tokens?: AgentTokens | (() => AgentTokens | undefined)
+  tokens?: AgentTokens
   /** How often an idle stream carries a comment, in ms; default A2A_HEARTBEAT_MS. */
   heartbeat?: number
 }
 
-/** The A2A binding: what is public (cards) and what needs a token (calls), each served on its own prefix. */
-export interface A2aBinding {
-  readonly tasks: A2aTasks
-  /** Serves a request under A2A_PREFIX: the agents' cards. */
-  cards(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void>
-  /** Serves a request under A2A_RPC_PREFIX, from `caller` (the API server has resolved the bearer token). */
-  calls(req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller | undefined): Promise<void>
-}
-
-export function a2aBinding(init: A2aMountsInit): A2aBinding {
+/**
+ * The binding's mounts on the API server: the cards, public, under A2A_PREFIX; the calls, with a
+ * token the server checks first (401 without a live one), under the longer A2A_RPC_PREFIX (the
+ * server takes the longest prefix that matches; no principal is called `jsonrpc`).
+ */
+export function a2aMounts(init: A2aMountsInit): Mount[] {
   const { node } = init
   const tasks = new A2aTasks(init)
   const heartbeat = init.heartbeat ?? A2A_HEARTBEAT_MS
@@ -95,10 +89,7 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
     return record
   }
 
-  const apiOrigin = (url: URL): string => {
-    const given = typeof init.url === 'function' ? init.url() : init.url
-    return given == null ? url.origin : new URL(given).origin
-  }
+  const apiOrigin = (url: URL): string => (init.url == null ? url.origin : new URL(init.url).origin)
 
   const cardOf = (principal: PrincipalId, url: URL): AgentCard =>
     a2aCard(registryCard(principal).card, `${apiOrigin(url)}${A2A_RPC_PREFIX}/${principal}`)
@@ -109,41 +100,37 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
     return match == null ? undefined : { principal: match[1] as PrincipalId, tail: match[2] ?? '' }
   }
 
-  return {
-    tasks,
-    async cards(req, res, url) {
-      const path = split(url, A2A_PREFIX)
-      if (path == null || path.tail !== CARD_PATH)
-        throw new RouteNotFoundError(
-          `no such endpoint: ${url.pathname} (an agent's card is at ${A2A_PREFIX}/<principal>${CARD_PATH}; it names where the agent answers A2A calls, ${A2A_RPC_PREFIX}/<principal>)`
-        )
-      if (req.method !== 'GET' && req.method !== 'HEAD')
-        throw new MethodNotAllowedError(`${req.method ?? ''} ${url.pathname}: a card is read with GET`, ['GET', 'HEAD'])
-      const card = cardOf(path.principal, url)
-      // the card in the form of the version the client asks for: v0.3 when it does not say
-      res.setHeader('vary', A2A_VERSION_HEADER)
-      const legacy = versionOf(req) === LEGACY_VERSION
-      send(res, 200, 'application/json', JSON.stringify(legacy ? legacyCardJson(card) : AgentCard.toJSON(card)))
-    },
-    async calls(req, res, url, caller) {
-      const path = split(url, A2A_RPC_PREFIX)
-      if (path == null || (path.tail !== '' && path.tail !== '/'))
-        throw new RouteNotFoundError(
-          `no such endpoint: ${url.pathname} (an agent answers A2A JSON-RPC at ${A2A_RPC_PREFIX}/<principal>, as its card says)`
-        )
-      // the agent first: an unknown agent is 404 whoever asks
-      const card = cardOf(path.principal, url)
-      if (req.method !== 'POST')
-        throw new MethodNotAllowedError(
-          `${req.method ?? ''} ${url.pathname}: A2A calls are JSON-RPC requests, sent with POST`,
-          ['POST']
-        )
-      if (caller == null)
-        throw new ApiTokenError(
-          'no bearer token: send Authorization: Bearer <token> (an agent token of this node, or its operator token), as the agent card says'
-        )
-      await call(req, res, card, path.principal, caller)
-    }
+  /** Serves a request under A2A_PREFIX: the agents' cards. */
+  async function cards(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const path = split(url, A2A_PREFIX)
+    if (path == null || path.tail !== CARD_PATH)
+      throw new RouteNotFoundError(
+        `no such endpoint: ${url.pathname} (an agent's card is at ${A2A_PREFIX}/<principal>${CARD_PATH}; it names where the agent answers A2A calls, ${A2A_RPC_PREFIX}/<principal>)`
+      )
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      throw new MethodNotAllowedError(`${req.method ?? ''} ${url.pathname}: a card is read with GET`, ['GET', 'HEAD'])
+    const card = cardOf(path.principal, url)
+    // the card in the form of the version the client asks for: v0.3 when it does not say
+    res.setHeader('vary', A2A_VERSION_HEADER)
+    const legacy = versionOf(req) === LEGACY_VERSION
+    send(res, 200, 'application/json', JSON.stringify(legacy ? legacyCardJson(card) : AgentCard.toJSON(card)))
+  }
+
+  /** Serves a request under A2A_RPC_PREFIX: an agent's JSON-RPC calls. */
+  async function calls(req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller | undefined): Promise<void> {
+    const path = split(url, A2A_RPC_PREFIX)
+    if (path == null || (path.tail !== '' && path.tail !== '/'))
+      throw new RouteNotFoundError(
+        `no such endpoint: ${url.pathname} (an agent answers A2A JSON-RPC at ${A2A_RPC_PREFIX}/<principal>, as its card says)`
+      )
+    const card = cardOf(path.principal, url)
+    if (req.method !== 'POST')
+      throw new MethodNotAllowedError(
+        `${req.method ?? ''} ${url.pathname}: A2A calls are JSON-RPC requests, sent with POST`,
+        ['POST']
+      )
+    // a mount with auth 'agent': the server has resolved the bearer token before (401 without a live one)
+    await call(req, res, card, path.principal, caller as Caller)
   }
 
   async function call(
@@ -215,8 +202,7 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
       ? tasks.place(caller.kind === 'agent' ? `token:${caller.tokenId}` : 'operator')
       : undefined
     try {
-      const tokens = typeof init.tokens === 'function' ? init.tokens() : init.tokens
-      const revoked = tokens != null ? revokedSignal(tokens, caller, res) : undefined
+      const revoked = init.tokens != null ? revokedSignal(init.tokens, caller, res) : undefined
       const signal = revoked != null ? AbortSignal.any([closedSignal(res), revoked]) : closedSignal(res)
       const handler = new AgentTasks(tasks, { caller, agent, card, signal })
       const transport = legacy ? new LegacyJsonRpcTransportHandler(handler) : new JsonRpcTransportHandler(handler)
@@ -270,18 +256,10 @@ export function a2aBinding(init: A2aMountsInit): A2aBinding {
       release?.()
     }
   }
-}
 
-/**
- * The binding's mounts on the API server: the cards, public, under A2A_PREFIX; the calls, with a
- * token the server checks first (401 without a live one), under the longer A2A_RPC_PREFIX (the
- * server takes the longest prefix that matches; no principal is called `jsonrpc`).
- */
-export function a2aMounts(init: A2aMountsInit): Mount[] {
-  const binding = a2aBinding(init)
   return [
-    { prefix: A2A_RPC_PREFIX, auth: 'agent', handle: binding.calls },
-    { prefix: A2A_PREFIX, auth: 'public', handle: async (req, res, url) => await binding.cards(req, res, url) }
+    { prefix: A2A_RPC_PREFIX, auth: 'agent', handle: calls },
+    { prefix: A2A_PREFIX, auth: 'public', handle: cards }
   ]
 }
 

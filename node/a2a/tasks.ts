@@ -655,7 +655,7 @@ function stepKey(step: Step): string {
  * The text of a message, as the item's description: text parts as they are, data parts as JSON,
  * url parts as their url (after the file's name); file bytes are refused (give them by url).
  */
-export function messageText(message: Message): string {
+function messageText(message: Message): string {
   if (message.parts.length === 0) throw new RequestMalformedError('message.parts is empty: send at least one text part')
   if (message.parts.length > MAX_PARTS) throw new RequestMalformedError(`a message carries at most ${MAX_PARTS} parts`)
   const chunks: string[] = []
@@ -687,7 +687,7 @@ export function messageText(message: Message): string {
 }
 
 /** A task's title: the first line of its text that says something, cut to the title's limit. */
-export function titleOf(text: string): string {
+function titleOf(text: string): string {
   const line =
     text
       .split(/\r?\n/)
@@ -747,7 +747,7 @@ function agentMessages(item: WorkItem, taskId: string, contextId: string): Messa
  * A completed item's result and artifacts as A2A artifacts: the result (a string as text, other
  * JSON as data) under the id `result`, each artifact (a CID) as an `ipfs://` url part.
  */
-export function artifactsOf(item: WorkItem): Artifact[] {
+function artifactsOf(item: WorkItem): Artifact[] {
   const out: Artifact[] = []
   if (item.result !== undefined) {
     const value = jsonValue(item.result)

@@ -34,7 +34,6 @@ import type { ApiCaller } from './server.ts'
 import type { Caller } from '../api/agent-tokens.ts'
 import type { Mount } from '../api/v1/handler.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Agent as HttpsAgent } from 'node:https'
 
 const log = logger('cyberspace:mcp:http')
 
@@ -43,45 +42,33 @@ export const MCP_PATH = '/mcp'
 export const MAX_MCP_BODY_BYTES = 128 * 1024
 
 export interface McpMountInit {
-  /**
-   * The node's public API, which the tools call (http://127.0.0.1:<port>); a function for a server
-   * that learns its port when it listens (read at the first request).
-   */
-  apiUrl: string | (() => string)
+  /** The node's public API, which the tools call (http://127.0.0.1:<port>, or https://…). */
+  apiUrl: string
   /**
    * The API's certificate (PEM) when apiUrl is https: the tools' client trusts it as an anchor and
    * talks only to a server showing exactly it (pinned by its SHA-256 fingerprint).
    */
   cert?: string | Buffer
-  /** The API client of a token (default: the TypeScript SDK's Client on apiUrl). */
-  connect?: (token: string) => ApiCaller
 }
 
 export function mcpMount(init: McpMountInit): Mount {
-  let connectTo: ((token: string) => ApiCaller) | undefined
-  let agent: HttpsAgent | undefined
+  const url = new URL(init.apiUrl).origin
+  const https = url.startsWith('https:')
+  const pinned = https && init.cert != null ? pinnedFetch(init.cert, 'the MCP mount was given') : undefined
+  /** The tools' API client, acting with `token`. */
   const connect = (token: string): ApiCaller => {
-    if (init.connect != null) return init.connect(token)
-    if (connectTo == null) {
-      const url = new URL(typeof init.apiUrl === 'string' ? init.apiUrl : init.apiUrl()).origin
-      if (url.startsWith('https:')) {
-        if (init.cert == null)
-          throw new McpApiTlsError(
-            `/mcp cannot reach the API its tools act through: ${url} answers https, and the MCP mount was given no certificate to trust it by (mcpMount({ cert })); use cyberspace mcp on stdio meanwhile`
-          )
-        const pinned = pinnedFetch(init.cert, 'the MCP mount was given')
-        agent = pinned.agent
-        connectTo = (t: string) => new Client({ url, token: t, fetch: pinned.fetch })
-      } else connectTo = (t: string) => new Client({ url, token: t })
-    }
-    return connectTo(token)
+    if (https && pinned == null)
+      throw new McpApiTlsError(
+        `/mcp cannot reach the API its tools act through: ${url} answers https, and the MCP mount was given no certificate to trust it by (mcpMount({ cert })); use cyberspace mcp on stdio meanwhile`
+      )
+    return new Client({ url, token, ...(pinned != null ? { fetch: pinned.fetch } : {}) })
   }
 
   return {
     prefix: MCP_PATH,
     auth: 'agent',
     async close() {
-      agent?.destroy()
+      pinned?.agent.destroy()
     },
     async handle(req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller | undefined): Promise<void> {
       if (url.pathname !== MCP_PATH && url.pathname !== `${MCP_PATH}/`)

@@ -452,12 +452,12 @@ function toolResult(spec: ToolSpec, answer: unknown): CallToolResult {
 }
 
 /** An API problem (or any failure) as a tool error the model reads. */
-export function toolError(err: unknown): CallToolResult {
+function toolError(err: unknown): CallToolResult {
   return { content: [{ type: 'text', text: describeFailure(err) }], isError: true }
 }
 
 /** One line (plus one per bad field) for a failed call: the problem's name, status and detail. */
-export function describeFailure(err: unknown): string {
+function describeFailure(err: unknown): string {
   const e = err as {
     name?: string
     message?: string

@@ -155,7 +155,7 @@ describe('A2A binding', function () {
       token: TOKEN,
       port: 0,
       pageDir: '/nonexistent',
-      mounts: ({ url }) => a2aMounts({ node, url, tokens: () => api?.tokens })
+      mounts: ({ url, tokens }) => a2aMounts({ node, url, tokens })
     })
     operator = apiClient(api.url, TOKEN)
     root = await key()
