@@ -561,6 +561,16 @@ describe('public API handlers over HTTP', function () {
         field: 'query.after'
       }
     )
+    // the cursor is the work codec's names: a board name is lower case, an item id has no slash
+    for (const after of ['B1:t1', `${BOARD}:t/1`, `${BOARD}`])
+      await problem(coordToken, 'GET', `/api/agents/${coord}/tasks`, { query: { after } }, 400, 'InvalidRequestError', {
+        field: 'query.after'
+      })
+    // a board's start
+    const fromBoard = await ok('agentTasks', coordToken, `/api/agents/${coord}/tasks`, {
+      query: { after: `${BOARD}:` }
+    })
+    assert.ok(fromBoard.tasks.every((t: { board: string }) => t.board >= BOARD))
     await problem(
       coordToken,
       'GET',

@@ -14,12 +14,13 @@
  * GET  /api/agents/z6Mk…/tasks?status=working&limit=50                         → { "tasks": [...], "next": "release:t9" }
  */
 import { randomBytes } from 'node:crypto'
-import { AgentTokenScopeError } from '../agent-tokens.ts'
+import { actingAs } from '../agent-tokens.ts'
+import { BOARD_PATTERN, ITEM_ID_PATTERN } from '../../../protocols/work/codec.ts'
 import { boardInfo, heldBoard, performAs, workItemView } from '../work-routes.ts'
 import { splitTaskRef } from '../../../src/api/schema.ts'
 import { ItemNotFoundError, WorkUnauthorizedError } from '../../../src/work/errors.ts'
 import { opTags, workTag } from '../../../src/work/tags.ts'
-import { acting, byText, dataOf, readerOf } from './handlers-common.ts'
+import { acting, byText, dataOf, pageOf, readerOf } from './handlers-common.ts'
 import { BoardNotFoundError, invalidField } from './handlers-errors.ts'
 import type { Caller } from '../agent-tokens.ts'
 import type { Handlers } from './handler.ts'
@@ -36,6 +37,14 @@ const BOARD_TIMEOUT = 30_000
 export const MAX_TASK_BOARDS_PER_PAGE = 64
 /** Boards one page of GET /api/boards checks an agent's read rights on at most; the page ends there, and `next` goes on. */
 export const MAX_BOARD_CHECKS = 64
+
+/** A pattern's source without its ^ and $, to be part of another. */
+function unanchored(pattern: RegExp): string {
+  return pattern.source.replace(/^\^|\$$/g, '')
+}
+
+/** A page of an agent's tasks goes on after `<board>:<item>`, or at a board's start (`<board>:`): the work codec's patterns. */
+const TASK_CURSOR = new RegExp(`^(${unanchored(BOARD_PATTERN)}):(${unanchored(ITEM_ID_PATTERN)})?$`)
 
 export type ItemView = z.input<typeof WorkItemSchema>
 export type OpResultView = z.input<typeof OpResult>
@@ -138,6 +147,23 @@ export function workHandlers(
     return item
   }
 
+  /**
+   * A page of `board`'s items by `options`, at most `limit`, as `reader` may see them (undefined:
+   * the node's view), and the id to go on after (null: the last page).
+   */
+  const readPage = async (
+    board: Board,
+    options: ListOptions,
+    limit: number,
+    reader: PrincipalId | undefined
+  ): Promise<{ items: WorkItem[]; next: string | null }> => {
+    if (reader != null) return await board.read({ ...options, limit, as: reader })
+    // the node's view: one more than the page says whether there is a next one
+    const found = board.items({ ...options, limit: limit + 1 })
+    const items = found.slice(0, limit)
+    return { items, next: found.length > limit ? items[items.length - 1].id : null }
+  }
+
   /** Performs `op` on the item `ref` names as the agent the request acts as; answers what became of it. */
   const act = async (
     caller: Caller,
@@ -184,13 +210,13 @@ export function workHandlers(
     listBoards: async ({ query, caller }) => {
       const signal = AbortSignal.timeout(BOARD_TIMEOUT)
       const boards = await node.work.boards({ signal })
-      const after = query.after
-      const rest = boards.filter(b => after == null || b.name > after).sort(byText(b => b.name))
       const reader = readerOf(caller)
       if (reader == null) {
-        const page = rest.slice(0, query.limit)
-        return { boards: page, next: rest.length > query.limit ? page[page.length - 1].name : null }
+        const page = pageOf(boards, b => b.name, query.after, query.limit)
+        return { boards: page.items, next: page.next }
       }
+      const after = query.after
+      const rest = boards.filter(b => after == null || b.name > after).sort(byText(b => b.name))
       // an agent's token: only the boards it may read something on, a bounded number of checks a page
       const shown: BoardInfo[] = []
       let checks = MAX_BOARD_CHECKS
@@ -240,18 +266,8 @@ export function workHandlers(
         ...(query.after != null ? { after: query.after } : {}),
         signal: AbortSignal.timeout(BOARD_TIMEOUT)
       }
-      const reader = readerOf(caller)
-      if (reader != null) {
-        const read = await board.read({ ...options, limit: query.limit, as: reader })
-        return { items: read.items.map(i => itemView(board.name, i, false)), next: read.next }
-      }
-      // the node's view: one more than the page says whether there is a next one
-      const items = board.items({ ...options, limit: query.limit + 1 })
-      const page = items.slice(0, query.limit)
-      return {
-        items: page.map(i => itemView(board.name, i, false)),
-        next: items.length > query.limit ? page[page.length - 1].id : null
-      }
+      const page = await readPage(board, options, query.limit, readerOf(caller))
+      return { items: page.items.map(i => itemView(board.name, i, false)), next: page.next }
     },
     createWorknode: async ({ body, caller }) => {
       const { as, board: name, id, kind, ...fields } = body
@@ -309,16 +325,13 @@ export function workHandlers(
     // ---------------------------------------------------------------- an agent's tasks
     agentTasks: async ({ params, query, caller }) => {
       const agent = params.id as PrincipalId
-      if (caller.kind === 'agent' && caller.agent !== agent)
-        throw new AgentTokenScopeError(
-          `this token is agent ${caller.agent}'s: it lists only its own tasks (GET /api/agents/${caller.agent}/tasks)`
-        )
+      actingAs(caller, agent, 'list the tasks of')
       const reader = readerOf(caller)
       // where the page starts: after an item of a board (`<board>:<item>`), or at a board's start (`<board>:`)
       let startBoard: string | undefined
       let startAfter: string | undefined
       if (query.after != null) {
-        const cursor = /^([a-z0-9][a-z0-9._-]{0,63}):([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$/.exec(query.after)
+        const cursor = TASK_CURSOR.exec(query.after)
         if (cursor == null)
           throw invalidField('query.after', 'must be the next of an earlier page: <board>:<item> or <board>:')
         startBoard = cursor[1]
@@ -348,17 +361,7 @@ export function workHandlers(
           ...(after != null ? { after } : {}),
           signal: AbortSignal.timeout(BOARD_TIMEOUT)
         }
-        let items: WorkItem[]
-        let next: string | null
-        if (reader != null) {
-          const read = await board.read({ ...options, limit: want, as: reader })
-          items = read.items
-          next = read.next
-        } else {
-          const found = board.items({ ...options, limit: want + 1 })
-          items = found.slice(0, want)
-          next = found.length > want ? items[items.length - 1].id : null
-        }
+        const { items, next } = await readPage(board, options, want, reader)
         for (const item of items) tasks.push(itemView(name, item, false))
         // this board has more (the page is full, or the reader's checks ran out): go on from there
         if (next != null) return { tasks, next: `${name}:${next}` }
