@@ -119,7 +119,7 @@ export const TOOLS: ToolSpec[] = [
     name: 'members',
     title: 'Cluster members',
     description:
-      "The cluster's members as this node sees them (peer id, status, metadata), paged: pass `next` as `after`.",
+      "The cluster's members as this node sees them (peer id, state: alive, suspect, dead or left, metadata), paged: pass `next` as `after`.",
     input: ROUTES.members.query,
     output: ROUTES.members.response,
     annotations: READ,
@@ -135,37 +135,15 @@ export const TOOLS: ToolSpec[] = [
     annotations: READ,
     run: async (query, { api, signal }) => await api.call('findAgents', { query, signal })
   }),
-  tool({
-    name: 'send_message',
+  sendTool('send_message', false, {
     title: 'Send a message',
     description:
-      'Send a one-way message to an agent (a principal, or a name like "cluster\'s reviewer"); returns once the recipient handled it. The sender needs a chain granting (cyberspace (mailbox (send <to> <type>))).',
-    input: SendMessage.omit({ request: true }).extend({ as: As }),
-    output: ROUTES.send.response,
-    annotations: MESSAGE,
-    run: async ({ as, ...message }, { api, actor, signal }) =>
-      await api.call('send', {
-        params: { id: actor(as) },
-        body: { ...message, request: false },
-        timeout: message.timeout + SEND_MARGIN_MS,
-        signal
-      })
+      'Send a one-way message to an agent (a principal, or a name like "cluster\'s reviewer"); returns once the recipient handled it. The sender needs a chain granting (cyberspace (mailbox (send <to> <type>))).'
   }),
-  tool({
-    name: 'request',
+  sendTool('request', true, {
     title: 'Send a request and wait for the answer',
     description:
-      'Send a request to an agent and wait (up to `timeout` ms) for its answer, returned as `response`. Same rights as send_message.',
-    input: SendMessage.omit({ request: true }).extend({ as: As }),
-    output: ROUTES.send.response,
-    annotations: MESSAGE,
-    run: async ({ as, ...message }, { api, actor, signal }) =>
-      await api.call('send', {
-        params: { id: actor(as) },
-        body: { ...message, request: true },
-        timeout: message.timeout + SEND_MARGIN_MS,
-        signal
-      })
+      'Send a request to an agent and wait (up to `timeout` ms) for its answer, returned as `response`. Same rights as send_message.'
   }),
   tool({
     name: 'read_inbox',
@@ -210,20 +188,10 @@ export const TOOLS: ToolSpec[] = [
     run: async ({ as, ...body }, { api, actingAs, signal }) =>
       await api.call('createWorknode', { body: { ...body, as: actingAs(as) }, signal })
   }),
-  tool({
-    name: 'claim_work',
+  taskAction('claim_work', 'claimTask', Acting, {
     title: 'Claim a task',
     description:
-      'Claim a ready, unassigned task: on success it is assigned to this agent, working. Two claimers: one wins, the other is told who.',
-    input: withRef(Acting.extend({ as: As })),
-    output: ROUTES.claimTask.response,
-    annotations: WRITE,
-    run: async ({ ref, as }, { api, actingAs, signal }) =>
-      await api.call('claimTask', {
-        params: { id: ref as string },
-        body: { as: actingAs(as as string | undefined) },
-        signal
-      })
+      'Claim a ready, unassigned task: on success it is assigned to this agent, working. Two claimers: one wins, the other is told who.'
   }),
   taskAction('progress_work', 'progressTask', ProgressTask, {
     title: 'Report progress',
@@ -274,10 +242,28 @@ export const TOOLS: ToolSpec[] = [
   })
 ]
 
+/** A tool that sends a message as an agent (POST /api/agents/{id}/messages): `request` waits for the answer. */
+function sendTool(name: string, request: boolean, text: { title: string; description: string }): ToolSpec {
+  return tool({
+    name,
+    ...text,
+    input: SendMessage.omit({ request: true }).extend({ as: As }),
+    output: ROUTES.send.response,
+    annotations: MESSAGE,
+    run: async ({ as, ...message }, { api, actor, signal }) =>
+      await api.call('send', {
+        params: { id: actor(as) },
+        body: { ...message, request },
+        timeout: message.timeout + SEND_MARGIN_MS,
+        signal
+      })
+  })
+}
+
 /** A tool for one task action: POST /api/tasks/{ref}/<action> with the route's body. */
 function taskAction(
   name: string,
-  route: 'progressTask' | 'completeTask' | 'failTask' | 'handoffTask',
+  route: 'claimTask' | 'progressTask' | 'completeTask' | 'failTask' | 'handoffTask',
   body: z.ZodObject,
   text: { title: string; description: string }
 ): ToolSpec {
@@ -456,7 +442,10 @@ function toolError(err: unknown): CallToolResult {
   return { content: [{ type: 'text', text: describeFailure(err) }], isError: true }
 }
 
-/** One line (plus one per bad field) for a failed call: the problem's name, status and detail. */
+/**
+ * One line for a failed call: the problem's name, status and detail, and a line for each bad field
+ * the detail does not name already (a validation problem's detail names the first few).
+ */
 function describeFailure(err: unknown): string {
   const e = err as {
     name?: string
@@ -468,7 +457,10 @@ function describeFailure(err: unknown): string {
   const name = typeof e?.name === 'string' ? e.name : 'Error'
   const detail = typeof e?.detail === 'string' ? e.detail : typeof e?.message === 'string' ? e.message : String(err)
   const status = typeof e?.status === 'number' ? ` (HTTP ${e.status})` : ''
-  const fields = Array.isArray(e?.errors) ? e.errors.slice(0, 32).map(f => `\n  ${f.field}: ${f.message}`) : []
+  const fields = (Array.isArray(e?.errors) ? e.errors : [])
+    .filter(f => !detail.includes(`${f.field}: ${f.message}`))
+    .slice(0, 32)
+    .map(f => `\n  ${f.field}: ${f.message}`)
   return `${name}${status}: ${detail}${fields.join('')}`
 }
 

@@ -306,6 +306,14 @@ describe('MCP server: cyberspace mcp over stdio, against a node process', functi
     assert.equal(created.item.createdBy, peer.principal)
     const { client: bare } = await stdioSession(operatorToken)
     await refused(bare, 'read_inbox', {}, /^McpNoAgentError: .*pass `as`/)
+    // the API names the field in its detail: the tool error says it once
+    const missing = await refused(
+      bare,
+      'create_work',
+      { board: BOARD, id: 't4', title: 'by nobody' },
+      /^InvalidRequestError \(HTTP 400\): .*body\.as/
+    )
+    assert.equal(missing.split('body.as').length, 2, missing)
     const inbox = await ok(bare, 'read_inbox', { as: peer.principal })
     assert.equal(inbox.agent, peer.principal)
   })
