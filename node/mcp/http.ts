@@ -18,9 +18,8 @@
  * without it every /mcp request is refused (McpApiTlsError, 503) saying so.
  *
  * @example
- * const mcp = mcpMount({ apiUrl: () => api.url })   // the API's URL, once it listens
- * const api = await startApiServer({ …, mounts: [mcp] })
- * mcpMount({ apiUrl: api.url, cert: tls.cert })     // an https API: its certificate
+ * const api = await startApiServer({ …, mounts: ({ url }) => [mcpMount({ apiUrl: url })] })
+ * mounts: ({ url }) => [mcpMount({ apiUrl: url, cert: tls.cert })]   // an https API: its certificate
  */
 import { logger } from '@libp2p/logger'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'

@@ -109,7 +109,7 @@ export interface ProblemFieldError {
 
 /**
  * The node answered with an error: an RFC 9457 problem. `name` is the node's error name
- * (`InvalidRequestError`, `EventCursorExpiredError`, `NotAuthorizedError`…): switch on it.
+ * (`InvalidRequestError`, `EventCursorExpiredError`, `WorkUnauthorizedError`…): switch on it.
  */
 export class ApiProblemError extends Error {
   static name = 'ApiProblemError'
