@@ -18,12 +18,13 @@ import { depthOver } from '../../src/api/depth.ts'
 import { isPrincipalId } from '../../src/crypto/principal.ts'
 import { revokedSignal } from '../api/agent-routes.ts'
 import {
-  BodyTooLargeError,
   closedSignal,
   drained,
   MethodNotAllowedError,
+  readBody,
   RouteNotFoundError,
   send,
+  startEventStream,
   UnsupportedMediaTypeError
 } from '../api/http.ts'
 import { INVALID_REQUEST, PARSE_ERROR, sendJsonRpcError } from '../api/jsonrpc.ts'
@@ -145,7 +146,7 @@ export function a2aMounts(init: A2aMountsInit): Mount[] {
       throw new UnsupportedMediaTypeError(
         `a JSON-RPC request is sent as content-type application/json, not ${type === '' ? 'nothing' : type.slice(0, 80)}`
       )
-    const text = await readBody(req, MAX_A2A_BODY_BYTES)
+    const text = (await readBody(req, MAX_A2A_BODY_BYTES, 'JSON-RPC request')).toString('utf8')
     let body: unknown
     try {
       body = JSON.parse(text)
@@ -220,12 +221,7 @@ export function a2aMounts(init: A2aMountsInit): Mount[] {
         sendJsonRpcError(res, mapError(err), id)
         return
       }
-      res.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-store',
-        'x-content-type-options': 'nosniff',
-        'x-accel-buffering': 'no'
-      })
+      startEventStream(res)
       const timer = setInterval(() => {
         res.write(': heartbeat\n\n')
       }, heartbeat)
@@ -296,18 +292,4 @@ function waits(request: Record<string, unknown>, legacy: boolean): boolean {
 function userOf(caller: Caller): User {
   const userName = caller.kind === 'agent' ? caller.agent : 'operator'
   return { isAuthenticated: true, userName }
-}
-
-/** The body as text, at most `max` bytes (BodyTooLargeError past it, before reading the rest). */
-async function readBody(req: IncomingMessage, max: number): Promise<string> {
-  const declared = Number(req.headers['content-length'] ?? '0')
-  if (declared > max) throw new BodyTooLargeError(`a JSON-RPC request is at most ${max} bytes, not ${declared}`)
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length
-    if (size > max) throw new BodyTooLargeError(`a JSON-RPC request is at most ${max} bytes`)
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks).toString('utf8')
 }

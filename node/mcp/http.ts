@@ -25,7 +25,7 @@ import { logger } from '@libp2p/logger'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { Client } from '../../src/api/client.ts'
 import { pinnedFetch } from '../api/client.ts'
-import { BodyTooLargeError, MethodNotAllowedError, RouteNotFoundError } from '../api/http.ts'
+import { MethodNotAllowedError, readBody, RouteNotFoundError } from '../api/http.ts'
 import { INVALID_REQUEST, PARSE_ERROR, sendJsonRpcError } from '../api/jsonrpc.ts'
 import { McpApiTlsError } from './errors.ts'
 import { cyberspaceMcpServer } from './server.ts'
@@ -77,7 +77,7 @@ export function mcpMount(init: McpMountInit): Mount {
         throw new MethodNotAllowedError(`${req.method ?? ''} ${MCP_PATH}: this MCP server is stateless, POST only`, [
           'POST'
         ])
-      const body = await readBody(req)
+      const body = await readBody(req, MAX_MCP_BODY_BYTES, 'request body')
       let message: unknown
       try {
         message = JSON.parse(body.toString('utf8'))
@@ -123,20 +123,4 @@ export function mcpMount(init: McpMountInit): Mount {
 function bearerOf(req: IncomingMessage): string {
   const auth = req.headers.authorization ?? ''
   return auth.startsWith('Bearer ') ? auth.slice(7) : ''
-}
-
-/** The request's body, refused past MAX_MCP_BODY_BYTES (by its content-length, or as it arrives). */
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const tooLarge = (): BodyTooLargeError =>
-    new BodyTooLargeError(`request body larger than ${MAX_MCP_BODY_BYTES} bytes`)
-  const declared = Number(req.headers['content-length'] ?? 0)
-  if (declared > MAX_MCP_BODY_BYTES) throw tooLarge()
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length
-    if (size > MAX_MCP_BODY_BYTES) throw tooLarge()
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks)
 }
