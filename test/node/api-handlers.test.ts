@@ -772,6 +772,12 @@ describe('public API handlers over HTTP', function () {
       assert.ok(subjects.has(`${BOARD}/t1`))
       assert.ok(!subjects.has(`${BOARD}/goal`), 'the goal is no task: not the helper’s to read')
       assert.ok(![...subjects].some(s => String(s).startsWith(`${OTHER}/`)))
+      // coord reads the whole of both boards (one check a board decides): every board event the operator sees
+      const coords = await ok('events', coordToken, '/api/events', { query: { limit: '1000' } })
+      assert.deepEqual(
+        coords.events.filter((e: { source: string }) => e.source === 'board').map((e: { cursor: string }) => e.cursor),
+        boardEvents.map((e: { cursor: string }) => e.cursor)
+      )
     })
 
     it('long-polls until an event the caller may see arrives, and answers an empty page at the deadline', async () => {

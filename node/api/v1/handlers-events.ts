@@ -61,6 +61,8 @@ export interface EventHandlersOptions {
 
 /** Longest cursor taken (the journal's own bound). */
 const MAX_CURSOR_LENGTH = 4096
+/** About how many bytes of a replay go out in one write (a page of small events is one write). */
+const WRITE_BYTES = 64 * 1024
 /** Read decisions one reader's filter remembers (per board item, at one SPKI epoch). */
 const MAX_DECISIONS = 1024
 
@@ -69,9 +71,9 @@ export type EventView = z.input<typeof Event>
 /** Where a read starts: after a cursor, after an HLC, or (neither) at the oldest event kept. */
 type Start = HlcTimestamp | string | undefined
 
-/** An event as the public API answers it: its cursor, then the journal's view of it. */
-export function publicEvent(journal: EventJournal, e: JournalEvent): EventView {
-  return { cursor: journal.cursorOf(e), ...eventView(e) }
+/** An event as the public API answers it: its cursor (computed once by the caller), then the journal's view of it. */
+function publicEvent(cursor: string, e: JournalEvent): EventView {
+  return { cursor, ...eventView(e) }
 }
 
 /** The journal's refusals as the API says them: what to resume from, named by the field that was wrong. */
@@ -163,14 +165,32 @@ async function nextEvent(journal: EventJournal, after: Start, ms: number, signal
  * board items are remembered at the SPKI epoch they were made in (a new grant or revocation changes
  * the epoch, and so the decision).
  */
-export function visibilityOf(
+function visibilityOf(
   node: CyberspaceNode,
   caller: Caller
 ): ((e: JournalEvent, signal: AbortSignal) => Promise<boolean>) | undefined {
   if (caller.kind !== 'agent') return undefined
   const agent = caller.agent
   const decisions = new RecentMap<string, { epoch: number; allowed: boolean }>(MAX_DECISIONS)
+  /** Per board, whether the agent reads the whole of it (`(work <board> read)`), at an SPKI epoch. */
+  const wholeBoards = new RecentMap<string, { epoch: number; allowed: boolean }>(64)
   const boards = new RecentMap<string, Board>(64)
+
+  /** Whether the agent reads every item of board `name`: one check a board and epoch decides its items' events. */
+  const readsWholeBoard = async (name: string, epoch: number, signal: AbortSignal): Promise<boolean> => {
+    const known = wholeBoards.get(name)
+    if (known != null && known.epoch === epoch) return known.allowed
+    let allowed: boolean
+    try {
+      await node.spki.authorize(agent, workTag(name, 'read'), { signal })
+      allowed = true
+    } catch {
+      signal.throwIfAborted()
+      allowed = false
+    }
+    wholeBoards.set(name, { epoch, allowed })
+    return allowed
+  }
 
   const mayReadItem = async (subject: string, signal: AbortSignal): Promise<boolean> => {
     const slash = subject.indexOf('/')
@@ -186,19 +206,11 @@ export function visibilityOf(
       if (board == null) return false
       boards.set(name, board)
     }
+    // a reader of the whole board reads each of its items, gone ones too
+    if (await readsWholeBoard(name, epoch, signal)) return true
     const item = board.item(id)
-    let allowed: boolean
-    if (item != null) allowed = await node.work.mayRead(name, agent, item, { signal })
-    else {
-      // gone (deleted, or not folded here): only a reader of the whole board sees what became of it
-      try {
-        await node.spki.authorize(agent, workTag(name, 'read'), { signal })
-        allowed = true
-      } catch {
-        signal.throwIfAborted()
-        allowed = false
-      }
-    }
+    // gone (deleted, or not folded here): only a reader of the whole board sees what became of it
+    const allowed = item != null && (await node.work.mayRead(name, agent, item, { signal }))
     decisions.set(subject, { epoch, allowed })
     return allowed
   }
@@ -255,7 +267,8 @@ export function eventHandlers(
           const page = pageAfter(journal, from, query.limit, field)
           const shown: EventView[] = []
           for (const e of page.events)
-            if (after(floor, e) && (visible == null || (await visible(e, signal)))) shown.push(publicEvent(journal, e))
+            if (after(floor, e) && (visible == null || (await visible(e, signal))))
+              shown.push(publicEvent(journal.cursorOf(e), e))
           from = page.cursor ?? from
           if (revoked.aborted) throw revoked.reason
           const left = deadline - Date.now()
@@ -297,10 +310,12 @@ export function eventHandlers(
       let unsubscribe = (): void => {}
       /** The cursor after the last event this stream has dealt with (written, or not the caller's to see). */
       let position: string | undefined = typeof from === 'string' ? from : undefined
-      const write = async (e: JournalEvent): Promise<void> => {
-        if (after(floor, e) && (visible == null || (await visible(e, stop))))
-          res.write(`id: ${journal.cursorOf(e)}\ndata: ${JSON.stringify(publicEvent(journal, e))}\n\n`)
-        position = journal.cursorOf(e)
+      /** The SSE text of `e` ('' when the caller may not see it), its cursor computed once; `position` moves past it. */
+      const frame = async (e: JournalEvent): Promise<string> => {
+        const cursor = journal.cursorOf(e)
+        const shown = after(floor, e) && (visible == null || (await visible(e, stop)))
+        position = cursor
+        return shown ? `id: ${cursor}\ndata: ${JSON.stringify(publicEvent(cursor, e))}\n\n` : ''
       }
       try {
         startEventStream(res)
@@ -312,9 +327,13 @@ export function eventHandlers(
           let cursor = from
           for (;;) {
             const page = pageAfter(journal, cursor, MAX_PAGE, field)
-            for (const e of page.events) {
-              if (stop.aborted) break
-              await write(e)
+            // the page in few writes (of about WRITE_BYTES each), each waiting for the reader to take it
+            let text = ''
+            for (let i = 0; i < page.events.length && !stop.aborted; i++) {
+              text += await frame(page.events[i])
+              if (text.length < WRITE_BYTES && i < page.events.length - 1) continue
+              if (text !== '') res.write(text)
+              text = ''
               // a reader that reads nothing for a while is gone: it resumes from the last id it had
               if (!(await drainedWithin(res, stop, stall))) {
                 res.destroy()
@@ -365,10 +384,12 @@ export function eventHandlers(
               if (idle && !stop.aborted) res.write(': heartbeat\n\n')
               continue
             }
+            let text = ''
             for (const e of backlog.splice(0, backlog.length)) {
               if (stop.aborted) break
-              await write(e)
+              text += await frame(e)
             }
+            if (text !== '' && !stop.aborted) res.write(text)
             // wait for the reader, and wake when it falls past its backlog meanwhile
             while (res.writableNeedDrain && !stop.aborted && dropped === 0)
               await new Promise<void>(resolve => {
