@@ -120,7 +120,7 @@ export function mcpMount(init: McpMountInit): Mount {
   }
 }
 
+/** The bearer token, read as the API server reads it (the scheme's name in any case, RFC 7235 §2.1). */
 function bearerOf(req: IncomingMessage): string {
-  const auth = req.headers.authorization ?? ''
-  return auth.startsWith('Bearer ') ? auth.slice(7) : ''
+  return /^bearer +(.*)$/i.exec(req.headers.authorization ?? '')?.[1] ?? ''
 }

@@ -393,10 +393,10 @@ describe('MCP server: /mcp over Streamable HTTP, mounted on the API server', fun
   let f: Fixture
   const sessions: McpClient[] = []
 
-  /** An MCP client over Streamable HTTP with `token` as its bearer. */
-  async function httpSession(token: string): Promise<McpClient> {
+  /** An MCP client over Streamable HTTP with `token` as its bearer (the scheme's name as `scheme` spells it). */
+  async function httpSession(token: string, scheme = 'Bearer'): Promise<McpClient> {
     const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), {
-      requestInit: { headers: { authorization: `Bearer ${token}` } }
+      requestInit: { headers: { authorization: `${scheme} ${token}` } }
     })
     const client = new McpClient({ name: 'mcp-http-test', version: '1.0.0' })
     await client.connect(transport, { timeout: 30_000 })
@@ -476,6 +476,9 @@ describe('MCP server: /mcp over Streamable HTTP, mounted on the API server', fun
     const item = await f.operator.call('getWorknode', { params: { id: `${BOARD}:h1` } })
     assert.equal(item.status, 'completed')
     await refused(mcp, 'fail_work', { ref: `${BOARD}:h1` }, /Input validation error.*error/s)
+    // the scheme's name in any case, as the API server takes it: the tools act with the same token
+    const lower = await httpSession(f.peer.token, 'bearer')
+    assert.equal((await ok(lower, 'whoami')).principal, f.peer.principal)
   })
 
   it("reads the inbox of the token's agent, and another agent's only with the operator's token and `as`", async () => {
