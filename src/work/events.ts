@@ -48,7 +48,6 @@ import {
   InvalidEventError,
   InvalidEventQueryError
 } from './fleet-errors.ts'
-export { EventCursorExpiredError } from './fleet-errors.ts'
 import type { HlcTimestamp } from '../clock/hlc.ts'
 import type { Hlc } from '../clock/hlc.ts'
 import type { AgentInfo, Agents } from '../actor/agents.ts'

@@ -32,8 +32,12 @@ import { revokedSignal } from '../agent-routes.ts'
 import { drained, startEventStream } from '../http.ts'
 import { EVENTS_HEARTBEAT_MS, eventView, heldBoard, MAX_EVENT_WAITERS, MAX_STREAM_BACKLOG } from '../work-routes.ts'
 import { compareHlc, formatHlc, parseHlc } from '../../../src/clock/hlc.ts'
-import { EventCursorExpiredError, MAX_PAGE } from '../../../src/work/events.ts'
-import { EventsTruncatedError, InvalidEventQueryError } from '../../../src/work/fleet-errors.ts'
+import { MAX_PAGE } from '../../../src/work/events.ts'
+import {
+  EventCursorExpiredError,
+  EventsTruncatedError,
+  InvalidEventQueryError
+} from '../../../src/work/fleet-errors.ts'
 import { workTag } from '../../../src/work/tags.ts'
 import { RecentMap } from '../../../src/recent-map.ts'
 import { invalidField } from './handlers-errors.ts'
@@ -66,7 +70,7 @@ const WRITE_BYTES = 64 * 1024
 /** Read decisions one reader's filter remembers (per board item, at one SPKI epoch). */
 const MAX_DECISIONS = 1024
 
-export type EventView = z.input<typeof Event>
+type EventView = z.input<typeof Event>
 
 /** Where a read starts: after a cursor, after an HLC, or (neither) at the oldest event kept. */
 type Start = HlcTimestamp | string | undefined

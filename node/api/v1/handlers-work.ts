@@ -34,9 +34,9 @@ import type { WorkOp } from '../../../protocols/work/types.ts'
 /** How long a board may take to open or list for one request. */
 const BOARD_TIMEOUT = 30_000
 /** Boards one page of an agent's tasks looks through at most; the page ends there, and `next` goes on. */
-export const MAX_TASK_BOARDS_PER_PAGE = 64
+const MAX_TASK_BOARDS_PER_PAGE = 64
 /** Boards one page of GET /api/boards checks an agent's read rights on at most; the page ends there, and `next` goes on. */
-export const MAX_BOARD_CHECKS = 64
+const MAX_BOARD_CHECKS = 64
 
 /** A pattern's source without its ^ and $, to be part of another. */
 function unanchored(pattern: RegExp): string {
@@ -46,11 +46,11 @@ function unanchored(pattern: RegExp): string {
 /** A page of an agent's tasks goes on after `<board>:<item>`, or at a board's start (`<board>:`): the work codec's patterns. */
 const TASK_CURSOR = new RegExp(`^(${unanchored(BOARD_PATTERN)}):(${unanchored(ITEM_ID_PATTERN)})?$`)
 
-export type ItemView = z.input<typeof WorkItemSchema>
-export type OpResultView = z.input<typeof OpResult>
+type ItemView = z.input<typeof WorkItemSchema>
+type OpResultView = z.input<typeof OpResult>
 
 /** An item as the public API answers it: named `<board>:<item>`, results as DAG-JSON; lists leave out its history. */
-export function itemView(board: string, item: WorkItem, withHistory: boolean): ItemView {
+function itemView(board: string, item: WorkItem, withHistory: boolean): ItemView {
   const { history, created, updated, ...rest } = workItemView(item)
   return {
     ref: `${board}:${item.id}`,
