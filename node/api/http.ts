@@ -374,3 +374,8 @@ export function sendProblem(res: ServerResponse, problem: ProblemDetails, header
   })
   res.end(body)
 }
+
+/** The request's bearer token, or '' (the scheme's name in any case, RFC 7235 §2.1: `bearer` is Bearer). */
+export function bearerToken(req: IncomingMessage): string {
+  return /^bearer +(.*)$/i.exec(req.headers.authorization ?? '')?.[1] ?? ''
+}

@@ -45,8 +45,8 @@ import { workRoutes, WORK_ERROR_STATUS, WORK_TOKEN_ROUTES } from './work-routes.
 import type { Route } from './http.ts'
 import {
   API_PREFIX,
+  bearerToken,
   checkApiBind,
-  errorFields,
   ForbiddenHostError,
   HttpError,
   isLoopback,
@@ -151,8 +151,6 @@ export const ERROR_STATUS: Record<string, number> = {
   ...STATE_ERROR_STATUS,
   ...WORK_ERROR_STATUS
 }
-
-export { errorFields }
 
 /** The status an error is answered with: its own (HttpError), its name's in ERROR_STATUS, else 500. */
 export function statusOf(err: unknown): number {
@@ -298,9 +296,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
 
   /** Who sends the request: the operator's token, or an agent's that is live; else 401. */
   function callerOf(req: IncomingMessage): Caller {
-    const auth = req.headers.authorization ?? ''
-    // the scheme's name is case-insensitive (RFC 7235 §2.1): `bearer` is Bearer
-    const text = /^bearer +(.*)$/i.exec(auth)?.[1] ?? ''
+    const text = bearerToken(req)
     const given = Buffer.from(text)
     if (given.length === expectedToken.length && timingSafeEqual(given, expectedToken)) return OPERATOR
     const token = tokens.verify(text)

@@ -25,7 +25,7 @@ import { logger } from '@libp2p/logger'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { Client } from '../../src/api/client.ts'
 import { pinnedFetch } from '../api/client.ts'
-import { MethodNotAllowedError, readBody, RouteNotFoundError } from '../api/http.ts'
+import { bearerToken, MethodNotAllowedError, readBody, RouteNotFoundError } from '../api/http.ts'
 import { INVALID_REQUEST, PARSE_ERROR, sendJsonRpcError } from '../api/jsonrpc.ts'
 import { McpApiTlsError } from './errors.ts'
 import { cyberspaceMcpServer } from './server.ts'
@@ -98,7 +98,7 @@ export function mcpMount(init: McpMountInit): Mount {
         )
         return
       }
-      const token = bearerOf(req)
+      const token = bearerToken(req)
       const server = cyberspaceMcpServer({
         api: connect(token),
         agent: caller?.kind === 'agent' ? caller.agent : undefined
@@ -118,9 +118,4 @@ export function mcpMount(init: McpMountInit): Mount {
       await transport.handleRequest(req, res, message)
     }
   }
-}
-
-/** The bearer token, read as the API server reads it (the scheme's name in any case, RFC 7235 §2.1). */
-function bearerOf(req: IncomingMessage): string {
-  return /^bearer +(.*)$/i.exec(req.headers.authorization ?? '')?.[1] ?? ''
 }

@@ -315,8 +315,6 @@ describe('the public API under attack', function () {
         'GET cluster',
         'GET cluster/reshare',
         'GET dht/get',
-        'GET events',
-        'GET events/stream',
         'GET fleet',
         'GET members',
         'GET pubsub/messages',

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert'
 import { apiClient } from '../../node/api/client.ts'
-import { errorFields, startApiServer } from '../../node/api/server.ts'
+import { errorFields } from '../../node/api/http.ts'
+import { startApiServer } from '../../node/api/server.ts'
 import { main } from '../../node/cli.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import type { ApiServer } from '../../node/api/server.ts'

@@ -119,7 +119,7 @@ function collect(node: TreeNode, segments: string[], at: number, into: TreeNode[
 }
 
 /** A ZodError's issues as the fields they name, under `where` (`body`, `query`, `params`). */
-export function fieldErrors(where: string, error: z.ZodError): FieldError[] {
+function fieldErrors(where: string, error: z.ZodError): FieldError[] {
   const fields: FieldError[] = []
   for (const issue of error.issues) {
     if (issue.code === 'unrecognized_keys') {
