@@ -367,7 +367,9 @@ export class EventJournal {
     if (last == null || comparePositions(last.position, position) < 0) this.pending.push(entry)
     else this.pending.splice(this.pendingUpperBound(position), 0, entry)
     if (this.pending.length > this.maxPending) this.join(this.pending.splice(0, this.pending.length - this.maxPending))
-    if (entry.due <= now) this.settleDue()
+    // past its time it joins at once; at its very time it waits for the timer (next turn), so what
+    // arrives in the same turn with a lower HLC still joins with it, in order
+    if (entry.due < now) this.settleDue()
     else if (entry.due < this.timerAt) this.schedule()
     return true
   }

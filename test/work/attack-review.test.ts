@@ -409,15 +409,14 @@ describe('attack review of coordination (issue 15)', function () {
       assert.ok(checks <= 100, `one page cost ${checks} authority checks, one per item`)
     })
 
-    it('GUARD: the journal (GET events, GET events/stream) is the operator’s: an agent token is refused 403', async () => {
+    it('GUARD: the control API no longer serves the journal to anyone (the public API serves each token what it may read: test/node/api-handlers.test.ts)', async () => {
       const paged = await refusal(readerApi.get('events', {}))
-      assert.equal(paged.status, 403)
-      assert.equal(paged.name, 'AgentTokenScopeError')
+      assert.equal(paged.status, 404)
       const res = await fetch(`${server.url}/api/v0/events/stream`, {
         headers: { authorization: `Bearer ${readerToken}` },
         signal: AbortSignal.timeout(5000)
       })
-      assert.equal(res.status, 403)
+      assert.equal(res.status, 404)
       await res.body?.cancel()
     })
   })

@@ -176,6 +176,17 @@ describe('event journal: a feed in HLC order, settled, resumable by cursor, boun
     journal.close()
   })
 
+  it('entries arriving in one turn at their very settle time join together in HLC order (found by fast-check)', () => {
+    const { journal, clock } = journalAt({ settle: 15 })
+    clock.t = 34
+    journal.record(ev(19, 2, 'later'))
+    journal.record(ev(19, 1, 'earlier'))
+    journal.settleDue() // the timer's turn
+    assert.deepEqual(ids(feedOf(journal)), ['earlier', 'later'])
+    assert.ok(feedOf(journal).every(e => e.late === undefined))
+    journal.close()
+  })
+
   it('an entry that settles takes every entry pending before it along, in order', () => {
     const { journal, clock } = journalAt({ settle: 100 })
     clock.t = 0
