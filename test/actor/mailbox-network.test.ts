@@ -286,8 +286,9 @@ describe('mailbox protocol between nodes', function () {
       return drop
     }
     // fewer messages than the receiver's 32 in-flight slots per peer: more, with every one retrying under this
-    // much loss, exhaust them (retries bypass the sender's per-host gate), which is a known limit, not this test's claim
-    const N = 24
+    // much loss, exhaust them (retries bypass the sender's per-host gate), which is a known limit, not this test's claim;
+    // 24 still met the receiver's per-peer rate limit once on a loaded CI machine (8 attempts refused)
+    const N = 16
     const receipts = await Promise.all(
       Array.from({ length: N }, async (_, i) => await boxA.send(alice.principal, bob.principal, 'order', i + 1))
     )
