@@ -51,12 +51,6 @@ import type {
 
 /** Default items of one page. */
 const DEFAULT_ITEMS_PAGE = 100
-/** Long polls and streams of the journal open at once (the API takes 64 connections in all). */
-export const MAX_EVENT_WAITERS = 16
-/** How often an idle event stream carries a comment, in ms, so proxies and clients see it alive. */
-export const EVENTS_HEARTBEAT_MS = 15_000
-/** Events a stream holds for a reader that does not keep up; past it the stream ends (resume with Last-Event-ID). */
-export const MAX_STREAM_BACKLOG = 10_000
 /** How long one operation through the API may take (an eventual board writes to this node's disk). */
 const OP_TIMEOUT = 30_000
 

@@ -30,7 +30,7 @@
  */
 import { revokedSignal } from '../agent-routes.ts'
 import { drained, startEventStream } from '../http.ts'
-import { EVENTS_HEARTBEAT_MS, eventView, heldBoard, MAX_EVENT_WAITERS, MAX_STREAM_BACKLOG } from '../work-routes.ts'
+import { eventView, heldBoard } from '../work-routes.ts'
 import { compareHlc, formatHlc, parseHlc } from '../../../src/clock/hlc.ts'
 import { MAX_PAGE } from '../../../src/work/events.ts'
 import {
@@ -53,6 +53,13 @@ import type { CyberspaceNode } from '../../../src/node.ts'
 import type { EventJournal, EventPage, JournalEvent } from '../../../src/work/events.ts'
 import type { Board } from '../../../src/work/types.ts'
 import type * as z from 'zod'
+
+/** Long polls and streams of the journal open at once (the API takes MAX_API_CONNECTIONS in all). */
+export const MAX_EVENT_WAITERS = 16
+/** How often an idle event stream carries a comment, in ms, so proxies and clients see it alive. */
+export const EVENTS_HEARTBEAT_MS = 15_000
+/** Events a stream holds for a reader that does not keep up; past it the stream ends (resume with Last-Event-ID). */
+export const MAX_STREAM_BACKLOG = 10_000
 
 export interface EventHandlersOptions {
   /** ms between comments on an idle stream; default EVENTS_HEARTBEAT_MS (15 s). */

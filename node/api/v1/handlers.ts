@@ -17,7 +17,7 @@
  * await handlers.whoami({ caller: OPERATOR, … })   // { caller: 'operator', principal: 'z6Mk…', node: '12D3Koo…' }
  */
 import { MAX_INBOX_WAITERS } from '../agent-routes.ts'
-import { MAX_EVENT_WAITERS } from '../work-routes.ts'
+import { MAX_EVENT_WAITERS } from './handlers-events.ts'
 import { waiterPlaces } from './handlers-common.ts'
 import { agentHandlers } from './handlers-agents.ts'
 import { eventHandlers } from './handlers-events.ts'
