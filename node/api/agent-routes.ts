@@ -61,7 +61,7 @@ const MAX_AGENT_QUERY = 1024
 export const DEFAULT_PAGE = 20
 export const MAX_PAGE = 100
 /** How long one registry request through the API may take. */
-const REGISTRY_TIMEOUT = 30_000
+export const REGISTRY_TIMEOUT = 30_000
 /** How long a spawn through the API may take (a cluster key needs t members' help). */
 const SPAWN_TIMEOUT = 55_000
 /** Most messages one long poll returns. */

@@ -23,6 +23,7 @@ import {
   registryOf,
   requireExternal,
   revokedSignal,
+  REGISTRY_TIMEOUT,
   sendAs
 } from '../agent-routes.ts'
 import { actingAs } from '../agent-tokens.ts'
@@ -36,8 +37,6 @@ import type { PrincipalId } from '../../../src/crypto/principal.ts'
 import type { CyberspaceNode } from '../../../src/node.ts'
 import type * as z from 'zod'
 
-/** How long one registry request may take. */
-const REGISTRY_TIMEOUT = 30_000
 /** How long stopping an agent may take (its session records that it stopped, its record is withdrawn). */
 const STOP_TIMEOUT = 30_000
 
