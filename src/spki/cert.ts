@@ -21,6 +21,7 @@
  *   tag: parseTag(parseAdvanced('(cyberspace member)')), validity: {} }, secretKey)
  * await verifyCert(signed) // throws BadSignatureError if forged
  */
+import { equalBytes } from '@noble/curves/utils.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { base16 } from 'multiformats/bases/base16'
 import { signedBytes } from '../../protocols/signing.ts'
@@ -78,7 +79,19 @@ export interface SignedCert {
   signature: Uint8Array
 }
 
-const enc = (text: string): Uint8Array => new TextEncoder().encode(text)
+const utf8 = new TextEncoder()
+/** The atoms certificates are spelled with, encoded once. */
+const WORDS = new Map<string, Uint8Array>()
+const enc = (text: string): Uint8Array => {
+  let bytes = WORDS.get(text)
+  if (bytes == null) {
+    bytes = utf8.encode(text)
+    // the fixed vocabulary only: names and times vary and are not kept
+    if (WORDS.size < 64) WORDS.set(text, bytes)
+  }
+  return bytes
+}
+const text = (value: string): Uint8Array => utf8.encode(value)
 
 /** SPKI time text for a moment (UTC, second precision). */
 export function spkiTime(date: Date | number): string {
@@ -90,13 +103,34 @@ export function spkiTimeMs(time: string): number {
   return Date.parse(time.replace('_', 'T') + 'Z')
 }
 
+/** Most principals whose key bytes and key hash are kept decoded (base58 decoding is slow). */
+const MAX_KEPT_KEYS = 4096
+const keptKeys = new RecentMap<string, { key: Uint8Array; hash?: Uint8Array }>(MAX_KEPT_KEYS)
+
+/** The 32 key bytes of a principal, decoded once while used often (shared: read only). */
+function keyOf(principal: PrincipalId): { key: Uint8Array; hash?: Uint8Array } {
+  let kept = keptKeys.get(principal)
+  if (kept == null) {
+    kept = { key: principalPublicKey(principal) }
+    keptKeys.set(principal, kept)
+  }
+  return kept
+}
+
+/** The public key bytes of a certificate's issuer (shared: read only). */
+export function issuerKey(principal: PrincipalId): Uint8Array {
+  return keyOf(principal).key
+}
+
 export function publicKeySexp(principal: PrincipalId): Sexp {
-  return [enc('public-key'), [enc('ed25519'), principalPublicKey(principal)]]
+  return [enc('public-key'), [enc('ed25519'), keyOf(principal).key]]
 }
 
 /** sha256 of the key's canonical (public-key …) form: what a (hash sha256 …) subject names. */
 export function keyHash(principal: PrincipalId): Uint8Array {
-  return sha256(encodeCanonical(publicKeySexp(principal)))
+  const kept = keyOf(principal)
+  kept.hash ??= sha256(encodeCanonical(publicKeySexp(principal)))
+  return kept.hash
 }
 
 export function subjectToSexp(subject: Subject): Sexp {
@@ -106,12 +140,12 @@ export function subjectToSexp(subject: Subject): Sexp {
     case 'hash':
       return [enc('hash'), enc('sha256'), subject.sha256]
     case 'name':
-      return [enc('name'), publicKeySexp(subject.issuer), ...subject.names.map(enc)]
+      return [enc('name'), publicKeySexp(subject.issuer), ...subject.names.map(text)]
     case 'threshold':
       return [
         enc('k-of-n'),
-        enc(String(subject.k)),
-        enc(String(subject.subjects.length)),
+        text(String(subject.k)),
+        text(String(subject.subjects.length)),
         ...subject.subjects.map(subjectToSexp)
       ]
   }
@@ -119,15 +153,15 @@ export function subjectToSexp(subject: Subject): Sexp {
 
 export function certToSexp(cert: Cert): Sexp {
   const issuer =
-    cert.type === 'auth' ? publicKeySexp(cert.issuer) : [enc('name'), publicKeySexp(cert.issuer), enc(cert.name)]
+    cert.type === 'auth' ? publicKeySexp(cert.issuer) : [enc('name'), publicKeySexp(cert.issuer), text(cert.name)]
   const out: Sexp[] = [enc('cert'), [enc('issuer'), issuer], [enc('subject'), subjectToSexp(cert.subject)]]
   if (cert.type === 'auth') {
     if (cert.propagate) out.push([enc('propagate')])
     out.push([enc('tag'), tagToSexp(cert.tag)])
   }
   const valid: Sexp[] = []
-  if (cert.validity.notBefore != null) valid.push([enc('not-before'), enc(cert.validity.notBefore)])
-  if (cert.validity.notAfter != null) valid.push([enc('not-after'), enc(cert.validity.notAfter)])
+  if (cert.validity.notBefore != null) valid.push([enc('not-before'), text(cert.validity.notBefore)])
+  if (cert.validity.notAfter != null) valid.push([enc('not-after'), text(cert.validity.notAfter)])
   if (cert.validity.requireCrl === true) valid.push([enc('online'), enc('crl')])
   if (valid.length > 0) out.push([enc('valid'), ...valid])
   return out
@@ -284,8 +318,36 @@ export function parseSignedCert(s: Sexp): SignedCert {
 
 // ---------------------------------------------------------------- signing
 
+/**
+ * What each certificate object signs, encoded once: certificates are values, never changed after
+ * they are made or parsed (the same holds for `certHash` in crl.ts), so a chain checked again
+ * costs no re-encoding.
+ */
+const signingBytesOf = new WeakMap<Cert, Uint8Array>()
+
 export function certSigningBytes(cert: Cert): Uint8Array {
-  return signedBytes(CERT_DOMAIN, encodeCanonical(certToSexp(cert)))
+  let bytes = signingBytesOf.get(cert)
+  if (bytes == null) {
+    bytes = signedBytes(CERT_DOMAIN, encodeCanonical(certToSexp(cert)))
+    signingBytesOf.set(cert, bytes)
+  }
+  return bytes
+}
+
+/** Each signed certificate's id, with a copy of the signature it was computed over. */
+const idsOf = new WeakMap<SignedCert, { signature: Uint8Array; id: string }>()
+
+/**
+ * What identifies a signed certificate: hex of sha256 over its signing bytes and its signature
+ * (`VerifiedCertCache.key`). Computed once per object; the signature is compared with the one the
+ * id was computed over at every call, so a signature changed in place never inherits an id.
+ */
+export function signedCertId(signed: SignedCert): string {
+  const kept = idsOf.get(signed)
+  if (kept != null && equalBytes(kept.signature, signed.signature)) return kept.id
+  const id = VerifiedCertCache.key(certSigningBytes(signed.cert), signed.signature)
+  idsOf.set(signed, { signature: signed.signature.slice(), id })
+  return id
 }
 
 /** Signs a certificate with the issuer's 32-byte secret key (which must be the issuer's). */
@@ -333,12 +395,26 @@ export class VerifiedCertCache {
   }
 }
 
+/** Most signatures `verifyCerts` has in flight at once. */
+const MAX_VERIFYING = 16
+
+/**
+ * Verifies every certificate's signature, several at once (a native back end checks them in
+ * parallel), and throws the error of the first one, in order, that does not verify.
+ */
+export async function verifyCerts(certs: SignedCert[], cache?: VerifiedCertCache): Promise<void> {
+  for (let start = 0; start < certs.length; start += MAX_VERIFYING) {
+    const batch = certs.slice(start, start + MAX_VERIFYING)
+    const results = await Promise.allSettled(batch.map(async signed => await verifyCert(signed, cache)))
+    for (const result of results) if (result.status === 'rejected') throw result.reason
+  }
+}
+
 export async function verifyCert(signed: SignedCert, cache?: VerifiedCertCache): Promise<void> {
-  const signingBytes = certSigningBytes(signed.cert)
-  const key = cache == null ? undefined : VerifiedCertCache.key(signingBytes, signed.signature)
+  const key = cache == null ? undefined : signedCertId(signed)
   if (key != null && cache?.has(key) === true) return
   const backend = await ed25519()
-  const ok = await backend.verify(principalPublicKey(signed.cert.issuer), signingBytes, signed.signature)
+  const ok = await backend.verify(issuerKey(signed.cert.issuer), certSigningBytes(signed.cert), signed.signature)
   if (!ok) throw new BadSignatureError(`signature of a certificate by ${signed.cert.issuer} does not verify`)
   if (key != null) cache?.add(key)
 }

@@ -19,8 +19,15 @@
  * afterwards whether a revocation is why no chain was found.
  */
 import { ChainNotFoundError, ChainTooLongError, NameCycleError } from './errors.ts'
-import { spkiTime, verifyCert, VerifiedCertCache } from './cert.ts'
-import { checkValidity, DEFAULT_MAX_CHAIN_LENGTH, intersectValidity, reduceChain, subjectIsKey } from './reduce.ts'
+import { spkiTime, verifyCert, verifyCerts, VerifiedCertCache } from './cert.ts'
+import {
+  checkValidity,
+  DEFAULT_MAX_CHAIN_LENGTH,
+  intersectValidity,
+  reduceChain,
+  subjectIsKey,
+  validityMs
+} from './reduce.ts'
 import { intersectTags, tagImplies, tagKey } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { AuthCert, NameCert, SignedCert, Subject, Validity } from './cert.ts'
@@ -64,19 +71,45 @@ async function usable(
   at: string,
   options: DiscoverOptions
 ): Promise<{ auth: SignedCert[]; names: SignedCert[] }> {
-  const auth: SignedCert[] = []
-  const names: SignedCert[] = []
+  const candidates: SignedCert[] = []
   for (const [index, signed] of pool.entries()) {
     try {
       checkValidity(signed.cert.validity, at, index)
-      if (options.verified !== true) await verifyCert(signed, options.cache)
       options.revocation?.(signed)
     } catch {
       continue
     }
-    ;(signed.cert.type === 'auth' ? auth : names).push(signed)
+    candidates.push(signed)
   }
+  // signatures last, the costly check, several at once
+  const good = options.verified === true ? candidates : await verified(candidates, options.cache)
+  const auth: SignedCert[] = []
+  const names: SignedCert[] = []
+  for (const signed of good) (signed.cert.type === 'auth' ? auth : names).push(signed)
   return { auth, names }
+}
+
+/** Most signatures checked at once while sorting out a pool. */
+const MAX_VERIFYING = 16
+
+/** The certificates of `pool` whose signatures verify, in order. */
+async function verified(pool: SignedCert[], cache?: VerifiedCertCache): Promise<SignedCert[]> {
+  const out: SignedCert[] = []
+  for (let start = 0; start < pool.length; start += MAX_VERIFYING) {
+    const batch = pool.slice(start, start + MAX_VERIFYING)
+    const ok = await Promise.all(
+      batch.map(async signed => {
+        try {
+          await verifyCert(signed, cache)
+          return true
+        } catch {
+          return false
+        }
+      })
+    )
+    for (const [i, signed] of batch.entries()) if (ok[i]) out.push(signed)
+  }
+  return out
 }
 
 /** The keys K's n1's n2… denotes, each with the name certificates proving it. */
@@ -219,6 +252,21 @@ export async function discoverChain(
 }
 
 /**
+ * The moments (ms) every certificate of a proof is valid, both included: from the latest
+ * not-before to the earliest not-after of its authorization and name certificates alike.
+ */
+export function proofValidityMs(proof: Proof): { from: number; until: number } {
+  let from = -Infinity
+  let until = Infinity
+  for (const signed of [...proof.chain, ...proof.names]) {
+    const period = validityMs(signed.cert.validity)
+    if (period.from > from) from = period.from
+    if (period.until < until) until = period.until
+  }
+  return { from, until }
+}
+
+/**
  * Why `discoverChain` found nothing, when the reason is revocation: if some certificates of the
  * pool fail `options.revocation`, discovery is run again without that check, and if a chain then
  * exists, the revocation error of its first refused certificate is returned (a RevokedCertError
@@ -276,12 +324,13 @@ export async function verifyProof(
   const at = spkiTime(options.now ?? Date.now())
   // a cache for this call at least, so naming a broken link below does not verify again
   const cache = options.cache ?? new VerifiedCertCache()
-  // refuse, with the precise reason, rather than silently skip a bad certificate in a proof
+  // refuse, with the precise reason, rather than silently skip a bad certificate in a proof:
+  // validity and revocation first, signatures (the costly check, several at once) last
   for (const [index, signed] of all.entries()) {
-    await verifyCert(signed, cache)
     checkValidity(signed.cert.validity, at, index)
     options.revocation?.(signed)
   }
+  await verifyCerts(all, cache)
   // every signature was checked just now: discovery does not check them again
   try {
     return await discoverChain(all, roots, requester, requested, { ...options, cache, verified: true })

@@ -3,7 +3,8 @@
  * the previous one's subject, reduces to one tuple <issuer, subject, propagate, tag, validity>:
  * the first issuer grants the last subject the intersection of all tags, valid in the
  * intersection of all validity periods. Every link must allow delegation (propagate) except the
- * last. Signatures and validity at `now` are checked for every certificate.
+ * last. Signatures and validity at `now` are checked for every certificate. A `ReductionCache`
+ * makes a repeated reduction of the same chain a map lookup (validity and revocation still checked).
  *
  * Name certificates and threshold subjects reduce through name resolution (a later step); a chain
  * here links keys directly or through (hash sha256 …) subjects.
@@ -11,6 +12,8 @@
  * @example
  * const tuple = await reduceChain([rootToA, aToB, bToC], { now: Date.now() })
  * authorizeTuple(tuple, rootPrincipal, cPrincipal, requestedTag) // throws unless granted
+ * const reductions = new ReductionCache()
+ * await reduceChain(chain, { reductions, revocation }) // the second time: a lookup
  */
 import {
   ChainTooLongError,
@@ -22,7 +25,8 @@ import {
   WrongSubjectError
 } from './errors.ts'
 import { equalBytes } from '@noble/curves/utils.js'
-import { keyHash, spkiTime, verifyCert } from './cert.ts'
+import { keyHash, signedCertId, spkiTime, spkiTimeMs, verifyCerts } from './cert.ts'
+import { RecentMap } from '../recent-map.ts'
 import { intersectTags, tagImplies } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { SignedCert, Subject, Validity, VerifiedCertCache } from './cert.ts'
@@ -43,8 +47,10 @@ export interface ReduceOptions {
   maxLength?: number
   /** Skips signatures already verified. */
   cache?: VerifiedCertCache
-  /** Throws for revoked certificates (see crl.ts revocationCheck). */
+  /** Throws for revoked certificates (see crl.ts revocationCheck); called on every reduction, cached or not. */
   revocation?: (signed: SignedCert) => void
+  /** Skips whole reductions already made (see ReductionCache). */
+  reductions?: ReductionCache
 }
 
 export const DEFAULT_MAX_CHAIN_LENGTH = 8
@@ -80,20 +86,78 @@ export function intersectValidity(a: Validity, b: Validity): Validity {
   return out
 }
 
-export async function reduceChain(chain: SignedCert[], options: ReduceOptions = {}): Promise<FiveTuple> {
-  const maxLength = options.maxLength ?? DEFAULT_MAX_CHAIN_LENGTH
-  if (chain.length === 0) throw new InvalidCertError('an empty chain proves nothing')
-  if (chain.length > maxLength)
-    throw new ChainTooLongError(`chain of ${chain.length} certificates, at most ${maxLength}`)
-  const at = spkiTime(options.now ?? Date.now())
+/** A moment as ms since the epoch. */
+function msOf(now: Date | number): number {
+  return typeof now === 'number' ? now : now.getTime()
+}
+
+/** The moments (ms) a validity period runs from and to, both included; unbounded sides are infinite. */
+export function validityMs(validity: Validity): { from: number; until: number } {
+  return {
+    from: validity.notBefore == null ? -Infinity : spkiTimeMs(validity.notBefore),
+    until: validity.notAfter == null ? Infinity : spkiTimeMs(validity.notAfter)
+  }
+}
+
+interface Reduction {
+  tuple: FiveTuple
+  /** The tuple's validity in ms: a hit must fall inside. */
+  from: number
+  until: number
+}
+
+/**
+ * Reduced chains, by the ids of their certificates in order (`signedCertId`: sha256 over each
+ * certificate's signed bytes and signature), so reducing a chain again costs a map lookup, a
+ * validity check and the caller's revocation check. Only chains that reduced (every signature
+ * verified, every link sound) enter; an entry is used only at a moment inside the tuple's validity
+ * (the intersection of every certificate's). Bounded: the least recently used entry goes first,
+ * so however many distinct chains peers present it never grows past `max`.
+ */
+export class ReductionCache {
+  private readonly entries: RecentMap<string, Reduction>
+
+  constructor(max = 1024) {
+    this.entries = new RecentMap(max)
+  }
+
+  /** The key of a chain: its certificates' ids, in order. */
+  static key(chain: SignedCert[]): string {
+    let key = ''
+    for (const signed of chain) key += signedCertId(signed)
+    return key
+  }
+
+  /** The tuple `key` reduced to, if held and valid at `at` (ms); a copy, so the entry cannot be changed. */
+  lookup(key: string, at: number): FiveTuple | undefined {
+    const entry = this.entries.get(key)
+    if (entry == null || at < entry.from || at > entry.until) return undefined
+    return { ...entry.tuple }
+  }
+
+  remember(key: string, tuple: FiveTuple): void {
+    this.entries.set(key, { tuple: { ...tuple }, ...validityMs(tuple.validity) })
+  }
+
+  get size(): number {
+    return this.entries.size
+  }
+}
+
+/**
+ * The links of a chain, checked without signatures: each certificate is an authorization valid at
+ * `at` and not refused by `revocation`, each is issued by the previous one's subject, every one
+ * but the last allows delegation, and the tags have something in common.
+ */
+function reduceLinks(chain: SignedCert[], at: string, revocation?: (signed: SignedCert) => void): FiveTuple {
   let tuple: FiveTuple | undefined
-  for (const [index, signed] of chain.entries()) {
+  for (let index = 0; index < chain.length; index++) {
+    const signed = chain[index]
     const cert = signed.cert
     if (cert.type !== 'auth')
       throw new InvalidCertError(`certificate ${index} is a name certificate, not an authorization`)
-    await verifyCert(signed, options.cache)
     checkValidity(cert.validity, at, index)
-    options.revocation?.(signed)
+    revocation?.(signed)
     if (tuple == null) {
       tuple = {
         issuer: cert.issuer,
@@ -126,6 +190,33 @@ export async function reduceChain(chain: SignedCert[], options: ReduceOptions = 
     }
   }
   return tuple as FiveTuple
+}
+
+/**
+ * Reduces a chain to one tuple. The links are checked first (cheap: a broken chain costs no
+ * signature check), then every signature, several at once. With `reductions`, a chain reduced
+ * before is a lookup plus the validity and revocation checks.
+ */
+export async function reduceChain(chain: SignedCert[], options: ReduceOptions = {}): Promise<FiveTuple> {
+  const maxLength = options.maxLength ?? DEFAULT_MAX_CHAIN_LENGTH
+  if (chain.length === 0) throw new InvalidCertError('an empty chain proves nothing')
+  if (chain.length > maxLength)
+    throw new ChainTooLongError(`chain of ${chain.length} certificates, at most ${maxLength}`)
+  const now = msOf(options.now ?? Date.now())
+  const reductions = options.reductions
+  const key = reductions == null ? undefined : ReductionCache.key(chain)
+  if (key != null) {
+    const hit = reductions?.lookup(key, now)
+    if (hit != null) {
+      // revocations are never cached: a certificate revoked since is refused now
+      if (options.revocation != null) for (const signed of chain) options.revocation(signed)
+      return hit
+    }
+  }
+  const tuple = reduceLinks(chain, spkiTime(now), options.revocation)
+  await verifyCerts(chain, options.cache)
+  if (key != null) reductions?.remember(key, tuple)
+  return tuple
 }
 
 /** Checks a reduced tuple grants `requested` to `requester` on the authority of `root`. */

@@ -56,7 +56,7 @@ import {
   signedCrlToSexp,
   verifyCrl
 } from './crl.ts'
-import { discoverChain, revokedLinkError, verifyProof } from './discover.ts'
+import { discoverChain, proofValidityMs, revokedLinkError, verifyProof } from './discover.ts'
 import {
   ChainNotFoundError,
   ProofRateLimitedError,
@@ -66,7 +66,8 @@ import {
 } from './errors.ts'
 import { PeerBudget } from '../peer-budget.ts'
 import { decodeCanonical, encodeCanonical, toAdvanced } from './sexp.ts'
-import { normalizeTag, parseTag, tagImplies, tagKey, tagToSexp } from './tag.ts'
+import { normalTagKey, parseTag, tagImplies, tagToSexp } from './tag.ts'
+import { ReductionCache } from './reduce.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Cert, SignedCert } from './cert.ts'
 import type { CrlSummary, SignedCrl } from './crl.ts'
@@ -223,6 +224,32 @@ const LOCAL_MISS_TTL = 30_000
 /** How long a peer's (or this node's) rate limit for a (principal, tag) is remembered. */
 const RATE_LIMITED_TTL = 2_000
 
+/** Most grants remembered (see Decided). */
+const MAX_DECIDED = 4096
+
+/**
+ * A grant `authorize` decided at `epoch`: every certificate of its proof is valid from `from` to
+ * `until` (ms). Any change that could alter the decision — the ACL, the certificate store, a CRL
+ * kept, dropped, or starting or stopping being current — starts a new epoch, so an entry is used
+ * only while nothing it rests on changed, and only at moments its certificates are valid.
+ */
+interface Decided {
+  epoch: number
+  grant: DiscoveredGrant
+  from: number
+  until: number
+}
+
+/**
+ * What a decision is remembered by: the principal, the tag's normal form and, for a proof shown,
+ * the ids of its certificates (sha256 over signed bytes and signature), so a grant is never
+ * reachable for another principal, another tag or another proof.
+ */
+function decisionKey(principal: PrincipalId, tag: Tag, proof?: Proof): string {
+  const asked = `${principal} ${normalTagKey(tag)}`
+  return proof == null ? asked : `${asked} ${ReductionCache.key(proof.chain)} ${ReductionCache.key(proof.names)}`
+}
+
 /** A refusal to remember, and until when (every one is forgotten when the epoch changes). */
 interface Remembered {
   until: number
@@ -346,6 +373,10 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
   private readonly shownProofs = new ShownProofs()
   /** Proof requests under way, by (epoch, principal, tag, peers asked): concurrent callers that would ask the same peers share one. */
   private readonly asking = new Map<string, Promise<DiscoveredGrant>>()
+  /** Grants decided, by (principal, tag, proof shown): used at the epoch they were decided at, within their proof's validity. */
+  private readonly decided = new RecentMap<string, Decided>(MAX_DECIDED)
+  /** The index of current revocations, built at `epoch`. */
+  private revocations?: { epoch: number; check: (signed: SignedCert) => void }
 
   constructor(components: SpkiComponents, init: SpkiInit) {
     super()
@@ -661,6 +692,28 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
     options: AbortOptions & { proof?: Proof; at?: number } = {}
   ): Promise<DiscoveredGrant> {
     options.signal?.throwIfAborted()
+    // a grant decided before, at this epoch and valid at `at`, is decided again by a lookup
+    const epoch = this.epoch
+    const at = options.at ?? Date.now()
+    const key = decisionKey(principal, tag, options.proof)
+    const decided = this.decided.get(key)
+    if (decided != null && decided.epoch === epoch && at >= decided.from && at <= decided.until) {
+      return { ...decided.grant }
+    }
+    const grant = await this.decide(principal, tag, options)
+    // a change while deciding (a CRL, the ACL, the store) leaves the decision uncached
+    if (this.epoch === epoch) {
+      this.decided.set(key, { epoch, grant: { ...grant }, ...proofValidityMs(grant.proof) })
+    }
+    return grant
+  }
+
+  /** `authorize` without the remembered decisions. */
+  private async decide(
+    principal: PrincipalId,
+    tag: Tag,
+    options: AbortOptions & { proof?: Proof; at?: number }
+  ): Promise<DiscoveredGrant> {
     const roots = this.rootsFor(tag)
     const own = this.aclEntries.get(principal)
     if (own != null && roots.includes(principal)) return { proof: { chain: [], names: [] }, tag: own.tag, validity: {} }
@@ -694,7 +747,13 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
 
   /** Discovery settings; CRLs were verified when they were added, so only indexing happens here. Chains found in the store need no signature checks: only verified certificates enter it. */
   private discoverOptions(): DiscoverOptions {
-    return { revocation: revocationIndex(this.crlStore.values()), cache: this.cache, maxLength: this.maxChainLength }
+    // the index of current revocations changes only with the epoch (a CRL kept, dropped, or
+    // starting or stopping being current), so it is built once per epoch
+    const epoch = this.epoch
+    if (this.revocations?.epoch !== epoch) {
+      this.revocations = { epoch, check: revocationIndex(this.crlStore.values()) }
+    }
+    return { revocation: this.revocations.check, cache: this.cache, maxLength: this.maxChainLength }
   }
 
   async prove(
@@ -769,7 +828,7 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
     tag: Tag,
     options: AuthorizeOrProveOptions = {}
   ): Promise<DiscoveredGrant> {
-    const key = `${principal} ${tagKey(normalizeTag(tag))}${options.at !== undefined ? ` @${options.at}` : ''}`
+    const key = `${principal} ${normalTagKey(tag)}${options.at !== undefined ? ` @${options.at}` : ''}`
     const at = options.at
     const epoch = this.epoch
     // a local miss at this epoch is remembered briefly, so a flood of checks costs one chain search

@@ -291,6 +291,22 @@ export function tagKey(tag: Tag): string {
   return base16.baseEncode(encodeCanonical(tagToSexp(tag)))
 }
 
+/** Each tag object's normal key (tags are values, never changed once made). */
+const normalKeys = new WeakMap<Tag, string>()
+
+/**
+ * The key of a tag's normal form (`tagKey(normalizeTag(tag))`): equal for tags that grant the
+ * same. Computed once per tag object, so a caller asking for the same tag again pays a lookup.
+ */
+export function normalTagKey(tag: Tag): string {
+  let key = normalKeys.get(tag)
+  if (key == null) {
+    key = tagKey(normalizeTag(tag))
+    normalKeys.set(tag, key)
+  }
+  return key
+}
+
 export function tagEquals(a: Tag, b: Tag): boolean {
   return tagKey(normalizeTag(a)) === tagKey(normalizeTag(b))
 }
