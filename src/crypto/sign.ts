@@ -38,12 +38,15 @@ export interface Signer {
   sign(domain: string, body: Uint8Array): Promise<Uint8Array>
 }
 
-/** A Signer for an Ed25519 secret key (the 32-byte seed; a libp2p key's `raw` starts with it). */
+/**
+ * A Signer for an Ed25519 secret key (the 32-byte seed; a libp2p key's `raw` starts with it). It
+ * holds the key prepared, so its signatures do not import the key again.
+ */
 export async function seedSigner(secretKey: Uint8Array, backend?: Ed25519): Promise<Signer> {
   const ed = backend ?? (await ed25519())
-  const seed = secretKey.slice(0, 32)
+  const key = await ed.prepare(secretKey.slice(0, 32))
   return {
-    principal: principalId(await ed.publicKey(seed)),
-    sign: async (domain, body) => await signAs(seed, domain, body, ed)
+    principal: principalId(key.publicKey),
+    sign: async (domain, body) => await key.sign(signedBytes(domain, body))
   }
 }

@@ -1,0 +1,102 @@
+/**
+ * Ed25519 on node:crypto (OpenSSL), the back end a Node process installs at start
+ * (`useEd25519(nodeEd25519())`): signing and verifying are synchronous native calls on KeyObjects
+ * held in bounded caches — public keys by their bytes, private keys by their seed, each with its
+ * public key — so a key is imported once however often it is used. It verifies by the strict rules
+ * of src/crypto/ed25519.ts: OpenSSL checks the cofactorless equation and (from 3.0) refuses
+ * small-order points; the cheap checks of those rules run first all the same, so the answer does
+ * not depend on the OpenSSL that Node was built with.
+ *
+ * @example
+ * useEd25519(nodeEd25519())
+ * const ed = await ed25519() // this back end
+ */
+import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto'
+import {
+  DEFAULT_PRIVATE_KEYS,
+  DEFAULT_PUBLIC_KEYS,
+  isStrictPublicKey,
+  isStrictSignature,
+  PKCS8_PREFIX,
+  PUBLIC_KEY_LENGTH,
+  SECRET_KEY_LENGTH,
+  SPKI_PREFIX
+} from '../src/crypto/ed25519.ts'
+import { InvalidKeyError } from '../src/crypto/errors.ts'
+import { RecentMap } from '../src/recent-map.ts'
+import type { Ed25519, KeyCacheSizes } from '../src/crypto/ed25519.ts'
+import type { KeyObject } from 'node:crypto'
+
+interface PrivateEntry {
+  key: KeyObject
+  publicKey: Uint8Array
+}
+
+function check(what: string, bytes: Uint8Array, length: number): void {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
+    throw new InvalidKeyError(`${what} must be ${length} bytes`)
+  }
+}
+
+const latin1 = (bytes: Uint8Array): string =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')
+
+/** A fresh Uint8Array (not a Buffer on a shared pool) with the bytes of `buffer`. */
+const own = (buffer: Uint8Array): Uint8Array => new Uint8Array(buffer)
+
+export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
+  // null: a key the strict rules or OpenSSL refuse, remembered as refused
+  const publicKeys = new RecentMap<string, KeyObject | null>(sizes.publicKeys ?? DEFAULT_PUBLIC_KEYS)
+  const privateKeys = new RecentMap<string, PrivateEntry>(sizes.privateKeys ?? DEFAULT_PRIVATE_KEYS)
+
+  const publicKeyOf = (publicKey: Uint8Array): KeyObject | null => {
+    const id = latin1(publicKey)
+    let key = publicKeys.get(id)
+    if (key === undefined) {
+      key = null
+      if (isStrictPublicKey(publicKey)) {
+        try {
+          key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' })
+        } catch {}
+      }
+      publicKeys.set(id, key)
+    }
+    return key
+  }
+  const privateKeyOf = (secretKey: Uint8Array): PrivateEntry => {
+    check('secret key', secretKey, SECRET_KEY_LENGTH)
+    const id = latin1(secretKey)
+    let entry = privateKeys.get(id)
+    if (entry === undefined) {
+      const key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, secretKey]), format: 'der', type: 'pkcs8' })
+      const spki = createPublicKey(key).export({ format: 'der', type: 'spki' })
+      entry = { key, publicKey: own(spki.subarray(SPKI_PREFIX.length)) }
+      privateKeys.set(id, entry)
+    }
+    return entry
+  }
+  return {
+    name: 'node',
+    async sign(secretKey, message) {
+      return own(sign(null, message, privateKeyOf(secretKey).key))
+    },
+    async verify(publicKey, message, signature) {
+      check('public key', publicKey, PUBLIC_KEY_LENGTH)
+      if (!isStrictSignature(signature)) return false
+      const key = publicKeyOf(publicKey)
+      if (key == null) return false
+      try {
+        return verify(null, message, key, signature)
+      } catch {
+        return false
+      }
+    },
+    async publicKey(secretKey) {
+      return privateKeyOf(secretKey).publicKey.slice()
+    },
+    async prepare(secretKey) {
+      const { key, publicKey } = privateKeyOf(secretKey)
+      return { publicKey: publicKey.slice(), sign: async message => own(sign(null, message, key)) }
+    }
+  }
+}
