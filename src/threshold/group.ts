@@ -9,10 +9,12 @@
  * const R = parsePoint(bytes, 'ephemeral key')       // throws InvalidPointError
  * const l = lagrange([x1, x2, x3], x2)              // λ for x2 at 0
  */
+import { mulAddUnsafe } from '@noble/curves/abstract/curve.js'
 import { ed25519, ed25519_FROST } from '@noble/curves/ed25519.js'
 import { bytesToNumberLE, equalBytes } from '@noble/curves/utils.js'
 import { sha512 } from '@noble/hashes/sha2.js'
-import { concatBytes, hexToBytes } from '@noble/hashes/utils.js'
+import { bytesToHex, concatBytes, hexToBytes } from '@noble/hashes/utils.js'
+import { RecentMap } from '../recent-map.ts'
 import { InvalidPointError, InvalidScalarError } from './errors.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 
@@ -31,6 +33,19 @@ export function memberIdentifier(principal: PrincipalId): Identifier {
 }
 
 export function parsePoint(bytes: Uint8Array, what: string): GroupPoint {
+  const p = parseCurvePoint(bytes, what)
+  // [ℓ]P = O: a full scalar multiplication, most of what parsing a point costs (see PointCache)
+  if (!p.isTorsionFree()) throw new InvalidPointError(`${what}: outside the prime-order subgroup`)
+  return p
+}
+
+/**
+ * Every check of parsePoint except membership of the prime-order subgroup: a canonical encoding of
+ * a curve point that is neither the identity nor of small order. Only for a point that is then
+ * required to EQUAL a point computed from subgroup elements (a proof's commitment R checked as
+ * R = zB − cA): equality puts it in the subgroup, so the expensive check would be redundant.
+ */
+export function parseCurvePoint(bytes: Uint8Array, what: string): GroupPoint {
   if (!(bytes instanceof Uint8Array) || bytes.length !== 32) throw new InvalidPointError(`${what}: a point is 32 bytes`)
   let p: GroupPoint
   try {
@@ -42,8 +57,61 @@ export function parsePoint(bytes: Uint8Array, what: string): GroupPoint {
   if (!equalBytes(p.toBytes(), bytes)) throw new InvalidPointError(`${what}: non-canonical encoding`)
   if (p.is0()) throw new InvalidPointError(`${what}: the identity`)
   if (p.isSmallOrder()) throw new InvalidPointError(`${what}: a point of small order`)
-  if (!p.isTorsionFree()) throw new InvalidPointError(`${what}: outside the prime-order subgroup`)
   return p
+}
+
+/**
+ * Points that passed parsePoint, by encoding, at most `capacity` of them (least recently used
+ * forgotten): parsing the same 32 bytes again returns the checked point without checking it twice.
+ * Only parsePoint's result or a point this node computed itself as B·k (`remember`) ever enters, so
+ * a hit is exactly as safe as a fresh parse. One cache per node (a Signer holds one), so work saved
+ * is work that node would have repeated, never another node's.
+ *
+ * @example
+ * const points = new PointCache()
+ * const R = points.parse(bytes, 'hiding commitment') // checked once; later calls are a lookup
+ */
+export class PointCache {
+  private readonly checked: RecentMap<string, GroupPoint>
+
+  constructor(capacity = 1024) {
+    this.checked = new RecentMap(capacity)
+  }
+
+  parse(bytes: Uint8Array, what: string): GroupPoint {
+    if (!(bytes instanceof Uint8Array) || bytes.length !== 32)
+      throw new InvalidPointError(`${what}: a point is 32 bytes`)
+    const key = bytesToHex(bytes)
+    const hit = this.checked.get(key)
+    if (hit != null) return hit
+    const p = parsePoint(bytes, what)
+    this.checked.set(key, p)
+    return p
+  }
+
+  /** Adds a point this node computed as B·k with k in [1, ℓ): in the subgroup by construction. */
+  remember(p: GroupPoint): void {
+    this.checked.set(bytesToHex(p.toBytes()), p)
+  }
+
+  get size(): number {
+    return this.checked.size
+  }
+}
+
+/** Σ sᵢ·Pᵢ in variable time: only for public points and public (or random, non-secret) scalars. */
+export function publicMsm(points: GroupPoint[], scalars: bigint[]): GroupPoint {
+  if (points.length === 0) return Point.ZERO
+  return mulAddUnsafe(Point, points, scalars)
+}
+
+/**
+ * A random weight in [1, 2^128] for a batched check: Σ rᵢ·eᵢ = O with every eᵢ in the prime-order
+ * subgroup holds for a nonzero eᵢ with probability at most 2^-128, so one weighted equation
+ * checks every term at once — the same accept/reject answer as checking each term alone.
+ */
+export function batchWeight(): bigint {
+  return bytesToNumberLE(crypto.getRandomValues(new Uint8Array(16))) + 1n
 }
 
 export function parseScalar(bytes: Uint8Array, what: string, { nonZero = true } = {}): bigint {
@@ -114,9 +182,18 @@ export function evaluate(coefficients: bigint[], x: bigint): bigint {
 
 /** Σ C_k x^k over commitment points, lowest first (the public image of evaluate). */
 export function evaluateCommitments(commitments: GroupPoint[], x: bigint): GroupPoint {
-  let acc = Point.ZERO
-  for (let k = commitments.length - 1; k >= 0; k--) acc = acc.multiplyUnsafe(x).add(commitments[k])
-  return acc
+  return publicMsm(commitments, powers(x, commitments.length))
+}
+
+/** [1, x, x², …] mod ℓ, `count` of them. */
+export function powers(x: bigint, count: number): bigint[] {
+  const out: bigint[] = []
+  let p = 1n
+  for (let k = 0; k < count; k++) {
+    out.push(p)
+    p = Fn.mul(p, x)
+  }
+  return out
 }
 
 /** A scalar from SHA-512 over a domain string and length-prefixed parts. */

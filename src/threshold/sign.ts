@@ -26,7 +26,8 @@ import {
   ThresholdError,
   WrongSessionError
 } from './errors.ts'
-import { frost, memberIdentifier, parsePoint } from './group.ts'
+import { commitNonces, prepareRound } from './frost-round.ts'
+import { memberIdentifier, PointCache } from './group.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { FrostPublic, Key, NonceCommitments, Nonces } from '@noble/curves/abstract/frost.js'
 
@@ -57,6 +58,8 @@ export interface SignerOptions {
   /** Most sessions with nonces outstanding; default 64. */
   maxPending?: number
   now?: () => number
+  /** Points already checked by this node (default: a cache of its own). */
+  points?: PointCache
 }
 
 interface Pending {
@@ -69,6 +72,8 @@ interface Pending {
 
 export class Signer {
   readonly principal: PrincipalId
+  /** Points this signer has checked (or computed): its own key's, and commitments of open sessions. */
+  readonly points: PointCache
   private readonly key: Key
   private readonly policy: SigningPolicy
   private readonly pending = new Map<string, Pending>()
@@ -85,6 +90,7 @@ export class Signer {
     this.nonceTtl = options.nonceTtl ?? 60_000
     this.maxPending = options.maxPending ?? 64
     this.now = options.now ?? Date.now
+    this.points = options.points ?? new PointCache()
   }
 
   /** Round 1: after the policy agrees, fresh nonces for this session; only their commitments are returned. */
@@ -101,7 +107,7 @@ export class Signer {
     if (this.pending.has(id)) throw new ReplayedMessageError('this session already has nonces')
     if (this.pending.size >= this.maxPending)
       throw new SigningRefusedError(`${this.maxPending} signing sessions are already open`)
-    const { nonces, commitments } = frost.commit(this.key.secret)
+    const { nonces, commitments } = commitNonces(this.key.secret, this.points)
     this.pending.set(id, {
       nonces,
       commitments,
@@ -126,7 +132,8 @@ export class Signer {
       if (!equalBytes(pending.payloadHash, sha256(pkg.payload))) {
         throw new SigningRefusedError('the session committed to another payload')
       }
-      checkCommitmentList(this.key.public, pkg.commitments)
+      // checks the list (t..n distinct members, every point) before anything is signed
+      const round = prepareRound(this.key.public, pkg.commitments, pkg.payload, this.points)
       const own = pkg.commitments.find(c => c.identifier === this.key.secret.identifier)
       if (
         own == null ||
@@ -135,7 +142,7 @@ export class Signer {
       ) {
         throw new SigningRefusedError('the package does not carry this signer’s commitments')
       }
-      return frost.signShare(this.key.secret, this.key.public, pending.nonces, pkg.commitments, pkg.payload)
+      return round.signShare(this.key.secret, pending.nonces)
     } finally {
       pending.nonces.hiding.fill(0)
       pending.nonces.binding.fill(0)
@@ -159,21 +166,6 @@ export class Signer {
   }
 }
 
-/** A commitment list must name t..n distinct members of the group, with valid points. */
-function checkCommitmentList(pub: FrostPublic, list: NonceCommitments[]): void {
-  if (list.length < pub.signers.min || list.length > pub.signers.max) {
-    throw new SigningRefusedError(`a signing package lists ${pub.signers.min}-${pub.signers.max} signers`)
-  }
-  const ids = new Set<string>()
-  for (const c of list) {
-    if (pub.verifyingShares[c.identifier] == null) throw new SigningRefusedError('a listed signer is not a member')
-    if (ids.has(c.identifier)) throw new SigningRefusedError('a signer is listed twice')
-    ids.add(c.identifier)
-    parsePoint(c.hiding, 'hiding commitment')
-    parsePoint(c.binding, 'binding commitment')
-  }
-}
-
 export interface SigningResult {
   signature: Uint8Array
   /** The members whose shares made the signature. */
@@ -187,6 +179,8 @@ export interface CoordinateOptions {
   coordinator: PrincipalId
   /** Attempts before giving up; default n − t + 1 (each failed attempt excludes someone). */
   maxAttempts?: number
+  /** Points this node has already checked (its Signer's cache); default a cache for this call. */
+  points?: PointCache
 }
 
 /**
@@ -206,6 +200,7 @@ export async function coordinateSigning(
     if (pub.verifyingShares[memberIdentifier(m)] == null) throw new RangeError(`${m} has no share in this group`)
   }
   const excluded = new Map<PrincipalId, Error>()
+  const points = options.points ?? new PointCache()
   const maxAttempts = options.maxAttempts ?? members.length - t + 1
   const notEnough = (): NotEnoughSignersError =>
     new NotEnoughSignersError(
@@ -231,8 +226,8 @@ export async function coordinateSigning(
       try {
         if (a.value.identifier !== memberIdentifier(member))
           throw new InvalidShareError('commitments under another identifier', member)
-        parsePoint(a.value.hiding, 'hiding commitment')
-        parsePoint(a.value.binding, 'binding commitment')
+        points.parse(a.value.hiding, 'hiding commitment')
+        points.parse(a.value.binding, 'binding commitment')
         committed.push({ member, commitments: a.value })
       } catch (err) {
         excluded.set(member, err as Error)
@@ -242,22 +237,27 @@ export async function coordinateSigning(
     const chosen = committed.slice(0, t)
     const pkg: SigningPackage = { ...request, commitments: chosen.map(c => c.commitments) }
     const shares = await Promise.allSettled(chosen.map(async c => await transport.sign(c.member, pkg)))
-    const valid: Record<string, Uint8Array> = {}
+    const round = prepareRound(pub, pkg.commitments, payload, points)
+    const arrived = new Map<string, Uint8Array>()
+    shares.forEach((s, i) => {
+      if (s.status === 'fulfilled') arrived.set(chosen[i].commitments.identifier, s.value)
+    })
+    // every share in one weighted check; one by one only if that fails: the same shares are
+    // refused as checking each alone would refuse
+    const invalid = new Set(round.invalidShares(arrived))
+    const valid = new Map<string, Uint8Array>()
     shares.forEach((s, i) => {
       const { member, commitments } = chosen[i]
       if (s.status === 'rejected') {
         excluded.set(member, s.reason instanceof Error ? s.reason : new ThresholdError(String(s.reason)))
-        return
+      } else if (invalid.has(commitments.identifier)) {
+        excluded.set(member, new InvalidShareError(`${member} sent a signature share that does not verify`, member))
+      } else {
+        valid.set(commitments.identifier, s.value)
       }
-      let ok = false
-      try {
-        ok = frost.verifyShare(pub, pkg.commitments, payload, commitments.identifier, s.value)
-      } catch {}
-      if (ok) valid[commitments.identifier] = s.value
-      else excluded.set(member, new InvalidShareError(`${member} sent a signature share that does not verify`, member))
     })
-    if (Object.keys(valid).length < t) continue
-    const signature = frost.aggregate(pub, pkg.commitments, payload, valid)
+    if (valid.size < t) continue
+    const signature = round.aggregate(valid)
     // an ordinary Ed25519 signature: check it as anyone will
     if (!(await (await ed25519()).verify(pub.commitments[0], payload, signature))) {
       throw new ThresholdError('the aggregated signature does not verify')
