@@ -100,3 +100,6 @@ export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
     }
   }
 }
+
+/** The process's back end, with the process's caches: what node/platform.ts installs. */
+export const processEd25519: Ed25519 = nodeEd25519()

@@ -18,6 +18,8 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { createNode } from '../src/node.ts'
+import { useEd25519 } from '../src/crypto/ed25519.ts'
+import { processEd25519 } from './ed25519.ts'
 import { startApiServer } from './api/server.ts'
 import { a2aMounts } from './a2a/mount.ts'
 import { mcpMount } from './mcp/http.ts'
@@ -69,6 +71,8 @@ export interface RunningNode {
 }
 
 export async function startNodeProcess(options: NodeProcessOptions): Promise<RunningNode> {
+  // signatures on node:crypto, the node's own key imported once
+  useEd25519(processEd25519)
   const dataDir = await openDataDir(options.dataDir)
   const cleanups: Array<() => Promise<unknown>> = [
     async () => {

@@ -8,7 +8,12 @@ import { tcp } from '@libp2p/tcp'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { createNode } from '../../src/node.ts'
+import { useEd25519 } from '../../src/crypto/ed25519.ts'
+import { processEd25519 } from '../../node/ed25519.ts'
 import type { CreateNodeOptions, CyberspaceNode } from '../../src/node.ts'
+
+// in-process nodes sign and verify on node:crypto, as node processes do (node/platform.ts)
+useEd25519(processEd25519)
 
 let counter = 0
 
