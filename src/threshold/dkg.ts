@@ -40,17 +40,22 @@ import {
   WrongSessionError
 } from './errors.ts'
 import {
+  batchWeight,
+  evaluate,
   evaluateCommitments,
   Fn,
-  frost,
   identifierScalar,
   memberIdentifier,
+  parseCurvePoint,
   parsePoint,
   parseScalar,
-  Point
+  Point,
+  powers,
+  publicMsm,
+  randomScalar
 } from './group.ts'
 import type { DkgConfirm, DkgMessage, DkgRound1, DkgRound2 } from '../../protocols/dkg/codec.ts'
-import type { GroupPoint } from './group.ts'
+import type { GroupPoint, Identifier } from './group.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Key } from '@noble/curves/abstract/frost.js'
 
@@ -95,7 +100,10 @@ export class DkgSession {
   private readonly confirms = new Map<PrincipalId, DkgConfirm>()
   /** Each other member's round-1 commitments, checked and parsed once. */
   private readonly commitments = new Map<PrincipalId, GroupPoint[]>()
-  private dkgSecret?: ReturnType<typeof frost.DKG.round1>['secret']
+  /** This member's secret polynomial, lowest coefficient first, until the key is made. */
+  private coefficients?: bigint[]
+  /** B·a_k for this member's coefficients: computed here, so in the subgroup. */
+  private ownCommitments?: GroupPoint[]
   private ephemeralSecret?: Uint8Array
   private result?: DkgOutcome
   private ownConfirm?: DkgConfirm
@@ -135,26 +143,24 @@ export class DkgSession {
   private abort(error: ThresholdError): never {
     this.state = 'aborted'
     this.failure = error
-    if (this.dkgSecret != null) frost.DKG.clean(this.dkgSecret)
+    this.forgetPolynomial()
     this.ephemeralSecret?.fill(0)
     throw error
   }
 
   async start(): Promise<DkgMessage[]> {
     if (this.state !== 'new') throw new WrongRoundError('the session has already started')
-    const { public: pub, secret } = frost.DKG.round1(memberIdentifier(this.self.principal), {
-      min: this.threshold,
-      max: this.members.length
-    })
-    this.dkgSecret = secret
+    const own = dkgRound1(identifierScalar(memberIdentifier(this.self.principal)), this.threshold)
+    this.coefficients = own.coefficients
+    this.ownCommitments = own.commitments
     this.ephemeralSecret = x25519.utils.randomSecretKey()
     const msg = await this.sign<DkgRound1>({
       v: 1,
       type: 'round1',
       session: this.session,
       from: this.self.principal,
-      commitment: pub.commitment,
-      proof: pub.proofOfKnowledge,
+      commitment: own.commitments.map(c => c.toBytes()),
+      proof: own.proof,
       ephemeral: x25519.getPublicKey(this.ephemeralSecret)
     })
     this.round1.set(this.self.principal, msg)
@@ -200,7 +206,6 @@ export class DkgSession {
   }
 
   private async sendShares(): Promise<DkgRound2[]> {
-    const packages = []
     for (const from of this.others) {
       const r1 = this.round1.get(from) as DkgRound1
       if (r1.commitment.length !== this.threshold) {
@@ -212,6 +217,7 @@ export class DkgSession {
         )
       }
       try {
+        // each point checked once, here, for the whole session
         const points = r1.commitment.map((c, i) => parsePoint(c, `commitment ${i}`))
         checkProofOfKnowledge(identifierScalar(memberIdentifier(from)), points[0], r1.proof)
         checkEphemeral(r1.ephemeral)
@@ -219,34 +225,18 @@ export class DkgSession {
       } catch (err) {
         this.abort(new InvalidShareError(`round 1 of ${from}: ${(err as Error).message}`, from))
       }
-      packages.push(this.round1Package(from))
-    }
-    let shares: Record<string, { signingShare: Uint8Array }>
-    try {
-      shares = frost.DKG.round2(this.dkgSecret!, packages)
-    } catch (err) {
-      return this.abort(new ThresholdError(`round 2 failed: ${(err as Error).message}`))
     }
     const out: DkgRound2[] = []
     for (const to of this.others) {
-      const share = shares[memberIdentifier(to)].signingShare
+      const share = Fn.toBytes(evaluate(this.coefficients!, identifierScalar(memberIdentifier(to))))
       const box = this.cipher(this.self.principal, to).encrypt(share)
+      share.fill(0)
       out.push(
         await this.sign<DkgRound2>({ v: 1, type: 'round2', session: this.session, from: this.self.principal, to, box })
       )
     }
     this.state = 'round2'
     return out
-  }
-
-  /** Another member's round-1 message as noble's DKG takes it. */
-  private round1Package(from: PrincipalId): {
-    identifier: string
-    commitment: Uint8Array[]
-    proofOfKnowledge: Uint8Array
-  } {
-    const r1 = this.round1.get(from) as DkgRound1
-    return { identifier: memberIdentifier(from), commitment: r1.commitment, proofOfKnowledge: r1.proof }
   }
 
   /** The AEAD for shares from `from` to `to`, keyed by ECDH of this member's and the other's session keys. */
@@ -260,30 +250,43 @@ export class DkgSession {
 
   private async finishKey(): Promise<DkgConfirm> {
     const x = identifierScalar(memberIdentifier(this.self.principal))
-    const received = []
+    // decrypt in member order up to the first that fails; check the shares before it together
+    const received: Array<{ from: PrincipalId; share: bigint }> = []
+    let unreadable: { from: PrincipalId; err: Error } | undefined
     for (const from of this.others) {
-      const r2 = this.round2.get(from) as DkgRound2
-      let share: Uint8Array
       try {
-        share = this.cipher(from, this.self.principal).decrypt(r2.box)
-        const s = parseScalar(share, 'share')
-        if (!Point.BASE.multiply(s).equals(evaluateCommitments(this.commitments.get(from) as GroupPoint[], x)))
-          throw new Error('does not match its commitments')
+        const share = this.cipher(from, this.self.principal).decrypt((this.round2.get(from) as DkgRound2).box)
+        received.push({ from, share: parseScalar(share, 'share') })
+        share.fill(0)
       } catch (err) {
-        return this.abort(new InvalidShareError(`the share from ${from} is bad: ${(err as Error).message}`, from))
+        unreadable = { from, err: err as Error }
+        break
       }
-      received.push({ identifier: memberIdentifier(from), signingShare: share })
     }
-    let key: Key
-    try {
-      key = frost.DKG.round3(
-        this.dkgSecret!,
-        this.others.map(from => this.round1Package(from)),
-        received
+    const culprit = firstBadShare(received, this.commitments, x)
+    if (culprit != null)
+      return this.abort(
+        new InvalidShareError(`the share from ${culprit} is bad: does not match its commitments`, culprit)
       )
-    } catch (err) {
-      return this.abort(new ThresholdError(`round 3 failed: ${(err as Error).message}`))
+    if (unreadable != null) {
+      const { from, err } = unreadable
+      return this.abort(new InvalidShareError(`the share from ${from} is bad: ${err.message}`, from))
     }
+    const key = dkgKey(
+      {
+        identifier: memberIdentifier(this.self.principal),
+        coefficients: this.coefficients!,
+        commitments: this.ownCommitments!
+      },
+      this.threshold,
+      this.members.length,
+      received.map(r => ({
+        identifier: memberIdentifier(r.from),
+        share: r.share,
+        commitments: this.commitments.get(r.from)!
+      }))
+    )
+    this.forgetPolynomial()
     this.ephemeralSecret?.fill(0)
     const groupKey = key.public.commitments[0]
     this.result = {
@@ -305,6 +308,12 @@ export class DkgSession {
     return this.ownConfirm
   }
 
+  private forgetPolynomial(): void {
+    const a = this.coefficients
+    if (a != null) for (let i = 0; i < a.length; i++) a[i] -= a[i]
+    this.coefficients = undefined
+  }
+
   /** sha256 over every member's signed round-1 message, in member order. */
   private transcript(): Uint8Array {
     return sha256(concatBytes(...this.members.map(m => sha256(encodeDkgMessage(this.round1.get(m) as DkgRound1)))))
@@ -322,12 +331,104 @@ export class DkgSession {
   }
 }
 
-/** R = zG − c·C0 for noble's DKG proof of knowledge (R ‖ z), c = H_dkg(id ‖ C0 ‖ R). */
+/** c = H_dkg(id ‖ C0 ‖ R), noble's FROST(Ed25519) DKG proof-of-knowledge challenge. */
+function pokChallenge(id: bigint, C0: GroupPoint, R: GroupPoint): bigint {
+  return Fn.create(bytesToNumberLE(sha512(concatBytes(POK_DST, Fn.toBytes(id), C0.toBytes(), R.toBytes()))))
+}
+
+/**
+ * R = zG − c·C0 for noble's DKG proof of knowledge (R ‖ z). R is not checked for membership of the
+ * prime-order subgroup on its own: it must equal zG − c·C0, a point of that subgroup, which is the
+ * stronger check (every other check of parsePoint still runs first).
+ */
 function checkProofOfKnowledge(id: bigint, C0: GroupPoint, proof: Uint8Array): void {
-  const R = parsePoint(proof.subarray(0, 32), 'proof commitment')
+  const R = parseCurvePoint(proof.subarray(0, 32), 'proof commitment')
   const z = parseScalar(proof.subarray(32), 'proof response', { nonZero: false })
-  const c = Fn.create(bytesToNumberLE(sha512(concatBytes(POK_DST, Fn.toBytes(id), C0.toBytes(), R.toBytes()))))
+  const c = pokChallenge(id, C0, R)
   if (!R.equals(Point.BASE.multiplyUnsafe(z).subtract(C0.multiplyUnsafe(c)))) throw new Error('bad proof of knowledge')
+}
+
+/**
+ * Round 1 of FROST DKG for member `id` (as noble's `DKG.round1` computes it): a random polynomial of
+ * degree t−1, its commitments B·a_k (constant time: the coefficients are secret) and the proof of
+ * knowledge of a_0, R ‖ z with z = k + a_0·c.
+ */
+export function dkgRound1(
+  id: bigint,
+  threshold: number
+): { coefficients: bigint[]; commitments: GroupPoint[]; proof: Uint8Array } {
+  const coefficients = Array.from({ length: threshold }, () => randomScalar())
+  const commitments = coefficients.map(a => Point.BASE.multiply(a))
+  const k = randomScalar()
+  const R = Point.BASE.multiply(k)
+  const z = Fn.add(k, Fn.mul(coefficients[0], pokChallenge(id, commitments[0], R)))
+  return { coefficients, commitments, proof: concatBytes(R.toBytes(), Fn.toBytes(z)) }
+}
+
+/**
+ * The first sender, in order, whose share s_j does not satisfy B·s_j = Σ_k C_jk·x^k — exactly
+ * what checking each alone finds: all of them in one randomly weighted equation
+ * (Σ r_j s_j)·B = Σ_j Σ_k (r_j x^k)·C_jk, and one by one only when that fails.
+ */
+export function firstBadShare<M>(
+  received: Array<{ from: M; share: bigint }>,
+  commitments: Map<M, GroupPoint[]>,
+  x: bigint
+): M | undefined {
+  if (received.length === 0) return undefined
+  let sum = 0n
+  const points: GroupPoint[] = []
+  const scalars: bigint[] = []
+  for (const { from, share } of received) {
+    const C = commitments.get(from) as GroupPoint[]
+    const r = batchWeight()
+    sum = Fn.add(sum, Fn.mul(r, share))
+    points.push(...C)
+    scalars.push(...powers(x, C.length).map(p => Fn.mul(r, p)))
+  }
+  if (Point.BASE.multiplyUnsafe(sum).equals(publicMsm(points, scalars))) return undefined
+  for (const { from, share } of received) {
+    if (!Point.BASE.multiplyUnsafe(share).equals(evaluateCommitments(commitments.get(from) as GroupPoint[], x)))
+      return from
+  }
+  return undefined
+}
+
+/**
+ * Round 3 of FROST DKG once every share is checked: this member's signing share Σ_j f_j(x) and the
+ * group's public package — commitments Σ_j C_jk, and each member's verifying share, the merged
+ * polynomial's commitment evaluated at its identifier. The same Key noble's `DKG.round3` returns
+ * (same bytes, same key order: this member first, then the others by identifier).
+ */
+export function dkgKey(
+  own: { identifier: Identifier; coefficients: bigint[]; commitments: GroupPoint[] },
+  threshold: number,
+  n: number,
+  others: Array<{ identifier: Identifier; share: bigint; commitments: GroupPoint[] }>
+): Key {
+  const x = identifierScalar(own.identifier)
+  let signingShare = evaluate(own.coefficients, x)
+  const merged = [...own.commitments]
+  for (const o of others) {
+    signingShare = Fn.add(signingShare, o.share)
+    for (let k = 0; k < threshold; k++) merged[k] = merged[k].add(o.commitments[k])
+  }
+  const order = [
+    { identifier: own.identifier, x },
+    ...others
+      .map(o => ({ identifier: o.identifier, x: identifierScalar(o.identifier) }))
+      .sort((a, b) => (a.x < b.x ? -1 : a.x > b.x ? 1 : 0))
+  ]
+  const verifyingShares: Record<Identifier, Uint8Array> = {}
+  for (const m of order) verifyingShares[m.identifier] = evaluateCommitments(merged, m.x).toBytes()
+  return {
+    public: {
+      signers: { min: threshold, max: n },
+      commitments: merged.map(p => p.toBytes()),
+      verifyingShares
+    },
+    secret: { identifier: own.identifier, signingShare: Fn.toBytes(signingShare) }
+  } as Key
 }
 
 function checkEphemeral(key: Uint8Array): void {

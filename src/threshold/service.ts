@@ -793,7 +793,8 @@ class ClusterService implements Cluster, Startable {
           return answer.share
         }
       },
-      { coordinator: this.self }
+      // this node's signer has checked its own commitments and the group's points already
+      { coordinator: this.self, points: signer.points }
     )
   }
 

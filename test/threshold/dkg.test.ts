@@ -4,10 +4,19 @@ import { signAs } from '../../src/crypto/sign.ts'
 import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
 import { DkgSession } from '../../src/threshold/dkg.ts'
 import { reconstructSecret } from '../../src/threshold/dealer.ts'
-import { frost, randomScalar, scalarBytes } from '../../src/threshold/group.ts'
+import {
+  evaluate,
+  Fn,
+  frost,
+  identifierScalar,
+  memberIdentifier,
+  randomScalar,
+  scalarBytes
+} from '../../src/threshold/group.ts'
 import { members, signWith } from './fixtures.ts'
 import type { DkgMessage, DkgRound1 } from '../../protocols/dkg/codec.ts'
 import type { Member } from './fixtures.ts'
+import type { PrincipalId } from '../../src/crypto/principal.ts'
 
 /** Runs sessions to the end, delivering every message (through the codec) to its recipients; `tamper` may rewrite any in flight. */
 async function run(
@@ -96,6 +105,35 @@ describe('DKG session (authenticated, encrypted round 2, confirmed)', () => {
       assert.equal(fresh.get(victim.id)!.status, 'aborted')
       assert.throws(() => fresh.get(victim.id)!.outcome(), { name: 'WrongRoundError' })
     }
+  })
+
+  it('aborts naming the first of two colluders whose share errors cancel in the sum', async () => {
+    const ms = await members(5)
+    const victim = ms[0]
+    const fresh = sessionsFor(ms, 3)
+    // the sorted member order decides who is "first": the victim checks senders in that order
+    const order = [...fresh.keys()].sort().filter(id => id !== victim.id)
+    const [first, second] = order.slice(1, 3)
+    const x = identifierScalar(memberIdentifier(victim.id as PrincipalId))
+    const delta = 424242n
+    type Inside = {
+      cipher: (f: string, t: string) => { encrypt: (b: Uint8Array) => Uint8Array }
+      coefficients: bigint[]
+    }
+    const errors = await run(fresh, async (msg, to) => {
+      if (msg.type !== 'round2' || to !== victim.id || (msg.from !== first && msg.from !== second)) return msg
+      const sender = fresh.get(msg.from) as unknown as Inside
+      const share = evaluate(sender.coefficients, x)
+      const shifted = msg.from === first ? Fn.add(share, delta) : Fn.sub(share, delta)
+      const box = sender.cipher(msg.from, victim.id).encrypt(Fn.toBytes(shifted))
+      return await resign(
+        { ...msg, box },
+        ms.find(m => m.id === msg.from)!
+      )
+    })
+    const error = errors.get(victim.id) as Error & { culprit?: string }
+    assert.equal(error?.name, 'InvalidShareError')
+    assert.equal(error.culprit, first)
   })
 
   it('catches a member who shows different round-1 commitments to different members', async () => {
