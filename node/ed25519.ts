@@ -41,8 +41,14 @@ function check(what: string, bytes: Uint8Array, length: number): void {
 const latin1 = (bytes: Uint8Array): string =>
   Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')
 
-/** A fresh Uint8Array (not a Buffer on a shared pool) with the bytes of `buffer`. */
-const own = (buffer: Uint8Array): Uint8Array => new Uint8Array(buffer)
+/**
+ * The bytes of `buffer` as a plain Uint8Array that owns its memory: a view when the Buffer has its
+ * own ArrayBuffer (as a signature from crypto.sign has), a copy when it sits on a shared pool.
+ */
+const own = (buffer: Uint8Array): Uint8Array =>
+  buffer.byteOffset === 0 && buffer.buffer.byteLength === buffer.length
+    ? new Uint8Array(buffer.buffer, 0, buffer.length)
+    : new Uint8Array(buffer)
 
 export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
   // null: a key the strict rules or OpenSSL refuse, remembered as refused
