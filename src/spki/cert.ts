@@ -21,7 +21,6 @@
  *   tag: parseTag(parseAdvanced('(cyberspace member)')), validity: {} }, secretKey)
  * await verifyCert(signed) // throws BadSignatureError if forged
  */
-import { equalBytes } from '@noble/curves/utils.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { base16 } from 'multiformats/bases/base16'
 import { signedBytes } from '../../protocols/signing.ts'
@@ -105,6 +104,8 @@ export function spkiTimeMs(time: string): number {
 
 /** Most principals whose key bytes and key hash are kept decoded (base58 decoding is slow). */
 const MAX_KEPT_KEYS = 4096
+/** Most certificate ids whose handles are kept (see signedCertHandle). */
+const MAX_KEPT_HANDLES = 16_384
 const keptKeys = new RecentMap<string, { key: Uint8Array; hash?: Uint8Array }>(MAX_KEPT_KEYS)
 
 /** The 32 key bytes of a principal, decoded once while used often (shared: read only). */
@@ -189,12 +190,22 @@ function parseKey(s: Sexp): PrincipalId {
   if (!isList(inner) || inner.length !== 2 || atomText(inner[0]) !== 'ed25519' || isList(inner[1])) {
     fail('only ed25519 public keys are supported')
   }
+  const bytes = atomBytes(inner[1])
+  // the same keys recur in every chain: their ids are encoded (base58) once while in use
+  const binary = bytes.length === 32 ? String.fromCharCode(...bytes) : undefined
+  const known = binary == null ? undefined : idsByKey.get(binary)
+  if (known != null) return known
   try {
-    return principalId(atomBytes(inner[1]))
+    const id = principalId(bytes)
+    if (binary != null) idsByKey.set(binary, id)
+    return id
   } catch (err) {
     return fail(`bad public key: ${(err as Error).message}`)
   }
 }
+
+/** Principal ids by their key bytes (as a binary string), for the keys parsed most recently. */
+const idsByKey = new RecentMap<string, PrincipalId>(MAX_KEPT_KEYS)
 
 function parseName(s: Sexp): string {
   const name = atomText(s)
@@ -334,8 +345,31 @@ export function certSigningBytes(cert: Cert): Uint8Array {
   return bytes
 }
 
-/** Each signed certificate's id, with a copy of the signature it was computed over. */
-const idsOf = new WeakMap<SignedCert, { signature: Uint8Array; id: string }>()
+/** Each signed certificate's id and handle, with a copy of the signature they were computed over. */
+const idsOf = new WeakMap<SignedCert, { signature: Uint8Array; id: string; handle: string }>()
+/** Handles by id, for the ids computed most recently; a handle is never given to a second id. */
+const handles = new RecentMap<string, string>(MAX_KEPT_HANDLES)
+let nextHandle = 0
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+function idOf(signed: SignedCert): { id: string; handle: string } {
+  const kept = idsOf.get(signed)
+  if (kept != null && sameBytes(kept.signature, signed.signature)) return kept
+  const id = VerifiedCertCache.key(certSigningBytes(signed.cert), signed.signature)
+  let handle = handles.get(id)
+  if (handle == null) {
+    handle = (nextHandle++).toString(36)
+    handles.set(id, handle)
+  }
+  const made = { signature: signed.signature.slice(), id, handle }
+  idsOf.set(signed, made)
+  return made
+}
 
 /**
  * What identifies a signed certificate: hex of sha256 over its signing bytes and its signature
@@ -343,11 +377,17 @@ const idsOf = new WeakMap<SignedCert, { signature: Uint8Array; id: string }>()
  * id was computed over at every call, so a signature changed in place never inherits an id.
  */
 export function signedCertId(signed: SignedCert): string {
-  const kept = idsOf.get(signed)
-  if (kept != null && equalBytes(kept.signature, signed.signature)) return kept.id
-  const id = VerifiedCertCache.key(certSigningBytes(signed.cert), signed.signature)
-  idsOf.set(signed, { signature: signed.signature.slice(), id })
-  return id
+  return idOf(signed).id
+}
+
+/**
+ * A short stand-in for `signedCertId`, for keys built often: this process gives each id its own
+ * handle, never the same one to two ids. Certificates with the same id get the same handle while
+ * that id is among the MAX_KEPT_HANDLES most recent (after that, a new one: a cache keyed by
+ * handles then misses, it never confuses two certificates).
+ */
+export function signedCertHandle(signed: SignedCert): string {
+  return idOf(signed).handle
 }
 
 /** Signs a certificate with the issuer's 32-byte secret key (which must be the issuer's). */

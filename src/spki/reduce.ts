@@ -25,7 +25,7 @@ import {
   WrongSubjectError
 } from './errors.ts'
 import { equalBytes } from '@noble/curves/utils.js'
-import { keyHash, signedCertId, spkiTime, spkiTimeMs, verifyCerts } from './cert.ts'
+import { keyHash, signedCertHandle, spkiTime, spkiTimeMs, verifyCerts } from './cert.ts'
 import { RecentMap } from '../recent-map.ts'
 import { intersectTags, tagImplies } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
@@ -108,7 +108,7 @@ interface Reduction {
 
 /**
  * Reduced chains, by the ids of their certificates in order (`signedCertId`: sha256 over each
- * certificate's signed bytes and signature), so reducing a chain again costs a map lookup, a
+ * certificate's signed bytes and signature, written as its short handle), so reducing a chain again costs a map lookup, a
  * validity check and the caller's revocation check. Only chains that reduced (every signature
  * verified, every link sound) enter; an entry is used only at a moment inside the tuple's validity
  * (the intersection of every certificate's). Bounded: the least recently used entry goes first,
@@ -121,11 +121,9 @@ export class ReductionCache {
     this.entries = new RecentMap(max)
   }
 
-  /** The key of a chain: its certificates' ids, in order. */
+  /** The key of a chain: its certificates' handles (stand-ins for their ids, see signedCertHandle), in order. */
   static key(chain: SignedCert[]): string {
-    let key = ''
-    for (const signed of chain) key += signedCertId(signed)
-    return key
+    return chain.map(signedCertHandle).join(' ')
   }
 
   /** The tuple `key` reduced to, if held and valid at `at` (ms); a copy, so the entry cannot be changed. */

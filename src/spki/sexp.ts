@@ -61,8 +61,22 @@ export function atomBytes(a: Atom): Uint8Array {
 /** The atom's bytes as UTF-8 text, or undefined if the atom is not valid UTF-8 (or is a list). */
 export function atomText(s: Sexp): string | undefined {
   if (isList(s)) return undefined
+  const bytes = atomBytes(s)
+  // the words of certificates and tags are short ASCII, which is its own UTF-8
+  if (bytes.length <= 64) {
+    let text = ''
+    for (let i = 0; i < bytes.length; i++) {
+      if (bytes[i] >= 0x80) return decodeUtf8(bytes)
+      text += String.fromCharCode(bytes[i])
+    }
+    return text
+  }
+  return decodeUtf8(bytes)
+}
+
+function decodeUtf8(bytes: Uint8Array): string | undefined {
   try {
-    return fromUtf8.decode(atomBytes(s))
+    return fromUtf8.decode(bytes)
   } catch {
     return undefined
   }
@@ -130,7 +144,8 @@ export function decodeCanonical(bytes: Uint8Array, limits: SexpLimits = {}): Sex
     }
     if (pos === start) fail('expected a length')
     if (bytes[start] === 0x30 && pos - start > 1) fail('length with a leading zero')
-    const n = Number(fromAscii(bytes.subarray(start, pos)))
+    let n = 0
+    for (let i = start; i < pos; i++) n = n * 10 + (bytes[i] - 0x30)
     if (bytes[pos] !== 0x3a) fail('expected ":" after a length')
     pos++
     if (n > lim.maxAtomBytes) throw new SexpLimitError(`atom of ${n} bytes exceeds ${lim.maxAtomBytes}`)
@@ -171,10 +186,6 @@ export function decodeCanonical(bytes: Uint8Array, limits: SexpLimits = {}): Sex
   const result = read(0)
   if (pos !== bytes.length) fail('trailing bytes')
   return result
-}
-
-function fromAscii(b: Uint8Array): string {
-  return String.fromCharCode(...b)
 }
 
 // ---------------------------------------------------------------- base64

@@ -103,7 +103,14 @@ function checkValue(ordering: Ordering, value: Uint8Array): void {
   }
 }
 
-const enc = (text: string): Uint8Array => new TextEncoder().encode(text)
+/** The fixed words of tag forms, encoded once (shared: read only). */
+const WORDS = new Map(
+  ['*', 'set', 'prefix', 'range', 'alpha', 'numeric', 'time', 'binary', 'g', 'ge', 'l', 'le'].map(w => [
+    w,
+    new TextEncoder().encode(w)
+  ])
+)
+const enc = (word: string): Uint8Array => WORDS.get(word) ?? new TextEncoder().encode(word)
 
 /** The tag body as an S-expression (the inverse of parseTag). */
 export function tagToSexp(tag: Tag): Sexp {

@@ -11,7 +11,7 @@ import { spkiTime } from '../../src/spki/cert.ts'
 import { certHash, signCrl } from '../../src/spki/crl.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
-import { grant, key, tag } from './fixtures.ts'
+import { grant, key, NO_CRL_SPREAD, tag } from './fixtures.ts'
 import type { Key } from './fixtures.ts'
 import type { SignedCert } from '../../src/spki/cert.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
@@ -80,7 +80,9 @@ describe('authorizeOrProve asks only connected peers, and remembers refusals by 
   before(async () => {
     ;[root, other, author, local] = await Promise.all([key(), key(), key(), key()])
     verifier = await memoryNode({ spkiOptions: { maxProofRequestsPerMinute: 20, now: () => clock } })
-    provider = await memoryNode({ bootstrap: [verifier.multiaddrs()[0]] })
+    // the provider never hears of the verifier's CRLs: it still sends a revoked chain, and the
+    // verifier's own refusal is what is tested (not a race between gossip and the request)
+    provider = await memoryNode({ bootstrap: [verifier.multiaddrs()[0]], revocationsOptions: NO_CRL_SPREAD })
     nodes.push(verifier, provider)
     await waitUntil('the two nodes to connect', () => verifier.peers().length === 1)
     // the provider (say, the peer that relayed the author's events) holds the author's chain

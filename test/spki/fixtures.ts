@@ -54,3 +54,10 @@ export async function grant(
 export async function nameCert(from: Key, localName: string, subject: Subject): Promise<SignedCert> {
   return await signCert({ type: 'name', issuer: from.id, name: localName, subject, validity: {} }, from.secret)
 }
+
+/** Revocations on a topic and protocol no other node uses, never pulled: a node that hears of no CRL. */
+export const NO_CRL_SPREAD = {
+  topic: '/cyberspace/test/no-crl/1',
+  protocol: '/cyberspace/test/no-crl/1.0.0',
+  syncInterval: 0
+}

@@ -11,7 +11,7 @@ import { certHash, signCrl } from '../../src/spki/crl.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
-import { grant, key, nameCert, tag } from './fixtures.ts'
+import { grant, key, nameCert, NO_CRL_SPREAD, tag } from './fixtures.ts'
 import type { Key } from './fixtures.ts'
 import type { SignedCert, Subject } from '../../src/spki/cert.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
@@ -38,7 +38,10 @@ describe('the SPKI service over /cyberspace/spki/1.0.0', () => {
     prover = await memoryNode({
       privateKey: proverPrivate,
       datastore: proverStore,
-      bootstrap: [verifier.multiaddrs()[0]]
+      bootstrap: [verifier.multiaddrs()[0]],
+      // a prover that never hears of the verifier's CRLs, so a revoked chain is still sent and the
+      // verifier's own refusal is what is tested (not a race between gossip and the request)
+      revocationsOptions: NO_CRL_SPREAD
     })
     nodes.push(verifier, prover)
     await waitUntil('the two nodes to connect', () => prover.peers().length === 1)
