@@ -1,8 +1,8 @@
 /**
  * Ed25519 on node:crypto (OpenSSL), the back end a Node process installs at start
  * (`useEd25519(nodeEd25519())`): signing and verifying are synchronous native calls on KeyObjects
- * held in bounded caches — public keys by their bytes, private keys by their seed, each with its
- * public key — so a key is imported once however often it is used. It verifies by the strict rules
+ * held in bounded caches — public keys by their bytes, private keys by a digest of their seed,
+ * each with its public key — so a key is imported once however often it is used. It verifies by the strict rules
  * of src/crypto/ed25519.ts: OpenSSL checks the cofactorless equation and (from 3.0) refuses
  * small-order points; the cheap checks of those rules run first all the same, so the answer does
  * not depend on the OpenSSL that Node was built with.
@@ -11,7 +11,7 @@
  * useEd25519(nodeEd25519())
  * const ed = await ed25519() // this back end
  */
-import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto'
+import { createPrivateKey, createPublicKey, hash, sign, verify } from 'node:crypto'
 import {
   DEFAULT_PRIVATE_KEYS,
   DEFAULT_PUBLIC_KEYS,
@@ -71,7 +71,8 @@ export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
   }
   const privateKeyOf = (secretKey: Uint8Array): PrivateEntry => {
     check('secret key', secretKey, SECRET_KEY_LENGTH)
-    const id = latin1(secretKey)
+    // keyed by a digest: no copy of the seed in a string, which could not be wiped
+    const id = hash('sha256', secretKey, 'base64')
     let entry = privateKeys.get(id)
     if (entry === undefined) {
       const key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, secretKey]), format: 'der', type: 'pkcs8' })

@@ -26,7 +26,7 @@
  */
 import { ed25519 as noble } from '@noble/curves/ed25519.js'
 import { bytesToNumberLE } from '@noble/curves/utils.js'
-import { sha512 } from '@noble/hashes/sha2.js'
+import { sha256, sha512 } from '@noble/hashes/sha2.js'
 import { base64url } from 'multiformats/bases/base64'
 import { RecentMap } from '../recent-map.ts'
 import { InvalidKeyError } from './errors.ts'
@@ -208,7 +208,7 @@ interface ImportedPrivate {
 
 /**
  * Ed25519 on WebCrypto. Imported keys are kept in bounded caches (public keys by their bytes,
- * private keys by their seed), so a signature no longer imports its key; calls that are not
+ * private keys by a digest of their seed), so a signature no longer imports its key; calls that are not
  * awaited one by one run concurrently in the runtime's crypto.
  */
 export function webCryptoEd25519(subtle: SubtleCrypto, sizes: KeyCacheSizes = {}): Ed25519 {
@@ -230,7 +230,8 @@ export function webCryptoEd25519(subtle: SubtleCrypto, sizes: KeyCacheSizes = {}
   }
   const privateKeyOf = async (secretKey: Uint8Array): Promise<ImportedPrivate> => {
     check('secret key', secretKey, SECRET_KEY_LENGTH)
-    const id = bytesKey(secretKey)
+    // keyed by a digest: no copy of the seed in a string, which could not be wiped
+    const id = bytesKey(sha256(secretKey))
     let entry = privateKeys.get(id)
     if (entry == null) {
       const pkcs8 = new Uint8Array(PKCS8_PREFIX.length + SECRET_KEY_LENGTH)
