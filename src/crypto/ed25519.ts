@@ -138,7 +138,7 @@ function check(what: string, bytes: Uint8Array, length: number): void {
 }
 
 /** The bytes as a string, to key a map by their content. */
-export function bytesKey(bytes: Uint8Array): string {
+function bytesKey(bytes: Uint8Array): string {
   // apply takes the typed array as it is (a spread builds an argument list first: 7× slower)
   return String.fromCharCode.apply(null, bytes as unknown as number[])
 }
