@@ -2,16 +2,27 @@
  * Cluster key latency: distributed key generation and one FROST signature for 3-of-5, 5-of-9 and
  * 7-of-10, over TCP on 127.0.0.1 between full nodes (in this one process, so all share its CPU)
  * and, beside it, the compute-only time of the same rounds — the same DkgSession, Signer and
- * coordinateSigning code with messages handed over in memory — measured in the same run.
+ * coordinateSigning code with messages handed over in memory — measured in the same run, against:
+ *   - raw noble FROST (`ed25519_FROST` commit / signShare / aggregate on the same keys), with the
+ *     coordinator checking every share (verifyShare) and without (aggregate only);
+ *   - an earlier checkout of this code, when THRESHOLD_BASELINE names its directory (e.g. a git
+ *     worktree of the commit before a change): its DkgSession, Signer and coordinateSigning run
+ *     interleaved with today's on the same keys.
+ * THRESHOLD_LOOPBACK=0 leaves the loopback runs out (compute only).
+ * Each signer object lives as long as its key, as in the cluster service; every simulated node has
+ * its own (so no node profits from another's checks).
  */
+import { pathToFileURL } from 'node:url'
+import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { ed25519_FROST as nobleFrost } from '@noble/curves/ed25519.js'
 import { principalFromPeerId } from '../src/crypto/principal.ts'
 import { parseAdvanced } from '../src/spki/sexp.ts'
 import { parseTag } from '../src/spki/tag.ts'
-import { DkgSession } from '../src/threshold/dkg.ts'
+import * as currentDkg from '../src/threshold/dkg.ts'
 import { CLUSTER_MESSAGE_DOMAIN } from '../src/threshold/service.ts'
-import { coordinateSigning, Signer } from '../src/threshold/sign.ts'
+import * as currentSign from '../src/threshold/sign.ts'
 import { signedBytes } from '../protocols/signing.ts'
 import { loopbackNode } from '../test/helpers/memory-node.ts'
 import { waitUntil } from '../test/helpers/processes.ts'
@@ -22,13 +33,32 @@ import type { PrincipalId } from '../src/crypto/principal.ts'
 import type { CyberspaceNode } from '../src/node.ts'
 import type { Key } from '@noble/curves/abstract/frost.js'
 
+/** The threshold code under test: today's, or an earlier checkout's (same API). */
+interface Implementation {
+  DkgSession: typeof currentDkg.DkgSession
+  Signer: typeof currentSign.Signer
+  coordinateSigning: typeof currentSign.coordinateSigning
+}
+
+const current: Implementation = {
+  DkgSession: currentDkg.DkgSession,
+  Signer: currentSign.Signer,
+  coordinateSigning: currentSign.coordinateSigning
+}
+
+async function implementationAt(dir: string): Promise<Implementation> {
+  const dkg = (await import(pathToFileURL(join(dir, 'src/threshold/dkg.ts')).href)) as typeof currentDkg
+  const sign = (await import(pathToFileURL(join(dir, 'src/threshold/sign.ts')).href)) as typeof currentSign
+  return { DkgSession: dkg.DkgSession, Signer: sign.Signer, coordinateSigning: sign.coordinateSigning }
+}
+
 const GROUPS = [
   { t: 3, n: 5 },
   { t: 5, n: 9 },
   { t: 7, n: 10 }
 ]
 const DKG_RUNS = 3
-const SIGNATURES = 20
+const SIGNATURES = 15
 
 function progress(line: string): void {
   process.stderr.write(`  ${line}\n`)
@@ -51,18 +81,27 @@ async function loopbackNodes(n: number): Promise<CyberspaceNode[]> {
   return [first, ...rest]
 }
 
-/** One DKG among in-memory sessions: every message delivered directly, round by round. */
-async function dkgInMemory(n: number, t: number): Promise<{ ms: number; keys: Map<PrincipalId, Key> }> {
-  const selves = await Promise.all(
+type Selves = Array<{ principal: PrincipalId; secretKey: Uint8Array }>
+
+async function selvesOf(n: number): Promise<Selves> {
+  return await Promise.all(
     Array.from({ length: n }, async () => {
       const key = await generateKeyPair('Ed25519')
       return { principal: principalFromPeerId(peerIdFromPrivateKey(key)), secretKey: key.raw.subarray(0, 32) }
     })
   )
+}
+
+/** One DKG among in-memory sessions: every message delivered directly, round by round. */
+async function dkgInMemory(
+  impl: Implementation,
+  selves: Selves,
+  t: number
+): Promise<{ ms: number; keys: Map<PrincipalId, Key> }> {
   const members = selves.map(s => s.principal).sort()
   const start = performance.now()
   const session = crypto.getRandomValues(new Uint8Array(32))
-  const sessions = new Map(selves.map(s => [s.principal, new DkgSession({ session, members, threshold: t }, s)]))
+  const sessions = new Map(selves.map(s => [s.principal, new impl.DkgSession({ session, members, threshold: t }, s)]))
   let queue: DkgMessage[] = []
   for (const s of sessions.values()) queue.push(...(await s.start()))
   for (let round = 0; round < 4 && queue.length > 0; round++) {
@@ -79,12 +118,20 @@ async function dkgInMemory(n: number, t: number): Promise<{ ms: number; keys: Ma
   return { ms, keys: new Map([...sessions].map(([p, s]) => [p, s.outcome().key])) }
 }
 
-async function signInMemory(keys: Map<PrincipalId, Key>, payload: Uint8Array): Promise<number> {
-  const signers = new Map([...keys].map(([p, k]) => [p, new Signer(k, p, async () => {})]))
-  const members = [...keys.keys()]
-  const pub = keys.get(members[0])!.public
+/** A node's signer per member, kept across signatures as the cluster service keeps its own. */
+function signersOf(impl: Implementation, keys: Map<PrincipalId, Key>): Map<PrincipalId, currentSign.Signer> {
+  return new Map([...keys].map(([p, k]) => [p, new impl.Signer(k, p, async () => {})]))
+}
+
+async function signInMemory(
+  impl: Implementation,
+  signers: Map<PrincipalId, currentSign.Signer>,
+  pub: Key['public'],
+  payload: Uint8Array
+): Promise<number> {
+  const members = [...signers.keys()]
   const start = performance.now()
-  await coordinateSigning(
+  await impl.coordinateSigning(
     pub,
     members,
     payload,
@@ -92,8 +139,29 @@ async function signInMemory(keys: Map<PrincipalId, Key>, payload: Uint8Array): P
       commit: async (m, req) => await signers.get(m)!.commit(req),
       sign: async (m, pkg) => signers.get(m)!.signShare(pkg)
     },
-    { coordinator: members[0] }
+    // the coordinator is members[0]'s node: it shares that node's checked points, as the service does
+    { coordinator: members[0], points: signers.get(members[0])!.points }
   )
+  return performance.now() - start
+}
+
+/** Raw noble FROST on the same keys: t signers commit and sign, the coordinator (optionally) checks each share and aggregates. */
+function nobleSign(keys: Key[], t: number, payload: Uint8Array, checkShares: boolean): number {
+  const chosen = keys.slice(0, t)
+  const pub = chosen[0].public
+  const start = performance.now()
+  const committed = chosen.map(k => nobleFrost.commit(k.secret))
+  const list = committed.map(c => c.commitments)
+  const shares: Record<string, Uint8Array> = {}
+  chosen.forEach((k, i) => {
+    shares[k.secret.identifier] = nobleFrost.signShare(k.secret, k.public, committed[i].nonces, list, payload)
+  })
+  if (checkShares) {
+    for (const [id, share] of Object.entries(shares)) {
+      if (!nobleFrost.verifyShare(pub, list, payload, id, share)) throw new Error('noble refused a share')
+    }
+  }
+  nobleFrost.aggregate(pub, list, payload, shares)
   return performance.now() - start
 }
 
@@ -103,11 +171,14 @@ const bench: Benchmark = {
   async run(): Promise<BenchResult> {
     const rows: Array<Array<string | number>> = []
     const ratios: Record<string, number> = {}
+    const baselineDir = process.env.THRESHOLD_BASELINE
+    const baseline = baselineDir != null && baselineDir !== '' ? await implementationAt(baselineDir) : undefined
+    const loopback = process.env.THRESHOLD_LOOPBACK !== '0'
     const payload = signedBytes(CLUSTER_MESSAGE_DOMAIN, new TextEncoder().encode('a cluster decision'))
     for (const { t, n } of GROUPS) {
       const dkgNet: number[] = []
       const signNet: number[] = []
-      for (let run = 0; run < DKG_RUNS; run++) {
+      for (let run = 0; run < (loopback ? DKG_RUNS : 0); run++) {
         const nodes = await loopbackNodes(n)
         try {
           const ids = nodes.map(x => principalFromPeerId(x.peerId))
@@ -125,29 +196,72 @@ const bench: Benchmark = {
           await Promise.all(nodes.map(async x => await x.stop()))
         }
       }
+      // compute only, interleaved run by run so the machine's load falls on both alike
       const dkgLocal: number[] = []
-      const signLocal: number[] = []
+      const dkgBase: number[] = []
       let keys: Map<PrincipalId, Key> | undefined
+      const selves = await selvesOf(n)
       for (let run = 0; run < DKG_RUNS; run++) {
-        const r = await dkgInMemory(n, t)
+        const r = await dkgInMemory(current, selves, t)
         dkgLocal.push(r.ms)
         keys = r.keys
+        if (baseline != null) dkgBase.push((await dkgInMemory(baseline, selves, t)).ms)
       }
-      for (let i = 0; i < SIGNATURES; i++) signLocal.push(await signInMemory(keys!, payload))
+      const pub = [...keys!.values()][0].public
+      const ordered = [...keys!.values()]
+      const now = signersOf(current, keys!)
+      const before = baseline != null ? signersOf(baseline, keys!) : undefined
+      const signLocal: number[] = []
+      const signBase: number[] = []
+      const nobleChecked: number[] = []
+      const nobleUnchecked: number[] = []
+      for (let i = 0; i < SIGNATURES; i++) {
+        signLocal.push(await signInMemory(current, now, pub, payload))
+        if (before != null) signBase.push(await signInMemory(baseline!, before, pub, payload))
+        nobleChecked.push(nobleSign(ordered, t, payload, true))
+        nobleUnchecked.push(nobleSign(ordered, t, payload, false))
+      }
       const row = {
         dkgNet: median(dkgNet),
         dkgLocal: median(dkgLocal),
+        dkgBase: median(dkgBase),
         signNet: median(signNet),
         signLocal: median(signLocal),
+        signBase: median(signBase),
+        nobleChecked: median(nobleChecked),
+        nobleUnchecked: median(nobleUnchecked),
         signNetP90: percentile(
           [...signNet].sort((a, b) => a - b),
           90
         )
       }
-      progress(`${t}-of-${n}: DKG ${row.dkgNet.toFixed(0)} ms over loopback, ${row.dkgLocal.toFixed(0)} ms computing`)
-      rows.push([`${t}-of-${n}`, row.dkgNet, row.dkgLocal, row.signNet, row.signNetP90, row.signLocal])
-      ratios[`DKG ${t}-of-${n} loopback / compute`] = row.dkgNet / row.dkgLocal
-      ratios[`sign ${t}-of-${n} loopback / compute`] = row.signNet / row.signLocal
+      progress(
+        `${t}-of-${n}: DKG ${row.dkgNet.toFixed(0)} ms over loopback, ${row.dkgLocal.toFixed(0)} ms computing; ` +
+          `sign ${row.signLocal.toFixed(1)} ms computing (noble ${row.nobleUnchecked.toFixed(1)} ms unchecked)`
+      )
+      rows.push([
+        `${t}-of-${n}`,
+        row.dkgNet,
+        row.dkgLocal,
+        baseline != null ? row.dkgBase : '-',
+        row.signNet,
+        row.signNetP90,
+        row.signLocal,
+        baseline != null ? row.signBase : '-',
+        row.nobleChecked,
+        row.nobleUnchecked
+      ])
+      const g = `${t}-of-${n}`
+      if (loopback) {
+        ratios[`DKG ${g} loopback / compute`] = row.dkgNet / row.dkgLocal
+        ratios[`sign ${g} loopback / compute`] = row.signNet / row.signLocal
+      }
+      if (baseline != null) {
+        ratios[`DKG ${g} compute: baseline / now`] = row.dkgBase / row.dkgLocal
+        ratios[`sign ${g} compute: baseline / now`] = row.signBase / row.signLocal
+      }
+      ratios[`sign ${g} compute: noble with share checks / now`] = row.nobleChecked / row.signLocal
+      ratios[`sign ${g} compute: noble without share checks / now`] = row.nobleUnchecked / row.signLocal
     }
     return {
       setup: {
@@ -155,9 +269,21 @@ const bench: Benchmark = {
         dkgRuns: DKG_RUNS,
         signatures: SIGNATURES,
         dkg: 'DkgSession over /cyberspace/dkg (initiator relays)',
-        signing: 'one FROST round, coordinator asks all members'
+        signing: 'one FROST round, coordinator asks all members',
+        baseline: baselineDir ?? 'none (set THRESHOLD_BASELINE to an earlier checkout)'
       },
-      columns: ['group', 'DKG loopback ms', 'DKG compute ms', 'sign loopback ms', 'sign p90 ms', 'sign compute ms'],
+      columns: [
+        'group',
+        'DKG loopback ms',
+        'DKG compute ms',
+        'DKG baseline ms',
+        'sign loopback ms',
+        'sign p90 ms',
+        'sign compute ms',
+        'sign baseline ms',
+        'noble checked ms',
+        'noble unchecked ms'
+      ],
       rows,
       ratios
     }

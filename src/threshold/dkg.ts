@@ -105,6 +105,8 @@ export class DkgSession {
   /** B·a_k for this member's coefficients: computed here, so in the subgroup. */
   private ownCommitments?: GroupPoint[]
   private ephemeralSecret?: Uint8Array
+  /** X25519 of this member's session key and each other member's, computed once per member. */
+  private readonly sharedSecrets = new Map<PrincipalId, Uint8Array>()
   private result?: DkgOutcome
   private ownConfirm?: DkgConfirm
 
@@ -144,7 +146,7 @@ export class DkgSession {
     this.state = 'aborted'
     this.failure = error
     this.forgetPolynomial()
-    this.ephemeralSecret?.fill(0)
+    this.forgetSessionKeys()
     throw error
   }
 
@@ -220,7 +222,8 @@ export class DkgSession {
         // each point checked once, here, for the whole session
         const points = r1.commitment.map((c, i) => parsePoint(c, `commitment ${i}`))
         checkProofOfKnowledge(identifierScalar(memberIdentifier(from)), points[0], r1.proof)
-        checkEphemeral(r1.ephemeral)
+        // noble refuses a low-order X25519 key (every shared secret would be zero)
+        this.sharedSecrets.set(from, x25519.getSharedSecret(this.ephemeralSecret!, r1.ephemeral))
         this.commitments.set(from, points)
       } catch (err) {
         this.abort(new InvalidShareError(`round 1 of ${from}: ${(err as Error).message}`, from))
@@ -242,7 +245,7 @@ export class DkgSession {
   /** The AEAD for shares from `from` to `to`, keyed by ECDH of this member's and the other's session keys. */
   private cipher(from: PrincipalId, to: PrincipalId): ReturnType<typeof chacha20poly1305> {
     const other = from === this.self.principal ? to : from
-    const shared = x25519.getSharedSecret(this.ephemeralSecret!, (this.round1.get(other) as DkgRound1).ephemeral)
+    const shared = this.sharedSecrets.get(other) as Uint8Array
     const info = new TextEncoder().encode(`${SHARE_DOMAIN} ${from} ${to}`)
     const okm = hkdf(sha256, shared, this.session, info, 44)
     return chacha20poly1305(okm.subarray(0, 32), okm.subarray(32))
@@ -287,7 +290,7 @@ export class DkgSession {
       }))
     )
     this.forgetPolynomial()
-    this.ephemeralSecret?.fill(0)
+    this.forgetSessionKeys()
     const groupKey = key.public.commitments[0]
     this.result = {
       key,
@@ -306,6 +309,12 @@ export class DkgSession {
     })
     this.state = 'confirm'
     return this.ownConfirm
+  }
+
+  private forgetSessionKeys(): void {
+    this.ephemeralSecret?.fill(0)
+    for (const k of this.sharedSecrets.values()) k.fill(0)
+    this.sharedSecrets.clear()
   }
 
   private forgetPolynomial(): void {
@@ -429,9 +438,4 @@ export function dkgKey(
     },
     secret: { identifier: own.identifier, signingShare: Fn.toBytes(signingShare) }
   } as Key
-}
-
-function checkEphemeral(key: Uint8Array): void {
-  // a low-order X25519 key makes every shared secret zero: noble refuses it
-  x25519.getSharedSecret(x25519.utils.randomSecretKey(), key)
 }

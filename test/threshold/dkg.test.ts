@@ -10,6 +10,7 @@ import {
   frost,
   identifierScalar,
   memberIdentifier,
+  Point,
   randomScalar,
   scalarBytes
 } from '../../src/threshold/group.ts'
@@ -192,6 +193,12 @@ describe('DKG session (authenticated, encrypted round 2, confirmed)', () => {
         r => ({ ...r, proof: new Uint8Array([...r.proof.subarray(0, 32), ...new Uint8Array(32).fill(1)]) })
       ],
       ['low-order X25519 key', r => ({ ...r, ephemeral: new Uint8Array(32) })],
+      // points with an order-2 component: canonical, not of small order, outside the prime-order subgroup
+      ['commitment outside the subgroup', r => ({ ...r, commitment: [r.commitment[0], withTorsion(r.commitment[1])] })],
+      [
+        'proof commitment outside the subgroup',
+        r => ({ ...r, proof: new Uint8Array([...withTorsion(r.proof.subarray(0, 32)), ...r.proof.subarray(32)]) })
+      ],
       // with threshold 3 a member commits to 3 coefficients; two are well-formed but too few
       ['too few commitments', r => ({ ...r, commitment: r.commitment.slice(0, 2) }), 3]
     ]
@@ -207,6 +214,12 @@ describe('DKG session (authenticated, encrypted round 2, confirmed)', () => {
     }
   })
 })
+
+/** The point plus the point of order 2, (0, −1). */
+function withTorsion(bytes: Uint8Array): Uint8Array {
+  const order2 = Point.fromHex('ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f')
+  return Point.fromBytes(bytes).add(order2).toBytes()
+}
 
 async function resign<T extends DkgMessage>(msg: T, member: Member): Promise<T> {
   return { ...msg, sig: await signAs(member.secret, DKG_DOMAIN, dkgSigningBody(msg)) }
