@@ -2,12 +2,14 @@
  * Replicated state: how fast the CRDTs apply deltas against Yjs on the same map workload, how many
  * signed events a log appends per second on disk — on the durable stores a node uses (every put
  * fsynced before it resolves, node/stores.ts) next to the unsynced blockstore-fs + LevelDB it used
- * before and next to the disk's raw fsync rate — how fast a stored log replays, and how many writes
- * per second replicate between two nodes on 127.0.0.1 when each write is awaited until the other
- * node has applied it: for a private document, whose announcement carries only the CID so the
- * reader fetches each event with a `want` over /cyberspace/heads (one new stream per write), and
- * for a public one, whose announcement carries the event inline. Both nodes share one thread, so
- * the figures are CPU-bound: the gap between the two is the cost of a stream round trip.
+ * before and next to the disk's raw fsync rate — how fast a stored log replays, how many `doc.set`
+ * writes a node on memory stores makes per second (local signed writes), and how many writes per
+ * second replicate between two nodes on 127.0.0.1: each write awaited until the other node has
+ * applied it, and pipelined (the writer up to WINDOW writes ahead of what the reader applied; the
+ * figure is writes applied at the reader per second). Both for a private document, whose events
+ * reach the reader by a `hold` push to followers (or an announcement by CID and a `want`), and for
+ * a public one, whose announcement carries the event inline. Both nodes share one thread, so the
+ * figures are CPU-bound; the ratios to the local writes are measured in the same run.
  */
 import { mkdtemp, open, rename, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -25,9 +27,10 @@ import { seedSigner } from '../src/crypto/sign.ts'
 import { Log } from '../src/log/log.ts'
 import { parseAdvanced } from '../src/spki/sexp.ts'
 import { parseTag } from '../src/spki/tag.ts'
-import { loopbackNode } from '../test/helpers/memory-node.ts'
+import { loopbackNode, memoryNode } from '../test/helpers/memory-node.ts'
 import type { Benchmark } from './harness.ts'
 import type { OrMapState } from '../src/crdt/or-map.ts'
+import type { OrMapDocument } from '../src/log/documents.ts'
 import type { MutationContext } from '../src/crdt/types.ts'
 
 const MAP_OPS = 20_000
@@ -37,6 +40,12 @@ const APPENDS = 2000
 const ROUNDS = 4
 const FSYNCS = 1000
 const REPLICATED = 200
+const LOCAL_SETS = 2000
+const PIPELINED = 1000
+/** Writes A may be ahead of what B has applied, in the pipelined measure. */
+const WINDOW = 64
+/** Writes before each measure (streams opened, caches warm). */
+const WARM_UP = 200
 
 /**
  * The same workload for both: MAP_OPS last-writer-wins writes over KEYS keys, produced at one replica
@@ -192,44 +201,106 @@ async function fsyncFloor(dir: string): Promise<{ appendSyncsPerSec: number; fil
   return { appendSyncsPerSec, filePutsPerSec: (FSYNCS / (performance.now() - start)) * 1000 }
 }
 
-/** Writes per second at one node, each awaited until the other has applied it; `public` sends events inline. */
-async function replicatedWrites(options: { public: boolean }): Promise<number> {
+/**
+ * Local signed writes as an application makes them: `doc.set` of a small value on an or-map
+ * document of a node on memory stores (no peer), each awaited.
+ */
+async function localDocumentSets(): Promise<number> {
+  const node = await memoryNode()
+  try {
+    const doc = await node.state.open('bench', 'or-map')
+    for (let i = 0; i < WARM_UP; i++) await doc.set(`w${i}`, i)
+    const start = performance.now()
+    for (let i = 0; i < LOCAL_SETS; i++) await doc.set(`k${i % KEYS}`, i)
+    return (LOCAL_SETS / (performance.now() - start)) * 1000
+  } finally {
+    await node.stop()
+  }
+}
+
+interface Pair {
+  docA: OrMapDocument
+  /** Changes B applied so far, by CID string. */
+  received: Set<string>
+  /** Resolves once `done()` holds (checked at every change B applies); rejects after 20 s. */
+  until(done: () => boolean): Promise<void>
+  stop(): Promise<void>
+}
+
+/** Two nodes on 127.0.0.1: B trusts A's writes, A lets B read; both hold document 'bench'. */
+async function nodePair(options: { public: boolean }): Promise<Pair> {
   const a = await loopbackNode()
   const b = await loopbackNode({ bootstrap: a.multiaddrs() })
-  try {
-    // b trusts a's writes; a lets b read (announcements carry CIDs, b fetches each event from a)
-    await b.spki.addAclEntry(principalFromPeerId(a.peerId), parseTag(parseAdvanced('(cyberspace (log))')))
-    await a.spki.addAclEntry(principalFromPeerId(b.peerId), parseTag(parseAdvanced('(cyberspace (log (read bench)))')))
-    const docA = await a.state.open('bench', 'or-map', { public: options.public })
-    const docB = await b.state.open('bench', 'or-map', { public: options.public })
-    // let gossipsub build its mesh before measuring
-    for (let i = 0; i < 100 && a.pubsub.getSubscribers('/cyberspace/default/deltas/1').length === 0; i++) {
-      await new Promise(resolve => setTimeout(resolve, 100))
+  await b.spki.addAclEntry(principalFromPeerId(a.peerId), parseTag(parseAdvanced('(cyberspace (log))')))
+  await a.spki.addAclEntry(principalFromPeerId(b.peerId), parseTag(parseAdvanced('(cyberspace (log (read bench)))')))
+  const docA = await a.state.open('bench', 'or-map', { public: options.public })
+  const docB = await b.state.open('bench', 'or-map', { public: options.public })
+  // let gossipsub build its mesh before measuring
+  for (let i = 0; i < 100 && a.pubsub.getSubscribers('/cyberspace/default/deltas/1').length === 0; i++) {
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  const received = new Set<string>()
+  let wake: (() => void) | undefined
+  docB.addEventListener('change', e => {
+    received.add(e.detail.cid.toString())
+    const w = wake
+    wake = undefined
+    w?.()
+  })
+  const until = async (done: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 20_000
+    while (!done()) {
+      if (Date.now() > deadline) throw new Error('writes did not replicate within 20 s')
+      await new Promise<void>(resolve => {
+        wake = resolve
+        setTimeout(resolve, 50)
+      })
     }
-    // every change B applies, and who is waiting for which
-    const received = new Set<string>()
-    const waiting = new Map<string, () => void>()
-    docB.addEventListener('change', e => {
-      const cid = e.detail.cid.toString()
-      received.add(cid)
-      waiting.get(cid)?.()
-    })
+  }
+  const pair = { docA, received, until, stop: async () => await Promise.all([a.stop(), b.stop()]).then(() => {}) }
+  // the first writes open streams and warm caches on both sides
+  for (let i = 0; i < WARM_UP / 10; i++) {
+    const cid = String(await docA.set(`w${i}`, i))
+    await until(() => received.has(cid))
+  }
+  return pair
+}
+
+/** Writes per second at A, each awaited until B has applied it; `public` sends events inline. */
+async function replicatedWrites(options: { public: boolean }): Promise<number> {
+  const pair = await nodePair(options)
+  try {
     const start = performance.now()
     for (let i = 0; i < REPLICATED; i++) {
-      const cid = String(await docA.set(`k${i}`, i))
-      if (received.has(cid)) continue
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('a write did not replicate within 10 s')), 10_000)
-        waiting.set(cid, () => {
-          clearTimeout(timer)
-          resolve()
-        })
-      })
-      waiting.delete(cid)
+      const cid = String(await pair.docA.set(`k${i}`, i))
+      await pair.until(() => pair.received.has(cid))
     }
     return (REPLICATED / (performance.now() - start)) * 1000
   } finally {
-    await Promise.all([a.stop(), b.stop()])
+    await pair.stop()
+  }
+}
+
+/**
+ * Writes per second applied at B while A writes without waiting for B, up to WINDOW writes ahead
+ * of what B has applied: the time from the first write until B has applied all of them.
+ */
+async function pipelinedWrites(options: { public: boolean }): Promise<number> {
+  const pair = await nodePair(options)
+  try {
+    const before = pair.received.size
+    const applied = (): number => pair.received.size - before
+    const start = performance.now()
+    let last = ''
+    for (let i = 0; i < PIPELINED; i++) {
+      last = String(await pair.docA.set(`k${i % KEYS}`, i))
+      if (i + 1 - applied() >= WINDOW) await pair.until(() => i + 1 - applied() < WINDOW)
+    }
+    await pair.until(() => applied() >= PIPELINED)
+    if (!pair.received.has(last)) throw new Error('the last write did not replicate')
+    return (PIPELINED / (performance.now() - start)) * 1000
+  } finally {
+    await pair.stop()
   }
 }
 
@@ -250,8 +321,11 @@ const bench: Benchmark = {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
+    const localSets = await localDocumentSets()
     const replicated = await replicatedWrites({ public: false })
     const replicatedPublic = await replicatedWrites({ public: true })
+    const pipelined = await pipelinedWrites({ public: false })
+    const pipelinedPublic = await pipelinedWrites({ public: true })
     return {
       setup: {
         mapOps: MAP_OPS,
@@ -259,7 +333,10 @@ const bench: Benchmark = {
         appends: APPENDS,
         appendRounds: ROUNDS,
         disk: tmpdir(),
+        localSets: LOCAL_SETS,
         replicatedWrites: REPLICATED,
+        pipelinedWrites: PIPELINED,
+        pipelineWindow: WINDOW,
         transport: 'tcp 127.0.0.1'
       },
       columns: ['measure', 'per second'],
@@ -273,8 +350,11 @@ const bench: Benchmark = {
         ['disk floor: 300-byte append + fdatasync', Math.round(floor.appendSyncsPerSec)],
         ['disk floor: file write + fsync + rename + dir fsync', Math.round(floor.filePutsPerSec)],
         ['replay from disk (events)', Math.round(disk.replayPerSec)],
+        ['local doc.set, node on memory stores (signed write)', Math.round(localSets)],
         ['replicated writes, each awaited at the peer', Math.round(replicated)],
-        ['replicated writes, public document (event inline, no fetch)', Math.round(replicatedPublic)]
+        ['replicated writes, public document (event inline, no fetch)', Math.round(replicatedPublic)],
+        [`replicated writes, pipelined (${WINDOW} in flight), applied at the peer`, Math.round(pipelined)],
+        ['replicated writes, pipelined, public document', Math.round(pipelinedPublic)]
       ],
       ratios: {
         'or-map apply / Yjs apply': ours / yjs,
@@ -284,7 +364,11 @@ const bench: Benchmark = {
         'appends durable / file-put floor': disk.durablePerSec / floor.filePutsPerSec,
         'replay / append on disk': disk.replayPerSec / disk.durablePerSec,
         'replicated writes / local durable appends': replicated / disk.durablePerSec,
-        'replicated writes private (fetched) / public (inline)': replicated / replicatedPublic
+        'replicated writes private (fetched) / public (inline)': replicated / replicatedPublic,
+        'replicated awaited / local doc.set': replicated / localSets,
+        'replicated awaited public / local doc.set': replicatedPublic / localSets,
+        'replicated pipelined / local doc.set': pipelined / localSets,
+        'replicated pipelined public / local doc.set': pipelinedPublic / localSets
       }
     }
   }

@@ -9,7 +9,16 @@
  * await verifySigned(EVENT_DOMAIN, event) // throws InvalidSignatureError
  */
 import * as dagCbor from '@ipld/dag-cbor'
-import { blockCid, encodeEvent, encodeSnapshot, EVENT_DOMAIN, SNAPSHOT_DOMAIN } from '../../protocols/log/codec.ts'
+import {
+  blockCid,
+  checkEvent,
+  encodeEvent,
+  encodeSnapshot,
+  EVENT_DOMAIN,
+  InvalidEventError,
+  MAX_EVENT_BYTES,
+  SNAPSHOT_DOMAIN
+} from '../../protocols/log/codec.ts'
 import { unsignedBody } from '../../protocols/wire.ts'
 import { principalPublicKey } from '../crypto/principal.ts'
 import { verifyAs } from '../crypto/sign.ts'
@@ -27,26 +36,55 @@ export interface Block<T> {
 }
 
 export async function signEvent(signer: Signer, fields: Omit<Event, 'v' | 'author' | 'sig'>): Promise<Block<Event>> {
-  return await signBlock(signer, EVENT_DOMAIN, { v: 1, author: signer.principal, ...fields }, encodeEvent)
+  const unsigned = { v: 1 as const, author: signer.principal, ...fields }
+  const body = dagCbor.encode(unsigned)
+  const value: Event = { ...unsigned, sig: await signer.sign(EVENT_DOMAIN, body) }
+  checkEvent(value)
+  // the body signed, with the signature put in its place: the event's dag-cbor, encoded once
+  const bytes = eventWithSignature(body, value)
+  if (bytes.length > MAX_EVENT_BYTES) throw new InvalidEventError(`an event is at most ${MAX_EVENT_BYTES} bytes`)
+  return { cid: await blockCid(bytes), bytes, value }
 }
 
 export async function signSnapshot(
   signer: Signer,
   fields: Omit<Snapshot, 'v' | 'author' | 'sig'>
 ): Promise<Block<Snapshot>> {
-  return await signBlock(signer, SNAPSHOT_DOMAIN, { v: 1, author: signer.principal, ...fields }, encodeSnapshot)
+  const unsigned = { v: 1 as const, author: signer.principal, ...fields }
+  const value: Snapshot = { ...unsigned, sig: await signer.sign(SNAPSHOT_DOMAIN, dagCbor.encode(unsigned)) }
+  const bytes = encodeSnapshot(value)
+  return { cid: await blockCid(bytes), bytes, value }
 }
 
-/** Signs the dag-cbor of `unsigned` under `domain`, and encodes the signed block with its limits. */
-async function signBlock<T extends { sig: Uint8Array }>(
-  signer: Signer,
-  domain: string,
-  unsigned: Omit<T, 'sig'>,
-  encode: (signed: T) => Uint8Array
-): Promise<Block<T>> {
-  const value = { ...unsigned, sig: await signer.sign(domain, dagCbor.encode(unsigned)) } as T
-  const bytes = encode(value)
-  return { cid: await blockCid(bytes), bytes, value }
+/**
+ * `dagCbor.encode(event)` made from `body`, the dag-cbor of the event without `sig`: in dag-cbor's
+ * key order (shorter keys first, then bytewise) `sig` sorts after `v`, `hlc`, `log` and `ops` and
+ * before `author` and `parents`, so the signed event is the body with one more entry in its map
+ * header and the `sig` entry spliced in before the encoding of those two. Falls back to encoding
+ * the whole event if the body is not laid out so (it always is for a body of dag-cbor.encode).
+ */
+function eventWithSignature(body: Uint8Array, event: Event): Uint8Array {
+  const tail = dagCbor.encode({ author: event.author, parents: event.parents })
+  const sigEntry = dagCbor.encode({ sig: event.sig })
+  // one-byte map headers: 6 entries unsigned, 7 signed; `tail` and `sigEntry` have 2 and 1
+  const rest = tail.length - 1
+  const at = body.length - rest
+  if (body[0] !== 0xa6 || tail[0] !== 0xa2 || sigEntry[0] !== 0xa1 || at < 1 || !sameBytes(body, at, tail, 1)) {
+    return encodeEvent(event)
+  }
+  const out = new Uint8Array(body.length + sigEntry.length - 1)
+  out[0] = 0xa7
+  out.set(body.subarray(1, at), 1)
+  out.set(sigEntry.subarray(1), at)
+  out.set(body.subarray(at), at + sigEntry.length - 1)
+  return out
+}
+
+/** Whether `a` from `aStart` holds the same bytes as `b` from `bStart`, to their ends. */
+function sameBytes(a: Uint8Array, aStart: number, b: Uint8Array, bStart: number): boolean {
+  if (a.length - aStart !== b.length - bStart) return false
+  for (let i = 0; i < b.length - bStart; i++) if (a[aStart + i] !== b[bStart + i]) return false
+  return true
 }
 
 /** Checks an event's or snapshot's signature against its author's key. */

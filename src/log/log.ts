@@ -153,6 +153,8 @@ export interface ChangeDetail {
   local: boolean
   /** The block, for own appends (to publish it). */
   bytes?: Uint8Array
+  /** The event's parents, for own appends. */
+  parents?: CID[]
 }
 
 export interface LogEvents {
@@ -291,6 +293,11 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
   has(cid: CID | string): boolean {
     const key = cid.toString()
     return this.known.has(key) || this.snapshotHeads.has(key) || this.coveredEvents.has(key)
+  }
+
+  /** Whether the event is applied since the base snapshots, so its block is in the blockstore. */
+  holdsBlock(cid: CID | string): boolean {
+    return this.known.has(cid.toString())
   }
 
   /** Number of events applied since the base snapshot. */
@@ -468,7 +475,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       this.setHeads(new Map([[block.cid.toString(), block.cid]]))
       for (const b of [...merges, block]) {
         this.known.set(b.cid.toString(), { hlc: b.value.hlc, author: b.value.author })
-        this.emitChange('event', b.cid, signer.principal, b.value.hlc, true, b.bytes)
+        this.emitChange('event', b.cid, signer.principal, b.value.hlc, true, b.bytes, b.value.parents)
       }
       return block
     })
@@ -1188,9 +1195,10 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     author: PrincipalId,
     hlc: HlcTimestamp,
     local: boolean,
-    bytes?: Uint8Array
+    bytes?: Uint8Array,
+    parents?: CID[]
   ): void {
-    this.safeDispatchEvent('change', { detail: { kind, cid, author, hlc, local, bytes } })
+    this.safeDispatchEvent('change', { detail: { kind, cid, author, hlc, local, bytes, parents } })
   }
 
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {

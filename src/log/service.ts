@@ -87,7 +87,7 @@ import {
   UnauthorizedReadError
 } from './errors.ts'
 import { Log, storedLogs, storedLogType } from './log.ts'
-import { JoinScheduler } from './joins.ts'
+import { JoinScheduler, MAX_PENDING_HEADS } from './joins.ts'
 import { Replicator } from './replication.ts'
 import { Prefetched, WantBatcher } from './wants.ts'
 import type { JoinLimits, Offer } from './joins.ts'
@@ -260,6 +260,16 @@ const MAX_SESSION_SOURCES = 16
 const MAX_HOLD_STREAMS = 8
 /** (document, peer) pairs whose last confirmed heads are remembered, so a `hold` sends only newer blocks. */
 const MAX_CONFIRMED = 4096
+/** Most followers of one document this node pushes its new events to (the others hear of them by gossip). */
+const MAX_FOLLOWERS = 8
+/** This node's latest own event blocks kept in memory, so a push or a `want` does not read them back from the store. */
+const MAX_RECENT_BLOCKS = 256
+/** How long after a peer's last push of a document its gossip announcements of it wait, in ms, before they are joined. */
+const PUSH_GRACE = 1000
+/** Shortest time between two gossip announcements of one private document, in ms (see `announce`). */
+const ANNOUNCE_INTERVAL = 20
+/** How long a follower that refused a push is not pushed to again, in ms. */
+const PUSH_REFUSAL_TTL = 60_000
 
 /**
  * The replicated directory of agents (agent principal → kind, id, key source, host; written by the
@@ -319,6 +329,19 @@ function parseSessionName(name: string): PrincipalId | null {
 
 type Action = 'append' | 'snapshot' | 'read'
 
+/** Announcements of one document from one peer that pushes it, waiting PUSH_GRACE (see `deferOffer`). */
+interface DeferredOffer {
+  cids: RecentMap<string, CID>
+  blocks: RecentMap<string, Uint8Array>
+  relays: Map<string, PeerId>
+  verified: boolean
+  timer: ReturnType<typeof setTimeout>
+}
+
+/** Most inline blocks and relays kept per deferred announcement batch. */
+const MAX_PENDING_BLOCKS = 16
+const MAX_DEFERRED_RELAYS = 4
+
 interface OpenDocument {
   name: string
   doc: Document<any, any, any>
@@ -332,6 +355,15 @@ interface OpenDocument {
   source?: PeerId
   /** Waits for peers to hold the document (`replicate`); made on first use. */
   replicator?: Replicator
+  /**
+   * Peers that hold the document and may read it here (found in heads exchanges), to which each
+   * new event of this node's is pushed with `hold` at once, the event inline: one stream instead
+   * of an announcement, then a `want`. At most one push per follower is in flight; the next one
+   * carries every event written meanwhile.
+   */
+  followers: RecentMap<string, PeerId>
+  /** The pacing of a private document's announcements (see `announce`). */
+  announcing: { at: number; latest?: CID; timer?: ReturnType<typeof setTimeout> }
 }
 
 export class StateService implements State {
@@ -368,6 +400,14 @@ export class StateService implements State {
   private readonly confirmedAt = new RecentMap<string, Set<string>>(MAX_CONFIRMED)
   /** Document rules by name prefix. */
   private readonly rules = new Map<string, DocumentRule>()
+  /** This node's latest event blocks and their parents, by CID string (see MAX_RECENT_BLOCKS). */
+  private readonly recentBlocks = new RecentMap<string, { bytes: Uint8Array; parents: CID[] }>(MAX_RECENT_BLOCKS)
+  /** By `<document> <peer>`: when that peer last pushed the document here (`hold`). */
+  private readonly pushedBy = new RecentMap<string, number>(MAX_CONFIRMED)
+  /** By `<document> <peer>`: until when that follower, having refused a push, is not pushed to. */
+  private readonly pushRefused = new RecentMap<string, number>(MAX_CONFIRMED)
+  /** Gossip announcements from a peer that pushes the document, waiting PUSH_GRACE before they are joined. */
+  private readonly deferred = new Map<string, DeferredOffer>()
 
   constructor(components: StateComponents, init: StateInit = {}) {
     this.components = components
@@ -442,12 +482,15 @@ export class StateService implements State {
     libp2p.services.pubsub.topicValidators.delete(this.topic)
     await libp2p.unhandle(this.protocol)
     await libp2p.unhandle(this.holdProtocol)
-    for (const { log, replicator } of this.docs.values()) {
+    for (const { log, replicator, announcing } of this.docs.values()) {
       replicator?.close()
+      clearTimeout(announcing.timer)
       log.close()
     }
     for (const name of this.docs.keys()) this.joins.remove(name)
     this.docs.clear()
+    for (const d of this.deferred.values()) clearTimeout(d.timer)
+    this.deferred.clear()
   }
 
   names(): string[] {
@@ -590,6 +633,7 @@ export class StateService implements State {
     let log = this.docs.get(name)?.log
     if (log != null) {
       this.docs.get(name)?.replicator?.close()
+      clearTimeout(this.docs.get(name)?.announcing.timer)
       this.docs.delete(name)
       this.joins.remove(name)
     } else {
@@ -658,7 +702,20 @@ export class StateService implements State {
     if (open.local) throw new LocalDocumentError(`document ${name} is local: no peer holds it`)
     open.replicator ??= new Replicator({
       heads: () => open.log.heads(),
-      push: async (peer, heads, signal) => await this.hold(name, peer, { heads, signal })
+      push: async (peer, heads, signal) => {
+        try {
+          return await this.hold(name, peer, { heads, signal })
+        } catch (err) {
+          // a follower that will not take pushes (it does not let this node read the document, or
+          // no longer holds it) is left to gossip for a while; one that is busy is asked again next time
+          if (err instanceof RequestRefusedError && err.reason !== 'TooManyHoldsError') {
+            const key = `${name} ${peer}`
+            open.followers.delete(peer.toString())
+            this.pushRefused.set(key, Date.now() + PUSH_REFUSAL_TTL)
+          }
+          throw err
+        }
+      }
     })
     return open.replicator
   }
@@ -678,21 +735,26 @@ export class StateService implements State {
       const key = queue[i].toString()
       if (seen.has(key) || confirmed?.has(key) === true) continue
       seen.add(key)
+      // the copy in memory only while the block is stored (a compacted one is not sent)
+      const recent = open.log.holdsBlock(key) ? this.recentBlocks.get(key) : undefined
       let block: Uint8Array
       try {
-        block = await readBlock(this.components.blockstore, queue[i], {
-          maxBytes: Math.min(MAX_EVENT_BYTES, budget),
-          offline: true
-        })
+        block =
+          recent?.bytes ??
+          (await readBlock(this.components.blockstore, queue[i], {
+            maxBytes: Math.min(MAX_EVENT_BYTES, budget),
+            offline: true
+          }))
       } catch {
         continue // compacted away, or larger than what is left
       }
+      if (block.length > Math.min(MAX_EVENT_BYTES, budget)) continue
       budget -= block.length + 16
       blocks.push(block)
       // a peer that confirmed nothing yet gets the heads alone: it may hold their past already
       if (confirmed == null) continue
       try {
-        queue.push(...decodeEvent(block).parents)
+        queue.push(...(recent?.parents ?? decodeEvent(block).parents))
       } catch {
         // not an event: nothing behind it
       }
@@ -788,10 +850,16 @@ export class StateService implements State {
       log,
       public: isPublic,
       local: isLocal,
-      owner
+      owner,
+      followers: new RecentMap(MAX_FOLLOWERS),
+      announcing: { at: 0 }
     }
     log.addEventListener('change', e => {
-      if (e.detail.local && e.detail.bytes != null) this.announce(open, e.detail.cid, e.detail.bytes)
+      const { local, bytes, cid, parents } = e.detail
+      if (!local || bytes == null) return
+      this.recentBlocks.set(cid.toString(), { bytes, parents: parents ?? [] })
+      this.announce(open, cid, bytes)
+      this.pushToFollowers(open)
     })
     this.docs.set(name, open)
     this.joins.add(name)
@@ -919,13 +987,41 @@ export class StateService implements State {
 
   // --- gossip ---
 
+  /**
+   * Announces an own event on gossip. A public document's events go out one by one, inline. A
+   * private one's announcement carries only the CID, and readers fetch what it names with its
+   * history: so one announcement per ANNOUNCE_INTERVAL does, naming the latest event (whose past
+   * holds the ones before it); its followers have the events pushed anyway.
+   */
   private announce(open: OpenDocument, cid: CID, bytes: Uint8Array): void {
     if (open.local) return
+    if (this.served(open)) {
+      this.publish(open.name, cid, bytes)
+      return
+    }
+    const pacing = open.announcing
+    pacing.latest = cid
+    if (pacing.timer != null) return
+    const wait = pacing.at + ANNOUNCE_INTERVAL - Date.now()
+    if (wait <= 0) {
+      pacing.at = Date.now()
+      this.publish(open.name, cid, null)
+      return
+    }
+    pacing.timer = setTimeout(() => {
+      pacing.timer = undefined
+      pacing.at = Date.now()
+      if (this.started && this.docs.get(open.name) === open && pacing.latest != null) {
+        this.publish(open.name, pacing.latest, null)
+      }
+    }, wait)
+  }
+
+  private publish(name: string, cid: CID, inline: Uint8Array | null): void {
     const pubsub = this.components.libp2p.services.pubsub
     if (pubsub.getSubscribers(this.topic).length === 0) return
     // every subscriber sees the message: content goes inline only where anyone may read it
-    const message = eventAnnouncement(open.name, cid, this.served(open) ? bytes : null)
-    pubsub.publish(this.topic, encodeDeltaMessage(message)).catch(err => {
+    pubsub.publish(this.topic, encodeDeltaMessage(eventAnnouncement(name, cid, inline))).catch(err => {
       this.log('could not announce %c - %e', cid, err)
     })
   }
@@ -956,8 +1052,71 @@ export class StateService implements State {
       // a session's events are announced by the node its agent runs on: periodic rounds ask it
       const open = this.docs.get(name)
       if (verified && open?.owner != null) open.source = origin
+      // a peer that pushes this document here sends the event in its push: its announcement waits
+      // a little, and is joined then only if the push did not bring the event
+      const pushed = this.pushedBy.get(`${name} ${origin}`)
+      if (pushed != null && Date.now() - pushed < PUSH_GRACE * 10) {
+        this.deferOffer(name, origin, verified, cid, blocks, propagationSource)
+        return
+      }
       this.joins.offer(name, origin, verified, [cid], null, blocks, [propagationSource])
     })
+  }
+
+  /** Queues an announcement for a join after PUSH_GRACE (one timer per document and peer). */
+  private deferOffer(
+    name: string,
+    origin: PeerId,
+    verified: boolean,
+    cid: CID,
+    blocks: Map<string, Uint8Array>,
+    relay: PeerId
+  ): void {
+    const key = `${name} ${origin}`
+    let waiting = this.deferred.get(key)
+    if (waiting == null) {
+      const offer: DeferredOffer = {
+        cids: new RecentMap(MAX_PENDING_HEADS),
+        blocks: new RecentMap(MAX_PENDING_BLOCKS),
+        relays: new Map(),
+        verified,
+        timer: setTimeout(() => {
+          this.deferred.delete(key)
+          if (!this.started) return
+          const inline = new Map<string, Uint8Array>()
+          for (const k of offer.blocks.keys()) inline.set(k, offer.blocks.get(k) as Uint8Array)
+          this.joins.offer(name, origin, offer.verified, offer.cids.values(), null, inline, [...offer.relays.values()])
+        }, PUSH_GRACE)
+      }
+      waiting = offer
+      this.deferred.set(key, waiting)
+    }
+    waiting.verified &&= verified
+    waiting.cids.set(cid.toString(), cid)
+    for (const [k, b] of blocks) waiting.blocks.set(k, b)
+    if (waiting.relays.size < MAX_DEFERRED_RELAYS) waiting.relays.set(relay.toString(), relay)
+  }
+
+  /** Pushes the document's new heads to its connected followers (see OpenDocument.followers). */
+  private pushToFollowers(open: OpenDocument): void {
+    // a public document's events reach every reader inline on gossip, without a stream
+    if (open.local || open.followers.size === 0 || !this.started || this.served(open)) return
+    const { libp2p } = this.components
+    const now = Date.now()
+    const peers = open.followers.values().filter(peer => {
+      const refused = this.pushRefused.get(`${open.name} ${peer}`)
+      return (refused == null || refused < now) && libp2p.getConnections(peer).length > 0
+    })
+    if (peers.length > 0) this.replicatorOf(open.name).nudge(peers)
+  }
+
+  /** Remembers `peer` as a follower of document `name`: it holds it and may read it here. */
+  private follow(name: string, peer: PeerId): void {
+    const open = this.docs.get(name)
+    if (open == null || open.local || peer.equals(this.components.libp2p.peerId)) return
+    const refused = this.pushRefused.get(`${name} ${peer}`)
+    if (refused != null && refused > Date.now()) return
+    open.followers.set(peer.toString(), peer)
   }
 
   // --- anti-entropy ---
@@ -1014,8 +1173,10 @@ export class StateService implements State {
     options: AbortOptions,
     protocol = this.protocol
   ): Promise<Extract<HeadsAnswer, { type: T }>> {
+    const { libp2p } = this.components
     return await requestAnswer(
-      this.components.libp2p.dialProtocol.bind(this.components.libp2p),
+      // the protocol id goes out with the request, not a round trip before it
+      async (p, id, options) => await libp2p.dialProtocol(p, id, { ...options, negotiateFully: false }),
       peer,
       protocol,
       encodeHeadsMessage(request),
@@ -1046,7 +1207,10 @@ export class StateService implements State {
     const answer = await this.request(peer, { v: 1, type: 'heads', logs: request }, 'heads', options)
     const asked = new Set(logs.map(l => l.log))
     for (const l of answer.logs) {
-      if (asked.has(l.log)) this.offerHeads(l.log, peer, readable.has(l.log), l.heads, l.snapshot)
+      if (!asked.has(l.log)) continue
+      // it holds the document (it answered for it) and may read it here: new events are pushed to it
+      if (readable.has(l.log)) this.follow(l.log, peer)
+      this.offerHeads(l.log, peer, readable.has(l.log), l.heads, l.snapshot)
     }
   }
 
@@ -1103,8 +1267,13 @@ export class StateService implements State {
         signal
       )
     )
-    // the exchange is symmetric: join what the asker has, in the background, as we answer
-    for (const l of held) if (allowed.has(l.log)) this.offerHeads(l.log, from, true, l.heads, l.snapshot)
+    // the exchange is symmetric: join what the asker has, in the background, as we answer; the
+    // asker holds these documents and may read them here, so new events are pushed to it
+    for (const l of held) {
+      if (!allowed.has(l.log)) continue
+      this.follow(l.log, from)
+      this.offerHeads(l.log, from, true, l.heads, l.snapshot)
+    }
     this.log.trace('heads exchange from %p', from)
     return encodeHeadsMessage({ v: 1, type: 'heads', logs: this.ourHeads(allowed) })
   }
@@ -1128,6 +1297,7 @@ export class StateService implements State {
       }
       const open = this.docs.get(request.log)
       if (open == null) return { v: 1, type: 'held', log: request.log, heads: [] }
+      this.pushedBy.set(`${request.log} ${key}`, Date.now())
       const missing = request.heads.filter(h => !open.log.has(h))
       const { snapshot } = request
       if (missing.length > 0) {
@@ -1176,22 +1346,30 @@ export class StateService implements State {
       sent.add(key)
       // a reader of one log gets no block of another: only what this log holds is looked up
       if (!open.log.has(key) && !snapshots.has(key)) continue
+      // the copy in memory only while the block is stored (a compacted one is not sent)
+      const recent = open.log.holdsBlock(key) ? this.recentBlocks.get(key) : undefined
       let block: Uint8Array
       try {
-        block = await readBlock(this.components.blockstore, cid, {
-          maxBytes: Math.min(MAX_SNAPSHOT_BYTES, budget - 16),
-          offline: true,
-          signal
-        })
+        block =
+          recent?.bytes ??
+          (await readBlock(this.components.blockstore, cid, {
+            maxBytes: Math.min(MAX_SNAPSHOT_BYTES, budget - 16),
+            offline: true,
+            signal
+          }))
       } catch {
         misses++
         continue // not here (compacted away, or larger than what is left of the answer)
+      }
+      if (block.length > budget - 16) {
+        misses++
+        continue
       }
       budget -= block.length + 16
       blocks.push(block)
       if (request.depth > 0 && !snapshots.has(key)) {
         try {
-          for (const p of decodeEvent(block).parents) if (!sent.has(p.toString())) queue.push(p)
+          for (const p of recent?.parents ?? decodeEvent(block).parents) if (!sent.has(p.toString())) queue.push(p)
         } catch {
           // a stored block that is not an event: nothing behind it to add
         }
