@@ -28,6 +28,7 @@ import {
   subjectIsKey,
   validityMs
 } from './reduce.ts'
+import type { FiveTuple, ReductionCache } from './reduce.ts'
 import { intersectTags, tagImplies, tagKey } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { AuthCert, NameCert, SignedCert, Subject, Validity } from './cert.ts'
@@ -47,6 +48,8 @@ export interface DiscoverOptions {
   verified?: boolean
   /** Throws for revoked certificates (see crl.ts revocationCheck). */
   revocation?: (signed: SignedCert) => void
+  /** Chains reduced before (see ReductionCache): `verifyProof` checks a plain chain shown in order by lookup. */
+  reductions?: ReductionCache
 }
 
 export interface Proof {
@@ -329,6 +332,25 @@ export async function verifyProof(
   for (const [index, signed] of all.entries()) {
     checkValidity(signed.cert.validity, at, index)
     options.revocation?.(signed)
+  }
+  // a plain chain shown in order and reduced before is a lookup, then the request checked against its tuple
+  const reductions = options.reductions
+  if (reductions != null && proof.names.length === 0 && proof.chain.length > 0) {
+    let tuple: FiveTuple | undefined
+    try {
+      tuple = await reduceChain(proof.chain, { ...options, cache, reductions })
+    } catch (err) {
+      // a forged signature is refused as such; a chain out of order is left to discovery
+      if ((err as Error).name === 'BadSignatureError') throw err
+    }
+    if (
+      tuple != null &&
+      roots.includes(tuple.issuer) &&
+      subjectIsKey(tuple.subject, requester) &&
+      tagImplies(tuple.tag, requested)
+    ) {
+      return { proof, tag: tuple.tag, validity: tuple.validity }
+    }
   }
   await verifyCerts(all, cache)
   // every signature was checked just now: discovery does not check them again

@@ -375,6 +375,8 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
   private readonly asking = new Map<string, Promise<DiscoveredGrant>>()
   /** Grants decided, by (principal, tag, proof shown): used at the epoch they were decided at, within their proof's validity. */
   private readonly decided = new RecentMap<string, Decided>(MAX_DECIDED)
+  /** Chains shown in proofs and reduced, so one shown again after a new epoch is a lookup (revocation still checked). */
+  private readonly reductions = new ReductionCache()
   /** The index of current revocations, built at `epoch`. */
   private revocations?: { epoch: number; check: (signed: SignedCert) => void }
 
@@ -489,6 +491,7 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
     this.epochCount++
     this.refusals.clear()
     this.localMisses.clear()
+    this.decided.clear()
     const now = Date.now()
     let next = Infinity
     for (const signed of this.crlStore.values()) {
@@ -753,7 +756,12 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
     if (this.revocations?.epoch !== epoch) {
       this.revocations = { epoch, check: revocationIndex(this.crlStore.values()) }
     }
-    return { revocation: this.revocations.check, cache: this.cache, maxLength: this.maxChainLength }
+    return {
+      revocation: this.revocations.check,
+      cache: this.cache,
+      reductions: this.reductions,
+      maxLength: this.maxChainLength
+    }
   }
 
   async prove(
