@@ -196,6 +196,32 @@ describe('cached SPKI reductions and decisions', () => {
       })
     })
 
+    it('checks a shown chain again after a new epoch: in order, out of order, or forged', async () => {
+      const shown = { chain: chain.map(resent), names: [] }
+      const first = await node.authorize(keys[5].id, requested, { proof: shown })
+      assert.equal(first.proof.chain.length, 5)
+      // an unrelated change: a new epoch, every decision made again
+      await node.addAclEntry((await key()).id, tag('(other)'))
+      assert.equal((await node.authorize(keys[5].id, requested, { proof: shown })).tag.kind, 'list')
+      // the same certificates out of order are still a proof (found by discovery)
+      const shuffled = {
+        chain: [shown.chain[3], shown.chain[0], shown.chain[4], shown.chain[2], shown.chain[1]],
+        names: []
+      }
+      assert.equal((await node.authorize(keys[5].id, requested, { proof: shuffled })).proof.chain.length, 5)
+      // a forged signature in a chain of certificates otherwise seen before is refused
+      const forged = {
+        ...shown.chain[1],
+        signature: Uint8Array.from(shown.chain[1].signature, (b, i) => (i === 9 ? b ^ 1 : b))
+      }
+      await assert.rejects(
+        node.authorize(keys[5].id, requested, {
+          proof: { chain: [shown.chain[0], forged, ...shown.chain.slice(2)], names: [] }
+        }),
+        { name: 'BadSignatureError' }
+      )
+    })
+
     it('forgets remembered grants when trust in the root is withdrawn', async () => {
       await node.authorize(keys[5].id, requested)
       await node.removeAclEntry(keys[0].id)
