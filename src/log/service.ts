@@ -266,7 +266,7 @@ const MAX_FOLLOWERS = 8
 const MAX_RECENT_BLOCKS = 256
 /** How long after a peer's last push of a document its gossip announcements of it wait, in ms, before they are joined. */
 const PUSH_GRACE = 1000
-/** Shortest time between two gossip announcements of one private document, in ms (see `announce`). */
+/** Shortest time between two gossip announcements of one document, in ms (see `announce`). */
 const ANNOUNCE_INTERVAL = 20
 /** How long a follower that refused a push is not pushed to again, in ms. */
 const PUSH_REFUSAL_TTL = 60_000
@@ -363,7 +363,7 @@ interface OpenDocument {
    */
   followers: RecentMap<string, PeerId>
   /** The pacing of a private document's announcements (see `announce`). */
-  announcing: { at: number; latest?: CID; timer?: ReturnType<typeof setTimeout> }
+  announcing: { at: number; latest?: { cid: CID; bytes: Uint8Array }; timer?: ReturnType<typeof setTimeout> }
 }
 
 export class StateService implements State {
@@ -988,40 +988,39 @@ export class StateService implements State {
   // --- gossip ---
 
   /**
-   * Announces an own event on gossip. A public document's events go out one by one, inline. A
-   * private one's announcement carries only the CID, and readers fetch what it names with its
-   * history: so one announcement per ANNOUNCE_INTERVAL does, naming the latest event (whose past
-   * holds the ones before it); its followers have the events pushed anyway.
+   * Announces an own event on gossip, at most one announcement per document every
+   * ANNOUNCE_INTERVAL: the first after a quiet spell at once, then the latest event at the end of
+   * the interval. Its past holds the events not announced: a reader fetches them with it (and the
+   * document's followers have them pushed anyway). A public document's announcement carries the
+   * event inline.
    */
   private announce(open: OpenDocument, cid: CID, bytes: Uint8Array): void {
     if (open.local) return
-    if (this.served(open)) {
-      this.publish(open.name, cid, bytes)
-      return
-    }
     const pacing = open.announcing
-    pacing.latest = cid
+    pacing.latest = { cid, bytes }
     if (pacing.timer != null) return
     const wait = pacing.at + ANNOUNCE_INTERVAL - Date.now()
     if (wait <= 0) {
       pacing.at = Date.now()
-      this.publish(open.name, cid, null)
+      this.publish(open, cid, bytes)
       return
     }
     pacing.timer = setTimeout(() => {
       pacing.timer = undefined
       pacing.at = Date.now()
-      if (this.started && this.docs.get(open.name) === open && pacing.latest != null) {
-        this.publish(open.name, pacing.latest, null)
+      const latest = pacing.latest
+      if (this.started && this.docs.get(open.name) === open && latest != null) {
+        this.publish(open, latest.cid, latest.bytes)
       }
     }, wait)
   }
 
-  private publish(name: string, cid: CID, inline: Uint8Array | null): void {
+  private publish(open: OpenDocument, cid: CID, bytes: Uint8Array): void {
     const pubsub = this.components.libp2p.services.pubsub
     if (pubsub.getSubscribers(this.topic).length === 0) return
     // every subscriber sees the message: content goes inline only where anyone may read it
-    pubsub.publish(this.topic, encodeDeltaMessage(eventAnnouncement(name, cid, inline))).catch(err => {
+    const message = eventAnnouncement(open.name, cid, this.served(open) ? bytes : null)
+    pubsub.publish(this.topic, encodeDeltaMessage(message)).catch(err => {
       this.log('could not announce %c - %e', cid, err)
     })
   }
@@ -1052,9 +1051,10 @@ export class StateService implements State {
       // a session's events are announced by the node its agent runs on: periodic rounds ask it
       const open = this.docs.get(name)
       if (verified && open?.owner != null) open.source = origin
-      // a peer that pushes this document here sends the event in its push: its announcement waits
-      // a little, and is joined then only if the push did not bring the event
-      const pushed = this.pushedBy.get(`${name} ${origin}`)
+      // a peer that pushes this document here sends the event in its push: an announcement by CID
+      // alone waits a little, and is joined then only if the push did not bring the event (one
+      // with the event inline costs no fetch: it is joined at once)
+      const pushed = blocks.size === 0 ? this.pushedBy.get(`${name} ${origin}`) : undefined
       if (pushed != null && Date.now() - pushed < PUSH_GRACE * 10) {
         this.deferOffer(name, origin, verified, cid, blocks, propagationSource)
         return
@@ -1099,8 +1099,7 @@ export class StateService implements State {
 
   /** Pushes the document's new heads to its connected followers (see OpenDocument.followers). */
   private pushToFollowers(open: OpenDocument): void {
-    // a public document's events reach every reader inline on gossip, without a stream
-    if (open.local || open.followers.size === 0 || !this.started || this.served(open)) return
+    if (open.local || open.followers.size === 0 || !this.started) return
     const { libp2p } = this.components
     const now = Date.now()
     const peers = open.followers.values().filter(peer => {
