@@ -26,6 +26,7 @@ import {
   NotAMemberError,
   WrongSessionError
 } from './errors.ts'
+import { PointCache } from './group.ts'
 import { dealRefresh, verifyRefreshShare } from './refresh.ts'
 import { openBoxFor, sealScalars } from './seal.ts'
 import { groupKeyOf } from './state.ts'
@@ -71,7 +72,7 @@ export async function makeDeal(
 /**
  * Every member's deal opened for `self` and checked: signed by its member, for this group, epoch
  * and session, one per member, its share for `self` matching its commitments. A bad deal throws a
- * ThresholdError naming its dealer.
+ * ThresholdError naming its dealer. Points checked land in `points` (applyRefresh reuses them).
  */
 export async function openDeals(
   state: ClusterState,
@@ -79,7 +80,8 @@ export async function openDeals(
   seed: Uint8Array,
   session: Uint8Array,
   encoded: Uint8Array[],
-  own: ReceivedRefresh
+  own: ReceivedRefresh,
+  points: PointCache = new PointCache()
 ): Promise<ReceivedRefresh[]> {
   const received: ReceivedRefresh[] = [own]
   const seen = new Set<string>([self])
@@ -96,7 +98,7 @@ export async function openDeals(
       throw new WrongSessionError(`the deal of ${from} is for another group, epoch or session`, from)
     const share = openBoxFor(SHARE_INFO, session, from, self, seed, deal, 'refresh share')
     const piece = { from, commitments: deal.commitments, share }
-    verifyRefreshShare(state.key.public, self, piece)
+    verifyRefreshShare(state.key.public, self, piece, points)
     received.push(piece)
   }
   const missing = state.members.filter(m => !seen.has(m))

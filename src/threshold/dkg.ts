@@ -40,9 +40,9 @@ import {
   WrongSessionError
 } from './errors.ts'
 import {
-  batchWeight,
   evaluate,
   evaluateCommitments,
+  firstBadEvaluation,
   Fn,
   identifierScalar,
   memberIdentifier,
@@ -50,8 +50,6 @@ import {
   parsePoint,
   parseScalar,
   Point,
-  powers,
-  publicMsm,
   randomScalar
 } from './group.ts'
 import type { DkgConfirm, DkgMessage, DkgRound1, DkgRound2 } from '../../protocols/dkg/codec.ts'
@@ -266,7 +264,10 @@ export class DkgSession {
         break
       }
     }
-    const culprit = firstBadShare(received, this.commitments, x)
+    const culprit = firstBadEvaluation(
+      received.map(r => ({ ...r, commitments: this.commitments.get(r.from) as GroupPoint[] })),
+      x
+    )
     if (culprit != null)
       return this.abort(
         new InvalidShareError(`the share from ${culprit} is bad: does not match its commitments`, culprit)
@@ -372,35 +373,6 @@ export function dkgRound1(
   const R = Point.BASE.multiply(k)
   const z = Fn.add(k, Fn.mul(coefficients[0], pokChallenge(id, commitments[0], R)))
   return { coefficients, commitments, proof: concatBytes(R.toBytes(), Fn.toBytes(z)) }
-}
-
-/**
- * The first sender, in order, whose share s_j does not satisfy B·s_j = Σ_k C_jk·x^k — exactly
- * what checking each alone finds: all of them in one randomly weighted equation
- * (Σ r_j s_j)·B = Σ_j Σ_k (r_j x^k)·C_jk, and one by one only when that fails.
- */
-export function firstBadShare<M>(
-  received: Array<{ from: M; share: bigint }>,
-  commitments: Map<M, GroupPoint[]>,
-  x: bigint
-): M | undefined {
-  if (received.length === 0) return undefined
-  let sum = 0n
-  const points: GroupPoint[] = []
-  const scalars: bigint[] = []
-  for (const { from, share } of received) {
-    const C = commitments.get(from) as GroupPoint[]
-    const r = batchWeight()
-    sum = Fn.add(sum, Fn.mul(r, share))
-    points.push(...C)
-    scalars.push(...powers(x, C.length).map(p => Fn.mul(r, p)))
-  }
-  if (Point.BASE.multiplyUnsafe(sum).equals(publicMsm(points, scalars))) return undefined
-  for (const { from, share } of received) {
-    if (!Point.BASE.multiplyUnsafe(share).equals(evaluateCommitments(commitments.get(from) as GroupPoint[], x)))
-      return from
-  }
-  return undefined
 }
 
 /**

@@ -15,7 +15,8 @@ import { bytesToNumberLE, equalBytes } from '@noble/curves/utils.js'
 import { sha512 } from '@noble/hashes/sha2.js'
 import { bytesToHex, concatBytes, hexToBytes } from '@noble/hashes/utils.js'
 import { RecentMap } from '../recent-map.ts'
-import { InvalidPointError, InvalidScalarError } from './errors.ts'
+import { InvalidPointError, InvalidScalarError, InvalidShareError } from './errors.ts'
+import type { FrostSecret } from '@noble/curves/abstract/frost.js'
 import type { PrincipalId } from '../crypto/principal.ts'
 
 export const frost = ed25519_FROST
@@ -156,9 +157,55 @@ export function memberScalar(principal: PrincipalId): bigint {
  */
 export function checkEvaluation(commitments: GroupPoint[], to: PrincipalId, share: Uint8Array, what: string): bigint {
   const s = parseScalar(share, what, { nonZero: false })
-  if (!Point.BASE.multiplyUnsafe(s).equals(evaluateCommitments(commitments, memberScalar(to))))
+  if (!baseTimesSecret(s).equals(evaluateCommitments(commitments, memberScalar(to))))
     throw new Error('does not match its commitments')
   return s
+}
+
+/** B·s in constant time, for a secret s (a share, or a combination of shares); s may be zero. */
+export function baseTimesSecret(s: bigint): GroupPoint {
+  return s === 0n ? Point.ZERO : Point.BASE.multiply(s)
+}
+
+/**
+ * The first sender, in order, whose share s_j is not its polynomial at x (B·s_j ≠ Σ_k C_jk·x^k) —
+ * exactly what checking each alone finds: all of them in one randomly weighted equation
+ * (Σ r_j s_j)·B = Σ_j Σ_k (r_j x^k)·C_jk, and one by one only when that fails.
+ */
+export function firstBadEvaluation<M>(
+  received: Array<{ from: M; share: bigint; commitments: GroupPoint[] }>,
+  x: bigint
+): M | undefined {
+  if (received.length === 0) return undefined
+  let sum = 0n
+  const points: GroupPoint[] = []
+  const scalars: bigint[] = []
+  for (const { share, commitments } of received) {
+    const r = batchWeight()
+    sum = Fn.add(sum, Fn.mul(r, share))
+    points.push(...commitments)
+    scalars.push(...powers(x, commitments.length).map(p => Fn.mul(r, p)))
+  }
+  if (baseTimesSecret(sum).equals(publicMsm(points, scalars))) return undefined
+  for (const { from, share, commitments } of received) {
+    if (!baseTimesSecret(share).equals(evaluateCommitments(commitments, x))) return from
+  }
+  return undefined
+}
+
+/**
+ * noble's `validateSecret` (RFC 9591 Appendix C.2 vss_verify) over commitments already held as
+ * checked points: B·s = Σ C_k x^k for this member's share, and no commitment the identity (noble
+ * parses each again, with its subgroup check twice; points that are sums of checked points are in
+ * the subgroup already). Throws InvalidShareError / InvalidPointError.
+ */
+export function checkSecretShare(secret: FrostSecret, commitments: GroupPoint[]): void {
+  commitments.forEach((c, k) => {
+    if (c.is0()) throw new InvalidPointError(`commitment ${k}: the identity`)
+  })
+  const s = parseScalar(secret.signingShare, 'signing share', { nonZero: false })
+  if (!baseTimesSecret(s).equals(evaluateCommitments(commitments, identifierScalar(secret.identifier))))
+    throw new InvalidShareError('the share does not match the group’s commitments')
 }
 
 /** λ_i(at) over the set `xs` (distinct): the coefficient of f(x_i) when interpolating f(at). */

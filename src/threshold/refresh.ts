@@ -19,16 +19,17 @@
 import { InvalidShareError, NotEnoughSignersError } from './errors.ts'
 import {
   checkEvaluation,
+  checkSecretShare,
   evaluate,
   evaluateCommitments,
+  firstBadEvaluation,
   Fn,
-  frost,
   lagrange,
   memberIdentifier,
   memberScalar,
-  parsePoint,
   parseScalar,
   Point,
+  PointCache,
   randomScalar,
   scalarBytes
 } from './group.ts'
@@ -63,39 +64,74 @@ export function dealRefresh(pub: FrostPublic, members: PrincipalId[]): RefreshDe
 
 /**
  * Throws InvalidShareError (naming `from`) unless `share` is the dealt value for `to`; returns the
- * deal's commitments as points, constant term (zero) first.
+ * deal's commitments as points, constant term (zero) first. `points` holds points this node has
+ * checked already (a refresh checks each deal when it arrives and again when it applies them).
  */
-export function verifyRefreshShare(pub: FrostPublic, to: PrincipalId, received: ReceivedRefresh): GroupPoint[] {
+export function verifyRefreshShare(
+  pub: FrostPublic,
+  to: PrincipalId,
+  received: ReceivedRefresh,
+  points: PointCache = new PointCache()
+): GroupPoint[] {
   try {
-    if (received.commitments.length !== pub.signers.min - 1) throw new Error('wrong number of commitments')
-    const points = [Point.ZERO, ...received.commitments.map((c, i) => parsePoint(c, `commitment ${i + 1}`))]
-    checkEvaluation(points, to, received.share, 'refresh share')
-    return points
+    const parsed = refreshPoints(pub, received, points)
+    checkEvaluation(parsed, to, received.share, 'refresh share')
+    return parsed
   } catch (err) {
-    throw new InvalidShareError(
-      `the refresh share from ${received.from} is bad: ${(err as Error).message}`,
-      received.from
-    )
+    throw refreshError(received.from, err as Error)
   }
+}
+
+function refreshPoints(pub: FrostPublic, received: ReceivedRefresh, points: PointCache): GroupPoint[] {
+  if (received.commitments.length !== pub.signers.min - 1) throw new Error('wrong number of commitments')
+  return [Point.ZERO, ...received.commitments.map((c, i) => points.parse(c, `commitment ${i + 1}`))]
+}
+
+function refreshError(from: PrincipalId, err: Error): InvalidShareError {
+  return new InvalidShareError(`the refresh share from ${from} is bad: ${err.message}`, from)
 }
 
 /**
  * The refreshed key of member `self`, from the deals of every member (its own included): a new
- * share, the same group key, and the public verifying shares and commitments moved along.
+ * share, the same group key, and the public verifying shares and commitments moved along. Every
+ * deal is checked (the first bad one, in order, is named) — all shares in one weighted equation,
+ * one by one only if it fails.
  */
-export function applyRefresh(key: Key, self: PrincipalId, members: PrincipalId[], deals: ReceivedRefresh[]): Key {
+export function applyRefresh(
+  key: Key,
+  self: PrincipalId,
+  members: PrincipalId[],
+  deals: ReceivedRefresh[],
+  points: PointCache = new PointCache()
+): Key {
   const pub = key.public
   if (new Set(deals.map(d => d.from)).size !== members.length || !deals.every(d => members.includes(d.from))) {
     throw new NotEnoughSignersError('a refresh needs exactly one deal from every member')
   }
+  const parsed: Array<{ from: PrincipalId; share: bigint; commitments: GroupPoint[] }> = []
+  let malformed: InvalidShareError | undefined
+  for (const deal of deals) {
+    try {
+      const commitments = refreshPoints(pub, deal, points)
+      parsed.push({ from: deal.from, share: parseScalar(deal.share, 'refresh share', { nonZero: false }), commitments })
+    } catch (err) {
+      malformed = refreshError(deal.from, err as Error)
+      break
+    }
+  }
+  const culprit = firstBadEvaluation(parsed, memberScalar(self))
+  if (culprit != null) throw refreshError(culprit, new Error('does not match its commitments'))
+  if (malformed != null) throw malformed
   let share = parseScalar(key.secret.signingShare, 'signing share')
   const added = Array.from({ length: pub.signers.min }, () => Point.ZERO)
-  for (const deal of deals) {
-    const points = verifyRefreshShare(pub, self, deal)
-    share = Fn.add(share, parseScalar(deal.share, 'refresh share', { nonZero: false }))
-    for (let k = 1; k < points.length; k++) added[k] = added[k].add(points[k])
+  for (const deal of parsed) {
+    share = Fn.add(share, deal.share)
+    for (let k = 1; k < deal.commitments.length; k++) added[k] = added[k].add(deal.commitments[k])
   }
-  const commitments = pub.commitments.map((c, k) => (k === 0 ? c : Point.fromBytes(c).add(added[k]).toBytes()))
+  // checked here (noble's validateSecret checked the sums instead): sums of subgroup points stay in it
+  const before = pub.commitments.map((c, k) => points.parse(c, `group commitment ${k}`))
+  const after = before.map((c, k) => (k === 0 ? c : c.add(added[k])))
+  const commitments = after.map((c, k) => (k === 0 ? pub.commitments[0] : c.toBytes()))
   const verifyingShares = Object.fromEntries(
     members.map(m => {
       const id = memberIdentifier(m)
@@ -115,7 +151,7 @@ export function applyRefresh(key: Key, self: PrincipalId, members: PrincipalId[]
     },
     secret: { identifier: key.secret.identifier, signingShare: scalarBytes(share) }
   }
-  frost.validateSecret(fresh.secret, fresh.public)
+  checkSecretShare(fresh.secret, after)
   return fresh
 }
 
@@ -152,11 +188,19 @@ export function sumRepairShares(pieces: Uint8Array[]): Uint8Array<ArrayBuffer> {
 }
 
 /** Repair, step 3 at the member: its share again, checked against its public verifying share. */
-export function recoverShare(pub: FrostPublic, lost: PrincipalId, sums: Uint8Array[]): Key {
+export function recoverShare(
+  pub: FrostPublic,
+  lost: PrincipalId,
+  sums: Uint8Array[],
+  points: PointCache = new PointCache()
+): Key {
   if (sums.length < pub.signers.min) throw new NotEnoughSignersError(`${pub.signers.min} helpers' sums are needed`)
   const secret = { identifier: memberIdentifier(lost), signingShare: sumRepairShares(sums) }
   try {
-    frost.validateSecret(secret, pub)
+    checkSecretShare(
+      secret,
+      pub.commitments.map((c, k) => points.parse(c, `group commitment ${k}`))
+    )
   } catch {
     throw new InvalidShareError('the repaired share does not match the group: a helper sent a bad sum')
   }

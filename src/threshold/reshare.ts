@@ -18,16 +18,18 @@
 import { EquivocationError, InvalidShareError, NotEnoughSignersError } from './errors.ts'
 import {
   checkEvaluation,
+  checkSecretShare,
   evaluate,
   evaluateCommitments,
+  firstBadEvaluation,
   Fn,
-  frost,
   lagrange,
   memberIdentifier,
   memberScalar,
-  parsePoint,
+  parseCurvePoint,
   parseScalar,
   Point,
+  PointCache,
   randomScalar,
   scalarBytes
 } from './group.ts'
@@ -82,30 +84,54 @@ export function dealReshare(
 /**
  * Throws InvalidShareError naming the dealer unless its constant commitment is λ·Y of its old
  * verifying share and `share` is its polynomial at `to`; returns the commitments as points.
+ * `points` holds points this node has checked already (the old package's, for one).
  */
 export function verifyReshareShare(
   oldPub: FrostPublic,
   dealers: PrincipalId[],
   to: PrincipalId,
   threshold: number,
-  received: ReceivedReshare
+  received: ReceivedReshare,
+  points: PointCache = new PointCache()
 ): GroupPoint[] {
   try {
-    if (received.commitments.length !== threshold) throw new Error(`${threshold} commitments expected`)
-    const points = received.commitments.map((c, i) => parsePoint(c, `commitment ${i}`))
-    const verifying = Point.fromBytes(oldPub.verifyingShares[memberIdentifier(received.from)])
-    if (!points[0].equals(verifying.multiply(lagrange(dealers.map(memberScalar), memberScalar(received.from)))))
-      throw new Error('its constant term is not its weighted share of the group key')
-    checkEvaluation(points, to, received.share, 'reshare share')
-    return points
+    const parsed = resharePoints(oldPub, dealers, threshold, received, points)
+    checkEvaluation(parsed, to, received.share, 'reshare share')
+    return parsed
   } catch (err) {
-    throw new InvalidShareError(`the reshare deal of ${received.from} is bad: ${(err as Error).message}`, received.from)
+    throw reshareError(received.from, err as Error)
   }
+}
+
+function reshareError(from: PrincipalId, err: Error): InvalidShareError {
+  return new InvalidShareError(`the reshare deal of ${from} is bad: ${err.message}`, from)
+}
+
+/** A deal's commitments as points, the constant one checked against its dealer's weighted verifying share. */
+function resharePoints(
+  oldPub: FrostPublic,
+  dealers: PrincipalId[],
+  threshold: number,
+  received: ReceivedReshare,
+  points: PointCache
+): GroupPoint[] {
+  if (received.commitments.length !== threshold) throw new Error(`${threshold} commitments expected`)
+  // the constant term must EQUAL λ·Y, a point of the prime-order subgroup: that equality is its
+  // subgroup check; every other commitment gets the full one
+  const parsed = received.commitments.map((c, i) =>
+    i === 0 ? parseCurvePoint(c, 'commitment 0') : points.parse(c, `commitment ${i}`)
+  )
+  const verifying = points.parse(oldPub.verifyingShares[memberIdentifier(received.from)], 'verifying share')
+  if (!parsed[0].equals(verifying.multiplyUnsafe(lagrange(dealers.map(memberScalar), memberScalar(received.from)))))
+    throw new Error('its constant term is not its weighted share of the group key')
+  return parsed
 }
 
 /**
  * New member `self`'s key in the reshared group: its share, the unchanged group key, the new
- * commitments and every new member's verifying share. Needs exactly one deal from each dealer.
+ * commitments and every new member's verifying share. Needs exactly one deal from each dealer;
+ * the first bad one, in order, is named (all shares checked in one weighted equation, one by one
+ * only if it fails).
  */
 export function combineReshare(
   oldPub: FrostPublic,
@@ -113,24 +139,39 @@ export function combineReshare(
   self: PrincipalId,
   members: PrincipalId[],
   threshold: number,
-  received: ReceivedReshare[]
+  received: ReceivedReshare[],
+  points: PointCache = new PointCache()
 ): Key {
   checkDealers(oldPub, dealers)
   if (new Set(received.map(r => r.from)).size !== dealers.length || !received.every(r => dealers.includes(r.from)))
     throw new NotEnoughSignersError('a resharing needs exactly one deal from every dealer')
+  const parsed: Array<{ from: PrincipalId; share: bigint; commitments: GroupPoint[] }> = []
+  let malformed: InvalidShareError | undefined
+  for (const r of received) {
+    try {
+      const commitments = resharePoints(oldPub, dealers, threshold, r, points)
+      parsed.push({ from: r.from, share: parseScalar(r.share, 'reshare share', { nonZero: false }), commitments })
+    } catch (err) {
+      malformed = reshareError(r.from, err as Error)
+      break
+    }
+  }
+  const culprit = firstBadEvaluation(parsed, memberScalar(self))
+  if (culprit != null) throw reshareError(culprit, new Error('does not match its commitments'))
+  if (malformed != null) throw malformed
   let share = 0n
   const sum = Array.from({ length: threshold }, () => Point.ZERO)
-  for (const r of received) {
-    const points = verifyReshareShare(oldPub, dealers, self, threshold, r)
-    share = Fn.add(share, parseScalar(r.share, 'reshare share', { nonZero: false }))
-    for (let k = 0; k < threshold; k++) sum[k] = sum[k].add(points[k])
+  for (const r of parsed) {
+    share = Fn.add(share, r.share)
+    for (let k = 0; k < threshold; k++) sum[k] = sum[k].add(r.commitments[k])
   }
   // each constant term was checked against its dealer's verifying share: together they are the group key
   const key: Key = {
     public: resharedPublic(oldPub.commitments[0], members, threshold, sum),
     secret: { identifier: memberIdentifier(self), signingShare: scalarBytes(share) }
   }
-  frost.validateSecret(key.secret, key.public)
+  // sums of checked points: in the subgroup; noble's validateSecret would re-check each
+  checkSecretShare(key.secret, sum)
   return key
 }
 

@@ -97,7 +97,7 @@ import {
   WrongEpochError,
   WrongSessionError
 } from './errors.ts'
-import { memberIdentifier, parsePoint } from './group.ts'
+import { memberIdentifier, parsePoint, PointCache } from './group.ts'
 import type { GroupPoint } from './group.ts'
 import {
   checkRetirement,
@@ -1115,8 +1115,10 @@ class ClusterService implements Cluster, Startable {
     // our own deal in the list must be the one we made: a coordinator cannot show others another
     if (!deals.some(d => equalBytes(d, run.deal)))
       throw new EquivocationError('the refresh does not carry this member’s deal')
-    const received = await openDeals(state, this.self, this.seed(), run.session, deals, run.own)
-    const key = applyRefresh(state.key, this.self, state.members, received)
+    // the deals' points are checked once, when opened, and reused when applied
+    const points = new PointCache()
+    const received = await openDeals(state, this.self, this.seed(), run.session, deals, run.own, points)
+    const key = applyRefresh(state.key, this.self, state.members, received, points)
     const staged: ClusterState = { ...state, epoch: state.epoch + 1, key }
     await this.store.save('staged', encodeClusterState(staged))
     run.staged = staged
@@ -1346,11 +1348,12 @@ class ClusterService implements Cluster, Startable {
     if (held != null && held.epoch > pkg.epoch)
       throw new WrongEpochError(`this member holds share generation ${held.epoch}, newer than ${pkg.epoch}`)
     if (held != null && held.epoch === pkg.epoch) this.checkOwnPackage(held, pkg)
-    const pub = packagePublic(pkg)
+    const points = new PointCache()
+    const pub = packagePublic(pkg, points)
     const sums = await openRepairSums(pkg, this.self, this.seed(), request.session, request.sums)
     await this.checkVouchers(sums.helpers, from)
     // the rebuilt share must be the one the group's verifying share commits to
-    const key = recoverShare(pub, this.self, sums.values)
+    const key = recoverShare(pub, this.self, sums.values, points)
     await this.keep({ members, threshold: pkg.threshold, epoch: pkg.epoch, key })
     this.log('share of %s repaired at generation %d', clusterPrincipal(this.state as ClusterState), pkg.epoch)
     return { v: 1, type: 'repaired', epoch: pkg.epoch }
@@ -1398,7 +1401,17 @@ class ClusterService implements Cluster, Startable {
     const own = run.dealt?.own == null ? undefined : { deal: run.dealt.deal, piece: run.dealt.own }
     const received = await openReshareDeals(pkg, this.self, this.seed(), request.session, plan, request.deals, own)
     await this.checkVouchers(plan.dealers, from)
-    const key = combineReshare(packagePublic(pkg), plan.dealers, this.self, plan.members, plan.threshold, received)
+    // the old package's points are checked once and reused for every deal's constant term
+    const points = new PointCache()
+    const key = combineReshare(
+      packagePublic(pkg, points),
+      plan.dealers,
+      this.self,
+      plan.members,
+      plan.threshold,
+      received,
+      points
+    )
     const staged: ClusterState = { members: plan.members, threshold: plan.threshold, epoch: pkg.epoch + 1, key }
     const digest = packageDigest(publicPackage(staged))
     await this.store.save('staged', encodeClusterState(staged))

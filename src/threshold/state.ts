@@ -17,7 +17,7 @@ import { MAX_GROUP_MEMBERS } from '../../protocols/dkg/codec.ts'
 import { isPrincipalId, principalId } from '../crypto/principal.ts'
 import { checkGroupParams } from './dealer.ts'
 import { ThresholdError } from './errors.ts'
-import { frost, memberIdentifier, parsePoint, parseScalar } from './group.ts'
+import { frost, memberIdentifier, parsePoint, parseScalar, PointCache } from './group.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { PublicPackage } from '../../protocols/reshare/codec.ts'
 import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js'
@@ -145,15 +145,16 @@ export function publicPackage(state: ClusterState): PublicPackage {
 }
 
 /**
- * A received package as noble's FrostPublic, every point checked; throws InvalidPointError or
- * RangeError (bad parameters). The package's shape was checked by its codec.
+ * A received package as noble's FrostPublic, every point checked (and kept in `points`, for what
+ * checks the same package next); throws InvalidPointError or RangeError (bad parameters). The
+ * package's shape was checked by its codec.
  */
-export function packagePublic(p: PublicPackage): FrostPublic {
+export function packagePublic(p: PublicPackage, points: PointCache = new PointCache()): FrostPublic {
   checkGroupParams(p.members as PrincipalId[], p.threshold)
   if (p.commitments.length !== p.threshold || p.verifyingShares.length !== p.members.length)
     throw new RangeError('a package has t commitments and one verifying share per member')
-  p.commitments.forEach((c, i) => parsePoint(c, `package commitment ${i}`))
-  p.verifyingShares.forEach((c, i) => parsePoint(c, `package verifying share ${i}`))
+  p.commitments.forEach((c, i) => points.parse(c, `package commitment ${i}`))
+  p.verifyingShares.forEach((c, i) => points.parse(c, `package verifying share ${i}`))
   return {
     signers: { min: p.threshold, max: p.members.length },
     commitments: p.commitments,
