@@ -23,7 +23,7 @@ import { hkdf } from '@noble/hashes/hkdf.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { concatBytes } from '@noble/hashes/utils.js'
 import { AGENT_NAME_PATTERN } from '../../protocols/frost/codec.ts'
-import { nobleEd25519 } from '../crypto/ed25519.ts'
+import { ed25519 } from '../crypto/ed25519.ts'
 import { principalId } from '../crypto/principal.ts'
 import { combinePartials, proveDleq, verifyDleq } from './dleq.ts'
 import { InvalidAgentNameError, InvalidPointError, InvalidShareError, NotEnoughSignersError } from './errors.ts'
@@ -154,7 +154,7 @@ export function combineDerivation(pub: FrostPublic, kind: string, id: string, sh
   return seedFromPartials(pub, kind, id, verified)
 }
 
-/** The agent's principal: the Ed25519 public key of its seed. */
+/** The agent’s principal: the Ed25519 public key of its seed (through the platform’s back end). */
 export async function agentPrincipal(seed: Uint8Array): Promise<PrincipalId> {
-  return principalId(await nobleEd25519.publicKey(seed))
+  return principalId(await (await ed25519()).publicKey(seed))
 }
