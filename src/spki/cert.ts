@@ -310,6 +310,8 @@ export function parseCert(s: Sexp): Cert {
   if (!sexpEquals(certToSexp(cert), s)) {
     fail('a certificate must be in its one canonical shape (field order, no display hints; see protocols/spki)')
   }
+  // its one encoding, which its signature and its hash (for CRLs) cover, written once
+  canonicalOf.set(cert, encodeCanonical(s))
   return cert
 }
 
@@ -330,16 +332,26 @@ export function parseSignedCert(s: Sexp): SignedCert {
 // ---------------------------------------------------------------- signing
 
 /**
- * What each certificate object signs, encoded once: certificates are values, never changed after
- * they are made or parsed (the same holds for `certHash` in crl.ts), so a chain checked again
- * costs no re-encoding.
+ * Each certificate object's canonical encoding, written once: certificates are values, never
+ * changed after they are made or parsed, so a chain checked again costs no re-encoding.
  */
+const canonicalOf = new WeakMap<Cert, Uint8Array>()
 const signingBytesOf = new WeakMap<Cert, Uint8Array>()
+
+/** The canonical (cert …) bytes: what the signature covers (after its domain) and CRLs hash. Shared: read only. */
+export function canonicalCert(cert: Cert): Uint8Array {
+  let bytes = canonicalOf.get(cert)
+  if (bytes == null) {
+    bytes = encodeCanonical(certToSexp(cert))
+    canonicalOf.set(cert, bytes)
+  }
+  return bytes
+}
 
 export function certSigningBytes(cert: Cert): Uint8Array {
   let bytes = signingBytesOf.get(cert)
   if (bytes == null) {
-    bytes = signedBytes(CERT_DOMAIN, encodeCanonical(certToSexp(cert)))
+    bytes = signedBytes(CERT_DOMAIN, canonicalCert(cert))
     signingBytesOf.set(cert, bytes)
   }
   return bytes

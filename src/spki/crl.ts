@@ -18,7 +18,7 @@ import { base16 } from 'multiformats/bases/base16'
 import { signedBytes } from '../../protocols/signing.ts'
 import { ed25519, SIGNATURE_LENGTH } from '../crypto/ed25519.ts'
 import { principalId, principalPublicKey } from '../crypto/principal.ts'
-import { certToSexp, publicKeySexp, spkiTime } from './cert.ts'
+import { canonicalCert, publicKeySexp, spkiTime } from './cert.ts'
 import { InvalidCrlError, RevalidationRequiredError, RevokedCertError } from './errors.ts'
 import { atomBytes, atomText, encodeCanonical, isList } from './sexp.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
@@ -84,7 +84,7 @@ const hashes = new WeakMap<SignedCert['cert'], Uint8Array>()
 export function certHash(signed: SignedCert): Uint8Array {
   let hash = hashes.get(signed.cert)
   if (hash == null) {
-    hash = sha256(encodeCanonical(certToSexp(signed.cert)))
+    hash = sha256(canonicalCert(signed.cert))
     hashes.set(signed.cert, hash)
   }
   return hash

@@ -94,37 +94,55 @@ export function sexpEquals(a: Sexp, b: Sexp): boolean {
 // ---------------------------------------------------------------- canonical
 
 export function encodeCanonical(s: Sexp): Uint8Array {
-  const parts: Uint8Array[] = []
+  // measured first, then written into one buffer: no intermediate parts, no text encoding
+  const out = new Uint8Array(canonicalLength(s))
+  let offset = 0
+  const writeLength = (n: number): void => {
+    const digits = String(n)
+    for (let i = 0; i < digits.length; i++) out[offset++] = digits.charCodeAt(i)
+    out[offset++] = 0x3a // ':'
+  }
+  const writeBytes = (bytes: Uint8Array): void => {
+    if (bytes.length > 16) out.set(bytes, offset)
+    else for (let i = 0; i < bytes.length; i++) out[offset + i] = bytes[i]
+    offset += bytes.length
+  }
   const write = (x: Sexp): void => {
     if (isList(x)) {
-      parts.push(OPEN)
+      out[offset++] = 0x28 // '('
       for (const item of x) write(item)
-      parts.push(CLOSE)
+      out[offset++] = 0x29 // ')'
       return
     }
     if (!(x instanceof Uint8Array)) {
-      parts.push(BRACKET_OPEN, lengthPrefix(x.hint.length), x.hint, BRACKET_CLOSE)
+      out[offset++] = 0x5b // '['
+      writeLength(x.hint.length)
+      writeBytes(x.hint)
+      out[offset++] = 0x5d // ']'
     }
     const bytes = atomBytes(x)
-    parts.push(lengthPrefix(bytes.length), bytes)
+    writeLength(bytes.length)
+    writeBytes(bytes)
   }
   write(s)
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let offset = 0
-  for (const p of parts) {
-    out.set(p, offset)
-    offset += p.length
-  }
   return out
 }
 
-const OPEN = Uint8Array.of(0x28)
-const CLOSE = Uint8Array.of(0x29)
-const BRACKET_OPEN = Uint8Array.of(0x5b)
-const BRACKET_CLOSE = Uint8Array.of(0x5d)
+/** Decimal digits of a length. */
+function digitCount(n: number): number {
+  return n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : String(n).length
+}
 
-function lengthPrefix(n: number): Uint8Array {
-  return utf8.encode(`${n}:`)
+/** How many bytes the canonical encoding of `s` takes. */
+function canonicalLength(s: Sexp): number {
+  if (isList(s)) {
+    let n = 2
+    for (const item of s) n += canonicalLength(item)
+    return n
+  }
+  const bytes = atomBytes(s)
+  const hinted = s instanceof Uint8Array ? 0 : 3 + digitCount(s.hint.length) + s.hint.length
+  return hinted + digitCount(bytes.length) + 1 + bytes.length
 }
 
 /** Decodes the canonical form strictly: no whitespace, no leading zeros, nothing after the end. */
