@@ -340,7 +340,7 @@ class Node implements CyberspaceNode {
     this.stateService = new StateService(
       {
         libp2p: this.helia.libp2p,
-        blockstore: this.helia.blockstore,
+        blockstore: this.options.blockstore,
         datastore: this.options.datastore,
         signer: await seedSigner(this.options.privateKey.raw),
         logger: this.helia.logger

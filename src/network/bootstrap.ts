@@ -37,7 +37,11 @@ export interface BootstrapInit {
   targetConnections?: number
   /** How long one dial may take in ms. Default 10 s. */
   dialTimeout?: number
-  /** How often to look for known but unconnected peers to dial, in ms. Default 5 s. */
+  /**
+   * How often to look through the peer store for known but unconnected peers to dial while below
+   * targetConnections, in ms. Doubles, up to 5 minutes, each time a look finds no one new; a
+   * discovery or a lost connection brings it back. Default 5 s.
+   */
   sweepInterval?: number
   /**
    * How often to walk the DHT (query a random key) for peers while below targetConnections, in ms.
@@ -109,6 +113,10 @@ const MAX_CANDIDATE_FAILURES = 8
 const GIVE_UP_MS = 600_000
 /** Longest pause between two DHT walks. */
 const MAX_WALK_INTERVAL = 300_000
+/** Longest pause between two looks through the peer store. */
+const MAX_SWEEP_INTERVAL = 300_000
+/** Shortest pause before the sweep timer wakes for a candidate's retry. */
+const CANDIDATE_WAKE_MS = 1_000
 /** Most discovered peers remembered for dialling. */
 const MAX_CANDIDATES = 1024
 /** How many discovered peers are dialled at once. */
@@ -140,7 +148,13 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
   /** Peers that failed MAX_CANDIDATE_FAILURES dials, until when they are left alone. */
   private readonly gaveUp = new Map<string, number>()
   private readonly dialing = new Set<string>()
-  private sweepTimer?: ReturnType<typeof setInterval>
+  private sweepTimer?: ReturnType<typeof setTimeout>
+  /** The pause before the next look through the peer store (grows while looks find no one new). */
+  private sweepDelay = 0
+  /** When the next look through the peer store is due (ms since the epoch). */
+  private nextScanAt = 0
+  /** When the sweep timer fires (ms since the epoch). */
+  private sweepAt = Infinity
   private running = false
   private shutdown = new AbortController()
 
@@ -178,9 +192,9 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
   /** Dialling starts once the whole node has started, so every protocol is registered first. */
   afterStart(): void {
     for (const target of this.targets) this.schedule(target, 0)
-    this.sweepTimer = setInterval(() => {
-      this.sweep()
-    }, this.sweepInterval)
+    this.sweepDelay = this.sweepInterval
+    this.nextScanAt = Date.now() + this.sweepDelay
+    this.scheduleSweep()
     void this.walkLoop(this.shutdown.signal)
   }
 
@@ -189,7 +203,8 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     this.shutdown.abort()
     this.components.events.removeEventListener('peer:disconnect', this.onDisconnect)
     this.components.events.removeEventListener('peer:discovery', this.onDiscovery)
-    clearInterval(this.sweepTimer)
+    clearTimeout(this.sweepTimer)
+    this.sweepAt = Infinity
     for (const target of this.targets) clearTimeout(target.timer)
     this.candidates.clear()
     this.gaveUp.clear()
@@ -257,6 +272,8 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
         this.schedule(target, stable ? this.minBackoff : this.backoff(target.failures))
       }
     }
+    // a lost connection leaves room: the peer store is looked through soon again
+    this.sweepSoon()
   }
 
   private onDiscovery(evt: CustomEvent<{ id: PeerId }>): void {
@@ -264,6 +281,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     this.gaveUp.delete(evt.detail.id.toString())
     this.addCandidate(evt.detail.id, true)
     this.pump()
+    this.sweepSoon()
   }
 
   /**
@@ -290,23 +308,80 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     return true
   }
 
+  /** Looks through the peer store at the shortest pause again (something changed). */
+  private sweepSoon(): void {
+    if (!this.running) return
+    this.sweepDelay = this.sweepInterval
+    this.nextScanAt = Math.min(this.nextScanAt, Date.now() + this.sweepDelay)
+    this.scheduleSweep()
+  }
+
+  /**
+   * Arms the sweep timer for the next look through the peer store or the next candidate due for a
+   * retry, whichever comes first: an idle node at rest wakes at most every MAX_SWEEP_INTERVAL.
+   */
+  private scheduleSweep(): void {
+    if (!this.running) return
+    let at = this.nextScanAt
+    const now = Date.now()
+    // a candidate due for a retry, when pump() could dial it (below the target, a dial slot free);
+    // never sooner than a second from now, so nothing here can spin
+    if (
+      this.dialing.size < DISCOVERY_DIAL_CONCURRENCY &&
+      this.components.connectionManager.getConnections().length < this.targetConnections
+    ) {
+      for (const [key, candidate] of this.candidates) {
+        if (!this.dialing.has(key)) at = Math.min(at, Math.max(candidate.nextAt, now + CANDIDATE_WAKE_MS))
+      }
+    }
+    if (at >= this.sweepAt) return
+    clearTimeout(this.sweepTimer)
+    this.sweepAt = at
+    this.sweepTimer = setTimeout(
+      () => {
+        this.sweepAt = Infinity
+        this.sweep()
+      },
+      Math.max(0, at - Date.now())
+    )
+  }
+
   private sweep(): void {
+    if (!this.running) return
+    const now = Date.now()
     // at the target, pump() dials nothing: do not read the peer store for it
-    if (this.components.connectionManager.getConnections().length >= this.targetConnections) return
+    const below = this.components.connectionManager.getConnections().length < this.targetConnections
+    if (now < this.nextScanAt || !below) {
+      if (now >= this.nextScanAt) this.backOffScan(0)
+      this.pump()
+      this.scheduleSweep()
+      return
+    }
     void this.components.peerStore.all({ limit: MAX_CANDIDATES }).then(
       peers => {
+        let fresh = 0
         for (const peer of peers) {
           const dialable = peer.addresses.some(
             a => this.components.transportManager.dialTransportForMultiaddr(a.multiaddr) != null
           )
-          if (dialable) this.addCandidate(peer.id, false)
+          if (dialable && this.addCandidate(peer.id, false)) fresh++
         }
+        this.backOffScan(fresh)
         this.pump()
+        this.scheduleSweep()
       },
       err => {
         this.log.error('could not list peers - %e', err)
+        this.backOffScan(0)
+        this.scheduleSweep()
       }
     )
+  }
+
+  /** The next look through the peer store: at the shortest pause after one that found someone, else twice the last. */
+  private backOffScan(fresh: number): void {
+    this.sweepDelay = fresh > 0 ? this.sweepInterval : Math.min(this.sweepDelay * 2, MAX_SWEEP_INTERVAL)
+    this.nextScanAt = Date.now() + this.sweepDelay
   }
 
   /** Dials due candidates, a few at a time, while we hold fewer than targetConnections. */
@@ -338,6 +413,8 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
         this.candidates.delete(key)
         this.gaveUp.set(key, Date.now() + GIVE_UP_MS)
       }
+      // the retry is due before the next look, perhaps: the timer wakes for it
+      this.scheduleSweep()
       this.log.trace('could not dial discovered peer %p - %e', candidate.id, err)
     } finally {
       this.dialing.delete(key)
