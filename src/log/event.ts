@@ -65,20 +65,22 @@ export async function signSnapshot(
  */
 function eventWithSignature(body: Uint8Array, event: Event): Uint8Array {
   const tail = dagCbor.encode({ author: event.author, parents: event.parents })
-  const sigEntry = dagCbor.encode({ sig: event.sig })
-  // one-byte map headers: 6 entries unsigned, 7 signed; `tail` and `sigEntry` have 2 and 1
-  const rest = tail.length - 1
-  const at = body.length - rest
-  if (body[0] !== 0xa6 || tail[0] !== 0xa2 || sigEntry[0] !== 0xa1 || at < 1 || !sameBytes(body, at, tail, 1)) {
+  // one-byte map headers: 6 entries unsigned, 7 signed, 2 in `tail`
+  const at = body.length - (tail.length - 1)
+  if (body[0] !== 0xa6 || tail[0] !== 0xa2 || event.sig.length !== 64 || at < 1 || !sameBytes(body, at, tail, 1)) {
     return encodeEvent(event)
   }
-  const out = new Uint8Array(body.length + sigEntry.length - 1)
+  const out = new Uint8Array(body.length + SIG_ENTRY.length + 64)
   out[0] = 0xa7
   out.set(body.subarray(1, at), 1)
-  out.set(sigEntry.subarray(1), at)
-  out.set(body.subarray(at), at + sigEntry.length - 1)
+  out.set(SIG_ENTRY, at)
+  out.set(event.sig, at + SIG_ENTRY.length)
+  out.set(body.subarray(at), at + SIG_ENTRY.length + 64)
   return out
 }
+
+/** The dag-cbor of the key `sig` (a 3-byte text) and the head of its value (a 64-byte byte string). */
+const SIG_ENTRY = Uint8Array.of(0x63, 0x73, 0x69, 0x67, 0x58, 0x40)
 
 /** Whether `a` from `aStart` holds the same bytes as `b` from `bStart`, to their ends. */
 function sameBytes(a: Uint8Array, aStart: number, b: Uint8Array, bStart: number): boolean {
