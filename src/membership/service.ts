@@ -302,6 +302,8 @@ interface MemberRecord {
   update: Update
   since: number
   lastHeard: number
+  /** When it last asked this node something (a ping, ping-req or sync) and got its answer, ms. */
+  lastAsked?: number
   suspicion?: Suspicion
 }
 
@@ -1067,7 +1069,18 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   private async probeRound(): Promise<void> {
     this.reap()
     const target = this.nextTarget()
-    if (target != null) await this.probe(target)
+    if (target == null) return
+    // A member alive here that asked this node something within the last interval has shown, as
+    // recently as a probe would, that it is up and that both ways between us work: its turn
+    // passes. (Two members probing each other make one probe per interval between them instead of
+    // two.) That answer left this node in time, the same word of its own health an ack gives.
+    // A member that falls silent is probed at its next turn: at most one interval later.
+    const interval = this.awareness.scale(this.opts.probeInterval)
+    if (target.state === 'alive' && target.lastAsked != null && this.now() - target.lastAsked < interval) {
+      this.awareness.apply(-1)
+      return
+    }
+    await this.probe(target)
   }
 
   /** Probes `principal` outside the round robin (a lost connection, another member's accusation), if not probed lately. */
@@ -1320,7 +1333,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     if (msg.target !== this.self) throw new WrongTargetError(`this node is ${this.self}, not ${msg.target}`)
     await this.admit(remote, msg.updates)
     await this.receive(msg.updates, remote)
-    this.touch(remote)
+    this.touch(remote, true)
     if (this.leaving && this.ownAlive != null && this.ownLeft != null) {
       return { v: 1, type: 'ack', updates: [this.ownAlive, this.ownLeft] }
     }
@@ -1333,7 +1346,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   ): Promise<SwimAnswer> {
     await this.admit(remote, msg.updates)
     await this.receive(msg.updates, remote)
-    this.touch(remote)
+    this.touch(remote, true)
     const target = this.view.get(msg.target as PrincipalId)
     // only members alive or suspect here are probed for others: a dead or left one's addresses are not dialled on request
     if (target == null || !this.active || target.principal === this.self) return { v: 1, type: 'nack', updates: [] }
@@ -1349,14 +1362,16 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   private async answerSync(updates: Update[], remote: PeerId): Promise<SwimAnswer> {
     await this.admit(remote, updates)
     await this.receive(updates, remote)
-    this.touch(remote)
+    this.touch(remote, true)
     this.lastSync.set(remote.toString(), this.now())
     return { v: 1, type: 'sync', updates: this.state() }
   }
 
-  private touch(remote: PeerId): void {
+  private touch(remote: PeerId, asked = false): void {
     const record = this.view.get(principalFromPeerId(remote))
-    if (record != null) record.lastHeard = this.now()
+    if (record == null) return
+    record.lastHeard = this.now()
+    if (asked) record.lastAsked = record.lastHeard
   }
 
   /**
