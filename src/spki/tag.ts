@@ -293,9 +293,17 @@ function normalizeSet(items: Tag[]): Tag[] {
   return sorted.filter((x, i) => !sorted.some((y, j) => j !== i && tagImplies(y, x) && (j < i || !tagImplies(x, y))))
 }
 
-/** A string identifying a tag's canonical encoding (for sorting and equality). */
+/** Each tag object's key (tags are values, never changed once made). */
+const keys = new WeakMap<Tag, string>()
+
+/** A string identifying a tag's canonical encoding (for sorting and equality). Computed once per tag object. */
 export function tagKey(tag: Tag): string {
-  return base16.baseEncode(encodeCanonical(tagToSexp(tag)))
+  let key = keys.get(tag)
+  if (key == null) {
+    key = base16.baseEncode(encodeCanonical(tagToSexp(tag)))
+    keys.set(tag, key)
+  }
+  return key
 }
 
 /** Each tag object's normal key (tags are values, never changed once made). */
