@@ -264,6 +264,8 @@ const MAX_CONFIRMED = 4096
 const MAX_FOLLOWERS = 8
 /** This node's latest own event blocks kept in memory, so a push or a `want` does not read them back from the store. */
 const MAX_RECENT_BLOCKS = 256
+/** Largest block kept among them (so they hold at most 4 MiB). */
+const MAX_RECENT_BLOCK_BYTES = 16 * 1024
 /** How long after a peer's last push of a document its gossip announcements of it wait, in ms, before they are joined. */
 const PUSH_GRACE = 1000
 /** Shortest time between two gossip announcements of one document, in ms (see `announce`). */
@@ -857,7 +859,8 @@ export class StateService implements State {
     log.addEventListener('change', e => {
       const { local, bytes, cid, parents } = e.detail
       if (!local || bytes == null) return
-      this.recentBlocks.set(cid.toString(), { bytes, parents: parents ?? [] })
+      if (bytes.length <= MAX_RECENT_BLOCK_BYTES)
+        this.recentBlocks.set(cid.toString(), { bytes, parents: parents ?? [] })
       this.announce(open, cid, bytes)
       this.pushToFollowers(open)
     })
@@ -1106,7 +1109,20 @@ export class StateService implements State {
       const refused = this.pushRefused.get(`${open.name} ${peer}`)
       return (refused == null || refused < now) && libp2p.getConnections(peer).length > 0
     })
-    if (peers.length > 0) this.replicatorOf(open.name).nudge(peers)
+    if (peers.length === 0) return
+    // a push carries events: only to peers that may read the document now (the decision is cached
+    // until the ACL, CRLs or certificates change, so one whose grant was revoked is dropped here)
+    void this.readers(open.name, peers).then(allowed => {
+      if (allowed.length > 0 && this.docs.get(open.name) === open) this.replicatorOf(open.name).nudge(allowed)
+    })
+  }
+
+  /** Those of `peers` that may read document `name` here; the others stop being its followers. */
+  private async readers(name: string, peers: PeerId[]): Promise<PeerId[]> {
+    const allowed = await Promise.all(peers.map(async p => await this.mayRead(p, name, this.shutdown.signal)))
+    const open = this.docs.get(name)
+    for (let i = 0; i < peers.length; i++) if (!allowed[i]) open?.followers.delete(peers[i].toString())
+    return peers.filter((_, i) => allowed[i])
   }
 
   /** Remembers `peer` as a follower of document `name`: it holds it and may read it here. */

@@ -67,4 +67,20 @@ describe('the state service: pushing new events to followers', function () {
     await waitUntil('the deaf follower holds all 10 writes', () => copy.get('p9') === 9, 10_000)
     assert.deepEqual(copy.value(), doc.value())
   })
+
+  it('a follower whose read grant is removed gets no more pushes', async () => {
+    const doc = await writer.state.open('diary', 'or-map')
+    const copy = await deaf.state.open('diary', 'or-map')
+    const reader = principalFromPeerId(deaf.peerId)
+    await writer.spki.addAclEntry(reader, tag('(cyberspace (log (read diary)))'))
+    await deaf.state.sync(writer.peerId)
+    await doc.set('before', 1)
+    await waitUntil('the follower got the write made while it could read', () => copy.get('before') === 1, 10_000)
+    assert.equal(await writer.spki.removeAclEntry(reader), true)
+    await doc.set('after', 2)
+    // a push would land within milliseconds (as the first did); the deaf node hears no gossip
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    assert.equal(copy.get('after'), undefined)
+    assert.equal(doc.get('after'), 2)
+  })
 })
