@@ -40,7 +40,9 @@ const APPENDS = 2000
 const ROUNDS = 4
 const FSYNCS = 1000
 const REPLICATED = 200
-const LOCAL_SETS = 2000
+const LOCAL_SETS = 3000
+/** Rounds the local writes are split in, one before, between and after the replicated measures. */
+const LOCAL_ROUNDS = 3
 const PIPELINED = 1000
 /** Writes A may be ahead of what B has applied, in the pipelined measure. */
 const WINDOW = 64
@@ -203,18 +205,31 @@ async function fsyncFloor(dir: string): Promise<{ appendSyncsPerSec: number; fil
 
 /**
  * Local signed writes as an application makes them: `doc.set` of a small value on an or-map
- * document of a node on memory stores (no peer), each awaited.
+ * document of a node on memory stores (no peer), each awaited. Measured in LOCAL_ROUNDS rounds
+ * between the replicated measures, so that the ratios see the same machine.
  */
-async function localDocumentSets(): Promise<number> {
-  const node = await memoryNode()
-  try {
-    const doc = await node.state.open('bench', 'or-map')
-    for (let i = 0; i < WARM_UP; i++) await doc.set(`w${i}`, i)
-    const start = performance.now()
-    for (let i = 0; i < LOCAL_SETS; i++) await doc.set(`k${i % KEYS}`, i)
-    return (LOCAL_SETS / (performance.now() - start)) * 1000
-  } finally {
-    await node.stop()
+class LocalDocumentSets {
+  private ms = 0
+  private sets = 0
+
+  /** One round of LOCAL_SETS / LOCAL_ROUNDS writes on a fresh node. */
+  async round(): Promise<void> {
+    const node = await memoryNode()
+    try {
+      const doc = await node.state.open('bench', 'or-map')
+      for (let i = 0; i < WARM_UP; i++) await doc.set(`w${i}`, i)
+      const count = LOCAL_SETS / LOCAL_ROUNDS
+      const start = performance.now()
+      for (let i = 0; i < count; i++) await doc.set(`k${i % KEYS}`, i)
+      this.ms += performance.now() - start
+      this.sets += count
+    } finally {
+      await node.stop()
+    }
+  }
+
+  perSecond(): number {
+    return (this.sets / this.ms) * 1000
   }
 }
 
@@ -321,11 +336,15 @@ const bench: Benchmark = {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
-    const localSets = await localDocumentSets()
+    const local = new LocalDocumentSets()
+    await local.round()
     const replicated = await replicatedWrites({ public: false })
     const replicatedPublic = await replicatedWrites({ public: true })
+    await local.round()
     const pipelined = await pipelinedWrites({ public: false })
     const pipelinedPublic = await pipelinedWrites({ public: true })
+    await local.round()
+    const localSets = local.perSecond()
     return {
       setup: {
         mapOps: MAP_OPS,
@@ -334,6 +353,7 @@ const bench: Benchmark = {
         appendRounds: ROUNDS,
         disk: tmpdir(),
         localSets: LOCAL_SETS,
+        localRounds: LOCAL_ROUNDS,
         replicatedWrites: REPLICATED,
         pipelinedWrites: PIPELINED,
         pipelineWindow: WINDOW,
