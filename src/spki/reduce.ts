@@ -26,7 +26,7 @@ import {
 } from './errors.ts'
 import { equalBytes } from '@noble/curves/utils.js'
 import { keyHash, signedCertHandle, spkiTime, spkiTimeMs, verifyCerts } from './cert.ts'
-import { RecentMap } from '../recent-map.ts'
+import { HotCache } from './hot-cache.ts'
 import { intersectTags, tagImplies } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { SignedCert, Subject, Validity, VerifiedCertCache } from './cert.ts'
@@ -111,14 +111,14 @@ interface Reduction {
  * certificate's signed bytes and signature, written as its short handle), so reducing a chain again costs a map lookup, a
  * validity check and the caller's revocation check. Only chains that reduced (every signature
  * verified, every link sound) enter; an entry is used only at a moment inside the tuple's validity
- * (the intersection of every certificate's). Bounded: the least recently used entry goes first,
- * so however many distinct chains peers present it never grows past `max`.
+ * (the intersection of every certificate's). Bounded (see HotCache): an entry not used lately goes
+ * first, so however many distinct chains peers present it never grows past `max`.
  */
 export class ReductionCache {
-  private readonly entries: RecentMap<string, Reduction>
+  private readonly entries: HotCache<string, Reduction>
 
   constructor(max = 1024) {
-    this.entries = new RecentMap(max)
+    this.entries = new HotCache(max)
   }
 
   /** The key of a chain: its certificates' handles (stand-ins for their ids, see signedCertHandle), in order. */

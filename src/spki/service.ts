@@ -66,8 +66,9 @@ import {
 } from './errors.ts'
 import { PeerBudget } from '../peer-budget.ts'
 import { decodeCanonical, encodeCanonical, toAdvanced } from './sexp.ts'
-import { normalTagKey, parseTag, tagImplies, tagToSexp } from './tag.ts'
+import { normalTagHandle, normalTagKey, parseTag, tagImplies, tagToSexp } from './tag.ts'
 import { ReductionCache } from './reduce.ts'
+import { HotCache } from './hot-cache.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { Cert, SignedCert } from './cert.ts'
 import type { CrlSummary, SignedCrl } from './crl.ts'
@@ -243,11 +244,13 @@ interface Decided {
 /**
  * What a decision is remembered by: the principal, the tag's normal form and, for a proof shown,
  * the ids of its certificates (sha256 over signed bytes and signature), so a grant is never
- * reachable for another principal, another tag or another proof.
+ * reachable for another principal, another tag or another proof. The tag and the certificates
+ * are written as their short handles (normalTagHandle, signedCertHandle): a short key is faster
+ * to look up, and no handle ever stands for two tags or two certificates.
  */
 function decisionKey(principal: PrincipalId, tag: Tag, proof?: Proof): string {
-  const asked = `${principal} ${normalTagKey(tag)}`
-  return proof == null ? asked : `${asked} ${ReductionCache.key(proof.chain)} ${ReductionCache.key(proof.names)}`
+  const asked = `${principal}~${normalTagHandle(tag)}`
+  return proof == null ? asked : `${asked} ${ReductionCache.key(proof.chain)}/${ReductionCache.key(proof.names)}`
 }
 
 /** A refusal to remember, and until when (every one is forgotten when the epoch changes). */
@@ -374,7 +377,7 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
   /** Proof requests under way, by (epoch, principal, tag, peers asked): concurrent callers that would ask the same peers share one. */
   private readonly asking = new Map<string, Promise<DiscoveredGrant>>()
   /** Grants decided, by (principal, tag, proof shown): used at the epoch they were decided at, within their proof's validity. */
-  private readonly decided = new RecentMap<string, Decided>(MAX_DECIDED)
+  private readonly decided = new HotCache<string, Decided>(MAX_DECIDED)
   /** Chains shown in proofs and reduced, so one shown again after a new epoch is a lookup (revocation still checked). */
   private readonly reductions = new ReductionCache()
   /** The index of current revocations, built at `epoch`. */

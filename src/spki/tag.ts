@@ -19,6 +19,7 @@
  */
 import { base16 } from 'multiformats/bases/base16'
 import { compareBytes } from '../../protocols/wire.ts'
+import { RecentMap } from '../recent-map.ts'
 import { InvalidTagError } from './errors.ts'
 import { atomBytes, atomText, encodeCanonical, isList } from './sexp.ts'
 import type { Sexp } from './sexp.ts'
@@ -306,20 +307,43 @@ export function tagKey(tag: Tag): string {
   return key
 }
 
-/** Each tag object's normal key (tags are values, never changed once made). */
-const normalKeys = new WeakMap<Tag, string>()
+/** Each tag object's normal key and its handle (tags are values, never changed once made). */
+const normalKeys = new WeakMap<Tag, { key: string; handle: string }>()
+/** Most normal keys whose handles are kept. */
+const MAX_KEPT_HANDLES = 4096
+/** Handles by normal key, for the keys used most recently; a handle is never given to a second key. */
+const handles = new RecentMap<string, string>(MAX_KEPT_HANDLES)
+let nextHandle = 0
+
+function normalOf(tag: Tag): { key: string; handle: string } {
+  let kept = normalKeys.get(tag)
+  if (kept == null) {
+    const key = tagKey(normalizeTag(tag))
+    let handle = handles.get(key)
+    if (handle == null) {
+      handle = (nextHandle++).toString(36)
+      handles.set(key, handle)
+    }
+    kept = { key, handle }
+    normalKeys.set(tag, kept)
+  }
+  return kept
+}
 
 /**
  * The key of a tag's normal form (`tagKey(normalizeTag(tag))`): equal for tags that grant the
  * same. Computed once per tag object, so a caller asking for the same tag again pays a lookup.
  */
 export function normalTagKey(tag: Tag): string {
-  let key = normalKeys.get(tag)
-  if (key == null) {
-    key = tagKey(normalizeTag(tag))
-    normalKeys.set(tag, key)
-  }
-  return key
+  return normalOf(tag).key
+}
+
+/**
+ * A short stand-in for `normalTagKey`, for keys built often: this process gives each normal key
+ * its own handle, never the same one to two keys (a key forgotten and seen again gets a new one).
+ */
+export function normalTagHandle(tag: Tag): string {
+  return normalOf(tag).handle
 }
 
 export function tagEquals(a: Tag, b: Tag): boolean {
