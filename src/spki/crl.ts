@@ -90,6 +90,18 @@ export function certHash(signed: SignedCert): Uint8Array {
   return hash
 }
 
+const hexHashes = new WeakMap<SignedCert['cert'], string>()
+
+/** `certHash` in hex, as revocations are indexed; kept per certificate object like the hash. */
+function certHashHex(signed: SignedCert): string {
+  let hex = hexHashes.get(signed.cert)
+  if (hex == null) {
+    hex = base16.baseEncode(certHash(signed))
+    hexHashes.set(signed.cert, hex)
+  }
+  return hex
+}
+
 export function crlToSexp(crl: Crl): Sexp {
   return [
     enc('crl'),
@@ -204,7 +216,7 @@ export function revocationIndex(
   return signed => {
     const revoked = current.get(signed.cert.issuer)
     if (revoked != null) {
-      const hash = base16.baseEncode(certHash(signed))
+      const hash = certHashHex(signed)
       if (revoked.has(hash)) {
         throw new RevokedCertError(`certificate ${hash} by ${signed.cert.issuer} is revoked by its issuer's CRL`, hash)
       }
