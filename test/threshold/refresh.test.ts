@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert'
 import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
 import { reconstructSecret } from '../../src/threshold/dealer.ts'
-import { frost } from '../../src/threshold/group.ts'
+import { Fn, frost } from '../../src/threshold/group.ts'
 import {
   applyRefresh,
   dealRefresh,
@@ -74,6 +74,36 @@ describe('share refresh and repair', () => {
     assert.throws(() => applyRefresh(keys[0], ids[0], ids, received.slice(1)), { name: 'NotEnoughSignersError' })
     received[3] = { ...received[3], commitments: received[3].commitments.slice(1) }
     assert.throws(() => applyRefresh(keys[0], ids[0], ids, received), { name: 'InvalidShareError' })
+  })
+
+  it('names the first of two dealers whose share errors cancel in the sum, and the first bad one before a malformed one', async () => {
+    const ms = await members(4)
+    const ids = ms.map(m => m.id)
+    const { keys } = dealtGroup(ms, 3)
+    const deals = ids.map(() => dealRefresh(keys[0].public, ids))
+    const received = deals.map((d, j) => ({ from: ids[j], commitments: d.commitments, share: d.shares.get(ids[0])! }))
+    const shift = (share: Uint8Array, delta: bigint): Uint8Array => Fn.toBytes(Fn.add(Fn.fromBytes(share), delta))
+    const colluding = received.map((r, j) =>
+      j === 1 ? { ...r, share: shift(r.share, 99n) } : j === 2 ? { ...r, share: shift(r.share, Fn.neg(99n)) } : r
+    )
+    const culprit = (err: Error & { culprit?: string }, who: string): boolean =>
+      err.name === 'InvalidShareError' && err.culprit === who
+    assert.throws(
+      () => applyRefresh(keys[0], ids[0], ids, colluding),
+      (err: Error) => culprit(err, ids[1])
+    )
+    // a bad share from dealer 1 and a malformed deal from dealer 3: dealer 1 is named, as in order
+    const both = [...colluding.slice(0, 2), received[2], { ...received[3], commitments: [] }]
+    assert.throws(
+      () => applyRefresh(keys[0], ids[0], ids, both),
+      (err: Error) => culprit(err, ids[1])
+    )
+    // the malformed one alone is named when every share before it is good
+    const malformed = [...received.slice(0, 3), { ...received[3], commitments: [] }]
+    assert.throws(
+      () => applyRefresh(keys[0], ids[0], ids, malformed),
+      (err: Error) => culprit(err, ids[3])
+    )
   })
 
   it('t helpers repair a lost share without reconstructing the secret, and it signs', async () => {
