@@ -138,6 +138,12 @@ export interface MembershipInit {
   suspicionMaxTimeoutMult?: number
   /** Most probe intervals and timeouts are stretched when this node is unhealthy; default 8. */
   awarenessMaxMultiplier?: number
+  /**
+   * While the view is at rest (every probe answered, no member changed, suspected or lost), the
+   * pause between two probes doubles after each quiet round, up to this many probe intervals; any
+   * change brings it back to one at once. Default 4; 1 probes every interval always.
+   */
+  quietProbeMult?: number
   /** Each update rides on at most retransmitMult × ceil(log10(n + 1)) messages; default 4. */
   retransmitMult?: number
   /**
@@ -249,6 +255,7 @@ const DEFAULTS = {
   suspicionMult: 4,
   suspicionMaxTimeoutMult: 6,
   awarenessMaxMultiplier: 8,
+  quietProbeMult: 4,
   retransmitMult: 4,
   stallThreshold: 500,
   maxMembers: 512,
@@ -280,14 +287,16 @@ export function detectionBound(n: number, init: MembershipInit = {}): number {
 /**
  * The worst case without a connection reset (a member that hangs, or one never connected): the
  * slowest a probe can come round (each survivor probes every member once per round of n − 1
- * intervals, so at most 2(n − 1) intervals apart), one interval of probing, the unconfirmed
- * suspicion ceiling, and the spread.
+ * turns, so at most 2(n − 1) turns apart, and turns of a view at rest are up to quietProbeMult
+ * intervals apart), one interval of probing, the unconfirmed suspicion ceiling, and the spread.
  */
 export function worstCaseDetection(n: number, init: MembershipInit = {}): number {
   const interval = init.probeInterval ?? DEFAULTS.probeInterval
   const mult = init.suspicionMult ?? DEFAULTS.suspicionMult
   const maxMult = init.suspicionMaxTimeoutMult ?? DEFAULTS.suspicionMaxTimeoutMult
-  return (2 * (n - 1) + 1) * interval + maxMult * suspicionMinTimeout(mult, n, interval) + SPREAD_ALLOWANCE
+  // at rest, rounds are up to quietProbeMult intervals apart
+  const quiet = Math.max(1, Math.floor(init.quietProbeMult ?? DEFAULTS.quietProbeMult))
+  return (2 * (n - 1) * quiet + 1) * interval + maxMult * suspicionMinTimeout(mult, n, interval) + SPREAD_ALLOWANCE
 }
 
 /** One member as this node holds it. */
@@ -370,6 +379,12 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   private lastProbed = new Map<PrincipalId, number>()
   private extraProbes = 0
   private probeTimer?: ReturnType<typeof setTimeout>
+  /** When the next probe round is due (ms, this.now's clock). */
+  private probeDueAt = 0
+  /** The current pause between probe rounds, in probe intervals: 1, doubling while at rest, up to quietProbeMult. */
+  private quiet = 1
+  /** Something changed since the last probe round: the next pause is one interval. */
+  private restless = true
   private gossipTimer?: ReturnType<typeof setInterval>
   private pushPullTimer?: ReturnType<typeof setInterval>
   private checkTimer?: ReturnType<typeof setInterval>
@@ -554,6 +569,8 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     this.leaving = false
     this.ownLeft = undefined
     this.awareness.apply(-this.awareness.max)
+    this.quiet = 1
+    this.restless = true
     await this.announce()
     this.components.pubsub.subscribe(this.topic)
     this.scheduleProbe(this.opts.probeInterval * this.random())
@@ -739,6 +756,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   }
 
   private changed(record: MemberRecord): void {
+    this.stir()
     this.safeDispatchEvent('member:change', { detail: this.toView(record) })
   }
 
@@ -749,6 +767,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     this.queue.forget(record.principal)
     this.tombstones.set(record.principal, record.incarnation)
     this.log('%s leaves the view: %s', record.principal, why)
+    this.stir()
     this.safeDispatchEvent('member:remove', { detail: this.toView(record) })
   }
 
@@ -1033,15 +1052,41 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   private scheduleProbe(delay: number): void {
     clearTimeout(this.probeTimer)
     if (!this.active) return
+    this.probeDueAt = this.now() + delay
     this.probeTimer = setTimeout(() => {
       const started = this.now()
       this.probeRound()
-        .catch(err => this.log('probe round failed - %e', err))
+        .catch(err => {
+          this.restless = true
+          this.log('probe round failed - %e', err)
+        })
         .finally(() => {
-          const interval = this.awareness.scale(this.opts.probeInterval)
-          this.scheduleProbe(Math.max(0, started + interval - this.now()))
+          this.scheduleProbe(Math.max(0, started + this.roundGap(true) - this.now()))
         })
     }, delay)
+  }
+
+  /**
+   * The pause between two probe rounds: the probe interval, stretched by local health (Lifeguard)
+   * and, while the view is at rest, by `quiet`. `next` moves on to the next round's: doubled
+   * after a quiet round (only while this node is healthy), one interval after any change.
+   */
+  private roundGap(next = false): number {
+    if (next) {
+      const rest = !this.restless && this.awareness.score === 0
+      this.quiet = rest ? Math.min(this.quiet * 2, Math.max(1, Math.floor(this.opts.quietProbeMult))) : 1
+      this.restless = false
+    }
+    return this.awareness.scale(this.opts.probeInterval) * this.quiet
+  }
+
+  /** Something changed (a member changed state, left the view, lost its connection, missed a probe): probe every interval again, from now. */
+  private stir(): void {
+    this.restless = true
+    if (this.quiet === 1) return
+    this.quiet = 1
+    const interval = this.awareness.scale(this.opts.probeInterval)
+    if (this.active && this.probeDueAt - this.now() > interval) this.scheduleProbe(interval * this.random())
   }
 
   /** Randomised round robin: every member once per round, in a fresh random order each round. */
@@ -1074,9 +1119,8 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     // recently as a probe would, that it is up and that both ways between us work: its turn
     // passes. (Two members probing each other make one probe per interval between them instead of
     // two.) That answer left this node in time, the same word of its own health an ack gives.
-    // A member that falls silent is probed at its next turn: at most one interval later.
-    const interval = this.awareness.scale(this.opts.probeInterval)
-    if (target.state === 'alive' && target.lastAsked != null && this.now() - target.lastAsked < interval) {
+    // A member that falls silent is probed at its next turn: at most one round later.
+    if (target.state === 'alive' && target.lastAsked != null && this.now() - target.lastAsked < this.roundGap()) {
       this.awareness.apply(-1)
       return
     }
@@ -1136,6 +1180,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
         f => (wake = f)
       )
       if (acked) return this.probeSucceeded(target)
+      this.stir()
       // indirect probes through k others
       const helpers = this.pick(
         this.others().filter(r => r.state === 'alive' && r !== target),
@@ -1495,6 +1540,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     }
     const record = this.view.get(principal)
     if (record == null || record.state !== 'alive') return
+    this.stir()
     // a lost connection is no accusation, but worth a probe now rather than at its turn
     setTimeout(() => {
       this.probeSoon(principal)
