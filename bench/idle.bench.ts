@@ -7,7 +7,7 @@
  *
  * Environment: IDLE_REPO, the checkout whose CLI is spawned (default: this one); IDLE_BASELINE,
  * a second checkout measured the same way in the same run (e.g. a worktree of an older commit);
- * IDLE_SECONDS (30) and IDLE_WARMUP_SECONDS (15).
+ * IDLE_SECONDS (30) and IDLE_WARMUP_SECONDS (30: a 10-process cluster on 2 cores is still settling its DHT and mesh for a while after every member is alive).
  *
  * @example
  * IDLE_BASELINE=/tmp/base npm run bench idle
@@ -22,7 +22,7 @@ import type { ChildProcess } from 'node:child_process'
 
 const HERE = fileURLToPath(new URL('..', import.meta.url))
 const WINDOW_S = Number(process.env.IDLE_SECONDS ?? 30)
-const WARMUP_S = Number(process.env.IDLE_WARMUP_SECONDS ?? 15)
+const WARMUP_S = Number(process.env.IDLE_WARMUP_SECONDS ?? 30)
 const CLUSTER = 10
 const FLOOR_SCRIPT = fileURLToPath(new URL('idle-floor.ts', import.meta.url))
 
