@@ -708,9 +708,11 @@ export class StateService implements State {
         try {
           return await this.hold(name, peer, { heads, signal })
         } catch (err) {
-          // a follower that will not take pushes (it does not let this node read the document, or
-          // no longer holds it) is left to gossip for a while; one that is busy is asked again next time
-          if (err instanceof RequestRefusedError && err.reason !== 'TooManyHoldsError') {
+          // a follower that will not take pushes (it does not let this node read the document, does
+          // not serve `hold`, or did not answer) is left to gossip for a while; one that is busy is
+          // asked again next time
+          const busy = err instanceof RequestRefusedError && err.reason === 'TooManyHoldsError'
+          if (!busy && !signal.aborted) {
             const key = `${name} ${peer}`
             open.followers.delete(peer.toString())
             this.pushRefused.set(key, Date.now() + PUSH_REFUSAL_TTL)
