@@ -69,23 +69,34 @@ export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
     }
     return key
   }
-  const privateKeyOf = (secretKey: Uint8Array): PrivateEntry => {
+  /** As in the WebCrypto back end: only `sign` remembers the key it imports (`remember`). */
+  const privateKeyOf = (secretKey: Uint8Array, remember: boolean): PrivateEntry => {
     check('secret key', secretKey, SECRET_KEY_LENGTH)
     // keyed by a digest: no copy of the seed in a string, which could not be wiped
     const id = hash('sha256', secretKey, 'base64')
     let entry = privateKeys.get(id)
     if (entry === undefined) {
-      const key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, secretKey]), format: 'der', type: 'pkcs8' })
+      // the DER holding the seed is our own memory, wiped after use (Buffer.concat would copy the
+      // seed into the shared Buffer pool, which is never wiped and which allocUnsafe hands out)
+      const der = new Uint8Array(PKCS8_PREFIX.length + SECRET_KEY_LENGTH)
+      der.set(PKCS8_PREFIX)
+      der.set(secretKey, PKCS8_PREFIX.length)
+      let key: KeyObject
+      try {
+        key = createPrivateKey({ key: Buffer.from(der.buffer, 0, der.length), format: 'der', type: 'pkcs8' })
+      } finally {
+        der.fill(0)
+      }
       const spki = createPublicKey(key).export({ format: 'der', type: 'spki' })
       entry = { key, publicKey: own(spki.subarray(SPKI_PREFIX.length)) }
-      privateKeys.set(id, entry)
+      if (remember) privateKeys.set(id, entry)
     }
     return entry
   }
   return {
     name: 'node',
     async sign(secretKey, message) {
-      return own(sign(null, message, privateKeyOf(secretKey).key))
+      return own(sign(null, message, privateKeyOf(secretKey, true).key))
     },
     async verify(publicKey, message, signature) {
       check('public key', publicKey, PUBLIC_KEY_LENGTH)
@@ -99,10 +110,10 @@ export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
       }
     },
     async publicKey(secretKey) {
-      return privateKeyOf(secretKey).publicKey.slice()
+      return privateKeyOf(secretKey, false).publicKey.slice()
     },
     async prepare(secretKey) {
-      const { key, publicKey } = privateKeyOf(secretKey)
+      const { key, publicKey } = privateKeyOf(secretKey, false)
       return { publicKey: publicKey.slice(), sign: async message => own(sign(null, message, key)) }
     }
   }

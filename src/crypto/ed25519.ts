@@ -127,6 +127,9 @@ export function isStrictSignature(signature: Uint8Array): boolean {
     signature.length === SIGNATURE_LENGTH &&
     // S < L, nearly always decided by its top byte
     (signature[63] < 0x10 || lessThan(signature, 32, ORDER_LE, false)) &&
+    // R canonical (y < p): the equation's encoding never matches one that is not, whatever a
+    // runtime's WebCrypto makes of it
+    lessThan(signature, 0, FIELD_LE, true) &&
     !isSmallOrderEncoding(signature, 0)
   )
 }
@@ -228,7 +231,12 @@ export function webCryptoEd25519(subtle: SubtleCrypto, sizes: KeyCacheSizes = {}
     }
     return await key
   }
-  const privateKeyOf = async (secretKey: Uint8Array): Promise<ImportedPrivate> => {
+  /**
+   * The key imported for `secretKey`. Only `sign` remembers it (`remember`): a prepared key holds
+   * its own, and a public key asked for once leaves nothing behind, so a seed its owner zeroes
+   * (an agent's, when it stops) is not kept usable in a process-wide cache.
+   */
+  const privateKeyOf = async (secretKey: Uint8Array, remember: boolean): Promise<ImportedPrivate> => {
     check('secret key', secretKey, SECRET_KEY_LENGTH)
     // keyed by a digest: no copy of the seed in a string, which could not be wiped
     const id = bytesKey(sha256(secretKey))
@@ -237,7 +245,11 @@ export function webCryptoEd25519(subtle: SubtleCrypto, sizes: KeyCacheSizes = {}
       const pkcs8 = new Uint8Array(PKCS8_PREFIX.length + SECRET_KEY_LENGTH)
       pkcs8.set(PKCS8_PREFIX)
       pkcs8.set(secretKey, PKCS8_PREFIX.length)
-      entry = subtle.importKey('pkcs8', pkcs8, algorithm, true, ['sign']).then(key => ({ key }))
+      // importKey copies its input before it returns: the seed's copy here is wiped at once
+      const importing = subtle.importKey('pkcs8', pkcs8, algorithm, true, ['sign'])
+      pkcs8.fill(0)
+      entry = importing.then(key => ({ key }))
+      if (!remember) return await entry
       privateKeys.set(id, entry)
       // a failed import is not remembered
       entry.catch(() => privateKeys.delete(id))
@@ -257,7 +269,7 @@ export function webCryptoEd25519(subtle: SubtleCrypto, sizes: KeyCacheSizes = {}
   return {
     name: 'webcrypto',
     async sign(secretKey, message) {
-      return await signWith((await privateKeyOf(secretKey)).key, message)
+      return await signWith((await privateKeyOf(secretKey, true)).key, message)
     },
     async verify(publicKey, message, signature) {
       check('public key', publicKey, PUBLIC_KEY_LENGTH)
@@ -271,10 +283,10 @@ export function webCryptoEd25519(subtle: SubtleCrypto, sizes: KeyCacheSizes = {}
       }
     },
     async publicKey(secretKey) {
-      return await publicKeyFrom(await privateKeyOf(secretKey))
+      return await publicKeyFrom(await privateKeyOf(secretKey, false))
     },
     async prepare(secretKey) {
-      const imported = await privateKeyOf(secretKey)
+      const imported = await privateKeyOf(secretKey, false)
       const publicKey = await publicKeyFrom(imported)
       return { publicKey, sign: async message => await signWith(imported.key, message) }
     }
