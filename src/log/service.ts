@@ -863,8 +863,8 @@ export class StateService implements State {
       if (!local || bytes == null) return
       if (bytes.length <= MAX_RECENT_BLOCK_BYTES)
         this.recentBlocks.set(cid.toString(), { bytes, parents: parents ?? [] })
-      this.announce(open, cid, bytes)
-      this.pushToFollowers(open)
+      // an event that went out inline on gossip at once needs no push: that is one hop already
+      if (!this.announce(open, cid, bytes)) this.pushToFollowers(open)
     })
     this.docs.set(name, open)
     this.joins.add(name)
@@ -999,16 +999,15 @@ export class StateService implements State {
    * document's followers have them pushed anyway). A public document's announcement carries the
    * event inline.
    */
-  private announce(open: OpenDocument, cid: CID, bytes: Uint8Array): void {
-    if (open.local) return
+  private announce(open: OpenDocument, cid: CID, bytes: Uint8Array): boolean {
+    if (open.local) return false
     const pacing = open.announcing
     pacing.latest = { cid, bytes }
-    if (pacing.timer != null) return
+    if (pacing.timer != null) return false
     const wait = pacing.at + ANNOUNCE_INTERVAL - Date.now()
     if (wait <= 0) {
       pacing.at = Date.now()
-      this.publish(open, cid, bytes)
-      return
+      return this.publish(open, cid, bytes)
     }
     pacing.timer = setTimeout(() => {
       pacing.timer = undefined
@@ -1018,16 +1017,19 @@ export class StateService implements State {
         this.publish(open, latest.cid, latest.bytes)
       }
     }, wait)
+    return false
   }
 
-  private publish(open: OpenDocument, cid: CID, bytes: Uint8Array): void {
+  /** Publishes an announcement; true if it carried the event inline to at least one subscriber. */
+  private publish(open: OpenDocument, cid: CID, bytes: Uint8Array): boolean {
     const pubsub = this.components.libp2p.services.pubsub
-    if (pubsub.getSubscribers(this.topic).length === 0) return
+    if (pubsub.getSubscribers(this.topic).length === 0) return false
     // every subscriber sees the message: content goes inline only where anyone may read it
     const message = eventAnnouncement(open.name, cid, this.served(open) ? bytes : null)
     pubsub.publish(this.topic, encodeDeltaMessage(message)).catch(err => {
       this.log('could not announce %c - %e', cid, err)
     })
+    return message.block != null
   }
 
   private readonly onMessage = (evt: CustomEvent<GossipsubMessage>): void => {

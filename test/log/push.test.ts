@@ -59,7 +59,7 @@ describe('the state service: pushing new events to followers', function () {
     assert.equal(copy.get('n0'), 0)
   })
 
-  it('a public document is pushed too: its follower that hears no gossip gets every new event', async () => {
+  it('a burst of writes to a public document is pushed too: its follower that hears no gossip gets every event', async () => {
     const doc = await writer.state.open('public-notes', 'or-map', { public: true })
     const copy = await deaf.state.open('public-notes', 'or-map', { public: true })
     await deaf.state.sync(writer.peerId)
