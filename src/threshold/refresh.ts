@@ -105,7 +105,12 @@ export function applyRefresh(
   points: PointCache = new PointCache()
 ): Key {
   const pub = key.public
-  if (new Set(deals.map(d => d.from)).size !== members.length || !deals.every(d => members.includes(d.from))) {
+  // exactly one deal per member: a deal counted twice would add its polynomial twice
+  if (
+    deals.length !== members.length ||
+    new Set(deals.map(d => d.from)).size !== members.length ||
+    !deals.every(d => members.includes(d.from))
+  ) {
     throw new NotEnoughSignersError('a refresh needs exactly one deal from every member')
   }
   const parsed: Array<{ from: PrincipalId; share: bigint; commitments: GroupPoint[] }> = []

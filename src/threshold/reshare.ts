@@ -143,7 +143,12 @@ export function combineReshare(
   points: PointCache = new PointCache()
 ): Key {
   checkDealers(oldPub, dealers)
-  if (new Set(received.map(r => r.from)).size !== dealers.length || !received.every(r => dealers.includes(r.from)))
+  // exactly one deal per dealer: a deal counted twice would add its polynomial twice
+  if (
+    received.length !== dealers.length ||
+    new Set(received.map(r => r.from)).size !== dealers.length ||
+    !received.every(r => dealers.includes(r.from))
+  )
     throw new NotEnoughSignersError('a resharing needs exactly one deal from every dealer')
   const parsed: Array<{ from: PrincipalId; share: bigint; commitments: GroupPoint[] }> = []
   let malformed: InvalidShareError | undefined

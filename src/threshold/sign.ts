@@ -96,8 +96,7 @@ export class Signer {
   /** Round 1: after the policy agrees, fresh nonces for this session; only their commitments are returned. */
   async commit(request: SigningRequest): Promise<NonceCommitments> {
     this.expire()
-    const id = bytesToHex(request.session)
-    if (request.session.length !== 32) throw new WrongSessionError('a session id is 32 bytes')
+    const id = sessionId(request.session)
     if (this.pending.has(id)) throw new ReplayedMessageError('this session already has nonces')
     if (this.pending.size >= this.maxPending)
       throw new SigningRefusedError(`${this.maxPending} signing sessions are already open`)
@@ -121,7 +120,7 @@ export class Signer {
   /** Round 2: the signature share over the payload committed to, with the nonces of that session, once. */
   signShare(pkg: SigningPackage): Uint8Array {
     this.expire()
-    const id = bytesToHex(pkg.session)
+    const id = sessionId(pkg.session)
     const pending = this.pending.get(id)
     // gone before anything else: whatever happens next, these nonces are never used again
     this.pending.delete(id)
@@ -164,6 +163,12 @@ export class Signer {
       this.pending.delete(id)
     }
   }
+}
+
+/** A session id as the key of its nonces; anything but 32 bytes is refused by name. */
+function sessionId(session: unknown): string {
+  if (!(session instanceof Uint8Array) || session.length !== 32) throw new WrongSessionError('a session id is 32 bytes')
+  return bytesToHex(session)
 }
 
 export interface SigningResult {
