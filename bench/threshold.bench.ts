@@ -247,7 +247,7 @@ const bench: Benchmark = {
         )
       }
       progress(
-        `${t}-of-${n}: DKG ${row.dkgNet.toFixed(0)} ms over loopback, ${row.dkgLocal.toFixed(0)} ms computing; ` +
+        `${t}-of-${n}: DKG ${loopback ? `${row.dkgNet.toFixed(0)} ms over loopback, ` : ''}${row.dkgLocal.toFixed(0)} ms computing; ` +
           `sign ${row.signLocal.toFixed(1)} ms computing (noble ${row.nobleUnchecked.toFixed(1)} ms unchecked)`
       )
       rows.push([
