@@ -269,7 +269,7 @@ const MAX_RECENT_BLOCK_BYTES = 16 * 1024
 /** How long after a peer's last push of a document its gossip announcements of it wait, in ms, before they are joined. */
 const PUSH_GRACE = 1000
 /** Shortest time between two gossip announcements of one document, in ms (see `announce`). */
-const ANNOUNCE_INTERVAL = 20
+const ANNOUNCE_INTERVAL = 5
 /** How long a follower that refused a push is not pushed to again, in ms. */
 const PUSH_REFUSAL_TTL = 60_000
 
