@@ -50,6 +50,17 @@ export interface Ed25519 {
   publicKey(secretKey: Uint8Array): Promise<Uint8Array>
   /** The key ready to sign many messages (what a long-lived signer holds). */
   prepare(secretKey: Uint8Array): Promise<PreparedKey>
+  /**
+   * Each item's verify, by the same rules, in order; the back end may check them in parallel
+   * (node:crypto on its thread pool, WebCrypto concurrently). For a caller holding several at once.
+   */
+  verifyMany(items: readonly SignedMessage[]): Promise<boolean[]>
+}
+
+export interface SignedMessage {
+  publicKey: Uint8Array
+  message: Uint8Array
+  signature: Uint8Array
 }
 
 /** The fixed PKCS#8 header of an Ed25519 private key; the 32-byte seed follows it. */
@@ -191,6 +202,9 @@ export const nobleEd25519: Ed25519 = {
     check('secret key', secretKey, SECRET_KEY_LENGTH)
     const seed = secretKey.slice()
     return { publicKey: noble.getPublicKey(seed), sign: async message => noble.sign(message, seed) }
+  },
+  async verifyMany(items) {
+    return await Promise.all(items.map(async i => await nobleEd25519.verify(i.publicKey, i.message, i.signature)))
   }
 }
 
@@ -266,7 +280,7 @@ export function webCryptoEd25519(subtle: SubtleCrypto, sizes: KeyCacheSizes = {}
   }
   const signWith = async (key: CryptoKey, message: Uint8Array): Promise<Uint8Array> =>
     new Uint8Array(await subtle.sign(algorithm, key, message as BufferSource))
-  return {
+  const backend: Ed25519 = {
     name: 'webcrypto',
     async sign(secretKey, message) {
       return await signWith((await privateKeyOf(secretKey, true)).key, message)
@@ -289,8 +303,12 @@ export function webCryptoEd25519(subtle: SubtleCrypto, sizes: KeyCacheSizes = {}
       const imported = await privateKeyOf(secretKey, false)
       const publicKey = await publicKeyFrom(imported)
       return { publicKey, sign: async message => await signWith(imported.key, message) }
+    },
+    async verifyMany(items) {
+      return await Promise.all(items.map(async i => await backend.verify(i.publicKey, i.message, i.signature)))
     }
   }
+  return backend
 }
 
 let installed: Ed25519 | undefined

@@ -451,22 +451,39 @@ export class VerifiedCertCache {
 const MAX_VERIFYING = 16
 
 /**
- * Verifies every certificate's signature, several at once (a native back end checks them in
- * parallel), and throws the error of the first one, in order, that does not verify.
+ * Verifies every certificate's signature, several at once (`verifyMany`: a native back end checks
+ * them in parallel), and throws the error of the first one, in order, that does not verify.
  */
 export async function verifyCerts(certs: SignedCert[], cache?: VerifiedCertCache): Promise<void> {
+  if (certs.length === 1) return await verifyCert(certs[0], cache)
+  const backend = await ed25519()
   for (let start = 0; start < certs.length; start += MAX_VERIFYING) {
     const batch = certs.slice(start, start + MAX_VERIFYING)
-    const results = await Promise.allSettled(batch.map(async signed => await verifyCert(signed, cache)))
-    for (const result of results) if (result.status === 'rejected') throw result.reason
+    const keys = batch.map(signed => (cache == null ? undefined : signedCertId(signed)))
+    const todo = batch.flatMap((signed, i) => (keys[i] != null && cache?.has(keys[i]) === true ? [] : [i]))
+    const results = await backend.verifyMany(
+      todo.map(i => ({
+        publicKey: issuerKey(batch[i].cert.issuer),
+        message: certSigningBytes(batch[i].cert),
+        signature: batch[i].signature
+      }))
+    )
+    for (const [n, i] of todo.entries()) {
+      if (!results[n]) throw badSignature(batch[i])
+      const key = keys[i]
+      if (key != null) cache?.add(key)
+    }
   }
 }
+
+const badSignature = (signed: SignedCert): BadSignatureError =>
+  new BadSignatureError(`signature of a certificate by ${signed.cert.issuer} does not verify`)
 
 export async function verifyCert(signed: SignedCert, cache?: VerifiedCertCache): Promise<void> {
   const key = cache == null ? undefined : signedCertId(signed)
   if (key != null && cache?.has(key) === true) return
   const backend = await ed25519()
   const ok = await backend.verify(issuerKey(signed.cert.issuer), certSigningBytes(signed.cert), signed.signature)
-  if (!ok) throw new BadSignatureError(`signature of a certificate by ${signed.cert.issuer} does not verify`)
+  if (!ok) throw badSignature(signed)
   if (key != null) cache?.add(key)
 }

@@ -221,6 +221,22 @@ describe('Ed25519 edge cases: every back end gives the strict rules’ answer', 
     }
   })
 
+  it('verifyMany gives every case, all at once, the answer verify gives it alone, in order', async () => {
+    const native = await webCrypto()
+    assert.ok(native != null)
+    const all = cases()
+    for (const backend of [native, nobleEd25519, nodeEd25519()]) {
+      const items = all.map(([, publicKey, signature]) => ({ publicKey, message, signature }))
+      assert.deepEqual(
+        await backend.verifyMany(items),
+        all.map(([, , , expected]) => expected),
+        backend.name
+      )
+      // one item takes the single path
+      assert.deepEqual(await backend.verifyMany(items.slice(-1)), [all[all.length - 1][3]], backend.name)
+    }
+  })
+
   it('the cheap public-key checks refuse every small-order and non-canonical encoding noble refuses', () => {
     // all 2^255 encodings cannot be walked; these are every y < 19 and y ≥ p, both signs
     for (let y = 0n; y < 19n; y++) {
