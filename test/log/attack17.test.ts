@@ -67,6 +67,28 @@ describe('log attacks (issue 17): pushes, pacing, events encoded once', function
     }
   })
 
+  it('a single write to a public document, then silence, reaches a follower that hears no gossip (its first event is pushed too)', async () => {
+    // another node that hears gossip, so the writer's announcement goes out inline to someone
+    const listener = await memoryNode({ bootstrap: [writer.multiaddrs()[0]], stateOptions: quiet })
+    try {
+      const topic = '/cyberspace/default/deltas/1'
+      await waitUntil(
+        'the writer sees a subscriber',
+        () => writer.libp2p.services.pubsub.getSubscribers(topic).length > 0,
+        10_000
+      )
+      const doc = await writer.state.open('public-single', 'or-map', { public: true })
+      const copy = await deaf.state.open('public-single', 'or-map', { public: true })
+      await deaf.state.sync(writer.peerId)
+      // a quiet spell, so the next write is announced at once (inline) rather than paced
+      await new Promise(resolve => setTimeout(resolve, 100))
+      await doc.set('only', 1)
+      await waitUntil('the follower holds the single write', () => copy.get('only') === 1, 5_000)
+    } finally {
+      await listener.stop()
+    }
+  })
+
   it("an own event's bytes, encoded once with the signature spliced in, are exactly dag-cbor of the event, and verify", async () => {
     const s = await seedSigner(crypto.getRandomValues(new Uint8Array(32)))
     const parent = CID.createV1(dagCbor.code, await sha256.digest(Uint8Array.of(1)))
