@@ -706,6 +706,11 @@ export class StateService implements State {
       heads: () => open.log.heads(),
       push: async (peer, heads, signal) => {
         try {
+          // checked when the push goes, not when it was asked for: a push that waited behind the
+          // one in flight carries what was written meanwhile, perhaps after a grant was removed
+          if (!(await this.mayRead(peer, name, signal))) {
+            throw new UnauthorizedReadError(`${peer} may not read document ${name} here: not pushed to`)
+          }
           return await this.hold(name, peer, { heads, signal })
         } catch (err) {
           // a follower that will not take pushes (it does not let this node read the document, does
@@ -863,8 +868,9 @@ export class StateService implements State {
       if (!local || bytes == null) return
       if (bytes.length <= MAX_RECENT_BLOCK_BYTES)
         this.recentBlocks.set(cid.toString(), { bytes, parents: parents ?? [] })
-      // an event that went out inline on gossip at once needs no push: that is one hop already
-      if (!this.announce(open, cid, bytes)) this.pushToFollowers(open)
+      this.announce(open, cid, bytes)
+      // pushed even when announced inline: a follower that missed the gossip still gets it now
+      this.pushToFollowers(open)
     })
     this.docs.set(name, open)
     this.joins.add(name)
