@@ -357,8 +357,11 @@ export function certSigningBytes(cert: Cert): Uint8Array {
   return bytes
 }
 
-/** Each signed certificate's id and handle, with a copy of the signature they were computed over. */
-const idsOf = new WeakMap<SignedCert, { signature: Uint8Array; id: string; handle: string }>()
+/**
+ * Each signed certificate's id and handle, with the body and a copy of the signature they were
+ * computed over: a body replaced or a signature changed in place never inherits them.
+ */
+const idsOf = new WeakMap<SignedCert, { cert: Cert; signature: Uint8Array; id: string; handle: string }>()
 /** Handles by id, for the ids computed most recently; a handle is never given to a second id. */
 const handles = new RecentMap<string, string>(MAX_KEPT_HANDLES)
 let nextHandle = 0
@@ -371,14 +374,14 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 function idOf(signed: SignedCert): { id: string; handle: string } {
   const kept = idsOf.get(signed)
-  if (kept != null && sameBytes(kept.signature, signed.signature)) return kept
+  if (kept != null && kept.cert === signed.cert && sameBytes(kept.signature, signed.signature)) return kept
   const id = VerifiedCertCache.key(certSigningBytes(signed.cert), signed.signature)
   let handle = handles.get(id)
   if (handle == null) {
     handle = (nextHandle++).toString(36)
     handles.set(id, handle)
   }
-  const made = { signature: signed.signature.slice(), id, handle }
+  const made = { cert: signed.cert, signature: signed.signature.slice(), id, handle }
   idsOf.set(signed, made)
   return made
 }
