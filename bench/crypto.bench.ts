@@ -10,7 +10,7 @@
 import { createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify } from 'node:crypto'
 import { nodeEd25519 } from '../node/ed25519.ts'
 import { nobleEd25519, PKCS8_PREFIX, SPKI_PREFIX, webCrypto } from '../src/crypto/ed25519.ts'
-import { percentile } from './harness.ts'
+import { median } from './harness.ts'
 import type { Benchmark, BenchResult } from './harness.ts'
 
 /** Many short rounds: on a shared machine, load that comes and goes falls on every contender alike. */
@@ -181,8 +181,7 @@ const benchmark: Benchmark = {
      * round, so a burst of load from other processes weighs on one round, not on the figure.
      */
     const against = (c: Contender, reference: Contender): number => {
-      const ratios = c.ms.map((ms, r) => c.ops / ms / (reference.ops / reference.ms[r])).sort((a, b) => a - b)
-      return percentile(ratios, 50)
+      return median(c.ms.map((ms, r) => c.ops / ms / (reference.ops / reference.ms[r])))
     }
     const nativeVerify = byName('node:crypto.verify, KeyObject made once')
     const nativeSign = byName('node:crypto.sign, KeyObject made once')

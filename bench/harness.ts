@@ -38,3 +38,11 @@ export function percentile(sorted: number[], p: number): number {
   const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
   return sorted[index]
 }
+
+/** The median of `values` in any order (the lower middle one of an even count), by `percentile`. */
+export function median(values: number[]): number {
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    50
+  )
+}

@@ -19,6 +19,7 @@ import { reduceChain, ReductionCache } from '../src/spki/reduce.ts'
 import { spki } from '../src/spki/service.ts'
 import { decodeCanonical, encodeCanonical, parseAdvanced } from '../src/spki/sexp.ts'
 import { parseTag } from '../src/spki/tag.ts'
+import { median } from './harness.ts'
 import type { Benchmark, BenchResult } from './harness.ts'
 import type { PrincipalId } from '../src/crypto/principal.ts'
 import type { Ed25519 } from '../src/crypto/ed25519.ts'
@@ -102,11 +103,6 @@ async function service(setup: Setup): Promise<ReturnType<ReturnType<typeof spki>
   await node.addAclEntry(setup.ids[0], tagOf('(cyberspace)'))
   for (const signed of setup.chain) await node.addCert(signed)
   return node
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]
 }
 
 const benchmark: Benchmark = {

@@ -26,7 +26,7 @@ import * as currentSign from '../src/threshold/sign.ts'
 import { signedBytes } from '../protocols/signing.ts'
 import { loopbackNode } from '../test/helpers/memory-node.ts'
 import { waitUntil } from '../test/helpers/processes.ts'
-import { percentile } from './harness.ts'
+import { median, percentile } from './harness.ts'
 import type { Benchmark, BenchResult } from './harness.ts'
 import type { DkgMessage } from '../protocols/dkg/codec.ts'
 import type { PrincipalId } from '../src/crypto/principal.ts'
@@ -63,12 +63,6 @@ const SIGNATURES = 15
 function progress(line: string): void {
   process.stderr.write(`  ${line}\n`)
 }
-
-const median = (xs: number[]): number =>
-  percentile(
-    [...xs].sort((a, b) => a - b),
-    50
-  )
 
 async function loopbackNodes(n: number): Promise<CyberspaceNode[]> {
   const start = async (bootstrap: CyberspaceNode[]): Promise<CyberspaceNode> =>
