@@ -42,7 +42,6 @@ import {
 import {
   evaluate,
   evaluateCommitments,
-  firstBadEvaluation,
   Fn,
   identifierScalar,
   memberIdentifier,
@@ -50,7 +49,8 @@ import {
   parsePoint,
   parseScalar,
   Point,
-  randomScalar
+  randomScalar,
+  readShares
 } from './group.ts'
 import type { DkgConfirm, DkgMessage, DkgRound1, DkgRound2 } from '../../protocols/dkg/codec.ts'
 import type { GroupPoint, Identifier } from './group.ts'
@@ -251,31 +251,19 @@ export class DkgSession {
 
   private async finishKey(): Promise<DkgConfirm> {
     const x = identifierScalar(memberIdentifier(this.self.principal))
-    // decrypt in member order up to the first that fails; check the shares before it together
-    const received: Array<{ from: PrincipalId; share: bigint }> = []
-    let unreadable: { from: PrincipalId; err: Error } | undefined
-    for (const from of this.others) {
-      try {
-        const share = this.cipher(from, this.self.principal).decrypt((this.round2.get(from) as DkgRound2).box)
-        received.push({ from, share: parseScalar(share, 'share') })
-        share.fill(0)
-      } catch (err) {
-        unreadable = { from, err: err as Error }
-        break
-      }
-    }
-    const culprit = firstBadEvaluation(
-      received.map(r => ({ ...r, commitments: this.commitments.get(r.from) as GroupPoint[] })),
-      x
+    // decrypted in member order up to the first that fails; the shares before it checked together
+    const received = readShares(
+      this.others,
+      x,
+      from => from,
+      from => {
+        const bytes = this.cipher(from, this.self.principal).decrypt((this.round2.get(from) as DkgRound2).box)
+        const share = parseScalar(bytes, 'share')
+        bytes.fill(0)
+        return { share, commitments: this.commitments.get(from) as GroupPoint[] }
+      },
+      (from, reason) => this.abort(new InvalidShareError(`the share from ${from} is bad: ${reason.message}`, from))
     )
-    if (culprit != null)
-      return this.abort(
-        new InvalidShareError(`the share from ${culprit} is bad: does not match its commitments`, culprit)
-      )
-    if (unreadable != null) {
-      const { from, err } = unreadable
-      return this.abort(new InvalidShareError(`the share from ${from} is bad: ${err.message}`, from))
-    }
     const key = dkgKey(
       {
         identifier: memberIdentifier(this.self.principal),
@@ -284,11 +272,7 @@ export class DkgSession {
       },
       this.threshold,
       this.members.length,
-      received.map(r => ({
-        identifier: memberIdentifier(r.from),
-        share: r.share,
-        commitments: this.commitments.get(r.from)!
-      }))
+      received.map(r => ({ identifier: memberIdentifier(r.from), share: r.share, commitments: r.commitments }))
     )
     this.forgetPolynomial()
     this.forgetSessionKeys()

@@ -172,10 +172,7 @@ export function baseTimesSecret(s: bigint): GroupPoint {
  * exactly what checking each alone finds: all of them in one randomly weighted equation
  * (Σ r_j s_j)·B = Σ_j Σ_k (r_j x^k)·C_jk, and one by one only when that fails.
  */
-export function firstBadEvaluation<M>(
-  received: Array<{ from: M; share: bigint; commitments: GroupPoint[] }>,
-  x: bigint
-): M | undefined {
+export function firstBadEvaluation<M>(received: Array<ReceivedEvaluation<M>>, x: bigint): M | undefined {
   if (received.length === 0) return undefined
   let sum = 0n
   const points: GroupPoint[] = []
@@ -191,6 +188,43 @@ export function firstBadEvaluation<M>(
     if (!baseTimesSecret(share).equals(evaluateCommitments(commitments, x))) return from
   }
   return undefined
+}
+
+/** A share received from `from`, as a scalar, with the sender's commitments as checked points. */
+export interface ReceivedEvaluation<M> {
+  from: M
+  share: bigint
+  commitments: GroupPoint[]
+}
+
+/**
+ * Reads each item in order (`read` parses it and throws for a malformed one) and checks every
+ * share is its sender's polynomial at x; throws `blame(sender, reason)` for the first bad item in
+ * order — the one checking each alone would name: items are read up to the first `read` refuses,
+ * those before it checked together (firstBadEvaluation), and the refused one is blamed only if
+ * they all pass. Returns every item read, all good.
+ */
+export function readShares<T, M>(
+  items: readonly T[],
+  x: bigint,
+  sender: (item: T) => M,
+  read: (item: T) => { share: bigint; commitments: GroupPoint[] },
+  blame: (from: M, reason: Error) => Error
+): Array<ReceivedEvaluation<M>> {
+  const received: Array<ReceivedEvaluation<M>> = []
+  let refused: { from: M; reason: Error } | undefined
+  for (const item of items) {
+    try {
+      received.push({ from: sender(item), ...read(item) })
+    } catch (err) {
+      refused = { from: sender(item), reason: err as Error }
+      break
+    }
+  }
+  const culprit = firstBadEvaluation(received, x)
+  if (culprit != null) throw blame(culprit, new Error('does not match its commitments'))
+  if (refused != null) throw blame(refused.from, refused.reason)
+  return received
 }
 
 /**

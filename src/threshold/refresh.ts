@@ -22,7 +22,6 @@ import {
   checkSecretShare,
   evaluate,
   evaluateCommitments,
-  firstBadEvaluation,
   Fn,
   lagrange,
   memberIdentifier,
@@ -31,6 +30,7 @@ import {
   Point,
   PointCache,
   randomScalar,
+  readShares,
   scalarBytes
 } from './group.ts'
 import type { GroupPoint } from './group.ts'
@@ -113,20 +113,16 @@ export function applyRefresh(
   ) {
     throw new NotEnoughSignersError('a refresh needs exactly one deal from every member')
   }
-  const parsed: Array<{ from: PrincipalId; share: bigint; commitments: GroupPoint[] }> = []
-  let malformed: InvalidShareError | undefined
-  for (const deal of deals) {
-    try {
+  const parsed = readShares(
+    deals,
+    memberScalar(self),
+    deal => deal.from,
+    deal => {
       const commitments = refreshPoints(pub, deal, points)
-      parsed.push({ from: deal.from, share: parseScalar(deal.share, 'refresh share', { nonZero: false }), commitments })
-    } catch (err) {
-      malformed = refreshError(deal.from, err as Error)
-      break
-    }
-  }
-  const culprit = firstBadEvaluation(parsed, memberScalar(self))
-  if (culprit != null) throw refreshError(culprit, new Error('does not match its commitments'))
-  if (malformed != null) throw malformed
+      return { share: parseScalar(deal.share, 'refresh share', { nonZero: false }), commitments }
+    },
+    refreshError
+  )
   let share = parseScalar(key.secret.signingShare, 'signing share')
   const added = Array.from({ length: pub.signers.min }, () => Point.ZERO)
   for (const deal of parsed) {

@@ -21,7 +21,6 @@ import {
   checkSecretShare,
   evaluate,
   evaluateCommitments,
-  firstBadEvaluation,
   Fn,
   lagrange,
   memberIdentifier,
@@ -31,6 +30,7 @@ import {
   Point,
   PointCache,
   randomScalar,
+  readShares,
   scalarBytes
 } from './group.ts'
 import type { GroupPoint } from './group.ts'
@@ -150,20 +150,16 @@ export function combineReshare(
     !received.every(r => dealers.includes(r.from))
   )
     throw new NotEnoughSignersError('a resharing needs exactly one deal from every dealer')
-  const parsed: Array<{ from: PrincipalId; share: bigint; commitments: GroupPoint[] }> = []
-  let malformed: InvalidShareError | undefined
-  for (const r of received) {
-    try {
+  const parsed = readShares(
+    received,
+    memberScalar(self),
+    r => r.from,
+    r => {
       const commitments = resharePoints(oldPub, dealers, threshold, r, points)
-      parsed.push({ from: r.from, share: parseScalar(r.share, 'reshare share', { nonZero: false }), commitments })
-    } catch (err) {
-      malformed = reshareError(r.from, err as Error)
-      break
-    }
-  }
-  const culprit = firstBadEvaluation(parsed, memberScalar(self))
-  if (culprit != null) throw reshareError(culprit, new Error('does not match its commitments'))
-  if (malformed != null) throw malformed
+      return { share: parseScalar(r.share, 'reshare share', { nonZero: false }), commitments }
+    },
+    reshareError
+  )
   let share = 0n
   const sum = Array.from({ length: threshold }, () => Point.ZERO)
   for (const r of parsed) {
