@@ -163,7 +163,7 @@ export function checkEvaluation(commitments: GroupPoint[], to: PrincipalId, shar
 }
 
 /** B·s in constant time, for a secret s (a share, or a combination of shares); s may be zero. */
-export function baseTimesSecret(s: bigint): GroupPoint {
+function baseTimesSecret(s: bigint): GroupPoint {
   return s === 0n ? Point.ZERO : Point.BASE.multiply(s)
 }
 
@@ -267,7 +267,7 @@ export function evaluateCommitments(commitments: GroupPoint[], x: bigint): Group
 }
 
 /** [1, x, x², …] mod ℓ, `count` of them. */
-export function powers(x: bigint, count: number): bigint[] {
+function powers(x: bigint, count: number): bigint[] {
   const out: bigint[] = []
   let p = 1n
   for (let k = 0; k < count; k++) {

@@ -17,7 +17,6 @@
  */
 import { EquivocationError, InvalidShareError, NotEnoughSignersError } from './errors.ts'
 import {
-  checkEvaluation,
   checkSecretShare,
   evaluate,
   evaluateCommitments,
@@ -79,28 +78,6 @@ export function dealReshare(
   }
   coefficients.fill(0n)
   return dealt
-}
-
-/**
- * Throws InvalidShareError naming the dealer unless its constant commitment is λ·Y of its old
- * verifying share and `share` is its polynomial at `to`; returns the commitments as points.
- * `points` holds points this node has checked already (the old package's, for one).
- */
-export function verifyReshareShare(
-  oldPub: FrostPublic,
-  dealers: PrincipalId[],
-  to: PrincipalId,
-  threshold: number,
-  received: ReceivedReshare,
-  points: PointCache = new PointCache()
-): GroupPoint[] {
-  try {
-    const parsed = resharePoints(oldPub, dealers, threshold, received, points)
-    checkEvaluation(parsed, to, received.share, 'reshare share')
-    return parsed
-  } catch (err) {
-    throw reshareError(received.from, err as Error)
-  }
 }
 
 function reshareError(from: PrincipalId, err: Error): InvalidShareError {
