@@ -119,7 +119,7 @@ function keyOf(principal: PrincipalId): { key: Uint8Array; hash?: Uint8Array } {
 }
 
 /** The public key bytes of a certificate's issuer (shared: read only). */
-export function issuerKey(principal: PrincipalId): Uint8Array {
+function issuerKey(principal: PrincipalId): Uint8Array {
   return keyOf(principal).key
 }
 
