@@ -13,16 +13,17 @@
  */
 import { createPrivateKey, createPublicKey, hash, sign, verify } from 'node:crypto'
 import {
+  checkBytes,
   DEFAULT_PRIVATE_KEYS,
   DEFAULT_PUBLIC_KEYS,
   isStrictPublicKey,
   isStrictSignature,
-  PKCS8_PREFIX,
+  pkcs8Of,
   PUBLIC_KEY_LENGTH,
   SECRET_KEY_LENGTH,
-  SPKI_PREFIX
+  SPKI_PREFIX,
+  verifyEach
 } from '../src/crypto/ed25519.ts'
-import { InvalidKeyError } from '../src/crypto/errors.ts'
 import { RecentMap } from '../src/recent-map.ts'
 import type { Ed25519, KeyCacheSizes } from '../src/crypto/ed25519.ts'
 import type { KeyObject } from 'node:crypto'
@@ -30,12 +31,6 @@ import type { KeyObject } from 'node:crypto'
 interface PrivateEntry {
   key: KeyObject
   publicKey: Uint8Array
-}
-
-function check(what: string, bytes: Uint8Array, length: number): void {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
-    throw new InvalidKeyError(`${what} must be ${length} bytes`)
-  }
 }
 
 const latin1 = (bytes: Uint8Array): string =>
@@ -69,18 +64,24 @@ export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
     }
     return key
   }
+  /**
+   * The key to verify `signature` by, or null when the strict rules refuse the signature or the key
+   * (a key of the wrong length throws InvalidKeyError).
+   */
+  const verifierOf = (publicKey: Uint8Array, signature: Uint8Array): KeyObject | null => {
+    checkBytes('public key', publicKey, PUBLIC_KEY_LENGTH)
+    return isStrictSignature(signature) ? publicKeyOf(publicKey) : null
+  }
   /** As in the WebCrypto back end: only `sign` remembers the key it imports (`remember`). */
   const privateKeyOf = (secretKey: Uint8Array, remember: boolean): PrivateEntry => {
-    check('secret key', secretKey, SECRET_KEY_LENGTH)
+    checkBytes('secret key', secretKey, SECRET_KEY_LENGTH)
     // keyed by a digest: no copy of the seed in a string, which could not be wiped
     const id = hash('sha256', secretKey, 'base64')
     let entry = privateKeys.get(id)
     if (entry === undefined) {
       // the DER holding the seed is our own memory, wiped after use (Buffer.concat would copy the
       // seed into the shared Buffer pool, which is never wiped and which allocUnsafe hands out)
-      const der = new Uint8Array(PKCS8_PREFIX.length + SECRET_KEY_LENGTH)
-      der.set(PKCS8_PREFIX)
-      der.set(secretKey, PKCS8_PREFIX.length)
+      const der = pkcs8Of(secretKey)
       let key: KeyObject
       try {
         key = createPrivateKey({ key: Buffer.from(der.buffer, 0, der.length), format: 'der', type: 'pkcs8' })
@@ -99,9 +100,7 @@ export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
       return own(sign(null, message, privateKeyOf(secretKey, true).key))
     },
     async verify(publicKey, message, signature) {
-      check('public key', publicKey, PUBLIC_KEY_LENGTH)
-      if (!isStrictSignature(signature)) return false
-      const key = publicKeyOf(publicKey)
+      const key = verifierOf(publicKey, signature)
       if (key == null) return false
       try {
         return verify(null, message, key, signature)
@@ -112,13 +111,10 @@ export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
     async verifyMany(items) {
       // one: synchronous (the thread pool's hand-off costs more than it saves); several: on
       // libuv's thread pool, so they run on every core
-      if (items.length < 2)
-        return await Promise.all(items.map(async i => await backend.verify(i.publicKey, i.message, i.signature)))
+      if (items.length < 2) return await verifyEach(backend, items)
       return await Promise.all(
         items.map(async ({ publicKey, message, signature }) => {
-          check('public key', publicKey, PUBLIC_KEY_LENGTH)
-          if (!isStrictSignature(signature)) return false
-          const key = publicKeyOf(publicKey)
+          const key = verifierOf(publicKey, signature)
           if (key == null) return false
           return await new Promise<boolean>(resolve => {
             try {

@@ -145,10 +145,24 @@ export function isStrictSignature(signature: Uint8Array): boolean {
   )
 }
 
-function check(what: string, bytes: Uint8Array, length: number): void {
+/** Throws InvalidKeyError unless `bytes` is a Uint8Array of `length` bytes (every back end's input check). */
+export function checkBytes(what: string, bytes: Uint8Array, length: number): void {
   if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
     throw new InvalidKeyError(`${what} must be ${length} bytes`)
   }
+}
+
+/** Each item's `backend.verify`, all started at once: verifyMany for a back end with no better way. */
+export async function verifyEach(backend: Ed25519, items: readonly SignedMessage[]): Promise<boolean[]> {
+  return await Promise.all(items.map(async i => await backend.verify(i.publicKey, i.message, i.signature)))
+}
+
+/** A fresh PKCS#8 DER of the seed, in memory of its own: the caller wipes it once imported. */
+export function pkcs8Of(secretKey: Uint8Array): Uint8Array<ArrayBuffer> {
+  const der = new Uint8Array(PKCS8_PREFIX.length + SECRET_KEY_LENGTH)
+  der.set(PKCS8_PREFIX)
+  der.set(secretKey, PKCS8_PREFIX.length)
+  return der
 }
 
 /** The bytes as a string, to key a map by their content. */
@@ -183,11 +197,11 @@ function nobleVerify(publicKey: Uint8Array, message: Uint8Array, signature: Uint
 export const nobleEd25519: Ed25519 = {
   name: 'noble',
   async sign(secretKey, message) {
-    check('secret key', secretKey, SECRET_KEY_LENGTH)
+    checkBytes('secret key', secretKey, SECRET_KEY_LENGTH)
     return noble.sign(message, secretKey)
   },
   async verify(publicKey, message, signature) {
-    check('public key', publicKey, PUBLIC_KEY_LENGTH)
+    checkBytes('public key', publicKey, PUBLIC_KEY_LENGTH)
     try {
       return nobleVerify(publicKey, message, signature)
     } catch {
@@ -195,16 +209,16 @@ export const nobleEd25519: Ed25519 = {
     }
   },
   async publicKey(secretKey) {
-    check('secret key', secretKey, SECRET_KEY_LENGTH)
+    checkBytes('secret key', secretKey, SECRET_KEY_LENGTH)
     return noble.getPublicKey(secretKey)
   },
   async prepare(secretKey) {
-    check('secret key', secretKey, SECRET_KEY_LENGTH)
+    checkBytes('secret key', secretKey, SECRET_KEY_LENGTH)
     const seed = secretKey.slice()
     return { publicKey: noble.getPublicKey(seed), sign: async message => noble.sign(message, seed) }
   },
   async verifyMany(items) {
-    return await Promise.all(items.map(async i => await nobleEd25519.verify(i.publicKey, i.message, i.signature)))
+    return await verifyEach(nobleEd25519, items)
   }
 }
 
@@ -251,14 +265,12 @@ export function webCryptoEd25519(subtle: SubtleCrypto, sizes: KeyCacheSizes = {}
    * (an agent's, when it stops) is not kept usable in a process-wide cache.
    */
   const privateKeyOf = async (secretKey: Uint8Array, remember: boolean): Promise<ImportedPrivate> => {
-    check('secret key', secretKey, SECRET_KEY_LENGTH)
+    checkBytes('secret key', secretKey, SECRET_KEY_LENGTH)
     // keyed by a digest: no copy of the seed in a string, which could not be wiped
     const id = bytesKey(sha256(secretKey))
     let entry = privateKeys.get(id)
     if (entry == null) {
-      const pkcs8 = new Uint8Array(PKCS8_PREFIX.length + SECRET_KEY_LENGTH)
-      pkcs8.set(PKCS8_PREFIX)
-      pkcs8.set(secretKey, PKCS8_PREFIX.length)
+      const pkcs8 = pkcs8Of(secretKey)
       // importKey copies its input before it returns: the seed's copy here is wiped at once
       const importing = subtle.importKey('pkcs8', pkcs8, algorithm, true, ['sign'])
       pkcs8.fill(0)
@@ -286,7 +298,7 @@ export function webCryptoEd25519(subtle: SubtleCrypto, sizes: KeyCacheSizes = {}
       return await signWith((await privateKeyOf(secretKey, true)).key, message)
     },
     async verify(publicKey, message, signature) {
-      check('public key', publicKey, PUBLIC_KEY_LENGTH)
+      checkBytes('public key', publicKey, PUBLIC_KEY_LENGTH)
       if (!isStrictSignature(signature)) return false
       const key = await publicKeyOf(publicKey)
       if (key == null) return false
@@ -305,7 +317,7 @@ export function webCryptoEd25519(subtle: SubtleCrypto, sizes: KeyCacheSizes = {}
       return { publicKey, sign: async message => await signWith(imported.key, message) }
     },
     async verifyMany(items) {
-      return await Promise.all(items.map(async i => await backend.verify(i.publicKey, i.message, i.signature)))
+      return await verifyEach(backend, items)
     }
   }
   return backend
