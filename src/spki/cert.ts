@@ -28,6 +28,7 @@ import { ed25519, SIGNATURE_LENGTH } from '../crypto/ed25519.ts'
 import { principalId, principalPublicKey } from '../crypto/principal.ts'
 import { RecentMap } from '../recent-map.ts'
 import { BadSignatureError, InvalidCertError } from './errors.ts'
+import { Handles } from './hot-cache.ts'
 import { atomBytes, atomText, encodeCanonical, isList, sexpEquals } from './sexp.ts'
 import { parseTag, tagToSexp } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
@@ -363,8 +364,7 @@ export function certSigningBytes(cert: Cert): Uint8Array {
  */
 const idsOf = new WeakMap<SignedCert, { cert: Cert; signature: Uint8Array; id: string; handle: string }>()
 /** Handles by id, for the ids computed most recently; a handle is never given to a second id. */
-const handles = new RecentMap<string, string>(MAX_KEPT_HANDLES)
-let nextHandle = 0
+const handles = new Handles(MAX_KEPT_HANDLES)
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false
@@ -376,12 +376,7 @@ function idOf(signed: SignedCert): { id: string; handle: string } {
   const kept = idsOf.get(signed)
   if (kept != null && kept.cert === signed.cert && sameBytes(kept.signature, signed.signature)) return kept
   const id = VerifiedCertCache.key(certSigningBytes(signed.cert), signed.signature)
-  let handle = handles.get(id)
-  if (handle == null) {
-    handle = (nextHandle++).toString(36)
-    handles.set(id, handle)
-  }
-  const made = { cert: signed.cert, signature: signed.signature.slice(), id, handle }
+  const made = { cert: signed.cert, signature: signed.signature.slice(), id, handle: handles.of(id) }
   idsOf.set(signed, made)
   return made
 }

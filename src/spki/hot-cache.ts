@@ -1,3 +1,5 @@
+import { RecentMap } from '../recent-map.ts'
+
 /**
  * A bounded map for lookups on a hot path (remembered SPKI decisions and reductions): a hit is one
  * Map lookup and a flag set, where RecentMap (src/recent-map.ts) deletes and re-inserts the entry
@@ -67,5 +69,33 @@ export class HotCache<K, V> {
       entry.used = false
       this.entries.set(key, entry)
     }
+  }
+}
+
+/**
+ * Short stand-ins for long keys, for cache keys built often: each key gets its own handle, and a
+ * handle is never given to a second key. The `capacity` keys used most recently keep theirs; a key
+ * forgotten and seen again gets a new one (a cache keyed by handles then misses, it never confuses
+ * two keys).
+ *
+ * @example
+ * const handles = new Handles(4096)
+ * handles.of(longId) // '0', and '0' again while longId is among the 4096 most recent
+ */
+export class Handles {
+  private readonly byKey: RecentMap<string, string>
+  private next = 0
+
+  constructor(capacity: number) {
+    this.byKey = new RecentMap(capacity)
+  }
+
+  of(key: string): string {
+    let handle = this.byKey.get(key)
+    if (handle == null) {
+      handle = (this.next++).toString(36)
+      this.byKey.set(key, handle)
+    }
+    return handle
   }
 }

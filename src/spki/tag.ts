@@ -19,8 +19,8 @@
  */
 import { base16 } from 'multiformats/bases/base16'
 import { compareBytes } from '../../protocols/wire.ts'
-import { RecentMap } from '../recent-map.ts'
 import { InvalidTagError } from './errors.ts'
+import { Handles } from './hot-cache.ts'
 import { atomBytes, atomText, encodeCanonical, isList } from './sexp.ts'
 import type { Sexp } from './sexp.ts'
 
@@ -312,19 +312,13 @@ const normalKeys = new WeakMap<Tag, { key: string; handle: string }>()
 /** Most normal keys whose handles are kept. */
 const MAX_KEPT_HANDLES = 4096
 /** Handles by normal key, for the keys used most recently; a handle is never given to a second key. */
-const handles = new RecentMap<string, string>(MAX_KEPT_HANDLES)
-let nextHandle = 0
+const handles = new Handles(MAX_KEPT_HANDLES)
 
 function normalOf(tag: Tag): { key: string; handle: string } {
   let kept = normalKeys.get(tag)
   if (kept == null) {
     const key = tagKey(normalizeTag(tag))
-    let handle = handles.get(key)
-    if (handle == null) {
-      handle = (nextHandle++).toString(36)
-      handles.set(key, handle)
-    }
-    kept = { key, handle }
+    kept = { key, handle: handles.of(key) }
     normalKeys.set(tag, kept)
   }
   return kept
