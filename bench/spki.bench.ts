@@ -6,25 +6,20 @@
  * cached, and a plain Map lookup (what a cached authorization can at best cost). Three rounds;
  * each row gives the median and the range, each ratio the median of the rounds' ratios.
  */
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { defaultLogger } from '@libp2p/logger'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { MemoryDatastore } from 'datastore-core'
 import { processEd25519 } from '../node/ed25519.ts'
 import { ed25519, useEd25519, webCrypto } from '../src/crypto/ed25519.ts'
 import { principalId } from '../src/crypto/principal.ts'
 import { parseSignedCert, signCert, signedCertToSexp, VerifiedCertCache } from '../src/spki/cert.ts'
 import { revocationIndex, signCrl } from '../src/spki/crl.ts'
 import { reduceChain, ReductionCache } from '../src/spki/reduce.ts'
-import { spki } from '../src/spki/service.ts'
-import { decodeCanonical, encodeCanonical, parseAdvanced } from '../src/spki/sexp.ts'
-import { parseTag } from '../src/spki/tag.ts'
+import { decodeCanonical, encodeCanonical } from '../src/spki/sexp.ts'
+import { localSpki, tag } from '../test/spki/fixtures.ts'
 import { median } from './harness.ts'
 import type { Benchmark, BenchResult } from './harness.ts'
 import type { PrincipalId } from '../src/crypto/principal.ts'
 import type { Ed25519 } from '../src/crypto/ed25519.ts'
 import type { SignedCert } from '../src/spki/cert.ts'
-import type { SpkiComponents } from '../src/spki/service.ts'
+import type { Spki } from '../src/spki/service.ts'
 
 const DEPTH = 5
 const ROUNDS = 3
@@ -49,8 +44,6 @@ async function opsPerSecond(fn: () => unknown): Promise<number> {
   return iterations / (elapsed / 1000)
 }
 
-const tagOf = (text: string): ReturnType<typeof parseTag> => parseTag(parseAdvanced(text))
-
 interface Setup {
   secrets: Uint8Array[]
   ids: PrincipalId[]
@@ -74,7 +67,7 @@ async function depthFiveChain(): Promise<Setup> {
           issuer: ids[i],
           subject: { kind: 'key', principal: ids[i + 1] },
           propagate: i < DEPTH - 1,
-          tag: tagOf(`(cyberspace (mailbox (send (* set alice bob carol) ${extra})))`),
+          tag: tag(`(cyberspace (mailbox (send (* set alice bob carol) ${extra})))`),
           validity
         },
         secrets[i]
@@ -89,18 +82,9 @@ function spkiTimeOf(ms: number): string {
 }
 
 /** An SPKI service (no network: only its store, ACL and CRLs are used) trusting `root`. */
-async function service(setup: Setup): Promise<ReturnType<ReturnType<typeof spki>>> {
-  const privateKey = await generateKeyPair('Ed25519')
-  const components = {
-    peerId: peerIdFromPrivateKey(privateKey),
-    privateKey,
-    datastore: new MemoryDatastore(),
-    logger: defaultLogger(),
-    registrar: {},
-    connectionManager: {}
-  } as unknown as SpkiComponents
-  const node = spki()(components)
-  await node.addAclEntry(setup.ids[0], tagOf('(cyberspace)'))
+async function service(setup: Setup): Promise<Spki> {
+  const node = await localSpki()
+  await node.addAclEntry(setup.ids[0], tag('(cyberspace)'))
   for (const signed of setup.chain) await node.addCert(signed)
   return node
 }
@@ -116,7 +100,7 @@ const benchmark: Benchmark = {
     if (subtle != null) backends.push(['WebCrypto', subtle])
     const setup = await depthFiveChain()
     const { chain, ids, wire } = setup
-    const requested = tagOf('(cyberspace (mailbox (send alice l0 l1 l2 l3)))')
+    const requested = tag('(cyberspace (mailbox (send alice l0 l1 l2 l3)))')
     // a CRL from the root naming some other certificate: every check consults a real index
     const crl = await signCrl(
       {

@@ -1,12 +1,18 @@
-/** Keys and tags for the SPKI tests. */
+/** Keys, tags and a network-less SPKI service for the SPKI tests (and bench/spki.bench.ts). */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { defaultLogger } from '@libp2p/logger'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { MemoryDatastore } from 'datastore-core'
 import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
 import { principalId } from '../../src/crypto/principal.ts'
 import { signCert } from '../../src/spki/cert.ts'
+import { spki } from '../../src/spki/service.ts'
 import { parseAdvanced, toAdvanced } from '../../src/spki/sexp.ts'
 import { normalizeTag, parseTag, tagToSexp } from '../../src/spki/tag.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { Tag } from '../../src/spki/tag.ts'
 import type { SignedCert, Subject, Validity } from '../../src/spki/cert.ts'
+import type { Spki, SpkiComponents } from '../../src/spki/service.ts'
 
 export interface Key {
   secret: Uint8Array
@@ -60,4 +66,18 @@ export const NO_CRL_SPREAD = {
   topic: '/cyberspace/test/no-crl/1',
   protocol: '/cyberspace/test/no-crl/1.0.0',
   syncInterval: 0
+}
+
+/** An SPKI service with no network (its store, ACL and CRLs only): no handler is registered, no peer dialled. */
+export async function localSpki(): Promise<Spki> {
+  const privateKey = await generateKeyPair('Ed25519')
+  const components = {
+    peerId: peerIdFromPrivateKey(privateKey),
+    privateKey,
+    datastore: new MemoryDatastore(),
+    logger: defaultLogger(),
+    registrar: {},
+    connectionManager: {}
+  } as unknown as SpkiComponents
+  return spki()(components)
 }

@@ -1,17 +1,12 @@
 import { strict as assert } from 'node:assert'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { defaultLogger } from '@libp2p/logger'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { MemoryDatastore } from 'datastore-core'
 import { parseSignedCert, signedCertToSexp, spkiTime } from '../../src/spki/cert.ts'
 import { certHash, revocationIndex, signCrl } from '../../src/spki/crl.ts'
 import { reduceChain, ReductionCache } from '../../src/spki/reduce.ts'
-import { spki } from '../../src/spki/service.ts'
 import { decodeCanonical, encodeCanonical } from '../../src/spki/sexp.ts'
-import { grant, key, tag } from './fixtures.ts'
+import { grant, key, localSpki, tag } from './fixtures.ts'
 import type { Key } from './fixtures.ts'
 import type { SignedCert } from '../../src/spki/cert.ts'
-import type { Spki, SpkiComponents } from '../../src/spki/service.ts'
+import type { Spki } from '../../src/spki/service.ts'
 
 const HOUR = 3_600_000
 const requested = tag('(cyberspace (mailbox (send alice note)))')
@@ -19,21 +14,6 @@ const requested = tag('(cyberspace (mailbox (send alice note)))')
 /** A copy of a certificate as a peer would send it again: parsed afresh from its wire bytes. */
 const resent = (signed: SignedCert): SignedCert =>
   parseSignedCert(decodeCanonical(encodeCanonical(signedCertToSexp(signed))))
-
-/** An SPKI service with no network (its store, ACL and CRLs only). */
-async function localSpki(): Promise<Spki> {
-  const privateKey = await generateKeyPair('Ed25519')
-  // only the store, ACL and CRL paths run: no handler is registered, no peer dialled
-  const components = {
-    peerId: peerIdFromPrivateKey(privateKey),
-    privateKey,
-    datastore: new MemoryDatastore(),
-    logger: defaultLogger(),
-    registrar: {},
-    connectionManager: {}
-  } as unknown as SpkiComponents
-  return spki()(components)
-}
 
 describe('cached SPKI reductions and decisions', () => {
   let keys: Key[]
