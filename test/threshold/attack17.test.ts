@@ -4,20 +4,15 @@
  * duplicated deals, and inputs of the wrong type at the Signer.
  */
 import { strict as assert } from 'node:assert'
-import { hexToBytes } from '@noble/hashes/utils.js'
 import { firstBadEvaluation, Fn, Point, PointCache } from '../../src/threshold/group.ts'
 import { applyRefresh, dealRefresh } from '../../src/threshold/refresh.ts'
 import { combineReshare, dealReshare } from '../../src/threshold/reshare.ts'
 import { Signer } from '../../src/threshold/sign.ts'
-import { dealtGroup, members } from './fixtures.ts'
+import { dealtGroup, members, shifted, withTorsion } from './fixtures.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { ReceivedReshare } from '../../src/threshold/reshare.ts'
 import type { SigningRequest } from '../../src/threshold/sign.ts'
 
-/** The point of order 2: adding it leaves a point canonical and not of small order, but outside the subgroup. */
-const T2 = Point.fromBytes(hexToBytes('ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f'))
-const tainted = (bytes: Uint8Array): Uint8Array => Point.fromBytes(bytes).add(T2).toBytes()
-const shifted = (share: Uint8Array, delta: bigint): Uint8Array => Fn.toBytes(Fn.add(Fn.fromBytes(share), delta))
 const named =
   (name: string, culprit?: string) =>
   (err: Error & { culprit?: string }): boolean =>
@@ -37,7 +32,7 @@ describe('threshold arithmetic under attack (issue 17)', () => {
     for (const k of [0, 1]) {
       // the share is left as dealt: at an even x, x·T2 = O and a per-share check alone would pass
       const bad = received(to[0])
-      bad[1] = { ...bad[1], commitments: bad[1].commitments.map((c, i) => (i === k ? tainted(c) : c)) }
+      bad[1] = { ...bad[1], commitments: bad[1].commitments.map((c, i) => (i === k ? withTorsion(c) : c)) }
       assert.throws(
         () => combineReshare(keys[0].public, dealers, to[0], to, 2, bad),
         named('InvalidShareError', dealers[1]),
@@ -53,7 +48,7 @@ describe('threshold arithmetic under attack (issue 17)', () => {
     const bytes = Point.BASE.multiply(777n).toBytes()
     const good = points.parse(bytes, 'p')
     // the caller's array now holds the same point with an order-2 component
-    bytes.set(tainted(bytes))
+    bytes.set(withTorsion(bytes))
     assert.throws(() => points.parse(bytes, 'p'), named('InvalidPointError'))
     assert.ok(points.parse(Point.BASE.multiply(777n).toBytes(), 'p').equals(good))
     assert.equal(points.size, 1)
@@ -68,7 +63,7 @@ describe('threshold arithmetic under attack (issue 17)', () => {
     const { keys } = dealtGroup(ms, 3)
     const deals = ids.map(() => dealRefresh(keys[0].public, ids))
     const received = deals.map((d, j) => ({ from: ids[j], commitments: d.commitments, share: d.shares.get(ids[0])! }))
-    received[2] = { ...received[2], commitments: [tainted(received[2].commitments[0]), received[2].commitments[1]] }
+    received[2] = { ...received[2], commitments: [withTorsion(received[2].commitments[0]), received[2].commitments[1]] }
     assert.throws(() => applyRefresh(keys[0], ids[0], ids, received), named('InvalidShareError', ids[2]))
   })
 

@@ -10,11 +10,10 @@ import {
   frost,
   identifierScalar,
   memberIdentifier,
-  Point,
   randomScalar,
   scalarBytes
 } from '../../src/threshold/group.ts'
-import { members, signWith } from './fixtures.ts'
+import { members, signWith, withTorsion } from './fixtures.ts'
 import type { DkgMessage, DkgRound1 } from '../../protocols/dkg/codec.ts'
 import type { Member } from './fixtures.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
@@ -214,12 +213,6 @@ describe('DKG session (authenticated, encrypted round 2, confirmed)', () => {
     }
   })
 })
-
-/** The point plus the point of order 2, (0, −1). */
-function withTorsion(bytes: Uint8Array): Uint8Array {
-  const order2 = Point.fromHex('ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f')
-  return Point.fromBytes(bytes).add(order2).toBytes()
-}
 
 async function resign<T extends DkgMessage>(msg: T, member: Member): Promise<T> {
   return { ...msg, sig: await signAs(member.secret, DKG_DOMAIN, dkgSigningBody(msg)) }

@@ -1,7 +1,8 @@
 /** Members and dealt groups for the threshold tests. */
 import { key } from '../spki/fixtures.ts'
 import { dealShares } from '../../src/threshold/dealer.ts'
-import { frost, randomScalar, scalarBytes } from '../../src/threshold/group.ts'
+import { hexToBytes } from '@noble/hashes/utils.js'
+import { Fn, frost, Point, randomScalar, scalarBytes } from '../../src/threshold/group.ts'
 import type { Key as Member } from '../spki/fixtures.ts'
 import type { Key } from '@noble/curves/abstract/frost.js'
 
@@ -30,4 +31,17 @@ export function signWith(keys: Key[], msg: Uint8Array): Uint8Array {
     keys.map((k, i) => [k.secret.identifier, frost.signShare(k.secret, k.public, nonces[i].nonces, list, msg)])
   )
   return frost.aggregate(keys[0].public, list, msg, shares)
+}
+
+/** The encoding of the point of order 2, (0, −1). */
+export const ORDER_2 = hexToBytes('ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f')
+
+/** The point plus the point of order 2: canonical and not of small order, but outside the prime-order subgroup. */
+export function withTorsion(bytes: Uint8Array): Uint8Array {
+  return Point.fromBytes(bytes).add(Point.fromBytes(ORDER_2)).toBytes()
+}
+
+/** A share changed by `delta` (mod ℓ): a colluding pair sends +δ and −δ, so the sum stays right. */
+export function shifted(share: Uint8Array, delta: bigint): Uint8Array {
+  return Fn.toBytes(Fn.add(Fn.fromBytes(share), delta))
 }

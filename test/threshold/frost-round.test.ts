@@ -6,17 +6,13 @@ import { InvalidShareError, ThresholdError } from '../../src/threshold/errors.ts
 import { commitNonces, nonceFromRandomness, prepareRound } from '../../src/threshold/frost-round.ts'
 import { Fn, frost, memberIdentifier, parsePoint, Point, PointCache } from '../../src/threshold/group.ts'
 import { coordinateSigning, Signer } from '../../src/threshold/sign.ts'
-import { dealtGroup, members } from './fixtures.ts'
+import { dealtGroup, members, ORDER_2, shifted, withTorsion } from './fixtures.ts'
 import type { SigningPackage, SigningRequest, SigningResult, SigningTransport } from '../../src/threshold/sign.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { Member } from './fixtures.ts'
 import type { FrostPublic, Key, NonceCommitments, Nonces } from '@noble/curves/abstract/frost.js'
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
-const ORDER_2 = hexToBytes('ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f')
-
-/** A share changed by `delta` (mod ℓ): a colluding pair sends +δ and −δ, so the sum stays right. */
-const shifted = (share: Uint8Array, delta: bigint): Uint8Array => Fn.toBytes(Fn.add(Fn.fromBytes(share), delta))
 
 describe('FROST rounds computed once (frost-round)', () => {
   // RFC 9591 Appendix E.1, FROST(Ed25519, SHA-512): participants 1 and 3 of a 2-of-3 group
@@ -186,7 +182,7 @@ describe('FROST rounds computed once (frost-round)', () => {
     assert.ok(cache.parse(good, 'p').equals(parsePoint(good, 'p')))
     assert.equal(cache.size, 1)
     // a point with an order-2 component: on the curve, canonical, not of small order, outside the subgroup
-    const dirty = Point.BASE.multiply(12345n).add(Point.fromBytes(ORDER_2)).toBytes()
+    const dirty = withTorsion(Point.BASE.multiply(12345n).toBytes())
     for (let i = 0; i < 2; i++) {
       assert.throws(() => cache.parse(dirty, 'dirty'), { name: 'InvalidPointError' })
       assert.throws(() => cache.parse(ORDER_2, 'small'), { name: 'InvalidPointError' })
@@ -266,7 +262,7 @@ describe('coordinateSigning excludes exactly whom per-share verification exclude
       commit: async (m, req): Promise<NonceCommitments> => {
         if (fault(m) === 'offline') throw new ThresholdError(`${m} is unreachable`)
         const c = await signers.get(m)!.commit(req)
-        const dirty = Point.fromBytes(c.hiding).add(Point.fromBytes(ORDER_2)).toBytes()
+        const dirty = withTorsion(c.hiding)
         if (fault(m) === 'small-order') return { ...c, binding: ORDER_2 } as NonceCommitments
         if (fault(m) === 'dirty') return { ...c, hiding: dirty } as NonceCommitments
         if (fault(m) === 'identity') return { ...c, hiding: Point.ZERO.toBytes() } as NonceCommitments

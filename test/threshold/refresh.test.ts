@@ -10,7 +10,7 @@ import {
   sumRepairShares,
   verifyRefreshShare
 } from '../../src/threshold/refresh.ts'
-import { dealtGroup, members, signWith } from './fixtures.ts'
+import { dealtGroup, members, shifted, signWith } from './fixtures.ts'
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
 
@@ -82,9 +82,8 @@ describe('share refresh and repair', () => {
     const { keys } = dealtGroup(ms, 3)
     const deals = ids.map(() => dealRefresh(keys[0].public, ids))
     const received = deals.map((d, j) => ({ from: ids[j], commitments: d.commitments, share: d.shares.get(ids[0])! }))
-    const shift = (share: Uint8Array, delta: bigint): Uint8Array => Fn.toBytes(Fn.add(Fn.fromBytes(share), delta))
     const colluding = received.map((r, j) =>
-      j === 1 ? { ...r, share: shift(r.share, 99n) } : j === 2 ? { ...r, share: shift(r.share, Fn.neg(99n)) } : r
+      j === 1 ? { ...r, share: shifted(r.share, 99n) } : j === 2 ? { ...r, share: shifted(r.share, Fn.neg(99n)) } : r
     )
     const culprit = (err: Error & { culprit?: string }, who: string): boolean =>
       err.name === 'InvalidShareError' && err.culprit === who
