@@ -1,9 +1,11 @@
 /**
  * The group FROST(Ed25519, SHA-512) works in, with the checks every inbound element needs:
  * points must be canonical, not the identity, not of small order and in the prime-order
- * subgroup; scalars must be canonical (below the group order ℓ). Also Lagrange coefficients,
- * polynomial evaluation and a domain-separated hash to scalars, for the protocols that
- * `@noble/curves` leaves to us (threshold decryption, refresh, repair).
+ * subgroup; scalars must be canonical (below the group order ℓ). A PointCache makes those checks
+ * once per point. Also Lagrange coefficients, polynomial evaluation, share checks batched in one
+ * randomly weighted equation, and a domain-separated hash to scalars, for the protocols that
+ * `@noble/curves` leaves to us or whose FROST module repeats work (DKG, threshold decryption,
+ * refresh, resharing, repair).
  *
  * @example
  * const R = parsePoint(bytes, 'ephemeral key')       // throws InvalidPointError
