@@ -7,7 +7,8 @@
  *
  * Environment: IDLE_REPO, the checkout whose CLI is spawned (default: this one); IDLE_BASELINE,
  * a second checkout measured the same way in the same run (e.g. a worktree of an older commit);
- * IDLE_SECONDS (30) and IDLE_WARMUP_SECONDS (30: a 10-process cluster on 2 cores is still settling its DHT and mesh for a while after every member is alive).
+ * IDLE_SETUPS, a comma-separated subset of floor,pair,cluster to run (default: all three; the ratios
+ * need the floor); IDLE_SECONDS (30) and IDLE_WARMUP_SECONDS (30: a 10-process cluster on 2 cores is still settling its DHT and mesh for a while after every member is alive).
  *
  * @example
  * IDLE_BASELINE=/tmp/base npm run bench idle
@@ -24,6 +25,7 @@ const HERE = fileURLToPath(new URL('..', import.meta.url))
 const WINDOW_S = Number(process.env.IDLE_SECONDS ?? 30)
 const WARMUP_S = Number(process.env.IDLE_WARMUP_SECONDS ?? 30)
 const CLUSTER = 10
+const SETUPS = new Set((process.env.IDLE_SETUPS ?? 'floor,pair,cluster').split(',').map(s => s.trim()))
 const FLOOR_SCRIPT = fileURLToPath(new URL('idle-floor.ts', import.meta.url))
 
 interface Figures {
@@ -111,23 +113,28 @@ const benchmark: Benchmark = {
       figures.push(result)
       return result
     }
-    const floor = await run(floorPair)
+    const floor = SETUPS.has('floor') ? await run(floorPair) : undefined
     const pairs = new Map<string, Figures>()
     const clusters = new Map<string, Figures>()
-    for (const [name, path] of systems) pairs.set(name, await run(async () => await cluster(path, `${name} pair`, 2)))
-    for (const [name, path] of systems)
-      clusters.set(name, await run(async () => await cluster(path, `${name} cluster`, CLUSTER)))
+    if (SETUPS.has('pair'))
+      for (const [name, path] of systems) pairs.set(name, await run(async () => await cluster(path, `${name} pair`, 2)))
+    if (SETUPS.has('cluster'))
+      for (const [name, path] of systems)
+        clusters.set(name, await run(async () => await cluster(path, `${name} cluster`, CLUSTER)))
     const ratios: Record<string, number> = {}
     for (const [name] of systems) {
-      ratios[`${name} pair / floor (per node)`] = mean(pairs.get(name)!.percent) / mean(floor.percent)
-      ratios[`${name} cluster / floor (per node)`] = mean(clusters.get(name)!.percent) / mean(floor.percent)
+      if (floor == null) break
+      const pair = pairs.get(name)
+      const many = clusters.get(name)
+      if (pair != null) ratios[`${name} pair / floor (per node)`] = mean(pair.percent) / mean(floor.percent)
+      if (many != null) ratios[`${name} cluster / floor (per node)`] = mean(many.percent) / mean(floor.percent)
     }
-    if (baseline != null) {
+    if (baseline != null && SETUPS.has('pair'))
       ratios['cyberspace pair / baseline pair'] =
         mean(pairs.get('cyberspace')!.percent) / mean(pairs.get('baseline')!.percent)
+    if (baseline != null && SETUPS.has('cluster'))
       ratios['cyberspace cluster / baseline cluster'] =
         mean(clusters.get('cyberspace')!.percent) / mean(clusters.get('baseline')!.percent)
-    }
     return {
       setup: {
         windowSeconds: WINDOW_S,

@@ -45,7 +45,10 @@ export interface BootstrapInit {
   sweepInterval?: number
   /**
    * How often to walk the DHT (query a random key) for peers while below targetConnections, in ms.
-   * Doubles, up to 5 minutes, each time a walk finds no one new. Default 5 s.
+   * The first walk comes this long after start. Doubles, up to 5 minutes, each time a walk finds no
+   * one new; while no peer has connected, been lost or been discovered since the last walk, walks
+   * are skipped (the pause still doubles), but one is made at least every 5 minutes. A discovery or
+   * a lost connection brings it back. Default 5 s.
    */
   walkInterval?: number
 }
@@ -157,6 +160,12 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
   private sweepAt = Infinity
   private running = false
   private shutdown = new AbortController()
+  /** The pause before the next DHT walk (grows while walks find no one new). */
+  private walkDelay = 0
+  /** Whether a peer connected, was lost or was discovered since the last walk. */
+  private walkChanged = true
+  /** Cuts the current pause before a walk to at most walkInterval from now, while the loop waits. */
+  private walkNudge?: () => void
 
   constructor(components: BootstrapComponents, init: BootstrapInit) {
     super()
@@ -178,6 +187,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     }
     this.onDisconnect = this.onDisconnect.bind(this)
     this.onDiscovery = this.onDiscovery.bind(this)
+    this.onConnect = this.onConnect.bind(this)
   }
 
   readonly [Symbol.toStringTag] = 'cyberspace/bootstrap'
@@ -187,6 +197,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     this.shutdown = new AbortController()
     this.components.events.addEventListener('peer:disconnect', this.onDisconnect)
     this.components.events.addEventListener('peer:discovery', this.onDiscovery)
+    this.components.events.addEventListener('peer:connect', this.onConnect)
   }
 
   /** Dialling starts once the whole node has started, so every protocol is registered first. */
@@ -203,6 +214,8 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     this.shutdown.abort()
     this.components.events.removeEventListener('peer:disconnect', this.onDisconnect)
     this.components.events.removeEventListener('peer:discovery', this.onDiscovery)
+    this.components.events.removeEventListener('peer:connect', this.onConnect)
+    this.walkNudge = undefined
     clearTimeout(this.sweepTimer)
     this.sweepAt = Infinity
     for (const target of this.targets) clearTimeout(target.timer)
@@ -272,16 +285,32 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
         this.schedule(target, stable ? this.minBackoff : this.backoff(target.failures))
       }
     }
-    // a lost connection leaves room: the peer store is looked through soon again
+    // a lost connection leaves room: the peer store is looked through and the DHT walked soon again
     this.sweepSoon()
+    this.walkSoon()
+  }
+
+  private onConnect(): void {
+    // a new neighbour may know peers we do not: the next walk is made, at its usual pause
+    this.walkChanged = true
   }
 
   private onDiscovery(evt: CustomEvent<{ id: PeerId }>): void {
     // a (re)discovered peer may have new addresses: it gets a fresh chance
     this.gaveUp.delete(evt.detail.id.toString())
-    this.addCandidate(evt.detail.id, true)
+    // libp2p reports a peer each time a DHT answer names it: only one we did not know as a
+    // candidate, and do not hold a connection to, brings the walks back
+    if (this.addCandidate(evt.detail.id, true)) this.walkSoon()
     this.pump()
     this.sweepSoon()
+  }
+
+  /** Walks the DHT at the shortest pause again (something changed). */
+  private walkSoon(): void {
+    if (!this.running) return
+    this.walkChanged = true
+    this.walkDelay = this.walkInterval
+    this.walkNudge?.()
   }
 
   /**
@@ -424,15 +453,27 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
 
   /**
    * Finds peers beyond the DHT neighbourhood: while below targetConnections, look up random keys
-   * and dial the peers found. The pause grows while lookups find no one new. The loop belongs to
-   * one start: it ends when that start's signal aborts.
+   * and dial the peers found. The pause grows while lookups find no one new, and while nothing
+   * changed since the last walk (no peer connected, lost or discovered) the walk is skipped — each
+   * walk asks several peers, who read their peer store to answer — except that one is made at least
+   * every MAX_WALK_INTERVAL, for peers that joined out of sight. The loop belongs to one start: it
+   * ends when that start's signal aborts.
    */
   private async walkLoop(signal: AbortSignal): Promise<void> {
-    let interval = Math.min(1_000, this.walkInterval)
+    this.walkDelay = this.walkInterval
+    this.walkChanged = true
+    let lastWalk = Date.now()
     while (!signal.aborted) {
-      if (!(await pause(interval, signal))) return
+      if (!(await this.walkPause(signal))) return
       const connections = this.components.connectionManager.getConnections().length
       if (connections >= this.targetConnections || connections === 0) continue
+      const now = Date.now()
+      if (!this.walkChanged && now - lastWalk < MAX_WALK_INTERVAL) {
+        this.walkDelay = Math.min(this.walkDelay * 2, MAX_WALK_INTERVAL)
+        continue
+      }
+      this.walkChanged = false
+      lastWalk = now
       let fresh = 0
       try {
         const key = crypto.getRandomValues(new Uint8Array(32))
@@ -446,8 +487,43 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
         this.log.trace('DHT walk ended - %e', err)
       }
       this.pump()
-      interval = fresh > 0 ? this.walkInterval : Math.min(interval * 2, MAX_WALK_INTERVAL)
+      // a walk that found someone new is worth repeating at once, whatever else happened
+      if (fresh > 0) this.walkChanged = true
+      this.walkDelay = fresh > 0 ? this.walkInterval : Math.min(this.walkDelay * 2, MAX_WALK_INTERVAL)
     }
+  }
+
+  /** Waits walkDelay, or less if walkSoon() is called meanwhile; false if `signal` aborted first. */
+  private async walkPause(signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return false
+    return await new Promise(resolve => {
+      let until = Date.now() + this.walkDelay
+      let timer: ReturnType<typeof setTimeout>
+      const done = (ok: boolean): void => {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', onAbort)
+        if (this.walkNudge === nudge) this.walkNudge = undefined
+        resolve(ok)
+      }
+      const onAbort = (): void => {
+        done(false)
+      }
+      const arm = (ms: number): void => {
+        clearTimeout(timer)
+        timer = setTimeout(() => {
+          done(true)
+        }, ms)
+      }
+      const nudge = (): void => {
+        const at = Date.now() + this.walkInterval
+        if (at >= until) return
+        until = at
+        arm(this.walkInterval)
+      }
+      arm(this.walkDelay)
+      this.walkNudge = nudge
+      signal.addEventListener('abort', onAbort)
+    })
   }
 
   /** Aborts after dialTimeout, or when `base` (by default this start's shutdown) aborts. */
@@ -460,25 +536,6 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
     const base = Math.min(this.maxBackoff, this.minBackoff * 2 ** Math.min(failures - 1, 30))
     return Math.round(base * (0.8 + Math.random() * 0.4))
   }
-}
-
-/** Waits `ms`; false if `signal` aborted first. */
-async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return false
-  return await new Promise(resolve => {
-    const done = (ok: boolean): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', onAbort)
-      resolve(ok)
-    }
-    const onAbort = (): void => {
-      done(false)
-    }
-    const timer = setTimeout(() => {
-      done(true)
-    }, ms)
-    signal.addEventListener('abort', onAbort)
-  })
 }
 
 export function bootstrap(init: BootstrapInit = {}): (components: BootstrapComponents) => Bootstrap {
