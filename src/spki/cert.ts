@@ -32,6 +32,7 @@ import { Handles } from './hot-cache.ts'
 import { atomBytes, atomText, encodeCanonical, isList, sexpEquals } from './sexp.ts'
 import { parseTag, tagToSexp } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
+import type { SignedMessage } from '../crypto/ed25519.ts'
 import type { Sexp } from './sexp.ts'
 import type { Tag } from './tag.ts'
 
@@ -445,33 +446,65 @@ export class VerifiedCertCache {
   }
 }
 
-/** Most signatures `verifyCerts` has in flight at once. */
+/** Most signatures `verifyCerts` and `verifiedCerts` have in flight at once. */
 const MAX_VERIFYING = 16
 
 /**
- * Verifies every certificate's signature, several at once (`verifyMany`: a native back end checks
- * them in parallel), and throws the error of the first one, in order, that does not verify.
+ * Whether each certificate of `batch` (at most MAX_VERIFYING) has a good signature, in order: those
+ * `cache` holds are not checked again, the others at once (`verifyMany`: a native back end checks
+ * them in parallel), and those that verify enter the cache. A certificate whose issuer is not a
+ * key has no good signature.
+ */
+async function verifyBatch(batch: SignedCert[], cache?: VerifiedCertCache): Promise<boolean[]> {
+  const ok = batch.map(() => true)
+  const keys = batch.map(signed => (cache == null ? undefined : signedCertId(signed)))
+  const todo: number[] = []
+  const items: SignedMessage[] = []
+  for (const [i, signed] of batch.entries()) {
+    const key = keys[i]
+    if (key != null && cache?.has(key) === true) continue
+    try {
+      items.push({
+        publicKey: issuerKey(signed.cert.issuer),
+        message: certSigningBytes(signed.cert),
+        signature: signed.signature
+      })
+      todo.push(i)
+    } catch {
+      ok[i] = false
+    }
+  }
+  const results = items.length === 0 ? [] : await (await ed25519()).verifyMany(items)
+  for (const [n, i] of todo.entries()) {
+    ok[i] = results[n]
+    const key = keys[i]
+    if (results[n] && key != null) cache?.add(key)
+  }
+  return ok
+}
+
+/**
+ * Verifies every certificate's signature, several at once, and throws the error of the first one,
+ * in order, that does not verify (no batch after it is checked).
  */
 export async function verifyCerts(certs: SignedCert[], cache?: VerifiedCertCache): Promise<void> {
   if (certs.length === 1) return await verifyCert(certs[0], cache)
-  const backend = await ed25519()
   for (let start = 0; start < certs.length; start += MAX_VERIFYING) {
     const batch = certs.slice(start, start + MAX_VERIFYING)
-    const keys = batch.map(signed => (cache == null ? undefined : signedCertId(signed)))
-    const todo = batch.flatMap((signed, i) => (keys[i] != null && cache?.has(keys[i]) === true ? [] : [i]))
-    const results = await backend.verifyMany(
-      todo.map(i => ({
-        publicKey: issuerKey(batch[i].cert.issuer),
-        message: certSigningBytes(batch[i].cert),
-        signature: batch[i].signature
-      }))
-    )
-    for (const [n, i] of todo.entries()) {
-      if (!results[n]) throw badSignature(batch[i])
-      const key = keys[i]
-      if (key != null) cache?.add(key)
-    }
+    const bad = (await verifyBatch(batch, cache)).indexOf(false)
+    if (bad >= 0) throw badSignature(batch[bad])
   }
+}
+
+/** The certificates whose signatures verify, in order (the others left out), several checked at once. */
+export async function verifiedCerts(certs: SignedCert[], cache?: VerifiedCertCache): Promise<SignedCert[]> {
+  const out: SignedCert[] = []
+  for (let start = 0; start < certs.length; start += MAX_VERIFYING) {
+    const batch = certs.slice(start, start + MAX_VERIFYING)
+    const ok = await verifyBatch(batch, cache)
+    out.push(...batch.filter((_, i) => ok[i]))
+  }
+  return out
 }
 
 const badSignature = (signed: SignedCert): BadSignatureError =>

@@ -19,7 +19,7 @@
  * afterwards whether a revocation is why no chain was found.
  */
 import { ChainNotFoundError, ChainTooLongError, NameCycleError } from './errors.ts'
-import { spkiTime, verifyCert, verifyCerts, VerifiedCertCache } from './cert.ts'
+import { spkiTime, verifiedCerts, verifyCerts, VerifiedCertCache } from './cert.ts'
 import {
   checkValidity,
   DEFAULT_MAX_CHAIN_LENGTH,
@@ -85,34 +85,11 @@ async function usable(
     candidates.push(signed)
   }
   // signatures last, the costly check, several at once
-  const good = options.verified === true ? candidates : await verified(candidates, options.cache)
+  const good = options.verified === true ? candidates : await verifiedCerts(candidates, options.cache)
   const auth: SignedCert[] = []
   const names: SignedCert[] = []
   for (const signed of good) (signed.cert.type === 'auth' ? auth : names).push(signed)
   return { auth, names }
-}
-
-/** Most signatures checked at once while sorting out a pool. */
-const MAX_VERIFYING = 16
-
-/** The certificates of `pool` whose signatures verify, in order. */
-async function verified(pool: SignedCert[], cache?: VerifiedCertCache): Promise<SignedCert[]> {
-  const out: SignedCert[] = []
-  for (let start = 0; start < pool.length; start += MAX_VERIFYING) {
-    const batch = pool.slice(start, start + MAX_VERIFYING)
-    const ok = await Promise.all(
-      batch.map(async signed => {
-        try {
-          await verifyCert(signed, cache)
-          return true
-        } catch {
-          return false
-        }
-      })
-    )
-    for (const [i, signed] of batch.entries()) if (ok[i]) out.push(signed)
-  }
-  return out
 }
 
 /** The keys K's n1's n2… denotes, each with the name certificates proving it. */
