@@ -21,9 +21,9 @@
  */
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { x25519 } from '@noble/curves/ed25519.js'
-import { bytesToNumberLE, equalBytes } from '@noble/curves/utils.js'
+import { equalBytes } from '@noble/curves/utils.js'
 import { hkdf } from '@noble/hashes/hkdf.js'
-import { sha256, sha512 } from '@noble/hashes/sha2.js'
+import { sha256 } from '@noble/hashes/sha2.js'
 import { concatBytes } from '@noble/hashes/utils.js'
 import { DKG_DOMAIN, dkgSigningBody, encodeDkgMessage } from '../../protocols/dkg/codec.ts'
 import { principalId, principalPublicKey } from '../crypto/principal.ts'
@@ -50,7 +50,8 @@ import {
   parseScalar,
   Point,
   randomScalar,
-  readShares
+  readShares,
+  scalarOfHash
 } from './group.ts'
 import type { DkgConfirm, DkgMessage, DkgRound1, DkgRound2 } from '../../protocols/dkg/codec.ts'
 import type { GroupPoint, Identifier } from './group.ts'
@@ -327,7 +328,7 @@ export class DkgSession {
 
 /** c = H_dkg(id ‖ C0 ‖ R), noble's FROST(Ed25519) DKG proof-of-knowledge challenge. */
 function pokChallenge(id: bigint, C0: GroupPoint, R: GroupPoint): bigint {
-  return Fn.create(bytesToNumberLE(sha512(concatBytes(POK_DST, Fn.toBytes(id), C0.toBytes(), R.toBytes()))))
+  return scalarOfHash(concatBytes(POK_DST, Fn.toBytes(id), C0.toBytes(), R.toBytes()))
 }
 
 /**

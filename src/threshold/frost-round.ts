@@ -17,11 +17,10 @@
  * const bad = round.invalidShares(shares)                      // the coordinator: [] when all verify
  * const signature = round.aggregate(shares)
  */
-import { bytesToNumberLE } from '@noble/curves/utils.js'
 import { sha512 } from '@noble/hashes/sha2.js'
 import { concatBytes, hexToBytes } from '@noble/hashes/utils.js'
 import { SigningRefusedError, ThresholdError } from './errors.ts'
-import { batchWeight, Fn, identifierScalar, lagrange, Point, publicMsm } from './group.ts'
+import { batchWeight, Fn, identifierScalar, lagrange, Point, publicMsm, scalarOfHash } from './group.ts'
 import type { GroupPoint, Identifier, PointCache } from './group.ts'
 import type { FrostPublic, FrostSecret, NonceCommitments, Nonces } from '@noble/curves/abstract/frost.js'
 
@@ -33,7 +32,6 @@ const MSG = utf8.encode(`${CONTEXT}msg`)
 const COM = utf8.encode(`${CONTEXT}com`)
 const NONCE = utf8.encode(`${CONTEXT}nonce`)
 
-const scalarOfHash = (bytes: Uint8Array): bigint => Fn.create(bytesToNumberLE(sha512(bytes)))
 /** H1: binding factors. */
 const h1 = (m: Uint8Array): bigint => scalarOfHash(concatBytes(RHO, m))
 /** H2: the challenge, undecorated so the result is an RFC 8032 signature. */

@@ -279,6 +279,11 @@ function powers(x: bigint, count: number): bigint[] {
   return out
 }
 
+/** SHA-512 of `bytes` as a scalar (reduced mod ℓ, little-endian): the hash-to-scalar of RFC 8032 and RFC 9591. */
+export function scalarOfHash(bytes: Uint8Array): bigint {
+  return Fn.create(bytesToNumberLE(sha512(bytes)))
+}
+
 /** A scalar from SHA-512 over a domain string and length-prefixed parts. */
 export function hashToScalar(domain: string, ...parts: Uint8Array[]): bigint {
   const chunks: Uint8Array[] = [utf8.encode(domain), new Uint8Array([0])]
@@ -287,5 +292,5 @@ export function hashToScalar(domain: string, ...parts: Uint8Array[]): bigint {
     new DataView(len.buffer).setUint32(0, p.length)
     chunks.push(len, p)
   }
-  return Fn.create(bytesToNumberLE(sha512(concatBytes(...chunks))))
+  return scalarOfHash(concatBytes(...chunks))
 }
