@@ -29,7 +29,7 @@ import { principalId, principalPublicKey } from '../crypto/principal.ts'
 import { RecentMap } from '../recent-map.ts'
 import { BadSignatureError, InvalidCertError } from './errors.ts'
 import { Handles } from './hot-cache.ts'
-import { atomBytes, atomText, encodeCanonical, isList, sexpEquals } from './sexp.ts'
+import { atomBytes, atomText, encodeCanonical, isList, sexpEquals, word } from './sexp.ts'
 import { parseTag, tagToSexp } from './tag.ts'
 import type { PrincipalId } from '../crypto/principal.ts'
 import type { SignedMessage } from '../crypto/ed25519.ts'
@@ -81,17 +81,7 @@ export interface SignedCert {
 }
 
 const utf8 = new TextEncoder()
-/** The atoms certificates are spelled with, encoded once. */
-const WORDS = new Map<string, Uint8Array>()
-const enc = (text: string): Uint8Array => {
-  let bytes = WORDS.get(text)
-  if (bytes == null) {
-    bytes = utf8.encode(text)
-    // the fixed vocabulary only: names and times vary and are not kept
-    if (WORDS.size < 64) WORDS.set(text, bytes)
-  }
-  return bytes
-}
+const enc = word
 const text = (value: string): Uint8Array => utf8.encode(value)
 
 /** SPKI time text for a moment (UTC, second precision). */

@@ -49,6 +49,23 @@ export function atom(text: string, hint?: string): Atom {
   return hint == null ? bytes : { hint: utf8.encode(hint), bytes }
 }
 
+/** Words encoded by `word`, at most MAX_WORDS of them. */
+const words = new Map<string, Uint8Array>()
+const MAX_WORDS = 64
+
+/**
+ * The atom of a fixed word of the certificate and tag forms ('cert', '*', 'range' …), encoded once
+ * (shared: read only). Not for text that varies (names, times): the first MAX_WORDS words are kept.
+ */
+export function word(text: string): Uint8Array {
+  let bytes = words.get(text)
+  if (bytes == null) {
+    bytes = utf8.encode(text)
+    if (words.size < MAX_WORDS) words.set(text, bytes)
+  }
+  return bytes
+}
+
 export function isList(s: Sexp): s is Sexp[] {
   return Array.isArray(s)
 }

@@ -21,7 +21,7 @@ import { base16 } from 'multiformats/bases/base16'
 import { compareBytes } from '../../protocols/wire.ts'
 import { InvalidTagError } from './errors.ts'
 import { Handles } from './hot-cache.ts'
-import { atomBytes, atomText, encodeCanonical, isList } from './sexp.ts'
+import { atomBytes, atomText, encodeCanonical, isList, word } from './sexp.ts'
 import type { Sexp } from './sexp.ts'
 
 export type Ordering = 'alpha' | 'numeric' | 'time' | 'binary'
@@ -104,14 +104,7 @@ function checkValue(ordering: Ordering, value: Uint8Array): void {
   }
 }
 
-/** The fixed words of tag forms, encoded once (shared: read only). */
-const WORDS = new Map(
-  ['*', 'set', 'prefix', 'range', 'alpha', 'numeric', 'time', 'binary', 'g', 'ge', 'l', 'le'].map(w => [
-    w,
-    new TextEncoder().encode(w)
-  ])
-)
-const enc = (word: string): Uint8Array => WORDS.get(word) ?? new TextEncoder().encode(word)
+const enc = word
 
 /** The tag body as an S-expression (the inverse of parseTag). */
 export function tagToSexp(tag: Tag): Sexp {
