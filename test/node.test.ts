@@ -6,6 +6,7 @@ import { CODE_P2P, multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { memoryNode } from './helpers/memory-node.ts'
 import { waitUntil } from './helpers/processes.ts'
+import { fastMessageId } from '../src/node.ts'
 import type { CyberspaceNode } from '../src/node.ts'
 
 describe('createNode', () => {
@@ -173,5 +174,19 @@ describe('createNode', () => {
         JSON.stringify(bad)
       )
     }
+  })
+
+  it('gives two gossip messages one fast id only when their publisher and sequence number are the same', () => {
+    const from = new Uint8Array([0xab, 0xcd])
+    const seqno = new Uint8Array([1, 2, 3])
+    assert.equal(fastMessageId({ from, seqno }), fastMessageId({ from: from.slice(), seqno: seqno.slice() }))
+    // an attacker's own signed message must never shadow another publisher's (it would be dropped as
+    // seen): bytes moved from one field to the other give another id
+    assert.notEqual(
+      fastMessageId({ from: new Uint8Array([0xab]), seqno: new Uint8Array([0xcd, 1, 2, 3]) }),
+      fastMessageId({ from, seqno })
+    )
+    assert.notEqual(fastMessageId({ from, seqno: new Uint8Array([1, 2, 4]) }), fastMessageId({ from, seqno }))
+    assert.notEqual(fastMessageId({ from }), fastMessageId({ from, seqno: new Uint8Array() }))
   })
 })
