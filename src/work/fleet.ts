@@ -70,6 +70,12 @@ export const FLEET_META_KEY = 'fleet'
 /** Rows whose last heartbeat is older than this many intervals are stale; older than FORGET_AFTER intervals (by default), gone. */
 export const STALE_AFTER = 3
 export const FORGET_AFTER = 10
+/**
+ * While its rows do not change, a member publishes a heartbeat every QUIET_BEATS intervals instead
+ * of every interval: its rows turn stale on the others after STALE_AFTER intervals, so one interval
+ * is left for delivery and timer drift. A change of rows goes out at the next interval, as before.
+ */
+export const QUIET_BEATS = 2
 /** A member's heartbeat arriving sooner than interval × FLOOD_GAP after its last accepted one is dropped. */
 export const FLOOD_GAP = 1 / 4
 /** This node publishes no sooner than interval × PUBLISH_GAP after its last heartbeat (room for jitter over FLOOD_GAP). */
@@ -268,6 +274,8 @@ export class FleetService implements Fleet, Startable {
   private subscribed = false
   private timer?: ReturnType<typeof setTimeout>
   private lastPublished = -Infinity
+  /** The rows of the last heartbeat this node published, hlc left out (what a periodic one compares). */
+  private lastRowsKey?: string
   private pending?: Promise<void>
   private metaWriting = false
   private shutdown = new AbortController()
@@ -333,6 +341,7 @@ export class FleetService implements Fleet, Startable {
     this.components.membership.addEventListener('member:change', this.onMemberChange)
     this.components.membership.addEventListener('member:remove', this.onMemberRemove)
     this.started = true
+    this.lastRowsKey = undefined
     this.schedule(0)
   }
 
@@ -371,6 +380,9 @@ export class FleetService implements Fleet, Startable {
     this.schedule(this.interval)
     this.forgetOld()
     if (!this.followMembership()) return
+    // rows unchanged since the last heartbeat, which is recent enough: nothing to say yet
+    const quietUntil = this.lastPublished + QUIET_BEATS * this.interval - this.interval / 2
+    if (this.now() < quietUntil && this.lastRowsKey != null && rowsKey(await this.rowsOf()) === this.lastRowsKey) return
     await this.beat({ signal: this.shutdown.signal })
   }
 
@@ -433,11 +445,13 @@ export class FleetService implements Fleet, Startable {
   private async publish(): Promise<void> {
     if (this.signer == null) throw new FleetNotTakingPartError('the fleet is not started')
     const hlc = this.clock.tick()
-    const rows = this.ownRows(await this.rowsOf(), hlc)
+    const input = await this.rowsOf()
+    const rows = this.ownRows(input, hlc)
     const unsigned: UnsignedHeartbeat = { v: 1, type: 'heartbeat', host: this.self, hlc, rows }
     const sig = await this.signer.sign(HEARTBEAT_DOMAIN, dagCbor.encode(unsigned))
     const bytes = encodeHeartbeat({ ...unsigned, sig })
     this.lastPublished = this.now()
+    this.lastRowsKey = rowsKey(input)
     this.take(this.self, rows, hlc, this.now())
     try {
       await this.components.pubsub.publish(this.topic, bytes)
@@ -760,4 +774,17 @@ export class FleetService implements Fleet, Startable {
 /** The fleet in the js-libp2p shape: `fleet(init)(components)`, then `start()`; membership must run. */
 export function fleet(init: FleetInit = {}): (components: FleetComponents) => Fleet & Startable {
   return components => new FleetService(components, init)
+}
+
+/**
+ * The rows callback's answer without the rows' own hlc (a row stamped anew but otherwise the same is
+ * no news), as a string to compare; undefined when it cannot be written out (then it counts as new).
+ */
+function rowsKey(input: HeartbeatRowInput[]): string | undefined {
+  if (!Array.isArray(input)) return undefined
+  try {
+    return JSON.stringify(input.map(r => [r?.agent, r?.kind, r?.status, r?.load, r?.done, r?.failed, r?.latency]))
+  } catch {
+    return undefined
+  }
 }

@@ -323,4 +323,51 @@ describe('fleet under attack: non-members, forgeries, floods, oversize, replays'
     assert.equal(real.rows().filter(r => r.host === principalOf(b)).length, 256)
     b.pubsub.unsubscribe(topic)
   })
+
+  it('a quiet member publishes every other interval, never letting its rows go stale, and a change at the next interval', async () => {
+    // what a publishes, as seen by the pubsub it was given
+    const sent: number[] = []
+    const counting = new Proxy(a.pubsub, {
+      get(target, prop) {
+        if (prop === 'publish')
+          return async (topic: string, data: Uint8Array) => {
+            sent.push(Date.now())
+            return await target.publish(topic, data)
+          }
+        const value = Reflect.get(target, prop, target)
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+    let load = 0.25
+    const [agent] = await principals(1)
+    const quiet = fleet({
+      interval: 200,
+      namespace: 'quiet',
+      summaryInMeta: false,
+      rows: () => [{ agent, kind: 'worker', status: 'active', load, done: 0, failed: 0, latency: 0 }]
+    })({
+      peerId: a.peerId,
+      signer: await signerOf(a),
+      pubsub: counting as typeof a.pubsub,
+      membership: membershipOf(a),
+      logger: a.libp2p.logger
+    }) as FleetService
+    services.push(quiet)
+    await quiet.start()
+    await waitUntil('4 heartbeats', () => sent.length >= 4, 20_000, 20)
+    // unchanged rows: two intervals apart (timers never fire early), which is less than the 3 after
+    // which the others list them stale
+    for (let i = 1; i < 4; i++)
+      assert.ok(sent[i] - sent[i - 1] >= 2 * 200 - 20, `gap ${i}: ${sent[i] - sent[i - 1]} ms`)
+    // a change goes out at the next tick, not after a quiet spell: its heartbeat carries the new load
+    const before = sent.length
+    load = 0.75
+    await waitUntil('the changed rows published', () => sent.length > before, 20_000, 20)
+    await waitUntil(
+      'a sees its own new load',
+      () => quiet.rows().find(r => r.agent === agent)?.load === 0.75,
+      20_000,
+      20
+    )
+  })
 })
