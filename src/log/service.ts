@@ -1005,15 +1005,16 @@ export class StateService implements State {
    * document's followers have them pushed anyway). A public document's announcement carries the
    * event inline.
    */
-  private announce(open: OpenDocument, cid: CID, bytes: Uint8Array): boolean {
-    if (open.local) return false
+  private announce(open: OpenDocument, cid: CID, bytes: Uint8Array): void {
+    if (open.local) return
     const pacing = open.announcing
     pacing.latest = { cid, bytes }
-    if (pacing.timer != null) return false
+    if (pacing.timer != null) return
     const wait = pacing.at + ANNOUNCE_INTERVAL - Date.now()
     if (wait <= 0) {
       pacing.at = Date.now()
-      return this.publish(open, cid, bytes)
+      this.publish(open, cid, bytes)
+      return
     }
     pacing.timer = setTimeout(() => {
       pacing.timer = undefined
@@ -1023,19 +1024,17 @@ export class StateService implements State {
         this.publish(open, latest.cid, latest.bytes)
       }
     }, wait)
-    return false
   }
 
-  /** Publishes an announcement; true if it carried the event inline to at least one subscriber. */
-  private publish(open: OpenDocument, cid: CID, bytes: Uint8Array): boolean {
+  /** Publishes an announcement, if anyone subscribes. */
+  private publish(open: OpenDocument, cid: CID, bytes: Uint8Array): void {
     const pubsub = this.components.libp2p.services.pubsub
-    if (pubsub.getSubscribers(this.topic).length === 0) return false
+    if (pubsub.getSubscribers(this.topic).length === 0) return
     // every subscriber sees the message: content goes inline only where anyone may read it
     const message = eventAnnouncement(open.name, cid, this.served(open) ? bytes : null)
     pubsub.publish(this.topic, encodeDeltaMessage(message)).catch(err => {
       this.log('could not announce %c - %e', cid, err)
     })
-    return message.block != null
   }
 
   private readonly onMessage = (evt: CustomEvent<GossipsubMessage>): void => {
