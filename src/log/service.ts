@@ -63,7 +63,7 @@ import { Hlc } from '../clock/hlc.ts'
 import { base32 } from 'multiformats/bases/base32'
 import { principalFromPeerId, principalId, principalPublicKey } from '../crypto/principal.ts'
 import { MEMBER_TAG } from '../membership/service.ts'
-import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
+import { requestAnswer, serveRequests, withTimeout } from '../network/rpc.ts'
 import { RecentMap } from '../recent-map.ts'
 import { spkiTimeMs } from '../spki/cert.ts'
 import { atom } from '../spki/sexp.ts'
@@ -443,8 +443,8 @@ export class StateService implements State {
   async start(): Promise<void> {
     const { libp2p } = this.components
     this.shutdown = new AbortController()
-    const serve = (hold: boolean): ReturnType<typeof serveOnce> =>
-      serveOnce(async (bytes, connection, signal) => await this.answer(bytes, connection.remotePeer, signal, hold), {
+    const serve = (hold: boolean): ReturnType<typeof serveRequests> =>
+      serveRequests(async (bytes, connection, signal) => await this.answer(bytes, connection.remotePeer, signal, hold), {
         maxBytes: MAX_HEADS_MESSAGE_BYTES,
         timeout: this.timeout,
         log: this.log,

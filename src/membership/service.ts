@@ -47,7 +47,14 @@ import {
 import { errorAnswer } from '../../protocols/wire.ts'
 import { isPrincipalId, peerIdFromPrincipal, principalFromPeerId } from '../crypto/principal.ts'
 import { seedSigner } from '../crypto/sign.ts'
-import { requestOnce, serveOnce, withTimeout } from '../network/rpc.ts'
+import {
+  handleRequests,
+  requestOnce,
+  serveRequests,
+  StreamPool,
+  unhandleRequests,
+  withTimeout
+} from '../network/rpc.ts'
 import { RecentMap } from '../recent-map.ts'
 import { parseSignedCert, signedCertToSexp, spkiTimeMs } from '../spki/cert.ts'
 import { decodeCanonical, encodeCanonical, parseAdvanced } from '../spki/sexp.ts'
@@ -393,6 +400,11 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   private lastStall = -Infinity
   private checking?: Promise<void>
   private shutdown = new AbortController()
+  /**
+   * Streams to members kept between requests: a new stream costs more than a probe. Kept 100 s, so
+   * a stream outlives the gap between two probes of one member in quiet rounds (about N × 4 s).
+   */
+  private streams = new StreamPool({ idleMs: 100_000 })
 
   constructor(components: MembershipComponents, init: MembershipInit = {}) {
     super()
@@ -428,6 +440,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
 
   async start(): Promise<void> {
     this.shutdown = new AbortController()
+    this.streams = new StreamPool({ idleMs: 100_000 })
     this.signer = await seedSigner(this.components.privateKey.raw)
     // a (re)start is a rejoin: above every incarnation announced before, nothing left over
     this.incarnation = Math.max(this.incarnation + 1, Math.floor(this.now() / 1000))
@@ -436,9 +449,10 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     this.ownAlive = undefined
     this.checkedEpoch = -1
     this.view.clear()
-    await this.components.registrar.handle(
+    await handleRequests(
+      this.components.registrar,
       this.protocol,
-      serveOnce(async (bytes, connection) => await this.answer(bytes, connection), {
+      serveRequests(async (bytes, connection) => await this.answer(bytes, connection), {
         maxBytes: MAX_SWIM_MESSAGE_BYTES,
         timeout: 10_000,
         log: this.log,
@@ -462,6 +476,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   async stop(): Promise<void> {
     this.started = false
     this.shutdown.abort(new NotTakingPartError('the membership service stopped'))
+    this.streams.close()
     this.deactivate()
     clearInterval(this.checkTimer)
     clearInterval(this.lagTimer)
@@ -469,7 +484,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     this.components.events.removeEventListener('peer:disconnect', this.onDisconnect)
     this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
     this.components.pubsub.topicValidators.delete(this.topic)
-    await this.components.registrar.unhandle(this.protocol)
+    await unhandleRequests(this.components.registrar, this.protocol)
   }
 
   private readonly tick = (): void => {
@@ -1296,7 +1311,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
       target.peerId,
       this.protocol,
       encodeSwimMessage(msg),
-      { maxBytes: MAX_SWIM_MESSAGE_BYTES, signal }
+      { maxBytes: MAX_SWIM_MESSAGE_BYTES, signal, pool: this.streams }
     )
     const answer = decodeSwimMessage(bytes) as SwimMessage
     if (answer.type === 'ping' || answer.type === 'ping-req') {
@@ -1310,7 +1325,12 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   }
 
   /** A stream over any open connection (relayed ones too), else a dial by the member's signed addresses. */
-  private async openStream(peer: PeerId, addrs: string[], protocol: string, signal: AbortSignal): Promise<Stream> {
+  private async openStream(
+    peer: PeerId,
+    addrs: string[],
+    protocol: string | string[],
+    signal: AbortSignal
+  ): Promise<Stream> {
     const { connectionManager } = this.components
     const open = connectionManager.getConnections(peer).filter(c => c.status === 'open')
     let connection: Connection | undefined = open.find(c => c.limits == null) ?? open[0]
@@ -1500,7 +1520,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
       peer,
       this.protocol,
       encodeSwimMessage({ v: 1, type: 'sync', updates }),
-      { maxBytes: MAX_SWIM_MESSAGE_BYTES, signal }
+      { maxBytes: MAX_SWIM_MESSAGE_BYTES, signal, pool: this.streams }
     )
     const answer = decodeSwimMessage(bytes) as SwimMessage
     if (answer.type !== 'sync') {

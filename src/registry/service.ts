@@ -50,7 +50,7 @@ import {
 import { errorAnswer } from '../../protocols/wire.ts'
 import { parsePrincipal, principalFromPeerId } from '../crypto/principal.ts'
 import { seedSigner } from '../crypto/sign.ts'
-import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
+import { requestAnswer, serveRequests, withTimeout } from '../network/rpc.ts'
 import { RecentMap } from '../recent-map.ts'
 import { parseSignedCert, signedCertToSexp } from '../spki/cert.ts'
 import { resolveName } from '../spki/discover.ts'
@@ -314,7 +314,7 @@ class RegistryService implements Registry, Startable {
   readonly [Symbol.toStringTag] = 'cyberspace/registry'
 
   async start(): Promise<void> {
-    const handler = serveOnce(async (bytes, connection) => await this.answerWithin(bytes, connection.remotePeer), {
+    const handler = serveRequests(async (bytes, connection) => await this.answerWithin(bytes, connection.remotePeer), {
       maxBytes: MAX_REGISTRY_MESSAGE_BYTES,
       timeout: this.timeout,
       log: this.log,

@@ -36,7 +36,7 @@ import {
   MAX_FETCH
 } from '../../protocols/spki/crl-codec.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
-import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
+import { requestAnswer, serveRequests, withTimeout } from '../network/rpc.ts'
 import { RecentMap } from '../recent-map.ts'
 import { spkiTime } from './cert.ts'
 import { compareCrls, CRL_SEXP_LIMITS, crlSummary, parseSignedCrl, signedCrlToSexp, verifyCrl } from './crl.ts'
@@ -193,7 +193,7 @@ class RevocationsService implements Revocations, Startable {
   async start(): Promise<void> {
     await this.components.registrar.handle(
       this.protocol,
-      serveOnce(async (bytes, connection) => await this.answer(bytes, connection), {
+      serveRequests(async (bytes, connection) => await this.answer(bytes, connection), {
         maxBytes: MAX_CRL_MESSAGE_BYTES,
         timeout: this.timeout,
         log: this.log,

@@ -34,7 +34,7 @@ import {
 } from '../../protocols/spki/codec.ts'
 import { errorAnswer } from '../../protocols/wire.ts'
 import { isPrincipalId, peerIdFromPrincipal, principalFromPeerId } from '../crypto/principal.ts'
-import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
+import { requestAnswer, serveRequests, withTimeout } from '../network/rpc.ts'
 import { RecentMap } from '../recent-map.ts'
 import {
   parseSignedCert,
@@ -407,7 +407,7 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
     await this.load()
     await this.refreshOwnCrl()
     // every request gets an answer, a refusal included (also of one too large or too slow to read)
-    const handler = serveOnce(async (bytes, connection) => await this.answerWithin(bytes, connection), {
+    const handler = serveRequests(async (bytes, connection) => await this.answerWithin(bytes, connection), {
       maxBytes: MAX_SPKI_MESSAGE_BYTES,
       timeout: this.timeout,
       log: this.log,

@@ -58,7 +58,7 @@ import { errorAnswer } from '../../protocols/wire.ts'
 import { peerIdFromPrincipal, principalFromPeerId, principalId, principalPublicKey } from '../crypto/principal.ts'
 import { PeerBudget } from '../peer-budget.ts'
 import { signAs, verifyAs } from '../crypto/sign.ts'
-import { requestAnswer, serveOnce, withTimeout } from '../network/rpc.ts'
+import { requestAnswer, serveRequests, withTimeout } from '../network/rpc.ts'
 import type { OpenStream } from '../network/rpc.ts'
 import { CERT_DOMAIN, certToSexp, parseCert } from '../spki/cert.ts'
 import { CRL_DOMAIN, parseCrl } from '../spki/crl.ts'
@@ -426,12 +426,12 @@ class ClusterService implements Cluster, Startable {
     const serve = { maxBytes: MAX_FROST_MESSAGE_BYTES, timeout: this.timeout, log: this.log }
     await this.components.registrar.handle(
       FROST_PROTOCOL,
-      serveOnce(async (bytes, connection) => await this.answerFrost(bytes, connection), serve),
+      serveRequests(async (bytes, connection) => await this.answerFrost(bytes, connection), serve),
       { maxInboundStreams: 16 }
     )
     await this.components.registrar.handle(
       DKG_PROTOCOL,
-      serveOnce(async (bytes, connection) => await this.answerDkg(bytes, connection), {
+      serveRequests(async (bytes, connection) => await this.answerDkg(bytes, connection), {
         ...serve,
         maxBytes: MAX_DKG_ENVELOPE_BYTES
       }),
@@ -439,7 +439,7 @@ class ClusterService implements Cluster, Startable {
     )
     await this.components.registrar.handle(
       RESHARE_PROTOCOL,
-      serveOnce(async (bytes, connection) => await this.answerReshare(bytes, connection), {
+      serveRequests(async (bytes, connection) => await this.answerReshare(bytes, connection), {
         ...serve,
         maxBytes: MAX_RESHARE_MESSAGE_BYTES
       }),

@@ -7,7 +7,7 @@ import { decodeSwimMessage, encodeSwimMessage, SWIM_PROTOCOL } from '../../proto
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
 import { membership } from '../../src/membership/service.ts'
 import { signUpdate } from '../../src/membership/update.ts'
-import { requestOnce, serveOnce } from '../../src/network/rpc.ts'
+import { handleRequests, requestOnce, serveRequests, unhandleRequests } from '../../src/network/rpc.ts'
 import { seedSigner } from '../../src/crypto/sign.ts'
 import { signedCertToSexp } from '../../src/spki/cert.ts'
 import { encodeCanonical } from '../../src/spki/sexp.ts'
@@ -90,10 +90,11 @@ describe('membership against a malicious member and a listening outsider', funct
     extra.push(outsider)
     const heard: Array<{ from: PrincipalId; updates: Update[] }> = []
     // the outsider answers the probe protocol itself, recording every request a member sends it
-    await outsider.libp2p.unhandle(SWIM_PROTOCOL)
-    await outsider.libp2p.handle(
+    await unhandleRequests(outsider.libp2p, SWIM_PROTOCOL)
+    await handleRequests(
+      outsider.libp2p,
       SWIM_PROTOCOL,
-      serveOnce(
+      serveRequests(
         async (bytes, connection) => {
           const msg = decodeSwimMessage(bytes)
           if ('updates' in msg) heard.push({ from: principalFromPeerId(connection.remotePeer), updates: msg.updates })

@@ -8,7 +8,7 @@ import {
   MAX_FROST_MESSAGE_BYTES
 } from '../../protocols/frost/codec.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
-import { requestOnce, serveOnce } from '../../src/network/rpc.ts'
+import { requestOnce, serveRequests } from '../../src/network/rpc.ts'
 import { agentPrincipal, derivationShare } from '../../src/threshold/derive.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
@@ -42,7 +42,7 @@ async function rewriteAnswers(
   await node.libp2p.unhandle(FROST_PROTOCOL)
   await node.libp2p.handle(
     FROST_PROTOCOL,
-    serveOnce(async (bytes, connection) => {
+    serveRequests(async (bytes, connection) => {
       const changed = rewrite(decodeFrostMessage(await member.answerFrost(bytes, connection)))
       // never answers: the requester gives up on its own
       if (changed == null) return await new Promise<Uint8Array>(() => {})
@@ -55,7 +55,7 @@ async function rewriteAnswers(
       await node.libp2p.unhandle(FROST_PROTOCOL)
       await node.libp2p.handle(
         FROST_PROTOCOL,
-        serveOnce(async (bytes, connection) => await member.answerFrost(bytes, connection), serve),
+        serveRequests(async (bytes, connection) => await member.answerFrost(bytes, connection), serve),
         { maxInboundStreams: 16 }
       )
     }

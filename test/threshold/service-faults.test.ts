@@ -5,7 +5,7 @@ import { decodeDkgEnvelope, decodeDkgMessage, DKG_PROTOCOL, MAX_DKG_ENVELOPE_BYT
 import { FROST_PROTOCOL } from '../../protocols/frost/codec.ts'
 import { signedBytes } from '../../protocols/signing.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
-import { serveOnce } from '../../src/network/rpc.ts'
+import { serveRequests } from '../../src/network/rpc.ts'
 import { CLUSTER_MESSAGE_DOMAIN } from '../../src/threshold/service.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
@@ -37,7 +37,7 @@ async function injectDkgFault(node: CyberspaceNode, fault: DkgFault): Promise<vo
   await node.libp2p.unhandle(DKG_PROTOCOL)
   await node.libp2p.handle(
     DKG_PROTOCOL,
-    serveOnce(
+    serveRequests(
       async (bytes, connection) => {
         if (fault.request?.(decodeDkgEnvelope(bytes)) === true) throw new Error('request lost')
         const answer = await member.answerDkg(bytes, connection)
