@@ -1,17 +1,27 @@
 /**
- * Ed25519 on node:crypto (OpenSSL), the back end a Node process installs at start
- * (`useEd25519(nodeEd25519())`): signing and verifying are synchronous native calls on KeyObjects
- * held in bounded caches — public keys by their bytes, private keys by a digest of their seed,
- * each with its public key — so a key is imported once however often it is used. It verifies by the strict rules
- * of src/crypto/ed25519.ts: OpenSSL checks the cofactorless equation and (from 3.0) refuses
- * small-order points; the cheap checks of those rules run first all the same, so the answer does
- * not depend on the OpenSSL that Node was built with.
+ * Ed25519 for a Node process, the back end it installs at start (`useEd25519(nodeEd25519())`).
+ * Signing is node:crypto's (OpenSSL) on KeyObjects held in a bounded cache — private keys by a
+ * digest of their seed, each with its public key — so a key is imported once however often it
+ * signs. Verifying is libsodium's (sodium-native, a prebuilt binary): measured on this project's
+ * machines it costs half the CPU of OpenSSL's (about 120 against 240 µs a signature; bench
+ * crypto and spki print both), and where sodium-native does not load it is OpenSSL's.
+ *
+ * Both verify by the strict rules of src/crypto/ed25519.ts: each checks the cofactorless equation
+ * and refuses small-order points, and the cheap checks of those rules run first all the same, so
+ * the answer depends on neither library's version (test/crypto/cctv.test.ts: the 914 edge vectors
+ * of C2SP's CCTV set get OpenSSL's answer from both).
+ *
+ * `verifyMany` splits its signatures between the calling thread and one helper thread shared by the
+ * process (a worker running libsodium, handed its half through shared memory, no copying by
+ * messages), so a chain's signatures are checked on two cores at once when two are free.
  *
  * @example
  * useEd25519(nodeEd25519())
  * const ed = await ed25519() // this back end
  */
 import { createPrivateKey, createPublicKey, hash, sign, verify } from 'node:crypto'
+import { createRequire } from 'node:module'
+import { Worker } from 'node:worker_threads'
 import {
   checkBytes,
   DEFAULT_PRIVATE_KEYS,
@@ -21,20 +31,246 @@ import {
   pkcs8Of,
   PUBLIC_KEY_LENGTH,
   SECRET_KEY_LENGTH,
+  SIGNATURE_LENGTH,
   SPKI_PREFIX,
   verifyEach
 } from '../src/crypto/ed25519.ts'
 import { RecentMap } from '../src/recent-map.ts'
-import type { Ed25519, KeyCacheSizes } from '../src/crypto/ed25519.ts'
+import type { Ed25519, KeyCacheSizes, SignedMessage } from '../src/crypto/ed25519.ts'
 import type { KeyObject } from 'node:crypto'
+
+export interface NodeEd25519Options extends KeyCacheSizes {
+  /** Which library verifies: libsodium where it loads (the default), else OpenSSL. */
+  verifier?: 'sodium' | 'openssl'
+  /** Whether verifyMany hands half its signatures to the process's helper thread; default true. */
+  helperThread?: boolean
+}
 
 interface PrivateEntry {
   key: KeyObject
   publicKey: Uint8Array
 }
 
-const latin1 = (bytes: Uint8Array): string =>
-  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')
+/** What this file uses of sodium-native. */
+interface Sodium {
+  crypto_sign_verify_detached(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean
+}
+
+const requireHere = createRequire(import.meta.url)
+
+/** sodium-native and the path it loaded from, or undefined where it does not load. */
+const sodium = ((): { library: Sodium; path: string } | undefined => {
+  try {
+    const path = requireHere.resolve('sodium-native')
+    const library = requireHere(path) as Sodium
+    return typeof library.crypto_sign_verify_detached === 'function' ? { library, path } : undefined
+  } catch {
+    return undefined
+  }
+})()
+
+/** Whether verifying runs on libsodium in this process (false: sodium-native did not load). */
+export const hasSodium = sodium != null
+
+/** libsodium's answer, for inputs the strict pre-checks passed (so of the right lengths). */
+function sodiumVerify(library: Sodium, item: SignedMessage): boolean {
+  try {
+    return library.crypto_sign_verify_detached(item.signature, item.message, item.publicKey)
+  } catch {
+    return false
+  }
+}
+
+// ------------------------------------------------------------ the helper thread
+//
+// One job at a time through a SharedArrayBuffer: the calling thread writes the items (length of
+// the message, key, signature, message), sets STATE to JOB and wakes the worker; the worker
+// verifies each with libsodium, writes VALID or INVALID per item, sets STATE to DONE and wakes the
+// caller (Atomics.waitAsync: the event loop runs meanwhile). A result is read as good only if it
+// is exactly VALID, so a slot the worker never wrote is a refusal, never an acceptance.
+
+const IDLE = 0
+const JOB = 1
+const DONE = 2
+const STATE = 0
+const COUNT = 1
+const RESULTS = 2
+/** Most signatures handed over in one job. */
+const MAX_HANDED = 32
+const VALID = 1
+const INVALID = 2
+/** Where the items start (after the state, the count and the results). */
+const DATA = 4 * (RESULTS + MAX_HANDED)
+const BUFFER_BYTES = 64 * 1024
+/** Each item's fixed part: message length (4), key (32), signature (64). */
+const ITEM_HEADER = 4 + PUBLIC_KEY_LENGTH + SIGNATURE_LENGTH
+
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads')
+const sodium = require(workerData.sodium)
+const control = new Int32Array(workerData.buffer, 0, ${DATA / 4})
+const bytes = new Uint8Array(workerData.buffer)
+const view = new DataView(workerData.buffer)
+for (;;) {
+  let state
+  while ((state = Atomics.load(control, ${STATE})) !== ${JOB}) Atomics.wait(control, ${STATE}, state)
+  const count = control[${COUNT}]
+  let offset = ${DATA}
+  for (let i = 0; i < count; i++) {
+    const length = view.getUint32(offset, true)
+    const key = bytes.subarray(offset + 4, offset + 36)
+    const signature = bytes.subarray(offset + 36, offset + 100)
+    const message = bytes.subarray(offset + 100, offset + 100 + length)
+    let ok = false
+    try { ok = sodium.crypto_sign_verify_detached(signature, message, key) } catch {}
+    control[${RESULTS} + i] = ok ? ${VALID} : ${INVALID}
+    offset += ${ITEM_HEADER} + length
+  }
+  Atomics.store(control, ${STATE}, ${DONE})
+  Atomics.notify(control, ${STATE})
+}
+`
+
+/**
+ * The process's helper thread: started at the first verifyMany that could use it, never keeping
+ * the process alive while idle, and given up for good (verifyMany then checks everything itself)
+ * if it ever fails.
+ */
+class HelperThread {
+  private worker?: Worker
+  private online?: Promise<boolean>
+  /** Jobs and signatures handed over so far (for tests and benchmarks). */
+  jobs = 0
+  handed = 0
+  private ready = false
+  private failed = false
+  private busy = false
+  private readonly buffer = new SharedArrayBuffer(BUFFER_BYTES)
+  private readonly control = new Int32Array(this.buffer, 0, DATA / 4)
+  private readonly bytes = new Uint8Array(this.buffer)
+  private readonly view = new DataView(this.buffer)
+  /** Wakes a caller waiting for a job when the worker dies instead. */
+  private wake?: () => void
+  private readonly sodiumPath: string
+
+  constructor(sodiumPath: string) {
+    this.sodiumPath = sodiumPath
+  }
+
+  /** Whether a job can be handed over now; if not (starting, busy, failed), the caller checks all itself. */
+  available(): boolean {
+    if (this.failed || this.busy) return false
+    if (this.worker == null) this.start()
+    return this.ready
+  }
+
+  private start(): void {
+    let worker: Worker
+    try {
+      worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { sodium: this.sodiumPath, buffer: this.buffer },
+        name: 'ed25519-verify'
+      })
+    } catch {
+      this.failed = true
+      return
+    }
+    worker.unref()
+    this.online = new Promise(resolve => {
+      worker.on('online', () => {
+        this.ready = true
+        resolve(true)
+      })
+      const fail = (): void => {
+        this.failed = true
+        this.ready = false
+        this.wake?.()
+        resolve(false)
+      }
+      worker.on('error', fail)
+      worker.on('exit', fail)
+    })
+    this.worker = worker
+  }
+
+  /** Starts the worker if need be; true once it runs (false if it cannot). */
+  async started(): Promise<boolean> {
+    if (this.failed) return false
+    if (this.worker == null) this.start()
+    return (await this.online) ?? false
+  }
+
+  /**
+   * Hands over as many of `items` (by index) as fit, and returns how many it took; then `results`
+   * gives their answers. Only after `available()`.
+   */
+  hand(items: readonly SignedMessage[], indices: number[]): number {
+    let offset = DATA
+    let count = 0
+    for (const i of indices) {
+      const { publicKey, message, signature } = items[i]
+      if (count === MAX_HANDED || offset + ITEM_HEADER + message.length > BUFFER_BYTES) break
+      this.view.setUint32(offset, message.length, true)
+      this.bytes.set(publicKey, offset + 4)
+      this.bytes.set(signature, offset + 4 + PUBLIC_KEY_LENGTH)
+      this.bytes.set(message, offset + ITEM_HEADER)
+      offset += ITEM_HEADER + message.length
+      count++
+    }
+    if (count === 0) return 0
+    this.jobs++
+    this.handed += count
+    this.busy = true
+    this.control.fill(0, RESULTS, RESULTS + count)
+    this.control[COUNT] = count
+    // held while a job is out, so the process does not exit under a pending verify
+    this.worker?.ref()
+    Atomics.store(this.control, STATE, JOB)
+    Atomics.notify(this.control, STATE)
+    return count
+  }
+
+  /** The answers of the job handed over (undefined if the worker died meanwhile: check them again). */
+  async results(count: number): Promise<boolean[] | undefined> {
+    try {
+      if (Atomics.load(this.control, STATE) !== DONE && !this.failed) {
+        const waiting = Atomics.waitAsync(this.control, STATE, JOB)
+        if (waiting.async) {
+          await Promise.race([waiting.value, new Promise<void>(resolve => (this.wake = resolve))])
+        }
+      }
+      if (Atomics.load(this.control, STATE) !== DONE) return undefined
+      const out: boolean[] = []
+      for (let i = 0; i < count; i++) out.push(this.control[RESULTS + i] === VALID)
+      return out
+    } finally {
+      this.wake = undefined
+      if (!this.failed) Atomics.store(this.control, STATE, IDLE)
+      this.worker?.unref()
+      this.busy = false
+    }
+  }
+}
+
+let helper: HelperThread | undefined
+const helperThread = (): HelperThread | undefined =>
+  sodium == null ? undefined : (helper ??= new HelperThread(sodium.path))
+
+/**
+ * Starts the process's helper thread now rather than at the first verifyMany (which checks
+ * everything itself until the thread runs); false where it cannot run (no libsodium, a failed start).
+ */
+export async function startHelperThread(): Promise<boolean> {
+  return (await helperThread()?.started()) ?? false
+}
+
+/** How many jobs, and signatures in them, the helper thread has been handed so far. */
+export function helperThreadWork(): { jobs: number; signatures: number } {
+  return { jobs: helper?.jobs ?? 0, signatures: helper?.handed ?? 0 }
+}
+
+// ------------------------------------------------------------ the back end
 
 /**
  * The bytes of `buffer` as a plain Uint8Array that owns its memory: a view when the Buffer has its
@@ -45,10 +281,15 @@ const own = (buffer: Uint8Array): Uint8Array =>
     ? new Uint8Array(buffer.buffer, 0, buffer.length)
     : new Uint8Array(buffer)
 
-export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
+const latin1 = (bytes: Uint8Array): string =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')
+
+export function nodeEd25519(options: NodeEd25519Options = {}): Ed25519 {
+  const library = options.verifier === 'openssl' ? undefined : sodium?.library
+  const useHelper = library != null && options.helperThread !== false
   // null: a key the strict rules or OpenSSL refuse, remembered as refused
-  const publicKeys = new RecentMap<string, KeyObject | null>(sizes.publicKeys ?? DEFAULT_PUBLIC_KEYS)
-  const privateKeys = new RecentMap<string, PrivateEntry>(sizes.privateKeys ?? DEFAULT_PRIVATE_KEYS)
+  const publicKeys = new RecentMap<string, KeyObject | null>(options.publicKeys ?? DEFAULT_PUBLIC_KEYS)
+  const privateKeys = new RecentMap<string, PrivateEntry>(options.privateKeys ?? DEFAULT_PRIVATE_KEYS)
 
   const publicKeyOf = (publicKey: Uint8Array): KeyObject | null => {
     const id = latin1(publicKey)
@@ -65,12 +306,34 @@ export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
     return key
   }
   /**
-   * The key to verify `signature` by, or null when the strict rules refuse the signature or the key
-   * (a key of the wrong length throws InvalidKeyError).
+   * The key to verify `signature` by (OpenSSL), or null when the strict rules refuse the signature
+   * or the key (a key of the wrong length throws InvalidKeyError).
    */
   const verifierOf = (publicKey: Uint8Array, signature: Uint8Array): KeyObject | null => {
     checkBytes('public key', publicKey, PUBLIC_KEY_LENGTH)
     return isStrictSignature(signature) ? publicKeyOf(publicKey) : null
+  }
+  /** Whether the strict rules' cheap checks pass (libsodium then decides); InvalidKeyError for a wrong length. */
+  const passesChecks = (item: SignedMessage): boolean => {
+    checkBytes('public key', item.publicKey, PUBLIC_KEY_LENGTH)
+    return isStrictSignature(item.signature) && isStrictPublicKey(item.publicKey)
+  }
+  /** libsodium on every item, split with the helper thread when it is free. */
+  const sodiumVerifyMany = async (sodiumLibrary: Sodium, items: readonly SignedMessage[]): Promise<boolean[]> => {
+    const out = items.map(() => false)
+    const todo: number[] = []
+    for (const [i, item] of items.entries()) if (passesChecks(item)) todo.push(i)
+    const thread = useHelper && todo.length >= 2 ? helperThread() : undefined
+    if (thread == null || !thread.available()) {
+      for (const i of todo) out[i] = sodiumVerify(sodiumLibrary, items[i])
+      return out
+    }
+    // the helper takes the first half while this thread checks the rest
+    const handed = todo.slice(0, thread.hand(items, todo.slice(0, todo.length >> 1)))
+    for (const i of todo.slice(handed.length)) out[i] = sodiumVerify(sodiumLibrary, items[i])
+    const answers = handed.length === 0 ? [] : await thread.results(handed.length)
+    for (const [n, i] of handed.entries()) out[i] = answers?.[n] ?? sodiumVerify(sodiumLibrary, items[i])
+    return out
   }
   /** As in the WebCrypto back end: only `sign` remembers the key it imports (`remember`). */
   const privateKeyOf = (secretKey: Uint8Array, remember: boolean): PrivateEntry => {
@@ -100,6 +363,10 @@ export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
       return own(sign(null, message, privateKeyOf(secretKey, true).key))
     },
     async verify(publicKey, message, signature) {
+      if (library != null) {
+        const item = { publicKey, message, signature }
+        return passesChecks(item) && sodiumVerify(library, item)
+      }
       const key = verifierOf(publicKey, signature)
       if (key == null) return false
       try {
@@ -109,8 +376,9 @@ export function nodeEd25519(sizes: KeyCacheSizes = {}): Ed25519 {
       }
     },
     async verifyMany(items) {
-      // one: synchronous (the thread pool's hand-off costs more than it saves); several: on
-      // libuv's thread pool, so they run on every core
+      if (library != null) return await sodiumVerifyMany(library, items)
+      // OpenSSL: one synchronous (the thread pool's hand-off costs more than it saves); several
+      // on libuv's thread pool
       if (items.length < 2) return await verifyEach(backend, items)
       return await Promise.all(
         items.map(async ({ publicKey, message, signature }) => {
