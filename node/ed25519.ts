@@ -176,10 +176,12 @@ class HelperThread {
       this.failed = true
       return
     }
-    worker.unref()
+    // held until it runs (so a caller awaiting started() is not left with an empty event loop),
+    // then never keeping the process alive while idle
     this.online = new Promise(resolve => {
       worker.on('online', () => {
         this.ready = true
+        worker.unref()
         resolve(true)
       })
       const fail = (): void => {
