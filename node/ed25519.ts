@@ -42,8 +42,11 @@ import type { KeyObject } from 'node:crypto'
 export interface NodeEd25519Options extends KeyCacheSizes {
   /** Which library verifies: libsodium where it loads (the default), else OpenSSL. */
   verifier?: 'sodium' | 'openssl'
-  /** Whether verifyMany hands half its signatures to the process's helper thread; default true. */
-  helperThread?: boolean
+  /**
+   * Whether verifyMany hands half its signatures to the process's helper thread: true (the
+   * default) while that pays, 'always' on every call whatever it gains (for tests), false never.
+   */
+  helperThread?: boolean | 'always'
 }
 
 interface PrivateEntry {
@@ -102,6 +105,9 @@ const INVALID = 2
 /** Where the items start (after the state, the count and the results). */
 const DATA = 4 * (RESULTS + MAX_HANDED)
 const BUFFER_BYTES = 64 * 1024
+/** Fewest and most verifyMany calls the helper sits out after a job that did not pay. */
+const MIN_REST = 8
+const MAX_REST = 1024
 /** Each item's fixed part: message length (4), key (32), signature (64). */
 const ITEM_HEADER = 4 + PUBLIC_KEY_LENGTH + SIGNATURE_LENGTH
 
@@ -157,11 +163,36 @@ class HelperThread {
     this.sodiumPath = sodiumPath
   }
 
-  /** Whether a job can be handed over now; if not (starting, busy, failed), the caller checks all itself. */
-  available(): boolean {
+  /** Calls to sit out before handing over again, and the length of the last such rest. */
+  private resting = 0
+  private rest = 0
+
+  /**
+   * Whether a job can be handed over now; if not (starting, busy, failed, resting after a job that
+   * did not pay), the caller checks all itself.
+   */
+  available(always = false): boolean {
     if (this.failed || this.busy) return false
+    if (this.resting > 0 && !always) {
+      this.resting--
+      return false
+    }
     if (this.worker == null) this.start()
     return this.ready
+  }
+
+  /**
+   * Told how a job went: when the caller waited for it longer than checking its signatures itself
+   * would have taken (no core was free for the worker: other processes had it), handing over is
+   * put off for a while, for twice as many calls each time it happens again (MIN_REST to MAX_REST).
+   */
+  judge(handed: number, msPerSignatureHere: number, waitedMs: number): void {
+    if (waitedMs > handed * msPerSignatureHere) {
+      this.rest = Math.min(Math.max(this.rest * 2, MIN_REST), MAX_REST)
+      this.resting = this.rest
+    } else {
+      this.rest = 0
+    }
   }
 
   private start(): void {
@@ -326,14 +357,21 @@ export function nodeEd25519(options: NodeEd25519Options = {}): Ed25519 {
     const todo: number[] = []
     for (const [i, item] of items.entries()) if (passesChecks(item)) todo.push(i)
     const thread = useHelper && todo.length >= 2 ? helperThread() : undefined
-    if (thread == null || !thread.available()) {
+    if (thread == null || !thread.available(options.helperThread === 'always')) {
       for (const i of todo) out[i] = sodiumVerify(sodiumLibrary, items[i])
       return out
     }
     // the helper takes the first half while this thread checks the rest
     const handed = todo.slice(0, thread.hand(items, todo.slice(0, todo.length >> 1)))
-    for (const i of todo.slice(handed.length)) out[i] = sodiumVerify(sodiumLibrary, items[i])
-    const answers = handed.length === 0 ? [] : await thread.results(handed.length)
+    const here = todo.slice(handed.length)
+    const start = performance.now()
+    for (const i of here) out[i] = sodiumVerify(sodiumLibrary, items[i])
+    const checked = performance.now()
+    let answers: boolean[] | undefined = []
+    if (handed.length > 0) {
+      answers = await thread.results(handed.length)
+      thread.judge(handed.length, (checked - start) / here.length, performance.now() - checked)
+    }
     for (const [n, i] of handed.entries()) out[i] = answers?.[n] ?? sodiumVerify(sodiumLibrary, items[i])
     return out
   }
