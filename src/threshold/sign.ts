@@ -57,6 +57,14 @@ export interface SignerOptions {
   nonceTtl?: number
   /** Most sessions with nonces outstanding; default 64. */
   maxPending?: number
+  /**
+   * Most sessions with nonces outstanding for one coordinator; default 16. A new one past it
+   * forgets that coordinator's oldest: a coordinator asks every member to commit and uses t, so
+   * the n − t it did not pick hold nonces that are never asked for, one per signature, until they
+   * expire; a coordinator signing often would otherwise fill maxPending with them and be refused.
+   * Only the asking coordinator's own sessions are forgotten, never another's.
+   */
+  maxPendingPerCoordinator?: number
   now?: () => number
   /** Points already checked by this node (default: a cache of its own). */
   points?: PointCache
@@ -79,6 +87,7 @@ export class Signer {
   private readonly pending = new Map<string, Pending>()
   private readonly nonceTtl: number
   private readonly maxPending: number
+  private readonly maxPendingPerCoordinator: number
   private readonly now: () => number
 
   constructor(key: Key, principal: PrincipalId, policy: SigningPolicy, options: SignerOptions = {}) {
@@ -89,6 +98,7 @@ export class Signer {
     this.policy = policy
     this.nonceTtl = options.nonceTtl ?? 60_000
     this.maxPending = options.maxPending ?? 64
+    this.maxPendingPerCoordinator = Math.min(options.maxPendingPerCoordinator ?? 16, this.maxPending)
     this.now = options.now ?? Date.now
     this.points = options.points ?? new PointCache()
   }
@@ -97,15 +107,12 @@ export class Signer {
   async commit(request: SigningRequest): Promise<NonceCommitments> {
     this.expire()
     const id = sessionId(request.session)
-    if (this.pending.has(id)) throw new ReplayedMessageError('this session already has nonces')
-    if (this.pending.size >= this.maxPending)
-      throw new SigningRefusedError(`${this.maxPending} signing sessions are already open`)
+    this.checkRoom(id, request.coordinator)
     await this.policy(request)
-    // the policy may take a while: the session and the limit are checked again after it
+    // the policy may take a while: the session and the limits are checked again after it
     this.expire()
-    if (this.pending.has(id)) throw new ReplayedMessageError('this session already has nonces')
-    if (this.pending.size >= this.maxPending)
-      throw new SigningRefusedError(`${this.maxPending} signing sessions are already open`)
+    this.checkRoom(id, request.coordinator)
+    this.forgetOldestBeyond(request.coordinator, this.maxPendingPerCoordinator - 1)
     const { nonces, commitments } = commitNonces(this.key.secret, this.points)
     this.pending.set(id, {
       nonces,
@@ -152,6 +159,34 @@ export class Signer {
   get open(): number {
     this.expire()
     return this.pending.size
+  }
+
+  /** Throws unless a new session `id` may open: not open already, and room for it (counting what its coordinator may recycle). */
+  private checkRoom(id: string, coordinator: PrincipalId): void {
+    if (this.pending.has(id)) throw new ReplayedMessageError('this session already has nonces')
+    if (this.pending.size < this.maxPending) return
+    // full: only a coordinator at its own limit makes room, by forgetting its own oldest
+    if (this.openFor(coordinator) < this.maxPendingPerCoordinator)
+      throw new SigningRefusedError(`${this.maxPending} signing sessions are already open`)
+  }
+
+  private openFor(coordinator: PrincipalId): number {
+    let count = 0
+    for (const p of this.pending.values()) if (p.coordinator === coordinator) count++
+    return count
+  }
+
+  /** Forgets `coordinator`'s oldest sessions (the map keeps insertion order) until at most `keep` remain. */
+  private forgetOldestBeyond(coordinator: PrincipalId, keep: number): void {
+    let excess = this.openFor(coordinator) - keep
+    for (const [id, p] of this.pending) {
+      if (excess <= 0) return
+      if (p.coordinator !== coordinator) continue
+      p.nonces.hiding.fill(0)
+      p.nonces.binding.fill(0)
+      this.pending.delete(id)
+      excess--
+    }
   }
 
   private expire(): void {

@@ -7,6 +7,7 @@ import { dealtGroup, members } from './fixtures.ts'
 import type { SigningPackage, SigningRequest, SigningTransport } from '../../src/threshold/sign.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { Member } from './fixtures.ts'
+import type { NonceCommitments } from '@noble/curves/abstract/frost.js'
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
 
@@ -123,10 +124,58 @@ describe('FROST signing sessions', () => {
     const signer = new Signer(keys[0], ids[0], async () => {}, { nonceTtl: 1000, maxPending: 2, now: () => now })
     await signer.commit({ session: new Uint8Array(32).fill(1), coordinator, payload: utf8('a') })
     await signer.commit({ session: new Uint8Array(32).fill(2), coordinator, payload: utf8('a') })
-    await assert.rejects(signer.commit({ session: new Uint8Array(32).fill(3), coordinator, payload: utf8('a') }), {
-      name: 'SigningRefusedError'
-    })
+    // full, and by another coordinator's sessions: refused, and nothing of the other's is forgotten
+    const other = 'z6MkOtherCoordinator' as PrincipalId
+    await assert.rejects(
+      signer.commit({ session: new Uint8Array(32).fill(3), coordinator: other, payload: utf8('a') }),
+      {
+        name: 'SigningRefusedError'
+      }
+    )
+    assert.equal(signer.open, 2)
     now = 1001
     assert.equal(signer.open, 0)
+  })
+
+  it('a coordinator past its own limit of open sessions recycles its oldest, never another coordinator’s', async () => {
+    const signer = new Signer(keys[0], ids[0], async () => {}, { maxPending: 4, maxPendingPerCoordinator: 2 })
+    const other = 'z6MkOtherCoordinator' as PrincipalId
+    const session = (b: number): Uint8Array => new Uint8Array(32).fill(b)
+    const theirs = await signer.commit({ session: session(1), coordinator: other, payload: utf8('a') })
+    const mine: NonceCommitments[] = []
+    for (let b = 2; b <= 5; b++)
+      mine.push(await signer.commit({ session: session(b), coordinator, payload: utf8('a') }))
+    // the other coordinator's session and this coordinator's newest two are open; its first two are gone
+    assert.equal(signer.open, 3)
+    const rest = await Promise.all(
+      ids
+        .slice(1, 3)
+        .map(async m => await signers.get(m)!.commit({ session: session(9), coordinator, payload: utf8('a') }))
+    )
+    const pkg = (b: number, c: NonceCommitments, who = coordinator): SigningPackage => ({
+      session: session(b),
+      coordinator: who,
+      payload: utf8('a'),
+      commitments: [c, ...rest]
+    })
+    assert.throws(() => signer.signShare(pkg(2, mine[0])), { name: 'WrongSessionError' })
+    assert.throws(() => signer.signShare(pkg(3, mine[1])), { name: 'WrongSessionError' })
+    assert.equal(signer.signShare(pkg(5, mine[3])).length, 32)
+    assert.equal(signer.signShare(pkg(1, theirs, other)).length, 32)
+  })
+
+  it('members a coordinator does not pick keep answering it however often it signs', async () => {
+    // the coordinator asks all five and uses three: the other two hold nonces nobody asks for
+    const small = new Map(ms.map((m, i) => [m.id, new Signer(keys[i], m.id, async () => {}, { maxPending: 6 })]))
+    for (let i = 0; i < 8; i++) {
+      const r = await coordinateSigning(pub, ids, utf8(`decision ${i}`), transportFor(small), { coordinator })
+      assert.deepEqual(
+        [...r.excluded.keys()],
+        [],
+        `signature ${i}: ${[...r.excluded.values()].map(e => e.message).join('; ')}`
+      )
+    }
+    // at most its own limit stays open on a member that was never picked
+    assert.ok(small.get(ids[4])!.open <= 6)
   })
 })
