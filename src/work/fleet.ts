@@ -68,14 +68,16 @@ export type { AgentLoadStatus, HeartbeatRow } from '../../protocols/fleet/codec.
 /** The membership metadata key of a node's fleet summary. */
 export const FLEET_META_KEY = 'fleet'
 /** Rows whose last heartbeat is older than this many intervals are stale; older than FORGET_AFTER intervals (by default), gone. */
-export const STALE_AFTER = 3
+export const STALE_AFTER = 5
 export const FORGET_AFTER = 10
 /**
  * While its rows do not change, a member publishes a heartbeat every QUIET_BEATS intervals instead
  * of every interval: its rows turn stale on the others after STALE_AFTER intervals, so one interval
  * is left for delivery and timer drift. A change of rows goes out at the next interval, as before.
+ * Death and leaving reach the fleet through membership at once, so a quiet member costs the cluster
+ * one message per QUIET_BEATS intervals (in an idle cluster, the gossip it still carries).
  */
-export const QUIET_BEATS = 2
+export const QUIET_BEATS = 4
 /** A member's heartbeat arriving sooner than interval × FLOOD_GAP after its last accepted one is dropped. */
 export const FLOOD_GAP = 1 / 4
 /** This node publishes no sooner than interval × PUBLISH_GAP after its last heartbeat (room for jitter over FLOOD_GAP). */

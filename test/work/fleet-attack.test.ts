@@ -3,7 +3,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { encodeHeartbeat, fleetTopic, HEARTBEAT_DOMAIN, MAX_HEARTBEAT_BYTES } from '../../protocols/fleet/codec.ts'
 import { Hlc } from '../../src/clock/hlc.ts'
-import { fleet } from '../../src/work/fleet.ts'
+import { fleet, QUIET_BEATS, STALE_AFTER } from '../../src/work/fleet.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import {
   converged,
@@ -265,9 +265,9 @@ describe('fleet under attack: non-members, forgeries, floods, oversize, replays'
     t += INTERVAL
     assert.equal(await gated.validate(b.peerId, message(b, first, topic)), TopicValidatorResult.Ignore)
     assert.equal(gated.drops().replay, 1)
-    // newer than the last, but older than three intervals
+    // newer than the last, but older than STALE_AFTER intervals
     t += 10 * INTERVAL
-    const old = encodeHeartbeat(await signed(signer, [t - 4 * INTERVAL, 5], []))
+    const old = encodeHeartbeat(await signed(signer, [t - (STALE_AFTER + 1) * INTERVAL, 5], []))
     assert.equal(await gated.validate(b.peerId, message(b, old, topic)), TopicValidatorResult.Ignore)
     assert.equal(gated.drops().stale, 1)
     const future = encodeHeartbeat(await signed(signer, [t + 120_000, 0], []))
@@ -324,7 +324,7 @@ describe('fleet under attack: non-members, forgeries, floods, oversize, replays'
     b.pubsub.unsubscribe(topic)
   })
 
-  it('a quiet member publishes every other interval, never letting its rows go stale, and a change at the next interval', async () => {
+  it('a quiet member publishes every QUIET_BEATS intervals, never letting its rows go stale, and a change at the next interval', async () => {
     // what a publishes, as seen by the pubsub it was given
     const sent: number[] = []
     const counting = new Proxy(a.pubsub, {
@@ -355,10 +355,11 @@ describe('fleet under attack: non-members, forgeries, floods, oversize, replays'
     services.push(quiet)
     await quiet.start()
     await waitUntil('4 heartbeats', () => sent.length >= 4, 20_000, 20)
-    // unchanged rows: two intervals apart (timers never fire early), which is less than the 3 after
-    // which the others list them stale
+    // unchanged rows: QUIET_BEATS intervals apart (timers never fire early), fewer than the
+    // STALE_AFTER after which the others list them stale
+    assert.ok(QUIET_BEATS < STALE_AFTER)
     for (let i = 1; i < 4; i++)
-      assert.ok(sent[i] - sent[i - 1] >= 2 * 200 - 20, `gap ${i}: ${sent[i] - sent[i - 1]} ms`)
+      assert.ok(sent[i] - sent[i - 1] >= QUIET_BEATS * 200 - 20, `gap ${i}: ${sent[i] - sent[i - 1]} ms`)
     // a change goes out at the next tick, not after a quiet spell: its heartbeat carries the new load
     const before = sent.length
     load = 0.75

@@ -14,7 +14,7 @@ import {
 import { Hlc } from '../../src/clock/hlc.ts'
 import { seedSigner } from '../../src/crypto/sign.ts'
 import { EventJournal } from '../../src/work/events.ts'
-import { fleet, FLEET_META_KEY, fleetSummary } from '../../src/work/fleet.ts'
+import { fleet, FLEET_META_KEY, fleetSummary, STALE_AFTER } from '../../src/work/fleet.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import { key } from '../spki/fixtures.ts'
 import { membership } from '../../src/membership/service.ts'
@@ -278,7 +278,7 @@ describe('fleet: heartbeats among three members', function () {
     )
   })
 
-  it('a member whose heartbeats stop is listed stale after 3 intervals, and fresh again when they resume', async () => {
+  it('a member whose heartbeats stop is listed stale after STALE_AFTER intervals, and fresh again when they resume', async () => {
     const fb = fleets.get(b)!
     await fb.stop()
     const [b0] = agentsOf.get(b)!
@@ -296,7 +296,7 @@ describe('fleet: heartbeats among three members', function () {
     assert.equal(stale.totals.stale, 1)
     assert.equal(stale.totals.agents, 5)
     assert.equal(stale.totals.idle, 2)
-    assert.ok(stale.agents.find(r => r.agent === b0)!.age >= 3 * INTERVAL)
+    assert.ok(stale.agents.find(r => r.agent === b0)!.age >= STALE_AFTER * INTERVAL)
     await fb.start()
     await waitUntil(
       "b's agent is fresh again",
