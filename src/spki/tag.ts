@@ -283,7 +283,9 @@ function normalizeSet(items: Tag[]): Tag[] {
   const byKey = new Map<string, Tag>()
   for (const item of items) byKey.set(tagKey(item), item)
   const sorted = [...byKey.entries()].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([, t]) => t)
-  if (sorted.length > MAX_PRUNED_SET) return sorted
+  // distinct byte strings never cover one another: nothing to prune (the usual set, and pruning
+  // is pairwise)
+  if (sorted.length > MAX_PRUNED_SET || sorted.every(t => t.kind === 'bytes')) return sorted
   return sorted.filter((x, i) => !sorted.some((y, j) => j !== i && tagImplies(y, x) && (j < i || !tagImplies(x, y))))
 }
 

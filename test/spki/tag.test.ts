@@ -4,6 +4,15 @@ import { intersectTags, normalizeTag, parseTag, tagEquals, tagImplies, tagToSexp
 import { tag as t, toTagText } from './fixtures.ts'
 
 describe('SPKI tags', () => {
+  it('normalizes a set: members sorted, repeats dropped, members another covers pruned', () => {
+    // byte strings only: never one covering another, so only sorted (by canonical encoding: shorter
+    // first) and deduplicated
+    assert.equal(toTagText(t('(* set carol alice bob alice)')), '(* set bob alice carol)')
+    // a prefix covers the byte strings it starts: they go, the others stay
+    assert.equal(toTagText(t('(* set bob alice (* prefix al) alfred)')), '(* set (* prefix al) bob)')
+    assert.equal(toTagText(t('(* set (file read) (file) (file write))')), '(file)')
+  })
+
   it('follows RFC 2693 semantics on its kinds of example', () => {
     // a shorter list grants every list that extends it
     assert.ok(tagImplies(t('(ftp ftp.clark.net)'), t('(ftp ftp.clark.net cme)')))
