@@ -63,7 +63,14 @@ import { Hlc } from '../clock/hlc.ts'
 import { base32 } from 'multiformats/bases/base32'
 import { principalFromPeerId, principalId, principalPublicKey } from '../crypto/principal.ts'
 import { MEMBER_TAG } from '../membership/service.ts'
-import { requestAnswer, serveRequests, withTimeout } from '../network/rpc.ts'
+import {
+  handleRequests,
+  requestAnswer,
+  serveRequests,
+  StreamPool,
+  unhandleRequests,
+  withTimeout
+} from '../network/rpc.ts'
 import { RecentMap } from '../recent-map.ts'
 import { spkiTimeMs } from '../spki/cert.ts'
 import { atom } from '../spki/sexp.ts'
@@ -410,6 +417,12 @@ export class StateService implements State {
   private readonly pushRefused = new RecentMap<string, number>(MAX_CONFIRMED)
   /** Gossip announcements from a peer that pushes the document, waiting PUSH_GRACE before they are joined. */
   private readonly deferred = new Map<string, DeferredOffer>()
+  /**
+   * Streams kept open between requests to a peer (`heads`/`want` and `hold` each their own): a
+   * new stream costs more CPU on both sides than a push of a few events, and a follower is pushed
+   * after every write.
+   */
+  private streams = new StreamPool()
 
   constructor(components: StateComponents, init: StateInit = {}) {
     this.components = components
@@ -443,20 +456,26 @@ export class StateService implements State {
   async start(): Promise<void> {
     const { libp2p } = this.components
     this.shutdown = new AbortController()
+    this.streams = new StreamPool()
     const serve = (hold: boolean): ReturnType<typeof serveRequests> =>
-      serveRequests(async (bytes, connection, signal) => await this.answer(bytes, connection.remotePeer, signal, hold), {
-        maxBytes: MAX_HEADS_MESSAGE_BYTES,
-        timeout: this.timeout,
-        log: this.log,
-        refuse: err => encodeHeadsMessage(errorAnswer(err))
-      })
-    await libp2p.handle(this.protocol, serve(false), {
+      serveRequests(
+        async (bytes, connection, signal) => await this.answer(bytes, connection.remotePeer, signal, hold),
+        {
+          maxBytes: MAX_HEADS_MESSAGE_BYTES,
+          timeout: this.timeout,
+          log: this.log,
+          refuse: err => encodeHeadsMessage(errorAnswer(err))
+        }
+      )
+    // each id and its `/many` id (several requests a stream, rpc.ts) have these budgets per
+    // connection; a requester's pool keeps at most 2 streams of each idle between requests
+    await handleRequests(libp2p, this.protocol, serve(false), {
       // per connection: a join fetches up to 8 blocks at once, and several documents may join
       maxInboundStreams: this.init.maxInboundStreams ?? 32,
       maxOutboundStreams: 64
     })
     // its own stream budget: a hold keeps its stream open while this node joins
-    await libp2p.handle(this.holdProtocol, serve(true), {
+    await handleRequests(libp2p, this.holdProtocol, serve(true), {
       maxInboundStreams: MAX_HOLD_STREAMS,
       maxOutboundStreams: 64
     })
@@ -482,8 +501,9 @@ export class StateService implements State {
     libp2p.services.pubsub.removeEventListener('gossipsub:message', this.onMessage)
     libp2p.services.pubsub.unsubscribe(this.topic)
     libp2p.services.pubsub.topicValidators.delete(this.topic)
-    await libp2p.unhandle(this.protocol)
-    await libp2p.unhandle(this.holdProtocol)
+    await unhandleRequests(libp2p, this.protocol)
+    await unhandleRequests(libp2p, this.holdProtocol)
+    this.streams.close()
     for (const { log, replicator, announcing } of this.docs.values()) {
       replicator?.close()
       clearTimeout(announcing.timer)
@@ -1199,14 +1219,14 @@ export class StateService implements State {
   ): Promise<Extract<HeadsAnswer, { type: T }>> {
     const { libp2p } = this.components
     return await requestAnswer(
-      // the protocol id goes out with the request, not a round trip before it
-      async (p, id, options) => await libp2p.dialProtocol(p, id, { ...options, negotiateFully: false }),
+      async (p, ids, options) => await libp2p.dialProtocol(p, ids, options),
       peer,
       protocol,
       encodeHeadsMessage(request),
       {
         maxBytes: MAX_HEADS_MESSAGE_BYTES,
         signal: withTimeout(this.timeout, options.signal),
+        pool: this.streams,
         decode: decodeHeadsMessage,
         expected,
         refused: answer => new RequestRefusedError(answer.name, `${peer} refused: ${answer.name}: ${answer.message}`),

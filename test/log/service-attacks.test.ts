@@ -16,7 +16,7 @@ import { peerIdFromPrincipal, principalFromPeerId } from '../../src/crypto/princ
 import { bytesToHex as toHex } from '@noble/hashes/utils.js'
 import { seedSigner } from '../../src/crypto/sign.ts'
 import { Log } from '../../src/log/log.ts'
-import { requestOnce } from '../../src/network/rpc.ts'
+import { handleRequests, requestOnce, reusable, unhandleRequests } from '../../src/network/rpc.ts'
 import { lpStream } from '@libp2p/utils'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
@@ -25,7 +25,7 @@ import type { DeltaMessage } from '../../protocols/deltas/codec.ts'
 import type { HeadsAnswer } from '../../protocols/heads/codec.ts'
 import type { PrincipalId } from '../../src/crypto/principal.ts'
 import type { CyberspaceNode } from '../../src/node.ts'
-import type { PeerId } from '@libp2p/interface'
+import type { PeerId, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 
 const SPKI_PROTOCOL = '/cyberspace/spki/1.0.0'
@@ -46,6 +46,26 @@ async function ask(
     }
   )
   return decodeHeadsMessage(bytes) as HeadsAnswer
+}
+
+/**
+ * Serves `handler` in place of `node`'s own answers under `protocol` and its `/many` id, and ends the
+ * streams its own handler still serves: a peer's pool would send its next request on one of those.
+ */
+async function replaceHandler(
+  node: CyberspaceNode,
+  protocol: string,
+  handler: StreamHandler,
+  options?: StreamHandlerOptions
+): Promise<void> {
+  await unhandleRequests(node.libp2p, protocol)
+  for (const connection of node.libp2p.getConnections()) {
+    // a copy: an aborted stream leaves the list
+    for (const stream of [...connection.streams]) {
+      if (stream.protocol === protocol || stream.protocol === reusable(protocol)) stream.abort(new Error('replaced'))
+    }
+  }
+  await handleRequests(node.libp2p, protocol, handler, options)
 }
 
 async function madeUpCid(): Promise<CID> {
@@ -163,10 +183,9 @@ describe('the state service under attack', function () {
     it('an honest update arrives while a reader floods heads of made-up CIDs and stalls', async () => {
       // x becomes a reader at b (the attack needs no more), and stalls every block request
       await b.spki.addAclEntry(principalFromPeerId(x.peerId), tag('(cyberspace (log (read votes)))'))
-      await x.libp2p.unhandle(HEADS_PROTOCOL)
       let stalled = 0
       const held: Array<() => void> = []
-      await x.libp2p.handle(HEADS_PROTOCOL, async stream => {
+      await replaceHandler(x, HEADS_PROTOCOL, async stream => {
         stalled++
         await new Promise<void>(resolve => held.push(resolve))
         stream.abort(new Error('done'))
@@ -188,7 +207,7 @@ describe('the state service under attack', function () {
         assert.ok(held.length > 0 && stalled > 0)
       } finally {
         for (const release of held) release()
-        await x.libp2p.unhandle(HEADS_PROTOCOL)
+        await unhandleRequests(x.libp2p, HEADS_PROTOCOL)
       }
     })
 
@@ -196,8 +215,8 @@ describe('the state service under attack', function () {
       await b.spki.addAclEntry(principalFromPeerId(x.peerId), tag('(cyberspace (log (read)))'))
       const asked = new Set<string>()
       const held: Array<() => void> = []
-      await x.libp2p.unhandle(HEADS_PROTOCOL)
-      await x.libp2p.handle(
+      await replaceHandler(
+        x,
         HEADS_PROTOCOL,
         async stream => {
           const request = decodeHeadsMessage((await lpStream(stream).read()).subarray())
@@ -223,7 +242,7 @@ describe('the state service under attack', function () {
         assert.equal(asked.size, 4, 'the other documents wait for x to finish one')
       } finally {
         for (const release of held) release()
-        await x.libp2p.unhandle(HEADS_PROTOCOL)
+        await unhandleRequests(x.libp2p, HEADS_PROTOCOL)
       }
     })
   })
