@@ -1,6 +1,7 @@
 /**
- * Ed25519 speed, side by side in one run: node:crypto with a KeyObject made once (the native
- * floor), the node:crypto back end a Node process installs (node/ed25519.ts, keys from its caches),
+ * Ed25519 speed, side by side in one run: node:crypto with a KeyObject made once (OpenSSL's
+ * floor), libsodium called directly, the back end a Node process installs (node/ed25519.ts:
+ * libsodium verifies, OpenSSL signs, keys from its caches) and its OpenSSL verifier,
  * the WebCrypto back end with its cached keys (the browser's path) one at a time and 32 in flight,
  * the WebCrypto path as it was before (the key imported on every call: raw for a verify, PKCS#8 for
  * a signature), and noble. Every contender runs in each of ROUNDS short interleaved rounds (each
@@ -8,7 +9,8 @@
  * over all rounds; each comparison is the median over rounds of the two rates in the same round.
  */
 import { createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify } from 'node:crypto'
-import { nodeEd25519 } from '../node/ed25519.ts'
+import { createRequire } from 'node:module'
+import { hasSodium, nodeEd25519 } from '../node/ed25519.ts'
 import { nobleEd25519, PKCS8_PREFIX, SPKI_PREFIX, webCrypto } from '../src/crypto/ed25519.ts'
 import { median } from './harness.ts'
 import type { Benchmark, BenchResult } from './harness.ts'
@@ -33,7 +35,7 @@ interface Contender {
 const benchmark: Benchmark = {
   name: 'crypto',
   description:
-    'Ed25519 sign and verify: node:crypto back end vs node:crypto itself, WebCrypto cached and per-call import, noble',
+    'Ed25519 sign and verify: the node back end (libsodium verifies) vs node:crypto and libsodium themselves, WebCrypto cached and per-call import, noble',
   async run(): Promise<BenchResult> {
     const seed = crypto.getRandomValues(new Uint8Array(32))
     const message = crypto.getRandomValues(new Uint8Array(MESSAGE_BYTES))
@@ -47,6 +49,12 @@ const benchmark: Benchmark = {
     })
     const privateObject = createPrivateKey({ key: Buffer.from(pkcs8), format: 'der', type: 'pkcs8' })
     const node = nodeEd25519()
+    const nodeOpenssl = nodeEd25519({ verifier: 'openssl' })
+    const sodium = hasSodium
+      ? (createRequire(import.meta.url)('sodium-native') as {
+          crypto_sign_verify_detached(s: Uint8Array, m: Uint8Array, k: Uint8Array): boolean
+        })
+      : undefined
     const prepared = await node.prepare(seed)
     const web = await webCrypto()
     if (web == null) throw new Error('this runtime has no WebCrypto Ed25519')
@@ -66,6 +74,26 @@ const benchmark: Benchmark = {
         run: async count => {
           for (let i = 0; i < count; i++) ok(nodeVerify(null, message, publicObject, signature))
         },
+        ms: []
+      },
+      ...(sodium == null
+        ? []
+        : [
+            {
+              name: 'libsodium (sodium-native) itself, no checks around it',
+              op: 'verify' as const,
+              ops: OPS,
+              run: async (count: number) => {
+                for (let i = 0; i < count; i++) ok(sodium.crypto_sign_verify_detached(signature, message, publicKey))
+              },
+              ms: [] as number[]
+            }
+          ]),
+      {
+        name: 'node back end, OpenSSL verifier (the fallback)',
+        op: 'verify',
+        ops: OPS,
+        run: async count => await loop(count, async () => ok(await nodeOpenssl.verify(publicKey, message, signature))),
         ms: []
       },
       {
@@ -199,6 +227,10 @@ const benchmark: Benchmark = {
       rows,
       ratios: {
         'verify: node back end / node:crypto': against(nodeVerifier, nativeVerify),
+        'verify: node back end, OpenSSL verifier / node:crypto': against(
+          byName('node back end, OpenSSL verifier (the fallback)'),
+          nativeVerify
+        ),
         'sign: node back end / node:crypto.sign': against(nodeSigner, nativeSign),
         'sign: prepared key / node:crypto.sign': against(preparedSigner, nativeSign),
         'verify: node back end / before': against(nodeVerifier, beforeVerify),
