@@ -102,8 +102,10 @@ const RESULTS = 2
 const MAX_HANDED = 32
 const VALID = 1
 const INVALID = 2
-/** Where the items start (after the state, the count and the results). */
-const DATA = 4 * (RESULTS + MAX_HANDED)
+/** Where the worker writes when it finished a job (a float64: ms, performance.timeOrigin + now()). */
+const FINISHED_AT = 4 * (RESULTS + MAX_HANDED)
+/** Where the items start (after the state, the count, the results and the finishing time). */
+const DATA = FINISHED_AT + 8
 const BUFFER_BYTES = 64 * 1024
 /** Fewest and most verifyMany calls the helper sits out after a job that did not pay. */
 const MIN_REST = 8
@@ -114,7 +116,8 @@ const ITEM_HEADER = 4 + PUBLIC_KEY_LENGTH + SIGNATURE_LENGTH
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads')
 const sodium = require(workerData.sodium)
-const control = new Int32Array(workerData.buffer, 0, ${DATA / 4})
+const control = new Int32Array(workerData.buffer, 0, ${FINISHED_AT / 4})
+const finishedAt = new Float64Array(workerData.buffer, ${FINISHED_AT}, 1)
 const bytes = new Uint8Array(workerData.buffer)
 const view = new DataView(workerData.buffer)
 for (;;) {
@@ -132,6 +135,7 @@ for (;;) {
     control[${RESULTS} + i] = ok ? ${VALID} : ${INVALID}
     offset += ${ITEM_HEADER} + length
   }
+  finishedAt[0] = performance.timeOrigin + performance.now()
   Atomics.store(control, ${STATE}, ${DONE})
   Atomics.notify(control, ${STATE})
 }
@@ -152,7 +156,8 @@ class HelperThread {
   private failed = false
   private busy = false
   private readonly buffer = new SharedArrayBuffer(BUFFER_BYTES)
-  private readonly control = new Int32Array(this.buffer, 0, DATA / 4)
+  private readonly control = new Int32Array(this.buffer, 0, FINISHED_AT / 4)
+  private readonly finishedAt = new Float64Array(this.buffer, FINISHED_AT, 1)
   private readonly bytes = new Uint8Array(this.buffer)
   private readonly view = new DataView(this.buffer)
   /** Wakes a caller waiting for a job when the worker dies instead. */
@@ -182,12 +187,14 @@ class HelperThread {
   }
 
   /**
-   * Told how a job went: when the caller waited for it longer than checking its signatures itself
-   * would have taken (no core was free for the worker: other processes had it), handing over is
-   * put off for a while, for twice as many calls each time it happens again (MIN_REST to MAX_REST).
+   * Told how the last job went: when the worker finished it later after the caller's own share
+   * than the caller would have needed to check it too (no core was free for the worker: other
+   * processes had it), handing over is put off for a while, for twice as many calls each time it
+   * happens again (MIN_REST to MAX_REST). Judged by the worker's own finishing time, not by when
+   * the caller read the answers, which other work on its event loop may delay.
    */
-  judge(handed: number, msPerSignatureHere: number, waitedMs: number): void {
-    if (waitedMs > handed * msPerSignatureHere) {
+  judge(handed: number, msPerSignatureHere: number, hereDoneAt: number): void {
+    if (this.finishedAt[0] - hereDoneAt > handed * msPerSignatureHere) {
       this.rest = Math.min(Math.max(this.rest * 2, MIN_REST), MAX_REST)
       this.resting = this.rest
     } else {
@@ -370,7 +377,8 @@ export function nodeEd25519(options: NodeEd25519Options = {}): Ed25519 {
     let answers: boolean[] | undefined = []
     if (handed.length > 0) {
       answers = await thread.results(handed.length)
-      thread.judge(handed.length, (checked - start) / here.length, performance.now() - checked)
+      if (answers != null)
+        thread.judge(handed.length, (checked - start) / here.length, performance.timeOrigin + checked)
     }
     for (const [n, i] of handed.entries()) out[i] = answers?.[n] ?? sodiumVerify(sodiumLibrary, items[i])
     return out
