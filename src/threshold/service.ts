@@ -58,7 +58,14 @@ import { errorAnswer } from '../../protocols/wire.ts'
 import { peerIdFromPrincipal, principalFromPeerId, principalId, principalPublicKey } from '../crypto/principal.ts'
 import { PeerBudget } from '../peer-budget.ts'
 import { signAs, verifyAs } from '../crypto/sign.ts'
-import { requestAnswer, serveRequests, withTimeout } from '../network/rpc.ts'
+import {
+  handleRequests,
+  requestAnswer,
+  serveRequests,
+  StreamPool,
+  unhandleRequests,
+  withTimeout
+} from '../network/rpc.ts'
 import type { OpenStream } from '../network/rpc.ts'
 import { CERT_DOMAIN, certToSexp, parseCert } from '../spki/cert.ts'
 import { CRL_DOMAIN, parseCrl } from '../spki/crl.ts'
@@ -152,6 +159,16 @@ export const CLUSTER_MESSAGE_DOMAIN = 'cyberspace/cluster-message/v1'
 
 /** What a member can be asked to sign, told apart by the payload's signing domain. */
 export type PayloadKind = 'cert' | 'crl' | 'message'
+/** Errors of a stream or connection that died under a request (not an answer, not our timeout). */
+const LOST_STREAM = new Set([
+  'StreamStateError',
+  'StreamResetError',
+  'StreamAbortedError',
+  'ConnectionClosedError',
+  'ConnectionClosingError',
+  'MuxerClosedError',
+  'UnexpectedEOFError'
+])
 const DKG_WIRE = { protocol: DKG_PROTOCOL, maxBytes: MAX_DKG_ENVELOPE_BYTES, decode: decodeDkgEnvelope }
 const FROST_WIRE = { protocol: FROST_PROTOCOL, maxBytes: MAX_FROST_MESSAGE_BYTES, decode: decodeFrostMessage }
 const RESHARE_WIRE = { protocol: RESHARE_PROTOCOL, maxBytes: MAX_RESHARE_MESSAGE_BYTES, decode: decodeReshareMessage }
@@ -398,6 +415,12 @@ class ClusterService implements Cluster, Startable {
   /** The last resharing this node switched for or retired from, so a repeated commit is answered the same. */
   private reshareDone?: { session: Uint8Array; answer: ReshareAnswer }
   private readonly open: OpenStream
+  /**
+   * Streams to members kept between requests (each protocol also served under '<id>/many'): a
+   * signature asks every member twice, and a new stream costs both sides more CPU than a
+   * request and its answer.
+   */
+  private streams = new StreamPool()
 
   constructor(components: ClusterComponents, init: ClusterInit) {
     this.components = components
@@ -423,13 +446,17 @@ class ClusterService implements Cluster, Startable {
     if (current != null) this.use(decodeClusterState(current, this.self))
     // a refresh staged before a restart cannot be committed any more: its session is gone
     await this.store.remove('staged')
+    this.streams = new StreamPool()
     const serve = { maxBytes: MAX_FROST_MESSAGE_BYTES, timeout: this.timeout, log: this.log }
-    await this.components.registrar.handle(
+    const registrar = this.components.registrar
+    await handleRequests(
+      registrar,
       FROST_PROTOCOL,
       serveRequests(async (bytes, connection) => await this.answerFrost(bytes, connection), serve),
       { maxInboundStreams: 16 }
     )
-    await this.components.registrar.handle(
+    await handleRequests(
+      registrar,
       DKG_PROTOCOL,
       serveRequests(async (bytes, connection) => await this.answerDkg(bytes, connection), {
         ...serve,
@@ -437,7 +464,8 @@ class ClusterService implements Cluster, Startable {
       }),
       { maxInboundStreams: 4 }
     )
-    await this.components.registrar.handle(
+    await handleRequests(
+      registrar,
       RESHARE_PROTOCOL,
       serveRequests(async (bytes, connection) => await this.answerReshare(bytes, connection), {
         ...serve,
@@ -448,9 +476,10 @@ class ClusterService implements Cluster, Startable {
   }
 
   async stop(): Promise<void> {
-    await this.components.registrar.unhandle(RESHARE_PROTOCOL)
-    await this.components.registrar.unhandle(FROST_PROTOCOL)
-    await this.components.registrar.unhandle(DKG_PROTOCOL)
+    this.streams.close()
+    await unhandleRequests(this.components.registrar, RESHARE_PROTOCOL)
+    await unhandleRequests(this.components.registrar, FROST_PROTOCOL)
+    await unhandleRequests(this.components.registrar, DKG_PROTOCOL)
   }
 
   info(): ClusterInfo | undefined {
@@ -658,7 +687,14 @@ class ClusterService implements Cluster, Startable {
     )
   }
 
-  /** Sends `request` to `member` and returns its answer, which must be of type `expected`; a refusal throws MemberRefusedError. */
+  /**
+   * Sends `request` to `member` and returns its answer, which must be of type `expected`; a refusal
+   * throws MemberRefusedError. A frost request whose stream dies under it (its connection closed
+   * or reset, a kept stream gone stale) is sent once more on a new stream: each may be asked twice
+   * — a member answers a repeated one the same, or refuses it by name (a second commit or sign of
+   * a session), which excludes it as the lost answer would have. Key generation and resharing ask
+   * a lost last step again themselves.
+   */
   private async request<A>(
     member: PrincipalId,
     wire: { protocol: string; maxBytes: number; decode: (bytes: Uint8Array) => { type: string } },
@@ -666,14 +702,24 @@ class ClusterService implements Cluster, Startable {
     expected: string,
     options: AbortOptions
   ): Promise<A> {
-    return (await requestAnswer(this.open, peerIdFromPrincipal(member), wire.protocol, request, {
-      maxBytes: wire.maxBytes,
-      signal: withTimeout(this.timeout, options.signal),
-      decode: wire.decode,
-      expected,
-      refused: ({ name, message }) => new MemberRefusedError(member, name, message),
-      unexpected: type => new ThresholdError(`${member} answered with ${type}`, member)
-    })) as A
+    const signal = withTimeout(this.timeout, options.signal)
+    const ask = async (pool?: StreamPool): Promise<A> =>
+      (await requestAnswer(this.open, peerIdFromPrincipal(member), wire.protocol, request, {
+        maxBytes: wire.maxBytes,
+        signal,
+        pool,
+        decode: wire.decode,
+        expected,
+        refused: ({ name, message }) => new MemberRefusedError(member, name, message),
+        unexpected: type => new ThresholdError(`${member} answered with ${type}`, member)
+      })) as A
+    try {
+      return await ask(this.streams)
+    } catch (err) {
+      if (wire !== FROST_WIRE || signal.aborted || !LOST_STREAM.has((err as Error).name)) throw err
+      this.log('a request to %s lost its stream, asking once more - %e', member, err)
+      return await ask()
+    }
   }
 
   private async requestDkg(member: PrincipalId, request: DkgEnvelope, options: AbortOptions): Promise<DkgMessages> {

@@ -8,7 +8,7 @@ import {
   MAX_FROST_MESSAGE_BYTES
 } from '../../protocols/frost/codec.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
-import { requestOnce, serveRequests } from '../../src/network/rpc.ts'
+import { handleRequests, requestOnce, serveRequests, unhandleRequests } from '../../src/network/rpc.ts'
 import { agentPrincipal, derivationShare } from '../../src/threshold/derive.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
@@ -30,6 +30,14 @@ interface Internals {
 const internals = (node: CyberspaceNode): Internals => node.cluster as unknown as Internals
 
 /**
+ * Drops `node`'s connections: a stream kept open for requests (served under '<id>/many') stays
+ * with the handler that took it, so a replaced handler sees only streams opened after this.
+ */
+async function hangUpAll(node: CyberspaceNode): Promise<void> {
+  await Promise.all(node.libp2p.getConnections().map(async c => await c.close()))
+}
+
+/**
  * Replaces `node`'s frost handler by the real one with `rewrite` applied to each answer (or by
  * one that never answers, when `rewrite` returns undefined); `restore` puts the real one back.
  */
@@ -39,8 +47,9 @@ async function rewriteAnswers(
 ): Promise<{ restore: () => Promise<void> }> {
   const member = internals(node)
   const serve = { maxBytes: MAX_FROST_MESSAGE_BYTES, timeout: 10_000, log: defaultLogger().forComponent('test:derive') }
-  await node.libp2p.unhandle(FROST_PROTOCOL)
-  await node.libp2p.handle(
+  await unhandleRequests(node.libp2p, FROST_PROTOCOL)
+  await handleRequests(
+    node.libp2p,
     FROST_PROTOCOL,
     serveRequests(async (bytes, connection) => {
       const changed = rewrite(decodeFrostMessage(await member.answerFrost(bytes, connection)))
@@ -50,14 +59,17 @@ async function rewriteAnswers(
     }, serve),
     { maxInboundStreams: 16 }
   )
+  await hangUpAll(node)
   return {
     restore: async () => {
-      await node.libp2p.unhandle(FROST_PROTOCOL)
-      await node.libp2p.handle(
+      await unhandleRequests(node.libp2p, FROST_PROTOCOL)
+      await handleRequests(
+        node.libp2p,
         FROST_PROTOCOL,
         serveRequests(async (bytes, connection) => await member.answerFrost(bytes, connection), serve),
         { maxInboundStreams: 16 }
       )
+      await hangUpAll(node)
     }
   }
 }

@@ -2,10 +2,10 @@ import { strict as assert } from 'node:assert'
 import { ed25519 as nobleCurve } from '@noble/curves/ed25519.js'
 import { defaultLogger } from '@libp2p/logger'
 import { decodeDkgEnvelope, decodeDkgMessage, DKG_PROTOCOL, MAX_DKG_ENVELOPE_BYTES } from '../../protocols/dkg/codec.ts'
-import { FROST_PROTOCOL } from '../../protocols/frost/codec.ts'
+import { decodeFrostMessage, FROST_PROTOCOL, MAX_FROST_MESSAGE_BYTES } from '../../protocols/frost/codec.ts'
 import { signedBytes } from '../../protocols/signing.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
-import { serveRequests } from '../../src/network/rpc.ts'
+import { handleRequests, serveRequests, unhandleRequests } from '../../src/network/rpc.ts'
 import { CLUSTER_MESSAGE_DOMAIN } from '../../src/threshold/service.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
@@ -21,6 +21,9 @@ const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
 /** The member side of the DKG protocol, which the fault-injecting handler below wraps. */
 type DkgInternals = { answerDkg: (bytes: Uint8Array, connection: Connection) => Promise<Uint8Array> }
 
+/** The member side of the frost protocol. */
+type FrostInternals = { answerFrost: (bytes: Uint8Array, connection: Connection) => Promise<Uint8Array> }
+
 /** Where a member's DKG stream breaks: before the member reads the request, or after it answered. */
 interface DkgFault {
   request?: (request: DkgEnvelope) => boolean
@@ -34,8 +37,9 @@ interface DkgFault {
  */
 async function injectDkgFault(node: CyberspaceNode, fault: DkgFault): Promise<void> {
   const member = node.cluster as unknown as DkgInternals
-  await node.libp2p.unhandle(DKG_PROTOCOL)
-  await node.libp2p.handle(
+  await unhandleRequests(node.libp2p, DKG_PROTOCOL)
+  await handleRequests(
+    node.libp2p,
     DKG_PROTOCOL,
     serveRequests(
       async (bytes, connection) => {
@@ -48,6 +52,8 @@ async function injectDkgFault(node: CyberspaceNode, fault: DkgFault): Promise<vo
     ),
     { maxInboundStreams: 4 }
   )
+  // a stream kept open for requests stays with the handler that took it: only new ones see the fault
+  await Promise.all(node.libp2p.getConnections().map(async c => await c.close()))
 }
 
 const isDoneAnswer = (answer: DkgEnvelope): boolean => answer.type === 'messages' && answer.done
@@ -143,6 +149,45 @@ describe('cluster key generation when members refuse or answers are lost', funct
     assert.equal((await signAndVerify(nodes[0], 'after a lost delivery')).length, 3)
   })
 
+  it('asks a member once more on a new stream when the connection drops under a signing request', async () => {
+    const { nodes, ids } = await fresh()
+    await nodes[0].cluster.init(ids, 3)
+    // no frost request went to member 1 yet, so no kept stream bypasses the handler below
+    // member 1 drops its connection the first time it is asked to commit, and to sign
+    const member = nodes[1].cluster as unknown as FrostInternals
+    const dropped: string[] = []
+    await unhandleRequests(nodes[1].libp2p, FROST_PROTOCOL)
+    await handleRequests(
+      nodes[1].libp2p,
+      FROST_PROTOCOL,
+      serveRequests(
+        async (bytes, connection) => {
+          const type = decodeFrostMessage(bytes).type
+          if ((type === 'commit' || type === 'sign') && !dropped.includes(type)) {
+            dropped.push(type)
+            connection.abort(new Error(`dropped under ${type}`))
+            return await new Promise<Uint8Array>(() => {})
+          }
+          return await member.answerFrost(bytes, connection)
+        },
+        { maxBytes: MAX_FROST_MESSAGE_BYTES, timeout: 10_000, log: defaultLogger().forComponent('test:frost-drop') }
+      ),
+      { maxInboundStreams: 16 }
+    )
+    const result = await nodes[0].cluster.sign(CLUSTER_MESSAGE_DOMAIN, utf8('through a drop'))
+    assert.deepEqual(dropped, ['commit', 'sign'])
+    // t = n = 3: had the member been excluded, nothing could have been signed
+    assert.deepEqual([...result.excluded.keys()], [])
+    assert.equal(result.attempts, 1)
+    assert.ok(
+      nobleCurve.verify(
+        result.signature,
+        signedBytes(CLUSTER_MESSAGE_DOMAIN, utf8('through a drop')),
+        nodes[0].cluster.info()!.groupKey
+      )
+    )
+  })
+
   describe('a member whose every last answer is lost', () => {
     let nodes: CyberspaceNode[]
     let ids: PrincipalId[]
@@ -172,7 +217,9 @@ describe('cluster key generation when members refuse or answers are lost', funct
 
     it('says how many decryption shares it got of how many, and which members did not answer', async () => {
       const ct = nodes[0].cluster.encrypt(utf8('secret'))
-      await nodes[2].libp2p.unhandle(FROST_PROTOCOL)
+      await unhandleRequests(nodes[2].libp2p, FROST_PROTOCOL)
+      // a stream kept open for requests stays with the handler that took it: drop them all
+      await Promise.all(nodes[2].libp2p.getConnections().map(async c => await c.close()))
       await assert.rejects(nodes[0].cluster.decrypt(ct), (err: Error) => {
         assert.equal(err.name, 'NotEnoughSignersError')
         assert.equal(
@@ -181,7 +228,9 @@ describe('cluster key generation when members refuse or answers are lost', funct
         )
         return true
       })
-      await nodes[1].libp2p.unhandle(FROST_PROTOCOL)
+      await unhandleRequests(nodes[1].libp2p, FROST_PROTOCOL)
+      // a stream kept open for requests stays with the handler that took it: drop them all
+      await Promise.all(nodes[1].libp2p.getConnections().map(async c => await c.close()))
       await assert.rejects(nodes[0].cluster.decrypt(ct), (err: Error) => {
         const quiet = [nodes[1], nodes[2]].map(n => n.peerId.toString())
         assert.match(err.message, /^1 valid decryption share of 3 needed: members \S+, \S+ did not answer$/)
