@@ -84,9 +84,19 @@ const utf8 = new TextEncoder()
 const enc = word
 const text = (value: string): Uint8Array => utf8.encode(value)
 
+/** The last second spkiTime wrote, and its text: every check within a second asks for the same. */
+let lastSecond = Number.NaN
+let lastTime = ''
+
 /** SPKI time text for a moment (UTC, second precision). */
 export function spkiTime(date: Date | number): string {
-  return new Date(date).toISOString().slice(0, 19).replace('T', '_')
+  const ms = typeof date === 'number' ? date : date.getTime()
+  const second = Math.floor(ms / 1000)
+  if (second !== lastSecond) {
+    lastTime = new Date(ms).toISOString().slice(0, 19).replace('T', '_')
+    lastSecond = second
+  }
+  return lastTime
 }
 
 /** The moment SPKI time text names, in ms since the epoch (NaN if it names none). */
