@@ -127,8 +127,14 @@ export interface FetchOptions extends AbortOptions {
   level?: number
 }
 
-/** Fetches a block this replica lacks from peers (it must check the bytes hash to `cid`). */
-export type FetchBlock = (cid: CID, options: FetchOptions & { maxBytes: number }) => Promise<Uint8Array>
+/**
+ * Fetches a block this replica lacks from peers (it must check the bytes hash to `cid`), within
+ * `timeout` ms (a block the fetcher has at hand needs no timer).
+ */
+export type FetchBlock = (
+  cid: CID,
+  options: FetchOptions & { maxBytes: number; timeout: number }
+) => Promise<Uint8Array>
 
 export interface LogInit<S, D, V> {
   id: string
@@ -189,6 +195,8 @@ export interface AdoptOptions extends FetchOptions {
 export interface JoinOptions extends FetchOptions {
   /** Blocks already received (e.g. inline on gossip), by CID string. */
   blocks?: Map<string, Uint8Array>
+  /** True if every key of `blocks` is the CID its bytes hash to (the caller hashed them): not hashed again. */
+  hashed?: boolean
 }
 
 interface KnownEvent {
@@ -563,8 +571,14 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
       return false
     }
     this.checkFoldable()
-    const signal = withTimeout(this.limit('fetchTimeout', 10_000), options.signal)
-    const bytes = await this.fetchBlock(cid, { maxBytes: MAX_SNAPSHOT_BYTES, signal, providers: options.providers })
+    const timeout = this.limit('fetchTimeout', 10_000)
+    const signal = withTimeout(timeout, options.signal)
+    const bytes = await this.fetchBlock(cid, {
+      maxBytes: MAX_SNAPSHOT_BYTES,
+      timeout,
+      signal,
+      providers: options.providers
+    })
     let snapshot: Snapshot
     try {
       snapshot = decodeSnapshot(bytes)
@@ -878,11 +892,11 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     const key = cid.toString()
     let bytes = options.blocks?.get(key)
     try {
-      if (bytes == null || !(await blockCid(bytes)).equals(cid)) {
-        const signal = withTimeout(this.limit('fetchTimeout', 10_000), options.signal)
+      if (bytes == null || (options.hashed !== true && !(await blockCid(bytes)).equals(cid))) {
         bytes = await this.fetchBlock(cid, {
           maxBytes: MAX_EVENT_BYTES,
-          signal,
+          timeout: this.limit('fetchTimeout', 10_000),
+          signal: options.signal,
           providers: options.providers,
           level: options.level
         })
@@ -949,17 +963,28 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     this.reject(cid, error, result)
   }
 
-  private async fetchBlock(cid: CID, options: FetchOptions & { maxBytes: number }): Promise<Uint8Array> {
-    try {
-      return await readBlock(this.init.blockstore, cid, {
-        maxBytes: options.maxBytes,
-        signal: options.signal,
-        offline: this.init.fetch != null
-      })
-    } catch (err) {
-      if (this.init.fetch == null) throw err
-      return await this.init.fetch(cid, options)
+  /**
+   * A block from the local store, or else from `init.fetch` (within `timeout` ms). The store is
+   * asked whether it holds the block before it is read: most blocks a join meets are missing, and a
+   * missed read costs an exception.
+   */
+  private async fetchBlock(
+    cid: CID,
+    options: FetchOptions & { maxBytes: number; timeout: number }
+  ): Promise<Uint8Array> {
+    const { blockstore, fetch } = this.init
+    if (fetch == null) {
+      const signal = withTimeout(options.timeout, options.signal)
+      return await readBlock(blockstore, cid, { maxBytes: options.maxBytes, signal })
     }
+    if (await blockstore.has(cid, { signal: options.signal })) {
+      try {
+        return await readBlock(blockstore, cid, { maxBytes: options.maxBytes, signal: options.signal, offline: true })
+      } catch {
+        // deleted meanwhile, or not what it should be: fetched instead
+      }
+    }
+    return await fetch(cid, options)
   }
 
   private decodeOp(op: unknown): D {

@@ -261,6 +261,8 @@ export const MAX_STORED_DOCUMENTS = 1024
 const MAX_PREFETCHED_BYTES = 16 * 1024 * 1024
 /** Most cached authorization decisions. */
 const MAX_AUTHORIZATIONS = 4096
+/** Most peers whose principal is kept decoded. */
+const MAX_PRINCIPALS = 1024
 /** Most peers that announced followed sessions a periodic round adds to its random peers. */
 const MAX_SESSION_SOURCES = 16
 /** Inbound `hold` streams per connection: each stays open while this node joins. */
@@ -277,6 +279,12 @@ const MAX_RECENT_BLOCK_BYTES = 16 * 1024
 const PUSH_GRACE = 1000
 /** Shortest time between two gossip announcements of one document, in ms (see `announce`). */
 const ANNOUNCE_INTERVAL = 5
+/**
+ * The same while the document has followers, which are pushed every event: its announcements are
+ * for the peers that are not (those reached through others), and each costs a gossipsub signature
+ * made here and checked at every subscriber — more than the rest of a replicated write.
+ */
+const FOLLOWED_ANNOUNCE_INTERVAL = 100
 /** How long a follower that refused a push is not pushed to again, in ms. */
 const PUSH_REFUSAL_TTL = 60_000
 
@@ -417,6 +425,8 @@ export class StateService implements State {
   private readonly pushRefused = new RecentMap<string, number>(MAX_CONFIRMED)
   /** Gossip announcements from a peer that pushes the document, waiting PUSH_GRACE before they are joined. */
   private readonly deferred = new Map<string, DeferredOffer>()
+  /** Principals of peers, by peer id string (see `principalOf`). */
+  private readonly principals = new RecentMap<string, PrincipalId>(MAX_PRINCIPALS)
   /**
    * Streams kept open between requests to a peer (`heads`/`want` and `hold` each their own): a
    * new stream costs more CPU on both sides than a push of a few events, and a follower is pushed
@@ -725,12 +735,15 @@ export class StateService implements State {
     open.replicator ??= new Replicator({
       heads: () => open.log.heads(),
       push: async (peer, heads, signal) => {
+        // checked when the push goes, not when it was asked for: a push that waited behind the one
+        // in flight carries what was written meanwhile, perhaps after a grant was removed (the
+        // decision is cached until the ACL, CRLs or certificates change). A peer that may not read
+        // the document stops being its follower; a heads exchange makes it one again once it may.
+        if (!(await this.mayRead(peer, name, signal))) {
+          open.followers.delete(peer.toString())
+          throw new UnauthorizedReadError(`${peer} may not read document ${name} here: not pushed to`)
+        }
         try {
-          // checked when the push goes, not when it was asked for: a push that waited behind the
-          // one in flight carries what was written meanwhile, perhaps after a grant was removed
-          if (!(await this.mayRead(peer, name, signal))) {
-            throw new UnauthorizedReadError(`${peer} may not read document ${name} here: not pushed to`)
-          }
           return await this.hold(name, peer, { heads, signal })
         } catch (err) {
           // a follower that will not take pushes (it does not let this node read the document, does
@@ -942,7 +955,7 @@ export class StateService implements State {
         member = ` (nor is it a member: ${(err as Error).message})`
       }
     }
-    const tag = parseTag([atom('cyberspace'), [atom('log'), [atom(action), atom(name)]]])
+    const tag = (): Tag => parseTag([atom('cyberspace'), [atom('log'), [atom(action), atom(name)]]])
     await this.authorizeTag(principal, tag, `${action} ${name} ${principal}`, options, (local, remote) => {
       const what = action === 'read' ? 'read' : `${action} to`
       const message = `${principal} may not ${what} document ${name} here${member}: ${local.message}; asked for a proof: ${remote.message}`
@@ -952,15 +965,24 @@ export class StateService implements State {
 
   /** Resolves if `principal` holds `(cyberspace member)` by this node's ACL (a proof asked only of `providers`). */
   private async authorizeMember(principal: PrincipalId, options: FetchOptions): Promise<void> {
-    await this.authorizeTag(principal, MEMBER_TAG, `member ${principal}`, options, local => {
-      return new UnauthorizedReadError(`${principal} is no member here: ${local.message}`)
-    })
+    await this.authorizeTag(
+      principal,
+      () => MEMBER_TAG,
+      `member ${principal}`,
+      options,
+      local => {
+        return new UnauthorizedReadError(`${principal} is no member here: ${local.message}`)
+      }
+    )
   }
 
-  /** Resolves if `principal` holds `tag` (a positive decision is cached under `key`); throws `refuse(…)` if not. */
+  /**
+   * Resolves if `principal` holds `tag()` (a positive decision is cached under `key`: a repeat costs
+   * a lookup, the tag is made only when it is not cached); throws `refuse(…)` if not.
+   */
   private async authorizeTag(
     principal: PrincipalId,
-    tag: Tag,
+    tag: () => Tag,
     key: string,
     options: FetchOptions,
     refuse: (local: Error, remote: Error) => Error
@@ -969,7 +991,7 @@ export class StateService implements State {
     const epoch = spki.epoch
     const cached = this.authorized.get(key)
     if (cached != null && cached.epoch === epoch && cached.until > Date.now()) return
-    const grant = await spki.authorizeOrProve(principal, tag, {
+    const grant = await spki.authorizeOrProve(principal, tag(), {
       signal: options.signal,
       timeout: this.timeout,
       providers: options.providers,
@@ -992,7 +1014,7 @@ export class StateService implements State {
     if (open?.local === true) return false
     const members = this.membersRead(name)
     if (open != null && this.served(open)) return true
-    const principal = principalFromPeerId(peer)
+    const principal = this.principalOf(peer)
     if (members && principal !== this.self) {
       try {
         await this.authorizeMember(principal, { providers: [peer], signal })
@@ -1010,6 +1032,17 @@ export class StateService implements State {
     }
   }
 
+  /** The principal of a peer (its key): decoding it costs tens of µs, and every read check asks. */
+  private principalOf(peer: PeerId): PrincipalId {
+    const key = peer.toString()
+    let principal = this.principals.get(key)
+    if (principal == null) {
+      principal = principalFromPeerId(peer)
+      this.principals.set(key, principal)
+    }
+    return principal
+  }
+
   /** The names among `names` that `peer` may read, in order. */
   private async readable(peer: PeerId, names: string[], signal?: AbortSignal): Promise<string[]> {
     const allowed = await Promise.all(names.map(async name => await this.mayRead(peer, name, signal)))
@@ -1020,17 +1053,18 @@ export class StateService implements State {
 
   /**
    * Announces an own event on gossip, at most one announcement per document every
-   * ANNOUNCE_INTERVAL: the first after a quiet spell at once, then the latest event at the end of
-   * the interval. Its past holds the events not announced: a reader fetches them with it (and the
-   * document's followers have them pushed anyway). A public document's announcement carries the
-   * event inline.
+   * ANNOUNCE_INTERVAL (FOLLOWED_ANNOUNCE_INTERVAL while it has followers): the first after a quiet
+   * spell at once, then the latest event at the end of the interval. Its past holds the events not
+   * announced: a reader fetches them with it (and the document's followers have them pushed
+   * anyway). A public document's announcement carries the event inline.
    */
   private announce(open: OpenDocument, cid: CID, bytes: Uint8Array): void {
     if (open.local) return
     const pacing = open.announcing
     pacing.latest = { cid, bytes }
     if (pacing.timer != null) return
-    const wait = pacing.at + ANNOUNCE_INTERVAL - Date.now()
+    const interval = open.followers.size > 0 ? FOLLOWED_ANNOUNCE_INTERVAL : ANNOUNCE_INTERVAL
+    const wait = pacing.at + interval - Date.now()
     if (wait <= 0) {
       pacing.at = Date.now()
       this.publish(open, cid, bytes)
@@ -1138,20 +1172,9 @@ export class StateService implements State {
       const refused = this.pushRefused.get(`${open.name} ${peer}`)
       return (refused == null || refused < now) && libp2p.getConnections(peer).length > 0
     })
-    if (peers.length === 0) return
-    // a push carries events: only to peers that may read the document now (the decision is cached
-    // until the ACL, CRLs or certificates change, so one whose grant was revoked is dropped here)
-    void this.readers(open.name, peers).then(allowed => {
-      if (allowed.length > 0 && this.docs.get(open.name) === open) this.replicatorOf(open.name).nudge(allowed)
-    })
-  }
-
-  /** Those of `peers` that may read document `name` here; the others stop being its followers. */
-  private async readers(name: string, peers: PeerId[]): Promise<PeerId[]> {
-    const allowed = await Promise.all(peers.map(async p => await this.mayRead(p, name, this.shutdown.signal)))
-    const open = this.docs.get(name)
-    for (let i = 0; i < peers.length; i++) if (!allowed[i]) open?.followers.delete(peers[i].toString())
-    return peers.filter((_, i) => allowed[i])
+    // a push carries events: the replicator's push checks the follower may read the document
+    // when it goes (one push in flight per follower, the next carries every event written meanwhile)
+    if (peers.length > 0) this.replicatorOf(open.name).nudge(peers)
   }
 
   /** Remembers `peer` as a follower of document `name`: it holds it and may read it here. */
@@ -1352,6 +1375,7 @@ export class StateService implements State {
           providers: [from],
           proofProviders: [from],
           blocks,
+          hashed: true,
           signal: AbortSignal.any([signal, this.shutdown.signal])
         })
       } else if (open.owner != null && snapshot != null && !open.log.snapshots().some(s => s.equals(snapshot))) {
@@ -1429,6 +1453,7 @@ export class StateService implements State {
   private async fetchBlock(name: string, cid: CID, options: Parameters<FetchBlock>[1]): Promise<Uint8Array> {
     const ahead = this.prefetched.take(`${name} ${cid}`)
     if (ahead != null && ahead.length <= options.maxBytes) return ahead
+    const signal = withTimeout(options.timeout, options.signal)
     const errors: string[] = []
     const { libp2p } = this.components
     const peers = (options.providers ?? []).filter(peer => {
@@ -1443,12 +1468,12 @@ export class StateService implements State {
     const depth = Math.min(MAX_WANTED_BLOCKS - 1, 2 ** (options.level ?? 0) - 1)
     for (const peer of peers) {
       try {
-        const block = await this.wants.want(peer, name, cid, depth, withTimeout(share, options.signal))
+        const block = await this.wants.want(peer, name, cid, depth, withTimeout(share, signal))
         // the log stores the block if it accepts it
         if (block != null && block.length <= options.maxBytes) return block
         errors.push(`${peer}: does not have it`)
       } catch (err) {
-        options.signal?.throwIfAborted()
+        signal.throwIfAborted()
         errors.push(`${peer}: ${(err as Error).message}`)
       }
     }
