@@ -171,12 +171,15 @@ class HelperThread {
   /** Calls to sit out before handing over again, and the length of the last such rest. */
   private resting = 0
   private rest = 0
+  /** Whether another call found the thread busy while the current job was out. */
+  private overlapped = false
 
   /**
    * Whether a job can be handed over now; if not (starting, busy, failed, resting after a job that
    * did not pay), the caller checks all itself.
    */
   available(always = false): boolean {
+    if (this.busy) this.overlapped = true
     if (this.failed || this.busy) return false
     if (this.resting > 0 && !always) {
       this.resting--
@@ -187,14 +190,17 @@ class HelperThread {
   }
 
   /**
-   * Told how the last job went: when the worker finished it later after the caller's own share
-   * than the caller would have needed to check it too (no core was free for the worker: other
+   * Told how the last job went: when the caller got its answers later after checking its own share
+   * than it would have needed to check the job's too (no core was free for the worker: other
    * processes had it), handing over is put off for a while, for twice as many calls each time it
-   * happens again (MIN_REST to MAX_REST). Judged by the worker's own finishing time, not by when
-   * the caller read the answers, which other work on its event loop may delay.
+   * happens again (MIN_REST to MAX_REST). "Later" is how long the caller waited (`waitedMs`: the
+   * worker's wake-up and the hand-back count), except when other calls came while the job was out:
+   * then the caller's event loop had other work, which may have delayed its reading the answers,
+   * and the worker's own finishing time (`finishedAt`, against `hereDoneAt`) is what counts.
    */
-  judge(handed: number, msPerSignatureHere: number, hereDoneAt: number): void {
-    if (this.finishedAt[0] - hereDoneAt > handed * msPerSignatureHere) {
+  judge(handed: number, msPerSignatureHere: number, hereDoneAt: number, waitedMs: number): void {
+    const late = this.overlapped ? this.finishedAt[0] - hereDoneAt : waitedMs
+    if (late > handed * msPerSignatureHere) {
       this.rest = Math.min(Math.max(this.rest * 2, MIN_REST), MAX_REST)
       this.resting = this.rest
     } else {
@@ -262,6 +268,7 @@ class HelperThread {
     this.jobs++
     this.handed += count
     this.busy = true
+    this.overlapped = false
     this.control.fill(0, RESULTS, RESULTS + count)
     this.control[COUNT] = count
     // held while a job is out, so the process does not exit under a pending verify
@@ -378,7 +385,12 @@ export function nodeEd25519(options: NodeEd25519Options = {}): Ed25519 {
     if (handed.length > 0) {
       answers = await thread.results(handed.length)
       if (answers != null)
-        thread.judge(handed.length, (checked - start) / here.length, performance.timeOrigin + checked)
+        thread.judge(
+          handed.length,
+          (checked - start) / here.length,
+          performance.timeOrigin + checked,
+          performance.now() - checked
+        )
     }
     for (const [n, i] of handed.entries()) out[i] = answers?.[n] ?? sodiumVerify(sodiumLibrary, items[i])
     return out
