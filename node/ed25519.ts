@@ -11,9 +11,11 @@
  * the answer depends on neither library's version (test/crypto/cctv.test.ts: the 914 edge vectors
  * of C2SP's CCTV set get OpenSSL's answer from both).
  *
- * `verifyMany` splits its signatures between the calling thread and one helper thread shared by the
- * process (a worker running libsodium, handed its half through shared memory, no copying by
- * messages), so a chain's signatures are checked on two cores at once when two are free.
+ * `verifyMany` checks its signatures one after the other on the calling thread (libsodium is
+ * synchronous: about 90 µs each). With `helperThread` it can split them with one helper thread
+ * shared by the process (a worker running libsodium, handed its half through shared memory), so a
+ * chain's signatures are checked on two cores at once when two are free; off by default, see
+ * NodeEd25519Options.
  *
  * @example
  * useEd25519(nodeEd25519())
@@ -43,8 +45,13 @@ export interface NodeEd25519Options extends KeyCacheSizes {
   /** Which library verifies: libsodium where it loads (the default), else OpenSSL. */
   verifier?: 'sodium' | 'openssl'
   /**
-   * Whether verifyMany hands half its signatures to the process's helper thread: true (the
-   * default) while that pays, 'always' on every call whatever it gains (for tests), false never.
+   * Whether verifyMany hands half its signatures to the process's helper thread: true while that
+   * pays, 'always' on every call whatever it gains (for tests), false (the default) never. Off by
+   * default because on this project's shared 2-core machines it did not pay: with other
+   * processes running, main thread + worker verified only 1.06–1.5× one thread's rate, and a
+   * depth-5 chain with the helper ran at 0.85–1.10× (one at a time) and 0.7× (8 in flight) of
+   * one thread (bench spki measures both side by side); on a machine with a free core, measure
+   * again.
    */
   helperThread?: boolean | 'always'
 }
@@ -333,7 +340,7 @@ const latin1 = (bytes: Uint8Array): string =>
 
 export function nodeEd25519(options: NodeEd25519Options = {}): Ed25519 {
   const library = options.verifier === 'openssl' ? undefined : sodium?.library
-  const useHelper = library != null && options.helperThread !== false
+  const useHelper = library != null && options.helperThread != null && options.helperThread !== false
   // null: a key the strict rules or OpenSSL refuse, remembered as refused
   const publicKeys = new RecentMap<string, KeyObject | null>(options.publicKeys ?? DEFAULT_PUBLIC_KEYS)
   const privateKeys = new RecentMap<string, PrivateEntry>(options.privateKeys ?? DEFAULT_PRIVATE_KEYS)

@@ -47,8 +47,9 @@ describe('Ed25519: C2SP CCTV vectors', function () {
     const subtle = await webCrypto()
     assert.ok(subtle != null, 'Node has WebCrypto Ed25519')
     return [
+      ['node (libsodium, as installed)', nodeEd25519()],
       // 'always': the helper thread takes half of every batch, however loaded the machine is
-      ['node (libsodium)', nodeEd25519({ helperThread: 'always' })],
+      ['node (libsodium + helper thread)', nodeEd25519({ helperThread: 'always' })],
       ['node (OpenSSL)', nodeEd25519({ verifier: 'openssl' })],
       ['webcrypto', subtle],
       ['noble', nobleEd25519]
