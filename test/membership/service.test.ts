@@ -149,4 +149,39 @@ describe('membership: SWIM with Lifeguard among in-process members', function ()
       50
     )
   })
+
+  it('notices an event-loop stall while idle (the lag tick rests at 1 s), and ticks every 100 ms while a probe is pending', async () => {
+    const [a] = cluster.nodes
+    const svc = membershipOf(a) as unknown as {
+      tickEvery: number
+      lastStall: number
+      probing: Set<string>
+      watchStalls: () => void
+    }
+    // once every probe of a round answered and nothing is pending, the tick rests; probes come
+    // every 200 ms here, so it is caught resting between two of them
+    await waitUntil('the lag tick rests', () => svc.tickEvery === 1000 && svc.probing.size === 0, 10_000, 1)
+    const before = svc.lastStall
+    const start = Date.now()
+    // a 2 s stall: longer than the rest period + stallThreshold (500 ms), wherever it starts
+    while (Date.now() - start < 2_000) {}
+    await waitUntil('the stall is noticed', () => svc.lastStall > before && svc.lastStall >= start, 5_000, 10)
+    // probes keep going; as each starts, the tick turns fast (checked as it starts: in-process acks
+    // come within a millisecond)
+    const atStart: Array<{ probing: number; tickEvery: number }> = []
+    const watch = svc.watchStalls.bind(svc)
+    svc.watchStalls = () => {
+      watch()
+      atStart.push({ probing: svc.probing.size, tickEvery: svc.tickEvery })
+    }
+    try {
+      await waitUntil('probes start', () => atStart.length >= 3, 10_000, 10)
+    } finally {
+      delete (svc as { watchStalls?: unknown }).watchStalls
+    }
+    assert.ok(
+      atStart.every(x => x.probing > 0 && x.tickEvery === 100),
+      JSON.stringify(atStart)
+    )
+  })
 })
