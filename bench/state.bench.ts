@@ -9,7 +9,13 @@
  * figure is writes applied at the reader per second). Both for a private document, whose events
  * reach the reader by a `hold` push to followers (or an announcement by CID and a `want`), and for
  * a public one, whose announcement carries the event inline. Both nodes share one thread, so the
- * figures are CPU-bound; the ratios to the local writes are measured in the same run.
+ * figures are CPU-bound; the ratios to the local writes are measured in the same run, in rounds
+ * that alternate local and replicated writes, and also by CPU time per write (the process's, both
+ * nodes and every thread), which other processes' load sways less than wall time.
+ *
+ * STATE_BASELINE=<dir of another checkout> measures the local and replicated writes of that
+ * checkout too, its rounds interleaved with these (same process, same machine), and prints each
+ * figure of this tree over the baseline's.
  */
 import { mkdtemp, open, rename, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -22,12 +28,13 @@ import * as Y from 'yjs'
 import { DurableBlockstore, SyncedLevelDatastore } from '../node/stores.ts'
 import { Hlc } from '../src/clock/hlc.ts'
 import { orMap } from '../src/crdt/or-map.ts'
-import { principalFromPeerId } from '../src/crypto/principal.ts'
+import { pathToFileURL } from 'node:url'
+import * as principal from '../src/crypto/principal.ts'
 import { seedSigner } from '../src/crypto/sign.ts'
 import { Log } from '../src/log/log.ts'
-import { parseAdvanced } from '../src/spki/sexp.ts'
-import { parseTag } from '../src/spki/tag.ts'
-import { loopbackNode, memoryNode } from '../test/helpers/memory-node.ts'
+import * as sexp from '../src/spki/sexp.ts'
+import * as tag from '../src/spki/tag.ts'
+import * as nodes from '../test/helpers/memory-node.ts'
 import type { Benchmark } from './harness.ts'
 import type { OrMapState } from '../src/crdt/or-map.ts'
 import type { OrMapDocument } from '../src/log/documents.ts'
@@ -39,15 +46,70 @@ const APPENDS = 2000
 /** Rounds the appends are split in, alternating between the store kinds. */
 const ROUNDS = 4
 const FSYNCS = 1000
-const REPLICATED = 200
-const LOCAL_SETS = 3000
-/** Rounds the local writes are split in, one before, between and after the replicated measures. */
-const LOCAL_ROUNDS = 3
+/** Awaited replicated writes per round. */
+const REPLICATED = 100
+/** Local writes per round. */
+const LOCAL_SETS = 1000
+/** Pipelined replicated writes per round. */
 const PIPELINED = 1000
+/**
+ * Rounds of the replicated measures, each after a round of local writes (and one more round of
+ * local writes after the last): on a machine shared with other work, a busy spell lands on both
+ * sides of a replicated / local ratio, not on one figure alone.
+ */
+const REPLICATION_ROUNDS = 3
 /** Writes A may be ahead of what B has applied, in the pipelined measure. */
 const WINDOW = 64
 /** Writes before each measure (streams opened, caches warm). */
 const WARM_UP = 200
+
+/** What the node measures use of a checkout: this one's, or the baseline's (STATE_BASELINE). */
+interface Tree {
+  nodes: typeof nodes
+  principal: typeof principal
+  sexp: typeof sexp
+  tag: typeof tag
+}
+
+const thisTree: Tree = { nodes, principal, sexp, tag }
+
+/** The same modules of the checkout at `dir`. */
+async function treeAt(dir: string): Promise<Tree> {
+  const load = async (path: string): Promise<any> => await import(pathToFileURL(join(dir, path)).href)
+  return {
+    nodes: await load('test/helpers/memory-node.ts'),
+    principal: await load('src/crypto/principal.ts'),
+    sexp: await load('src/spki/sexp.ts'),
+    tag: await load('src/spki/tag.ts')
+  }
+}
+
+/** Writes and the wall and CPU time they took, summed over rounds. */
+class Tally {
+  private ms = 0
+  private cpuUs = 0
+  private writes = 0
+
+  /** Runs `measure` (which makes `writes` writes) and adds its wall and CPU time. */
+  async add(writes: number, measure: () => Promise<void>): Promise<void> {
+    const cpu = process.cpuUsage()
+    const start = performance.now()
+    await measure()
+    this.ms += performance.now() - start
+    const used = process.cpuUsage(cpu)
+    this.cpuUs += used.user + used.system
+    this.writes += writes
+  }
+
+  perSecond(): number {
+    return (this.writes / this.ms) * 1000
+  }
+
+  /** CPU time of the whole process (both nodes, every thread) per write, µs. */
+  cpuPerWrite(): number {
+    return this.cpuUs / this.writes
+  }
+}
 
 /**
  * The same workload for both: MAP_OPS last-writer-wins writes over KEYS keys, produced at one replica
@@ -205,31 +267,18 @@ async function fsyncFloor(dir: string): Promise<{ appendSyncsPerSec: number; fil
 
 /**
  * Local signed writes as an application makes them: `doc.set` of a small value on an or-map
- * document of a node on memory stores (no peer), each awaited. Measured in LOCAL_ROUNDS rounds
- * between the replicated measures, so that the ratios see the same machine.
+ * document of a node on memory stores (no peer), each awaited: LOCAL_SETS on a fresh node.
  */
-class LocalDocumentSets {
-  private ms = 0
-  private sets = 0
-
-  /** One round of LOCAL_SETS / LOCAL_ROUNDS writes on a fresh node. */
-  async round(): Promise<void> {
-    const node = await memoryNode()
-    try {
-      const doc = await node.state.open('bench', 'or-map')
-      for (let i = 0; i < WARM_UP; i++) await doc.set(`w${i}`, i)
-      const count = LOCAL_SETS / LOCAL_ROUNDS
-      const start = performance.now()
-      for (let i = 0; i < count; i++) await doc.set(`k${i % KEYS}`, i)
-      this.ms += performance.now() - start
-      this.sets += count
-    } finally {
-      await node.stop()
-    }
-  }
-
-  perSecond(): number {
-    return (this.sets / this.ms) * 1000
+async function localSets(tree: Tree, tally: Tally): Promise<void> {
+  const node = await tree.nodes.memoryNode()
+  try {
+    const doc = await node.state.open('bench', 'or-map')
+    for (let i = 0; i < WARM_UP; i++) await doc.set(`w${i}`, i)
+    await tally.add(LOCAL_SETS, async () => {
+      for (let i = 0; i < LOCAL_SETS; i++) await doc.set(`k${i % KEYS}`, i)
+    })
+  } finally {
+    await node.stop()
   }
 }
 
@@ -243,11 +292,12 @@ interface Pair {
 }
 
 /** Two nodes on 127.0.0.1: B trusts A's writes, A lets B read; both hold document 'bench'. */
-async function nodePair(options: { public: boolean }): Promise<Pair> {
-  const a = await loopbackNode()
-  const b = await loopbackNode({ bootstrap: a.multiaddrs() })
-  await b.spki.addAclEntry(principalFromPeerId(a.peerId), parseTag(parseAdvanced('(cyberspace (log))')))
-  await a.spki.addAclEntry(principalFromPeerId(b.peerId), parseTag(parseAdvanced('(cyberspace (log (read bench)))')))
+async function nodePair(tree: Tree, options: { public: boolean }): Promise<Pair> {
+  const a = await tree.nodes.loopbackNode()
+  const b = await tree.nodes.loopbackNode({ bootstrap: a.multiaddrs() })
+  const grant = (text: string): tag.Tag => tree.tag.parseTag(tree.sexp.parseAdvanced(text))
+  await b.spki.addAclEntry(tree.principal.principalFromPeerId(a.peerId), grant('(cyberspace (log))'))
+  await a.spki.addAclEntry(tree.principal.principalFromPeerId(b.peerId), grant('(cyberspace (log (read bench)))'))
   const docA = await a.state.open('bench', 'or-map', { public: options.public })
   const docB = await b.state.open('bench', 'or-map', { public: options.public })
   // let gossipsub build its mesh before measuring
@@ -281,42 +331,63 @@ async function nodePair(options: { public: boolean }): Promise<Pair> {
   return pair
 }
 
-/** Writes per second at A, each awaited until B has applied it; `public` sends events inline. */
-async function replicatedWrites(options: { public: boolean }): Promise<number> {
-  const pair = await nodePair(options)
+/** REPLICATED writes at A, each awaited until B has applied it; `public` sends events inline. */
+async function replicatedWrites(tree: Tree, tally: Tally, options: { public: boolean }): Promise<void> {
+  const pair = await nodePair(tree, options)
   try {
-    const start = performance.now()
-    for (let i = 0; i < REPLICATED; i++) {
-      const cid = String(await pair.docA.set(`k${i}`, i))
-      await pair.until(() => pair.received.has(cid))
-    }
-    return (REPLICATED / (performance.now() - start)) * 1000
+    await tally.add(REPLICATED, async () => {
+      for (let i = 0; i < REPLICATED; i++) {
+        const cid = String(await pair.docA.set(`k${i}`, i))
+        await pair.until(() => pair.received.has(cid))
+      }
+    })
   } finally {
     await pair.stop()
   }
 }
 
 /**
- * Writes per second applied at B while A writes without waiting for B, up to WINDOW writes ahead
- * of what B has applied: the time from the first write until B has applied all of them.
+ * PIPELINED writes applied at B while A writes without waiting for B, up to WINDOW writes ahead of
+ * what B has applied: timed from the first write until B has applied all of them.
  */
-async function pipelinedWrites(options: { public: boolean }): Promise<number> {
-  const pair = await nodePair(options)
+async function pipelinedWrites(tree: Tree, tally: Tally, options: { public: boolean }): Promise<void> {
+  const pair = await nodePair(tree, options)
   try {
     const before = pair.received.size
     const applied = (): number => pair.received.size - before
-    const start = performance.now()
     let last = ''
-    for (let i = 0; i < PIPELINED; i++) {
-      last = String(await pair.docA.set(`k${i % KEYS}`, i))
-      if (i + 1 - applied() >= WINDOW) await pair.until(() => i + 1 - applied() < WINDOW)
-    }
-    await pair.until(() => applied() >= PIPELINED)
+    await tally.add(PIPELINED, async () => {
+      for (let i = 0; i < PIPELINED; i++) {
+        last = String(await pair.docA.set(`k${i % KEYS}`, i))
+        if (i + 1 - applied() >= WINDOW) await pair.until(() => i + 1 - applied() < WINDOW)
+      }
+      await pair.until(() => applied() >= PIPELINED)
+    })
     if (!pair.received.has(last)) throw new Error('the last write did not replicate')
-    return (PIPELINED / (performance.now() - start)) * 1000
   } finally {
     await pair.stop()
   }
+}
+
+/** With STATE_BASELINE: the baseline's own replicated / local ratios, and this tree's figures over the baseline's. */
+function baselineRatios(
+  mine: Record<string, Tally | Tree>,
+  base: Record<string, Tally | Tree>
+): Record<string, number> {
+  const out: Record<string, number> = {}
+  const local = base.local as Tally
+  for (const kind of ['replicated', 'pipelined'] as const) {
+    const t = base[kind] as Tally
+    out[`baseline: replicated ${kind === 'replicated' ? 'awaited' : kind} / local doc.set`] =
+      t.perSecond() / local.perSecond()
+    out[`baseline: replicated ${kind === 'replicated' ? 'awaited' : kind} / local doc.set, by CPU time`] =
+      local.cpuPerWrite() / t.cpuPerWrite()
+  }
+  for (const kind of ['local', 'replicated', 'replicatedPublic', 'pipelined', 'pipelinedPublic'] as const) {
+    out[`this tree / baseline: ${kind} writes per second`] =
+      (mine[kind] as Tally).perSecond() / (base[kind] as Tally).perSecond()
+  }
+  return out
 }
 
 const bench: Benchmark = {
@@ -336,15 +407,36 @@ const bench: Benchmark = {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
-    const local = new LocalDocumentSets()
-    await local.round()
-    const replicated = await replicatedWrites({ public: false })
-    const replicatedPublic = await replicatedWrites({ public: true })
-    await local.round()
-    const pipelined = await pipelinedWrites({ public: false })
-    const pipelinedPublic = await pipelinedWrites({ public: true })
-    await local.round()
-    const localSets = local.perSecond()
+    /** The writes measured of one tree. */
+    const tallies = (): Record<
+      'local' | 'replicated' | 'replicatedPublic' | 'pipelined' | 'pipelinedPublic',
+      Tally
+    > => ({
+      local: new Tally(),
+      replicated: new Tally(),
+      replicatedPublic: new Tally(),
+      pipelined: new Tally(),
+      pipelinedPublic: new Tally()
+    })
+    const mine = { tree: thisTree, ...tallies() }
+    const baselineDir = process.env.STATE_BASELINE
+    const base = baselineDir == null ? undefined : { tree: await treeAt(baselineDir), ...tallies() }
+    // each round: local writes, then the replicated measures; with a baseline, its round next to ours
+    const trees = base == null ? [mine] : [base, mine]
+    for (let round = 0; round < REPLICATION_ROUNDS; round++) {
+      for (const t of round % 2 === 0 ? trees : [...trees].reverse()) {
+        await localSets(t.tree, t.local)
+        await replicatedWrites(t.tree, t.replicated, { public: false })
+        await replicatedWrites(t.tree, t.replicatedPublic, { public: true })
+        await pipelinedWrites(t.tree, t.pipelined, { public: false })
+        await pipelinedWrites(t.tree, t.pipelinedPublic, { public: true })
+      }
+    }
+    for (const t of trees) await localSets(t.tree, t.local)
+    const { local, replicated, replicatedPublic, pipelined, pipelinedPublic } = mine
+    const localSetsPerSecond = local.perSecond()
+    const rate = (t: Tally): number => t.perSecond() / localSetsPerSecond
+    const cpu = (t: Tally): number => local.cpuPerWrite() / t.cpuPerWrite()
     return {
       setup: {
         mapOps: MAP_OPS,
@@ -352,10 +444,11 @@ const bench: Benchmark = {
         appends: APPENDS,
         appendRounds: ROUNDS,
         disk: tmpdir(),
-        localSets: LOCAL_SETS,
-        localRounds: LOCAL_ROUNDS,
-        replicatedWrites: REPLICATED,
-        pipelinedWrites: PIPELINED,
+        localSetsPerRound: LOCAL_SETS,
+        replicatedWritesPerRound: REPLICATED,
+        pipelinedWritesPerRound: PIPELINED,
+        replicationRounds: REPLICATION_ROUNDS,
+        baseline: baselineDir ?? 'none',
         pipelineWindow: WINDOW,
         transport: 'tcp 127.0.0.1'
       },
@@ -370,11 +463,14 @@ const bench: Benchmark = {
         ['disk floor: 300-byte append + fdatasync', Math.round(floor.appendSyncsPerSec)],
         ['disk floor: file write + fsync + rename + dir fsync', Math.round(floor.filePutsPerSec)],
         ['replay from disk (events)', Math.round(disk.replayPerSec)],
-        ['local doc.set, node on memory stores (signed write)', Math.round(localSets)],
-        ['replicated writes, each awaited at the peer', Math.round(replicated)],
-        ['replicated writes, public document (event inline, no fetch)', Math.round(replicatedPublic)],
-        [`replicated writes, pipelined (${WINDOW} in flight), applied at the peer`, Math.round(pipelined)],
-        ['replicated writes, pipelined, public document', Math.round(pipelinedPublic)]
+        ['local doc.set, node on memory stores (signed write)', Math.round(localSetsPerSecond)],
+        ['replicated writes, each awaited at the peer', Math.round(replicated.perSecond())],
+        ['replicated writes, public document (event inline, no fetch)', Math.round(replicatedPublic.perSecond())],
+        [`replicated writes, pipelined (${WINDOW} in flight), applied at the peer`, Math.round(pipelined.perSecond())],
+        ['replicated writes, pipelined, public document', Math.round(pipelinedPublic.perSecond())],
+        ['CPU µs per local doc.set', Math.round(local.cpuPerWrite())],
+        ['CPU µs per replicated write, awaited (both nodes)', Math.round(replicated.cpuPerWrite())],
+        ['CPU µs per replicated write, pipelined (both nodes)', Math.round(pipelined.cpuPerWrite())]
       ],
       ratios: {
         'or-map apply / Yjs apply': ours / yjs,
@@ -383,12 +479,18 @@ const bench: Benchmark = {
         'appends durable / memory': disk.durablePerSec / disk.memoryAppendsPerSec,
         'appends durable / file-put floor': disk.durablePerSec / floor.filePutsPerSec,
         'replay / append on disk': disk.replayPerSec / disk.durablePerSec,
-        'replicated writes / local durable appends': replicated / disk.durablePerSec,
-        'replicated writes private (fetched) / public (inline)': replicated / replicatedPublic,
-        'replicated awaited / local doc.set': replicated / localSets,
-        'replicated awaited public / local doc.set': replicatedPublic / localSets,
-        'replicated pipelined / local doc.set': pipelined / localSets,
-        'replicated pipelined public / local doc.set': pipelinedPublic / localSets
+        'replicated writes / local durable appends': replicated.perSecond() / disk.durablePerSec,
+        'replicated writes private (fetched) / public (inline)': replicated.perSecond() / replicatedPublic.perSecond(),
+        'replicated awaited / local doc.set': rate(replicated),
+        'replicated awaited public / local doc.set': rate(replicatedPublic),
+        'replicated pipelined / local doc.set': rate(pipelined),
+        'replicated pipelined public / local doc.set': rate(pipelinedPublic),
+        // the same by CPU time (local CPU per write / replicated CPU per write): less swayed by
+        // other processes' load than wall time, which both figures above are
+        'replicated awaited / local doc.set, by CPU time': cpu(replicated),
+        'replicated pipelined / local doc.set, by CPU time': cpu(pipelined),
+        'replicated pipelined public / local doc.set, by CPU time': cpu(pipelinedPublic),
+        ...(base == null ? {} : baselineRatios(mine, base))
       }
     }
   }
