@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { HEADS_HOLD_PROTOCOL } from '../../protocols/heads/codec.ts'
 import { principalFromPeerId } from '../../src/crypto/principal.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
@@ -47,6 +48,30 @@ describe('the state service: pushing new events to followers', function () {
     await waitUntil('the deaf follower holds all 20 writes', () => copy.get('n19') === 19, 10_000)
     assert.deepEqual(copy.value(), doc.value())
     assert.deepEqual(copy.heads().map(String), doc.heads().map(String))
+  })
+
+  it('pushes to a follower reuse a stream: 20 pushes, at most 2 streams opened', async () => {
+    const doc = await writer.state.open('ledger', 'or-map')
+    const copy = await deaf.state.open('ledger', 'or-map')
+    await writer.spki.addAclEntry(principalFromPeerId(deaf.peerId), tag('(cyberspace (log (read ledger)))'))
+    await deaf.state.sync(writer.peerId)
+    const libp2p = writer.libp2p
+    const dialProtocol = libp2p.dialProtocol.bind(libp2p)
+    let streams = 0
+    libp2p.dialProtocol = async (peer, protocols, options) => {
+      if ([protocols].flat().some(p => p.startsWith(HEADS_HOLD_PROTOCOL))) streams++
+      return await dialProtocol(peer, protocols, options)
+    }
+    try {
+      // each write waits until the follower holds it (it hears no gossip): one push each
+      for (let i = 0; i < 20; i++) {
+        await doc.set(`e${i}`, i)
+        await waitUntil(`the follower holds write ${i}`, () => copy.get(`e${i}`) === i, 10_000)
+      }
+      assert.ok(streams <= 2, `${streams} hold streams opened for 20 pushes`)
+    } finally {
+      libp2p.dialProtocol = dialProtocol
+    }
   })
 
   it('a follower that refuses pushes (the writer may not read there) still replicates, by gossip and want', async () => {
