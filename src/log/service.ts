@@ -458,7 +458,11 @@ export class StateService implements State {
       },
       this.timeout,
       (log, blocks) => {
-        for (const [cid, block] of blocks) this.prefetched.put(`${log} ${cid}`, block)
+        // an answer's ancestors run on past what this node holds (the answerer cannot know where
+        // to stop): those it holds are not kept
+        const held = this.docs.get(log)?.log
+        for (const [cid, block] of blocks)
+          if (held == null || !held.has(cid)) this.prefetched.put(`${log} ${cid}`, block)
       }
     )
   }

@@ -149,6 +149,7 @@ export class Prefetched {
     this.take(key)
     this.blocks.set(key, block)
     this.bytes += block.length
+    if (this.bytes <= this.maxBytes) return
     for (const [oldest, b] of this.blocks) {
       if (this.bytes <= this.maxBytes) break
       this.blocks.delete(oldest)
