@@ -8,7 +8,10 @@
  * Environment: IDLE_REPO, the checkout whose CLI is spawned (default: this one); IDLE_BASELINE,
  * a second checkout measured the same way in the same run (e.g. a worktree of an older commit);
  * IDLE_SETUPS, a comma-separated subset of floor,pair,cluster to run (default: all three; the ratios
- * need the floor); IDLE_SECONDS (30) and IDLE_WARMUP_SECONDS (30: a 10-process cluster on 2 cores is still settling its DHT and mesh for a while after every member is alive).
+ * need the floor); IDLE_SECONDS (120: a fleet member with unchanged rows publishes every 2 minutes,
+ * so a shorter window would hold all of the cluster's heartbeats or none) and IDLE_WARMUP_SECONDS
+ * (30: a 10-process cluster on 2 cores is still settling its DHT and mesh for a while after every
+ * member is alive).
  *
  * @example
  * IDLE_BASELINE=/tmp/base npm run bench idle
@@ -22,7 +25,7 @@ import type { MemberCluster } from './member-cluster.ts'
 import type { ChildProcess } from 'node:child_process'
 
 const HERE = fileURLToPath(new URL('..', import.meta.url))
-const WINDOW_S = Number(process.env.IDLE_SECONDS ?? 30)
+const WINDOW_S = Number(process.env.IDLE_SECONDS ?? 120)
 const WARMUP_S = Number(process.env.IDLE_WARMUP_SECONDS ?? 30)
 const CLUSTER = 10
 const SETUPS = new Set((process.env.IDLE_SETUPS ?? 'floor,pair,cluster').split(',').map(s => s.trim()))

@@ -20,7 +20,9 @@ import { dirname, join, resolve } from 'node:path'
 import { NextToLast } from 'blockstore-fs/sharding'
 import { LevelDatastore } from 'datastore-level'
 import { concat } from '../src/log/blocks.ts'
+import { RecentMap } from '../src/recent-map.ts'
 import type { AbortOptions } from '@libp2p/interface'
+import type { Batch, Key } from 'interface-datastore'
 import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
 
@@ -336,20 +338,93 @@ async function collect(bytes: InputPair['bytes']): Promise<Uint8Array> {
 
 type Level = LevelDatastore['db']
 
+/** The peer store's keys (libp2p's `/peers/<cid>`): a cache of what the network told this node. */
+const PEERS_PREFIX = '/peers/'
+/** Peer records kept in memory, most recently used first. */
+const MAX_CACHED_PEERS = 4096
+
 /**
  * datastore-level with every write synced: put, delete and batch resolve only after LevelDB has
  * fsynced its log. LevelDB queues concurrent writers and commits them as one batch with one fsync.
  * A `Level` instance may be given instead of a path (tests model LevelDB's contract with one).
+ *
+ * Except the peer store's records (`/peers/…`): they are a cache of addresses and protocols the
+ * network gives again (a power cut loses nothing anyone was promised), and libp2p rewrites a
+ * peer's record on identify and as it learns of the peer's streams. They are written unsynced and
+ * read through an in-memory cache of MAX_CACHED_PEERS: each DHT lookup reads every candidate's
+ * record, most of an idle cluster's DHT refresh.
  */
 export class SyncedLevelDatastore extends LevelDatastore {
+  private readonly unsynced: Pick<Level, 'put' | 'del'>
+  private readonly peers = new RecentMap<string, Uint8Array>(MAX_CACHED_PEERS)
+
   constructor(location: string | Level) {
     super(location)
-    syncEveryWrite(this.db)
+    this.unsynced = syncEveryWrite(this.db)
+  }
+
+  async put(key: Key, value: Uint8Array, options?: AbortOptions): Promise<Key> {
+    const text = key.toString()
+    if (!text.startsWith(PEERS_PREFIX)) return await super.put(key, value, options)
+    options?.signal?.throwIfAborted()
+    this.peers.delete(text)
+    await this.unsynced.put(text, value)
+    this.peers.set(text, value)
+    return key
+  }
+
+  async get(key: Key, options?: AbortOptions): Promise<Uint8Array> {
+    const text = key.toString()
+    const cached = text.startsWith(PEERS_PREFIX) ? this.peers.get(text) : undefined
+    if (cached != null) return cached
+    const value = await super.get(key, options)
+    if (text.startsWith(PEERS_PREFIX)) this.peers.set(text, value)
+    return value
+  }
+
+  async has(key: Key, options?: AbortOptions): Promise<boolean> {
+    if (this.peers.has(key.toString())) return true
+    return await super.has(key, options)
+  }
+
+  async delete(key: Key, options?: AbortOptions): Promise<void> {
+    const text = key.toString()
+    if (!text.startsWith(PEERS_PREFIX)) {
+      await super.delete(key, options)
+      return
+    }
+    options?.signal?.throwIfAborted()
+    this.peers.delete(text)
+    await this.unsynced.del(text)
+  }
+
+  batch(): Batch {
+    const inner = super.batch()
+    const touched: string[] = []
+    return {
+      put: (key, value) => {
+        touched.push(key.toString())
+        inner.put(key, value)
+      },
+      delete: key => {
+        touched.push(key.toString())
+        inner.delete(key)
+      },
+      commit: async options => {
+        // a batch is synced whole; the cached records it changes are read from disk again
+        for (const k of touched) this.peers.delete(k)
+        await inner.commit(options)
+        for (const k of touched) this.peers.delete(k)
+      }
+    }
   }
 }
 
-/** datastore-level passes no write options to its Level; this adds `sync: true` to every write. */
-function syncEveryWrite(db: Level): void {
+/**
+ * datastore-level passes no write options to its Level; this adds `sync: true` to every write,
+ * and returns the unsynced put and del for the writes that need no sync.
+ */
+function syncEveryWrite(db: Level): Pick<Level, 'put' | 'del'> {
   const put = db.put.bind(db) as (key: string, value: Uint8Array, options: object) => Promise<void>
   const del = db.del.bind(db) as (key: string, options: object) => Promise<void>
   const batch = db.batch.bind(db) as (operations?: unknown[], options?: object) => unknown
@@ -363,5 +438,13 @@ function syncEveryWrite(db: Level): void {
     const write = chained.write.bind(chained)
     chained.write = async (options?: object) => await write({ ...options, sync: true })
     return chained
+  }
+  return {
+    put: (async (key: string, value: Uint8Array) => {
+      await put(key, value, {})
+    }) as unknown as Level['put'],
+    del: (async (key: string) => {
+      await del(key, {})
+    }) as unknown as Level['del']
   }
 }

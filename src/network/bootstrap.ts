@@ -47,7 +47,7 @@ export interface BootstrapInit {
    * How often to walk the DHT (query a random key) for peers while below targetConnections, in ms.
    * The first walk comes this long after start. Doubles, up to 5 minutes, each time a walk finds no
    * one new; while no peer has connected, been lost or been discovered since the last walk, walks
-   * are skipped (the pause still doubles), but one is made at least every 5 minutes. A discovery or
+   * are skipped (the pause still doubles), but one is made at least every 30 minutes. A discovery or
    * a lost connection brings it back. Default 5 s.
    */
   walkInterval?: number
@@ -116,6 +116,13 @@ const MAX_CANDIDATE_FAILURES = 8
 const GIVE_UP_MS = 600_000
 /** Longest pause between two DHT walks. */
 const MAX_WALK_INTERVAL = 300_000
+/**
+ * While nothing changes, a walk is made anyway this often, for peers that joined out of sight. Not
+ * more often: the DHT refreshes its own table every 5 minutes with lookups of random keys in each
+ * bucket (and of its own id), which find such peers too (a discovery restarts the walks), and every
+ * walk costs each peer it asks a new stream and a read of its peer store.
+ */
+const FORCED_WALK_INTERVAL = 1_800_000
 /** Longest pause between two looks through the peer store. */
 const MAX_SWEEP_INTERVAL = 300_000
 /** Shortest pause before the sweep timer wakes for a candidate's retry. */
@@ -456,7 +463,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
    * and dial the peers found. The pause grows while lookups find no one new, and while nothing
    * changed since the last walk (no peer connected, lost or discovered) the walk is skipped — each
    * walk asks several peers, who read their peer store to answer — except that one is made at least
-   * every MAX_WALK_INTERVAL, for peers that joined out of sight. The loop belongs to one start: it
+   * every FORCED_WALK_INTERVAL, for peers that joined out of sight. The loop belongs to one start: it
    * ends when that start's signal aborts.
    */
   private async walkLoop(signal: AbortSignal): Promise<void> {
@@ -468,7 +475,7 @@ class BootstrapService extends TypedEventEmitter<BootstrapEvents> implements Boo
       const connections = this.components.connectionManager.getConnections().length
       if (connections >= this.targetConnections || connections === 0) continue
       const now = Date.now()
-      if (!this.walkChanged && now - lastWalk < MAX_WALK_INTERVAL) {
+      if (!this.walkChanged && now - lastWalk < FORCED_WALK_INTERVAL) {
         this.walkDelay = Math.min(this.walkDelay * 2, MAX_WALK_INTERVAL)
         continue
       }

@@ -560,6 +560,38 @@ describe('durable stores', () => {
         await store.close()
       }
     })
+
+    it("SyncedLevelDatastore: the peer store's records are written unsynced and read through a cache; the rest stays synced", async () => {
+      const level = new SimLevel()
+      const store = new SyncedLevelDatastore(level as unknown as Level)
+      await store.open()
+      const peer = new Key('/peers/bafzaa')
+      await store.put(peer, Uint8Array.of(1))
+      // unsynced: a power cut now may lose it
+      const cut = new SyncedLevelDatastore(level.crashImage() as unknown as Level)
+      await cut.open()
+      await assert.rejects(cut.get(peer), { name: 'NotFoundError' })
+      // a synced write after it makes both durable (LevelDB's log is written in order)
+      await store.put(new Key('/state/x'), Uint8Array.of(9))
+      const later = new SyncedLevelDatastore(level.crashImage() as unknown as Level)
+      await later.open()
+      assert.deepEqual(Uint8Array.from(await later.get(peer)), Uint8Array.of(1))
+      assert.deepEqual(Uint8Array.from(await later.get(new Key('/state/x'))), Uint8Array.of(9))
+      // reads come from the cache: a record changed beneath the store is not read again
+      await level.put(peer.toString(), Uint8Array.of(7))
+      assert.deepEqual(Uint8Array.from(await store.get(peer)), Uint8Array.of(1))
+      // but every write through the store is seen at once, batches included
+      await store.put(peer, Uint8Array.of(2))
+      assert.deepEqual(Uint8Array.from(await store.get(peer)), Uint8Array.of(2))
+      const batch = store.batch()
+      batch.put(peer, Uint8Array.of(3))
+      await batch.commit()
+      assert.deepEqual(Uint8Array.from(await store.get(peer)), Uint8Array.of(3))
+      assert.equal(await store.has(peer), true)
+      await store.delete(peer)
+      await assert.rejects(store.get(peer), { name: 'NotFoundError' })
+      assert.equal(await store.has(peer), false)
+    })
   })
 })
 
