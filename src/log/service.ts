@@ -1121,10 +1121,10 @@ export class StateService implements State {
       // a session's events are announced by the node its agent runs on: periodic rounds ask it
       const open = this.docs.get(name)
       if (verified && open?.owner != null) open.source = origin
-      // a peer that pushes this document here sends the event in its push: an announcement by CID
-      // alone waits a little, and is joined then only if the push did not bring the event (one
-      // with the event inline costs no fetch: it is joined at once)
-      const pushed = blocks.size === 0 ? this.pushedBy.get(`${name} ${origin}`) : undefined
+      // a peer that pushes this document here sends the event in its push: its announcement waits
+      // a little, and is joined then only if the push did not bring the event — inline or not, a
+      // join now would fetch and check, beside the push, the events the paced announcements skipped
+      const pushed = this.pushedBy.get(`${name} ${origin}`)
       if (pushed != null && Date.now() - pushed < PUSH_GRACE * 10) {
         this.deferOffer(name, origin, verified, cid, blocks, propagationSource)
         return
