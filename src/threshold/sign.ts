@@ -1,6 +1,7 @@
 /**
  * FROST signing sessions (RFC 9591 §5), network-independent: a `Signer` on each member, and
- * `coordinateSigning`, which asks members for nonce commitments, picks t that answered, sends them
+ * `coordinateSigning`, which asks members for nonce commitments, picks t that answered (itself
+ * first, when the coordinator is a member), sends them
  * the signing package, checks every signature share, and aggregates an ordinary Ed25519
  * signature. A member that does not answer, refuses or sends a bad share is excluded (and named),
  * and the round is retried with fresh nonces among the rest, while t remain.
@@ -247,8 +248,13 @@ export async function coordinateSigning(
       `${members.length - excluded.size} of ${members.length} members can sign; ${t} are needed. ` +
         describeFailures(excluded, options.coordinator)
     )
+  // a coordinator that is a member asks itself first, so it is one of the t whenever it can sign:
+  // its commitments and share are computed in place, and it has checked every point of the list
+  const order = members.includes(options.coordinator)
+    ? [options.coordinator, ...members.filter(m => m !== options.coordinator)]
+    : members
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-    const candidates = members.filter(m => !excluded.has(m))
+    const candidates = order.filter(m => !excluded.has(m))
     if (candidates.length < t) throw notEnough()
     const request: SigningRequest = {
       session: crypto.getRandomValues(new Uint8Array(32)),

@@ -69,6 +69,23 @@ describe('FROST signing sessions', () => {
     )
   })
 
+  it('a coordinator that is a member signs itself, asking t − 1 others for shares', async () => {
+    const asked: PrincipalId[] = []
+    const inner = transportFor(signers)
+    const counting: SigningTransport = {
+      commit: inner.commit,
+      sign: async (m, pkg) => {
+        asked.push(m)
+        return await inner.sign(m, pkg)
+      }
+    }
+    // the last member coordinates: it signs, with the first two that answered
+    const r = await coordinateSigning(pub, ids, utf8('by the last member'), counting, { coordinator: ids[4] })
+    assert.ok(await nobleEd25519.verify(groupKey, utf8('by the last member'), r.signature))
+    assert.deepEqual(r.signers, [ids[4], ids[0], ids[1]])
+    assert.deepEqual(asked, [ids[4], ids[0], ids[1]])
+  })
+
   it('names and excludes a signer whose share is bad, and still signs', async () => {
     const payload = utf8('rotate')
     const liar = ids[1]
