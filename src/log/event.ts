@@ -89,14 +89,49 @@ function sameBytes(a: Uint8Array, aStart: number, b: Uint8Array, bStart: number)
   return true
 }
 
-/** Checks an event's or snapshot's signature against its author's key. */
+/**
+ * Checks a received event's signature over its own block: `bytes` with the `sig` entry cut out.
+ * For a block laid out as a signer makes it (`signEvent`: dag-cbor, `sig` between `ops` and
+ * `author`) that is the body the author signed, got without encoding the event again; so a block
+ * anyone but the author re-encoded (another key order, wider integers) fails, where a check over
+ * the re-encoded body would pass it under a second CID. A block laid out otherwise is checked as
+ * `verifySigned` does, over the body encoded from the decoded event.
+ */
+export async function verifyEvent(event: Event, bytes: Uint8Array): Promise<void> {
+  await verifySigned(EVENT_DOMAIN, event, signedBody(event, bytes))
+}
+
+/** `bytes` without the entry of `event.sig`, if it sits where `eventWithSignature` puts it; else undefined. */
+function signedBody(event: Event, bytes: Uint8Array): Uint8Array | undefined {
+  if (bytes[0] !== 0xa7 || !(event.sig instanceof Uint8Array) || event.sig.length !== 64) return undefined
+  // after `sig` come `author` (a text) and `parents` (CIDs: tag 42, a byte string of 0x00 + the CID)
+  let tail = 1 + 6 + headLength(event.author.length) + event.author.length + 1 + 7
+  tail += headLength(event.parents.length)
+  for (const p of event.parents) tail += 2 + headLength(p.bytes.length + 1) + p.bytes.length + 1
+  const at = bytes.length - tail - SIG_ENTRY.length - 64
+  if (at < 1 || !sameBytes(bytes.subarray(at, at + SIG_ENTRY.length), 0, SIG_ENTRY, 0)) return undefined
+  if (!sameBytes(bytes.subarray(at + SIG_ENTRY.length, at + SIG_ENTRY.length + 64), 0, event.sig, 0)) return undefined
+  const body = new Uint8Array(bytes.length - SIG_ENTRY.length - 64)
+  body[0] = 0xa6
+  body.set(bytes.subarray(1, at), 1)
+  body.set(bytes.subarray(at + SIG_ENTRY.length + 64), at)
+  return body
+}
+
+/** Bytes of a dag-cbor head for a length or count `n` (major types 2-5). */
+function headLength(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5
+}
+
+/** Checks an event's or snapshot's signature against its author's key (over `body`, or the re-encoded unsigned form). */
 export async function verifySigned(
   domain: typeof EVENT_DOMAIN | typeof SNAPSHOT_DOMAIN,
-  signed: Event | Snapshot
+  signed: Event | Snapshot,
+  body?: Uint8Array
 ): Promise<void> {
   let ok = false
   try {
-    ok = await verifyAs(principalPublicKey(signed.author), domain, unsignedBody(signed), signed.sig)
+    ok = await verifyAs(principalPublicKey(signed.author), domain, body ?? unsignedBody(signed), signed.sig)
   } catch (err) {
     throw new InvalidSignatureError(`cannot verify a signature by ${signed.author}: ${(err as Error).message}`)
   }

@@ -50,7 +50,7 @@ import { compareStrings } from '../crdt/codec.ts'
 import { withTimeout } from '../network/rpc.ts'
 import { RecentMap } from '../recent-map.ts'
 import { readBlock } from './blocks.ts'
-import { compareEvents, signEvent, signSnapshot, verifySigned } from './event.ts'
+import { compareEvents, signEvent, signSnapshot, verifyEvent, verifySigned } from './event.ts'
 import {
   EmptyLogError,
   EventRejectedError,
@@ -912,7 +912,7 @@ export class Log<S, D, V> extends TypedEventEmitter<LogEvents> {
     try {
       event = decodeEvent(bytes)
       if (event.log !== this.id) throw new EventRejectedError(`event of log ${event.log}, not ${this.id}`)
-      await verifySigned(EVENT_DOMAIN, event)
+      await verifyEvent(event, bytes)
     } catch (err) {
       this.refuse(cid, err as Error, result)
       return undefined
