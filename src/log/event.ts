@@ -90,15 +90,16 @@ function sameBytes(a: Uint8Array, aStart: number, b: Uint8Array, bStart: number)
 }
 
 /**
- * Checks a received event's signature over its own block: `bytes` with the `sig` entry cut out.
- * For a block laid out as a signer makes it (`signEvent`: dag-cbor, `sig` between `ops` and
- * `author`) that is the body the author signed, got without encoding the event again; so a block
- * anyone but the author re-encoded (another key order, wider integers) fails, where a check over
- * the re-encoded body would pass it under a second CID. A block laid out otherwise is checked as
- * `verifySigned` does, over the body encoded from the decoded event.
+ * Checks a received event's signature over its own block: `bytes` with the `sig` entry cut out,
+ * which sits where dag-cbor puts it (between `ops` and `author`) in every block a signer makes.
+ * That is the body the author signed, got without encoding the event again; and a block anyone but
+ * the author re-encoded fails (InvalidSignatureError) — `sig` moved, or the bytes around it
+ * changed — where a check over the re-encoded body would pass it under a second CID.
  */
 export async function verifyEvent(event: Event, bytes: Uint8Array): Promise<void> {
-  await verifySigned(EVENT_DOMAIN, event, signedBody(event, bytes))
+  const body = signedBody(event, bytes)
+  if (body == null) throw new InvalidSignatureError('the signature is not where dag-cbor puts it: a re-encoded block')
+  await verifySigned(EVENT_DOMAIN, event, body)
 }
 
 /** `bytes` without the entry of `event.sig`, if it sits where `eventWithSignature` puts it; else undefined. */

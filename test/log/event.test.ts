@@ -51,6 +51,16 @@ describe('log/event: signed events', () => {
     assert.deepEqual(reordered, event)
     await verifySigned(EVENT_DOMAIN, reordered)
     await assert.rejects(verifyEvent(reordered, swapped), { name: 'InvalidSignatureError' })
+    // with `sig` moved to the end of the map (after `parents`): refused as well
+    const sigEntry = dagCbor.encode({ sig: event.sig }).subarray(1)
+    const start = indexOf(block.bytes, sigEntry)
+    const moved = new Uint8Array(block.bytes.length)
+    moved.set(block.bytes.subarray(0, start))
+    moved.set(block.bytes.subarray(start + sigEntry.length), start)
+    moved.set(sigEntry, block.bytes.length - sigEntry.length)
+    assert.deepEqual(decodeEvent(moved), event)
+    await verifySigned(EVENT_DOMAIN, decodeEvent(moved))
+    await assert.rejects(verifyEvent(decodeEvent(moved), moved), { name: 'InvalidSignatureError' })
     // and a signature by someone else, in its place, is refused
     const other = await signEvent(await signer(), {
       log: 'doc',
