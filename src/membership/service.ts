@@ -1495,7 +1495,6 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
 
   // ---------------------------------------------------------------- gossip and anti-entropy
 
-  /** Sends queued updates to a few members, piggybacked on pings (only while some are queued). */
   /** Queues an update for piggybacking and gossip. */
   private enqueue(update: Update): void {
     this.queue.add(update)
@@ -1510,6 +1509,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     }, this.opts.gossipInterval)
   }
 
+  /** Sends queued updates to a few members, piggybacked on pings (only while some are queued). */
   private gossip(): void {
     if (!this.active || this.queue.size === 0) {
       // nothing left to spread: the timer rests until the next update

@@ -52,6 +52,10 @@ export interface RequestOptions extends AbortOptions {
   pool?: StreamPool
 }
 
+/**
+ * Sends one request and reads its answer: on a stream of its own, closed after, or with
+ * `options.pool`, on a stream the pool keeps for the next request (`StreamPool.request`).
+ */
 export async function requestOnce(
   open: OpenStream,
   peer: PeerId,

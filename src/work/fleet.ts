@@ -94,7 +94,7 @@ export interface FleetRow extends HeartbeatRow {
   at: number
   /** ms since then. */
   age: number
-  /** Older than 3 intervals: not counted as active, idle, overloaded or retiring. */
+  /** Older than STALE_AFTER intervals: not counted as active, idle, overloaded or retiring. */
   stale: boolean
 }
 
