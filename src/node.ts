@@ -229,7 +229,9 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
     // frames at 30 s). Members' failures are found by the membership's probes (over streams kept
     // between probes) and yamux pings every connection every 30 s in a single frame; the monitor
     // only has to close a connection that died silently, and 5 minutes does that.
-    connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL },
+    // A ping that times out aborts the connection: libp2p's 5 s floor did so to live connections on
+    // a loaded machine (every stream on them failing with it); a dead one is found within 30 s more.
+    connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL, pingTimeout: { minTimeout: 30_000 } },
     services: {
       identify: identify(),
       identifyPush: identifyPush(),

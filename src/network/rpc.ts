@@ -67,7 +67,7 @@ export async function requestOnce(
   const { signal } = options
   const stream = await open(peer, protocol, { signal })
   try {
-    const lp = lpStream(stream, { maxDataLength: options.maxBytes })
+    const lp = lpStream(stream, { maxDataLength: options.maxBytes, maxBufferSize: options.maxBytes + 16 })
     await lp.write(request, { signal })
     const answer = (await lp.read({ signal })).subarray()
     await stream.close({ signal })
@@ -76,6 +76,27 @@ export async function requestOnce(
     stream.abort(err as Error)
     throw err
   }
+}
+
+/** Idle streams a pool keeps per peer, protocol and answer bound; concurrent requests open more, closed after use. */
+const MAX_IDLE_PER_KEY = 2
+/**
+ * Errors of a stream or connection that died under a request: not an answer, not the caller's
+ * timeout. A kept stream can look open for a moment after its connection closed.
+ */
+const LOST_STREAM = new Set([
+  'StreamStateError',
+  'StreamResetError',
+  'StreamAbortedError',
+  'ConnectionClosedError',
+  'ConnectionClosingError',
+  'MuxerClosedError',
+  'UnexpectedEOFError'
+])
+
+/** Whether `err` says the stream or connection died under a request (see LOST_STREAM). */
+export function lostStream(err: unknown): boolean {
+  return LOST_STREAM.has((err as Error | undefined)?.name ?? '')
 }
 
 /** The longest a pool keeps a stream idle: well under SERVE_IDLE_MS, so the server never closes one as it is taken. */
@@ -91,8 +112,6 @@ interface Pooled {
 export interface StreamPoolOptions {
   /** A stream unused this long is closed, ms (default 60 s; at most 100 s, under the server's SERVE_IDLE_MS). */
   idleMs?: number
-  /** At most this many idle streams kept per peer and protocol (default 2). */
-  perKey?: number
 }
 
 /**
@@ -106,12 +125,10 @@ export interface StreamPoolOptions {
 export class StreamPool {
   private readonly idle = new Map<string, Pooled[]>()
   private readonly idleMs: number
-  private readonly perKey: number
   private closed = false
 
   constructor(options: StreamPoolOptions = {}) {
     this.idleMs = Math.min(options.idleMs ?? 60_000, MAX_POOL_IDLE_MS)
-    this.perKey = options.perKey ?? 2
   }
 
   async request(
@@ -123,12 +140,31 @@ export class StreamPool {
   ): Promise<Uint8Array> {
     const { signal, maxBytes } = options
     const key = `${peer.toString()} ${protocol} ${maxBytes}`
-    let entry = this.take(key)
-    if (entry == null) {
-      const stream = await open(peer, [reusable(protocol), protocol], { signal })
-      // an answer's bytes at most are buffered: a peer cannot park more on an idle stream
-      entry = { stream, lp: lpStream(stream, { maxDataLength: maxBytes, maxBufferSize: maxBytes + 16 }) }
+    const kept = this.take(key)
+    if (kept != null) {
+      try {
+        return await this.exchange(key, kept, protocol, request, signal)
+      } catch (err) {
+        // a kept stream whose connection just died: asked once more on a new stream, as an HTTP
+        // client does on a reused connection (every protocol here answers a repeat the same, or
+        // refuses it by name)
+        if (signal.aborted || !lostStream(err)) throw err
+      }
     }
+    const stream = await open(peer, [reusable(protocol), protocol], { signal })
+    // an answer's bytes at most are buffered: a peer cannot park more on an idle stream
+    const entry = { stream, lp: lpStream(stream, { maxDataLength: maxBytes, maxBufferSize: maxBytes + 16 }) }
+    return await this.exchange(key, entry, protocol, request, signal)
+  }
+
+  /** One request and its answer on `entry`'s stream, which is kept after a whole answer if it may be. */
+  private async exchange(
+    key: string,
+    entry: Pooled,
+    protocol: string,
+    request: Uint8Array,
+    signal: AbortSignal
+  ): Promise<Uint8Array> {
     const { stream, lp } = entry
     try {
       await lp.write(request, { signal })
@@ -170,7 +206,7 @@ export class StreamPool {
 
   private give(key: string, entry: Pooled): void {
     const list = this.idle.get(key) ?? []
-    if (this.closed || !usable(entry.stream) || list.length >= this.perKey) {
+    if (this.closed || !usable(entry.stream) || list.length >= MAX_IDLE_PER_KEY) {
       this.drop(entry)
       return
     }

@@ -60,6 +60,7 @@ import { PeerBudget } from '../peer-budget.ts'
 import { signAs, verifyAs } from '../crypto/sign.ts'
 import {
   handleRequests,
+  lostStream,
   requestAnswer,
   serveRequests,
   StreamPool,
@@ -159,16 +160,6 @@ export const CLUSTER_MESSAGE_DOMAIN = 'cyberspace/cluster-message/v1'
 
 /** What a member can be asked to sign, told apart by the payload's signing domain. */
 export type PayloadKind = 'cert' | 'crl' | 'message'
-/** Errors of a stream or connection that died under a request (not an answer, not our timeout). */
-const LOST_STREAM = new Set([
-  'StreamStateError',
-  'StreamResetError',
-  'StreamAbortedError',
-  'ConnectionClosedError',
-  'ConnectionClosingError',
-  'MuxerClosedError',
-  'UnexpectedEOFError'
-])
 const DKG_WIRE = { protocol: DKG_PROTOCOL, maxBytes: MAX_DKG_ENVELOPE_BYTES, decode: decodeDkgEnvelope }
 const FROST_WIRE = { protocol: FROST_PROTOCOL, maxBytes: MAX_FROST_MESSAGE_BYTES, decode: decodeFrostMessage }
 const RESHARE_WIRE = { protocol: RESHARE_PROTOCOL, maxBytes: MAX_RESHARE_MESSAGE_BYTES, decode: decodeReshareMessage }
@@ -716,7 +707,7 @@ class ClusterService implements Cluster, Startable {
     try {
       return await ask(this.streams)
     } catch (err) {
-      if (wire !== FROST_WIRE || signal.aborted || !LOST_STREAM.has((err as Error).name)) throw err
+      if (wire !== FROST_WIRE || signal.aborted || !lostStream(err)) throw err
       this.log('a request to %s lost its stream, asking once more - %e', member, err)
       return await ask()
     }

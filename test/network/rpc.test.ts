@@ -124,14 +124,38 @@ describe('rpc: requests over reused streams', function () {
     )
   })
 
-  it('keeps at most perKey idle streams per peer and protocol, and opens more for concurrent requests', async () => {
+  it('keeps at most 2 idle streams per peer and protocol, and opens more for concurrent requests', async () => {
     await handleRequests(b, PROTOCOL, recording)
-    const pool = new StreamPool({ perKey: 2 })
+    const pool = new StreamPool()
     try {
       const answers = await Promise.all(Array.from({ length: 5 }, async (_, i) => await ask(`c${i}`, pool)))
       assert.deepEqual(answers, ['echo c0', 'echo c1', 'echo c2', 'echo c3', 'echo c4'])
       assert.equal(served.length, 5)
       assert.equal(pool.size, 2)
+    } finally {
+      pool.close()
+    }
+  })
+
+  it('asks once more on a new stream when a kept stream turns out dead, and never for any other failure', async () => {
+    await handleRequests(b, PROTOCOL, recording)
+    const pool = new StreamPool()
+    /** Makes the kept stream fail on its next write with an error named `name`. */
+    const spoil = (name: string): void => {
+      const idle = (pool as unknown as { idle: Map<string, Array<{ lp: { write: () => Promise<void> } }>> }).idle
+      const [entry] = [...idle.values()][0]
+      entry.lp.write = async () => {
+        throw Object.assign(new Error('spoiled by the test'), { name })
+      }
+    }
+    try {
+      assert.equal(await ask('one', pool), 'echo one')
+      spoil('StreamResetError')
+      assert.equal(await ask('two', pool), 'echo two')
+      assert.equal(served.length, 2, 'the second request went on a new stream')
+      spoil('InvalidDataLengthError')
+      await assert.rejects(ask('three', pool), { name: 'InvalidDataLengthError' })
+      assert.equal(served.length, 2, 'a failure that is not a lost stream is not asked again')
     } finally {
       pool.close()
     }
