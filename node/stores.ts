@@ -342,6 +342,12 @@ type Level = LevelDatastore['db']
 const PEERS_PREFIX = '/peers/'
 /** Peer records kept in memory, most recently used first. */
 const MAX_CACHED_PEERS = 4096
+/**
+ * The largest record kept in memory: a record's size is set by the addresses the network reports
+ * for a peer id, so 4096 records of any size could hold gigabytes. A typical one is a few hundred
+ * bytes; a larger one is read from LevelDB each time. At most 16 MiB in all.
+ */
+const MAX_CACHED_PEER_BYTES = 4096
 
 /**
  * datastore-level with every write synced: put, delete and batch resolve only after LevelDB has
@@ -351,7 +357,7 @@ const MAX_CACHED_PEERS = 4096
  * Except the peer store's records (`/peers/…`): they are a cache of addresses and protocols the
  * network gives again (a power cut loses nothing anyone was promised), and libp2p rewrites a
  * peer's record on identify and as it learns of the peer's streams. They are written unsynced and
- * read through an in-memory cache of MAX_CACHED_PEERS: each DHT lookup reads every candidate's
+ * read through an in-memory cache (MAX_CACHED_PEERS records of at most MAX_CACHED_PEER_BYTES): each DHT lookup reads every candidate's
  * record, most of an idle cluster's DHT refresh.
  */
 export class SyncedLevelDatastore extends LevelDatastore {
@@ -369,7 +375,7 @@ export class SyncedLevelDatastore extends LevelDatastore {
     options?.signal?.throwIfAborted()
     this.peers.delete(text)
     await this.unsynced.put(text, value)
-    this.peers.set(text, value)
+    if (value.byteLength <= MAX_CACHED_PEER_BYTES) this.peers.set(text, value)
     return key
   }
 
@@ -378,7 +384,7 @@ export class SyncedLevelDatastore extends LevelDatastore {
     const cached = text.startsWith(PEERS_PREFIX) ? this.peers.get(text) : undefined
     if (cached != null) return cached
     const value = await super.get(key, options)
-    if (text.startsWith(PEERS_PREFIX)) this.peers.set(text, value)
+    if (text.startsWith(PEERS_PREFIX) && value.byteLength <= MAX_CACHED_PEER_BYTES) this.peers.set(text, value)
     return value
   }
 

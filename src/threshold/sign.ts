@@ -107,7 +107,9 @@ export class Signer {
   /** Round 1: after the policy agrees, fresh nonces for this session; only their commitments are returned. */
   async commit(request: SigningRequest): Promise<NonceCommitments> {
     this.expire()
-    const id = sessionId(request.session)
+    // keyed by coordinator too: every member learns a session's id when asked to commit, and must
+    // not be able to spend or pre-empt another coordinator's session by naming it
+    const id = pendingKey(request.coordinator, request.session)
     this.checkRoom(id, request.coordinator)
     await this.policy(request)
     // the policy may take a while: the session and the limits are checked again after it
@@ -128,14 +130,12 @@ export class Signer {
   /** Round 2: the signature share over the payload committed to, with the nonces of that session, once. */
   signShare(pkg: SigningPackage): Uint8Array {
     this.expire()
-    const id = sessionId(pkg.session)
+    const id = pendingKey(pkg.coordinator, pkg.session)
     const pending = this.pending.get(id)
     // gone before anything else: whatever happens next, these nonces are never used again
     this.pending.delete(id)
     if (pending == null) throw new WrongSessionError('no nonces for this session (unknown, expired or used)')
     try {
-      if (pending.coordinator !== pkg.coordinator)
-        throw new SigningRefusedError('the signing package comes from another coordinator')
       if (!equalBytes(pending.payloadHash, sha256(pkg.payload))) {
         throw new SigningRefusedError('the session committed to another payload')
       }
@@ -201,10 +201,10 @@ export class Signer {
   }
 }
 
-/** A session id as the key of its nonces; anything but 32 bytes is refused by name. */
-function sessionId(session: unknown): string {
+/** The key of a session's nonces: its coordinator and its id; an id of anything but 32 bytes is refused by name. */
+function pendingKey(coordinator: PrincipalId, session: unknown): string {
   if (!(session instanceof Uint8Array) || session.length !== 32) throw new WrongSessionError('a session id is 32 bytes')
-  return bytesToHex(session)
+  return `${coordinator} ${bytesToHex(session)}`
 }
 
 export interface SigningResult {

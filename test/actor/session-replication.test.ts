@@ -23,7 +23,7 @@ import {
   HEADS_PROTOCOL
 } from '../../protocols/heads/codec.ts'
 import { blockCid } from '../../protocols/log/codec.ts'
-import { requestOnce } from '../../src/network/rpc.ts'
+import { handleRequests, requestOnce, reusable, unhandleRequests } from '../../src/network/rpc.ts'
 import { memoryNode } from '../helpers/memory-node.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import { grant, key, tag } from '../spki/fixtures.ts'
@@ -83,8 +83,15 @@ const answerName = (a: HeadsAnswer): string => (a.type === 'error' ? a.name : a.
 async function stallHeads(node: CyberspaceNode): Promise<Map<string, number>> {
   const asked = new Map<string, number>()
   for (const protocol of [HEADS_PROTOCOL, HEADS_HOLD_PROTOCOL]) {
-    await node.libp2p.unhandle(protocol)
-    await node.libp2p.handle(protocol, async stream => {
+    // under `<id>` and `<id>/many`, and the streams its own handler still serves are ended: a
+    // peer's StreamPool would send its next request on one of those
+    await unhandleRequests(node.libp2p, protocol)
+    for (const connection of node.libp2p.getConnections()) {
+      for (const stream of [...connection.streams]) {
+        if (stream.protocol === protocol || stream.protocol === reusable(protocol)) stream.abort(new Error('replaced'))
+      }
+    }
+    await handleRequests(node.libp2p, protocol, async stream => {
       // read the request, answer nothing: the asker's own deadline ends it
       try {
         const request = decodeHeadsMessage(
@@ -155,11 +162,11 @@ describe('agent sessions: a record is acknowledged once followers hold it', func
     const copy = (await follower.state.find(sessionDocumentName(agent.principal))) as OrMapDocument
     const session = await new Sessions(host.state, { replicas: 1, checkpointEvery: 1000 }).open(agent)
     session.replicateTo([follower.peerId])
-    // count the hold requests the host makes
+    // count the hold streams the host opens (each push takes one, or reuses an idle one)
     let holds = 0
     const dial = host.libp2p.dialProtocol.bind(host.libp2p)
     host.libp2p.dialProtocol = (async (peer: any, protocols: any, options: any) => {
-      if (protocols === HEADS_HOLD_PROTOCOL) holds++
+      if ([protocols].flat().includes(HEADS_HOLD_PROTOCOL)) holds++
       return await dial(peer, protocols, options)
     }) as typeof host.libp2p.dialProtocol
 
@@ -178,7 +185,7 @@ describe('agent sessions: a record is acknowledged once followers hold it', func
     )
     // how many pushes depends on how an append's time compares with a round trip's (the Replicator's
     // own test shows the sharing exactly); never more than one per record
-    assert.ok(holds >= 1 && holds <= n, `${holds} hold requests for ${n} concurrent records`)
+    assert.ok(holds >= 1 && holds <= n, `${holds} hold streams for ${n} concurrent records`)
     assert.deepEqual(copy.value(), session.document.value())
   })
 

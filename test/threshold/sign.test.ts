@@ -110,15 +110,16 @@ describe('FROST signing sessions', () => {
     // a coordinator that asks for another payload in the same session is refused, and the nonces are gone
     assert.throws(() => signer.signShare({ ...pkg, payload: utf8('two') }), { name: 'SigningRefusedError' })
     assert.throws(() => signer.signShare(pkg), { name: 'WrongSessionError' })
-    // a package from another coordinator, or without this signer's commitments, is refused
+    // a package from another coordinator finds no session of its own (the coordinator's stays open);
+    // one without this signer's commitments is refused
     const s2 = { ...request, session: crypto.getRandomValues(new Uint8Array(32)) }
     const c2 = await signer.commit(s2)
+    const before = signer.open
     assert.throws(
       () => signer.signShare({ ...s2, coordinator: 'z6MkOther' as PrincipalId, commitments: [c2, ...others] }),
-      {
-        name: 'SigningRefusedError'
-      }
+      { name: 'WrongSessionError' }
     )
+    assert.equal(signer.open, before)
     const s3 = { ...request, session: crypto.getRandomValues(new Uint8Array(32)) }
     await signer.commit(s3)
     assert.throws(() => signer.signShare({ ...s3, commitments: [c2, c2, ...others] }), { name: 'SigningRefusedError' })
