@@ -105,8 +105,46 @@ const MAX_POOL_IDLE_MS = 100_000
 interface Pooled {
   stream: Stream
   lp: LengthPrefixedStream<Stream>
+  /** Bytes that arrived on the stream, and bytes read as answers: equal when nothing unasked waits. */
+  bytes: Arrivals
   timer?: ReturnType<typeof setTimeout>
   onClose?: () => void
+}
+
+/** Counts the bytes a stream received and those its reader consumed, message by message. */
+class Arrivals {
+  received = 0
+  consumed = 0
+  /** Called once when bytes next arrive, if set. */
+  onData?: () => void
+
+  constructor(stream: Stream) {
+    stream.addEventListener('message', evt => {
+      this.received += evt.data.byteLength
+      const onData = this.onData
+      this.onData = undefined
+      onData?.()
+    })
+  }
+
+  /** `message` was read off the stream with its length prefix. */
+  read(message: Uint8Array): void {
+    this.consumed += varintLength(message.byteLength) + message.byteLength
+  }
+
+  /** Whether bytes arrived that nobody has read: a request (or answer) begun, or sent unasked. */
+  get waiting(): boolean {
+    return this.received > this.consumed
+  }
+}
+
+function varintLength(n: number): number {
+  let length = 1
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80)
+    length++
+  }
+  return length
 }
 
 export interface StreamPoolOptions {
@@ -153,7 +191,11 @@ export class StreamPool {
     }
     const stream = await open(peer, [reusable(protocol), protocol], { signal })
     // an answer's bytes at most are buffered: a peer cannot park more on an idle stream
-    const entry = { stream, lp: lpStream(stream, { maxDataLength: maxBytes, maxBufferSize: maxBytes + 16 }) }
+    const entry = {
+      stream,
+      lp: lpStream(stream, { maxDataLength: maxBytes, maxBufferSize: maxBytes + 16 }),
+      bytes: new Arrivals(stream)
+    }
     return await this.exchange(key, entry, protocol, request, signal)
   }
 
@@ -169,6 +211,7 @@ export class StreamPool {
     try {
       await lp.write(request, { signal })
       const answer = (await lp.read({ signal })).subarray()
+      entry.bytes.read(answer)
       if (stream.protocol === reusable(protocol)) this.give(key, entry)
       else await stream.close({ signal })
       return answer
@@ -198,16 +241,18 @@ export class StreamPool {
       const entry = list.pop() as Pooled
       if (list.length === 0) this.idle.delete(key)
       this.unwatch(entry)
-      if (usable(entry.stream)) return entry
-      entry.stream.abort(new Error('the stream was closed while idle'))
+      if (usable(entry.stream) && !entry.bytes.waiting) return entry
+      // closed, or the peer sent bytes nobody asked for: never read as the next answer
+      entry.stream.abort(new Error('the stream was closed, or sent unasked bytes, while idle'))
     }
     return undefined
   }
 
   private give(key: string, entry: Pooled): void {
     const list = this.idle.get(key) ?? []
-    if (this.closed || !usable(entry.stream) || list.length >= MAX_IDLE_PER_KEY) {
-      this.drop(entry)
+    if (this.closed || !usable(entry.stream) || entry.bytes.waiting || list.length >= MAX_IDLE_PER_KEY) {
+      if (entry.bytes.waiting) entry.stream.abort(new Error('the peer sent more than its answer'))
+      else this.drop(entry)
       return
     }
     list.push(entry)
@@ -297,22 +342,37 @@ export function serveRequests(
   return async (stream: Stream, connection: Connection): Promise<void> => {
     const many = stream.protocol.endsWith(MANY)
     const lp = lpStream(stream, { maxDataLength: options.maxBytes, maxBufferSize: options.maxBytes + 16 })
+    const bytes = new Arrivals(stream)
     try {
       for (let served = 0; ; served++) {
-        let signal = AbortSignal.timeout(served === 0 ? options.timeout : SERVE_IDLE_MS)
+        // the first request has `timeout` to arrive whole; a later one may be awaited SERVE_IDLE_MS,
+        // but from its first byte it too has `timeout`
+        const arrival = new AbortController()
+        const expire = (ms: number): ReturnType<typeof setTimeout> =>
+          setTimeout(() => arrival.abort(new DOMException('no whole request in time', 'TimeoutError')), ms)
+        let timer = expire(served === 0 || bytes.waiting ? options.timeout : SERVE_IDLE_MS)
+        if (served > 0 && !bytes.waiting)
+          bytes.onData = () => {
+            clearTimeout(timer)
+            timer = expire(options.timeout)
+          }
         let request: Uint8Array
         try {
-          request = (await lp.read({ signal })).subarray()
+          request = (await lp.read({ signal: arrival.signal })).subarray()
+          bytes.read(request)
         } catch (err) {
           // the requester closed its side between requests: the end of a reused stream
           if (served > 0 && stream.remoteWriteStatus !== 'writable' && (err as Error).name === 'UnexpectedEOFError')
             break
           if (served > 0 || options.refuse == null) throw err
           options.log('refusing a request from %p - %e', connection.remotePeer, err)
-          await lp.write(options.refuse(err), { signal })
+          await lp.write(options.refuse(err), { signal: AbortSignal.timeout(options.timeout) })
           break
+        } finally {
+          clearTimeout(timer)
+          bytes.onData = undefined
         }
-        if (served > 0) signal = AbortSignal.timeout(options.timeout)
+        const signal = AbortSignal.timeout(options.timeout)
         let reply: Uint8Array
         try {
           reply = await answer(request, connection, signal)
