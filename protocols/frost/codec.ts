@@ -1,6 +1,6 @@
 /**
  * `/cyberspace/frost/1.0.0` messages (spec in README.md beside this file): one request and one
- * answer per stream, dag-cbor maps decoded with limits before anything looks at them. The
+ * answer at a time on a stream (`<id>` and `<id>/many`, src/network/rpc.ts), dag-cbor maps decoded with limits before anything looks at them. The
  * requester is the stream's remote peer (authenticated by the connection); refresh deals, which
  * the coordinator relays, are signed by the member that made them.
  *

@@ -3,7 +3,8 @@
  * The dialer sends the heads (and latest snapshot) of the logs it holds and the listener may read;
  * the listener answers with its own for the logs both hold and the dialer may read. Each side then
  * fetches by CID (`want` of one log → `blocks` of that log) whatever the other has and it lacks.
- * One request, one answer per stream. `/cyberspace/heads/2.1.0` adds `hold` → `held`: "join these
+ * One request and one answer at a time on a stream (served under `<id>` and `<id>/many`,
+ * src/network/rpc.ts). `/cyberspace/heads/2.1.0` adds `hold` → `held`: "join these
  * heads of one log now, and answer once you hold them" (replicated acknowledgements).
  *
  * @example

@@ -1,6 +1,6 @@
 /**
  * `/cyberspace/reshare/1.0.0` messages (spec in README.md beside this file): share repair and
- * resharing of a cluster key. One request and one answer per stream, dag-cbor maps decoded with
+ * resharing of a cluster key. One request and one answer at a time on a stream (`<id>` and `<id>/many`), dag-cbor maps decoded with
  * limits before anything looks at them. The requester is the stream's remote peer; the pieces a
  * coordinator relays (deals, sums) are signed by the member that made them and carry their
  * secrets sealed to their recipient, so the coordinator can neither read nor alter them.

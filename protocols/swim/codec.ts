@@ -1,6 +1,6 @@
 /**
  * `/cyberspace/swim/1.0.0` messages (spec in README.md beside this file): SWIM failure detection
- * between members. One request and one answer per stream: `ping` → `ack` (a direct probe),
+ * between members. One request and one answer at a time on a stream (`<id>` and `<id>/many`): `ping` → `ack` (a direct probe),
  * `ping-req` → `ack` or `nack` (ask a member to probe a target for you), `sync` → `sync` (push/pull
  * of the full view). Every message carries signed membership updates (`../membership/codec.ts`).
  *

@@ -302,7 +302,7 @@ export class FleetService implements Fleet, Startable {
     this.maxHosts = maxHosts
     const forgetAfter = init.forgetAfter ?? FORGET_AFTER * interval
     if (!Number.isSafeInteger(forgetAfter) || forgetAfter < STALE_AFTER * interval)
-      throw new InvalidFleetOptionError('forgetAfter is an integer of ms, at least 3 intervals')
+      throw new InvalidFleetOptionError(`forgetAfter is an integer of ms, at least ${STALE_AFTER} intervals`)
     this.forgetAfter = forgetAfter
     this.self = principalFromPeerId(components.peerId)
     // libp2p hands services a proxy that throws for a component it does not have (signer, agents)
