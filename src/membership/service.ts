@@ -1521,6 +1521,13 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
       this.others().filter(r => r.state === 'alive' || r.state === 'suspect'),
       this.opts.gossipNodes
     )
+    if (targets.length === 0) {
+      // no one to spread to, and an update leaves the queue only by being sent: the timer rests
+      // until the next update (a member joining or coming back is one)
+      clearInterval(this.gossipTimer)
+      this.gossipTimer = undefined
+      return
+    }
     for (const target of targets) {
       if (this.probing.has(target.principal)) continue
       this.ping(target, withTimeout(this.opts.probeTimeout * 2, this.shutdown.signal)).catch(err =>
