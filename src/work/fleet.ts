@@ -599,7 +599,14 @@ export class FleetService implements Fleet, Startable {
     this.clock.receive(heartbeat.hlc)
     this.lastHlc.set(publisher, heartbeat.hlc)
     this.lastArrival.set(publisher, this.now())
-    this.take(publisher, this.hostedBy(publisher, heartbeat.rows), heartbeat.hlc, this.now())
+    // rows age from when they were signed (or now, for a clock ahead): a relay that held a heartbeat
+    // back cannot keep its rows looking fresh for longer than the publisher made them
+    this.take(
+      publisher,
+      this.hostedBy(publisher, heartbeat.rows),
+      heartbeat.hlc,
+      Math.min(this.now(), heartbeat.hlc[0])
+    )
     return TopicValidatorResult.Accept
   }
 
