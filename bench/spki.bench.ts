@@ -12,7 +12,7 @@
 import { loadavg } from 'node:os'
 import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
-import { hasSodium, nodeEd25519, processEd25519, startHelperThread } from '../node/ed25519.ts'
+import { hasSodium, nodeEd25519, processEd25519 } from '../node/ed25519.ts'
 import { createPublicKey, verify } from 'node:crypto'
 import { ed25519, SPKI_PREFIX, useEd25519, webCrypto } from '../src/crypto/ed25519.ts'
 import { principalId } from '../src/crypto/principal.ts'
@@ -189,17 +189,15 @@ const benchmark: Benchmark = {
     'depth-5 SPKI chain checks per second, cold and cached, beside raw verify on one and on all usable cores, and a Map lookup',
   async run(): Promise<BenchResult> {
     // node processes run the node back end (node/platform.ts): libsodium where sodium-native loads,
-    // on the calling thread (the helper thread is beside it, opt-in); browsers run WebCrypto
+    // on the calling thread; browsers run WebCrypto
     const before = useEd25519(processEd25519)
     const installed = hasSodium ? 'libsodium (installed)' : 'OpenSSL (installed)'
     const backends: Array<[string, Ed25519]> = [[installed, processEd25519]]
     if (hasSodium) {
-      backends.push(['libsodium + helper thread', nodeEd25519({ helperThread: true })])
       backends.push(['OpenSSL (libuv pool)', nodeEd25519({ verifier: 'openssl' })])
     }
     const subtle = await webCrypto()
     if (subtle != null) backends.push(['WebCrypto', subtle])
-    await startHelperThread()
     const load = [loadavg()[0]]
     const setup = await depthFiveChain()
     const { chain, ids, wire } = setup
@@ -269,8 +267,8 @@ const benchmark: Benchmark = {
             const fresh = wire.map(bytes => parseSignedCert(decodeCanonical(bytes)))
             return await reduceChain(fresh, { revocation })
           }, COLD_MS)
-          if (name === installed || name === 'libsodium + helper thread') {
-            // several requests at once, as a busy node has them: the chains share the helper thread
+          if (name === installed) {
+            // several requests at once, as a busy node has them
             const inFlight = await opsPerSecond(
               async () =>
                 await Promise.all(Array.from({ length: IN_FLIGHT }, () => reduceChain(chain, { revocation }))),
@@ -289,11 +287,6 @@ const benchmark: Benchmark = {
         note(ratios, `${installed}: depth 5 cold / floor (raw × usable cores / 5)`, cold[installed] / floor)
         if (hasSodium) {
           note(ratios, `cold: ${installed} / OpenSSL (libuv pool)`, cold[installed] / cold['OpenSSL (libuv pool)'])
-          note(
-            ratios,
-            `cold: libsodium + helper thread / ${installed}`,
-            cold['libsodium + helper thread'] / cold[installed]
-          )
         }
         coldInstalled.push(cold[installed])
       }

@@ -2,13 +2,12 @@
  * C2SP's CCTV Ed25519 vectors (test/crypto/fixtures, 914 signatures over every edge case of the
  * points A and R: small order, mixed order, non-canonical encodings, torsion left or cleared):
  * every back end, and both libraries the Node back end can verify with, gives each the answer
- * OpenSSL's own cofactorless check gives it, alone and in batches through verifyMany (which hands
- * half of a batch to the helper thread).
+ * OpenSSL's own cofactorless check gives it, alone and in batches through verifyMany.
  */
 import { strict as assert } from 'node:assert'
 import { createPublicKey, verify } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { hasSodium, helperThreadWork, nodeEd25519, startHelperThread } from '../../node/ed25519.ts'
+import { hasSodium, nodeEd25519 } from '../../node/ed25519.ts'
 import { nobleEd25519, SPKI_PREFIX, webCrypto } from '../../src/crypto/ed25519.ts'
 import type { Ed25519, SignedMessage } from '../../src/crypto/ed25519.ts'
 
@@ -48,8 +47,6 @@ describe('Ed25519: C2SP CCTV vectors', function () {
     assert.ok(subtle != null, 'Node has WebCrypto Ed25519')
     return [
       ['node (libsodium, as installed)', nodeEd25519()],
-      // 'always': the helper thread takes half of every batch, however loaded the machine is
-      ['node (libsodium + helper thread)', nodeEd25519({ helperThread: 'always' })],
       ['node (OpenSSL)', nodeEd25519({ verifier: 'openssl' })],
       ['webcrypto', subtle],
       ['noble', nobleEd25519]
@@ -84,8 +81,6 @@ describe('Ed25519: C2SP CCTV vectors', function () {
   })
 
   it('verifyMany gives the same answers, in order, in batches of every size up to 40', async () => {
-    assert.equal(await startHelperThread(), true)
-    const before = helperThreadWork()
     for (const [name, backend] of await backEnds()) {
       if (name === 'noble') continue // verifyMany is verify per item there
       let start = 0
@@ -95,17 +90,13 @@ describe('Ed25519: C2SP CCTV vectors', function () {
         start += size
       }
     }
-    // the helper thread took its half of the batches: its answers are among those compared
-    assert.equal(await startHelperThread(), true, 'the helper thread still runs')
-    const after = helperThreadWork()
-    assert.ok(after.jobs - before.jobs >= 20, `${after.jobs - before.jobs} jobs handed over`)
-    assert.ok(after.signatures - before.signatures >= 40, `${after.signatures - before.signatures} signatures`)
   })
 
-  it('concurrent verifyMany calls (the helper thread busy with one) each get their own answers', async () => {
-    const backend = nodeEd25519({ helperThread: 'always' })
+  it('concurrent verifyMany calls each get their own answers (libsodium, and OpenSSL on the thread pool)', async () => {
     const batches = Array.from({ length: 30 }, (_, b) => items.slice(b * 30, b * 30 + 30))
-    const got = await Promise.all(batches.map(async batch => await backend.verifyMany(batch)))
-    assert.deepEqual(got.flat(), expected.slice(0, got.flat().length))
+    for (const backend of [nodeEd25519(), nodeEd25519({ verifier: 'openssl' })]) {
+      const got = await Promise.all(batches.map(async batch => await backend.verifyMany(batch)))
+      assert.deepEqual(got.flat(), expected.slice(0, got.flat().length))
+    }
   })
 })
