@@ -66,12 +66,35 @@ export async function requestOnce(
   if (options.pool != null) return await options.pool.request(open, peer, protocol, request, options)
   const { signal } = options
   const stream = await open(peer, protocol, { signal })
+  const answer = await exchange(stream, boundedLp(stream, options.maxBytes), request, signal)
+  await closeOrAbort(stream, signal)
+  return answer
+}
+
+/** A length-prefixed view of `stream` that reads messages of at most `maxBytes` and buffers no more than one. */
+function boundedLp(stream: Stream, maxBytes: number): LengthPrefixedStream<Stream> {
+  return lpStream(stream, { maxDataLength: maxBytes, maxBufferSize: maxBytes + 16 })
+}
+
+/** Writes `request` and reads its answer; the stream is aborted if either fails. */
+async function exchange(
+  stream: Stream,
+  lp: LengthPrefixedStream<Stream>,
+  request: Uint8Array,
+  signal: AbortSignal
+): Promise<Uint8Array> {
   try {
-    const lp = lpStream(stream, { maxDataLength: options.maxBytes, maxBufferSize: options.maxBytes + 16 })
     await lp.write(request, { signal })
-    const answer = (await lp.read({ signal })).subarray()
+    return (await lp.read({ signal })).subarray()
+  } catch (err) {
+    stream.abort(err as Error)
+    throw err
+  }
+}
+
+async function closeOrAbort(stream: Stream, signal: AbortSignal): Promise<void> {
+  try {
     await stream.close({ signal })
-    return answer
   } catch (err) {
     stream.abort(err as Error)
     throw err
@@ -191,11 +214,7 @@ export class StreamPool {
     }
     const stream = await open(peer, [reusable(protocol), protocol], { signal })
     // an answer's bytes at most are buffered: a peer cannot park more on an idle stream
-    const entry = {
-      stream,
-      lp: lpStream(stream, { maxDataLength: maxBytes, maxBufferSize: maxBytes + 16 }),
-      bytes: new Arrivals(stream)
-    }
+    const entry = { stream, lp: boundedLp(stream, maxBytes), bytes: new Arrivals(stream) }
     return await this.exchange(key, entry, protocol, request, signal)
   }
 
@@ -207,18 +226,11 @@ export class StreamPool {
     request: Uint8Array,
     signal: AbortSignal
   ): Promise<Uint8Array> {
-    const { stream, lp } = entry
-    try {
-      await lp.write(request, { signal })
-      const answer = (await lp.read({ signal })).subarray()
-      entry.bytes.read(answer)
-      if (stream.protocol === reusable(protocol)) this.give(key, entry)
-      else await stream.close({ signal })
-      return answer
-    } catch (err) {
-      stream.abort(err as Error)
-      throw err
-    }
+    const answer = await exchange(entry.stream, entry.lp, request, signal)
+    entry.bytes.read(answer)
+    if (entry.stream.protocol === reusable(protocol)) this.give(key, entry)
+    else await closeOrAbort(entry.stream, signal)
+    return answer
   }
 
   /** Closes every idle stream; later requests open streams of their own and close them after use. */
@@ -341,7 +353,7 @@ export function serveRequests(
 ): StreamHandler {
   return async (stream: Stream, connection: Connection): Promise<void> => {
     const many = stream.protocol.endsWith(MANY)
-    const lp = lpStream(stream, { maxDataLength: options.maxBytes, maxBufferSize: options.maxBytes + 16 })
+    const lp = boundedLp(stream, options.maxBytes)
     const bytes = new Arrivals(stream)
     try {
       for (let served = 0; ; served++) {
