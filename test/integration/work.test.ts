@@ -276,16 +276,19 @@ describe('work: coordination across three node processes', function () {
   it('kill -9 of the process of an implementer mid-task: the coordinator releases its item and the other finishes it', async () => {
     await op('coordinator', { op: 'create', item: 'k1', kind: 'task', title: 'outlives its first implementer' })
     let holder: { principal: PrincipalId; node: NodeProcess } | undefined
+    // Both implementers may claim k1 at once; a replica can show the later claim until the earlier
+    // one reaches it. Once every process shows the same assignee, the loser's own process has seen
+    // the winning claim, so the holder can no longer change.
     await waitUntil(
-      'an implementer to be working on k1',
+      'every process to show the same implementer working on k1',
       async () => {
-        const k1 = await item(nodes[0], 'k1')
-        if (k1?.status !== 'working') return false
-        holder = [...agents.values()].find(a => a.principal === k1.assignee)
+        const seen = await Promise.all(nodes.map(n => item(n, 'k1')))
+        if (seen.some(k1 => k1?.status !== 'working' || k1.assignee !== seen[0]?.assignee)) return false
+        holder = [...agents.values()].find(a => a.principal === seen[0]?.assignee)
         return holder != null
       },
       60_000,
-      200
+      100
     )
     assert.ok(holder != null && holder.node !== nodes[0])
     const survivor = holder.principal === principal('impl-b') ? principal('impl-c') : principal('impl-b')
