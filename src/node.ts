@@ -221,14 +221,17 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
     },
     transports: options.transports,
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // yamux pings every connection at start (its round-trip time sizes stream windows) and then
+    // every 30 s by default, never acting on a lost answer; with many connections per node that was
+    // an idle node's most frequent wake-up. The connection monitor finds dead connections.
+    streamMuxers: [yamux({ keepAliveInterval: CONNECTION_PING_INTERVAL })],
     connectionGater: options.connectionGater,
     connectionManager: { maxConnections: 300, ...options.connectionManager },
     // libp2p pings every connection every 10 s to find dead ones: a new stream each way per peer,
     // which cost an idle 10-member cluster more than everything else it does (a third of its
     // frames at 30 s). Members' failures are found by the membership's probes (over streams kept
-    // between probes) and yamux pings every connection every 30 s in a single frame; the monitor
-    // only has to close a connection that died silently, and 5 minutes does that.
+    // between probes); the monitor only has to close a connection that died silently, and
+    // 5 minutes does that.
     // A ping that times out aborts the connection: libp2p's 5 s floor did so to live connections on
     // a loaded machine (every stream on them failing with it); a dead one is found within 30 s more.
     connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL, pingTimeout: { minTimeout: 30_000 } },

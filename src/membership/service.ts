@@ -172,7 +172,7 @@ export interface MembershipInit {
   topicMessagesPerSecond?: number
   /** Concurrent inbound streams of the protocol per connection; default 8. */
   maxInboundStreams?: number
-  /** How often the SPKI epoch (and this node's own chain, while passive) is checked, ms; default 1000. */
+  /** How often this node looks for its own member chain while passive, ms; default 1000 (a member checks when the SPKI epoch moves). */
   checkInterval?: number
   /** Metadata this node publishes from the start. */
   meta?: Record<string, string>
@@ -346,8 +346,6 @@ interface ChainDecision {
 const MAX_REMEMBERED = 4096
 /** The lag tick's period while a probe or a suspicion is pending, ms. */
 const LAG_TICK_MS = 100
-/** The lag tick's period while nothing a stall could falsify is pending, ms. */
-const IDLE_LAG_TICK_MS = 1000
 
 class MembershipService extends TypedEventEmitter<MembershipEvents> implements Membership, Startable {
   private readonly components: MembershipComponents
@@ -399,10 +397,12 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   /** Runs only while the queue holds updates: an idle member wakes for nothing. */
   private gossipTimer?: ReturnType<typeof setInterval>
   private pushPullTimer?: ReturnType<typeof setInterval>
-  private checkTimer?: ReturnType<typeof setInterval>
+  /** The next membership check (see scheduleCheck), when it is due, and when the last one started. */
+  private checkTimer?: ReturnType<typeof setTimeout>
+  private checkDueAt = Infinity
+  private lastCheck = -Infinity
+  /** The lag tick, set while a probe or a suspicion is pending (see tick). */
   private lagTimer?: ReturnType<typeof setTimeout>
-  /** The lag tick's current period: LAG_TICK_MS while a stall would decide an accusation, else IDLE_LAG_TICK_MS. */
-  private tickEvery = LAG_TICK_MS
   private lastTick = 0
   private lastStall = -Infinity
   private checking?: Promise<void>
@@ -472,13 +472,42 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     this.components.events.addEventListener('peer:disconnect', this.onDisconnect)
     this.components.events.addEventListener('self:peer:update', this.onSelfUpdate)
     this.started = true
-    this.lastTick = this.now()
-    this.tickEvery = LAG_TICK_MS
-    this.lagTimer = setTimeout(this.tick, this.tickEvery)
-    this.checkTimer = setInterval(() => {
-      this.checkEpoch().catch(err => this.log.error('checking membership failed - %e', err))
-    }, this.opts.checkInterval)
+    this.components.spki.addEventListener('epoch', this.onEpoch)
+    this.lastCheck = this.now()
     await this.checkEpoch()
+    this.checkAgain()
+  }
+
+  /** The SPKI epoch moved: check this node's chain and every member's, at most once per checkInterval. */
+  private readonly onEpoch = (): void => {
+    this.scheduleCheck(Math.max(this.now(), this.lastCheck + this.opts.checkInterval))
+  }
+
+  /** Runs checkEpoch at `at` (ms, this.now()), unless one is due sooner. */
+  private scheduleCheck(at: number): void {
+    if (!this.started || at >= this.checkDueAt) return
+    clearTimeout(this.checkTimer)
+    this.checkDueAt = at
+    this.checkTimer = setTimeout(
+      () => {
+        this.checkTimer = undefined
+        this.checkDueAt = Infinity
+        this.lastCheck = this.now()
+        this.checkEpoch()
+          .catch(err => this.log.error('checking membership failed - %e', err))
+          .finally(() => this.checkAgain())
+      },
+      Math.max(0, at - this.now())
+    )
+  }
+
+  /**
+   * While passive (no member chain yet, or none any more), looks for one every checkInterval: one
+   * can be held without the epoch moving (a certificate that became valid with time). A member
+   * checks only when the epoch moves (onEpoch): an idle member wakes for nothing.
+   */
+  private checkAgain(): void {
+    if (!this.active && !this.leaving) this.scheduleCheck(this.lastCheck + this.opts.checkInterval)
   }
 
   async stop(): Promise<void> {
@@ -486,8 +515,12 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     this.shutdown.abort(new NotTakingPartError('the membership service stopped'))
     this.streams.close()
     this.deactivate()
-    clearInterval(this.checkTimer)
+    this.components.spki.removeEventListener('epoch', this.onEpoch)
+    clearTimeout(this.checkTimer)
+    this.checkTimer = undefined
+    this.checkDueAt = Infinity
     clearTimeout(this.lagTimer)
+    this.lagTimer = undefined
     this.components.events.removeEventListener('peer:identify', this.onIdentify)
     this.components.events.removeEventListener('peer:disconnect', this.onDisconnect)
     this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
@@ -496,21 +529,23 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
   }
 
   /**
-   * The event-loop lag tick: a tick later than its period + stallThreshold means this node was not
-   * running. It ticks every LAG_TICK_MS while a probe or a suspicion is pending (a stall then decides
-   * whether anyone is accused) and every IDLE_LAG_TICK_MS otherwise: an empty 100 ms timer alone
-   * costs an idle process about 0.1 % of a core.
+   * The event-loop lag tick: a tick later than LAG_TICK_MS + stallThreshold means this node was not
+   * running. It ticks only while a probe or a suspicion is pending, when a stall decides whether
+   * anyone is accused: an empty 100 ms timer alone costs an idle process about 0.1 % of a core, a
+   * 1 s one 0.03 %. Between probes the probe timer tells a stall itself, by firing late (scheduleProbe).
    */
   private readonly tick = (): void => {
     const now = this.now()
-    if (now - this.lastTick > this.tickEvery + this.opts.stallThreshold) {
-      this.lastStall = now
-      this.awareness.apply(1)
-    }
+    if (now - this.lastTick > LAG_TICK_MS + this.opts.stallThreshold) this.noteStall(now)
     this.lastTick = now
-    this.tickEvery = this.watching() ? LAG_TICK_MS : IDLE_LAG_TICK_MS
     clearTimeout(this.lagTimer)
-    if (this.started) this.lagTimer = setTimeout(this.tick, this.tickEvery)
+    this.lagTimer = this.started && this.watching() ? setTimeout(this.tick, LAG_TICK_MS) : undefined
+  }
+
+  /** This node was not running until `now`: its timeouts say nothing about others for a while. */
+  private noteStall(now: number): void {
+    this.lastStall = now
+    this.awareness.apply(1)
   }
 
   /** Whether a stall now would decide an accusation: a probe under way or a suspicion running. */
@@ -520,16 +555,19 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     return false
   }
 
-  /** A probe or a suspicion starts: the lag tick runs fast from now on (until neither is left). */
+  /** A probe or a suspicion starts: the lag tick runs from now on (until neither is left). */
   private watchStalls(): void {
-    if (this.tickEvery !== LAG_TICK_MS && this.started) this.tick()
+    if (this.lagTimer != null || !this.started) return
+    this.lastTick = this.now()
+    this.lagTimer = setTimeout(this.tick, LAG_TICK_MS)
   }
 
   /** Whether this node was not running lately (event loop stalled): its timeouts say nothing about others then. */
   private stalled(): boolean {
     const now = this.now()
     const window = this.awareness.scale(this.opts.probeInterval)
-    return now - this.lastTick > this.tickEvery + this.opts.stallThreshold || now - this.lastStall < window
+    const ticking = this.lagTimer != null
+    return (ticking && now - this.lastTick > LAG_TICK_MS + this.opts.stallThreshold) || now - this.lastStall < window
   }
 
   // ---------------------------------------------------------------- taking part
@@ -646,6 +684,7 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
       this.view.clear()
       this.ownAlive = undefined
     }
+    this.checkAgain()
   }
 
   /** Signs a new alive at the current incarnation (bumped first if one was signed already) and spreads it. */
@@ -1099,6 +1138,8 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     this.probeDueAt = this.now() + delay
     this.probeTimer = setTimeout(() => {
       const started = this.now()
+      // fired late: this node was not running (between probes no lag tick runs to see it)
+      if (started - this.probeDueAt > this.opts.stallThreshold) this.noteStall(started)
       this.probeRound()
         .catch(err => {
           this.restless = true

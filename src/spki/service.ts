@@ -134,6 +134,13 @@ export interface SpkiEvents {
    * received. It replaced any older CRL of its issuer. Not fired for a CRL already held.
    */
   'crl:add': CustomEvent<{ crl: SignedCrl; summary: CrlSummary }>
+  /**
+   * `epoch` moved: the ACL, the CRLs or the store changed, or a CRL started or stopped being
+   * current (then at that moment, while the service runs). Fired once, after the current task, for
+   * any number of changes in it; a cache keyed by epoch can drop its entries, a holder of a
+   * decision can check it again, instead of polling `epoch`.
+   */
+  epoch: CustomEvent<{ epoch: number }>
 }
 
 export interface Spki extends TypedEventTarget<SpkiEvents> {
@@ -368,6 +375,11 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
   private epochCount = 0
   /** When a stored CRL next starts or stops being current (ms), which changes decisions too. */
   private nextCrlChange = Infinity
+  /** Moves the epoch at nextCrlChange, while the service runs (reading `epoch` moves it too). */
+  private crlChangeTimer?: ReturnType<typeof setTimeout>
+  /** Whether an `epoch` event is queued for the end of the current task. */
+  private epochEventQueued = false
+  private running = false
   /** Refusals by (principal, tag, prover peer), valid until they lapse or the epoch changes. */
   private readonly refusals = new RecentMap<string, Remembered>(MAX_REMEMBERED)
   /** Local misses by (principal, tag): the local check's error, valid until it lapses or the epoch changes. */
@@ -404,7 +416,9 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
   readonly [Symbol.toStringTag] = 'cyberspace/spki'
 
   async start(): Promise<void> {
+    this.running = true
     await this.load()
+    this.watchCrlChange()
     await this.refreshOwnCrl()
     // every request gets an answer, a refusal included (also of one too large or too slow to read)
     const handler = serveRequests(async (bytes, connection) => await this.answerWithin(bytes, connection), {
@@ -427,7 +441,9 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
   }
 
   async stop(): Promise<void> {
+    this.running = false
     clearInterval(this.refreshTimer)
+    this.watchCrlChange()
     await this.components.registrar.unhandle(this.protocol)
   }
 
@@ -504,6 +520,29 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
       }
     }
     this.nextCrlChange = next
+    this.watchCrlChange()
+    if (!this.epochEventQueued) {
+      this.epochEventQueued = true
+      queueMicrotask(() => {
+        this.epochEventQueued = false
+        this.safeDispatchEvent('epoch', { detail: { epoch: this.epochCount } })
+      })
+    }
+  }
+
+  /** Arms the timer that moves the epoch when the next CRL starts or stops being current. */
+  private watchCrlChange(): void {
+    clearTimeout(this.crlChangeTimer)
+    this.crlChangeTimer = undefined
+    if (!this.running || this.nextCrlChange === Infinity) return
+    // setTimeout holds at most 2^31 - 1 ms; a later change is armed again when this one fires
+    const wait = Math.min(2 ** 31 - 1, Math.max(0, this.nextCrlChange - Date.now()))
+    this.crlChangeTimer = setTimeout(() => {
+      this.crlChangeTimer = undefined
+      if (Date.now() >= this.nextCrlChange) this.changed()
+      else this.watchCrlChange()
+    }, wait)
+    if (typeof this.crlChangeTimer === 'object' && 'unref' in this.crlChangeTimer) this.crlChangeTimer.unref()
   }
 
   async addCert(signed: SignedCert): Promise<void> {

@@ -241,11 +241,15 @@ describe('membership under attack: forged, replayed and foreign updates, floods,
     )
     const removed: string[] = []
     membershipOf(a).addEventListener('member:remove', e => removed.push(e.detail.principal))
+    // members do not poll the SPKI epoch: once it rests, no check is pending (only a passive node
+    // looks for its chain on a timer); the CRL's epoch event is what makes them check
+    const pending = (n: typeof a): unknown => (membershipOf(n) as unknown as { checkTimer?: unknown }).checkTimer
+    await waitUntil('no membership check pending', () => [b, c, revoked].every(n => pending(n) == null), 5_000, 20)
     for (const n of cluster.nodes) await n.spki.addCrl(crl)
     await membershipOf(a).recheck()
     assert.equal(membershipOf(a).member(principalOf(revoked)), undefined)
     assert.deepEqual(removed, [principalOf(revoked)])
-    // the others notice the SPKI epoch change by themselves
+    // the others notice the SPKI epoch change by themselves (its epoch event)
     await waitUntil(
       'no view lists the revoked member',
       () => [a, b, c].every(o => membershipOf(o).member(principalOf(revoked)) == null),

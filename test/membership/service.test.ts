@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert'
 import { waitUntil } from '../helpers/processes.ts'
 import { admit, converged, membershipOf, principalOf, Recorder, sees, startCluster, startNodes } from './fixtures.ts'
 import type { TestCluster } from './fixtures.ts'
+import { key, tag } from '../spki/fixtures.ts'
 import type { Startable } from '@libp2p/interface'
 
 /** Five in-process members on the memory transport, probing each other over /cyberspace/swim/1.0.0. */
@@ -150,29 +151,54 @@ describe('membership: SWIM with Lifeguard among in-process members', function ()
     )
   })
 
-  it('notices an event-loop stall while idle (the lag tick rests at 1 s), and ticks every 100 ms while a probe is pending', async () => {
+  it('checks when the SPKI epoch moves, at most once per checkInterval however often it moves', async () => {
+    const [a] = cluster.nodes
+    const svc = membershipOf(a) as unknown as { runRecheck: (o: unknown) => Promise<void> }
+    const run = svc.runRecheck.bind(svc)
+    let checks = 0
+    svc.runRecheck = async o => {
+      checks++
+      await run(o)
+    }
+    try {
+      await new Promise(resolve => setTimeout(resolve, 300))
+      assert.equal(checks, 0, 'an idle member does not check')
+      // 40 epoch changes, each in a task of its own, within well under the fixtures' 200 ms interval
+      const started = Date.now()
+      for (let i = 0; i < 40; i++) await a.spki.addAclEntry((await key()).id, tag('(cyberspace other)'))
+      const burst = Date.now() - started
+      await waitUntil('a check after the burst', () => checks >= 1, 5_000, 10)
+      await new Promise(resolve => setTimeout(resolve, 500))
+      // one at once, then at most one per 200 ms while changes kept coming, and one for the last
+      assert.ok(checks <= 2 + Math.ceil(burst / 200), `${checks} checks for a ${burst} ms burst`)
+    } finally {
+      delete (svc as { runRecheck?: unknown }).runRecheck
+    }
+  })
+
+  it('notices an event-loop stall while idle (its next probe comes due late), and ticks every 100 ms only while a probe is pending', async () => {
     const [a] = cluster.nodes
     const svc = membershipOf(a) as unknown as {
-      tickEvery: number
+      lagTimer?: unknown
       lastStall: number
       probing: Set<string>
       watchStalls: () => void
     }
-    // once every probe of a round answered and nothing is pending, the tick rests; probes come
+    // once every probe of a round answered and nothing is pending, no lag tick runs; probes come
     // every 200 ms here, so it is caught resting between two of them
-    await waitUntil('the lag tick rests', () => svc.tickEvery === 1000 && svc.probing.size === 0, 10_000, 1)
+    await waitUntil('the lag tick rests', () => svc.lagTimer == null && svc.probing.size === 0, 10_000, 1)
     const before = svc.lastStall
     const start = Date.now()
-    // a 2 s stall: longer than the rest period + stallThreshold (500 ms), wherever it starts
+    // a 2 s stall: the probe timer due meanwhile fires more than stallThreshold (500 ms) late
     while (Date.now() - start < 2_000) {}
     await waitUntil('the stall is noticed', () => svc.lastStall > before && svc.lastStall >= start, 5_000, 10)
-    // probes keep going; as each starts, the tick turns fast (checked as it starts: in-process acks
-    // come within a millisecond)
-    const atStart: Array<{ probing: number; tickEvery: number }> = []
+    // probes keep going; as each starts, the tick runs (checked as it starts: in-process acks come
+    // within a millisecond), and it stops once nothing is pending
+    const atStart: Array<{ probing: number; ticking: boolean }> = []
     const watch = svc.watchStalls.bind(svc)
     svc.watchStalls = () => {
       watch()
-      atStart.push({ probing: svc.probing.size, tickEvery: svc.tickEvery })
+      atStart.push({ probing: svc.probing.size, ticking: svc.lagTimer != null })
     }
     try {
       await waitUntil('probes start', () => atStart.length >= 3, 10_000, 10)
@@ -180,8 +206,9 @@ describe('membership: SWIM with Lifeguard among in-process members', function ()
       delete (svc as { watchStalls?: unknown }).watchStalls
     }
     assert.ok(
-      atStart.every(x => x.probing > 0 && x.tickEvery === 100),
+      atStart.every(x => x.probing > 0 && x.ticking),
       JSON.stringify(atStart)
     )
+    await waitUntil('the lag tick rests again', () => svc.lagTimer == null, 10_000, 1)
   })
 })
