@@ -12,7 +12,6 @@
  * console.log(node.peerId.toString(), node.multiaddrs().map(String))
  */
 import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
 import { withLibp2pLight } from '@helia/libp2p'
 import * as dagCbor from '@ipld/dag-cbor'
 import { gossipsub } from '@libp2p/gossipsub'
@@ -35,6 +34,7 @@ import { spki } from './spki/service.ts'
 import { revocations } from './spki/revocations.ts'
 import { CRL_TOPIC } from '../protocols/spki/crl-codec.ts'
 import { membership, MEMBERSHIP_TOPIC, MEMBERSHIP_TOPIC_SCORE_PARAMS } from './membership/service.ts'
+import { yamuxMuxer } from './network/yamux.ts'
 import { cluster } from './threshold/service.ts'
 import { agentDhtRecords } from './registry/record.ts'
 import { registry } from './registry/service.ts'
@@ -223,8 +223,9 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
     connectionEncrypters: [noise()],
     // yamux pings every connection at start (its round-trip time sizes stream windows) and then
     // every 30 s by default, never acting on a lost answer; with many connections per node that was
-    // an idle node's most frequent wake-up. The connection monitor finds dead connections.
-    streamMuxers: [yamux({ keepAliveInterval: CONNECTION_PING_INTERVAL })],
+    // an idle node's most frequent wake-up. The connection monitor finds dead connections. Window
+    // updates go out once half a stream's window is used, not after every frame (./network/yamux.ts).
+    streamMuxers: [yamuxMuxer({ keepAliveInterval: CONNECTION_PING_INTERVAL })],
     connectionGater: options.connectionGater,
     connectionManager: { maxConnections: 300, ...options.connectionManager },
     // libp2p pings every connection every 10 s to find dead ones: a new stream each way per peer,
