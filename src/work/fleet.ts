@@ -78,6 +78,13 @@ export const FORGET_AFTER = 10
  * one message per QUIET_BEATS intervals (in an idle cluster, the gossip it still carries).
  */
 export const QUIET_BEATS = 4
+/**
+ * A member that hosts no agents publishes its empty heartbeat this many times in a row (once more,
+ * QUIET_BEATS intervals later, for a receiver that missed it), then nothing until it has rows: no
+ * row of it can go stale, receivers forget its empty entry after forgetAfter and sum it up from its
+ * membership metadata (n=0). An idle cluster of agentless members then publishes no heartbeats.
+ */
+export const EMPTY_BEATS = 2
 /** A member's heartbeat arriving sooner than interval × FLOOD_GAP after its last accepted one is dropped. */
 export const FLOOD_GAP = 1 / 4
 /** This node publishes no sooner than interval × PUBLISH_GAP after its last heartbeat (room for jitter over FLOOD_GAP). */
@@ -278,6 +285,8 @@ export class FleetService implements Fleet, Startable {
   private lastPublished = -Infinity
   /** The rows of the last heartbeat this node published, hlc left out (what a periodic one compares). */
   private lastRowsKey?: string
+  /** Heartbeats without rows published in a row (see EMPTY_BEATS). */
+  private emptyBeats = 0
   private pending?: Promise<void>
   private metaWriting = false
   private shutdown = new AbortController()
@@ -344,6 +353,7 @@ export class FleetService implements Fleet, Startable {
     this.components.membership.addEventListener('member:remove', this.onMemberRemove)
     this.started = true
     this.lastRowsKey = undefined
+    this.emptyBeats = 0
     this.schedule(0)
   }
 
@@ -382,9 +392,15 @@ export class FleetService implements Fleet, Startable {
     this.schedule(this.interval)
     this.forgetOld()
     if (!this.followMembership()) return
-    // rows unchanged since the last heartbeat, which is recent enough: nothing to say yet
-    const quietUntil = this.lastPublished + QUIET_BEATS * this.interval - this.interval / 2
-    if (this.now() < quietUntil && this.lastRowsKey != null && rowsKey(await this.rowsOf()) === this.lastRowsKey) return
+    const key = this.lastRowsKey == null ? undefined : rowsKey(await this.rowsOf())
+    if (key != null && key === this.lastRowsKey) {
+      // rows unchanged since the last heartbeat, which is recent enough: nothing to say yet
+      const quietUntil = this.lastPublished + QUIET_BEATS * this.interval - this.interval / 2
+      if (this.now() < quietUntil) return
+      // no rows, said twice (once more in case a receiver missed it): none can go stale, and a
+      // member without a heartbeat is summed up from its membership metadata
+      if (key === NO_ROWS && this.emptyBeats >= EMPTY_BEATS) return
+    }
     await this.beat({ signal: this.shutdown.signal })
   }
 
@@ -454,6 +470,7 @@ export class FleetService implements Fleet, Startable {
     const bytes = encodeHeartbeat({ ...unsigned, sig })
     this.lastPublished = this.now()
     this.lastRowsKey = rowsKey(input)
+    this.emptyBeats = this.lastRowsKey === NO_ROWS ? this.emptyBeats + 1 : 0
     this.take(this.self, rows, hlc, this.now())
     try {
       await this.components.pubsub.publish(this.topic, bytes)
@@ -785,11 +802,15 @@ export function fleet(init: FleetInit = {}): (components: FleetComponents) => Fl
   return components => new FleetService(components, init)
 }
 
+/** rowsKey of no rows. */
+const NO_ROWS = '[]'
+
 /**
  * The rows callback's answer without the rows' own hlc (a row stamped anew but otherwise the same is
  * no news), as a string to compare; undefined when it cannot be written out (then it counts as new).
  */
 function rowsKey(input: HeartbeatRowInput[]): string | undefined {
+  if (Array.isArray(input) && input.length === 0) return NO_ROWS
   if (!Array.isArray(input)) return undefined
   try {
     return JSON.stringify(input.map(r => [r?.agent, r?.kind, r?.status, r?.load, r?.done, r?.failed, r?.latency]))

@@ -14,7 +14,7 @@ import {
 import { Hlc } from '../../src/clock/hlc.ts'
 import { seedSigner } from '../../src/crypto/sign.ts'
 import { EventJournal } from '../../src/work/events.ts'
-import { fleet, FLEET_META_KEY, fleetSummary, STALE_AFTER } from '../../src/work/fleet.ts'
+import { EMPTY_BEATS, fleet, FLEET_META_KEY, fleetSummary, QUIET_BEATS, STALE_AFTER } from '../../src/work/fleet.ts'
 import { waitUntil } from '../helpers/processes.ts'
 import { key } from '../spki/fixtures.ts'
 import { membership } from '../../src/membership/service.ts'
@@ -421,5 +421,31 @@ describe('fleet: as a libp2p service (no agents component)', function () {
       ['n=0 a=0 i=0 o=0 r=0 load=0.00', 'n=0 a=0 i=0 o=0 r=0 load=0.00']
     )
     assert.deepEqual(fleetOf(first).status().totals.agents, 0)
+    // hosting no agents, a member says so EMPTY_BEATS times, then publishes nothing while that holds
+    const publishes: number[] = []
+    const pubsub = first.libp2p.services.pubsub
+    const publish = pubsub.publish.bind(pubsub)
+    pubsub.publish = async (topic: string, data?: Uint8Array) => {
+      if (topic.startsWith('/cyberspace/fleet/')) publishes.push(Date.now())
+      return await publish(topic, data)
+    }
+    try {
+      const beats = (): number => (fleetOf(first) as unknown as { emptyBeats: number }).emptyBeats
+      await waitUntil('the empty heartbeat said twice', () => beats() >= EMPTY_BEATS, 30_000, 20)
+      assert.equal(beats(), EMPTY_BEATS)
+      const said = publishes.length
+      // well over two quiet periods (QUIET_BEATS intervals each) without a heartbeat
+      await new Promise(resolve => setTimeout(resolve, 2.5 * QUIET_BEATS * 300))
+      assert.equal(publishes.length, said, 'an agentless member repeated its empty heartbeat')
+      // peers still sum it up: from its last heartbeat, or (once forgotten) its membership metadata
+      assert.equal(
+        fleetOf(second)
+          .status()
+          .members.find(m => m.member === principalOf(first))?.summary,
+        'n=0 a=0 i=0 o=0 r=0 load=0.00'
+      )
+    } finally {
+      delete (pubsub as { publish?: unknown }).publish
+    }
   })
 })
