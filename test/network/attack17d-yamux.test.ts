@@ -123,8 +123,8 @@ describe('attack17d: yamux flow control under the half-window rule', function ()
     const stream = await a.dialProtocol(b.getMultiaddrs()[0], PAUSE)
     const sending = sendAll(stream, chunks).then(async () => await stream.close())
     await until('the reader has its stream', () => paused.stream != null)
-    const reader = paused.stream as unknown as YamuxStream & { readBufferLength: number }
-    assert.ok(reader instanceof YamuxStream)
+    assert.ok(paused.stream instanceof YamuxStream)
+    const reader = paused.stream as unknown as { readBufferLength: number; recvWindow: number }
     // the sender fills what credit it has, then waits: the buffer settles at or under one window
     let last = -1
     await until(
