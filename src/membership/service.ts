@@ -172,7 +172,10 @@ export interface MembershipInit {
   topicMessagesPerSecond?: number
   /** Concurrent inbound streams of the protocol per connection; default 8. */
   maxInboundStreams?: number
-  /** How often this node looks for its own member chain while passive, ms; default 1000 (a member checks when the SPKI epoch moves). */
+  /**
+   * The least time between two membership checks, ms; default 1000. A member checks when the SPKI
+   * epoch moves; a passive node also looks for its own member chain every checkInterval.
+   */
   checkInterval?: number
   /** Metadata this node publishes from the start. */
   meta?: Record<string, string>
@@ -538,7 +541,6 @@ class MembershipService extends TypedEventEmitter<MembershipEvents> implements M
     const now = this.now()
     if (now - this.lastTick > LAG_TICK_MS + this.opts.stallThreshold) this.noteStall(now)
     this.lastTick = now
-    clearTimeout(this.lagTimer)
     this.lagTimer = this.started && this.watching() ? setTimeout(this.tick, LAG_TICK_MS) : undefined
   }
 

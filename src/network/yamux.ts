@@ -4,11 +4,12 @@
  *
  * @chainsafe/libp2p-yamux 8 answers every data frame with a window update frame, however little of
  * the window the frame used: each small message (a gossip copy, a SWIM probe) costs its receiver a
- * second encrypted frame to write and its sender one to read — in an idle cluster more than a tenth
+ * second encrypted frame to write and its sender one to read — in an idle cluster about a tenth
  * of all CPU time, by profile. hashicorp/yamux sends an update only once at least half the window is
  * used (or a flag must go out); the sender still has the other half to send meanwhile, so nothing
- * stalls. `yamuxMuxer` makes @chainsafe's streams do the same, on streams that are established; the
- * opening handshake (SYN, ACK), a paused stream and a stream resuming keep the library's behaviour.
+ * stalls. `yamuxMuxer` makes @chainsafe's streams do the same, on streams that are established (a
+ * stream resuming after a pause is one again); the opening handshake (SYN, ACK) and a paused stream
+ * keep the library's behaviour.
  * If the library's stream no longer looks as expected (another version), it is left alone.
  *
  * @example

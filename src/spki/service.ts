@@ -443,7 +443,8 @@ class SpkiService extends TypedEventEmitter<SpkiEvents> implements Spki, Startab
   async stop(): Promise<void> {
     this.running = false
     clearInterval(this.refreshTimer)
-    this.watchCrlChange()
+    clearTimeout(this.crlChangeTimer)
+    this.crlChangeTimer = undefined
     await this.components.registrar.unhandle(this.protocol)
   }
 

@@ -1,9 +1,10 @@
 /**
- * The fleet: every member publishes, once per interval (30 s by default), ONE heartbeat signed by
- * its node key with a row per agent it hosts — status (active, idle, overloaded, retiring), load
- * factor, tasks done and failed, mean latency — on `/cyberspace/fleet/1.0.0/<namespace>` (spec:
- * protocols/fleet/README.md), and a one-line summary of them in its membership metadata under
- * `fleet` (`n=12 a=9 i=2 o=1 r=0 load=0.71`). The rows themselves are not metadata: a member's
+ * The fleet: every member publishes, once per interval (30 s by default; every QUIET_BEATS intervals
+ * while its rows do not change, and not at all once it said EMPTY_BEATS times that it has none),
+ * ONE heartbeat signed by its node key with a row per agent it hosts — status (active, idle,
+ * overloaded, retiring), load factor, tasks done and failed, mean latency — on
+ * `/cyberspace/fleet/1.0.0/<namespace>` (spec: protocols/fleet/README.md), and a one-line summary
+ * of them in its membership metadata under `fleet` (`n=12 a=9 i=2 o=1 r=0 load=0.71`). The rows themselves are not metadata: a member's
  * metadata is at most 16 keys and 1024 characters in all, which 256 rows of ~200 bytes overflow
  * hundreds of times, and every change of it is a new signed alive spread to every member.
  *
@@ -80,9 +81,10 @@ export const FORGET_AFTER = 10
 export const QUIET_BEATS = 4
 /**
  * A member that hosts no agents publishes its empty heartbeat this many times in a row (once more,
- * QUIET_BEATS intervals later, for a receiver that missed it), then nothing until it has rows: no
- * row of it can go stale, receivers forget its empty entry after forgetAfter and sum it up from its
- * membership metadata (n=0). An idle cluster of agentless members then publishes no heartbeats.
+ * QUIET_BEATS intervals later, for a receiver that missed it; a heartbeat that reached no peer does
+ * not count), then nothing until it has rows: no row of it can go stale, and receivers, once they
+ * forget its empty entry after forgetAfter, list it with no agents. An idle cluster of agentless
+ * members then publishes no heartbeats.
  */
 export const EMPTY_BEATS = 2
 /** A member's heartbeat arriving sooner than interval × FLOOD_GAP after its last accepted one is dropped. */
@@ -285,7 +287,7 @@ export class FleetService implements Fleet, Startable {
   private lastPublished = -Infinity
   /** The rows of the last heartbeat this node published, hlc left out (what a periodic one compares). */
   private lastRowsKey?: string
-  /** Heartbeats without rows published in a row (see EMPTY_BEATS). */
+  /** Heartbeats without rows that reached a peer, in a row (see EMPTY_BEATS). */
   private emptyBeats = 0
   private pending?: Promise<void>
   private metaWriting = false
@@ -470,10 +472,13 @@ export class FleetService implements Fleet, Startable {
     const bytes = encodeHeartbeat({ ...unsigned, sig })
     this.lastPublished = this.now()
     this.lastRowsKey = rowsKey(input)
-    this.emptyBeats = this.lastRowsKey === NO_ROWS ? this.emptyBeats + 1 : 0
+    const empty = this.lastRowsKey === NO_ROWS
+    if (!empty) this.emptyBeats = 0
     this.take(this.self, rows, hlc, this.now())
     try {
-      await this.components.pubsub.publish(this.topic, bytes)
+      const { recipients } = await this.components.pubsub.publish(this.topic, bytes)
+      // an empty heartbeat counts once it reached someone
+      if (empty && recipients.length > 0) this.emptyBeats++
     } catch (err) {
       // no member subscribed yet (the mesh forms after the first heartbeats): the next one goes out
       this.log.trace('publishing on %s failed - %e', this.topic, err)
@@ -785,8 +790,11 @@ export class FleetService implements Fleet, Startable {
           summary: fleetSummary(entry.rows.map(r => ({ ...r, stale }))),
           at: entry.at
         })
-      } else if (typeof m.meta[FLEET_META_KEY] === 'string') {
-        members.push({ member: m.principal, summary: m.meta[FLEET_META_KEY], at: 0 })
+      } else {
+        // no heartbeat held: its metadata's summary, else none (a member hosting no agents writes no
+        // summary, and after EMPTY_BEATS no heartbeat)
+        const meta = m.meta[FLEET_META_KEY]
+        members.push({ member: m.principal, summary: typeof meta === 'string' ? meta : fleetSummary([]), at: 0 })
       }
     }
     return { totals, members, agents }

@@ -153,16 +153,19 @@ describe('membership: SWIM with Lifeguard among in-process members', function ()
 
   it('checks when the SPKI epoch moves, at most once per checkInterval however often it moves', async () => {
     const [a] = cluster.nodes
-    const svc = membershipOf(a) as unknown as { runRecheck: (o: unknown) => Promise<void> }
+    const svc = membershipOf(a) as unknown as { runRecheck: (o: unknown) => Promise<void>; checkTimer?: unknown }
     const run = svc.runRecheck.bind(svc)
+    const pending = (): unknown => svc.checkTimer
     let checks = 0
     svc.runRecheck = async o => {
       checks++
       await run(o)
     }
     try {
+      await waitUntil('no check pending', () => pending() == null, 5_000, 10)
       await new Promise(resolve => setTimeout(resolve, 300))
       assert.equal(checks, 0, 'an idle member does not check')
+      assert.equal(pending(), undefined, 'an idle member arms no check (it used to poll every checkInterval)')
       // 40 epoch changes, each in a task of its own, within well under the fixtures' 200 ms interval
       const started = Date.now()
       for (let i = 0; i < 40; i++) await a.spki.addAclEntry((await key()).id, tag('(cyberspace other)'))
@@ -171,6 +174,7 @@ describe('membership: SWIM with Lifeguard among in-process members', function ()
       await new Promise(resolve => setTimeout(resolve, 500))
       // one at once, then at most one per 200 ms while changes kept coming, and one for the last
       assert.ok(checks <= 2 + Math.ceil(burst / 200), `${checks} checks for a ${burst} ms burst`)
+      await waitUntil('no check pending again', () => pending() == null, 5_000, 10)
     } finally {
       delete (svc as { runRecheck?: unknown }).runRecheck
     }
@@ -183,10 +187,17 @@ describe('membership: SWIM with Lifeguard among in-process members', function ()
       lastStall: number
       probing: Set<string>
       watchStalls: () => void
+      awareness: { score: number }
     }
     // once every probe of a round answered and nothing is pending, no lag tick runs; probes come
     // every 200 ms here, so it is caught resting between two of them
-    await waitUntil('the lag tick rests', () => svc.lagTimer == null && svc.probing.size === 0, 10_000, 1)
+    // (with local health at its best, probes come at most 4 × 200 ms apart: one falls due in the stall)
+    await waitUntil(
+      'the lag tick rests',
+      () => svc.lagTimer == null && svc.probing.size === 0 && svc.awareness.score === 0,
+      10_000,
+      1
+    )
     const before = svc.lastStall
     const start = Date.now()
     // a 2 s stall: the probe timer due meanwhile fires more than stallThreshold (500 ms) late

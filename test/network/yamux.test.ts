@@ -42,7 +42,7 @@ describe('yamux: window updates once half the window is used', function () {
   let a: Libp2p
   let b: Libp2p
   let received: { count: number; bytes: number; digest?: string; updates?: { count: number } }
-  let done: Promise<void>
+  let done: Promise<void> | undefined
 
   before(async () => {
     assert.equal(creditHalfWindows(), true, '@chainsafe/libp2p-yamux streams have the expected shape')
@@ -71,6 +71,7 @@ describe('yamux: window updates once half the window is used', function () {
 
   async function send(messages: Uint8Array[]): Promise<void> {
     received = { count: 0, bytes: 0 }
+    done = undefined
     const stream = await a.dialProtocol(b.getMultiaddrs()[0], PROTOCOL)
     for (const m of messages) {
       if (!stream.send(m)) await new Promise(resolve => stream.addEventListener('drain', resolve, { once: true }))
