@@ -42,6 +42,10 @@ import type { BufferedMessage } from './api/server.ts'
 import type { BootstrapRetry } from '../src/network/bootstrap.ts'
 import type { PeerSummary } from '../src/node.ts'
 
+/** Bounds of `start --keepalive-interval`, ms. */
+const MIN_KEEPALIVE = 1000
+const MAX_KEEPALIVE = 3_600_000
+
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4101', '/ip4/0.0.0.0/tcp/4102/ws']
 export const DEFAULT_API_PORT = 4100
 
@@ -97,6 +101,10 @@ const START_HELP: CommandHelp = {
     [
       '--heartbeat-interval <ms>',
       `how often the node publishes its agents' heartbeats (fleet status), ${MIN_FLEET_INTERVAL}-${MAX_FLEET_INTERVAL} ms; default ${DEFAULT_FLEET_INTERVAL}; members should agree on it`
+    ],
+    [
+      '--keepalive-interval <ms>',
+      `how often every connection is pinged, ${MIN_KEEPALIVE}-${MAX_KEEPALIVE} ms; default 300000; behind a proxy or NAT that drops idle connections, set it below that timeout (nginx: 60 s)`
     ]
   ],
   example: 'start --bootstrap /ip4/192.168.1.5/tcp/4101/p2p/12D3KooW…'
@@ -286,6 +294,7 @@ const OPTIONS = {
   cursor: { type: 'string' },
   kind: { type: 'string', multiple: true },
   'heartbeat-interval': { type: 'string' },
+  'keepalive-interval': { type: 'string' },
   id: { type: 'string' },
   key: { type: 'string' },
   body: { type: 'string' },
@@ -473,6 +482,7 @@ async function start(
     meta?: string[]
     kind?: string[]
     'heartbeat-interval'?: string
+    'keepalive-interval'?: string
   },
   rest: string[],
   out: Out,
@@ -498,6 +508,16 @@ async function start(
   } catch (e) {
     throw new UsageError((e as Error).message)
   }
+
+  const keepAliveText = values['keepalive-interval']
+  const keepAliveInterval = keepAliveText == null ? undefined : Number(keepAliveText)
+  if (
+    keepAliveInterval !== undefined &&
+    (!/^\d+$/.test(keepAliveText as string) || keepAliveInterval < MIN_KEEPALIVE || keepAliveInterval > MAX_KEEPALIVE)
+  )
+    throw new UsageError(
+      `invalid --keepalive-interval "${keepAliveText}": expected ${MIN_KEEPALIVE}-${MAX_KEEPALIVE} ms`
+    )
 
   const heartbeatText = values['heartbeat-interval']
   const heartbeat = heartbeatText == null ? undefined : Number(heartbeatText)
@@ -531,6 +551,7 @@ async function start(
     apiPublicHost,
     meta,
     ...(heartbeat !== undefined ? { workOptions: { fleet: { interval: heartbeat } } } : {}),
+    keepAliveInterval,
     onLeave: () => left()
   })
   const { node, api } = running

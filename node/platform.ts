@@ -61,6 +61,8 @@ export interface NodeProcessOptions {
   onLeave?: () => void
   /** Coordination settings (`start --heartbeat-interval`). */
   workOptions?: WorkInit
+  /** How often yamux pings every connection, ms (`start --keepalive-interval`); see CreateNodeOptions. */
+  keepAliveInterval?: number
 }
 
 export interface RunningNode {
@@ -126,6 +128,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       clusterOptions: { store: fileShareStore(dataDir.path) },
       membershipOptions: { meta: options.meta },
       workOptions: options.workOptions,
+      keepAliveInterval: options.keepAliveInterval,
       // libp2p's defaults (5 inbound connections per second per host, 10 pending) assume every
       // peer has its own address; cluster members often share one (several agents on a machine,
       // a LAN behind one NAT), and a joining burst would be refused and left to backoff

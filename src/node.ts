@@ -152,6 +152,12 @@ export interface CreateNodeOptions {
   connectionGater?: ConnectionGater
   /** Connection limits; maxConnections defaults to 300, the rest to libp2p's defaults. */
   connectionManager?: Libp2pOptions['connectionManager']
+  /**
+   * How often yamux pings every connection, ms; default 5 minutes. An idle connection says nothing
+   * more often than that: behind a proxy or NAT that drops idle connections sooner (nginx's
+   * websocket proxy_read_timeout is 60 s), set it below that timeout, e.g. 50_000.
+   */
+  keepAliveInterval?: number
   logger?: ComponentLogger
 }
 
@@ -223,9 +229,10 @@ export async function createNode(options: CreateNodeOptions): Promise<Cyberspace
     connectionEncrypters: [noise()],
     // yamux pings every connection at start (its round-trip time sizes stream windows) and then
     // every 30 s by default, never acting on a lost answer; with many connections per node that was
-    // an idle node's most frequent wake-up. The connection monitor finds dead connections. Window
+    // an idle node's most frequent wake-up. The connection monitor finds dead connections; a proxy
+    // or NAT on the path may need keepAliveInterval below its idle timeout. Window
     // updates go out once half a stream's window is used, not after every frame (./network/yamux.ts).
-    streamMuxers: [yamuxMuxer({ keepAliveInterval: CONNECTION_PING_INTERVAL })],
+    streamMuxers: [yamuxMuxer({ keepAliveInterval: options.keepAliveInterval ?? CONNECTION_PING_INTERVAL })],
     connectionGater: options.connectionGater,
     connectionManager: { maxConnections: 300, ...options.connectionManager },
     // libp2p pings every connection every 10 s to find dead ones: a new stream each way per peer,

@@ -31,13 +31,23 @@ interface Patchable {
   halfWindowUpdates?: true
 }
 
-/** Whether an established stream may hold its window update back: less than half its window used. */
+/**
+ * The yamux spec's initial stream window: all a sender can count on before the receiver's first
+ * update, whatever window the receiver itself chose.
+ */
+const SPEC_INITIAL_WINDOW = 256 * 1024
+
+/**
+ * Whether an established stream may hold its window update back: less than half its window used
+ * (half of at most the spec's initial window: a receiver with a larger one must credit before a
+ * sender that assumes 256 KiB runs out).
+ */
 export function holdsWindowUpdate(stream: WindowState): boolean {
   return (
     stream.state === StreamState.Established &&
     typeof stream.recvWindow === 'number' &&
     typeof stream.recvWindowCapacity === 'number' &&
-    stream.recvWindow - stream.recvWindowCapacity < stream.recvWindow / 2
+    stream.recvWindow - stream.recvWindowCapacity < Math.min(stream.recvWindow, SPEC_INITIAL_WINDOW) / 2
   )
 }
 

@@ -9,17 +9,18 @@ import { memory } from '@libp2p/memory'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { createLibp2p } from 'libp2p'
 import { creditHalfWindows, yamuxMuxer } from '../../src/network/yamux.ts'
+import type { YamuxMuxerInit } from '@chainsafe/libp2p-yamux'
 import type { Libp2p, Stream } from '@libp2p/interface'
 
 const PROTOCOL = '/cyberspace/test-yamux/1.0.0'
 let counter = 0
 
-async function bare(): Promise<Libp2p> {
+async function bare(muxer: YamuxMuxerInit = {}): Promise<Libp2p> {
   return await createLibp2p({
     addresses: { listen: [`/memory/yamux-test-${process.pid}-${counter++}`] },
     transports: [memory()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamuxMuxer()],
+    streamMuxers: [yamuxMuxer(muxer)],
     connectionMonitor: { enabled: false }
   })
 }
@@ -102,5 +103,31 @@ describe('yamux: window updates once half the window is used', function () {
     const updates = received.updates?.count ?? 0
     // the sender would have stalled after 256 KiB without any; one per half window (128 KiB) at most
     assert.ok(updates >= 1 && updates <= (8 * 1024) / 128, `${updates} window updates for 8 MiB`)
+  })
+
+  it('a receiver with a 1 MiB window credits a sender that assumes the spec’s 256 KiB before it runs out', async () => {
+    const big = await bare({ streamOptions: { initialStreamWindowSize: 1 << 20, maxStreamWindowSize: 1 << 24 } })
+    try {
+      let bytes = 0
+      let finish: () => void = () => {}
+      const finished = new Promise<void>(resolve => (finish = resolve))
+      await big.handle(PROTOCOL, async stream => {
+        for await (const chunk of stream) bytes += chunk.byteLength
+        finish()
+        await stream.close()
+      })
+      const stream = await a.dialProtocol(big.getMultiaddrs()[0], PROTOCOL)
+      for (let i = 0; i < 64; i++) {
+        if (!stream.send(new Uint8Array(16 * 1024))) await stream.onDrain({ signal: AbortSignal.timeout(10_000) })
+      }
+      await stream.close()
+      await Promise.race([
+        finished,
+        new Promise((resolve, reject) => setTimeout(() => reject(new Error(`stalled at ${bytes} bytes`)), 20_000))
+      ])
+      assert.equal(bytes, 1 << 20)
+    } finally {
+      await big.stop()
+    }
   })
 })

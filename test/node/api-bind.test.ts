@@ -304,6 +304,27 @@ describe('API bind and TLS', function () {
     assert.match(half.stderr, /--api-tls-cert and --api-tls-key go together/)
   })
 
+  it('start refuses a --keepalive-interval that is not 1000-3600000 ms (exit 2), naming the flag', async () => {
+    const data = await tempDir()
+    try {
+      for (const bad of ['5', '1e4', '99999999']) {
+        const { code, stderr } = await runCli([
+          'start',
+          '--data-dir',
+          data,
+          '--api-port',
+          '0',
+          '--keepalive-interval',
+          bad
+        ])
+        assert.equal(code, 2, stderr)
+        assert.match(stderr, /--keepalive-interval/)
+      }
+    } finally {
+      await removeDir(data)
+    }
+  })
+
   it('start with TLS answers https; api.json holds the certificate, and the CLI talks to it pinned', async () => {
     const started = await spawnNode({
       dataDir: join(dir, 'tls'),
