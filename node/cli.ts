@@ -509,25 +509,8 @@ async function start(
     throw new UsageError((e as Error).message)
   }
 
-  const keepAliveText = values['keepalive-interval']
-  const keepAliveInterval = keepAliveText == null ? undefined : Number(keepAliveText)
-  if (
-    keepAliveInterval !== undefined &&
-    (!/^\d+$/.test(keepAliveText as string) || keepAliveInterval < MIN_KEEPALIVE || keepAliveInterval > MAX_KEEPALIVE)
-  )
-    throw new UsageError(
-      `invalid --keepalive-interval "${keepAliveText}": expected ${MIN_KEEPALIVE}-${MAX_KEEPALIVE} ms`
-    )
-
-  const heartbeatText = values['heartbeat-interval']
-  const heartbeat = heartbeatText == null ? undefined : Number(heartbeatText)
-  if (
-    heartbeat !== undefined &&
-    (!/^\d+$/.test(heartbeatText as string) || heartbeat < MIN_FLEET_INTERVAL || heartbeat > MAX_FLEET_INTERVAL)
-  )
-    throw new UsageError(
-      `invalid --heartbeat-interval "${heartbeatText}": expected ${MIN_FLEET_INTERVAL}-${MAX_FLEET_INTERVAL} ms`
-    )
+  const keepAliveInterval = msOption('keepalive-interval', values['keepalive-interval'], MIN_KEEPALIVE, MAX_KEEPALIVE)
+  const heartbeat = msOption('heartbeat-interval', values['heartbeat-interval'], MIN_FLEET_INTERVAL, MAX_FLEET_INTERVAL)
 
   const meta = parseMeta(values.meta ?? [])
   // the kinds load before the node starts: a bad module fails the command, not the node later
@@ -639,6 +622,15 @@ function describeRetry({ addr, failures, delay, error }: BootstrapRetry): string
 }
 
 const LOOPBACK = /^\/ip4\/127\.|^\/ip6\/::1\//
+
+/** A whole number of ms given as `--<name>`, from `min` to `max`; undefined when not given. */
+function msOption(name: string, text: string | undefined, min: number, max: number): number | undefined {
+  if (text == null) return undefined
+  const ms = Number(text)
+  if (!/^\d+$/.test(text) || ms < min || ms > max)
+    throw new UsageError(`invalid --${name} "${text}": expected ${min}-${max} ms`)
+  return ms
+}
 
 /**
  * How another node joins this one: from another machine through a non-loopback TCP address, if

@@ -381,10 +381,11 @@ export class SyncedLevelDatastore extends LevelDatastore {
 
   async get(key: Key, options?: AbortOptions): Promise<Uint8Array> {
     const text = key.toString()
-    const cached = text.startsWith(PEERS_PREFIX) ? this.peers.get(text) : undefined
+    if (!text.startsWith(PEERS_PREFIX)) return await super.get(key, options)
+    const cached = this.peers.get(text)
     if (cached != null) return cached
     const value = await super.get(key, options)
-    if (text.startsWith(PEERS_PREFIX) && value.byteLength <= MAX_CACHED_PEER_BYTES) this.peers.set(text, value)
+    if (value.byteLength <= MAX_CACHED_PEER_BYTES) this.peers.set(text, value)
     return value
   }
 
