@@ -12,7 +12,7 @@
 import { loadavg } from 'node:os'
 import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
-import { hasSodium, nodeEd25519, processEd25519 } from '../node/ed25519.ts'
+import { hasSodium, nodeEd25519, processEd25519, processVerifyHelper } from '../node/ed25519.ts'
 import { createPublicKey, verify } from 'node:crypto'
 import { ed25519, SPKI_PREFIX, useEd25519, webCrypto } from '../src/crypto/ed25519.ts'
 import { principalId } from '../src/crypto/principal.ts'
@@ -189,11 +189,14 @@ const benchmark: Benchmark = {
     'depth-5 SPKI chain checks per second, cold and cached, beside raw verify on one and on all usable cores, and a Map lookup',
   async run(): Promise<BenchResult> {
     // node processes run the node back end (node/platform.ts): libsodium where sodium-native loads,
-    // on the calling thread; browsers run WebCrypto
+    // on the calling thread and the process's helper thread at once; browsers run WebCrypto
     const before = useEd25519(processEd25519)
-    const installed = hasSodium ? 'libsodium (installed)' : 'OpenSSL (installed)'
+    const installed = hasSodium ? 'libsodium + helper thread (installed)' : 'OpenSSL (installed)'
+    const alone = 'libsodium, calling thread only'
     const backends: Array<[string, Ed25519]> = [[installed, processEd25519]]
     if (hasSodium) {
+      await processVerifyHelper?.start()
+      backends.push([alone, nodeEd25519({ helper: false })])
       backends.push(['OpenSSL (libuv pool)', nodeEd25519({ verifier: 'openssl' })])
     }
     const subtle = await webCrypto()
@@ -286,6 +289,7 @@ const benchmark: Benchmark = {
         const floor = floors.libsodium ?? floors.OpenSSL
         note(ratios, `${installed}: depth 5 cold / floor (raw × usable cores / 5)`, cold[installed] / floor)
         if (hasSodium) {
+          note(ratios, `cold: ${installed} / ${alone}`, cold[installed] / cold[alone])
           note(ratios, `cold: ${installed} / OpenSSL (libuv pool)`, cold[installed] / cold['OpenSSL (libuv pool)'])
         }
         coldInstalled.push(cold[installed])

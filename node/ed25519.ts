@@ -11,8 +11,9 @@
  * the answer depends on neither library's version (test/crypto/cctv.test.ts: the 914 edge vectors
  * of C2SP's CCTV set get OpenSSL's answer from both).
  *
- * `verifyMany` checks its signatures one after the other on the calling thread with libsodium
- * (synchronous: about 90 µs each), or with OpenSSL on libuv's thread pool.
+ * `verifyMany` checks its signatures with libsodium on the calling thread and, for two or more, on a
+ * helper thread at once (node/verify-helper.ts: both take signatures from a shared counter, so the
+ * caller never waits on a helper that has no core); or with OpenSSL on libuv's thread pool.
  *
  * @example
  * useEd25519(nodeEd25519())
@@ -33,12 +34,19 @@ import {
   verifyEach
 } from '../src/crypto/ed25519.ts'
 import { RecentMap } from '../src/recent-map.ts'
+import { VerifyHelper } from './verify-helper.ts'
 import type { Ed25519, KeyCacheSizes, SignedMessage } from '../src/crypto/ed25519.ts'
 import type { KeyObject } from 'node:crypto'
+import type { VerifyHelperOptions } from './verify-helper.ts'
 
 export interface NodeEd25519Options extends KeyCacheSizes {
   /** Which library verifies: libsodium where it loads (the default), else OpenSSL. */
   verifier?: 'sodium' | 'openssl'
+  /**
+   * Whether libsodium's verifyMany shares its signatures with a helper thread (true, the default:
+   * the process's helper; false: the calling thread alone; or a helper of its own).
+   */
+  helper?: boolean | VerifyHelper
 }
 
 interface PrivateEntry {
@@ -53,15 +61,26 @@ interface Sodium {
 
 const requireHere = createRequire(import.meta.url)
 
-/** sodium-native, or undefined where it does not load. */
-const sodium = ((): Sodium | undefined => {
+/** sodium-native and the path it loads from, or undefined where it does not load. */
+const sodiumModule = ((): { library: Sodium; path: string } | undefined => {
   try {
-    const library = requireHere('sodium-native') as Sodium
-    return typeof library.crypto_sign_verify_detached === 'function' ? library : undefined
+    const path = requireHere.resolve('sodium-native')
+    const library = requireHere(path) as Sodium
+    return typeof library.crypto_sign_verify_detached === 'function' ? { library, path } : undefined
   } catch {
     return undefined
   }
 })()
+const sodium = sodiumModule?.library
+
+/** The helper thread this process's (or worker thread's) back ends share, where libsodium loads. */
+export const processVerifyHelper: VerifyHelper | undefined =
+  sodiumModule == null ? undefined : new VerifyHelper(sodiumModule.path)
+
+/** A helper thread of its own for a back end (tests, benchmarks), where libsodium loads. */
+export function verifyHelper(options: VerifyHelperOptions = {}): VerifyHelper | undefined {
+  return sodiumModule == null ? undefined : new VerifyHelper(sodiumModule.path, options)
+}
 
 /** Whether verifying runs on libsodium in this process (false: sodium-native did not load). */
 export const hasSodium = sodium != null
@@ -91,6 +110,12 @@ const latin1 = (bytes: Uint8Array): string =>
 
 export function nodeEd25519(options: NodeEd25519Options = {}): Ed25519 {
   const library = options.verifier === 'openssl' ? undefined : sodium
+  const helper =
+    library == null || options.helper === false
+      ? undefined
+      : options.helper instanceof VerifyHelper
+        ? options.helper
+        : processVerifyHelper
   // null: a key the strict rules or OpenSSL refuse, remembered as refused
   const publicKeys = new RecentMap<string, KeyObject | null>(options.publicKeys ?? DEFAULT_PUBLIC_KEYS)
   const privateKeys = new RecentMap<string, PrivateEntry>(options.privateKeys ?? DEFAULT_PRIVATE_KEYS)
@@ -122,10 +147,15 @@ export function nodeEd25519(options: NodeEd25519Options = {}): Ed25519 {
     checkBytes('public key', item.publicKey, PUBLIC_KEY_LENGTH)
     return isStrictSignature(item.signature) && isStrictPublicKey(item.publicKey)
   }
-  /** libsodium on each item, one after the other, once the cheap checks ran on all of them. */
+  /** libsodium on each item (here and on the helper thread), once the cheap checks ran on all of them. */
   const sodiumVerifyMany = (sodiumLibrary: Sodium, items: readonly SignedMessage[]): boolean[] => {
     const passed = items.map(passesChecks)
-    return items.map((item, i) => passed[i] && sodiumVerify(sodiumLibrary, item))
+    const here = (item: SignedMessage): boolean => sodiumVerify(sodiumLibrary, item)
+    if (helper == null) return items.map((item, i) => passed[i] && here(item))
+    const checked = items.filter((_, i) => passed[i])
+    const answers = helper.verify(checked, here)
+    let next = 0
+    return passed.map(ok => ok && answers[next++])
   }
   /** As in the WebCrypto back end: only `sign` remembers the key it imports (`remember`). */
   const privateKeyOf = (secretKey: Uint8Array, remember: boolean): PrivateEntry => {
