@@ -5,14 +5,16 @@
  * (the main thread and a worker verifying at once: what two cores give when other processes share
  * them), the floor that sets (raw verify × usable cores / 5: no depth-5 chain checked cold can go
  * faster), the CPU a cold chain costs (steady under load, where rates are not), the
- * signature-cache-only path callers had before reductions were cached, and a plain Map lookup
+ * signature-cache-only path callers had before reductions were cached, the installed back end
+ * (libsodium on the calling thread and its helper thread) beside libsodium on the calling thread
+ * alone, and a plain Map lookup
  * (what a cached authorization can at best cost). Three rounds; each row gives the median and the
  * range, each ratio the median of the rounds' ratios; the load average is printed with them.
  */
 import { loadavg } from 'node:os'
 import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
-import { hasSodium, nodeEd25519, processEd25519, processVerifyHelper } from '../node/ed25519.ts'
+import { hasSodium, nodeEd25519, processEd25519, processVerifyHelper, sodiumPath } from '../node/ed25519.ts'
 import { createPublicKey, verify } from 'node:crypto'
 import { ed25519, SPKI_PREFIX, useEd25519, webCrypto } from '../src/crypto/ed25519.ts'
 import { principalId } from '../src/crypto/principal.ts'
@@ -107,10 +109,9 @@ async function spinner(
 ): Promise<Spinner> {
   const buffer = new SharedArrayBuffer(8)
   const control = new Int32Array(buffer)
-  const sodiumPath = sodium ? createRequire(import.meta.url).resolve('sodium-native') : undefined
   const worker = new Worker(SPINNER_SOURCE, {
     eval: true,
-    workerData: { buffer, publicKey, message, signature, sodiumPath }
+    workerData: { buffer, publicKey, message, signature, sodiumPath: sodium ? sodiumPath : undefined }
   })
   await new Promise(resolve => worker.once('online', resolve))
   return {

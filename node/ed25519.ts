@@ -21,6 +21,7 @@
  */
 import { createPrivateKey, createPublicKey, hash, sign, verify } from 'node:crypto'
 import { createRequire } from 'node:module'
+import { availableParallelism } from 'node:os'
 import {
   checkBytes,
   DEFAULT_PRIVATE_KEYS,
@@ -37,16 +38,15 @@ import { RecentMap } from '../src/recent-map.ts'
 import { VerifyHelper } from './verify-helper.ts'
 import type { Ed25519, KeyCacheSizes, SignedMessage } from '../src/crypto/ed25519.ts'
 import type { KeyObject } from 'node:crypto'
-import type { VerifyHelperOptions } from './verify-helper.ts'
 
 export interface NodeEd25519Options extends KeyCacheSizes {
   /** Which library verifies: libsodium where it loads (the default), else OpenSSL. */
   verifier?: 'sodium' | 'openssl'
   /**
-   * Whether libsodium's verifyMany shares its signatures with a helper thread (true, the default:
-   * the process's helper; false: the calling thread alone; or a helper of its own).
+   * The helper thread libsodium's verifyMany shares its signatures with: by default the process's,
+   * false for the calling thread alone, or a helper of its own (tests, benchmarks).
    */
-  helper?: boolean | VerifyHelper
+  helper?: false | VerifyHelper
 }
 
 interface PrivateEntry {
@@ -73,14 +73,15 @@ const sodiumModule = ((): { library: Sodium; path: string } | undefined => {
 })()
 const sodium = sodiumModule?.library
 
-/** The helper thread this process's (or worker thread's) back ends share, where libsodium loads. */
+/**
+ * The helper thread this process's (or worker thread's) back ends share, where libsodium loads and
+ * the process may use more than one core (with one, a helper could only take turns with the caller).
+ */
 export const processVerifyHelper: VerifyHelper | undefined =
-  sodiumModule == null ? undefined : new VerifyHelper(sodiumModule.path)
+  sodiumModule == null || availableParallelism() < 2 ? undefined : new VerifyHelper(sodiumModule.path)
 
-/** A helper thread of its own for a back end (tests, benchmarks), where libsodium loads. */
-export function verifyHelper(options: VerifyHelperOptions = {}): VerifyHelper | undefined {
-  return sodiumModule == null ? undefined : new VerifyHelper(sodiumModule.path, options)
-}
+/** Where sodium-native loads from (a helper thread of its own: `new VerifyHelper(sodiumPath)`). */
+export const sodiumPath = sodiumModule?.path
 
 /** Whether verifying runs on libsodium in this process (false: sodium-native did not load). */
 export const hasSodium = sodium != null
@@ -110,12 +111,7 @@ const latin1 = (bytes: Uint8Array): string =>
 
 export function nodeEd25519(options: NodeEd25519Options = {}): Ed25519 {
   const library = options.verifier === 'openssl' ? undefined : sodium
-  const helper =
-    library == null || options.helper === false
-      ? undefined
-      : options.helper instanceof VerifyHelper
-        ? options.helper
-        : processVerifyHelper
+  const helper = library == null || options.helper === false ? undefined : (options.helper ?? processVerifyHelper)
   // null: a key the strict rules or OpenSSL refuse, remembered as refused
   const publicKeys = new RecentMap<string, KeyObject | null>(options.publicKeys ?? DEFAULT_PUBLIC_KEYS)
   const privateKeys = new RecentMap<string, PrivateEntry>(options.privateKeys ?? DEFAULT_PRIVATE_KEYS)

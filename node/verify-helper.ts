@@ -16,13 +16,14 @@
  * counter for a while after each batch first gained nothing measurable here: 0.5 and 2 ms of
  * spinning against none), and after IDLE_EXIT_MS without a batch its thread ends; the next batch
  * starts another. It never keeps the process alive. Running, it holds about 17 MB (a V8 isolate).
- * No timing depends on it: a process where it cannot start checks everything on the calling thread.
+ * No answer depends on it: a process where it cannot start checks everything on the calling thread.
  *
  * A result is read as good only if the helper wrote exactly VALID for that slot of the current
  * batch; slots are cleared before a batch is published, and a batch is not replaced while a
  * signature of it is still being checked (or the helper is given up first, and its memory with it).
  * A thread reads a signature's bytes only after its compare-and-swap took that signature's index
- * from the current word, so a claim made from a stale reading of the word cannot succeed.
+ * from the current word, so a claim from a stale reading succeeds only if the word still holds that
+ * value, and then takes that index of the batch now published.
  */
 import { Worker } from 'node:worker_threads'
 import { PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH } from '../src/crypto/ed25519.ts'
@@ -144,8 +145,8 @@ export class VerifyHelper {
   private readonly sodiumPath: string
   private readonly waitMs: number
   private readonly idleMs: number
-  /** Batches published and signatures the helper checked (for tests and benchmarks). */
-  readonly counts = { batches: 0, byHelper: 0, givenUp: 0 }
+  /** Threads started, batches published and signatures the helper checked (for tests and benchmarks). */
+  readonly counts = { started: 0, batches: 0, byHelper: 0, givenUp: 0 }
 
   constructor(sodiumPath: string, options: VerifyHelperOptions = {}) {
     this.sodiumPath = sodiumPath
@@ -174,6 +175,7 @@ export class VerifyHelper {
   private current(): Helper | undefined {
     if (this.helper == null && performance.now() >= this.notBefore) {
       try {
+        this.counts.started++
         this.helper = new Helper(this.sodiumPath, this.idleMs, (ended, idle) => {
           if (this.helper !== ended) return
           // a thread that failed (its start, or later) is not started again at once
@@ -244,6 +246,26 @@ export class VerifyHelper {
     this.counts.batches++
     Atomics.store(control, WORD, count << COUNT_SHIFT)
     Atomics.notify(control, WORD, 1)
+    try {
+      return this.share(helper, items, from, count, out, verifyHere)
+    } catch (error) {
+      // left while the helper may still check a signature of this batch: it would answer into the
+      // next batch's slots, so this memory (and the thread) is not used again
+      this.giveUp()
+      throw error
+    }
+  }
+
+  /** Takes signatures of the published batch until none is left, then waits for those the helper took. */
+  private share(
+    helper: Helper,
+    items: readonly SignedMessage[],
+    from: number,
+    count: number,
+    out: boolean[],
+    verifyHere: VerifyHere
+  ): number {
+    const { control } = helper
     const mine = new Array<boolean>(count).fill(false)
     for (;;) {
       const word = Atomics.load(control, WORD)

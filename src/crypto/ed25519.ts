@@ -52,7 +52,8 @@ export interface Ed25519 {
   prepare(secretKey: Uint8Array): Promise<PreparedKey>
   /**
    * Each item's verify, by the same rules, in order; the back end may check them in parallel
-   * (node:crypto on its thread pool, WebCrypto concurrently). For a caller holding several at once.
+   * (Node: libsodium on the calling thread and a helper thread, or OpenSSL on libuv's pool;
+   * WebCrypto concurrently). For a caller holding several at once.
    */
   verifyMany(items: readonly SignedMessage[]): Promise<boolean[]>
 }

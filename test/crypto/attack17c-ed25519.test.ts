@@ -5,71 +5,10 @@
  * of any message size included, from libsodium and OpenSSL alike.
  */
 import { strict as assert } from 'node:assert'
-import { randomBytes } from 'node:crypto'
-import { ed25519 as noble } from '@noble/curves/ed25519.js'
-import { nodeEd25519, hasSodium } from '../../node/ed25519.ts'
+import { nodeEd25519, hasSodium, sodiumPath } from '../../node/ed25519.ts'
+import { VerifyHelper } from '../../node/verify-helper.ts'
 import { nobleEd25519 } from '../../src/crypto/ed25519.ts'
-import type { SignedMessage } from '../../src/crypto/ed25519.ts'
-
-/** A signed item, then one of several mutations an attacker would try. */
-function candidates(count: number): SignedMessage[] {
-  const out: SignedMessage[] = []
-  const L = noble.Point.Fn.ORDER
-  for (let i = 0; i < count; i++) {
-    const secret = randomBytes(32)
-    const publicKey = noble.getPublicKey(secret)
-    const sizes = [0, 1, 31, 64, 1000, 40_000, 70_000]
-    const message = new Uint8Array(randomBytes(sizes[i % sizes.length]))
-    const signature = noble.sign(message, secret)
-    const flip = (bytes: Uint8Array): Uint8Array => {
-      const copy = bytes.slice()
-      if (copy.length > 0) copy[i % copy.length] ^= 1 << (i % 8)
-      return copy
-    }
-    switch (i % 8) {
-      case 0:
-        out.push({ publicKey, message, signature })
-        break
-      case 1:
-        out.push({ publicKey, message, signature: flip(signature) })
-        break
-      case 2:
-        out.push({ publicKey: flip(publicKey), message, signature })
-        break
-      case 3:
-        out.push({ publicKey, message: flip(message), signature })
-        break
-      case 4: {
-        // S + L: the same point, not canonical
-        let s = 0n
-        for (let b = 63; b >= 32; b--) s = (s << 8n) | BigInt(signature[b])
-        s += L
-        const sig = signature.slice()
-        for (let b = 32; b < 64; b++, s >>= 8n) sig[b] = Number(s & 0xffn)
-        out.push({ publicKey, message, signature: sig })
-        break
-      }
-      case 5:
-        // the key's sign bit flipped: the negated point (another key), or not a point
-        out.push({ publicKey: Uint8Array.from(publicKey, (b, j) => (j === 31 ? b ^ 0x80 : b)), message, signature })
-        break
-      case 6:
-        out.push({ publicKey: new Uint8Array(randomBytes(32)), message, signature: new Uint8Array(randomBytes(64)) })
-        break
-      default:
-        // R of another honest signature of the same message
-        out.push({
-          publicKey,
-          message,
-          signature: new Uint8Array([
-            ...noble.sign(message, randomBytes(32)).subarray(0, 32),
-            ...signature.subarray(32)
-          ])
-        })
-    }
-  }
-  return out
-}
+import { candidates } from './forgeries.ts'
 
 describe('attack17c: the libsodium back end agrees with OpenSSL and the strict rules', function () {
   this.timeout(120_000)
@@ -99,15 +38,27 @@ describe('attack17c: the libsodium back end agrees with OpenSSL and the strict r
     const slices = Array.from({ length: 8 }, (_, c) =>
       items.map((item, n) => ({ item, n })).filter(({ n }) => n % 8 !== c)
     )
-    for (const verifier of ['sodium', 'openssl'] as const) {
-      const backend = nodeEd25519({ verifier })
-      const answers = await Promise.all(slices.map(async slice => await backend.verifyMany(slice.map(s => s.item))))
-      for (const [c, slice] of slices.entries())
-        assert.deepEqual(
-          answers[c],
-          slice.map(({ n }) => expected[n]),
-          `${verifier}, call ${c}`
-        )
+    // libsodium on a helper thread that runs (the process's may still be starting), and alone
+    const helper = new VerifyHelper(sodiumPath!)
+    try {
+      assert.equal(await helper.start(), true)
+      const backends = {
+        'libsodium + helper thread': nodeEd25519({ helper }),
+        'libsodium alone': nodeEd25519({ helper: false }),
+        OpenSSL: nodeEd25519({ verifier: 'openssl' })
+      }
+      for (const [name, backend] of Object.entries(backends)) {
+        const answers = await Promise.all(slices.map(async slice => await backend.verifyMany(slice.map(s => s.item))))
+        for (const [c, slice] of slices.entries())
+          assert.deepEqual(
+            answers[c],
+            slice.map(({ n }) => expected[n]),
+            `${name}, call ${c}`
+          )
+      }
+      assert.ok(helper.counts.batches > 0, 'no batch was shared with the helper thread')
+    } finally {
+      await helper.stop()
     }
   })
 })

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { ed25519 as noble } from '@noble/curves/ed25519.js'
-import { hasSodium, nodeEd25519, processEd25519, verifyHelper } from '../../node/ed25519.ts'
+import { hasSodium, nodeEd25519, processEd25519, sodiumPath } from '../../node/ed25519.ts'
 import { MAX_BATCH, VerifyHelper } from '../../node/verify-helper.ts'
 import type { SignedMessage } from '../../src/crypto/ed25519.ts'
 
@@ -135,7 +135,7 @@ describe('attack17e: the verify helper thread under races, forgeries and crashes
   })
 
   it('answers as the calling thread alone with a forged signature at every position of batches of 2 to 70', async () => {
-    const helper = verifyHelper()!
+    const helper = new VerifyHelper(sodiumPath!)
     try {
       assert.equal(await helper.start(), true)
       const backend = nodeEd25519({ helper })
@@ -156,7 +156,7 @@ describe('attack17e: the verify helper thread under races, forgeries and crashes
   it('answers right while the helper and the caller race for the last signature of thousands of small batches', async () => {
     // batches of two and three: each thread claims from a word the other just moved (the case a
     // claim from a stale reading of the word would break)
-    const helper = verifyHelper()!
+    const helper = new VerifyHelper(sodiumPath!)
     try {
       assert.equal(await helper.start(), true)
       const backend = nodeEd25519({ helper })
@@ -176,17 +176,17 @@ describe('attack17e: the verify helper thread under races, forgeries and crashes
   it('answers right with random mixes of sizes, forgeries and strict refusals, through helpers given up, idle or waiting', async () => {
     const configs = [{}, { waitMs: 0 }, { idleMs: 1 }]
     for (const options of configs) {
-      let helper = verifyHelper(options)!
+      let helper = new VerifyHelper(sodiumPath!, options)
       let helpers = 1
       try {
         await helper.start()
         let backend = nodeEd25519({ helper })
-        const deadline = Date.now() + 4_000
-        for (let round = 0; round < 400 && Date.now() < deadline; round++) {
+        const deadline = Date.now() + 1_500
+        for (let round = 0; round < 150 && Date.now() < deadline; round++) {
           // a given-up helper is not started again within its back-off: take a new one (bounded)
           if (helper.counts.givenUp > 0 && !helper.running && helpers < 15) {
             await helper.stop()
-            helper = verifyHelper(options)!
+            helper = new VerifyHelper(sodiumPath!, options)
             helpers++
             backend = nodeEd25519({ helper })
           }
@@ -202,7 +202,7 @@ describe('attack17e: the verify helper thread under races, forgeries and crashes
   })
 
   it('answers right when several back ends share one helper and their calls interleave', async () => {
-    const helper = verifyHelper()!
+    const helper = new VerifyHelper(sodiumPath!)
     try {
       await helper.start()
       const backends = [nodeEd25519({ helper }), nodeEd25519({ helper }), nodeEd25519({ helper })]
@@ -223,7 +223,7 @@ describe('attack17e: the verify helper thread under races, forgeries and crashes
   it('answers right when the helper thread is terminated in the middle of a batch', async () => {
     let terminatedRunning = 0
     for (let round = 0; round < 8; round++) {
-      const helper = verifyHelper()!
+      const helper = new VerifyHelper(sodiumPath!)
       try {
         assert.equal(await helper.start(), true)
         const backend = nodeEd25519({ helper })
@@ -320,7 +320,7 @@ describe('attack17e: the verify helper thread under races, forgeries and crashes
     }
     const workers = [start(3_000), start(3_000)]
     const doomed = start(60_000)
-    const helper = verifyHelper()!
+    const helper = new VerifyHelper(sodiumPath!)
     try {
       const backend = nodeEd25519({ helper })
       await doomed.progress
@@ -350,7 +350,8 @@ describe('attack17e: the verify helper thread under races, forgeries and crashes
       file,
       `
       import { Worker } from 'node:worker_threads'
-      const { processEd25519, verifyHelper, nodeEd25519 } = await import(${JSON.stringify(url)})
+      const { processEd25519, sodiumPath, nodeEd25519 } = await import(${JSON.stringify(url)})
+      const { VerifyHelper } = await import(${JSON.stringify(new URL('../../node/verify-helper.ts', import.meta.url).href)})
       const secret = new Uint8Array(32).fill(9)
       const message = new Uint8Array(5000)
       const item = { publicKey: await processEd25519.publicKey(secret), message, signature: await processEd25519.sign(secret, message) }
@@ -360,7 +361,7 @@ describe('attack17e: the verify helper thread under races, forgeries and crashes
           for (;;) await processEd25519.verifyMany(Array(31).fill(workerData.item))
         })
       \`, { eval: true, workerData: { url: ${JSON.stringify(url)}, item } })
-      const eager = nodeEd25519({ helper: verifyHelper({ waitMs: 0 }) })
+      const eager = nodeEd25519({ helper: new VerifyHelper(sodiumPath, { waitMs: 0 }) })
       let batches = 0
       setTimeout(() => { console.log(JSON.stringify({ batches })); process.exit(0) }, 500)
       for (;;) {
