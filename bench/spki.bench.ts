@@ -330,7 +330,12 @@ const benchmark: Benchmark = {
         loadAverage: load.map(x => x.toFixed(2)).join(' → '),
         depth: DEPTH,
         rounds: `${COLD_ROUNDS} of ${COLD_MS} ms a figure (cold), ${ROUNDS} of ${MEASURE_MS} ms (cached)`,
-        revocation: 'a CRL from the root is consulted on every check'
+        revocation: 'a CRL from the root is consulted on every check',
+        ...(processVerifyHelper == null
+          ? {}
+          : {
+              helperThread: `${processVerifyHelper.counts.batches} batches, ${processVerifyHelper.counts.byHelper} signatures checked by the helper, given up ${processVerifyHelper.counts.givenUp} times`
+            })
       },
       columns: ['what', 'per second (median)', 'min', 'max'],
       rows: Object.entries(figures).map(([what, values]) => [
