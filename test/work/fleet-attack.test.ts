@@ -355,11 +355,12 @@ describe('fleet under attack: non-members, forgeries, floods, oversize, replays'
     services.push(quiet)
     await quiet.start()
     await waitUntil('4 heartbeats', () => sent.length >= 4, 20_000, 20)
-    // unchanged rows: QUIET_BEATS intervals apart (timers never fire early), fewer than the
-    // STALE_AFTER after which the others list them stale
+    // unchanged rows: at the first tick from QUIET_BEATS intervals less half an interval after the
+    // last (room for timer drift; ticks are not aligned with a publish that took a while, so a gap
+    // can be as short as that), fewer than the STALE_AFTER after which the others list them stale
     assert.ok(QUIET_BEATS < STALE_AFTER)
     for (let i = 1; i < 4; i++)
-      assert.ok(sent[i] - sent[i - 1] >= QUIET_BEATS * 200 - 20, `gap ${i}: ${sent[i] - sent[i - 1]} ms`)
+      assert.ok(sent[i] - sent[i - 1] >= QUIET_BEATS * 200 - 200 / 2 - 20, `gap ${i}: ${sent[i] - sent[i - 1]} ms`)
     // a change goes out at the next tick, not after a quiet spell: its heartbeat carries the new load
     const before = sent.length
     load = 0.75
