@@ -41,19 +41,17 @@ const CLUSTER = 10
 const SETUPS = new Set((process.env.IDLE_SETUPS ?? 'floor,pair,cluster').split(',').map(s => s.trim()))
 const FLOOR_SCRIPT = fileURLToPath(new URL('idle-floor.ts', import.meta.url))
 
-interface Figures {
-  label: string
-  nodes: number
+/** The per-process figures of both windows. */
+interface Windows {
   /** Per process, % of one core over the first window. */
   percent: number[]
   /** Per process, % of one core over the settled window (when measured). */
   settled?: number[]
 }
 
-/** The per-process figures of both windows. */
-interface Windows {
-  percent: number[]
-  settled?: number[]
+interface Figures extends Windows {
+  label: string
+  nodes: number
 }
 
 function progress(line: string): void {
