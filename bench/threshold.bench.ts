@@ -1,6 +1,6 @@
 /**
  * Cluster key latency: distributed key generation and one FROST signature for 3-of-5, 5-of-9 and
- * 7-of-10, over TCP on 127.0.0.1 between full nodes (in this one process, so all share its CPU)
+ * 7-of-10, over TCP on 127.0.0.1 between full nodes (a group's nodes in one process, sharing its CPU)
  * and, beside it, the compute-only time of the same rounds — the same DkgSession, Signer and
  * coordinateSigning code with messages handed over in memory — measured in the same run.
  *
@@ -25,10 +25,15 @@
  * (e.g. `3-of-5,7-of-10`); THRESHOLD_SIGNATURES sets how many signatures each measures (default 15);
  * the loopback signatures start once the nodes' start-up work is over (see quiet(); the wait is
  * the column "settle s"), THRESHOLD_SETTLE=0 starts them right after the key generation.
+ * With more than one group, each group runs in a process of its own (this benchmark again, with
+ * THRESHOLD_GROUPS naming that group): a group's stopped nodes leave heap, closing sockets and
+ * timers behind that would otherwise fall on the next group's loopback figures, and a group's
+ * figures then do not depend on which groups ran before it.
  * Each signer object lives as long as its key, as in the cluster service; every simulated node has
  * its own (so no node profits from another's checks).
  */
-import { pathToFileURL } from 'node:url'
+import { spawn } from 'node:child_process'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -216,10 +221,75 @@ function nobleSign(keys: Key[], t: number, payload: Uint8Array, checkShares: boo
   return performance.now() - start
 }
 
+const RUN_SCRIPT = fileURLToPath(new URL('run.ts', import.meta.url))
+
+/** Signals that stop the benchmark: passed on to a group's process. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
+/** One group's result, measured by this benchmark in a fresh process (bench/run.ts prints it as its BENCH line). */
+async function groupInChild(group: string): Promise<BenchResult> {
+  const child = spawn(process.execPath, [...process.execArgv, RUN_SCRIPT, 'threshold'], {
+    env: { ...process.env, THRESHOLD_GROUPS: group },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  // a stopped benchmark must not leave a group measuring on the machine
+  const forward = (signal: NodeJS.Signals): void => {
+    child.kill(signal)
+  }
+  for (const signal of STOP_SIGNALS) process.once(signal, forward)
+  let out = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (d: string) => {
+    out += d
+  })
+  try {
+    // 'close', not 'exit': by then all of its stdout is read
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+      child.once('error', reject)
+      child.once('close', (c, s) => {
+        resolve([c, s])
+      })
+    })
+    const line = out.split('\n').find(l => l.startsWith('BENCH '))
+    const result =
+      line == null ? undefined : (JSON.parse(line.slice('BENCH '.length), nanForNull) as BenchResult & { name: string })
+    if (code !== 0 || result?.name !== 'threshold')
+      throw new Error(
+        `the ${group} run ${signal != null ? `was stopped by ${signal}` : `exited with ${code}`}` +
+          `${result == null ? ' without a result' : ''} (its error is above, on stderr)`
+      )
+    return result
+  } finally {
+    for (const signal of STOP_SIGNALS) process.removeListener(signal, forward)
+  }
+}
+
+/** JSON has no NaN (a figure with no samples, e.g. every loopback signature failed): it arrives as null. */
+function nanForNull(_key: string, value: unknown): unknown {
+  return value === null ? Number.NaN : value
+}
+
+/** Every group, each in its own process, as one result: the first group's set-up and columns, all rows and ratios. */
+async function groupsInChildren(): Promise<BenchResult> {
+  const results: BenchResult[] = []
+  for (const { t, n } of GROUPS) results.push(await groupInChild(`${t}-of-${n}`))
+  return {
+    setup: {
+      ...results[0].setup,
+      transport: 'TCP 127.0.0.1, each group in a process of its own (all its nodes in it)'
+    },
+    columns: results[0].columns,
+    rows: results.flatMap(r => r.rows),
+    ratios: Object.assign({}, ...results.map(r => r.ratios)) as Record<string, number>
+  }
+}
+
 const bench: Benchmark = {
   name: 'threshold',
   description: 'DKG and FROST signing latency over loopback TCP against the same rounds computed in one process',
   async run(): Promise<BenchResult> {
+    // compute only (THRESHOLD_LOOPBACK=0) starts no nodes: nothing is left behind for the next group
+    if (GROUPS.length > 1 && process.env.THRESHOLD_LOOPBACK !== '0') return await groupsInChildren()
     const rows: Array<Array<string | number>> = []
     const ratios: Record<string, number> = {}
     const baselineDir = process.env.THRESHOLD_BASELINE
