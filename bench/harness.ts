@@ -21,6 +21,28 @@ export interface Benchmark {
   run(): Promise<BenchResult>
 }
 
+const BENCH_PREFIX = 'BENCH '
+
+/** A benchmark's result as the one machine-readable line `npm run bench` prints for it. */
+export function benchLine(name: string, result: BenchResult): string {
+  return BENCH_PREFIX + JSON.stringify({ name, ...result })
+}
+
+/**
+ * The result of benchmark `name` in a run's output (its benchLine), or undefined. JSON has no NaN
+ * (a figure with no samples): it comes back from null.
+ */
+export function readBenchLine(output: string, name: string): BenchResult | undefined {
+  for (const line of output.split('\n')) {
+    if (!line.startsWith(BENCH_PREFIX)) continue
+    const parsed = JSON.parse(line.slice(BENCH_PREFIX.length), (_key, value: unknown) =>
+      value === null ? Number.NaN : value
+    ) as BenchResult & { name: string }
+    if (parsed.name === name) return parsed
+  }
+  return undefined
+}
+
 export function formatTable(columns: string[], rows: Array<Array<string | number>>): string {
   const cells = [columns, ...rows.map(r => r.map(c => (typeof c === 'number' ? formatNumber(c) : c)))]
   const widths = columns.map((_, i) => Math.max(...cells.map(r => String(r[i] ?? '').length)))

@@ -1,7 +1,7 @@
 /** `npm run bench [filter]`: runs every bench/*.bench.ts (see harness.ts). */
 import { readdir } from 'node:fs/promises'
 import { cpus, totalmem } from 'node:os'
-import { formatTable } from './harness.ts'
+import { benchLine, formatTable } from './harness.ts'
 import type { Benchmark } from './harness.ts'
 
 const filter = process.argv[2] ?? ''
@@ -28,10 +28,7 @@ for (const file of files) {
     )
     console.log(formatTable(result.columns, result.rows))
     for (const [what, ratio] of Object.entries(result.ratios)) console.log(`ratio ${what}: ${ratio.toFixed(2)}`)
-    console.log(
-      'BENCH ' +
-        JSON.stringify({ name: bench.name, setup, columns: result.columns, rows: result.rows, ratios: result.ratios })
-    )
+    console.log(benchLine(bench.name, { ...result, setup }))
   } catch (err) {
     failed = true
     console.error(`${bench.name} failed: ${(err as Error).stack ?? String(err)}`)

@@ -47,7 +47,7 @@ import * as currentSign from '../src/threshold/sign.ts'
 import { signedBytes } from '../protocols/signing.ts'
 import { loopbackNode } from '../test/helpers/memory-node.ts'
 import { waitUntil } from '../test/helpers/processes.ts'
-import { median, percentile } from './harness.ts'
+import { median, percentile, readBenchLine } from './harness.ts'
 import type { Benchmark, BenchResult } from './harness.ts'
 import type { DkgMessage } from '../protocols/dkg/codec.ts'
 import type { PrincipalId } from '../src/crypto/principal.ts'
@@ -250,10 +250,8 @@ async function groupInChild(group: string): Promise<BenchResult> {
         resolve([c, s])
       })
     })
-    const line = out.split('\n').find(l => l.startsWith('BENCH '))
-    const result =
-      line == null ? undefined : (JSON.parse(line.slice('BENCH '.length), nanForNull) as BenchResult & { name: string })
-    if (code !== 0 || result?.name !== 'threshold')
+    const result = readBenchLine(out, 'threshold')
+    if (code !== 0 || result == null)
       throw new Error(
         `the ${group} run ${signal != null ? `was stopped by ${signal}` : `exited with ${code}`}` +
           `${result == null ? ' without a result' : ''} (its error is above, on stderr)`
@@ -262,11 +260,6 @@ async function groupInChild(group: string): Promise<BenchResult> {
   } finally {
     for (const signal of STOP_SIGNALS) process.removeListener(signal, forward)
   }
-}
-
-/** JSON has no NaN (a figure with no samples, e.g. every loopback signature failed): it arrives as null. */
-function nanForNull(_key: string, value: unknown): unknown {
-  return value === null ? Number.NaN : value
 }
 
 /** Every group, each in its own process, as one result: the first group's set-up and columns, all rows and ratios. */
